@@ -1,0 +1,61 @@
+/* Kafka set-up on librdkafka 2.0.2: one producer per process (thread-safe,
+ * shared), consumers in groups with manual commits after processing,
+ * low-latency settings for loopback, topic prefixes (protocol.md 8). */
+#ifndef EVC_BUS_H
+#define EVC_BUS_H
+#include <stddef.h>
+#include <librdkafka/rdkafka.h>
+
+#define BUS_ERR_LEN 256
+#define BUS_NAME_MAX 256
+
+/* Topic prefix from --topic-prefix, else $EVC_TOPIC_PREFIX, else "".
+ * Returns a pointer valid for the program's life. */
+const char *bus_prefix(const char *from_cli);
+/* prefix + base into out (topics and group names alike). */
+void bus_name(char *out, size_t n, const char *prefix, const char *base);
+
+/* Called from librdkafka's threads (via bus_poll) when the broker link goes
+ * up (up=1) or down (up=0, with a reason). */
+typedef void (*bus_state_fn)(void *arg, int up, const char *reason);
+
+struct bus_opts {
+	const char *brokers;      /* "host:port[,host:port]" */
+	bus_state_fn on_state;    /* may be NULL */
+	void *state_arg;
+	int message_timeout_ms;   /* producer: 0 = never give up (default) */
+};
+
+/* A producer (acks=all, idempotent, linger 5 ms). Caller destroys with
+ * bus_producer_close. Creation does not contact the broker, so a broker that
+ * is down is not an error here: messages wait in librdkafka's queue. */
+rd_kafka_t *bus_producer_new(const struct bus_opts *o, char err[BUS_ERR_LEN]);
+/* Produce a copy of payload to topic with key (may be NULL). Never blocks:
+ * 0, or -1 if the local queue is full or the topic name is bad. */
+int bus_produce(rd_kafka_t *p, const char *topic, const char *key, const char *payload,
+		size_t len, char err[BUS_ERR_LEN]);
+/* Serve delivery reports and errors; call often (from any one thread). */
+void bus_poll(rd_kafka_t *rk, int timeout_ms);
+/* Flush for at most timeout_ms, then destroy. */
+void bus_producer_close(rd_kafka_t *p, int timeout_ms);
+
+/* A consumer in group, subscribed to topics (full names, already prefixed),
+ * auto.offset.reset=earliest, enable.auto.commit=false: the caller commits
+ * with bus_commit after it has stored the effects. Caller destroys with
+ * bus_consumer_close. Topics that do not exist yet are created (so a
+ * subscriber never waits on a missing topic). */
+rd_kafka_t *bus_consumer_new(const struct bus_opts *o, const char *group,
+			     const char *const *topics, int ntopics, char err[BUS_ERR_LEN]);
+/* Synchronously commit the offsets after every message consumed so far
+ * (rd_kafka_commit with the current positions). 0 or -1. */
+int bus_commit(rd_kafka_t *c, char err[BUS_ERR_LEN]);
+/* Remember msg as processed; bus_commit_stored then commits all such. */
+void bus_store(rd_kafka_t *c, const rd_kafka_message_t *m);
+int bus_commit_stored(rd_kafka_t *c, char err[BUS_ERR_LEN]);
+/* Commit stored offsets, leave the group, destroy. */
+void bus_consumer_close(rd_kafka_t *c);
+/* Create topics (3 partitions, RF 1) if missing; existing ones are fine. */
+int bus_create_topics(const char *brokers, const char *const *topics, int ntopics,
+		      int timeout_ms, char err[BUS_ERR_LEN]);
+
+#endif

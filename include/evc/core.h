@@ -1,0 +1,177 @@
+/* Central's control core: a pure state machine (design.md). One event in (a
+ * link frame from a CP, a link going down, a Kafka message, an operator
+ * command, a clock tick), effects out (frames to send, connections to close,
+ * Kafka messages to produce, rows to store, log lines, screen changes). No
+ * I/O, no threads, no sockets: everything here is unit-tested event by
+ * event. All times are wall-clock seconds since the epoch (the caller's
+ * clock_wall()), so tests can drive time by hand.
+ *
+ * Every rule of protocol.md section 6 lives here. */
+#ifndef EVC_CORE_H
+#define EVC_CORE_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "evc/link.h"
+#include "evc/log.h"
+#include "evc/msg.h"
+
+#define CORE_ERR_LEN 256
+
+enum core_state {
+	CP_DESCONECTADO,
+	CP_ACTIVADO,
+	CP_RESERVADO,
+	CP_SUMINISTRANDO,
+	CP_AVERIADO,
+	CP_FUERA_DE_SERVICIO,
+	CP_STATE_COUNT
+};
+
+/* The exact strings of protocol.md 6 ("DESCONECTADO", ...). */
+const char *core_state_name(enum core_state st);
+/* Parse one of those strings; -1 if unknown. */
+int core_state_parse(const char *s);
+
+enum core_outcome { OUT_OPEN = 0, OUT_TICKET, OUT_SUPPLY_ERROR, OUT_SESSION_CANCELLED };
+/* NULL for OUT_OPEN, else "TICKET", "SUPPLY_ERROR", "SESSION_CANCELLED". */
+const char *core_outcome_name(enum core_outcome o);
+
+/* A session as stored (protocol.md 7) and as shown. */
+struct core_session {
+	char id[MSG_ID_MAX + 1];
+	char cp_id[MSG_CP_ID_MAX + 1];
+	char driver_id[MSG_ID_MAX + 1];
+	char request_id[MSG_ID_MAX + 1];
+	double price;          /* EUR/kWh sent in AUTORIZAR_SUMINISTRO */
+	double kwh, importe;   /* running or final; importe = kwh * price */
+	double kw;             /* last instantaneous power */
+	uint64_t last_seq;     /* highest telemetry seq applied */
+	double requested_at, authorised_at, started_at, ended_at; /* 0 = not yet */
+	int acked;             /* CP acknowledged AUTORIZAR_SUMINISTRO */
+	int charging;          /* SESSION_STARTED seen */
+	enum core_outcome outcome;
+	char reason[MSG_TEXT_MAX + 1]; /* why it ended, if not a ticket */
+};
+
+/* A charging point as Central knows it: the facts kept apart, and the state
+ * derived from them (first match wins, protocol.md 6). */
+struct core_cp {
+	char id[MSG_CP_ID_MAX + 1];
+	char location[MSG_LOCATION_MAX + 1];
+	double price;
+	int link_up;
+	uint64_t conn;          /* link connection id while link_up */
+	int stopped;            /* operator stop in force (stored) */
+	int stop_pending;       /* PARAR or REANUDAR sent, waiting ACK */
+	int resume_pending;
+	int fault;              /* FAULT reported and not RECOVERed */
+	struct core_session *session; /* open session or NULL (owned by the core) */
+	enum core_state state;  /* derived; read-only for callers */
+	double state_since;     /* when state last changed */
+	double last_seen;       /* last frame from the CP */
+};
+
+enum core_fx_kind {
+	FX_SEND,          /* conn, text = frame DATA to send on that link */
+	FX_CLOSE,         /* conn, text = reason: send EOT after queued frames, close */
+	FX_PRODUCE,       /* msg: produce to msg_type_topic(msg.type), key = cp_id for
+	                     telemetry, user_id otherwise */
+	FX_STORE_CP,      /* cp: upsert charging_points row (id, location, price,
+	                     status = derived state, stopped) */
+	FX_STORE_SESSION, /* session: upsert sessions row */
+	FX_STORE_EVENT,   /* cp_id, event, text = detail, ts: append to cp_events */
+	FX_LOG,           /* level, text: one line for the console / log pane */
+	FX_SCREEN,        /* cp_id: that CP's card changed */
+	FX_STATUS,        /* network_status should be published soon (coalesce) */
+	FX_REQUEST,       /* a driver request and its outcome for the requests pane:
+	                     msg = the REQUEST_CHARGE, text = outcome ("AUTH_OK",
+	                     "AUTH_DENIED: <reason>", ...) */
+};
+
+struct core_fx {
+	enum core_fx_kind kind;
+	uint64_t conn;
+	double ts;
+	enum log_level level;
+	char cp_id[MSG_CP_ID_MAX + 1];
+	char event[32];
+	char text[LINK_DATA_MAX + 1];
+	struct msg msg;               /* FX_PRODUCE / FX_REQUEST (no cps: never a status) */
+	struct core_cp cp;            /* FX_STORE_CP: a copy (session pointer NULL) */
+	struct core_session session;  /* FX_STORE_SESSION: a copy */
+};
+
+/* A growing list of effects, in the order they must be carried out. */
+struct core_fxlist {
+	struct core_fx *v;
+	size_t n, cap;
+};
+void core_fxlist_init(struct core_fxlist *l);
+void core_fxlist_clear(struct core_fxlist *l); /* n = 0, keeps memory */
+void core_fxlist_free(struct core_fxlist *l);
+
+struct core_config {
+	double request_max_age;      /* s, default 60 */
+	double reservation_timeout;  /* s, default 120 */
+	/* Is driver id registered? Lets Central see drivers added to the database
+	 * while it runs (--add-driver). NULL: only drivers given with
+	 * core_add_driver count. */
+	int (*driver_known)(void *arg, const char *driver_id);
+	void *driver_known_arg;
+};
+void core_config_defaults(struct core_config *c);
+
+struct core;
+
+/* Caller frees with core_free. cfg is copied. */
+struct core *core_new(const struct core_config *cfg);
+void core_free(struct core *c);
+
+/* ---- loading from the store at start (no effects) ---- */
+/* A known CP: DESCONECTADO until it registers; stopped as stored. */
+void core_load_cp(struct core *c, const char *id, const char *location, double price, int stopped);
+void core_add_driver(struct core *c, const char *driver_id);
+/* A session the store had open (Central crashed). It is ended at once:
+ * SUPPLY_ERROR with its partial figures if it had started charging, else
+ * SESSION_CANCELLED; the driver is told; effects into fx. */
+void core_recover_session(struct core *c, const struct core_session *s, double now,
+			  struct core_fxlist *fx);
+
+/* ---- events ---- */
+/* A valid frame (DATA, NUL-terminated) arrived on link conn. conn ids are
+ * the caller's, unique for the process's life. */
+void core_on_frame(struct core *c, uint64_t conn, const char *data, double now, struct core_fxlist *fx);
+/* Link conn is gone (closed, broken, heartbeat timeout); reason for the log. */
+void core_on_link_down(struct core *c, uint64_t conn, const char *reason, double now, struct core_fxlist *fx);
+/* A decoded message from driver_requests or cp_telemetry. */
+void core_on_kafka(struct core *c, const struct msg *m, double now, struct core_fxlist *fx);
+/* Timers: reservation timeouts. Call at least once a second. */
+void core_on_tick(struct core *c, double now, struct core_fxlist *fx);
+
+enum core_cmd { CMD_STOP, CMD_RESUME, CMD_STOP_ALL, CMD_RESUME_ALL };
+/* An operator command. cp_id is ignored for the _ALL forms. Returns 0 if
+ * sent (it takes effect when the CP acknowledges), -1 if it fails at once
+ * (unknown CP, link down, already in that state) with err filled; either
+ * way a line for the operator is in fx. For _ALL: 0 if sent to at least one
+ * CP; CPs whose link is down are listed in the log line. */
+int core_command(struct core *c, enum core_cmd cmd, const char *cp_id, double now,
+		 struct core_fxlist *fx, char err[CORE_ERR_LEN]);
+
+/* ---- views (for the panel, console and network_status) ---- */
+size_t core_cp_count(const struct core *c);
+/* CPs in id order; i < core_cp_count. Valid until the next event. */
+const struct core_cp *core_cp_at(const struct core *c, size_t i);
+const struct core_cp *core_cp_find(const struct core *c, const char *id);
+/* Count of CPs in each state: counts[CP_STATE_COUNT]. */
+void core_state_counts(const struct core *c, size_t counts[CP_STATE_COUNT]);
+/* Build a NETWORK_STATUS_UPDATE of every CP (caller frees with msg_free). */
+void core_network_status(const struct core *c, double now, struct msg *out);
+
+/* Parse a console / panel command line: "P MAD-01", "parar MAD-01", "R x",
+ * "REANUDAR x", "PT", "PARAR_TODOS", "RT", "REANUDAR_TODOS", "Q", "QUIT"
+ * (case-insensitive). Returns 0 and sets *cmd (CMD_*, or -1 for quit) and
+ * cp_id, or -1 with err. */
+int core_parse_command(const char *line, int *cmd, char cp_id[MSG_CP_ID_MAX + 1], char err[CORE_ERR_LEN]);
+
+#endif

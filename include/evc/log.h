@@ -1,0 +1,27 @@
+/* Diagnostics. Every line goes to one sink: a stream (default stderr) or a
+ * callback (a curses screen shows them in its log pane). Thread-safe. */
+#ifndef EVC_LOG_H
+#define EVC_LOG_H
+#include <stdio.h>
+
+enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+typedef void (*log_sink_fn)(enum log_level lvl, const char *line, void *arg);
+
+/* Program name shown in stream output ("EV_Central"). Not copied. */
+void log_set_progname(const char *name);
+/* Lines below lvl are dropped (default LOG_INFO; EVC_DEBUG=1 sets DEBUG). */
+void log_set_level(enum log_level lvl);
+/* Write lines to f ("2026-11-28 06:19:08.123 warn  text"). */
+void log_set_stream(FILE *f);
+/* Send lines to fn instead of a stream; NULL restores the stream. */
+void log_set_sink(log_sink_fn fn, void *arg);
+void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *log_level_name(enum log_level lvl);
+
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,111 @@
+/* The Kafka messages of protocol.md section 5, as C structs, encoded and
+ * decoded with jansson. Decoding checks required fields and their types,
+ * ignores unknown fields, bounds numbers and string lengths, and says in
+ * plain words why a message was rejected. */
+#ifndef EVC_MSG_H
+#define EVC_MSG_H
+#include <stddef.h>
+#include <stdint.h>
+
+#define MSG_ERR_LEN 256
+#define MSG_ID_MAX 64      /* user_id, session_id, request_id: bytes */
+#define MSG_CP_ID_MAX 32   /* cp_id: ^[A-Za-z0-9_-]{1,32}$ */
+#define MSG_TEXT_MAX 256   /* message, reason: bytes */
+#define MSG_LOCATION_MAX 256 /* bytes (64 UTF-8 characters at most 4 bytes each) */
+#define MSG_STATUS_MAX 10000 /* cps in one NETWORK_STATUS_UPDATE */
+
+/* Topic base names (before --topic-prefix). */
+#define MSG_TOPIC_DRIVER_REQUESTS "driver_requests"
+#define MSG_TOPIC_CP_TELEMETRY "cp_telemetry"
+#define MSG_TOPIC_DRIVER_NOTIFICATIONS "driver_notifications"
+#define MSG_TOPIC_NETWORK_STATUS "network_status"
+
+enum msg_topic {
+	MSG_T_DRIVER_REQUESTS,
+	MSG_T_CP_TELEMETRY,
+	MSG_T_DRIVER_NOTIFICATIONS,
+	MSG_T_NETWORK_STATUS,
+};
+
+enum msg_type {
+	/* driver_requests */
+	MSG_REQUEST_CHARGE,
+	MSG_DRIVER_QUIT,
+	/* cp_telemetry */
+	MSG_SESSION_STARTED,
+	MSG_CONSUMO,
+	MSG_SUPPLY_END,
+	MSG_AVERIADO,
+	MSG_CONEXION_PERDIDA,
+	/* driver_notifications */
+	MSG_AUTH_OK,
+	MSG_AUTH_DENIED,
+	MSG_CONSUMO_UPDATE,
+	MSG_TICKET,
+	MSG_SUPPLY_ERROR,
+	MSG_SESSION_CANCELLED,
+	/* network_status */
+	MSG_NETWORK_STATUS_UPDATE,
+	MSG_TYPE_COUNT
+};
+
+struct msg_cp_status {
+	char id[MSG_CP_ID_MAX + 1];
+	char status[24];                     /* DESCONECTADO, ACTIVADO, ... */
+	char location[MSG_LOCATION_MAX + 1];
+	double price;
+};
+
+/* One message. Which fields matter depends on type (protocol.md 5); the
+ * others are zero / empty. has_* flags say whether an optional field was
+ * present when decoding, and whether to emit it when encoding. */
+struct msg {
+	enum msg_type type;
+	char user_id[MSG_ID_MAX + 1];
+	char cp_id[MSG_CP_ID_MAX + 1];
+	char session_id[MSG_ID_MAX + 1];
+	char request_id[MSG_ID_MAX + 1];   /* REQUEST_CHARGE, optional */
+	char origin[16];                   /* REQUEST_CHARGE, optional: "driver" | "cp" */
+	char message[MSG_TEXT_MAX + 1];    /* AUTH_OK */
+	char reason[MSG_TEXT_MAX + 1];     /* AUTH_DENIED, SUPPLY_ERROR, SESSION_CANCELLED */
+	char component[16];                /* CONEXION_PERDIDA: "MONITOR" */
+	double timestamp;                  /* REQUEST_CHARGE (required), NETWORK_STATUS_UPDATE; optional elsewhere */
+	uint64_t seq;                      /* telemetry: 1, 2, 3... */
+	double kwh, importe, kw;           /* telemetry, CONSUMO_UPDATE, TICKET */
+	double price;                      /* TICKET */
+	double started_at, ended_at;       /* TICKET */
+	double kwh_partial, importe_partial; /* SUPPLY_ERROR */
+	int has_session_id, has_request_id, has_origin, has_timestamp, has_seq, has_kw;
+	/* NETWORK_STATUS_UPDATE: owned array, freed by msg_free */
+	struct msg_cp_status *cps;
+	size_t ncps;
+};
+
+/* Zero a message and set its type. */
+void msg_init(struct msg *m, enum msg_type type);
+/* Free what a decoded or built message owns (cps); m can be reused. */
+void msg_free(struct msg *m);
+/* Decode one JSON value read from the given topic. On success returns 0 and
+ * fills *m (caller frees with msg_free). On rejection returns -1, *m holds
+ * nothing to free, and err says why ("missing field 'cp_id'", "field 'kwh'
+ * must be a number", "unknown type 'FOO' on cp_telemetry", ...). On
+ * driver_requests an absent "type" means REQUEST_CHARGE. */
+int msg_decode(enum msg_topic topic, const char *json, size_t len, struct msg *m, char err[MSG_ERR_LEN]);
+/* Encode to compact JSON with exactly protocol.md's field names (and the
+ * type's topic-wide fields: driver_notifications always carry target_driver
+ * = user_id). Returns a NUL-terminated string (caller frees with free()),
+ * *len set if len is not NULL; NULL with err filled if the message breaks a
+ * bound (so nothing invalid is ever produced). */
+char *msg_encode(const struct msg *m, size_t *len, char err[MSG_ERR_LEN]);
+/* "REQUEST_CHARGE" ...; NULL for an invalid value. */
+const char *msg_type_name(enum msg_type t);
+/* Which topic a type travels on. */
+enum msg_topic msg_type_topic(enum msg_type t);
+/* Base name of a topic ("driver_requests" ...). */
+const char *msg_topic_name(enum msg_topic t);
+/* True if s is a valid cp_id (^[A-Za-z0-9_-]{1,32}$). */
+int msg_valid_cp_id(const char *s);
+/* True if s is a valid user/driver id: 1..64 bytes of [A-Za-z0-9_.@-]. */
+int msg_valid_user_id(const char *s);
+
+#endif

@@ -1,0 +1,1 @@
+# fragment for src/central (filled by its issue)

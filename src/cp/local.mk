@@ -1,0 +1,1 @@
+# fragment for src/cp (issue 4)

@@ -1,0 +1,1 @@
+# fragment for src/driver (filled by its issue)

@@ -1,0 +1,1 @@
+# fragment for ui (filled by its issue)
