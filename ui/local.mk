@@ -1,1 +1,1 @@
-# fragment for ui (filled by its issue)
+# ui: shared screen pieces and the panel (issue 6)

@@ -10,3 +10,6 @@ libevc_a_SOURCES = \
 	src/common/bus.c include/evc/bus.h
 libevc_a_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(RDKAFKA_CFLAGS)
 EVC_COMMON_LIBS = libevc.a $(RDKAFKA_LIBS) $(JANSSON_LIBS) -lm
+
+include src/common/link.mk
+include src/common/msg.mk

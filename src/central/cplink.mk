@@ -1,0 +1,1 @@
+# cplink.mk fragment

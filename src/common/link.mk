@@ -1,0 +1,1 @@
+# link.mk fragment
