@@ -50,9 +50,14 @@ int link_split(char *data, char *fields[], int max);
 enum link_item_kind {
 	LINK_ITEM_FRAME,   /* a complete frame with a correct LRC and valid DATA */
 	LINK_ITEM_CTRL,    /* a single control byte outside a frame (ACK, NACK, EOT, ENQ) */
-	LINK_ITEM_BAD,     /* a complete frame whose LRC or DATA is wrong: answer NACK */
-	LINK_ITEM_GARBAGE, /* bytes outside a frame that are not control bytes, or an
-	                      oversized frame: skipped until the next STX; no answer */
+	LINK_ITEM_BAD,     /* a frame whose LRC or DATA is wrong, that has more than
+	                      LINK_DATA_MAX bytes before its ETX (skipped, never
+	                      stored), or that a new STX interrupted before its ETX
+	                      (the new STX starts the next frame): answer NACK.
+	                      Every STX yields exactly one FRAME or BAD item. */
+	LINK_ITEM_GARBAGE, /* a run of bytes outside a frame that are not STX or
+	                      control bytes, reported when the run or the chunk
+	                      ends; no answer */
 };
 
 struct link_item {
@@ -113,12 +118,15 @@ struct link_session {
 };
 
 /* Start a session at time now (monotonic seconds). A client queues ENQ for
- * writing at once; a server starts the 5 s handshake timer. Caller frees
- * with link_session_free. */
+ * writing at once and waits 2 s for its answer; a server starts the 5 s
+ * handshake timer. Caller frees with link_session_free (once per init). */
 void link_session_init(struct link_session *s, enum link_role role, double now);
 void link_session_free(struct link_session *s);
 /* Feed received bytes. Answers every frame with ACK/NACK (queued for
  * writing), handles ACK/NACK/ENQ/EOT, calls fn for each valid frame in order.
+ * The ACK of a frame is queued before fn runs, so fn may call
+ * link_session_send / link_session_close on s (not link_session_free).
+ * Bytes after EOT or a failure are ignored. Also applies timeouts at now.
  * Returns 0, or -1 once the state is CLOSED or BROKEN (reason in s->err). */
 int link_session_input(struct link_session *s, const uint8_t *buf, size_t len, double now,
 		       link_frame_fn fn, void *arg);
@@ -129,11 +137,14 @@ int link_session_send(struct link_session *s, const char *data, size_t len, doub
 /* Convenience: printf-formatted DATA. */
 int link_session_sendf(struct link_session *s, double now, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* Apply timeouts at time now. Returns 0, or -1 if the link just broke. */
+/* Apply timeouts at time now. Returns 0, or -1 if the state is CLOSED or
+ * BROKEN (just now or earlier; reason in s->err). */
 int link_session_tick(struct link_session *s, double now);
 /* Earliest deadline the caller should wake for (monotonic), 0 if none. */
 double link_session_deadline(const struct link_session *s);
-/* Purposeful close: queue EOT and enter CLOSED. Drain output, then close. */
+/* Purposeful close: queue EOT and enter CLOSED. Drain output, then close.
+ * Frames still queued are dropped: to deliver them first (e.g. a DENIED
+ * answer), wait until link_session_idle() or the link breaks, then close. */
 void link_session_close(struct link_session *s);
 /* Bytes waiting to be written, and telling the session n were written. */
 const uint8_t *link_session_output(const struct link_session *s, size_t *len);

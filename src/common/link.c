@@ -1,0 +1,650 @@
+/* The TCP link protocol of protocol.md section 2: frames, a stream reader and
+ * the session rules. No socket calls here: the caller moves bytes and passes
+ * the clock, so Central's epoll loop and a blocking client share this code and
+ * the unit tests drive it with a fake clock. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "evc/link.h"
+#include "evc/xalloc.h"
+
+/* ---- 1. frames ---- */
+
+uint8_t link_lrc(const char *data, size_t len)
+{
+	uint8_t x = LINK_STX ^ LINK_ETX;
+	for (size_t i = 0; i < len; i++)
+		x ^= (uint8_t)data[i];
+	return x;
+}
+
+static void seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void seterr(char *err, const char *fmt, ...)
+{
+	if (err == NULL)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, LINK_ERR_LEN, fmt, ap);
+	va_end(ap);
+}
+
+/* Length of the well-formed UTF-8 sequence at p (1..4), or 0 if it is not
+ * one (stray continuation byte, overlong form, surrogate, above U+10FFFF, or
+ * cut short by the end). DATA is text by contract, and every peer must be
+ * able to put it on a screen or into JSON unchanged. */
+static size_t utf8_seq(const uint8_t *p, size_t n)
+{
+	uint8_t c = p[0];
+	if (c < 0x80)
+		return 1;
+	size_t need;
+	uint8_t lo = 0x80, hi = 0xBF;
+	if (c >= 0xC2 && c <= 0xDF) {
+		need = 2;
+	} else if (c >= 0xE0 && c <= 0xEF) {
+		need = 3;
+		if (c == 0xE0)
+			lo = 0xA0; /* overlong */
+		else if (c == 0xED)
+			hi = 0x9F; /* UTF-16 surrogates */
+	} else if (c >= 0xF0 && c <= 0xF4) {
+		need = 4;
+		if (c == 0xF0)
+			lo = 0x90; /* overlong */
+		else if (c == 0xF4)
+			hi = 0x8F; /* above U+10FFFF */
+	} else {
+		return 0;
+	}
+	if (n < need)
+		return 0;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < need; i++)
+		if (p[i] < 0x80 || p[i] > 0xBF)
+			return 0;
+	return need;
+}
+
+int link_validate(const char *data, size_t len, char *err)
+{
+	const uint8_t *p = (const uint8_t *)data;
+	if (len == 0) {
+		seterr(err, "empty frame (DATA must hold 1 to %d bytes)", LINK_DATA_MAX);
+		return -1;
+	}
+	if (len > LINK_DATA_MAX) {
+		seterr(err, "frame of %zu bytes is longer than %d", len, LINK_DATA_MAX);
+		return -1;
+	}
+	size_t op = 0;
+	while (op < len && p[op] != '#')
+		op++;
+	if (op == 0) {
+		seterr(err, "empty opcode (DATA starts with '#')");
+		return -1;
+	}
+	for (size_t i = 0; i < op; i++) {
+		if (!((p[i] >= 'A' && p[i] <= 'Z') || p[i] == '_')) {
+			if (p[i] < 0x20 || p[i] >= 0x7F)
+				seterr(err, "opcode must match [A-Z_]+ (byte 0x%02x at offset %zu)", p[i], i);
+			else
+				seterr(err, "opcode must match [A-Z_]+ ('%c' at offset %zu)", p[i], i);
+			return -1;
+		}
+	}
+	for (size_t i = op; i < len;) {
+		if (p[i] < 0x20) {
+			seterr(err, "control byte 0x%02x at offset %zu of DATA", p[i], i);
+			return -1;
+		}
+		size_t n = utf8_seq(p + i, len - i);
+		if (n == 0) {
+			seterr(err, "invalid UTF-8 at offset %zu of DATA", i);
+			return -1;
+		}
+		i += n;
+	}
+	return 0;
+}
+
+int link_frame_build(uint8_t *out, size_t outsz, const char *data, size_t len, char *err)
+{
+	if (link_validate(data, len, err) < 0)
+		return -1;
+	if (out == NULL || outsz < len + 3) {
+		seterr(err, "no room for a frame of %zu bytes (have %zu)", len + 3, out ? outsz : 0);
+		return -1;
+	}
+	out[0] = LINK_STX;
+	memcpy(out + 1, data, len);
+	out[len + 1] = LINK_ETX;
+	out[len + 2] = link_lrc(data, len);
+	return (int)(len + 3);
+}
+
+int link_split(char *data, char *fields[], int max)
+{
+	if (data == NULL || max <= 0)
+		return -1;
+	/* Count first so that a refused DATA is left untouched. */
+	int n = 1;
+	for (const char *p = data; *p; p++)
+		if (*p == '#')
+			n++;
+	if (n > max)
+		return -1;
+	int i = 0;
+	fields[i++] = data;
+	for (char *p = data; *p; p++) {
+		if (*p == '#') {
+			*p = '\0';
+			fields[i++] = p + 1;
+		}
+	}
+	return n;
+}
+
+/* ---- 2. stream reader ----
+ *
+ * Outside a frame every byte is either STX (a frame starts), one of the four
+ * control bytes (reported alone), or garbage. Inside a frame bytes are DATA up
+ * to ETX, and the byte after ETX is the LRC whatever its value.
+ *
+ * Rule that the session relies on: every STX yields exactly one FRAME or BAD
+ * item, so every frame the peer sent gets exactly one ACK or NACK, and the
+ * peer's own retry logic stays in step. Hence:
+ *  - a frame whose LRC or DATA is wrong is BAD;
+ *  - a frame with more than LINK_DATA_MAX bytes before its ETX is BAD: its
+ *    bytes are skipped (never stored, so nothing overruns) up to its ETX and
+ *    LRC, then reading resumes normally. We do not skip to the next STX: the
+ *    peer's ACK/NACK bytes may come before its next frame and must not be lost;
+ *  - a STX before the ETX ends the partial frame as BAD ("interrupted") and
+ *    starts a new frame at that STX. A well-behaved peer never does this (its
+ *    DATA has no byte below 0x20), so the partial frame is broken anyway, and
+ *    restarting at the STX loses at most that partial frame instead of
+ *    swallowing the next good one.
+ * Other control bytes inside a frame stay in the DATA and make it BAD.
+ * A run of garbage outside frames is reported once as one GARBAGE item, when
+ * the run ends (STX or control byte) or the chunk ends, so a server waiting
+ * for ENQ learns at once that something else arrived. */
+
+enum {
+	RD_IDLE,     /* outside a frame; skipped counts garbage of the current run */
+	RD_DATA,     /* after STX: buf[0..len) is DATA */
+	RD_LRC,      /* after ETX: next byte is the LRC */
+	RD_OVER,     /* oversized frame: skipping to ETX; skipped counts its DATA */
+	RD_OVER_LRC, /* after the ETX of an oversized frame */
+};
+
+void link_reader_init(struct link_reader *r)
+{
+	memset(r, 0, sizeof *r);
+	r->state = RD_IDLE;
+}
+
+static int is_ctrl(uint8_t c)
+{
+	return c == LINK_ACK || c == LINK_NACK || c == LINK_EOT || c == LINK_ENQ;
+}
+
+static void item_reset(struct link_item *it, enum link_item_kind kind)
+{
+	it->kind = kind;
+	it->ctrl = 0;
+	it->len = 0;
+	it->data[0] = '\0';
+	it->err[0] = '\0';
+}
+
+int link_reader_next(struct link_reader *r, const uint8_t **buf, size_t *len, struct link_item *it)
+{
+	const uint8_t *p = *buf;
+	size_t n = *len;
+	size_t i = 0;
+	int done = 0;
+
+	while (i < n && !done) {
+		uint8_t c = p[i];
+		switch (r->state) {
+		case RD_IDLE:
+			if (c == LINK_STX || is_ctrl(c)) {
+				if (r->skipped > 0) {
+					/* Report the garbage run first; c is read next call. */
+					item_reset(it, LINK_ITEM_GARBAGE);
+					snprintf(it->err, sizeof it->err,
+						 "%zu byte(s) outside a frame that are not control bytes",
+						 r->skipped);
+					r->skipped = 0;
+					done = 1;
+					break;
+				}
+				i++;
+				if (c == LINK_STX) {
+					r->state = RD_DATA;
+					r->len = 0;
+				} else {
+					item_reset(it, LINK_ITEM_CTRL);
+					it->ctrl = c;
+					done = 1;
+				}
+			} else {
+				r->skipped++;
+				i++;
+			}
+			break;
+		case RD_DATA:
+			i++;
+			if (c == LINK_ETX) {
+				r->state = RD_LRC;
+			} else if (c == LINK_STX) {
+				item_reset(it, LINK_ITEM_BAD);
+				snprintf(it->err, sizeof it->err,
+					 "frame interrupted by STX after %zu byte(s) of DATA", r->len);
+				r->len = 0; /* stay in RD_DATA: this STX starts the next frame */
+				done = 1;
+			} else if (r->len >= LINK_DATA_MAX) {
+				r->state = RD_OVER;
+				r->skipped = r->len + 1;
+				r->len = 0;
+			} else {
+				r->buf[r->len++] = c;
+			}
+			break;
+		case RD_LRC: {
+			i++;
+			r->state = RD_IDLE;
+			uint8_t want = link_lrc((const char *)r->buf, r->len);
+			if (c != want) {
+				item_reset(it, LINK_ITEM_BAD);
+				snprintf(it->err, sizeof it->err,
+					 "bad LRC 0x%02x (expected 0x%02x) on a frame of %zu byte(s)",
+					 c, want, r->len);
+			} else if (link_validate((const char *)r->buf, r->len, it->err) < 0) {
+				it->kind = LINK_ITEM_BAD;
+				it->ctrl = 0;
+				it->len = 0;
+				it->data[0] = '\0';
+			} else {
+				item_reset(it, LINK_ITEM_FRAME);
+				memcpy(it->data, r->buf, r->len);
+				it->data[r->len] = '\0';
+				it->len = r->len;
+			}
+			r->len = 0;
+			done = 1;
+			break;
+		}
+		case RD_OVER:
+			i++;
+			if (c == LINK_ETX) {
+				r->state = RD_OVER_LRC;
+			} else if (c == LINK_STX) {
+				item_reset(it, LINK_ITEM_BAD);
+				snprintf(it->err, sizeof it->err,
+					 "frame longer than %d bytes (%zu byte(s) before a new STX)",
+					 LINK_DATA_MAX, r->skipped);
+				r->skipped = 0;
+				r->state = RD_DATA;
+				r->len = 0;
+				done = 1;
+			} else if (r->skipped < (size_t)-1) {
+				r->skipped++;
+			}
+			break;
+		case RD_OVER_LRC:
+			i++;
+			item_reset(it, LINK_ITEM_BAD);
+			snprintf(it->err, sizeof it->err, "frame longer than %d bytes (%zu byte(s) of DATA)",
+				 LINK_DATA_MAX, r->skipped);
+			r->skipped = 0;
+			r->state = RD_IDLE;
+			done = 1;
+			break;
+		default:
+			/* Unreachable unless the struct was clobbered: start over. */
+			link_reader_init(r);
+			break;
+		}
+	}
+	if (!done && r->state == RD_IDLE && r->skipped > 0) {
+		/* The chunk ended inside a garbage run: say so now rather than
+		 * after the peer's next byte, which may never come. */
+		item_reset(it, LINK_ITEM_GARBAGE);
+		snprintf(it->err, sizeof it->err, "%zu byte(s) outside a frame that are not control bytes",
+			 r->skipped);
+		r->skipped = 0;
+		done = 1;
+	}
+	*buf = p + i;
+	*len = n - i;
+	return done;
+}
+
+/* ---- 3. session ---- */
+
+static void out_append(struct link_session *s, const uint8_t *b, size_t n)
+{
+	if (s->out_len + n > s->out_cap) {
+		size_t cap = s->out_cap ? s->out_cap : 256;
+		while (cap < s->out_len + n)
+			cap *= 2;
+		s->out = xrealloc(s->out, cap);
+		s->out_cap = cap;
+	}
+	memcpy(s->out + s->out_len, b, n);
+	s->out_len += n;
+}
+
+static void out_byte(struct link_session *s, uint8_t c)
+{
+	out_append(s, &c, 1);
+}
+
+static int fail(struct link_session *s, enum link_state st, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail(struct link_session *s, enum link_state st, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s->err, sizeof s->err, fmt, ap);
+	va_end(ap);
+	s->state = st;
+	s->deadline = 0;
+	return -1;
+}
+
+static int is_done(const struct link_session *s)
+{
+	return s->state == LINK_CLOSED || s->state == LINK_BROKEN;
+}
+
+void link_session_init(struct link_session *s, enum link_role role, double now)
+{
+	memset(s, 0, sizeof *s);
+	s->role = role;
+	s->state = LINK_HANDSHAKE;
+	link_reader_init(&s->rd);
+	if (role == LINK_CLIENT) {
+		out_byte(s, LINK_ENQ);
+		s->deadline = now + LINK_ANSWER_TIMEOUT;
+	} else {
+		s->deadline = now + LINK_HANDSHAKE_TIMEOUT;
+	}
+}
+
+void link_session_free(struct link_session *s)
+{
+	for (int i = 0; i < s->nqueue; i++)
+		free(s->queue[i]);
+	free(s->out);
+	s->out = NULL;
+	s->out_len = s->out_cap = 0;
+	s->nqueue = 0;
+	s->in_flight = 0;
+}
+
+/* Put queue[0] on the wire (first attempt or a resend). */
+static void transmit_head(struct link_session *s, double now)
+{
+	uint8_t frame[LINK_FRAME_MAX];
+	/* Queued DATA was validated by link_session_send, so this cannot fail. */
+	int n = link_frame_build(frame, sizeof frame, s->queue[0], s->queue_len[0], NULL);
+	if (n < 0) {
+		fail(s, LINK_BROKEN, "internal error: queued frame no longer valid");
+		return;
+	}
+	out_append(s, frame, (size_t)n);
+	s->in_flight = 1;
+	s->attempts++;
+	s->deadline = now + LINK_ANSWER_TIMEOUT;
+}
+
+static void pump(struct link_session *s, double now)
+{
+	if (s->state == LINK_OPEN && !s->in_flight && s->nqueue > 0) {
+		s->attempts = 0;
+		transmit_head(s, now);
+	}
+}
+
+static void pop_head(struct link_session *s)
+{
+	free(s->queue[0]);
+	memmove(&s->queue[0], &s->queue[1], (size_t)(s->nqueue - 1) * sizeof s->queue[0]);
+	memmove(&s->queue_len[0], &s->queue_len[1], (size_t)(s->nqueue - 1) * sizeof s->queue_len[0]);
+	s->nqueue--;
+	s->queue[s->nqueue] = NULL;
+	s->in_flight = 0;
+	s->attempts = 0;
+	s->deadline = 0;
+}
+
+/* Opcode of queue[0], for error messages. */
+static int head_opcode_len(const struct link_session *s)
+{
+	size_t n = 0;
+	while (n < s->queue_len[0] && n < 40 && s->queue[0][n] != '#')
+		n++;
+	return (int)n;
+}
+
+static const char *item_name(const struct link_item *it)
+{
+	switch (it->kind) {
+	case LINK_ITEM_FRAME:
+		return "a frame";
+	case LINK_ITEM_BAD:
+		return "a malformed frame";
+	case LINK_ITEM_GARBAGE:
+		return "bytes that are not part of the protocol";
+	case LINK_ITEM_CTRL:
+		switch (it->ctrl) {
+		case LINK_ACK:
+			return "ACK";
+		case LINK_NACK:
+			return "NACK";
+		case LINK_EOT:
+			return "EOT";
+		case LINK_ENQ:
+			return "ENQ";
+		}
+	}
+	return "?";
+}
+
+static void handshake_item(struct link_session *s, const struct link_item *it, double now)
+{
+	int ctrl = it->kind == LINK_ITEM_CTRL ? it->ctrl : -1;
+	if (ctrl == LINK_EOT) {
+		fail(s, LINK_CLOSED, "peer closed the link (EOT) during the handshake");
+		return;
+	}
+	if (s->role == LINK_SERVER) {
+		if (ctrl != LINK_ENQ) {
+			fail(s, LINK_BROKEN, "handshake: expected ENQ first, got %s", item_name(it));
+			return;
+		}
+		out_byte(s, LINK_ACK);
+	} else {
+		if (ctrl == LINK_NACK) {
+			fail(s, LINK_CLOSED, "handshake: server refused the link (NACK to ENQ)");
+			return;
+		}
+		if (ctrl != LINK_ACK) {
+			fail(s, LINK_BROKEN, "handshake: expected ACK to ENQ, got %s", item_name(it));
+			return;
+		}
+	}
+	s->state = LINK_OPEN;
+	s->deadline = 0;
+	pump(s, now);
+}
+
+static void open_item(struct link_session *s, const struct link_item *it, double now, link_frame_fn fn,
+		      void *arg)
+{
+	switch (it->kind) {
+	case LINK_ITEM_FRAME:
+		/* ACK before the callback, so that an answer frame the callback
+		 * sends goes out after the ACK of the frame it answers. */
+		out_byte(s, LINK_ACK);
+		s->frames_in++;
+		if (fn)
+			fn(arg, it->data, it->len);
+		return;
+	case LINK_ITEM_BAD:
+		out_byte(s, LINK_NACK);
+		s->nacks_out++;
+		return;
+	case LINK_ITEM_GARBAGE:
+		/* Noise between frames: nothing to answer, keep the link. */
+		return;
+	case LINK_ITEM_CTRL:
+		break;
+	}
+	switch (it->ctrl) {
+	case LINK_ACK:
+		/* An ACK with nothing in flight answers nothing we sent (e.g. a
+		 * peer answering a frame twice): ignore it, the link still works. */
+		if (s->in_flight) {
+			pop_head(s);
+			s->frames_out++;
+			pump(s, now);
+		}
+		return;
+	case LINK_NACK:
+		if (!s->in_flight)
+			return;
+		s->nacks_in++;
+		if (s->attempts >= LINK_MAX_ATTEMPTS) {
+			fail(s, LINK_BROKEN, "peer refused frame %.*s %d times (NACK)", head_opcode_len(s),
+			     s->queue[0], s->attempts);
+			return;
+		}
+		transmit_head(s, now);
+		return;
+	case LINK_EOT:
+		fail(s, LINK_CLOSED, "peer closed the link (EOT)");
+		return;
+	case LINK_ENQ:
+		/* A client repeating its ENQ: answer it again, harmless. */
+		if (s->role == LINK_SERVER)
+			out_byte(s, LINK_ACK);
+		return;
+	}
+}
+
+int link_session_input(struct link_session *s, const uint8_t *buf, size_t len, double now,
+		       link_frame_fn fn, void *arg)
+{
+	struct link_item it;
+	while (!is_done(s) && link_reader_next(&s->rd, &buf, &len, &it)) {
+		if (s->state == LINK_HANDSHAKE)
+			handshake_item(s, &it, now);
+		else
+			open_item(s, &it, now, fn, arg);
+	}
+	if (is_done(s))
+		return -1;
+	return link_session_tick(s, now);
+}
+
+int link_session_send(struct link_session *s, const char *data, size_t len, double now, char *err)
+{
+	if (is_done(s)) {
+		seterr(err, "link is %s: %s", link_state_name(s->state), s->err);
+		return -1;
+	}
+	if (link_validate(data, len, err) < 0)
+		return -1;
+	if (s->nqueue >= LINK_QUEUE_MAX + 1) {
+		seterr(err, "send queue full (%d frames waiting for the peer)", s->nqueue);
+		return -1;
+	}
+	s->queue[s->nqueue] = xstrndup(data, len);
+	s->queue_len[s->nqueue] = len;
+	s->nqueue++;
+	pump(s, now);
+	return 0;
+}
+
+int link_session_sendf(struct link_session *s, double now, const char *fmt, ...)
+{
+	char data[LINK_DATA_MAX + 1];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(data, sizeof data, fmt, ap);
+	va_end(ap);
+	if (n < 0 || n > LINK_DATA_MAX)
+		return -1;
+	return link_session_send(s, data, (size_t)n, now, NULL);
+}
+
+int link_session_tick(struct link_session *s, double now)
+{
+	if (is_done(s))
+		return -1;
+	if (s->deadline > 0 && now >= s->deadline) {
+		if (s->state == LINK_HANDSHAKE && s->role == LINK_SERVER)
+			return fail(s, LINK_BROKEN, "handshake: no ENQ within %.0f s", LINK_HANDSHAKE_TIMEOUT);
+		if (s->state == LINK_HANDSHAKE)
+			return fail(s, LINK_BROKEN, "handshake: no answer to ENQ within %.0f s",
+				    LINK_ANSWER_TIMEOUT);
+		return fail(s, LINK_BROKEN, "no ACK/NACK for frame %.*s within %.0f s (attempt %d)",
+			    head_opcode_len(s), s->queue[0], LINK_ANSWER_TIMEOUT, s->attempts);
+	}
+	return 0;
+}
+
+double link_session_deadline(const struct link_session *s)
+{
+	return is_done(s) ? 0 : s->deadline;
+}
+
+void link_session_close(struct link_session *s)
+{
+	if (is_done(s))
+		return;
+	out_byte(s, LINK_EOT);
+	fail(s, LINK_CLOSED, "closed by this side (EOT sent)");
+}
+
+const uint8_t *link_session_output(const struct link_session *s, size_t *len)
+{
+	*len = s->out_len;
+	return s->out;
+}
+
+void link_session_consumed(struct link_session *s, size_t n)
+{
+	if (n >= s->out_len) {
+		s->out_len = 0;
+		return;
+	}
+	memmove(s->out, s->out + n, s->out_len - n);
+	s->out_len -= n;
+}
+
+int link_session_idle(const struct link_session *s)
+{
+	return s->nqueue == 0;
+}
+
+const char *link_state_name(enum link_state st)
+{
+	switch (st) {
+	case LINK_HANDSHAKE:
+		return "HANDSHAKE";
+	case LINK_OPEN:
+		return "OPEN";
+	case LINK_CLOSED:
+		return "CLOSED";
+	case LINK_BROKEN:
+		return "BROKEN";
+	}
+	return "?";
+}
