@@ -52,6 +52,8 @@ int bus_commit(rd_kafka_t *c, char err[BUS_ERR_LEN]);
 /* Remember msg as processed; bus_commit_stored then commits all such. */
 void bus_store(rd_kafka_t *c, const rd_kafka_message_t *m);
 int bus_commit_stored(rd_kafka_t *c, char err[BUS_ERR_LEN]);
+/* Same, without waiting for the broker's answer (errors are logged). */
+int bus_commit_stored_async(rd_kafka_t *c, char err[BUS_ERR_LEN]);
 /* Commit stored offsets, leave the group, destroy. */
 void bus_consumer_close(rd_kafka_t *c);
 /* Create topics (3 partitions, RF 1) if missing; existing ones are fine. */
