@@ -1,0 +1,1080 @@
+/* Central's charging-point link server: see cplink.h.
+ *
+ * Threads: the worker owns the listening socket, every connection and the
+ * timer wheel; the main thread only touches the two queues (under their
+ * mutexes) and the atomic counters. Nothing else is shared.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "evc/clock.h"
+#include "evc/link.h"
+#include "evc/log.h"
+#include "evc/net.h"
+#include "evc/xalloc.h"
+#include "src/central/cplink.h"
+
+/* Connection ids: a process-wide sequence number above the slot index, so a
+ * slot can be found from the id in O(1) and an id is never seen twice. */
+#define SLOT_BITS 24
+#define SLOT_MASK ((UINT64_C(1) << SLOT_BITS) - 1)
+#define MAX_SLOTS ((size_t)1 << SLOT_BITS)
+/* epoll tags that are not connections (conn ids are >= 1 << SLOT_BITS). */
+#define TAG_LISTEN 1
+#define TAG_CMD 2
+
+/* Timer wheel: 100 ms ticks. A connection sits in at most one bucket; it is
+ * moved only when its deadline gets earlier (a heartbeat pushes the deadline
+ * later and costs nothing: the visit finds it early and re-files it). */
+#define TICK 0.1
+#define WHEEL 128
+
+#define FLUSH_LIMIT 1.0   /* s to write our last bytes (EOT) to a slow reader */
+#define LINGER_LIMIT 1.0  /* s to read and discard after our EOT before close */
+#define ACCEPT_PAUSE 1.0  /* s without accept() after EMFILE/ENFILE */
+#define ACCEPT_BATCH 256  /* accepts per wakeup, so established links get turns */
+#define READ_BATCH 4      /* reads per readable connection per wakeup */
+
+enum conn_phase {
+	PH_LIVE,    /* session running (handshake or open) */
+	PH_FLUSH,   /* logically closed; writing our last bytes (EOT) */
+	PH_LINGER,  /* logically closed; our side shut, reading until peer EOF */
+};
+
+struct conn {
+	uint64_t id;
+	int fd;
+	enum conn_phase phase;
+	int up;          /* CPL_UP emitted */
+	int closing;     /* cplink_close asked: EOT once our frames are answered */
+	int want_out;    /* EPOLLOUT registered */
+	int has_session; /* s initialised and not yet freed */
+	char peer[64];
+	char close_reason[128];
+	double t_accept, last_frame, close_deadline, end_deadline;
+	struct link_session s;
+	/* timer wheel */
+	uint64_t tick; /* absolute tick it is filed under, 0 = not filed */
+	struct conn *tprev, *tnext;
+};
+
+struct evnode {
+	struct evnode *next;
+	enum cplink_ev_kind kind;
+	uint64_t conn;
+	size_t len;
+	char peer[64];
+	char reason[128];
+	char data[]; /* len + 1 bytes */
+};
+
+enum cmd_kind { CMD_SEND, CMD_CLOSE, CMD_STOP };
+
+struct cmdnode {
+	struct cmdnode *next;
+	enum cmd_kind kind;
+	uint64_t conn;
+	char text[]; /* NUL-terminated: DATA or reason */
+};
+
+struct nodelist {
+	void *head, *tail; /* first field of every node is its next pointer */
+};
+
+struct cplink {
+	struct cplink_config cfg;
+	char *host; /* our copy of cfg.host */
+	int lfd, epfd, cmdfd, evfd;
+	int port;
+	pthread_t thread;
+	int started, joined;
+
+	/* worker-only state */
+	struct conn **slots;
+	size_t nslots, cap_slots;
+	size_t *free_slots;
+	size_t nfree;
+	uint64_t seq;
+	struct conn *wheel[WHEEL];
+	uint64_t cur_tick;
+	double accept_resume; /* 0 = accepting */
+	int listening;        /* listen fd registered in epoll */
+	int stopping;
+	struct nodelist batch; /* events not yet published */
+
+	/* shared with the main thread */
+	pthread_mutex_t ev_lock;
+	struct nodelist events;
+	pthread_mutex_t cmd_lock;
+	struct nodelist cmds;
+	atomic_size_t nconns; /* logically open */
+	atomic_uint_fast64_t st_accepted, st_refused, st_closed, st_frames_in, st_frames_out,
+		st_bytes_in, st_bytes_out;
+};
+
+/* ---------------------------------------------------------------- lists */
+
+struct anynode {
+	struct anynode *next;
+};
+
+static void list_push(struct nodelist *l, void *n)
+{
+	((struct anynode *)n)->next = NULL;
+	if (l->tail != NULL)
+		((struct anynode *)l->tail)->next = n;
+	else
+		l->head = n;
+	l->tail = n;
+}
+
+static void list_free(struct nodelist *l)
+{
+	struct anynode *n = l->head;
+	while (n != NULL) {
+		struct anynode *next = n->next;
+		free(n);
+		n = next;
+	}
+	l->head = l->tail = NULL;
+}
+
+static void fd_signal(int fd)
+{
+	uint64_t one = 1;
+	ssize_t r;
+	do
+		r = write(fd, &one, sizeof one);
+	while (r == -1 && errno == EINTR);
+	/* EAGAIN means the counter is already huge: still signalled. */
+}
+
+static void fd_unsignal(int fd)
+{
+	uint64_t v;
+	ssize_t r;
+	do
+		r = read(fd, &v, sizeof v);
+	while (r == -1 && errno == EINTR);
+}
+
+/* ---------------------------------------------------------------- events */
+
+static void emit(struct cplink *l, enum cplink_ev_kind kind, const struct conn *c, const char *data,
+		 size_t len, const char *reason)
+{
+	struct evnode *n = xmalloc(sizeof *n + len + 1);
+	n->kind = kind;
+	n->conn = c->id;
+	n->len = len;
+	xstrlcpy(n->peer, c->peer, sizeof n->peer);
+	xstrlcpy(n->reason, reason != NULL ? reason : "", sizeof n->reason);
+	if (len > 0)
+		memcpy(n->data, data, len);
+	n->data[len] = '\0';
+	list_push(&l->batch, n);
+}
+
+/* Hand the worker's batch to the main thread: one lock and at most one
+ * eventfd write per loop turn, and none if the main thread has not yet
+ * drained the previous signal. */
+static void publish(struct cplink *l)
+{
+	if (l->batch.head == NULL)
+		return;
+	pthread_mutex_lock(&l->ev_lock);
+	int was_empty = l->events.head == NULL;
+	if (was_empty) {
+		l->events = l->batch;
+	} else {
+		((struct anynode *)l->events.tail)->next = l->batch.head;
+		l->events.tail = l->batch.tail;
+	}
+	if (was_empty)
+		fd_signal(l->evfd);
+	pthread_mutex_unlock(&l->ev_lock);
+	l->batch.head = l->batch.tail = NULL;
+}
+
+size_t cplink_drain(struct cplink *l, struct cplink_event *out, size_t max)
+{
+	struct evnode *taken = NULL, *last = NULL;
+	size_t n = 0;
+
+	pthread_mutex_lock(&l->ev_lock);
+	while (n < max && l->events.head != NULL) {
+		struct evnode *e = l->events.head;
+		l->events.head = e->next;
+		if (l->events.head == NULL)
+			l->events.tail = NULL;
+		e->next = NULL;
+		if (last != NULL)
+			last->next = e;
+		else
+			taken = e;
+		last = e;
+		n++;
+	}
+	/* Reset the eventfd only when the queue is empty, under the lock the
+	 * worker signals under, so a wakeup is never lost. */
+	if (l->events.head == NULL)
+		fd_unsignal(l->evfd);
+	pthread_mutex_unlock(&l->ev_lock);
+
+	size_t i = 0;
+	for (struct evnode *e = taken; e != NULL; i++) {
+		struct evnode *next = e->next;
+		struct cplink_event *o = &out[i];
+		o->kind = e->kind;
+		o->conn = e->conn;
+		memcpy(o->peer, e->peer, sizeof o->peer);
+		memcpy(o->reason, e->reason, sizeof o->reason);
+		o->len = e->len;
+		memcpy(o->data, e->data, e->len + 1);
+		free(e);
+		e = next;
+	}
+	return n;
+}
+
+/* ---------------------------------------------------------------- commands */
+
+static void command(struct cplink *l, enum cmd_kind kind, uint64_t conn, const char *text)
+{
+	size_t len = text != NULL ? strlen(text) : 0;
+	struct cmdnode *n = xmalloc(sizeof *n + len + 1);
+	n->kind = kind;
+	n->conn = conn;
+	if (len > 0)
+		memcpy(n->text, text, len);
+	n->text[len] = '\0';
+	pthread_mutex_lock(&l->cmd_lock);
+	int was_empty = l->cmds.head == NULL;
+	list_push(&l->cmds, n);
+	if (was_empty)
+		fd_signal(l->cmdfd);
+	pthread_mutex_unlock(&l->cmd_lock);
+}
+
+void cplink_send(struct cplink *l, uint64_t conn, const char *data)
+{
+	command(l, CMD_SEND, conn, data);
+}
+
+void cplink_close(struct cplink *l, uint64_t conn, const char *reason)
+{
+	command(l, CMD_CLOSE, conn, reason != NULL ? reason : "closed by Central");
+}
+
+/* ---------------------------------------------------------------- slots */
+
+static struct conn *conn_find(struct cplink *l, uint64_t id)
+{
+	size_t slot = (size_t)(id & SLOT_MASK);
+	if (id < (UINT64_C(1) << SLOT_BITS) || slot >= l->nslots)
+		return NULL;
+	struct conn *c = l->slots[slot];
+	return c != NULL && c->id == id ? c : NULL;
+}
+
+static struct conn *conn_alloc(struct cplink *l)
+{
+	size_t slot;
+	if (l->nfree > 0) {
+		slot = l->free_slots[--l->nfree];
+	} else {
+		if (l->nslots == MAX_SLOTS)
+			return NULL;
+		if (l->nslots == l->cap_slots) {
+			l->cap_slots = l->cap_slots ? l->cap_slots * 2 : 64;
+			l->slots = xreallocarray(l->slots, l->cap_slots, sizeof *l->slots);
+			l->free_slots = xreallocarray(l->free_slots, l->cap_slots, sizeof *l->free_slots);
+		}
+		slot = l->nslots++;
+	}
+	struct conn *c = xcalloc(1, sizeof *c);
+	c->id = (++l->seq << SLOT_BITS) | slot;
+	c->fd = -1;
+	l->slots[slot] = c;
+	return c;
+}
+
+/* ---------------------------------------------------------------- timers */
+
+static uint64_t tick_of(double t)
+{
+	return (uint64_t)floor(t / TICK) + 1;
+}
+
+static void timer_unlink(struct cplink *l, struct conn *c)
+{
+	if (c->tick == 0)
+		return;
+	if (c->tprev != NULL)
+		c->tprev->tnext = c->tnext;
+	else
+		l->wheel[c->tick % WHEEL] = c->tnext;
+	if (c->tnext != NULL)
+		c->tnext->tprev = c->tprev;
+	c->tprev = c->tnext = NULL;
+	c->tick = 0;
+}
+
+static void timer_file(struct cplink *l, struct conn *c, uint64_t tick)
+{
+	struct conn **b = &l->wheel[tick % WHEEL];
+	c->tick = tick;
+	c->tprev = NULL;
+	c->tnext = *b;
+	if (*b != NULL)
+		(*b)->tprev = c;
+	*b = c;
+}
+
+/* Earliest moment something must happen on c, 0 if nothing is pending. */
+static double conn_deadline(const struct cplink *l, const struct conn *c)
+{
+	double d = 0;
+#define EARLIER(x)                                  \
+	do {                                        \
+		double x_ = (x);                    \
+		if (x_ > 0 && (d == 0 || x_ < d))   \
+			d = x_;                     \
+	} while (0)
+	if (c->phase != PH_LIVE)
+		return c->end_deadline;
+	if (c->s.state == LINK_HANDSHAKE)
+		EARLIER(c->t_accept + l->cfg.handshake_timeout);
+	else if (l->cfg.heartbeat_timeout > 0)
+		EARLIER(c->last_frame + l->cfg.heartbeat_timeout);
+	EARLIER(link_session_deadline(&c->s));
+	if (c->closing)
+		EARLIER(c->close_deadline);
+#undef EARLIER
+	return d;
+}
+
+/* File c for its deadline, unless it is already filed no later (then the
+ * visit finds it early and re-files it: see WHEEL). */
+static void timer_arm(struct cplink *l, struct conn *c)
+{
+	double d = conn_deadline(l, c);
+	if (d <= 0) {
+		timer_unlink(l, c);
+		return;
+	}
+	uint64_t t = tick_of(d);
+	if (t <= l->cur_tick)
+		t = l->cur_tick + 1;
+	if (c->tick != 0 && c->tick <= t)
+		return;
+	timer_unlink(l, c);
+	timer_file(l, c, t);
+}
+
+/* ---------------------------------------------------------------- closing */
+
+static void epoll_set(struct cplink *l, struct conn *c, int want_out)
+{
+	struct epoll_event ev = { .events = EPOLLIN | (want_out ? EPOLLOUT : 0), .data.u64 = c->id };
+	if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+		c->want_out = want_out;
+}
+
+/* The end of a slot: fd closed, memory freed, id forgotten. */
+static void conn_destroy(struct cplink *l, struct conn *c)
+{
+	timer_unlink(l, c);
+	if (c->fd >= 0)
+		close(c->fd); /* also removes it from epoll */
+	if (c->has_session)
+		link_session_free(&c->s);
+	size_t slot = (size_t)(c->id & SLOT_MASK);
+	l->slots[slot] = NULL;
+	l->free_slots[l->nfree++] = slot;
+	free(c);
+}
+
+/* Write what the session has for the peer. 0, or -1 if the socket failed. */
+static int conn_flush(struct cplink *l, struct conn *c)
+{
+	for (;;) {
+		size_t len;
+		const uint8_t *p = link_session_output(&c->s, &len);
+		if (len == 0)
+			break;
+		ssize_t w = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w > 0) {
+			link_session_consumed(&c->s, (size_t)w);
+			atomic_fetch_add(&l->st_bytes_out, (uint64_t)w);
+			continue;
+		}
+		if (w == -1 && errno == EINTR)
+			continue;
+		if (w == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (!c->want_out)
+				epoll_set(l, c, 1);
+			return 0;
+		}
+		return -1;
+	}
+	if (c->want_out)
+		epoll_set(l, c, 0);
+	return 0;
+}
+
+static void conn_linger(struct cplink *l, struct conn *c, double now)
+{
+	link_session_free(&c->s);
+	c->has_session = 0;
+	if (shutdown(c->fd, SHUT_WR) == -1) {
+		conn_destroy(l, c);
+		return;
+	}
+	c->phase = PH_LINGER;
+	c->end_deadline = now + LINGER_LIMIT;
+	if (c->want_out)
+		epoll_set(l, c, 0);
+	timer_arm(l, c);
+}
+
+/* THE close: every connection ends here, with a reason. The main thread
+ * hears CPL_DOWN only for connections it heard CPL_UP for. With eot, the
+ * session's EOT (and anything still unwritten) is flushed for up to
+ * FLUSH_LIMIT, then our side is shut and the socket read until the peer's
+ * EOF for up to LINGER_LIMIT, so a close never resets away our last bytes. */
+static void conn_close(struct cplink *l, struct conn *c, const char *reason, int eot, double now)
+{
+	if (c->phase != PH_LIVE)
+		return;
+	log_info("cplink: link %llu %s closed: %s", (unsigned long long)(c->id >> SLOT_BITS), c->peer,
+		 reason);
+	if (c->up)
+		emit(l, CPL_DOWN, c, NULL, 0, reason);
+	atomic_fetch_sub(&l->nconns, 1);
+	atomic_fetch_add(&l->st_closed, 1);
+
+	if (eot && c->s.state != LINK_CLOSED && c->s.state != LINK_BROKEN)
+		link_session_close(&c->s);
+	/* Even a broken link gets what the session queued (a NACK, say),
+	 * best effort. */
+	if (conn_flush(l, c) == -1) {
+		conn_destroy(l, c);
+		return;
+	}
+	if (!eot) {
+		conn_destroy(l, c);
+		return;
+	}
+	size_t left;
+	link_session_output(&c->s, &left);
+	if (left == 0) {
+		conn_linger(l, c, now);
+		return;
+	}
+	c->phase = PH_FLUSH;
+	c->end_deadline = now + FLUSH_LIMIT;
+	timer_arm(l, c);
+}
+
+/* Bytes this connection holds for the peer: unwritten output plus frames
+ * queued behind the one in flight. */
+static size_t conn_pending(const struct conn *c)
+{
+	size_t n;
+	link_session_output(&c->s, &n);
+	/* queue[0] is already in the output once it is in flight. */
+	for (int i = c->s.in_flight ? 1 : 0; i < c->s.nqueue; i++)
+		n += c->s.queue_len[i] + 3;
+	return n;
+}
+
+/* After anything happened on a live connection: a broken session, a write
+ * queue over its cap, a requested close whose frames are all answered.
+ * Returns 0 if c is still live, -1 if it was closed (and maybe freed:
+ * do not touch it again). */
+static int conn_settle(struct cplink *l, struct conn *c, double now)
+{
+	if (c->phase != PH_LIVE)
+		return -1;
+	if (c->s.state == LINK_BROKEN || c->s.state == LINK_CLOSED) {
+		conn_close(l, c, c->s.err[0] ? c->s.err : link_state_name(c->s.state), 0, now);
+		return -1;
+	}
+	if (conn_pending(c) > l->cfg.wq_cap) {
+		conn_close(l, c, "write queue full", 0, now);
+		return -1;
+	}
+	if (conn_flush(l, c) == -1) {
+		conn_close(l, c, strerror(errno), 0, now);
+		return -1;
+	}
+	if (c->closing && (link_session_idle(&c->s) || now >= c->close_deadline)) {
+		conn_close(l, c, c->close_reason, 1, now);
+		return -1;
+	}
+	timer_arm(l, c);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- input */
+
+struct frame_ctx {
+	struct cplink *l;
+	struct conn *c;
+	double now;
+};
+
+static void on_frame(void *arg, const char *data, size_t len)
+{
+	struct frame_ctx *fx = arg;
+	struct conn *c = fx->c;
+	if (!c->up) {
+		c->up = 1;
+		emit(fx->l, CPL_UP, c, NULL, 0, NULL);
+	}
+	c->last_frame = fx->now;
+	atomic_fetch_add(&fx->l->st_frames_in, 1);
+	emit(fx->l, CPL_FRAME, c, data, len, NULL);
+}
+
+static void conn_readable(struct cplink *l, struct conn *c, double now)
+{
+	uint8_t buf[16384];
+
+	for (int i = 0; i < READ_BATCH; i++) {
+		ssize_t r = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (c->phase != PH_LIVE) {
+			/* Discard until the peer's EOF: closing with unread
+			 * data would reset the connection. */
+			if (r <= 0) {
+				conn_destroy(l, c);
+				return;
+			}
+			continue;
+		}
+		if (r == 0) {
+			conn_close(l, c, "connection closed by peer", 0, now);
+			return;
+		}
+		if (r < 0) {
+			conn_close(l, c, strerror(errno), 0, now);
+			return;
+		}
+		atomic_fetch_add(&l->st_bytes_in, (uint64_t)r);
+		struct frame_ctx fx = { l, c, now };
+		int was_handshake = c->s.state == LINK_HANDSHAKE;
+		link_session_input(&c->s, buf, (size_t)r, now, on_frame, &fx);
+		if (was_handshake && c->s.state == LINK_OPEN) {
+			c->last_frame = now;
+			if (!c->up) {
+				c->up = 1;
+				emit(l, CPL_UP, c, NULL, 0, NULL);
+			}
+			log_debug("cplink: link %llu %s up", (unsigned long long)(c->id >> SLOT_BITS), c->peer);
+		}
+		if (conn_settle(l, c, now) == -1 || (size_t)r < sizeof buf)
+			return;
+	}
+}
+
+static void conn_writable(struct cplink *l, struct conn *c, double now)
+{
+	if (c->phase == PH_LINGER) {
+		epoll_set(l, c, 0);
+		return;
+	}
+	if (conn_flush(l, c) == -1) {
+		if (c->phase == PH_LIVE)
+			conn_close(l, c, strerror(errno), 0, now);
+		else
+			conn_destroy(l, c);
+		return;
+	}
+	if (c->phase == PH_FLUSH) {
+		size_t left;
+		link_session_output(&c->s, &left);
+		if (left == 0)
+			conn_linger(l, c, now);
+		return;
+	}
+	conn_settle(l, c, now);
+}
+
+/* Timer visit: whatever is due on c. */
+static void conn_due(struct cplink *l, struct conn *c, double now)
+{
+	if (c->phase != PH_LIVE) {
+		if (now >= c->end_deadline)
+			conn_destroy(l, c);
+		else
+			timer_arm(l, c);
+		return;
+	}
+	if (c->s.state == LINK_HANDSHAKE && now >= c->t_accept + l->cfg.handshake_timeout) {
+		char why[128];
+		snprintf(why, sizeof why, "handshake timeout (no ENQ within %.1f s)", l->cfg.handshake_timeout);
+		conn_close(l, c, why, 0, now);
+		return;
+	}
+	if (c->s.state == LINK_OPEN && l->cfg.heartbeat_timeout > 0 &&
+	    now >= c->last_frame + l->cfg.heartbeat_timeout) {
+		conn_close(l, c, "heartbeat timeout", 1, now);
+		return;
+	}
+	link_session_tick(&c->s, now);
+	conn_settle(l, c, now);
+}
+
+static void wheel_run(struct cplink *l, double now)
+{
+	uint64_t now_tick = tick_of(now) - 1;
+	if (now_tick <= l->cur_tick)
+		return;
+	uint64_t from = l->cur_tick + 1;
+	if (now_tick - from >= WHEEL)
+		from = now_tick - WHEEL + 1;
+	l->cur_tick = now_tick;
+	for (uint64_t t = from; t <= now_tick; t++) {
+		struct conn *c = l->wheel[t % WHEEL];
+		l->wheel[t % WHEEL] = NULL;
+		while (c != NULL) {
+			struct conn *next = c->tnext;
+			uint64_t due = c->tick;
+			c->tprev = c->tnext = NULL;
+			c->tick = 0;
+			if (due <= now_tick)
+				conn_due(l, c, now);
+			else
+				timer_file(l, c, due); /* a later round */
+			c = next;
+		}
+	}
+}
+
+/* ---------------------------------------------------------------- accept */
+
+static void listen_enable(struct cplink *l, int on)
+{
+	if (on == l->listening)
+		return;
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_LISTEN };
+	if (epoll_ctl(l->epfd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, l->lfd, &ev) == 0)
+		l->listening = on;
+}
+
+static void format_peer(const struct sockaddr_storage *sa, char *out, size_t n)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+	if (sa->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+		port = ntohs(in->sin_port);
+		snprintf(out, n, "%s:%d", host, port);
+	} else if (sa->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+		port = ntohs(in6->sin6_port);
+		snprintf(out, n, "[%s]:%d", host, port);
+	} else {
+		snprintf(out, n, "unknown");
+	}
+}
+
+static void do_accept(struct cplink *l, double now)
+{
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		struct sockaddr_storage sa;
+		socklen_t salen = sizeof sa;
+		int fd = accept4(l->lfd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				log_warn("cplink: accept: %s; not accepting for %.0f s", strerror(errno),
+					 ACCEPT_PAUSE);
+				listen_enable(l, 0);
+				l->accept_resume = now + ACCEPT_PAUSE;
+				return;
+			}
+			log_warn("cplink: accept: %s", strerror(errno));
+			return;
+		}
+		char peer[64];
+		format_peer(&sa, peer, sizeof peer);
+		if (atomic_load(&l->nconns) >= (size_t)l->cfg.max_conns) {
+			/* NACK is the protocol's "refused"; the peer reads it
+			 * as the answer to its ENQ. Best effort. */
+			uint8_t nack = LINK_NACK;
+			(void)!send(fd, &nack, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+			close(fd);
+			atomic_fetch_add(&l->st_refused, 1);
+			log_info("cplink: refused %s: too many links (max %d)", peer, l->cfg.max_conns);
+			continue;
+		}
+		struct conn *c = conn_alloc(l);
+		if (c == NULL) {
+			close(fd);
+			log_warn("cplink: refused %s: no slot", peer);
+			continue;
+		}
+		c->fd = fd;
+		c->phase = PH_LIVE;
+		xstrlcpy(c->peer, peer, sizeof c->peer);
+		c->t_accept = now;
+		net_set_nodelay(fd);
+		link_session_init(&c->s, LINK_SERVER, now);
+		c->has_session = 1;
+		/* Our configured handshake timeout, not the codec's default. */
+		c->s.deadline = now + l->cfg.handshake_timeout;
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = c->id };
+		if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
+			log_warn("cplink: epoll_ctl %s: %s", peer, strerror(errno));
+			conn_destroy(l, c);
+			continue;
+		}
+		atomic_fetch_add(&l->nconns, 1);
+		atomic_fetch_add(&l->st_accepted, 1);
+		log_debug("cplink: link %llu accepted from %s", (unsigned long long)(c->id >> SLOT_BITS), peer);
+		timer_arm(l, c);
+	}
+}
+
+/* ---------------------------------------------------------------- commands */
+
+static void run_commands(struct cplink *l, double now)
+{
+	pthread_mutex_lock(&l->cmd_lock);
+	struct cmdnode *n = l->cmds.head;
+	l->cmds.head = l->cmds.tail = NULL;
+	fd_unsignal(l->cmdfd);
+	pthread_mutex_unlock(&l->cmd_lock);
+
+	while (n != NULL) {
+		struct cmdnode *next = n->next;
+		struct conn *c = n->kind == CMD_STOP ? NULL : conn_find(l, n->conn);
+		if (n->kind == CMD_STOP) {
+			l->stopping = 1;
+		} else if (c == NULL || c->phase != PH_LIVE) {
+			log_debug("cplink: command for closed link %llu ignored",
+				  (unsigned long long)(n->conn >> SLOT_BITS));
+		} else if (n->kind == CMD_CLOSE) {
+			if (!c->closing) {
+				c->closing = 1;
+				xstrlcpy(c->close_reason, n->text, sizeof c->close_reason);
+				c->close_deadline = now + LINK_ANSWER_TIMEOUT + 0.5;
+			}
+			conn_settle(l, c, now);
+		} else {
+			char err[LINK_ERR_LEN];
+			size_t len = strlen(n->text);
+			if (link_validate(n->text, len, err) == -1) {
+				log_warn("cplink: frame for link %llu dropped: %s",
+					 (unsigned long long)(c->id >> SLOT_BITS), err);
+			} else if (link_session_send(&c->s, n->text, len, now, err) == -1) {
+				char why[128];
+				snprintf(why, sizeof why, "write queue full (%.100s)", err);
+				conn_close(l, c, why, 0, now);
+			} else {
+				atomic_fetch_add(&l->st_frames_out, 1);
+				conn_settle(l, c, now);
+			}
+		}
+		free(n);
+		n = next;
+	}
+}
+
+/* ---------------------------------------------------------------- worker */
+
+static int epoll_timeout(const struct cplink *l, double now)
+{
+	int ms = -1;
+	if (atomic_load(&l->nconns) > 0 || l->nslots - l->nfree > 0) {
+		double next = (double)(l->cur_tick + 1) * TICK;
+		ms = (int)ceil((next - now) * 1000.0);
+		if (ms < 1)
+			ms = 1;
+		if (ms > 100)
+			ms = 100;
+	}
+	if (l->accept_resume > 0) {
+		int a = clock_ms_until(l->accept_resume, 1000);
+		if (a < 1)
+			a = 1;
+		if (ms == -1 || a < ms)
+			ms = a;
+	}
+	return ms;
+}
+
+static void handle_ready(struct cplink *l, struct epoll_event *evs, int n, double now)
+{
+	for (int i = 0; i < n; i++) {
+		uint64_t tag = evs[i].data.u64;
+		if (tag == TAG_LISTEN) {
+			if (!l->stopping)
+				do_accept(l, now);
+			continue;
+		}
+		if (tag == TAG_CMD) {
+			run_commands(l, now);
+			continue;
+		}
+		struct conn *c = conn_find(l, tag); /* may have closed earlier in this batch */
+		if (c == NULL)
+			continue;
+		uint32_t e = evs[i].events;
+		if (e & (EPOLLIN | EPOLLHUP | EPOLLERR))
+			conn_readable(l, c, now);
+		if ((e & EPOLLOUT) && conn_find(l, tag) == c)
+			conn_writable(l, c, now);
+	}
+}
+
+/* Shutdown: EOT to every live link, then keep the loop running (flush and
+ * linger) until every socket is gone or the time is up. */
+static void worker_stop(struct cplink *l, struct epoll_event *evs, int maxev)
+{
+	double now = clock_mono();
+	double end = now + 1.0;
+
+	listen_enable(l, 0);
+	for (size_t i = 0; i < l->nslots; i++) {
+		struct conn *c = l->slots[i];
+		if (c == NULL)
+			continue;
+		if (c->phase == PH_LIVE)
+			conn_close(l, c, "Central shutting down", c->s.state == LINK_OPEN, now);
+		/* Shutdown bounds every remaining phase by the same second. */
+		if (l->slots[i] == c && c->end_deadline > end)
+			c->end_deadline = end;
+	}
+	publish(l);
+	while (l->nslots - l->nfree > 0) {
+		now = clock_mono();
+		if (now >= end)
+			break;
+		int n = epoll_wait(l->epfd, evs, maxev, clock_ms_until(end, 100) + 1);
+		now = clock_mono();
+		for (int i = 0; i < n; i++) {
+			struct conn *c = conn_find(l, evs[i].data.u64);
+			if (c == NULL)
+				continue;
+			if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+				conn_readable(l, c, now);
+			if ((evs[i].events & EPOLLOUT) && conn_find(l, evs[i].data.u64) == c)
+				conn_writable(l, c, now);
+		}
+		wheel_run(l, now);
+	}
+	for (size_t i = 0; i < l->nslots; i++)
+		if (l->slots[i] != NULL)
+			conn_destroy(l, l->slots[i]);
+	publish(l);
+}
+
+static void *worker(void *arg)
+{
+	struct cplink *l = arg;
+	enum { MAXEV = 256 };
+	struct epoll_event evs[MAXEV];
+
+	/* Signals belong to the main loop. */
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+
+	l->cur_tick = tick_of(clock_mono()) - 1;
+	while (!l->stopping) {
+		int n = epoll_wait(l->epfd, evs, MAXEV, epoll_timeout(l, clock_mono()));
+		if (n == -1 && errno != EINTR) {
+			log_error("cplink: epoll_wait: %s", strerror(errno));
+			break;
+		}
+		double now = clock_mono();
+		if (n > 0)
+			handle_ready(l, evs, n, now);
+		if (l->accept_resume > 0 && now >= l->accept_resume && !l->stopping) {
+			l->accept_resume = 0;
+			listen_enable(l, 1);
+		}
+		wheel_run(l, now);
+		publish(l);
+	}
+	worker_stop(l, evs, MAXEV);
+	return NULL;
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+void cplink_config_defaults(struct cplink_config *c)
+{
+	c->host = NULL;
+	c->port = 0;
+	c->max_conns = 10000;
+	c->wq_cap = 256 * 1024;
+	c->handshake_timeout = LINK_HANDSHAKE_TIMEOUT;
+	c->heartbeat_timeout = 3.0;
+}
+
+struct cplink *cplink_new(const struct cplink_config *cfg, char err[256])
+{
+	struct cplink *l = NULL;
+	char nerr[NET_ERR_LEN];
+
+	if (cfg->max_conns < 1 || (size_t)cfg->max_conns > MAX_SLOTS / 2) {
+		snprintf(err, 256, "invalid max connections %d (expected 1..%zu)", cfg->max_conns,
+			 MAX_SLOTS / 2);
+		return NULL;
+	}
+	if (!(cfg->handshake_timeout > 0) || !(cfg->heartbeat_timeout >= 0) ||
+	    !isfinite(cfg->handshake_timeout) || !isfinite(cfg->heartbeat_timeout)) {
+		snprintf(err, 256, "invalid link timeouts (handshake %g s must be > 0, heartbeat %g s >= 0)",
+			 cfg->handshake_timeout, cfg->heartbeat_timeout);
+		return NULL;
+	}
+	if (cfg->wq_cap < LINK_FRAME_MAX) {
+		snprintf(err, 256, "write queue cap %zu too small (at least %d bytes)", cfg->wq_cap,
+			 LINK_FRAME_MAX);
+		return NULL;
+	}
+
+	l = xcalloc(1, sizeof *l);
+	l->cfg = *cfg;
+	if (cfg->host != NULL) {
+		l->host = xstrdup(cfg->host);
+		l->cfg.host = l->host;
+	}
+	l->lfd = l->epfd = l->cmdfd = l->evfd = -1;
+	pthread_mutex_init(&l->ev_lock, NULL);
+	pthread_mutex_init(&l->cmd_lock, NULL);
+
+	l->lfd = net_listen(cfg->host, cfg->port, 4096, nerr);
+	if (l->lfd == -1) {
+		snprintf(err, 256, "link server: %.240s", nerr);
+		goto fail;
+	}
+	l->port = net_local_port(l->lfd);
+	l->epfd = epoll_create1(EPOLL_CLOEXEC);
+	l->cmdfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	l->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (l->epfd == -1 || l->cmdfd == -1 || l->evfd == -1) {
+		snprintf(err, 256, "link server: %s", strerror(errno));
+		goto fail;
+	}
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_CMD };
+	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->cmdfd, &ev) == -1) {
+		snprintf(err, 256, "link server: epoll: %s", strerror(errno));
+		goto fail;
+	}
+	listen_enable(l, 1);
+	if (!l->listening) {
+		snprintf(err, 256, "link server: epoll: %s", strerror(errno));
+		goto fail;
+	}
+	return l;
+fail:
+	cplink_free(l);
+	return NULL;
+}
+
+int cplink_port(const struct cplink *l)
+{
+	return l->port;
+}
+
+int cplink_event_fd(const struct cplink *l)
+{
+	return l->evfd;
+}
+
+int cplink_start(struct cplink *l, char err[256])
+{
+	if (l->started) {
+		snprintf(err, 256, "link server already started");
+		return -1;
+	}
+	int rc = pthread_create(&l->thread, NULL, worker, l);
+	if (rc != 0) {
+		snprintf(err, 256, "link server thread: %s", strerror(rc));
+		return -1;
+	}
+	l->started = 1;
+	return 0;
+}
+
+size_t cplink_count(const struct cplink *l)
+{
+	return atomic_load(&((struct cplink *)l)->nconns);
+}
+
+void cplink_stats(const struct cplink *l, struct cplink_stats *st)
+{
+	struct cplink *m = (struct cplink *)l;
+	st->accepted = atomic_load(&m->st_accepted);
+	st->refused = atomic_load(&m->st_refused);
+	st->closed = atomic_load(&m->st_closed);
+	st->frames_in = atomic_load(&m->st_frames_in);
+	st->frames_out = atomic_load(&m->st_frames_out);
+	st->bytes_in = atomic_load(&m->st_bytes_in);
+	st->bytes_out = atomic_load(&m->st_bytes_out);
+}
+
+void cplink_shutdown(struct cplink *l)
+{
+	if (l->started && !l->joined) {
+		command(l, CMD_STOP, 0, NULL);
+		pthread_join(l->thread, NULL);
+		l->joined = 1;
+	}
+	if (l->lfd >= 0) {
+		close(l->lfd);
+		l->lfd = -1;
+	}
+}
+
+void cplink_free(struct cplink *l)
+{
+	if (l == NULL)
+		return;
+	cplink_shutdown(l);
+	/* Never started: connections cannot exist, but be exact anyway. */
+	for (size_t i = 0; i < l->nslots; i++)
+		if (l->slots[i] != NULL)
+			conn_destroy(l, l->slots[i]);
+	list_free(&l->batch);
+	list_free(&l->events);
+	list_free(&l->cmds);
+	if (l->epfd >= 0)
+		close(l->epfd);
+	if (l->cmdfd >= 0)
+		close(l->cmdfd);
+	if (l->evfd >= 0)
+		close(l->evfd);
+	pthread_mutex_destroy(&l->ev_lock);
+	pthread_mutex_destroy(&l->cmd_lock);
+	free(l->slots);
+	free(l->free_slots);
+	free(l->host);
+	free(l);
+}
