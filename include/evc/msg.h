@@ -95,7 +95,14 @@ int msg_decode(enum msg_topic topic, const char *json, size_t len, struct msg *m
  * type's topic-wide fields: driver_notifications always carry target_driver
  * = user_id). Returns a NUL-terminated string (caller frees with free()),
  * *len set if len is not NULL; NULL with err filled if the message breaks a
- * bound (so nothing invalid is ever produced). */
+ * bound (so nothing invalid is ever produced). Numbers are printed as JSON
+ * reals with at most 15 significant digits after rounding: kwh, kw and
+ * kwh_partial to 3 decimals (Wh, W), importe and importe_partial to 2
+ * (cents), prices to 4, timestamp/started_at/ended_at to 3 (ms). So 0.1
+ * prints as 0.1 and 1699999999 as 1699999999.0, and decoding what was
+ * printed gives back the rounded value exactly. Keys come out in
+ * protocol.md's order (type first). Field rules are the same as
+ * msg_decode's, so anything decoded re-encodes. */
 char *msg_encode(const struct msg *m, size_t *len, char err[MSG_ERR_LEN]);
 /* "REQUEST_CHARGE" ...; NULL for an invalid value. */
 const char *msg_type_name(enum msg_type t);
@@ -107,5 +114,8 @@ const char *msg_topic_name(enum msg_topic t);
 int msg_valid_cp_id(const char *s);
 /* True if s is a valid user/driver id: 1..64 bytes of [A-Za-z0-9_.@-]. */
 int msg_valid_user_id(const char *s);
+/* True if s is a valid session_id / request_id: 1..64 bytes of printable
+ * ASCII without space or '#' (they travel inside link frames too). */
+int msg_valid_session_id(const char *s);
 
 #endif

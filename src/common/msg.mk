@@ -1,1 +1,7 @@
-# msg.mk fragment
+# msg.mk fragment: the Kafka message codec (protocol.md section 5).
+check_PROGRAMS += tests/unit/test_msg
+TESTS += tests/unit/test_msg
+tests_unit_test_msg_SOURCES = tests/unit/test_msg.c
+tests_unit_test_msg_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_msg_LDADD = $(UNIT_LIBS)
+EXTRA_DIST += tests/fuzz/fuzz_msg.c tests/fuzz/msg.seeds
