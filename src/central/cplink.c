@@ -851,8 +851,20 @@ static void handle_ready(struct cplink *l, struct epoll_event *evs, int n, doubl
 	}
 }
 
-/* Shutdown: EOT to every live link, then keep the loop running (flush and
- * linger) until every socket is gone or the time is up. */
+static size_t count_flushing(const struct cplink *l)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < l->nslots; i++)
+		if (l->slots[i] != NULL && l->slots[i]->phase == PH_FLUSH)
+			n++;
+	return n;
+}
+
+/* Shutdown: EOT to every open link, keep the loop running until every EOT
+ * is written or the second is up, then close. Unlike a normal close there
+ * is no waiting for the peers' EOF: what they sent is read and dropped just
+ * before close, so the close is a FIN, not a reset that could destroy the
+ * EOT in flight. */
 static void worker_stop(struct cplink *l, struct epoll_event *evs, int maxev)
 {
 	double now = clock_mono();
@@ -861,19 +873,11 @@ static void worker_stop(struct cplink *l, struct epoll_event *evs, int maxev)
 	listen_enable(l, 0);
 	for (size_t i = 0; i < l->nslots; i++) {
 		struct conn *c = l->slots[i];
-		if (c == NULL)
-			continue;
-		if (c->phase == PH_LIVE)
+		if (c != NULL && c->phase == PH_LIVE)
 			conn_close(l, c, "Central shutting down", c->s.state == LINK_OPEN, now);
-		/* Shutdown bounds every remaining phase by the same second. */
-		if (l->slots[i] == c && c->end_deadline > end)
-			c->end_deadline = end;
 	}
 	publish(l);
-	while (l->nslots - l->nfree > 0) {
-		now = clock_mono();
-		if (now >= end)
-			break;
+	while (count_flushing(l) > 0 && (now = clock_mono()) < end) {
 		int n = epoll_wait(l->epfd, evs, maxev, clock_ms_until(end, 100) + 1);
 		now = clock_mono();
 		for (int i = 0; i < n; i++) {
@@ -885,11 +889,16 @@ static void worker_stop(struct cplink *l, struct epoll_event *evs, int maxev)
 			if ((evs[i].events & EPOLLOUT) && conn_find(l, evs[i].data.u64) == c)
 				conn_writable(l, c, now);
 		}
-		wheel_run(l, now);
 	}
-	for (size_t i = 0; i < l->nslots; i++)
-		if (l->slots[i] != NULL)
-			conn_destroy(l, l->slots[i]);
+	for (size_t i = 0; i < l->nslots; i++) {
+		struct conn *c = l->slots[i];
+		if (c == NULL)
+			continue;
+		uint8_t buf[4096];
+		for (int k = 0; k < 16 && recv(c->fd, buf, sizeof buf, MSG_DONTWAIT) > 0; k++)
+			;
+		conn_destroy(l, c);
+	}
 	publish(l);
 }
 

@@ -1,0 +1,633 @@
+/* Tests of Central's link server (cplink.c): the real worker thread on
+ * 127.0.0.1, port 0, real sockets, and a tiny blocking client built on the
+ * link codec. Every wait has a deadline; nothing sleeps to synchronise. */
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "evc/clock.h"
+#include "evc/link.h"
+#include "evc/log.h"
+#include "evc/net.h"
+#include "src/central/cplink.h"
+
+#define WAIT 3.0 /* s: generous deadline for anything that should be prompt */
+
+/* ---------------------------------------------------------------- server */
+
+static struct cplink *srv;
+static struct cplink_event evq[256]; /* drained but not yet looked at */
+static size_t evq_head, evq_len;
+
+static struct cplink_config base_config(void)
+{
+	struct cplink_config c;
+	cplink_config_defaults(&c);
+	c.host = "127.0.0.1";
+	c.heartbeat_timeout = 0; /* only the heartbeat tests want it */
+	return c;
+}
+
+static void start(const struct cplink_config *c)
+{
+	char err[256];
+	srv = cplink_new(c, err);
+	if (srv == NULL)
+		fail_msg("cplink_new: %s", err);
+	assert_true(cplink_port(srv) > 0);
+	assert_int_equal(cplink_start(srv, err), 0);
+	evq_head = evq_len = 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	cplink_free(srv);
+	srv = NULL;
+	return 0;
+}
+
+/* Next event within timeout seconds: 1, or 0 if none came. */
+static int next_event(struct cplink_event *ev, double timeout)
+{
+	double end = clock_mono() + timeout;
+	while (evq_head == evq_len) {
+		struct pollfd p = { .fd = cplink_event_fd(srv), .events = POLLIN };
+		int ms = clock_ms_until(end, 1000);
+		if (poll(&p, 1, ms) == 0 && clock_mono() >= end)
+			return 0;
+		evq_head = 0;
+		evq_len = cplink_drain(srv, evq, sizeof evq / sizeof evq[0]);
+	}
+	*ev = evq[evq_head++];
+	return 1;
+}
+
+static struct cplink_event expect_event(enum cplink_ev_kind kind)
+{
+	struct cplink_event ev;
+	if (!next_event(&ev, WAIT))
+		fail_msg("no event (wanted kind %d) within %.0f s", kind, WAIT);
+	if (ev.kind != kind)
+		fail_msg("got event kind %d (data '%s' reason '%s'), wanted %d", ev.kind, ev.data, ev.reason,
+			 kind);
+	return ev;
+}
+
+static void expect_frame_event(uint64_t conn, const char *data)
+{
+	struct cplink_event ev = expect_event(CPL_FRAME);
+	assert_true(ev.conn == conn);
+	assert_int_equal(ev.len, strlen(data));
+	assert_string_equal(ev.data, data);
+}
+
+static void expect_no_event(double timeout)
+{
+	struct cplink_event ev;
+	if (next_event(&ev, timeout))
+		fail_msg("unexpected event kind %d (data '%s' reason '%s')", ev.kind, ev.data, ev.reason);
+}
+
+/* Wait until the server counts n open connections. */
+static void wait_count(size_t n)
+{
+	double end = clock_mono() + WAIT;
+	while (cplink_count(srv) != n) {
+		if (clock_mono() >= end)
+			fail_msg("open links: %zu, wanted %zu", cplink_count(srv), n);
+		struct pollfd p = { .fd = cplink_event_fd(srv), .events = POLLIN };
+		poll(&p, 1, 10); /* a bounded wait between looks, not a synchronisation */
+	}
+}
+
+/* ---------------------------------------------------------------- client */
+
+struct client {
+	int fd;
+	struct link_reader rd;
+	uint8_t buf[4096];
+	size_t pos, len;
+};
+
+static struct client *client_connect(void)
+{
+	char err[NET_ERR_LEN];
+	struct client *c = calloc(1, sizeof *c);
+	assert_non_null(c);
+	c->fd = net_connect("127.0.0.1", cplink_port(srv), 2000, err);
+	if (c->fd == -1)
+		fail_msg("%s", err);
+	link_reader_init(&c->rd);
+	return c;
+}
+
+static void client_free(struct client *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c);
+}
+
+static void client_raw(struct client *c, const void *p, size_t n)
+{
+	assert_int_equal(net_write_all(c->fd, p, n, 2000), 0);
+}
+
+static void client_byte(struct client *c, uint8_t b)
+{
+	client_raw(c, &b, 1);
+}
+
+static void client_frame(struct client *c, const char *data)
+{
+	uint8_t f[LINK_FRAME_MAX];
+	int n = link_frame_build(f, sizeof f, data, strlen(data), NULL);
+	assert_true(n > 0);
+	client_raw(c, f, (size_t)n);
+}
+
+/* Next item from the server: 1, 0 on EOF or reset, -1 on timeout. */
+static int client_item(struct client *c, struct link_item *it, double timeout)
+{
+	double end = clock_mono() + timeout;
+	for (;;) {
+		const uint8_t *p = c->buf + c->pos;
+		size_t n = c->len - c->pos;
+		int got = link_reader_next(&c->rd, &p, &n, it);
+		c->pos = (size_t)(p - c->buf);
+		if (got)
+			return 1;
+		struct pollfd pf = { .fd = c->fd, .events = POLLIN };
+		int ms = clock_ms_until(end, 1000);
+		if (poll(&pf, 1, ms) == 0) {
+			if (clock_mono() >= end)
+				return -1;
+			continue;
+		}
+		ssize_t r = recv(c->fd, c->buf, sizeof c->buf, 0);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return 0;
+		c->pos = 0;
+		c->len = (size_t)r;
+	}
+}
+
+static void client_expect_ctrl(struct client *c, uint8_t ctrl)
+{
+	struct link_item it;
+	int r = client_item(c, &it, WAIT);
+	if (r != 1)
+		fail_msg("wanted control byte 0x%02x, got %s", ctrl, r == 0 ? "EOF" : "nothing");
+	if (it.kind != LINK_ITEM_CTRL || it.ctrl != ctrl)
+		fail_msg("wanted control byte 0x%02x, got item kind %d ctrl 0x%02x data '%s'", ctrl, it.kind,
+			 it.ctrl, it.data);
+}
+
+static void client_expect_frame(struct client *c, const char *data)
+{
+	struct link_item it;
+	int r = client_item(c, &it, WAIT);
+	if (r != 1)
+		fail_msg("wanted frame '%s', got %s", data, r == 0 ? "EOF" : "nothing");
+	if (it.kind != LINK_ITEM_FRAME)
+		fail_msg("wanted frame '%s', got item kind %d ctrl 0x%02x", data, it.kind, it.ctrl);
+	assert_string_equal(it.data, data);
+}
+
+static void client_expect_eof(struct client *c)
+{
+	struct link_item it;
+	int r = client_item(c, &it, WAIT);
+	if (r != 0)
+		fail_msg("wanted EOF, got %s (kind %d ctrl 0x%02x)", r == 1 ? "an item" : "nothing", it.kind,
+			 it.ctrl);
+}
+
+/* ENQ, ACK, and the server's CPL_UP. Returns the connection id. */
+static uint64_t client_handshake(struct client *c)
+{
+	client_byte(c, LINK_ENQ);
+	client_expect_ctrl(c, LINK_ACK);
+	struct cplink_event ev = expect_event(CPL_UP);
+	assert_true(ev.conn != 0);
+	assert_true(strncmp(ev.peer, "127.0.0.1:", 10) == 0);
+	return ev.conn;
+}
+
+/* ---------------------------------------------------------------- tests */
+
+static void test_handshake_frame_and_send(void **state)
+{
+	struct cplink_config cfg = base_config();
+	start(&cfg);
+	struct client *c = client_connect();
+	uint64_t id = client_handshake(c);
+	assert_int_equal(cplink_count(srv), 1);
+
+	client_frame(c, "REGISTER#MAD-01#C/ Serrano 10#0.25");
+	client_expect_ctrl(c, LINK_ACK);
+	expect_frame_event(id, "REGISTER#MAD-01#C/ Serrano 10#0.25");
+
+	cplink_send(srv, id, "REGISTER_RESULT#FIRST");
+	client_expect_frame(c, "REGISTER_RESULT#FIRST");
+	client_byte(c, LINK_ACK);
+	/* One frame in flight at a time: the second goes after the ACK. */
+	cplink_send(srv, id, "PARAR#CENTRAL");
+	client_expect_frame(c, "PARAR#CENTRAL");
+	client_byte(c, LINK_ACK);
+	client_frame(c, "ACK#PARAR");
+	client_expect_ctrl(c, LINK_ACK);
+	expect_frame_event(id, "ACK#PARAR");
+
+	/* The peer leaving: CPL_DOWN with a reason. */
+	client_free(c);
+	struct cplink_event ev = expect_event(CPL_DOWN);
+	assert_true(ev.conn == id);
+	assert_string_equal(ev.reason, "connection closed by peer");
+	wait_count(0);
+
+	/* Commands for a gone or never-existing connection change nothing. */
+	cplink_send(srv, id, "PARAR#CENTRAL");
+	cplink_close(srv, id, "late");
+	cplink_send(srv, 12345, "PARAR#CENTRAL");
+	struct client *c2 = client_connect();
+	uint64_t id2 = client_handshake(c2);
+	assert_true(id2 != id); /* never reused */
+	client_frame(c2, "HEARTBEAT#MAD-01");
+	client_expect_ctrl(c2, LINK_ACK);
+	expect_frame_event(id2, "HEARTBEAT#MAD-01");
+	client_free(c2);
+	expect_event(CPL_DOWN);
+
+	struct cplink_stats st;
+	cplink_stats(srv, &st);
+	assert_true(st.accepted == 2 && st.frames_in == 3 && st.frames_out == 2);
+}
+
+static void test_peer_eot(void **state)
+{
+	struct cplink_config cfg = base_config();
+	start(&cfg);
+	struct client *c = client_connect();
+	uint64_t id = client_handshake(c);
+	client_byte(c, LINK_EOT);
+	struct cplink_event ev = expect_event(CPL_DOWN);
+	assert_true(ev.conn == id);
+	assert_non_null(strstr(ev.reason, "EOT"));
+	client_expect_eof(c);
+	client_free(c);
+	wait_count(0);
+}
+
+static void test_nack_resend_and_broken(void **state)
+{
+	struct cplink_config cfg = base_config();
+	start(&cfg);
+	struct client *c = client_connect();
+	uint64_t id = client_handshake(c);
+
+	/* A frame with a wrong LRC is answered NACK and never delivered. */
+	const char *d = "FAULT#MAD-01";
+	uint8_t bad[32];
+	size_t n = 0;
+	bad[n++] = LINK_STX;
+	memcpy(bad + n, d, strlen(d));
+	n += strlen(d);
+	bad[n++] = LINK_ETX;
+	bad[n++] = (uint8_t)(link_lrc(d, strlen(d)) ^ 0x5a);
+	client_raw(c, bad, n);
+	client_expect_ctrl(c, LINK_NACK);
+	client_frame(c, d); /* the resend */
+	client_expect_ctrl(c, LINK_ACK);
+	expect_frame_event(id, d);
+
+	/* Our frame NACKed is sent again; NACKed three times breaks the link. */
+	cplink_send(srv, id, "REANUDAR#CENTRAL");
+	client_expect_frame(c, "REANUDAR#CENTRAL");
+	client_byte(c, LINK_NACK);
+	client_expect_frame(c, "REANUDAR#CENTRAL");
+	client_byte(c, LINK_NACK);
+	client_expect_frame(c, "REANUDAR#CENTRAL");
+	client_byte(c, LINK_NACK);
+	struct cplink_event ev = expect_event(CPL_DOWN);
+	assert_true(ev.conn == id);
+	assert_non_null(strstr(ev.reason, "NACK"));
+	client_expect_eof(c);
+	client_free(c);
+	wait_count(0);
+}
+
+static void test_garbage_and_big_frame(void **state)
+{
+	struct cplink_config cfg = base_config();
+	start(&cfg);
+	struct client *c = client_connect();
+	uint64_t id = client_handshake(c);
+
+	/* Noise outside a frame: skipped, not answered, link kept. */
+	client_raw(c, "hello \xff\xfe garbage", 17);
+	/* A 2 KB frame: NACK, link kept. */
+	static uint8_t big[2051];
+	big[0] = LINK_STX;
+	memset(big + 1, 'A', 2048);
+	big[2049] = LINK_ETX;
+	big[2050] = link_lrc((const char *)big + 1, 2048);
+	client_raw(c, big, sizeof big);
+	client_expect_ctrl(c, LINK_NACK);
+	/* DATA with a control character inside: NACK. */
+	uint8_t ctl[] = { LINK_STX, 'O', 0x01, 'K', LINK_ETX, 0 };
+	ctl[5] = link_lrc((const char *)ctl + 1, 3);
+	client_raw(c, ctl, sizeof ctl);
+	client_expect_ctrl(c, LINK_NACK);
+	/* The largest valid frame still goes through. */
+	static char max[LINK_DATA_MAX + 1];
+	memcpy(max, "REGISTER#", 9);
+	memset(max + 9, 'x', LINK_DATA_MAX - 9);
+	max[LINK_DATA_MAX] = '\0';
+	client_frame(c, max);
+	client_expect_ctrl(c, LINK_ACK);
+	expect_frame_event(id, max);
+	client_frame(c, "HEARTBEAT#MAD-01");
+	client_expect_ctrl(c, LINK_ACK);
+	expect_frame_event(id, "HEARTBEAT#MAD-01");
+	assert_int_equal(cplink_count(srv), 1);
+	client_free(c);
+	expect_event(CPL_DOWN);
+}
+
+static void test_single_bytes(void **state)
+{
+	struct cplink_config cfg = base_config();
+	start(&cfg);
+	struct client *c = client_connect();
+	client_byte(c, LINK_ENQ);
+	client_expect_ctrl(c, LINK_ACK);
+	uint64_t id = expect_event(CPL_UP).conn;
+
+	const char *d = "REGISTER#MAD-01#C/ Serrano 10#0.25";
+	uint8_t f[LINK_FRAME_MAX];
+	int n = link_frame_build(f, sizeof f, d, strlen(d), NULL);
+	for (int i = 0; i < n; i++)
+		client_byte(c, f[i]); /* one write (one TCP segment, NODELAY) per byte */
+	client_expect_ctrl(c, LINK_ACK);
+	expect_frame_event(id, d);
+	/* And two frames in one write. */
+	uint8_t two[64];
+	int a = link_frame_build(two, sizeof two, "HEARTBEAT#A", 11, NULL);
+	int b = link_frame_build(two + a, sizeof two - (size_t)a, "HEARTBEAT#B", 11, NULL);
+	client_raw(c, two, (size_t)(a + b));
+	client_expect_ctrl(c, LINK_ACK);
+	client_expect_ctrl(c, LINK_ACK);
+	expect_frame_event(id, "HEARTBEAT#A");
+	expect_frame_event(id, "HEARTBEAT#B");
+	client_free(c);
+	expect_event(CPL_DOWN);
+}
+
+static void test_handshake_timeout_and_bad_start(void **state)
+{
+	struct cplink_config cfg = base_config();
+	cfg.handshake_timeout = 0.3;
+	start(&cfg);
+
+	/* Many connections that never send ENQ do not hurt a working link. */
+	enum { IDLE = 200 };
+	struct client *idle[IDLE];
+	for (int i = 0; i < IDLE; i++)
+		idle[i] = client_connect();
+	struct client *c = client_connect();
+	double t0 = clock_mono();
+	uint64_t id = client_handshake(c);
+	client_frame(c, "HEARTBEAT#MAD-01");
+	client_expect_ctrl(c, LINK_ACK);
+	expect_frame_event(id, "HEARTBEAT#MAD-01");
+	assert_true(clock_mono() - t0 < 0.3);
+
+	/* They are closed after the timeout, without any event. */
+	for (int i = 0; i < IDLE; i++) {
+		client_expect_eof(idle[i]);
+		client_free(idle[i]);
+	}
+	wait_count(1);
+	expect_no_event(0.05);
+
+	/* Anything but ENQ first: closed, no event. */
+	struct client *b = client_connect();
+	client_frame(b, "REGISTER#MAD-02#x#0.3");
+	client_expect_eof(b);
+	client_free(b);
+	wait_count(1);
+	expect_no_event(0.05);
+	client_free(c);
+	expect_event(CPL_DOWN);
+}
+
+static void test_heartbeat_timeout(void **state)
+{
+	struct cplink_config cfg = base_config();
+	cfg.heartbeat_timeout = 0.5;
+	start(&cfg);
+	struct client *c = client_connect();
+	uint64_t id = client_handshake(c);
+
+	/* Frames every 0.1 s keep it alive well past the timeout. */
+	double end = clock_mono() + 1.2;
+	while (clock_mono() < end) {
+		client_frame(c, "HEARTBEAT#MAD-01");
+		client_expect_ctrl(c, LINK_ACK);
+		expect_frame_event(id, "HEARTBEAT#MAD-01");
+		expect_no_event(0.1);
+	}
+	/* Then silence (a half-open peer looks just like this): closed. */
+	double t0 = clock_mono();
+	struct cplink_event ev = expect_event(CPL_DOWN);
+	double took = clock_mono() - t0;
+	assert_true(ev.conn == id);
+	assert_string_equal(ev.reason, "heartbeat timeout");
+	assert_true(took > 0.3 && took < 1.0);
+	client_expect_ctrl(c, LINK_EOT);
+	client_expect_eof(c);
+	client_free(c);
+	wait_count(0);
+}
+
+static void test_write_queue_cap(void **state)
+{
+	struct cplink_config cfg = base_config();
+	cfg.wq_cap = 2 * LINK_FRAME_MAX;
+	start(&cfg);
+	struct client *c = client_connect();
+	uint64_t id = client_handshake(c);
+
+	/* The client never answers: frames pile up behind the first. */
+	static char d[1001];
+	memcpy(d, "AUTORIZAR_SUMINISTRO#", 21);
+	memset(d + 21, 'x', 1000 - 21);
+	for (int i = 0; i < 4; i++)
+		cplink_send(srv, id, d);
+	struct cplink_event ev = expect_event(CPL_DOWN);
+	assert_true(ev.conn == id);
+	assert_string_equal(ev.reason, "write queue full");
+	client_expect_frame(c, d); /* the one in flight had been written */
+	client_expect_eof(c);
+	client_free(c);
+	wait_count(0);
+
+	/* Invalid DATA from the caller is dropped, the link stays. */
+	c = client_connect();
+	id = client_handshake(c);
+	cplink_send(srv, id, "bad opcode");
+	cplink_send(srv, id, "OK");
+	client_expect_frame(c, "OK");
+	client_byte(c, LINK_ACK);
+	assert_int_equal(cplink_count(srv), 1);
+	client_free(c);
+	expect_event(CPL_DOWN);
+}
+
+static void test_close_sends_eot(void **state)
+{
+	struct cplink_config cfg = base_config();
+	start(&cfg);
+	struct client *c = client_connect();
+	uint64_t id = client_handshake(c);
+	client_frame(c, "REGISTER#bad id!#x#0.3");
+	client_expect_ctrl(c, LINK_ACK);
+	expect_frame_event(id, "REGISTER#bad id!#x#0.3");
+
+	/* The answer goes out first, then EOT once it is acknowledged. */
+	cplink_send(srv, id, "REGISTER_RESULT#DENIED#invalid cp_id");
+	cplink_close(srv, id, "register denied");
+	client_expect_frame(c, "REGISTER_RESULT#DENIED#invalid cp_id");
+	client_frame(c, "HEARTBEAT#x"); /* crossing traffic must not reset the close away */
+	client_byte(c, LINK_ACK);
+	client_expect_ctrl(c, LINK_ACK);
+	client_expect_ctrl(c, LINK_EOT);
+	client_expect_eof(c);
+	expect_frame_event(id, "HEARTBEAT#x");
+	struct cplink_event ev = expect_event(CPL_DOWN);
+	assert_true(ev.conn == id);
+	assert_string_equal(ev.reason, "register denied");
+	client_free(c);
+	wait_count(0);
+}
+
+static void test_max_conns(void **state)
+{
+	struct cplink_config cfg = base_config();
+	cfg.max_conns = 2;
+	start(&cfg);
+	struct client *a = client_connect();
+	struct client *b = client_connect();
+	client_handshake(a);
+	client_handshake(b);
+
+	struct client *x = client_connect();
+	client_byte(x, LINK_ENQ);
+	struct link_item it;
+	int r = client_item(x, &it, WAIT);
+	/* Refused: NACK then EOF (or a reset if our ENQ crossed the close). */
+	assert_true(r == 0 || (r == 1 && it.kind == LINK_ITEM_CTRL && it.ctrl == LINK_NACK));
+	if (r == 1)
+		client_expect_eof(x);
+	client_free(x);
+	assert_int_equal(cplink_count(srv), 2);
+	struct cplink_stats st;
+	cplink_stats(srv, &st);
+	assert_true(st.refused == 1);
+
+	/* A freed place is usable again. */
+	client_free(a);
+	expect_event(CPL_DOWN);
+	wait_count(1);
+	struct client *y = client_connect();
+	client_handshake(y);
+	client_free(y);
+	client_free(b);
+	expect_event(CPL_DOWN);
+	expect_event(CPL_DOWN);
+}
+
+static void test_shutdown_sends_eot(void **state)
+{
+	struct cplink_config cfg = base_config();
+	start(&cfg);
+	struct client *c[3];
+	uint64_t id[3];
+	for (int i = 0; i < 3; i++) {
+		c[i] = client_connect();
+		id[i] = client_handshake(c[i]);
+	}
+	struct client *h = client_connect(); /* still in the handshake */
+	wait_count(4);
+	double t0 = clock_mono();
+	cplink_shutdown(srv);
+	assert_true(clock_mono() - t0 < 1.5);
+	for (int i = 0; i < 3; i++) {
+		client_expect_ctrl(c[i], LINK_EOT);
+		client_expect_eof(c[i]);
+		client_free(c[i]);
+		struct cplink_event ev = expect_event(CPL_DOWN);
+		assert_true(ev.conn == id[0] || ev.conn == id[1] || ev.conn == id[2]);
+		assert_string_equal(ev.reason, "Central shutting down");
+	}
+	client_expect_eof(h);
+	client_free(h);
+	expect_no_event(0.01);
+	assert_int_equal(cplink_count(srv), 0);
+	cplink_shutdown(srv); /* twice is fine */
+}
+
+static void test_port_taken(void **state)
+{
+	struct cplink_config cfg = base_config();
+	start(&cfg);
+	struct cplink_config again = base_config();
+	again.port = cplink_port(srv);
+	char err[256] = "";
+	assert_null(cplink_new(&again, err));
+	assert_true(err[0] != '\0');
+
+	struct cplink_config bad = base_config();
+	bad.max_conns = 0;
+	assert_null(cplink_new(&bad, err));
+	assert_non_null(strstr(err, "max"));
+	/* Never started: free is still clean. */
+	struct cplink_config ok = base_config();
+	struct cplink *l = cplink_new(&ok, err);
+	assert_non_null(l);
+	cplink_free(l);
+}
+
+int main(void)
+{
+	log_set_level(getenv("EVC_DEBUG") ? LOG_DEBUG : LOG_WARN);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_handshake_frame_and_send, teardown),
+		cmocka_unit_test_teardown(test_peer_eot, teardown),
+		cmocka_unit_test_teardown(test_nack_resend_and_broken, teardown),
+		cmocka_unit_test_teardown(test_garbage_and_big_frame, teardown),
+		cmocka_unit_test_teardown(test_single_bytes, teardown),
+		cmocka_unit_test_teardown(test_handshake_timeout_and_bad_start, teardown),
+		cmocka_unit_test_teardown(test_heartbeat_timeout, teardown),
+		cmocka_unit_test_teardown(test_write_queue_cap, teardown),
+		cmocka_unit_test_teardown(test_close_sends_eot, teardown),
+		cmocka_unit_test_teardown(test_max_conns, teardown),
+		cmocka_unit_test_teardown(test_shutdown_sends_eot, teardown),
+		cmocka_unit_test_teardown(test_port_taken, teardown),
+	};
+	return cmocka_run_group_tests_name("cplink", tests, NULL, NULL);
+}
