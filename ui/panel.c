@@ -1,0 +1,1101 @@
+/* The operator's panel: header, grid of CP cards, requests and log panes,
+ * hint bar. Draws only when something changed or the clock ticked, at most
+ * ten times a second, and only the cards whose content changed. */
+#include "ui/panel.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "evc/clock.h"
+#include "evc/log.h"
+#include "evc/xalloc.h"
+#include "ui/keys.h"
+#include "ui/theme.h"
+
+#define CARD_H 5
+#define CARD_MINW 26
+#define MIN_COLS 40
+#define MIN_ROWS 14
+#define LOG_KEEP 256      /* lines kept in the log pane */
+#define REQ_KEEP 128      /* lines kept in the requests pane */
+#define SINK_KEEP 256     /* log_msg lines waiting for the main thread */
+#define REDRAW_GAP 0.1    /* s: at most 10 redraws a second */
+#define LINE_MAX_TEXT 240
+
+struct pline {
+	double ts;
+	enum log_level lvl;
+	char text[LINE_MAX_TEXT];
+};
+
+/* A fixed ring of lines; the oldest falls out. */
+struct ring {
+	struct pline *v;
+	size_t cap, head, n; /* head = index of the oldest */
+};
+
+enum mode { M_NORMAL, M_CONFIRM, M_CMDLINE, M_FILTER, M_HELP };
+
+/* What one card shows; compared with the last drawn one to skip redraws of
+ * unchanged cards. */
+struct cardview {
+	attr_t attr;
+	int used;
+	char l[CARD_H][192];
+};
+
+struct panel {
+	struct frontend fe;
+	SCREEN *scr;
+	FILE *out;
+
+	struct ring log, req;
+	pthread_mutex_t sink_mu;  /* sink is written by any thread */
+	struct ring sink;
+	unsigned long sink_dropped;
+
+	/* the CPs shown (indices into core_cp_at), after the filter */
+	size_t *view;
+	size_t nview, view_cap;
+	size_t sel;
+	char sel_id[MSG_CP_ID_MAX + 1];
+	char filter[64];
+
+	enum mode mode;
+	char input[128];
+	size_t input_len;
+	char confirm_q[160];
+	char confirm_cmd[64]; /* "" = quit */
+	char msg[256];
+	enum theme_role msg_role;
+
+	/* layout */
+	int rows, cols, too_small;
+	int grid_y, grid_h, panes_y, panes_h;
+	int ncols, nrows, cw;
+	size_t per_page;
+	struct cardview *cache;
+	size_t ncache;
+
+	int dirty, full;
+	double last_draw;
+	long last_sec;
+	int input_eof;
+	int quit;
+};
+
+static const struct keys_table panel_keys;
+
+/* ---- rings ---- */
+
+static void ring_init(struct ring *r, size_t cap)
+{
+	r->v = xcalloc(cap, sizeof *r->v);
+	r->cap = cap;
+	r->head = r->n = 0;
+}
+
+static void ring_push(struct ring *r, double ts, enum log_level lvl, const char *text)
+{
+	struct pline *l;
+
+	if (r->n == r->cap) {
+		l = &r->v[r->head];
+		r->head = (r->head + 1) % r->cap;
+	} else {
+		l = &r->v[(r->head + r->n) % r->cap];
+		r->n++;
+	}
+	l->ts = ts;
+	l->lvl = lvl;
+	snprintf(l->text, sizeof l->text, "%s", text);
+	/* a line is one screen row: no control characters from the network */
+	for (char *c = l->text; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = ' ';
+}
+
+static const struct pline *ring_at(const struct ring *r, size_t i)
+{
+	return &r->v[(r->head + i) % r->cap];
+}
+
+/* log_msg() sink: any thread, under the log module's lock. Only copies. */
+static void panel_sink(enum log_level lvl, const char *line, void *arg)
+{
+	struct panel *p = arg;
+
+	pthread_mutex_lock(&p->sink_mu);
+	if (p->sink.n == p->sink.cap)
+		p->sink_dropped++;
+	ring_push(&p->sink, clock_wall(), lvl, line);
+	pthread_mutex_unlock(&p->sink_mu);
+}
+
+/* Main thread: move log_msg lines into the log pane. */
+static void drain_sink(struct panel *p)
+{
+	unsigned long dropped;
+
+	pthread_mutex_lock(&p->sink_mu);
+	for (size_t i = 0; i < p->sink.n; i++) {
+		const struct pline *l = ring_at(&p->sink, i);
+		ring_push(&p->log, l->ts, l->lvl, l->text);
+	}
+	if (p->sink.n)
+		p->dirty = 1;
+	p->sink.n = 0;
+	p->sink.head = 0;
+	dropped = p->sink_dropped;
+	p->sink_dropped = 0;
+	pthread_mutex_unlock(&p->sink_mu);
+	if (dropped) {
+		char t[80];
+		snprintf(t, sizeof t, "(%lu log lines dropped: too many at once)", dropped);
+		ring_push(&p->log, clock_wall(), LOG_WARN, t);
+	}
+}
+
+static void set_msg(struct panel *p, enum theme_role role, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void set_msg(struct panel *p, enum theme_role role, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(p->msg, sizeof p->msg, fmt, ap);
+	va_end(ap);
+	p->msg_role = role;
+	p->dirty = 1;
+}
+
+/* ---- the view: filtered CPs and the selection ---- */
+
+static int contains_ci(const char *hay, const char *needle)
+{
+	size_t n = strlen(needle);
+
+	if (n == 0)
+		return 1;
+	for (; *hay; hay++)
+		if (strncasecmp(hay, needle, n) == 0)
+			return 1;
+	return 0;
+}
+
+static int matches(const struct panel *p, const struct core_cp *cp)
+{
+	if (!p->filter[0])
+		return 1;
+	return contains_ci(cp->id, p->filter) || contains_ci(cp->location, p->filter) ||
+	       contains_ci(theme_state_word(cp->state), p->filter) ||
+	       contains_ci(theme_state_label(cp->state), p->filter);
+}
+
+/* Rebuild the view and keep the selection on the same CP (by id) when it is
+ * still shown, else on the same position. */
+static void build_view(struct panel *p)
+{
+	size_t n = core_cp_count(p->fe.core);
+	size_t old = p->sel, found = (size_t)-1;
+
+	if (p->view_cap < n) {
+		p->view = xrealloc(p->view, n * sizeof *p->view);
+		p->view_cap = n;
+	}
+	p->nview = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct core_cp *cp = core_cp_at(p->fe.core, i);
+		if (!matches(p, cp))
+			continue;
+		if (found == (size_t)-1 && p->sel_id[0] && strcmp(cp->id, p->sel_id) == 0)
+			found = p->nview;
+		p->view[p->nview++] = i;
+	}
+	if (found != (size_t)-1)
+		p->sel = found;
+	else
+		p->sel = old < p->nview ? old : (p->nview ? p->nview - 1 : 0);
+	if (p->nview)
+		snprintf(p->sel_id, sizeof p->sel_id, "%s", core_cp_at(p->fe.core, p->view[p->sel])->id);
+	else
+		p->sel_id[0] = 0;
+}
+
+static const struct core_cp *selected(struct panel *p)
+{
+	build_view(p);
+	return p->nview ? core_cp_at(p->fe.core, p->view[p->sel]) : NULL;
+}
+
+static void select_index(struct panel *p, size_t i)
+{
+	if (!p->nview)
+		return;
+	if (i >= p->nview)
+		i = p->nview - 1;
+	p->sel = i;
+	snprintf(p->sel_id, sizeof p->sel_id, "%s", core_cp_at(p->fe.core, p->view[i])->id);
+	p->dirty = 1;
+}
+
+/* ---- layout ---- */
+
+static void invalidate_cards(struct panel *p)
+{
+	for (size_t i = 0; i < p->ncache; i++)
+		p->cache[i].used = 0;
+}
+
+static void layout(struct panel *p)
+{
+	int reserved;
+
+	getmaxyx(stdscr, p->rows, p->cols);
+	p->too_small = p->cols < MIN_COLS || p->rows < MIN_ROWS;
+	/* 2 header rows, message row and bar at the bottom */
+	reserved = 4;
+	p->panes_h = p->rows >= 36 ? 10 : p->rows >= 24 ? 7 : p->rows >= 18 ? 4 : 0;
+	p->grid_y = 2;
+	p->grid_h = p->rows - reserved - p->panes_h;
+	p->panes_y = p->grid_y + p->grid_h;
+	p->ncols = (p->cols + 1) / (CARD_MINW + 1);
+	if (p->ncols < 1)
+		p->ncols = 1;
+	/* cards stretch to use the whole width */
+	p->cw = (p->cols - (p->ncols - 1)) / p->ncols;
+	if (p->cw > 40)
+		p->cw = 40;
+	p->nrows = (p->grid_h + 1) / (CARD_H + 1);
+	if (p->nrows < 1)
+		p->too_small = 1;
+	p->per_page = p->too_small ? 1 : (size_t)p->ncols * (size_t)p->nrows;
+	if (p->ncache < p->per_page) {
+		p->cache = xrealloc(p->cache, p->per_page * sizeof *p->cache);
+		p->ncache = p->per_page;
+	}
+	invalidate_cards(p);
+}
+
+/* ---- drawing ---- */
+
+static void fmt_price(double v, char *buf, size_t len)
+{
+	/* 4 decimals at most (protocol), but 0.35 reads better than 0.3500 */
+	snprintf(buf, len, "%.4f", v);
+	char *e = buf + strlen(buf) - 1;
+	while (e > buf && *e == '0' && e[-1] != '.' && (e - strchr(buf, '.')) > 2)
+		*e-- = 0;
+}
+
+static void hhmmss(double wall, char *buf, size_t len)
+{
+	time_t t = (time_t)wall;
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+	strftime(buf, len, "%H:%M:%S", &tm);
+}
+
+static void card_content(struct panel *p, const struct core_cp *cp, int is_sel, struct cardview *cv)
+{
+	int inner = p->cw - 2;
+	char price[32], pr[48], t[32];
+	const struct core_session *s = cp->session;
+
+	memset(cv, 0, sizeof *cv);
+	cv->used = 1;
+	cv->attr = theme_state_attr(cp->state) | (is_sel ? A_REVERSE : 0);
+	fmt_price(cp->price, price, sizeof price);
+	snprintf(pr, sizeof pr, "%s EUR/kWh", price);
+	{
+		int idw = inner - (int)strlen(pr) - 1;
+		if (idw < 8)
+			idw = 8;
+		snprintf(cv->l[0], sizeof cv->l[0], "%-*.*s %s", idw, idw, cp->id, pr);
+	}
+	snprintf(cv->l[1], sizeof cv->l[1], "%.180s", cp->location);
+	snprintf(cv->l[2], sizeof cv->l[2], "%s", theme_state_word(cp->state));
+	switch (cp->state) {
+	case CP_SUMINISTRANDO:
+		if (s) {
+			snprintf(cv->l[3], sizeof cv->l[3], "%.20s %.2f kW", s->driver_id, s->kw);
+			snprintf(cv->l[4], sizeof cv->l[4], "%.3f kWh %.2f EUR", s->kwh, s->importe);
+		} else {
+			snprintf(cv->l[3], sizeof cv->l[3], "%s", theme_state_label(cp->state));
+		}
+		break;
+	case CP_RESERVADO:
+		if (s)
+			snprintf(cv->l[3], sizeof cv->l[3], "Reserved for %.40s", s->driver_id);
+		else
+			snprintf(cv->l[3], sizeof cv->l[3], "%s", theme_state_label(cp->state));
+		break;
+	default:
+		snprintf(cv->l[3], sizeof cv->l[3], "%s", theme_state_label(cp->state));
+		break;
+	}
+	if (cp->state != CP_SUMINISTRANDO) {
+		if (cp->stop_pending || cp->resume_pending)
+			snprintf(cv->l[4], sizeof cv->l[4], "%s sent...",
+				 cp->stop_pending ? "stop" : "resume");
+		else if (cp->state_since > 0) {
+			hhmmss(cp->state_since, t, sizeof t);
+			snprintf(cv->l[4], sizeof cv->l[4], "since %s", t);
+		}
+	}
+}
+
+static void draw_card(struct panel *p, int y, int x, const struct cardview *cv)
+{
+	int inner = p->cw - 2;
+
+	theme_fill(stdscr, y, x, CARD_H, p->cw, cv->attr);
+	theme_puts(stdscr, y, x + 1, inner, cv->l[0], cv->attr | A_BOLD);
+	for (int i = 1; i < CARD_H; i++)
+		theme_puts(stdscr, y + i, x + 1, inner, cv->l[i], cv->attr | (i == 2 ? A_BOLD : 0));
+}
+
+static void draw_grid(struct panel *p)
+{
+	size_t page = p->per_page ? p->sel / p->per_page : 0;
+	size_t first = page * p->per_page;
+
+	if (p->nview == 0) {
+		theme_fill(stdscr, p->grid_y, 0, p->grid_h, p->cols, A_NORMAL);
+		invalidate_cards(p);
+		if (p->filter[0])
+			theme_puts(stdscr, p->grid_y + 1, 2, p->cols - 4, "no CP matches the filter (/ then Esc clears it)",
+				   theme_attr(THEME_DIM));
+		else
+			theme_puts(stdscr, p->grid_y + 1, 2, p->cols - 4,
+				   "no charging points yet: they appear when their monitor registers",
+				   theme_attr(THEME_DIM));
+		return;
+	}
+	for (size_t slot = 0; slot < p->per_page; slot++) {
+		int r = (int)(slot / (size_t)p->ncols), c = (int)(slot % (size_t)p->ncols);
+		int y = p->grid_y + r * (CARD_H + 1), x = c * (p->cw + 1);
+		size_t vi = first + slot;
+		struct cardview cv;
+
+		if (vi >= p->nview) {
+			if (p->cache[slot].used || p->full) {
+				theme_fill(stdscr, y, x, CARD_H, p->cw, A_NORMAL);
+				p->cache[slot].used = 0;
+			}
+			continue;
+		}
+		card_content(p, core_cp_at(p->fe.core, p->view[vi]), vi == p->sel, &cv);
+		if (p->cache[slot].used && memcmp(&cv, &p->cache[slot], sizeof cv) == 0)
+			continue;
+		draw_card(p, y, x, &cv);
+		p->cache[slot] = cv;
+	}
+}
+
+static void draw_header(struct panel *p, double now)
+{
+	const struct central_status *st = p->fe.status;
+	size_t counts[CP_STATE_COUNT];
+	static const enum core_state order[] = { CP_ACTIVADO, CP_SUMINISTRANDO, CP_RESERVADO,
+						 CP_FUERA_DE_SERVICIO, CP_AVERIADO, CP_DESCONECTADO };
+	char buf[512], clk[16];
+	int x, full_words, width;
+	attr_t ta = theme_attr(THEME_TITLE);
+	size_t page, npages;
+
+	hhmmss(now, clk, sizeof clk);
+	theme_fill(stdscr, 0, 0, 1, p->cols, ta);
+	snprintf(buf, sizeof buf, " EV_Central  listen %s  db %s  links %zu  ", st->listen, st->db, st->links);
+	theme_puts(stdscr, 0, 0, p->cols - 10, buf, ta);
+	x = (int)strlen(buf);
+	if (x < p->cols - 10) {
+		if (st->kafka_up)
+			snprintf(buf, sizeof buf, "Kafka %s up", st->kafka);
+		else
+			snprintf(buf, sizeof buf, "Kafka unreachable: %s",
+				 st->kafka_reason[0] ? st->kafka_reason : st->kafka);
+		theme_puts(stdscr, 0, x, p->cols - 10 - x, buf,
+			   st->kafka_up ? ta : theme_attr(THEME_BAD));
+	}
+	theme_puts(stdscr, 0, p->cols - 9, 9, clk, ta);
+
+	/* second row: counts per state, page and filter */
+	theme_fill(stdscr, 1, 0, 1, p->cols, A_NORMAL);
+	core_state_counts(p->fe.core, counts);
+	width = 0;
+	for (size_t i = 0; i < CP_STATE_COUNT; i++)
+		width += (int)strlen(theme_state_word(order[i])) + 8;
+	npages = p->per_page ? (p->nview + p->per_page - 1) / p->per_page : 1;
+	if (npages == 0)
+		npages = 1;
+	page = p->per_page ? p->sel / p->per_page + 1 : 1;
+	if (p->filter[0])
+		snprintf(buf, sizeof buf, "/%s: %zu of %zu  page %zu/%zu", p->filter, p->nview,
+			 core_cp_count(p->fe.core), page, npages);
+	else
+		snprintf(buf, sizeof buf, "%zu CPs  page %zu/%zu", p->nview, page, npages);
+	full_words = width + (int)strlen(buf) + 2 <= p->cols;
+	x = 0;
+	for (size_t i = 0; i < CP_STATE_COUNT; i++) {
+		char c[64];
+		enum core_state s = order[i];
+		if (full_words)
+			snprintf(c, sizeof c, " %s %zu ", theme_state_word(s), counts[s]);
+		else
+			snprintf(c, sizeof c, " %c %zu ", theme_state_letter(s), counts[s]);
+		theme_puts(stdscr, 1, x, p->cols - x, c, theme_state_attr(s));
+		x += (int)strlen(c) + 1;
+	}
+	if (x + (int)strlen(buf) + 1 <= p->cols)
+		theme_puts(stdscr, 1, p->cols - (int)strlen(buf) - 1, (int)strlen(buf), buf,
+			   theme_attr(THEME_DIM));
+}
+
+static attr_t level_attr(enum log_level l)
+{
+	return l >= LOG_ERROR ? theme_attr(THEME_ERRTEXT)
+	       : l == LOG_WARN ? theme_attr(THEME_WARNTEXT) : A_NORMAL;
+}
+
+static void draw_ring(struct panel *p, const struct ring *r, const char *title, int y, int x, int h, int w)
+{
+	char buf[LINE_MAX_TEXT + 16], t[16];
+	size_t shown = (size_t)(h - 1), start;
+
+	theme_fill(stdscr, y, x, h, w, A_NORMAL);
+	theme_hline(stdscr, y, x, w, theme_attr(THEME_DIM));
+	snprintf(buf, sizeof buf, " %s ", title);
+	theme_puts(stdscr, y, x + 2, w - 2, buf, theme_attr(THEME_DIM) | A_BOLD);
+	start = r->n > shown ? r->n - shown : 0;
+	for (size_t i = start; i < r->n; i++) {
+		const struct pline *l = ring_at(r, i);
+		hhmmss(l->ts, t, sizeof t);
+		snprintf(buf, sizeof buf, "%s %s", t, l->text);
+		theme_puts(stdscr, y + 1 + (int)(i - start), x, w, buf, level_attr(l->lvl));
+	}
+}
+
+static void draw_panes(struct panel *p)
+{
+	int lw;
+
+	if (p->panes_h < 2)
+		return;
+	lw = p->cols * 2 / 5;
+	draw_ring(p, &p->req, "Requests", p->panes_y, 0, p->panes_h, lw);
+	theme_vline(stdscr, p->panes_y + 1, lw, p->panes_h - 1, theme_attr(THEME_DIM));
+	draw_ring(p, &p->log, "Log", p->panes_y, lw + 1, p->panes_h, p->cols - lw - 1);
+}
+
+static void draw_bottom(struct panel *p)
+{
+	int y = p->rows - 2;
+
+	theme_fill(stdscr, y, 0, 1, p->cols, A_NORMAL);
+	switch (p->mode) {
+	case M_CONFIRM:
+		theme_puts(stdscr, y, 0, p->cols, p->confirm_q, theme_attr(THEME_WARNTEXT) | A_BOLD);
+		break;
+	case M_CMDLINE:
+	case M_FILTER: {
+		char buf[160];
+		snprintf(buf, sizeof buf, "%c%s", p->mode == M_CMDLINE ? ':' : '/', p->input);
+		theme_puts(stdscr, y, 0, p->cols - 1, buf, A_BOLD);
+		break;
+	}
+	default:
+		theme_puts(stdscr, y, 0, p->cols, p->msg, theme_attr(p->msg_role));
+		break;
+	}
+	keys_draw_bar(stdscr, p->rows - 1, 0, p->cols, &panel_keys, p->fe.readonly);
+}
+
+static void draw_too_small(struct panel *p)
+{
+	char buf[96];
+	int y = p->rows / 2;
+
+	werase(stdscr);
+	snprintf(buf, sizeof buf, "terminal too small (%dx%d): need %dx%d", p->cols, p->rows,
+		 MIN_COLS, MIN_ROWS);
+	theme_puts(stdscr, y > 0 ? y - 1 : 0, 0, p->cols, buf, A_BOLD);
+	theme_puts(stdscr, y, 0, p->cols, "enlarge it, or q then y to quit", A_NORMAL);
+}
+
+static void draw(struct panel *p, double now)
+{
+	if (p->full) {
+		werase(stdscr);
+		invalidate_cards(p);
+	}
+	if (p->too_small) {
+		draw_too_small(p);
+	} else {
+		build_view(p);
+		draw_header(p, now);
+		draw_grid(p);
+		draw_panes(p);
+		draw_bottom(p);
+		if (p->mode == M_HELP)
+			keys_draw_help(stdscr, &panel_keys, "EV_Central panel: keys", p->fe.readonly);
+	}
+	if ((p->mode == M_CMDLINE || p->mode == M_FILTER) && !p->too_small) {
+		int cx = 1 + (int)p->input_len;
+		move(p->rows - 2, cx < p->cols ? cx : p->cols - 1);
+		curs_set(1);
+	} else {
+		curs_set(0);
+	}
+	wnoutrefresh(stdscr);
+	doupdate();
+	/* the help box overwrote cards: draw them again once it closes */
+	p->full = p->mode == M_HELP;
+	p->dirty = 0;
+}
+
+/* ---- commands ---- */
+
+static void run_command(struct panel *p, const char *line)
+{
+	char msg[256] = "";
+	int rc;
+
+	if (p->fe.readonly) {
+		set_msg(p, THEME_WARNTEXT, "read-only panel: '%s' refused (commands are disabled by --readonly)", line);
+		return;
+	}
+	rc = p->fe.exec(p->fe.exec_arg, line, msg);
+	if (!msg[0])
+		snprintf(msg, sizeof msg, rc == 0 ? "sent: %s" : "refused: %s", line);
+	set_msg(p, rc == 0 ? THEME_OKTEXT : THEME_ERRTEXT, "%s", msg);
+}
+
+static void ask(struct panel *p, const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void ask(struct panel *p, const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(p->confirm_q, sizeof p->confirm_q, fmt, ap);
+	va_end(ap);
+	snprintf(p->confirm_cmd, sizeof p->confirm_cmd, "%s", cmd);
+	p->mode = M_CONFIRM;
+	p->dirty = 1;
+}
+
+/* ---- key handlers (the table below dispatches them and draws the help) ---- */
+
+static int k_left(void *ctx, int key)
+{
+	struct panel *p = ctx;
+	build_view(p);
+	if (p->sel > 0)
+		select_index(p, p->sel - 1);
+	return KEYS_OK;
+}
+
+static int k_right(void *ctx, int key)
+{
+	struct panel *p = ctx;
+	build_view(p);
+	if (p->sel + 1 < p->nview)
+		select_index(p, p->sel + 1);
+	return KEYS_OK;
+}
+
+static int k_up(void *ctx, int key)
+{
+	struct panel *p = ctx;
+	size_t step = (size_t)p->ncols;
+	build_view(p);
+	if (p->sel >= step)
+		select_index(p, p->sel - step);
+	return KEYS_OK;
+}
+
+static int k_down(void *ctx, int key)
+{
+	struct panel *p = ctx;
+	size_t step = (size_t)p->ncols;
+	build_view(p);
+	if (p->sel + step < p->nview)
+		select_index(p, p->sel + step);
+	else if (p->nview && p->sel / step < (p->nview - 1) / step)
+		select_index(p, p->nview - 1); /* a shorter last row */
+	return KEYS_OK;
+}
+
+static int k_pgdn(void *ctx, int key)
+{
+	struct panel *p = ctx;
+	build_view(p);
+	if (p->nview && p->per_page) {
+		size_t page = p->sel / p->per_page + 1;
+		if (page * p->per_page < p->nview)
+			select_index(p, page * p->per_page);
+		else
+			select_index(p, p->nview - 1);
+	}
+	return KEYS_OK;
+}
+
+static int k_pgup(void *ctx, int key)
+{
+	struct panel *p = ctx;
+	build_view(p);
+	if (p->nview && p->per_page) {
+		size_t page = p->sel / p->per_page;
+		select_index(p, page > 0 ? (page - 1) * p->per_page : 0);
+	}
+	return KEYS_OK;
+}
+
+static int k_home(void *ctx, int key)
+{
+	struct panel *p = ctx;
+	build_view(p);
+	select_index(p, 0);
+	return KEYS_OK;
+}
+
+static int k_end(void *ctx, int key)
+{
+	struct panel *p = ctx;
+	build_view(p);
+	if (p->nview)
+		select_index(p, p->nview - 1);
+	return KEYS_OK;
+}
+
+static int k_stop_resume(void *ctx, int key)
+{
+	struct panel *p = ctx;
+	const struct core_cp *cp = selected(p);
+	char cmd[64];
+
+	if (!cp) {
+		set_msg(p, THEME_WARNTEXT, "no CP selected");
+		return KEYS_OK;
+	}
+	snprintf(cmd, sizeof cmd, "%c %s", key == 'p' ? 'P' : 'R', cp->id);
+	ask(p, cmd, "%s %s (%s, now %s)? [y/N]", key == 'p' ? "Stop" : "Resume", cp->id,
+	    cp->location, theme_state_word(cp->state));
+	return KEYS_OK;
+}
+
+static int k_all(void *ctx, int key)
+{
+	struct panel *p = ctx;
+	size_t n = core_cp_count(p->fe.core);
+
+	ask(p, key == 'P' ? "PT" : "RT", "%s ALL %zu charging points? [y/N]",
+	    key == 'P' ? "Stop" : "Resume", n);
+	return KEYS_OK;
+}
+
+static int k_cmdline(void *ctx, int key)
+{
+	struct panel *p = ctx;
+	p->mode = key == ':' ? M_CMDLINE : M_FILTER;
+	if (p->mode == M_FILTER) {
+		snprintf(p->input, sizeof p->input, "%s", p->filter);
+		p->input_len = strlen(p->input);
+	} else {
+		p->input[0] = 0;
+		p->input_len = 0;
+	}
+	p->dirty = 1;
+	return KEYS_OK;
+}
+
+static int k_help(void *ctx, int key)
+{
+	struct panel *p = ctx;
+	p->mode = M_HELP;
+	p->dirty = 1;
+	return KEYS_OK;
+}
+
+static int k_quit(void *ctx, int key)
+{
+	struct panel *p = ctx;
+	ask(p, "", "Quit EV_Central? Charging points lose their Central. [y/N]");
+	return KEYS_OK;
+}
+
+static int k_redraw(void *ctx, int key)
+{
+	struct panel *p = ctx;
+	clearok(curscr, TRUE);
+	p->full = 1;
+	p->dirty = 1;
+	return KEYS_OK;
+}
+
+static const struct keys_entry panel_key_list[] = {
+	{ KEY_LEFT, "Left", "select the card to the left", k_left, 0, NULL },
+	{ 'h', "h", "select the card to the left", k_left, 0, NULL },
+	{ KEY_RIGHT, "Right", "select the card to the right", k_right, 0, NULL },
+	{ 'l', "l", "select the card to the right", k_right, 0, NULL },
+	{ KEY_UP, "Up", "select the card above", k_up, 0, NULL },
+	{ 'k', "k", "select the card above", k_up, 0, NULL },
+	{ KEY_DOWN, "Down", "select the card below", k_down, 0, NULL },
+	{ 'j', "j", "select the card below", k_down, 0, NULL },
+	{ KEY_NPAGE, "PgDn", "next page of cards", k_pgdn, KEYS_BAR, "page" },
+	{ KEY_PPAGE, "PgUp", "previous page of cards", k_pgup, 0, NULL },
+	{ KEY_HOME, "Home", "first charging point", k_home, 0, NULL },
+	{ 'g', "g", "first charging point", k_home, 0, NULL },
+	{ KEY_END, "End", "last charging point", k_end, 0, NULL },
+	{ 'G', "G", "last charging point", k_end, 0, NULL },
+	{ 'p', "p", "stop the selected CP (asks y/N)", k_stop_resume, KEYS_COMMAND | KEYS_BAR, "stop" },
+	{ 'r', "r", "resume the selected CP (asks y/N)", k_stop_resume, KEYS_COMMAND | KEYS_BAR, "resume" },
+	{ 'P', "P", "stop ALL charging points (asks y/N)", k_all, KEYS_COMMAND | KEYS_BAR, "stop all" },
+	{ 'R', "R", "resume ALL charging points (asks y/N)", k_all, KEYS_COMMAND | KEYS_BAR, "resume all" },
+	{ ':', ":", "command line: P <id>, R <id>, PT, RT, Q", k_cmdline, KEYS_BAR, "command" },
+	{ '/', "/", "filter by id, location or state (Esc clears)", k_cmdline, KEYS_BAR, "filter" },
+	{ '?', "?", "this help", k_help, KEYS_BAR, "help" },
+	{ 'q', "q", "quit (asks y/N)", k_quit, KEYS_BAR, "quit" },
+	{ 12, "^L", "redraw the whole screen", k_redraw, 0, NULL },
+};
+
+static const struct keys_table panel_keys = {
+	panel_key_list, sizeof panel_key_list / sizeof panel_key_list[0]
+};
+
+/* ---- input ---- */
+
+static int is_enter(int ch)
+{
+	return ch == '\n' || ch == '\r' || ch == KEY_ENTER;
+}
+
+static int is_backspace(int ch)
+{
+	return ch == KEY_BACKSPACE || ch == 127 || ch == 8;
+}
+
+static void trim(char *s)
+{
+	size_t n = strlen(s), i = 0;
+
+	while (n && isspace((unsigned char)s[n - 1]))
+		s[--n] = 0;
+	while (s[i] && isspace((unsigned char)s[i]))
+		i++;
+	memmove(s, s + i, n - i + 1);
+}
+
+/* Returns 1 to quit. */
+static int submit_cmdline(struct panel *p)
+{
+	char line[128], cp_id[MSG_CP_ID_MAX + 1], err[CORE_ERR_LEN];
+	int cmd;
+
+	snprintf(line, sizeof line, "%s", p->input);
+	trim(line);
+	p->mode = M_NORMAL;
+	p->dirty = 1;
+	if (!line[0])
+		return 0;
+	if (core_parse_command(line, &cmd, cp_id, err) != 0) {
+		set_msg(p, THEME_ERRTEXT, "%s (try P <id>, R <id>, PT, RT or Q; ? for keys)", err);
+		return 0;
+	}
+	if (cmd == -1)
+		return 1;
+	run_command(p, line);
+	return 0;
+}
+
+/* One key. Returns 1 to quit. */
+static int handle_key(struct panel *p, int ch)
+{
+	int rc;
+
+	if (ch == KEY_RESIZE) {
+		layout(p);
+		p->full = 1;
+		p->dirty = 1;
+		return 0;
+	}
+	switch (p->mode) {
+	case M_HELP:
+		p->mode = M_NORMAL;
+		p->full = 1;
+		p->dirty = 1;
+		return 0;
+	case M_CONFIRM:
+		p->mode = M_NORMAL;
+		p->dirty = 1;
+		if (ch != 'y' && ch != 'Y') {
+			set_msg(p, THEME_DIM, "cancelled");
+			return 0;
+		}
+		if (!p->confirm_cmd[0])
+			return 1;
+		run_command(p, p->confirm_cmd);
+		return 0;
+	case M_CMDLINE:
+	case M_FILTER:
+		p->dirty = 1;
+		if (ch == 27) {
+			if (p->mode == M_FILTER)
+				p->filter[0] = 0;
+			p->mode = M_NORMAL;
+			p->full = 1;
+			return 0;
+		}
+		if (is_enter(ch)) {
+			if (p->mode == M_CMDLINE)
+				return submit_cmdline(p);
+			p->mode = M_NORMAL;
+			return 0;
+		}
+		if (is_backspace(ch)) {
+			if (p->input_len)
+				p->input[--p->input_len] = 0;
+		} else if (ch == 21) { /* ^U */
+			p->input_len = 0;
+			p->input[0] = 0;
+		} else if (ch >= 0x20 && ch < 0x7f && p->input_len + 1 < sizeof p->input &&
+			   (p->mode == M_CMDLINE || p->input_len + 1 < sizeof p->filter)) {
+			p->input[p->input_len++] = (char)ch;
+			p->input[p->input_len] = 0;
+		}
+		if (p->mode == M_FILTER) {
+			/* live: the grid narrows while typing */
+			snprintf(p->filter, sizeof p->filter, "%.*s", (int)sizeof p->filter - 1, p->input);
+			p->full = 1;
+		}
+		return 0;
+	case M_NORMAL:
+		break;
+	}
+	rc = keys_dispatch(&panel_keys, ch, p, p->fe.readonly);
+	if (rc == KEYS_REFUSED)
+		set_msg(p, THEME_WARNTEXT, "read-only panel: commands are disabled (--readonly)");
+	else if (rc == KEYS_UNBOUND && ch >= 0x20 && ch < 0x7f)
+		set_msg(p, THEME_DIM, "key '%c' does nothing here: ? shows the keys", ch);
+	return rc == KEYS_QUIT;
+}
+
+static int op_input_fd(struct frontend *fe)
+{
+	struct panel *p = fe->priv;
+	return p->input_eof ? -1 : STDIN_FILENO;
+}
+
+static int op_on_input(struct frontend *fe)
+{
+	struct panel *p = fe->priv;
+	int ch, got = 0;
+
+	while ((ch = wgetch(stdscr)) != ERR) {
+		got++;
+		if (handle_key(p, ch)) {
+			p->quit = 1;
+			return 1;
+		}
+	}
+	if (!got) {
+		/* poll said readable but there is nothing: the terminal is gone.
+		 * Stop polling it rather than spin. */
+		int avail = 0;
+		if (ioctl(STDIN_FILENO, FIONREAD, &avail) == 0 && avail == 0) {
+			p->input_eof = 1;
+			log_warn("panel: terminal input closed; the panel no longer takes keys");
+		}
+	}
+	return 0;
+}
+
+static void op_on_effects(struct frontend *fe, const struct core_fxlist *fx)
+{
+	struct panel *p = fe->priv;
+
+	for (size_t i = 0; i < fx->n; i++) {
+		const struct core_fx *f = &fx->v[i];
+		char t[LINE_MAX_TEXT];
+
+		switch (f->kind) {
+		case FX_LOG:
+			ring_push(&p->log, f->ts > 0 ? f->ts : clock_wall(), f->level, f->text);
+			p->dirty = 1;
+			break;
+		case FX_REQUEST:
+			snprintf(t, sizeof t, "%.40s -> %.32s %.150s", f->msg.user_id, f->msg.cp_id, f->text);
+			ring_push(&p->req, f->ts > 0 ? f->ts : clock_wall(),
+				  strncmp(f->text, "AUTH_OK", 7) == 0 ? LOG_INFO : LOG_WARN, t);
+			p->dirty = 1;
+			break;
+		case FX_SCREEN:
+		case FX_STATUS:
+		case FX_STORE_CP:
+			p->dirty = 1;
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+/* The loop may not call us on SIGWINCH (ncurses only reports it through
+ * getch), so look at the real size each turn: one ioctl. */
+static void check_size(struct panel *p)
+{
+	struct winsize ws;
+
+	if (ioctl(fileno(p->out), TIOCGWINSZ, &ws) != 0 || ws.ws_row == 0 || ws.ws_col == 0)
+		return;
+	if (ws.ws_row != p->rows || ws.ws_col != p->cols) {
+		resizeterm(ws.ws_row, ws.ws_col);
+		layout(p);
+		p->full = 1;
+		p->dirty = 1;
+	}
+}
+
+static void op_refresh(struct frontend *fe, double now)
+{
+	struct panel *p = fe->priv;
+	long sec = (long)floor(now);
+
+	check_size(p);
+	drain_sink(p);
+	if (sec != p->last_sec) {
+		p->last_sec = sec;
+		p->dirty = 1;
+	}
+	if (!p->dirty && !p->full)
+		return;
+	if (now - p->last_draw < REDRAW_GAP && now >= p->last_draw)
+		return;
+	p->last_draw = now;
+	draw(p, now);
+}
+
+static int op_timeout_ms(struct frontend *fe)
+{
+	struct panel *p = fe->priv;
+	double now = clock_wall();
+	double next = floor(now) + 1.0; /* the clock tick */
+	int ms;
+
+	if (p->dirty || p->full) {
+		double d = p->last_draw + REDRAW_GAP;
+		if (d < next)
+			next = d;
+	}
+	ms = (int)ceil((next - now) * 1000.0);
+	if (ms < 0)
+		ms = 0;
+	if (ms > 1000)
+		ms = 1000;
+	return ms;
+}
+
+static void op_free(struct frontend *fe)
+{
+	struct panel *p;
+
+	if (!fe)
+		return;
+	p = fe->priv;
+	log_set_sink(NULL, NULL);
+	endwin();
+	delscreen(p->scr);
+	/* lines logged while the panel was up stay readable after it */
+	for (size_t i = 0; i < p->log.n; i++) {
+		const struct pline *l = ring_at(&p->log, i);
+		if (l->lvl >= LOG_WARN)
+			log_msg(l->lvl, "%s", l->text);
+	}
+	pthread_mutex_destroy(&p->sink_mu);
+	free(p->log.v);
+	free(p->req.v);
+	free(p->sink.v);
+	free(p->view);
+	free(p->cache);
+	free(p);
+}
+
+static const struct frontend_ops panel_ops = {
+	.name = "panel",
+	.input_fd = op_input_fd,
+	.on_input = op_on_input,
+	.on_effects = op_on_effects,
+	.refresh = op_refresh,
+	.timeout_ms = op_timeout_ms,
+	.free = op_free,
+};
+
+struct frontend *panel_new(const struct core *core, const struct central_status *st,
+			   int (*exec)(void *, const char *, char[256]), void *exec_arg,
+			   int readonly, int no_color, char err[256])
+{
+	struct panel *p;
+	const char *term = getenv("TERM");
+
+	if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+		snprintf(err, 256, "the panel needs a terminal on stdin and stdout (use --headless)");
+		return NULL;
+	}
+	if (!term || !*term || strcmp(term, "dumb") == 0) {
+		snprintf(err, 256, "TERM is %s: the panel needs a real terminal (use --headless)",
+			 term && *term ? term : "unset");
+		return NULL;
+	}
+	theme_locale_init();
+	p = xcalloc(1, sizeof *p);
+	p->out = stdout;
+	p->scr = newterm(NULL, stdout, stdin);
+	if (!p->scr) {
+		snprintf(err, 256, "cannot start the screen on terminal type '%s' (use --headless)", term);
+		free(p);
+		return NULL;
+	}
+	set_term(p->scr);
+	cbreak();
+	noecho();
+	nonl();
+	keypad(stdscr, TRUE);
+	nodelay(stdscr, TRUE);
+	set_escdelay(25);
+	curs_set(0);
+	theme_init(no_color);
+
+	p->fe.ops = &panel_ops;
+	p->fe.core = core;
+	p->fe.status = st;
+	p->fe.exec = exec;
+	p->fe.exec_arg = exec_arg;
+	p->fe.readonly = readonly;
+	p->fe.priv = p;
+	ring_init(&p->log, LOG_KEEP);
+	ring_init(&p->req, REQ_KEEP);
+	ring_init(&p->sink, SINK_KEEP);
+	pthread_mutex_init(&p->sink_mu, NULL);
+	p->msg_role = THEME_DIM;
+	snprintf(p->msg, sizeof p->msg, "%s",
+		 readonly ? "read-only panel: commands are disabled (--readonly); ? shows the keys"
+			  : "? shows the keys");
+	p->last_sec = -1;
+	p->last_draw = -1;
+	p->full = 1;
+	p->dirty = 1;
+	layout(p);
+	log_set_sink(panel_sink, p);
+	return &p->fe;
+}
