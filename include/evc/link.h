@@ -9,6 +9,19 @@
  *      resend after NACK up to 3 attempts, 2 s answer timeout, EOT). The
  *      caller feeds it received bytes and the clock, and drains the bytes it
  *      wants written. Works the same under epoll or a blocking client.
+ *
+ * A blocking client (monitor, engine) runs, with clock_mono() as now:
+ *     link_session_init(&s, LINK_CLIENT, now);
+ *     while (link_session_tick(&s, now) == 0) {
+ *             write all of link_session_output(), then link_session_consumed();
+ *             poll(fd, POLLIN, clock_ms_until(link_session_deadline(&s), cap));
+ *             if readable: n = read(); n == 0: peer gone; else
+ *                     link_session_input(&s, buf, n, now, on_frame, arg);
+ *     }
+ * and an epoll server does the same per connection: input on EPOLLIN, write
+ * output when there is some (EPOLLOUT while it does not all fit), tick on
+ * its timer, close the socket once input/tick return -1 and the output
+ * (EOT) is written or cannot be.
  */
 #ifndef EVC_LINK_H
 #define EVC_LINK_H
@@ -110,6 +123,7 @@ struct link_session {
 	int nqueue;
 	int in_flight;            /* queue[0] sent, waiting for ACK/NACK */
 	int attempts;
+	int closing;              /* link_session_finish: EOT once the queue is empty */
 	/* bytes to write */
 	uint8_t *out;
 	size_t out_len, out_cap;
@@ -146,6 +160,10 @@ double link_session_deadline(const struct link_session *s);
  * Frames still queued are dropped: to deliver them first (e.g. a DENIED
  * answer), wait until link_session_idle() or the link breaks, then close. */
 void link_session_close(struct link_session *s);
+/* Graceful close: refuse new frames, deliver the queued ones (each still
+ * needs its ACK), then queue EOT and enter CLOSED. At once if nothing is
+ * queued. If delivery fails the state becomes BROKEN as usual. */
+void link_session_finish(struct link_session *s);
 /* Bytes waiting to be written, and telling the session n were written. */
 const uint8_t *link_session_output(const struct link_session *s, size_t *len);
 void link_session_consumed(struct link_session *s, size_t n);

@@ -513,7 +513,10 @@ static void open_item(struct link_session *s, const struct link_item *it, double
 		if (s->in_flight) {
 			pop_head(s);
 			s->frames_out++;
-			pump(s, now);
+			if (s->closing && s->nqueue == 0)
+				link_session_finish(s);
+			else
+				pump(s, now);
 		}
 		return;
 	case LINK_NACK:
@@ -557,6 +560,10 @@ int link_session_send(struct link_session *s, const char *data, size_t len, doub
 {
 	if (is_done(s)) {
 		seterr(err, "link is %s: %s", link_state_name(s->state), s->err);
+		return -1;
+	}
+	if (s->closing) {
+		seterr(err, "link is closing: no new frames");
 		return -1;
 	}
 	if (link_validate(data, len, err) < 0)
@@ -611,6 +618,17 @@ void link_session_close(struct link_session *s)
 		return;
 	out_byte(s, LINK_EOT);
 	fail(s, LINK_CLOSED, "closed by this side (EOT sent)");
+}
+
+void link_session_finish(struct link_session *s)
+{
+	if (is_done(s))
+		return;
+	s->closing = 1;
+	if (s->nqueue > 0)
+		return; /* the ACK of the last frame brings us back here */
+	out_byte(s, LINK_EOT);
+	fail(s, LINK_CLOSED, "closed by this side (EOT sent after every frame was acknowledged)");
 }
 
 const uint8_t *link_session_output(const struct link_session *s, size_t *len)

@@ -878,6 +878,51 @@ static void test_session_eot_and_close(void **state)
 	link_session_free(&s);
 }
 
+static void test_session_finish(void **state)
+{
+	(void)state;
+	struct link_session s;
+	struct rx rx;
+	uint8_t o[256], f[LINK_FRAME_MAX];
+	char err[LINK_ERR_LEN];
+	/* Two frames queued: both delivered, then EOT. */
+	open_server(&s, &rx);
+	assert_int_equal(link_session_send(&s, "REGISTER_RESULT#DENIED#bad id", 29, 101.0, NULL), 0);
+	assert_int_equal(link_session_send(&s, "ERROR#bye", 9, 101.0, NULL), 0);
+	take(&s, o, sizeof o);
+	link_session_finish(&s);
+	assert_int_equal(s.state, LINK_OPEN);
+	assert_int_equal(take(&s, o, sizeof o), 0); /* no EOT yet */
+	assert_int_equal(link_session_send(&s, "LATE", 4, 101.0, err), -1);
+	assert_non_null(strstr(err, "closing"));
+	assert_int_equal(feed_byte(&s, LINK_ACK, 101.1, &rx), 0);
+	size_t fn = frame_bytes("ERROR#bye", f);
+	assert_int_equal(take(&s, o, sizeof o), fn);
+	assert_memory_equal(o, f, fn);
+	assert_int_equal(feed_byte(&s, LINK_ACK, 101.2, &rx), -1);
+	assert_int_equal(s.state, LINK_CLOSED);
+	assert_int_equal(take(&s, o, sizeof o), 1);
+	assert_int_equal(o[0], LINK_EOT);
+	assert_int_equal(s.frames_out, 2);
+	link_session_free(&s);
+	/* Nothing queued: EOT at once. */
+	open_server(&s, &rx);
+	link_session_finish(&s);
+	assert_int_equal(s.state, LINK_CLOSED);
+	assert_int_equal(take(&s, o, sizeof o), 1);
+	assert_int_equal(o[0], LINK_EOT);
+	link_session_free(&s);
+	/* Delivery fails: BROKEN, no EOT. */
+	open_server(&s, &rx);
+	assert_int_equal(link_session_send(&s, "PARAR#CENTRAL", 13, 101.0, NULL), 0);
+	take(&s, o, sizeof o);
+	link_session_finish(&s);
+	assert_int_equal(link_session_tick(&s, 103.0), -1);
+	assert_int_equal(s.state, LINK_BROKEN);
+	assert_int_equal(take(&s, o, sizeof o), 0);
+	link_session_free(&s);
+}
+
 static void test_session_send_errors(void **state)
 {
 	(void)state;
@@ -1018,6 +1063,7 @@ int main(void)
 		cmocka_unit_test(test_session_nack_resend),
 		cmocka_unit_test(test_session_answer_timeout),
 		cmocka_unit_test(test_session_eot_and_close),
+		cmocka_unit_test(test_session_finish),
 		cmocka_unit_test(test_session_send_errors),
 		cmocka_unit_test(test_session_pair),
 	};
