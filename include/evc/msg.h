@@ -89,7 +89,15 @@ void msg_free(struct msg *m);
  * fills *m (caller frees with msg_free). On rejection returns -1, *m holds
  * nothing to free, and err says why ("missing field 'cp_id'", "field 'kwh'
  * must be a number", "unknown type 'FOO' on cp_telemetry", ...). On
- * driver_requests an absent "type" means REQUEST_CHARGE. */
+ * driver_requests an absent "type" means REQUEST_CHARGE. json needs no NUL
+ * terminator: exactly len bytes are read.
+ * Rules (the encoder applies the same ones): a JSON null counts as absent;
+ * duplicate keys, trailing bytes, invalid UTF-8 and \u0000 are rejected;
+ * numbers must be finite and within 0..bound (kwh 100000, importe 1e7, kw
+ * 1000, price 100, times 1e10); seq is an integer >= 1 (an integral real is
+ * accepted); ids as msg_valid_*; message/reason/location must hold no
+ * control character (they reach terminals) and fit their byte limits,
+ * location at most 64 characters; nothing is ever truncated. */
 int msg_decode(enum msg_topic topic, const char *json, size_t len, struct msg *m, char err[MSG_ERR_LEN]);
 /* Encode to compact JSON with exactly protocol.md's field names (and the
  * type's topic-wide fields: driver_notifications always carry target_driver

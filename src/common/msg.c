@@ -194,6 +194,16 @@ static int has_control(const char *s, size_t n)
 	return 0;
 }
 
+static int printable_ascii(const char *s, size_t max)
+{
+	size_t n = 0;
+
+	for (; s[n] != '\0'; n++)
+		if (n >= max || (unsigned char)s[n] < 0x20 || (unsigned char)s[n] > 0x7e)
+			return 0;
+	return 1;
+}
+
 static size_t utf8_chars(const char *s, size_t n)
 {
 	size_t chars = 0;
@@ -476,7 +486,9 @@ static int dec_cp_status(struct dec *d, struct msg_cp_status *cp)
 		if (strcmp(cp->status, cp_states[i]) == 0)
 			break;
 	if (i == sizeof(cp_states) / sizeof(cp_states[0]))
-		return fail(d->err, "%sfield 'status' is not a CP state: '%s'", d->ctx, cp->status);
+		return fail(d->err, "%sfield 'status' is not a CP state (DESCONECTADO, ACTIVADO, RESERVADO, "
+				    "SUMINISTRANDO, AVERIADO, FUERA_DE_SERVICIO)",
+			    d->ctx);
 	if (dec_str(d, "location", 1, S_LOCATION, cp->location, MSG_LOCATION_MAX) < 0 ||
 	    dec_num(d, "price", 1, PRICE_MAX, &cp->price) < 0)
 		return -1;
@@ -562,9 +574,14 @@ int msg_decode(enum msg_topic topic, const char *json, size_t len, struct msg *m
 			if (strcmp(tname, type_names[i]) == 0 && strlen(tname) == json_string_length(jt))
 				type = i;
 		if (type < 0) {
-			/* Quote at most 40 bytes of someone else's text. */
-			fail(err, "unknown type '%.40s' on %s", has_control(tname, strlen(tname)) ? "?" : tname,
-			     msg_topic_name(topic));
+			/* Quote someone else's text only when it is short
+			 * printable ASCII, so err is always safe to log, show
+			 * or put into JSON. */
+			if (printable_ascii(tname, 40))
+				fail(err, "unknown type '%s' on %s", tname, msg_topic_name(topic));
+			else
+				fail(err, "unknown type (%zu bytes, not shown) on %s", json_string_length(jt),
+				     msg_topic_name(topic));
 			goto out;
 		}
 		if (msg_type_topic((enum msg_type)type) != topic) {
@@ -619,8 +636,10 @@ struct enc {
 
 static void put(struct enc *e, const char *name, json_t *v)
 {
-	if (e->bad)
+	if (e->bad) {
+		json_decref(v); /* json_decref(NULL) is a no-op */
 		return;
+	}
 	if (v == NULL) {
 		fail(e->err, "field '%s' cannot be encoded", name);
 		e->bad = 1;

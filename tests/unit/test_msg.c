@@ -414,6 +414,8 @@ static const struct reject rejects[] = {
 	/* type */
 	{RQ, "{\"type\":7,\"user_id\":\"1\"}", "field 'type' must be a string"},
 	{RQ, "{\"type\":\"FOO\",\"user_id\":\"1\"}", "unknown type 'FOO' on driver_requests"},
+	{RQ, "{\"type\":\"F\\u001bO\",\"user_id\":\"1\"}", "unknown type (3 bytes, not shown) on driver_requests"},
+	{RQ, "{\"type\":\"\u00e9\",\"user_id\":\"1\"}", "unknown type (2 bytes, not shown)"},
 	{RQ, "{\"type\":\"CONSUMO\",\"user_id\":\"1\"}", "type 'CONSUMO' does not belong on driver_requests"},
 	{TL, "{\"type\":\"REQUEST_CHARGE\",\"user_id\":\"1\",\"cp_id\":\"C\",\"timestamp\":1}", "does not belong"},
 	{DN, "{\"type\":\"NETWORK_STATUS_UPDATE\",\"timestamp\":1,\"cps\":[]}", "does not belong"},
@@ -523,6 +525,9 @@ static const struct reject rejects[] = {
 	{NS, "{\"type\":\"NETWORK_STATUS_UPDATE\",\"timestamp\":1,\"cps\":[{" CP_OK "},{\"id\":\"C2\",\"status\":"
 	     "\"ROTO\",\"location\":\"L\",\"price\":1}]}",
 	 "cps[1]: field 'status' is not a CP state"},
+	{NS, "{\"type\":\"NETWORK_STATUS_UPDATE\",\"timestamp\":1,\"cps\":[{\"id\":\"C2\",\"status\":"
+	     "\"activado\",\"location\":\"L\",\"price\":1}]}",
+	 "cps[0]: field 'status' is not a CP state"},
 	{NS, "{\"type\":\"NETWORK_STATUS_UPDATE\",\"timestamp\":1,\"cps\":[{\"id\":\"C 2\",\"status\":\"ACTIVADO\","
 	     "\"location\":\"L\",\"price\":1}]}",
 	 "cps[0]: field 'id' is not a valid CP id"},
@@ -766,6 +771,32 @@ static void test_names_and_ids(void **state)
 	assert_false(msg_valid_session_id("a\x7f"));
 }
 
+/* jansson caps nesting depth: a deeply nested unknown field is rejected, not
+ * a stack overflow. */
+static void test_deep_nesting(void **state)
+{
+	const size_t depth = 100000;
+	const char *head = "{\"user_id\":\"1\",\"cp_id\":\"C\",\"timestamp\":1,\"x\":";
+	size_t hl = strlen(head), len = hl + 2 * depth + 1;
+	char *json = malloc(len);
+	struct msg m;
+	char err[MSG_ERR_LEN];
+	(void)state;
+
+	assert_non_null(json);
+	memcpy(json, head, hl);
+	memset(json + hl, '[', depth);
+	memset(json + hl + depth, ']', depth);
+	json[len - 1] = '}';
+	assert_int_equal(msg_decode(MSG_T_DRIVER_REQUESTS, json, len, &m, err), -1);
+	assert_non_null(strstr(err, "not valid JSON"));
+	/* 100 levels of an ignored field are fine */
+	memcpy(json + hl + 100, json + hl + depth, 100);
+	json[hl + 200] = '}';
+	assert_int_equal(msg_decode(MSG_T_DRIVER_REQUESTS, json, hl + 201, &m, err), 0);
+	free(json);
+}
+
 /* A failed decode after a successful one leaves nothing behind, and a
  * decoded message can be reused after msg_free. */
 static void test_reuse(void **state)
@@ -803,6 +834,7 @@ int main(void)
 		cmocka_unit_test(test_encode_refuses),
 		cmocka_unit_test(test_names_and_ids),
 		cmocka_unit_test(test_reuse),
+		cmocka_unit_test(test_deep_nesting),
 	};
 
 	return cmocka_run_group_tests_name("msg", tests, NULL, NULL);
