@@ -181,5 +181,52 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (delivered > (unsigned long)whole.frames)
 		abort();
 	link_session_free(&s);
+
+	/* A client session on the same bytes that keeps a frame of its own in
+	 * flight, so ACK/NACK/resend/timeout paths run; everything it writes
+	 * must read back as control bytes and that one frame, nothing else. */
+	static const char mine[] = "HEARTBEAT#FUZZ";
+	struct link_reader rd;
+	static struct link_item it;
+	link_reader_init(&rd);
+	now = 1000.0;
+	delivered = 0;
+	link_session_init(&s, LINK_CLIENT, now);
+	unsigned long tx = 0, enq = 0, queued = 0;
+	off = 0;
+	k = 0;
+	r = 0;
+	while (r == 0) {
+		if (s.state == LINK_OPEN && link_session_idle(&s) && queued < 50) {
+			if (link_session_send(&s, mine, sizeof mine - 1, now, NULL) != 0)
+				abort();
+			queued++;
+		}
+		size_t n;
+		const uint8_t *o = link_session_output(&s, &n);
+		while (link_reader_next(&rd, &o, &n, &it)) {
+			if (it.kind == LINK_ITEM_FRAME && strcmp(it.data, mine) == 0)
+				tx++;
+			else if (it.kind == LINK_ITEM_CTRL && it.ctrl == LINK_ENQ && tx == 0 && enq == 0)
+				enq++;
+			else if (it.kind != LINK_ITEM_CTRL || (it.ctrl != LINK_ACK && it.ctrl != LINK_NACK))
+				abort();
+		}
+		link_session_consumed(&s, SIZE_MAX);
+		if (off >= size)
+			break;
+		size_t c = (size_t)data[k++ % nsizes] + 1;
+		if (c > size - off)
+			c = size - off;
+		r = link_session_input(&s, data + off, c, now, on_frame, &delivered);
+		off += c;
+		now += 0.25;
+	}
+	if (enq != 1 || delivered != s.frames_in || tx < s.frames_out || tx > s.frames_out + 1 + s.nacks_in ||
+	    s.frames_out > queued)
+		abort();
+	if (r != 0 && s.err[0] == '\0')
+		abort();
+	link_session_free(&s);
 	return 0;
 }
