@@ -1,0 +1,325 @@
+#include <errno.h>
+#include <math.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "evc/net.h"
+#include "src/cp/cpio.h"
+
+void cpio_link_init(struct cpio_link *l)
+{
+	memset(l, 0, sizeof *l);
+	l->fd = -1;
+}
+
+static void start_session(struct cpio_link *l, enum link_role role, double now)
+{
+	link_session_init(&l->s, role, now);
+	l->has_session = 1;
+	l->since = now;
+}
+
+int cpio_link_connect(struct cpio_link *l, const char *host, int port, double now, char err[CPIO_ERR_LEN])
+{
+	struct addrinfo hints, *res = NULL;
+	char portstr[16];
+	int fd = -1;
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(portstr, sizeof portstr, "%d", port);
+	int rc = getaddrinfo(host, portstr, &hints, &res);
+	if (rc != 0) {
+		snprintf(err, CPIO_ERR_LEN, "cannot resolve %s: %s", host, gai_strerror(rc));
+		return -1;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd == -1) {
+		snprintf(err, CPIO_ERR_LEN, "socket: %s", strerror(errno));
+		goto fail;
+	}
+	if (connect(fd, res->ai_addr, res->ai_addrlen) == -1 && errno != EINPROGRESS) {
+		snprintf(err, CPIO_ERR_LEN, "connect to %s:%d: %s", host, port, strerror(errno));
+		goto fail;
+	}
+	freeaddrinfo(res);
+	net_set_nodelay(fd);
+	l->fd = fd;
+	l->connecting = 1;
+	l->since = now;
+	snprintf(l->peer, sizeof l->peer, "%s:%d", host, port);
+	return 0;
+fail:
+	if (fd != -1)
+		close(fd);
+	freeaddrinfo(res);
+	return -1;
+}
+
+void cpio_link_accept(struct cpio_link *l, int fd, const char *peer, double now)
+{
+	cpio_link_init(l);
+	net_set_nonblock(fd, 1);
+	net_set_nodelay(fd);
+	l->fd = fd;
+	snprintf(l->peer, sizeof l->peer, "%s", peer);
+	start_session(l, LINK_SERVER, now);
+}
+
+short cpio_link_events(const struct cpio_link *l)
+{
+	if (l->fd == -1)
+		return 0;
+	if (l->connecting)
+		return POLLOUT;
+	size_t n = 0;
+	link_session_output(&l->s, &n);
+	return (short)(POLLIN | (n > 0 ? POLLOUT : 0));
+}
+
+static int flush_out(struct cpio_link *l, char err[CPIO_ERR_LEN])
+{
+	for (;;) {
+		size_t n = 0;
+		const uint8_t *p = link_session_output(&l->s, &n);
+		if (n == 0)
+			return 0;
+		ssize_t w = send(l->fd, p, n, MSG_NOSIGNAL);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			snprintf(err, CPIO_ERR_LEN, "write: %s", strerror(errno));
+			return -1;
+		}
+		link_session_consumed(&l->s, (size_t)w);
+	}
+}
+
+static int session_over(struct cpio_link *l, char err[CPIO_ERR_LEN])
+{
+	if (l->s.state == LINK_CLOSED || l->s.state == LINK_BROKEN) {
+		char tmp[CPIO_ERR_LEN];
+		flush_out(l, tmp); /* an EOT or last ACK may still be waiting */
+		snprintf(err, CPIO_ERR_LEN, "%s", l->s.err);
+		return -1;
+	}
+	return 0;
+}
+
+int cpio_link_pump(struct cpio_link *l, double now, char err[CPIO_ERR_LEN])
+{
+	if (l->fd == -1) {
+		snprintf(err, CPIO_ERR_LEN, "not connected");
+		return -1;
+	}
+	if (l->connecting) {
+		/* A connect that never completes counts as a failure after the
+		 * same time a handshake answer may take. */
+		if (now - l->since > LINK_ANSWER_TIMEOUT + 1.0) {
+			snprintf(err, CPIO_ERR_LEN, "connect to %s timed out", l->peer);
+			return -1;
+		}
+		return 0;
+	}
+	link_session_tick(&l->s, now);
+	if (session_over(l, err) < 0)
+		return -1;
+	return flush_out(l, err);
+}
+
+int cpio_link_service(struct cpio_link *l, short revents, double now, link_frame_fn fn, void *arg,
+		      char err[CPIO_ERR_LEN])
+{
+	if (l->fd == -1) {
+		snprintf(err, CPIO_ERR_LEN, "not connected");
+		return -1;
+	}
+	if (l->connecting) {
+		if (!(revents & (POLLOUT | POLLERR | POLLHUP)))
+			return cpio_link_pump(l, now, err);
+		int soerr = 0;
+		socklen_t sl = sizeof soerr;
+		if (getsockopt(l->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == -1)
+			soerr = errno;
+		if (soerr != 0) {
+			snprintf(err, CPIO_ERR_LEN, "connect to %s: %s", l->peer, strerror(soerr));
+			return -1;
+		}
+		l->connecting = 0;
+		start_session(l, LINK_CLIENT, now);
+		return flush_out(l, err);
+	}
+	if (revents & (POLLIN | POLLHUP | POLLERR)) {
+		uint8_t buf[4096];
+		for (;;) {
+			ssize_t r = recv(l->fd, buf, sizeof buf, 0);
+			if (r > 0) {
+				link_session_input(&l->s, buf, (size_t)r, now, fn, arg);
+				if (session_over(l, err) < 0)
+					return -1;
+				if ((size_t)r < sizeof buf)
+					break;
+				continue;
+			}
+			if (r == 0) {
+				snprintf(err, CPIO_ERR_LEN, "connection closed by peer without EOT");
+				return -1;
+			}
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			snprintf(err, CPIO_ERR_LEN, "read: %s", strerror(errno));
+			return -1;
+		}
+	}
+	return cpio_link_pump(l, now, err);
+}
+
+int cpio_link_open(const struct cpio_link *l)
+{
+	return l->fd != -1 && !l->connecting && l->has_session && l->s.state == LINK_OPEN;
+}
+
+int cpio_link_sendf(struct cpio_link *l, double now, const char *fmt, ...)
+{
+	char data[LINK_DATA_MAX + 1];
+	if (l->fd == -1 || l->connecting || !l->has_session)
+		return -1;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(data, sizeof data, fmt, ap);
+	va_end(ap);
+	if (n < 0 || n > LINK_DATA_MAX)
+		return -1;
+	if (link_session_send(&l->s, data, (size_t)n, now, NULL) < 0)
+		return -1;
+	char err[CPIO_ERR_LEN];
+	flush_out(l, err); /* a write error shows up on the next poll */
+	return 0;
+}
+
+void cpio_link_close(struct cpio_link *l, int send_eot)
+{
+	if (l->fd != -1) {
+		if (l->has_session && !l->connecting) {
+			if (send_eot)
+				link_session_close(&l->s);
+			char err[CPIO_ERR_LEN];
+			flush_out(l, err);
+		}
+		close(l->fd);
+	}
+	if (l->has_session)
+		link_session_free(&l->s);
+	cpio_link_init(l);
+}
+
+double cpio_link_deadline(const struct cpio_link *l)
+{
+	if (l->fd == -1)
+		return 0;
+	if (l->connecting)
+		return l->since + LINK_ANSWER_TIMEOUT + 1.0;
+	return link_session_deadline(&l->s);
+}
+
+double cpio_backoff(double *cur, double cap)
+{
+	double d = *cur * (0.5 + 0.5 * ((double)random() / (double)RAND_MAX));
+	*cur *= 2;
+	if (*cur > cap)
+		*cur = cap;
+	return d;
+}
+
+int cpio_lines_read(struct cpio_lines *lb, int fd, cpio_line_fn fn, void *arg)
+{
+	char tmp[512];
+	ssize_t r;
+	for (;;) {
+		r = read(fd, tmp, sizeof tmp);
+		if (r < 0 && errno == EINTR)
+			continue;
+		break;
+	}
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return 0;
+	if (r <= 0) {
+		if (lb->len > 0 && !lb->overflow) {
+			lb->buf[lb->len] = '\0';
+			fn(arg, lb->buf);
+		}
+		lb->len = 0;
+		lb->eof = 1;
+		return -1;
+	}
+	for (ssize_t i = 0; i < r; i++) {
+		char c = tmp[i];
+		if (c == '\n') {
+			if (!lb->overflow) {
+				if (lb->len > 0 && lb->buf[lb->len - 1] == '\r')
+					lb->len--;
+				lb->buf[lb->len] = '\0';
+				fn(arg, lb->buf);
+			}
+			lb->len = 0;
+			lb->overflow = 0;
+			continue;
+		}
+		if (lb->overflow)
+			continue;
+		if (lb->len + 1 >= sizeof lb->buf) {
+			lb->overflow = 1;
+			cpio_event("ERROR input line too long (over %zu bytes): ignored", sizeof lb->buf - 1);
+			continue;
+		}
+		lb->buf[lb->len++] = c;
+	}
+	return 0;
+}
+
+static cpio_event_fn event_fn;
+static void *event_arg;
+
+void cpio_set_event_sink(cpio_event_fn fn, void *arg)
+{
+	event_fn = fn;
+	event_arg = arg;
+}
+
+void cpio_event(const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	if (event_fn != NULL) {
+		event_fn(event_arg, line);
+		return;
+	}
+	fputs(line, stdout);
+	fputc('\n', stdout);
+	fflush(stdout);
+}
+
+int cpio_parse_double(const char *s, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (s[0] == '\0' || *end != '\0' || errno != 0 || !isfinite(v))
+		return -1;
+	*out = v;
+	return 0;
+}

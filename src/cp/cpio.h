@@ -1,0 +1,78 @@
+/* Pieces both charging-point programs share: a non-blocking TCP link (socket
+ * plus the link_session of evc/link.h), reconnect backoff with jitter, a
+ * stdin line reader, and the event line sink (stdout in --headless, the
+ * screen's event pane otherwise). Single-threaded: everything here is driven
+ * by one poll() loop. */
+#ifndef EVC_CP_CPIO_H
+#define EVC_CP_CPIO_H
+#include <stddef.h>
+
+#include "evc/link.h"
+
+#define CPIO_ERR_LEN 256
+
+/* One TCP link. fd -1 when down. */
+struct cpio_link {
+	int fd;
+	int connecting;           /* non-blocking connect in progress */
+	int has_session;          /* s is initialised (and must be freed) */
+	struct link_session s;
+	double since;             /* when it connected / was accepted (monotonic) */
+	char peer[64];
+};
+
+void cpio_link_init(struct cpio_link *l);
+/* Client: start a non-blocking connect to host:port. 0 (l->connecting, or
+ * connected at once and the session started with ENQ queued) or -1 with err. */
+int cpio_link_connect(struct cpio_link *l, const char *host, int port, double now, char err[CPIO_ERR_LEN]);
+/* Server: adopt an accepted fd (made non-blocking here) as a LINK_SERVER. */
+void cpio_link_accept(struct cpio_link *l, int fd, const char *peer, double now);
+/* poll() events this link wants (0 if down). */
+short cpio_link_events(const struct cpio_link *l);
+/* Handle poll() revents: finish a connect, read and feed the session (fn gets
+ * each frame), write pending output. Returns 0, or -1 when the link is over
+ * (EOF, error, protocol failure or EOT) with the reason in err; the caller
+ * then calls cpio_link_close. */
+int cpio_link_service(struct cpio_link *l, short revents, double now, link_frame_fn fn, void *arg,
+		      char err[CPIO_ERR_LEN]);
+/* Timers and writing without a poll event (after queueing frames). Same
+ * return as cpio_link_service. */
+int cpio_link_pump(struct cpio_link *l, double now, char err[CPIO_ERR_LEN]);
+/* True when the handshake is done and frames can be exchanged. */
+int cpio_link_open(const struct cpio_link *l);
+/* Queue a frame (printf-style DATA). 0 or -1 (link not usable, bad DATA). */
+int cpio_link_sendf(struct cpio_link *l, double now, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Purposeful close: EOT, best-effort flush, close the socket. Safe on a down link. */
+void cpio_link_close(struct cpio_link *l, int send_eot);
+/* Earliest session deadline, 0 if none. */
+double cpio_link_deadline(const struct cpio_link *l);
+
+/* Exponential backoff: returns the delay to wait now (jittered in
+ * [cur/2, cur]) and doubles *cur up to cap. Reset *cur to its base after a
+ * success. */
+double cpio_backoff(double *cur, double cap);
+
+/* stdin (or any fd) split into lines. */
+struct cpio_lines {
+	char buf[1024];
+	size_t len;
+	int eof;
+	int overflow; /* current line was too long: dropped up to its end */
+};
+typedef void (*cpio_line_fn)(void *arg, char *line);
+/* Read what is available; calls fn for each complete line (without the
+ * newline, trailing CR removed). Returns 0, or -1 on EOF/error (a last
+ * unterminated line is delivered first). */
+int cpio_lines_read(struct cpio_lines *lb, int fd, cpio_line_fn fn, void *arg);
+
+/* Event lines: the stable, grep-friendly record of what happened ("STATE
+ * ACTIVADO", "LINK central up", ...). Default sink: stdout, one line each,
+ * flushed. A screen installs its own. */
+typedef void (*cpio_event_fn)(void *arg, const char *line);
+void cpio_set_event_sink(cpio_event_fn fn, void *arg);
+void cpio_event(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Parse a decimal number strictly (whole string, finite). 0 or -1. */
+int cpio_parse_double(const char *s, double *out);
+
+#endif

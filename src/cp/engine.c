@@ -1,0 +1,872 @@
+/* EV_CP_E: the charging point's engine. A TCP server (LINK_SERVER sessions)
+ * for its monitor, which keeps one persistent link, and for clients that
+ * open a connection per exchange; a Kafka producer for the supply
+ * telemetry; keys or stdin lines for the person at the charger. One
+ * single-threaded poll() loop; librdkafka queues telemetry while the broker
+ * is away (message.timeout.ms 0 = forever), so nothing here ever blocks.
+ *
+ * Choices where protocol.md is silent (also in evcharging(7)):
+ *  - seq counts every telemetry message of a session: SESSION_STARTED is 1,
+ *    the CONSUMOs follow, the closing message has the last number, so
+ *    "seq <= last seen" is always a duplicate.
+ *  - PARAR during a supply: the engine stops metering and sends nothing more
+ *    for that session. Central ends it itself on ACK#PARAR with SUPPLY_ERROR
+ *    and the figures of the last CONSUMO; a SUPPLY_END here could overtake
+ *    the ACK on the other path and turn a stop into a ticket.
+ *  - After a restart the engine asks CHECK_SESSION (through the monitor) as
+ *    soon as it knows its CP id. Its meter reading died with the old
+ *    process, so it never resumes a supply: if Central still has a session
+ *    open it is ended cleanly with CONEXION_PERDIDA, component "ENGINE",
+ *    and zero figures for the lost part; Central keeps the figures it
+ *    already has. NO_SESSION: nothing to do.
+ *  - HEALTH_CHECK may carry an optional trailing field CENTRAL_UP /
+ *    CENTRAL_DOWN (our monitor sends it); the OK / KO answer carries an
+ *    optional trailing field with what the engine is doing (IDLE, RESERVED,
+ *    SUPPLYING, STOPPED) so the monitor can show it.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "evc/bus.h"
+#include "evc/clock.h"
+#include "evc/log.h"
+#include "evc/msg.h"
+#include "evc/net.h"
+#include "evc/xalloc.h"
+#include "src/cp/cpio.h"
+#include "ui/cp_screen.h"
+
+#define PROG "EV_CP_E"
+#define MAX_CLIENTS 16
+#define MONITOR_SILENCE 5.0   /* s without a frame during a supply -> CONEXION_PERDIDA */
+#define CONSUMO_PERIOD 1.0
+#define CHECK_RETRY 5.0       /* s between CHECK_SESSION attempts */
+#define RESTART_SEQ 1000000   /* seq of the closing message after a restart (see top) */
+
+struct client {
+	struct cpio_link l;
+	int used;
+};
+
+struct eng {
+	int listen_fd;
+	int port;
+	struct client cl[MAX_CLIENTS];
+	int cur;                 /* client whose frame is being handled */
+	int monitor;             /* client that sent the last HEALTH_CHECK, -1 none */
+
+	char cp_id[MSG_CP_ID_MAX + 1];
+	int ko, stopped;
+	int central_up;          /* as the monitor says */
+	double mon_last;         /* last frame from any client (monotonic), 0 never */
+	int mon_alive;           /* as last announced */
+
+	int authorised;
+	char driver[MSG_ID_MAX + 1], session[MSG_ID_MAX + 1];
+	double price;
+	double autoplug_at;      /* 0 none */
+
+	int supplying;
+	uint64_t seq;
+	double kw, kwh, importe;
+	double last_meter;       /* when kwh was last brought up to date */
+	double next_consumo;
+	double unplug_at;        /* --auto-plug: 0 none */
+
+	double power;
+	double autoplug_s, autoplug_d; /* -1 off / -1 random */
+
+	rd_kafka_t *kafka;
+	int kafka_up;            /* -1 unknown */
+	char topic_tel[BUS_NAME_MAX], topic_req[BUS_NAME_MAX];
+
+	int check_done, check_pending;
+	double check_next;
+
+	struct cp_screen *scr;
+	int dirty;
+	int quit;
+};
+
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+	got_signal = sig;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: " PROG " <kafka_host:port> <listen_port> [--power KW] [--auto-plug SECONDS[:DURATION]]\n"
+		"              [--headless] [--topic-prefix P]\n"
+		"       " PROG " --help | --version\n"
+		"  --power KW        nominal charging power, > 0 and <= 1000; default 7.4\n"
+		"  --auto-plug S[:D] plug in S seconds after each authorisation, unplug D seconds later\n"
+		"                    (random 10-40 s without D)\n"
+		"  --headless        no screen: event lines on stdout, commands on stdin:\n"
+		"                    k (toggle fault), e (plug in), u (unplug), d ID (request a charge\n"
+		"                    for driver ID), status, q (quit)\n"
+		"  --topic-prefix P  prefix of every Kafka topic (default $EVC_TOPIC_PREFIX or none)\n");
+}
+
+static void bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void bad_usage(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, PROG ": ");
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	usage(stderr);
+	exit(2);
+}
+
+static double rnd(void)
+{
+	return (double)random() / (double)RAND_MAX;
+}
+
+/* ---- telemetry ---- */
+
+static void produce(struct eng *e, struct msg *m, const char *topic, const char *key)
+{
+	char err[MSG_ERR_LEN];
+	char berr[BUS_ERR_LEN];
+	size_t len = 0;
+	char *json = msg_encode(m, &len, err);
+	if (json == NULL) {
+		cpio_event("ERROR cannot encode %s: %s", msg_type_name(m->type), err);
+		return;
+	}
+	if (bus_produce(e->kafka, topic, key, json, len, berr) < 0)
+		cpio_event("ERROR %s not queued for Kafka: %s", msg_type_name(m->type), berr);
+	free(json);
+	bus_poll(e->kafka, 0);
+}
+
+static void telemetry(struct eng *e, enum msg_type type, const char *component)
+{
+	struct msg m;
+	msg_init(&m, type);
+	snprintf(m.cp_id, sizeof m.cp_id, "%s", e->cp_id);
+	snprintf(m.user_id, sizeof m.user_id, "%s", e->driver);
+	snprintf(m.session_id, sizeof m.session_id, "%s", e->session);
+	m.has_session_id = 1;
+	m.seq = ++e->seq;
+	m.has_seq = 1;
+	m.timestamp = clock_wall();
+	m.has_timestamp = 1;
+	m.kwh = e->kwh;
+	m.importe = e->importe;
+	m.kw = e->kw;
+	m.has_kw = type != MSG_SESSION_STARTED;
+	if (component != NULL)
+		snprintf(m.component, sizeof m.component, "%s", component);
+	produce(e, &m, e->topic_tel, e->cp_id);
+	msg_free(&m);
+}
+
+/* Bring the meter up to now at the current power. */
+static void meter(struct eng *e, double now)
+{
+	double dt = now - e->last_meter;
+	if (dt > 0)
+		e->kwh += e->kw * dt / 3600.0;
+	e->importe = e->kwh * e->price;
+	e->last_meter = now;
+}
+
+static void clear_auth(struct eng *e)
+{
+	e->authorised = 0;
+	e->supplying = 0;
+	e->autoplug_at = 0;
+	e->unplug_at = 0;
+	e->driver[0] = e->session[0] = '\0';
+	e->kw = e->kwh = e->importe = 0;
+	e->dirty = 1;
+}
+
+/* End the supply in progress: type is SUPPLY_END, AVERIADO or
+ * CONEXION_PERDIDA, or MSG_TYPE_COUNT to send nothing (operator stop). */
+static void end_supply(struct eng *e, double now, enum msg_type type, const char *why)
+{
+	meter(e, now);
+	if (type != MSG_TYPE_COUNT)
+		telemetry(e, type, type == MSG_CONEXION_PERDIDA ? "MONITOR" : NULL);
+	cpio_event("SUPPLY END driver=%s session=%s kwh=%.3f importe=%.2f reason=%s", e->driver, e->session,
+		   e->kwh, e->importe, why);
+	clear_auth(e);
+}
+
+static void drop_auth(struct eng *e, const char *why)
+{
+	cpio_event("AUTH DROPPED driver=%s session=%s reason=%s", e->driver, e->session, why);
+	clear_auth(e);
+}
+
+static void plug_in(struct eng *e, double now)
+{
+	if (e->supplying) {
+		cpio_event("ERROR already supplying driver %s", e->driver);
+		return;
+	}
+	if (!e->authorised) {
+		cpio_event("ERROR cannot plug in: no authorised session (ask Central first: d ID)");
+		return;
+	}
+	if (e->ko) {
+		cpio_event("ERROR cannot plug in: the CP is KO");
+		return;
+	}
+	if (e->stopped) {
+		cpio_event("ERROR cannot plug in: the CP is out of order (stopped by Central)");
+		return;
+	}
+	e->supplying = 1;
+	e->autoplug_at = 0;
+	e->seq = 0;
+	e->kwh = e->importe = 0;
+	e->kw = e->power;
+	e->last_meter = now;
+	e->next_consumo = now + CONSUMO_PERIOD;
+	if (e->autoplug_s >= 0)
+		e->unplug_at = now + (e->autoplug_d >= 0 ? e->autoplug_d : 10 + 30 * rnd());
+	telemetry(e, MSG_SESSION_STARTED, NULL);
+	cpio_event("SUPPLY START driver=%s session=%s price=%.4g", e->driver, e->session, e->price);
+	e->dirty = 1;
+}
+
+static void unplug(struct eng *e, double now)
+{
+	if (!e->supplying) {
+		cpio_event("ERROR nothing to unplug: no supply in progress");
+		return;
+	}
+	end_supply(e, now, MSG_SUPPLY_END, "unplugged");
+}
+
+static void toggle_fault(struct eng *e, double now)
+{
+	e->ko = !e->ko;
+	cpio_event("HEALTH %s", e->ko ? "KO" : "OK");
+	if (e->ko && e->supplying)
+		end_supply(e, now, MSG_AVERIADO, "fault");
+	else if (e->ko && e->authorised)
+		drop_auth(e, "fault");
+	e->dirty = 1;
+}
+
+static void request_charge(struct eng *e, const char *driver)
+{
+	if (e->cp_id[0] == '\0') {
+		cpio_event("ERROR cannot request a charge yet: CP id unknown until the monitor connects");
+		return;
+	}
+	if (!msg_valid_user_id(driver)) {
+		cpio_event("ERROR invalid driver id '%.70s' (1-64 of A-Z a-z 0-9 _ . @ -)", driver);
+		return;
+	}
+	struct msg m;
+	msg_init(&m, MSG_REQUEST_CHARGE);
+	snprintf(m.user_id, sizeof m.user_id, "%s", driver);
+	snprintf(m.cp_id, sizeof m.cp_id, "%s", e->cp_id);
+	m.timestamp = clock_wall();
+	m.has_timestamp = 1;
+	snprintf(m.origin, sizeof m.origin, "cp");
+	m.has_origin = 1;
+	snprintf(m.request_id, sizeof m.request_id, "cp-%s-%lld-%04ld", e->cp_id, (long long)(m.timestamp * 1000),
+		 random() % 10000);
+	m.has_request_id = 1;
+	produce(e, &m, e->topic_req, driver);
+	cpio_event("REQUEST driver=%s cp=%s request=%s", driver, e->cp_id, m.request_id);
+	msg_free(&m);
+}
+
+/* ---- frames from the monitor (or a per-exchange client) ---- */
+
+static void reply(struct eng *e, double now, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void reply(struct eng *e, double now, const char *fmt, ...)
+{
+	char data[LINK_DATA_MAX + 1];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(data, sizeof data, fmt, ap);
+	va_end(ap);
+	if (e->cur < 0 || cpio_link_sendf(&e->cl[e->cur].l, now, "%s", data) < 0)
+		log_warn("cannot answer %s: link not usable", data);
+}
+
+static const char *activity(const struct eng *e)
+{
+	if (e->stopped)
+		return "STOPPED";
+	if (e->supplying)
+		return "SUPPLYING";
+	if (e->authorised)
+		return "RESERVED";
+	return "IDLE";
+}
+
+static void set_central(struct eng *e, int up)
+{
+	if (up == e->central_up)
+		return;
+	e->central_up = up;
+	cpio_event("LINK central %s", up ? "up" : "down");
+	/* Central cannot hear about a new supply: an authorisation that has
+	 * not started is given up (Central cancels it on its side). */
+	if (!up && e->authorised && !e->supplying)
+		drop_auth(e, "central unreachable");
+	e->dirty = 1;
+}
+
+static void on_health_check(struct eng *e, double now, char **f, int n)
+{
+	if (n < 2 || !msg_valid_cp_id(f[1])) {
+		reply(e, now, "ERROR#HEALTH_CHECK needs a valid cp_id");
+		return;
+	}
+	if (e->cp_id[0] == '\0') {
+		snprintf(e->cp_id, sizeof e->cp_id, "%s", f[1]);
+		cpio_event("CP id=%s", e->cp_id);
+		e->dirty = 1;
+	} else if (strcmp(e->cp_id, f[1]) != 0) {
+		reply(e, now, "ERROR#this engine serves CP %s, not %s", e->cp_id, f[1]);
+		return;
+	}
+	e->monitor = e->cur;
+	if (n >= 3 && strcmp(f[2], "CENTRAL_DOWN") == 0)
+		set_central(e, 0);
+	else if (n < 3 || strcmp(f[2], "CENTRAL_UP") == 0)
+		set_central(e, 1);
+	reply(e, now, "%s#%s", e->ko ? "KO" : "OK", activity(e));
+
+	/* After a (re)start: does Central think a session is open here? */
+	if (!e->check_done && !e->check_pending && e->central_up && now >= e->check_next) {
+		e->check_pending = 1;
+		e->check_next = now + CHECK_RETRY;
+		reply(e, now, "CHECK_SESSION#%s", e->cp_id);
+		cpio_event("CHECK_SESSION asked");
+	}
+}
+
+static void on_authorise(struct eng *e, double now, char **f, int n)
+{
+	double price = 0;
+	const char *why = NULL;
+	char buf[160];
+	if (n != 4 || !msg_valid_user_id(f[1]) || !msg_valid_session_id(f[2]) || cpio_parse_double(f[3], &price) < 0 ||
+	    !(price > 0 && price <= 100))
+		why = "bad request: expected driver, session and a price > 0 and <= 100";
+	else if (e->ko)
+		why = "KO: the CP has a fault";
+	else if (e->stopped)
+		why = "stopped: the CP is out of order";
+	else if (e->supplying) {
+		snprintf(buf, sizeof buf, "busy: supplying driver %s", e->driver);
+		why = buf;
+	} else if (e->authorised && strcmp(e->session, f[2]) != 0) {
+		snprintf(buf, sizeof buf, "already authorised for driver %s", e->driver);
+		why = buf;
+	} else if (!e->central_up)
+		why = "central unreachable";
+	if (why != NULL) {
+		reply(e, now, "NACK#AUTORIZAR_SUMINISTRO#%s", why);
+		cpio_event("AUTH REFUSED reason=%s", why);
+		return;
+	}
+	if (e->authorised) { /* the same session again: already done */
+		reply(e, now, "ACK#AUTORIZAR_SUMINISTRO");
+		return;
+	}
+	e->authorised = 1;
+	snprintf(e->driver, sizeof e->driver, "%s", f[1]);
+	snprintf(e->session, sizeof e->session, "%s", f[2]);
+	e->price = price;
+	e->kw = e->kwh = e->importe = 0;
+	if (e->autoplug_s >= 0)
+		e->autoplug_at = now + e->autoplug_s;
+	reply(e, now, "ACK#AUTORIZAR_SUMINISTRO");
+	cpio_event("AUTH driver=%s session=%s price=%.4g", e->driver, e->session, e->price);
+	e->dirty = 1;
+}
+
+static void on_session_answer(struct eng *e, double now, char **f, int n)
+{
+	if (!e->check_pending && e->check_done)
+		return; /* a late duplicate */
+	e->check_pending = 0;
+	e->check_done = 1;
+	if (strcmp(f[0], "NO_SESSION") == 0) {
+		cpio_event("CHECK_SESSION none");
+		return;
+	}
+	if (n < 4) {
+		cpio_event("ERROR malformed SESSION answer");
+		return;
+	}
+	if ((e->authorised || e->supplying) && strcmp(e->session, f[3]) == 0) {
+		cpio_event("CHECK_SESSION session=%s is the current one", f[3]);
+		return;
+	}
+	/* The old process's meter is gone: end Central's session cleanly. */
+	struct msg m;
+	msg_init(&m, MSG_CONEXION_PERDIDA);
+	snprintf(m.cp_id, sizeof m.cp_id, "%s", e->cp_id);
+	snprintf(m.user_id, sizeof m.user_id, "%s", f[2]);
+	snprintf(m.session_id, sizeof m.session_id, "%s", f[3]);
+	m.has_session_id = 1;
+	m.seq = RESTART_SEQ;
+	m.has_seq = 1;
+	m.timestamp = clock_wall();
+	m.has_timestamp = 1;
+	snprintf(m.component, sizeof m.component, "ENGINE");
+	if (msg_valid_user_id(f[2]) && msg_valid_session_id(f[3])) {
+		produce(e, &m, e->topic_tel, e->cp_id);
+		cpio_event("CHECK_SESSION driver=%s session=%s ended (engine restarted; meter lost)", f[2], f[3]);
+	} else {
+		cpio_event("ERROR SESSION answer with invalid ids");
+	}
+	msg_free(&m);
+}
+
+static void on_frame(void *arg, const char *data, size_t len)
+{
+	struct eng *e = arg;
+	double now = clock_mono();
+	char buf[LINK_DATA_MAX + 1];
+	char *f[LINK_FIELDS_MAX];
+	memcpy(buf, data, len);
+	buf[len] = '\0';
+	e->mon_last = now;
+	int n = link_split(buf, f, LINK_FIELDS_MAX);
+	if (n < 1) {
+		reply(e, now, "ERROR#too many fields");
+		return;
+	}
+	const char *op = f[0];
+	if (strcmp(op, "HEALTH_CHECK") == 0) {
+		on_health_check(e, now, f, n);
+	} else if (strcmp(op, "AUTORIZAR_SUMINISTRO") == 0) {
+		on_authorise(e, now, f, n);
+	} else if (strcmp(op, "PARAR") == 0) {
+		if (e->supplying)
+			end_supply(e, now, MSG_TYPE_COUNT, "stopped by central");
+		else if (e->authorised)
+			drop_auth(e, "stopped by central");
+		if (!e->stopped)
+			cpio_event("STOPPED (Out of Order)");
+		e->stopped = 1;
+		e->dirty = 1;
+		reply(e, now, "ACK#PARAR");
+	} else if (strcmp(op, "REANUDAR") == 0) {
+		if (e->stopped)
+			cpio_event("RESUMED");
+		e->stopped = 0;
+		e->dirty = 1;
+		reply(e, now, "ACK#REANUDAR");
+	} else if (strcmp(op, "SESSION") == 0 || strcmp(op, "NO_SESSION") == 0) {
+		on_session_answer(e, now, f, n);
+	} else if (strcmp(op, "ERROR") == 0) {
+		cpio_event("ERROR from monitor: %s", n >= 2 ? data + 6 : "(no reason)");
+		if (e->check_pending) /* e.g. central unreachable: ask again later */
+			e->check_pending = 0;
+	} else {
+		reply(e, now, "ERROR#unknown opcode %.40s", op);
+		cpio_event("ERROR unknown opcode: %.60s", op);
+	}
+}
+
+/* ---- clients ---- */
+
+static void client_close(struct eng *e, int i, const char *why)
+{
+	struct client *c = &e->cl[i];
+	log_debug("client %s closed: %s", c->l.peer, why);
+	if (i == e->monitor) {
+		e->monitor = -1;
+		cpio_event("LINK monitor down reason=%s", why);
+		e->dirty = 1;
+	}
+	cpio_link_close(&c->l, 0);
+	c->used = 0;
+}
+
+static void accept_clients(struct eng *e, double now)
+{
+	for (;;) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof ss;
+		int fd = accept4(e->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				log_warn("accept: %s", strerror(errno));
+			return;
+		}
+		char peer[64] = "?";
+		if (ss.ss_family == AF_INET) {
+			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+			char ip[INET_ADDRSTRLEN];
+			inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+			snprintf(peer, sizeof peer, "%s:%d", ip, ntohs(a->sin_port));
+		}
+		int slot = -1;
+		for (int i = 0; i < MAX_CLIENTS; i++)
+			if (!e->cl[i].used) {
+				slot = i;
+				break;
+			}
+		if (slot < 0) {
+			/* Refuse at the protocol level: NACK to the coming ENQ. */
+			uint8_t nack = LINK_NACK;
+			ssize_t w = send(fd, &nack, 1, MSG_NOSIGNAL);
+			(void)w;
+			close(fd);
+			log_warn("refused %s: %d clients already", peer, MAX_CLIENTS);
+			continue;
+		}
+		cpio_link_accept(&e->cl[slot].l, fd, peer, now);
+		e->cl[slot].used = 1;
+		log_debug("client %s connected", peer);
+	}
+}
+
+/* ---- timers ---- */
+
+static void timers(struct eng *e, double now)
+{
+	char err[CPIO_ERR_LEN];
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		if (e->cl[i].used && cpio_link_pump(&e->cl[i].l, now, err) < 0)
+			client_close(e, i, err);
+
+	int alive = e->mon_last > 0 && now - e->mon_last <= MONITOR_SILENCE;
+	if (alive != e->mon_alive) {
+		e->mon_alive = alive;
+		cpio_event("LINK monitor %s", alive ? "up" : "silent");
+		e->dirty = 1;
+		if (!alive)
+			set_central(e, 0); /* nobody can tell Central anything now */
+	}
+	if (e->supplying && !alive)
+		end_supply(e, now, MSG_CONEXION_PERDIDA, "monitor lost");
+
+	if (e->authorised && !e->supplying && e->autoplug_at > 0 && now >= e->autoplug_at)
+		plug_in(e, now);
+	if (e->supplying && e->unplug_at > 0 && now >= e->unplug_at)
+		unplug(e, now);
+	if (e->supplying && now >= e->next_consumo) {
+		meter(e, now);
+		/* A car's draw wanders a little around the nominal power. */
+		e->kw = e->power * (0.97 + 0.06 * rnd());
+		e->next_consumo += CONSUMO_PERIOD;
+		if (e->next_consumo < now)
+			e->next_consumo = now + CONSUMO_PERIOD;
+		telemetry(e, MSG_CONSUMO, NULL);
+		cpio_event("CONSUMO seq=%llu kw=%.1f kwh=%.3f importe=%.2f", (unsigned long long)e->seq, e->kw,
+			   e->kwh, e->importe);
+		e->dirty = 1;
+	}
+	bus_poll(e->kafka, 0);
+}
+
+/* ---- commands (stdin lines or keys) ---- */
+
+static void on_command(void *arg, const char *line)
+{
+	struct eng *e = arg;
+	double now = clock_mono();
+	while (*line == ' ' || *line == '\t')
+		line++;
+	if (*line == '\0')
+		return;
+	if (strcmp(line, "k") == 0)
+		toggle_fault(e, now);
+	else if (strcmp(line, "e") == 0)
+		plug_in(e, now);
+	else if (strcmp(line, "u") == 0)
+		unplug(e, now);
+	else if (line[0] == 'd' && (line[1] == ' ' || line[1] == '\t')) {
+		const char *id = line + 2;
+		while (*id == ' ' || *id == '\t')
+			id++;
+		char drv[MSG_ID_MAX + 2];
+		snprintf(drv, sizeof drv, "%s", id);
+		size_t l = strlen(drv);
+		while (l > 0 && (drv[l - 1] == ' ' || drv[l - 1] == '\t'))
+			drv[--l] = '\0';
+		request_charge(e, drv);
+	} else if (strcmp(line, "d") == 0)
+		cpio_event("ERROR usage: d DRIVER_ID");
+	else if (strcmp(line, "q") == 0 || strcmp(line, "quit") == 0)
+		e->quit = 1;
+	else if (strcmp(line, "status") == 0 || strcmp(line, "s") == 0)
+		cpio_event("STATUS cp=%s health=%s %s activity=%s driver=%s session=%s kwh=%.3f importe=%.2f "
+			   "monitor=%s central=%s kafka=%s",
+			   e->cp_id[0] ? e->cp_id : "?", e->ko ? "KO" : "OK", e->stopped ? "stopped" : "active",
+			   activity(e), e->driver[0] ? e->driver : "-", e->session[0] ? e->session : "-", e->kwh,
+			   e->importe, e->mon_alive ? "up" : "down", e->central_up ? "up" : "down",
+			   e->kafka_up == 1 ? "up" : e->kafka_up == 0 ? "down" : "unknown");
+	else
+		cpio_event("ERROR unknown command '%.40s' (commands: k, e, u, d ID, status, q)", line);
+	e->dirty = 1;
+}
+
+static void on_line(void *arg, char *line)
+{
+	on_command(arg, line);
+}
+
+static void on_kafka_state(void *arg, int up, const char *reason)
+{
+	struct eng *e = arg;
+	e->kafka_up = up;
+	if (up)
+		cpio_event("LINK kafka up");
+	else
+		cpio_event("LINK kafka down reason=%s", reason ? reason : "?");
+	e->dirty = 1;
+}
+
+static void draw(struct eng *e)
+{
+	if (e->scr == NULL || !e->dirty)
+		return;
+	e->dirty = 0;
+	char listen[32];
+	snprintf(listen, sizeof listen, "port %d", e->port);
+	struct cp_engine_view v = {
+		.cp_id = e->cp_id,
+		.ko = e->ko,
+		.stopped = e->stopped,
+		.authorised = e->authorised,
+		.supplying = e->supplying,
+		.driver = e->driver,
+		.session = e->session,
+		.price = e->price,
+		.kw = e->supplying ? e->kw : 0,
+		.kwh = e->kwh,
+		.importe = e->importe,
+		.power = e->power,
+		.kafka_up = e->kafka_up,
+		.monitor_up = e->mon_alive,
+		.central_up = e->central_up,
+		.listen = listen,
+	};
+	cp_screen_draw_engine(e->scr, &v);
+}
+
+static void screen_event(void *arg, const char *line)
+{
+	struct eng *e = arg;
+	cp_screen_event(e->scr, line);
+	e->dirty = 1;
+}
+
+static void screen_log(enum log_level lvl, const char *line, void *arg)
+{
+	char buf[1100];
+	snprintf(buf, sizeof buf, "%s: %s", log_level_name(lvl), line);
+	screen_event(arg, buf);
+}
+
+/* ---- arguments ---- */
+
+static void parse_args(struct eng *e, int argc, char **argv, int *headless, char *brokers, size_t blen)
+{
+	static const struct option opts[] = {
+		{"power", required_argument, NULL, 'p'},
+		{"auto-plug", required_argument, NULL, 'a'},
+		{"headless", no_argument, NULL, 'H'},
+		{"topic-prefix", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *prefix = NULL;
+	char err[NET_ERR_LEN];
+	int c;
+	e->power = 7.4;
+	e->autoplug_s = e->autoplug_d = -1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			if (cpio_parse_double(optarg, &e->power) < 0 || !(e->power > 0 && e->power <= 1000))
+				bad_usage("invalid --power '%s' (kW, > 0 and <= 1000)", optarg);
+			break;
+		case 'a': {
+			char tmp[64];
+			snprintf(tmp, sizeof tmp, "%s", optarg);
+			char *colon = strchr(tmp, ':');
+			if (colon != NULL)
+				*colon = '\0';
+			if (cpio_parse_double(tmp, &e->autoplug_s) < 0 || e->autoplug_s < 0 || e->autoplug_s > 86400 ||
+			    (colon != NULL && (cpio_parse_double(colon + 1, &e->autoplug_d) < 0 ||
+					       e->autoplug_d < 0 || e->autoplug_d > 86400)))
+				bad_usage("invalid --auto-plug '%s' (SECONDS[:DURATION], each 0-86400)", optarg);
+			break;
+		}
+		case 'H': *headless = 1; break;
+		case 't': prefix = optarg; break;
+		case 'h': usage(stdout); exit(0);
+		case 'V': printf(PROG " (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION); exit(0);
+		case ':': bad_usage("option %s needs a value", argv[optind - 1]); break;
+		default: bad_usage("unknown option '%s'", argv[optind - 1]); break;
+		}
+	}
+	if (argc - optind != 2) {
+		fprintf(stderr, PROG ": expected 2 arguments (kafka address, listen port), got %d\n", argc - optind);
+		usage(stderr);
+		exit(2);
+	}
+	char host[256];
+	int kport;
+	if (net_parse_hostport(argv[optind], host, sizeof host, &kport, err) < 0 || strchr(argv[optind], ':') == NULL)
+		bad_usage("kafka address: expected host:port, got '%s'", argv[optind]);
+	snprintf(brokers, blen, "%s", argv[optind]);
+	if (net_parse_port(argv[optind + 1], 0, &e->port, err) < 0)
+		bad_usage("listen port: %s", err);
+	const char *p = bus_prefix(prefix);
+	bus_name(e->topic_tel, sizeof e->topic_tel, p, MSG_TOPIC_CP_TELEMETRY);
+	bus_name(e->topic_req, sizeof e->topic_req, p, MSG_TOPIC_DRIVER_REQUESTS);
+}
+
+int main(int argc, char **argv)
+{
+	struct eng *e = xcalloc(1, sizeof *e);
+	int headless = 0, rc = 0;
+	char brokers[512];
+	char err[256];
+	log_set_progname(PROG);
+	parse_args(e, argc, argv, &headless, brokers, sizeof brokers);
+	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+	e->monitor = -1;
+	e->cur = -1;
+	e->kafka_up = -1;
+	e->central_up = 0;
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	e->listen_fd = net_listen(NULL, e->port, 16, err);
+	if (e->listen_fd < 0) {
+		fprintf(stderr, PROG ": cannot listen on port %d: %s\n", e->port, err);
+		free(e);
+		return 1;
+	}
+	struct bus_opts bo = {.brokers = brokers, .on_state = on_kafka_state, .state_arg = e, .message_timeout_ms = 0};
+	e->kafka = bus_producer_new(&bo, err);
+	if (e->kafka == NULL) {
+		fprintf(stderr, PROG ": cannot set up Kafka for %s: %s\n", brokers, err);
+		close(e->listen_fd);
+		free(e);
+		return 1;
+	}
+
+	if (!headless && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
+		e->scr = cp_screen_open(CP_SCREEN_ENGINE, PROG, err);
+		if (e->scr == NULL) {
+			fprintf(stderr, PROG ": %s (use --headless)\n", err);
+			rc = 1;
+			goto out;
+		}
+		cpio_set_event_sink(screen_event, e);
+		log_set_sink(screen_log, e);
+	}
+	e->dirty = 1;
+	cpio_event("START port=%d kafka=%s power=%.1f telemetry=%s", e->port, brokers, e->power, e->topic_tel);
+
+	struct cpio_lines lines;
+	memset(&lines, 0, sizeof lines);
+	int stdin_open = 1;
+	if (e->scr == NULL)
+		net_set_nonblock(STDIN_FILENO, 1);
+
+	while (!e->quit && !got_signal) {
+		double now = clock_mono();
+		timers(e, now);
+		draw(e);
+
+		struct pollfd pf[MAX_CLIENTS + 2];
+		int idx[MAX_CLIENTS];
+		int npf = 0, i_in = -1;
+		pf[npf++] = (struct pollfd){.fd = e->listen_fd, .events = POLLIN};
+		if (stdin_open) {
+			pf[npf] = (struct pollfd){.fd = e->scr ? cp_screen_fd(e->scr) : STDIN_FILENO, .events = POLLIN};
+			i_in = npf++;
+		}
+		for (int i = 0; i < MAX_CLIENTS; i++) {
+			idx[i] = -1;
+			if (e->cl[i].used) {
+				pf[npf] = (struct pollfd){.fd = e->cl[i].l.fd, .events = cpio_link_events(&e->cl[i].l)};
+				idx[i] = npf++;
+			}
+		}
+		int prc = poll(pf, (nfds_t)npf, 100);
+		if (prc < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("poll: %s", strerror(errno));
+			rc = 1;
+			break;
+		}
+		now = clock_mono();
+		if (pf[0].revents & POLLIN)
+			accept_clients(e, now);
+		for (int i = 0; i < MAX_CLIENTS; i++) {
+			if (idx[i] < 0 || !pf[idx[i]].revents)
+				continue;
+			char cerr[CPIO_ERR_LEN];
+			e->cur = i;
+			int r = cpio_link_service(&e->cl[i].l, pf[idx[i]].revents, now, on_frame, e, cerr);
+			e->cur = -1;
+			if (r < 0)
+				client_close(e, i, cerr);
+		}
+		if (i_in >= 0 && pf[i_in].revents) {
+			if (e->scr)
+				cp_screen_input(e->scr, on_command, e);
+			else if (cpio_lines_read(&lines, STDIN_FILENO, on_line, e) < 0)
+				stdin_open = 0; /* keep serving the monitor without a keyboard */
+		}
+	}
+
+	/* A clean shutdown ends a supply the way unplugging would. */
+	if (e->supplying)
+		end_supply(e, clock_mono(), MSG_SUPPLY_END, "engine shut down");
+	cpio_event("QUIT%s", got_signal ? " (signal)" : "");
+out:
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		if (e->cl[i].used)
+			cpio_link_close(&e->cl[i].l, 1);
+	close(e->listen_fd);
+	if (e->scr) {
+		log_set_sink(NULL, NULL);
+		cpio_set_event_sink(NULL, NULL);
+		cp_screen_close(e->scr);
+	}
+	bus_producer_close(e->kafka, 5000);
+	free(e);
+	return rc;
+}

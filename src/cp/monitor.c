@@ -1,0 +1,739 @@
+/* EV_CP_M: the charging point's monitor. One single-threaded poll() loop
+ * over two links (protocol.md 2-4), both as LINK_CLIENT sessions:
+ *   - to Central: ENQ, REGISTER, HEARTBEAT every second, FAULT/RECOVER once
+ *     per health transition (and again after every reconnect), and the
+ *     relay of Central's commands to the engine;
+ *   - to its engine: HEALTH_CHECK every second, relays, CHECK_SESSION.
+ * Both links reconnect forever with exponential backoff and jitter. */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "evc/bus.h"
+#include "evc/clock.h"
+#include "evc/log.h"
+#include "evc/msg.h"
+#include "evc/net.h"
+#include "evc/xalloc.h"
+#include "src/cp/cpio.h"
+#include "ui/cp_screen.h"
+
+#define PROG "EV_CP_M"
+#define HEALTH_PERIOD 1.0      /* s between HEALTH_CHECKs */
+#define HEALTH_TIMEOUT 1.5     /* s without an answer -> KO */
+#define HEARTBEAT_PERIOD 1.0
+#define REGISTER_TIMEOUT 5.0   /* s to wait for REGISTER_RESULT */
+#define RELAY_TIMEOUT 3.0      /* s for the engine to answer a relayed command */
+#define CENTRAL_BACKOFF_BASE 0.5
+#define CENTRAL_BACKOFF_CAP 30.0
+#define ENGINE_BACKOFF_BASE 0.5
+/* The engine is on the same machine: a short cap finds it soon after it restarts. */
+#define ENGINE_BACKOFF_CAP 2.0
+#define MAX_RELAYS 32
+
+enum cen_state { C_DOWN, C_CONNECTING, C_REGISTERING, C_UP };
+enum eng_state { E_DOWN, E_CONNECTING, E_UP };
+enum health { H_UNKNOWN, H_OK, H_KO };
+enum reported { R_NONE, R_FAULT, R_RECOVER };
+
+struct relay {
+	char cmd[32];
+	unsigned gen;     /* Central connection it came from */
+	double deadline;
+};
+
+struct mon {
+	char cp_id[MSG_CP_ID_MAX + 1];
+	char location[MSG_LOCATION_MAX + 1];
+	char price[32];
+	char cen_host[256], eng_host[256];
+	int cen_port, eng_port;
+	char cen_addr[300], eng_addr[300];
+
+	struct cpio_link cen;
+	enum cen_state cstate;
+	unsigned cgen;
+	double c_next_try, c_backoff, c_reg_deadline, c_last_hb;
+	enum reported reported;
+	int c_denied;
+
+	struct cpio_link eng;
+	enum eng_state estate;
+	double e_next_try, e_backoff, e_last_hc, hc_sent;
+	int hc_pending;
+
+	enum health health;
+	char health_reason[128];
+	char activity[16];   /* from the engine's answer, "" if it gives none */
+	int stopped;         /* from relayed ACK#PARAR / ACK#REANUDAR */
+	const char *shown;   /* derived state last announced */
+
+	struct relay relays[MAX_RELAYS];
+	int nrelays;
+
+	struct cp_screen *scr;
+	int dirty;
+	int quit;
+};
+
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+	got_signal = sig;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: " PROG " <engine_host:port> <central_host:port> <cp_id> [--location TEXT]\n"
+		"              [--price EUR] [--headless] [--topic-prefix P]\n"
+		"       " PROG " --help | --version\n"
+		"  --location TEXT   where the CP is (1-64 characters, no '#'); default \"CP <cp_id>\"\n"
+		"  --price EUR       price per kWh, > 0 and <= 100; default 0.30\n"
+		"  --headless        no screen: event lines on stdout, commands on stdin (q, status)\n"
+		"  --topic-prefix P  accepted for symmetry with the other programs (the monitor\n"
+		"                    itself uses no Kafka topic)\n");
+}
+
+static void bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void bad_usage(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, PROG ": ");
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	usage(stderr);
+	exit(2);
+}
+
+static const char *health_word(enum health h)
+{
+	return h == H_OK ? "OK" : h == H_KO ? "KO" : "?";
+}
+
+/* The CP's state as this monitor can see it, in protocol.md 6's order. It is
+ * the monitor's view; Central's derivation is the authoritative one. */
+static const char *derived_state(const struct mon *m)
+{
+	if (m->cstate != C_UP)
+		return "DESCONECTADO";
+	if (m->stopped || strcmp(m->activity, "STOPPED") == 0)
+		return "FUERA_DE_SERVICIO";
+	if (m->health == H_KO)
+		return "AVERIADO";
+	if (strcmp(m->activity, "SUPPLYING") == 0)
+		return "SUMINISTRANDO";
+	if (strcmp(m->activity, "RESERVED") == 0)
+		return "RESERVADO";
+	return "ACTIVADO";
+}
+
+static void update_state(struct mon *m)
+{
+	const char *st = derived_state(m);
+	if (m->shown == NULL || strcmp(st, m->shown) != 0) {
+		m->shown = st;
+		cpio_event("STATE %s", st);
+	}
+	m->dirty = 1;
+}
+
+static void cen_send(struct mon *m, double now, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void cen_send(struct mon *m, double now, const char *fmt, ...)
+{
+	char data[LINK_DATA_MAX + 1];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(data, sizeof data, fmt, ap);
+	va_end(ap);
+	if (m->cstate == C_DOWN || cpio_link_sendf(&m->cen, now, "%s", data) < 0)
+		log_warn("cannot send %s to Central: link not usable", data);
+}
+
+static void report_health(struct mon *m, double now)
+{
+	if (m->cstate != C_UP || m->health == H_UNKNOWN)
+		return;
+	enum reported want = m->health == H_KO ? R_FAULT : R_RECOVER;
+	if (m->reported == want)
+		return;
+	m->reported = want;
+	if (want == R_FAULT) {
+		cen_send(m, now, "FAULT#%s#%s", m->cp_id, m->health_reason);
+		cpio_event("FAULT sent reason=%s", m->health_reason);
+	} else {
+		cen_send(m, now, "RECOVER#%s", m->cp_id);
+		cpio_event("RECOVER sent");
+	}
+}
+
+static void set_health(struct mon *m, enum health h, const char *reason, double now)
+{
+	if (h != m->health || (h == H_KO && strcmp(reason, m->health_reason) != 0)) {
+		int changed = h != m->health;
+		m->health = h;
+		snprintf(m->health_reason, sizeof m->health_reason, "%s", h == H_KO ? reason : "");
+		if (changed) {
+			if (h == H_KO)
+				cpio_event("HEALTH KO reason=%s", reason);
+			else
+				cpio_event("HEALTH OK");
+		}
+	}
+	report_health(m, now);
+	update_state(m);
+}
+
+/* ---- relays (Central -> engine -> Central) ---- */
+
+static void relay_answer(struct mon *m, const struct relay *r, double now, const char *data)
+{
+	if (r->gen != m->cgen || m->cstate != C_UP) {
+		cpio_event("RELAY %s answer dropped (Central link changed): %s", r->cmd, data);
+		return;
+	}
+	cen_send(m, now, "%s", data);
+	cpio_event("RELAY %s -> %s", r->cmd, data);
+}
+
+static void relay_remove(struct mon *m, int i)
+{
+	memmove(&m->relays[i], &m->relays[i + 1], (size_t)(m->nrelays - i - 1) * sizeof m->relays[0]);
+	m->nrelays--;
+}
+
+static void relay_fail_all(struct mon *m, double now, const char *reason)
+{
+	char data[LINK_DATA_MAX + 1];
+	while (m->nrelays > 0) {
+		snprintf(data, sizeof data, "NACK#%s#%s", m->relays[0].cmd, reason);
+		relay_answer(m, &m->relays[0], now, data);
+		relay_remove(m, 0);
+	}
+}
+
+/* Central asked for cmd; data is what the engine gets. */
+static void relay_start(struct mon *m, double now, const char *cmd, const char *data)
+{
+	struct relay r;
+	snprintf(r.cmd, sizeof r.cmd, "%s", cmd);
+	r.gen = m->cgen;
+	r.deadline = now + RELAY_TIMEOUT;
+	char nack[LINK_DATA_MAX + 1];
+	if (m->estate != E_UP || !cpio_link_open(&m->eng)) {
+		snprintf(nack, sizeof nack, "NACK#%s#engine unreachable", cmd);
+		relay_answer(m, &r, now, nack);
+		return;
+	}
+	if (m->nrelays >= MAX_RELAYS) {
+		snprintf(nack, sizeof nack, "NACK#%s#monitor busy: too many commands waiting", cmd);
+		relay_answer(m, &r, now, nack);
+		return;
+	}
+	if (cpio_link_sendf(&m->eng, now, "%s", data) < 0) {
+		snprintf(nack, sizeof nack, "NACK#%s#engine link not usable", cmd);
+		relay_answer(m, &r, now, nack);
+		return;
+	}
+	m->relays[m->nrelays++] = r;
+	cpio_event("RELAY %s to engine", data);
+}
+
+/* ---- frames from Central ---- */
+
+static void on_central_frame(void *arg, const char *data, size_t len)
+{
+	struct mon *m = arg;
+	double now = clock_mono();
+	char buf[LINK_DATA_MAX + 1];
+	char *f[LINK_FIELDS_MAX];
+	memcpy(buf, data, len);
+	buf[len] = '\0';
+	int n = link_split(buf, f, LINK_FIELDS_MAX);
+	if (n < 1) {
+		cen_send(m, now, "ERROR#too many fields");
+		return;
+	}
+	const char *op = f[0];
+	if (strcmp(op, "REGISTER_RESULT") == 0 && n >= 2) {
+		if (strcmp(f[1], "FIRST") == 0 || strcmp(f[1], "RECONNECT") == 0) {
+			if (m->cstate != C_REGISTERING)
+				return;
+			m->cstate = C_UP;
+			m->c_backoff = CENTRAL_BACKOFF_BASE;
+			m->reported = R_NONE;
+			m->c_last_hb = now;
+			cpio_event("LINK central up (%s)", f[1]);
+			/* A reconnect must never hide the engine's real health. */
+			report_health(m, now);
+			update_state(m);
+		} else if (strcmp(f[1], "DENIED") == 0) {
+			m->c_denied = 1;
+			cpio_event("REGISTER DENIED reason=%s", n >= 3 ? f[2] : "(none given)");
+		} else {
+			cen_send(m, now, "ERROR#unknown REGISTER_RESULT '%.40s'", f[1]);
+		}
+		return;
+	}
+	if (m->cstate != C_UP) {
+		cen_send(m, now, "ERROR#not registered yet: %.40s ignored", op);
+		return;
+	}
+	if (strcmp(op, "AUTORIZAR_SUMINISTRO") == 0) {
+		if (n != 4) {
+			cen_send(m, now, "NACK#AUTORIZAR_SUMINISTRO#expected driver, session and price");
+			return;
+		}
+		relay_start(m, now, op, data);
+	} else if (strcmp(op, "PARAR") == 0) {
+		relay_start(m, now, "PARAR", "PARAR");
+	} else if (strcmp(op, "REANUDAR") == 0) {
+		relay_start(m, now, "REANUDAR", "REANUDAR");
+	} else if (strcmp(op, "SESSION") == 0 || strcmp(op, "NO_SESSION") == 0) {
+		if (m->estate == E_UP && cpio_link_sendf(&m->eng, now, "%s", data) == 0)
+			cpio_event("CHECK_SESSION answer to engine: %s", data);
+		else
+			cpio_event("CHECK_SESSION answer dropped (engine unreachable): %s", data);
+	} else if (strcmp(op, "ERROR") == 0) {
+		cpio_event("ERROR from central: %s", n >= 2 ? data + 6 : "(no reason)");
+	} else {
+		cen_send(m, now, "ERROR#unknown opcode %.40s", op);
+		cpio_event("ERROR unknown opcode from central: %.60s", op);
+	}
+}
+
+/* ---- frames from the engine ---- */
+
+static void on_engine_frame(void *arg, const char *data, size_t len)
+{
+	struct mon *m = arg;
+	double now = clock_mono();
+	char buf[LINK_DATA_MAX + 1];
+	char *f[LINK_FIELDS_MAX];
+	memcpy(buf, data, len);
+	buf[len] = '\0';
+	int n = link_split(buf, f, LINK_FIELDS_MAX);
+	if (n < 1) {
+		cpio_link_sendf(&m->eng, now, "ERROR#too many fields");
+		return;
+	}
+	const char *op = f[0];
+	if (strcmp(op, "OK") == 0 || strcmp(op, "KO") == 0) {
+		m->hc_pending = 0;
+		/* Optional trailing field: what the engine is doing. */
+		const char *act = n >= 2 ? f[1] : "";
+		if (strcmp(act, m->activity) != 0) {
+			snprintf(m->activity, sizeof m->activity, "%s", act);
+			if (act[0] != '\0')
+				cpio_event("ENGINE %s", act);
+		}
+		if (op[0] == 'O')
+			set_health(m, H_OK, "", now);
+		else
+			set_health(m, H_KO, "engine reports KO", now);
+		return;
+	}
+	if ((strcmp(op, "ACK") == 0 || strcmp(op, "NACK") == 0) && n >= 2) {
+		for (int i = 0; i < m->nrelays; i++) {
+			if (strcmp(m->relays[i].cmd, f[1]) != 0)
+				continue;
+			if (op[0] == 'A' && strcmp(f[1], "PARAR") == 0)
+				m->stopped = 1;
+			if (op[0] == 'A' && strcmp(f[1], "REANUDAR") == 0)
+				m->stopped = 0;
+			relay_answer(m, &m->relays[i], now, data);
+			relay_remove(m, i);
+			update_state(m);
+			return;
+		}
+		cpio_event("ENGINE answer for no pending command: %s", data);
+		return;
+	}
+	if (strcmp(op, "CHECK_SESSION") == 0) {
+		if (m->cstate == C_UP) {
+			cen_send(m, now, "CHECK_SESSION#%s", m->cp_id);
+			cpio_event("CHECK_SESSION relayed to central");
+		} else {
+			cpio_link_sendf(&m->eng, now, "ERROR#central unreachable");
+			cpio_event("CHECK_SESSION refused: central unreachable");
+		}
+		return;
+	}
+	if (strcmp(op, "ERROR") == 0) {
+		cpio_event("ERROR from engine: %s", n >= 2 ? data + 6 : "(no reason)");
+		return;
+	}
+	cpio_link_sendf(&m->eng, now, "ERROR#unknown opcode %.40s", op);
+	cpio_event("ERROR unknown opcode from engine: %.60s", op);
+}
+
+/* ---- link lifecycle ---- */
+
+static void central_down(struct mon *m, double now, const char *reason)
+{
+	enum cen_state was = m->cstate;
+	cpio_link_close(&m->cen, 0);
+	m->cstate = C_DOWN;
+	double d = cpio_backoff(&m->c_backoff, CENTRAL_BACKOFF_CAP);
+	m->c_next_try = now + d;
+	if (was == C_UP)
+		cpio_event("LINK central down reason=%s", reason);
+	else
+		log_info("central %s: %s; next attempt in %.1f s", m->cen_addr, reason, d);
+	m->c_denied = 0;
+	update_state(m);
+}
+
+static void engine_down(struct mon *m, double now, const char *reason)
+{
+	enum eng_state was = m->estate;
+	cpio_link_close(&m->eng, 0);
+	m->estate = E_DOWN;
+	m->hc_pending = 0;
+	double d = cpio_backoff(&m->e_backoff, ENGINE_BACKOFF_CAP);
+	m->e_next_try = now + d;
+	if (was == E_UP)
+		cpio_event("LINK engine down reason=%s", reason);
+	else
+		log_debug("engine %s: %s; next attempt in %.1f s", m->eng_addr, reason, d);
+	relay_fail_all(m, now, "engine unreachable");
+	m->activity[0] = '\0';
+	set_health(m, H_KO, "engine unreachable", now);
+}
+
+static void try_connect(struct mon *m, double now)
+{
+	char err[CPIO_ERR_LEN];
+	if (m->cstate == C_DOWN && now >= m->c_next_try) {
+		m->cgen++;
+		if (cpio_link_connect(&m->cen, m->cen_host, m->cen_port, now, err) == 0)
+			m->cstate = C_CONNECTING;
+		else
+			central_down(m, now, err);
+	}
+	if (m->estate == E_DOWN && now >= m->e_next_try) {
+		if (cpio_link_connect(&m->eng, m->eng_host, m->eng_port, now, err) == 0)
+			m->estate = E_CONNECTING;
+		else
+			engine_down(m, now, err);
+	}
+}
+
+/* After the TCP connect completes the session exists: queue the first frames. */
+static void after_service(struct mon *m, double now)
+{
+	if (m->cstate == C_CONNECTING && m->cen.has_session) {
+		m->cstate = C_REGISTERING;
+		m->c_reg_deadline = now + REGISTER_TIMEOUT;
+		cen_send(m, now, "REGISTER#%s#%s#%s", m->cp_id, m->location, m->price);
+	}
+	if (m->estate == E_CONNECTING && m->eng.has_session) {
+		m->estate = E_UP;
+		m->e_backoff = ENGINE_BACKOFF_BASE;
+		cpio_event("LINK engine up");
+		m->e_last_hc = 0; /* check at once */
+		m->dirty = 1;
+	}
+}
+
+static void timers(struct mon *m, double now)
+{
+	char err[CPIO_ERR_LEN];
+	try_connect(m, now);
+
+	if (m->cstate != C_DOWN && cpio_link_pump(&m->cen, now, err) < 0)
+		central_down(m, now, m->c_denied ? "registration denied" : err);
+	if (m->cstate == C_REGISTERING && now >= m->c_reg_deadline)
+		central_down(m, now, "no REGISTER_RESULT within 5 s");
+	if (m->cstate == C_UP && now - m->c_last_hb >= HEARTBEAT_PERIOD) {
+		m->c_last_hb = now;
+		cen_send(m, now, "HEARTBEAT#%s", m->cp_id);
+	}
+
+	if (m->estate != E_DOWN && cpio_link_pump(&m->eng, now, err) < 0)
+		engine_down(m, now, err);
+	if (m->estate == E_UP && m->hc_pending && now - m->hc_sent > HEALTH_TIMEOUT) {
+		m->hc_pending = 0;
+		set_health(m, H_KO, "engine not answering", now);
+	}
+	if (m->estate == E_UP && !m->hc_pending && now - m->e_last_hc >= HEALTH_PERIOD) {
+		m->e_last_hc = now;
+		/* Optional trailing field: lets the engine refuse new work while
+		 * Central cannot hear about it. */
+		if (cpio_link_sendf(&m->eng, now, "HEALTH_CHECK#%s#%s", m->cp_id,
+				    m->cstate == C_UP ? "CENTRAL_UP" : "CENTRAL_DOWN") == 0) {
+			m->hc_pending = 1;
+			m->hc_sent = now;
+		}
+	}
+	for (int i = 0; i < m->nrelays;) {
+		if (now >= m->relays[i].deadline) {
+			char nack[LINK_DATA_MAX + 1];
+			snprintf(nack, sizeof nack, "NACK#%s#engine did not answer within %.0f s", m->relays[i].cmd,
+				 RELAY_TIMEOUT);
+			relay_answer(m, &m->relays[i], now, nack);
+			relay_remove(m, i);
+		} else {
+			i++;
+		}
+	}
+}
+
+/* ---- stdin and screen commands ---- */
+
+static void on_command(void *arg, const char *line)
+{
+	struct mon *m = arg;
+	while (*line == ' ' || *line == '\t')
+		line++;
+	if (*line == '\0')
+		return;
+	if (strcmp(line, "q") == 0 || strcmp(line, "quit") == 0) {
+		m->quit = 1;
+	} else if (strcmp(line, "status") == 0 || strcmp(line, "s") == 0) {
+		cpio_event("STATUS cp=%s state=%s central=%s engine=%s health=%s%s%s", m->cp_id, derived_state(m),
+			   m->cstate == C_UP ? "up" : "down", m->estate == E_UP ? "up" : "down",
+			   health_word(m->health), m->health == H_KO ? " reason=" : "", m->health_reason);
+	} else {
+		cpio_event("ERROR unknown command '%.40s' (commands: status, q)", line);
+	}
+}
+
+static void on_line(void *arg, char *line)
+{
+	on_command(arg, line);
+}
+
+static const char *cen_word(enum cen_state s)
+{
+	switch (s) {
+	case C_UP: return "up";
+	case C_REGISTERING: return "registering";
+	case C_CONNECTING: return "connecting";
+	case C_DOWN: break;
+	}
+	return "down";
+}
+
+static void draw(struct mon *m)
+{
+	if (m->scr == NULL || !m->dirty)
+		return;
+	m->dirty = 0;
+	double p = 0;
+	cpio_parse_double(m->price, &p);
+	struct cp_monitor_view v = {
+		.cp_id = m->cp_id,
+		.location = m->location,
+		.price = p,
+		.central_addr = m->cen_addr,
+		.engine_addr = m->eng_addr,
+		.central_link = cen_word(m->cstate),
+		.engine_link = m->estate == E_UP ? "up" : m->estate == E_CONNECTING ? "connecting" : "down",
+		.health = health_word(m->health),
+		.health_reason = m->health_reason,
+		.cp_state = derived_state(m),
+		.activity = m->activity,
+	};
+	cp_screen_draw_monitor(m->scr, &v);
+}
+
+static void screen_event(void *arg, const char *line)
+{
+	struct mon *m = arg;
+	cp_screen_event(m->scr, line);
+	m->dirty = 1;
+}
+
+static void screen_log(enum log_level lvl, const char *line, void *arg)
+{
+	char buf[1100];
+	snprintf(buf, sizeof buf, "%s: %s", log_level_name(lvl), line);
+	screen_event(arg, buf);
+}
+
+/* ---- arguments ---- */
+
+static int valid_location(const char *s)
+{
+	size_t chars = 0;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p < 0x20 || *p == '#' || *p == 0x7f)
+			return 0;
+		if ((*p & 0xC0) != 0x80)
+			chars++;
+	}
+	return chars >= 1 && chars <= 64 && link_validate(s, strlen(s), NULL) == 0;
+}
+
+static void parse_args(struct mon *m, int argc, char **argv, int *headless)
+{
+	static const struct option opts[] = {
+		{"location", required_argument, NULL, 'l'},
+		{"price", required_argument, NULL, 'p'},
+		{"headless", no_argument, NULL, 'H'},
+		{"topic-prefix", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *location = NULL, *price = NULL;
+	char err[NET_ERR_LEN];
+	int c;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'l': location = optarg; break;
+		case 'p': price = optarg; break;
+		case 'H': *headless = 1; break;
+		case 't': bus_prefix(optarg); break;
+		case 'h': usage(stdout); exit(0);
+		case 'V': printf(PROG " (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION); exit(0);
+		case ':': bad_usage("option %s needs a value", argv[optind - 1]); break;
+		default: bad_usage("unknown option '%s'", argv[optind - 1]); break;
+		}
+	}
+	if (argc - optind != 3) {
+		fprintf(stderr, PROG ": expected 3 arguments (engine address, central address, cp_id), got %d\n",
+			argc - optind);
+		usage(stderr);
+		exit(2);
+	}
+	if (net_parse_hostport(argv[optind], m->eng_host, sizeof m->eng_host, &m->eng_port, err) < 0)
+		bad_usage("engine address: %s", err);
+	if (net_parse_hostport(argv[optind + 1], m->cen_host, sizeof m->cen_host, &m->cen_port, err) < 0)
+		bad_usage("central address: %s", err);
+	if (!msg_valid_cp_id(argv[optind + 2]))
+		bad_usage("invalid cp_id '%s' (1-32 of A-Z a-z 0-9 _ -)", argv[optind + 2]);
+	snprintf(m->cp_id, sizeof m->cp_id, "%s", argv[optind + 2]);
+	if (location == NULL)
+		snprintf(m->location, sizeof m->location, "CP %s", m->cp_id);
+	else if (!valid_location(location))
+		bad_usage("invalid --location '%s' (1-64 characters, no '#' or control characters)", location);
+	else
+		snprintf(m->location, sizeof m->location, "%s", location);
+	double p = 0.30;
+	if (price != NULL && (cpio_parse_double(price, &p) < 0 || !(p > 0 && p <= 100)))
+		bad_usage("invalid --price '%s' (EUR per kWh, > 0 and <= 100)", price);
+	/* Shortest plain decimal, '.' as the point, no exponent. */
+	snprintf(m->price, sizeof m->price, "%.6f", p);
+	char *e = m->price + strlen(m->price) - 1;
+	while (*e == '0' && e[-1] != '.')
+		*e-- = '\0';
+	snprintf(m->cen_addr, sizeof m->cen_addr, "%s:%d", m->cen_host, m->cen_port);
+	snprintf(m->eng_addr, sizeof m->eng_addr, "%s:%d", m->eng_host, m->eng_port);
+}
+
+int main(int argc, char **argv)
+{
+	struct mon *m = xcalloc(1, sizeof *m);
+	int headless = 0;
+	log_set_progname(PROG);
+	parse_args(m, argc, argv, &headless);
+	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (!headless && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
+		char err[256];
+		char title[128];
+		snprintf(title, sizeof title, PROG " %s", m->cp_id);
+		m->scr = cp_screen_open(CP_SCREEN_MONITOR, title, err);
+		if (m->scr == NULL) {
+			fprintf(stderr, PROG ": %s (use --headless)\n", err);
+			free(m);
+			return 1;
+		}
+		cpio_set_event_sink(screen_event, m);
+		log_set_sink(screen_log, m);
+	}
+
+	cpio_link_init(&m->cen);
+	cpio_link_init(&m->eng);
+	m->c_backoff = CENTRAL_BACKOFF_BASE;
+	m->e_backoff = ENGINE_BACKOFF_BASE;
+	m->dirty = 1;
+	cpio_event("START cp=%s engine=%s central=%s location=%s price=%s", m->cp_id, m->eng_addr, m->cen_addr,
+		   m->location, m->price);
+	update_state(m);
+
+	struct cpio_lines lines;
+	memset(&lines, 0, sizeof lines);
+	int stdin_open = 1;
+	if (m->scr == NULL)
+		net_set_nonblock(STDIN_FILENO, 1);
+
+	while (!m->quit && !got_signal) {
+		double now = clock_mono();
+		timers(m, now);
+		draw(m);
+
+		struct pollfd pf[3];
+		int npf = 0, i_in = -1, i_cen = -1, i_eng = -1;
+		if (stdin_open) {
+			pf[npf] = (struct pollfd){.fd = m->scr ? cp_screen_fd(m->scr) : STDIN_FILENO, .events = POLLIN};
+			i_in = npf++;
+		}
+		if (m->cstate != C_DOWN) {
+			pf[npf] = (struct pollfd){.fd = m->cen.fd, .events = cpio_link_events(&m->cen)};
+			i_cen = npf++;
+		}
+		if (m->estate != E_DOWN) {
+			pf[npf] = (struct pollfd){.fd = m->eng.fd, .events = cpio_link_events(&m->eng)};
+			i_eng = npf++;
+		}
+		/* 100 ms is finer than every period here (1 s) and timeout (1.5 s+). */
+		int rc = poll(pf, (nfds_t)npf, 100);
+		if (rc < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("poll: %s", strerror(errno));
+			break;
+		}
+		now = clock_mono();
+		char err[CPIO_ERR_LEN];
+		if (i_cen >= 0 && pf[i_cen].revents) {
+			if (cpio_link_service(&m->cen, pf[i_cen].revents, now, on_central_frame, m, err) < 0)
+				central_down(m, now, m->c_denied ? "registration denied" : err);
+		}
+		if (i_eng >= 0 && pf[i_eng].revents) {
+			if (cpio_link_service(&m->eng, pf[i_eng].revents, now, on_engine_frame, m, err) < 0)
+				engine_down(m, now, err);
+		}
+		after_service(m, now);
+		if (i_in >= 0 && pf[i_in].revents) {
+			if (m->scr)
+				cp_screen_input(m->scr, on_command, m);
+			else if (cpio_lines_read(&lines, STDIN_FILENO, on_line, m) < 0)
+				stdin_open = 0; /* no more commands; keep monitoring */
+		}
+	}
+
+	cpio_event("QUIT%s", got_signal ? " (signal)" : "");
+	cpio_link_close(&m->cen, 1);
+	cpio_link_close(&m->eng, 1);
+	if (m->scr) {
+		log_set_sink(NULL, NULL);
+		cpio_set_event_sink(NULL, NULL);
+		cp_screen_close(m->scr);
+	}
+	free(m);
+	return 0;
+}
