@@ -1,0 +1,1615 @@
+/* Central's control core: every rule of protocol.md section 6 as a pure state
+ * machine. Events in, effects out (struct core_fxlist); no I/O.
+ *
+ * Facts are kept apart per CP (link_up, stopped, fault, session) and the
+ * shown state is always derived from them (derive_state), so no event can
+ * leave a state that contradicts the facts: RECOVER cannot undo an operator
+ * stop, a reconnect cannot hide a fault.
+ *
+ * Sessions end in exactly one place (end_session), which detaches them from
+ * every index before freeing, so any later message naming them (duplicate
+ * telemetry, a Kafka AVERIADO after a link FAULT, a SUPPLY_END after PARAR)
+ * finds nothing and changes nothing.
+ *
+ * Lookups are O(1) or O(log n) for 10,000 CPs: CPs live in an array sorted by
+ * id (bsearch; also the id order the views want), connections, sessions and
+ * drivers in open-addressing hash tables. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "evc/core.h"
+#include "evc/xalloc.h"
+
+#define DEFAULT_PRICE 0.30
+#define LOCATION_CHARS_MAX 64
+#define PRICE_MAX 100.0
+
+/* ------------------------------------------------------------------ */
+/* names                                                                */
+
+static const char *const state_names[CP_STATE_COUNT] = {
+	[CP_DESCONECTADO] = "DESCONECTADO",
+	[CP_ACTIVADO] = "ACTIVADO",
+	[CP_RESERVADO] = "RESERVADO",
+	[CP_SUMINISTRANDO] = "SUMINISTRANDO",
+	[CP_AVERIADO] = "AVERIADO",
+	[CP_FUERA_DE_SERVICIO] = "FUERA_DE_SERVICIO",
+};
+
+const char *core_state_name(enum core_state st)
+{
+	if ((int)st < 0 || st >= CP_STATE_COUNT)
+		return "?";
+	return state_names[st];
+}
+
+int core_state_parse(const char *s)
+{
+	if (!s)
+		return -1;
+	for (int i = 0; i < CP_STATE_COUNT; i++)
+		if (strcmp(s, state_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+const char *core_outcome_name(enum core_outcome o)
+{
+	switch (o) {
+	case OUT_TICKET: return "TICKET";
+	case OUT_SUPPLY_ERROR: return "SUPPLY_ERROR";
+	case OUT_SESSION_CANCELLED: return "SESSION_CANCELLED";
+	case OUT_OPEN: break;
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* hash tables: linear probing, backward-shift deletion (no tombstones)  */
+
+struct map_ent {
+	uint64_t h;
+	uint64_t ukey;      /* integer maps */
+	const char *skey;   /* string maps: points into the value, lives as long */
+	void *val;          /* NULL = empty slot */
+};
+
+struct map {
+	struct map_ent *v;
+	size_t cap, n;      /* cap is a power of two */
+	int str;
+};
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+static uint64_t hash_u64(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL; /* splitmix64 finaliser */
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+static void map_init(struct map *m, int str)
+{
+	memset(m, 0, sizeof(*m));
+	m->str = str;
+}
+
+static void map_free(struct map *m)
+{
+	free(m->v);
+	m->v = NULL;
+	m->cap = m->n = 0;
+}
+
+static int ent_eq(const struct map *m, const struct map_ent *e, uint64_t h, uint64_t ukey, const char *skey)
+{
+	if (e->h != h)
+		return 0;
+	return m->str ? strcmp(e->skey, skey) == 0 : e->ukey == ukey;
+}
+
+static size_t map_slot(const struct map *m, uint64_t h, uint64_t ukey, const char *skey, int *found)
+{
+	size_t mask = m->cap - 1, i = (size_t)h & mask;
+	while (m->v[i].val) {
+		if (ent_eq(m, &m->v[i], h, ukey, skey)) {
+			*found = 1;
+			return i;
+		}
+		i = (i + 1) & mask;
+	}
+	*found = 0;
+	return i;
+}
+
+static void map_put_h(struct map *m, uint64_t h, uint64_t ukey, const char *skey, void *val);
+
+static void map_grow(struct map *m)
+{
+	struct map_ent *old = m->v;
+	size_t oldcap = m->cap;
+	m->cap = oldcap ? oldcap * 2 : 64;
+	m->v = xcalloc(m->cap, sizeof(*m->v));
+	m->n = 0;
+	for (size_t i = 0; i < oldcap; i++)
+		if (old[i].val)
+			map_put_h(m, old[i].h, old[i].ukey, old[i].skey, old[i].val);
+	free(old);
+}
+
+static void map_put_h(struct map *m, uint64_t h, uint64_t ukey, const char *skey, void *val)
+{
+	if ((m->n + 1) * 2 > m->cap)
+		map_grow(m);
+	int found;
+	size_t i = map_slot(m, h, ukey, skey, &found);
+	if (!found)
+		m->n++;
+	m->v[i] = (struct map_ent){ .h = h, .ukey = ukey, .skey = skey, .val = val };
+}
+
+static void *map_get_h(const struct map *m, uint64_t h, uint64_t ukey, const char *skey)
+{
+	if (!m->cap)
+		return NULL;
+	int found;
+	size_t i = map_slot(m, h, ukey, skey, &found);
+	return found ? m->v[i].val : NULL;
+}
+
+static void map_del_h(struct map *m, uint64_t h, uint64_t ukey, const char *skey)
+{
+	if (!m->cap)
+		return;
+	int found;
+	size_t mask = m->cap - 1, i = map_slot(m, h, ukey, skey, &found);
+	if (!found)
+		return;
+	m->v[i].val = NULL;
+	m->n--;
+	/* Shift later members of the probe run back so lookups never stop
+	 * early at the hole. */
+	for (size_t j = (i + 1) & mask; m->v[j].val; j = (j + 1) & mask) {
+		size_t k = (size_t)m->v[j].h & mask;
+		int movable = (i <= j) ? (k <= i || k > j) : (k <= i && k > j);
+		if (movable) {
+			m->v[i] = m->v[j];
+			m->v[j].val = NULL;
+			i = j;
+		}
+	}
+}
+
+static void *smap_get(const struct map *m, const char *k) { return map_get_h(m, hash_str(k), 0, k); }
+static void smap_put(struct map *m, const char *k, void *v) { map_put_h(m, hash_str(k), 0, k, v); }
+static void smap_del(struct map *m, const char *k) { map_del_h(m, hash_str(k), 0, k); }
+static void *umap_get(const struct map *m, uint64_t k) { return map_get_h(m, hash_u64(k), k, NULL); }
+static void umap_put(struct map *m, uint64_t k, void *v) { map_put_h(m, hash_u64(k), k, NULL, v); }
+static void umap_del(struct map *m, uint64_t k) { map_del_h(m, hash_u64(k), k, NULL); }
+
+/* ------------------------------------------------------------------ */
+/* the core                                                             */
+
+/* A session with the core's private bookkeeping; cp->session points at pub. */
+struct sess {
+	struct core_session pub; /* first member: (struct sess *)cp->session */
+	struct core_cp *cp;
+	size_t open_idx;         /* index in core.open */
+};
+
+struct core {
+	struct core_config cfg;
+	struct core_cp **cps;    /* sorted by id */
+	size_t ncps, capcps;
+	struct map by_conn;      /* conn -> struct core_cp (link up) */
+	struct map sessions;     /* session id -> struct sess (open only) */
+	struct map by_driver;    /* driver id -> struct sess (open only) */
+	struct map drivers;      /* driver id -> owned copy of the id */
+	struct sess **open;      /* open sessions, for the timeout sweep */
+	size_t nopen, capopen;
+	uint64_t counter;        /* session id uniqueness within one ms */
+};
+
+void core_config_defaults(struct core_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->request_max_age = 60;
+	c->reservation_timeout = 120;
+}
+
+struct core *core_new(const struct core_config *cfg)
+{
+	struct core *c = xcalloc(1, sizeof(*c));
+	if (cfg)
+		c->cfg = *cfg;
+	else
+		core_config_defaults(&c->cfg);
+	if (!(c->cfg.request_max_age > 0))
+		c->cfg.request_max_age = 60;
+	if (!(c->cfg.reservation_timeout > 0))
+		c->cfg.reservation_timeout = 120;
+	map_init(&c->by_conn, 0);
+	map_init(&c->sessions, 1);
+	map_init(&c->by_driver, 1);
+	map_init(&c->drivers, 1);
+	return c;
+}
+
+void core_free(struct core *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->nopen; i++)
+		free(c->open[i]);
+	free(c->open);
+	for (size_t i = 0; i < c->ncps; i++)
+		free(c->cps[i]);
+	free(c->cps);
+	for (size_t i = 0; i < c->drivers.cap; i++)
+		if (c->drivers.v[i].val)
+			free(c->drivers.v[i].val);
+	map_free(&c->by_conn);
+	map_free(&c->sessions);
+	map_free(&c->by_driver);
+	map_free(&c->drivers);
+	free(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* effects                                                              */
+
+void core_fxlist_init(struct core_fxlist *l)
+{
+	memset(l, 0, sizeof(*l));
+}
+
+void core_fxlist_clear(struct core_fxlist *l)
+{
+	l->n = 0;
+}
+
+void core_fxlist_free(struct core_fxlist *l)
+{
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+static struct core_fx *fx_push(struct core_fxlist *l, enum core_fx_kind kind, double now)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 16;
+		l->v = xreallocarray(l->v, l->cap, sizeof(*l->v));
+	}
+	struct core_fx *f = &l->v[l->n++];
+	memset(f, 0, sizeof(*f));
+	f->kind = kind;
+	f->ts = now;
+	f->level = LOG_INFO;
+	return f;
+}
+
+/* Copy text, cut at a UTF-8 character boundary if it does not fit, and
+ * replace control bytes: these strings end up in frames and log lines, and
+ * neither may carry a byte below 0x20. */
+static void text_copy(char *dst, size_t n, const char *src)
+{
+	size_t len = strlen(src);
+	if (len >= n) {
+		len = n - 1;
+		while (len > 0 && ((unsigned char)src[len] & 0xC0) == 0x80)
+			len--;
+	}
+	for (size_t i = 0; i < len; i++)
+		dst[i] = ((unsigned char)src[i] < 0x20 || src[i] == 0x7f) ? '?' : src[i];
+	dst[len] = '\0';
+}
+
+static void vtext(char *dst, size_t n, const char *fmt, va_list ap)
+{
+	char buf[2 * LINK_DATA_MAX];
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	text_copy(dst, n, buf);
+}
+
+static void __attribute__((format(printf, 3, 4))) textf(char *dst, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vtext(dst, n, fmt, ap);
+	va_end(ap);
+}
+
+static void __attribute__((format(printf, 5, 6)))
+fx_log(struct core_fxlist *l, double now, enum log_level lvl, const char *cp_id, const char *fmt, ...)
+{
+	struct core_fx *f = fx_push(l, FX_LOG, now);
+	f->level = lvl;
+	if (cp_id)
+		xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
+	va_list ap;
+	va_start(ap, fmt);
+	vtext(f->text, sizeof(f->text), fmt, ap);
+	va_end(ap);
+}
+
+static void __attribute__((format(printf, 5, 6)))
+fx_send(struct core_fxlist *l, double now, uint64_t conn, const char *cp_id, const char *fmt, ...)
+{
+	struct core_fx *f = fx_push(l, FX_SEND, now);
+	f->conn = conn;
+	if (cp_id)
+		xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
+	va_list ap;
+	va_start(ap, fmt);
+	vtext(f->text, sizeof(f->text), fmt, ap);
+	va_end(ap);
+}
+
+static void __attribute__((format(printf, 5, 6)))
+fx_event(struct core_fxlist *l, double now, const char *cp_id, const char *event, const char *fmt, ...)
+{
+	struct core_fx *f = fx_push(l, FX_STORE_EVENT, now);
+	xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
+	xstrlcpy(f->event, event, sizeof(f->event));
+	va_list ap;
+	va_start(ap, fmt);
+	vtext(f->text, sizeof(f->text), fmt, ap);
+	va_end(ap);
+}
+
+static void fx_store_cp(struct core_fxlist *l, double now, const struct core_cp *cp)
+{
+	struct core_fx *f = fx_push(l, FX_STORE_CP, now);
+	xstrlcpy(f->cp_id, cp->id, sizeof(f->cp_id));
+	f->cp = *cp;
+	f->cp.session = NULL;
+}
+
+static void fx_store_session(struct core_fxlist *l, double now, const struct core_session *s)
+{
+	struct core_fx *f = fx_push(l, FX_STORE_SESSION, now);
+	xstrlcpy(f->cp_id, s->cp_id, sizeof(f->cp_id));
+	f->session = *s;
+}
+
+static void fx_screen(struct core_fxlist *l, double now, const char *cp_id)
+{
+	struct core_fx *f = fx_push(l, FX_SCREEN, now);
+	xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
+}
+
+/* A driver notification; the caller fills the type's own fields. */
+static struct msg *fx_notify(struct core_fxlist *l, double now, enum msg_type type, const char *user_id,
+			     const char *cp_id, const char *session_id)
+{
+	struct core_fx *f = fx_push(l, FX_PRODUCE, now);
+	xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
+	msg_init(&f->msg, type);
+	xstrlcpy(f->msg.user_id, user_id, sizeof(f->msg.user_id));
+	xstrlcpy(f->msg.cp_id, cp_id, sizeof(f->msg.cp_id));
+	if (session_id && session_id[0]) {
+		xstrlcpy(f->msg.session_id, session_id, sizeof(f->msg.session_id));
+		f->msg.has_session_id = 1;
+	}
+	f->msg.timestamp = now;
+	f->msg.has_timestamp = 1;
+	return &f->msg;
+}
+
+/* The requests pane: the request (rebuilt from what we know) and its outcome. */
+static void __attribute__((format(printf, 8, 9)))
+fx_request(struct core_fxlist *l, double now, const char *user_id, const char *cp_id, const char *request_id,
+	   double requested_at, const char *session_id, const char *fmt, ...)
+{
+	struct core_fx *f = fx_push(l, FX_REQUEST, now);
+	xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
+	msg_init(&f->msg, MSG_REQUEST_CHARGE);
+	xstrlcpy(f->msg.user_id, user_id, sizeof(f->msg.user_id));
+	xstrlcpy(f->msg.cp_id, cp_id, sizeof(f->msg.cp_id));
+	if (request_id && request_id[0]) {
+		xstrlcpy(f->msg.request_id, request_id, sizeof(f->msg.request_id));
+		f->msg.has_request_id = 1;
+	}
+	if (session_id && session_id[0]) {
+		xstrlcpy(f->msg.session_id, session_id, sizeof(f->msg.session_id));
+		f->msg.has_session_id = 1;
+	}
+	f->msg.timestamp = requested_at;
+	f->msg.has_timestamp = 1;
+	va_list ap;
+	va_start(ap, fmt);
+	vtext(f->text, sizeof(f->text), fmt, ap);
+	va_end(ap);
+}
+
+/* ------------------------------------------------------------------ */
+/* numbers and text, independent of the C locale (the panel may set one
+ * whose decimal point is ',', and the wire wants '.')                   */
+
+/* v >= 0 with dec decimals, '.' as decimal point. */
+static const char *fmt_fixed(char *buf, size_t n, double v, int dec)
+{
+	if (!isfinite(v)) {
+		snprintf(buf, n, "?");
+		return buf;
+	}
+	const char *sign = v < 0 ? "-" : "";
+	v = fabs(v);
+	uint64_t scale = 1;
+	if (dec < 0)
+		dec = 0;
+	if (dec > 9)
+		dec = 9;
+	for (int i = 0; i < dec; i++)
+		scale *= 10;
+	if (v * (double)scale > 9e18) {
+		snprintf(buf, n, "%s%.0e", sign, v);
+		return buf;
+	}
+	uint64_t x = (uint64_t)llround(v * (double)scale);
+	char frac[24] = "";
+	if (dec > 0) {
+		uint64_t f = x % scale;
+		frac[0] = '.';
+		for (int i = dec; i >= 1; i--, f /= 10)
+			frac[i] = (char)('0' + f % 10);
+		frac[dec + 1] = '\0';
+	}
+	snprintf(buf, n, "%s%llu%s", sign, (unsigned long long)(x / scale), frac);
+	return buf;
+}
+
+/* A price as sent on the wire: up to 6 decimals, at least 2 ("0.25", "0.30",
+ * "0.123456"). Prices are kept rounded to 6 decimals, so this is exact. */
+static const char *fmt_price(char *buf, size_t n, double p)
+{
+	fmt_fixed(buf, n, p, 6);
+	char *dot = strchr(buf, '.');
+	if (dot) {
+		char *end = buf + strlen(buf) - 1;
+		while (end > dot + 2 && *end == '0')
+			*end-- = '\0';
+	}
+	return buf;
+}
+
+static double round6(double v)
+{
+	return round(v * 1e6) / 1e6;
+}
+
+/* "0.25", "12", "3.5", ".5": digits with an optional '.' fraction; no sign,
+ * exponent, ',' or spaces. Returns 0 and *out, or -1. */
+static int parse_decimal(const char *s, double *out)
+{
+	double v = 0, scale = 1;
+	int digits = 0, dot = 0;
+	if (strlen(s) > 32)
+		return -1;
+	for (const char *p = s; *p; p++) {
+		if (*p >= '0' && *p <= '9') {
+			if (dot) {
+				scale /= 10;
+				v += (*p - '0') * scale;
+			} else {
+				v = v * 10 + (*p - '0');
+			}
+			digits++;
+		} else if (*p == '.' && !dot) {
+			dot = 1;
+		} else {
+			return -1;
+		}
+	}
+	if (!digits)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* Number of UTF-8 characters in s, or -1 if s is not valid UTF-8. */
+static long utf8_chars(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	long n = 0;
+	while (*p) {
+		unsigned c = *p;
+		int len;
+		unsigned cp;
+		if (c < 0x80) {
+			len = 1;
+			cp = c;
+		} else if (c >= 0xC2 && c <= 0xDF) {
+			len = 2;
+			cp = c & 0x1F;
+		} else if (c >= 0xE0 && c <= 0xEF) {
+			len = 3;
+			cp = c & 0x0F;
+		} else if (c >= 0xF0 && c <= 0xF4) {
+			len = 4;
+			cp = c & 0x07;
+		} else {
+			return -1;
+		}
+		for (int i = 1; i < len; i++) {
+			if ((p[i] & 0xC0) != 0x80)
+				return -1;
+			cp = (cp << 6) | (p[i] & 0x3F);
+		}
+		if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+		    (cp >= 0xD800 && cp <= 0xDFFF))
+			return -1;
+		p += len;
+		n++;
+	}
+	return n;
+}
+
+static int valid_cp_id(const char *s)
+{
+	size_t n = 0;
+	for (; s[n]; n++) {
+		char ch = s[n];
+		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+		      ch == '-'))
+			return 0;
+	}
+	return n >= 1 && n <= MSG_CP_ID_MAX;
+}
+
+/* Driver ids go into AUTORIZAR_SUMINISTRO frames, so they must never carry
+ * '#' or control bytes; this is msg.h's user id rule. */
+static int valid_driver_id(const char *s)
+{
+	size_t n = 0;
+	for (; s[n]; n++) {
+		char ch = s[n];
+		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+		      ch == '-' || ch == '.' || ch == '@'))
+			return 0;
+	}
+	return n >= 1 && n <= MSG_ID_MAX;
+}
+
+/* Split DATA in place on '#'; fields beyond max are ignored (protocol.md lets
+ * anyone add optional trailing fields). */
+static int split_fields(char *data, char *f[], int max)
+{
+	int n = 0;
+	char *p = data;
+	for (;;) {
+		if (n < max)
+			f[n++] = p;
+		char *h = strchr(p, '#');
+		if (!h)
+			break;
+		*h = '\0';
+		p = h + 1;
+	}
+	return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* CPs                                                                  */
+
+static size_t cp_lower_bound(const struct core *c, const char *id, int *found)
+{
+	size_t lo = 0, hi = c->ncps;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int r = strcmp(c->cps[mid]->id, id);
+		if (r == 0) {
+			*found = 1;
+			return mid;
+		}
+		if (r < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = 0;
+	return lo;
+}
+
+static struct core_cp *cp_find(const struct core *c, const char *id)
+{
+	int found;
+	size_t i = cp_lower_bound(c, id, &found);
+	return found ? c->cps[i] : NULL;
+}
+
+static struct core_cp *cp_insert(struct core *c, const char *id, double now)
+{
+	int found;
+	size_t i = cp_lower_bound(c, id, &found);
+	if (found)
+		return c->cps[i];
+	if (c->ncps == c->capcps) {
+		c->capcps = c->capcps ? c->capcps * 2 : 64;
+		c->cps = xreallocarray(c->cps, c->capcps, sizeof(*c->cps));
+	}
+	memmove(&c->cps[i + 1], &c->cps[i], (c->ncps - i) * sizeof(*c->cps));
+	struct core_cp *cp = xcalloc(1, sizeof(*cp));
+	xstrlcpy(cp->id, id, sizeof(cp->id));
+	cp->state = CP_DESCONECTADO;
+	cp->state_since = now;
+	c->cps[i] = cp;
+	c->ncps++;
+	return cp;
+}
+
+static enum core_state derive_state(const struct core_cp *cp)
+{
+	if (!cp->link_up)
+		return CP_DESCONECTADO;
+	if (cp->stopped)
+		return CP_FUERA_DE_SERVICIO;
+	if (cp->fault)
+		return CP_AVERIADO;
+	if (cp->session && cp->session->charging)
+		return CP_SUMINISTRANDO;
+	if (cp->session)
+		return CP_RESERVADO;
+	return CP_ACTIVADO;
+}
+
+/* Re-derive the state after facts changed. A change is stored, logged,
+ * recorded in cp_events and shown; store forces the row to be written even
+ * without a change (stopped, location or price changed). */
+static void update_state(struct core *c, struct core_cp *cp, double now, int store, const char *why,
+			 struct core_fxlist *fx)
+{
+	(void)c;
+	enum core_state st = derive_state(cp), old = cp->state;
+	if (st == old) {
+		if (store) {
+			fx_store_cp(fx, now, cp);
+			fx_screen(fx, now, cp->id);
+			fx_push(fx, FX_STATUS, now);
+		}
+		return;
+	}
+	cp->state = st;
+	cp->state_since = now;
+	fx_store_cp(fx, now, cp);
+	fx_event(fx, now, cp->id, "STATE", "%s -> %s: %s", core_state_name(old), core_state_name(st), why);
+	fx_screen(fx, now, cp->id);
+	fx_push(fx, FX_STATUS, now);
+	fx_log(fx, now, LOG_INFO, cp->id, "CP %s %s -> %s (%s)", cp->id, core_state_name(old), core_state_name(st),
+	       why);
+}
+
+/* ------------------------------------------------------------------ */
+/* sessions                                                             */
+
+static struct sess *sess_of(struct core_session *s)
+{
+	return (struct sess *)s; /* pub is the first member */
+}
+
+static void sess_detach(struct core *c, struct sess *s)
+{
+	smap_del(&c->sessions, s->pub.id);
+	if (smap_get(&c->by_driver, s->pub.driver_id) == s)
+		smap_del(&c->by_driver, s->pub.driver_id);
+	if (s->cp && s->cp->session == &s->pub)
+		s->cp->session = NULL;
+	size_t i = s->open_idx;
+	c->open[i] = c->open[--c->nopen];
+	c->open[i]->open_idx = i;
+}
+
+/* The one place a session ends. Stores the outcome, tells the driver (unless
+ * the caller sends its own message, as NACK does with AUTH_DENIED), and
+ * frees it. The caller re-derives the CP's state afterwards, once, so a
+ * FAULT mid-supply is one SUMINISTRANDO -> AVERIADO change. */
+static void end_session(struct core *c, struct sess *s, enum core_outcome outcome, const char *reason, int notify,
+			double now, struct core_fxlist *fx)
+{
+	struct core_session *p = &s->pub;
+	char a[32], b[32], d[32];
+	p->outcome = outcome;
+	p->ended_at = now;
+	p->importe = p->kwh * p->price;
+	if (outcome != OUT_TICKET)
+		text_copy(p->reason, sizeof(p->reason), reason ? reason : "");
+	fx_store_session(fx, now, p);
+	if (notify) {
+		struct msg *m;
+		switch (outcome) {
+		case OUT_TICKET:
+			m = fx_notify(fx, now, MSG_TICKET, p->driver_id, p->cp_id, p->id);
+			m->kwh = p->kwh;
+			m->importe = p->importe;
+			m->price = p->price;
+			m->started_at = p->started_at > 0 ? p->started_at : p->authorised_at;
+			m->ended_at = p->ended_at;
+			break;
+		case OUT_SUPPLY_ERROR:
+			m = fx_notify(fx, now, MSG_SUPPLY_ERROR, p->driver_id, p->cp_id, p->id);
+			text_copy(m->reason, sizeof(m->reason), p->reason);
+			m->kwh_partial = m->kwh = p->kwh;
+			m->importe_partial = m->importe = p->importe;
+			m->price = p->price;
+			break;
+		case OUT_SESSION_CANCELLED:
+		case OUT_OPEN:
+			m = fx_notify(fx, now, MSG_SESSION_CANCELLED, p->driver_id, p->cp_id, p->id);
+			text_copy(m->reason, sizeof(m->reason), p->reason);
+			break;
+		}
+	}
+	if (outcome == OUT_TICKET)
+		fx_log(fx, now, LOG_INFO, p->cp_id, "session %s on CP %s ended: TICKET driver %s %s kWh x %s EUR/kWh = %s EUR",
+		       p->id, p->cp_id, p->driver_id, fmt_fixed(a, sizeof(a), p->kwh, 3),
+		       fmt_price(b, sizeof(b), p->price), fmt_fixed(d, sizeof(d), p->importe, 2));
+	else
+		fx_log(fx, now, LOG_INFO, p->cp_id, "session %s on CP %s ended: %s driver %s %s kWh %s EUR (%s)", p->id,
+		       p->cp_id, core_outcome_name(outcome), p->driver_id, fmt_fixed(a, sizeof(a), p->kwh, 3),
+		       fmt_fixed(d, sizeof(d), p->importe, 2), p->reason);
+	sess_detach(c, s);
+	free(s);
+}
+
+/* End an open session for a reason that is not a ticket: SUPPLY_ERROR with
+ * its partial figures if it was charging, else SESSION_CANCELLED. */
+static void end_session_abnormal(struct core *c, struct sess *s, const char *reason, double now,
+				 struct core_fxlist *fx)
+{
+	end_session(c, s, s->pub.charging ? OUT_SUPPLY_ERROR : OUT_SESSION_CANCELLED, reason, 1, now, fx);
+}
+
+/* ------------------------------------------------------------------ */
+/* loading                                                              */
+
+void core_load_cp(struct core *c, const char *id, const char *location, double price, int stopped)
+{
+	if (!id || !valid_cp_id(id))
+		return; /* the store only holds ids REGISTER validated */
+	struct core_cp *cp = cp_insert(c, id, 0);
+	text_copy(cp->location, sizeof(cp->location), location ? location : "");
+	cp->price = (price > 0 && price <= PRICE_MAX) ? round6(price) : DEFAULT_PRICE;
+	cp->stopped = stopped ? 1 : 0;
+}
+
+void core_add_driver(struct core *c, const char *driver_id)
+{
+	if (!driver_id || !driver_id[0] || smap_get(&c->drivers, driver_id))
+		return;
+	char *k = xstrdup(driver_id);
+	smap_put(&c->drivers, k, k);
+}
+
+static int driver_known(const struct core *c, const char *id)
+{
+	if (smap_get(&c->drivers, id))
+		return 1;
+	return c->cfg.driver_known && c->cfg.driver_known(c->cfg.driver_known_arg, id);
+}
+
+void core_recover_session(struct core *c, const struct core_session *s, double now, struct core_fxlist *fx)
+{
+	if (!s || s->outcome != OUT_OPEN || smap_get(&c->sessions, s->id))
+		return;
+	/* Build a detached private session so the one end path does the work. */
+	struct sess *r = xcalloc(1, sizeof(*r));
+	r->pub = *s;
+	r->pub.charging = s->charging || s->started_at > 0;
+	if (c->nopen == c->capopen) {
+		c->capopen = c->capopen ? c->capopen * 2 : 64;
+		c->open = xreallocarray(c->open, c->capopen, sizeof(*c->open));
+	}
+	r->open_idx = c->nopen;
+	c->open[c->nopen++] = r;
+	end_session_abnormal(c, r,
+			     r->pub.charging ? "Central restarted during the supply" : "Central restarted before the supply started",
+			     now, fx);
+}
+
+/* ------------------------------------------------------------------ */
+/* link frames                                                          */
+
+static void __attribute__((format(printf, 5, 6)))
+reply_error(struct core_fxlist *fx, double now, uint64_t conn, const char *cp_id, const char *fmt, ...)
+{
+	char why[LINK_DATA_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vtext(why, sizeof(why) - 8, fmt, ap);
+	va_end(ap);
+	fx_send(fx, now, conn, cp_id, "ERROR#%s", why);
+	fx_log(fx, now, LOG_WARN, cp_id, "link %llu%s%s: ERROR %s", (unsigned long long)conn, cp_id ? " CP " : "",
+	       cp_id ? cp_id : "", why);
+}
+
+static void deny_register(struct core_fxlist *fx, double now, uint64_t conn, const char *reason)
+{
+	fx_send(fx, now, conn, NULL, "REGISTER_RESULT#DENIED#%s", reason);
+	struct core_fx *f = fx_push(fx, FX_CLOSE, now);
+	f->conn = conn;
+	textf(f->text, sizeof(f->text), "REGISTER denied: %s", reason);
+	fx_log(fx, now, LOG_WARN, NULL, "link %llu: REGISTER denied: %s", (unsigned long long)conn, reason);
+}
+
+static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, char **f, int nf, double now,
+			struct core_fxlist *fx)
+{
+	char reason[LINK_DATA_MAX], pb[32];
+	if (nf < 3) {
+		deny_register(fx, now, conn, "REGISTER needs cp_id, location and price");
+		return;
+	}
+	const char *id = f[1], *loc = f[2];
+	if (!valid_cp_id(id)) {
+		textf(reason, 128, "invalid cp_id '%s': must match ^[A-Za-z0-9_-]{1,32}$", id);
+		deny_register(fx, now, conn, reason);
+		return;
+	}
+	long nchars = utf8_chars(loc);
+	if (nchars < 0 || nchars == 0 || nchars > LOCATION_CHARS_MAX) {
+		deny_register(fx, now, conn,
+			      nchars < 0 ? "location is not valid UTF-8"
+			      : nchars == 0 ? "location is empty"
+					    : "location is longer than 64 characters");
+		return;
+	}
+	double price = 0;
+	int have_price = nf >= 4 && f[3][0];
+	if (have_price) {
+		if (parse_decimal(f[3], &price) < 0) {
+			textf(reason, 128, "invalid price '%s': use digits with '.' as decimal point, e.g. 0.25", f[3]);
+			deny_register(fx, now, conn, reason);
+			return;
+		}
+		price = round6(price);
+		if (!(price > 0 && price <= PRICE_MAX)) {
+			deny_register(fx, now, conn, "price must be greater than 0 and at most 100 EUR/kWh");
+			return;
+		}
+	}
+	if (mine && strcmp(mine->id, id) != 0) {
+		reply_error(fx, now, conn, mine->id, "this link is already registered as CP %s", mine->id);
+		return;
+	}
+	struct core_cp *cp = cp_find(c, id);
+	if (cp && cp->link_up && cp->conn != conn) {
+		deny_register(fx, now, conn, "ALREADY_CONNECTED");
+		return;
+	}
+	int first = !cp;
+	if (first)
+		cp = cp_insert(c, id, now);
+	text_copy(cp->location, sizeof(cp->location), loc);
+	if (have_price) {
+		cp->price = price;
+	} else if (first) {
+		cp->price = DEFAULT_PRICE;
+		fx_log(fx, now, LOG_WARN, id, "CP %s registered without a price: using the default %s EUR/kWh", id,
+		       fmt_price(pb, sizeof(pb), cp->price));
+	} else {
+		fx_log(fx, now, LOG_INFO, id, "CP %s registered without a price: keeping %s EUR/kWh", id,
+		       fmt_price(pb, sizeof(pb), cp->price));
+	}
+	cp->link_up = 1;
+	cp->conn = conn;
+	cp->last_seen = now;
+	umap_put(&c->by_conn, conn, cp);
+	fx_send(fx, now, conn, id, "REGISTER_RESULT#%s", first ? "FIRST" : "RECONNECT");
+	fx_event(fx, now, id, "REGISTER", "%s at %s, %s EUR/kWh", first ? "FIRST" : "RECONNECT", cp->location,
+		 fmt_price(pb, sizeof(pb), cp->price));
+	fx_log(fx, now, LOG_INFO, id, "CP %s registered (%s) on link %llu: %s, %s EUR/kWh", id,
+	       first ? "first time" : "reconnect", (unsigned long long)conn, cp->location, pb);
+	update_state(c, cp, now, 1, first ? "registered" : "reconnected", fx);
+	/* The operator's stop outlives the link: the CP may have restarted and
+	 * forgotten it, so it is sent again until REANUDAR. */
+	if (cp->stopped && !cp->stop_pending) {
+		cp->stop_pending = 1;
+		fx_send(fx, now, conn, id, "PARAR#CENTRAL");
+		fx_event(fx, now, id, "COMMAND", "PARAR re-sent: operator stop in force");
+		fx_log(fx, now, LOG_INFO, id, "CP %s is stopped by the operator: PARAR re-sent", id);
+	}
+}
+
+/* Does the cp_id field of a frame name the CP registered on this link? */
+static int frame_cp_ok(struct core_cp *cp, uint64_t conn, const char *op, char **f, int nf, double now,
+		       struct core_fxlist *fx)
+{
+	if (nf < 2 || !f[1][0]) {
+		reply_error(fx, now, conn, cp->id, "%s needs a cp_id", op);
+		return 0;
+	}
+	if (strcmp(f[1], cp->id) != 0) {
+		reply_error(fx, now, conn, cp->id, "cp_id '%.40s' does not match this link's CP %s", f[1], cp->id);
+		return 0;
+	}
+	return 1;
+}
+
+static void on_fault(struct core *c, struct core_cp *cp, const char *reason, double now, struct core_fxlist *fx)
+{
+	if (cp->fault) {
+		fx_log(fx, now, LOG_DEBUG, cp->id, "CP %s: FAULT repeated (%s)", cp->id, reason);
+		return;
+	}
+	cp->fault = 1;
+	fx_event(fx, now, cp->id, "FAULT", "%s", reason);
+	if (cp->session) {
+		char why[MSG_TEXT_MAX + 1];
+		textf(why, sizeof(why), "CP %s fault: %s", cp->id, reason);
+		end_session_abnormal(c, sess_of(cp->session), why, now, fx);
+	}
+	char why[MSG_TEXT_MAX + 1];
+	textf(why, sizeof(why), "fault: %s", reason);
+	update_state(c, cp, now, 0, why, fx);
+}
+
+static void on_recover(struct core *c, struct core_cp *cp, double now, struct core_fxlist *fx)
+{
+	if (!cp->fault) {
+		fx_log(fx, now, LOG_DEBUG, cp->id, "CP %s: RECOVER without a fault", cp->id);
+		return;
+	}
+	cp->fault = 0;
+	fx_event(fx, now, cp->id, "RECOVER", "fault cleared");
+	if (cp->stopped)
+		fx_log(fx, now, LOG_INFO, cp->id, "CP %s recovered but stays FUERA_DE_SERVICIO: stopped by the operator",
+		       cp->id);
+	update_state(c, cp, now, 0, "recovered", fx);
+}
+
+static void on_ack_authorize(struct core *c, struct core_cp *cp, double now, struct core_fxlist *fx)
+{
+	(void)c;
+	if (!cp->session || cp->session->acked) {
+		fx_log(fx, now, LOG_DEBUG, cp->id, "CP %s: ACK#AUTORIZAR_SUMINISTRO with no session waiting for it",
+		       cp->id);
+		return;
+	}
+	struct core_session *s = cp->session;
+	s->acked = 1;
+	struct msg *m = fx_notify(fx, now, MSG_AUTH_OK, s->driver_id, s->cp_id, s->id);
+	textf(m->message, sizeof(m->message), "CP %s authorised you: plug in your vehicle (%s EUR/kWh)", s->cp_id,
+	      fmt_price((char[32]){ 0 }, 32, s->price));
+	fx_request(fx, now, s->driver_id, s->cp_id, s->request_id, s->requested_at, s->id, "AUTH_OK");
+	fx_store_session(fx, now, s);
+	fx_screen(fx, now, cp->id);
+	fx_log(fx, now, LOG_INFO, cp->id, "CP %s accepted session %s for driver %s", cp->id, s->id, s->driver_id);
+}
+
+static void on_nack_authorize(struct core *c, struct core_cp *cp, const char *reason, double now,
+			      struct core_fxlist *fx)
+{
+	if (!cp->session || cp->session->acked || cp->session->charging) {
+		fx_log(fx, now, LOG_WARN, cp->id, "CP %s: NACK#AUTORIZAR_SUMINISTRO with no session waiting for it (%s)",
+		       cp->id, reason);
+		return;
+	}
+	struct core_session *s = cp->session;
+	char why[MSG_TEXT_MAX + 1];
+	textf(why, sizeof(why), "CP %s refused the supply: %s", cp->id, reason);
+	struct msg *m = fx_notify(fx, now, MSG_AUTH_DENIED, s->driver_id, s->cp_id, s->id);
+	text_copy(m->reason, sizeof(m->reason), why);
+	fx_request(fx, now, s->driver_id, s->cp_id, s->request_id, s->requested_at, s->id, "AUTH_DENIED: %s", why);
+	end_session(c, sess_of(s), OUT_SESSION_CANCELLED, why, 0, now, fx);
+	update_state(c, cp, now, 0, "authorisation refused", fx);
+}
+
+static void on_ack_stop(struct core *c, struct core_cp *cp, double now, struct core_fxlist *fx)
+{
+	if (!cp->stop_pending) {
+		fx_log(fx, now, LOG_WARN, cp->id, "CP %s: ACK#PARAR without a PARAR pending: ignored", cp->id);
+		return;
+	}
+	cp->stop_pending = 0;
+	int was = cp->stopped;
+	cp->stopped = 1;
+	fx_event(fx, now, cp->id, "COMMAND", "PARAR acknowledged");
+	if (cp->session)
+		end_session_abnormal(c, sess_of(cp->session), "stopped by operator", now, fx);
+	fx_log(fx, now, LOG_INFO, cp->id, "CP %s acknowledged PARAR: out of service", cp->id);
+	update_state(c, cp, now, !was, "stopped by operator", fx);
+}
+
+static void on_ack_resume(struct core *c, struct core_cp *cp, double now, struct core_fxlist *fx)
+{
+	if (!cp->resume_pending) {
+		fx_log(fx, now, LOG_WARN, cp->id, "CP %s: ACK#REANUDAR without a REANUDAR pending: ignored", cp->id);
+		return;
+	}
+	cp->resume_pending = 0;
+	int was = cp->stopped;
+	cp->stopped = 0;
+	fx_event(fx, now, cp->id, "COMMAND", "REANUDAR acknowledged");
+	fx_log(fx, now, LOG_INFO, cp->id, "CP %s acknowledged REANUDAR: back in service", cp->id);
+	update_state(c, cp, now, was, "resumed by operator", fx);
+}
+
+static void on_nack_command(struct core_cp *cp, const char *cmd, int *pending, const char *reason, double now,
+			    struct core_fxlist *fx)
+{
+	if (!*pending) {
+		fx_log(fx, now, LOG_WARN, cp->id, "CP %s: NACK#%s without a %s pending: ignored (%s)", cp->id, cmd, cmd,
+		       reason);
+		return;
+	}
+	*pending = 0;
+	fx_event(fx, now, cp->id, "COMMAND", "%s refused: %s", cmd, reason);
+	fx_log(fx, now, LOG_WARN, cp->id, "CP %s refused %s: %s", cp->id, cmd, reason);
+}
+
+void core_on_frame(struct core *c, uint64_t conn, const char *data, double now, struct core_fxlist *fx)
+{
+	char buf[LINK_DATA_MAX + 1];
+	char *f[LINK_FIELDS_MAX];
+	xstrlcpy(buf, data ? data : "", sizeof(buf));
+	int nf = split_fields(buf, f, LINK_FIELDS_MAX);
+	const char *op = f[0];
+	struct core_cp *cp = umap_get(&c->by_conn, conn);
+	if (cp)
+		cp->last_seen = now;
+
+	if (strcmp(op, "REGISTER") == 0) {
+		on_register(c, conn, cp, f, nf, now, fx);
+		return;
+	}
+	if (strcmp(op, "ERROR") == 0) {
+		/* Never answer an ERROR with an ERROR: two peers would loop. */
+		fx_log(fx, now, LOG_WARN, cp ? cp->id : NULL, "link %llu%s%s reports ERROR: %s",
+		       (unsigned long long)conn, cp ? " CP " : "", cp ? cp->id : "", nf > 1 ? f[1] : "(no reason)");
+		return;
+	}
+	if (!cp) {
+		reply_error(fx, now, conn, NULL, "not registered: send REGISTER first");
+		return;
+	}
+	if (strcmp(op, "HEARTBEAT") == 0) {
+		frame_cp_ok(cp, conn, op, f, nf, now, fx);
+	} else if (strcmp(op, "FAULT") == 0) {
+		if (frame_cp_ok(cp, conn, op, f, nf, now, fx))
+			on_fault(c, cp, nf > 2 && f[2][0] ? f[2] : "engine reported KO", now, fx);
+	} else if (strcmp(op, "RECOVER") == 0) {
+		if (frame_cp_ok(cp, conn, op, f, nf, now, fx))
+			on_recover(c, cp, now, fx);
+	} else if (strcmp(op, "CHECK_SESSION") == 0) {
+		if (!frame_cp_ok(cp, conn, op, f, nf, now, fx))
+			return;
+		if (cp->session)
+			fx_send(fx, now, conn, cp->id, "SESSION#%s#%s#%s", cp->id, cp->session->driver_id,
+				cp->session->id);
+		else
+			fx_send(fx, now, conn, cp->id, "NO_SESSION#%s", cp->id);
+	} else if (strcmp(op, "ACK") == 0 || strcmp(op, "NACK") == 0) {
+		int ack = op[0] == 'A';
+		const char *cmd = nf > 1 ? f[1] : "";
+		const char *reason = nf > 2 && f[2][0] ? f[2] : "no reason given";
+		if (strcmp(cmd, "PARAR") == 0) {
+			if (ack)
+				on_ack_stop(c, cp, now, fx);
+			else
+				on_nack_command(cp, "PARAR", &cp->stop_pending, reason, now, fx);
+		} else if (strcmp(cmd, "REANUDAR") == 0) {
+			if (ack)
+				on_ack_resume(c, cp, now, fx);
+			else
+				on_nack_command(cp, "REANUDAR", &cp->resume_pending, reason, now, fx);
+		} else if (strcmp(cmd, "AUTORIZAR_SUMINISTRO") == 0) {
+			if (ack)
+				on_ack_authorize(c, cp, now, fx);
+			else
+				on_nack_authorize(c, cp, reason, now, fx);
+		} else {
+			reply_error(fx, now, conn, cp->id, "%s of unknown command '%.40s'", op, cmd);
+		}
+	} else {
+		reply_error(fx, now, conn, cp->id, "unknown opcode '%.40s'", op);
+	}
+}
+
+void core_on_link_down(struct core *c, uint64_t conn, const char *reason, double now, struct core_fxlist *fx)
+{
+	struct core_cp *cp = umap_get(&c->by_conn, conn);
+	if (!reason || !reason[0])
+		reason = "closed";
+	if (!cp) {
+		fx_log(fx, now, LOG_DEBUG, NULL, "link %llu closed before REGISTER: %s", (unsigned long long)conn,
+		       reason);
+		return;
+	}
+	umap_del(&c->by_conn, conn);
+	cp->link_up = 0;
+	cp->conn = 0;
+	if (cp->stop_pending || cp->resume_pending)
+		fx_log(fx, now, LOG_WARN, cp->id, "CP %s: %s%s%snot acknowledged before the link was lost", cp->id,
+		       cp->stop_pending ? "PARAR " : "", cp->stop_pending && cp->resume_pending ? "and " : "",
+		       cp->resume_pending ? "REANUDAR " : "");
+	cp->stop_pending = cp->resume_pending = 0;
+	fx_event(fx, now, cp->id, "LINK_DOWN", "%s", reason);
+	if (cp->session)
+		end_session_abnormal(c, sess_of(cp->session), "link to CP lost", now, fx);
+	char why[MSG_TEXT_MAX + 1];
+	textf(why, sizeof(why), "link lost: %s", reason);
+	update_state(c, cp, now, 0, why, fx);
+}
+
+/* ------------------------------------------------------------------ */
+/* Kafka                                                                */
+
+static void __attribute__((format(printf, 4, 5)))
+deny_request(struct core_fxlist *fx, double now, const struct msg *m, const char *fmt, ...)
+{
+	char why[MSG_TEXT_MAX + 1];
+	va_list ap;
+	va_start(ap, fmt);
+	vtext(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	struct msg *n = fx_notify(fx, now, MSG_AUTH_DENIED, m->user_id, m->cp_id, NULL);
+	text_copy(n->reason, sizeof(n->reason), why);
+	fx_request(fx, now, m->user_id, m->cp_id, m->has_request_id ? m->request_id : NULL, m->timestamp, NULL,
+		   "AUTH_DENIED: %s", why);
+	fx_log(fx, now, LOG_INFO, valid_cp_id(m->cp_id) ? m->cp_id : NULL,
+	       "request from driver %s for CP %s denied: %s", m->user_id, m->cp_id, why);
+}
+
+static void on_request(struct core *c, const struct msg *m, double now, struct core_fxlist *fx)
+{
+	double max = c->cfg.request_max_age;
+	double age = now - m->timestamp;
+	if (!(m->timestamp > 0)) {
+		deny_request(fx, now, m, "request has no timestamp");
+		return;
+	}
+	if (age > max) {
+		deny_request(fx, now, m, "request expired: it is %.0f s old (limit %.0f s)", floor(age), max);
+		return;
+	}
+	if (age < -max) {
+		deny_request(fx, now, m, "request timestamp is %.0f s in the future: check the driver's clock",
+			     floor(-age));
+		return;
+	}
+	if (!valid_driver_id(m->user_id) || !driver_known(c, m->user_id)) {
+		deny_request(fx, now, m, "driver %s is not registered", m->user_id);
+		return;
+	}
+	struct core_cp *cp = valid_cp_id(m->cp_id) ? cp_find(c, m->cp_id) : NULL;
+	if (!cp) {
+		deny_request(fx, now, m, "CP %s is not known", m->cp_id);
+		return;
+	}
+	struct sess *ds = smap_get(&c->by_driver, m->user_id);
+	if (ds) {
+		/* Kafka may deliver a request twice (Central restarted before
+		 * committing): the same request_id is not a new request. */
+		if (m->has_request_id && m->request_id[0] && strcmp(ds->pub.request_id, m->request_id) == 0) {
+			fx_log(fx, now, LOG_DEBUG, cp->id, "duplicate request %s from driver %s: ignored", m->request_id,
+			       m->user_id);
+			return;
+		}
+		deny_request(fx, now, m, "driver %s already has an open session on CP %s", m->user_id,
+			     ds->pub.cp_id);
+		return;
+	}
+	if (cp->state != CP_ACTIVADO) {
+		deny_request(fx, now, m, "CP %s is %s", cp->id, core_state_name(cp->state));
+		return;
+	}
+	if (cp->stop_pending) {
+		deny_request(fx, now, m, "CP %s is being stopped by the operator", cp->id);
+		return;
+	}
+
+	struct sess *s = xcalloc(1, sizeof(*s));
+	struct core_session *p = &s->pub;
+	snprintf(p->id, sizeof(p->id), "%s-%lld-%llu", cp->id, (long long)llround(now * 1000.0),
+		 (unsigned long long)++c->counter);
+	xstrlcpy(p->cp_id, cp->id, sizeof(p->cp_id));
+	xstrlcpy(p->driver_id, m->user_id, sizeof(p->driver_id));
+	if (m->has_request_id)
+		xstrlcpy(p->request_id, m->request_id, sizeof(p->request_id));
+	p->price = cp->price;
+	p->requested_at = m->timestamp;
+	p->authorised_at = now;
+	s->cp = cp;
+	cp->session = p;
+	smap_put(&c->sessions, p->id, s);
+	smap_put(&c->by_driver, p->driver_id, s);
+	if (c->nopen == c->capopen) {
+		c->capopen = c->capopen ? c->capopen * 2 : 64;
+		c->open = xreallocarray(c->open, c->capopen, sizeof(*c->open));
+	}
+	s->open_idx = c->nopen;
+	c->open[c->nopen++] = s;
+
+	char pb[32];
+	fmt_price(pb, sizeof(pb), p->price);
+	fx_store_session(fx, now, p);
+	fx_send(fx, now, cp->conn, cp->id, "AUTORIZAR_SUMINISTRO#%s#%s#%s", p->driver_id, p->id, pb);
+	fx_event(fx, now, cp->id, "COMMAND", "AUTORIZAR_SUMINISTRO driver %s session %s at %s EUR/kWh", p->driver_id,
+		 p->id, pb);
+	fx_request(fx, now, p->driver_id, p->cp_id, p->request_id, p->requested_at, p->id,
+		   "AUTHORISED: waiting for CP");
+	fx_log(fx, now, LOG_INFO, cp->id, "driver %s authorised on CP %s: session %s at %s EUR/kWh", p->driver_id,
+	       cp->id, p->id, pb);
+	update_state(c, cp, now, 0, "reserved for a driver", fx);
+}
+
+static void on_quit(struct core *c, const struct msg *m, double now, struct core_fxlist *fx)
+{
+	struct sess *s = smap_get(&c->by_driver, m->user_id);
+	if (!s) {
+		fx_log(fx, now, LOG_DEBUG, NULL, "driver %s quit with no open session", m->user_id);
+		return;
+	}
+	if (s->pub.charging) {
+		fx_log(fx, now, LOG_INFO, s->pub.cp_id, "driver %s quit while charging on CP %s: the supply continues",
+		       m->user_id, s->pub.cp_id);
+		return;
+	}
+	struct core_cp *cp = s->cp;
+	end_session(c, s, OUT_SESSION_CANCELLED, "driver quit", 1, now, fx);
+	update_state(c, cp, now, 0, "driver quit", fx);
+}
+
+static void on_telemetry(struct core *c, const struct msg *m, double now, struct core_fxlist *fx)
+{
+	const char *tn = msg_type_name(m->type);
+	if (!m->session_id[0]) {
+		fx_log(fx, now, LOG_DEBUG, NULL, "%s from CP %s without a session: ignored", tn, m->cp_id);
+		return;
+	}
+	struct sess *s = smap_get(&c->sessions, m->session_id);
+	if (!s) {
+		fx_log(fx, now, LOG_DEBUG, NULL, "%s for unknown or ended session %s: ignored", tn, m->session_id);
+		return;
+	}
+	struct core_session *p = &s->pub;
+	struct core_cp *cp = s->cp;
+	if (strcmp(m->cp_id, p->cp_id) != 0 || (m->user_id[0] && strcmp(m->user_id, p->driver_id) != 0)) {
+		fx_log(fx, now, LOG_WARN, p->cp_id,
+		       "%s for session %s names CP %s driver %s, but the session is CP %s driver %s: ignored", tn,
+		       p->id, m->cp_id, m->user_id, p->cp_id, p->driver_id);
+		return;
+	}
+	if (m->has_seq && m->seq <= p->last_seq) {
+		fx_log(fx, now, LOG_DEBUG, p->cp_id, "%s seq %llu for session %s already seen (last %llu): ignored", tn,
+		       (unsigned long long)m->seq, p->id, (unsigned long long)p->last_seq);
+		return;
+	}
+	if (m->type != MSG_SESSION_STARTED && (!isfinite(m->kwh) || m->kwh < 0 || m->kwh > 1e6)) {
+		fx_log(fx, now, LOG_WARN, p->cp_id, "%s for session %s has an impossible kwh: ignored", tn, p->id);
+		return;
+	}
+	if (m->has_seq)
+		p->last_seq = m->seq;
+	/* Energy delivered never goes down within a session; keeping the
+	 * highest figure means a final message lacking figures loses nothing. */
+	if (m->type != MSG_SESSION_STARTED && m->kwh > p->kwh)
+		p->kwh = m->kwh;
+	p->importe = p->kwh * p->price;
+
+	switch (m->type) {
+	case MSG_SESSION_STARTED:
+	case MSG_CONSUMO:
+		if (!p->charging) {
+			p->charging = 1;
+			p->started_at = now;
+			if (!p->acked) {
+				/* Kafka outran the link's ACK: the engine
+				 * plainly accepted, tell the driver first. */
+				p->acked = 1;
+				struct msg *n = fx_notify(fx, now, MSG_AUTH_OK, p->driver_id, p->cp_id, p->id);
+				textf(n->message, sizeof(n->message), "CP %s authorised you", p->cp_id);
+				fx_request(fx, now, p->driver_id, p->cp_id, p->request_id, p->requested_at, p->id,
+					   "AUTH_OK");
+			}
+			fx_log(fx, now, LOG_INFO, p->cp_id, "session %s on CP %s: supply started for driver %s", p->id,
+			       p->cp_id, p->driver_id);
+			update_state(c, cp, now, 0, "supply started", fx);
+		}
+		if (m->type == MSG_CONSUMO) {
+			if (m->has_kw && isfinite(m->kw) && m->kw >= 0)
+				p->kw = m->kw;
+			struct msg *n = fx_notify(fx, now, MSG_CONSUMO_UPDATE, p->driver_id, p->cp_id, p->id);
+			n->kwh = p->kwh;
+			n->importe = p->importe;
+			n->kw = p->kw;
+			n->has_kw = 1;
+			n->price = p->price;
+			fx_screen(fx, now, p->cp_id);
+		}
+		fx_store_session(fx, now, p);
+		break;
+	case MSG_SUPPLY_END:
+		end_session(c, s, OUT_TICKET, NULL, 1, now, fx);
+		update_state(c, cp, now, 0, "supply ended", fx);
+		break;
+	case MSG_AVERIADO:
+	case MSG_CONEXION_PERDIDA: {
+		char why[MSG_TEXT_MAX + 1];
+		if (m->type == MSG_AVERIADO)
+			textf(why, sizeof(why), "CP %s engine failed during the supply%s%s", p->cp_id,
+			      m->reason[0] ? ": " : "", m->reason);
+		else
+			textf(why, sizeof(why), "CP %s engine lost its %s during the supply", p->cp_id,
+			      m->component[0] ? m->component : "MONITOR");
+		end_session_abnormal(c, s, why, now, fx);
+		update_state(c, cp, now, 0, m->type == MSG_AVERIADO ? "engine failed" : "engine lost its monitor", fx);
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+void core_on_kafka(struct core *c, const struct msg *m, double now, struct core_fxlist *fx)
+{
+	switch (m->type) {
+	case MSG_REQUEST_CHARGE:
+		on_request(c, m, now, fx);
+		break;
+	case MSG_DRIVER_QUIT:
+		on_quit(c, m, now, fx);
+		break;
+	case MSG_SESSION_STARTED:
+	case MSG_CONSUMO:
+	case MSG_SUPPLY_END:
+	case MSG_AVERIADO:
+	case MSG_CONEXION_PERDIDA:
+		on_telemetry(c, m, now, fx);
+		break;
+	default:
+		fx_log(fx, now, LOG_WARN, NULL, "message of type %s is not an input of Central: ignored",
+		       msg_type_name(m->type) ? msg_type_name(m->type) : "?");
+		break;
+	}
+}
+
+void core_on_tick(struct core *c, double now, struct core_fxlist *fx)
+{
+	/* Backwards: ending swaps the last open session into slot i, and the
+	 * ones after i were already checked. */
+	for (size_t i = c->nopen; i-- > 0;) {
+		struct sess *s = c->open[i];
+		if (s->pub.charging || now - s->pub.authorised_at < c->cfg.reservation_timeout)
+			continue;
+		char why[MSG_TEXT_MAX + 1];
+		textf(why, sizeof(why), "vehicle not plugged in within %.0f s", c->cfg.reservation_timeout);
+		struct core_cp *cp = s->cp;
+		end_session(c, s, OUT_SESSION_CANCELLED, why, 1, now, fx);
+		if (cp)
+			update_state(c, cp, now, 0, "reservation timed out", fx);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* operator commands                                                    */
+
+static void __attribute__((format(printf, 2, 3))) set_err(char err[CORE_ERR_LEN], const char *fmt, ...)
+{
+	char tmp[CORE_ERR_LEN];
+	va_list ap;
+	va_start(ap, fmt);
+	vtext(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (err)
+		xstrlcpy(err, tmp, CORE_ERR_LEN);
+}
+
+/* Why a stop/resume cannot go to this CP, or NULL if it can. */
+static const char *command_blocker(const struct core_cp *cp, int stop)
+{
+	if (!cp->link_up)
+		return "link is down";
+	if (stop) {
+		if (cp->stop_pending)
+			return "PARAR already sent, waiting for its answer";
+		if (cp->stopped && !cp->resume_pending)
+			return "already stopped";
+	} else {
+		if (cp->resume_pending)
+			return "REANUDAR already sent, waiting for its answer";
+		if (!cp->stopped && !cp->stop_pending)
+			return "not stopped";
+	}
+	return NULL;
+}
+
+static void command_send(struct core_cp *cp, int stop, double now, struct core_fxlist *fx)
+{
+	const char *name = stop ? "PARAR" : "REANUDAR";
+	if (stop)
+		cp->stop_pending = 1;
+	else
+		cp->resume_pending = 1;
+	fx_send(fx, now, cp->conn, cp->id, "%s#CENTRAL", name);
+	fx_event(fx, now, cp->id, "COMMAND", "%s sent by the operator", name);
+}
+
+int core_command(struct core *c, enum core_cmd cmd, const char *cp_id, double now, struct core_fxlist *fx,
+		 char err[CORE_ERR_LEN])
+{
+	int stop = cmd == CMD_STOP || cmd == CMD_STOP_ALL;
+	const char *name = stop ? "PARAR" : "REANUDAR";
+	if (err)
+		err[0] = '\0';
+	if (cmd == CMD_STOP || cmd == CMD_RESUME) {
+		struct core_cp *cp = cp_id && valid_cp_id(cp_id) ? cp_find(c, cp_id) : NULL;
+		if (!cp) {
+			set_err(err, "%s %s failed: unknown CP", name, cp_id ? cp_id : "");
+			fx_log(fx, now, LOG_WARN, NULL, "%s", err ? err : "command to an unknown CP");
+			return -1;
+		}
+		const char *why = command_blocker(cp, stop);
+		if (why) {
+			set_err(err, "%s %s failed: CP %s is %s, %s", name, cp->id, cp->id, core_state_name(cp->state),
+				why);
+			fx_log(fx, now, LOG_WARN, cp->id, "%s %s failed: CP %s is %s, %s", name, cp->id, cp->id,
+			       core_state_name(cp->state), why);
+			return -1;
+		}
+		command_send(cp, stop, now, fx);
+		fx_log(fx, now, LOG_INFO, cp->id, "%s sent to CP %s: waiting for its acknowledgement", name, cp->id);
+		return 0;
+	}
+	if (cmd != CMD_STOP_ALL && cmd != CMD_RESUME_ALL) {
+		set_err(err, "unknown command %d", (int)cmd);
+		return -1;
+	}
+	size_t sent = 0, down = 0, skipped = 0;
+	char downlist[160] = "";
+	size_t dl = 0;
+	for (size_t i = 0; i < c->ncps; i++) {
+		struct core_cp *cp = c->cps[i];
+		const char *why = command_blocker(cp, stop);
+		if (!why) {
+			command_send(cp, stop, now, fx);
+			sent++;
+		} else if (!cp->link_up) {
+			if (down < 8) {
+				int w = snprintf(downlist + dl, sizeof(downlist) - dl, "%s%s", down ? ", " : "", cp->id);
+				if (w > 0 && (size_t)w < sizeof(downlist) - dl)
+					dl += (size_t)w;
+			}
+			down++;
+		} else {
+			skipped++;
+		}
+	}
+	char more[48] = "";
+	if (down > 8)
+		snprintf(more, sizeof(more), " and %zu more", down - 8);
+	enum log_level lvl = down ? LOG_WARN : LOG_INFO;
+	fx_log(fx, now, lvl, NULL, "%s to all: sent to %zu CP(s), %zu already %s%s%zu not reachable (link down)%s%s%s",
+	       name, sent, skipped, stop ? "stopped or stopping" : "running or resuming", ", ", down,
+	       down ? ": " : "", downlist, more);
+	if (!sent) {
+		set_err(err, "%s to all: no CP to send it to (%zu link down, %zu already %s)", name, down, skipped,
+			stop ? "stopped" : "running");
+		return -1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* views                                                                */
+
+size_t core_cp_count(const struct core *c)
+{
+	return c->ncps;
+}
+
+const struct core_cp *core_cp_at(const struct core *c, size_t i)
+{
+	return i < c->ncps ? c->cps[i] : NULL;
+}
+
+const struct core_cp *core_cp_find(const struct core *c, const char *id)
+{
+	return id ? cp_find(c, id) : NULL;
+}
+
+void core_state_counts(const struct core *c, size_t counts[CP_STATE_COUNT])
+{
+	for (int i = 0; i < CP_STATE_COUNT; i++)
+		counts[i] = 0;
+	for (size_t i = 0; i < c->ncps; i++)
+		counts[c->cps[i]->state]++;
+}
+
+void core_network_status(const struct core *c, double now, struct msg *out)
+{
+	msg_init(out, MSG_NETWORK_STATUS_UPDATE);
+	out->timestamp = now;
+	out->has_timestamp = 1;
+	size_t n = c->ncps < MSG_STATUS_MAX ? c->ncps : MSG_STATUS_MAX;
+	out->cps = n ? xcalloc(n, sizeof(*out->cps)) : NULL;
+	out->ncps = n;
+	for (size_t i = 0; i < n; i++) {
+		const struct core_cp *cp = c->cps[i];
+		xstrlcpy(out->cps[i].id, cp->id, sizeof(out->cps[i].id));
+		xstrlcpy(out->cps[i].status, core_state_name(cp->state), sizeof(out->cps[i].status));
+		xstrlcpy(out->cps[i].location, cp->location, sizeof(out->cps[i].location));
+		out->cps[i].price = cp->price;
+	}
+}
+
+int core_parse_command(const char *line, int *cmd, char cp_id[MSG_CP_ID_MAX + 1], char err[CORE_ERR_LEN])
+{
+	char buf[256], *tok[3];
+	int n = 0;
+	if (cp_id)
+		cp_id[0] = '\0';
+	if (!line) {
+		set_err(err, "empty command");
+		return -1;
+	}
+	if (strlen(line) >= sizeof(buf)) {
+		set_err(err, "command too long");
+		return -1;
+	}
+	strcpy(buf, line);
+	char *save = NULL;
+	for (char *t = strtok_r(buf, " \t\r\n", &save); t; t = strtok_r(NULL, " \t\r\n", &save)) {
+		if (n == 3) {
+			n++;
+			break;
+		}
+		tok[n++] = t;
+	}
+	if (n == 0) {
+		set_err(err, "empty command: use P <cp>, R <cp>, PT, RT or Q");
+		return -1;
+	}
+	static const struct {
+		const char *s, *l;
+		int cmd, needs_cp;
+	} tab[] = {
+		{ "P", "PARAR", CMD_STOP, 1 },
+		{ "R", "REANUDAR", CMD_RESUME, 1 },
+		{ "PT", "PARAR_TODOS", CMD_STOP_ALL, 0 },
+		{ "RT", "REANUDAR_TODOS", CMD_RESUME_ALL, 0 },
+		{ "Q", "QUIT", -1, 0 },
+	};
+	for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++) {
+		if (strcasecmp(tok[0], tab[i].s) != 0 && strcasecmp(tok[0], tab[i].l) != 0)
+			continue;
+		if (tab[i].needs_cp) {
+			if (n < 2) {
+				set_err(err, "%s needs a CP id, e.g. %s MAD-01", tab[i].l, tab[i].s);
+				return -1;
+			}
+			if (n > 2) {
+				set_err(err, "%s takes one CP id", tab[i].l);
+				return -1;
+			}
+			if (!valid_cp_id(tok[1])) {
+				set_err(err, "invalid CP id '%.40s'", tok[1]);
+				return -1;
+			}
+			if (cp_id)
+				xstrlcpy(cp_id, tok[1], MSG_CP_ID_MAX + 1);
+		} else if (n > 1) {
+			set_err(err, "%s takes no argument", tab[i].l);
+			return -1;
+		}
+		if (cmd)
+			*cmd = tab[i].cmd;
+		return 0;
+	}
+	set_err(err, "unknown command '%.40s': use P <cp>, R <cp>, PT, RT or Q", tok[0]);
+	return -1;
+}

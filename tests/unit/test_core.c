@@ -1,0 +1,1377 @@
+/* Central's control core, event by event: every rule of protocol.md
+ * section 6 and the races other implementations get wrong. Each test feeds
+ * events and asserts on the effects produced. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "evc/core.h"
+
+#define T0 1700000000.0
+
+static struct core *C;
+static struct core_fxlist FX;
+static double NOW;
+
+static int setup(void **state)
+{
+	(void)state;
+	struct core_config cfg;
+	core_config_defaults(&cfg);
+	C = core_new(&cfg);
+	core_fxlist_init(&FX);
+	NOW = T0;
+	core_add_driver(C, "101");
+	core_add_driver(C, "102");
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	core_free(C);
+	core_fxlist_free(&FX);
+	C = NULL;
+	return 0;
+}
+
+/* ---- helpers: feed one event, the effects of that event are in FX ---- */
+
+static void frame(uint64_t conn, const char *data)
+{
+	core_fxlist_clear(&FX);
+	core_on_frame(C, conn, data, NOW, &FX);
+}
+
+static void link_down(uint64_t conn)
+{
+	core_fxlist_clear(&FX);
+	core_on_link_down(C, conn, "test", NOW, &FX);
+}
+
+static void kafka(const struct msg *m)
+{
+	core_fxlist_clear(&FX);
+	core_on_kafka(C, m, NOW, &FX);
+}
+
+static void tick(void)
+{
+	core_fxlist_clear(&FX);
+	core_on_tick(C, NOW, &FX);
+}
+
+static int command(enum core_cmd cmd, const char *cp, char err[CORE_ERR_LEN])
+{
+	core_fxlist_clear(&FX);
+	return core_command(C, cmd, cp, NOW, &FX, err);
+}
+
+static size_t count_kind(enum core_fx_kind k)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < FX.n; i++)
+		n += FX.v[i].kind == k;
+	return n;
+}
+
+/* Index of the FX_SEND with exactly this text on conn, or -1. */
+static long send_index(uint64_t conn, const char *text)
+{
+	for (size_t i = 0; i < FX.n; i++)
+		if (FX.v[i].kind == FX_SEND && FX.v[i].conn == conn && strcmp(FX.v[i].text, text) == 0)
+			return (long)i;
+	return -1;
+}
+
+/* The first FX_SEND whose text starts with prefix. */
+static const struct core_fx *send_prefix(const char *prefix)
+{
+	for (size_t i = 0; i < FX.n; i++)
+		if (FX.v[i].kind == FX_SEND && strncmp(FX.v[i].text, prefix, strlen(prefix)) == 0)
+			return &FX.v[i];
+	return NULL;
+}
+
+static size_t count_produce(enum msg_type t)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < FX.n; i++)
+		n += FX.v[i].kind == FX_PRODUCE && FX.v[i].msg.type == t;
+	return n;
+}
+
+static const struct msg *produced(enum msg_type t)
+{
+	for (size_t i = 0; i < FX.n; i++)
+		if (FX.v[i].kind == FX_PRODUCE && FX.v[i].msg.type == t)
+			return &FX.v[i].msg;
+	return NULL;
+}
+
+static const struct core_session *stored_session(void)
+{
+	const struct core_session *s = NULL;
+	for (size_t i = 0; i < FX.n; i++)
+		if (FX.v[i].kind == FX_STORE_SESSION)
+			s = &FX.v[i].session;
+	return s;
+}
+
+static const struct core_fx *find_log(enum log_level lvl, const char *needle)
+{
+	for (size_t i = 0; i < FX.n; i++)
+		if (FX.v[i].kind == FX_LOG && FX.v[i].level == lvl && strstr(FX.v[i].text, needle))
+			return &FX.v[i];
+	return NULL;
+}
+
+static enum core_state state_of(const char *id)
+{
+	const struct core_cp *cp = core_cp_find(C, id);
+	assert_non_null(cp);
+	return cp->state;
+}
+
+static void reg(uint64_t conn, const char *id)
+{
+	char buf[256];
+	snprintf(buf, sizeof(buf), "REGISTER#%s#C/ Serrano 10#0.25", id);
+	frame(conn, buf);
+}
+
+static struct msg request(const char *user, const char *cp, double ts)
+{
+	struct msg m;
+	msg_init(&m, MSG_REQUEST_CHARGE);
+	snprintf(m.user_id, sizeof(m.user_id), "%s", user);
+	snprintf(m.cp_id, sizeof(m.cp_id), "%s", cp);
+	m.timestamp = ts;
+	m.has_timestamp = 1;
+	return m;
+}
+
+static struct msg tele(enum msg_type t, const char *cp, const char *user, const char *sid, uint64_t seq, double kwh)
+{
+	struct msg m;
+	msg_init(&m, t);
+	snprintf(m.cp_id, sizeof(m.cp_id), "%s", cp);
+	snprintf(m.user_id, sizeof(m.user_id), "%s", user);
+	snprintf(m.session_id, sizeof(m.session_id), "%s", sid);
+	m.has_session_id = 1;
+	m.seq = seq;
+	m.has_seq = 1;
+	m.kwh = kwh;
+	m.importe = 999; /* the engine's figure is never used: Central's is */
+	m.kw = 7.2;
+	m.has_kw = 1;
+	return m;
+}
+
+/* Register cp on conn, authorise driver on it and ACK: returns the session id. */
+static void authorise(uint64_t conn, const char *cp, const char *driver, char sid[MSG_ID_MAX + 1])
+{
+	struct msg m = request(driver, cp, NOW);
+	kafka(&m);
+	const struct core_fx *f = send_prefix("AUTORIZAR_SUMINISTRO#");
+	assert_non_null(f);
+	assert_int_equal(f->conn, conn);
+	const struct core_session *s = stored_session();
+	assert_non_null(s);
+	snprintf(sid, MSG_ID_MAX + 1, "%s", s->id);
+	frame(conn, "ACK#AUTORIZAR_SUMINISTRO");
+	assert_int_equal(count_produce(MSG_AUTH_OK), 1);
+}
+
+/* Register, authorise, plug in: a CP SUMINISTRANDO with seq 1 used. */
+static void charging(uint64_t conn, const char *cp, const char *driver, char sid[MSG_ID_MAX + 1])
+{
+	reg(conn, cp);
+	authorise(conn, cp, driver, sid);
+	struct msg t = tele(MSG_SESSION_STARTED, cp, driver, sid, 1, 0);
+	kafka(&t);
+	assert_int_equal(state_of(cp), CP_SUMINISTRANDO);
+}
+
+/* ---- names ---- */
+
+static void test_names(void **state)
+{
+	(void)state;
+	assert_string_equal(core_state_name(CP_DESCONECTADO), "DESCONECTADO");
+	assert_string_equal(core_state_name(CP_FUERA_DE_SERVICIO), "FUERA_DE_SERVICIO");
+	for (int i = 0; i < CP_STATE_COUNT; i++)
+		assert_int_equal(core_state_parse(core_state_name((enum core_state)i)), i);
+	assert_int_equal(core_state_parse("activado"), -1);
+	assert_null(core_outcome_name(OUT_OPEN));
+	assert_string_equal(core_outcome_name(OUT_TICKET), "TICKET");
+	assert_string_equal(core_outcome_name(OUT_SESSION_CANCELLED), "SESSION_CANCELLED");
+}
+
+/* ---- REGISTER ---- */
+
+static void test_register_first_and_reconnect(void **state)
+{
+	(void)state;
+	reg(1, "MAD-01");
+	assert_true(send_index(1, "REGISTER_RESULT#FIRST") >= 0);
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+	assert_int_equal(count_kind(FX_STORE_CP), 1);
+	assert_int_equal(count_kind(FX_STORE_EVENT) >= 2, 1); /* REGISTER + STATE */
+	assert_int_equal(count_kind(FX_SCREEN), 1);
+	assert_int_equal(count_kind(FX_STATUS), 1);
+	assert_non_null(find_log(LOG_INFO, "DESCONECTADO -> ACTIVADO"));
+	const struct core_cp *cp = core_cp_find(C, "MAD-01");
+	assert_string_equal(cp->location, "C/ Serrano 10");
+	assert_true(cp->price == 0.25);
+	assert_true(cp->link_up);
+
+	link_down(1);
+	assert_int_equal(state_of("MAD-01"), CP_DESCONECTADO);
+	assert_int_equal(count_kind(FX_STORE_CP), 1);
+	assert_int_equal(count_kind(FX_STATUS), 1);
+
+	frame(2, "REGISTER#MAD-01#Gran Via 1#0.40");
+	assert_true(send_index(2, "REGISTER_RESULT#RECONNECT") >= 0);
+	assert_string_equal(core_cp_find(C, "MAD-01")->location, "Gran Via 1");
+	assert_true(core_cp_find(C, "MAD-01")->price == 0.40);
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+	/* the old conn no longer maps to it */
+	frame(1, "HEARTBEAT#MAD-01");
+	assert_true(send_index(1, "ERROR#not registered: send REGISTER first") >= 0);
+}
+
+static void expect_denied(const char *data, const char *reason_part)
+{
+	frame(9, data);
+	const struct core_fx *f = send_prefix("REGISTER_RESULT#DENIED#");
+	assert_non_null(f);
+	if (!strstr(f->text, reason_part))
+		fail_msg("'%s' -> '%s', wanted '%s'", data, f->text, reason_part);
+	assert_int_equal(count_kind(FX_CLOSE), 1);
+	/* the close comes after the answer */
+	size_t si = 0, ci = 0;
+	for (size_t i = 0; i < FX.n; i++) {
+		if (FX.v[i].kind == FX_SEND)
+			si = i;
+		if (FX.v[i].kind == FX_CLOSE)
+			ci = i;
+	}
+	assert_true(si < ci);
+	assert_int_equal(core_cp_count(C), 0);
+}
+
+static void test_register_validation(void **state)
+{
+	(void)state;
+	expect_denied("REGISTER", "needs cp_id");
+	expect_denied("REGISTER#MAD-01", "needs cp_id");
+	expect_denied("REGISTER#MAD 01#x#0.25", "invalid cp_id");
+	expect_denied("REGISTER##x#0.25", "invalid cp_id");
+	expect_denied("REGISTER#ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456#x#0.25", "invalid cp_id"); /* 33 */
+	expect_denied("REGISTER#MAD-01##0.25", "location is empty");
+	char loc[200], buf[300];
+	memset(loc, 'a', 65);
+	loc[65] = '\0';
+	snprintf(buf, sizeof(buf), "REGISTER#MAD-01#%s#0.25", loc);
+	expect_denied(buf, "longer than 64");
+	expect_denied("REGISTER#MAD-01#\xff\xfe#0.25", "not valid UTF-8");
+	expect_denied("REGISTER#MAD-01#\xc0\xaf#0.25", "not valid UTF-8"); /* overlong */
+	expect_denied("REGISTER#MAD-01#x#0,25", "invalid price");
+	expect_denied("REGISTER#MAD-01#x#-1", "invalid price");
+	expect_denied("REGISTER#MAD-01#x#1e2", "invalid price");
+	expect_denied("REGISTER#MAD-01#x#abc", "invalid price");
+	expect_denied("REGISTER#MAD-01#x#.", "invalid price");
+	expect_denied("REGISTER#MAD-01#x#0", "greater than 0");
+	expect_denied("REGISTER#MAD-01#x#100.01", "at most 100");
+
+	/* 64 characters of 2-byte UTF-8 are fine; the limits themselves too */
+	char u[200] = "REGISTER#A_b-9#";
+	for (int i = 0; i < 64; i++)
+		strcat(u, "\xc3\xb1"); /* ñ */
+	strcat(u, "#100");
+	frame(9, u);
+	assert_true(send_index(9, "REGISTER_RESULT#FIRST") >= 0);
+	assert_true(core_cp_find(C, "A_b-9")->price == 100.0);
+	frame(10, "REGISTER#ABCDEFGHIJKLMNOPQRSTUVWXYZ012345#x#.5#extra#fields");
+	assert_true(send_index(10, "REGISTER_RESULT#FIRST") >= 0);
+	assert_true(core_cp_find(C, "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345")->price == 0.5);
+}
+
+static void test_register_without_price(void **state)
+{
+	(void)state;
+	frame(1, "REGISTER#MAD-01#Somewhere");
+	assert_true(send_index(1, "REGISTER_RESULT#FIRST") >= 0);
+	assert_true(core_cp_find(C, "MAD-01")->price == 0.30);
+	assert_non_null(find_log(LOG_WARN, "default 0.30"));
+	link_down(1);
+	frame(2, "REGISTER#MAD-01#x#1.5");
+	link_down(2);
+	frame(3, "REGISTER#MAD-01#x#");
+	assert_true(send_index(3, "REGISTER_RESULT#RECONNECT") >= 0);
+	assert_true(core_cp_find(C, "MAD-01")->price == 1.5);
+	assert_non_null(find_log(LOG_INFO, "keeping 1.50"));
+}
+
+static void test_register_stored_cp_is_reconnect(void **state)
+{
+	(void)state;
+	core_load_cp(C, "MAD-02", "Atocha", 0.35, 0);
+	assert_int_equal(state_of("MAD-02"), CP_DESCONECTADO);
+	frame(4, "REGISTER#MAD-02#Atocha");
+	assert_true(send_index(4, "REGISTER_RESULT#RECONNECT") >= 0);
+	assert_true(core_cp_find(C, "MAD-02")->price == 0.35);
+	assert_int_equal(state_of("MAD-02"), CP_ACTIVADO);
+}
+
+static void test_already_connected(void **state)
+{
+	(void)state;
+	reg(1, "MAD-01");
+	reg(2, "MAD-01");
+	assert_true(send_index(2, "REGISTER_RESULT#DENIED#ALREADY_CONNECTED") >= 0);
+	assert_int_equal(count_kind(FX_CLOSE), 1);
+	/* the live link is untouched, and the refused one going down is harmless */
+	link_down(2);
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+	assert_int_equal(core_cp_find(C, "MAD-01")->conn, 1);
+	/* the same link registering again is a harmless reconnect */
+	reg(1, "MAD-01");
+	assert_true(send_index(1, "REGISTER_RESULT#RECONNECT") >= 0);
+	/* but not as another CP */
+	reg(1, "MAD-02");
+	assert_true(send_index(1, "ERROR#this link is already registered as CP MAD-01") >= 0);
+	assert_null(core_cp_find(C, "MAD-02"));
+	assert_int_equal(count_kind(FX_CLOSE), 0);
+}
+
+/* ---- frames ---- */
+
+static void test_frames_before_register(void **state)
+{
+	(void)state;
+	const char *frames[] = { "HEARTBEAT#MAD-01", "FAULT#MAD-01", "ACK#PARAR", "CHECK_SESSION#MAD-01", "FOO" };
+	for (size_t i = 0; i < sizeof(frames) / sizeof(frames[0]); i++) {
+		frame(5, frames[i]);
+		assert_true(send_index(5, "ERROR#not registered: send REGISTER first") >= 0);
+		assert_int_equal(count_kind(FX_CLOSE), 0);
+	}
+	assert_int_equal(core_cp_count(C), 0);
+}
+
+static void test_bad_frames_keep_link(void **state)
+{
+	(void)state;
+	reg(1, "MAD-01");
+	frame(1, "HEARTBEAT#MAD-02");
+	assert_true(send_index(1, "ERROR#cp_id 'MAD-02' does not match this link's CP MAD-01") >= 0);
+	frame(1, "FAULT#MAD-02");
+	assert_non_null(send_prefix("ERROR#cp_id 'MAD-02'"));
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO); /* the fault was not applied */
+	frame(1, "HEARTBEAT");
+	assert_true(send_index(1, "ERROR#HEARTBEAT needs a cp_id") >= 0);
+	frame(1, "FROB#MAD-01");
+	assert_true(send_index(1, "ERROR#unknown opcode 'FROB'") >= 0);
+	frame(1, "ACK#FROB");
+	assert_true(send_index(1, "ERROR#ACK of unknown command 'FROB'") >= 0);
+	frame(1, "ACK");
+	assert_non_null(send_prefix("ERROR#ACK of unknown command"));
+	assert_int_equal(count_kind(FX_CLOSE), 0);
+	/* an ERROR from the CP is logged, never answered (no ping-pong) */
+	frame(1, "ERROR#whatever");
+	assert_int_equal(count_kind(FX_SEND), 0);
+	assert_non_null(find_log(LOG_WARN, "whatever"));
+	/* a heartbeat produces nothing but refreshes liveness */
+	NOW += 5;
+	frame(1, "HEARTBEAT#MAD-01");
+	assert_int_equal(FX.n, 0);
+	assert_true(core_cp_find(C, "MAD-01")->last_seen == NOW);
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+}
+
+static void test_fault_recover(void **state)
+{
+	(void)state;
+	reg(1, "MAD-01");
+	frame(1, "FAULT#MAD-01#engine KO");
+	assert_int_equal(state_of("MAD-01"), CP_AVERIADO);
+	assert_int_equal(count_kind(FX_STORE_CP), 1);
+	assert_int_equal(count_kind(FX_SCREEN), 1);
+	assert_int_equal(count_kind(FX_STATUS), 1);
+	assert_non_null(find_log(LOG_INFO, "ACTIVADO -> AVERIADO"));
+	frame(1, "FAULT#MAD-01");
+	assert_int_equal(count_kind(FX_STORE_CP), 0); /* repeated: no change */
+	frame(1, "RECOVER#MAD-01");
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+	assert_int_equal(count_kind(FX_STORE_CP), 1);
+	frame(1, "RECOVER#MAD-01");
+	assert_int_equal(count_kind(FX_STORE_CP), 0);
+}
+
+static void test_check_session(void **state)
+{
+	(void)state;
+	char sid[MSG_ID_MAX + 1], want[256];
+	reg(1, "MAD-01");
+	frame(1, "CHECK_SESSION#MAD-01");
+	assert_true(send_index(1, "NO_SESSION#MAD-01") >= 0);
+	authorise(1, "MAD-01", "101", sid);
+	frame(1, "CHECK_SESSION#MAD-01");
+	snprintf(want, sizeof(want), "SESSION#MAD-01#101#%s", sid);
+	assert_true(send_index(1, want) >= 0);
+}
+
+/* ---- operator stop and resume ---- */
+
+static void test_stop_resume(void **state)
+{
+	(void)state;
+	char err[CORE_ERR_LEN];
+	reg(1, "MAD-01");
+	assert_int_equal(command(CMD_STOP, "MAD-01", err), 0);
+	assert_true(send_index(1, "PARAR#CENTRAL") >= 0);
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO); /* not until acknowledged */
+	assert_int_equal(command(CMD_STOP, "MAD-01", err), -1); /* already pending */
+	frame(1, "ACK#PARAR");
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+	assert_int_equal(count_kind(FX_STORE_CP), 1);
+	for (size_t i = 0; i < FX.n; i++)
+		if (FX.v[i].kind == FX_STORE_CP) {
+			assert_int_equal(FX.v[i].cp.stopped, 1);
+			assert_int_equal(FX.v[i].cp.state, CP_FUERA_DE_SERVICIO);
+			assert_null(FX.v[i].cp.session);
+		}
+	assert_int_equal(command(CMD_STOP, "MAD-01", err), -1);
+	assert_non_null(strstr(err, "already stopped"));
+	assert_int_equal(command(CMD_RESUME, "MAD-01", err), 0);
+	assert_true(send_index(1, "REANUDAR#CENTRAL") >= 0);
+	frame(1, "ACK#REANUDAR");
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+	assert_int_equal(core_cp_find(C, "MAD-01")->stopped, 0);
+	assert_int_equal(command(CMD_RESUME, "MAD-01", err), -1);
+	assert_non_null(strstr(err, "not stopped"));
+	/* an unsolicited ACK changes nothing */
+	frame(1, "ACK#PARAR");
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+}
+
+static void test_stop_nack(void **state)
+{
+	(void)state;
+	char err[CORE_ERR_LEN];
+	reg(1, "MAD-01");
+	assert_int_equal(command(CMD_STOP, "MAD-01", err), 0);
+	frame(1, "NACK#PARAR#engine busy");
+	assert_non_null(find_log(LOG_WARN, "refused PARAR: engine busy"));
+	assert_int_equal(count_kind(FX_STORE_CP), 0);
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+	assert_int_equal(core_cp_find(C, "MAD-01")->stop_pending, 0);
+	/* the operator may try again */
+	assert_int_equal(command(CMD_STOP, "MAD-01", err), 0);
+}
+
+static void test_command_to_disconnected_cp(void **state)
+{
+	(void)state;
+	char err[CORE_ERR_LEN];
+	core_load_cp(C, "MAD-09", "Sol", 0.25, 0);
+	assert_int_equal(command(CMD_STOP, "MAD-09", err), -1);
+	assert_non_null(strstr(err, "DESCONECTADO"));
+	assert_non_null(strstr(err, "link is down"));
+	assert_int_equal(count_kind(FX_SEND), 0);
+	assert_non_null(find_log(LOG_WARN, "MAD-09"));
+	assert_int_equal(command(CMD_RESUME, "MAD-09", err), -1);
+	assert_int_equal(command(CMD_STOP, "NOPE", err), -1);
+	assert_non_null(strstr(err, "unknown CP"));
+	assert_non_null(find_log(LOG_WARN, "unknown CP"));
+	/* a stop pending when the link dies is lost, visibly */
+	reg(1, "MAD-01");
+	assert_int_equal(command(CMD_STOP, "MAD-01", err), 0);
+	link_down(1);
+	assert_non_null(find_log(LOG_WARN, "PARAR not acknowledged"));
+	reg(2, "MAD-01");
+	assert_int_equal(send_index(2, "PARAR#CENTRAL"), -1);
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+}
+
+static void test_stop_all_resume_all(void **state)
+{
+	(void)state;
+	char err[CORE_ERR_LEN];
+	reg(1, "A1");
+	reg(2, "A2");
+	core_load_cp(C, "A3", "down", 0.2, 0);
+	assert_int_equal(command(CMD_STOP_ALL, NULL, err), 0);
+	assert_true(send_index(1, "PARAR#CENTRAL") >= 0);
+	assert_true(send_index(2, "PARAR#CENTRAL") >= 0);
+	assert_int_equal(count_kind(FX_SEND), 2);
+	const struct core_fx *l = find_log(LOG_WARN, "sent to 2 CP(s)");
+	assert_non_null(l);
+	assert_non_null(strstr(l->text, "1 not reachable (link down): A3"));
+	frame(1, "ACK#PARAR");
+	frame(2, "ACK#PARAR");
+	assert_int_equal(state_of("A1"), CP_FUERA_DE_SERVICIO);
+	assert_int_equal(state_of("A2"), CP_FUERA_DE_SERVICIO);
+	size_t counts[CP_STATE_COUNT];
+	core_state_counts(C, counts);
+	assert_int_equal(counts[CP_FUERA_DE_SERVICIO], 2);
+	assert_int_equal(counts[CP_DESCONECTADO], 1);
+	assert_int_equal(command(CMD_STOP_ALL, NULL, err), -1); /* nothing left to stop */
+	assert_non_null(strstr(err, "no CP"));
+	assert_int_equal(command(CMD_RESUME_ALL, NULL, err), 0);
+	assert_int_equal(count_kind(FX_SEND), 2);
+	frame(1, "ACK#REANUDAR");
+	frame(2, "ACK#REANUDAR");
+	assert_int_equal(state_of("A1"), CP_ACTIVADO);
+	assert_int_equal(state_of("A2"), CP_ACTIVADO);
+}
+
+static void test_recover_after_stop_stays_out_of_service(void **state)
+{
+	(void)state;
+	char err[CORE_ERR_LEN];
+	reg(1, "MAD-01");
+	frame(1, "FAULT#MAD-01");
+	assert_int_equal(command(CMD_STOP, "MAD-01", err), 0);
+	frame(1, "ACK#PARAR");
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+	frame(1, "RECOVER#MAD-01");
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+	assert_int_equal(core_cp_find(C, "MAD-01")->fault, 0);
+	assert_non_null(find_log(LOG_INFO, "stays FUERA_DE_SERVICIO"));
+	assert_int_equal(command(CMD_RESUME, "MAD-01", err), 0);
+	frame(1, "ACK#REANUDAR");
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+}
+
+static void test_reregister_while_faulty_or_stopped(void **state)
+{
+	(void)state;
+	char err[CORE_ERR_LEN];
+	/* a fault survives a reconnect: only RECOVER clears it */
+	reg(1, "MAD-01");
+	frame(1, "FAULT#MAD-01");
+	link_down(1);
+	assert_int_equal(state_of("MAD-01"), CP_DESCONECTADO);
+	reg(2, "MAD-01");
+	assert_true(send_index(2, "REGISTER_RESULT#RECONNECT") >= 0);
+	assert_int_equal(state_of("MAD-01"), CP_AVERIADO);
+	frame(2, "RECOVER#MAD-01");
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+
+	/* an operator stop survives a reconnect and is sent again */
+	assert_int_equal(command(CMD_STOP, "MAD-01", err), 0);
+	frame(2, "ACK#PARAR");
+	link_down(2);
+	reg(3, "MAD-01");
+	long r = send_index(3, "REGISTER_RESULT#RECONNECT"), p = send_index(3, "PARAR#CENTRAL");
+	assert_true(r >= 0 && p > r);
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+	frame(3, "ACK#PARAR");
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+	assert_int_equal(core_cp_find(C, "MAD-01")->stop_pending, 0);
+
+	/* the same for a stop loaded from the store at start */
+	core_load_cp(C, "MAD-07", "Retiro", 0.3, 1);
+	reg(4, "MAD-07");
+	assert_true(send_index(4, "PARAR#CENTRAL") > send_index(4, "REGISTER_RESULT#RECONNECT"));
+	assert_int_equal(state_of("MAD-07"), CP_FUERA_DE_SERVICIO);
+}
+
+/* ---- authorisation ---- */
+
+static void test_full_supply_ticket(void **state)
+{
+	(void)state;
+	char want[256];
+	reg(1, "MAD-01");
+	struct msg m = request("101", "MAD-01", NOW - 2);
+	m.has_request_id = 1;
+	snprintf(m.request_id, sizeof(m.request_id), "req-1");
+	kafka(&m);
+	const struct core_session *s = stored_session();
+	assert_non_null(s);
+	char sid[MSG_ID_MAX + 1];
+	snprintf(sid, sizeof(sid), "%s", s->id);
+	assert_int_equal(strncmp(sid, "MAD-01-", 7), 0);
+	assert_int_equal(s->outcome, OUT_OPEN);
+	assert_string_equal(s->request_id, "req-1");
+	snprintf(want, sizeof(want), "AUTORIZAR_SUMINISTRO#101#%s#0.25", sid);
+	assert_true(send_index(1, want) >= 0);
+	assert_int_equal(state_of("MAD-01"), CP_RESERVADO);
+	assert_int_equal(count_produce(MSG_AUTH_OK), 0); /* only once the CP accepts */
+	assert_int_equal(count_kind(FX_REQUEST), 1);
+
+	frame(1, "ACK#AUTORIZAR_SUMINISTRO");
+	const struct msg *ok = produced(MSG_AUTH_OK);
+	assert_non_null(ok);
+	assert_string_equal(ok->user_id, "101");
+	assert_string_equal(ok->cp_id, "MAD-01");
+	assert_string_equal(ok->session_id, sid);
+	assert_int_equal(ok->has_session_id, 1);
+	assert_true(strlen(ok->message) > 0);
+	assert_int_equal(count_kind(FX_REQUEST), 1);
+
+	NOW += 10;
+	struct msg t = tele(MSG_SESSION_STARTED, "MAD-01", "101", sid, 1, 0);
+	kafka(&t);
+	assert_int_equal(state_of("MAD-01"), CP_SUMINISTRANDO);
+	double started = NOW;
+
+	NOW += 1;
+	t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 2, 2.0);
+	kafka(&t);
+	const struct msg *u = produced(MSG_CONSUMO_UPDATE);
+	assert_non_null(u);
+	assert_true(u->kwh == 2.0);
+	assert_true(u->importe == 2.0 * 0.25);
+	assert_true(u->kw == 7.2);
+	assert_string_equal(u->session_id, sid);
+	assert_int_equal(count_kind(FX_SCREEN), 1);
+	assert_true(core_cp_find(C, "MAD-01")->session->kwh == 2.0);
+
+	NOW += 100;
+	t = tele(MSG_SUPPLY_END, "MAD-01", "101", sid, 3, 10.0);
+	kafka(&t);
+	const struct msg *tk = produced(MSG_TICKET);
+	assert_non_null(tk);
+	assert_int_equal(count_produce(MSG_TICKET), 1);
+	assert_true(tk->kwh == 10.0);
+	assert_true(tk->importe == 10.0 * 0.25);
+	assert_true(tk->price == 0.25);
+	assert_true(tk->started_at == started);
+	assert_true(tk->ended_at == NOW);
+	assert_string_equal(tk->session_id, sid);
+	assert_string_equal(tk->user_id, "101");
+	s = stored_session();
+	assert_int_equal(s->outcome, OUT_TICKET);
+	assert_true(s->importe == 2.5);
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+	assert_null(core_cp_find(C, "MAD-01")->session);
+
+	/* the driver is free again */
+	m = request("101", "MAD-01", NOW);
+	kafka(&m);
+	assert_non_null(send_prefix("AUTORIZAR_SUMINISTRO#101#"));
+}
+
+static void test_ticket_amount_uses_price_sent(void **state)
+{
+	(void)state;
+	char sid[MSG_ID_MAX + 1];
+	frame(1, "REGISTER#MAD-01#x#0.3");
+	struct msg m = request("101", "MAD-01", NOW);
+	kafka(&m);
+	assert_non_null(send_prefix("AUTORIZAR_SUMINISTRO#101#"));
+	assert_non_null(strstr(send_prefix("AUTORIZAR")->text, "#0.30"));
+	snprintf(sid, sizeof(sid), "%s", stored_session()->id);
+	frame(1, "ACK#AUTORIZAR_SUMINISTRO");
+	/* a price change after authorisation does not touch this session */
+	frame(1, "REGISTER#MAD-01#x#0.9");
+	struct msg t = tele(MSG_SUPPLY_END, "MAD-01", "101", sid, 5, 7.5);
+	kafka(&t);
+	const struct msg *tk = produced(MSG_TICKET);
+	assert_non_null(tk);
+	assert_true(tk->price == 0.3);
+	assert_true(tk->importe == 7.5 * 0.3);
+
+	/* odd prices go out with enough decimals and a '.' */
+	frame(2, "REGISTER#MAD-02#x#0.123456");
+	m = request("102", "MAD-02", NOW);
+	kafka(&m);
+	assert_non_null(strstr(send_prefix("AUTORIZAR")->text, "#0.123456"));
+	frame(3, "REGISTER#MAD-03#x#12");
+	m = request("103", "MAD-03", NOW);
+	core_add_driver(C, "103");
+	kafka(&m);
+	assert_non_null(strstr(send_prefix("AUTORIZAR")->text, "#12.00"));
+}
+
+static void test_two_drivers_same_instant(void **state)
+{
+	(void)state;
+	reg(1, "MAD-01");
+	struct msg a = request("101", "MAD-01", NOW), b = request("102", "MAD-01", NOW);
+	core_fxlist_clear(&FX);
+	core_on_kafka(C, &a, NOW, &FX);
+	core_on_kafka(C, &b, NOW, &FX);
+	size_t auth = 0;
+	for (size_t i = 0; i < FX.n; i++)
+		auth += FX.v[i].kind == FX_SEND && strncmp(FX.v[i].text, "AUTORIZAR_SUMINISTRO#", 21) == 0;
+	assert_int_equal(auth, 1);
+	assert_int_equal(count_produce(MSG_AUTH_DENIED), 1);
+	const struct msg *d = produced(MSG_AUTH_DENIED);
+	assert_string_equal(d->user_id, "102");
+	assert_string_equal(d->reason, "CP MAD-01 is RESERVADO");
+	assert_int_equal(d->has_session_id, 0);
+	assert_string_equal(core_cp_find(C, "MAD-01")->session->driver_id, "101");
+}
+
+static void expect_auth_denied(const char *user, const char *cp, double ts, const char *reason)
+{
+	struct msg m = request(user, cp, ts);
+	kafka(&m);
+	const struct msg *d = produced(MSG_AUTH_DENIED);
+	assert_non_null(d);
+	if (!strstr(d->reason, reason))
+		fail_msg("denied for '%s', wanted '%s'", d->reason, reason);
+	assert_string_equal(d->user_id, user);
+	assert_null(send_prefix("AUTORIZAR_SUMINISTRO#"));
+	assert_int_equal(count_kind(FX_STORE_SESSION), 0);
+	assert_int_equal(count_kind(FX_REQUEST), 1);
+	for (size_t i = 0; i < FX.n; i++)
+		if (FX.v[i].kind == FX_REQUEST)
+			assert_non_null(strstr(FX.v[i].text, "AUTH_DENIED: "));
+}
+
+static void test_auth_denials(void **state)
+{
+	(void)state;
+	char err[CORE_ERR_LEN], sid[MSG_ID_MAX + 1];
+	reg(1, "MAD-01");
+	expect_auth_denied("999", "MAD-01", NOW, "driver 999 is not registered");
+	expect_auth_denied("101", "NOPE-01", NOW, "CP NOPE-01 is not known");
+	expect_auth_denied("101", "MAD-01", NOW - 61, "request expired: it is 61 s old (limit 60 s)");
+	expect_auth_denied("101", "MAD-01", NOW + 3600, "in the future");
+	expect_auth_denied("101", "MAD-01", 0, "no timestamp");
+	core_load_cp(C, "MAD-09", "x", 0.2, 0);
+	expect_auth_denied("101", "MAD-09", NOW, "CP MAD-09 is DESCONECTADO");
+	frame(1, "FAULT#MAD-01");
+	expect_auth_denied("101", "MAD-01", NOW, "CP MAD-01 is AVERIADO");
+	frame(1, "RECOVER#MAD-01");
+	assert_int_equal(command(CMD_STOP, "MAD-01", err), 0);
+	expect_auth_denied("101", "MAD-01", NOW, "being stopped by the operator");
+	frame(1, "ACK#PARAR");
+	expect_auth_denied("101", "MAD-01", NOW, "CP MAD-01 is FUERA_DE_SERVICIO");
+	/* a driver with an open session elsewhere */
+	reg(2, "MAD-02");
+	reg(3, "MAD-03");
+	authorise(2, "MAD-02", "101", sid);
+	expect_auth_denied("101", "MAD-03", NOW, "driver 101 already has an open session on CP MAD-02");
+	/* 59 s old is still fine */
+	struct msg m = request("102", "MAD-03", NOW - 59);
+	kafka(&m);
+	assert_non_null(send_prefix("AUTORIZAR_SUMINISTRO#102#"));
+}
+
+static void test_duplicate_request_id_ignored(void **state)
+{
+	(void)state;
+	reg(1, "MAD-01");
+	struct msg m = request("101", "MAD-01", NOW);
+	m.has_request_id = 1;
+	snprintf(m.request_id, sizeof(m.request_id), "r-7");
+	kafka(&m);
+	assert_non_null(send_prefix("AUTORIZAR_SUMINISTRO#"));
+	kafka(&m); /* redelivered by Kafka */
+	assert_int_equal(count_produce(MSG_AUTH_DENIED), 0);
+	assert_null(send_prefix("AUTORIZAR_SUMINISTRO#"));
+	assert_int_equal(state_of("MAD-01"), CP_RESERVADO);
+}
+
+static int only_7(void *arg, const char *id)
+{
+	(*(int *)arg)++;
+	return strcmp(id, "7") == 0;
+}
+
+static void test_driver_known_callback(void **state)
+{
+	(void)state;
+	int calls = 0;
+	struct core_config cfg;
+	core_config_defaults(&cfg);
+	assert_true(cfg.request_max_age == 60 && cfg.reservation_timeout == 120);
+	cfg.driver_known = only_7;
+	cfg.driver_known_arg = &calls;
+	core_free(C);
+	C = core_new(&cfg);
+	reg(1, "MAD-01");
+	expect_auth_denied("8", "MAD-01", NOW, "driver 8 is not registered");
+	struct msg m = request("7", "MAD-01", NOW);
+	kafka(&m);
+	assert_non_null(send_prefix("AUTORIZAR_SUMINISTRO#7#"));
+	assert_true(calls >= 2);
+}
+
+static void test_nack_authorize(void **state)
+{
+	(void)state;
+	reg(1, "MAD-01");
+	struct msg m = request("101", "MAD-01", NOW);
+	kafka(&m);
+	char sid[MSG_ID_MAX + 1];
+	snprintf(sid, sizeof(sid), "%s", stored_session()->id);
+	frame(1, "NACK#AUTORIZAR_SUMINISTRO#engine busy");
+	const struct msg *d = produced(MSG_AUTH_DENIED);
+	assert_non_null(d);
+	assert_non_null(strstr(d->reason, "engine busy"));
+	assert_string_equal(d->session_id, sid);
+	assert_int_equal(count_produce(MSG_SESSION_CANCELLED), 0);
+	assert_int_equal(count_produce(MSG_AUTH_OK), 0);
+	const struct core_session *s = stored_session();
+	assert_int_equal(s->outcome, OUT_SESSION_CANCELLED);
+	assert_string_equal(s->id, sid);
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+	/* late ACK for it changes nothing */
+	frame(1, "ACK#AUTORIZAR_SUMINISTRO");
+	assert_int_equal(count_produce(MSG_AUTH_OK), 0);
+	assert_int_equal(count_kind(FX_SEND), 0);
+}
+
+static void test_reservation_timeout(void **state)
+{
+	(void)state;
+	char sid[MSG_ID_MAX + 1];
+	reg(1, "MAD-01");
+	authorise(1, "MAD-01", "101", sid);
+	NOW += 119;
+	tick();
+	assert_int_equal(FX.n, 0);
+	NOW += 1;
+	tick();
+	const struct msg *x = produced(MSG_SESSION_CANCELLED);
+	assert_non_null(x);
+	assert_string_equal(x->session_id, sid);
+	assert_non_null(strstr(x->reason, "not plugged in within 120 s"));
+	assert_int_equal(stored_session()->outcome, OUT_SESSION_CANCELLED);
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+	tick();
+	assert_int_equal(FX.n, 0);
+	/* a SESSION_STARTED after the timeout is too late */
+	struct msg t = tele(MSG_SESSION_STARTED, "MAD-01", "101", sid, 1, 0);
+	kafka(&t);
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+	assert_int_equal(count_kind(FX_STORE_SESSION), 0);
+
+	/* a charging session never times out */
+	char sid2[MSG_ID_MAX + 1];
+	authorise(1, "MAD-01", "102", sid2);
+	t = tele(MSG_SESSION_STARTED, "MAD-01", "102", sid2, 1, 0);
+	kafka(&t);
+	NOW += 1000;
+	tick();
+	assert_int_equal(FX.n, 0);
+	assert_int_equal(state_of("MAD-01"), CP_SUMINISTRANDO);
+}
+
+static void test_reservation_timeout_configurable(void **state)
+{
+	(void)state;
+	struct core_config cfg;
+	core_config_defaults(&cfg);
+	cfg.reservation_timeout = 5;
+	cfg.request_max_age = 10;
+	core_free(C);
+	C = core_new(&cfg);
+	core_add_driver(C, "101");
+	reg(1, "MAD-01");
+	expect_auth_denied("101", "MAD-01", NOW - 11, "limit 10 s");
+	struct msg m = request("101", "MAD-01", NOW);
+	kafka(&m);
+	NOW += 5;
+	tick();
+	assert_int_equal(count_produce(MSG_SESSION_CANCELLED), 1);
+}
+
+static void test_driver_quit(void **state)
+{
+	(void)state;
+	char sid[MSG_ID_MAX + 1], sid2[MSG_ID_MAX + 1];
+	reg(1, "MAD-01");
+	authorise(1, "MAD-01", "101", sid);
+	struct msg q;
+	msg_init(&q, MSG_DRIVER_QUIT);
+	snprintf(q.user_id, sizeof(q.user_id), "101");
+	kafka(&q);
+	const struct msg *x = produced(MSG_SESSION_CANCELLED);
+	assert_non_null(x);
+	assert_string_equal(x->session_id, sid);
+	assert_string_equal(x->reason, "driver quit");
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+	kafka(&q); /* again: nothing open */
+	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	/* while charging, quitting the app does not stop the supply */
+	charging(2, "MAD-02", "101", sid2);
+	kafka(&q);
+	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(state_of("MAD-02"), CP_SUMINISTRANDO);
+}
+
+/* ---- telemetry ---- */
+
+static void test_duplicate_and_old_seq(void **state)
+{
+	(void)state;
+	char sid[MSG_ID_MAX + 1];
+	charging(1, "MAD-01", "101", sid);
+	struct msg t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 5, 3.0);
+	kafka(&t);
+	assert_int_equal(count_produce(MSG_CONSUMO_UPDATE), 1);
+	kafka(&t); /* duplicate */
+	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(count_kind(FX_STORE_SESSION), 0);
+	t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 4, 9.0); /* old */
+	kafka(&t);
+	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_true(core_cp_find(C, "MAD-01")->session->kwh == 3.0);
+	t = tele(MSG_SUPPLY_END, "MAD-01", "101", sid, 5, 9.0); /* same seq, other type */
+	kafka(&t);
+	assert_int_equal(count_produce(MSG_TICKET), 0);
+	t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 6, 4.0);
+	kafka(&t);
+	assert_true(produced(MSG_CONSUMO_UPDATE)->importe == 4.0 * 0.25);
+}
+
+static void test_consumo_after_supply_end(void **state)
+{
+	(void)state;
+	char sid[MSG_ID_MAX + 1];
+	charging(1, "MAD-01", "101", sid);
+	struct msg t = tele(MSG_SUPPLY_END, "MAD-01", "101", sid, 2, 5.0);
+	kafka(&t);
+	assert_int_equal(count_produce(MSG_TICKET), 1);
+	t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 3, 6.0);
+	kafka(&t);
+	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(count_kind(FX_STORE_SESSION), 0);
+	assert_int_equal(count_kind(FX_STORE_CP), 0);
+	t = tele(MSG_SUPPLY_END, "MAD-01", "101", sid, 4, 6.0);
+	kafka(&t);
+	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	t = tele(MSG_AVERIADO, "MAD-01", "101", sid, 5, 6.0);
+	kafka(&t);
+	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+}
+
+static void test_telemetry_mismatch_and_unknown(void **state)
+{
+	(void)state;
+	char sid[MSG_ID_MAX + 1];
+	charging(1, "MAD-01", "101", sid);
+	struct msg t = tele(MSG_SUPPLY_END, "MAD-02", "101", sid, 2, 5.0);
+	kafka(&t);
+	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_non_null(find_log(LOG_WARN, "ignored"));
+	t = tele(MSG_SUPPLY_END, "MAD-01", "102", sid, 2, 5.0);
+	kafka(&t);
+	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	t = tele(MSG_SUPPLY_END, "MAD-01", "101", "no-such-session", 2, 5.0);
+	kafka(&t);
+	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 2, -1.0);
+	kafka(&t);
+	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	t = tele(MSG_SUPPLY_END, "MAD-01", "101", "", 2, 5.0);
+	t.has_session_id = 0;
+	kafka(&t);
+	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	for (size_t i = 0; i < FX.n; i++)
+		assert_true(FX.v[i].kind == FX_LOG && FX.v[i].level <= LOG_WARN);
+	assert_int_equal(state_of("MAD-01"), CP_SUMINISTRANDO);
+	/* notifications are not inputs */
+	struct msg n;
+	msg_init(&n, MSG_TICKET);
+	kafka(&n);
+	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(state_of("MAD-01"), CP_SUMINISTRANDO);
+}
+
+static void test_session_started_before_ack(void **state)
+{
+	(void)state;
+	reg(1, "MAD-01");
+	struct msg m = request("101", "MAD-01", NOW);
+	kafka(&m);
+	char sid[MSG_ID_MAX + 1];
+	snprintf(sid, sizeof(sid), "%s", stored_session()->id);
+	struct msg t = tele(MSG_SESSION_STARTED, "MAD-01", "101", sid, 1, 0);
+	kafka(&t);
+	assert_int_equal(count_produce(MSG_AUTH_OK), 1);
+	assert_int_equal(state_of("MAD-01"), CP_SUMINISTRANDO);
+	frame(1, "ACK#AUTORIZAR_SUMINISTRO");
+	assert_int_equal(count_produce(MSG_AUTH_OK), 0); /* told once */
+}
+
+static void test_fault_and_averiado_same_session(void **state)
+{
+	(void)state;
+	char sid[MSG_ID_MAX + 1];
+	/* FAULT on the link first, then AVERIADO on Kafka */
+	charging(1, "MAD-01", "101", sid);
+	struct msg t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 2, 4.0);
+	kafka(&t);
+	frame(1, "FAULT#MAD-01#engine KO");
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 1);
+	const struct msg *e = produced(MSG_SUPPLY_ERROR);
+	assert_true(e->kwh_partial == 4.0);
+	assert_true(e->importe_partial == 1.0);
+	assert_string_equal(e->session_id, sid);
+	assert_non_null(strstr(e->reason, "engine KO"));
+	assert_int_equal(state_of("MAD-01"), CP_AVERIADO);
+	assert_int_equal(stored_session()->outcome, OUT_SUPPLY_ERROR);
+	/* one state change, SUMINISTRANDO -> AVERIADO */
+	assert_int_equal(count_kind(FX_STORE_CP), 1);
+	assert_non_null(find_log(LOG_INFO, "SUMINISTRANDO -> AVERIADO"));
+	t = tele(MSG_AVERIADO, "MAD-01", "101", sid, 3, 4.5);
+	kafka(&t);
+	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(count_kind(FX_STORE_SESSION), 0);
+	assert_int_equal(state_of("MAD-01"), CP_AVERIADO);
+
+	/* AVERIADO on Kafka first, then FAULT on the link */
+	charging(2, "MAD-02", "102", sid);
+	t = tele(MSG_AVERIADO, "MAD-02", "102", sid, 2, 1.5);
+	kafka(&t);
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 1);
+	assert_true(produced(MSG_SUPPLY_ERROR)->kwh_partial == 1.5);
+	assert_int_equal(state_of("MAD-02"), CP_ACTIVADO); /* the monitor reports the fault */
+	frame(2, "FAULT#MAD-02");
+	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(state_of("MAD-02"), CP_AVERIADO);
+}
+
+static void test_fault_while_reserved(void **state)
+{
+	(void)state;
+	char sid[MSG_ID_MAX + 1];
+	reg(1, "MAD-01");
+	authorise(1, "MAD-01", "101", sid);
+	frame(1, "FAULT#MAD-01");
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
+	assert_int_equal(count_produce(MSG_SESSION_CANCELLED), 1);
+	assert_int_equal(state_of("MAD-01"), CP_AVERIADO);
+}
+
+static void test_supply_end_then_parar(void **state)
+{
+	(void)state;
+	char sid[MSG_ID_MAX + 1], err[CORE_ERR_LEN];
+	charging(1, "MAD-01", "101", sid);
+	assert_int_equal(command(CMD_STOP, "MAD-01", err), 0);
+	struct msg t = tele(MSG_SUPPLY_END, "MAD-01", "101", sid, 2, 6.0);
+	kafka(&t);
+	assert_int_equal(count_produce(MSG_TICKET), 1);
+	assert_true(produced(MSG_TICKET)->importe == 1.5);
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+	frame(1, "ACK#PARAR");
+	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(count_kind(FX_STORE_SESSION), 0);
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+}
+
+static void test_parar_then_supply_end(void **state)
+{
+	(void)state;
+	char sid[MSG_ID_MAX + 1], err[CORE_ERR_LEN];
+	charging(1, "MAD-01", "101", sid);
+	struct msg t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 2, 3.0);
+	kafka(&t);
+	assert_int_equal(command(CMD_STOP, "MAD-01", err), 0);
+	frame(1, "ACK#PARAR");
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 1);
+	const struct msg *e = produced(MSG_SUPPLY_ERROR);
+	assert_string_equal(e->reason, "stopped by operator");
+	assert_true(e->kwh_partial == 3.0);
+	assert_true(e->importe_partial == 0.75);
+	assert_int_equal(stored_session()->outcome, OUT_SUPPLY_ERROR);
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+	t = tele(MSG_SUPPLY_END, "MAD-01", "101", sid, 3, 3.2);
+	kafka(&t);
+	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(count_kind(FX_STORE_SESSION), 0);
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+}
+
+static void test_stop_while_reserved(void **state)
+{
+	(void)state;
+	char sid[MSG_ID_MAX + 1], err[CORE_ERR_LEN];
+	reg(1, "MAD-01");
+	authorise(1, "MAD-01", "101", sid);
+	assert_int_equal(command(CMD_STOP, "MAD-01", err), 0);
+	frame(1, "ACK#PARAR");
+	assert_int_equal(count_produce(MSG_SESSION_CANCELLED), 1);
+	assert_string_equal(produced(MSG_SESSION_CANCELLED)->reason, "stopped by operator");
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
+}
+
+static void test_link_down_with_session(void **state)
+{
+	(void)state;
+	char sid[MSG_ID_MAX + 1];
+	charging(1, "MAD-01", "101", sid);
+	struct msg t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 2, 2.0);
+	kafka(&t);
+	link_down(1);
+	const struct msg *e = produced(MSG_SUPPLY_ERROR);
+	assert_non_null(e);
+	assert_string_equal(e->reason, "link to CP lost");
+	assert_true(e->kwh_partial == 2.0 && e->importe_partial == 0.5);
+	assert_int_equal(state_of("MAD-01"), CP_DESCONECTADO);
+	assert_int_equal(count_kind(FX_STORE_CP), 1);
+	/* the engine's own CONEXION_PERDIDA comes later: nothing more */
+	t = tele(MSG_CONEXION_PERDIDA, "MAD-01", "101", sid, 3, 2.1);
+	kafka(&t);
+	assert_int_equal(count_kind(FX_PRODUCE), 0);
+
+	reg(2, "MAD-02");
+	authorise(2, "MAD-02", "102", sid);
+	link_down(2);
+	assert_int_equal(count_produce(MSG_SESSION_CANCELLED), 1);
+	assert_string_equal(produced(MSG_SESSION_CANCELLED)->reason, "link to CP lost");
+	link_down(2); /* twice: harmless */
+	assert_int_equal(count_kind(FX_PRODUCE), 0);
+}
+
+static void test_conexion_perdida(void **state)
+{
+	(void)state;
+	char sid[MSG_ID_MAX + 1];
+	charging(1, "MAD-01", "101", sid);
+	struct msg t = tele(MSG_CONEXION_PERDIDA, "MAD-01", "101", sid, 2, 1.0);
+	snprintf(t.component, sizeof(t.component), "MONITOR");
+	kafka(&t);
+	const struct msg *e = produced(MSG_SUPPLY_ERROR);
+	assert_non_null(e);
+	assert_non_null(strstr(e->reason, "MONITOR"));
+	assert_true(e->kwh_partial == 1.0);
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+}
+
+static void test_restart_recovery(void **state)
+{
+	(void)state;
+	struct core_session s;
+	memset(&s, 0, sizeof(s));
+	snprintf(s.id, sizeof(s.id), "MAD-01-1-1");
+	snprintf(s.cp_id, sizeof(s.cp_id), "MAD-01");
+	snprintf(s.driver_id, sizeof(s.driver_id), "101");
+	s.price = 0.25;
+	s.kwh = 3.0;
+	s.started_at = T0 - 50;
+	s.charging = 1;
+	core_load_cp(C, "MAD-01", "x", 0.25, 0);
+	core_fxlist_clear(&FX);
+	core_recover_session(C, &s, NOW, &FX);
+	const struct msg *e = produced(MSG_SUPPLY_ERROR);
+	assert_non_null(e);
+	assert_string_equal(e->user_id, "101");
+	assert_string_equal(e->session_id, "MAD-01-1-1");
+	assert_true(e->kwh_partial == 3.0 && e->importe_partial == 0.75);
+	const struct core_session *st = stored_session();
+	assert_int_equal(st->outcome, OUT_SUPPLY_ERROR);
+	assert_true(st->importe == 0.75);
+	assert_true(st->ended_at == NOW);
+	assert_int_equal(state_of("MAD-01"), CP_DESCONECTADO);
+	/* late telemetry for it changes nothing */
+	struct msg t = tele(MSG_SUPPLY_END, "MAD-01", "101", "MAD-01-1-1", 9, 4.0);
+	kafka(&t);
+	assert_int_equal(count_kind(FX_PRODUCE), 0);
+
+	/* one never started: cancelled */
+	snprintf(s.id, sizeof(s.id), "MAD-01-1-2");
+	s.kwh = 0;
+	s.started_at = 0;
+	s.charging = 0;
+	core_fxlist_clear(&FX);
+	core_recover_session(C, &s, NOW, &FX);
+	assert_int_equal(count_produce(MSG_SESSION_CANCELLED), 1);
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
+	/* one already ended: nothing */
+	s.outcome = OUT_TICKET;
+	core_fxlist_clear(&FX);
+	core_recover_session(C, &s, NOW, &FX);
+	assert_int_equal(FX.n, 0);
+	/* the driver may charge again */
+	reg(1, "MAD-01");
+	struct msg m = request("101", "MAD-01", NOW);
+	kafka(&m);
+	assert_non_null(send_prefix("AUTORIZAR_SUMINISTRO#101#"));
+}
+
+static void test_session_ids_unique(void **state)
+{
+	(void)state;
+	char a[MSG_ID_MAX + 1], b[MSG_ID_MAX + 1];
+	reg(1, "MAD-01");
+	authorise(1, "MAD-01", "101", a);
+	frame(1, "FAULT#MAD-01");
+	frame(1, "RECOVER#MAD-01");
+	authorise(1, "MAD-01", "102", b); /* same NOW */
+	assert_string_not_equal(a, b);
+}
+
+/* ---- views ---- */
+
+static void test_views_and_status(void **state)
+{
+	(void)state;
+	core_load_cp(C, "C3", "three", 0.3, 0);
+	reg(1, "B2");
+	core_load_cp(C, "A1", "one", 0.1, 1);
+	frame(1, "FAULT#B2");
+	assert_int_equal(core_cp_count(C), 3);
+	assert_string_equal(core_cp_at(C, 0)->id, "A1");
+	assert_string_equal(core_cp_at(C, 1)->id, "B2");
+	assert_string_equal(core_cp_at(C, 2)->id, "C3");
+	assert_null(core_cp_at(C, 3));
+	assert_null(core_cp_find(C, "D4"));
+	struct msg st;
+	core_network_status(C, NOW, &st);
+	assert_int_equal(st.type, MSG_NETWORK_STATUS_UPDATE);
+	assert_int_equal(st.ncps, 3);
+	assert_true(st.timestamp == NOW);
+	assert_string_equal(st.cps[0].id, "A1");
+	assert_string_equal(st.cps[0].status, "DESCONECTADO");
+	assert_string_equal(st.cps[1].status, "AVERIADO");
+	assert_string_equal(st.cps[1].location, "C/ Serrano 10");
+	assert_true(st.cps[2].price == 0.3);
+	msg_free(&st);
+	size_t counts[CP_STATE_COUNT];
+	core_state_counts(C, counts);
+	assert_int_equal(counts[CP_DESCONECTADO], 2);
+	assert_int_equal(counts[CP_AVERIADO], 1);
+	assert_int_equal(counts[CP_ACTIVADO], 0);
+}
+
+static void test_parse_command(void **state)
+{
+	(void)state;
+	int cmd;
+	char cp[MSG_CP_ID_MAX + 1], err[CORE_ERR_LEN];
+	assert_int_equal(core_parse_command("P MAD-01", &cmd, cp, err), 0);
+	assert_int_equal(cmd, CMD_STOP);
+	assert_string_equal(cp, "MAD-01");
+	assert_int_equal(core_parse_command("  parar   MAD-02\n", &cmd, cp, err), 0);
+	assert_int_equal(cmd, CMD_STOP);
+	assert_string_equal(cp, "MAD-02");
+	assert_int_equal(core_parse_command("r x", &cmd, cp, err), 0);
+	assert_int_equal(cmd, CMD_RESUME);
+	assert_int_equal(core_parse_command("Reanudar x", &cmd, cp, err), 0);
+	assert_int_equal(cmd, CMD_RESUME);
+	assert_int_equal(core_parse_command("pt", &cmd, cp, err), 0);
+	assert_int_equal(cmd, CMD_STOP_ALL);
+	assert_int_equal(core_parse_command("PARAR_TODOS", &cmd, cp, err), 0);
+	assert_int_equal(cmd, CMD_STOP_ALL);
+	assert_int_equal(core_parse_command("RT", &cmd, cp, err), 0);
+	assert_int_equal(cmd, CMD_RESUME_ALL);
+	assert_int_equal(core_parse_command("reanudar_todos", &cmd, cp, err), 0);
+	assert_int_equal(cmd, CMD_RESUME_ALL);
+	assert_int_equal(core_parse_command("q", &cmd, cp, err), 0);
+	assert_int_equal(cmd, -1);
+	assert_int_equal(core_parse_command("QUIT", &cmd, cp, err), 0);
+	assert_int_equal(cmd, -1);
+	assert_int_equal(core_parse_command("P", &cmd, cp, err), -1);
+	assert_non_null(strstr(err, "needs a CP id"));
+	assert_int_equal(core_parse_command("P a b", &cmd, cp, err), -1);
+	assert_int_equal(core_parse_command("P bad#id", &cmd, cp, err), -1);
+	assert_non_null(strstr(err, "invalid CP id"));
+	assert_int_equal(core_parse_command("PT x", &cmd, cp, err), -1);
+	assert_int_equal(core_parse_command("", &cmd, cp, err), -1);
+	assert_int_equal(core_parse_command("   ", &cmd, cp, err), -1);
+	assert_int_equal(core_parse_command("FLY away", &cmd, cp, err), -1);
+	assert_non_null(strstr(err, "unknown command 'FLY'"));
+	char big[1000];
+	memset(big, 'P', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_int_equal(core_parse_command(big, &cmd, cp, err), -1);
+}
+
+/* ---- scale: indexes stay right under many CPs, links and removals ---- */
+
+static void test_many_cps(void **state)
+{
+	(void)state;
+	enum { N = 10000 };
+	char id[40], data[96];
+	for (unsigned i = 0; i < N; i++) {
+		/* not in id order, so inserts land everywhere */
+		unsigned k = (i * 7919u) % N;
+		snprintf(id, sizeof(id), "CP-%05u", k);
+		snprintf(data, sizeof(data), "REGISTER#%s#loc#0.25", id);
+		frame(1000 + k, data);
+		assert_true(send_index(1000 + k, "REGISTER_RESULT#FIRST") >= 0);
+	}
+	assert_int_equal(core_cp_count(C), N);
+	for (size_t i = 1; i < N; i++)
+		assert_true(strcmp(core_cp_at(C, i - 1)->id, core_cp_at(C, i)->id) < 0);
+	/* drop every third link, then check every conn still maps right */
+	for (unsigned k = 0; k < N; k += 3)
+		link_down(1000 + k);
+	for (unsigned k = 0; k < N; k++) {
+		snprintf(id, sizeof(id), "CP-%05u", k);
+		snprintf(data, sizeof(data), "FAULT#%s", id);
+		frame(1000 + k, data);
+		if (k % 3 == 0) {
+			assert_true(send_index(1000 + k, "ERROR#not registered: send REGISTER first") >= 0);
+			assert_int_equal(state_of(id), CP_DESCONECTADO);
+		} else {
+			assert_int_equal(count_kind(FX_SEND), 0);
+			assert_int_equal(state_of(id), CP_AVERIADO);
+		}
+	}
+	size_t counts[CP_STATE_COUNT];
+	core_state_counts(C, counts);
+	assert_int_equal(counts[CP_DESCONECTADO], (N + 2) / 3);
+	assert_int_equal(counts[CP_AVERIADO], N - (N + 2) / 3);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+		T(test_names),
+		T(test_register_first_and_reconnect),
+		T(test_register_validation),
+		T(test_register_without_price),
+		T(test_register_stored_cp_is_reconnect),
+		T(test_already_connected),
+		T(test_frames_before_register),
+		T(test_bad_frames_keep_link),
+		T(test_fault_recover),
+		T(test_check_session),
+		T(test_stop_resume),
+		T(test_stop_nack),
+		T(test_command_to_disconnected_cp),
+		T(test_stop_all_resume_all),
+		T(test_recover_after_stop_stays_out_of_service),
+		T(test_reregister_while_faulty_or_stopped),
+		T(test_full_supply_ticket),
+		T(test_ticket_amount_uses_price_sent),
+		T(test_two_drivers_same_instant),
+		T(test_auth_denials),
+		T(test_duplicate_request_id_ignored),
+		T(test_driver_known_callback),
+		T(test_nack_authorize),
+		T(test_reservation_timeout),
+		T(test_reservation_timeout_configurable),
+		T(test_driver_quit),
+		T(test_duplicate_and_old_seq),
+		T(test_consumo_after_supply_end),
+		T(test_telemetry_mismatch_and_unknown),
+		T(test_session_started_before_ack),
+		T(test_fault_and_averiado_same_session),
+		T(test_fault_while_reserved),
+		T(test_supply_end_then_parar),
+		T(test_parar_then_supply_end),
+		T(test_stop_while_reserved),
+		T(test_link_down_with_session),
+		T(test_conexion_perdida),
+		T(test_restart_recovery),
+		T(test_session_ids_unique),
+		T(test_views_and_status),
+		T(test_parse_command),
+		T(test_many_cps),
+#undef T
+	};
+	return cmocka_run_group_tests_name("core", tests, NULL, NULL);
+}
