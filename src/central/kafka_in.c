@@ -1,0 +1,362 @@
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "evc/bus.h"
+#include "evc/clock.h"
+#include "evc/log.h"
+#include "evc/xalloc.h"
+#include "src/central/kafka_in.h"
+
+/* Items waiting for the main loop. When full the consumer thread waits:
+ * Kafka keeps the rest, so a flood costs no memory here. */
+#define KIN_QUEUE_CAP 2048
+#define KIN_RETRY_EVERY 2.0   /* s between attempts to create the consumer */
+#define KIN_GROUP "central-processor"
+
+struct kin_pos {
+	int topic;          /* 0 driver_requests, 1 cp_telemetry */
+	int32_t partition;
+	int64_t next;       /* offset to commit (last done + 1) */
+	int dirty;          /* not yet committed */
+};
+
+struct kafka_in {
+	char *brokers;
+	char topics[2][BUS_NAME_MAX];
+	char group[BUS_NAME_MAX];
+	int efd;
+	pthread_t thread;
+	int started, stop;
+	rd_kafka_t *rk; /* touched by the thread while it runs, then by free */
+
+	pthread_mutex_t mu;
+	pthread_cond_t cond; /* room in the queue, or stop */
+	struct kafka_in_item *q;
+	size_t qhead, qlen;
+	struct kin_pos *pos;
+	size_t npos, cappos;
+	int commit_dirty;
+	int up, changed;
+	char reason[128];
+};
+
+struct kafka_in *kafka_in_new(const char *brokers, const char *prefix)
+{
+	struct kafka_in *k = xcalloc(1, sizeof *k);
+	k->brokers = xstrdup(brokers);
+	bus_name(k->topics[0], sizeof k->topics[0], prefix, MSG_TOPIC_DRIVER_REQUESTS);
+	bus_name(k->topics[1], sizeof k->topics[1], prefix, MSG_TOPIC_CP_TELEMETRY);
+	bus_name(k->group, sizeof k->group, prefix, KIN_GROUP);
+	k->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (k->efd == -1) {
+		log_error("kafka_in: eventfd: %s", strerror(errno));
+		abort();
+	}
+	pthread_mutex_init(&k->mu, NULL);
+	pthread_cond_init(&k->cond, NULL);
+	k->q = xcalloc(KIN_QUEUE_CAP, sizeof *k->q);
+	/* Unknown until the first probe: shown as down so nobody trusts it yet. */
+	k->up = 0;
+	xstrlcpy(k->reason, "connecting", sizeof k->reason);
+	k->changed = 1;
+	return k;
+}
+
+static void wake(struct kafka_in *k)
+{
+	uint64_t one = 1;
+	ssize_t r = write(k->efd, &one, sizeof one);
+	(void)r; /* EAGAIN: the counter is already non-zero, the loop wakes anyway */
+}
+
+int kafka_in_event_fd(const struct kafka_in *k) { return k->efd; }
+
+void kafka_in_set_state(struct kafka_in *k, int up, const char *reason)
+{
+	pthread_mutex_lock(&k->mu);
+	/* While down, a new reason is news only if the state flips; otherwise
+	 * every retry of librdkafka would print a line. */
+	if (k->up != up) {
+		k->up = up;
+		xstrlcpy(k->reason, up ? "" : (reason != NULL ? reason : "unreachable"), sizeof k->reason);
+		k->changed = 1;
+	} else if (!up && strcmp(k->reason, "connecting") == 0) {
+		xstrlcpy(k->reason, reason != NULL ? reason : "unreachable", sizeof k->reason);
+		k->changed = 1;
+	}
+	int notify = k->changed;
+	pthread_mutex_unlock(&k->mu);
+	if (notify)
+		wake(k);
+}
+
+void kafka_in_state_cb(void *arg, int up, const char *reason) { kafka_in_set_state(arg, up, reason); }
+
+int kafka_in_get_state(struct kafka_in *k, int *up, char *reason, size_t n)
+{
+	pthread_mutex_lock(&k->mu);
+	int changed = k->changed;
+	k->changed = 0;
+	*up = k->up;
+	xstrlcpy(reason, k->reason, n);
+	pthread_mutex_unlock(&k->mu);
+	return changed;
+}
+
+/* Wait up to secs unless asked to stop; returns 1 if stopping. */
+static int wait_stop(struct kafka_in *k, double secs)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	long ns = ts.tv_nsec + (long)((secs - (double)(long)secs) * 1e9);
+	ts.tv_sec += (time_t)secs + ns / 1000000000L;
+	ts.tv_nsec = ns % 1000000000L;
+	pthread_mutex_lock(&k->mu);
+	while (!k->stop)
+		if (pthread_cond_timedwait(&k->cond, &k->mu, &ts) == ETIMEDOUT)
+			break;
+	int stop = k->stop;
+	pthread_mutex_unlock(&k->mu);
+	return stop;
+}
+
+static int topic_index(const struct kafka_in *k, const char *name)
+{
+	for (int i = 0; i < 2; i++)
+		if (strcmp(k->topics[i], name) == 0)
+			return i;
+	return -1;
+}
+
+/* Queue one item, waiting for room. Returns -1 if stopping. */
+static int push(struct kafka_in *k, const struct kafka_in_item *it)
+{
+	pthread_mutex_lock(&k->mu);
+	while (k->qlen == KIN_QUEUE_CAP && !k->stop)
+		pthread_cond_wait(&k->cond, &k->mu);
+	if (k->stop) {
+		pthread_mutex_unlock(&k->mu);
+		return -1;
+	}
+	k->q[(k->qhead + k->qlen) % KIN_QUEUE_CAP] = *it;
+	k->qlen++;
+	int first = k->qlen == 1;
+	pthread_mutex_unlock(&k->mu);
+	if (first)
+		wake(k);
+	return 0;
+}
+
+static void handle_message(struct kafka_in *k, const rd_kafka_message_t *m, struct kafka_in_item *it)
+{
+	memset(it, 0, sizeof *it);
+	int ti = topic_index(k, rd_kafka_topic_name(m->rkt));
+	it->topic = ti == 0 ? MSG_T_DRIVER_REQUESTS : MSG_T_CP_TELEMETRY;
+	it->partition = m->partition;
+	it->offset = m->offset;
+	if (ti < 0) {
+		it->bad = 1;
+		snprintf(it->err, sizeof it->err, "message from unexpected topic '%s'", rd_kafka_topic_name(m->rkt));
+		return;
+	}
+	if (m->payload == NULL || m->len == 0) {
+		it->bad = 1;
+		xstrlcpy(it->err, "empty message", sizeof it->err);
+		return;
+	}
+	if (msg_decode(it->topic, m->payload, m->len, &it->msg, it->err) == -1) {
+		it->bad = 1;
+		memset(&it->msg, 0, sizeof it->msg);
+		return;
+	}
+	/* Only NETWORK_STATUS_UPDATE owns memory (cps) and it never comes on
+	 * these topics; drop it anyway rather than let a queue item own it. */
+	if (it->msg.cps != NULL) {
+		msg_free(&it->msg);
+		it->bad = 1;
+		xstrlcpy(it->err, "status message on an input topic", sizeof it->err);
+	}
+}
+
+/* Commit what the main loop marked done. async: from the loop; sync: at
+ * the end. */
+static void commit_pending(struct kafka_in *k, rd_kafka_t *rk, int async)
+{
+	rd_kafka_topic_partition_list_t *l = NULL;
+	pthread_mutex_lock(&k->mu);
+	if (k->commit_dirty) {
+		l = rd_kafka_topic_partition_list_new((int)k->npos);
+		for (size_t i = 0; i < k->npos; i++) {
+			if (!k->pos[i].dirty)
+				continue;
+			rd_kafka_topic_partition_t *tp =
+				rd_kafka_topic_partition_list_add(l, k->topics[k->pos[i].topic], k->pos[i].partition);
+			tp->offset = k->pos[i].next;
+			k->pos[i].dirty = 0;
+		}
+		k->commit_dirty = 0;
+	}
+	pthread_mutex_unlock(&k->mu);
+	if (l == NULL)
+		return;
+	rd_kafka_resp_err_t e = rd_kafka_commit(rk, l, async);
+	if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
+		/* Not fatal: the messages come again and the core drops what it
+		 * already applied (session ids and seq). */
+		log_warn("kafka: offset commit failed: %s", rd_kafka_err2str(e));
+	rd_kafka_topic_partition_list_destroy(l);
+}
+
+static int is_down_error(rd_kafka_resp_err_t e)
+{
+	return e == RD_KAFKA_RESP_ERR__TRANSPORT || e == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
+	       e == RD_KAFKA_RESP_ERR__RESOLVE || e == RD_KAFKA_RESP_ERR__TIMED_OUT;
+}
+
+static void *thread_main(void *arg)
+{
+	struct kafka_in *k = arg;
+	const char *topics[2] = { k->topics[0], k->topics[1] };
+	struct kafka_in_item *it = xmalloc(sizeof *it);
+
+	for (;;) {
+		pthread_mutex_lock(&k->mu);
+		int stop = k->stop;
+		pthread_mutex_unlock(&k->mu);
+		if (stop)
+			break;
+		if (k->rk == NULL) {
+			char err[BUS_ERR_LEN];
+			struct bus_opts o = { .brokers = k->brokers, .on_state = kafka_in_state_cb, .state_arg = k };
+			k->rk = bus_consumer_new(&o, k->group, topics, 2, err);
+			if (k->rk == NULL) {
+				char why[128];
+				snprintf(why, sizeof why, "Kafka unreachable (%.100s)", err);
+				kafka_in_set_state(k, 0, why);
+				if (wait_stop(k, KIN_RETRY_EVERY))
+					break;
+				continue;
+			}
+		}
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(k->rk, 100);
+		if (m != NULL) {
+			if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+				handle_message(k, m, it);
+				rd_kafka_message_destroy(m);
+				if (push(k, it) == -1)
+					break;
+			} else {
+				if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+					char why[128];
+					snprintf(why, sizeof why, "Kafka unreachable (%.100s)", rd_kafka_message_errstr(m));
+					if (is_down_error(m->err))
+						kafka_in_set_state(k, 0, why);
+					else
+						log_warn("kafka: consumer: %s", rd_kafka_message_errstr(m));
+				}
+				rd_kafka_message_destroy(m);
+			}
+		}
+		commit_pending(k, k->rk, 1);
+	}
+	free(it);
+	return NULL;
+}
+
+int kafka_in_start(struct kafka_in *k, char err[256])
+{
+	int e = pthread_create(&k->thread, NULL, thread_main, k);
+	if (e != 0) {
+		snprintf(err, 256, "kafka consumer thread: %s", strerror(e));
+		return -1;
+	}
+	k->started = 1;
+	return 0;
+}
+
+size_t kafka_in_drain(struct kafka_in *k, struct kafka_in_item *out, size_t max)
+{
+	uint64_t cnt;
+	ssize_t r = read(k->efd, &cnt, sizeof cnt);
+	(void)r;
+	pthread_mutex_lock(&k->mu);
+	size_t n = 0;
+	while (n < max && k->qlen > 0) {
+		out[n++] = k->q[k->qhead];
+		k->qhead = (k->qhead + 1) % KIN_QUEUE_CAP;
+		k->qlen--;
+	}
+	int more = k->qlen > 0;
+	if (n > 0)
+		pthread_cond_broadcast(&k->cond);
+	pthread_mutex_unlock(&k->mu);
+	if (more)
+		wake(k);
+	return n;
+}
+
+void kafka_in_done(struct kafka_in *k, const struct kafka_in_item *items, size_t n)
+{
+	if (n == 0)
+		return;
+	pthread_mutex_lock(&k->mu);
+	for (size_t i = 0; i < n; i++) {
+		int t = items[i].topic == MSG_T_DRIVER_REQUESTS ? 0 : 1;
+		size_t j;
+		for (j = 0; j < k->npos; j++)
+			if (k->pos[j].topic == t && k->pos[j].partition == items[i].partition)
+				break;
+		if (j == k->npos) {
+			if (k->npos == k->cappos) {
+				k->cappos = k->cappos ? k->cappos * 2 : 8;
+				k->pos = xreallocarray(k->pos, k->cappos, sizeof *k->pos);
+			}
+			k->pos[j] = (struct kin_pos){ .topic = t, .partition = items[i].partition, .next = -1 };
+			k->npos++;
+		}
+		if (items[i].offset + 1 > k->pos[j].next) {
+			k->pos[j].next = items[i].offset + 1;
+			k->pos[j].dirty = 1;
+			k->commit_dirty = 1;
+		}
+	}
+	pthread_mutex_unlock(&k->mu);
+}
+
+void kafka_in_stop(struct kafka_in *k)
+{
+	if (!k->started)
+		return;
+	pthread_mutex_lock(&k->mu);
+	k->stop = 1;
+	pthread_cond_broadcast(&k->cond);
+	pthread_mutex_unlock(&k->mu);
+	pthread_join(k->thread, NULL);
+	k->started = 0;
+}
+
+void kafka_in_free(struct kafka_in *k)
+{
+	if (k == NULL)
+		return;
+	kafka_in_stop(k);
+	if (k->rk != NULL) {
+		commit_pending(k, k->rk, 0);
+		bus_consumer_close(k->rk);
+	}
+	free(k->pos);
+	free(k->q);
+	free(k->brokers);
+	close(k->efd);
+	pthread_cond_destroy(&k->cond);
+	pthread_mutex_destroy(&k->mu);
+	free(k);
+}

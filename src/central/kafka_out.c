@@ -1,0 +1,112 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "evc/log.h"
+#include "evc/xalloc.h"
+#include "src/central/kafka_out.h"
+
+struct kafka_out {
+	rd_kafka_t *rk;
+	char topics[4][BUS_NAME_MAX]; /* by enum msg_topic */
+	int dirty;
+	double due;         /* monotonic: next status publication */
+	int was_up;
+	unsigned long produced, failed;
+};
+
+struct kafka_out *kafka_out_new(const char *brokers, const char *prefix, bus_state_fn on_state,
+				void *state_arg, char err[BUS_ERR_LEN])
+{
+	struct bus_opts opts = { .brokers = brokers, .on_state = on_state, .state_arg = state_arg };
+	rd_kafka_t *rk = bus_producer_new(&opts, err);
+	if (rk == NULL)
+		return NULL;
+	struct kafka_out *o = xcalloc(1, sizeof *o);
+	o->rk = rk;
+	for (int t = MSG_T_DRIVER_REQUESTS; t <= MSG_T_NETWORK_STATUS; t++)
+		bus_name(o->topics[t], sizeof o->topics[t], prefix, msg_topic_name((enum msg_topic)t));
+	o->dirty = 1; /* the first status goes out as soon as Kafka is up */
+	o->due = 0;
+	return o;
+}
+
+int kafka_out_produce(struct kafka_out *o, const struct msg *m, char err[BUS_ERR_LEN])
+{
+	char merr[MSG_ERR_LEN];
+	size_t len;
+	char *json = msg_encode(m, &len, merr);
+	if (json == NULL) {
+		snprintf(err, BUS_ERR_LEN, "cannot encode %.30s: %.200s", msg_type_name(m->type) ? msg_type_name(m->type) : "?",
+			 merr);
+		o->failed++;
+		return -1;
+	}
+	enum msg_topic t = msg_type_topic(m->type);
+	const char *key = t == MSG_T_CP_TELEMETRY ? m->cp_id : m->user_id;
+	int rc = bus_produce(o->rk, o->topics[t], key[0] != '\0' ? key : NULL, json, len, err);
+	free(json);
+	if (rc == -1)
+		o->failed++;
+	else
+		o->produced++;
+	return rc;
+}
+
+void kafka_out_mark_dirty(struct kafka_out *o, double now)
+{
+	if (o->dirty && o->due <= now + KAFKA_OUT_COALESCE)
+		return;
+	o->dirty = 1;
+	o->due = now + KAFKA_OUT_COALESCE;
+}
+
+int kafka_out_tick(struct kafka_out *o, const struct core *c, double now, double wall, int up)
+{
+	bus_poll(o->rk, 0);
+	if (!up) {
+		o->was_up = 0;
+		return 0;
+	}
+	if (!o->was_up) {
+		/* Back (or first up): tell everyone the current state at once. */
+		o->was_up = 1;
+		o->dirty = 1;
+		o->due = now;
+	}
+	if (now < o->due)
+		return 0;
+	struct msg m;
+	char err[BUS_ERR_LEN];
+	core_network_status(c, wall, &m);
+	int rc = kafka_out_produce(o, &m, err);
+	msg_free(&m);
+	if (rc == -1)
+		log_warn("network_status not published: %s", err);
+	o->dirty = 0;
+	o->due = now + KAFKA_OUT_PERIOD;
+	return rc == 0;
+}
+
+int kafka_out_timeout_ms(const struct kafka_out *o, double now, int cap)
+{
+	if (!o->was_up)
+		return cap; /* nothing to publish while Kafka is unreachable */
+	double ms = (o->due - now) * 1000.0;
+	if (ms < 0)
+		return 0;
+	if (ms > cap)
+		return cap;
+	return (int)ms + 1;
+}
+
+unsigned long kafka_out_produced(const struct kafka_out *o) { return o->produced; }
+unsigned long kafka_out_failed(const struct kafka_out *o) { return o->failed; }
+
+void kafka_out_free(struct kafka_out *o, int flush_ms)
+{
+	if (o == NULL)
+		return;
+	bus_producer_close(o->rk, flush_ms);
+	free(o);
+}

@@ -1,0 +1,610 @@
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "evc/clock.h"
+#include "evc/msg.h"
+#include "evc/xalloc.h"
+#include "src/central/store.h"
+
+/* Schema of protocol.md section 7, plus the columns Central needs to resume
+ * after a crash (stopped, session progress). Operators read this file with
+ * sqlite3 directly, so column names are part of the interface. */
+static const char schema_sql[] =
+	"CREATE TABLE IF NOT EXISTS charging_points("
+	" id TEXT PRIMARY KEY,"
+	" location TEXT NOT NULL,"
+	" price REAL NOT NULL,"
+	" status TEXT NOT NULL DEFAULT 'DESCONECTADO',"
+	" stopped INTEGER NOT NULL DEFAULT 0,"
+	" fault INTEGER NOT NULL DEFAULT 0,"
+	" state_since REAL,"
+	" updated_at REAL);"
+	"CREATE TABLE IF NOT EXISTS drivers("
+	" id TEXT PRIMARY KEY,"
+	" name TEXT,"
+	" created_at REAL);"
+	"CREATE TABLE IF NOT EXISTS sessions("
+	" id TEXT PRIMARY KEY,"
+	" cp_id TEXT NOT NULL,"
+	" driver_id TEXT NOT NULL,"
+	" request_id TEXT,"
+	" kwh REAL NOT NULL DEFAULT 0,"
+	" importe REAL NOT NULL DEFAULT 0,"
+	" price REAL NOT NULL,"
+	" kw REAL NOT NULL DEFAULT 0,"
+	" outcome TEXT,"
+	" reason TEXT,"
+	" last_seq INTEGER NOT NULL DEFAULT 0,"
+	" acked INTEGER NOT NULL DEFAULT 0,"
+	" charging INTEGER NOT NULL DEFAULT 0,"
+	" requested_at REAL,"
+	" authorised_at REAL,"
+	" started_at REAL,"
+	" ended_at REAL);"
+	"CREATE INDEX IF NOT EXISTS sessions_open ON sessions(cp_id) WHERE outcome IS NULL;"
+	"CREATE TABLE IF NOT EXISTS cp_events("
+	" id INTEGER PRIMARY KEY,"
+	" cp_id TEXT NOT NULL,"
+	" ts REAL NOT NULL,"
+	" event TEXT NOT NULL,"
+	" detail TEXT);"
+	"CREATE INDEX IF NOT EXISTS cp_events_cp ON cp_events(cp_id, ts);";
+
+enum {
+	ST_CP_UPSERT,
+	ST_SESSION_UPSERT,
+	ST_EVENT,
+	ST_DRIVER_KNOWN,
+	ST_DRIVER_ADD,
+	ST_DRIVER_EXISTS,
+	ST_CP_ADD,
+	ST_CP_EXISTS,
+	ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+	[ST_CP_UPSERT] =
+		"INSERT INTO charging_points(id, location, price, status, stopped, fault, state_since, updated_at)"
+		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+		" ON CONFLICT(id) DO UPDATE SET location=excluded.location, price=excluded.price,"
+		" status=excluded.status, stopped=excluded.stopped, fault=excluded.fault,"
+		" state_since=excluded.state_since, updated_at=excluded.updated_at",
+	/* WHERE outcome IS NULL: a session is ended exactly once, whatever is
+	 * replayed after a crash. */
+	[ST_SESSION_UPSERT] =
+		"INSERT INTO sessions(id, cp_id, driver_id, request_id, kwh, importe, price, kw, outcome, reason,"
+		" last_seq, acked, charging, requested_at, authorised_at, started_at, ended_at)"
+		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+		" ON CONFLICT(id) DO UPDATE SET kwh=excluded.kwh, importe=excluded.importe,"
+		" price=excluded.price, kw=excluded.kw, outcome=excluded.outcome, reason=excluded.reason,"
+		" last_seq=excluded.last_seq, acked=excluded.acked, charging=excluded.charging,"
+		" authorised_at=excluded.authorised_at, started_at=excluded.started_at,"
+		" ended_at=excluded.ended_at"
+		" WHERE sessions.outcome IS NULL",
+	[ST_EVENT] = "INSERT INTO cp_events(cp_id, ts, event, detail) VALUES(?1, ?2, ?3, ?4)",
+	[ST_DRIVER_KNOWN] = "SELECT 1 FROM drivers WHERE id = ?1",
+	[ST_DRIVER_ADD] =
+		"INSERT INTO drivers(id, name, created_at) VALUES(?1, ?2, ?3)"
+		" ON CONFLICT(id) DO UPDATE SET name=excluded.name",
+	[ST_DRIVER_EXISTS] = "SELECT 1 FROM drivers WHERE id = ?1",
+	[ST_CP_ADD] =
+		"INSERT INTO charging_points(id, location, price, status, updated_at)"
+		" VALUES(?1, ?2, ?3, 'DESCONECTADO', ?4)"
+		" ON CONFLICT(id) DO UPDATE SET location=excluded.location, price=excluded.price,"
+		" updated_at=excluded.updated_at",
+	[ST_CP_EXISTS] = "SELECT 1 FROM charging_points WHERE id = ?1",
+};
+
+struct store {
+	sqlite3 *db;
+	sqlite3_stmt *st[ST_COUNT];
+	int in_txn;
+	char path[1024];
+};
+
+static int fail_db(struct store *s, const char *what, char err[STORE_ERR_LEN])
+{
+	snprintf(err, STORE_ERR_LEN, "%.100s: %.40s: %.100s", s->path, what, sqlite3_errmsg(s->db));
+	return -1;
+}
+
+static int exec_sql(struct store *s, const char *sql, char err[STORE_ERR_LEN])
+{
+	char *msg = NULL;
+	if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		snprintf(err, STORE_ERR_LEN, "%.100s: %.140s", s->path, msg != NULL ? msg : "error");
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+struct store *store_open(const char *path, char err[STORE_ERR_LEN])
+{
+	struct store *s = xcalloc(1, sizeof *s);
+	xstrlcpy(s->path, path, sizeof s->path);
+	int rc = sqlite3_open_v2(path, &s->db,
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(err, STORE_ERR_LEN, "%s: cannot open database: %s", path,
+			 s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+		goto fail;
+	}
+	/* A concurrent --add-driver holds the write lock only briefly. */
+	sqlite3_busy_timeout(s->db, 5000);
+	/* journal_mode answers with a row; a file that is not a database fails
+	 * here with "file is not a database". */
+	if (exec_sql(s, "PRAGMA journal_mode=WAL", err) == -1)
+		goto fail;
+	if (exec_sql(s, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF", err) == -1)
+		goto fail;
+	if (exec_sql(s, schema_sql, err) == -1)
+		goto fail;
+	for (int i = 0; i < ST_COUNT; i++) {
+		if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL) !=
+		    SQLITE_OK) {
+			fail_db(s, "prepare", err);
+			goto fail;
+		}
+	}
+	return s;
+fail:
+	store_close(s);
+	return NULL;
+}
+
+void store_close(struct store *s)
+{
+	if (s == NULL)
+		return;
+	if (s->in_txn && s->db != NULL)
+		sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+	for (int i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(s->st[i]);
+	if (s->db != NULL)
+		sqlite3_close(s->db);
+	free(s);
+}
+
+int store_begin(struct store *s, char err[STORE_ERR_LEN])
+{
+	if (s->in_txn)
+		return 0;
+	if (exec_sql(s, "BEGIN IMMEDIATE", err) == -1)
+		return -1;
+	s->in_txn = 1;
+	return 0;
+}
+
+int store_commit(struct store *s, char err[STORE_ERR_LEN])
+{
+	if (!s->in_txn)
+		return 0;
+	if (exec_sql(s, "COMMIT", err) == -1) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		s->in_txn = 0;
+		return -1;
+	}
+	s->in_txn = 0;
+	return 0;
+}
+
+int store_in_txn(const struct store *s) { return s->in_txn; }
+
+static void bind_time(sqlite3_stmt *st, int i, double t)
+{
+	if (t > 0)
+		sqlite3_bind_double(st, i, t);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+static int step_done(struct store *s, sqlite3_stmt *st, const char *what, char err[STORE_ERR_LEN])
+{
+	int rc = sqlite3_step(st);
+	int ret = 0;
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		ret = fail_db(s, what, err);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return ret;
+}
+
+int store_apply(struct store *s, const struct core_fx *fx, char err[STORE_ERR_LEN])
+{
+	sqlite3_stmt *st;
+	switch (fx->kind) {
+	case FX_STORE_CP: {
+		const struct core_cp *cp = &fx->cp;
+		st = s->st[ST_CP_UPSERT];
+		sqlite3_bind_text(st, 1, cp->id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, cp->location, -1, SQLITE_STATIC);
+		sqlite3_bind_double(st, 3, cp->price);
+		sqlite3_bind_text(st, 4, core_state_name(cp->state), -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 5, cp->stopped);
+		sqlite3_bind_int(st, 6, cp->fault);
+		bind_time(st, 7, cp->state_since);
+		bind_time(st, 8, fx->ts > 0 ? fx->ts : clock_wall());
+		return step_done(s, st, "store charging point", err);
+	}
+	case FX_STORE_SESSION: {
+		const struct core_session *ss = &fx->session;
+		st = s->st[ST_SESSION_UPSERT];
+		sqlite3_bind_text(st, 1, ss->id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, ss->cp_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, ss->driver_id, -1, SQLITE_STATIC);
+		if (ss->request_id[0] != '\0')
+			sqlite3_bind_text(st, 4, ss->request_id, -1, SQLITE_STATIC);
+		sqlite3_bind_double(st, 5, ss->kwh);
+		sqlite3_bind_double(st, 6, ss->importe);
+		sqlite3_bind_double(st, 7, ss->price);
+		sqlite3_bind_double(st, 8, ss->kw);
+		const char *out = core_outcome_name(ss->outcome);
+		if (out != NULL)
+			sqlite3_bind_text(st, 9, out, -1, SQLITE_STATIC);
+		if (ss->reason[0] != '\0')
+			sqlite3_bind_text(st, 10, ss->reason, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 11, (sqlite3_int64)ss->last_seq);
+		sqlite3_bind_int(st, 12, ss->acked);
+		sqlite3_bind_int(st, 13, ss->charging);
+		bind_time(st, 14, ss->requested_at);
+		bind_time(st, 15, ss->authorised_at);
+		bind_time(st, 16, ss->started_at);
+		bind_time(st, 17, ss->ended_at);
+		return step_done(s, st, "store session", err);
+	}
+	case FX_STORE_EVENT:
+		st = s->st[ST_EVENT];
+		sqlite3_bind_text(st, 1, fx->cp_id, -1, SQLITE_STATIC);
+		sqlite3_bind_double(st, 2, fx->ts > 0 ? fx->ts : clock_wall());
+		sqlite3_bind_text(st, 3, fx->event, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, fx->text, -1, SQLITE_STATIC);
+		return step_done(s, st, "store event", err);
+	default:
+		return 0;
+	}
+}
+
+int store_mark_all_disconnected(struct store *s, double now, char err[STORE_ERR_LEN])
+{
+	char sql[512];
+	snprintf(sql, sizeof sql,
+		 "BEGIN IMMEDIATE;"
+		 "INSERT INTO cp_events(cp_id, ts, event, detail)"
+		 " SELECT id, %.6f, 'STATE', 'DESCONECTADO (Central started, was ' || status || ')'"
+		 " FROM charging_points WHERE status <> 'DESCONECTADO';"
+		 "UPDATE charging_points SET status='DESCONECTADO', state_since=%.6f, updated_at=%.6f"
+		 " WHERE status <> 'DESCONECTADO';"
+		 "COMMIT;",
+		 now, now, now);
+	if (exec_sql(s, sql, err) == -1) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+static const char *col_text(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	return t != NULL ? (const char *)t : "";
+}
+
+int store_load_core(struct store *s, struct core *c, char err[STORE_ERR_LEN])
+{
+	sqlite3_stmt *st = NULL;
+	int n = 0;
+	if (sqlite3_prepare_v2(s->db, "SELECT id, location, price, stopped FROM charging_points ORDER BY id",
+			       -1, &st, NULL) != SQLITE_OK)
+		return fail_db(s, "load charging points", err);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		core_load_cp(c, col_text(st, 0), col_text(st, 1), sqlite3_column_double(st, 2),
+			     sqlite3_column_int(st, 3));
+		n++;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return fail_db(s, "load charging points", err);
+	if (sqlite3_prepare_v2(s->db, "SELECT id FROM drivers ORDER BY id", -1, &st, NULL) != SQLITE_OK)
+		return fail_db(s, "load drivers", err);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		core_add_driver(c, col_text(st, 0));
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return fail_db(s, "load drivers", err);
+	return n;
+}
+
+int store_foreach_open_session(struct store *s, void (*fn)(void *arg, const struct core_session *ss),
+			       void *arg, char err[STORE_ERR_LEN])
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(s->db,
+			       "SELECT id, cp_id, driver_id, request_id, kwh, importe, price, kw, last_seq, acked,"
+			       " charging, requested_at, authorised_at, started_at, ended_at"
+			       " FROM sessions WHERE outcome IS NULL ORDER BY requested_at, id",
+			       -1, &st, NULL) != SQLITE_OK)
+		return fail_db(s, "load open sessions", err);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct core_session ss;
+		memset(&ss, 0, sizeof ss);
+		xstrlcpy(ss.id, col_text(st, 0), sizeof ss.id);
+		xstrlcpy(ss.cp_id, col_text(st, 1), sizeof ss.cp_id);
+		xstrlcpy(ss.driver_id, col_text(st, 2), sizeof ss.driver_id);
+		xstrlcpy(ss.request_id, col_text(st, 3), sizeof ss.request_id);
+		ss.kwh = sqlite3_column_double(st, 4);
+		ss.importe = sqlite3_column_double(st, 5);
+		ss.price = sqlite3_column_double(st, 6);
+		ss.kw = sqlite3_column_double(st, 7);
+		ss.last_seq = (uint64_t)sqlite3_column_int64(st, 8);
+		ss.acked = sqlite3_column_int(st, 9);
+		ss.charging = sqlite3_column_int(st, 10);
+		ss.requested_at = sqlite3_column_double(st, 11);
+		ss.authorised_at = sqlite3_column_double(st, 12);
+		ss.started_at = sqlite3_column_double(st, 13);
+		ss.ended_at = sqlite3_column_double(st, 14);
+		ss.outcome = OUT_OPEN;
+		fn(arg, &ss);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return fail_db(s, "load open sessions", err);
+	return 0;
+}
+
+int store_driver_known(void *store, const char *driver_id)
+{
+	struct store *s = store;
+	sqlite3_stmt *st = s->st[ST_DRIVER_KNOWN];
+	sqlite3_bind_text(st, 1, driver_id, -1, SQLITE_STATIC);
+	int known = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return known;
+}
+
+static int exists(struct store *s, int which, const char *id)
+{
+	sqlite3_stmt *st = s->st[which];
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	int found = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return found;
+}
+
+/* Count UTF-8 characters; -1 if s is not valid UTF-8 or holds a control
+ * byte or '#' (which would break a link frame). */
+static long utf8_chars(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	long n = 0;
+	while (*p != '\0') {
+		unsigned char b = *p;
+		int extra;
+		if (b < 0x20 || b == 0x7f || b == '#')
+			return -1;
+		if (b < 0x80)
+			extra = 0;
+		else if ((b & 0xe0) == 0xc0 && b >= 0xc2)
+			extra = 1;
+		else if ((b & 0xf0) == 0xe0)
+			extra = 2;
+		else if ((b & 0xf8) == 0xf0 && b <= 0xf4)
+			extra = 3;
+		else
+			return -1;
+		p++;
+		for (int i = 0; i < extra; i++, p++)
+			if ((*p & 0xc0) != 0x80)
+				return -1;
+		n++;
+	}
+	return n;
+}
+
+int store_valid_location(const char *s)
+{
+	long n = utf8_chars(s);
+	return n >= 1 && n <= 64 && strlen(s) <= MSG_LOCATION_MAX && !isspace((unsigned char)s[0]);
+}
+
+int store_parse_price(const char *s, double *price)
+{
+	char *end;
+	if (s == NULL || *s == '\0' || isspace((unsigned char)*s))
+		return -1;
+	for (const char *p = s; *p != '\0'; p++)
+		if (!isdigit((unsigned char)*p) && *p != '.')
+			return -1;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno != 0 || *end != '\0' || !isfinite(v) || v <= 0 || v > 100)
+		return -1;
+	*price = v;
+	return 0;
+}
+
+static int add_driver(struct store *s, const char *id, const char *name, int *created,
+		      char err[STORE_ERR_LEN])
+{
+	if (!msg_valid_user_id(id)) {
+		snprintf(err, STORE_ERR_LEN, "invalid driver id '%s' (1..64 of A-Z a-z 0-9 _ . @ -)", id);
+		return -1;
+	}
+	if (name != NULL && (strlen(name) > 128 || (name[0] != '\0' && utf8_chars(name) < 0))) {
+		snprintf(err, STORE_ERR_LEN, "invalid driver name for '%s' (up to 128 bytes of UTF-8 text)", id);
+		return -1;
+	}
+	int isnew = !exists(s, ST_DRIVER_EXISTS, id);
+	sqlite3_stmt *st = s->st[ST_DRIVER_ADD];
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	if (name != NULL && name[0] != '\0')
+		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	sqlite3_bind_double(st, 3, clock_wall());
+	if (step_done(s, st, "add driver", err) == -1)
+		return -1;
+	if (created != NULL)
+		*created = isnew;
+	return 0;
+}
+
+static int add_cp(struct store *s, const char *id, const char *location, double price, int *created,
+		  char err[STORE_ERR_LEN])
+{
+	if (!msg_valid_cp_id(id)) {
+		snprintf(err, STORE_ERR_LEN, "invalid CP id '%s' (1..32 of A-Z a-z 0-9 _ -)", id);
+		return -1;
+	}
+	if (!store_valid_location(location)) {
+		snprintf(err, STORE_ERR_LEN, "invalid location for '%s' (1..64 UTF-8 characters, no '#')", id);
+		return -1;
+	}
+	if (!(price > 0 && price <= 100)) {
+		snprintf(err, STORE_ERR_LEN, "invalid price for '%s' (greater than 0, at most 100)", id);
+		return -1;
+	}
+	int isnew = !exists(s, ST_CP_EXISTS, id);
+	sqlite3_stmt *st = s->st[ST_CP_ADD];
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, location, -1, SQLITE_STATIC);
+	sqlite3_bind_double(st, 3, price);
+	sqlite3_bind_double(st, 4, clock_wall());
+	if (step_done(s, st, "add charging point", err) == -1)
+		return -1;
+	if (created != NULL)
+		*created = isnew;
+	return 0;
+}
+
+int store_add_driver(struct store *s, const char *id, const char *name, int *created,
+		     char err[STORE_ERR_LEN])
+{
+	return add_driver(s, id, name, created, err);
+}
+
+int store_add_cp(struct store *s, const char *id, const char *location, double price, int *created,
+		 char err[STORE_ERR_LEN])
+{
+	return add_cp(s, id, location, price, created, err);
+}
+
+/* Next blank-separated word of *p (NUL-terminated in place), or NULL. */
+static char *next_word(char **p)
+{
+	char *s = *p;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (*s == '\0')
+		return NULL;
+	char *w = s;
+	while (*s != '\0' && *s != ' ' && *s != '\t')
+		s++;
+	if (*s != '\0')
+		*s++ = '\0';
+	*p = s;
+	return w;
+}
+
+static char *rest_of_line(char *p)
+{
+	while (*p == ' ' || *p == '\t')
+		p++;
+	size_t n = strlen(p);
+	while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+		p[--n] = '\0';
+	return p;
+}
+
+int store_import(struct store *s, const char *path, int *ndrivers, int *ncps, char err[STORE_ERR_LEN])
+{
+	char why[STORE_ERR_LEN];
+	FILE *f = fopen(path, "r");
+	if (f == NULL) {
+		snprintf(err, STORE_ERR_LEN, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	int nd = 0, nc = 0;
+	long lineno = 0;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	if (store_begin(s, err) == -1)
+		goto fail_nodb;
+	while ((len = getline(&line, &cap, f)) != -1) {
+		lineno++;
+		if ((size_t)len != strlen(line)) {
+			snprintf(err, STORE_ERR_LEN, "%s:%ld: NUL byte in line", path, lineno);
+			goto fail;
+		}
+		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = '\0';
+		char *p = line;
+		char *kw = next_word(&p);
+		if (kw == NULL || kw[0] == '#')
+			continue;
+		if (strcmp(kw, "driver") == 0) {
+			char *id = next_word(&p);
+			if (id == NULL) {
+				snprintf(err, STORE_ERR_LEN, "%s:%ld: expected 'driver ID [NAME...]'", path, lineno);
+				goto fail;
+			}
+			if (add_driver(s, id, rest_of_line(p), NULL, why) == -1) {
+				snprintf(err, STORE_ERR_LEN, "%.80s:%ld: %.150s", path, lineno, why);
+				goto fail;
+			}
+			nd++;
+		} else if (strcmp(kw, "cp") == 0) {
+			char *id = next_word(&p);
+			char *price_s = id != NULL ? next_word(&p) : NULL;
+			char *loc = price_s != NULL ? rest_of_line(p) : NULL;
+			double price;
+			if (loc == NULL || loc[0] == '\0') {
+				snprintf(err, STORE_ERR_LEN, "%s:%ld: expected 'cp ID PRICE LOCATION...'", path, lineno);
+				goto fail;
+			}
+			if (store_parse_price(price_s, &price) == -1) {
+				snprintf(err, STORE_ERR_LEN, "%s:%ld: invalid price '%s' (0 < price <= 100, '.' decimal point)",
+					 path, lineno, price_s);
+				goto fail;
+			}
+			if (add_cp(s, id, loc, price, NULL, why) == -1) {
+				snprintf(err, STORE_ERR_LEN, "%.80s:%ld: %.150s", path, lineno, why);
+				goto fail;
+			}
+			nc++;
+		} else {
+			snprintf(err, STORE_ERR_LEN, "%s:%ld: unknown record '%.40s' (expected 'driver' or 'cp')", path,
+				 lineno, kw);
+			goto fail;
+		}
+	}
+	if (ferror(f)) {
+		snprintf(err, STORE_ERR_LEN, "%s: read error", path);
+		goto fail;
+	}
+	if (store_commit(s, err) == -1)
+		goto fail_nodb;
+	free(line);
+	fclose(f);
+	if (ndrivers != NULL)
+		*ndrivers = nd;
+	if (ncps != NULL)
+		*ncps = nc;
+	return 0;
+fail:
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	s->in_txn = 0;
+fail_nodb:
+	free(line);
+	fclose(f);
+	return -1;
+}

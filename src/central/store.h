@@ -1,0 +1,65 @@
+/* Central's SQLite store (protocol.md section 7): charging_points, drivers,
+ * sessions, cp_events. WAL mode, synchronous=NORMAL, prepared statements.
+ * Only the main thread touches it. The main loop wraps each batch of events
+ * in one store_begin .. store_commit, so many events cost one fsync, and the
+ * Kafka offsets of a batch are committed only after store_commit succeeds. */
+#ifndef EVC_CENTRAL_STORE_H
+#define EVC_CENTRAL_STORE_H
+#include <stdio.h>
+
+#include "evc/core.h"
+
+#define STORE_ERR_LEN 256
+
+struct store;
+
+/* Open (creating if missing) the database at path and make sure the schema
+ * exists. NULL with err filled if the file cannot be opened or is not a
+ * usable database. Caller frees with store_close. */
+struct store *store_open(const char *path, char err[STORE_ERR_LEN]);
+void store_close(struct store *s);
+
+/* One transaction per loop batch. begin is a no-op if one is open. */
+int store_begin(struct store *s, char err[STORE_ERR_LEN]);
+int store_commit(struct store *s, char err[STORE_ERR_LEN]);
+int store_in_txn(const struct store *s);
+
+/* Carry out one FX_STORE_CP / FX_STORE_SESSION / FX_STORE_EVENT effect
+ * (other kinds are ignored). A session that already has an outcome is never
+ * changed again, so a replay after a crash cannot end it twice. */
+int store_apply(struct store *s, const struct core_fx *fx, char err[STORE_ERR_LEN]);
+
+/* ---- start-up ---- */
+/* Every known CP becomes DESCONECTADO (with a cp_events row for those that
+ * were shown otherwise). */
+int store_mark_all_disconnected(struct store *s, double now, char err[STORE_ERR_LEN]);
+/* Feed the core: every CP (core_load_cp) and every driver (core_add_driver).
+ * Returns the number of CPs loaded, or -1. */
+int store_load_core(struct store *s, struct core *c, char err[STORE_ERR_LEN]);
+/* Call fn for every session left open (outcome NULL). */
+int store_foreach_open_session(struct store *s, void (*fn)(void *arg, const struct core_session *ss),
+			       void *arg, char err[STORE_ERR_LEN]);
+/* 1 if driver_id is registered (core_config.driver_known), 0 otherwise. */
+int store_driver_known(void *store, const char *driver_id);
+
+/* ---- registration tools (--add-driver, --add-cp, --import) ---- */
+/* Insert or update. *created set to 1 if the row is new. Inputs are
+ * validated (ids, location 1..64 characters, 0 < price <= 100). */
+int store_add_driver(struct store *s, const char *id, const char *name, int *created,
+		     char err[STORE_ERR_LEN]);
+int store_add_cp(struct store *s, const char *id, const char *location, double price, int *created,
+		 char err[STORE_ERR_LEN]);
+/* Import a text file, all or nothing (one transaction):
+ *   # comment, blank lines ignored
+ *   driver <ID> [NAME...]
+ *   cp <ID> <PRICE> <LOCATION...>
+ * Fields are separated by blanks; NAME and LOCATION are the rest of the line.
+ * On error err says "FILE:LINE: why" and nothing is written. */
+int store_import(struct store *s, const char *path, int *ndrivers, int *ncps, char err[STORE_ERR_LEN]);
+
+/* Parse a price "0.25" (0 < p <= 100, '.' decimal point). 0 or -1. */
+int store_parse_price(const char *s, double *price);
+/* 1..64 UTF-8 characters, valid UTF-8, no control bytes, no '#'. */
+int store_valid_location(const char *s);
+
+#endif
