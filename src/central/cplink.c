@@ -774,7 +774,7 @@ static void run_commands(struct cplink *l, double now)
 		struct conn *c = n->kind == CMD_STOP ? NULL : conn_find(l, n->conn);
 		if (n->kind == CMD_STOP) {
 			l->stopping = 1;
-		} else if (c == NULL || c->phase != PH_LIVE) {
+		} else if (c == NULL || c->phase != PH_LIVE || (n->kind == CMD_SEND && c->closing)) {
 			log_debug("cplink: command for closed link %llu ignored",
 				  (unsigned long long)(n->conn >> SLOT_BITS));
 		} else if (n->kind == CMD_CLOSE) {

@@ -1,1 +1,14 @@
-# bench.mk fragment
+# bench.mk fragment: the link-load benchmark (issue 3 section 7). Not tests:
+# built only by `make bench`, run by tests/bench/run-links.
+EXTRA_PROGRAMS = tests/bench/bench_links tests/bench/link_sink
+tests_bench_bench_links_SOURCES = tests/bench/bench_links.c
+tests_bench_bench_links_CFLAGS = $(AM_CFLAGS) $(SQLITE_CFLAGS)
+tests_bench_bench_links_LDADD = $(EVC_COMMON_LIBS) $(SQLITE_LIBS)
+tests_bench_link_sink_SOURCES = tests/bench/link_sink.c src/central/cplink.c src/central/cplink.h
+tests_bench_link_sink_CFLAGS = $(AM_CFLAGS)
+tests_bench_link_sink_LDADD = $(EVC_COMMON_LIBS)
+CLEANFILES += tests/bench/bench_links$(EXEEXT) tests/bench/link_sink$(EXEEXT)
+dist_noinst_SCRIPTS += tests/bench/run-links
+
+.PHONY: bench
+bench: tests/bench/bench_links$(EXEEXT) tests/bench/link_sink$(EXEEXT)
