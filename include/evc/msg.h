@@ -108,7 +108,11 @@ int msg_decode(enum msg_topic topic, const char *json, size_t len, struct msg *m
  * kwh_partial to 3 decimals (Wh, W), importe and importe_partial to 2
  * (cents), prices to 4, timestamp/started_at/ended_at to 3 (ms). So 0.1
  * prints as 0.1 and 1699999999 as 1699999999.0, and decoding what was
- * printed gives back the rounded value exactly. Keys come out in
+ * printed gives back the rounded value exactly. Always emitted, whatever
+ * the has_* flags say: timestamp on REQUEST_CHARGE and
+ * NETWORK_STATUS_UPDATE; session_id and seq on every telemetry message; kw
+ * on CONSUMO and CONSUMO_UPDATE; message on AUTH_OK (may be ""). Elsewhere
+ * optional fields follow has_session_id/has_timestamp/has_kw/... Keys come out in
  * protocol.md's order (type first). Field rules are the same as
  * msg_decode's, so anything decoded re-encodes. */
 char *msg_encode(const struct msg *m, size_t *len, char err[MSG_ERR_LEN]);
