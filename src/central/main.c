@@ -37,6 +37,7 @@
 #include "src/central/kafka_in.h"
 #include "src/central/kafka_out.h"
 #include "src/central/store.h"
+#include "ui/panel.h"
 
 #define PROG "EV_Central"
 #define DEFAULT_DB "./evcharging.db"
@@ -573,9 +574,14 @@ static int serve(const struct opts *o)
 		goto fail;
 	}
 
-	/* The panel (issue 6) plugs in here:
-	 *   if (isatty(0) && isatty(1) && !o->headless) c->fe = panel_new(...);
-	 * Until then, and with --headless, the line console is the frontend. */
+	/* The panel (issue 6) when a person is at a terminal; --headless, no
+	 * terminal, or a terminal curses cannot drive gives the line console. */
+	if (!o->headless && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
+		char perr[256];
+		c->fe = panel_new(c->core, &c->status, exec_cmd, c, o->readonly, o->no_color, perr);
+		if (c->fe == NULL)
+			log_warn("panel: %s; using the line console", perr);
+	}
 	if (c->fe == NULL) {
 		c->fe = console_new(c->core, &c->status, o->json, o->readonly, exec_cmd, c);
 		log_set_sink(console_log_sink, c->fe);
