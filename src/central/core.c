@@ -209,6 +209,7 @@ struct sess {
 	struct core_session pub; /* first member: (struct sess *)cp->session */
 	struct core_cp *cp;
 	size_t open_idx;         /* index in core.open */
+	int seq_seen;            /* some telemetry with a seq was applied */
 };
 
 struct core {
@@ -850,7 +851,7 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 {
 	char reason[LINK_DATA_MAX], pb[32];
 	if (nf < 3) {
-		deny_register(fx, now, conn, "REGISTER needs cp_id, location and price");
+		deny_register(fx, now, conn, "REGISTER needs cp_id and location (and optionally price)");
 		return;
 	}
 	const char *id = f[1], *loc = f[2];
@@ -1284,7 +1285,7 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 		       p->id, m->cp_id, m->user_id, p->cp_id, p->driver_id);
 		return;
 	}
-	if (m->has_seq && m->seq <= p->last_seq) {
+	if (m->has_seq && s->seq_seen && m->seq <= p->last_seq) {
 		fx_log(fx, now, LOG_DEBUG, p->cp_id, "%s seq %llu for session %s already seen (last %llu): ignored", tn,
 		       (unsigned long long)m->seq, p->id, (unsigned long long)p->last_seq);
 		return;
@@ -1293,8 +1294,10 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 		fx_log(fx, now, LOG_WARN, p->cp_id, "%s for session %s has an impossible kwh: ignored", tn, p->id);
 		return;
 	}
-	if (m->has_seq)
+	if (m->has_seq) {
 		p->last_seq = m->seq;
+		s->seq_seen = 1;
+	}
 	/* Energy delivered never goes down within a session; keeping the
 	 * highest figure means a final message lacking figures loses nothing. */
 	if (m->type != MSG_SESSION_STARTED && m->kwh > p->kwh)
@@ -1493,9 +1496,9 @@ int core_command(struct core *c, enum core_cmd cmd, const char *cp_id, double no
 	if (down > 8)
 		snprintf(more, sizeof(more), " and %zu more", down - 8);
 	enum log_level lvl = down ? LOG_WARN : LOG_INFO;
-	fx_log(fx, now, lvl, NULL, "%s to all: sent to %zu CP(s), %zu already %s%s%zu not reachable (link down)%s%s%s",
-	       name, sent, skipped, stop ? "stopped or stopping" : "running or resuming", ", ", down,
-	       down ? ": " : "", downlist, more);
+	fx_log(fx, now, lvl, NULL, "%s to all: sent to %zu CP(s), %zu already %s, %zu not reachable (link down)%s%s%s",
+	       name, sent, skipped, stop ? "stopped or stopping" : "running or resuming", down, down ? ": " : "",
+	       downlist, more);
 	if (!sent) {
 		set_err(err, "%s to all: no CP to send it to (%zu link down, %zu already %s)", name, down, skipped,
 			stop ? "stopped" : "running");

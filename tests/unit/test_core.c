@@ -930,6 +930,25 @@ static void test_duplicate_and_old_seq(void **state)
 	assert_true(produced(MSG_CONSUMO_UPDATE)->importe == 4.0 * 0.25);
 }
 
+/* A CONSUMO whose SESSION_STARTED never came still starts the supply; seq 0
+ * (an engine counting from 0) is applied once, not dropped. */
+static void test_consumo_starts_supply_and_seq_zero(void **state)
+{
+	(void)state;
+	char sid[MSG_ID_MAX + 1];
+	reg(1, "MAD-01");
+	authorise(1, "MAD-01", "101", sid);
+	struct msg t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 0, 1.0);
+	kafka(&t);
+	assert_int_equal(state_of("MAD-01"), CP_SUMINISTRANDO);
+	assert_int_equal(count_produce(MSG_CONSUMO_UPDATE), 1);
+	kafka(&t);
+	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	t = tele(MSG_SUPPLY_END, "MAD-01", "101", sid, 1, 2.0);
+	kafka(&t);
+	assert_true(produced(MSG_TICKET)->importe == 0.5);
+}
+
 static void test_consumo_after_supply_end(void **state)
 {
 	(void)state;
@@ -1356,6 +1375,7 @@ int main(void)
 		T(test_reservation_timeout_configurable),
 		T(test_driver_quit),
 		T(test_duplicate_and_old_seq),
+		T(test_consumo_starts_supply_and_seq_zero),
 		T(test_consumo_after_supply_end),
 		T(test_telemetry_mismatch_and_unknown),
 		T(test_session_started_before_ack),
