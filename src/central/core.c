@@ -474,11 +474,12 @@ static const char *fmt_fixed(char *buf, size_t n, double v, int dec)
 	return buf;
 }
 
-/* A price as sent on the wire: up to 6 decimals, at least 2 ("0.25", "0.30",
- * "0.123456"). Prices are kept rounded to 6 decimals, so this is exact. */
+/* A price as sent on the wire: up to 4 decimals, at least 2 ("0.25", "0.30",
+ * "0.1235"). Prices are kept rounded to 4 decimals (what the Kafka messages
+ * carry too), so the frame, the ticket and the stored row agree exactly. */
 static const char *fmt_price(char *buf, size_t n, double p)
 {
-	fmt_fixed(buf, n, p, 6);
+	fmt_fixed(buf, n, p, 4);
 	char *dot = strchr(buf, '.');
 	if (dot) {
 		char *end = buf + strlen(buf) - 1;
@@ -488,9 +489,9 @@ static const char *fmt_price(char *buf, size_t n, double p)
 	return buf;
 }
 
-static double round6(double v)
+static double round_price(double v)
 {
-	return round(v * 1e6) / 1e6;
+	return round(v * 1e4) / 1e4;
 }
 
 /* "0.25", "12", "3.5", ".5": digits with an optional '.' fraction; no sign,
@@ -783,7 +784,7 @@ void core_load_cp(struct core *c, const char *id, const char *location, double p
 		return; /* the store only holds ids REGISTER validated */
 	struct core_cp *cp = cp_insert(c, id, 0);
 	text_copy(cp->location, sizeof(cp->location), location ? location : "");
-	cp->price = (price > 0 && price <= PRICE_MAX) ? round6(price) : DEFAULT_PRICE;
+	cp->price = (price > 0 && price <= PRICE_MAX) ? round_price(price) : DEFAULT_PRICE;
 	cp->stopped = stopped ? 1 : 0;
 }
 
@@ -876,11 +877,15 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 			deny_register(fx, now, conn, reason);
 			return;
 		}
-		price = round6(price);
+		double given = price;
+		price = round_price(price);
 		if (!(price > 0 && price <= PRICE_MAX)) {
-			deny_register(fx, now, conn, "price must be greater than 0 and at most 100 EUR/kWh");
+			deny_register(fx, now, conn, "price must be at least 0.0001 and at most 100 EUR/kWh");
 			return;
 		}
+		if (price != given)
+			fx_log(fx, now, LOG_INFO, id, "CP %s price %s rounded to %s EUR/kWh (4 decimals)", id, f[3],
+			       fmt_price(pb, sizeof(pb), price));
 	}
 	if (mine && strcmp(mine->id, id) != 0) {
 		reply_error(fx, now, conn, mine->id, "this link is already registered as CP %s", mine->id);
@@ -1290,7 +1295,7 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 		       (unsigned long long)m->seq, p->id, (unsigned long long)p->last_seq);
 		return;
 	}
-	if (m->type != MSG_SESSION_STARTED && (!isfinite(m->kwh) || m->kwh < 0 || m->kwh > 1e6)) {
+	if (m->type != MSG_SESSION_STARTED && (!isfinite(m->kwh) || m->kwh < 0 || m->kwh > 100000)) {
 		fx_log(fx, now, LOG_WARN, p->cp_id, "%s for session %s has an impossible kwh: ignored", tn, p->id);
 		return;
 	}

@@ -12,6 +12,8 @@
 #include <cmocka.h>
 
 #include "evc/core.h"
+#include "evc/link.h"
+#include "evc/msg.h"
 
 #define T0 1700000000.0
 
@@ -43,34 +45,60 @@ static int teardown(void **state)
 
 /* ---- helpers: feed one event, the effects of that event are in FX ---- */
 
+/* Whatever the core asks to send must be sendable: every frame valid DATA,
+ * every Kafka message accepted by the encoder, every log line printable. */
+static void check_fx(void)
+{
+	char err[MSG_ERR_LEN];
+	for (size_t i = 0; i < FX.n; i++) {
+		const struct core_fx *f = &FX.v[i];
+		if (f->kind == FX_SEND && link_validate(f->text, strlen(f->text), err) != 0)
+			fail_msg("frame '%s' is not valid DATA: %s", f->text, err);
+		if (f->kind == FX_PRODUCE) {
+			char *json = msg_encode(&f->msg, NULL, err);
+			if (!json)
+				fail_msg("%s does not encode: %s", msg_type_name(f->msg.type), err);
+			free(json);
+		}
+		for (const char *p = f->text; *p; p++)
+			assert_true((unsigned char)*p >= 0x20);
+	}
+}
+
 static void frame(uint64_t conn, const char *data)
 {
 	core_fxlist_clear(&FX);
 	core_on_frame(C, conn, data, NOW, &FX);
+	check_fx();
 }
 
 static void link_down(uint64_t conn)
 {
 	core_fxlist_clear(&FX);
 	core_on_link_down(C, conn, "test", NOW, &FX);
+	check_fx();
 }
 
 static void kafka(const struct msg *m)
 {
 	core_fxlist_clear(&FX);
 	core_on_kafka(C, m, NOW, &FX);
+	check_fx();
 }
 
 static void tick(void)
 {
 	core_fxlist_clear(&FX);
 	core_on_tick(C, NOW, &FX);
+	check_fx();
 }
 
 static int command(enum core_cmd cmd, const char *cp, char err[CORE_ERR_LEN])
 {
 	core_fxlist_clear(&FX);
-	return core_command(C, cmd, cp, NOW, &FX, err);
+	int r = core_command(C, cmd, cp, NOW, &FX, err);
+	check_fx();
+	return r;
 }
 
 static size_t count_kind(enum core_fx_kind k)
@@ -288,7 +316,8 @@ static void test_register_validation(void **state)
 	expect_denied("REGISTER#MAD-01#x#1e2", "invalid price");
 	expect_denied("REGISTER#MAD-01#x#abc", "invalid price");
 	expect_denied("REGISTER#MAD-01#x#.", "invalid price");
-	expect_denied("REGISTER#MAD-01#x#0", "greater than 0");
+	expect_denied("REGISTER#MAD-01#x#0", "at least 0.0001");
+	expect_denied("REGISTER#MAD-01#x#0.00004", "at least 0.0001");
 	expect_denied("REGISTER#MAD-01#x#100.01", "at most 100");
 
 	/* 64 characters of 2-byte UTF-8 are fine; the limits themselves too */
@@ -686,7 +715,8 @@ static void test_ticket_amount_uses_price_sent(void **state)
 	frame(2, "REGISTER#MAD-02#x#0.123456");
 	m = request("102", "MAD-02", NOW);
 	kafka(&m);
-	assert_non_null(strstr(send_prefix("AUTORIZAR")->text, "#0.123456"));
+	assert_non_null(strstr(send_prefix("AUTORIZAR")->text, "#0.1235"));
+	assert_true(core_cp_find(C, "MAD-02")->price == 0.1235);
 	frame(3, "REGISTER#MAD-03#x#12");
 	m = request("103", "MAD-03", NOW);
 	core_add_driver(C, "103");
@@ -1181,6 +1211,7 @@ static void test_restart_recovery(void **state)
 	core_load_cp(C, "MAD-01", "x", 0.25, 0);
 	core_fxlist_clear(&FX);
 	core_recover_session(C, &s, NOW, &FX);
+	check_fx();
 	const struct msg *e = produced(MSG_SUPPLY_ERROR);
 	assert_non_null(e);
 	assert_string_equal(e->user_id, "101");
@@ -1203,12 +1234,14 @@ static void test_restart_recovery(void **state)
 	s.charging = 0;
 	core_fxlist_clear(&FX);
 	core_recover_session(C, &s, NOW, &FX);
+	check_fx();
 	assert_int_equal(count_produce(MSG_SESSION_CANCELLED), 1);
 	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
 	/* one already ended: nothing */
 	s.outcome = OUT_TICKET;
 	core_fxlist_clear(&FX);
 	core_recover_session(C, &s, NOW, &FX);
+	check_fx();
 	assert_int_equal(FX.n, 0);
 	/* the driver may charge again */
 	reg(1, "MAD-01");
