@@ -1377,6 +1377,59 @@ static void test_many_cps(void **state)
 	assert_int_equal(counts[CP_AVERIADO], N - (N + 2) / 3);
 }
 
+/* Sessions and drivers indexes under many inserts and removals in a
+ * scrambled order: every open session still answers, every ended one never. */
+static void test_many_sessions(void **state)
+{
+	(void)state;
+	enum { N = 3000 };
+	static char sids[N][MSG_ID_MAX + 1];
+	static int ended[N];
+	char id[40], user[40], data[96];
+	core_load_cp(C, "ZZ", "never connected", 0.5, 0);
+	for (unsigned i = 0; i < N; i++) {
+		snprintf(id, sizeof(id), "S-%04u", i);
+		snprintf(user, sizeof(user), "u%u", i);
+		core_add_driver(C, user);
+		snprintf(data, sizeof(data), "REGISTER#%s#loc#0.5", id);
+		frame(100 + i, data);
+		struct msg m = request(user, id, NOW);
+		kafka(&m);
+		assert_non_null(stored_session());
+		snprintf(sids[i], sizeof(sids[i]), "%s", stored_session()->id);
+		ended[i] = 0;
+	}
+	for (unsigned r = 0; r < N / 2; r++) {
+		unsigned i = (r * 2654435761u) % N;
+		if (ended[i])
+			continue;
+		snprintf(id, sizeof(id), "S-%04u", i);
+		snprintf(user, sizeof(user), "u%u", i);
+		struct msg t = tele(MSG_SUPPLY_END, id, user, sids[i], 1, 2.0);
+		kafka(&t);
+		assert_int_equal(count_produce(MSG_TICKET), 1);
+		assert_true(produced(MSG_TICKET)->importe == 1.0);
+		ended[i] = 1;
+	}
+	for (unsigned i = 0; i < N; i++) {
+		snprintf(id, sizeof(id), "S-%04u", i);
+		snprintf(user, sizeof(user), "u%u", i);
+		struct msg t = tele(MSG_CONSUMO, id, user, sids[i], 2, 1.0);
+		kafka(&t);
+		assert_int_equal(count_produce(MSG_CONSUMO_UPDATE), ended[i] ? 0 : 1);
+		assert_int_equal(state_of(id), ended[i] ? CP_ACTIVADO : CP_SUMINISTRANDO);
+		/* a driver with an ended session may ask again; an open one may not */
+		struct msg m = request(user, "ZZ", NOW);
+		kafka(&m);
+		const struct msg *d = produced(MSG_AUTH_DENIED);
+		assert_non_null(d);
+		if (ended[i])
+			assert_string_equal(d->reason, "CP ZZ is DESCONECTADO");
+		else
+			assert_non_null(strstr(d->reason, "already has an open session"));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1424,6 +1477,7 @@ int main(void)
 		T(test_views_and_status),
 		T(test_parse_command),
 		T(test_many_cps),
+		T(test_many_sessions),
 #undef T
 	};
 	return cmocka_run_group_tests_name("core", tests, NULL, NULL);
