@@ -16,9 +16,12 @@
  *  - After a restart the engine asks CHECK_SESSION (through the monitor) as
  *    soon as it knows its CP id. Its meter reading died with the old
  *    process, so it never resumes a supply: if Central still has a session
- *    open it is ended cleanly with CONEXION_PERDIDA, component "ENGINE",
- *    and zero figures for the lost part; Central keeps the figures it
- *    already has. NO_SESSION: nothing to do.
+ *    open it is ended cleanly with AVERIADO (the engine did fail) and zero
+ *    figures for the part it lost; Central keeps the highest figures it
+ *    already has, so nothing is lost. seq is RESTART_SEQ, above any a
+ *    session reaches, so it is never taken for a duplicate. NO_SESSION:
+ *    nothing to do. (Usually Central already ended the session when the
+ *    monitor reported the engine unreachable, and answers NO_SESSION.)
  *  - HEALTH_CHECK may carry an optional trailing field CENTRAL_UP /
  *    CENTRAL_DOWN (our monitor sends it); the OK / KO answer carries an
  *    optional trailing field with what the engine is doing (IDLE, RESERVED,
@@ -426,7 +429,7 @@ static void on_session_answer(struct eng *e, double now, char **f, int n)
 	}
 	/* The old process's meter is gone: end Central's session cleanly. */
 	struct msg m;
-	msg_init(&m, MSG_CONEXION_PERDIDA);
+	msg_init(&m, MSG_AVERIADO);
 	snprintf(m.cp_id, sizeof m.cp_id, "%s", e->cp_id);
 	snprintf(m.user_id, sizeof m.user_id, "%s", f[2]);
 	snprintf(m.session_id, sizeof m.session_id, "%s", f[3]);
@@ -435,7 +438,6 @@ static void on_session_answer(struct eng *e, double now, char **f, int n)
 	m.has_seq = 1;
 	m.timestamp = clock_wall();
 	m.has_timestamp = 1;
-	snprintf(m.component, sizeof m.component, "ENGINE");
 	if (msg_valid_user_id(f[2]) && msg_valid_session_id(f[3])) {
 		produce(e, &m, e->topic_tel, e->cp_id);
 		cpio_event("CHECK_SESSION driver=%s session=%s ended (engine restarted; meter lost)", f[2], f[3]);

@@ -11,3 +11,8 @@ EV_CP_E_LDADD = $(EVC_CP_LDADD)
 EV_CP_M_SOURCES = src/cp/monitor.c $(EVC_CP_SOURCES)
 EV_CP_M_CFLAGS = $(EVC_CP_CFLAGS)
 EV_CP_M_LDADD = $(EVC_CP_LDADD)
+
+# Integration: the real programs on loopback against the real broker.
+EXTRA_DIST += tests/integration/cp_lib.sh
+TESTS += tests/integration/cp_basic.sh
+EXTRA_DIST += tests/integration/cp_basic.sh

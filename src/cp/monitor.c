@@ -565,16 +565,33 @@ static void screen_log(enum log_level lvl, const char *line, void *arg)
 
 /* ---- arguments ---- */
 
+/* 1-64 characters of valid UTF-8, no control byte and no '#' (it would
+ * split the REGISTER frame). */
 static int valid_location(const char *s)
 {
 	size_t chars = 0;
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		int extra;
 		if (*p < 0x20 || *p == '#' || *p == 0x7f)
 			return 0;
-		if ((*p & 0xC0) != 0x80)
-			chars++;
+		if (*p < 0x80)
+			extra = 0;
+		else if ((*p & 0xE0) == 0xC0 && *p >= 0xC2)
+			extra = 1;
+		else if ((*p & 0xF0) == 0xE0)
+			extra = 2;
+		else if ((*p & 0xF8) == 0xF0 && *p <= 0xF4)
+			extra = 3;
+		else
+			return 0;
+		p++;
+		for (int i = 0; i < extra; i++, p++)
+			if ((*p & 0xC0) != 0x80)
+				return 0;
+		chars++;
 	}
-	return chars >= 1 && chars <= 64 && link_validate(s, strlen(s), NULL) == 0;
+	return chars >= 1 && chars <= 64;
 }
 
 static void parse_args(struct mon *m, int argc, char **argv, int *headless)

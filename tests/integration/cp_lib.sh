@@ -1,0 +1,42 @@
+# Helpers for the charging-point integration scripts (cp_*.sh): a real
+# EV_Central --headless with its own database, a real EV_CP_E and EV_CP_M on
+# loopback ports of their own, the real broker at $EVC_KAFKA. Source after
+# lib.sh.
+
+CP_DB=$T_DIR/central.db
+CP_CPORT=$(free_port)
+CP_EPORT=$(free_port)
+K=${EVC_KAFKA:-}
+
+# cp_add_driver ID NAME: register a driver in Central's database.
+cp_add_driver() { "$EV_CENTRAL" --add-driver "$1" "$2" --db "$CP_DB" >/dev/null; }
+
+# cp_central NAME: start Central (headless) and wait until it listens.
+cp_central() {
+	start "$1" "$EV_CENTRAL" "$CP_CPORT" "$K" --db "$CP_DB" --headless
+	wait_grep 20 "$(log_of "$1")" ' READY '
+}
+# cp_engine NAME [ARGS...]
+cp_engine() {
+	local n=$1; shift
+	start "$n" "$EV_CP_E" "$K" "$CP_EPORT" --headless "$@"
+	wait_grep 10 "$(log_of "$n")" '^START port='
+}
+# cp_monitor NAME CP_ID [ARGS...]
+cp_monitor() {
+	local n=$1 id=$2; shift 2
+	start "$n" "$EV_CP_M" "127.0.0.1:$CP_EPORT" "127.0.0.1:$CP_CPORT" "$id" --headless "$@"
+}
+# last_state LOG CP: the last state Central announced for CP.
+last_state() { grep -E " STATE $2 [A-Z_]+$" "$1" | tail -n 1 | awk '{print $NF}'; }
+# is_state LOG CP STATE: true if that is the current one.
+is_state() { [ "$(last_state "$1" "$2")" = "$3" ]; }
+# notes: every driver notification so far, one JSON per line.
+notes() { kcat -b "$K" -C -t "$(topic driver_notifications)" -o beginning -e -q -f '%s\n' 2>/dev/null; }
+# note_for TYPE SESSION: the notification of TYPE for SESSION ("" if none yet).
+note_for() { notes | grep "\"type\":\"$1\"" | grep "\"session_id\":\"$2\"" | tail -n 1; }
+has_note() { [ -n "$(note_for "$1" "$2")" ]; }
+# json_get JSON FIELD
+json_get() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+# session_of LOG: the session id of the engine's last authorisation.
+session_of() { grep -E '^AUTH driver=' "$1" | tail -n 1 | sed -E 's/.* session=([^ ]+) .*/\1/'; }
