@@ -129,5 +129,12 @@ int msg_valid_user_id(const char *s);
 /* True if s is a valid session_id / request_id: 1..64 bytes of printable
  * ASCII without space or '#' (they travel inside link frames too). */
 int msg_valid_session_id(const char *s);
+/* True if s may be sent as message/reason: valid UTF-8 (strict, as
+ * jansson), no byte below 0x20, at most MSG_TEXT_MAX bytes. */
+int msg_valid_text(const char *s);
+/* True if s may be sent as a CP location: as msg_valid_text, at most 64
+ * characters and MSG_LOCATION_MAX bytes; "" is accepted here (Central's
+ * REGISTER rule asks for at least one character). */
+int msg_valid_location(const char *s);
 
 #endif

@@ -187,11 +187,59 @@ static int has_control(const char *s, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		/* Text ends up on terminals: escape sequences and newlines
-		 * would let a peer draw on someone else's screen. */
-		if (c < 0x20 || c == 0x7f)
+		 * would let a peer draw on someone else's screen. The same
+		 * rule as link DATA (no byte below 0x20), so a location that
+		 * arrived in REGISTER can always be re-sent here. */
+		if (c < 0x20)
 			return 1;
 	}
 	return 0;
+}
+
+/* Strict UTF-8 as RFC 3629 and jansson see it: no overlong forms, no
+ * surrogates, nothing above U+10FFFF. Counts characters into *chars. */
+static int utf8_valid(const char *str, size_t n, size_t *chars)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t i = 0, count = 0;
+
+	while (i < n) {
+		unsigned char c = s[i];
+		size_t len;
+		uint32_t cp;
+
+		if (c < 0x80) {
+			i++;
+			count++;
+			continue;
+		} else if (c >= 0xC2 && c <= 0xDF) {
+			len = 2;
+			cp = c & 0x1F;
+		} else if (c >= 0xE0 && c <= 0xEF) {
+			len = 3;
+			cp = c & 0x0F;
+		} else if (c >= 0xF0 && c <= 0xF4) {
+			len = 4;
+			cp = c & 0x07;
+		} else {
+			return 0;
+		}
+		if (n - i < len)
+			return 0;
+		for (size_t k = 1; k < len; k++) {
+			if ((s[i + k] & 0xC0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (s[i + k] & 0x3F);
+		}
+		if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+		    (cp >= 0xD800 && cp <= 0xDFFF))
+			return 0;
+		i += len;
+		count++;
+	}
+	if (chars != NULL)
+		*chars = count;
+	return 1;
 }
 
 static int printable_ascii(const char *s, size_t max)
@@ -202,16 +250,6 @@ static int printable_ascii(const char *s, size_t max)
 		if (n >= max || (unsigned char)s[n] < 0x20 || (unsigned char)s[n] > 0x7e)
 			return 0;
 	return 1;
-}
-
-static size_t utf8_chars(const char *s, size_t n)
-{
-	size_t chars = 0;
-
-	for (size_t i = 0; i < n; i++)
-		if (((unsigned char)s[i] & 0xC0) != 0x80)
-			chars++;
-	return chars;
 }
 
 static int valid_word(const char *s, size_t n)
@@ -231,6 +269,8 @@ static int valid_word(const char *s, size_t n)
 static int check_str(const char *name, const char *s, size_t n, enum str_kind kind, size_t max,
 		     char err[MSG_ERR_LEN])
 {
+	size_t chars = 0;
+
 	if (n > max)
 		return fail(err, "field '%s' is too long (%zu bytes, at most %zu)", name, n, max);
 	if (memchr(s, '\0', n) != NULL)
@@ -250,13 +290,12 @@ static int check_str(const char *name, const char *s, size_t n, enum str_kind ki
 				    name);
 		break;
 	case S_TEXT:
-		if (has_control(s, n))
-			return fail(err, "field '%s' contains a control character", name);
-		break;
 	case S_LOCATION:
+		if (!utf8_valid(s, n, &chars))
+			return fail(err, "field '%s' is not valid UTF-8", name);
 		if (has_control(s, n))
 			return fail(err, "field '%s' contains a control character", name);
-		if (utf8_chars(s, n) > LOCATION_CHARS)
+		if (kind == S_LOCATION && chars > LOCATION_CHARS)
 			return fail(err, "field '%s' is too long (more than %d characters)", name, LOCATION_CHARS);
 		break;
 	case S_WORD:
@@ -274,6 +313,26 @@ static int check_num(const char *name, double v, double max, char err[MSG_ERR_LE
 	if (v < 0 || v > max)
 		return fail(err, "field '%s' out of range (0 to %g): %g", name, max, v);
 	return 0;
+}
+
+int msg_valid_text(const char *s)
+{
+	size_t n;
+
+	if (s == NULL)
+		return 0;
+	n = strlen(s);
+	return check_str("text", s, n, S_TEXT, MSG_TEXT_MAX, NULL) == 0;
+}
+
+int msg_valid_location(const char *s)
+{
+	size_t n;
+
+	if (s == NULL)
+		return 0;
+	n = strlen(s);
+	return check_str("location", s, n, S_LOCATION, MSG_LOCATION_MAX, NULL) == 0;
 }
 
 /* ---- decoding ---- */

@@ -6,6 +6,8 @@
  * rules), the encoding must decode again to the same message (numbers
  * within the encoder's rounding), and encoding that must give the same
  * bytes (rounding is idempotent).
+ * First byte 0x7f: the rest is a string; msg_valid_text must agree with
+ * jansson's own UTF-8 check.
  * First byte >= 0x80: the rest is the raw bytes of a struct msg (and of its
  * cps) handed to the encoder, which must either refuse it with an error or
  * produce JSON that its own topic's decoder accepts: the encoder never
@@ -15,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "evc/msg.h"
 
@@ -120,6 +124,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (data[0] & 0x80) {
 		fuzz_encoder(data + 1, size - 1);
+		return 0;
+	}
+	if (data[0] == 0x7f) {
+		/* Differential: our UTF-8 rule must be exactly jansson's. */
+		size_t n = size - 1;
+		int ctl = 0;
+		char *z = malloc(size);
+		json_t *j;
+
+		if (z == NULL)
+			return 0;
+		memcpy(z, data + 1, n);
+		z[n] = '\0';
+		for (size_t i = 0; i < n; i++)
+			ctl |= (unsigned char)z[i] < 0x20;
+		if (!ctl && n <= MSG_TEXT_MAX) {
+			j = json_stringn(z, n);
+			CHECK(msg_valid_text(z) == (j != NULL));
+			json_decref(j);
+		}
+		free(z);
 		return 0;
 	}
 	topic = (enum msg_topic)(data[0] & 3);

@@ -694,6 +694,9 @@ static void test_encode_refuses(void **state)
 	build(&m, MSG_AUTH_DENIED);
 	strcpy(m.reason, "two\nlines");
 	assert_encode_fails(&m, "field 'reason' contains a control character");
+	build(&m, MSG_AUTH_DENIED);
+	strcpy(m.reason, "tab\there");
+	assert_encode_fails(&m, "field 'reason' contains a control character");
 	build(&m, MSG_AUTH_OK);
 	memset(m.message, 'a', sizeof(m.message));
 	assert_encode_fails(&m, "field 'message'");
@@ -769,6 +772,35 @@ static void test_names_and_ids(void **state)
 	assert_false(msg_valid_session_id("a#b"));
 	assert_false(msg_valid_session_id(""));
 	assert_false(msg_valid_session_id("a\x7f"));
+
+	assert_true(msg_valid_text(""));
+	assert_true(msg_valid_text("Plaça € 𝄞 \x7f"));
+	assert_false(msg_valid_text(NULL));
+	assert_false(msg_valid_text("a\tb"));
+	assert_false(msg_valid_text("\x1b[2J"));
+	assert_false(msg_valid_text("\xc0\xaf"));         /* overlong '/' */
+	assert_false(msg_valid_text("\xe0\x80\xaf"));     /* overlong */
+	assert_false(msg_valid_text("\xed\xa0\x80"));     /* surrogate U+D800 */
+	assert_false(msg_valid_text("\xf4\x90\x80\x80")); /* above U+10FFFF */
+	assert_false(msg_valid_text("\xf5\x80\x80\x80"));
+	assert_false(msg_valid_text("\xe2\x82"));         /* truncated */
+	assert_false(msg_valid_text("\x80"));
+	assert_true(msg_valid_text("\xf4\x8f\xbf\xbf"));  /* U+10FFFF */
+	assert_true(msg_valid_text("\xef\xbf\xbf"));      /* U+FFFF */
+	char big[MSG_TEXT_MAX + 2];
+	memset(big, 'a', sizeof(big));
+	big[MSG_TEXT_MAX + 1] = '\0';
+	assert_false(msg_valid_text(big));
+	big[MSG_TEXT_MAX] = '\0';
+	assert_true(msg_valid_text(big));
+	assert_false(msg_valid_location(big)); /* 256 characters > 64 */
+	big[64] = '\0';
+	assert_true(msg_valid_location(big));
+	assert_true(msg_valid_location("C/ Serrano 10"));
+	assert_true(msg_valid_location(""));
+	assert_false(msg_valid_location("a\nb"));
+	assert_false(msg_valid_location("\xff"));
+	assert_false(msg_valid_location(NULL));
 }
 
 /* jansson caps nesting depth: a deeply nested unknown field is rejected, not
