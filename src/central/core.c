@@ -303,20 +303,61 @@ static struct core_fx *fx_push(struct core_fxlist *l, enum core_fx_kind kind, do
 	return f;
 }
 
-/* Copy text, cut at a UTF-8 character boundary if it does not fit, and
- * replace control bytes: these strings end up in frames and log lines, and
- * neither may carry a byte below 0x20. */
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 if p does not start
+ * one (bad lead byte, bad continuation, overlong, surrogate, > U+10FFFF). */
+static int utf8_seq(const unsigned char *p)
+{
+	unsigned c = p[0], cp;
+	int len;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xC2 && c <= 0xDF) {
+		len = 2;
+		cp = c & 0x1F;
+	} else if (c >= 0xE0 && c <= 0xEF) {
+		len = 3;
+		cp = c & 0x0F;
+	} else if (c >= 0xF0 && c <= 0xF4) {
+		len = 4;
+		cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	for (int i = 1; i < len; i++) {
+		if ((p[i] & 0xC0) != 0x80)
+			return 0; /* also stops at the NUL */
+		cp = (cp << 6) | (p[i] & 0x3F);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+	    (cp >= 0xD800 && cp <= 0xDFFF))
+		return 0;
+	return len;
+}
+
+/* Copy text into dst of size n as valid UTF-8 without control bytes: these
+ * strings end up in frames, JSON messages and log lines, and a CP's FAULT
+ * reason with a stray byte must not make the driver's SUPPLY_ERROR
+ * unencodable. Bad bytes become '?'; a cut never splits a character. */
 static void text_copy(char *dst, size_t n, const char *src)
 {
-	size_t len = strlen(src);
-	if (len >= n) {
-		len = n - 1;
-		while (len > 0 && ((unsigned char)src[len] & 0xC0) == 0x80)
-			len--;
+	const unsigned char *p = (const unsigned char *)src;
+	size_t o = 0;
+	while (*p) {
+		int len = utf8_seq(p);
+		if (len <= 1) {
+			if (o + 1 >= n)
+				break;
+			dst[o++] = (len == 0 || *p < 0x20 || *p == 0x7f) ? '?' : (char)*p;
+			p++;
+			continue;
+		}
+		if (o + (size_t)len >= n)
+			break;
+		memcpy(dst + o, p, (size_t)len);
+		o += (size_t)len;
+		p += len;
 	}
-	for (size_t i = 0; i < len; i++)
-		dst[i] = ((unsigned char)src[i] < 0x20 || src[i] == 0x7f) ? '?' : src[i];
-	dst[len] = '\0';
+	dst[o] = '\0';
 }
 
 static void vtext(char *dst, size_t n, const char *fmt, va_list ap)
@@ -529,31 +570,8 @@ static long utf8_chars(const char *s)
 	const unsigned char *p = (const unsigned char *)s;
 	long n = 0;
 	while (*p) {
-		unsigned c = *p;
-		int len;
-		unsigned cp;
-		if (c < 0x80) {
-			len = 1;
-			cp = c;
-		} else if (c >= 0xC2 && c <= 0xDF) {
-			len = 2;
-			cp = c & 0x1F;
-		} else if (c >= 0xE0 && c <= 0xEF) {
-			len = 3;
-			cp = c & 0x0F;
-		} else if (c >= 0xF0 && c <= 0xF4) {
-			len = 4;
-			cp = c & 0x07;
-		} else {
-			return -1;
-		}
-		for (int i = 1; i < len; i++) {
-			if ((p[i] & 0xC0) != 0x80)
-				return -1;
-			cp = (cp << 6) | (p[i] & 0x3F);
-		}
-		if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-		    (cp >= 0xD800 && cp <= 0xDFFF))
+		int len = utf8_seq(p);
+		if (len == 0)
 			return -1;
 		p += len;
 		n++;

@@ -1088,6 +1088,19 @@ static void test_fault_and_averiado_same_session(void **state)
 	assert_int_equal(state_of("MAD-02"), CP_AVERIADO);
 }
 
+/* A FAULT reason with bytes that are not UTF-8 still gives the driver an
+ * encodable SUPPLY_ERROR (check_fx encodes every message produced). */
+static void test_fault_reason_not_utf8(void **state)
+{
+	(void)state;
+	char sid[MSG_ID_MAX + 1];
+	charging(1, "MAD-01", "101", sid);
+	frame(1, "FAULT#MAD-01#bad \xff\xc3 byte \xc3\xb1");
+	const struct msg *e = produced(MSG_SUPPLY_ERROR);
+	assert_non_null(e);
+	assert_non_null(strstr(e->reason, "bad ?? byte \xc3\xb1"));
+}
+
 static void test_fault_while_reserved(void **state)
 {
 	(void)state;
@@ -1466,6 +1479,7 @@ int main(void)
 		T(test_telemetry_mismatch_and_unknown),
 		T(test_session_started_before_ack),
 		T(test_fault_and_averiado_same_session),
+		T(test_fault_reason_not_utf8),
 		T(test_fault_while_reserved),
 		T(test_supply_end_then_parar),
 		T(test_parar_then_supply_end),
