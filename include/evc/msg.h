@@ -118,7 +118,7 @@ int msg_decode(enum msg_topic topic, const char *json, size_t len, struct msg *m
 char *msg_encode(const struct msg *m, size_t *len, char err[MSG_ERR_LEN]);
 /* "REQUEST_CHARGE" ...; NULL for an invalid value. */
 const char *msg_type_name(enum msg_type t);
-/* Which topic a type travels on. */
+/* Which topic a type travels on (t must be valid: msg_type_name(t) != NULL). */
 enum msg_topic msg_type_topic(enum msg_type t);
 /* Base name of a topic ("driver_requests" ...). */
 const char *msg_topic_name(enum msg_topic t);
