@@ -13,3 +13,11 @@ EVC_COMMON_LIBS = libevc.a $(RDKAFKA_LIBS) $(JANSSON_LIBS) -lm
 
 include src/common/link.mk
 include src/common/msg.mk
+
+# The Kafka bus against the real broker (tests/integration/bus_kafka.sh).
+check_PROGRAMS += tests/tools/bus_tool
+tests_tools_bus_tool_SOURCES = tests/tools/bus_tool.c
+tests_tools_bus_tool_CFLAGS = $(AM_CFLAGS) $(RDKAFKA_CFLAGS) $(JANSSON_CFLAGS)
+tests_tools_bus_tool_LDADD = $(EVC_COMMON_LIBS)
+TESTS += tests/integration/bus_kafka.sh
+EXTRA_DIST += tests/integration/bus_kafka.sh
