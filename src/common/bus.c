@@ -144,7 +144,9 @@ rd_kafka_t *bus_producer_new(const struct bus_opts *o, char err[BUS_ERR_LEN])
 	    conf_set(conf, "enable.idempotence", "true", err) == -1 ||
 	    conf_set(conf, "linger.ms", "5", err) == -1 ||
 	    conf_set(conf, "message.timeout.ms", tmo, err) == -1 ||
-	    conf_set(conf, "queue.buffering.max.messages", "1000000", err) == -1) {
+	    conf_set(conf, "queue.buffering.max.messages", "1000000", err) == -1 ||
+	    /* A NETWORK_STATUS_UPDATE of 10,000 CPs is over the 1 MB default. */
+	    conf_set(conf, "message.max.bytes", "8388608", err) == -1) {
 		rd_kafka_conf_destroy(conf);
 		goto fail;
 	}
