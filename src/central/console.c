@@ -390,8 +390,12 @@ static int handle_line(struct console *c, char *line)
 		struct field f[] = { W("cmd", cmd_name(cmd)), W("cp", target), W("result", "sent") };
 		emit(c, "CMD", f, 3);
 	} else {
+		/* The core's message repeats the command ("PARAR X failed: why");
+		 * the line already says that, so keep only the why. */
+		const char *why = strstr(msg, " failed: ");
+		why = why != NULL ? why + 9 : msg;
 		struct field f[] = { W("cmd", cmd_name(cmd)), W("cp", target), W("result", "failed"),
-				     S("reason", msg[0] != '\0' ? msg : "refused") };
+				     S("reason", why[0] != '\0' ? why : "refused") };
 		emit(c, "CMD", f, 4);
 	}
 	return 0;

@@ -31,6 +31,7 @@ struct kin_pos {
 struct kafka_in {
 	char *brokers;
 	char topics[2][BUS_NAME_MAX];
+	char out_topics[2][BUS_NAME_MAX]; /* created here too: Central owns them */
 	char group[BUS_NAME_MAX];
 	int efd;
 	pthread_t thread;
@@ -55,6 +56,8 @@ struct kafka_in *kafka_in_new(const char *brokers, const char *prefix)
 	bus_name(k->topics[0], sizeof k->topics[0], prefix, MSG_TOPIC_DRIVER_REQUESTS);
 	bus_name(k->topics[1], sizeof k->topics[1], prefix, MSG_TOPIC_CP_TELEMETRY);
 	bus_name(k->group, sizeof k->group, prefix, KIN_GROUP);
+	bus_name(k->out_topics[0], sizeof k->out_topics[0], prefix, MSG_TOPIC_DRIVER_NOTIFICATIONS);
+	bus_name(k->out_topics[1], sizeof k->out_topics[1], prefix, MSG_TOPIC_NETWORK_STATUS);
 	k->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (k->efd == -1) {
 		log_error("kafka_in: eventfd: %s", strerror(errno));
@@ -225,6 +228,9 @@ static void *thread_main(void *arg)
 {
 	struct kafka_in *k = arg;
 	const char *topics[2] = { k->topics[0], k->topics[1] };
+	const char *outs[2] = { k->out_topics[0], k->out_topics[1] };
+	int outs_ok = 0;
+	double outs_next = 0;
 	struct kafka_in_item *it = xmalloc(sizeof *it);
 
 	for (;;) {
@@ -245,6 +251,17 @@ static void *thread_main(void *arg)
 					break;
 				continue;
 			}
+		}
+		/* Drivers subscribe to driver_notifications and network_status;
+		 * creating them up front means a driver started before the first
+		 * notification finds its topic. The broker might also auto-create
+		 * them on first produce; doing it here does not depend on that. */
+		if (!outs_ok && clock_mono() >= outs_next) {
+			char err[BUS_ERR_LEN];
+			outs_ok = bus_create_topics(k->brokers, outs, 2, 3000, err) == 0;
+			if (!outs_ok)
+				log_debug("kafka: creating output topics: %s (will retry)", err);
+			outs_next = clock_mono() + 10.0;
 		}
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(k->rk, 100);
 		if (m != NULL) {

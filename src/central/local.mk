@@ -21,3 +21,10 @@ EV_Central_LDADD = $(EVC_UI_LIBS) libevc.a $(SQLITE_LIBS) $(NCURSES_LIBS) $(RDKA
 check_PROGRAMS += tests/tools/fake_monitor
 tests_tools_fake_monitor_SOURCES = tests/tools/fake_monitor.c
 tests_tools_fake_monitor_LDADD =
+
+# Integration tests (real broker at $EVC_KAFKA, real processes, loopback).
+EXTRA_DIST += tests/integration/central_lib.sh
+CENTRAL_ITESTS = \
+	tests/integration/central_links.sh
+TESTS += $(CENTRAL_ITESTS)
+EXTRA_DIST += $(CENTRAL_ITESTS)

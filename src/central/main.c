@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -535,6 +536,18 @@ static int serve(const struct opts *o)
 	xstrlcpy(c->status.db, o->db, sizeof c->status.db);
 	xstrlcpy(c->status.kafka_reason, "connecting", sizeof c->status.kafka_reason);
 	c->status.started = clock_wall();
+
+	/* One descriptor per CP link: 10,000 links need more than the usual
+	 * soft limit of 1024. */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < (rlim_t)o->max_conns + 256) {
+		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > (rlim_t)o->max_conns + 256
+				      ? (rlim_t)o->max_conns + 256
+				      : rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			log_warn("cannot raise the open file limit: %s", strerror(errno));
+	}
 
 	c->sfd = setup_signals(err);
 	if (c->sfd == -1)
