@@ -1443,6 +1443,182 @@ static void test_many_sessions(void **state)
 	}
 }
 
+/* ---- random event storms: the invariants hold whatever the order ---- */
+
+static uint64_t rng_state;
+
+static unsigned rnd(unsigned n)
+{
+	rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+	return (unsigned)((rng_state >> 33) % n);
+}
+
+#define MAX_TRACK 4096
+static char track_id[MAX_TRACK][MSG_ID_MAX + 1];
+static int track_stored_end[MAX_TRACK], track_notified_end[MAX_TRACK];
+static size_t ntrack;
+
+static long track_find(const char *id)
+{
+	for (size_t i = 0; i < ntrack; i++)
+		if (strcmp(track_id[i], id) == 0)
+			return (long)i;
+	return -1;
+}
+
+/* Record the sessions created and ended by the last event, and check the
+ * state of every CP against its facts. */
+static void track_and_check(void)
+{
+	for (size_t i = 0; i < FX.n; i++) {
+		const struct core_fx *f = &FX.v[i];
+		if (f->kind == FX_STORE_SESSION) {
+			long k = track_find(f->session.id);
+			if (k < 0) {
+				assert_true(ntrack < MAX_TRACK);
+				assert_int_equal(f->session.outcome, OUT_OPEN); /* first seen open */
+				k = (long)ntrack++;
+				snprintf(track_id[k], sizeof(track_id[k]), "%s", f->session.id);
+				track_stored_end[k] = track_notified_end[k] = 0;
+			}
+			if (f->session.outcome != OUT_OPEN) {
+				track_stored_end[k]++;
+				assert_true(f->session.importe == f->session.kwh * f->session.price);
+			}
+		}
+		if (f->kind == FX_PRODUCE && f->msg.has_session_id &&
+		    (f->msg.type == MSG_TICKET || f->msg.type == MSG_SUPPLY_ERROR ||
+		     f->msg.type == MSG_SESSION_CANCELLED || f->msg.type == MSG_AUTH_DENIED)) {
+			long k = track_find(f->msg.session_id);
+			assert_true(k >= 0);
+			track_notified_end[k]++;
+		}
+	}
+	for (size_t i = 0; i < core_cp_count(C); i++) {
+		const struct core_cp *cp = core_cp_at(C, i);
+		enum core_state want = !cp->link_up ? CP_DESCONECTADO
+				       : cp->stopped ? CP_FUERA_DE_SERVICIO
+				       : cp->fault ? CP_AVERIADO
+				       : cp->session && cp->session->charging ? CP_SUMINISTRANDO
+				       : cp->session ? CP_RESERVADO
+						     : CP_ACTIVADO;
+		assert_int_equal(cp->state, want);
+		if (cp->session) {
+			assert_string_equal(cp->session->cp_id, cp->id);
+			assert_int_equal(cp->session->outcome, OUT_OPEN);
+			assert_true(cp->link_up);
+		}
+	}
+}
+
+static void storm(uint64_t seed)
+{
+	static const char *cps[] = { "A", "B", "C", "D" };
+	static const char *users[] = { "101", "102", "103", "999" };
+	static const char *cmds[] = { "PARAR", "REANUDAR", "AUTORIZAR_SUMINISTRO", "X" };
+	static const enum msg_type tt[] = { MSG_SESSION_STARTED, MSG_CONSUMO, MSG_CONSUMO, MSG_CONSUMO,
+					    MSG_SUPPLY_END, MSG_AVERIADO, MSG_CONEXION_PERDIDA };
+	char data[160], err[CORE_ERR_LEN];
+	rng_state = seed;
+	ntrack = 0;
+	core_add_driver(C, "103");
+	for (int ev = 0; ev < 20000; ev++) {
+		uint64_t conn = 1 + rnd(6);
+		const char *cp = cps[rnd(4)];
+		switch (rnd(12)) {
+		case 0:
+			snprintf(data, sizeof(data), "REGISTER#%s#loc %u#0.%u", cp, rnd(9), 1 + rnd(99));
+			frame(conn, data);
+			break;
+		case 1:
+			if (rnd(16) == 0)
+				link_down(conn);
+			else
+				frame(conn, "HEARTBEAT#A");
+			break;
+		case 2:
+			snprintf(data, sizeof(data), "%s#%s", rnd(4) ? "RECOVER" : "FAULT", cp);
+			frame(conn, data);
+			break;
+		case 3:
+			snprintf(data, sizeof(data), "%s#%s%s", rnd(3) ? "ACK" : "NACK", cmds[rnd(4)],
+				 rnd(2) ? "#busy" : "");
+			frame(conn, data);
+			break;
+		case 4:
+			snprintf(data, sizeof(data), "%s#%s", rnd(2) ? "CHECK_SESSION" : "FOO", cp);
+			frame(conn, data);
+			break;
+		case 5:
+		case 6: {
+			struct msg m = request(users[rnd(4)], cp, NOW - rnd(80));
+			kafka(&m);
+			break;
+		}
+		case 7:
+		case 8:
+		case 9: {
+			/* telemetry for a session seen so far (open or ended) */
+			if (!ntrack)
+				break;
+			/* mostly the newest, which are likely still open */
+			long k = rnd(4) ? (long)ntrack - 1 - (long)rnd(ntrack < 4 ? (unsigned)ntrack : 4u)
+					: (long)rnd((unsigned)ntrack);
+			const char *sid = track_id[k];
+			char scp[MSG_CP_ID_MAX + 1];
+			snprintf(scp, sizeof(scp), "%.*s", (int)(strchr(sid, '-') - sid), sid);
+			const char *user = "101";
+			const struct core_cp *p = core_cp_find(C, scp);
+			if (p && p->session && strcmp(p->session->id, sid) == 0)
+				user = p->session->driver_id;
+			struct msg t = tele(tt[rnd(7)], scp, user, sid, 1 + rnd(12), rnd(50) / 10.0);
+			kafka(&t);
+			break;
+		}
+		case 10: {
+			enum core_cmd c = (enum core_cmd)rnd(4);
+			command(c, cp, err);
+			break;
+		}
+		default:
+			if (rnd(2)) {
+				struct msg q;
+				msg_init(&q, MSG_DRIVER_QUIT);
+				snprintf(q.user_id, sizeof(q.user_id), "%s", users[rnd(4)]);
+				kafka(&q);
+			} else {
+				NOW += rnd(40);
+				tick();
+			}
+			break;
+		}
+		track_and_check();
+	}
+	/* Every link goes down: every session must now have ended exactly once. */
+	for (uint64_t conn = 1; conn <= 6; conn++) {
+		link_down(conn);
+		track_and_check();
+	}
+	assert_true(ntrack > 20);
+	for (size_t k = 0; k < ntrack; k++) {
+		if (track_stored_end[k] != 1 || track_notified_end[k] != 1)
+			fail_msg("session %s: stored end %d times, driver told %d times", track_id[k],
+				 track_stored_end[k], track_notified_end[k]);
+	}
+}
+
+static void test_storm_1(void **state)
+{
+	(void)state;
+	storm(1);
+}
+
+static void test_storm_2(void **state)
+{
+	(void)state;
+	storm(0xC0FFEE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1492,6 +1668,8 @@ int main(void)
 		T(test_parse_command),
 		T(test_many_cps),
 		T(test_many_sessions),
+		T(test_storm_1),
+		T(test_storm_2),
 #undef T
 	};
 	return cmocka_run_group_tests_name("core", tests, NULL, NULL);
