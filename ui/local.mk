@@ -10,3 +10,7 @@ libevcui_a_SOURCES = \
 	ui/panel.c ui/panel.h
 libevcui_a_CFLAGS = $(AM_CFLAGS) $(NCURSES_CFLAGS) -D_XOPEN_SOURCE_EXTENDED
 EVC_UI_LIBS = libevcui.a $(NCURSES_LIBS)
+
+# The panel tested for real: EV_Central in tmux, read with capture-pane -e.
+TESTS += tests/integration/panel_states.sh
+EXTRA_DIST += tests/integration/panel_states.sh tests/integration/panel_lib.sh

@@ -91,6 +91,7 @@ struct panel {
 	long last_sec;
 	int input_eof;
 	int quit;
+	int was_empty;
 };
 
 static const struct keys_table panel_keys;
@@ -416,17 +417,31 @@ static void draw_header(struct panel *p, double now)
 
 	hhmmss(now, clk, sizeof clk);
 	theme_fill(stdscr, 0, 0, 1, p->cols, ta);
-	snprintf(buf, sizeof buf, " EV_Central  listen %s  db %s  links %zu  ", st->listen, st->db, st->links);
-	theme_puts(stdscr, 0, 0, p->cols - 10, buf, ta);
-	x = (int)strlen(buf);
-	if (x < p->cols - 10) {
-		if (st->kafka_up)
-			snprintf(buf, sizeof buf, "Kafka %s up", st->kafka);
-		else
-			snprintf(buf, sizeof buf, "Kafka unreachable: %s",
-				 st->kafka_reason[0] ? st->kafka_reason : st->kafka);
+	/* most important first, so a narrow terminal still shows Kafka's state */
+	x = 0;
+	theme_puts(stdscr, 0, x, p->cols - 10, " EV_Central ", ta);
+	x += 12;
+	if (st->kafka_up)
+		snprintf(buf, sizeof buf, " Kafka up ");
+	else
+		snprintf(buf, sizeof buf, " Kafka unreachable: %s ",
+			 st->kafka_reason[0] ? st->kafka_reason : st->kafka);
+	if (x < p->cols - 10)
 		theme_puts(stdscr, 0, x, p->cols - 10 - x, buf,
 			   st->kafka_up ? ta : theme_attr(THEME_BAD));
+	x += (int)strlen(buf);
+	{
+		char seg[3][300];
+		snprintf(seg[0], sizeof seg[0], " listen %s  links %zu ", st->listen, st->links);
+		snprintf(seg[1], sizeof seg[1], " kafka %s ", st->kafka);
+		snprintf(seg[2], sizeof seg[2], " db %.250s ", st->db);
+		for (int i = 0; i < 3; i++) {
+			int l = (int)strlen(seg[i]);
+			if (x + l > p->cols - 10)
+				break;
+			theme_puts(stdscr, 0, x, l, seg[i], ta);
+			x += l;
+		}
 	}
 	theme_puts(stdscr, 0, p->cols - 9, 9, clk, ta);
 
@@ -434,8 +449,10 @@ static void draw_header(struct panel *p, double now)
 	theme_fill(stdscr, 1, 0, 1, p->cols, A_NORMAL);
 	core_state_counts(p->fe.core, counts);
 	width = 0;
-	for (size_t i = 0; i < CP_STATE_COUNT; i++)
-		width += (int)strlen(theme_state_word(order[i])) + 8;
+	for (size_t i = 0; i < CP_STATE_COUNT; i++) {
+		char c[64];
+		width += snprintf(c, sizeof c, " %s %zu  ", theme_state_word(order[i]), counts[order[i]]);
+	}
 	npages = p->per_page ? (p->nview + p->per_page - 1) / p->per_page : 1;
 	if (npages == 0)
 		npages = 1;
@@ -445,7 +462,7 @@ static void draw_header(struct panel *p, double now)
 			 core_cp_count(p->fe.core), page, npages);
 	else
 		snprintf(buf, sizeof buf, "%zu CPs  page %zu/%zu", p->nview, page, npages);
-	full_words = width + (int)strlen(buf) + 2 <= p->cols;
+	full_words = width + (int)strlen(buf) + 1 <= p->cols;
 	x = 0;
 	for (size_t i = 0; i < CP_STATE_COUNT; i++) {
 		char c[64];
@@ -455,7 +472,7 @@ static void draw_header(struct panel *p, double now)
 		else
 			snprintf(c, sizeof c, " %c %zu ", theme_state_letter(s), counts[s]);
 		theme_puts(stdscr, 1, x, p->cols - x, c, theme_state_attr(s));
-		x += (int)strlen(c) + 1;
+		x += (int)strlen(c) + 2;
 	}
 	if (x + (int)strlen(buf) + 1 <= p->cols)
 		theme_puts(stdscr, 1, p->cols - (int)strlen(buf) - 1, (int)strlen(buf), buf,
@@ -527,14 +544,20 @@ static void draw_too_small(struct panel *p)
 	int y = p->rows / 2;
 
 	werase(stdscr);
-	snprintf(buf, sizeof buf, "terminal too small (%dx%d): need %dx%d", p->cols, p->rows,
-		 MIN_COLS, MIN_ROWS);
-	theme_puts(stdscr, y > 0 ? y - 1 : 0, 0, p->cols, buf, A_BOLD);
-	theme_puts(stdscr, y, 0, p->cols, "enlarge it, or q then y to quit", A_NORMAL);
+	theme_puts(stdscr, y > 1 ? y - 2 : 0, 0, p->cols, "terminal too small", A_BOLD);
+	snprintf(buf, sizeof buf, "%dx%d, need %dx%d", p->cols, p->rows, MIN_COLS, MIN_ROWS);
+	theme_puts(stdscr, y > 1 ? y - 1 : 1, 0, p->cols, buf, A_NORMAL);
+	theme_puts(stdscr, y > 1 ? y : 2, 0, p->cols, "q y quits", A_NORMAL);
 }
 
 static void draw(struct panel *p, double now)
 {
+	build_view(p);
+	/* the "no CPs" text is not a card: clear it when cards appear */
+	if ((p->nview == 0) != p->was_empty) {
+		p->was_empty = p->nview == 0;
+		p->full = 1;
+	}
 	if (p->full) {
 		werase(stdscr);
 		invalidate_cards(p);
@@ -542,7 +565,6 @@ static void draw(struct panel *p, double now)
 	if (p->too_small) {
 		draw_too_small(p);
 	} else {
-		build_view(p);
 		draw_header(p, now);
 		draw_grid(p);
 		draw_panes(p);
@@ -931,7 +953,11 @@ static void op_on_effects(struct frontend *fe, const struct core_fxlist *fx)
 
 		switch (f->kind) {
 		case FX_LOG:
-			ring_push(&p->log, f->ts > 0 ? f->ts : clock_wall(), f->level, f->text);
+			if (f->event[0])
+				snprintf(t, sizeof t, "%.31s %.200s", f->event, f->text);
+			else
+				snprintf(t, sizeof t, "%.230s", f->text);
+			ring_push(&p->log, f->ts > 0 ? f->ts : clock_wall(), f->level, t);
 			p->dirty = 1;
 			break;
 		case FX_REQUEST:
@@ -1071,6 +1097,16 @@ struct frontend *panel_new(const struct core *core, const struct central_status 
 	noecho();
 	nonl();
 	keypad(stdscr, TRUE);
+	/* Home/End as xterm, tmux, rxvt and the Linux console send them, when
+	 * the terminfo entry only knows one of the forms */
+	define_key("\033[1~", KEY_HOME);
+	define_key("\033[7~", KEY_HOME);
+	define_key("\033[H", KEY_HOME);
+	define_key("\033OH", KEY_HOME);
+	define_key("\033[4~", KEY_END);
+	define_key("\033[8~", KEY_END);
+	define_key("\033[F", KEY_END);
+	define_key("\033OF", KEY_END);
 	nodelay(stdscr, TRUE);
 	set_escdelay(25);
 	curs_set(0);

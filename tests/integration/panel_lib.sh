@@ -1,0 +1,82 @@
+# Helpers of the panel tests (tests/integration/panel_*.sh): EV_Central in a
+# tmux pane of its own private tmux server, scripted monitors, and screen
+# conditions waited for with deadlines. Source after lib.sh.
+
+command -v tmux >/dev/null 2>&1 || tap_skip_all "tmux not installed"
+command -v python3 >/dev/null 2>&1 || tap_skip_all "python3 not installed"
+FAKE_MON=$EVC_BUILDDIR/tests/tools/fake_monitor
+BUS_TOOL=$EVC_BUILDDIR/tests/tools/bus_tool
+[ -x "$EV_CENTRAL" ] || tap_skip_all "EV_Central not built"
+[ -x "$FAKE_MON" ] || tap_skip_all "tests/tools/fake_monitor not built"
+
+P_SOCK="evc-$T_NAME-$$"
+P_DB=$T_DIR/central.db
+P_PORT=$(free_port)
+tmx() { tmux -L "$P_SOCK" "$@"; }
+trap 'tmux -L "$P_SOCK" kill-server >/dev/null 2>&1; t_cleanup' EXIT
+
+# panel_start COLS ROWS [ENV=VAL...] -- [EV_Central options...]
+panel_start() {
+	local cols=$1 rows=$2; shift 2
+	local envs=()
+	while [ $# -gt 0 ] && [ "$1" != "--" ]; do envs+=("$1"); shift; done
+	[ "${1:-}" = "--" ] && shift
+	tmx -f /dev/null new-session -d -s evc -x "$cols" -y "$rows" \
+		env TERM=xterm-256color LANG=C.UTF-8 LC_ALL=C.UTF-8 EVC_TOPIC_PREFIX="$T_PREFIX" "${envs[@]}" \
+		"$EV_CENTRAL" "$P_PORT" "${EVC_KAFKA:-127.0.0.1:1}" "$P_DB" "$@"
+	# keep the pane after EV_Central exits so its exit can be seen
+	tmx set-option -t evc remain-on-exit on >/dev/null
+}
+screen_text() { tmx capture-pane -p -t evc; }
+screen_esc() { tmx capture-pane -e -p -t evc; }
+screen_has() { screen_text | grep -Eq -- "$1"; }
+# wait_screen SECS REGEX
+wait_screen() { wait_for "$1" screen_has "$2"; }
+keys() { tmx send-keys -t evc "$@"; }
+pane_dead() { [ "$(tmx display-message -p -t evc '#{pane_dead}')" = 1 ]; }
+
+# Each token of the grid and panes (not the two header rows, whose count
+# chips have the state colours too) with the background colour it is drawn
+# on ("A-ON 34", "FUERA_DE_SERVICIO 208", "x none"), from capture-pane -e.
+screen_bg() {
+	screen_esc | tail -n +3 | python3 -c '
+import re, sys
+sgr = re.compile(r"\x1b\[([0-9;]*)m")
+for line in sys.stdin:
+    bg = "none"; pos = 0; out = []
+    text = ""; bgs = []
+    for m in sgr.finditer(line):
+        seg = line[pos:m.start()]
+        text += seg; bgs += [bg] * len(seg)
+        p = [int(x) if x else 0 for x in m.group(1).split(";")] if m.group(1) else [0]
+        i = 0
+        while i < len(p):
+            c = p[i]
+            if c == 0 or c == 49: bg = "none"
+            elif 40 <= c <= 47: bg = str(c - 40)
+            elif 100 <= c <= 107: bg = str(c - 100 + 8)
+            elif c == 48 and i + 2 < len(p) and p[i+1] == 5: bg = str(p[i+2]); i += 2
+            elif c in (38, 48) and i + 1 < len(p) and p[i+1] == 2: i += 4
+            elif c == 38 and i + 2 < len(p) and p[i+1] == 5: i += 2
+            i += 1
+        pos = m.end()
+    seg = line[pos:].rstrip("\n"); text += seg; bgs += [bg] * len(seg)
+    for t in re.finditer(r"[A-Za-z][A-Za-z0-9_-]+", text):
+        print(t.group(0), bgs[t.start()])
+'
+}
+bg_is() { screen_bg | grep -Fxq -- "$1 $2"; }
+# Any SGR colour (foreground or background, 8/16/256/true colour) on screen?
+# (tmux writes 39/49, "default colour", even for colourless programs.)
+screen_has_colour() {
+	screen_esc | grep -Eq $'\e\\[([0-9;]*;)?(3[0-8]|4[0-8]|9[0-7]|10[0-7])(;[0-9;]*)?m'
+}
+
+# mon_up NAME CP_ID: a scripted monitor that registers CP_ID and beats.
+mon_up() {
+	start "$1" "$FAKE_MON"
+	send "$1" "connect 127.0.0.1 $P_PORT"
+	send "$1" "enq"
+	send "$1" "send REGISTER#$2#Calle $2#0.35"
+	send "$1" "hb $2 500"
+}

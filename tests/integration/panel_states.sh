@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The panel in a real terminal (tmux): every CP state in its colour and with
+# its word, p + y on the selected CP turns it orange "Out of Order" (and the
+# monitor got PARAR), :PT / :RT stop and resume all, and the grid reflows
+# at 60x20 and 200x60.
+. "$(dirname "$0")/lib.sh"
+need_kafka
+. "$(dirname "$0")/panel_lib.sh"
+command -v kcat >/dev/null 2>&1 || tap_skip_all "kcat not installed"
+[ -x "$BUS_TOOL" ] || tap_skip_all "tests/tools/bus_tool not built"
+tap_plan 23
+
+"$EV_CENTRAL" --add-driver D1 --db "$P_DB" >/dev/null 2>&1 &&
+	"$EV_CENTRAL" --add-driver D2 --db "$P_DB" >/dev/null 2>&1 &&
+	"$EV_CENTRAL" --add-cp C-OFF "Nowhere 1" 0.40 --db "$P_DB" >/dev/null 2>&1 ||
+	{ not_ok "database set up"; exit 1; }
+
+panel_start 120 40
+check "panel shows its header and the stored CP" wait_screen 10 'EV_Central.*Kafka up'
+for id in A-ON B-BAD D-RES E-SUP F-STOP; do mon_up "m_$id" "$id"; done
+for id in A-ON B-BAD D-RES E-SUP F-STOP; do
+	wait_grep 10 "$(log_of "m_$id")" 'REGISTER_RESULT' || not_ok "$id registered"
+done
+send m_B-BAD "send FAULT#B-BAD#engine KO"
+"$BUS_TOOL" produce "$EVC_KAFKA" "$(topic driver_requests)" D1 D-RES >/dev/null 2>&1 || diag "produce D1 failed"
+"$BUS_TOOL" produce "$EVC_KAFKA" "$(topic driver_requests)" D2 E-SUP >/dev/null 2>&1 || diag "produce D2 failed"
+if wait_grep 20 "$(log_of m_E-SUP)" 'RECV AUTORIZAR_SUMINISTRO#D2#'; then
+	sid=$(grep -Eo 'AUTORIZAR_SUMINISTRO#D2#[^#]+' "$(log_of m_E-SUP)" | head -1 | cut -d'#' -f3)
+	now=$(date +%s)
+	printf '%s\n' \
+		"{\"type\":\"SESSION_STARTED\",\"cp_id\":\"E-SUP\",\"user_id\":\"D2\",\"session_id\":\"$sid\",\"seq\":1,\"timestamp\":$now}" \
+		"{\"type\":\"CONSUMO\",\"cp_id\":\"E-SUP\",\"user_id\":\"D2\",\"session_id\":\"$sid\",\"seq\":2,\"kwh\":1.5,\"importe\":0.53,\"kw\":7.4,\"timestamp\":$now}" |
+		kcat -b "$EVC_KAFKA" -t "$(topic cp_telemetry)" -P -k E-SUP 2>/dev/null || diag "kcat failed"
+else
+	diag "E-SUP never got AUTORIZAR_SUMINISTRO"
+fi
+
+check "A-ON ACTIVADO on green (34)" wait_for 15 bg_is ACTIVADO 34
+check "B-BAD AVERIADO on red" wait_for 15 bg_is AVERIADO 1
+check "C-OFF DESCONECTADO on grey (245)" wait_for 15 bg_is DESCONECTADO 245
+check "D-RES RESERVADO on cyan" wait_for 20 bg_is RESERVADO 6
+check "E-SUP SUMINISTRANDO on bright green (46)" wait_for 20 bg_is SUMINISTRANDO 46
+check "supplying card shows driver, kW, kWh and EUR" \
+	wait_screen 10 'D2 7\.40 kW.*'
+check "... and 1.500 kWh 0.52 EUR (Central's price times energy)" wait_screen 5 '1\.500 kWh 0\.5[23] EUR'
+check "the requests pane shows both requests" wait_screen 5 'D1 -> D-RES AUTH_OK'
+check "every card's id is drawn on its state's colour" \
+	bash -c "$(declare -f screen_bg screen_esc tmx); P_SOCK=$P_SOCK; s=\$(screen_bg); \
+	grep -Fxq 'A-ON 34' <<<\"\$s\" && grep -Fxq 'B-BAD 1' <<<\"\$s\" && grep -Fxq 'C-OFF 245' <<<\"\$s\" && \
+	grep -Fxq 'D-RES 6' <<<\"\$s\" && grep -Fxq 'E-SUP 46' <<<\"\$s\""
+
+# Select F-STOP: the last card (End), then p and y.
+keys End
+keys p
+check "p asks for a confirmation naming the CP" wait_screen 5 'Stop F-STOP .*\[y/N\]'
+keys y
+check "the monitor got PARAR#CENTRAL" wait_grep 10 "$(log_of m_F-STOP)" 'RECV PARAR#CENTRAL'
+check "F-STOP turns orange (208) FUERA_DE_SERVICIO" wait_for 10 bg_is FUERA_DE_SERVICIO 208
+check "... with Out of Order" wait_screen 5 'Out of Order'
+check "n at the confirmation sends nothing" bash -c '
+	'"$(declare -f tmx keys screen_text screen_has wait_screen wait_for)"'; P_SOCK='"$P_SOCK"'
+	n=$(grep -c "RECV REANUDAR" '"$(log_of m_F-STOP)"'); keys r; wait_screen 5 "Resume F-STOP" || exit 1
+	keys n; wait_screen 5 cancelled || exit 1; [ "$(grep -c "RECV REANUDAR" '"$(log_of m_F-STOP)"')" = "$n" ]'
+
+# :PT stops every connected CP, :RT resumes them.
+keys : P T Enter
+check ":PT reaches every monitor" wait_for 15 bash -c "grep -q 'RECV PARAR' '$(log_of m_A-ON)' && grep -q 'RECV PARAR' '$(log_of m_D-RES)'"
+check ":PT shows them FUERA_DE_SERVICIO" wait_screen 15 'FUERA_DE_SERVICIO 5 '
+keys : R T Enter
+check ":RT resumes them" wait_for 15 bash -c "grep -q 'RECV REANUDAR' '$(log_of m_A-ON)' && grep -q 'RECV REANUDAR' '$(log_of m_F-STOP)'"
+check ":RT: none left out of service" wait_screen 15 'FUERA_DE_SERVICIO 0 '
+
+# Reflow: 6 cards, 2 a row at 60x20 (2 rows, so 2 pages); 7 a row at 200x60.
+keys Home
+tmx resize-window -t evc -x 60 -y 20
+row_ids() { screen_text | grep -Eo '(A-ON|B-BAD|C-OFF|D-RES|E-SUP|F-STOP) ' | wc -l; }
+first_row_is() { [ "$(screen_text | grep -E '^ (A-ON|B-BAD|C-OFF)' | head -1 | grep -Eo '[A-F]-[A-Z]+' | wc -l)" = "$1" ]; }
+check "60x20: two cards a row, two pages" wait_for 10 bash -c "$(declare -f tmx screen_text first_row_is); P_SOCK=$P_SOCK; first_row_is 2 && screen_text | grep -q 'page 1/2'"
+tmx resize-window -t evc -x 200 -y 60
+check "200x60: all six cards on one row, one page" wait_for 10 bash -c "$(declare -f tmx screen_text first_row_is); P_SOCK=$P_SOCK; first_row_is 6 && screen_text | grep -q 'page 1/1'"
+tmx resize-window -t evc -x 30 -y 10
+check "30x10 says the terminal is too small" wait_screen 10 'terminal too small'
+tmx resize-window -t evc -x 60 -y 20
+wait_screen 10 'page 1/2'
+keys PageDown
+check "PgDn at 60x20 shows the second page" wait_for 10 bash -c "$(declare -f tmx screen_text); P_SOCK=$P_SOCK; screen_text | grep -q 'page 2/2' && screen_text | grep -Eq '^ E-SUP .* F-STOP '"
+[ "$T_FAILED" = 0 ] || { diag "screen at the end:"; screen_text | sed 's/^/# /'; }
+exit "$T_FAILED"
