@@ -25,6 +25,7 @@ tests_tools_fake_monitor_LDADD =
 # Integration tests (real broker at $EVC_KAFKA, real processes, loopback).
 EXTRA_DIST += tests/integration/central_lib.sh
 CENTRAL_ITESTS = \
-	tests/integration/central_links.sh
+	tests/integration/central_links.sh \
+	tests/integration/central_supply.sh
 TESTS += $(CENTRAL_ITESTS)
 EXTRA_DIST += $(CENTRAL_ITESTS)
