@@ -14,3 +14,5 @@ EVC_UI_LIBS = libevcui.a $(NCURSES_LIBS)
 # The panel tested for real: EV_Central in tmux, read with capture-pane -e.
 TESTS += tests/integration/panel_states.sh
 EXTRA_DIST += tests/integration/panel_states.sh tests/integration/panel_lib.sh
+TESTS += tests/integration/panel_modes.sh
+EXTRA_DIST += tests/integration/panel_modes.sh

@@ -80,3 +80,37 @@ mon_up() {
 	send "$1" "send REGISTER#$2#Calle $2#0.35"
 	send "$1" "hb $2 500"
 }
+
+# Two drivers and a stored CP that never connects (C-OFF: DESCONECTADO).
+panel_db_setup() {
+	"$EV_CENTRAL" --add-driver D1 --db "$P_DB" >/dev/null 2>&1 &&
+		"$EV_CENTRAL" --add-driver D2 --db "$P_DB" >/dev/null 2>&1 &&
+		"$EV_CENTRAL" --add-cp C-OFF "Nowhere 1" 0.40 --db "$P_DB" >/dev/null 2>&1
+}
+
+# Bring CPs into every state but FUERA_DE_SERVICIO (F-STOP is left
+# ACTIVADO for the test to stop): A-ON ACTIVADO, B-BAD AVERIADO (FAULT),
+# D-RES RESERVADO (D1 authorised), E-SUP SUMINISTRANDO (D2, with a
+# SESSION_STARTED and a CONSUMO on cp_telemetry).
+panel_six_states() {
+	command -v kcat >/dev/null 2>&1 || { diag "kcat not installed"; return 1; }
+	[ -x "$BUS_TOOL" ] || { diag "tests/tools/bus_tool not built"; return 1; }
+	local id sid now
+	for id in A-ON B-BAD D-RES E-SUP F-STOP; do mon_up "m_$id" "$id"; done
+	for id in A-ON B-BAD D-RES E-SUP F-STOP; do
+		wait_grep 10 "$(log_of "m_$id")" 'REGISTER_RESULT' || diag "$id did not register"
+	done
+	send m_B-BAD "send FAULT#B-BAD#engine KO"
+	"$BUS_TOOL" produce "$EVC_KAFKA" "$(topic driver_requests)" D1 D-RES >/dev/null 2>&1 || diag "produce D1 failed"
+	"$BUS_TOOL" produce "$EVC_KAFKA" "$(topic driver_requests)" D2 E-SUP >/dev/null 2>&1 || diag "produce D2 failed"
+	if ! wait_grep 20 "$(log_of m_E-SUP)" 'RECV AUTORIZAR_SUMINISTRO#D2#'; then
+		diag "E-SUP never got AUTORIZAR_SUMINISTRO"
+		return 1
+	fi
+	sid=$(grep -Eo 'AUTORIZAR_SUMINISTRO#D2#[^#]+' "$(log_of m_E-SUP)" | head -1 | cut -d'#' -f3)
+	now=$(date +%s)
+	printf '%s\n' \
+		"{\"type\":\"SESSION_STARTED\",\"cp_id\":\"E-SUP\",\"user_id\":\"D2\",\"session_id\":\"$sid\",\"seq\":1,\"timestamp\":$now}" \
+		"{\"type\":\"CONSUMO\",\"cp_id\":\"E-SUP\",\"user_id\":\"D2\",\"session_id\":\"$sid\",\"seq\":2,\"kwh\":1.5,\"importe\":0.53,\"kw\":7.4,\"timestamp\":$now}" |
+		kcat -b "$EVC_KAFKA" -t "$(topic cp_telemetry)" -P -k E-SUP 2>/dev/null || { diag "kcat failed"; return 1; }
+}
