@@ -81,7 +81,7 @@ struct map_ent {
 struct map {
 	struct map_ent *v;
 	size_t cap, n;      /* cap is a power of two */
-	int str;
+	int str;            /* documentation only: string maps pass skey, integer maps NULL */
 };
 
 static uint64_t hash_str(const char *s)
@@ -115,18 +115,18 @@ static void map_free(struct map *m)
 	m->cap = m->n = 0;
 }
 
-static int ent_eq(const struct map *m, const struct map_ent *e, uint64_t h, uint64_t ukey, const char *skey)
+static int ent_eq(const struct map_ent *e, uint64_t h, uint64_t ukey, const char *skey)
 {
 	if (e->h != h)
 		return 0;
-	return m->str ? strcmp(e->skey, skey) == 0 : e->ukey == ukey;
+	return skey ? e->skey && strcmp(e->skey, skey) == 0 : e->ukey == ukey;
 }
 
 static size_t map_slot(const struct map *m, uint64_t h, uint64_t ukey, const char *skey, int *found)
 {
 	size_t mask = m->cap - 1, i = (size_t)h & mask;
 	while (m->v[i].val) {
-		if (ent_eq(m, &m->v[i], h, ukey, skey)) {
+		if (ent_eq(&m->v[i], h, ukey, skey)) {
 			*found = 1;
 			return i;
 		}
@@ -360,7 +360,7 @@ static void text_copy(char *dst, size_t n, const char *src)
 	dst[o] = '\0';
 }
 
-static void vtext(char *dst, size_t n, const char *fmt, va_list ap)
+static void __attribute__((format(printf, 3, 0))) vtext(char *dst, size_t n, const char *fmt, va_list ap)
 {
 	char buf[2 * LINK_DATA_MAX];
 	vsnprintf(buf, sizeof(buf), fmt, ap);

@@ -14,6 +14,7 @@
 #include "evc/core.h"
 #include "evc/link.h"
 #include "evc/msg.h"
+#include "evc/xalloc.h"
 
 #define T0 1700000000.0
 
@@ -135,21 +136,38 @@ static size_t count_produce(enum msg_type t)
 	return n;
 }
 
+/* The first message of type t produced; fails the test if there is none. */
 static const struct msg *produced(enum msg_type t)
 {
 	for (size_t i = 0; i < FX.n; i++)
 		if (FX.v[i].kind == FX_PRODUCE && FX.v[i].msg.type == t)
 			return &FX.v[i].msg;
-	return NULL;
+	fail_msg("no %s produced", msg_type_name(t));
+	abort();
 }
 
+/* The last session row stored; fails the test if there is none. */
 static const struct core_session *stored_session(void)
 {
 	const struct core_session *s = NULL;
 	for (size_t i = 0; i < FX.n; i++)
 		if (FX.v[i].kind == FX_STORE_SESSION)
 			s = &FX.v[i].session;
+	if (!s) {
+		fail_msg("no session stored");
+		abort();
+	}
 	return s;
+}
+
+/* The first frame sent that starts with prefix; fails the test if none. */
+static const struct core_fx *sent(const char *prefix)
+{
+	for (size_t i = 0; i < FX.n; i++)
+		if (FX.v[i].kind == FX_SEND && strncmp(FX.v[i].text, prefix, strlen(prefix)) == 0)
+			return &FX.v[i];
+	fail_msg("no frame '%s...' sent", prefix);
+	abort();
 }
 
 static const struct core_fx *find_log(enum log_level lvl, const char *needle)
@@ -178,8 +196,8 @@ static struct msg request(const char *user, const char *cp, double ts)
 {
 	struct msg m;
 	msg_init(&m, MSG_REQUEST_CHARGE);
-	snprintf(m.user_id, sizeof(m.user_id), "%s", user);
-	snprintf(m.cp_id, sizeof(m.cp_id), "%s", cp);
+	xstrlcpy(m.user_id, user, sizeof(m.user_id));
+	xstrlcpy(m.cp_id, cp, sizeof(m.cp_id));
 	m.timestamp = ts;
 	m.has_timestamp = 1;
 	return m;
@@ -189,9 +207,9 @@ static struct msg tele(enum msg_type t, const char *cp, const char *user, const 
 {
 	struct msg m;
 	msg_init(&m, t);
-	snprintf(m.cp_id, sizeof(m.cp_id), "%s", cp);
-	snprintf(m.user_id, sizeof(m.user_id), "%s", user);
-	snprintf(m.session_id, sizeof(m.session_id), "%s", sid);
+	xstrlcpy(m.cp_id, cp, sizeof(m.cp_id));
+	xstrlcpy(m.user_id, user, sizeof(m.user_id));
+	xstrlcpy(m.session_id, sid, sizeof(m.session_id));
 	m.has_session_id = 1;
 	m.seq = seq;
 	m.has_seq = 1;
@@ -212,7 +230,7 @@ static void authorise(uint64_t conn, const char *cp, const char *driver, char si
 	assert_int_equal(f->conn, conn);
 	const struct core_session *s = stored_session();
 	assert_non_null(s);
-	snprintf(sid, MSG_ID_MAX + 1, "%s", s->id);
+	xstrlcpy(sid, s->id, MSG_ID_MAX + 1);
 	frame(conn, "ACK#AUTORIZAR_SUMINISTRO");
 	assert_int_equal(count_produce(MSG_AUTH_OK), 1);
 }
@@ -628,7 +646,7 @@ static void test_full_supply_ticket(void **state)
 	const struct core_session *s = stored_session();
 	assert_non_null(s);
 	char sid[MSG_ID_MAX + 1];
-	snprintf(sid, sizeof(sid), "%s", s->id);
+	xstrlcpy(sid, s->id, sizeof(sid));
 	assert_int_equal(strncmp(sid, "MAD-01-", 7), 0);
 	assert_int_equal(s->outcome, OUT_OPEN);
 	assert_string_equal(s->request_id, "req-1");
@@ -699,8 +717,8 @@ static void test_ticket_amount_uses_price_sent(void **state)
 	struct msg m = request("101", "MAD-01", NOW);
 	kafka(&m);
 	assert_non_null(send_prefix("AUTORIZAR_SUMINISTRO#101#"));
-	assert_non_null(strstr(send_prefix("AUTORIZAR")->text, "#0.30"));
-	snprintf(sid, sizeof(sid), "%s", stored_session()->id);
+	assert_non_null(strstr(sent("AUTORIZAR")->text, "#0.30"));
+	xstrlcpy(sid, stored_session()->id, sizeof(sid));
 	frame(1, "ACK#AUTORIZAR_SUMINISTRO");
 	/* a price change after authorisation does not touch this session */
 	frame(1, "REGISTER#MAD-01#x#0.9");
@@ -715,13 +733,13 @@ static void test_ticket_amount_uses_price_sent(void **state)
 	frame(2, "REGISTER#MAD-02#x#0.123456");
 	m = request("102", "MAD-02", NOW);
 	kafka(&m);
-	assert_non_null(strstr(send_prefix("AUTORIZAR")->text, "#0.1235"));
+	assert_non_null(strstr(sent("AUTORIZAR")->text, "#0.1235"));
 	assert_true(core_cp_find(C, "MAD-02")->price == 0.1235);
 	frame(3, "REGISTER#MAD-03#x#12");
 	m = request("103", "MAD-03", NOW);
 	core_add_driver(C, "103");
 	kafka(&m);
-	assert_non_null(strstr(send_prefix("AUTORIZAR")->text, "#12.00"));
+	assert_non_null(strstr(sent("AUTORIZAR")->text, "#12.00"));
 }
 
 static void test_two_drivers_same_instant(void **state)
@@ -838,7 +856,7 @@ static void test_nack_authorize(void **state)
 	struct msg m = request("101", "MAD-01", NOW);
 	kafka(&m);
 	char sid[MSG_ID_MAX + 1];
-	snprintf(sid, sizeof(sid), "%s", stored_session()->id);
+	xstrlcpy(sid, stored_session()->id, sizeof(sid));
 	frame(1, "NACK#AUTORIZAR_SUMINISTRO#engine busy");
 	const struct msg *d = produced(MSG_AUTH_DENIED);
 	assert_non_null(d);
@@ -1041,7 +1059,7 @@ static void test_session_started_before_ack(void **state)
 	struct msg m = request("101", "MAD-01", NOW);
 	kafka(&m);
 	char sid[MSG_ID_MAX + 1];
-	snprintf(sid, sizeof(sid), "%s", stored_session()->id);
+	xstrlcpy(sid, stored_session()->id, sizeof(sid));
 	struct msg t = tele(MSG_SESSION_STARTED, "MAD-01", "101", sid, 1, 0);
 	kafka(&t);
 	assert_int_equal(count_produce(MSG_AUTH_OK), 1);
@@ -1409,7 +1427,7 @@ static void test_many_sessions(void **state)
 		struct msg m = request(user, id, NOW);
 		kafka(&m);
 		assert_non_null(stored_session());
-		snprintf(sids[i], sizeof(sids[i]), "%s", stored_session()->id);
+		xstrlcpy(sids[i], stored_session()->id, sizeof(sids[i]));
 		ended[i] = 0;
 	}
 	for (unsigned r = 0; r < N / 2; r++) {
@@ -1478,7 +1496,7 @@ static void track_and_check(void)
 				assert_true(ntrack < MAX_TRACK);
 				assert_int_equal(f->session.outcome, OUT_OPEN); /* first seen open */
 				k = (long)ntrack++;
-				snprintf(track_id[k], sizeof(track_id[k]), "%s", f->session.id);
+				xstrlcpy(track_id[k], f->session.id, sizeof(track_id[k]));
 				track_stored_end[k] = track_notified_end[k] = 0;
 			}
 			if (f->session.outcome != OUT_OPEN) {
@@ -1584,7 +1602,7 @@ static void storm(uint64_t seed)
 			if (rnd(2)) {
 				struct msg q;
 				msg_init(&q, MSG_DRIVER_QUIT);
-				snprintf(q.user_id, sizeof(q.user_id), "%s", users[rnd(4)]);
+				xstrlcpy(q.user_id, users[rnd(4)], sizeof(q.user_id));
 				kafka(&q);
 			} else {
 				NOW += rnd(40);
