@@ -26,6 +26,7 @@ tests_tools_fake_monitor_LDADD =
 EXTRA_DIST += tests/integration/central_lib.sh
 CENTRAL_ITESTS = \
 	tests/integration/central_links.sh \
-	tests/integration/central_supply.sh
+	tests/integration/central_supply.sh \
+	tests/integration/central_crash.sh
 TESTS += $(CENTRAL_ITESTS)
 EXTRA_DIST += $(CENTRAL_ITESTS)
