@@ -27,6 +27,7 @@ EXTRA_DIST += tests/integration/central_lib.sh
 CENTRAL_ITESTS = \
 	tests/integration/central_links.sh \
 	tests/integration/central_supply.sh \
-	tests/integration/central_crash.sh
+	tests/integration/central_crash.sh \
+	tests/integration/central_badinput.sh
 TESTS += $(CENTRAL_ITESTS)
 EXTRA_DIST += $(CENTRAL_ITESTS)
