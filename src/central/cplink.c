@@ -121,7 +121,7 @@ struct cplink {
 	struct nodelist cmds;
 	atomic_size_t nconns; /* logically open */
 	atomic_uint_fast64_t st_accepted, st_refused, st_closed, st_frames_in, st_frames_out,
-		st_bytes_in, st_bytes_out;
+		st_bytes_in, st_bytes_out, st_accept_pauses;
 };
 
 /* ---------------------------------------------------------------- lists */
@@ -714,6 +714,7 @@ static void do_accept(struct cplink *l, double now)
 					 ACCEPT_PAUSE);
 				listen_enable(l, 0);
 				l->accept_resume = now + ACCEPT_PAUSE;
+				atomic_fetch_add(&l->st_accept_pauses, 1);
 				return;
 			}
 			log_warn("cplink: accept: %s", strerror(errno));
@@ -1047,6 +1048,7 @@ void cplink_stats(const struct cplink *l, struct cplink_stats *st)
 	st->frames_out = atomic_load(&m->st_frames_out);
 	st->bytes_in = atomic_load(&m->st_bytes_in);
 	st->bytes_out = atomic_load(&m->st_bytes_out);
+	st->accept_pauses = atomic_load(&m->st_accept_pauses);
 }
 
 void cplink_shutdown(struct cplink *l)

@@ -77,6 +77,7 @@ void cplink_free(struct cplink *l);
 /* Counters since start (for the status line and the benchmark). */
 struct cplink_stats {
 	uint64_t accepted, refused, closed, frames_in, frames_out, bytes_in, bytes_out;
+	uint64_t accept_pauses; /* times accept() stopped for a second (EMFILE...) */
 };
 void cplink_stats(const struct cplink *l, struct cplink_stats *st);
 

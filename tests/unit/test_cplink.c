@@ -2,6 +2,7 @@
  * 127.0.0.1, port 0, real sockets, and a tiny blocking client built on the
  * link codec. Every wait has a deadline; nothing sleeps to synchronise. */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -403,9 +406,17 @@ static void test_handshake_timeout_and_bad_start(void **state)
 	cfg.handshake_timeout = 0.3;
 	start(&cfg);
 
-	/* Many connections that never send ENQ do not hurt a working link. */
-	enum { IDLE = 200 };
-	struct client *idle[IDLE];
+	/* 1,000 connections that never send ENQ do not hurt a working link
+	 * (fewer if this process may not open 2,000 descriptors). */
+	enum { IDLE_MAX = 1000 };
+	static struct client *idle[IDLE_MAX];
+	struct rlimit rl;
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < 2 * IDLE_MAX + 100 && rl.rlim_max > rl.rlim_cur) {
+		rl.rlim_cur = rl.rlim_max < 2 * IDLE_MAX + 100 ? rl.rlim_max : 2 * IDLE_MAX + 100;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	int IDLE = rl.rlim_cur >= 2 * IDLE_MAX + 100 ? IDLE_MAX : (int)(rl.rlim_cur - 100) / 2;
 	for (int i = 0; i < IDLE; i++)
 		idle[i] = client_connect();
 	struct client *c = client_connect();
@@ -591,6 +602,69 @@ static void test_shutdown_sends_eot(void **state)
 	cplink_shutdown(srv); /* twice is fine */
 }
 
+static double cpu_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Out of descriptors: accept pauses a second instead of spinning, then
+ * picks the waiting connection up by itself. */
+static void test_accept_pause_on_emfile(void **state)
+{
+	/* valgrind keeps descriptors of its own below the limit and emulates
+	 * RLIMIT_NOFILE, so the arithmetic below does not hold there. */
+	const char *pre = getenv("LD_PRELOAD");
+	if (pre != NULL && strstr(pre, "valgrind") != NULL)
+		skip();
+	struct cplink_config cfg = base_config();
+	start(&cfg);
+	struct rlimit saved;
+	getrlimit(RLIMIT_NOFILE, &saved);
+
+	/* Leave exactly one descriptor free: the client's. */
+	int lowest = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	assert_true(lowest >= 0);
+	close(lowest);
+	struct rlimit rl = saved;
+	rl.rlim_cur = (rlim_t)lowest + 9;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	int fill[8], nfill = 0;
+	while (nfill < 8) {
+		int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (fd == -1)
+			break;
+		fill[nfill++] = fd;
+	}
+	assert_true(nfill >= 2);
+	close(fill[--nfill]); /* the client's descriptor */
+	struct client *c = client_connect();
+	client_byte(c, LINK_ENQ);
+
+	double end = clock_mono() + WAIT;
+	struct cplink_stats st;
+	for (cplink_stats(srv, &st); st.accept_pauses == 0; cplink_stats(srv, &st)) {
+		if (clock_mono() >= end)
+			fail_msg("the server never ran out of descriptors");
+		poll(NULL, 0, 5);
+	}
+	double t0 = clock_mono(), cpu0 = cpu_seconds();
+	while (nfill > 0)
+		close(fill[--nfill]);
+	setrlimit(RLIMIT_NOFILE, &saved);
+
+	client_expect_ctrl(c, LINK_ACK);
+	expect_event(CPL_UP);
+	double waited = clock_mono() - t0, cpu = cpu_seconds() - cpu0;
+	assert_true(waited > 0.5 && waited < 2.5); /* paused, then resumed */
+	assert_true(cpu < 0.3 * waited);           /* and did not spin meanwhile */
+	cplink_stats(srv, &st);
+	assert_true(st.accept_pauses >= 1 && st.accepted == 1);
+	client_free(c);
+	expect_event(CPL_DOWN);
+}
+
 static void test_port_taken(void **state)
 {
 	struct cplink_config cfg = base_config();
@@ -627,6 +701,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_close_sends_eot, teardown),
 		cmocka_unit_test_teardown(test_max_conns, teardown),
 		cmocka_unit_test_teardown(test_shutdown_sends_eot, teardown),
+		cmocka_unit_test_teardown(test_accept_pause_on_emfile, teardown),
 		cmocka_unit_test_teardown(test_port_taken, teardown),
 	};
 	return cmocka_run_group_tests_name("cplink", tests, NULL, NULL);
