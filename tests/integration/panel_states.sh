@@ -6,7 +6,7 @@
 . "$(dirname "$0")/lib.sh"
 need_kafka
 . "$(dirname "$0")/panel_lib.sh"
-tap_plan 24
+tap_plan 28
 
 panel_db_setup || { not_ok "database set up"; exit 1; }
 panel_start 120 40
@@ -41,10 +41,31 @@ check "n at the confirmation sends nothing" bash -c '
 	n=$(grep -c "RECV REANUDAR" '"$(log_of m_F-STOP)"'); keys r; wait_screen 5 "Resume F-STOP" || exit 1
 	keys n; wait_screen 5 cancelled || exit 1; [ "$(grep -c "RECV REANUDAR" '"$(log_of m_F-STOP)"')" = "$n" ]'
 
+# A real engine and monitor (G-REAL, the last card): p + y on it, and the
+# engine itself reports that it stopped.
+n_up=5
+if [ -x "$EV_CP_E" ] && [ -x "$EV_CP_M" ]; then
+	n_up=6
+	eport=$(free_port)
+	start eng "$EV_CP_E" "$EVC_KAFKA" "$eport" --headless
+	wait_for 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$eport" || diag "engine not listening"
+	start mon "$EV_CP_M" "127.0.0.1:$eport" "127.0.0.1:$P_PORT" G-REAL --location "Real 1" --headless
+	check "real G-REAL shows ACTIVADO" wait_screen 15 'G-REAL '
+	keys End p
+	wait_screen 5 'Stop G-REAL .*\[y/N\]' || diag "no confirmation for G-REAL"
+	keys y
+	check "p + y on G-REAL: the real engine reports it stopped" wait_grep 15 "$(log_of eng)" 'STOPPED'
+	check "... and its card is FUERA_DE_SERVICIO" wait_for 10 bash -c "$(declare -f tmx screen_text); P_SOCK=$P_SOCK; screen_text | grep -A2 'G-REAL ' | grep -q FUERA_DE_SERVICIO"
+	keys : R Space G - R E A L Enter
+	check ":R G-REAL: the real engine reports it resumed" wait_grep 15 "$(log_of eng)" 'RESUMED'
+else
+	for i in 1 2 3 4; do ok "# SKIP EV_CP_E / EV_CP_M not built"; done
+fi
+
 # :PT stops every connected CP, :RT resumes them.
 keys : P T Enter
 check ":PT reaches every monitor" wait_for 15 bash -c "grep -q 'RECV PARAR' '$(log_of m_A-ON)' && grep -q 'RECV PARAR' '$(log_of m_D-RES)'"
-check ":PT shows them FUERA_DE_SERVICIO" wait_screen 15 'FUERA_DE_SERVICIO 5 '
+check ":PT shows them FUERA_DE_SERVICIO" wait_screen 15 "FUERA_DE_SERVICIO $n_up "
 keys : R T Enter
 check ":RT resumes them" wait_for 15 bash -c "grep -q 'RECV REANUDAR' '$(log_of m_A-ON)' && grep -q 'RECV REANUDAR' '$(log_of m_F-STOP)'"
 check ":RT: none left out of service" wait_screen 15 'FUERA_DE_SERVICIO 0 '
