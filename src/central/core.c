@@ -278,9 +278,17 @@ void core_fxlist_init(struct core_fxlist *l)
 	memset(l, 0, sizeof(*l));
 }
 
+/* Effects are ~3 KB each and a stop of 10,000 CPs makes 20,000 of them: keep
+ * the memory of an ordinary batch, give back what one huge batch took. */
+#define FXLIST_KEEP 1024
+
 void core_fxlist_clear(struct core_fxlist *l)
 {
 	l->n = 0;
+	if (l->cap > FXLIST_KEEP) {
+		l->v = xreallocarray(l->v, FXLIST_KEEP, sizeof(*l->v));
+		l->cap = FXLIST_KEEP;
+	}
 }
 
 void core_fxlist_free(struct core_fxlist *l)

@@ -1406,6 +1406,18 @@ static void test_many_cps(void **state)
 	core_state_counts(C, counts);
 	assert_int_equal(counts[CP_DESCONECTADO], (N + 2) / 3);
 	assert_int_equal(counts[CP_AVERIADO], N - (N + 2) / 3);
+	/* stop all: one PARAR per live link, and the list gives the memory back */
+	char err[CORE_ERR_LEN];
+	assert_int_equal(command(CMD_STOP_ALL, NULL, err), 0);
+	assert_int_equal(count_kind(FX_SEND), N - (N + 2) / 3);
+	const struct core_fx *l = find_log(LOG_WARN, "not reachable (link down): CP-00000, CP-00003");
+	assert_non_null(l);
+	assert_non_null(strstr(l->text, "and 3326 more"));
+	assert_true(FX.cap > 1024);
+	core_fxlist_clear(&FX);
+	assert_true(FX.cap <= 1024);
+	frame(1001, "ACK#PARAR");
+	assert_int_equal(state_of("CP-00001"), CP_FUERA_DE_SERVICIO);
 }
 
 /* Sessions and drivers indexes under many inserts and removals in a
