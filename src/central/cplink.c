@@ -913,6 +913,7 @@ static void *worker(void *arg)
 	sigset_t all;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	pthread_setname_np(pthread_self(), "cplink"); /* for top -H and run-links */
 
 	l->cur_tick = tick_of(clock_mono()) - 1;
 	while (!l->stopping) {
