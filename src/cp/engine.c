@@ -386,13 +386,15 @@ static void on_authorise(struct eng *e, double now, char **f, int n)
 	} else if (e->authorised && strcmp(e->session, f[2]) != 0) {
 		snprintf(buf, sizeof buf, "already authorised for driver %s", e->driver);
 		why = buf;
-	} else if (!e->central_up)
-		why = "central unreachable";
+	}
 	if (why != NULL) {
 		reply(e, now, "NACK#AUTORIZAR_SUMINISTRO#%s", why);
 		cpio_event("AUTH REFUSED reason=%s", why);
 		return;
 	}
+	/* Only Central authorises: this frame proves it is reachable again,
+	 * even if the monitor's next HEALTH_CHECK has not said so yet. */
+	set_central(e, 1);
 	if (e->authorised) { /* the same session again: already done */
 		reply(e, now, "ACK#AUTORIZAR_SUMINISTRO");
 		return;
@@ -500,11 +502,11 @@ static void client_close(struct eng *e, int i, const char *why)
 {
 	struct client *c = &e->cl[i];
 	log_debug("client %s closed: %s", c->l.peer, why);
-	if (i == e->monitor) {
+	/* Whether the monitor is gone is decided by its silence (timers), not
+	 * by one connection closing: a per-exchange client closes after
+	 * every answer. */
+	if (i == e->monitor)
 		e->monitor = -1;
-		cpio_event("LINK monitor down reason=%s", why);
-		e->dirty = 1;
-	}
 	cpio_link_close(&c->l, 0);
 	c->used = 0;
 }

@@ -275,6 +275,7 @@ static void on_central_frame(void *arg, const char *data, size_t len)
 			m->reported = R_NONE;
 			m->c_last_hb = now;
 			cpio_event("LINK central up (%s)", f[1]);
+			m->e_last_hc = 0; /* tell the engine at once */
 			/* A reconnect must never hide the engine's real health. */
 			report_health(m, now);
 			update_state(m);
@@ -387,8 +388,10 @@ static void central_down(struct mon *m, double now, const char *reason)
 	m->cstate = C_DOWN;
 	double d = cpio_backoff(&m->c_backoff, CENTRAL_BACKOFF_CAP);
 	m->c_next_try = now + d;
-	if (was == C_UP)
+	if (was == C_UP) {
 		cpio_event("LINK central down reason=%s", reason);
+		m->e_last_hc = 0; /* tell the engine at once */
+	}
 	else
 		log_info("central %s: %s; next attempt in %.1f s", m->cen_addr, reason, d);
 	m->c_denied = 0;

@@ -40,3 +40,46 @@ has_note() { [ -n "$(note_for "$1" "$2")" ]; }
 json_get() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 # session_of LOG: the session id of the engine's last authorisation.
 session_of() { grep -E '^AUTH driver=' "$1" | tail -n 1 | sed -E 's/.* session=([^ ]+) .*/\1/'; }
+# exchange PORT DATA: one per-exchange client session with the engine (ENQ,
+# one frame, its answer, EOT, close), as protocol.md 1 allows; prints the
+# answer's DATA. Answer frames are ACKed; the engine's own frames (such as
+# CHECK_SESSION) are skipped.
+exchange() {
+	python3 - "$1" "$2" <<'PY'
+import socket, sys, time
+port, data = int(sys.argv[1]), sys.argv[2].encode()
+s = socket.create_connection(("127.0.0.1", port), timeout=3)
+def lrc(d):
+    x = 0x02 ^ 0x03
+    for b in d: x ^= b
+    return x
+buf = b""
+def read_item():
+    global buf
+    while True:
+        if buf:
+            if buf[0] == 0x02:
+                e = buf.find(b"\x03")
+                if e != -1 and len(buf) > e + 1:
+                    d, buf = buf[1:e], buf[e + 2:]
+                    return ("frame", d)
+            else:
+                c, buf = buf[0], buf[1:]
+                return ("ctrl", c)
+        chunk = s.recv(4096)
+        if not chunk: return ("eof", None)
+        buf += chunk
+s.sendall(b"\x05")
+assert read_item() == ("ctrl", 0x06), "no ACK to ENQ"
+s.sendall(b"\x02" + data + b"\x03" + bytes([lrc(data)]))
+assert read_item() == ("ctrl", 0x06), "frame not ACKed"
+while True:
+    k, v = read_item()
+    if k == "eof": sys.exit("closed before answering")
+    if k == "frame":
+        s.sendall(b"\x06")
+        if v.startswith(b"CHECK_SESSION"): continue
+        print(v.decode()); break
+s.sendall(b"\x04"); s.close()
+PY
+}
