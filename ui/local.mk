@@ -16,3 +16,4 @@ TESTS += tests/integration/panel_states.sh
 EXTRA_DIST += tests/integration/panel_states.sh tests/integration/panel_lib.sh
 TESTS += tests/integration/panel_modes.sh
 EXTRA_DIST += tests/integration/panel_modes.sh
+dist_noinst_SCRIPTS += tests/bench/run-panel

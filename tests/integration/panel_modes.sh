@@ -45,7 +45,11 @@ check "n keeps it running" wait_screen 5 cancelled
 keys q
 keys y
 check "q then y quits EV_Central" wait_for 10 pane_dead
-check "... with exit status 0" bash -c "[ \"\$(tmux -L $P_SOCK display-message -p -t evc '#{pane_dead_status}')\" = 0 ]"
+# tmux sees the pty close before it reaps the process: wait for the status
+exit_status_known() { [ -n "$(tmx display-message -p -t evc '#{pane_dead_status}')" ]; }
+wait_for 10 exit_status_known
+st=$(tmx display-message -p -t evc "#{pane_dead_status}")
+check "... with exit status 0 (got $st)" [ "$st" = 0 ]
 tmx kill-server >/dev/null 2>&1
 
 # --readonly --no-color: a fresh Central on a new port, one monitor.
