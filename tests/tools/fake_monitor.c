@@ -457,13 +457,16 @@ int main(void)
 	size_t llen = 0;
 	int stdin_open = 1;
 	for (;;) {
-		int n = nidle + 2;
+		/* commands below may open more idle connections: poll only those
+		 * that are in pf */
+		int polled_idle = nidle;
+		int n = polled_idle + 2;
 		struct pollfd *pf = calloc((size_t)n, sizeof *pf);
 		if (pf == NULL)
 			abort();
 		pf[0] = (struct pollfd){ .fd = stdin_open ? 0 : -1, .events = POLLIN };
 		pf[1] = (struct pollfd){ .fd = sock, .events = POLLIN };
-		for (int i = 0; i < nidle; i++)
+		for (int i = 0; i < polled_idle; i++)
 			pf[2 + i] = (struct pollfd){ .fd = idle_fds[i], .events = POLLIN };
 		int timeout = 50;
 		if (poll(pf, (nfds_t)n, timeout) < 0 && errno != EINTR) {
@@ -501,7 +504,7 @@ int main(void)
 			}
 		}
 		int before = idle_open;
-		for (int i = 0; i < nidle; i++) {
+		for (int i = 0; i < polled_idle; i++) {
 			if (idle_fds[i] >= 0 && pf[2 + i].revents) {
 				char b[256];
 				ssize_t r = recv(idle_fds[i], b, sizeof b, MSG_DONTWAIT);
