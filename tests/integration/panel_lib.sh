@@ -21,7 +21,11 @@ panel_start() {
 	local envs=()
 	while [ $# -gt 0 ] && [ "$1" != "--" ]; do envs+=("$1"); shift; done
 	[ "${1:-}" = "--" ] && shift
+	rm -f "$T_DIR/central.exit"
+	# the exit status goes to a file: tmux's own #{pane_dead_status} can
+	# stay empty when the pty closes before the process is reaped
 	tmx -f /dev/null new-session -d -s evc -x "$cols" -y "$rows" \
+		bash -c '"$@"; echo $? >"'"$T_DIR"'/central.exit"' panel \
 		env TERM=xterm-256color LANG=C.UTF-8 LC_ALL=C.UTF-8 EVC_TOPIC_PREFIX="$T_PREFIX" "${envs[@]}" \
 		"$EV_CENTRAL" "$P_PORT" "${EVC_KAFKA:-127.0.0.1:1}" "$P_DB" "$@"
 	# keep the pane after EV_Central exits so its exit can be seen
@@ -34,6 +38,8 @@ screen_has() { screen_text | grep -Eq -- "$1"; }
 wait_screen() { wait_for "$1" screen_has "$2"; }
 keys() { tmx send-keys -t evc "$@"; }
 pane_dead() { [ "$(tmx display-message -p -t evc '#{pane_dead}')" = 1 ]; }
+# EV_Central's exit status once it has exited (empty before).
+central_exit() { cat "$T_DIR/central.exit" 2>/dev/null; }
 
 # Each token of the grid and panes (not the two header rows, whose count
 # chips have the state colours too) with the background colour it is drawn

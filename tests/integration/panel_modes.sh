@@ -45,10 +45,8 @@ check "n keeps it running" wait_screen 5 cancelled
 keys q
 keys y
 check "q then y quits EV_Central" wait_for 10 pane_dead
-# tmux sees the pty close before it reaps the process: wait for the status
-exit_status_known() { [ -n "$(tmx display-message -p -t evc '#{pane_dead_status}')" ]; }
-wait_for 10 exit_status_known
-st=$(tmx display-message -p -t evc "#{pane_dead_status}")
+wait_for 10 test -s "$T_DIR/central.exit"
+st=$(central_exit)
 check "... with exit status 0 (got $st)" [ "$st" = 0 ]
 tmx kill-server >/dev/null 2>&1
 
