@@ -17,3 +17,10 @@ EXTRA_DIST += tests/integration/panel_states.sh tests/integration/panel_lib.sh
 TESTS += tests/integration/panel_modes.sh
 EXTRA_DIST += tests/integration/panel_modes.sh
 dist_noinst_SCRIPTS += tests/bench/run-panel
+
+# The key table and the theme, drawn off screen (no terminal needed).
+check_PROGRAMS += tests/unit/test_ui
+TESTS += tests/unit/test_ui
+tests_unit_test_ui_SOURCES = tests/unit/test_ui.c
+tests_unit_test_ui_CFLAGS = $(UNIT_CFLAGS) $(NCURSES_CFLAGS) -D_XOPEN_SOURCE_EXTENDED
+tests_unit_test_ui_LDADD = libevcui.a $(NCURSES_LIBS) $(UNIT_LIBS)
