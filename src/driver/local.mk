@@ -1,1 +1,13 @@
-# fragment for src/driver (filled by its issue)
+# EV_Driver (issue 5): the driver's app, its pure parts unit-tested.
+bin_PROGRAMS += EV_Driver
+EV_Driver_SOURCES = \
+	src/driver/driver.c src/driver/driver.h \
+	src/driver/services.c src/driver/services.h \
+	src/driver/svc.c src/driver/svc.h \
+	ui/driver_screen.c ui/driver_screen.h
+EV_Driver_CFLAGS = $(AM_CFLAGS) $(NCURSES_CFLAGS) $(RDKAFKA_CFLAGS) $(JANSSON_CFLAGS) -D_XOPEN_SOURCE_EXTENDED
+EV_Driver_LDADD = libevc.a $(EVC_UI_LIBS) $(NCURSES_LIBS) $(RDKAFKA_LIBS) $(JANSSON_LIBS) -lm
+
+DRIVER_IT = tests/integration/driver_args.sh tests/integration/driver_kcat.sh
+TESTS += $(DRIVER_IT)
+EXTRA_DIST += $(DRIVER_IT)
