@@ -36,11 +36,16 @@
  *   SUMMARY cps=<n> <STATE>=<n>... links=<n> kafka=<up|down>                          (STATUS)
  *   SHUTDOWN reason=<why>
  * Numbers: kwh, importe, price and kw with 4 decimals.
+ * The core's DEBUG lines (duplicates ignored, ...) show only with EVC_DEBUG=1.
  * With --log-format json each line is one JSON object instead:
  *   {"ts":"...","type":"<TAG>", <the same fields by name>}
- * where bare words are named (state "STATE": cp, state; AUTH_*: user, cp;
- * LINK: dir; CMD: cmd, cp, result; INFO/WARN/ERROR/LOG: text, level) and
- * numbers are JSON numbers. */
+ * Bare words get names: STATE {cp, state}; AUTH_OK, AUTH_DENIED, CONSUMO,
+ * TICKET, SUPPLY_ERROR, SESSION_CANCELLED, REQUEST {user, cp, ...};
+ * CMD {cmd, cp, result[, reason]}; CP {cp, state, ...}; LOG {level, text};
+ * INFO/WARN/ERROR {text}. Lines of main's own (READY, LINK, KAFKA, BAD_MSG,
+ * SHUTDOWN, QUIT) carry their key=value fields in "text" as in the text
+ * format. Numbers are JSON numbers. Example:
+ *   {"ts":"2026-11-28T06:19:08.123","type":"STATE","cp":"MAD-01","state":"ACTIVADO"} */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +71,7 @@ struct seen {
 struct console {
 	struct frontend fe;
 	int json;
+	int debug; /* EVC_DEBUG set: show the core's DEBUG lines too */
 	int eof;
 	char buf[CON_LINE_MAX + 1];
 	size_t len;
@@ -301,7 +307,7 @@ static void con_on_effects(struct frontend *fe, const struct core_fxlist *fx)
 			if (x->event[0] != '\0') {
 				struct field f[] = { W("text", x->text) };
 				emit(c, x->event, f, 1);
-			} else {
+			} else if (x->level != LOG_DEBUG || c->debug) {
 				struct field f[] = { W("text", x->text) };
 				emit(c, level_tag(x->level), f, 1);
 			}
@@ -488,6 +494,8 @@ struct frontend *console_new(const struct core *core, const struct central_statu
 	c->fe.readonly = readonly;
 	c->fe.priv = c;
 	c->json = json;
+	const char *dbg = getenv("EVC_DEBUG");
+	c->debug = dbg != NULL && *dbg != '\0' && *dbg != '0';
 	pthread_mutex_init(&c->out_mu, NULL);
 	/* What the core was loaded with is the baseline: only changes print. */
 	size_t n = core_cp_count(core);

@@ -22,6 +22,13 @@ check_PROGRAMS += tests/tools/fake_monitor
 tests_tools_fake_monitor_SOURCES = tests/tools/fake_monitor.c
 tests_tools_fake_monitor_LDADD =
 
+# The store on its own (SQLite in a temp folder).
+check_PROGRAMS += tests/unit/test_store
+TESTS += tests/unit/test_store
+tests_unit_test_store_SOURCES = tests/unit/test_store.c src/central/store.c src/central/core.c
+tests_unit_test_store_CFLAGS = $(UNIT_CFLAGS) $(SQLITE_CFLAGS)
+tests_unit_test_store_LDADD = $(UNIT_LIBS) $(SQLITE_LIBS)
+
 # Integration tests (real broker at $EVC_KAFKA, real processes, loopback).
 EXTRA_DIST += tests/integration/central_lib.sh
 CENTRAL_ITESTS = \

@@ -1,0 +1,297 @@
+/* Central's SQLite store: schema, WAL, validation of the registration tools,
+ * the --import format (all or nothing), sessions ending exactly once,
+ * restart bookkeeping (DESCONECTADO, open sessions). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "src/central/store.h"
+
+static char dir[64];
+static char dbpath[128];
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof dir, "/tmp/test_store.XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(dbpath, sizeof dbpath, "%s/c.db", dir);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	char cmd[200];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* One text value from the database (a second connection, as an operator). */
+static char *q(const char *sql)
+{
+	static char out[512];
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	out[0] = '\0';
+	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL)
+		snprintf(out, sizeof out, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return out;
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void test_open_schema_wal(void **state)
+{
+	(void)state;
+	char err[STORE_ERR_LEN];
+	struct store *s = store_open(dbpath, err);
+	assert_non_null(s);
+	assert_string_equal(q("PRAGMA journal_mode"), "wal");
+	assert_string_equal(q("select count(*) from sqlite_master where type='table' and name in "
+			      "('charging_points','drivers','sessions','cp_events')"),
+			    "4");
+	store_close(s);
+	/* Opening again keeps the data and the schema. */
+	s = store_open(dbpath, err);
+	assert_non_null(s);
+	store_close(s);
+}
+
+static void test_not_a_database(void **state)
+{
+	(void)state;
+	char err[STORE_ERR_LEN];
+	char path[160];
+	snprintf(path, sizeof path, "%s/notdb", dir);
+	write_file(path, "this is plain text, not an SQLite database at all, long enough for a header....\n");
+	assert_null(store_open(path, err));
+	assert_non_null(strstr(err, "notdb"));
+	snprintf(path, sizeof path, "%s/no/such/dir/c.db", dir);
+	assert_null(store_open(path, err));
+}
+
+static void test_add_and_validate(void **state)
+{
+	(void)state;
+	char err[STORE_ERR_LEN];
+	int created = -1;
+	struct store *s = store_open(dbpath, err);
+	assert_non_null(s);
+	assert_int_equal(store_add_driver(s, "101", "Ana López", &created, err), 0);
+	assert_int_equal(created, 1);
+	assert_int_equal(store_add_driver(s, "101", "Ana", &created, err), 0);
+	assert_int_equal(created, 0);
+	assert_string_equal(q("select name from drivers where id='101'"), "Ana");
+	assert_int_equal(store_add_driver(s, "bad id", NULL, &created, err), -1);
+	assert_non_null(strstr(err, "invalid driver id"));
+	assert_int_equal(store_driver_known(s, "101"), 1);
+	assert_int_equal(store_driver_known(s, "102"), 0);
+
+	assert_int_equal(store_add_cp(s, "MAD-01", "C/ Serrano 10", 0.25, &created, err), 0);
+	assert_int_equal(created, 1);
+	assert_string_equal(q("select location||'|'||price||'|'||status from charging_points"),
+			    "C/ Serrano 10|0.25|DESCONECTADO");
+	assert_int_equal(store_add_cp(s, "MAD#01", "x", 0.25, NULL, err), -1);
+	assert_int_equal(store_add_cp(s, "MAD-02", "has # hash", 0.25, NULL, err), -1);
+	assert_int_equal(store_add_cp(s, "MAD-02", "", 0.25, NULL, err), -1);
+	char longloc[80];
+	memset(longloc, 'x', 65);
+	longloc[65] = '\0';
+	assert_int_equal(store_add_cp(s, "MAD-02", longloc, 0.25, NULL, err), -1);
+	longloc[64] = '\0';
+	assert_int_equal(store_add_cp(s, "MAD-02", longloc, 0.25, NULL, err), 0);
+	/* 64 characters of two bytes each are still 64 characters. */
+	char utf[160] = "";
+	for (int i = 0; i < 64; i++)
+		strcat(utf, "\xc3\xa1");
+	assert_int_equal(store_add_cp(s, "MAD-03", utf, 0.25, NULL, err), 0);
+	assert_int_equal(store_add_cp(s, "MAD-04", "bad \xc3 utf", 0.25, NULL, err), -1);
+	assert_int_equal(store_add_cp(s, "MAD-04", "x", 0, NULL, err), -1);
+	assert_int_equal(store_add_cp(s, "MAD-04", "x", 100.5, NULL, err), -1);
+	assert_int_equal(store_add_cp(s, "MAD-04", "x", 100, NULL, err), 0);
+	store_close(s);
+}
+
+static void test_parse_price(void **state)
+{
+	(void)state;
+	double p;
+	assert_int_equal(store_parse_price("0.25", &p), 0);
+	assert_true(p == 0.25);
+	assert_int_equal(store_parse_price("100", &p), 0);
+	assert_int_equal(store_parse_price("0", &p), -1);
+	assert_int_equal(store_parse_price("0,25", &p), -1);
+	assert_int_equal(store_parse_price("-1", &p), -1);
+	assert_int_equal(store_parse_price("1e2", &p), -1);
+	assert_int_equal(store_parse_price("nan", &p), -1);
+	assert_int_equal(store_parse_price("", &p), -1);
+	assert_int_equal(store_parse_price(" 1", &p), -1);
+	assert_int_equal(store_parse_price("100.01", &p), -1);
+}
+
+static void test_import(void **state)
+{
+	(void)state;
+	char err[STORE_ERR_LEN];
+	char path[160];
+	int nd = -1, nc = -1;
+	struct store *s = store_open(dbpath, err);
+	assert_non_null(s);
+	snprintf(path, sizeof path, "%s/net.txt", dir);
+	write_file(path, "# a network\n\ndriver 201 Luis Pérez\r\ndriver 202\n"
+			 "cp BCN-01 0.31 Passeig de Gràcia 12  \n\t cp BCN-02 0.29 Diagonal 1\n");
+	assert_int_equal(store_import(s, path, &nd, &nc, err), 0);
+	assert_int_equal(nd, 2);
+	assert_int_equal(nc, 2);
+	assert_string_equal(q("select name from drivers where id='201'"), "Luis Pérez");
+	assert_string_equal(q("select coalesce(name,'NULL') from drivers where id='202'"), "NULL");
+	assert_string_equal(q("select location from charging_points where id='BCN-01'"), "Passeig de Gràcia 12");
+
+	/* All or nothing: line 3 is bad, so lines 1-2 are not kept either. */
+	write_file(path, "driver 301\ncp BCN-03 0.2 Somewhere\ncp BCN-04 zero Nowhere\n");
+	assert_int_equal(store_import(s, path, &nd, &nc, err), -1);
+	assert_non_null(strstr(err, "net.txt:3: invalid price 'zero'"));
+	assert_string_equal(q("select count(*) from drivers where id='301'"), "0");
+	assert_string_equal(q("select count(*) from charging_points where id='BCN-03'"), "0");
+
+	write_file(path, "vehicle 1\n");
+	assert_int_equal(store_import(s, path, &nd, &nc, err), -1);
+	assert_non_null(strstr(err, ":1: unknown record"));
+	write_file(path, "cp BCN-05 0.2\n");
+	assert_int_equal(store_import(s, path, &nd, &nc, err), -1);
+	assert_non_null(strstr(err, ":1: expected 'cp ID PRICE LOCATION...'"));
+	write_file(path, "driver\n");
+	assert_int_equal(store_import(s, path, &nd, &nc, err), -1);
+	snprintf(path, sizeof path, "%s/missing.txt", dir);
+	assert_int_equal(store_import(s, path, &nd, &nc, err), -1);
+	assert_non_null(strstr(err, "missing.txt"));
+	/* The store is still usable after failed imports. */
+	assert_int_equal(store_add_driver(s, "401", NULL, NULL, err), 0);
+	store_close(s);
+}
+
+static void session_fx(struct core_fx *fx, const char *id, enum core_outcome out, double kwh)
+{
+	memset(fx, 0, sizeof *fx);
+	fx->kind = FX_STORE_SESSION;
+	struct core_session *ss = &fx->session;
+	snprintf(ss->id, sizeof ss->id, "%s", id);
+	snprintf(ss->cp_id, sizeof ss->cp_id, "MAD-01");
+	snprintf(ss->driver_id, sizeof ss->driver_id, "101");
+	ss->price = 0.25;
+	ss->kwh = kwh;
+	ss->importe = kwh * 0.25;
+	ss->requested_at = 1000;
+	ss->charging = kwh > 0;
+	ss->outcome = out;
+}
+
+static void test_session_ends_once(void **state)
+{
+	(void)state;
+	char err[STORE_ERR_LEN];
+	struct core_fx fx;
+	struct store *s = store_open(dbpath, err);
+	assert_non_null(s);
+	assert_int_equal(store_begin(s, err), 0);
+	session_fx(&fx, "S1", OUT_OPEN, 1.0);
+	assert_int_equal(store_apply(s, &fx, err), 0);
+	session_fx(&fx, "S1", OUT_TICKET, 10.0);
+	assert_int_equal(store_apply(s, &fx, err), 0);
+	/* A replay after the end must not change the ended session. */
+	session_fx(&fx, "S1", OUT_SUPPLY_ERROR, 12.0);
+	assert_int_equal(store_apply(s, &fx, err), 0);
+	session_fx(&fx, "S2", OUT_OPEN, 3.0);
+	assert_int_equal(store_apply(s, &fx, err), 0);
+	session_fx(&fx, "S3", OUT_OPEN, 0);
+	assert_int_equal(store_apply(s, &fx, err), 0);
+	assert_int_equal(store_commit(s, err), 0);
+	assert_string_equal(q("select outcome||'|'||kwh||'|'||importe from sessions where id='S1'"), "TICKET|10.0|2.5");
+	assert_string_equal(q("select count(*) from sessions where outcome is null"), "2");
+	store_close(s);
+}
+
+static int nopen;
+static void count_open(void *arg, const struct core_session *ss)
+{
+	(void)arg;
+	nopen++;
+	assert_null(core_outcome_name(ss->outcome));
+	assert_string_equal(ss->cp_id, "MAD-01");
+	assert_true(ss->price == 0.25);
+}
+
+static void test_restart_bookkeeping(void **state)
+{
+	(void)state;
+	char err[STORE_ERR_LEN];
+	struct core_fx fx;
+	struct store *s = store_open(dbpath, err);
+	assert_non_null(s);
+	assert_int_equal(store_add_cp(s, "MAD-01", "C/ Serrano 10", 0.25, NULL, err), 0);
+	memset(&fx, 0, sizeof fx);
+	fx.kind = FX_STORE_CP;
+	snprintf(fx.cp.id, sizeof fx.cp.id, "MAD-01");
+	snprintf(fx.cp.location, sizeof fx.cp.location, "C/ Serrano 10");
+	fx.cp.price = 0.25;
+	fx.cp.state = CP_SUMINISTRANDO;
+	fx.cp.stopped = 1;
+	fx.ts = 5;
+	assert_int_equal(store_begin(s, err), 0);
+	assert_int_equal(store_apply(s, &fx, err), 0);
+	session_fx(&fx, "S9", OUT_OPEN, 2.0);
+	assert_int_equal(store_apply(s, &fx, err), 0);
+	memset(&fx, 0, sizeof fx);
+	fx.kind = FX_STORE_EVENT;
+	snprintf(fx.cp_id, sizeof fx.cp_id, "MAD-01");
+	snprintf(fx.event, sizeof fx.event, "FAULT");
+	snprintf(fx.text, sizeof fx.text, "engine KO");
+	fx.ts = 6;
+	assert_int_equal(store_apply(s, &fx, err), 0);
+	assert_int_equal(store_commit(s, err), 0);
+	assert_string_equal(q("select status||'|'||stopped from charging_points where id='MAD-01'"),
+			    "SUMINISTRANDO|1");
+
+	assert_int_equal(store_mark_all_disconnected(s, 100, err), 0);
+	assert_string_equal(q("select status||'|'||stopped from charging_points where id='MAD-01'"),
+			    "DESCONECTADO|1");
+	assert_string_equal(q("select event||'|'||detail from cp_events order by id desc limit 1"),
+			    "STATE|DESCONECTADO (Central started, was SUMINISTRANDO)");
+	assert_string_equal(q("select count(*) from cp_events where event='FAULT'"), "1");
+	nopen = 0;
+	assert_int_equal(store_foreach_open_session(s, count_open, NULL, err), 0);
+	assert_int_equal(nopen, 1);
+	store_close(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_open_schema_wal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_add_and_validate, setup, teardown),
+		cmocka_unit_test(test_parse_price),
+		cmocka_unit_test_setup_teardown(test_import, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_session_ends_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restart_bookkeeping, setup, teardown),
+	};
+	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+}
