@@ -33,7 +33,7 @@
  *   INFO|WARN|ERROR <text>                          the core's log lines, input errors
  *   LOG <level> <text>                              diagnostics of the libraries
  *   CP <cp> <STATE> price=<x> link=<0|1> stopped=<0|1> fault=<0|1> location=<text>   (STATUS)
- *   SUMMARY cps=<n> <STATE>=<n>... links=<n> kafka=<up|down>                          (STATUS)
+ *   SUMMARY cps=<n> <STATE>=<n>... links=<n> kafka=<up|down> kafka_in=<n> kafka_bad=<n>  (STATUS)
  *   SHUTDOWN reason=<why>
  * Numbers: kwh, importe, price and kw with 4 decimals.
  * The core's DEBUG lines (duplicates ignored, ...) show only with EVC_DEBUG=1.
@@ -333,13 +333,15 @@ static void print_status(struct console *c)
 	}
 	size_t counts[CP_STATE_COUNT];
 	core_state_counts(core, counts);
-	struct field f[CP_STATE_COUNT + 3];
+	struct field f[CP_STATE_COUNT + 5];
 	int k = 0;
 	f[k++] = I("cps", n);
 	for (int s = 0; s < CP_STATE_COUNT; s++)
 		f[k++] = I(core_state_name((enum core_state)s), counts[s]);
 	f[k++] = I("links", c->fe.status->links);
 	f[k++] = S("kafka", c->fe.status->kafka_up ? "up" : "down");
+	f[k++] = I("kafka_in", c->fe.status->kafka_in);
+	f[k++] = I("kafka_bad", c->fe.status->kafka_bad);
 	emit(c, "SUMMARY", f, k);
 }
 
