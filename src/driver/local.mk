@@ -8,6 +8,18 @@ EV_Driver_SOURCES = \
 EV_Driver_CFLAGS = $(AM_CFLAGS) $(NCURSES_CFLAGS) $(RDKAFKA_CFLAGS) $(JANSSON_CFLAGS) -D_XOPEN_SOURCE_EXTENDED
 EV_Driver_LDADD = libevc.a $(EVC_UI_LIBS) $(NCURSES_LIBS) $(RDKAFKA_LIBS) $(JANSSON_LIBS) -lm
 
-DRIVER_IT = tests/integration/driver_args.sh tests/integration/driver_kcat.sh
+check_PROGRAMS += tests/unit/test_driver_services tests/unit/test_driver_svc
+TESTS += tests/unit/test_driver_services tests/unit/test_driver_svc
+tests_unit_test_driver_services_SOURCES = tests/unit/test_driver_services.c \
+	src/driver/services.c src/driver/services.h
+tests_unit_test_driver_services_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_driver_services_LDADD = $(UNIT_LIBS)
+tests_unit_test_driver_svc_SOURCES = tests/unit/test_driver_svc.c \
+	src/driver/svc.c src/driver/svc.h
+tests_unit_test_driver_svc_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_driver_svc_LDADD = $(UNIT_LIBS)
+
+DRIVER_IT = tests/integration/driver_args.sh tests/integration/driver_kcat.sh \
+	tests/integration/driver_restart.sh
 TESTS += $(DRIVER_IT)
 EXTRA_DIST += $(DRIVER_IT)

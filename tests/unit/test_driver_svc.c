@@ -1,0 +1,342 @@
+/* The driver's service sequencing (svc.c), event by event: requests only
+ * once live, one at a time, the pause after every kind of end, timeouts,
+ * only its own messages, outcomes missed while away shown once, a running
+ * supply picked up, and the summary. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "src/driver/svc.h"
+
+#define MAXL 64
+static char lines[MAXL][512];
+static int nlines;
+
+static void capture(void *arg, const char *line)
+{
+	(void)arg;
+	assert_true(nlines < MAXL);
+	snprintf(lines[nlines++], sizeof lines[0], "%s", line);
+}
+
+static const char *last(void)
+{
+	return nlines ? lines[nlines - 1] : "";
+}
+
+static void expect_last(const char *prefix)
+{
+	if (strncmp(last(), prefix, strlen(prefix)) != 0)
+		print_error("last line '%s' does not start with '%s'\n", last(), prefix);
+	assert_int_equal(strncmp(last(), prefix, strlen(prefix)), 0);
+}
+
+static void setup_svc(struct svc *s, int file_mode)
+{
+	struct svc_cfg cfg = {.user_id = "101", .rid_base = "r", .answer_timeout = 30, .pause = 4,
+			      .file_mode = file_mode};
+	nlines = 0;
+	svc_init(s, &cfg, capture, NULL);
+}
+
+static struct msg note(enum msg_type t, const char *user, const char *cp, const char *session)
+{
+	struct msg m;
+	msg_init(&m, t);
+	snprintf(m.user_id, sizeof m.user_id, "%s", user);
+	snprintf(m.cp_id, sizeof m.cp_id, "%s", cp);
+	if (session != NULL) {
+		snprintf(m.session_id, sizeof m.session_id, "%s", session);
+		m.has_session_id = 1;
+	}
+	return m;
+}
+
+static void enq(struct svc *s, const char *cp)
+{
+	char err[MSG_ERR_LEN];
+	assert_int_equal(svc_enqueue(s, cp, err), 0);
+}
+
+static void test_requests_wait_for_live(void **state)
+{
+	(void)state;
+	struct svc s;
+	struct svc_request r;
+	setup_svc(&s, 1);
+	enq(&s, "A");
+	assert_int_equal(svc_tick(&s, 100, &r), 0);
+	assert_false(svc_done(&s));
+	svc_set_live(&s, 101);
+	assert_int_equal(svc_tick(&s, 101, &r), 1);
+	assert_string_equal(r.cp_id, "A");
+	assert_string_equal(r.request_id, "r-1");
+	assert_string_equal(last(), "REQUEST cp=A request=r-1");
+	assert_int_equal(svc_tick(&s, 102, &r), 0); /* one at a time */
+	assert_int_equal(s.state, SVC_WAITING);
+	svc_free(&s);
+}
+
+static void test_happy_path_and_pause(void **state)
+{
+	(void)state;
+	struct svc s;
+	struct svc_request r;
+	setup_svc(&s, 1);
+	enq(&s, "A");
+	enq(&s, "B");
+	svc_set_live(&s, 0);
+	assert_int_equal(svc_tick(&s, 10, &r), 1);
+	struct msg m = note(MSG_AUTH_OK, "101", "A", "S1");
+	snprintf(m.message, sizeof m.message, "ok \"go\"\nnow");
+	assert_int_equal(svc_on_msg(&s, &m, 10.25), 1);
+	assert_string_equal(last(), "AUTH_OK cp=A session=S1 wait_ms=250 message=\"ok \\\"go\\\" now\"");
+	assert_int_equal(s.state, SVC_AUTHORISED);
+	m = note(MSG_CONSUMO_UPDATE, "101", "A", "S1");
+	m.kw = 7.2, m.kwh = 0.5, m.importe = 0.13;
+	svc_on_msg(&s, &m, 11);
+	assert_string_equal(lines[nlines - 2], "PLUGGED cp=A session=S1");
+	assert_string_equal(last(), "CONSUMO cp=A session=S1 kw=7.20 kwh=0.500 importe=0.13 elapsed=0");
+	m.kwh = 1.0, m.importe = 0.25;
+	svc_on_msg(&s, &m, 14);
+	assert_string_equal(last(), "CONSUMO cp=A session=S1 kw=7.20 kwh=1.000 importe=0.25 elapsed=3");
+	assert_int_equal(s.state, SVC_CHARGING);
+	m = note(MSG_TICKET, "101", "A", "S1");
+	m.kwh = 2, m.importe = 0.5, m.price = 0.25, m.started_at = 1000, m.ended_at = 1060;
+	svc_on_msg(&s, &m, 20);
+	assert_string_equal(last(), "TICKET cp=A session=S1 kwh=2.000000 importe=0.500000 price=0.250000 "
+				    "started=1000.000 ended=1060.000");
+	assert_int_equal(s.state, SVC_IDLE);
+	assert_int_equal(s.served, 1);
+	assert_true(s.cur.has_ticket);
+	/* The pause: nothing before 24 s, then B. */
+	assert_true(svc_next_deadline(&s) == 24.0);
+	assert_int_equal(svc_tick(&s, 23.99, &r), 0);
+	assert_int_equal(svc_tick(&s, 24, &r), 1);
+	assert_string_equal(r.cp_id, "B");
+	assert_string_equal(r.request_id, "r-2");
+	assert_true(s.cur.has_ticket); /* the last ticket stays on screen */
+	/* a duplicate ticket of S1 is not shown again */
+	int before = nlines;
+	svc_on_msg(&s, &m, 25);
+	assert_int_equal(nlines, before);
+	m = note(MSG_AUTH_DENIED, "101", "B", NULL);
+	snprintf(m.reason, sizeof m.reason, "CP B is AVERIADO");
+	svc_on_msg(&s, &m, 26);
+	assert_string_equal(last(), "AUTH_DENIED cp=B request=- reason=\"CP B is AVERIADO\"");
+	assert_true(svc_done(&s)); /* no pause after the last one */
+	svc_summary(&s);
+	assert_string_equal(last(), "SUMMARY served=1 denied=1 failed=0 kwh=2.000 importe=0.50");
+	svc_free(&s);
+}
+
+static void test_other_users_ignored(void **state)
+{
+	(void)state;
+	struct svc s;
+	struct svc_request r;
+	setup_svc(&s, 0);
+	enq(&s, "A");
+	svc_set_live(&s, 0);
+	assert_int_equal(svc_tick(&s, 0, &r), 1);
+	int before = nlines;
+	struct msg m = note(MSG_AUTH_OK, "102", "A", "S9");
+	assert_int_equal(svc_on_msg(&s, &m, 1), 0);
+	m = note(MSG_TICKET, "1010", "A", "S9");
+	assert_int_equal(svc_on_msg(&s, &m, 1), 0);
+	assert_int_equal(nlines, before);
+	assert_int_equal(s.state, SVC_WAITING);
+	/* a request-side type is not a notification */
+	m = note(MSG_REQUEST_CHARGE, "101", "A", NULL);
+	assert_int_equal(svc_on_msg(&s, &m, 1), 0);
+	svc_free(&s);
+}
+
+static void test_timeout_then_late_answer(void **state)
+{
+	(void)state;
+	struct svc s;
+	struct svc_request r;
+	setup_svc(&s, 1);
+	enq(&s, "A");
+	enq(&s, "B");
+	svc_set_live(&s, 0);
+	svc_tick(&s, 0, &r);
+	assert_true(svc_next_deadline(&s) == 30.0);
+	assert_int_equal(svc_tick(&s, 29.9, &r), 0);
+	assert_int_equal(s.state, SVC_WAITING);
+	assert_int_equal(svc_tick(&s, 30, &r), 0); /* timed out; B waits the pause */
+	assert_string_equal(last(), "TIMEOUT cp=A request=r-1 session=- state=WAITING after=30");
+	assert_int_equal(s.failed, 1);
+	assert_int_equal(svc_tick(&s, 34, &r), 1);
+	assert_string_equal(r.cp_id, "B");
+	/* the late answer to A is shown as such and does not touch B */
+	struct msg m = note(MSG_AUTH_OK, "101", "A", "SA");
+	svc_on_msg(&s, &m, 35);
+	expect_last("AUTH_OK cp=A session=SA other=1");
+	assert_int_equal(s.state, SVC_WAITING);
+	assert_string_equal(s.cur.cp_id, "B");
+	svc_free(&s);
+}
+
+static void test_plug_wait_longer_than_answer_timeout(void **state)
+{
+	(void)state;
+	struct svc s;
+	struct svc_request r;
+	setup_svc(&s, 1);
+	enq(&s, "A");
+	svc_set_live(&s, 0);
+	svc_tick(&s, 0, &r);
+	struct msg m = note(MSG_AUTH_OK, "101", "A", "S1");
+	svc_on_msg(&s, &m, 1);
+	/* Central cancels an unplugged session at 120 s: we wait past it. */
+	svc_tick(&s, 60, &r);
+	assert_int_equal(s.state, SVC_AUTHORISED);
+	m = note(MSG_SESSION_CANCELLED, "101", "A", "S1");
+	snprintf(m.reason, sizeof m.reason, "not plugged in within 120 s");
+	svc_on_msg(&s, &m, 121);
+	assert_string_equal(last(), "SESSION_CANCELLED cp=A session=S1 reason=\"not plugged in within 120 s\"");
+	assert_int_equal(s.failed, 1);
+	assert_true(svc_done(&s));
+	svc_free(&s);
+}
+
+static void test_supply_error_partial(void **state)
+{
+	(void)state;
+	struct svc s;
+	struct svc_request r;
+	setup_svc(&s, 1);
+	enq(&s, "A");
+	svc_set_live(&s, 0);
+	svc_tick(&s, 0, &r);
+	/* no AUTH_OK seen (lost?): the first CONSUMO_UPDATE for our CP counts */
+	struct msg m = note(MSG_CONSUMO_UPDATE, "101", "A", "S1");
+	m.kwh = 0.3;
+	svc_on_msg(&s, &m, 2);
+	assert_int_equal(s.state, SVC_CHARGING);
+	assert_string_equal(s.cur.session_id, "S1");
+	m = note(MSG_SUPPLY_ERROR, "101", "A", "S1");
+	m.kwh_partial = 0.4, m.importe_partial = 0.1;
+	snprintf(m.reason, sizeof m.reason, "engine fault");
+	svc_on_msg(&s, &m, 3);
+	assert_string_equal(last(), "SUPPLY_ERROR cp=A session=S1 kwh=0.400000 importe=0.100000 reason=\"engine fault\"");
+	assert_int_equal(s.failed, 1);
+	assert_int_equal(s.served, 0);
+	svc_free(&s);
+}
+
+static void test_missed_outcome_shown_once(void **state)
+{
+	(void)state;
+	struct svc s;
+	struct svc_request r;
+	setup_svc(&s, 1);
+	enq(&s, "A");
+	/* backlog from the previous run: an authorised session, its ticket */
+	struct msg m = note(MSG_AUTH_OK, "101", "X", "S0");
+	svc_on_msg(&s, &m, 0);
+	expect_last("AUTH_OK cp=X session=S0 earlier=1");
+	m = note(MSG_CONSUMO_UPDATE, "101", "X", "S0");
+	m.kwh = 1;
+	int before = nlines;
+	svc_on_msg(&s, &m, 0);
+	assert_int_equal(nlines, before + 1); /* PLUGGED, but no replayed CONSUMO lines */
+	m = note(MSG_TICKET, "101", "X", "S0");
+	m.kwh = 3, m.importe = 0.75, m.price = 0.25;
+	svc_on_msg(&s, &m, 0);
+	expect_last("TICKET cp=X session=S0 kwh=3.000000 importe=0.750000 price=0.250000");
+	assert_non_null(strstr(last(), "earlier=1"));
+	/* a bare outcome too, and each only once */
+	m = note(MSG_SUPPLY_ERROR, "101", "Y", "S00");
+	svc_on_msg(&s, &m, 0);
+	expect_last("SUPPLY_ERROR cp=Y session=S00");
+	assert_non_null(strstr(last(), "earlier=1"));
+	before = nlines;
+	svc_on_msg(&s, &m, 0);
+	m = note(MSG_TICKET, "101", "X", "S0");
+	svc_on_msg(&s, &m, 0);
+	assert_int_equal(nlines, before);
+	/* not counted as this run's services */
+	assert_int_equal(s.served + s.failed + s.denied, 0);
+	svc_set_live(&s, 1);
+	assert_int_equal(svc_tick(&s, 3.9, &r), 0); /* the pause after the replayed end */
+	assert_int_equal(svc_tick(&s, 4, &r), 1);
+	svc_free(&s);
+}
+
+static void test_running_supply_picked_up(void **state)
+{
+	(void)state;
+	struct svc s;
+	struct svc_request r;
+	setup_svc(&s, 1);
+	enq(&s, "A");
+	struct msg m = note(MSG_CONSUMO_UPDATE, "101", "MAD-01", "S5");
+	m.kw = 11, m.kwh = 4.5, m.importe = 1.13;
+	svc_on_msg(&s, &m, 0);
+	assert_int_equal(s.state, SVC_CHARGING);
+	assert_true(s.cur.adopted);
+	svc_set_live(&s, 1);
+	assert_string_equal(last(), "RESUMED cp=MAD-01 session=S5 state=CHARGING kwh=4.500 importe=1.13");
+	/* the file's first service waits for it */
+	assert_int_equal(svc_tick(&s, 2, &r), 0);
+	m.kwh = 4.6;
+	svc_on_msg(&s, &m, 3);
+	expect_last("CONSUMO cp=MAD-01 session=S5 kw=11.00 kwh=4.600");
+	m = note(MSG_TICKET, "101", "MAD-01", "S5");
+	m.kwh = 5, m.importe = 1.25, m.price = 0.25;
+	svc_on_msg(&s, &m, 4);
+	expect_last("TICKET cp=MAD-01 session=S5 kwh=5.000000");
+	assert_int_equal(s.served, 0);
+	assert_int_equal(svc_tick(&s, 7.9, &r), 0);
+	assert_int_equal(svc_tick(&s, 8, &r), 1);
+	assert_string_equal(r.cp_id, "A");
+	svc_free(&s);
+}
+
+static void test_interactive_no_pause_queue_and_bad_cp(void **state)
+{
+	(void)state;
+	struct svc s;
+	struct svc_request r;
+	char err[MSG_ERR_LEN];
+	setup_svc(&s, 0);
+	svc_set_live(&s, 0);
+	assert_int_equal(svc_enqueue(&s, "bad id", err), -1);
+	assert_non_null(strstr(err, "invalid CP id"));
+	enq(&s, "A");
+	assert_int_equal(svc_tick(&s, 0, &r), 1);
+	enq(&s, "B");
+	assert_string_equal(last(), "QUEUED cp=B position=1");
+	struct msg m = note(MSG_AUTH_DENIED, "101", "A", NULL);
+	svc_on_msg(&s, &m, 1);
+	assert_int_equal(svc_tick(&s, 1, &r), 1); /* no pause outside file mode */
+	assert_string_equal(r.cp_id, "B");
+	svc_send_failed(&s, 1, "queue full");
+	assert_string_equal(last(), "SEND_ERROR cp=B request=r-2 reason=\"queue full\"");
+	assert_int_equal(s.failed, 1);
+	assert_false(svc_done(&s)); /* interactive mode never "done" */
+	svc_free(&s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_requests_wait_for_live),
+		cmocka_unit_test(test_happy_path_and_pause),
+		cmocka_unit_test(test_other_users_ignored),
+		cmocka_unit_test(test_timeout_then_late_answer),
+		cmocka_unit_test(test_plug_wait_longer_than_answer_timeout),
+		cmocka_unit_test(test_supply_error_partial),
+		cmocka_unit_test(test_missed_outcome_shown_once),
+		cmocka_unit_test(test_running_supply_picked_up),
+		cmocka_unit_test(test_interactive_no_pause_queue_and_bad_cp),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
