@@ -6,7 +6,7 @@
 . "$(dirname "$0")/lib.sh"
 need_kafka
 . "$(dirname "$0")/panel_lib.sh"
-tap_plan 18
+tap_plan 21
 
 panel_db_setup || { not_ok "database set up"; exit 1; }
 panel_start 120 40 NO_COLOR=1
@@ -67,6 +67,21 @@ send m_ro "enq"
 wait_grep 5 "$(log_of m_ro)" 'GOT ACK' >/dev/null
 check "--readonly: the monitor never got PARAR; --no-color: no colour" \
 	bash -c "! grep -q 'RECV PARAR' '$(log_of m_ro)' && ! { $(declare -f tmx screen_esc screen_has_colour); P_SOCK=$P_SOCK; screen_has_colour; }"
+
+tmx kill-server >/dev/null 2>&1
+
+# An 8-colour terminal under the C locale: orange falls back to yellow and
+# the lines are ASCII.
+stop m_ro
+P_PORT=$(free_port)
+panel_start 100 30 TERM=xterm LANG=C LC_ALL=C
+wait_screen 10 'EV_Central' || diag "the 8-colour panel did not start"
+mon_up m_8 A-ON
+wait_grep 10 "$(log_of m_8)" 'REGISTER_RESULT' || diag "A-ON did not register"
+check "8 colours: ACTIVADO on green (2)" wait_for 10 bg_is ACTIVADO 2
+keys : P Space A - O N Enter
+check "8 colours: FUERA_DE_SERVICIO on yellow (3), orange's stand-in" wait_for 10 bg_is FUERA_DE_SERVICIO 3
+check "C locale: ASCII lines, no UTF-8 box drawing" bash -c "$(declare -f tmx screen_text); P_SOCK=$P_SOCK; s=\$(screen_text); grep -q -- '-- Requests' <<<\"\$s\" && ! grep -q '─' <<<\"\$s\""
 
 [ "$T_FAILED" = 0 ] || { diag "screen at the end:"; screen_text | sed 's/^/# /'; }
 exit "$T_FAILED"
