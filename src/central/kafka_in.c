@@ -24,7 +24,8 @@
 struct kin_pos {
 	int topic;          /* 0 driver_requests, 1 cp_telemetry */
 	int32_t partition;
-	int64_t next;       /* offset to commit (last done + 1) */
+	int64_t held;       /* stored, but what it produced may not be delivered yet */
+	int64_t next;       /* offset to commit (last released + 1) */
 	int dirty;          /* not yet committed */
 };
 
@@ -336,11 +337,22 @@ void kafka_in_done(struct kafka_in *k, const struct kafka_in_item *items, size_t
 				k->cappos = k->cappos ? k->cappos * 2 : 8;
 				k->pos = xreallocarray(k->pos, k->cappos, sizeof *k->pos);
 			}
-			k->pos[j] = (struct kin_pos){ .topic = t, .partition = items[i].partition, .next = -1 };
+			k->pos[j] = (struct kin_pos){ .topic = t, .partition = items[i].partition, .held = -1,
+						      .next = -1 };
 			k->npos++;
 		}
-		if (items[i].offset + 1 > k->pos[j].next) {
-			k->pos[j].next = items[i].offset + 1;
+		if (items[i].offset + 1 > k->pos[j].held)
+			k->pos[j].held = items[i].offset + 1;
+	}
+	pthread_mutex_unlock(&k->mu);
+}
+
+void kafka_in_release(struct kafka_in *k)
+{
+	pthread_mutex_lock(&k->mu);
+	for (size_t j = 0; j < k->npos; j++) {
+		if (k->pos[j].held > k->pos[j].next) {
+			k->pos[j].next = k->pos[j].held;
 			k->pos[j].dirty = 1;
 			k->commit_dirty = 1;
 		}
@@ -366,6 +378,7 @@ void kafka_in_free(struct kafka_in *k)
 		return;
 	kafka_in_stop(k);
 	if (k->rk != NULL) {
+		kafka_in_release(k);
 		commit_pending(k, k->rk, 0);
 		bus_consumer_close(k->rk);
 	}

@@ -4,7 +4,8 @@
  * eventfd). Messages that do not decode are queued too, marked bad, so the
  * main loop logs and counts them and their offsets are committed in order
  * with the rest. Offsets are committed only when the main loop says the
- * batch holding them is stored (kafka_in_done).
+ * batch holding them is stored (kafka_in_done) and what that batch produced
+ * is delivered (kafka_in_release).
  *
  * It also keeps the shared "is Kafka reachable" state for Central: the
  * consumer's errors and the bus state callbacks (librdkafka statistics) of
@@ -38,9 +39,13 @@ int kafka_in_start(struct kafka_in *k, char err[256]);
 int kafka_in_event_fd(const struct kafka_in *k);
 /* Main thread: take up to max items in order. Returns how many. */
 size_t kafka_in_drain(struct kafka_in *k, struct kafka_in_item *out, size_t max);
-/* Main thread: these items' effects are stored; commit their offsets
- * (asynchronously, from the consumer thread). */
+/* Main thread: these items' effects are stored. Their offsets are held
+ * until kafka_in_release: the notifications they caused must reach Kafka
+ * first, or a crash could lose a ticket whose message is never replayed. */
 void kafka_in_done(struct kafka_in *k, const struct kafka_in_item *items, size_t n);
+/* Main thread: everything produced so far is delivered; commit the held
+ * offsets (asynchronously, from the consumer thread). */
+void kafka_in_release(struct kafka_in *k);
 /* Shared reachability state. set: thread-safe, from any thread (the bus
  * state callback of the producer calls it too). get: 1 if it changed since
  * the last get. */
@@ -51,8 +56,8 @@ void kafka_in_state_cb(void *arg, int up, const char *reason);
 /* Stop reading (join the thread). Items already queued stay queued for
  * kafka_in_drain; their offsets can still be passed to kafka_in_done. */
 void kafka_in_stop(struct kafka_in *k);
-/* Commit what kafka_in_done marked (synchronously, bounded), leave the
- * group, free everything. Calls kafka_in_stop if needed. NULL is fine. */
+/* Commit what kafka_in_done marked (synchronously, bounded; call after the
+ * producer is flushed), leave the group, free everything. Calls kafka_in_stop if needed. NULL is fine. */
 void kafka_in_free(struct kafka_in *k);
 
 #endif

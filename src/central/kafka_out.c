@@ -100,6 +100,8 @@ int kafka_out_timeout_ms(const struct kafka_out *o, double now, int cap)
 	return (int)ms + 1;
 }
 
+int kafka_out_pending(const struct kafka_out *o) { return rd_kafka_outq_len(o->rk); }
+
 unsigned long kafka_out_produced(const struct kafka_out *o) { return o->produced; }
 unsigned long kafka_out_failed(const struct kafka_out *o) { return o->failed; }
 

@@ -33,6 +33,8 @@ void kafka_out_mark_dirty(struct kafka_out *o, double now);
 int kafka_out_tick(struct kafka_out *o, const struct core *c, double now, double wall, int up);
 /* Milliseconds until kafka_out_tick has work (cap). */
 int kafka_out_timeout_ms(const struct kafka_out *o, double now, int cap);
+/* Messages produced and not yet delivered (librdkafka's out queue). */
+int kafka_out_pending(const struct kafka_out *o);
 /* Counters. */
 unsigned long kafka_out_produced(const struct kafka_out *o);
 unsigned long kafka_out_failed(const struct kafka_out *o);

@@ -320,6 +320,7 @@ struct central {
 	size_t nkitems;
 	int sfd;
 	int quit;
+	double held_since; /* monotonic: offsets stored but not released, 0 = none */
 	double next_tick;
 	unsigned long db_errors;
 };
@@ -485,13 +486,32 @@ static void apply_effects(struct central *c)
 			break;
 		}
 	}
-	if (stored && c->nkitems > 0)
+	if (stored && c->nkitems > 0) {
 		kafka_in_done(c->kin, c->kitems, c->nkitems);
+		if (c->held_since == 0)
+			c->held_since = mono;
+	}
 	c->nkitems = 0;
 	c->status.links = cplink_count(c->link);
 	if (c->fx.n > 0)
 		c->fe->ops->on_effects(c->fe, &c->fx);
 	core_fxlist_clear(&c->fx);
+}
+
+/* Offsets are committed once the notifications of their batches are
+ * delivered: librdkafka's out queue empty means everything produced so far
+ * arrived. Under a steady flood the queue may never be empty, so after
+ * OFFSET_HOLD_MAX seconds they are committed anyway (the cost: a crash in
+ * that window may lose notifications, never double-count a session). */
+#define OFFSET_HOLD_MAX 10.0
+static void release_offsets(struct central *c, double mono)
+{
+	if (c->held_since == 0)
+		return;
+	if (kafka_out_pending(c->kout) == 0 || mono - c->held_since >= OFFSET_HOLD_MAX) {
+		kafka_in_release(c->kin);
+		c->held_since = 0;
+	}
 }
 
 static void recover_one(void *arg, const struct core_session *s)
@@ -630,6 +650,8 @@ static int serve(const struct opts *o)
 		if (t2 >= 0 && t2 < timeout)
 			timeout = t2;
 		timeout = kafka_out_timeout_ms(c->kout, mono, timeout);
+		if (c->held_since != 0 && timeout > 20)
+			timeout = 20; /* look again at the producer's queue soon */
 		int r = poll(pfd, (nfds_t)nfd, timeout);
 		if (r == -1 && errno != EINTR) {
 			snprintf(err, sizeof err, "poll: %s", strerror(errno));
@@ -664,6 +686,7 @@ static int serve(const struct opts *o)
 		}
 		apply_effects(c);
 		kafka_out_tick(c->kout, c->core, mono, wall, c->status.kafka_up);
+		release_offsets(c, mono);
 		c->fe->ops->refresh(c->fe, wall);
 	}
 
@@ -686,8 +709,10 @@ fail:
 	fprintf(stderr, PROG ": %s\n", err);
 	rc = 1;
 out:
-	kafka_in_free(c->kin);
+	/* Producer first: flushing delivers the last notifications, then the
+	 * consumer commits the offsets of what produced them. */
 	kafka_out_free(c->kout, 2000);
+	kafka_in_free(c->kin);
 	cplink_free(c->link);
 	if (c->fe != NULL) {
 		log_set_sink(NULL, NULL);
