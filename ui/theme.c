@@ -20,7 +20,9 @@ void theme_locale_init(void)
 	if (locale_done)
 		return;
 	locale_done = 1;
-	setlocale(LC_ALL, "");
+	/* Only the character type: LC_NUMERIC stays "C" so that prices in
+	 * frames and JSON keep their '.' under a Spanish (or any) locale. */
+	setlocale(LC_CTYPE, "");
 	cs = nl_langinfo(CODESET);
 	utf8 = cs && (strcasecmp(cs, "UTF-8") == 0 || strcasecmp(cs, "utf8") == 0);
 }

@@ -31,7 +31,8 @@ enum theme_role {
 	THEME_ROLE_COUNT
 };
 
-/* setlocale(LC_ALL, "") and remember whether the codeset is UTF-8.
+/* setlocale(LC_CTYPE, "") (never LC_NUMERIC: numbers on the wire keep
+ * their '.') and remember whether the codeset is UTF-8.
  * Call once, before initscr(). Safe to call again (no-op). */
 void theme_locale_init(void);
 /* 1 if the locale's codeset is UTF-8 (after theme_locale_init). */

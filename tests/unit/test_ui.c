@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <curses.h>
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,6 +165,8 @@ static void test_help_box_from_table(void **state)
 static void test_theme_words_and_mono(void **state)
 {
 	(void)state;
+	/* the theme touched only LC_CTYPE: numbers still print with '.' */
+	assert_string_equal(setlocale(LC_NUMERIC, NULL), "C");
 	assert_string_equal(theme_state_word(CP_DESCONECTADO), "DESCONECTADO");
 	assert_string_equal(theme_state_word(CP_ACTIVADO), "ACTIVADO");
 	assert_string_equal(theme_state_word(CP_RESERVADO), "RESERVADO");
