@@ -730,7 +730,7 @@ int main(int argc, char **argv)
 		d.scr = driver_screen_open(d.o.no_color, serr);
 		if (d.scr == NULL) {
 			fprintf(stderr, PROG ": %s (use --headless)\n", serr);
-			rc = 2;
+			rc = 1;
 			goto out;
 		}
 		log_set_sink(log_to_screen, &d);
