@@ -4,6 +4,8 @@
 #include "ui/panel.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -92,6 +94,12 @@ struct panel {
 	int input_eof;
 	int quit;
 	int was_empty;
+
+	/* stderr while the panel owns the terminal: a pipe into the log pane,
+	 * so libraries that print (librdkafka, SQLite) cannot scribble on it */
+	int saved_stderr, err_rd;
+	pthread_t err_thread;
+	int err_thread_up;
 };
 
 static const struct keys_table panel_keys;
@@ -140,6 +148,89 @@ static void panel_sink(enum log_level lvl, const char *line, void *arg)
 		p->sink_dropped++;
 	ring_push(&p->sink, clock_wall(), lvl, line);
 	pthread_mutex_unlock(&p->sink_mu);
+}
+
+/* Reads what anyone writes to fd 2 while the panel is up and hands it to
+ * the log pane line by line. Ends when the write end is closed (op_free
+ * puts the real stderr back). */
+static void *stderr_reader(void *arg)
+{
+	struct panel *p = arg;
+	char buf[1024];
+	size_t n = 0;
+
+	for (;;) {
+		ssize_t r = read(p->err_rd, buf + n, sizeof buf - 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+		char *start = buf, *nl;
+		while ((nl = memchr(start, '\n', n - (size_t)(start - buf))) != NULL) {
+			*nl = 0;
+			if (nl > start)
+				panel_sink(LOG_WARN, start, p);
+			start = nl + 1;
+		}
+		n -= (size_t)(start - buf);
+		memmove(buf, start, n);
+		if (n == sizeof buf - 1) { /* a very long line: show it in pieces */
+			buf[n] = 0;
+			panel_sink(LOG_WARN, buf, p);
+			n = 0;
+		}
+	}
+	if (n) {
+		buf[n] = 0;
+		panel_sink(LOG_WARN, buf, p);
+	}
+	return NULL;
+}
+
+static void capture_stderr(struct panel *p)
+{
+	int fds[2];
+
+	p->saved_stderr = p->err_rd = -1;
+	if (pipe2(fds, O_CLOEXEC) != 0)
+		return;
+	p->saved_stderr = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+	if (p->saved_stderr < 0 || dup2(fds[1], STDERR_FILENO) < 0) {
+		if (p->saved_stderr >= 0)
+			close(p->saved_stderr);
+		p->saved_stderr = -1;
+		close(fds[0]);
+		close(fds[1]);
+		return;
+	}
+	close(fds[1]);
+	p->err_rd = fds[0];
+	if (pthread_create(&p->err_thread, NULL, stderr_reader, p) == 0) {
+		p->err_thread_up = 1;
+		return;
+	}
+	/* no reader: put stderr back rather than let writers block */
+	dup2(p->saved_stderr, STDERR_FILENO);
+	close(p->saved_stderr);
+	close(p->err_rd);
+	p->saved_stderr = p->err_rd = -1;
+}
+
+static void release_stderr(struct panel *p)
+{
+	if (p->saved_stderr < 0)
+		return;
+	fflush(stderr);
+	/* closes the pipe's last write end: the reader sees EOF and ends */
+	dup2(p->saved_stderr, STDERR_FILENO);
+	close(p->saved_stderr);
+	p->saved_stderr = -1;
+	if (p->err_thread_up)
+		pthread_join(p->err_thread, NULL);
+	p->err_thread_up = 0;
+	close(p->err_rd);
+	p->err_rd = -1;
 }
 
 /* Main thread: move log_msg lines into the log pane. */
@@ -1040,6 +1131,8 @@ static void op_free(struct frontend *fe)
 		return;
 	p = fe->priv;
 	log_set_sink(NULL, NULL);
+	release_stderr(p);
+	drain_sink(p);
 	endwin();
 	delscreen(p->scr);
 	/* lines logged while the panel was up stay readable after it */
@@ -1133,5 +1226,6 @@ struct frontend *panel_new(const struct core *core, const struct central_status 
 	p->dirty = 1;
 	layout(p);
 	log_set_sink(panel_sink, p);
+	capture_stderr(p);
 	return &p->fe;
 }

@@ -6,7 +6,7 @@
 . "$(dirname "$0")/lib.sh"
 need_kafka
 . "$(dirname "$0")/panel_lib.sh"
-tap_plan 21
+tap_plan 24
 
 panel_db_setup || { not_ok "database set up"; exit 1; }
 panel_start 120 40 NO_COLOR=1
@@ -82,6 +82,17 @@ check "8 colours: ACTIVADO on green (2)" wait_for 10 bg_is ACTIVADO 2
 keys : P Space A - O N Enter
 check "8 colours: FUERA_DE_SERVICIO on yellow (3), orange's stand-in" wait_for 10 bg_is FUERA_DE_SERVICIO 3
 check "C locale: ASCII lines, no UTF-8 box drawing" bash -c "$(declare -f tmx screen_text); P_SOCK=$P_SOCK; s=\$(screen_text); grep -q -- '-- Requests' <<<\"\$s\" && ! grep -q '─' <<<\"\$s\""
+
+tmx kill-server >/dev/null 2>&1
+
+# No broker: the header says so, and what librdkafka prints on stderr goes
+# to the log pane instead of scribbling over the screen.
+P_PORT=$(free_port)
+P_KAFKA=127.0.0.1:$(free_port) panel_start 120 30
+check "no broker: the header says Kafka unreachable" wait_screen 15 'Kafka unreachable'
+check "librdkafka's stderr lands in the log pane" wait_screen 15 '│[0-9:]{8} %[0-9]\|.*rdkafka'
+check "... and the screen keeps its shape (header on top, bar at the bottom)" \
+	bash -c "$(declare -f tmx screen_text); P_SOCK=$P_SOCK; s=\$(screen_text); head -1 <<<\"\$s\" | grep -q '^ EV_Central' && tail -1 <<<\"\$s\" | grep -q 'q quit'"
 
 [ "$T_FAILED" = 0 ] || { diag "screen at the end:"; screen_text | sed 's/^/# /'; }
 exit "$T_FAILED"
