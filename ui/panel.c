@@ -23,7 +23,8 @@
 #include "ui/keys.h"
 #include "ui/theme.h"
 
-#define CARD_H 5
+#define CARD_H 5          /* lines of a full card */
+#define CARD_H_COMPACT 2  /* lines of a compact card ('c'): 2.5x as many a page */
 #define CARD_MINW 26
 #define MIN_COLS 40
 #define MIN_ROWS 14
@@ -84,6 +85,7 @@ struct panel {
 	int rows, cols, too_small;
 	int grid_y, grid_h, panes_y, panes_h;
 	int ncols, nrows, cw;
+	int compact, card_h;
 	size_t per_page;
 	struct cardview *cache;
 	size_t ncache;
@@ -367,7 +369,8 @@ static void layout(struct panel *p)
 	p->cw = (p->cols - (p->ncols - 1)) / p->ncols;
 	if (p->cw > 40)
 		p->cw = 40;
-	p->nrows = (p->grid_h + 1) / (CARD_H + 1);
+	p->card_h = p->compact ? CARD_H_COMPACT : CARD_H;
+	p->nrows = (p->grid_h + 1) / (p->card_h + 1);
 	if (p->nrows < 1)
 		p->too_small = 1;
 	p->per_page = p->too_small ? 1 : (size_t)p->ncols * (size_t)p->nrows;
@@ -447,13 +450,34 @@ static void card_content(struct panel *p, const struct core_cp *cp, int is_sel, 
 	}
 }
 
+/* Two lines: id and state word; then what matters most in that state. */
+static void card_compact(struct panel *p, const struct core_cp *cp, struct cardview *cv)
+{
+	int inner = p->cw - 2;
+	const char *w = theme_state_word(cp->state);
+	int idw = inner - (int)strlen(w) - 1;
+	char l1[192];
+
+	if (idw < 6)
+		idw = 6;
+	snprintf(l1, sizeof l1, "%.190s", cp->state == CP_SUMINISTRANDO ? cv->l[4]
+				      : cp->state == CP_FUERA_DE_SERVICIO ? cv->l[3] : cv->l[1]);
+	if (cp->state == CP_SUMINISTRANDO && cp->session)
+		snprintf(l1, sizeof l1, "%.20s %.1fkW %.2fkWh %.2fEUR", cp->session->driver_id,
+			 cp->session->kw, cp->session->kwh, cp->session->importe);
+	snprintf(cv->l[0], sizeof cv->l[0], "%-*.*s %s", idw, idw, cp->id, w);
+	memcpy(cv->l[1], l1, sizeof cv->l[1]);
+	for (int i = 2; i < CARD_H; i++)
+		cv->l[i][0] = 0;
+}
+
 static void draw_card(struct panel *p, int y, int x, const struct cardview *cv)
 {
 	int inner = p->cw - 2;
 
-	theme_fill(stdscr, y, x, CARD_H, p->cw, cv->attr);
+	theme_fill(stdscr, y, x, p->card_h, p->cw, cv->attr);
 	theme_puts(stdscr, y, x + 1, inner, cv->l[0], cv->attr | A_BOLD);
-	for (int i = 1; i < CARD_H; i++)
+	for (int i = 1; i < p->card_h; i++)
 		theme_puts(stdscr, y + i, x + 1, inner, cv->l[i], cv->attr | (i == 2 ? A_BOLD : 0));
 }
 
@@ -476,18 +500,20 @@ static void draw_grid(struct panel *p)
 	}
 	for (size_t slot = 0; slot < p->per_page; slot++) {
 		int r = (int)(slot / (size_t)p->ncols), c = (int)(slot % (size_t)p->ncols);
-		int y = p->grid_y + r * (CARD_H + 1), x = c * (p->cw + 1);
+		int y = p->grid_y + r * (p->card_h + 1), x = c * (p->cw + 1);
 		size_t vi = first + slot;
 		struct cardview cv;
 
 		if (vi >= p->nview) {
 			if (p->cache[slot].used || p->full) {
-				theme_fill(stdscr, y, x, CARD_H, p->cw, A_NORMAL);
+				theme_fill(stdscr, y, x, p->card_h, p->cw, A_NORMAL);
 				p->cache[slot].used = 0;
 			}
 			continue;
 		}
 		card_content(p, core_cp_at(p->fe.core, p->view[vi]), vi == p->sel, &cv);
+		if (p->compact)
+			card_compact(p, core_cp_at(p->fe.core, p->view[vi]), &cv);
 		if (p->cache[slot].used && memcmp(&cv, &p->cache[slot], sizeof cv) == 0)
 			continue;
 		draw_card(p, y, x, &cv);
@@ -848,6 +874,17 @@ static int k_quit(void *ctx, int key)
 	return KEYS_OK;
 }
 
+static int k_compact(void *ctx, int key)
+{
+	struct panel *p = ctx;
+	p->compact = !p->compact;
+	layout(p);
+	p->full = 1;
+	p->dirty = 1;
+	set_msg(p, THEME_DIM, "%s cards: %zu a page", p->compact ? "compact" : "full", p->per_page);
+	return KEYS_OK;
+}
+
 static int k_redraw(void *ctx, int key)
 {
 	struct panel *p = ctx;
@@ -880,6 +917,7 @@ static const struct keys_entry panel_key_list[] = {
 	{ '/', "/", "filter by id, location or state (Esc clears)", k_cmdline, KEYS_BAR, "filter" },
 	{ '?', "?", "this help", k_help, KEYS_BAR, "help" },
 	{ 'q', "q", "quit (asks y/N)", k_quit, KEYS_BAR, "quit" },
+	{ 'c', "c", "compact cards (more a page) or full cards", k_compact, 0, NULL },
 	{ 12, "^L", "redraw the whole screen", k_redraw, 0, NULL },
 };
 

@@ -6,7 +6,7 @@
 . "$(dirname "$0")/lib.sh"
 need_kafka
 . "$(dirname "$0")/panel_lib.sh"
-tap_plan 24
+tap_plan 26
 
 panel_db_setup || { not_ok "database set up"; exit 1; }
 panel_start 120 40 NO_COLOR=1
@@ -37,6 +37,11 @@ check "Esc clears the filter" wait_screen 5 '6 CPs'
 keys / S U M I N Enter
 check "/ filters by state word" wait_for 5 bash -c "$(declare -f tmx screen_text); P_SOCK=$P_SOCK; screen_text | grep -q '/SUMIN: 1 of 6'"
 keys / Escape
+
+keys c
+check "c: compact cards, id and state word on one line" wait_screen 5 '^ A-ON +ACTIVADO +B-BAD +AVERIADO'
+keys c
+check "c again: full cards" wait_screen 5 'full cards: [0-9]+ a page'
 
 keys q
 check "q asks before quitting" wait_screen 5 'Quit EV_Central\? .*\[y/N\]'
