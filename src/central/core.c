@@ -543,6 +543,19 @@ static double round_price(double v)
 	return round(v * 1e4) / 1e4;
 }
 
+/* Figures are kept as the Kafka messages carry them (msg.h: kWh to 3
+ * decimals, EUR to cents), so the database row and the driver's ticket
+ * always show the same amount. */
+static double round_kwh(double v)
+{
+	return round(v * 1e3) / 1e3;
+}
+
+static double amount(double kwh, double price)
+{
+	return round(kwh * price * 100.0) / 100.0;
+}
+
 /* "0.25", "12", "3.5", ".5": digits with an optional '.' fraction; no sign,
  * exponent, ',' or spaces. Returns 0 and *out, or -1. */
 static int parse_decimal(const char *s, double *out)
@@ -752,7 +765,7 @@ static void end_session(struct core *c, struct sess *s, enum core_outcome outcom
 	char a[32], b[32], d[32];
 	p->outcome = outcome;
 	p->ended_at = now;
-	p->importe = p->kwh * p->price;
+	p->importe = amount(p->kwh, p->price);
 	if (outcome != OUT_TICKET)
 		text_copy(p->reason, sizeof(p->reason), reason ? reason : "");
 	fx_store_session(fx, now, p);
@@ -1331,9 +1344,9 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 	}
 	/* Energy delivered never goes down within a session; keeping the
 	 * highest figure means a final message lacking figures loses nothing. */
-	if (m->type != MSG_SESSION_STARTED && m->kwh > p->kwh)
-		p->kwh = m->kwh;
-	p->importe = p->kwh * p->price;
+	if (m->type != MSG_SESSION_STARTED && round_kwh(m->kwh) > p->kwh)
+		p->kwh = round_kwh(m->kwh);
+	p->importe = amount(p->kwh, p->price);
 
 	switch (m->type) {
 	case MSG_SESSION_STARTED:

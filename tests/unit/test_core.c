@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -727,7 +728,18 @@ static void test_ticket_amount_uses_price_sent(void **state)
 	const struct msg *tk = produced(MSG_TICKET);
 	assert_non_null(tk);
 	assert_true(tk->price == 0.3);
-	assert_true(tk->importe == 7.5 * 0.3);
+	assert_true(tk->importe == 2.25);
+
+	/* the stored row and the ticket agree to the cent: 12.5 kWh x 0.25 */
+	frame(3, "REGISTER#MAD-03#x#0.25");
+	m = request("101", "MAD-03", NOW);
+	kafka(&m);
+	xstrlcpy(sid, stored_session()->id, sizeof(sid));
+	frame(3, "ACK#AUTORIZAR_SUMINISTRO");
+	t = tele(MSG_SUPPLY_END, "MAD-03", "101", sid, 2, 12.5);
+	kafka(&t);
+	assert_true(produced(MSG_TICKET)->importe == 3.13);
+	assert_true(stored_session()->importe == 3.13);
 
 	/* odd prices go out with enough decimals and a '.' */
 	frame(2, "REGISTER#MAD-02#x#0.123456");
@@ -1513,7 +1525,7 @@ static void track_and_check(void)
 			}
 			if (f->session.outcome != OUT_OPEN) {
 				track_stored_end[k]++;
-				assert_true(f->session.importe == f->session.kwh * f->session.price);
+				assert_true(f->session.importe == round(f->session.kwh * f->session.price * 100.0) / 100.0);
 			}
 		}
 		if (f->kind == FX_PRODUCE && f->msg.has_session_id &&
