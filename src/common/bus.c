@@ -90,6 +90,19 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 		log_error("kafka: delivery to %s failed: %s", rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
 }
 
+/* librdkafka's own log lines (it prints "%3|...|FAIL|..." to stderr by
+ * default) become ordinary log lines, so a screen is never scribbled on. */
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	(void)rk;
+	enum log_level lvl = level <= 3 ? LOG_WARN : level <= 5 ? LOG_INFO : LOG_DEBUG;
+	/* Connection failures are reported once through error_cb/stats_cb as
+	 * "Kafka unreachable"; repeating each retry would flood the log. */
+	if (lvl == LOG_WARN && (strcmp(fac, "FAIL") == 0 || strcmp(fac, "ERROR") == 0))
+		lvl = LOG_DEBUG;
+	log_msg(lvl, "kafka %s: %s", fac, buf);
+}
+
 static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char err[BUS_ERR_LEN])
 {
 	if (rd_kafka_conf_set(conf, k, v, err, BUS_ERR_LEN) != RD_KAFKA_CONF_OK)
@@ -114,6 +127,7 @@ static rd_kafka_conf_t *base_conf(const struct bus_opts *o, struct bus_handle *h
 	    conf_set(conf, "log.connection.close", "false", err) == -1)
 		goto fail;
 	rd_kafka_conf_set_opaque(conf, h);
+	rd_kafka_conf_set_log_cb(conf, log_cb);
 	rd_kafka_conf_set_error_cb(conf, error_cb);
 	rd_kafka_conf_set_stats_cb(conf, stats_cb);
 	return conf;
@@ -208,7 +222,7 @@ int bus_create_topics(const char *brokers, const char *const *topics, int ntopic
 		rd_kafka_conf_destroy(conf);
 		goto out;
 	}
-	rd_kafka_conf_set_log_cb(conf, NULL);
+	rd_kafka_conf_set_log_cb(conf, log_cb);
 	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, BUS_ERR_LEN);
 	if (rk == NULL) {
 		rd_kafka_conf_destroy(conf);
@@ -286,7 +300,7 @@ rd_kafka_t *bus_consumer_new(const struct bus_opts *o, const char *group,
 	/* A subscriber to a topic nobody has produced to yet would see nothing
 	 * until the next metadata refresh; creating it first avoids that. A
 	 * broker that is down is not fatal: the consumer waits for it. */
-	if (bus_create_topics(o->brokers, topics, ntopics, 5000, cerr) == -1)
+	if (bus_create_topics(o->brokers, topics, ntopics, 2000, cerr) == -1)
 		log_debug("kafka: %s (continuing)", cerr);
 	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, BUS_ERR_LEN);
 	if (rk == NULL) {
