@@ -73,3 +73,12 @@ median_wait() {
 	grep -h '^AUTH_OK ' "$@" | sed -nE 's/.* wait_ms=([0-9]+).*/\1/p' | sort -n |
 		awk '{ a[NR] = $1 } END { if (NR == 0) exit 1; print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
+
+# state_now CP STATE: the last state Central showed for CP is STATE.
+state_now() { [ "$(grep -E " STATE $1 [A-Z_]+$" "$(log_of c)" | tail -n 1 | awk '{ print $NF }')" = "$2" ]; }
+# state_after CP FIRST THEN: Central showed FIRST for CP, and THEN is its state now, shown after FIRST.
+state_after() {
+	grep -E " STATE $1 [A-Z_]+$" "$(log_of c)" | awk -v a="$2" -v b="$3" '
+		$NF == a { seen = 1 } { last = $NF }
+		END { exit !(seen && last == b) }'
+}

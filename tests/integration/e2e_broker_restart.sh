@@ -1,0 +1,58 @@
+#!/bin/bash
+# End to end, scenario 7: the Kafka broker is stopped for 10 s mid-supply
+# and restarted (same data). No telemetry is lost (Central sees every
+# CONSUMO the engine sent) and the ticket is right (the engine's final
+# figures, amount = kWh x price). Uses a broker of its own on free ports
+# (scripts/kafka), never the shared one.
+. "${EVC_SRCDIR:-$(dirname "$0")/../..}/tests/integration/lib.sh"
+. "$EVC_SRCDIR/tests/integration/e2e_lib.sh"
+e2e_need
+KP=$(free_port)
+export KAFKA_PORT=$KP KAFKA_CONTROLLER_PORT=$(free_port) EVC_KAFKA_STATE=$T_DIR/broker
+kstop() { "$EVC_SRCDIR/scripts/kafka" stop >/dev/null 2>&1 || true; }
+"$EVC_SRCDIR/scripts/kafka" start >"$T_DIR/kafka-start.log" 2>&1 ||
+	tap_skip_all "cannot start a private broker (scripts/kafka start failed)"
+trap 'kstop; t_cleanup' EXIT
+K=127.0.0.1:$KP
+tap_plan 10
+
+# broker_down: stop the broker cleanly, keeping its data and command line.
+broker_down() {
+	BPID=$(cat "$EVC_KAFKA_STATE/kafka.pid")
+	mapfile -d '' BCMD <"/proc/$BPID/cmdline"
+	kill -TERM "$BPID"
+	wait_for 30 bash -c "! kill -0 $BPID 2>/dev/null"
+}
+# broker_up: the same broker again, on the same data.
+broker_up() {
+	setsid "${BCMD[@]}" >>"$EVC_KAFKA_STATE/kafka.log" 2>&1 </dev/null &
+	echo $! >"$EVC_KAFKA_STATE/kafka.pid"
+	wait_for 60 kcat -b "$K" -L -m 2
+}
+
+check "Central up with Kafka" e2e_central
+check "CP-1 registered and ACTIVADO" e2e_cp 1 0.5:16
+e2e_driver a 101 --answer-timeout 60
+A=$(log_of a) C=$(log_of c)
+send a "r CP-1"
+check "supply running" wait_grep 20 "$A" '^CONSUMO cp=CP-1 '
+S=$(grep '^AUTH_OK cp=CP-1' "$A" | sed -E 's/.* session=([^ ]+).*/\1/')
+check "broker stopped" broker_down
+T_DOWN=$(date +%s%N)
+check "Central notices" wait_grep 15 "$C" ' KAFKA down'
+# The outage itself lasts 10 s (the scenario's length, not a wait for
+# anything): telemetry piles up in the engine's producer meanwhile.
+sleep 10
+check "broker back on the same data" broker_up
+diag "broker down for $(( ($(date +%s%N) - T_DOWN) / 1000000 )) ms"
+check "the driver gets the ticket" wait_grep 40 "$A" "^TICKET cp=CP-1 session=$S "
+E=$(log_of e1)
+sent=$(grep -c '^CONSUMO seq=' "$E")
+seen=$(grep -c " CONSUMO 101 CP-1 session=$S " "$C")
+[ "$sent" -gt 0 ] && [ "$seen" = "$sent" ] && ok "no telemetry lost: Central saw all $sent CONSUMO" ||
+	not_ok "no telemetry lost: engine sent $sent CONSUMO, Central saw $seen"
+end_kwh=$(grep "^SUPPLY END .*session=$S " "$E" | sed -E 's/.* kwh=([0-9.]+).*/\1/')
+t_kwh=$(grep "^TICKET cp=CP-1 session=$S " "$A" | sed -E 's/.* kwh=([0-9.]+).*/\1/')
+awk -v a="$end_kwh" -v b="$t_kwh" 'BEGIN { d = a - b; exit !(a > 0 && d < 0.0006 && d > -0.0006) }' &&
+	ok "the ticket's kWh are the engine's final kWh ($t_kwh)" || not_ok "the ticket's kWh ($t_kwh) are the engine's final kWh ($end_kwh)"
+check "the ticket's amount = kWh x price" tickets_match_price "$A"
