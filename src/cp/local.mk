@@ -18,3 +18,5 @@ TESTS += tests/integration/cp_basic.sh
 EXTRA_DIST += tests/integration/cp_basic.sh
 TESTS += tests/integration/cp_supply.sh tests/integration/cp_supply_errors.sh
 EXTRA_DIST += tests/integration/cp_supply.sh tests/integration/cp_supply_errors.sh
+TESTS += tests/integration/cp_screen.sh
+EXTRA_DIST += tests/integration/cp_screen.sh
