@@ -27,9 +27,9 @@ req 101 MAD-01
 check "AUTH_OK through the real monitor and engine" wait_grep 20 "$L" ' AUTH_OK 101 MAD-01 session='
 check "supply starts (auto-plug)" wait_grep 20 "$L" ' STATE MAD-01 SUMINISTRANDO$'
 check "TICKET at the end" wait_grep 30 "$L" ' TICKET 101 MAD-01 '
-check "ticket amount = kWh x 0.25" bash -c "grep ' TICKET 101 MAD-01 ' '$L' | tail -n 1 |
+check "ticket amount = kWh x 0.25 (to the cent)" bash -c "grep ' TICKET 101 MAD-01 ' '$L' | tail -n 1 |
 	sed -E 's/.* kwh=([0-9.]+) price=([0-9.]+) importe=([0-9.]+).*/\\1 \\2 \\3/' |
-	awk '{ d = \$1 * 0.25 - \$3; if (\$2 != 0.25 || d > 0.0001 || d < -0.0001 || \$1 <= 0) exit 1 }'"
+	awk '{ d = \$1 * 0.25 - \$3; if (\$2 != 0.25 || d > 0.0051 || d < -0.0051 || \$1 <= 0) exit 1 }'"
 
 send c "P MAD-01"
 check "stop acknowledged by the real CP" wait_grep 15 "$L" ' STATE MAD-01 FUERA_DE_SERVICIO$'

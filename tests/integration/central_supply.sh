@@ -58,12 +58,12 @@ tele CONSUMO MAD-01 101 "$S1" 2 '"kwh":2.0,"importe":0.5,"kw":7.2'
 check "CONSUMO relayed" wait_grep 10 "$N" '^101 .*"type":"CONSUMO_UPDATE"'
 # The engine's importe is ignored: Central's figures are authoritative.
 tele SUPPLY_END MAD-01 101 "$S1" 3 '"kwh":12.5,"importe":99.0'
-check "TICKET with amount = 12.5 kWh x 0.25" wait_grep 10 "$L" \
-	" TICKET 101 MAD-01 session=$S1 kwh=12.5000 price=0.2500 importe=3.1250$"
-# On the wire amounts are in cents (msg.c rounds): 3.125 -> 3.13.
+check "TICKET with amount = 12.5 kWh x 0.25, to the cent" wait_grep 10 "$L" \
+	" TICKET 101 MAD-01 session=$S1 kwh=12.5000 price=0.2500 importe=3.1300$"
+# Amounts are kept in cents (core rounds): 3.125 -> 3.13, stored and sent alike.
 check "TICKET reaches the driver" wait_grep 10 "$N" '^101 .*"type":"TICKET".*"kwh":12.5,"importe":3.13,"price":0.25'
 check "session stored as TICKET" wait_for 5 db_is "$DB" \
-	"select outcome||'|'||kwh||'|'||importe||'|'||price from sessions where id='$S1'" 'TICKET|12.5|3.125|0.25'
+	"select outcome||'|'||kwh||'|'||importe||'|'||price from sessions where id='$S1'" 'TICKET|12.5|3.13|0.25'
 # A duplicate end and late telemetry change nothing. The bad message after
 # them (same key, same partition) marks when they have been read.
 tele SUPPLY_END MAD-01 101 "$S1" 3 '"kwh":12.5,"importe":3.125'
