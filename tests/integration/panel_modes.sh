@@ -6,7 +6,7 @@
 . "$(dirname "$0")/lib.sh"
 need_kafka
 . "$(dirname "$0")/panel_lib.sh"
-tap_plan 27
+tap_plan 28
 
 panel_db_setup || { not_ok "database set up"; exit 1; }
 panel_start 120 40 NO_COLOR=1
@@ -88,6 +88,8 @@ keys : P Space A - O N Enter
 check "8 colours: FUERA_DE_SERVICIO on yellow (3), orange's stand-in" wait_for 10 bg_is FUERA_DE_SERVICIO 3
 check "C locale: ASCII lines, no UTF-8 box drawing" bash -c "$(declare -f tmx screen_text); P_SOCK=$P_SOCK; s=\$(screen_text); grep -q -- '-- Requests' <<<\"\$s\" && ! grep -q '─' <<<\"\$s\""
 
+keys : Q Enter
+check ":Q quits at once, exit status 0" wait_for 10 bash -c "[ \"\$(cat '$T_DIR/central.exit' 2>/dev/null)\" = 0 ]"
 tmx kill-server >/dev/null 2>&1
 
 # No broker: the header says so, and what librdkafka prints on stderr goes
