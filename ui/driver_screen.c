@@ -97,7 +97,7 @@ static void title(const struct driver_view *v, int cols)
 	snprintf(buf, sizeof buf, " EV_Driver  driver %s  %s  Kafka %s", v->user_id,
 		 v->file ? "file mode" : "", k);
 	theme_puts(stdscr, 0, 0, cols, buf, a);
-	theme_puts(stdscr, 0, cols - 9, 9, clk + 11, a);
+	theme_puts(stdscr, 0, cols - 9, 8, clk + 11, a);
 }
 
 static void draw_cps(struct driver_screen *ds, const struct driver_view *v, int y, int x, int h, int w)
@@ -194,9 +194,11 @@ static void draw_supply(const struct driver_view *v, int y, int x, int h, int w)
 		snprintf(buf, sizeof buf, "%.19s -> %.8s", t1, t2 + 11);
 		theme_puts(stdscr, r++, cx, cw, buf, theme_attr(THEME_NORMAL));
 	}
-	if (r < y + h - 1) {
-		snprintf(buf, sizeof buf, "served %u  denied %u  failed %u  %.3f kWh  %.2f EUR  queued %zu", s->served,
-			 s->denied, s->failed, s->kwh, s->importe, svc_pending(s));
+	if (r < y + h - 2) {
+		snprintf(buf, sizeof buf, "served %u  denied %u  failed %u  queued %zu", s->served, s->denied, s->failed,
+			 svc_pending(s));
+		theme_puts(stdscr, y + h - 3, cx, cw, buf, theme_attr(THEME_DIM));
+		snprintf(buf, sizeof buf, "total %.3f kWh  %.2f EUR", s->kwh, s->importe);
 		theme_puts(stdscr, y + h - 2, cx, cw, buf, theme_attr(THEME_DIM));
 	}
 }

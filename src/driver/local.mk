@@ -20,7 +20,7 @@ tests_unit_test_driver_svc_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_driver_svc_LDADD = $(UNIT_LIBS)
 
 DRIVER_IT = tests/integration/driver_args.sh tests/integration/driver_kcat.sh \
-	tests/integration/driver_restart.sh \
+	tests/integration/driver_restart.sh tests/integration/driver_screen.sh \
 	tests/integration/e2e_happy.sh tests/integration/e2e_same_cp.sh \
 	tests/integration/e2e_fault.sh tests/integration/e2e_stop.sh \
 	tests/integration/e2e_central_crash.sh tests/integration/e2e_driver_restart.sh \
