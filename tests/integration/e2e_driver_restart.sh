@@ -6,7 +6,7 @@
 . "${EVC_SRCDIR:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 . "$EVC_SRCDIR/tests/integration/e2e_lib.sh"
 e2e_need
-tap_plan 9
+tap_plan 10
 
 check "Central up with Kafka" e2e_central
 check "CP-1 registered and ACTIVADO" e2e_cp 1 0.5:6
