@@ -6,7 +6,7 @@
 . "${EVC_SRCDIR:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 need_kafka
 command -v kcat >/dev/null || tap_skip_all "kcat not installed"
-tap_plan 22
+tap_plan 25
 
 K=$EVC_KAFKA
 # notify USER JSON: a notification as Central would send it (key = user).
@@ -78,3 +78,15 @@ check "no answer: TIMEOUT after --answer-timeout" wait_grep 10 "$L" '^TIMEOUT cp
 exit_status d2
 [ "$RC" = 0 ] && ok "file mode ends by itself with status 0" || not_ok "file mode ends by itself with status 0 (got $RC)"
 grep -q '^SUMMARY served=1 denied=1 failed=1 kwh=2.000 importe=0.50$' "$L" && ok "file mode summary" || not_ok "file mode summary"
+
+# ---- closing by signal and by end of input ----------------------------------
+start d3 "$EV_DRIVER" "$K" 303 --headless
+wait_grep 20 "$(log_of d3)" '^READY$'
+kill -TERM "$(pid_of d3)"
+exit_status d3
+[ "$RC" = 0 ] && ok "SIGTERM: closes with status 0" || not_ok "SIGTERM: closes with status 0 (got $RC)"
+check "SIGTERM: DRIVER_QUIT sent" wait_for 10 bash -c "$(declare -f requests topic); T_PREFIX='$T_PREFIX' K='$K'; requests | grep -q '^303	{\"type\":\"DRIVER_QUIT\"'"
+timeout 30 "$EV_DRIVER" "$K" 304 --headless </dev/null >"$T_DIR/eof.log" 2>&1
+rc=$?
+[ "$rc" = 0 ] && grep -q '^SUMMARY ' "$T_DIR/eof.log" && ok "end of stdin (no file) quits with status 0" ||
+	not_ok "end of stdin (no file) quits with status 0 (got $rc)"
