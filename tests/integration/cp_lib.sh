@@ -3,6 +3,9 @@
 # loopback ports of their own, the real broker at $EVC_KAFKA. Source after
 # lib.sh.
 
+for p in "$EV_CENTRAL" "$EV_CP_E" "$EV_CP_M"; do
+	[ -x "$p" ] || tap_skip_all "$p not built"
+done
 CP_DB=$T_DIR/central.db
 CP_CPORT=$(free_port)
 CP_EPORT=$(free_port)

@@ -7,7 +7,7 @@
 . "$EVC_SRCDIR/tests/integration/cp_lib.sh"
 need_kafka
 command -v kcat >/dev/null || tap_skip_all "kcat not installed"
-tap_plan 14
+tap_plan 18
 
 cp_add_driver 101 Ana
 cp_add_driver 102 Luis
@@ -55,3 +55,22 @@ wait_grep 20 "$E2" '^AUTH driver=102 '
 S2=$(session_of "$E2")
 check "--auto-plug plugs in and unplugs by itself" wait_grep 10 "$E2" "^SUPPLY END driver=102 session=$S2 .*reason=unplugged$"
 check "... and that ends in a ticket too" wait_for 15 has_note TICKET "$S2"
+
+# ---- Central unreachable mid-supply: the supply goes on to its end ----
+stop m2
+stop e2
+cp_engine e3 --auto-plug 0.5:8
+E3=$(log_of e3)
+cp_monitor m3 MAD-01 --price 0.25
+wait_for 10 is_state "$C" MAD-01 ACTIVADO
+send e3 "d 102"
+wait_grep 20 "$E3" '^AUTH driver=102 '
+S3=$(session_of "$E3")
+wait_grep 5 "$E3" "^SUPPLY START driver=102 session=$S3 "
+stop central
+check "Central gone: the monitor tells the engine" wait_grep 5 "$E3" '^LINK central down$'
+c=$(count_grep "$E3" '^CONSUMO ')
+check "Central gone: the supply still runs" wait_for 4 bash -c "[ \$(grep -c '^CONSUMO ' '$E3') -gt $((c + 1)) ]"
+check "Central gone: the supply finishes normally" wait_grep 10 "$E3" "^SUPPLY END driver=102 session=$S3 .*reason=unplugged$"
+cp_central central2
+check "Central back: the monitor registers again and the CP is ACTIVADO" wait_for 15 is_state "$(log_of central2)" MAD-01 ACTIVADO
