@@ -516,7 +516,10 @@ static void poll_kafka(struct drv *d)
 		/* Commit after display: draw before the offsets go. */
 		if (d->scr != NULL && d->dirty)
 			redraw(d);
-		if (bus_commit_stored(d->notif, err) == -1)
+		/* Asynchronous: a broker that is slow or away must not freeze
+		 * the screen. Offsets are cumulative, so a lost commit is
+		 * covered by the next one, and closing commits synchronously. */
+		if (bus_commit_stored_async(d->notif, err) == -1)
 			log_warn("kafka: %s (will retry)", err);
 	}
 	for (int k = 0; k < 100 && (km = rd_kafka_consumer_poll(d->status, 0)) != NULL; k++) {
