@@ -20,3 +20,10 @@ TESTS += tests/integration/cp_supply.sh tests/integration/cp_supply_errors.sh
 EXTRA_DIST += tests/integration/cp_supply.sh tests/integration/cp_supply_errors.sh
 TESTS += tests/integration/cp_screen.sh
 EXTRA_DIST += tests/integration/cp_screen.sh
+
+# Unit: the CP programs' link plumbing, backoff, line reader.
+check_PROGRAMS += tests/unit/test_cpio
+TESTS += tests/unit/test_cpio
+tests_unit_test_cpio_SOURCES = tests/unit/test_cpio.c src/cp/cpio.c src/cp/cpio.h
+tests_unit_test_cpio_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_cpio_LDADD = $(UNIT_LIBS)

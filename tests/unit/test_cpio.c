@@ -1,0 +1,263 @@
+/* cpio: the CP programs' link plumbing (non-blocking connect, accept,
+ * service, close), backoff, the stdin line reader and number parsing. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "evc/clock.h"
+#include "evc/net.h"
+#include "src/cp/cpio.h"
+
+/* ---- line reader ---- */
+
+struct got {
+	char lines[8][1100];
+	int n;
+};
+
+static void collect(void *arg, char *line)
+{
+	struct got *g = arg;
+	if (g->n < 8)
+		snprintf(g->lines[g->n++], sizeof g->lines[0], "%s", line);
+}
+
+static int events_seen;
+static char last_event[1024];
+static void on_event(void *arg, const char *line)
+{
+	(void)arg;
+	events_seen++;
+	snprintf(last_event, sizeof last_event, "%s", line);
+}
+
+static void test_lines_split_across_reads(void **state)
+{
+	(void)state;
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	struct cpio_lines lb;
+	memset(&lb, 0, sizeof lb);
+	struct got g = {0};
+
+	assert_int_equal(write(p[1], "k\nd 1", 5), 5);
+	assert_int_equal(cpio_lines_read(&lb, p[0], collect, &g), 0);
+	assert_int_equal(g.n, 1);
+	assert_string_equal(g.lines[0], "k");
+	/* nothing available: not an EOF */
+	assert_int_equal(cpio_lines_read(&lb, p[0], collect, &g), 0);
+	assert_int_equal(write(p[1], "01\r\nq", 5), 5);
+	assert_int_equal(cpio_lines_read(&lb, p[0], collect, &g), 0);
+	assert_int_equal(g.n, 2);
+	assert_string_equal(g.lines[1], "d 101"); /* CR dropped */
+	close(p[1]);
+	/* EOF delivers the unterminated last line, then reports the end */
+	assert_int_equal(cpio_lines_read(&lb, p[0], collect, &g), -1);
+	assert_int_equal(g.n, 3);
+	assert_string_equal(g.lines[2], "q");
+	close(p[0]);
+}
+
+static void test_lines_overlong_dropped(void **state)
+{
+	(void)state;
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	struct cpio_lines lb;
+	memset(&lb, 0, sizeof lb);
+	struct got g = {0};
+	cpio_set_event_sink(on_event, NULL);
+	events_seen = 0;
+	char big[3000];
+	memset(big, 'x', sizeof big);
+	for (size_t off = 0; off < sizeof big;) {
+		ssize_t w = write(p[1], big + off, sizeof big - off > 400 ? 400 : sizeof big - off);
+		assert_true(w > 0);
+		off += (size_t)w;
+		cpio_lines_read(&lb, p[0], collect, &g);
+	}
+	assert_int_equal(write(p[1], "\nu\n", 3), 3);
+	cpio_lines_read(&lb, p[0], collect, &g);
+	assert_int_equal(g.n, 1); /* the long line is gone, the next one survives */
+	assert_string_equal(g.lines[0], "u");
+	assert_int_equal(events_seen, 1);
+	assert_non_null(strstr(last_event, "too long"));
+	cpio_set_event_sink(NULL, NULL);
+	close(p[0]);
+	close(p[1]);
+}
+
+/* ---- backoff ---- */
+
+static void test_backoff_doubles_to_cap_with_jitter(void **state)
+{
+	(void)state;
+	double cur = 0.5;
+	double expect = 0.5;
+	for (int i = 0; i < 12; i++) {
+		double d = cpio_backoff(&cur, 30.0);
+		assert_true(d >= expect / 2 - 1e-9 && d <= expect + 1e-9);
+		expect = expect * 2 > 30.0 ? 30.0 : expect * 2;
+		assert_true(cur == expect);
+	}
+	assert_true(cur == 30.0);
+}
+
+/* ---- numbers ---- */
+
+static void test_parse_double(void **state)
+{
+	(void)state;
+	double v;
+	assert_int_equal(cpio_parse_double("0.25", &v), 0);
+	assert_true(v == 0.25);
+	assert_int_equal(cpio_parse_double("7", &v), 0);
+	assert_int_equal(cpio_parse_double("", &v), -1);
+	assert_int_equal(cpio_parse_double("1x", &v), -1);
+	assert_int_equal(cpio_parse_double("0.3 ", &v), -1);
+	assert_int_equal(cpio_parse_double("nan", &v), -1);
+	assert_int_equal(cpio_parse_double("inf", &v), -1);
+	assert_int_equal(cpio_parse_double("1e999", &v), -1);
+}
+
+/* ---- links over loopback ---- */
+
+struct frames {
+	char last[LINK_DATA_MAX + 1];
+	int n;
+};
+
+static void on_frame(void *arg, const char *data, size_t len)
+{
+	struct frames *f = arg;
+	snprintf(f->last, sizeof f->last, "%.*s", (int)len, data);
+	f->n++;
+}
+
+/* Run both ends until cond holds or 3 s pass. Returns cond. */
+#define PUMP_UNTIL(cond)                                                                                 \
+	({                                                                                               \
+		double end_ = clock_mono() + 3;                                                          \
+		while (!(cond) && clock_mono() < end_) {                                                 \
+			struct pollfd pf[2] = {{.fd = cli.fd, .events = cpio_link_events(&cli)},          \
+					       {.fd = srv.fd, .events = cpio_link_events(&srv)}};         \
+			poll(pf, 2, 50);                                                                 \
+			char e1[CPIO_ERR_LEN], e2[CPIO_ERR_LEN];                                         \
+			double now_ = clock_mono();                                                      \
+			rc_cli = cpio_link_service(&cli, pf[0].revents, now_, on_frame, &fc, e1);        \
+			rc_srv = cpio_link_service(&srv, pf[1].revents, now_, on_frame, &fs, e2);        \
+			if (rc_srv < 0)                                                                  \
+				snprintf(srv_err, sizeof srv_err, "%s", e2);                             \
+			if (rc_cli < 0 || rc_srv < 0)                                                    \
+				break;                                                                   \
+		}                                                                                        \
+		(cond);                                                                                  \
+	})
+
+static void test_link_roundtrip_and_close(void **state)
+{
+	(void)state;
+	char err[NET_ERR_LEN];
+	int lfd = net_listen("127.0.0.1", 0, 4, err);
+	assert_true(lfd >= 0);
+	int port = net_local_port(lfd);
+	struct cpio_link cli, srv;
+	struct frames fc = {0}, fs = {0};
+	int rc_cli = 0, rc_srv = 0;
+	char srv_err[CPIO_ERR_LEN] = "";
+	cpio_link_init(&cli);
+	cpio_link_init(&srv);
+	assert_int_equal(cpio_link_events(&cli), 0); /* down: nothing to poll */
+	char cerr[CPIO_ERR_LEN];
+	assert_int_equal(cpio_link_connect(&cli, "127.0.0.1", port, clock_mono(), cerr), 0);
+	assert_int_equal(cpio_link_sendf(&cli, clock_mono(), "HEALTH_CHECK#X"), -1); /* not connected yet */
+
+	int afd = -1;
+	double end = clock_mono() + 3;
+	while (afd < 0 && clock_mono() < end) {
+		struct pollfd pf[2] = {{.fd = lfd, .events = POLLIN}, {.fd = cli.fd, .events = cpio_link_events(&cli)}};
+		poll(pf, 2, 50);
+		if (pf[1].revents)
+			assert_int_equal(cpio_link_service(&cli, pf[1].revents, clock_mono(), on_frame, &fc, cerr), 0);
+		afd = accept(lfd, NULL, NULL);
+	}
+	assert_true(afd >= 0);
+	cpio_link_accept(&srv, afd, "test", clock_mono());
+
+	assert_true(PUMP_UNTIL(cpio_link_open(&cli) && cpio_link_open(&srv)));
+	assert_int_equal(cpio_link_sendf(&cli, clock_mono(), "HEALTH_CHECK#%s", "MAD-01"), 0);
+	assert_true(PUMP_UNTIL(fs.n == 1));
+	assert_string_equal(fs.last, "HEALTH_CHECK#MAD-01");
+	assert_int_equal(cpio_link_sendf(&srv, clock_mono(), "OK"), 0);
+	assert_true(PUMP_UNTIL(fc.n == 1));
+	assert_string_equal(fc.last, "OK");
+	/* invalid DATA is refused before it reaches the wire */
+	assert_int_equal(cpio_link_sendf(&srv, clock_mono(), "bad opcode"), -1);
+
+	/* a purposeful close reaches the peer as EOT */
+	cpio_link_close(&cli, 1);
+	assert_int_equal(cli.fd, -1);
+	end = clock_mono() + 3;
+	int r = 0;
+	while (r == 0 && clock_mono() < end) {
+		struct pollfd pf = {.fd = srv.fd, .events = cpio_link_events(&srv)};
+		poll(&pf, 1, 50);
+		r = cpio_link_service(&srv, pf.revents, clock_mono(), on_frame, &fs, srv_err);
+	}
+	assert_int_equal(r, -1);
+	assert_non_null(strstr(srv_err, "EOT"));
+	cpio_link_close(&srv, 0);
+	close(lfd);
+}
+
+static void test_connect_refused(void **state)
+{
+	(void)state;
+	char err[NET_ERR_LEN];
+	int lfd = net_listen("127.0.0.1", 0, 1, err);
+	int port = net_local_port(lfd);
+	close(lfd); /* nobody listens there now */
+	struct cpio_link l;
+	cpio_link_init(&l);
+	char cerr[CPIO_ERR_LEN] = "";
+	int r = cpio_link_connect(&l, "127.0.0.1", port, clock_mono(), cerr);
+	if (r == 0) {
+		double end = clock_mono() + 3;
+		while (r == 0 && clock_mono() < end) {
+			struct pollfd pf = {.fd = l.fd, .events = cpio_link_events(&l)};
+			poll(&pf, 1, 50);
+			r = cpio_link_service(&l, pf.revents, clock_mono(), NULL, NULL, cerr);
+		}
+	}
+	assert_int_equal(r, -1);
+	assert_non_null(strstr(cerr, "refused"));
+	cpio_link_close(&l, 0);
+	assert_int_equal(cpio_link_connect(&l, "no-such-host.invalid", 1, clock_mono(), cerr), -1);
+	assert_non_null(strstr(cerr, "resolve"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_lines_split_across_reads),
+		cmocka_unit_test(test_lines_overlong_dropped),
+		cmocka_unit_test(test_backoff_doubles_to_cap_with_jitter),
+		cmocka_unit_test(test_parse_double),
+		cmocka_unit_test(test_link_roundtrip_and_close),
+		cmocka_unit_test(test_connect_refused),
+	};
+	return cmocka_run_group_tests_name("cpio", tests, NULL, NULL);
+}
