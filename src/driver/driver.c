@@ -554,6 +554,10 @@ static void command(struct drv *d, char *line)
 		d->quit = 1;
 		return;
 	}
+	if ((p[0] == 'r' || p[0] == 'R') && p[1] == '\0') {
+		emit_line(d, "ERROR r needs a CP id (r CP)");
+		return;
+	}
 	if ((p[0] == 'r' || p[0] == 'R') && (p[1] == ' ' || p[1] == '\t')) {
 		p += 2;
 		while (*p == ' ' || *p == '\t')

@@ -6,7 +6,7 @@
 . "${EVC_SRCDIR:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 need_kafka
 command -v kcat >/dev/null || tap_skip_all "kcat not installed"
-tap_plan 25
+tap_plan 26
 
 K=$EVC_KAFKA
 # notify USER JSON: a notification as Central would send it (key = user).
@@ -53,6 +53,8 @@ printf '%s\n' '{"type":"NETWORK_STATUS_UPDATE","timestamp":1700000100.0,"cps":[{
 check "CPs available now (ACTIVADO only) from network_status" wait_grep 15 "$L" '^AVAILABLE n=2 cps=MAD-01@0.25,BCN-01@0.31$'
 send d1 "x y z"
 check "unknown command answered with an error line" wait_grep 5 "$L" "^ERROR unknown command 'x y z'"
+send d1 "r"
+check "r without a CP id is answered with an error line" wait_grep 5 "$L" '^ERROR r needs a CP id'
 send d1 "q"
 exit_status d1
 [ "$RC" = 0 ] && ok "q exits 0" || not_ok "q exits 0 (got $RC)"
