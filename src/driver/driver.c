@@ -62,6 +62,7 @@ struct drv {
 	int stdin_open;
 	char inbuf[1024];
 	size_t inlen;
+	int skip_line; /* inside a line too long, until its newline */
 	int quit;
 	int dirty;
 	double last_draw;
@@ -595,12 +596,17 @@ static void read_stdin(struct drv *d)
 	char *start = d->inbuf, *nl;
 	while ((nl = memchr(start, '\n', d->inlen - (size_t)(start - d->inbuf))) != NULL) {
 		*nl = '\0';
-		command(d, start);
+		if (d->skip_line)
+			d->skip_line = 0; /* the tail of a line too long: dropped */
+		else
+			command(d, start);
 		start = nl + 1;
 	}
 	size_t rest = d->inlen - (size_t)(start - d->inbuf);
 	if (rest == sizeof d->inbuf - 1) {
-		emit_line(d, "ERROR command line too long; dropped");
+		if (!d->skip_line)
+			emit_line(d, "ERROR command line too long; dropped");
+		d->skip_line = 1;
 		rest = 0;
 	}
 	memmove(d->inbuf, start, rest);
