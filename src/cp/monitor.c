@@ -199,6 +199,10 @@ static void set_health(struct mon *m, enum health h, const char *reason, double 
 
 static void relay_answer(struct mon *m, const struct relay *r, double now, const char *data)
 {
+	if (r->gen == 0) { /* the monitor's own command, not Central's */
+		cpio_event("ENGINE %s answered %s", r->cmd, data);
+		return;
+	}
 	if (r->gen != m->cgen || m->cstate != C_UP) {
 		cpio_event("RELAY %s answer dropped (Central link changed): %s", r->cmd, data);
 		return;
@@ -446,6 +450,12 @@ static void after_service(struct mon *m, double now)
 		m->e_backoff = ENGINE_BACKOFF_BASE;
 		cpio_event("LINK engine up");
 		m->e_last_hc = 0; /* check at once */
+		/* A restarted engine forgot Central's stop; Central only re-sends
+		 * it when the monitor reconnects, so the monitor repeats it. */
+		if (m->stopped && m->nrelays < MAX_RELAYS && cpio_link_sendf(&m->eng, now, "PARAR") == 0) {
+			m->relays[m->nrelays++] = (struct relay){.cmd = "PARAR", .gen = 0, .deadline = now + RELAY_TIMEOUT};
+			cpio_event("RELAY PARAR to engine (stop still in force)");
+		}
 		m->dirty = 1;
 	}
 }

@@ -5,7 +5,7 @@
 . "${EVC_SRCDIR:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 . "$EVC_SRCDIR/tests/integration/cp_lib.sh"
 need_kafka
-tap_plan 19
+tap_plan 23
 
 # ---- arguments ----
 "$EV_CP_M" 127.0.0.1:1 >"$T_DIR/a.out" 2>"$T_DIR/a.err"; rc=$?
@@ -63,3 +63,13 @@ check "monitor reconnects to the new Central" wait_grep 15 "$(log_of m2)" '^LINK
 check "a faulty engine stays AVERIADO after the reconnect" wait_for 5 is_state "$C2" MAD-01 AVERIADO
 send e2 k
 check "and recovers to ACTIVADO when the engine is OK again" wait_for 4 is_state "$C2" MAD-01 ACTIVADO
+
+# ---- an operator stop outlives an engine restart ----
+send central2 "P MAD-01"
+check "P -> FUERA_DE_SERVICIO" wait_for 5 is_state "$C2" MAD-01 FUERA_DE_SERVICIO
+stop e2 KILL
+cp_engine e3
+check "the restarted engine is told the stop again" wait_grep 8 "$(log_of e3)" '^STOPPED \(Out of Order\)$'
+check "Central still shows FUERA_DE_SERVICIO" bash -c "$(declare -f last_state is_state); is_state '$C2' MAD-01 FUERA_DE_SERVICIO"
+send central2 "R MAD-01"
+check "R -> ACTIVADO" wait_for 6 is_state "$C2" MAD-01 ACTIVADO
