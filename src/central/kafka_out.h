@@ -2,7 +2,8 @@
  * driver_notifications (key = user_id) and network_status. Network status is
  * published every 5 s, and soon after any change (kafka_out_mark_dirty,
  * coalesced so a burst of changes costs one message). Main thread only,
- * apart from the producer handle itself. */
+ * apart from the producer handle itself and the status publisher thread
+ * (network_status is encoded and produced off the main thread). */
 #ifndef EVC_CENTRAL_KAFKA_OUT_H
 #define EVC_CENTRAL_KAFKA_OUT_H
 #include "evc/bus.h"
@@ -29,7 +30,9 @@ void kafka_out_mark_dirty(struct kafka_out *o, double now);
  * out), and serve delivery reports. now = monotonic; wall for the message.
  * While Kafka is unreachable (up == 0) no status is queued: it would be
  * stale when it arrives; one goes out as soon as the broker is back.
- * Returns 1 if a status was produced. */
+ * The snapshot is taken here; a thread of kafka_out encodes and produces
+ * it (a newer snapshot replaces one not yet taken). Returns 1 if a status
+ * was queued. */
 int kafka_out_tick(struct kafka_out *o, const struct core *c, double now, double wall, int up);
 /* Milliseconds until kafka_out_tick has work (cap). */
 int kafka_out_timeout_ms(const struct kafka_out *o, double now, int cap);
