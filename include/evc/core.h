@@ -17,6 +17,8 @@
 #include "evc/msg.h"
 
 #define CORE_ERR_LEN 256
+/* s: the monitor checks every 1 s and reports within 1.5 s */
+#define CORE_ENGINE_FAULT_GRACE 3.0
 
 enum core_state {
 	CP_DESCONECTADO,
@@ -66,6 +68,12 @@ struct core_cp {
 	int stop_pending;       /* PARAR or REANUDAR sent, waiting ACK */
 	int resume_pending;
 	int fault;              /* FAULT reported and not RECOVERed */
+	/* The engine said AVERIADO on Kafka before its monitor's FAULT came in
+	 * on the link: the CP shows AVERIADO meanwhile, so no driver is sent to
+	 * a failed engine in that gap. Cleared by FAULT (which takes over),
+	 * RECOVER, or after CORE_ENGINE_FAULT_GRACE s without a FAULT. */
+	int engine_fault;
+	double engine_fault_until;
 	struct core_session *session; /* open session or NULL (owned by the core) */
 	enum core_state state;  /* derived; read-only for callers */
 	double state_since;     /* when state last changed */

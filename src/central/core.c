@@ -223,6 +223,7 @@ struct core {
 	struct sess **open;      /* open sessions, for the timeout sweep */
 	size_t nopen, capopen;
 	uint64_t counter;        /* session id uniqueness within one ms */
+	size_t nengine_faults;   /* CPs with engine_fault set, for the tick */
 };
 
 void core_config_defaults(struct core_config *c)
@@ -699,7 +700,7 @@ static enum core_state derive_state(const struct core_cp *cp)
 		return CP_DESCONECTADO;
 	if (cp->stopped)
 		return CP_FUERA_DE_SERVICIO;
-	if (cp->fault)
+	if (cp->fault || cp->engine_fault)
 		return CP_AVERIADO;
 	if (cp->session && cp->session->charging)
 		return CP_SUMINISTRANDO;
@@ -984,8 +985,17 @@ static int frame_cp_ok(struct core_cp *cp, uint64_t conn, const char *op, char *
 	return 1;
 }
 
+static void clear_engine_fault(struct core *c, struct core_cp *cp)
+{
+	if (cp->engine_fault) {
+		cp->engine_fault = 0;
+		c->nengine_faults--;
+	}
+}
+
 static void on_fault(struct core *c, struct core_cp *cp, const char *reason, double now, struct core_fxlist *fx)
 {
+	clear_engine_fault(c, cp);
 	if (cp->fault) {
 		fx_log(fx, now, LOG_DEBUG, cp->id, "CP %s: FAULT repeated (%s)", cp->id, reason);
 		return;
@@ -1004,6 +1014,12 @@ static void on_fault(struct core *c, struct core_cp *cp, const char *reason, dou
 
 static void on_recover(struct core *c, struct core_cp *cp, double now, struct core_fxlist *fx)
 {
+	if (cp->engine_fault && !cp->fault) {
+		clear_engine_fault(c, cp);
+		update_state(c, cp, now, 0, "engine recovered", fx);
+		return;
+	}
+	clear_engine_fault(c, cp);
 	if (!cp->fault) {
 		fx_log(fx, now, LOG_DEBUG, cp->id, "CP %s: RECOVER without a fault", cp->id);
 		return;
@@ -1394,6 +1410,12 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 			textf(why, sizeof(why), "CP %s engine lost its %s during the supply", p->cp_id,
 			      m->component[0] ? m->component : "MONITOR");
 		end_session_abnormal(c, s, why, now, fx);
+		if (m->type == MSG_AVERIADO && !cp->fault && !cp->engine_fault) {
+			cp->engine_fault = 1;
+			c->nengine_faults++;
+		}
+		if (cp->engine_fault)
+			cp->engine_fault_until = now + CORE_ENGINE_FAULT_GRACE;
 		update_state(c, cp, now, 0, m->type == MSG_AVERIADO ? "engine failed" : "engine lost its monitor", fx);
 		break;
 	}
@@ -1427,6 +1449,15 @@ void core_on_kafka(struct core *c, const struct msg *m, double now, struct core_
 
 void core_on_tick(struct core *c, double now, struct core_fxlist *fx)
 {
+	/* An engine's AVERIADO that its monitor never confirmed (the engine was
+	 * OK again before the next health check) must not leave the CP red. */
+	for (size_t i = 0; c->nengine_faults > 0 && i < c->ncps; i++) {
+		struct core_cp *cp = c->cps[i];
+		if (cp->engine_fault && now >= cp->engine_fault_until) {
+			clear_engine_fault(c, cp);
+			update_state(c, cp, now, 0, "engine fault not confirmed by the monitor", fx);
+		}
+	}
 	/* Backwards: ending swaps the last open session into slot i, and the
 	 * ones after i were already checked. */
 	for (size_t i = c->nopen; i-- > 0;) {

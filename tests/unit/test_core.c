@@ -1112,10 +1112,50 @@ static void test_fault_and_averiado_same_session(void **state)
 	kafka(&t);
 	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 1);
 	assert_true(produced(MSG_SUPPLY_ERROR)->kwh_partial == 1.5);
-	assert_int_equal(state_of("MAD-02"), CP_ACTIVADO); /* the monitor reports the fault */
+	/* No ACTIVADO gap before the monitor's FAULT: a request now would send
+	 * a driver to a failed engine. */
+	assert_int_equal(state_of("MAD-02"), CP_AVERIADO);
+	expect_auth_denied("101", "MAD-02", NOW, "CP MAD-02 is AVERIADO");
 	frame(2, "FAULT#MAD-02");
 	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(count_kind(FX_STORE_CP), 0); /* still AVERIADO: no change */
 	assert_int_equal(state_of("MAD-02"), CP_AVERIADO);
+	/* the FAULT took over: the grace period ending changes nothing */
+	NOW += CORE_ENGINE_FAULT_GRACE + 1;
+	tick();
+	assert_int_equal(state_of("MAD-02"), CP_AVERIADO);
+	frame(2, "RECOVER#MAD-02");
+	assert_int_equal(state_of("MAD-02"), CP_ACTIVADO);
+}
+
+/* The engine's AVERIADO that its monitor never confirms (the engine was OK
+ * again before the next health check) does not leave the CP red. */
+static void test_engine_fault_unconfirmed(void **state)
+{
+	(void)state;
+	char sid[MSG_ID_MAX + 1];
+	charging(1, "MAD-01", "101", sid);
+	struct msg t = tele(MSG_AVERIADO, "MAD-01", "101", sid, 2, 1.0);
+	kafka(&t);
+	assert_int_equal(state_of("MAD-01"), CP_AVERIADO);
+	NOW += CORE_ENGINE_FAULT_GRACE - 0.5;
+	tick();
+	assert_int_equal(state_of("MAD-01"), CP_AVERIADO);
+	NOW += 1.0;
+	tick();
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+	assert_non_null(find_log(LOG_INFO, "not confirmed by the monitor"));
+
+	/* RECOVER inside the window clears it at once */
+	charging(2, "MAD-02", "102", sid);
+	t = tele(MSG_AVERIADO, "MAD-02", "102", sid, 2, 1.0);
+	kafka(&t);
+	assert_int_equal(state_of("MAD-02"), CP_AVERIADO);
+	frame(2, "RECOVER#MAD-02");
+	assert_int_equal(state_of("MAD-02"), CP_ACTIVADO);
+	NOW += CORE_ENGINE_FAULT_GRACE + 1;
+	tick();
+	assert_int_equal(count_kind(FX_STORE_CP), 0);
 }
 
 /* A FAULT reason with bytes that are not UTF-8 still gives the driver an
@@ -1540,7 +1580,7 @@ static void track_and_check(void)
 		const struct core_cp *cp = core_cp_at(C, i);
 		enum core_state want = !cp->link_up ? CP_DESCONECTADO
 				       : cp->stopped ? CP_FUERA_DE_SERVICIO
-				       : cp->fault ? CP_AVERIADO
+				       : cp->fault || cp->engine_fault ? CP_AVERIADO
 				       : cp->session && cp->session->charging ? CP_SUMINISTRANDO
 				       : cp->session ? CP_RESERVADO
 						     : CP_ACTIVADO;
@@ -1697,7 +1737,8 @@ int main(void)
 		T(test_telemetry_mismatch_and_unknown),
 		T(test_session_started_before_ack),
 		T(test_fault_and_averiado_same_session),
-		T(test_fault_reason_not_utf8),
+	T(test_engine_fault_unconfirmed),
+	T(test_fault_reason_not_utf8),
 		T(test_fault_while_reserved),
 		T(test_supply_end_then_parar),
 		T(test_parar_then_supply_end),
