@@ -64,7 +64,7 @@ struct msg {
 	char user_id[MSG_ID_MAX + 1];
 	char cp_id[MSG_CP_ID_MAX + 1];
 	char session_id[MSG_ID_MAX + 1];
-	char request_id[MSG_ID_MAX + 1];   /* REQUEST_CHARGE, optional */
+	char request_id[MSG_ID_MAX + 1];   /* REQUEST_CHARGE and every driver_notifications type, optional */
 	char origin[16];                   /* REQUEST_CHARGE, optional: "driver" | "cp" */
 	char message[MSG_TEXT_MAX + 1];    /* AUTH_OK */
 	char reason[MSG_TEXT_MAX + 1];     /* AUTH_DENIED, SUPPLY_ERROR, SESSION_CANCELLED */

@@ -501,6 +501,13 @@ static int dec_notification(struct dec *d, struct msg *m)
 	if (r < 0)
 		return -1;
 	m->has_session_id = r;
+	/* Optional: Central echoes the request_id of the REQUEST_CHARGE this
+	 * answers (and keeps it for the session), so a driver can tell an
+	 * answer to its current request from a late one to an older one. */
+	r = dec_str(d, "request_id", 0, S_TOKEN, m->request_id, MSG_ID_MAX);
+	if (r < 0)
+		return -1;
+	m->has_request_id = r;
 	if (dec_timestamp(d, m, 0) < 0)
 		return -1;
 	switch (m->type) {
@@ -806,6 +813,8 @@ static void enc_notification(struct enc *e, const struct msg *m)
 	ENC_STR(e, "target_driver", m->user_id, S_USER_ID, MSG_ID_MAX);
 	if (m->has_session_id)
 		ENC_STR(e, "session_id", m->session_id, S_TOKEN, MSG_ID_MAX);
+	if (m->has_request_id)
+		ENC_STR(e, "request_id", m->request_id, S_TOKEN, MSG_ID_MAX);
 	switch (m->type) {
 	case MSG_AUTH_OK:
 		ENC_STR(e, "message", m->message, S_TEXT, MSG_TEXT_MAX);

@@ -365,6 +365,72 @@ static void test_exact_bytes(void **state)
 			      "\"kwh\":0.0,\"importe\":0.0,\"kw\":1000.0}");
 }
 
+/* request_id is optional on every driver_notifications type: it round-trips
+ * when set, comes right after session_id, is absent when not set, and is
+ * held to the same rules as REQUEST_CHARGE's. */
+static void test_notification_request_id(void **state)
+{
+	static const enum msg_type types[] = {MSG_AUTH_OK,	 MSG_AUTH_DENIED,  MSG_CONSUMO_UPDATE,
+					      MSG_TICKET,	 MSG_SUPPLY_ERROR, MSG_SESSION_CANCELLED};
+	struct msg a, b;
+	char err[MSG_ERR_LEN] = "";
+	size_t len;
+	char *json;
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		build(&a, types[i]);
+		strcpy(a.request_id, "101-42-7");
+		a.has_request_id = 1;
+		json = msg_encode(&a, &len, err);
+		if (json == NULL)
+			fail_msg("%s: encode: %s", msg_type_name(types[i]), err);
+		assert_non_null(strstr(json, "\"session_id\":\"S-0001\",\"request_id\":\"101-42-7\","));
+		if (msg_decode(MSG_T_DRIVER_NOTIFICATIONS, json, len, &b, err) != 0)
+			fail_msg("%s: decode of %s: %s", msg_type_name(types[i]), json, err);
+		assert_msg_equal(&a, &b);
+		assert_true(b.has_request_id);
+		free(json);
+
+		/* Without the flag the field is not emitted, even if set. */
+		a.has_request_id = 0;
+		json = msg_encode(&a, &len, err);
+		assert_non_null(json);
+		assert_null(strstr(json, "request_id"));
+		assert_int_equal(msg_decode(MSG_T_DRIVER_NOTIFICATIONS, json, len, &b, err), 0);
+		assert_false(b.has_request_id);
+		assert_string_equal(b.request_id, "");
+		free(json);
+	}
+
+	msg_init(&a, MSG_AUTH_DENIED);
+	strcpy(a.cp_id, "MAD-01");
+	strcpy(a.user_id, "101");
+	strcpy(a.reason, "CP busy");
+	strcpy(a.request_id, "r-1");
+	a.has_request_id = 1;
+	assert_encodes_to(&a, "{\"type\":\"AUTH_DENIED\",\"cp_id\":\"MAD-01\",\"user_id\":\"101\","
+			      "\"target_driver\":\"101\",\"request_id\":\"r-1\",\"reason\":\"CP busy\"}");
+
+	/* The encoder refuses what the decoder would refuse. */
+	strcpy(a.request_id, "a#b");
+	json = msg_encode(&a, NULL, err);
+	assert_null(json);
+	assert_non_null(strstr(err, "field 'request_id'"));
+	a.request_id[0] = '\0';
+	json = msg_encode(&a, NULL, err);
+	assert_null(json);
+	assert_non_null(strstr(err, "field 'request_id'"));
+
+	/* A JSON null counts as absent. */
+	assert_int_equal(decode_str(MSG_T_DRIVER_NOTIFICATIONS,
+				    "{\"type\":\"AUTH_OK\",\"cp_id\":\"C\",\"user_id\":\"u\",\"target_driver\":\"u\","
+				    "\"request_id\":null}",
+				    &b, err),
+			 0);
+	assert_false(b.has_request_id);
+}
+
 /* The decoder reads exactly len bytes: no NUL terminator needed. */
 static void test_not_nul_terminated(void **state)
 {
@@ -448,6 +514,19 @@ static const struct reject rejects[] = {
 	{RQ, "{\"user_id\":\"1\",\"cp_id\":\"C\",\"timestamp\":1,\"request_id\":\"a#b\"}", "field 'request_id' is not"},
 	{RQ, "{\"user_id\":\"1\",\"cp_id\":\"C\",\"timestamp\":1,\"request_id\":\"\"}", "field 'request_id' is not"},
 	{RQ, "{\"type\":\"DRIVER_QUIT\"}", "missing field 'user_id'"},
+	/* request_id on driver_notifications: same rules as on REQUEST_CHARGE */
+	{DN, "{\"type\":\"AUTH_OK\",\"cp_id\":\"C\",\"user_id\":\"u\",\"target_driver\":\"u\",\"request_id\":\"a#b\"}",
+	 "field 'request_id' is not"},
+	{DN, "{\"type\":\"TICKET\",\"cp_id\":\"C\",\"user_id\":\"u\",\"target_driver\":\"u\",\"request_id\":\"\","
+	     "\"kwh\":1,\"importe\":1,\"price\":1,\"started_at\":1,\"ended_at\":2}",
+	 "field 'request_id' is not"},
+	{DN, "{\"type\":\"AUTH_DENIED\",\"cp_id\":\"C\",\"user_id\":\"u\",\"target_driver\":\"u\",\"request_id\":7,"
+	     "\"reason\":\"r\"}",
+	 "field 'request_id' must be a string"},
+	{DN, "{\"type\":\"SESSION_CANCELLED\",\"cp_id\":\"C\",\"user_id\":\"u\",\"target_driver\":\"u\",\"request_id\":"
+	     "\"12345678901234567890123456789012345678901234567890123456789012345\",\"reason\":\"r\"}",
+	 "field 'request_id' is too long"},
+
 	{RQ, "{\"type\":\"DRIVER_QUIT\",\"user_id\":true}", "field 'user_id' must be a string"},
 	/* telemetry */
 	{TL, "{\"type\":\"CONSUMO\",\"user_id\":\"u1\",\"session_id\":\"s1\",\"seq\":1,\"kwh\":1,\"importe\":1,\"kw\":1}",
@@ -860,6 +939,7 @@ int main(void)
 		cmocka_unit_test(test_round_trip_minimal),
 		cmocka_unit_test(test_protocol_examples),
 		cmocka_unit_test(test_exact_bytes),
+		cmocka_unit_test(test_notification_request_id),
 		cmocka_unit_test(test_not_nul_terminated),
 		cmocka_unit_test(test_rejections),
 		cmocka_unit_test(test_string_limits),
