@@ -443,9 +443,13 @@ static void fx_screen(struct core_fxlist *l, double now, const char *cp_id)
 	xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
 }
 
-/* A driver notification; the caller fills the type's own fields. */
+/* A driver notification; the caller fills the type's own fields.
+ * request_id (NULL or "" for none) is the one of the REQUEST_CHARGE being
+ * answered, echoed so the driver can tell this answer from a late one to
+ * an older request on the same CP. One that could not be encoded (a
+ * hand-edited database) is left out rather than losing the notification. */
 static struct msg *fx_notify(struct core_fxlist *l, double now, enum msg_type type, const char *user_id,
-			     const char *cp_id, const char *session_id)
+			     const char *cp_id, const char *session_id, const char *request_id)
 {
 	struct core_fx *f = fx_push(l, FX_PRODUCE, now);
 	xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
@@ -455,6 +459,10 @@ static struct msg *fx_notify(struct core_fxlist *l, double now, enum msg_type ty
 	if (session_id && session_id[0]) {
 		xstrlcpy(f->msg.session_id, session_id, sizeof(f->msg.session_id));
 		f->msg.has_session_id = 1;
+	}
+	if (request_id && msg_valid_session_id(request_id)) {
+		xstrlcpy(f->msg.request_id, request_id, sizeof(f->msg.request_id));
+		f->msg.has_request_id = 1;
 	}
 	f->msg.timestamp = now;
 	f->msg.has_timestamp = 1;
@@ -774,7 +782,7 @@ static void end_session(struct core *c, struct sess *s, enum core_outcome outcom
 		struct msg *m;
 		switch (outcome) {
 		case OUT_TICKET:
-			m = fx_notify(fx, now, MSG_TICKET, p->driver_id, p->cp_id, p->id);
+			m = fx_notify(fx, now, MSG_TICKET, p->driver_id, p->cp_id, p->id, p->request_id);
 			m->kwh = p->kwh;
 			m->importe = p->importe;
 			m->price = p->price;
@@ -782,7 +790,7 @@ static void end_session(struct core *c, struct sess *s, enum core_outcome outcom
 			m->ended_at = p->ended_at;
 			break;
 		case OUT_SUPPLY_ERROR:
-			m = fx_notify(fx, now, MSG_SUPPLY_ERROR, p->driver_id, p->cp_id, p->id);
+			m = fx_notify(fx, now, MSG_SUPPLY_ERROR, p->driver_id, p->cp_id, p->id, p->request_id);
 			text_copy(m->reason, sizeof(m->reason), p->reason);
 			m->kwh_partial = m->kwh = p->kwh;
 			m->importe_partial = m->importe = p->importe;
@@ -790,7 +798,7 @@ static void end_session(struct core *c, struct sess *s, enum core_outcome outcom
 			break;
 		case OUT_SESSION_CANCELLED:
 		case OUT_OPEN:
-			m = fx_notify(fx, now, MSG_SESSION_CANCELLED, p->driver_id, p->cp_id, p->id);
+			m = fx_notify(fx, now, MSG_SESSION_CANCELLED, p->driver_id, p->cp_id, p->id, p->request_id);
 			text_copy(m->reason, sizeof(m->reason), p->reason);
 			break;
 		}
@@ -1042,7 +1050,7 @@ static void on_ack_authorize(struct core *c, struct core_cp *cp, double now, str
 	}
 	struct core_session *s = cp->session;
 	s->acked = 1;
-	struct msg *m = fx_notify(fx, now, MSG_AUTH_OK, s->driver_id, s->cp_id, s->id);
+	struct msg *m = fx_notify(fx, now, MSG_AUTH_OK, s->driver_id, s->cp_id, s->id, s->request_id);
 	textf(m->message, sizeof(m->message), "CP %s authorised you: plug in your vehicle (%s EUR/kWh)", s->cp_id,
 	      fmt_price((char[32]){ 0 }, 32, s->price));
 	fx_request(fx, now, s->driver_id, s->cp_id, s->request_id, s->requested_at, s->id, "AUTH_OK");
@@ -1062,7 +1070,7 @@ static void on_nack_authorize(struct core *c, struct core_cp *cp, const char *re
 	struct core_session *s = cp->session;
 	char why[MSG_TEXT_MAX + 1];
 	textf(why, sizeof(why), "CP %s refused the supply: %s", cp->id, reason);
-	struct msg *m = fx_notify(fx, now, MSG_AUTH_DENIED, s->driver_id, s->cp_id, s->id);
+	struct msg *m = fx_notify(fx, now, MSG_AUTH_DENIED, s->driver_id, s->cp_id, s->id, s->request_id);
 	text_copy(m->reason, sizeof(m->reason), why);
 	fx_request(fx, now, s->driver_id, s->cp_id, s->request_id, s->requested_at, s->id, "AUTH_DENIED: %s", why);
 	end_session(c, sess_of(s), OUT_SESSION_CANCELLED, why, 0, now, fx);
@@ -1217,7 +1225,8 @@ deny_request(struct core_fxlist *fx, double now, const struct msg *m, const char
 	va_start(ap, fmt);
 	vtext(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	struct msg *n = fx_notify(fx, now, MSG_AUTH_DENIED, m->user_id, m->cp_id, NULL);
+	struct msg *n = fx_notify(fx, now, MSG_AUTH_DENIED, m->user_id, m->cp_id, NULL,
+				  m->has_request_id ? m->request_id : NULL);
 	text_copy(n->reason, sizeof(n->reason), why);
 	fx_request(fx, now, m->user_id, m->cp_id, m->has_request_id ? m->request_id : NULL, m->timestamp, NULL,
 		   "AUTH_DENIED: %s", why);
@@ -1374,7 +1383,8 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 				/* Kafka outran the link's ACK: the engine
 				 * plainly accepted, tell the driver first. */
 				p->acked = 1;
-				struct msg *n = fx_notify(fx, now, MSG_AUTH_OK, p->driver_id, p->cp_id, p->id);
+				struct msg *n = fx_notify(fx, now, MSG_AUTH_OK, p->driver_id, p->cp_id, p->id,
+							  p->request_id);
 				textf(n->message, sizeof(n->message), "CP %s authorised you", p->cp_id);
 				fx_request(fx, now, p->driver_id, p->cp_id, p->request_id, p->requested_at, p->id,
 					   "AUTH_OK");
@@ -1386,7 +1396,8 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 		if (m->type == MSG_CONSUMO) {
 			if (m->has_kw && isfinite(m->kw) && m->kw >= 0)
 				p->kw = m->kw;
-			struct msg *n = fx_notify(fx, now, MSG_CONSUMO_UPDATE, p->driver_id, p->cp_id, p->id);
+			struct msg *n = fx_notify(fx, now, MSG_CONSUMO_UPDATE, p->driver_id, p->cp_id, p->id,
+						  p->request_id);
 			n->kwh = p->kwh;
 			n->importe = p->importe;
 			n->kw = p->kw;

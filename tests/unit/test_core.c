@@ -836,6 +836,129 @@ static void test_duplicate_request_id_ignored(void **state)
 	assert_int_equal(state_of("MAD-01"), CP_RESERVADO);
 }
 
+static struct msg request_rid(const char *user, const char *cp, double ts, const char *rid)
+{
+	struct msg m = request(user, cp, ts);
+	xstrlcpy(m.request_id, rid, sizeof(m.request_id));
+	m.has_request_id = 1;
+	return m;
+}
+
+/* The notification of type t carries exactly request_id rid (NULL: none). */
+static void expect_rid(enum msg_type t, const char *rid)
+{
+	const struct msg *n = produced(t);
+	if (rid == NULL) {
+		if (n->has_request_id)
+			fail_msg("%s carries request_id '%s', wanted none", msg_type_name(t), n->request_id);
+		return;
+	}
+	if (!n->has_request_id)
+		fail_msg("%s carries no request_id, wanted '%s'", msg_type_name(t), rid);
+	assert_string_equal(n->request_id, rid);
+}
+
+/* Every notification answering a request, and every later one of its
+ * session, echoes the request's request_id, so a driver can tell them
+ * from late answers to an older request on the same CP. */
+static void test_request_id_echoed(void **state)
+{
+	(void)state;
+	char sid[MSG_ID_MAX + 1];
+	struct msg m, t;
+	reg(1, "MAD-01");
+
+	/* denied before any session exists */
+	m = request_rid("999", "MAD-01", NOW, "d-1");
+	kafka(&m);
+	expect_rid(MSG_AUTH_DENIED, "d-1");
+	m = request("999", "MAD-01", NOW);
+	kafka(&m);
+	expect_rid(MSG_AUTH_DENIED, NULL);
+
+	/* a whole supply: AUTH_OK, CONSUMO_UPDATE, TICKET */
+	m = request_rid("101", "MAD-01", NOW, "101-5-1");
+	kafka(&m);
+	xstrlcpy(sid, stored_session()->id, sizeof(sid));
+	frame(1, "ACK#AUTORIZAR_SUMINISTRO");
+	expect_rid(MSG_AUTH_OK, "101-5-1");
+	t = tele(MSG_SESSION_STARTED, "MAD-01", "101", sid, 1, 0);
+	kafka(&t);
+	t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 2, 1.0);
+	kafka(&t);
+	expect_rid(MSG_CONSUMO_UPDATE, "101-5-1");
+	t = tele(MSG_SUPPLY_END, "MAD-01", "101", sid, 3, 2.0);
+	kafka(&t);
+	expect_rid(MSG_TICKET, "101-5-1");
+
+	/* the next request without one: nothing left over from the last */
+	m = request("101", "MAD-01", NOW);
+	kafka(&m);
+	frame(1, "ACK#AUTORIZAR_SUMINISTRO");
+	expect_rid(MSG_AUTH_OK, NULL);
+	NOW += 200;
+	tick();
+	expect_rid(MSG_SESSION_CANCELLED, NULL);
+
+	/* refused by the CP */
+	m = request_rid("101", "MAD-01", NOW, "101-5-2");
+	kafka(&m);
+	frame(1, "NACK#AUTORIZAR_SUMINISTRO#busy");
+	expect_rid(MSG_AUTH_DENIED, "101-5-2");
+
+	/* an open session: a second request is denied with the second id */
+	m = request_rid("101", "MAD-01", NOW, "101-5-3");
+	kafka(&m);
+	m = request_rid("101", "MAD-01", NOW, "101-5-4");
+	kafka(&m);
+	expect_rid(MSG_AUTH_DENIED, "101-5-4");
+	/* reservation timeout cancels with the session's own id */
+	NOW += 200;
+	tick();
+	expect_rid(MSG_SESSION_CANCELLED, "101-5-3");
+
+	/* AUTH_OK sent on SESSION_STARTED (Kafka outran the ACK), then FAULT */
+	m = request_rid("102", "MAD-01", NOW, "102-9-1");
+	kafka(&m);
+	xstrlcpy(sid, stored_session()->id, sizeof(sid));
+	t = tele(MSG_SESSION_STARTED, "MAD-01", "102", sid, 1, 0);
+	kafka(&t);
+	expect_rid(MSG_AUTH_OK, "102-9-1");
+	frame(1, "FAULT#MAD-01#engine KO");
+	expect_rid(MSG_SUPPLY_ERROR, "102-9-1");
+	assert_string_equal(stored_session()->request_id, "102-9-1");
+}
+
+/* A recovered session keeps its request_id; one the encoder would refuse
+ * (a hand-edited database) is left out, never the notification itself. */
+static void test_request_id_recovered(void **state)
+{
+	(void)state;
+	struct core_session s;
+	memset(&s, 0, sizeof(s));
+	snprintf(s.id, sizeof(s.id), "MAD-01-1-1");
+	snprintf(s.cp_id, sizeof(s.cp_id), "MAD-01");
+	snprintf(s.driver_id, sizeof(s.driver_id), "101");
+	snprintf(s.request_id, sizeof(s.request_id), "101-1-1");
+	s.price = 0.25;
+	s.kwh = 1.0;
+	s.started_at = T0 - 50;
+	s.charging = 1;
+	core_load_cp(C, "MAD-01", "x", 0.25, 0);
+	core_fxlist_clear(&FX);
+	core_recover_session(C, &s, NOW, &FX);
+	check_fx();
+	expect_rid(MSG_SUPPLY_ERROR, "101-1-1");
+
+	snprintf(s.id, sizeof(s.id), "MAD-01-1-2");
+	snprintf(s.request_id, sizeof(s.request_id), "bad id#1");
+	core_fxlist_clear(&FX);
+	core_recover_session(C, &s, NOW, &FX);
+	check_fx();
+	expect_rid(MSG_SUPPLY_ERROR, NULL);
+	assert_string_equal(produced(MSG_SUPPLY_ERROR)->session_id, "MAD-01-1-2");
+}
+
 static int only_7(void *arg, const char *id)
 {
 	(*(int *)arg)++;
@@ -1726,6 +1849,8 @@ int main(void)
 		T(test_two_drivers_same_instant),
 		T(test_auth_denials),
 		T(test_duplicate_request_id_ignored),
+		T(test_request_id_echoed),
+		T(test_request_id_recovered),
 		T(test_driver_known_callback),
 		T(test_nack_authorize),
 		T(test_reservation_timeout),
