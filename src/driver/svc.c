@@ -218,15 +218,32 @@ static int is_current(const struct svc *s, const struct msg *m)
 		return strcmp(m->session_id, s->cur.session_id) == 0;
 	if (m->has_request_id && m->request_id[0] != '\0' && s->cur.request_id[0] != '\0')
 		return strcmp(m->request_id, s->cur.request_id) == 0;
-	/* Central need not echo request_id: an answer about our CP while we
-	 * wait for one is ours (requests start only after the backlog of
-	 * older notifications has been read, so it cannot be an old one). */
+	/* Central echoes request_id (above): then it alone decides, so a late
+	 * answer to a timed-out request for the same CP is never taken for
+	 * the new one. Another Central need not echo it: an answer about our
+	 * CP while we wait for one is then taken as ours (requests start only
+	 * after the backlog of older notifications has been read, so it can
+	 * only be wrong for an answer to a request we already timed out). */
 	if (s->state == SVC_WAITING && strcmp(m->cp_id, s->cur.cp_id) == 0) {
 		if (m->has_session_id && ring_has(s->ended, m->session_id))
 			return 0;
 		return 1;
 	}
 	return 0;
+}
+
+/* Is rid one of the request ids this run made ("<rid_base>-<n>")? Central
+ * echoes them, so one that is not the current request's is an answer to an
+ * older request of ours, even once it has left the rings. */
+static int own_request_id(const struct svc *s, const char *rid)
+{
+	size_t n = strlen(s->rid_base);
+	if (n == 0 || strncmp(rid, s->rid_base, n) != 0 || rid[n] != '-' || rid[n + 1] == '\0')
+		return 0;
+	for (const char *p = rid + n + 1; *p != '\0'; p++)
+		if (*p < '0' || *p > '9')
+			return 0;
+	return 1;
 }
 
 static int is_final(enum msg_type t)
@@ -394,7 +411,8 @@ int svc_on_msg(struct svc *s, const struct msg *m, double now)
 	 * duplicate from Central: it was shown already. */
 	if (ring_has(s->ended, m->session_id) || (m->has_request_id && ring_has(s->ended, m->request_id)))
 		return 1;
-	if (ring_has(s->abandoned, m->session_id) || (m->has_request_id && ring_has(s->abandoned, m->request_id))) {
+	if (ring_has(s->abandoned, m->session_id) || (m->has_request_id && ring_has(s->abandoned, m->request_id)) ||
+	    (m->has_request_id && own_request_id(s, m->request_id))) {
 		show(s, m, " late=1");
 		if (is_final(m->type))
 			ring_add(s->ended, &s->ended_pos, key);

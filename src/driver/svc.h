@@ -90,7 +90,10 @@ int svc_tick(struct svc *s, double now, struct svc_request *req);
 /* The request could not be sent: the service fails with reason. */
 void svc_send_failed(struct svc *s, double now, const char *reason);
 /* A decoded driver_notifications message. Messages for another user are
- * ignored (the topic is shared); returns 1 if it was this driver's. */
+ * ignored (the topic is shared); returns 1 if it was this driver's. One
+ * that carries a request_id belongs to the current service only if it is
+ * the current request's; one of an older request of ours is shown with
+ * late=1. One without (another Central) is matched by session, then CP. */
 int svc_on_msg(struct svc *s, const struct msg *m, double now);
 /* Monotonic time of the next timer (timeout or next start); 0 if none. */
 double svc_next_deadline(const struct svc *s);

@@ -183,6 +183,103 @@ static void test_timeout_then_late_answer(void **state)
 	svc_free(&s);
 }
 
+static struct msg note_rid(enum msg_type t, const char *cp, const char *session, const char *rid)
+{
+	struct msg m = note(t, "101", cp, session);
+	snprintf(m.request_id, sizeof m.request_id, "%s", rid);
+	m.has_request_id = 1;
+	return m;
+}
+
+/* Central echoes request_id: an answer to a request that timed out, for
+ * the same CP as the next request, is shown as late and never taken for
+ * the new one; the new one's answers still are. */
+static void test_stale_request_id_same_cp(void **state)
+{
+	(void)state;
+	struct svc s;
+	struct svc_request r;
+	setup_svc(&s, 1);
+	enq(&s, "A");
+	enq(&s, "A");
+	enq(&s, "A");
+	svc_set_live(&s, 0);
+	assert_int_equal(svc_tick(&s, 0, &r), 1);
+	assert_string_equal(r.request_id, "r-1");
+	assert_int_equal(svc_tick(&s, 30, &r), 0);
+	expect_last("TIMEOUT cp=A request=r-1");
+	assert_int_equal(svc_tick(&s, 34, &r), 1);
+	assert_string_equal(r.cp_id, "A");
+	assert_string_equal(r.request_id, "r-2");
+
+	/* r-1's answers arrive now: late, whatever their type */
+	struct msg m = note_rid(MSG_AUTH_OK, "A", "SA1", "r-1");
+	assert_int_equal(svc_on_msg(&s, &m, 35.5), 1);
+	expect_last("AUTH_OK cp=A session=SA1 late=1");
+	assert_int_equal(s.state, SVC_WAITING);
+	assert_string_equal(s.cur.request_id, "r-2");
+	assert_string_equal(s.cur.session_id, "");
+	assert_int_equal(s.denied, 0);
+	m = note_rid(MSG_SESSION_CANCELLED, "A", "SA1", "r-1");
+	snprintf(m.reason, sizeof m.reason, "reservation expired");
+	svc_on_msg(&s, &m, 36);
+	expect_last("SESSION_CANCELLED cp=A session=SA1 late=1");
+	assert_int_equal(s.state, SVC_WAITING);
+
+	/* r-2's own answer is taken */
+	m = note_rid(MSG_AUTH_OK, "A", "SA2", "r-2");
+	svc_on_msg(&s, &m, 36.5);
+	expect_last("AUTH_OK cp=A session=SA2 wait_ms=2500");
+	assert_int_equal(s.state, SVC_AUTHORISED);
+	assert_string_equal(s.cur.session_id, "SA2");
+	m = note_rid(MSG_TICKET, "A", "SA2", "r-2");
+	m.kwh = 1, m.importe = 0.25, m.price = 0.25;
+	svc_on_msg(&s, &m, 40);
+	expect_last("TICKET cp=A session=SA2");
+	assert_int_equal(s.served, 1);
+	assert_int_equal(s.state, SVC_IDLE);
+
+	/* r-3 waits; an answer to r-1 that has left every ring (a duplicate
+	 * with a session we never saw) is still known as one of ours: late */
+	assert_int_equal(svc_tick(&s, 44, &r), 1);
+	assert_string_equal(r.request_id, "r-3");
+	m = note_rid(MSG_AUTH_DENIED, "A", "SA9", "r-1");
+	snprintf(m.reason, sizeof m.reason, "x");
+	memset(s.abandoned, 0, sizeof s.abandoned);
+	memset(s.ended, 0, sizeof s.ended);
+	svc_on_msg(&s, &m, 45);
+	expect_last("AUTH_DENIED cp=A request=r-1 late=1");
+	assert_int_equal(s.state, SVC_WAITING);
+	/* one of another requester (the CP's menu) for the same CP: not ours */
+	m = note_rid(MSG_AUTH_DENIED, "A", NULL, "cp-A-1-0001");
+	snprintf(m.reason, sizeof m.reason, "y");
+	svc_on_msg(&s, &m, 46);
+	expect_last("AUTH_DENIED cp=A request=cp-A-1-0001 other=1");
+	assert_int_equal(s.state, SVC_WAITING);
+	assert_int_equal(s.denied, 0);
+	svc_free(&s);
+}
+
+/* A Central that does not echo request_id: the answer about the CP we wait
+ * for is taken as ours (the CP-based matching kept for it). */
+static void test_no_request_id_matches_by_cp(void **state)
+{
+	(void)state;
+	struct svc s;
+	struct svc_request r;
+	setup_svc(&s, 1);
+	enq(&s, "A");
+	svc_set_live(&s, 0);
+	assert_int_equal(svc_tick(&s, 0, &r), 1);
+	struct msg m = note(MSG_AUTH_DENIED, "101", "A", NULL);
+	snprintf(m.reason, sizeof m.reason, "CP A is AVERIADO");
+	svc_on_msg(&s, &m, 1);
+	expect_last("AUTH_DENIED cp=A request=- reason=\"CP A is AVERIADO\"");
+	assert_int_equal(s.denied, 1);
+	assert_int_equal(s.state, SVC_IDLE);
+	svc_free(&s);
+}
+
 static void test_plug_wait_longer_than_answer_timeout(void **state)
 {
 	(void)state;
@@ -332,6 +429,8 @@ int main(void)
 		cmocka_unit_test(test_happy_path_and_pause),
 		cmocka_unit_test(test_other_users_ignored),
 		cmocka_unit_test(test_timeout_then_late_answer),
+		cmocka_unit_test(test_stale_request_id_same_cp),
+		cmocka_unit_test(test_no_request_id_matches_by_cp),
 		cmocka_unit_test(test_plug_wait_longer_than_answer_timeout),
 		cmocka_unit_test(test_supply_error_partial),
 		cmocka_unit_test(test_missed_outcome_shown_once),
