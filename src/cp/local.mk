@@ -27,3 +27,5 @@ TESTS += tests/unit/test_cpio
 tests_unit_test_cpio_SOURCES = tests/unit/test_cpio.c src/cp/cpio.c src/cp/cpio.h
 tests_unit_test_cpio_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_cpio_LDADD = $(UNIT_LIBS)
+TESTS += tests/integration/cp_badinput.sh tests/integration/cp_monitor_wire.sh
+EXTRA_DIST += tests/integration/cp_badinput.sh tests/integration/cp_monitor_wire.sh
