@@ -1,14 +1,19 @@
-# bench.mk fragment: the link-load benchmark (issue 3 section 7). Not tests:
-# built only by `make bench`, run by tests/bench/run-links.
-EXTRA_PROGRAMS = tests/bench/bench_links tests/bench/link_sink
+# bench.mk fragment: the benchmarks of issue 3 section 7. Not tests: built
+# only by `make bench`, run by tests/bench/run-links and run-telemetry.
+EXTRA_PROGRAMS = tests/bench/bench_links tests/bench/link_sink tests/bench/bench_telemetry
 tests_bench_bench_links_SOURCES = tests/bench/bench_links.c
 tests_bench_bench_links_CFLAGS = $(AM_CFLAGS) $(SQLITE_CFLAGS)
 tests_bench_bench_links_LDADD = $(EVC_COMMON_LIBS) $(SQLITE_LIBS)
 tests_bench_link_sink_SOURCES = tests/bench/link_sink.c src/central/cplink.c src/central/cplink.h
 tests_bench_link_sink_CFLAGS = $(AM_CFLAGS)
 tests_bench_link_sink_LDADD = $(EVC_COMMON_LIBS)
-CLEANFILES += tests/bench/bench_links$(EXEEXT) tests/bench/link_sink$(EXEEXT)
-dist_noinst_SCRIPTS += tests/bench/run-links
+tests_bench_bench_telemetry_SOURCES = tests/bench/bench_telemetry.c
+tests_bench_bench_telemetry_CFLAGS = $(AM_CFLAGS) $(RDKAFKA_CFLAGS) $(JANSSON_CFLAGS)
+tests_bench_bench_telemetry_LDADD = $(EVC_COMMON_LIBS)
+CLEANFILES += tests/bench/bench_links$(EXEEXT) tests/bench/link_sink$(EXEEXT) \
+	tests/bench/bench_telemetry$(EXEEXT)
+dist_noinst_SCRIPTS += tests/bench/run-links tests/bench/run-telemetry
+EXTRA_DIST += tests/bench/README
 
 .PHONY: bench
-bench: tests/bench/bench_links$(EXEEXT) tests/bench/link_sink$(EXEEXT)
+bench: tests/bench/bench_links$(EXEEXT) tests/bench/link_sink$(EXEEXT) tests/bench/bench_telemetry$(EXEEXT)
