@@ -4,7 +4,7 @@
 # too many clients are refused, and it never crashes or stops answering.
 . "${EVC_SRCDIR:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 . "$EVC_SRCDIR/tests/integration/cp_lib.sh"
-tap_plan 11
+tap_plan 12
 # No broker needed: telemetry would just wait in librdkafka's queue.
 K=127.0.0.1:$(free_port)
 cp_engine e1
@@ -60,4 +60,9 @@ PY
 check "16 clients served, the rest refused with NACK ($r)" [ "$r" = "16 4" ]
 a=$(exchange "$P" "HEALTH_CHECK#MAD-01")
 check "still answering afterwards ($a)" [ "$a" = "OK#IDLE" ]
+# The answer to the CHECK_SESSION it asked on its first HEALTH_CHECK: a
+# session Central still has open is ended cleanly (the meter died with the
+# previous process).
+exchange "$P" "SESSION#MAD-01#101#S9" noanswer
+check "SESSION after a restart: ended cleanly" wait_grep 5 "$E" '^CHECK_SESSION driver=101 session=S9 ended \(engine restarted; meter lost\)$'
 check "and still running" alive e1

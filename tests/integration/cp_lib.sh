@@ -46,9 +46,9 @@ session_of() { grep -E '^AUTH driver=' "$1" | tail -n 1 | sed -E 's/.* session=(
 # exchange PORT DATA: one per-exchange client session with the engine (ENQ,
 # one frame, its answer, EOT, close), as protocol.md 1 allows; prints the
 # answer's DATA. Answer frames are ACKed; the engine's own frames (such as
-# CHECK_SESSION) are skipped.
+# CHECK_SESSION) are skipped. A third argument: send only, expect no answer.
 exchange() {
-	python3 - "$1" "$2" <<'PY'
+	python3 - "$@" <<'PY'
 import socket, sys, time
 port, data = int(sys.argv[1]), sys.argv[2].encode()
 s = socket.create_connection(("127.0.0.1", port), timeout=3)
@@ -76,6 +76,8 @@ s.sendall(b"\x05")
 assert read_item() == ("ctrl", 0x06), "no ACK to ENQ"
 s.sendall(b"\x02" + data + b"\x03" + bytes([lrc(data)]))
 assert read_item() == ("ctrl", 0x06), "frame not ACKed"
+if len(sys.argv) > 3:   # no answer expected
+    s.sendall(b"\x04"); s.close(); sys.exit(0)
 while True:
     k, v = read_item()
     if k == "eof": sys.exit("closed before answering")
