@@ -66,6 +66,7 @@ struct client {
 struct eng {
 	int listen_fd;
 	int port;
+	double accept_paused_until; /* out of fds: stop accepting for a moment */
 	struct client cl[MAX_CLIENTS];
 	int cur;                 /* client whose frame is being handled */
 	int monitor;             /* client that sent the last HEALTH_CHECK, -1 none */
@@ -518,8 +519,14 @@ static void accept_clients(struct eng *e, double now)
 		socklen_t sl = sizeof ss;
 		int fd = accept4(e->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			if (errno == EMFILE || errno == ENFILE) {
+				/* The pending connection stays readable: polling it
+				 * again at once would spin. Pause instead (tmux, httpd). */
+				e->accept_paused_until = now + 1.0;
+				log_warn("accept: %s; pausing for 1 s", strerror(errno));
+			} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 				log_warn("accept: %s", strerror(errno));
+			}
 			return;
 		}
 		char peer[64] = "?";
@@ -815,7 +822,8 @@ int main(int argc, char **argv)
 		struct pollfd pf[MAX_CLIENTS + 2];
 		int idx[MAX_CLIENTS];
 		int npf = 0, i_in = -1;
-		pf[npf++] = (struct pollfd){.fd = e->listen_fd, .events = POLLIN};
+		/* A negative fd makes poll() skip the entry. */
+		pf[npf++] = (struct pollfd){.fd = now < e->accept_paused_until ? -1 : e->listen_fd, .events = POLLIN};
 		if (stdin_open) {
 			pf[npf] = (struct pollfd){.fd = e->scr ? cp_screen_fd(e->scr) : STDIN_FILENO, .events = POLLIN};
 			i_in = npf++;
