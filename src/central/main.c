@@ -43,7 +43,11 @@
 #define PROG "EV_Central"
 #define DEFAULT_DB "./evcharging.db"
 #define BATCH_LINK 512   /* link events per loop turn */
-#define BATCH_KAFKA 512  /* Kafka messages per loop turn */
+/* Kafka messages per loop turn. A CONSUMO makes three effects; 256 keep a
+ * turn's effects within the list's kept memory (core.c FXLIST_KEEP = 1024):
+ * at 512 the list grew and shrank every turn of a flood, and page faults on
+ * the fresh memory cost more than the extra turns. */
+#define BATCH_KAFKA 256
 
 enum mode { MODE_SERVE, MODE_ADD_DRIVER, MODE_ADD_CP, MODE_IMPORT };
 
@@ -321,6 +325,11 @@ struct central {
 	int sfd;
 	int quit;
 	double held_since; /* monotonic: offsets stored but not released, 0 = none */
+	/* write_rows: which effects are the last row of their session */
+	unsigned char *skip;
+	size_t skip_cap;
+	const char **slots;
+	size_t slots_cap;
 	double next_tick;
 	unsigned long db_errors;
 };
@@ -435,6 +444,52 @@ static void take_kafka_state(struct central *c)
 		note(c, LOG_WARN, "KAFKA", "down reason=%s", reason);
 }
 
+static size_t hash_str(const char *p)
+{
+	size_t h = 1469598103934665603ULL;
+	for (; *p != '\0'; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	return h;
+}
+
+/* Mark in c->skip every FX_STORE_SESSION followed, later in the same turn,
+ * by another row of the same session. Each row is the whole session and the
+ * store upserts it, so the last one alone leaves the same row: a telemetry
+ * flood writes one row per session per turn, not one per message. */
+static void mark_superseded_rows(struct central *c)
+{
+	size_t nsess = 0;
+	for (size_t i = 0; i < c->fx.n; i++)
+		nsess += c->fx.v[i].kind == FX_STORE_SESSION;
+	if (c->skip_cap < c->fx.n) {
+		c->skip_cap = c->fx.n * 2;
+		c->skip = xrealloc(c->skip, c->skip_cap);
+	}
+	memset(c->skip, 0, c->fx.n);
+	if (nsess < 2)
+		return;
+	size_t cap = 16;
+	while (cap < nsess * 2)
+		cap *= 2;
+	if (c->slots_cap < cap) {
+		c->slots_cap = cap;
+		c->slots = xreallocarray(c->slots, cap, sizeof *c->slots);
+	}
+	memset(c->slots, 0, cap * sizeof *c->slots);
+	for (size_t i = c->fx.n; i-- > 0;) {
+		if (c->fx.v[i].kind != FX_STORE_SESSION)
+			continue;
+		const char *id = c->fx.v[i].session.id;
+		size_t j = hash_str(id) & (cap - 1);
+		while (c->slots[j] != NULL && strcmp(c->slots[j], id) != 0)
+			j = (j + 1) & (cap - 1);
+		if (c->slots[j] != NULL)
+			c->skip[i] = 1;
+		else
+			c->slots[j] = id;
+	}
+}
+
 /* Carry out the effects gathered this turn, in the order of the header
  * comment: store + commit, then act, then offsets, then show. */
 static void apply_effects(struct central *c)
@@ -446,10 +501,13 @@ static void apply_effects(struct central *c)
 		need_txn = c->fx.v[i].kind == FX_STORE_CP || c->fx.v[i].kind == FX_STORE_SESSION ||
 			   c->fx.v[i].kind == FX_STORE_EVENT;
 	if (need_txn) {
+		mark_superseded_rows(c);
 		if (store_begin(c->store, err) == -1) {
 			stored = 0;
 		} else {
 			for (size_t i = 0; i < c->fx.n; i++) {
+				if (c->skip[i])
+					continue;
 				if (store_apply(c->store, &c->fx.v[i], err) == -1) {
 					stored = 0;
 					break;
@@ -723,6 +781,8 @@ out:
 	core_fxlist_free(&c->fx);
 	free(c->cev);
 	free(c->kitems);
+	free(c->skip);
+	free(c->slots);
 	if (c->sfd != -1)
 		close(c->sfd);
 	return rc;
