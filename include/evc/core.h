@@ -67,6 +67,9 @@ struct core_cp {
 	int stopped;            /* operator stop in force (stored) */
 	int stop_pending;       /* PARAR or REANUDAR sent, waiting ACK */
 	int resume_pending;
+	/* PARAR (1) or REANUDAR (2) sent but the link was lost before its
+	 * ACK: the operator meant it, so it is sent again on REGISTER. */
+	int redo_cmd;
 	int fault;              /* FAULT reported and not RECOVERed */
 	/* The engine said AVERIADO on Kafka before its monitor's FAULT came in
 	 * on the link: the CP shows AVERIADO meanwhile, so no driver is sent to

@@ -970,7 +970,14 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 	update_state(c, cp, now, 1, first ? "registered" : "reconnected", fx);
 	/* The operator's stop outlives the link: the CP may have restarted and
 	 * forgotten it, so it is sent again until REANUDAR. */
-	if (cp->stopped && !cp->stop_pending) {
+	int redo = cp->redo_cmd;
+	cp->redo_cmd = 0;
+	if (redo == 2 && cp->stopped && !cp->resume_pending) {
+		cp->resume_pending = 1;
+		fx_send(fx, now, conn, id, "REANUDAR#CENTRAL");
+		fx_event(fx, now, id, "COMMAND", "REANUDAR re-sent: not acknowledged before the link was lost");
+		fx_log(fx, now, LOG_INFO, id, "CP %s: REANUDAR re-sent", id);
+	} else if ((cp->stopped || redo == 1) && !cp->stop_pending) {
 		cp->stop_pending = 1;
 		fx_send(fx, now, conn, id, "PARAR#CENTRAL");
 		fx_event(fx, now, id, "COMMAND", "PARAR re-sent: operator stop in force");
@@ -1201,10 +1208,15 @@ void core_on_link_down(struct core *c, uint64_t conn, const char *reason, double
 	umap_del(&c->by_conn, conn);
 	cp->link_up = 0;
 	cp->conn = 0;
+	/* A command the CP may or may not have carried out: the latest one the
+	 * operator gave is sent again when the CP registers. */
+	if (cp->stop_pending && !cp->stopped)
+		cp->redo_cmd = 1;
+	else if (cp->resume_pending && cp->stopped)
+		cp->redo_cmd = 2;
 	if (cp->stop_pending || cp->resume_pending)
-		fx_log(fx, now, LOG_WARN, cp->id, "CP %s: %s%s%snot acknowledged before the link was lost", cp->id,
-		       cp->stop_pending ? "PARAR " : "", cp->stop_pending && cp->resume_pending ? "and " : "",
-		       cp->resume_pending ? "REANUDAR " : "");
+		fx_log(fx, now, LOG_WARN, cp->id, "CP %s: %s not acknowledged before the link was lost: sent again when it reconnects",
+		       cp->id, cp->resume_pending ? "REANUDAR" : "PARAR");
 	cp->stop_pending = cp->resume_pending = 0;
 	fx_event(fx, now, cp->id, "LINK_DOWN", "%s", reason);
 	if (cp->session)

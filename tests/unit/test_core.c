@@ -368,6 +368,40 @@ static void test_register_without_price(void **state)
 	assert_non_null(find_log(LOG_INFO, "keeping 1.50"));
 }
 
+/* PARAR or REANUDAR whose ACK was lost with the link: the operator meant
+ * it, so it goes again when the CP registers, and applies on its ACK. */
+static void test_command_unacked_when_link_lost(void **state)
+{
+	(void)state;
+	char err[CORE_ERR_LEN];
+	reg(1, "MAD-01");
+	assert_int_equal(command(CMD_STOP, "MAD-01", err), 0);
+	assert_non_null(sent("PARAR#CENTRAL"));
+	link_down(1);
+	assert_int_equal(state_of("MAD-01"), CP_DESCONECTADO);
+	frame(2, "REGISTER#MAD-01#x#0.25");
+	assert_non_null(sent("PARAR#CENTRAL"));
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO); /* applied on ACK only */
+	frame(2, "ACK#PARAR");
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+
+	assert_int_equal(command(CMD_RESUME, "MAD-01", err), 0);
+	assert_non_null(sent("REANUDAR#CENTRAL"));
+	link_down(2);
+	frame(3, "REGISTER#MAD-01#x#0.25");
+	assert_non_null(sent("REANUDAR#CENTRAL"));
+	assert_null(send_prefix("PARAR#"));
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+	frame(3, "ACK#REANUDAR");
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+
+	/* nothing pending: a later reconnect sends no command */
+	link_down(3);
+	frame(4, "REGISTER#MAD-01#x#0.25");
+	assert_null(send_prefix("PARAR#"));
+	assert_null(send_prefix("REANUDAR#"));
+}
+
 static void test_register_stored_cp_is_reconnect(void **state)
 {
 	(void)state;
@@ -539,13 +573,14 @@ static void test_command_to_disconnected_cp(void **state)
 	assert_int_equal(command(CMD_STOP, "NOPE", err), -1);
 	assert_non_null(strstr(err, "unknown CP"));
 	assert_non_null(find_log(LOG_WARN, "unknown CP"));
-	/* a stop pending when the link dies is lost, visibly */
+	/* a stop pending when the link dies is said, and sent again on
+	 * reconnect (test_command_unacked_when_link_lost) */
 	reg(1, "MAD-01");
 	assert_int_equal(command(CMD_STOP, "MAD-01", err), 0);
 	link_down(1);
 	assert_non_null(find_log(LOG_WARN, "PARAR not acknowledged"));
 	reg(2, "MAD-01");
-	assert_int_equal(send_index(2, "PARAR#CENTRAL"), -1);
+	assert_true(send_index(2, "PARAR#CENTRAL") >= 0);
 	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
 }
 
@@ -1833,6 +1868,7 @@ int main(void)
 		T(test_register_validation),
 		T(test_register_without_price),
 		T(test_register_stored_cp_is_reconnect),
+		T(test_command_unacked_when_link_lost),
 		T(test_already_connected),
 		T(test_frames_before_register),
 		T(test_bad_frames_keep_link),
