@@ -53,6 +53,7 @@ struct drv {
 	char t_requests[BUS_NAME_MAX], t_notif[BUS_NAME_MAX], t_status[BUS_NAME_MAX];
 	int notif_pipe[2], status_pipe[2];
 	rd_kafka_topic_partition_list_t *sync_target; /* high watermarks to reach */
+	double sync_next_try;    /* no broker query before this (a slow broker must not freeze the loop) */
 	double sync_deadline;
 	struct msg status_msg; /* latest NETWORK_STATUS_UPDATE */
 	int has_status;
@@ -373,15 +374,21 @@ static void check_sync(struct drv *d, double now)
 	if (a->cnt == 0)
 		goto out;
 	if (d->sync_target == NULL) {
+		/* These calls wait for the broker on the main loop: keep each short
+		 * and retry at most once a second, so a broker that turns slow
+		 * costs the screen and stdin well under a second. */
+		if (now < d->sync_next_try)
+			goto out;
+		d->sync_next_try = now + 1.0;
 		rd_kafka_topic_partition_list_t *t = rd_kafka_topic_partition_list_copy(a);
-		if (rd_kafka_committed(d->notif, t, 2000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		if (rd_kafka_committed(d->notif, t, 250) != RD_KAFKA_RESP_ERR_NO_ERROR) {
 			rd_kafka_topic_partition_list_destroy(t);
 			goto out;
 		}
 		for (int i = 0; i < t->cnt; i++) {
 			int64_t lo, hi;
 			rd_kafka_topic_partition_t *p = &t->elems[i];
-			if (rd_kafka_query_watermark_offsets(d->notif, p->topic, p->partition, &lo, &hi, 2000) !=
+			if (rd_kafka_query_watermark_offsets(d->notif, p->topic, p->partition, &lo, &hi, 250) !=
 			    RD_KAFKA_RESP_ERR_NO_ERROR) {
 				rd_kafka_topic_partition_list_destroy(t);
 				goto out;
