@@ -374,7 +374,7 @@ static void on_authorise(struct eng *e, double now, char **f, int n)
 	double price = 0;
 	const char *why = NULL;
 	char buf[160];
-	if (n != 4 || !msg_valid_user_id(f[1]) || !msg_valid_session_id(f[2]) || cpio_parse_double(f[3], &price) < 0 ||
+	if (n < 4 || !msg_valid_user_id(f[1]) || !msg_valid_session_id(f[2]) || cpio_parse_double(f[3], &price) < 0 ||
 	    !(price > 0 && price <= 100))
 		why = "bad request: expected driver, session and a price > 0 and <= 100";
 	else if (e->ko)

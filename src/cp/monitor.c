@@ -296,7 +296,7 @@ static void on_central_frame(void *arg, const char *data, size_t len)
 		return;
 	}
 	if (strcmp(op, "AUTORIZAR_SUMINISTRO") == 0) {
-		if (n != 4) {
+		if (n < 4) {
 			cen_send(m, now, "NACK#AUTORIZAR_SUMINISTRO#expected driver, session and price");
 			return;
 		}

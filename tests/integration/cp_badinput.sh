@@ -4,7 +4,7 @@
 # too many clients are refused, and it never crashes or stops answering.
 . "${EVC_SRCDIR:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 . "$EVC_SRCDIR/tests/integration/cp_lib.sh"
-tap_plan 12
+tap_plan 13
 # No broker needed: telemetry would just wait in librdkafka's queue.
 K=127.0.0.1:$(free_port)
 cp_engine e1
@@ -60,6 +60,9 @@ PY
 check "16 clients served, the rest refused with NACK ($r)" [ "$r" = "16 4" ]
 a=$(exchange "$P" "HEALTH_CHECK#MAD-01")
 check "still answering afterwards ($a)" [ "$a" = "OK#IDLE" ]
+# protocol.md allows optional trailing '#' fields: an extra one is no reason to refuse.
+a=$(exchange "$P" "AUTORIZAR_SUMINISTRO#101#S1#0.25#extra")
+check "AUTORIZAR with an optional trailing field -> ACK ($a)" [ "$a" = "ACK#AUTORIZAR_SUMINISTRO" ]
 # The answer to the CHECK_SESSION it asked on its first HEALTH_CHECK: a
 # session Central still has open is ended cleanly (the meter died with the
 # previous process).
