@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "evc/clock.h"
 #include "evc/log.h"
 #include "evc/xalloc.h"
 #include "src/central/kafka_out.h"
@@ -27,6 +28,10 @@ struct kafka_out {
 	pthread_cond_t cv;
 	struct msg *next; /* owned; NULL = nothing waiting */
 	int stopping;
+	/* Microseconds the last status took to encode and produce. A change
+	 * waits at least ten times that, so a large network's status costs at
+	 * most about a tenth of a core however often CPs change. */
+	atomic_long cost_us;
 };
 
 static void *publisher(void *arg)
@@ -42,8 +47,10 @@ static void *publisher(void *arg)
 		o->next = NULL;
 		pthread_mutex_unlock(&o->mu);
 		char err[BUS_ERR_LEN];
+		double t0 = clock_mono();
 		if (kafka_out_produce(o, m, err) == -1)
 			log_warn("network_status not published: %s", err);
+		atomic_store(&o->cost_us, (long)((clock_mono() - t0) * 1e6));
 		msg_free(m);
 		free(m);
 		pthread_mutex_lock(&o->mu);
@@ -102,10 +109,15 @@ int kafka_out_produce(struct kafka_out *o, const struct msg *m, char err[BUS_ERR
 
 void kafka_out_mark_dirty(struct kafka_out *o, double now)
 {
-	if (o->dirty && o->due <= now + KAFKA_OUT_COALESCE)
+	double wait = (double)atomic_load(&o->cost_us) * 10 / 1e6;
+	if (wait < KAFKA_OUT_COALESCE)
+		wait = KAFKA_OUT_COALESCE;
+	if (wait > KAFKA_OUT_PERIOD)
+		wait = KAFKA_OUT_PERIOD;
+	if (o->dirty && o->due <= now + wait)
 		return;
 	o->dirty = 1;
-	o->due = now + KAFKA_OUT_COALESCE;
+	o->due = now + wait;
 }
 
 int kafka_out_tick(struct kafka_out *o, const struct core *c, double now, double wall, int up)
