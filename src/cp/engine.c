@@ -22,10 +22,12 @@
  *    session reaches, so it is never taken for a duplicate. NO_SESSION:
  *    nothing to do. (Usually Central already ended the session when the
  *    monitor reported the engine unreachable, and answers NO_SESSION.)
- *  - HEALTH_CHECK may carry an optional trailing field CENTRAL_UP /
- *    CENTRAL_DOWN (our monitor sends it); the OK / KO answer carries an
- *    optional trailing field with what the engine is doing (IDLE, RESERVED,
- *    SUPPLYING, STOPPED) so the monitor can show it.
+ *  - HEALTH_CHECK#<cp_id> is answered with exactly OK or KO (protocol.md
+ *    4; other monitors compare bytes). Our monitor adds the optional field
+ *    CENTRAL_DOWN while Central is unreachable (CENTRAL_UP is understood
+ *    too); only a check that carries such a third field gets the optional
+ *    answer field with what the engine is doing (IDLE, RESERVED, SUPPLYING,
+ *    STOPPED), since only a monitor that sends one can expect it.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -358,7 +360,10 @@ static void on_health_check(struct eng *e, double now, char **f, int n)
 		set_central(e, 0);
 	else if (n < 3 || strcmp(f[2], "CENTRAL_UP") == 0)
 		set_central(e, 1);
-	reply(e, now, "%s#%s", e->ko ? "KO" : "OK", activity(e));
+	if (n >= 3)
+		reply(e, now, "%s#%s", e->ko ? "KO" : "OK", activity(e));
+	else
+		reply(e, now, "%s", e->ko ? "KO" : "OK");
 
 	/* After a (re)start: does Central think a session is open here? */
 	if (!e->check_done && !e->check_pending && e->central_up && now >= e->check_next) {

@@ -72,7 +72,11 @@ struct mon {
 
 	enum health health;
 	char health_reason[128];
-	char activity[16];   /* from the engine's answer, "" if it gives none */
+	/* What the engine is doing as far as this monitor can tell: derived
+	 * from the commands it relayed and the engine's answers, corrected by
+	 * the optional activity field when the engine sends one (ours does
+	 * only when the check carried CENTRAL_DOWN). "" unknown. */
+	char activity[16];
 	int stopped;         /* from relayed ACK#PARAR / ACK#REANUDAR */
 	const char *shown;   /* derived state last announced */
 
@@ -193,6 +197,16 @@ static void set_health(struct mon *m, enum health h, const char *reason, double 
 	}
 	report_health(m, now);
 	update_state(m);
+}
+
+static void set_activity(struct mon *m, const char *act)
+{
+	if (strcmp(act, m->activity) == 0)
+		return;
+	snprintf(m->activity, sizeof m->activity, "%s", act);
+	if (act[0] != '\0')
+		cpio_event("ENGINE %s", act);
+	m->dirty = 1;
 }
 
 /* ---- relays (Central -> engine -> Central) ---- */
@@ -336,13 +350,13 @@ static void on_engine_frame(void *arg, const char *data, size_t len)
 	const char *op = f[0];
 	if (strcmp(op, "OK") == 0 || strcmp(op, "KO") == 0) {
 		m->hc_pending = 0;
-		/* Optional trailing field: what the engine is doing. */
-		const char *act = n >= 2 ? f[1] : "";
-		if (strcmp(act, m->activity) != 0) {
-			snprintf(m->activity, sizeof m->activity, "%s", act);
-			if (act[0] != '\0')
-				cpio_event("ENGINE %s", act);
-		}
+		/* Optional trailing field: what the engine is doing. A foreign
+		 * engine never sends it, so it only corrects our own view. */
+		if (n >= 2 && (strcmp(f[1], "IDLE") == 0 || strcmp(f[1], "RESERVED") == 0 ||
+			       strcmp(f[1], "SUPPLYING") == 0 || strcmp(f[1], "STOPPED") == 0))
+			set_activity(m, f[1]);
+		else if (op[0] == 'K' && (strcmp(m->activity, "RESERVED") == 0 || strcmp(m->activity, "SUPPLYING") == 0))
+			set_activity(m, "IDLE"); /* a fault ends a supply and drops an authorisation */
 		if (op[0] == 'O')
 			set_health(m, H_OK, "", now);
 		else
@@ -353,10 +367,16 @@ static void on_engine_frame(void *arg, const char *data, size_t len)
 		for (int i = 0; i < m->nrelays; i++) {
 			if (strcmp(m->relays[i].cmd, f[1]) != 0)
 				continue;
-			if (op[0] == 'A' && strcmp(f[1], "PARAR") == 0)
+			if (op[0] == 'A' && strcmp(f[1], "PARAR") == 0) {
 				m->stopped = 1;
-			if (op[0] == 'A' && strcmp(f[1], "REANUDAR") == 0)
+				set_activity(m, "STOPPED");
+			}
+			if (op[0] == 'A' && strcmp(f[1], "REANUDAR") == 0) {
 				m->stopped = 0;
+				set_activity(m, "IDLE");
+			}
+			if (op[0] == 'A' && strcmp(f[1], "AUTORIZAR_SUMINISTRO") == 0)
+				set_activity(m, "RESERVED");
 			relay_answer(m, &m->relays[i], now, data);
 			relay_remove(m, i);
 			update_state(m);
@@ -395,6 +415,11 @@ static void central_down(struct mon *m, double now, const char *reason)
 	if (was == C_UP) {
 		cpio_event("LINK central down reason=%s", reason);
 		m->e_last_hc = 0; /* tell the engine at once */
+		/* Central cancels an authorisation that has not started; our
+		 * engine's answer to the next check (it carries CENTRAL_DOWN)
+		 * tells whether a supply is running. */
+		if (strcmp(m->activity, "RESERVED") == 0)
+			set_activity(m, "IDLE");
 	}
 	else
 		log_info("central %s: %s; next attempt in %.1f s", m->cen_addr, reason, d);
@@ -415,7 +440,7 @@ static void engine_down(struct mon *m, double now, const char *reason)
 	else
 		log_debug("engine %s: %s; next attempt in %.1f s", m->eng_addr, reason, d);
 	relay_fail_all(m, now, "engine unreachable");
-	m->activity[0] = '\0';
+	set_activity(m, "");
 	set_health(m, H_KO, "engine unreachable", now);
 }
 
@@ -482,10 +507,12 @@ static void timers(struct mon *m, double now)
 	}
 	if (m->estate == E_UP && !m->hc_pending && now - m->e_last_hc >= HEALTH_PERIOD) {
 		m->e_last_hc = now;
-		/* Optional trailing field: lets the engine refuse new work while
-		 * Central cannot hear about it. */
-		if (cpio_link_sendf(&m->eng, now, "HEALTH_CHECK#%s#%s", m->cp_id,
-				    m->cstate == C_UP ? "CENTRAL_UP" : "CENTRAL_DOWN") == 0) {
+		/* Exactly HEALTH_CHECK#<cp_id> (protocol.md 4) while Central is
+		 * up; the optional CENTRAL_DOWN only while it is not, so the
+		 * engine can refuse new work Central could not hear about. */
+		int r = m->cstate == C_UP ? cpio_link_sendf(&m->eng, now, "HEALTH_CHECK#%s", m->cp_id)
+					  : cpio_link_sendf(&m->eng, now, "HEALTH_CHECK#%s#CENTRAL_DOWN", m->cp_id);
+		if (r == 0) {
 			m->hc_pending = 1;
 			m->hc_sent = now;
 		}

@@ -4,7 +4,7 @@
 # too many clients are refused, and it never crashes or stops answering.
 . "${EVC_SRCDIR:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 . "$EVC_SRCDIR/tests/integration/cp_lib.sh"
-tap_plan 13
+tap_plan 14
 # No broker needed: telemetry would just wait in librdkafka's queue.
 K=127.0.0.1:$(free_port)
 cp_engine e1
@@ -14,7 +14,9 @@ P=$CP_EPORT
 a=$(exchange "$P" "HEALTH_CHECK#bad id!")
 check "HEALTH_CHECK with an invalid cp_id -> ERROR ($a)" [ "$a" = "ERROR#HEALTH_CHECK needs a valid cp_id" ]
 a=$(exchange "$P" "HEALTH_CHECK#MAD-01")
-check "first HEALTH_CHECK names the CP ($a)" [ "$a" = "OK#IDLE" ]
+check "first HEALTH_CHECK names the CP, answer exactly OK ($a)" [ "$a" = "OK" ]
+a=$(exchange "$P" "HEALTH_CHECK#MAD-01#CENTRAL_DOWN")
+check "a check with the optional third field gets the activity too ($a)" [ "$a" = "OK#IDLE" ]
 a=$(exchange "$P" "HEALTH_CHECK#BCN-02")
 check "another CP's id -> ERROR ($a)" [ "$a" = "ERROR#this engine serves CP MAD-01, not BCN-02" ]
 a=$(exchange "$P" "FOO#1")
@@ -59,7 +61,7 @@ PY
 )
 check "16 clients served, the rest refused with NACK ($r)" [ "$r" = "16 4" ]
 a=$(exchange "$P" "HEALTH_CHECK#MAD-01")
-check "still answering afterwards ($a)" [ "$a" = "OK#IDLE" ]
+check "still answering afterwards ($a)" [ "$a" = "OK" ]
 # protocol.md allows optional trailing '#' fields: an extra one is no reason to refuse.
 a=$(exchange "$P" "AUTORIZAR_SUMINISTRO#101#S1#0.25#extra")
 check "AUTORIZAR with an optional trailing field -> ACK ($a)" [ "$a" = "ACK#AUTORIZAR_SUMINISTRO" ]
