@@ -632,7 +632,7 @@ static int serve(const struct opts *o)
 		goto fail;
 
 	c->store = store_open(o->db, err);
-	if (c->store == NULL)
+	if (c->store == NULL || store_start_checkpointer(c->store, err) == -1)
 		goto fail;
 	if (store_mark_all_disconnected(c->store, clock_wall(), err) == -1)
 		goto fail;

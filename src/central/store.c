@@ -1,6 +1,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +107,13 @@ struct store {
 	sqlite3_stmt *st[ST_COUNT];
 	int in_txn;
 	char path[1024];
+	/* store_start_checkpointer: WAL checkpoints on a thread of their own */
+	pthread_t ckpt;
+	int ckpt_started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int ckpt_wanted, ckpt_stop;
+	unsigned long ckpt_done;
 };
 
 static int fail_db(struct store *s, const char *what, char err[STORE_ERR_LEN])
@@ -159,10 +167,109 @@ fail:
 	return NULL;
 }
 
+/* WAL pages that make the main thread ask for a checkpoint (SQLite's own
+ * automatic checkpoint default). */
+#define CKPT_PAGES 1000
+
+/* Runs on the main thread after every commit (sqlite3_wal_hook): only a
+ * signal, the checkpoint itself is the other thread's. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	struct store *s = arg;
+	/* A checkpoint running beside a writer that never pauses never catches
+	 * up, and the WAL starts over only once one has: past 10x the mark the
+	 * writer checkpoints itself, between two transactions, as SQLite's
+	 * automatic checkpoint would (a rare stall instead of a WAL without
+	 * bound). */
+	if (pages >= 10 * CKPT_PAGES) {
+		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		return SQLITE_OK;
+	}
+	if (pages >= CKPT_PAGES) {
+		pthread_mutex_lock(&s->mu);
+		s->ckpt_wanted = 1;
+		pthread_cond_signal(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+	}
+	return SQLITE_OK;
+}
+
+static void *checkpointer(void *arg)
+{
+	struct store *s = arg;
+	sqlite3 *db = NULL;
+	if (sqlite3_open_v2(s->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		sqlite3_close(db);
+		db = NULL; /* the main connection's fallback below still works */
+	} else {
+		sqlite3_busy_timeout(db, 1000);
+	}
+	pthread_mutex_lock(&s->mu);
+	while (!s->ckpt_stop) {
+		if (!s->ckpt_wanted) {
+			pthread_cond_wait(&s->cv, &s->mu);
+			continue;
+		}
+		s->ckpt_wanted = 0;
+		pthread_mutex_unlock(&s->mu);
+		/* PASSIVE: copies what no reader still needs and never blocks
+		 * the writer; what it leaves goes in the next round. */
+		if (db != NULL)
+			sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		pthread_mutex_lock(&s->mu);
+		s->ckpt_done++;
+	}
+	pthread_mutex_unlock(&s->mu);
+	sqlite3_close(db);
+	return NULL;
+}
+
+int store_start_checkpointer(struct store *s, char err[STORE_ERR_LEN])
+{
+	if (s->ckpt_started)
+		return 0;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	int rc = pthread_create(&s->ckpt, NULL, checkpointer, s);
+	if (rc != 0) {
+		pthread_cond_destroy(&s->cv);
+		pthread_mutex_destroy(&s->mu);
+		snprintf(err, STORE_ERR_LEN, "%.100s: cannot start the checkpoint thread: %s", s->path, strerror(rc));
+		return -1;
+	}
+	s->ckpt_started = 1;
+	/* Commits on the main thread no longer checkpoint (a checkpoint writes
+	 * the db file and fsyncs it: tens of ms on a busy disk, during which
+	 * no event was handled). */
+	sqlite3_wal_autocheckpoint(s->db, 0);
+	sqlite3_wal_hook(s->db, wal_hook, s);
+	return 0;
+}
+
+unsigned long store_checkpoints(struct store *s)
+{
+	if (!s->ckpt_started)
+		return 0;
+	pthread_mutex_lock(&s->mu);
+	unsigned long n = s->ckpt_done;
+	pthread_mutex_unlock(&s->mu);
+	return n;
+}
+
 void store_close(struct store *s)
 {
 	if (s == NULL)
 		return;
+	if (s->ckpt_started) {
+		pthread_mutex_lock(&s->mu);
+		s->ckpt_stop = 1;
+		pthread_cond_signal(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+		pthread_join(s->ckpt, NULL);
+		pthread_cond_destroy(&s->cv);
+		pthread_mutex_destroy(&s->mu);
+		sqlite3_wal_hook(s->db, NULL, NULL);
+	}
 	if (s->in_txn && s->db != NULL)
 		sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
 	for (int i = 0; i < ST_COUNT; i++)

@@ -18,6 +18,14 @@ struct store;
  * usable database. Caller frees with store_close. */
 struct store *store_open(const char *path, char err[STORE_ERR_LEN]);
 void store_close(struct store *s);
+/* Move WAL checkpoints off the caller's thread: commits stop checkpointing
+ * and a thread of the store, with its own connection, runs a PASSIVE
+ * checkpoint whenever a commit leaves 1,000 pages or more in the WAL.
+ * Stopped by store_close (the last close checkpoints what is left). For the
+ * server; the registration tools keep SQLite's automatic checkpoints. */
+int store_start_checkpointer(struct store *s, char err[STORE_ERR_LEN]);
+/* Checkpoints the thread has run (for tests). */
+unsigned long store_checkpoints(struct store *s);
 
 /* One transaction per loop batch. begin is a no-op if one is open. */
 int store_begin(struct store *s, char err[STORE_ERR_LEN]);
