@@ -1,8 +1,10 @@
 /* Central's SQLite store (protocol.md section 7): charging_points, drivers,
- * sessions, cp_events. WAL mode, synchronous=NORMAL, prepared statements.
- * Only the main thread touches it. The main loop wraps each batch of events
- * in one store_begin .. store_commit, so many events cost one fsync, and the
- * Kafka offsets of a batch are committed only after store_commit succeeds. */
+ * sessions, cp_events. WAL mode, synchronous=NORMAL (a commit does not
+ * fsync; a checkpoint does), prepared statements. Only the main thread
+ * touches it (the checkpoint thread of store_start_checkpointer has its own
+ * connection). The main loop wraps each batch of events in one store_begin
+ * .. store_commit, and the Kafka offsets of a batch are committed only after
+ * store_commit succeeds. */
 #ifndef EVC_CENTRAL_STORE_H
 #define EVC_CENTRAL_STORE_H
 #include <stdio.h>
@@ -24,7 +26,7 @@ void store_close(struct store *s);
  * Stopped by store_close (the last close checkpoints what is left). For the
  * server; the registration tools keep SQLite's automatic checkpoints. */
 int store_start_checkpointer(struct store *s, char err[STORE_ERR_LEN]);
-/* Checkpoints the thread has run (for tests). */
+/* Checkpoints the thread has run (diagnostics). */
 unsigned long store_checkpoints(struct store *s);
 
 /* One transaction per loop batch. begin is a no-op if one is open. */
