@@ -405,10 +405,12 @@ static void on_engine_frame(void *arg, const char *data, size_t len)
 
 /* ---- link lifecycle ---- */
 
-static void central_down(struct mon *m, double now, const char *reason)
+/* ours: the close is this side's decision (not a broken or closed link),
+ * so a session still open gets EOT first (protocol.md 2.3). */
+static void central_down(struct mon *m, double now, const char *reason, int ours)
 {
 	enum cen_state was = m->cstate;
-	cpio_link_close(&m->cen, 0);
+	cpio_link_close(&m->cen, ours && cpio_link_open(&m->cen));
 	m->cstate = C_DOWN;
 	double d = cpio_backoff(&m->c_backoff, CENTRAL_BACKOFF_CAP);
 	m->c_next_try = now + d;
@@ -452,7 +454,7 @@ static void try_connect(struct mon *m, double now)
 		if (cpio_link_connect(&m->cen, m->cen_host, m->cen_port, now, err) == 0)
 			m->cstate = C_CONNECTING;
 		else
-			central_down(m, now, err);
+			central_down(m, now, err, 0);
 	}
 	if (m->estate == E_DOWN && now >= m->e_next_try) {
 		if (cpio_link_connect(&m->eng, m->eng_host, m->eng_port, now, err) == 0)
@@ -491,9 +493,9 @@ static void timers(struct mon *m, double now)
 	try_connect(m, now);
 
 	if (m->cstate != C_DOWN && cpio_link_pump(&m->cen, now, err) < 0)
-		central_down(m, now, m->c_denied ? "registration denied" : err);
+		central_down(m, now, m->c_denied ? "registration denied" : err, 0);
 	if (m->cstate == C_REGISTERING && now >= m->c_reg_deadline)
-		central_down(m, now, "no REGISTER_RESULT within 5 s");
+		central_down(m, now, "no REGISTER_RESULT within 5 s", 1);
 	if (m->cstate == C_UP && now - m->c_last_hb >= HEARTBEAT_PERIOD) {
 		m->c_last_hb = now;
 		cen_send(m, now, "HEARTBEAT#%s", m->cp_id);
@@ -768,7 +770,7 @@ int main(int argc, char **argv)
 		char err[CPIO_ERR_LEN];
 		if (i_cen >= 0 && pf[i_cen].revents) {
 			if (cpio_link_service(&m->cen, pf[i_cen].revents, now, on_central_frame, m, err) < 0)
-				central_down(m, now, m->c_denied ? "registration denied" : err);
+				central_down(m, now, m->c_denied ? "registration denied" : err, 0);
 		}
 		if (i_eng >= 0 && pf[i_eng].revents) {
 			if (cpio_link_service(&m->eng, pf[i_eng].revents, now, on_engine_frame, m, err) < 0)

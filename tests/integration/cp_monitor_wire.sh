@@ -9,7 +9,7 @@
 # Last, the real engine's answer to a bare HEALTH_CHECK, byte for byte.
 . "${EVC_SRCDIR:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 . "$EVC_SRCDIR/tests/integration/cp_lib.sh"
-tap_plan 16
+tap_plan 17
 OUT=$T_DIR/fake.out
 python3 - "$CP_CPORT" "$CP_EPORT" >"$OUT" 2>&1 <<'PY' &
 import socket, sys, threading, time
@@ -107,6 +107,11 @@ c.send("AUTORIZAR_SUMINISTRO#101#S1#0.25#extra")
 print("AUTH2", c.other(), flush=True)
 c.s.sendall(b"\x04"); c.s.close()
 seen_down.wait(10)
+# No REGISTER_RESULT: the monitor gives up after 5 s, and says so with EOT.
+c = accept(); c.s.settimeout(10); print("REG3", c.frame(), flush=True)
+k, v = c.item()
+while k == "frame": k, v = c.item()
+print("REG3 END", "EOT" if (k, v) == ("ctrl", 0x04) else "%s %r" % (k, v), flush=True)
 PY
 FAKE=$!
 # No engine listens at CP_EPORT: "engine down at start is a fault, not an exit".
@@ -131,6 +136,7 @@ hex_down=$(python3 -c 'd = b"HEALTH_CHECK#MAD-01#CENTRAL_DOWN"; x = 1
 for b in d: x ^= b
 print((b"\x02" + d + b"\x03" + bytes([x])).hex())')
 check "Central down: the optional #CENTRAL_DOWN, nothing else" wait_grep 10 "$OUT" "^HC_DOWN $hex_down\$"
+check "no REGISTER_RESULT within 5 s: the monitor closes with EOT" wait_grep 15 "$OUT" '^REG3 END EOT$'
 check "monitor still alive" alive m1
 wait "$FAKE" 2>/dev/null
 
