@@ -83,6 +83,8 @@ struct eng {
 	char driver[MSG_ID_MAX + 1], session[MSG_ID_MAX + 1];
 	double price;
 	double autoplug_at;      /* 0 none */
+	double auth_at;          /* when the authorisation came (monotonic) */
+	double auth_timeout;     /* s an unplugged authorisation lasts, 0 forever */
 
 	int supplying;
 	uint64_t seq;
@@ -117,11 +119,13 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: " PROG " <kafka_host:port> <listen_port> [--power KW] [--auto-plug SECONDS[:DURATION]]\n"
-		"              [--headless] [--topic-prefix P]\n"
+		"              [--auth-timeout S] [--headless] [--topic-prefix P]\n"
 		"       " PROG " --help | --version\n"
 		"  --power KW        nominal charging power, > 0 and <= 1000; default 7.4\n"
 		"  --auto-plug S[:D] plug in S seconds after each authorisation, unplug D seconds later\n"
 		"                    (random 10-40 s without D)\n"
+		"  --auth-timeout S  give up an authorisation not plugged in within S s, 0 never;\n"
+		"                    default 120 (Central cancels it then too)\n"
 		"  --headless        no screen: event lines on stdout, commands on stdin:\n"
 		"                    k (toggle fault), e (plug in), u (unplug), d ID (request a charge\n"
 		"                    for driver ID), status, q (quit)\n"
@@ -389,9 +393,6 @@ static void on_authorise(struct eng *e, double now, char **f, int n)
 	else if (e->supplying) {
 		snprintf(buf, sizeof buf, "busy: supplying driver %s", e->driver);
 		why = buf;
-	} else if (e->authorised && strcmp(e->session, f[2]) != 0) {
-		snprintf(buf, sizeof buf, "already authorised for driver %s", e->driver);
-		why = buf;
 	}
 	if (why != NULL) {
 		reply(e, now, "NACK#AUTORIZAR_SUMINISTRO#%s", why);
@@ -401,11 +402,17 @@ static void on_authorise(struct eng *e, double now, char **f, int n)
 	/* Only Central authorises: this frame proves it is reachable again,
 	 * even if the monitor's next HEALTH_CHECK has not said so yet. */
 	set_central(e, 1);
-	if (e->authorised) { /* the same session again: already done */
+	if (e->authorised && strcmp(e->session, f[2]) == 0) { /* the same session again: already done */
 		reply(e, now, "ACK#AUTORIZAR_SUMINISTRO");
 		return;
 	}
+	/* Central cancels an unplugged authorisation (timeout, DRIVER_QUIT,
+	 * lost link) without telling the engine; a new one for another
+	 * session is how the engine learns the old one is over. */
+	if (e->authorised)
+		drop_auth(e, "superseded by Central");
 	e->authorised = 1;
+	e->auth_at = now;
 	snprintf(e->driver, sizeof e->driver, "%s", f[1]);
 	snprintf(e->session, sizeof e->session, "%s", f[2]);
 	e->price = price;
@@ -582,6 +589,11 @@ static void timers(struct eng *e, double now)
 	if (e->supplying && !alive)
 		end_supply(e, now, MSG_CONEXION_PERDIDA, "monitor lost");
 
+	if (e->authorised && !e->supplying && e->auth_timeout > 0 && now - e->auth_at >= e->auth_timeout) {
+		char why[64];
+		snprintf(why, sizeof why, "not plugged in within %g s", e->auth_timeout);
+		drop_auth(e, why);
+	}
 	if (e->authorised && !e->supplying && e->autoplug_at > 0 && now >= e->autoplug_at)
 		plug_in(e, now);
 	if (e->supplying && e->unplug_at > 0 && now >= e->unplug_at)
@@ -708,6 +720,7 @@ static void parse_args(struct eng *e, int argc, char **argv, int *headless, char
 	static const struct option opts[] = {
 		{"power", required_argument, NULL, 'p'},
 		{"auto-plug", required_argument, NULL, 'a'},
+		{"auth-timeout", required_argument, NULL, 'T'},
 		{"headless", no_argument, NULL, 'H'},
 		{"topic-prefix", required_argument, NULL, 't'},
 		{"help", no_argument, NULL, 'h'},
@@ -719,6 +732,7 @@ static void parse_args(struct eng *e, int argc, char **argv, int *headless, char
 	int c;
 	e->power = 7.4;
 	e->autoplug_s = e->autoplug_d = -1;
+	e->auth_timeout = 120;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		switch (c) {
@@ -738,6 +752,11 @@ static void parse_args(struct eng *e, int argc, char **argv, int *headless, char
 				bad_usage("invalid --auto-plug '%s' (SECONDS[:DURATION], each 0-86400)", optarg);
 			break;
 		}
+		case 'T':
+			if (cpio_parse_double(optarg, &e->auth_timeout) < 0 || e->auth_timeout < 0 ||
+			    e->auth_timeout > 86400)
+				bad_usage("invalid --auth-timeout '%s' (seconds, 0-86400; 0 = never)", optarg);
+			break;
 		case 'H': *headless = 1; break;
 		case 't': prefix = optarg; break;
 		case 'h': usage(stdout); exit(0);

@@ -16,8 +16,8 @@ EV_CP_M_LDADD = $(EVC_CP_LDADD)
 EXTRA_DIST += tests/integration/cp_lib.sh
 TESTS += tests/integration/cp_basic.sh
 EXTRA_DIST += tests/integration/cp_basic.sh
-TESTS += tests/integration/cp_supply.sh tests/integration/cp_supply_errors.sh
-EXTRA_DIST += tests/integration/cp_supply.sh tests/integration/cp_supply_errors.sh
+TESTS += tests/integration/cp_supply.sh tests/integration/cp_supply_errors.sh tests/integration/cp_reauth.sh
+EXTRA_DIST += tests/integration/cp_supply.sh tests/integration/cp_supply_errors.sh tests/integration/cp_reauth.sh
 TESTS += tests/integration/cp_screen.sh
 EXTRA_DIST += tests/integration/cp_screen.sh
 
