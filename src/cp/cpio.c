@@ -23,6 +23,7 @@ static void start_session(struct cpio_link *l, enum link_role role, double now)
 	link_session_init(&l->s, role, now);
 	l->has_session = 1;
 	l->since = now;
+	l->last_rx = now;
 }
 
 int cpio_link_connect(struct cpio_link *l, const char *host, int port, double now, char err[CPIO_ERR_LEN])
@@ -163,6 +164,7 @@ int cpio_link_service(struct cpio_link *l, short revents, double now, link_frame
 		for (;;) {
 			ssize_t r = recv(l->fd, buf, sizeof buf, 0);
 			if (r > 0) {
+				l->last_rx = now;
 				link_session_input(&l->s, buf, (size_t)r, now, fn, arg);
 				if (session_over(l, err) < 0)
 					return -1;

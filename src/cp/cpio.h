@@ -18,6 +18,7 @@ struct cpio_link {
 	int has_session;          /* s is initialised (and must be freed) */
 	struct link_session s;
 	double since;             /* when it connected / was accepted (monotonic) */
+	double last_rx;           /* when bytes last arrived (or since), for idle timeouts */
 	char peer[64];
 };
 

@@ -56,6 +56,7 @@
 #define PROG "EV_CP_E"
 #define MAX_CLIENTS 16
 #define MONITOR_SILENCE 5.0   /* s without a frame during a supply -> CONEXION_PERDIDA */
+#define CLIENT_SILENCE 5.0    /* s a client may stay silent before it is closed */
 #define CONSUMO_PERIOD 1.0
 #define CHECK_RETRY 5.0       /* s between CHECK_SESSION attempts */
 #define RESTART_SEQ 1000000   /* seq of the closing message after a restart (see top) */
@@ -511,7 +512,8 @@ static void on_frame(void *arg, const char *data, size_t len)
 
 /* ---- clients ---- */
 
-static void client_close(struct eng *e, int i, const char *why)
+/* eot: the close is our decision on a link that still works. */
+static void client_close(struct eng *e, int i, const char *why, int eot)
 {
 	struct client *c = &e->cl[i];
 	log_debug("client %s closed: %s", c->l.peer, why);
@@ -520,7 +522,7 @@ static void client_close(struct eng *e, int i, const char *why)
 	 * every answer. */
 	if (i == e->monitor)
 		e->monitor = -1;
-	cpio_link_close(&c->l, 0);
+	cpio_link_close(&c->l, eot && cpio_link_open(&c->l));
 	c->used = 0;
 }
 
@@ -555,6 +557,21 @@ static void accept_clients(struct eng *e, double now)
 				break;
 			}
 		if (slot < 0) {
+			/* Full: silent clients must not lock the monitor out, so
+			 * the longest-idle client other than the monitor makes room. */
+			int victim = -1;
+			for (int i = 0; i < MAX_CLIENTS; i++)
+				if (e->cl[i].used && i != e->monitor &&
+				    (victim < 0 || e->cl[i].l.last_rx < e->cl[victim].l.last_rx))
+					victim = i;
+			if (victim >= 0) {
+				log_warn("%d clients already: closing the longest idle, %s, for %s", MAX_CLIENTS,
+					 e->cl[victim].l.peer, peer);
+				client_close(e, victim, "evicted for a newcomer (client table full)", 1);
+				slot = victim;
+			}
+		}
+		if (slot < 0) {
 			/* Refuse at the protocol level: NACK to the coming ENQ. */
 			uint8_t nack = LINK_NACK;
 			ssize_t w = send(fd, &nack, 1, MSG_NOSIGNAL);
@@ -576,7 +593,9 @@ static void timers(struct eng *e, double now)
 	char err[CPIO_ERR_LEN];
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		if (e->cl[i].used && cpio_link_pump(&e->cl[i].l, now, err) < 0)
-			client_close(e, i, err);
+			client_close(e, i, err, 0);
+		else if (e->cl[i].used && now - e->cl[i].l.last_rx > CLIENT_SILENCE)
+			client_close(e, i, "silent for more than 5 s", 1);
 
 	int alive = e->mon_last > 0 && now - e->mon_last <= MONITOR_SILENCE;
 	if (alive != e->mon_alive) {
@@ -878,7 +897,7 @@ int main(int argc, char **argv)
 			int r = cpio_link_service(&e->cl[i].l, pf[idx[i]].revents, now, on_frame, e, cerr);
 			e->cur = -1;
 			if (r < 0)
-				client_close(e, i, cerr);
+				client_close(e, i, cerr, 0);
 		}
 		if (i_in >= 0 && pf[i_in].revents) {
 			if (e->scr)

@@ -1,10 +1,10 @@
 #!/bin/bash
 # The engine facing bad input on its link port: frames it cannot use are
 # answered (ERROR / NACK with a reason), broken bytes are NACKed or skipped,
-# too many clients are refused, and it never crashes or stops answering.
+# silent clients are closed, and it never crashes or stops answering.
 . "${EVC_SRCDIR:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 . "$EVC_SRCDIR/tests/integration/cp_lib.sh"
-tap_plan 14
+tap_plan 16
 # No broker needed: telemetry would just wait in librdkafka's queue.
 K=127.0.0.1:$(free_port)
 cp_engine e1
@@ -48,18 +48,45 @@ PY
 check "a frame with a wrong LRC is NACKed" [ "$(echo "$r" | sed -n 1p)" = nack ]
 check "after garbage and an oversized frame, a good frame is still ACKed" [ "$(echo "$r" | sed -n 2p)" = ack ]
 
-# More clients than it serves: the extra ones get NACK to their ENQ.
+# Silent clients must not lock the monitor out: with 16 of them (ENQ, then
+# nothing) a newcomer still gets in at once (the longest idle one makes room,
+# with EOT), and every silent one is closed after 5 s.
 r=$(python3 - "$P" <<'PY'
-import socket, sys
-socks = []
-for i in range(20):
-    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=3)
-    s.sendall(b"\x05"); socks.append(s)
-ans = [s.recv(1) for s in socks]
-print(ans.count(b"\x06"), ans.count(b"\x15"))
+import socket, sys, time
+port = int(sys.argv[1])
+t0 = time.time(); socks = []
+for i in range(16):
+    s = socket.create_connection(("127.0.0.1", port), timeout=3)
+    s.sendall(b"\x05"); assert s.recv(1) == b"\x06", "silent client %d not accepted" % i
+    socks.append(s)   # each ENQ is answered before the next: the first is the longest idle
+n = socket.create_connection(("127.0.0.1", port), timeout=3)
+n.sendall(b"\x05"); a = n.recv(1)
+n.sendall(b"\x02HEALTH_CHECK#MAD-01\x03\x43")
+got = b""
+while len(got) < 6:
+    c = n.recv(6 - len(got))
+    if not c: break
+    got += c
+print("newcomer", "in" if a == b"\x06" and got == b"\x06\x02OK\x03\x05" else "out %r %r" % (a, got), "%.1f" % (time.time() - t0))
+n.sendall(b"\x06\x04"); n.close()
+ends = []
+for s in socks:
+    s.settimeout(12)
+    try: d = s.recv(10)
+    except OSError: d = None
+    ends.append((time.time() - t0, d))
+print("evicted", "EOT" if ends[0][1] == b"\x04" else repr(ends[0][1]), "%.1f" % ends[0][0])
+late = [t for t, d in ends[1:] if d == b"\x04"]
+print("timed-out", len(late), "%.1f" % min(late) if late else "-", "%.1f" % max(late) if late else "-")
 PY
 )
-check "16 clients served, the rest refused with NACK ($r)" [ "$r" = "16 4" ]
+diag "$r"
+set -- $(echo "$r" | sed -n 1p)
+check "16 silent clients: a newcomer still gets in and is answered at once ($2 after ${3}s)" [ "$2" = in ] && python3 -c "import sys; assert float(sys.argv[1]) < 4" "$3"
+set -- $(echo "$r" | sed -n 2p)
+check "the longest idle one made room, closed with EOT ($2 at ${3}s)" [ "$2" = EOT ]
+set -- $(echo "$r" | sed -n 3p)
+check "the other 15 closed with EOT after 5 s of silence ($2, ${3}-${4} s)" [ "$2" = 15 ] && python3 -c "import sys; assert 4.9 <= float(sys.argv[1]) and float(sys.argv[2]) < 9" "$3" "$4"
 a=$(exchange "$P" "HEALTH_CHECK#MAD-01")
 check "still answering afterwards ($a)" [ "$a" = "OK" ]
 # protocol.md allows optional trailing '#' fields: an extra one is no reason to refuse.
