@@ -26,11 +26,66 @@ static void start_session(struct cpio_link *l, enum link_role role, double now)
 	l->last_rx = now;
 }
 
+/* Start a connect to the next address that gets as far as one; 0, or -1
+ * with err (the last address's reason) when none is left. */
+static int connect_next(struct cpio_link *l, double now, char err[CPIO_ERR_LEN])
+{
+	while (l->iaddr < l->naddrs) {
+		int k = l->iaddr;
+		const struct sockaddr *sa = (const struct sockaddr *)&l->addrs[k];
+		int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd == -1) {
+			snprintf(err, CPIO_ERR_LEN, "socket: %s", strerror(errno));
+			l->iaddr++;
+			continue;
+		}
+		if (connect(fd, sa, l->addrlens[k]) == -1 && errno != EINPROGRESS) {
+			snprintf(err, CPIO_ERR_LEN, "connect to %s: %s", l->peer, strerror(errno));
+			close(fd);
+			l->iaddr++;
+			continue;
+		}
+		net_set_nodelay(fd);
+		l->fd = fd;
+		l->connecting = 1;
+		l->since = now;
+		return 0;
+	}
+	return -1;
+}
+
+/* The current attempt failed with err: try the next address, if any. */
+static int connect_failed(struct cpio_link *l, double now, char err[CPIO_ERR_LEN])
+{
+	close(l->fd);
+	l->fd = -1;
+	l->connecting = 0;
+	l->iaddr++;
+	char tmp[CPIO_ERR_LEN];
+	if (l->iaddr < l->naddrs && connect_next(l, now, tmp) == 0)
+		return 0;
+	return -1; /* err keeps the reason of the failure that ended it */
+}
+
+int cpio_link_connect_addrs(struct cpio_link *l, const struct addrinfo *ai, const char *name, double now,
+			    char err[CPIO_ERR_LEN])
+{
+	l->naddrs = l->iaddr = 0;
+	for (; ai != NULL && l->naddrs < CPIO_ADDRS_MAX; ai = ai->ai_next) {
+		if (ai->ai_addrlen > sizeof l->addrs[0])
+			continue;
+		memcpy(&l->addrs[l->naddrs], ai->ai_addr, ai->ai_addrlen);
+		l->addrlens[l->naddrs++] = ai->ai_addrlen;
+	}
+	snprintf(l->peer, sizeof l->peer, "%s", name);
+	snprintf(err, CPIO_ERR_LEN, "no address for %s", name);
+	return connect_next(l, now, err);
+}
+
 int cpio_link_connect(struct cpio_link *l, const char *host, int port, double now, char err[CPIO_ERR_LEN])
 {
 	struct addrinfo hints, *res = NULL;
-	char portstr[16];
-	int fd = -1;
+	char portstr[16], name[64];
 
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;
@@ -41,27 +96,10 @@ int cpio_link_connect(struct cpio_link *l, const char *host, int port, double no
 		snprintf(err, CPIO_ERR_LEN, "cannot resolve %s: %s", host, gai_strerror(rc));
 		return -1;
 	}
-	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd == -1) {
-		snprintf(err, CPIO_ERR_LEN, "socket: %s", strerror(errno));
-		goto fail;
-	}
-	if (connect(fd, res->ai_addr, res->ai_addrlen) == -1 && errno != EINPROGRESS) {
-		snprintf(err, CPIO_ERR_LEN, "connect to %s:%d: %s", host, port, strerror(errno));
-		goto fail;
-	}
+	snprintf(name, sizeof name, "%.50s:%d", host, port);
+	rc = cpio_link_connect_addrs(l, res, name, now, err);
 	freeaddrinfo(res);
-	net_set_nodelay(fd);
-	l->fd = fd;
-	l->connecting = 1;
-	l->since = now;
-	snprintf(l->peer, sizeof l->peer, "%s:%d", host, port);
-	return 0;
-fail:
-	if (fd != -1)
-		close(fd);
-	freeaddrinfo(res);
-	return -1;
+	return rc;
 }
 
 void cpio_link_accept(struct cpio_link *l, int fd, const char *peer, double now)
@@ -127,7 +165,7 @@ int cpio_link_pump(struct cpio_link *l, double now, char err[CPIO_ERR_LEN])
 		 * same time a handshake answer may take. */
 		if (now - l->since > LINK_ANSWER_TIMEOUT + 1.0) {
 			snprintf(err, CPIO_ERR_LEN, "connect to %s timed out", l->peer);
-			return -1;
+			return connect_failed(l, now, err);
 		}
 		return 0;
 	}
@@ -153,7 +191,7 @@ int cpio_link_service(struct cpio_link *l, short revents, double now, link_frame
 			soerr = errno;
 		if (soerr != 0) {
 			snprintf(err, CPIO_ERR_LEN, "connect to %s: %s", l->peer, strerror(soerr));
-			return -1;
+			return connect_failed(l, now, err);
 		}
 		l->connecting = 0;
 		start_session(l, LINK_CLIENT, now);

@@ -6,10 +6,14 @@
 #ifndef EVC_CP_CPIO_H
 #define EVC_CP_CPIO_H
 #include <stddef.h>
+#include <sys/socket.h>
 
 #include "evc/link.h"
 
 #define CPIO_ERR_LEN 256
+#define CPIO_ADDRS_MAX 8
+
+struct addrinfo;
 
 /* One TCP link. fd -1 when down. */
 struct cpio_link {
@@ -20,12 +24,21 @@ struct cpio_link {
 	double since;             /* when it connected / was accepted (monotonic) */
 	double last_rx;           /* when bytes last arrived (or since), for idle timeouts */
 	char peer[64];
+	/* A client tries each resolved address in turn (IPv6 and IPv4 of one
+	 * name), including after an asynchronous failure or timeout. */
+	struct sockaddr_storage addrs[CPIO_ADDRS_MAX];
+	socklen_t addrlens[CPIO_ADDRS_MAX];
+	int naddrs, iaddr;
 };
 
 void cpio_link_init(struct cpio_link *l);
 /* Client: start a non-blocking connect to host:port. 0 (l->connecting, or
  * connected at once and the session started with ENQ queued) or -1 with err. */
 int cpio_link_connect(struct cpio_link *l, const char *host, int port, double now, char err[CPIO_ERR_LEN]);
+/* The same over a given address list (the first CPIO_ADDRS_MAX of ai);
+ * name is the peer's name for messages. */
+int cpio_link_connect_addrs(struct cpio_link *l, const struct addrinfo *ai, const char *name, double now,
+			    char err[CPIO_ERR_LEN]);
 /* Server: adopt an accepted fd (made non-blocking here) as a LINK_SERVER. */
 void cpio_link_accept(struct cpio_link *l, int fd, const char *peer, double now);
 /* poll() events this link wants (0 if down). */

@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -249,6 +252,76 @@ static void test_connect_refused(void **state)
 	assert_non_null(strstr(cerr, "resolve"));
 }
 
+/* A name with several addresses (localhost as ::1 then 127.0.0.1): each is
+ * tried in turn, also when the first fails only later (asynchronously). */
+static void test_connect_tries_every_address(void **state)
+{
+	(void)state;
+	char err[NET_ERR_LEN];
+	int dead = net_listen("127.0.0.1", 0, 1, err);
+	int dead_port = net_local_port(dead);
+	close(dead); /* nobody listens there now */
+	int lfd = net_listen("127.0.0.1", 0, 4, err);
+	assert_true(lfd >= 0);
+	int port = net_local_port(lfd);
+
+	struct sockaddr_in a4[2];
+	struct sockaddr_in6 a6;
+	memset(a4, 0, sizeof a4);
+	memset(&a6, 0, sizeof a6);
+	a4[0].sin_family = a4[1].sin_family = AF_INET;
+	a4[0].sin_addr.s_addr = a4[1].sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	a4[0].sin_port = htons((uint16_t)dead_port);
+	a4[1].sin_port = htons((uint16_t)port);
+	a6.sin6_family = AF_INET6;
+	a6.sin6_addr = in6addr_loopback;
+	a6.sin6_port = htons((uint16_t)dead_port); /* refused, or no IPv6 at all */
+	struct addrinfo ai[3];
+	memset(ai, 0, sizeof ai);
+	ai[0] = (struct addrinfo){.ai_family = AF_INET6, .ai_socktype = SOCK_STREAM,
+				  .ai_addr = (struct sockaddr *)&a6, .ai_addrlen = sizeof a6, .ai_next = &ai[1]};
+	ai[1] = (struct addrinfo){.ai_family = AF_INET, .ai_socktype = SOCK_STREAM,
+				  .ai_addr = (struct sockaddr *)&a4[0], .ai_addrlen = sizeof a4[0], .ai_next = &ai[2]};
+	ai[2] = (struct addrinfo){.ai_family = AF_INET, .ai_socktype = SOCK_STREAM,
+				  .ai_addr = (struct sockaddr *)&a4[1], .ai_addrlen = sizeof a4[1], .ai_next = NULL};
+
+	struct cpio_link l;
+	cpio_link_init(&l);
+	char cerr[CPIO_ERR_LEN] = "";
+	int r = cpio_link_connect_addrs(&l, ai, "localhost:test", clock_mono(), cerr);
+	assert_int_equal(r, 0);
+	double end = clock_mono() + 3;
+	while (r == 0 && !l.has_session && clock_mono() < end) {
+		struct pollfd pf = {.fd = l.fd, .events = cpio_link_events(&l)};
+		poll(&pf, 1, 50);
+		r = cpio_link_service(&l, pf.revents, clock_mono(), NULL, NULL, cerr);
+	}
+	assert_int_equal(r, 0);
+	assert_true(l.has_session);
+	assert_int_equal(l.iaddr, 2); /* the third address is the one that answered */
+	int sfd = accept(lfd, NULL, NULL);
+	assert_true(sfd >= 0);
+	uint8_t b = 0;
+	assert_int_equal(recv(sfd, &b, 1, 0), 1);
+	assert_int_equal(b, LINK_ENQ); /* the session started on it */
+	close(sfd);
+	cpio_link_close(&l, 0);
+
+	/* None answers: -1 with the reason of the last failure. */
+	ai[1].ai_next = NULL;
+	r = cpio_link_connect_addrs(&l, ai, "localhost:dead", clock_mono(), cerr);
+	end = clock_mono() + 3;
+	while (r == 0 && clock_mono() < end) {
+		struct pollfd pf = {.fd = l.fd, .events = cpio_link_events(&l)};
+		poll(&pf, 1, 50);
+		r = cpio_link_service(&l, pf.revents, clock_mono(), NULL, NULL, cerr);
+	}
+	assert_int_equal(r, -1);
+	assert_non_null(strstr(cerr, "refused"));
+	cpio_link_close(&l, 0);
+	close(lfd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -258,6 +331,7 @@ int main(void)
 		cmocka_unit_test(test_parse_double),
 		cmocka_unit_test(test_link_roundtrip_and_close),
 		cmocka_unit_test(test_connect_refused),
+		cmocka_unit_test(test_connect_tries_every_address),
 	};
 	return cmocka_run_group_tests_name("cpio", tests, NULL, NULL);
 }
