@@ -2,8 +2,9 @@
  * driver_notifications (key = user_id) and network_status. Network status is
  * published every 5 s, and soon after any change (kafka_out_mark_dirty,
  * coalesced so a burst of changes costs one message). Main thread only,
- * apart from the producer handle itself and the status publisher thread
- * (network_status is encoded and produced off the main thread). */
+ * apart from the producer handle itself and the publisher thread
+ * (notifications and network_status are encoded and produced off the main
+ * thread). */
 #ifndef EVC_CENTRAL_KAFKA_OUT_H
 #define EVC_CENTRAL_KAFKA_OUT_H
 #include "evc/bus.h"
@@ -25,6 +26,10 @@ struct kafka_out *kafka_out_new(const char *brokers, const char *prefix, bus_sta
 /* Encode and produce one message to its topic (msg_type_topic), key =
  * user_id (cp_id for telemetry). Never blocks. 0 or -1 with err. */
 int kafka_out_produce(struct kafka_out *o, const struct msg *m, char err[BUS_ERR_LEN]);
+/* Queue one notification (no cps) for the publisher thread, which encodes
+ * and produces the queued ones in order (errors are logged). m is copied.
+ * Blocks only while 2,048 are already waiting. */
+void kafka_out_queue(struct kafka_out *o, const struct msg *m);
 /* Something shown in network_status changed. now = monotonic seconds. */
 void kafka_out_mark_dirty(struct kafka_out *o, double now);
 /* Publish network_status if due (dirty and coalesced, or the period ran
@@ -37,8 +42,9 @@ void kafka_out_mark_dirty(struct kafka_out *o, double now);
 int kafka_out_tick(struct kafka_out *o, const struct core *c, double now, double wall, int up);
 /* Milliseconds until kafka_out_tick has work (cap). */
 int kafka_out_timeout_ms(const struct kafka_out *o, double now, int cap);
-/* Messages produced and not yet delivered (librdkafka's out queue). */
-int kafka_out_pending(const struct kafka_out *o);
+/* Notifications queued and not yet delivered (kafka_out_queue's queue and
+ * librdkafka's out queue). */
+int kafka_out_pending(struct kafka_out *o);
 /* Counters. */
 unsigned long kafka_out_produced(const struct kafka_out *o);
 unsigned long kafka_out_failed(const struct kafka_out *o);

@@ -534,8 +534,7 @@ static void apply_effects(struct central *c)
 			cplink_close(c->link, x->conn, x->text);
 			break;
 		case FX_PRODUCE:
-			if (kafka_out_produce(c->kout, &x->msg, err) == -1)
-				note(c, LOG_ERROR, "ERROR", "kafka: %s", err);
+			kafka_out_queue(c->kout, &x->msg); /* encoded off this thread */
 			break;
 		case FX_STATUS:
 			kafka_out_mark_dirty(c->kout, mono);

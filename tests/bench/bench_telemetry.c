@@ -231,6 +231,19 @@ static long long offsets_sum(rd_kafka_t *c, const char *topic, int nparts, int h
 	return sum;
 }
 
+static int partitions_of(rd_kafka_t *c, const char *topic)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_topic_t *rkt = rd_kafka_topic_new(c, topic, NULL);
+	if (rd_kafka_metadata(c, 0, rkt, &md, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR || md->topic_cnt != 1 ||
+	    md->topics[0].partition_cnt < 1)
+		die("no metadata for %s", topic);
+	int n = md->topics[0].partition_cnt;
+	rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_destroy(rkt);
+	return n;
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: bench_telemetry -p PORT --pid CENTRAL_PID [-b BROKERS] [--prefix P] [-k K] [-m M]"
@@ -317,14 +330,7 @@ int main(int argc, char **argv)
 	rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, cc, cerr, sizeof cerr);
 	if (c == NULL)
 		die("consumer: %s", cerr);
-	const struct rd_kafka_metadata *md = NULL;
-	rd_kafka_topic_t *rkt = rd_kafka_topic_new(c, t_tel, NULL);
-	if (rd_kafka_metadata(c, 0, rkt, &md, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR || md->topic_cnt != 1 ||
-	    md->topics[0].partition_cnt < 1)
-		die("no metadata for %s", t_tel);
-	int nparts = md->topics[0].partition_cnt;
-	rd_kafka_metadata_destroy(md);
-	rd_kafka_topic_destroy(rkt);
+	int nparts = partitions_of(c, t_tel);
 
 	/* 3. the backlog, with Central stopped */
 	if (kill(opt.pid, SIGSTOP) == -1)
@@ -378,6 +384,11 @@ int main(int argc, char **argv)
 		}
 		poll(NULL, 0, 10); /* polling period of the measurement */
 	}
+	/* Each CONSUMO must have produced its CONSUMO_UPDATE (plus the K
+	 * AUTH_OK): the topic is this run's own, so its end offsets count them. */
+	char t_not[BUS_NAME_MAX];
+	bus_name(t_not, sizeof t_not, prefix, MSG_TOPIC_DRIVER_NOTIFICATIONS);
+	long long notes = offsets_sum(c, t_not, partitions_of(c, t_not), 1);
 	rd_kafka_destroy(c);
 	bus_producer_close(p, 1000);
 	long long done = last - start;
@@ -389,7 +400,10 @@ int main(int argc, char **argv)
 	double secs = t_done - t0;
 	printf("caught up: %lld messages in %.2f s = %.0f msg/s (half-way after %.2f s; offsets polled every ~10 ms)\n",
 	       done, secs, (double)done / secs, t_half - t0);
-	printf("RESULT m=%ld k=%d caught_up=1 secs=%.3f rate=%.0f\n", opt.m, opt.k, secs, (double)done / secs);
+	printf("driver_notifications holds %lld messages (expected %ld CONSUMO_UPDATE + %d AUTH_OK)\n", notes, opt.m,
+	       opt.k);
+	printf("RESULT m=%ld k=%d caught_up=1 secs=%.3f rate=%.0f notifications=%lld\n", opt.m, opt.k, secs,
+	       (double)done / secs, notes);
 	for (int i = 0; i < opt.k; i++) {
 		if (!links[i].dead)
 			link_session_close(&links[i].s);
