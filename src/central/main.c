@@ -1,8 +1,10 @@
 /* EV_Central: arguments, wiring and the main loop.
  *
  * Threads: the cplink worker (CP sockets), the Kafka consumer (kafka_in),
- * librdkafka's own threads, and this main thread, the only one that touches
- * the core, the store and the frontend. One loop turn:
+ * the publisher (kafka_out: encodes and produces what this thread queues),
+ * the store's checkpointer (own connection), librdkafka's own threads, and
+ * this main thread, the only one that touches the core, the store's
+ * connection and the frontend. One loop turn:
  *   poll(frontend input, cplink event fd, kafka_in event fd, signalfd, timers)
  *   -> feed every waiting event to the core -> its effects
  *   -> store rows (one transaction per turn) -> COMMIT
