@@ -35,6 +35,7 @@ CENTRAL_ITESTS = \
 	tests/integration/central_links.sh \
 	tests/integration/central_supply.sh \
 	tests/integration/central_crash.sh \
+	tests/integration/central_dbfail.sh \
 	tests/integration/central_badinput.sh \
 	tests/integration/central_cli.sh \
 	tests/integration/central_kafka_loss.sh \

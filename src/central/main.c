@@ -326,6 +326,7 @@ struct central {
 	size_t nkitems;
 	int sfd;
 	int quit;
+	int db_failed;     /* writes kept failing: act on nothing more, exit 1 */
 	double held_since; /* monotonic: offsets stored but not released, 0 = none */
 	/* write_rows: which effects are the last row of their session */
 	unsigned char *skip;
@@ -492,6 +493,28 @@ static void mark_superseded_rows(struct central *c)
 	}
 }
 
+/* Store the batch's rows in one transaction. A busy or full database gets a
+ * few more tries (each waits up to the busy timeout), then -1. */
+static int store_batch(struct central *c, char err[STORE_ERR_LEN])
+{
+	enum { ATTEMPTS = 4 };
+	for (int attempt = 1;; attempt++) {
+		int ok = store_begin(c->store, err) == 0;
+		for (size_t i = 0; ok && i < c->fx.n; i++)
+			if (!c->skip[i] && store_apply(c->store, &c->fx.v[i], err) == -1)
+				ok = 0;
+		if (ok && store_commit(c->store, err) == 0)
+			return 0;
+		store_rollback(c->store);
+		if (attempt == ATTEMPTS)
+			return -1;
+		log_warn("database write failed (%s): try %d of %d", err, attempt + 1, ATTEMPTS);
+		/* A back-off between retries of a failed write, not a wait for
+		 * another party: the busy timeout already waited for locks. */
+		poll(NULL, 0, 100 * attempt);
+	}
+}
+
 /* Carry out the effects gathered this turn, in the order of the header
  * comment: store + commit, then act, then offsets, then show. */
 static void apply_effects(struct central *c)
@@ -502,27 +525,29 @@ static void apply_effects(struct central *c)
 	for (size_t i = 0; i < c->fx.n && !need_txn; i++)
 		need_txn = c->fx.v[i].kind == FX_STORE_CP || c->fx.v[i].kind == FX_STORE_SESSION ||
 			   c->fx.v[i].kind == FX_STORE_EVENT;
+	if (c->db_failed) {
+		/* The core is ahead of the database: nothing more may be acted
+		 * on or acknowledged; shutdown is under way. */
+		core_fxlist_clear(&c->fx);
+		c->nkitems = 0;
+		return;
+	}
 	if (need_txn) {
 		mark_superseded_rows(c);
-		if (store_begin(c->store, err) == -1) {
-			stored = 0;
-		} else {
-			for (size_t i = 0; i < c->fx.n; i++) {
-				if (c->skip[i])
-					continue;
-				if (store_apply(c->store, &c->fx.v[i], err) == -1) {
-					stored = 0;
-					break;
-				}
-			}
-			if (stored && store_commit(c->store, err) == -1)
-				stored = 0;
-			if (!stored && store_in_txn(c->store))
-				store_commit(c->store, err); /* keep what did go in */
-		}
+		stored = store_batch(c, err) == 0;
 		if (!stored) {
+			/* Fail-stop (Redis's stop-writes-on-error): the core has moved on
+			 * but its effects could not be stored, so acting on them would
+			 * tell drivers and CPs things the database does not hold. Nothing
+			 * of this batch is sent, no offset is committed, and Central
+			 * exits 1: a restart replays from the last stored state. */
 			c->db_errors++;
-			note(c, LOG_ERROR, "ERROR", "database: %s (Kafka offsets of this batch not committed)", err);
+			c->db_failed = 1;
+			c->quit = 1;
+			note(c, LOG_ERROR, "ERROR", "database: %s: writes keep failing; stopping without acting on this batch (a restart replays it)", err);
+			core_fxlist_clear(&c->fx);
+			c->nkitems = 0;
+			return;
 		}
 	}
 	double mono = clock_mono();
@@ -762,21 +787,28 @@ static int serve(const struct opts *o)
 		apply_effects(c);
 	}
 	apply_effects(c);
-	rc = 0;
+	rc = c->db_failed ? 1 : 0;
 	goto out;
 fail:
-	fprintf(stderr, PROG ": %s\n", err);
 	rc = 1;
 out:
+	/* The screen goes first: the terminal is the operator's again before
+	 * the error below is printed, and no frozen panel waits on Kafka. */
+	if (c->fe != NULL) {
+		log_set_sink(NULL, NULL);
+		c->fe->ops->free(c->fe);
+		c->fe = NULL;
+	}
+	if (rc == 1)
+		fprintf(stderr, PROG ": %s\n",
+			c->db_failed ? "database writes keep failing: stopped without acting on the last batch "
+				       "(a restart replays it from the last stored state)"
+				     : err);
 	/* Producer first: flushing delivers the last notifications, then the
 	 * consumer commits the offsets of what produced them. */
 	kafka_out_free(c->kout, 2000);
 	kafka_in_free(c->kin);
 	cplink_free(c->link);
-	if (c->fe != NULL) {
-		log_set_sink(NULL, NULL);
-		c->fe->ops->free(c->fe);
-	}
 	core_free(c->core);
 	store_close(c->store);
 	core_fxlist_free(&c->fx);

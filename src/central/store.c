@@ -304,6 +304,14 @@ int store_commit(struct store *s, char err[STORE_ERR_LEN])
 
 int store_in_txn(const struct store *s) { return s->in_txn; }
 
+void store_rollback(struct store *s)
+{
+	if (!s->in_txn)
+		return;
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	s->in_txn = 0;
+}
+
 static void bind_time(sqlite3_stmt *st, int i, double t)
 {
 	if (t > 0)

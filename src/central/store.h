@@ -32,6 +32,8 @@ unsigned long store_checkpoints(struct store *s);
 /* One transaction per loop batch. begin is a no-op if one is open. */
 int store_begin(struct store *s, char err[STORE_ERR_LEN]);
 int store_commit(struct store *s, char err[STORE_ERR_LEN]);
+/* Undo the open transaction, if any. */
+void store_rollback(struct store *s);
 int store_in_txn(const struct store *s);
 
 /* Carry out one FX_STORE_CP / FX_STORE_SESSION / FX_STORE_EVENT effect
