@@ -22,6 +22,7 @@
 #include <strings.h>
 
 #include "evc/core.h"
+#include "evc/utf8.h"
 #include "evc/xalloc.h"
 
 #define DEFAULT_PRICE 0.30
@@ -312,36 +313,6 @@ static struct core_fx *fx_push(struct core_fxlist *l, enum core_fx_kind kind, do
 	return f;
 }
 
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 if p does not start
- * one (bad lead byte, bad continuation, overlong, surrogate, > U+10FFFF). */
-static int utf8_seq(const unsigned char *p)
-{
-	unsigned c = p[0], cp;
-	int len;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xC2 && c <= 0xDF) {
-		len = 2;
-		cp = c & 0x1F;
-	} else if (c >= 0xE0 && c <= 0xEF) {
-		len = 3;
-		cp = c & 0x0F;
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		len = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	for (int i = 1; i < len; i++) {
-		if ((p[i] & 0xC0) != 0x80)
-			return 0; /* also stops at the NUL */
-		cp = (cp << 6) | (p[i] & 0x3F);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-	    (cp >= 0xD800 && cp <= 0xDFFF))
-		return 0;
-	return len;
-}
 
 /* Copy text into dst of size n as valid UTF-8 without control bytes: these
  * strings end up in frames, JSON messages and log lines, and a CP's FAULT
@@ -352,7 +323,8 @@ static void text_copy(char *dst, size_t n, const char *src)
 	const unsigned char *p = (const unsigned char *)src;
 	size_t o = 0;
 	while (*p) {
-		int len = utf8_seq(p);
+		/* The NUL fails as a continuation byte, so no read passes it. */
+		int len = (int)utf8_seq(p, 4);
 		if (len <= 1) {
 			if (o + 1 >= n)
 				break;
@@ -597,16 +569,8 @@ static int parse_decimal(const char *s, double *out)
 /* Number of UTF-8 characters in s, or -1 if s is not valid UTF-8. */
 static long utf8_chars(const char *s)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	long n = 0;
-	while (*p) {
-		int len = utf8_seq(p);
-		if (len == 0)
-			return -1;
-		p += len;
-		n++;
-	}
-	return n;
+	size_t n;
+	return utf8_valid(s, strlen(s), &n) ? (long)n : -1;
 }
 
 static int valid_cp_id(const char *s)

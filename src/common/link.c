@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "evc/link.h"
+#include "evc/utf8.h"
 #include "evc/xalloc.h"
 
 /* ---- 1. frames ---- */
@@ -31,43 +32,6 @@ static void seterr(char *err, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Length of the well-formed UTF-8 sequence at p (1..4), or 0 if it is not
- * one (stray continuation byte, overlong form, surrogate, above U+10FFFF, or
- * cut short by the end). DATA is text by contract, and every peer must be
- * able to put it on a screen or into JSON unchanged. */
-static size_t utf8_seq(const uint8_t *p, size_t n)
-{
-	uint8_t c = p[0];
-	if (c < 0x80)
-		return 1;
-	size_t need;
-	uint8_t lo = 0x80, hi = 0xBF;
-	if (c >= 0xC2 && c <= 0xDF) {
-		need = 2;
-	} else if (c >= 0xE0 && c <= 0xEF) {
-		need = 3;
-		if (c == 0xE0)
-			lo = 0xA0; /* overlong */
-		else if (c == 0xED)
-			hi = 0x9F; /* UTF-16 surrogates */
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		need = 4;
-		if (c == 0xF0)
-			lo = 0x90; /* overlong */
-		else if (c == 0xF4)
-			hi = 0x8F; /* above U+10FFFF */
-	} else {
-		return 0;
-	}
-	if (n < need)
-		return 0;
-	if (p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < need; i++)
-		if (p[i] < 0x80 || p[i] > 0xBF)
-			return 0;
-	return need;
-}
 
 int link_validate(const char *data, size_t len, char *err)
 {

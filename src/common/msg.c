@@ -5,6 +5,7 @@
  * check one against the other. Decoding and encoding apply the same bounds,
  * so anything msg_decode accepts msg_encode can send on unchanged. */
 #include "evc/msg.h"
+#include "evc/utf8.h"
 #include "evc/xalloc.h"
 
 #include <jansson.h>
@@ -196,51 +197,6 @@ static int has_control(const char *s, size_t n)
 	return 0;
 }
 
-/* Strict UTF-8 as RFC 3629 and jansson see it: no overlong forms, no
- * surrogates, nothing above U+10FFFF. Counts characters into *chars. */
-static int utf8_valid(const char *str, size_t n, size_t *chars)
-{
-	const unsigned char *s = (const unsigned char *)str;
-	size_t i = 0, count = 0;
-
-	while (i < n) {
-		unsigned char c = s[i];
-		size_t len;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			i++;
-			count++;
-			continue;
-		} else if (c >= 0xC2 && c <= 0xDF) {
-			len = 2;
-			cp = c & 0x1F;
-		} else if (c >= 0xE0 && c <= 0xEF) {
-			len = 3;
-			cp = c & 0x0F;
-		} else if (c >= 0xF0 && c <= 0xF4) {
-			len = 4;
-			cp = c & 0x07;
-		} else {
-			return 0;
-		}
-		if (n - i < len)
-			return 0;
-		for (size_t k = 1; k < len; k++) {
-			if ((s[i + k] & 0xC0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (s[i + k] & 0x3F);
-		}
-		if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-		    (cp >= 0xD800 && cp <= 0xDFFF))
-			return 0;
-		i += len;
-		count++;
-	}
-	if (chars != NULL)
-		*chars = count;
-	return 1;
-}
 
 static int printable_ascii(const char *s, size_t max)
 {

@@ -1,0 +1,51 @@
+#include "evc/utf8.h"
+
+size_t utf8_seq(const uint8_t *p, size_t n)
+{
+	uint8_t c = p[0];
+	if (c < 0x80)
+		return 1;
+	size_t need;
+	uint8_t lo = 0x80, hi = 0xBF;
+	if (c >= 0xC2 && c <= 0xDF) {
+		need = 2;
+	} else if (c >= 0xE0 && c <= 0xEF) {
+		need = 3;
+		if (c == 0xE0)
+			lo = 0xA0; /* overlong */
+		else if (c == 0xED)
+			hi = 0x9F; /* UTF-16 surrogates */
+	} else if (c >= 0xF0 && c <= 0xF4) {
+		need = 4;
+		if (c == 0xF0)
+			lo = 0x90; /* overlong */
+		else if (c == 0xF4)
+			hi = 0x8F; /* above U+10FFFF */
+	} else {
+		return 0;
+	}
+	if (n < need)
+		return 0;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < need; i++)
+		if (p[i] < 0x80 || p[i] > 0xBF)
+			return 0;
+	return need;
+}
+
+int utf8_valid(const char *s, size_t n, size_t *chars)
+{
+	const uint8_t *p = (const uint8_t *)s;
+	size_t i = 0, count = 0;
+	while (i < n) {
+		size_t len = utf8_seq(p + i, n - i);
+		if (len == 0)
+			return 0;
+		i += len;
+		count++;
+	}
+	if (chars != NULL)
+		*chars = count;
+	return 1;
+}
