@@ -19,7 +19,7 @@ send c "P CP-1"
 check "operator stop: the driver gets a SUPPLY_ERROR" wait_grep 15 "$L" '^SUPPLY_ERROR cp=CP-1 '
 check "the CP is FUERA_DE_SERVICIO" wait_grep 15 "$C" ' STATE CP-1 FUERA_DE_SERVICIO$'
 send a "r CP-1"
-check "a request to the stopped CP is denied with a reason" wait_grep 15 "$L" '^AUTH_DENIED cp=CP-1 request=- reason=".+"'
+check "a request to the stopped CP is denied with a reason" wait_grep 15 "$L" '^AUTH_DENIED cp=CP-1 request=101-[^ ]+ reason=".+"'
 send c "R CP-1"
 check "resumed: ACTIVADO" wait_for 15 state_after CP-1 FUERA_DE_SERVICIO ACTIVADO
 send c "PT"
