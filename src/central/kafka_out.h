@@ -12,7 +12,7 @@
 #include "evc/msg.h"
 
 #define KAFKA_OUT_PERIOD 5.0    /* s between status messages when nothing changes */
-#define KAFKA_OUT_COALESCE 0.25 /* s a change waits for others before publishing
+#define KAFKA_OUT_COALESCE 0.9  /* s a change waits for others before publishing
 				 * (at least: 10 x what the last status cost) */
 
 struct kafka_out;
