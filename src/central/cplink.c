@@ -64,6 +64,11 @@ struct conn {
 	char peer[64];
 	char close_reason[128];
 	double t_accept, last_frame, close_deadline, end_deadline;
+	/* The last HEARTBEAT handed to the main thread. A repeat says nothing
+	 * new (liveness is this thread's business: last_frame), so it is
+	 * answered at link level and not forwarded: 10,000 CPs beating once a
+	 * second would otherwise wake the main loop 10,000 times a second. */
+	char last_hb[48];
 	struct link_session s;
 	/* timer wheel */
 	uint64_t tick; /* absolute tick it is filed under, 0 = not filed */
@@ -547,6 +552,11 @@ static void on_frame(void *arg, const char *data, size_t len)
 	}
 	c->last_frame = fx->now;
 	atomic_fetch_add(&fx->l->st_frames_in, 1);
+	if (len < sizeof c->last_hb && strncmp(data, "HEARTBEAT#", 10) == 0) {
+		if (strcmp(c->last_hb, data) == 0)
+			return;
+		memcpy(c->last_hb, data, len + 1);
+	}
 	emit(fx->l, CPL_FRAME, c, data, len, NULL);
 }
 

@@ -242,7 +242,9 @@ static void *thread_main(void *arg)
 			break;
 		if (k->rk == NULL) {
 			char err[BUS_ERR_LEN];
-			struct bus_opts o = { .brokers = k->brokers, .on_state = kafka_in_state_cb, .state_arg = k };
+			/* The shared producer reports the broker's state (kafka_out_new);
+			 * a second reporter on the same broker would only add cost. */
+			struct bus_opts o = { .brokers = k->brokers };
 			k->rk = bus_consumer_new(&o, k->group, topics, 2, err);
 			if (k->rk == NULL) {
 				char why[128];

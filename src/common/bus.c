@@ -122,14 +122,19 @@ static rd_kafka_conf_t *base_conf(const struct bus_opts *o, struct bus_handle *h
 	if (conf_set(conf, "bootstrap.servers", o->brokers, err) == -1 ||
 	    conf_set(conf, "reconnect.backoff.ms", "100", err) == -1 ||
 	    conf_set(conf, "reconnect.backoff.max.ms", "2000", err) == -1 ||
-	    conf_set(conf, "statistics.interval.ms", "1000", err) == -1 ||
 	    conf_set(conf, "topic.metadata.refresh.interval.ms", "5000", err) == -1 ||
 	    conf_set(conf, "log.connection.close", "false", err) == -1)
 		goto fail;
 	rd_kafka_conf_set_opaque(conf, h);
 	rd_kafka_conf_set_log_cb(conf, log_cb);
 	rd_kafka_conf_set_error_cb(conf, error_cb);
-	rd_kafka_conf_set_stats_cb(conf, stats_cb);
+	/* Statistics cost librdkafka a JSON document a second: only a handle
+	 * whose owner wants to know the broker's state asks for them. */
+	if (o->on_state != NULL) {
+		if (conf_set(conf, "statistics.interval.ms", "1000", err) == -1)
+			goto fail;
+		rd_kafka_conf_set_stats_cb(conf, stats_cb);
+	}
 	return conf;
 fail:
 	rd_kafka_conf_destroy(conf);
