@@ -160,12 +160,8 @@ void cp_screen_input(struct cp_screen *s, cp_screen_cmd_fn fn, void *arg)
 
 static int state_of(const char *w)
 {
-	static const char *const names[] = {"DESCONECTADO", "ACTIVADO", "RESERVADO", "SUMINISTRANDO", "AVERIADO",
-					    "FUERA_DE_SERVICIO"};
-	for (int i = 0; i < CP_STATE_COUNT; i++)
-		if (strcmp(w, names[i]) == 0)
-			return i;
-	return CP_DESCONECTADO;
+	int st = core_state_parse(w);
+	return st < 0 ? CP_DESCONECTADO : st;
 }
 
 static void field(int y, int x, const char *label, const char *value, attr_t a)

@@ -133,16 +133,6 @@ attr_t theme_state_attr(enum core_state st)
 	return theme_attr(theme_state_role(st));
 }
 
-/* Kept here (not core_state_name) so the screens of the CP and driver
- * programs can use the theme without linking Central's core. */
-static const char *const words[CP_STATE_COUNT] = {
-	[CP_DESCONECTADO] = "DESCONECTADO",
-	[CP_ACTIVADO] = "ACTIVADO",
-	[CP_RESERVADO] = "RESERVADO",
-	[CP_SUMINISTRANDO] = "SUMINISTRANDO",
-	[CP_AVERIADO] = "AVERIADO",
-	[CP_FUERA_DE_SERVICIO] = "FUERA_DE_SERVICIO",
-};
 static const char *const labels[CP_STATE_COUNT] = {
 	[CP_DESCONECTADO] = "Disconnected",
 	[CP_ACTIVADO] = "Available",
@@ -158,7 +148,7 @@ static const char letters[CP_STATE_COUNT] = {
 
 const char *theme_state_word(enum core_state st)
 {
-	return (unsigned)st < CP_STATE_COUNT ? words[st] : "?";
+	return core_state_name(st);
 }
 
 const char *theme_state_label(enum core_state st)

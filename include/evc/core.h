@@ -15,25 +15,12 @@
 #include "evc/link.h"
 #include "evc/log.h"
 #include "evc/msg.h"
+#include "evc/state.h"
 
 #define CORE_ERR_LEN 256
 /* s: the monitor checks every 1 s and reports within 1.5 s */
 #define CORE_ENGINE_FAULT_GRACE 3.0
 
-enum core_state {
-	CP_DESCONECTADO,
-	CP_ACTIVADO,
-	CP_RESERVADO,
-	CP_SUMINISTRANDO,
-	CP_AVERIADO,
-	CP_FUERA_DE_SERVICIO,
-	CP_STATE_COUNT
-};
-
-/* The exact strings of protocol.md 6 ("DESCONECTADO", ...). */
-const char *core_state_name(enum core_state st);
-/* Parse one of those strings; -1 if unknown. */
-int core_state_parse(const char *s);
 
 enum core_outcome { OUT_OPEN = 0, OUT_TICKET, OUT_SUPPLY_ERROR, OUT_SESSION_CANCELLED };
 /* NULL for OUT_OPEN, else "TICKET", "SUPPLY_ERROR", "SESSION_CANCELLED". */

@@ -5,6 +5,7 @@
  * check one against the other. Decoding and encoding apply the same bounds,
  * so anything msg_decode accepts msg_encode can send on unchanged. */
 #include "evc/msg.h"
+#include "evc/state.h"
 #include "evc/utf8.h"
 #include "evc/xalloc.h"
 
@@ -41,10 +42,6 @@ static const char *const type_names[MSG_TYPE_COUNT] = {
 	[MSG_SUPPLY_ERROR] = "SUPPLY_ERROR",
 	[MSG_SESSION_CANCELLED] = "SESSION_CANCELLED",
 	[MSG_NETWORK_STATUS_UPDATE] = "NETWORK_STATUS_UPDATE",
-};
-
-static const char *const cp_states[] = {
-	"DESCONECTADO", "ACTIVADO", "RESERVADO", "SUMINISTRANDO", "AVERIADO", "FUERA_DE_SERVICIO",
 };
 
 const char *msg_type_name(enum msg_type t)
@@ -499,15 +496,10 @@ static int dec_notification(struct dec *d, struct msg *m)
 
 static int dec_cp_status(struct dec *d, struct msg_cp_status *cp)
 {
-	size_t i;
-
 	if (dec_str(d, "id", 1, S_CP_ID, cp->id, MSG_CP_ID_MAX) < 0 ||
 	    dec_str(d, "status", 1, S_TEXT, cp->status, sizeof(cp->status) - 1) < 0)
 		return -1;
-	for (i = 0; i < sizeof(cp_states) / sizeof(cp_states[0]); i++)
-		if (strcmp(cp->status, cp_states[i]) == 0)
-			break;
-	if (i == sizeof(cp_states) / sizeof(cp_states[0]))
+	if (core_state_parse(cp->status) < 0)
 		return fail(d->err, "%sfield 'status' is not a CP state (DESCONECTADO, ACTIVADO, RESERVADO, "
 				    "SUMINISTRANDO, AVERIADO, FUERA_DE_SERVICIO)",
 			    d->ctx);
@@ -822,14 +814,11 @@ static void enc_network_status(struct enc *e, const struct msg *m)
 	sub.bad = 0;
 	for (size_t i = 0; i < m->ncps && !sub.bad; i++) {
 		const struct msg_cp_status *cp = &m->cps[i];
-		size_t k, nstates = sizeof(cp_states) / sizeof(cp_states[0]);
 
 		sub.obj = json_object();
 		ENC_STR(&sub, "id", cp->id, S_CP_ID, MSG_CP_ID_MAX);
-		for (k = 0; k < nstates && !sub.bad; k++)
-			if (memchr(cp->status, '\0', sizeof(cp->status)) != NULL && strcmp(cp->status, cp_states[k]) == 0)
-				break;
-		if (!sub.bad && k == nstates) {
+		if (!sub.bad && (memchr(cp->status, '\0', sizeof(cp->status)) == NULL ||
+				 core_state_parse(cp->status) < 0)) {
 			fail(e->err, "field 'status' is not a CP state");
 			sub.bad = 1;
 		}

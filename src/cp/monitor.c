@@ -22,6 +22,7 @@
 #include "evc/log.h"
 #include "evc/msg.h"
 #include "evc/net.h"
+#include "evc/state.h"
 #include "evc/xalloc.h"
 #include "src/cp/cpio.h"
 #include "ui/cp_screen.h"
@@ -131,16 +132,16 @@ static const char *health_word(enum health h)
 static const char *derived_state(const struct mon *m)
 {
 	if (m->cstate != C_UP)
-		return "DESCONECTADO";
+		return core_state_name(CP_DESCONECTADO);
 	if (m->stopped || strcmp(m->activity, "STOPPED") == 0)
-		return "FUERA_DE_SERVICIO";
+		return core_state_name(CP_FUERA_DE_SERVICIO);
 	if (m->health == H_KO)
-		return "AVERIADO";
+		return core_state_name(CP_AVERIADO);
 	if (strcmp(m->activity, "SUPPLYING") == 0)
-		return "SUMINISTRANDO";
+		return core_state_name(CP_SUMINISTRANDO);
 	if (strcmp(m->activity, "RESERVED") == 0)
-		return "RESERVADO";
-	return "ACTIVADO";
+		return core_state_name(CP_RESERVADO);
+	return core_state_name(CP_ACTIVADO);
 }
 
 static void update_state(struct mon *m)

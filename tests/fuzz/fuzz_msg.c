@@ -1,4 +1,4 @@
-// fuzz-sources: src/common/msg.c src/common/utf8.c src/common/xalloc.c
+// fuzz-sources: src/common/msg.c src/common/utf8.c src/common/state.c src/common/xalloc.c
 // fuzz-libs: -ljansson
 /* libFuzzer target for the Kafka message codec.
  * First byte < 0x80: its low two bits pick the topic, the rest is a message

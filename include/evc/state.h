@@ -1,0 +1,22 @@
+/* The charging-point states of protocol.md section 6: one vocabulary for
+ * Central's core, the Kafka messages and every screen. */
+#ifndef EVC_STATE_H
+#define EVC_STATE_H
+
+enum core_state {
+	CP_DESCONECTADO,
+	CP_ACTIVADO,
+	CP_RESERVADO,
+	CP_SUMINISTRANDO,
+	CP_AVERIADO,
+	CP_FUERA_DE_SERVICIO,
+	CP_STATE_COUNT
+};
+
+/* The exact strings of protocol.md 6 ("DESCONECTADO", ...); "?" for a
+ * value out of range. */
+const char *core_state_name(enum core_state st);
+/* Parse one of those strings; -1 if unknown (or NULL). */
+int core_state_parse(const char *s);
+
+#endif
