@@ -735,10 +735,12 @@ static void do_accept(struct cplink *l, double now)
 		if (atomic_load(&l->nconns) >= (size_t)l->cfg.max_conns) {
 			/* NACK is the protocol's "refused"; the peer reads it
 			 * as the answer to its ENQ. Best effort. */
+			/* Counted first, so whoever sees the NACK or the close
+			 * also sees the count. */
+			atomic_fetch_add(&l->st_refused, 1);
 			uint8_t nack = LINK_NACK;
 			(void)!send(fd, &nack, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 			close(fd);
-			atomic_fetch_add(&l->st_refused, 1);
 			log_info("cplink: refused %s: too many links (max %d)", peer, l->cfg.max_conns);
 			continue;
 		}
