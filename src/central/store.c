@@ -66,6 +66,8 @@ enum {
 	ST_DRIVER_EXISTS,
 	ST_CP_ADD,
 	ST_CP_EXISTS,
+	ST_BEGIN,
+	ST_COMMIT,
 	ST_COUNT
 };
 
@@ -100,6 +102,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" ON CONFLICT(id) DO UPDATE SET location=excluded.location, price=excluded.price,"
 		" updated_at=excluded.updated_at",
 	[ST_CP_EXISTS] = "SELECT 1 FROM charging_points WHERE id = ?1",
+	/* Prepared once: at a few hundred transactions a second, parsing
+	 * these two again each time was a visible part of the main thread. */
+	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_COMMIT] = "COMMIT",
 };
 
 struct store {
@@ -279,11 +285,22 @@ void store_close(struct store *s)
 	free(s);
 }
 
+static int step_done(struct store *s, sqlite3_stmt *st, const char *what, char err[STORE_ERR_LEN])
+{
+	int rc = sqlite3_step(st);
+	int ret = 0;
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		ret = fail_db(s, what, err);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return ret;
+}
+
 int store_begin(struct store *s, char err[STORE_ERR_LEN])
 {
 	if (s->in_txn)
 		return 0;
-	if (exec_sql(s, "BEGIN IMMEDIATE", err) == -1)
+	if (step_done(s, s->st[ST_BEGIN], "BEGIN", err) == -1)
 		return -1;
 	s->in_txn = 1;
 	return 0;
@@ -293,7 +310,7 @@ int store_commit(struct store *s, char err[STORE_ERR_LEN])
 {
 	if (!s->in_txn)
 		return 0;
-	if (exec_sql(s, "COMMIT", err) == -1) {
+	if (step_done(s, s->st[ST_COMMIT], "COMMIT", err) == -1) {
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 		s->in_txn = 0;
 		return -1;
@@ -318,17 +335,6 @@ static void bind_time(sqlite3_stmt *st, int i, double t)
 		sqlite3_bind_double(st, i, t);
 	else
 		sqlite3_bind_null(st, i);
-}
-
-static int step_done(struct store *s, sqlite3_stmt *st, const char *what, char err[STORE_ERR_LEN])
-{
-	int rc = sqlite3_step(st);
-	int ret = 0;
-	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-		ret = fail_db(s, what, err);
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	return ret;
 }
 
 int store_apply(struct store *s, const struct core_fx *fx, char err[STORE_ERR_LEN])
