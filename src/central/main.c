@@ -7,8 +7,7 @@
  * connection and the frontend. One loop turn:
  *   poll(frontend input, cplink event fd, kafka_in event fd, signalfd, timers)
  *   -> feed every waiting event to the core -> its effects
- *   -> store rows (one transaction per turn; a turn within GROUP_COMMIT of
- *      the last COMMIT waits out that window and joins the next one) -> COMMIT
+ *   -> store rows (one transaction per turn) -> COMMIT
  *   -> send frames, produce messages -> commit the Kafka offsets of the turn
  *   -> show the effects.
  * Storing before acting means a crash can lose an action but never leave
@@ -51,14 +50,6 @@
  * at 512 the list grew and shrank every turn of a flood, and page faults on
  * the fresh memory cost more than the extra turns. */
 #define BATCH_KAFKA 256
-/* Group commit: a turn with rows to store that comes within GROUP_COMMIT
- * seconds of the last COMMIT waits for the rest of that window, gathering
- * the events that arrive meanwhile into the same transaction (and acting
- * on none of them before it). At 1,000 state changes a second this turns
- * ~800 small transactions into ~50, each writing a shared page once;
- * an event that finds the database quiet is stored at once. */
-#define GROUP_COMMIT 0.020
-#define GROUP_FX_MAX 512 /* effects held at most (well inside FXLIST_KEEP) */
 
 enum mode { MODE_SERVE, MODE_ADD_DRIVER, MODE_ADD_CP, MODE_IMPORT };
 
@@ -337,8 +328,6 @@ struct central {
 	int quit;
 	int db_failed;     /* writes kept failing: act on nothing more, exit 1 */
 	double held_since; /* monotonic: offsets stored but not released, 0 = none */
-	double last_commit; /* monotonic: the last transaction's COMMIT */
-	double apply_due;   /* monotonic: held effects go out then, 0 = none held */
 	/* write_rows: which effects are the last row of their session */
 	unsigned char *skip;
 	size_t skip_cap;
@@ -526,38 +515,16 @@ static int store_batch(struct central *c, char err[STORE_ERR_LEN])
 	}
 }
 
-/* Whether the gathered effects include rows to store. */
-static int needs_txn(const struct central *c)
-{
-	for (size_t i = 0; i < c->fx.n; i++)
-		if (c->fx.v[i].kind == FX_STORE_CP || c->fx.v[i].kind == FX_STORE_SESSION ||
-		    c->fx.v[i].kind == FX_STORE_EVENT)
-			return 1;
-	return 0;
-}
-
-/* Whether this turn's effects wait for the group-commit window: only rows
- * to store, a commit less than GROUP_COMMIT ago, and room for more. Sets
- * c->apply_due, which bounds the loop's poll. */
-static int hold_effects(struct central *c, double mono)
-{
-	if (c->quit || c->db_failed || c->fx.n == 0 || c->fx.n >= GROUP_FX_MAX || c->nkitems >= BATCH_KAFKA)
-		return 0;
-	if (c->apply_due != 0)
-		return mono < c->apply_due;
-	if (mono - c->last_commit >= GROUP_COMMIT || !needs_txn(c))
-		return 0;
-	c->apply_due = c->last_commit + GROUP_COMMIT;
-	return 1;
-}
-
 /* Carry out the effects gathered this turn, in the order of the header
  * comment: store + commit, then act, then offsets, then show. */
 static void apply_effects(struct central *c)
 {
 	char err[STORE_ERR_LEN];
 	int stored = 1;
-	int need_txn = needs_txn(c);
+	int need_txn = 0;
+	for (size_t i = 0; i < c->fx.n && !need_txn; i++)
+		need_txn = c->fx.v[i].kind == FX_STORE_CP || c->fx.v[i].kind == FX_STORE_SESSION ||
+			   c->fx.v[i].kind == FX_STORE_EVENT;
 	if (c->db_failed) {
 		/* The core is ahead of the database: nothing more may be acted
 		 * on or acknowledged; shutdown is under way. */
@@ -565,11 +532,9 @@ static void apply_effects(struct central *c)
 		c->nkitems = 0;
 		return;
 	}
-	c->apply_due = 0;
 	if (need_txn) {
 		mark_superseded_rows(c);
 		stored = store_batch(c, err) == 0;
-		c->last_commit = clock_mono();
 		if (!stored) {
 			/* Fail-stop (Redis's stop-writes-on-error): the core has moved on
 			 * but its effects could not be stored, so acting on them would
@@ -771,11 +736,6 @@ static int serve(const struct opts *o)
 		timeout = kafka_out_timeout_ms(c->kout, mono, timeout);
 		if (c->held_since != 0 && timeout > 20)
 			timeout = 20; /* look again at the producer's queue soon */
-		if (c->apply_due != 0) {
-			int t3 = (int)ceil((c->apply_due - mono) * 1000.0);
-			if (t3 < timeout || timeout < 0)
-				timeout = t3 < 0 ? 0 : t3;
-		}
 		int r = poll(pfd, (nfds_t)nfd, timeout);
 		if (r == -1 && errno != EINTR) {
 			snprintf(err, sizeof err, "poll: %s", strerror(errno));
@@ -808,8 +768,7 @@ static int serve(const struct opts *o)
 			core_on_tick(c->core, wall, &c->fx);
 			c->next_tick = mono + 1.0;
 		}
-		if (!hold_effects(c, mono))
-			apply_effects(c);
+		apply_effects(c);
 		kafka_out_tick(c->kout, c->core, mono, wall, c->status.kafka_up);
 		release_offsets(c, mono);
 		c->fe->ops->refresh(c->fe, wall);
