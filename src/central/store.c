@@ -311,8 +311,7 @@ int store_commit(struct store *s, char err[STORE_ERR_LEN])
 	if (!s->in_txn)
 		return 0;
 	if (step_done(s, s->st[ST_COMMIT], "COMMIT", err) == -1) {
-		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-		s->in_txn = 0;
+		store_rollback(s);
 		return -1;
 	}
 	s->in_txn = 0;
