@@ -2,6 +2,7 @@
 noinst_LIBRARIES += libevc.a
 libevc_a_SOURCES = \
 	src/common/xalloc.c include/evc/xalloc.h \
+	src/common/err.c include/evc/err.h \
 	src/common/clock.c include/evc/clock.h \
 	src/common/log.c include/evc/log.h \
 	src/common/net.c include/evc/net.h \
