@@ -160,7 +160,7 @@ void cp_screen_input(struct cp_screen *s, cp_screen_cmd_fn fn, void *arg)
 
 static int state_of(const char *w)
 {
-	int st = core_state_parse(w);
+	int st = cp_state_parse(w);
 	return st < 0 ? CP_DESCONECTADO : st;
 }
 
@@ -280,7 +280,7 @@ static void draw_monitor(struct cp_screen *s, const struct cp_monitor_view *v)
 {
 	char buf[300];
 	int y = 2;
-	enum core_state st = (enum core_state)state_of(v->cp_state);
+	enum cp_state st = (enum cp_state)state_of(v->cp_state);
 	snprintf(buf, sizeof buf, " %s  %s ", theme_state_word(st), theme_state_label(st));
 	field(y++, 2, "State", buf, theme_state_attr(st) | A_BOLD);
 	snprintf(buf, sizeof buf, "%s  (%s, %.4g EUR/kWh)", v->cp_id, v->location, v->price);

@@ -71,7 +71,7 @@ void driver_screen_event(struct driver_screen *ds, const char *line)
 static int cp_state(const char *word)
 {
 	for (int st = 0; st < CP_STATE_COUNT; st++)
-		if (strcmp(theme_state_word((enum core_state)st), word) == 0)
+		if (strcmp(theme_state_word((enum cp_state)st), word) == 0)
 			return st;
 	return -1;
 }
@@ -136,7 +136,7 @@ static void draw_cps(struct driver_screen *ds, const struct driver_view *v, int 
 		int st = cp_state(c->status);
 		snprintf(buf, sizeof buf, "  %-12s %s", c->id, c->status);
 		theme_puts(stdscr, row++, x + 1, w - 2, buf,
-			   st >= 0 ? theme_state_attr((enum core_state)st) : theme_attr(THEME_DIM));
+			   st >= 0 ? theme_state_attr((enum cp_state)st) : theme_attr(THEME_DIM));
 	}
 	if (v->ncps == 0)
 		theme_puts(stdscr, row, x + 2, w - 4, "no CP known to Central", theme_attr(THEME_DIM));

@@ -525,7 +525,7 @@ static void draw_header(struct panel *p, double now)
 {
 	const struct central_status *st = p->fe.status;
 	size_t counts[CP_STATE_COUNT];
-	static const enum core_state order[] = { CP_ACTIVADO, CP_SUMINISTRANDO, CP_RESERVADO,
+	static const enum cp_state order[] = { CP_ACTIVADO, CP_SUMINISTRANDO, CP_RESERVADO,
 						 CP_FUERA_DE_SERVICIO, CP_AVERIADO, CP_DESCONECTADO };
 	char buf[512], clk[16];
 	int x, full_words, width;
@@ -564,7 +564,7 @@ static void draw_header(struct panel *p, double now)
 
 	/* second row: counts per state, page and filter */
 	theme_fill(stdscr, 1, 0, 1, p->cols, A_NORMAL);
-	core_state_counts(p->fe.core, counts);
+	core_cp_state_counts(p->fe.core, counts);
 	width = 0;
 	for (size_t i = 0; i < CP_STATE_COUNT; i++) {
 		char c[64];
@@ -583,7 +583,7 @@ static void draw_header(struct panel *p, double now)
 	x = 0;
 	for (size_t i = 0; i < CP_STATE_COUNT; i++) {
 		char c[64];
-		enum core_state s = order[i];
+		enum cp_state s = order[i];
 		if (full_words)
 			snprintf(c, sizeof c, " %s %zu ", theme_state_word(s), counts[s]);
 		else
@@ -1081,7 +1081,7 @@ static void op_on_effects(struct frontend *fe, const struct core_fxlist *fx)
 		char t[LINE_MAX_TEXT];
 
 		switch (f->kind) {
-		case FX_LOG:
+		case CORE_FX_LOG:
 			if (f->event[0])
 				snprintf(t, sizeof t, "%.31s %.200s", f->event, f->text);
 			else
@@ -1089,15 +1089,15 @@ static void op_on_effects(struct frontend *fe, const struct core_fxlist *fx)
 			ring_push(&p->log, f->ts > 0 ? f->ts : clock_wall(), f->level, t);
 			p->dirty = 1;
 			break;
-		case FX_REQUEST:
+		case CORE_FX_REQUEST:
 			snprintf(t, sizeof t, "%.40s -> %.32s %.150s", f->msg.user_id, f->msg.cp_id, f->text);
 			ring_push(&p->req, f->ts > 0 ? f->ts : clock_wall(),
 				  strncmp(f->text, "AUTH_OK", 7) == 0 ? LOG_INFO : LOG_WARN, t);
 			p->dirty = 1;
 			break;
-		case FX_SCREEN:
-		case FX_STATUS:
-		case FX_STORE_CP:
+		case CORE_FX_SCREEN:
+		case CORE_FX_STATUS:
+		case CORE_FX_STORE_CP:
 			p->dirty = 1;
 			break;
 		default:

@@ -115,7 +115,7 @@ attr_t theme_attr(enum theme_role role)
 	return role_attr[role];
 }
 
-enum theme_role theme_state_role(enum core_state st)
+enum theme_role theme_state_role(enum cp_state st)
 {
 	switch (st) {
 	case CP_ACTIVADO: return THEME_OK;
@@ -128,7 +128,7 @@ enum theme_role theme_state_role(enum core_state st)
 	}
 }
 
-attr_t theme_state_attr(enum core_state st)
+attr_t theme_state_attr(enum cp_state st)
 {
 	return theme_attr(theme_state_role(st));
 }
@@ -146,17 +146,17 @@ static const char letters[CP_STATE_COUNT] = {
 	[CP_SUMINISTRANDO] = 'S', [CP_AVERIADO] = 'X', [CP_FUERA_DE_SERVICIO] = 'F',
 };
 
-const char *theme_state_word(enum core_state st)
+const char *theme_state_word(enum cp_state st)
 {
-	return core_state_name(st);
+	return cp_state_name(st);
 }
 
-const char *theme_state_label(enum core_state st)
+const char *theme_state_label(enum cp_state st)
 {
 	return (unsigned)st < CP_STATE_COUNT ? labels[st] : "?";
 }
 
-char theme_state_letter(enum core_state st)
+char theme_state_letter(enum cp_state st)
 {
 	return (unsigned)st < CP_STATE_COUNT ? letters[st] : '?';
 }

@@ -9,7 +9,7 @@
 #define EVC_UI_THEME_H
 #include <curses.h>
 
-#include "evc/core.h"
+#include "evc/state.h"
 
 /* Meanings, not colours: a screen asks for "bad", the theme decides how
  * that looks on this terminal. */
@@ -51,16 +51,16 @@ int theme_env_no_color(void);
  * monochrome the roles still differ where it helps (bold, reverse, dim). */
 attr_t theme_attr(enum theme_role role);
 /* The role and attribute of a CP state (protocol.md 6). */
-enum theme_role theme_state_role(enum core_state st);
-attr_t theme_state_attr(enum core_state st);
+enum theme_role theme_state_role(enum cp_state st);
+attr_t theme_state_attr(enum cp_state st);
 /* The exact state word ("FUERA_DE_SERVICIO", ...). Never NULL. */
-const char *theme_state_word(enum core_state st);
+const char *theme_state_word(enum cp_state st);
 /* A human gloss for the state ("Out of Order" for FUERA_DE_SERVICIO,
  * "Charging", ...). Never NULL. */
-const char *theme_state_label(enum core_state st);
+const char *theme_state_label(enum cp_state st);
 /* One letter per state for very small cells (A, R, S, F, X, D): readable
  * without colour. */
-char theme_state_letter(enum core_state st);
+char theme_state_letter(enum cp_state st);
 
 /* Line drawing: UTF-8 box characters when the locale is UTF-8, ASCII
  * (+ - |) otherwise. Coordinates are the window's; clipped to it. */

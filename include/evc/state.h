@@ -3,7 +3,7 @@
 #ifndef EVC_STATE_H
 #define EVC_STATE_H
 
-enum core_state {
+enum cp_state {
 	CP_DESCONECTADO,
 	CP_ACTIVADO,
 	CP_RESERVADO,
@@ -15,8 +15,8 @@ enum core_state {
 
 /* The exact strings of protocol.md 6 ("DESCONECTADO", ...); "?" for a
  * value out of range. */
-const char *core_state_name(enum core_state st);
+const char *cp_state_name(enum cp_state st);
 /* Parse one of those strings; -1 if unknown (or NULL). */
-int core_state_parse(const char *s);
+int cp_state_parse(const char *s);
 
 #endif

@@ -264,13 +264,13 @@ static struct seen *seen_slot(struct console *c, const char *id)
 	return &c->seen[j];
 }
 
-static void note_state(struct console *c, const char *id, enum core_state st)
+static void note_state(struct console *c, const char *id, enum cp_state st)
 {
 	struct seen *s = seen_slot(c, id);
 	if (s->state == (int)st)
 		return;
 	s->state = (int)st;
-	struct field f[] = { W("cp", id), W("state", core_state_name(st)) };
+	struct field f[] = { W("cp", id), W("state", cp_state_name(st)) };
 	emit(c, "STATE", f, 2);
 }
 
@@ -337,24 +337,24 @@ static void con_on_effects(struct frontend *fe, const struct core_fxlist *fx)
 	for (size_t i = 0; i < fx->n; i++) {
 		const struct core_fx *x = &fx->v[i];
 		switch (x->kind) {
-		case FX_STORE_CP:
+		case CORE_FX_STORE_CP:
 			note_state(c, x->cp.id, x->cp.state);
 			break;
-		case FX_SCREEN: {
+		case CORE_FX_SCREEN: {
 			const struct core_cp *cp = core_cp_find(fe->core, x->cp_id);
 			if (cp != NULL)
 				note_state(c, cp->id, cp->state);
 			break;
 		}
-		case FX_PRODUCE:
+		case CORE_FX_PRODUCE:
 			print_produce(c, &x->msg);
 			break;
-		case FX_REQUEST: {
+		case CORE_FX_REQUEST: {
 			struct field f[] = { W("user", x->msg.user_id), W("cp", x->msg.cp_id), W("outcome", x->text) };
 			emit(c, "REQUEST", f, 3);
 			break;
 		}
-		case FX_LOG:
+		case CORE_FX_LOG:
 			/* main's own events (LINK, KAFKA, BAD_MSG) carry their tag
 			 * in event and their fields pre-formatted in text. */
 			if (x->event[0] != '\0') {
@@ -383,18 +383,18 @@ static void print_status(struct console *c)
 	size_t n = core_cp_count(core);
 	for (size_t i = 0; i < n; i++) {
 		const struct core_cp *cp = core_cp_at(core, i);
-		struct field f[] = { W("cp", cp->id), W("state", core_state_name(cp->state)), N("price", cp->price),
+		struct field f[] = { W("cp", cp->id), W("state", cp_state_name(cp->state)), N("price", cp->price),
 				     I("link", cp->link_up), I("stopped", cp->stopped), I("fault", cp->fault),
 				     S("location", cp->location) };
 		emit(c, "CP", f, 7);
 	}
 	size_t counts[CP_STATE_COUNT];
-	core_state_counts(core, counts);
+	core_cp_state_counts(core, counts);
 	struct field f[CP_STATE_COUNT + 5];
 	int k = 0;
 	f[k++] = I("cps", n);
 	for (int s = 0; s < CP_STATE_COUNT; s++)
-		f[k++] = I(core_state_name((enum core_state)s), counts[s]);
+		f[k++] = I(cp_state_name((enum cp_state)s), counts[s]);
 	f[k++] = I("links", c->fe.status->links);
 	f[k++] = S("kafka", c->fe.status->kafka_up ? "up" : "down");
 	f[k++] = I("kafka_in", c->fe.status->kafka_in);
@@ -405,10 +405,10 @@ static void print_status(struct console *c)
 static const char *cmd_name(int cmd)
 {
 	switch (cmd) {
-	case CMD_STOP: return "PARAR";
-	case CMD_RESUME: return "REANUDAR";
-	case CMD_STOP_ALL: return "PARAR_TODOS";
-	case CMD_RESUME_ALL: return "REANUDAR_TODOS";
+	case CORE_CMD_STOP: return "PARAR";
+	case CORE_CMD_RESUME: return "REANUDAR";
+	case CORE_CMD_STOP_ALL: return "PARAR_TODOS";
+	case CORE_CMD_RESUME_ALL: return "REANUDAR_TODOS";
 	}
 	return "?";
 }
@@ -442,7 +442,7 @@ static int handle_line(struct console *c, char *line)
 		emit(c, "QUIT", f, 1);
 		return 1;
 	}
-	const char *target = (cmd == CMD_STOP_ALL || cmd == CMD_RESUME_ALL) ? "ALL" : cp;
+	const char *target = (cmd == CORE_CMD_STOP_ALL || cmd == CORE_CMD_RESUME_ALL) ? "ALL" : cp;
 	if (c->fe.readonly) {
 		struct field f[] = { W("cmd", cmd_name(cmd)), W("cp", target), W("result", "failed"),
 				     S("reason", "read-only console (--readonly)") };

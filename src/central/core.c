@@ -21,7 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "evc/core.h"
+#include "src/central/core.h"
 #include "evc/utf8.h"
 #include "evc/xalloc.h"
 
@@ -35,10 +35,10 @@
 const char *core_outcome_name(enum core_outcome o)
 {
 	switch (o) {
-	case OUT_TICKET: return "TICKET";
-	case OUT_SUPPLY_ERROR: return "SUPPLY_ERROR";
-	case OUT_SESSION_CANCELLED: return "SESSION_CANCELLED";
-	case OUT_OPEN: break;
+	case CORE_OUT_TICKET: return "TICKET";
+	case CORE_OUT_SUPPLY_ERROR: return "SUPPLY_ERROR";
+	case CORE_OUT_SESSION_CANCELLED: return "SESSION_CANCELLED";
+	case CORE_OUT_OPEN: break;
 	}
 	return NULL;
 }
@@ -333,7 +333,7 @@ static void __attribute__((format(printf, 3, 4))) textf(char *dst, size_t n, con
 static void __attribute__((format(printf, 5, 6)))
 fx_log(struct core_fxlist *l, double now, enum log_level lvl, const char *cp_id, const char *fmt, ...)
 {
-	struct core_fx *f = fx_push(l, FX_LOG, now);
+	struct core_fx *f = fx_push(l, CORE_FX_LOG, now);
 	f->level = lvl;
 	if (cp_id)
 		xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
@@ -346,7 +346,7 @@ fx_log(struct core_fxlist *l, double now, enum log_level lvl, const char *cp_id,
 static void __attribute__((format(printf, 5, 6)))
 fx_send(struct core_fxlist *l, double now, uint64_t conn, const char *cp_id, const char *fmt, ...)
 {
-	struct core_fx *f = fx_push(l, FX_SEND, now);
+	struct core_fx *f = fx_push(l, CORE_FX_SEND, now);
 	f->conn = conn;
 	if (cp_id)
 		xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
@@ -359,7 +359,7 @@ fx_send(struct core_fxlist *l, double now, uint64_t conn, const char *cp_id, con
 static void __attribute__((format(printf, 5, 6)))
 fx_event(struct core_fxlist *l, double now, const char *cp_id, const char *event, const char *fmt, ...)
 {
-	struct core_fx *f = fx_push(l, FX_STORE_EVENT, now);
+	struct core_fx *f = fx_push(l, CORE_FX_STORE_EVENT, now);
 	xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
 	xstrlcpy(f->event, event, sizeof(f->event));
 	va_list ap;
@@ -370,7 +370,7 @@ fx_event(struct core_fxlist *l, double now, const char *cp_id, const char *event
 
 static void fx_store_cp(struct core_fxlist *l, double now, const struct core_cp *cp)
 {
-	struct core_fx *f = fx_push(l, FX_STORE_CP, now);
+	struct core_fx *f = fx_push(l, CORE_FX_STORE_CP, now);
 	xstrlcpy(f->cp_id, cp->id, sizeof(f->cp_id));
 	f->cp = *cp;
 	f->cp.session = NULL;
@@ -378,14 +378,14 @@ static void fx_store_cp(struct core_fxlist *l, double now, const struct core_cp 
 
 static void fx_store_session(struct core_fxlist *l, double now, const struct core_session *s)
 {
-	struct core_fx *f = fx_push(l, FX_STORE_SESSION, now);
+	struct core_fx *f = fx_push(l, CORE_FX_STORE_SESSION, now);
 	xstrlcpy(f->cp_id, s->cp_id, sizeof(f->cp_id));
 	f->session = *s;
 }
 
 static void fx_screen(struct core_fxlist *l, double now, const char *cp_id)
 {
-	struct core_fx *f = fx_push(l, FX_SCREEN, now);
+	struct core_fx *f = fx_push(l, CORE_FX_SCREEN, now);
 	xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
 }
 
@@ -397,7 +397,7 @@ static void fx_screen(struct core_fxlist *l, double now, const char *cp_id)
 static struct msg *fx_notify(struct core_fxlist *l, double now, enum msg_type type, const char *user_id,
 			     const char *cp_id, const char *session_id, const char *request_id)
 {
-	struct core_fx *f = fx_push(l, FX_PRODUCE, now);
+	struct core_fx *f = fx_push(l, CORE_FX_PRODUCE, now);
 	xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
 	msg_init(&f->msg, type);
 	xstrlcpy(f->msg.user_id, user_id, sizeof(f->msg.user_id));
@@ -420,7 +420,7 @@ static void __attribute__((format(printf, 8, 9)))
 fx_request(struct core_fxlist *l, double now, const char *user_id, const char *cp_id, const char *request_id,
 	   double requested_at, const char *session_id, const char *fmt, ...)
 {
-	struct core_fx *f = fx_push(l, FX_REQUEST, now);
+	struct core_fx *f = fx_push(l, CORE_FX_REQUEST, now);
 	xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
 	msg_init(&f->msg, MSG_REQUEST_CHARGE);
 	xstrlcpy(f->msg.user_id, user_id, sizeof(f->msg.user_id));
@@ -640,7 +640,7 @@ static struct core_cp *cp_insert(struct core *c, const char *id, double now)
 	return cp;
 }
 
-static enum core_state derive_state(const struct core_cp *cp)
+static enum cp_state derive_state(const struct core_cp *cp)
 {
 	if (!cp->link_up)
 		return CP_DESCONECTADO;
@@ -662,22 +662,22 @@ static void update_state(struct core *c, struct core_cp *cp, double now, int sto
 			 struct core_fxlist *fx)
 {
 	(void)c;
-	enum core_state st = derive_state(cp), old = cp->state;
+	enum cp_state st = derive_state(cp), old = cp->state;
 	if (st == old) {
 		if (store) {
 			fx_store_cp(fx, now, cp);
 			fx_screen(fx, now, cp->id);
-			fx_push(fx, FX_STATUS, now);
+			fx_push(fx, CORE_FX_STATUS, now);
 		}
 		return;
 	}
 	cp->state = st;
 	cp->state_since = now;
 	fx_store_cp(fx, now, cp);
-	fx_event(fx, now, cp->id, "STATE", "%s -> %s: %s", core_state_name(old), core_state_name(st), why);
+	fx_event(fx, now, cp->id, "STATE", "%s -> %s: %s", cp_state_name(old), cp_state_name(st), why);
 	fx_screen(fx, now, cp->id);
-	fx_push(fx, FX_STATUS, now);
-	fx_log(fx, now, LOG_INFO, cp->id, "CP %s %s -> %s (%s)", cp->id, core_state_name(old), core_state_name(st),
+	fx_push(fx, CORE_FX_STATUS, now);
+	fx_log(fx, now, LOG_INFO, cp->id, "CP %s %s -> %s (%s)", cp->id, cp_state_name(old), cp_state_name(st),
 	       why);
 }
 
@@ -713,13 +713,13 @@ static void end_session(struct core *c, struct sess *s, enum core_outcome outcom
 	p->outcome = outcome;
 	p->ended_at = now;
 	p->importe = amount(p->kwh, p->price);
-	if (outcome != OUT_TICKET)
+	if (outcome != CORE_OUT_TICKET)
 		text_copy(p->reason, sizeof(p->reason), reason ? reason : "");
 	fx_store_session(fx, now, p);
 	if (notify) {
 		struct msg *m;
 		switch (outcome) {
-		case OUT_TICKET:
+		case CORE_OUT_TICKET:
 			m = fx_notify(fx, now, MSG_TICKET, p->driver_id, p->cp_id, p->id, p->request_id);
 			m->kwh = p->kwh;
 			m->importe = p->importe;
@@ -727,21 +727,21 @@ static void end_session(struct core *c, struct sess *s, enum core_outcome outcom
 			m->started_at = p->started_at > 0 ? p->started_at : p->authorised_at;
 			m->ended_at = p->ended_at;
 			break;
-		case OUT_SUPPLY_ERROR:
+		case CORE_OUT_SUPPLY_ERROR:
 			m = fx_notify(fx, now, MSG_SUPPLY_ERROR, p->driver_id, p->cp_id, p->id, p->request_id);
 			text_copy(m->reason, sizeof(m->reason), p->reason);
 			m->kwh_partial = m->kwh = p->kwh;
 			m->importe_partial = m->importe = p->importe;
 			m->price = p->price;
 			break;
-		case OUT_SESSION_CANCELLED:
-		case OUT_OPEN:
+		case CORE_OUT_SESSION_CANCELLED:
+		case CORE_OUT_OPEN:
 			m = fx_notify(fx, now, MSG_SESSION_CANCELLED, p->driver_id, p->cp_id, p->id, p->request_id);
 			text_copy(m->reason, sizeof(m->reason), p->reason);
 			break;
 		}
 	}
-	if (outcome == OUT_TICKET)
+	if (outcome == CORE_OUT_TICKET)
 		fx_log(fx, now, LOG_INFO, p->cp_id, "session %s on CP %s ended: TICKET driver %s %s kWh x %s EUR/kWh = %s EUR",
 		       p->id, p->cp_id, p->driver_id, fmt_fixed(a, sizeof(a), p->kwh, 3),
 		       fmt_price(b, sizeof(b), p->price), fmt_fixed(d, sizeof(d), p->importe, 2));
@@ -758,7 +758,7 @@ static void end_session(struct core *c, struct sess *s, enum core_outcome outcom
 static void end_session_abnormal(struct core *c, struct sess *s, const char *reason, double now,
 				 struct core_fxlist *fx)
 {
-	end_session(c, s, s->pub.charging ? OUT_SUPPLY_ERROR : OUT_SESSION_CANCELLED, reason, 1, now, fx);
+	end_session(c, s, s->pub.charging ? CORE_OUT_SUPPLY_ERROR : CORE_OUT_SESSION_CANCELLED, reason, 1, now, fx);
 }
 
 /* ------------------------------------------------------------------ */
@@ -791,7 +791,7 @@ static int driver_known(const struct core *c, const char *id)
 
 void core_recover_session(struct core *c, const struct core_session *s, double now, struct core_fxlist *fx)
 {
-	if (!s || s->outcome != OUT_OPEN || smap_get(&c->sessions, s->id))
+	if (!s || s->outcome != CORE_OUT_OPEN || smap_get(&c->sessions, s->id))
 		return;
 	/* Build a detached private session so the one end path does the work. */
 	struct sess *r = xcalloc(1, sizeof(*r));
@@ -827,7 +827,7 @@ reply_error(struct core_fxlist *fx, double now, uint64_t conn, const char *cp_id
 static void deny_register(struct core_fxlist *fx, double now, uint64_t conn, const char *reason)
 {
 	fx_send(fx, now, conn, NULL, "REGISTER_RESULT#DENIED#%s", reason);
-	struct core_fx *f = fx_push(fx, FX_CLOSE, now);
+	struct core_fx *f = fx_push(fx, CORE_FX_CLOSE, now);
 	f->conn = conn;
 	textf(f->text, sizeof(f->text), "REGISTER denied: %s", reason);
 	fx_log(fx, now, LOG_WARN, NULL, "link %llu: REGISTER denied: %s", (unsigned long long)conn, reason);
@@ -1018,7 +1018,7 @@ static void on_nack_authorize(struct core *c, struct core_cp *cp, const char *re
 	struct msg *m = fx_notify(fx, now, MSG_AUTH_DENIED, s->driver_id, s->cp_id, s->id, s->request_id);
 	text_copy(m->reason, sizeof(m->reason), why);
 	fx_request(fx, now, s->driver_id, s->cp_id, s->request_id, s->requested_at, s->id, "AUTH_DENIED: %s", why);
-	end_session(c, sess_of(s), OUT_SESSION_CANCELLED, why, 0, now, fx);
+	end_session(c, sess_of(s), CORE_OUT_SESSION_CANCELLED, why, 0, now, fx);
 	update_state(c, cp, now, 0, "authorisation refused", fx);
 }
 
@@ -1224,7 +1224,7 @@ static void on_request(struct core *c, const struct msg *m, double now, struct c
 		return;
 	}
 	if (cp->state != CP_ACTIVADO) {
-		deny_request(fx, now, m, "CP %s is %s", cp->id, core_state_name(cp->state));
+		deny_request(fx, now, m, "CP %s is %s", cp->id, cp_state_name(cp->state));
 		return;
 	}
 	if (cp->stop_pending) {
@@ -1280,7 +1280,7 @@ static void on_quit(struct core *c, const struct msg *m, double now, struct core
 		return;
 	}
 	struct core_cp *cp = s->cp;
-	end_session(c, s, OUT_SESSION_CANCELLED, "driver quit", 1, now, fx);
+	end_session(c, s, CORE_OUT_SESSION_CANCELLED, "driver quit", 1, now, fx);
 	update_state(c, cp, now, 0, "driver quit", fx);
 }
 
@@ -1358,7 +1358,7 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 		fx_store_session(fx, now, p);
 		break;
 	case MSG_SUPPLY_END:
-		end_session(c, s, OUT_TICKET, NULL, 1, now, fx);
+		end_session(c, s, CORE_OUT_TICKET, NULL, 1, now, fx);
 		update_state(c, cp, now, 0, "supply ended", fx);
 		break;
 	case MSG_AVERIADO:
@@ -1428,7 +1428,7 @@ void core_on_tick(struct core *c, double now, struct core_fxlist *fx)
 		char why[MSG_TEXT_MAX + 1];
 		textf(why, sizeof(why), "vehicle not plugged in within %.0f s", c->cfg.reservation_timeout);
 		struct core_cp *cp = s->cp;
-		end_session(c, s, OUT_SESSION_CANCELLED, why, 1, now, fx);
+		end_session(c, s, CORE_OUT_SESSION_CANCELLED, why, 1, now, fx);
 		if (cp)
 			update_state(c, cp, now, 0, "reservation timed out", fx);
 	}
@@ -1481,11 +1481,11 @@ static void command_send(struct core_cp *cp, int stop, double now, struct core_f
 int core_command(struct core *c, enum core_cmd cmd, const char *cp_id, double now, struct core_fxlist *fx,
 		 char err[CORE_ERR_LEN])
 {
-	int stop = cmd == CMD_STOP || cmd == CMD_STOP_ALL;
+	int stop = cmd == CORE_CMD_STOP || cmd == CORE_CMD_STOP_ALL;
 	const char *name = stop ? "PARAR" : "REANUDAR";
 	if (err)
 		err[0] = '\0';
-	if (cmd == CMD_STOP || cmd == CMD_RESUME) {
+	if (cmd == CORE_CMD_STOP || cmd == CORE_CMD_RESUME) {
 		struct core_cp *cp = cp_id && valid_cp_id(cp_id) ? cp_find(c, cp_id) : NULL;
 		if (!cp) {
 			set_err(err, "%s %s failed: unknown CP", name, cp_id ? cp_id : "");
@@ -1494,17 +1494,17 @@ int core_command(struct core *c, enum core_cmd cmd, const char *cp_id, double no
 		}
 		const char *why = command_blocker(cp, stop);
 		if (why) {
-			set_err(err, "%s %s failed: CP %s is %s, %s", name, cp->id, cp->id, core_state_name(cp->state),
+			set_err(err, "%s %s failed: CP %s is %s, %s", name, cp->id, cp->id, cp_state_name(cp->state),
 				why);
 			fx_log(fx, now, LOG_WARN, cp->id, "%s %s failed: CP %s is %s, %s", name, cp->id, cp->id,
-			       core_state_name(cp->state), why);
+			       cp_state_name(cp->state), why);
 			return -1;
 		}
 		command_send(cp, stop, now, fx);
 		fx_log(fx, now, LOG_INFO, cp->id, "%s sent to CP %s: waiting for its acknowledgement", name, cp->id);
 		return 0;
 	}
-	if (cmd != CMD_STOP_ALL && cmd != CMD_RESUME_ALL) {
+	if (cmd != CORE_CMD_STOP_ALL && cmd != CORE_CMD_RESUME_ALL) {
 		set_err(err, "unknown command %d", (int)cmd);
 		return -1;
 	}
@@ -1561,7 +1561,7 @@ const struct core_cp *core_cp_find(const struct core *c, const char *id)
 	return id ? cp_find(c, id) : NULL;
 }
 
-void core_state_counts(const struct core *c, size_t counts[CP_STATE_COUNT])
+void core_cp_state_counts(const struct core *c, size_t counts[CP_STATE_COUNT])
 {
 	for (int i = 0; i < CP_STATE_COUNT; i++)
 		counts[i] = 0;
@@ -1580,7 +1580,7 @@ void core_network_status(const struct core *c, double now, struct msg *out)
 	for (size_t i = 0; i < n; i++) {
 		const struct core_cp *cp = c->cps[i];
 		xstrlcpy(out->cps[i].id, cp->id, sizeof(out->cps[i].id));
-		xstrlcpy(out->cps[i].status, core_state_name(cp->state), sizeof(out->cps[i].status));
+		xstrlcpy(out->cps[i].status, cp_state_name(cp->state), sizeof(out->cps[i].status));
 		xstrlcpy(out->cps[i].location, cp->location, sizeof(out->cps[i].location));
 		out->cps[i].price = cp->price;
 	}
@@ -1617,10 +1617,10 @@ int core_parse_command(const char *line, int *cmd, char cp_id[MSG_CP_ID_MAX + 1]
 		const char *s, *l;
 		int cmd, needs_cp;
 	} tab[] = {
-		{ "P", "PARAR", CMD_STOP, 1 },
-		{ "R", "REANUDAR", CMD_RESUME, 1 },
-		{ "PT", "PARAR_TODOS", CMD_STOP_ALL, 0 },
-		{ "RT", "REANUDAR_TODOS", CMD_RESUME_ALL, 0 },
+		{ "P", "PARAR", CORE_CMD_STOP, 1 },
+		{ "R", "REANUDAR", CORE_CMD_RESUME, 1 },
+		{ "PT", "PARAR_TODOS", CORE_CMD_STOP_ALL, 0 },
+		{ "RT", "REANUDAR_TODOS", CORE_CMD_RESUME_ALL, 0 },
 		{ "Q", "QUIT", -1, 0 },
 	};
 	for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++) {

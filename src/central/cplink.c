@@ -85,11 +85,11 @@ struct evnode {
 	char data[]; /* len + 1 bytes */
 };
 
-enum cmd_kind { CMD_SEND, CMD_CLOSE, CMD_STOP };
+enum cpl_cmd_kind { CPL_CMD_SEND, CPL_CMD_CLOSE, CPL_CMD_STOP };
 
 struct cmdnode {
 	struct cmdnode *next;
-	enum cmd_kind kind;
+	enum cpl_cmd_kind kind;
 	uint64_t conn;
 	char text[]; /* NUL-terminated: DATA or reason */
 };
@@ -256,7 +256,7 @@ size_t cplink_drain(struct cplink *l, struct cplink_event *out, size_t max)
 
 /* ---------------------------------------------------------------- commands */
 
-static void command(struct cplink *l, enum cmd_kind kind, uint64_t conn, const char *text)
+static void command(struct cplink *l, enum cpl_cmd_kind kind, uint64_t conn, const char *text)
 {
 	size_t len = text != NULL ? strlen(text) : 0;
 	struct cmdnode *n = xmalloc(sizeof *n + len + 1);
@@ -275,12 +275,12 @@ static void command(struct cplink *l, enum cmd_kind kind, uint64_t conn, const c
 
 void cplink_send(struct cplink *l, uint64_t conn, const char *data)
 {
-	command(l, CMD_SEND, conn, data);
+	command(l, CPL_CMD_SEND, conn, data);
 }
 
 void cplink_close(struct cplink *l, uint64_t conn, const char *reason)
 {
-	command(l, CMD_CLOSE, conn, reason != NULL ? reason : "closed by Central");
+	command(l, CPL_CMD_CLOSE, conn, reason != NULL ? reason : "closed by Central");
 }
 
 /* ---------------------------------------------------------------- slots */
@@ -784,13 +784,13 @@ static void run_commands(struct cplink *l, double now)
 
 	while (n != NULL) {
 		struct cmdnode *next = n->next;
-		struct conn *c = n->kind == CMD_STOP ? NULL : conn_find(l, n->conn);
-		if (n->kind == CMD_STOP) {
+		struct conn *c = n->kind == CPL_CMD_STOP ? NULL : conn_find(l, n->conn);
+		if (n->kind == CPL_CMD_STOP) {
 			l->stopping = 1;
-		} else if (c == NULL || c->phase != PH_LIVE || (n->kind == CMD_SEND && c->closing)) {
+		} else if (c == NULL || c->phase != PH_LIVE || (n->kind == CPL_CMD_SEND && c->closing)) {
 			log_debug("cplink: command for closed link %llu ignored",
 				  (unsigned long long)(n->conn >> SLOT_BITS));
-		} else if (n->kind == CMD_CLOSE) {
+		} else if (n->kind == CPL_CMD_CLOSE) {
 			if (!c->closing) {
 				c->closing = 1;
 				xstrlcpy(c->close_reason, n->text, sizeof c->close_reason);
@@ -1067,7 +1067,7 @@ void cplink_stats(const struct cplink *l, struct cplink_stats *st)
 void cplink_shutdown(struct cplink *l)
 {
 	if (l->started && !l->joined) {
-		command(l, CMD_STOP, 0, NULL);
+		command(l, CPL_CMD_STOP, 0, NULL);
 		pthread_join(l->thread, NULL);
 		l->joined = 1;
 	}

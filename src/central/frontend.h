@@ -6,7 +6,7 @@
 #define EVC_CENTRAL_FRONTEND_H
 #include <stddef.h>
 
-#include "evc/core.h"
+#include "src/central/core.h"
 
 /* What the header / status line shows. Owned by main; updated in place. */
 struct central_status {
@@ -31,7 +31,7 @@ struct frontend_ops {
 	 * of a non-interactive stdin that should NOT quit, else 0. */
 	int (*on_input)(struct frontend *fe);
 	/* The effects of one event batch, after they were applied and stored:
-	 * FX_LOG lines, FX_SCREEN changes, FX_REQUEST outcomes. */
+	 * CORE_FX_LOG lines, CORE_FX_SCREEN changes, CORE_FX_REQUEST outcomes. */
 	void (*on_effects)(struct frontend *fe, const struct core_fxlist *fx);
 	/* Called on every loop turn: redraw if something changed or the clock
 	 * ticked (at most 10 redraws a second). now = wall clock. */

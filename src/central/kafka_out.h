@@ -8,7 +8,7 @@
 #ifndef EVC_CENTRAL_KAFKA_OUT_H
 #define EVC_CENTRAL_KAFKA_OUT_H
 #include "evc/bus.h"
-#include "evc/core.h"
+#include "src/central/core.h"
 #include "evc/msg.h"
 
 #define KAFKA_OUT_PERIOD 5.0    /* s between status messages when nothing changes */

@@ -30,7 +30,7 @@
 
 #include "evc/bus.h"
 #include "evc/clock.h"
-#include "evc/core.h"
+#include "src/central/core.h"
 #include "evc/log.h"
 #include "evc/net.h"
 #include "evc/xalloc.h"
@@ -354,7 +354,7 @@ static void __attribute__((format(printf, 4, 5)))
 note(struct central *c, enum log_level lvl, const char *tag, const char *fmt, ...)
 {
 	struct core_fx *x = fx_push(&c->fx);
-	x->kind = FX_LOG;
+	x->kind = CORE_FX_LOG;
 	x->level = lvl;
 	x->ts = clock_wall();
 	xstrlcpy(x->event, tag, sizeof x->event);
@@ -455,7 +455,7 @@ static size_t hash_str(const char *p)
 	return h;
 }
 
-/* Mark in c->skip every FX_STORE_SESSION followed, later in the same turn,
+/* Mark in c->skip every CORE_FX_STORE_SESSION followed, later in the same turn,
  * by another row of the same session. Each row is the whole session and the
  * store upserts it, so the last one alone leaves the same row: a telemetry
  * flood writes one row per session per turn, not one per message. */
@@ -463,7 +463,7 @@ static void mark_superseded_rows(struct central *c)
 {
 	size_t nsess = 0;
 	for (size_t i = 0; i < c->fx.n; i++)
-		nsess += c->fx.v[i].kind == FX_STORE_SESSION;
+		nsess += c->fx.v[i].kind == CORE_FX_STORE_SESSION;
 	if (c->skip_cap < c->fx.n) {
 		c->skip_cap = c->fx.n * 2;
 		c->skip = xrealloc(c->skip, c->skip_cap);
@@ -480,7 +480,7 @@ static void mark_superseded_rows(struct central *c)
 	}
 	memset(c->slots, 0, cap * sizeof *c->slots);
 	for (size_t i = c->fx.n; i-- > 0;) {
-		if (c->fx.v[i].kind != FX_STORE_SESSION)
+		if (c->fx.v[i].kind != CORE_FX_STORE_SESSION)
 			continue;
 		const char *id = c->fx.v[i].session.id;
 		size_t j = hash_str(id) & (cap - 1);
@@ -523,8 +523,8 @@ static void apply_effects(struct central *c)
 	int stored = 1;
 	int need_txn = 0;
 	for (size_t i = 0; i < c->fx.n && !need_txn; i++)
-		need_txn = c->fx.v[i].kind == FX_STORE_CP || c->fx.v[i].kind == FX_STORE_SESSION ||
-			   c->fx.v[i].kind == FX_STORE_EVENT;
+		need_txn = c->fx.v[i].kind == CORE_FX_STORE_CP || c->fx.v[i].kind == CORE_FX_STORE_SESSION ||
+			   c->fx.v[i].kind == CORE_FX_STORE_EVENT;
 	if (c->db_failed) {
 		/* The core is ahead of the database: nothing more may be acted
 		 * on or acknowledged; shutdown is under way. */
@@ -554,16 +554,16 @@ static void apply_effects(struct central *c)
 	for (size_t i = 0; i < c->fx.n; i++) {
 		const struct core_fx *x = &c->fx.v[i];
 		switch (x->kind) {
-		case FX_SEND:
+		case CORE_FX_SEND:
 			cplink_send(c->link, x->conn, x->text);
 			break;
-		case FX_CLOSE:
+		case CORE_FX_CLOSE:
 			cplink_close(c->link, x->conn, x->text);
 			break;
-		case FX_PRODUCE:
+		case CORE_FX_PRODUCE:
 			kafka_out_queue(c->kout, &x->msg); /* encoded off this thread */
 			break;
-		case FX_STATUS:
+		case CORE_FX_STATUS:
 			kafka_out_mark_dirty(c->kout, mono);
 			break;
 		default:

@@ -340,20 +340,20 @@ int store_apply(struct store *s, const struct core_fx *fx, char err[STORE_ERR_LE
 {
 	sqlite3_stmt *st;
 	switch (fx->kind) {
-	case FX_STORE_CP: {
+	case CORE_FX_STORE_CP: {
 		const struct core_cp *cp = &fx->cp;
 		st = s->st[ST_CP_UPSERT];
 		sqlite3_bind_text(st, 1, cp->id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, cp->location, -1, SQLITE_STATIC);
 		sqlite3_bind_double(st, 3, cp->price);
-		sqlite3_bind_text(st, 4, core_state_name(cp->state), -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, cp_state_name(cp->state), -1, SQLITE_STATIC);
 		sqlite3_bind_int(st, 5, cp->stopped);
 		sqlite3_bind_int(st, 6, cp->fault);
 		bind_time(st, 7, cp->state_since);
 		bind_time(st, 8, fx->ts > 0 ? fx->ts : clock_wall());
 		return step_done(s, st, "store charging point", err);
 	}
-	case FX_STORE_SESSION: {
+	case CORE_FX_STORE_SESSION: {
 		const struct core_session *ss = &fx->session;
 		st = s->st[ST_SESSION_UPSERT];
 		sqlite3_bind_text(st, 1, ss->id, -1, SQLITE_STATIC);
@@ -379,7 +379,7 @@ int store_apply(struct store *s, const struct core_fx *fx, char err[STORE_ERR_LE
 		bind_time(st, 17, ss->ended_at);
 		return step_done(s, st, "store session", err);
 	}
-	case FX_STORE_EVENT:
+	case CORE_FX_STORE_EVENT:
 		st = s->st[ST_EVENT];
 		sqlite3_bind_text(st, 1, fx->cp_id, -1, SQLITE_STATIC);
 		sqlite3_bind_double(st, 2, fx->ts > 0 ? fx->ts : clock_wall());
@@ -471,7 +471,7 @@ int store_foreach_open_session(struct store *s, void (*fn)(void *arg, const stru
 		ss.authorised_at = sqlite3_column_double(st, 12);
 		ss.started_at = sqlite3_column_double(st, 13);
 		ss.ended_at = sqlite3_column_double(st, 14);
-		ss.outcome = OUT_OPEN;
+		ss.outcome = CORE_OUT_OPEN;
 		fn(arg, &ss);
 	}
 	sqlite3_finalize(st);

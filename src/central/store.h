@@ -9,7 +9,7 @@
 #define EVC_CENTRAL_STORE_H
 #include <stdio.h>
 
-#include "evc/core.h"
+#include "src/central/core.h"
 
 #define STORE_ERR_LEN 256
 
@@ -36,7 +36,7 @@ int store_commit(struct store *s, char err[STORE_ERR_LEN]);
 void store_rollback(struct store *s);
 int store_in_txn(const struct store *s);
 
-/* Carry out one FX_STORE_CP / FX_STORE_SESSION / FX_STORE_EVENT effect
+/* Carry out one CORE_FX_STORE_CP / CORE_FX_STORE_SESSION / CORE_FX_STORE_EVENT effect
  * (other kinds are ignored). A session that already has an outcome is never
  * changed again, so a replay after a crash cannot end it twice. */
 int store_apply(struct store *s, const struct core_fx *fx, char err[STORE_ERR_LEN]);

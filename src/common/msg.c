@@ -499,7 +499,7 @@ static int dec_cp_status(struct dec *d, struct msg_cp_status *cp)
 	if (dec_str(d, "id", 1, S_CP_ID, cp->id, MSG_CP_ID_MAX) < 0 ||
 	    dec_str(d, "status", 1, S_TEXT, cp->status, sizeof(cp->status) - 1) < 0)
 		return -1;
-	if (core_state_parse(cp->status) < 0)
+	if (cp_state_parse(cp->status) < 0)
 		return fail(d->err, "%sfield 'status' is not a CP state (DESCONECTADO, ACTIVADO, RESERVADO, "
 				    "SUMINISTRANDO, AVERIADO, FUERA_DE_SERVICIO)",
 			    d->ctx);
@@ -818,7 +818,7 @@ static void enc_network_status(struct enc *e, const struct msg *m)
 		sub.obj = json_object();
 		ENC_STR(&sub, "id", cp->id, S_CP_ID, MSG_CP_ID_MAX);
 		if (!sub.bad && (memchr(cp->status, '\0', sizeof(cp->status)) == NULL ||
-				 core_state_parse(cp->status) < 0)) {
+				 cp_state_parse(cp->status) < 0)) {
 			fail(e->err, "field 'status' is not a CP state");
 			sub.bad = 1;
 		}

@@ -11,14 +11,14 @@ static const char *const state_names[CP_STATE_COUNT] = {
 	[CP_FUERA_DE_SERVICIO] = "FUERA_DE_SERVICIO",
 };
 
-const char *core_state_name(enum core_state st)
+const char *cp_state_name(enum cp_state st)
 {
 	if ((int)st < 0 || st >= CP_STATE_COUNT)
 		return "?";
 	return state_names[st];
 }
 
-int core_state_parse(const char *s)
+int cp_state_parse(const char *s)
 {
 	if (!s)
 		return -1;

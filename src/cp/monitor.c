@@ -132,16 +132,16 @@ static const char *health_word(enum health h)
 static const char *derived_state(const struct mon *m)
 {
 	if (m->cstate != C_UP)
-		return core_state_name(CP_DESCONECTADO);
+		return cp_state_name(CP_DESCONECTADO);
 	if (m->stopped || strcmp(m->activity, "STOPPED") == 0)
-		return core_state_name(CP_FUERA_DE_SERVICIO);
+		return cp_state_name(CP_FUERA_DE_SERVICIO);
 	if (m->health == H_KO)
-		return core_state_name(CP_AVERIADO);
+		return cp_state_name(CP_AVERIADO);
 	if (strcmp(m->activity, "SUPPLYING") == 0)
-		return core_state_name(CP_SUMINISTRANDO);
+		return cp_state_name(CP_SUMINISTRANDO);
 	if (strcmp(m->activity, "RESERVED") == 0)
-		return core_state_name(CP_RESERVADO);
-	return core_state_name(CP_ACTIVADO);
+		return cp_state_name(CP_RESERVADO);
+	return cp_state_name(CP_ACTIVADO);
 }
 
 static void update_state(struct mon *m)

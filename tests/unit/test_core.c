@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "evc/core.h"
+#include "src/central/core.h"
 #include "evc/link.h"
 #include "evc/msg.h"
 #include "evc/xalloc.h"
@@ -54,9 +54,9 @@ static void check_fx(void)
 	char err[MSG_ERR_LEN];
 	for (size_t i = 0; i < FX.n; i++) {
 		const struct core_fx *f = &FX.v[i];
-		if (f->kind == FX_SEND && link_validate(f->text, strlen(f->text), err) != 0)
+		if (f->kind == CORE_FX_SEND && link_validate(f->text, strlen(f->text), err) != 0)
 			fail_msg("frame '%s' is not valid DATA: %s", f->text, err);
-		if (f->kind == FX_PRODUCE) {
+		if (f->kind == CORE_FX_PRODUCE) {
 			char *json = msg_encode(&f->msg, NULL, err);
 			if (!json)
 				fail_msg("%s does not encode: %s", msg_type_name(f->msg.type), err);
@@ -111,20 +111,20 @@ static size_t count_kind(enum core_fx_kind k)
 	return n;
 }
 
-/* Index of the FX_SEND with exactly this text on conn, or -1. */
+/* Index of the CORE_FX_SEND with exactly this text on conn, or -1. */
 static long send_index(uint64_t conn, const char *text)
 {
 	for (size_t i = 0; i < FX.n; i++)
-		if (FX.v[i].kind == FX_SEND && FX.v[i].conn == conn && strcmp(FX.v[i].text, text) == 0)
+		if (FX.v[i].kind == CORE_FX_SEND && FX.v[i].conn == conn && strcmp(FX.v[i].text, text) == 0)
 			return (long)i;
 	return -1;
 }
 
-/* The first FX_SEND whose text starts with prefix. */
+/* The first CORE_FX_SEND whose text starts with prefix. */
 static const struct core_fx *send_prefix(const char *prefix)
 {
 	for (size_t i = 0; i < FX.n; i++)
-		if (FX.v[i].kind == FX_SEND && strncmp(FX.v[i].text, prefix, strlen(prefix)) == 0)
+		if (FX.v[i].kind == CORE_FX_SEND && strncmp(FX.v[i].text, prefix, strlen(prefix)) == 0)
 			return &FX.v[i];
 	return NULL;
 }
@@ -133,7 +133,7 @@ static size_t count_produce(enum msg_type t)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < FX.n; i++)
-		n += FX.v[i].kind == FX_PRODUCE && FX.v[i].msg.type == t;
+		n += FX.v[i].kind == CORE_FX_PRODUCE && FX.v[i].msg.type == t;
 	return n;
 }
 
@@ -141,7 +141,7 @@ static size_t count_produce(enum msg_type t)
 static const struct msg *produced(enum msg_type t)
 {
 	for (size_t i = 0; i < FX.n; i++)
-		if (FX.v[i].kind == FX_PRODUCE && FX.v[i].msg.type == t)
+		if (FX.v[i].kind == CORE_FX_PRODUCE && FX.v[i].msg.type == t)
 			return &FX.v[i].msg;
 	fail_msg("no %s produced", msg_type_name(t));
 	abort();
@@ -152,7 +152,7 @@ static const struct core_session *stored_session(void)
 {
 	const struct core_session *s = NULL;
 	for (size_t i = 0; i < FX.n; i++)
-		if (FX.v[i].kind == FX_STORE_SESSION)
+		if (FX.v[i].kind == CORE_FX_STORE_SESSION)
 			s = &FX.v[i].session;
 	if (!s) {
 		fail_msg("no session stored");
@@ -165,7 +165,7 @@ static const struct core_session *stored_session(void)
 static const struct core_fx *sent(const char *prefix)
 {
 	for (size_t i = 0; i < FX.n; i++)
-		if (FX.v[i].kind == FX_SEND && strncmp(FX.v[i].text, prefix, strlen(prefix)) == 0)
+		if (FX.v[i].kind == CORE_FX_SEND && strncmp(FX.v[i].text, prefix, strlen(prefix)) == 0)
 			return &FX.v[i];
 	fail_msg("no frame '%s...' sent", prefix);
 	abort();
@@ -174,12 +174,12 @@ static const struct core_fx *sent(const char *prefix)
 static const struct core_fx *find_log(enum log_level lvl, const char *needle)
 {
 	for (size_t i = 0; i < FX.n; i++)
-		if (FX.v[i].kind == FX_LOG && FX.v[i].level == lvl && strstr(FX.v[i].text, needle))
+		if (FX.v[i].kind == CORE_FX_LOG && FX.v[i].level == lvl && strstr(FX.v[i].text, needle))
 			return &FX.v[i];
 	return NULL;
 }
 
-static enum core_state state_of(const char *id)
+static enum cp_state state_of(const char *id)
 {
 	const struct core_cp *cp = core_cp_find(C, id);
 	assert_non_null(cp);
@@ -251,14 +251,14 @@ static void charging(uint64_t conn, const char *cp, const char *driver, char sid
 static void test_names(void **state)
 {
 	(void)state;
-	assert_string_equal(core_state_name(CP_DESCONECTADO), "DESCONECTADO");
-	assert_string_equal(core_state_name(CP_FUERA_DE_SERVICIO), "FUERA_DE_SERVICIO");
+	assert_string_equal(cp_state_name(CP_DESCONECTADO), "DESCONECTADO");
+	assert_string_equal(cp_state_name(CP_FUERA_DE_SERVICIO), "FUERA_DE_SERVICIO");
 	for (int i = 0; i < CP_STATE_COUNT; i++)
-		assert_int_equal(core_state_parse(core_state_name((enum core_state)i)), i);
-	assert_int_equal(core_state_parse("activado"), -1);
-	assert_null(core_outcome_name(OUT_OPEN));
-	assert_string_equal(core_outcome_name(OUT_TICKET), "TICKET");
-	assert_string_equal(core_outcome_name(OUT_SESSION_CANCELLED), "SESSION_CANCELLED");
+		assert_int_equal(cp_state_parse(cp_state_name((enum cp_state)i)), i);
+	assert_int_equal(cp_state_parse("activado"), -1);
+	assert_null(core_outcome_name(CORE_OUT_OPEN));
+	assert_string_equal(core_outcome_name(CORE_OUT_TICKET), "TICKET");
+	assert_string_equal(core_outcome_name(CORE_OUT_SESSION_CANCELLED), "SESSION_CANCELLED");
 }
 
 /* ---- REGISTER ---- */
@@ -269,10 +269,10 @@ static void test_register_first_and_reconnect(void **state)
 	reg(1, "MAD-01");
 	assert_true(send_index(1, "REGISTER_RESULT#FIRST") >= 0);
 	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
-	assert_int_equal(count_kind(FX_STORE_CP), 1);
-	assert_int_equal(count_kind(FX_STORE_EVENT) >= 2, 1); /* REGISTER + STATE */
-	assert_int_equal(count_kind(FX_SCREEN), 1);
-	assert_int_equal(count_kind(FX_STATUS), 1);
+	assert_int_equal(count_kind(CORE_FX_STORE_CP), 1);
+	assert_int_equal(count_kind(CORE_FX_STORE_EVENT) >= 2, 1); /* REGISTER + STATE */
+	assert_int_equal(count_kind(CORE_FX_SCREEN), 1);
+	assert_int_equal(count_kind(CORE_FX_STATUS), 1);
 	assert_non_null(find_log(LOG_INFO, "DESCONECTADO -> ACTIVADO"));
 	const struct core_cp *cp = core_cp_find(C, "MAD-01");
 	assert_string_equal(cp->location, "C/ Serrano 10");
@@ -281,8 +281,8 @@ static void test_register_first_and_reconnect(void **state)
 
 	link_down(1);
 	assert_int_equal(state_of("MAD-01"), CP_DESCONECTADO);
-	assert_int_equal(count_kind(FX_STORE_CP), 1);
-	assert_int_equal(count_kind(FX_STATUS), 1);
+	assert_int_equal(count_kind(CORE_FX_STORE_CP), 1);
+	assert_int_equal(count_kind(CORE_FX_STATUS), 1);
 
 	frame(2, "REGISTER#MAD-01#Gran Via 1#0.40");
 	assert_true(send_index(2, "REGISTER_RESULT#RECONNECT") >= 0);
@@ -301,13 +301,13 @@ static void expect_denied(const char *data, const char *reason_part)
 	assert_non_null(f);
 	if (!strstr(f->text, reason_part))
 		fail_msg("'%s' -> '%s', wanted '%s'", data, f->text, reason_part);
-	assert_int_equal(count_kind(FX_CLOSE), 1);
+	assert_int_equal(count_kind(CORE_FX_CLOSE), 1);
 	/* the close comes after the answer */
 	size_t si = 0, ci = 0;
 	for (size_t i = 0; i < FX.n; i++) {
-		if (FX.v[i].kind == FX_SEND)
+		if (FX.v[i].kind == CORE_FX_SEND)
 			si = i;
-		if (FX.v[i].kind == FX_CLOSE)
+		if (FX.v[i].kind == CORE_FX_CLOSE)
 			ci = i;
 	}
 	assert_true(si < ci);
@@ -375,7 +375,7 @@ static void test_command_unacked_when_link_lost(void **state)
 	(void)state;
 	char err[CORE_ERR_LEN];
 	reg(1, "MAD-01");
-	assert_int_equal(command(CMD_STOP, "MAD-01", err), 0);
+	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), 0);
 	assert_non_null(sent("PARAR#CENTRAL"));
 	link_down(1);
 	assert_int_equal(state_of("MAD-01"), CP_DESCONECTADO);
@@ -385,7 +385,7 @@ static void test_command_unacked_when_link_lost(void **state)
 	frame(2, "ACK#PARAR");
 	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
 
-	assert_int_equal(command(CMD_RESUME, "MAD-01", err), 0);
+	assert_int_equal(command(CORE_CMD_RESUME, "MAD-01", err), 0);
 	assert_non_null(sent("REANUDAR#CENTRAL"));
 	link_down(2);
 	frame(3, "REGISTER#MAD-01#x#0.25");
@@ -419,7 +419,7 @@ static void test_already_connected(void **state)
 	reg(1, "MAD-01");
 	reg(2, "MAD-01");
 	assert_true(send_index(2, "REGISTER_RESULT#DENIED#ALREADY_CONNECTED") >= 0);
-	assert_int_equal(count_kind(FX_CLOSE), 1);
+	assert_int_equal(count_kind(CORE_FX_CLOSE), 1);
 	/* the live link is untouched, and the refused one going down is harmless */
 	link_down(2);
 	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
@@ -431,7 +431,7 @@ static void test_already_connected(void **state)
 	reg(1, "MAD-02");
 	assert_true(send_index(1, "ERROR#this link is already registered as CP MAD-01") >= 0);
 	assert_null(core_cp_find(C, "MAD-02"));
-	assert_int_equal(count_kind(FX_CLOSE), 0);
+	assert_int_equal(count_kind(CORE_FX_CLOSE), 0);
 }
 
 /* ---- frames ---- */
@@ -443,7 +443,7 @@ static void test_frames_before_register(void **state)
 	for (size_t i = 0; i < sizeof(frames) / sizeof(frames[0]); i++) {
 		frame(5, frames[i]);
 		assert_true(send_index(5, "ERROR#not registered: send REGISTER first") >= 0);
-		assert_int_equal(count_kind(FX_CLOSE), 0);
+		assert_int_equal(count_kind(CORE_FX_CLOSE), 0);
 	}
 	assert_int_equal(core_cp_count(C), 0);
 }
@@ -465,10 +465,10 @@ static void test_bad_frames_keep_link(void **state)
 	assert_true(send_index(1, "ERROR#ACK of unknown command 'FROB'") >= 0);
 	frame(1, "ACK");
 	assert_non_null(send_prefix("ERROR#ACK of unknown command"));
-	assert_int_equal(count_kind(FX_CLOSE), 0);
+	assert_int_equal(count_kind(CORE_FX_CLOSE), 0);
 	/* an ERROR from the CP is logged, never answered (no ping-pong) */
 	frame(1, "ERROR#whatever");
-	assert_int_equal(count_kind(FX_SEND), 0);
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
 	assert_non_null(find_log(LOG_WARN, "whatever"));
 	/* a heartbeat produces nothing but refreshes liveness */
 	NOW += 5;
@@ -484,17 +484,17 @@ static void test_fault_recover(void **state)
 	reg(1, "MAD-01");
 	frame(1, "FAULT#MAD-01#engine KO");
 	assert_int_equal(state_of("MAD-01"), CP_AVERIADO);
-	assert_int_equal(count_kind(FX_STORE_CP), 1);
-	assert_int_equal(count_kind(FX_SCREEN), 1);
-	assert_int_equal(count_kind(FX_STATUS), 1);
+	assert_int_equal(count_kind(CORE_FX_STORE_CP), 1);
+	assert_int_equal(count_kind(CORE_FX_SCREEN), 1);
+	assert_int_equal(count_kind(CORE_FX_STATUS), 1);
 	assert_non_null(find_log(LOG_INFO, "ACTIVADO -> AVERIADO"));
 	frame(1, "FAULT#MAD-01");
-	assert_int_equal(count_kind(FX_STORE_CP), 0); /* repeated: no change */
+	assert_int_equal(count_kind(CORE_FX_STORE_CP), 0); /* repeated: no change */
 	frame(1, "RECOVER#MAD-01");
 	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
-	assert_int_equal(count_kind(FX_STORE_CP), 1);
+	assert_int_equal(count_kind(CORE_FX_STORE_CP), 1);
 	frame(1, "RECOVER#MAD-01");
-	assert_int_equal(count_kind(FX_STORE_CP), 0);
+	assert_int_equal(count_kind(CORE_FX_STORE_CP), 0);
 }
 
 static void test_check_session(void **state)
@@ -517,27 +517,27 @@ static void test_stop_resume(void **state)
 	(void)state;
 	char err[CORE_ERR_LEN];
 	reg(1, "MAD-01");
-	assert_int_equal(command(CMD_STOP, "MAD-01", err), 0);
+	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), 0);
 	assert_true(send_index(1, "PARAR#CENTRAL") >= 0);
 	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO); /* not until acknowledged */
-	assert_int_equal(command(CMD_STOP, "MAD-01", err), -1); /* already pending */
+	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), -1); /* already pending */
 	frame(1, "ACK#PARAR");
 	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
-	assert_int_equal(count_kind(FX_STORE_CP), 1);
+	assert_int_equal(count_kind(CORE_FX_STORE_CP), 1);
 	for (size_t i = 0; i < FX.n; i++)
-		if (FX.v[i].kind == FX_STORE_CP) {
+		if (FX.v[i].kind == CORE_FX_STORE_CP) {
 			assert_int_equal(FX.v[i].cp.stopped, 1);
 			assert_int_equal(FX.v[i].cp.state, CP_FUERA_DE_SERVICIO);
 			assert_null(FX.v[i].cp.session);
 		}
-	assert_int_equal(command(CMD_STOP, "MAD-01", err), -1);
+	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), -1);
 	assert_non_null(strstr(err, "already stopped"));
-	assert_int_equal(command(CMD_RESUME, "MAD-01", err), 0);
+	assert_int_equal(command(CORE_CMD_RESUME, "MAD-01", err), 0);
 	assert_true(send_index(1, "REANUDAR#CENTRAL") >= 0);
 	frame(1, "ACK#REANUDAR");
 	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
 	assert_int_equal(core_cp_find(C, "MAD-01")->stopped, 0);
-	assert_int_equal(command(CMD_RESUME, "MAD-01", err), -1);
+	assert_int_equal(command(CORE_CMD_RESUME, "MAD-01", err), -1);
 	assert_non_null(strstr(err, "not stopped"));
 	/* an unsolicited ACK changes nothing */
 	frame(1, "ACK#PARAR");
@@ -549,14 +549,14 @@ static void test_stop_nack(void **state)
 	(void)state;
 	char err[CORE_ERR_LEN];
 	reg(1, "MAD-01");
-	assert_int_equal(command(CMD_STOP, "MAD-01", err), 0);
+	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), 0);
 	frame(1, "NACK#PARAR#engine busy");
 	assert_non_null(find_log(LOG_WARN, "refused PARAR: engine busy"));
-	assert_int_equal(count_kind(FX_STORE_CP), 0);
+	assert_int_equal(count_kind(CORE_FX_STORE_CP), 0);
 	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
 	assert_int_equal(core_cp_find(C, "MAD-01")->stop_pending, 0);
 	/* the operator may try again */
-	assert_int_equal(command(CMD_STOP, "MAD-01", err), 0);
+	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), 0);
 }
 
 static void test_command_to_disconnected_cp(void **state)
@@ -564,19 +564,19 @@ static void test_command_to_disconnected_cp(void **state)
 	(void)state;
 	char err[CORE_ERR_LEN];
 	core_load_cp(C, "MAD-09", "Sol", 0.25, 0);
-	assert_int_equal(command(CMD_STOP, "MAD-09", err), -1);
+	assert_int_equal(command(CORE_CMD_STOP, "MAD-09", err), -1);
 	assert_non_null(strstr(err, "DESCONECTADO"));
 	assert_non_null(strstr(err, "link is down"));
-	assert_int_equal(count_kind(FX_SEND), 0);
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
 	assert_non_null(find_log(LOG_WARN, "MAD-09"));
-	assert_int_equal(command(CMD_RESUME, "MAD-09", err), -1);
-	assert_int_equal(command(CMD_STOP, "NOPE", err), -1);
+	assert_int_equal(command(CORE_CMD_RESUME, "MAD-09", err), -1);
+	assert_int_equal(command(CORE_CMD_STOP, "NOPE", err), -1);
 	assert_non_null(strstr(err, "unknown CP"));
 	assert_non_null(find_log(LOG_WARN, "unknown CP"));
 	/* a stop pending when the link dies is said, and sent again on
 	 * reconnect (test_command_unacked_when_link_lost) */
 	reg(1, "MAD-01");
-	assert_int_equal(command(CMD_STOP, "MAD-01", err), 0);
+	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), 0);
 	link_down(1);
 	assert_non_null(find_log(LOG_WARN, "PARAR not acknowledged"));
 	reg(2, "MAD-01");
@@ -591,10 +591,10 @@ static void test_stop_all_resume_all(void **state)
 	reg(1, "A1");
 	reg(2, "A2");
 	core_load_cp(C, "A3", "down", 0.2, 0);
-	assert_int_equal(command(CMD_STOP_ALL, NULL, err), 0);
+	assert_int_equal(command(CORE_CMD_STOP_ALL, NULL, err), 0);
 	assert_true(send_index(1, "PARAR#CENTRAL") >= 0);
 	assert_true(send_index(2, "PARAR#CENTRAL") >= 0);
-	assert_int_equal(count_kind(FX_SEND), 2);
+	assert_int_equal(count_kind(CORE_FX_SEND), 2);
 	const struct core_fx *l = find_log(LOG_WARN, "sent to 2 CP(s)");
 	assert_non_null(l);
 	assert_non_null(strstr(l->text, "1 not reachable (link down): A3"));
@@ -603,13 +603,13 @@ static void test_stop_all_resume_all(void **state)
 	assert_int_equal(state_of("A1"), CP_FUERA_DE_SERVICIO);
 	assert_int_equal(state_of("A2"), CP_FUERA_DE_SERVICIO);
 	size_t counts[CP_STATE_COUNT];
-	core_state_counts(C, counts);
+	core_cp_state_counts(C, counts);
 	assert_int_equal(counts[CP_FUERA_DE_SERVICIO], 2);
 	assert_int_equal(counts[CP_DESCONECTADO], 1);
-	assert_int_equal(command(CMD_STOP_ALL, NULL, err), -1); /* nothing left to stop */
+	assert_int_equal(command(CORE_CMD_STOP_ALL, NULL, err), -1); /* nothing left to stop */
 	assert_non_null(strstr(err, "no CP"));
-	assert_int_equal(command(CMD_RESUME_ALL, NULL, err), 0);
-	assert_int_equal(count_kind(FX_SEND), 2);
+	assert_int_equal(command(CORE_CMD_RESUME_ALL, NULL, err), 0);
+	assert_int_equal(count_kind(CORE_FX_SEND), 2);
 	frame(1, "ACK#REANUDAR");
 	frame(2, "ACK#REANUDAR");
 	assert_int_equal(state_of("A1"), CP_ACTIVADO);
@@ -622,14 +622,14 @@ static void test_recover_after_stop_stays_out_of_service(void **state)
 	char err[CORE_ERR_LEN];
 	reg(1, "MAD-01");
 	frame(1, "FAULT#MAD-01");
-	assert_int_equal(command(CMD_STOP, "MAD-01", err), 0);
+	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), 0);
 	frame(1, "ACK#PARAR");
 	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
 	frame(1, "RECOVER#MAD-01");
 	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
 	assert_int_equal(core_cp_find(C, "MAD-01")->fault, 0);
 	assert_non_null(find_log(LOG_INFO, "stays FUERA_DE_SERVICIO"));
-	assert_int_equal(command(CMD_RESUME, "MAD-01", err), 0);
+	assert_int_equal(command(CORE_CMD_RESUME, "MAD-01", err), 0);
 	frame(1, "ACK#REANUDAR");
 	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
 }
@@ -650,7 +650,7 @@ static void test_reregister_while_faulty_or_stopped(void **state)
 	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
 
 	/* an operator stop survives a reconnect and is sent again */
-	assert_int_equal(command(CMD_STOP, "MAD-01", err), 0);
+	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), 0);
 	frame(2, "ACK#PARAR");
 	link_down(2);
 	reg(3, "MAD-01");
@@ -684,13 +684,13 @@ static void test_full_supply_ticket(void **state)
 	char sid[MSG_ID_MAX + 1];
 	xstrlcpy(sid, s->id, sizeof(sid));
 	assert_int_equal(strncmp(sid, "MAD-01-", 7), 0);
-	assert_int_equal(s->outcome, OUT_OPEN);
+	assert_int_equal(s->outcome, CORE_OUT_OPEN);
 	assert_string_equal(s->request_id, "req-1");
 	snprintf(want, sizeof(want), "AUTORIZAR_SUMINISTRO#101#%s#0.25", sid);
 	assert_true(send_index(1, want) >= 0);
 	assert_int_equal(state_of("MAD-01"), CP_RESERVADO);
 	assert_int_equal(count_produce(MSG_AUTH_OK), 0); /* only once the CP accepts */
-	assert_int_equal(count_kind(FX_REQUEST), 1);
+	assert_int_equal(count_kind(CORE_FX_REQUEST), 1);
 
 	frame(1, "ACK#AUTORIZAR_SUMINISTRO");
 	const struct msg *ok = produced(MSG_AUTH_OK);
@@ -700,7 +700,7 @@ static void test_full_supply_ticket(void **state)
 	assert_string_equal(ok->session_id, sid);
 	assert_int_equal(ok->has_session_id, 1);
 	assert_true(strlen(ok->message) > 0);
-	assert_int_equal(count_kind(FX_REQUEST), 1);
+	assert_int_equal(count_kind(CORE_FX_REQUEST), 1);
 
 	NOW += 10;
 	struct msg t = tele(MSG_SESSION_STARTED, "MAD-01", "101", sid, 1, 0);
@@ -717,7 +717,7 @@ static void test_full_supply_ticket(void **state)
 	assert_true(u->importe == 2.0 * 0.25);
 	assert_true(u->kw == 7.2);
 	assert_string_equal(u->session_id, sid);
-	assert_int_equal(count_kind(FX_SCREEN), 1);
+	assert_int_equal(count_kind(CORE_FX_SCREEN), 1);
 	assert_true(core_cp_find(C, "MAD-01")->session->kwh == 2.0);
 
 	NOW += 100;
@@ -734,7 +734,7 @@ static void test_full_supply_ticket(void **state)
 	assert_string_equal(tk->session_id, sid);
 	assert_string_equal(tk->user_id, "101");
 	s = stored_session();
-	assert_int_equal(s->outcome, OUT_TICKET);
+	assert_int_equal(s->outcome, CORE_OUT_TICKET);
 	assert_true(s->importe == 2.5);
 	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
 	assert_null(core_cp_find(C, "MAD-01")->session);
@@ -799,7 +799,7 @@ static void test_two_drivers_same_instant(void **state)
 	core_on_kafka(C, &b, NOW, &FX);
 	size_t auth = 0;
 	for (size_t i = 0; i < FX.n; i++)
-		auth += FX.v[i].kind == FX_SEND && strncmp(FX.v[i].text, "AUTORIZAR_SUMINISTRO#", 21) == 0;
+		auth += FX.v[i].kind == CORE_FX_SEND && strncmp(FX.v[i].text, "AUTORIZAR_SUMINISTRO#", 21) == 0;
 	assert_int_equal(auth, 1);
 	assert_int_equal(count_produce(MSG_AUTH_DENIED), 1);
 	const struct msg *d = produced(MSG_AUTH_DENIED);
@@ -819,10 +819,10 @@ static void expect_auth_denied(const char *user, const char *cp, double ts, cons
 		fail_msg("denied for '%s', wanted '%s'", d->reason, reason);
 	assert_string_equal(d->user_id, user);
 	assert_null(send_prefix("AUTORIZAR_SUMINISTRO#"));
-	assert_int_equal(count_kind(FX_STORE_SESSION), 0);
-	assert_int_equal(count_kind(FX_REQUEST), 1);
+	assert_int_equal(count_kind(CORE_FX_STORE_SESSION), 0);
+	assert_int_equal(count_kind(CORE_FX_REQUEST), 1);
 	for (size_t i = 0; i < FX.n; i++)
-		if (FX.v[i].kind == FX_REQUEST)
+		if (FX.v[i].kind == CORE_FX_REQUEST)
 			assert_non_null(strstr(FX.v[i].text, "AUTH_DENIED: "));
 }
 
@@ -841,7 +841,7 @@ static void test_auth_denials(void **state)
 	frame(1, "FAULT#MAD-01");
 	expect_auth_denied("101", "MAD-01", NOW, "CP MAD-01 is AVERIADO");
 	frame(1, "RECOVER#MAD-01");
-	assert_int_equal(command(CMD_STOP, "MAD-01", err), 0);
+	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), 0);
 	expect_auth_denied("101", "MAD-01", NOW, "being stopped by the operator");
 	frame(1, "ACK#PARAR");
 	expect_auth_denied("101", "MAD-01", NOW, "CP MAD-01 is FUERA_DE_SERVICIO");
@@ -1035,13 +1035,13 @@ static void test_nack_authorize(void **state)
 	assert_int_equal(count_produce(MSG_SESSION_CANCELLED), 0);
 	assert_int_equal(count_produce(MSG_AUTH_OK), 0);
 	const struct core_session *s = stored_session();
-	assert_int_equal(s->outcome, OUT_SESSION_CANCELLED);
+	assert_int_equal(s->outcome, CORE_OUT_SESSION_CANCELLED);
 	assert_string_equal(s->id, sid);
 	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
 	/* late ACK for it changes nothing */
 	frame(1, "ACK#AUTORIZAR_SUMINISTRO");
 	assert_int_equal(count_produce(MSG_AUTH_OK), 0);
-	assert_int_equal(count_kind(FX_SEND), 0);
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
 }
 
 static void test_reservation_timeout(void **state)
@@ -1059,7 +1059,7 @@ static void test_reservation_timeout(void **state)
 	assert_non_null(x);
 	assert_string_equal(x->session_id, sid);
 	assert_non_null(strstr(x->reason, "not plugged in within 120 s"));
-	assert_int_equal(stored_session()->outcome, OUT_SESSION_CANCELLED);
+	assert_int_equal(stored_session()->outcome, CORE_OUT_SESSION_CANCELLED);
 	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
 	tick();
 	assert_int_equal(FX.n, 0);
@@ -1067,7 +1067,7 @@ static void test_reservation_timeout(void **state)
 	struct msg t = tele(MSG_SESSION_STARTED, "MAD-01", "101", sid, 1, 0);
 	kafka(&t);
 	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
-	assert_int_equal(count_kind(FX_STORE_SESSION), 0);
+	assert_int_equal(count_kind(CORE_FX_STORE_SESSION), 0);
 
 	/* a charging session never times out */
 	char sid2[MSG_ID_MAX + 1];
@@ -1115,11 +1115,11 @@ static void test_driver_quit(void **state)
 	assert_string_equal(x->reason, "driver quit");
 	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
 	kafka(&q); /* again: nothing open */
-	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
 	/* while charging, quitting the app does not stop the supply */
 	charging(2, "MAD-02", "101", sid2);
 	kafka(&q);
-	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
 	assert_int_equal(state_of("MAD-02"), CP_SUMINISTRANDO);
 }
 
@@ -1134,11 +1134,11 @@ static void test_duplicate_and_old_seq(void **state)
 	kafka(&t);
 	assert_int_equal(count_produce(MSG_CONSUMO_UPDATE), 1);
 	kafka(&t); /* duplicate */
-	assert_int_equal(count_kind(FX_PRODUCE), 0);
-	assert_int_equal(count_kind(FX_STORE_SESSION), 0);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
+	assert_int_equal(count_kind(CORE_FX_STORE_SESSION), 0);
 	t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 4, 9.0); /* old */
 	kafka(&t);
-	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
 	assert_true(core_cp_find(C, "MAD-01")->session->kwh == 3.0);
 	t = tele(MSG_SUPPLY_END, "MAD-01", "101", sid, 5, 9.0); /* same seq, other type */
 	kafka(&t);
@@ -1161,7 +1161,7 @@ static void test_consumo_starts_supply_and_seq_zero(void **state)
 	assert_int_equal(state_of("MAD-01"), CP_SUMINISTRANDO);
 	assert_int_equal(count_produce(MSG_CONSUMO_UPDATE), 1);
 	kafka(&t);
-	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
 	t = tele(MSG_SUPPLY_END, "MAD-01", "101", sid, 1, 2.0);
 	kafka(&t);
 	assert_true(produced(MSG_TICKET)->importe == 0.5);
@@ -1177,15 +1177,15 @@ static void test_consumo_after_supply_end(void **state)
 	assert_int_equal(count_produce(MSG_TICKET), 1);
 	t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 3, 6.0);
 	kafka(&t);
-	assert_int_equal(count_kind(FX_PRODUCE), 0);
-	assert_int_equal(count_kind(FX_STORE_SESSION), 0);
-	assert_int_equal(count_kind(FX_STORE_CP), 0);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
+	assert_int_equal(count_kind(CORE_FX_STORE_SESSION), 0);
+	assert_int_equal(count_kind(CORE_FX_STORE_CP), 0);
 	t = tele(MSG_SUPPLY_END, "MAD-01", "101", sid, 4, 6.0);
 	kafka(&t);
-	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
 	t = tele(MSG_AVERIADO, "MAD-01", "101", sid, 5, 6.0);
 	kafka(&t);
-	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
 	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
 }
 
@@ -1196,29 +1196,29 @@ static void test_telemetry_mismatch_and_unknown(void **state)
 	charging(1, "MAD-01", "101", sid);
 	struct msg t = tele(MSG_SUPPLY_END, "MAD-02", "101", sid, 2, 5.0);
 	kafka(&t);
-	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
 	assert_non_null(find_log(LOG_WARN, "ignored"));
 	t = tele(MSG_SUPPLY_END, "MAD-01", "102", sid, 2, 5.0);
 	kafka(&t);
-	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
 	t = tele(MSG_SUPPLY_END, "MAD-01", "101", "no-such-session", 2, 5.0);
 	kafka(&t);
-	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
 	t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 2, -1.0);
 	kafka(&t);
-	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
 	t = tele(MSG_SUPPLY_END, "MAD-01", "101", "", 2, 5.0);
 	t.has_session_id = 0;
 	kafka(&t);
-	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
 	for (size_t i = 0; i < FX.n; i++)
-		assert_true(FX.v[i].kind == FX_LOG && FX.v[i].level <= LOG_WARN);
+		assert_true(FX.v[i].kind == CORE_FX_LOG && FX.v[i].level <= LOG_WARN);
 	assert_int_equal(state_of("MAD-01"), CP_SUMINISTRANDO);
 	/* notifications are not inputs */
 	struct msg n;
 	msg_init(&n, MSG_TICKET);
 	kafka(&n);
-	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
 	assert_int_equal(state_of("MAD-01"), CP_SUMINISTRANDO);
 }
 
@@ -1254,14 +1254,14 @@ static void test_fault_and_averiado_same_session(void **state)
 	assert_string_equal(e->session_id, sid);
 	assert_non_null(strstr(e->reason, "engine KO"));
 	assert_int_equal(state_of("MAD-01"), CP_AVERIADO);
-	assert_int_equal(stored_session()->outcome, OUT_SUPPLY_ERROR);
+	assert_int_equal(stored_session()->outcome, CORE_OUT_SUPPLY_ERROR);
 	/* one state change, SUMINISTRANDO -> AVERIADO */
-	assert_int_equal(count_kind(FX_STORE_CP), 1);
+	assert_int_equal(count_kind(CORE_FX_STORE_CP), 1);
 	assert_non_null(find_log(LOG_INFO, "SUMINISTRANDO -> AVERIADO"));
 	t = tele(MSG_AVERIADO, "MAD-01", "101", sid, 3, 4.5);
 	kafka(&t);
-	assert_int_equal(count_kind(FX_PRODUCE), 0);
-	assert_int_equal(count_kind(FX_STORE_SESSION), 0);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
+	assert_int_equal(count_kind(CORE_FX_STORE_SESSION), 0);
 	assert_int_equal(state_of("MAD-01"), CP_AVERIADO);
 
 	/* AVERIADO on Kafka first, then FAULT on the link */
@@ -1275,8 +1275,8 @@ static void test_fault_and_averiado_same_session(void **state)
 	assert_int_equal(state_of("MAD-02"), CP_AVERIADO);
 	expect_auth_denied("101", "MAD-02", NOW, "CP MAD-02 is AVERIADO");
 	frame(2, "FAULT#MAD-02");
-	assert_int_equal(count_kind(FX_PRODUCE), 0);
-	assert_int_equal(count_kind(FX_STORE_CP), 0); /* still AVERIADO: no change */
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
+	assert_int_equal(count_kind(CORE_FX_STORE_CP), 0); /* still AVERIADO: no change */
 	assert_int_equal(state_of("MAD-02"), CP_AVERIADO);
 	/* the FAULT took over: the grace period ending changes nothing */
 	NOW += CORE_ENGINE_FAULT_GRACE + 1;
@@ -1313,7 +1313,7 @@ static void test_engine_fault_unconfirmed(void **state)
 	assert_int_equal(state_of("MAD-02"), CP_ACTIVADO);
 	NOW += CORE_ENGINE_FAULT_GRACE + 1;
 	tick();
-	assert_int_equal(count_kind(FX_STORE_CP), 0);
+	assert_int_equal(count_kind(CORE_FX_STORE_CP), 0);
 }
 
 /* A FAULT reason with bytes that are not UTF-8 still gives the driver an
@@ -1346,15 +1346,15 @@ static void test_supply_end_then_parar(void **state)
 	(void)state;
 	char sid[MSG_ID_MAX + 1], err[CORE_ERR_LEN];
 	charging(1, "MAD-01", "101", sid);
-	assert_int_equal(command(CMD_STOP, "MAD-01", err), 0);
+	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), 0);
 	struct msg t = tele(MSG_SUPPLY_END, "MAD-01", "101", sid, 2, 6.0);
 	kafka(&t);
 	assert_int_equal(count_produce(MSG_TICKET), 1);
 	assert_true(produced(MSG_TICKET)->importe == 1.5);
 	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
 	frame(1, "ACK#PARAR");
-	assert_int_equal(count_kind(FX_PRODUCE), 0);
-	assert_int_equal(count_kind(FX_STORE_SESSION), 0);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
+	assert_int_equal(count_kind(CORE_FX_STORE_SESSION), 0);
 	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
 }
 
@@ -1365,19 +1365,19 @@ static void test_parar_then_supply_end(void **state)
 	charging(1, "MAD-01", "101", sid);
 	struct msg t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 2, 3.0);
 	kafka(&t);
-	assert_int_equal(command(CMD_STOP, "MAD-01", err), 0);
+	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), 0);
 	frame(1, "ACK#PARAR");
 	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 1);
 	const struct msg *e = produced(MSG_SUPPLY_ERROR);
 	assert_string_equal(e->reason, "stopped by operator");
 	assert_true(e->kwh_partial == 3.0);
 	assert_true(e->importe_partial == 0.75);
-	assert_int_equal(stored_session()->outcome, OUT_SUPPLY_ERROR);
+	assert_int_equal(stored_session()->outcome, CORE_OUT_SUPPLY_ERROR);
 	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
 	t = tele(MSG_SUPPLY_END, "MAD-01", "101", sid, 3, 3.2);
 	kafka(&t);
-	assert_int_equal(count_kind(FX_PRODUCE), 0);
-	assert_int_equal(count_kind(FX_STORE_SESSION), 0);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
+	assert_int_equal(count_kind(CORE_FX_STORE_SESSION), 0);
 	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
 }
 
@@ -1387,7 +1387,7 @@ static void test_stop_while_reserved(void **state)
 	char sid[MSG_ID_MAX + 1], err[CORE_ERR_LEN];
 	reg(1, "MAD-01");
 	authorise(1, "MAD-01", "101", sid);
-	assert_int_equal(command(CMD_STOP, "MAD-01", err), 0);
+	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), 0);
 	frame(1, "ACK#PARAR");
 	assert_int_equal(count_produce(MSG_SESSION_CANCELLED), 1);
 	assert_string_equal(produced(MSG_SESSION_CANCELLED)->reason, "stopped by operator");
@@ -1407,11 +1407,11 @@ static void test_link_down_with_session(void **state)
 	assert_string_equal(e->reason, "link to CP lost");
 	assert_true(e->kwh_partial == 2.0 && e->importe_partial == 0.5);
 	assert_int_equal(state_of("MAD-01"), CP_DESCONECTADO);
-	assert_int_equal(count_kind(FX_STORE_CP), 1);
+	assert_int_equal(count_kind(CORE_FX_STORE_CP), 1);
 	/* the engine's own CONEXION_PERDIDA comes later: nothing more */
 	t = tele(MSG_CONEXION_PERDIDA, "MAD-01", "101", sid, 3, 2.1);
 	kafka(&t);
-	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
 
 	reg(2, "MAD-02");
 	authorise(2, "MAD-02", "102", sid);
@@ -1419,7 +1419,7 @@ static void test_link_down_with_session(void **state)
 	assert_int_equal(count_produce(MSG_SESSION_CANCELLED), 1);
 	assert_string_equal(produced(MSG_SESSION_CANCELLED)->reason, "link to CP lost");
 	link_down(2); /* twice: harmless */
-	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
 }
 
 static void test_conexion_perdida(void **state)
@@ -1459,14 +1459,14 @@ static void test_restart_recovery(void **state)
 	assert_string_equal(e->session_id, "MAD-01-1-1");
 	assert_true(e->kwh_partial == 3.0 && e->importe_partial == 0.75);
 	const struct core_session *st = stored_session();
-	assert_int_equal(st->outcome, OUT_SUPPLY_ERROR);
+	assert_int_equal(st->outcome, CORE_OUT_SUPPLY_ERROR);
 	assert_true(st->importe == 0.75);
 	assert_true(st->ended_at == NOW);
 	assert_int_equal(state_of("MAD-01"), CP_DESCONECTADO);
 	/* late telemetry for it changes nothing */
 	struct msg t = tele(MSG_SUPPLY_END, "MAD-01", "101", "MAD-01-1-1", 9, 4.0);
 	kafka(&t);
-	assert_int_equal(count_kind(FX_PRODUCE), 0);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
 
 	/* one never started: cancelled */
 	snprintf(s.id, sizeof(s.id), "MAD-01-1-2");
@@ -1479,7 +1479,7 @@ static void test_restart_recovery(void **state)
 	assert_int_equal(count_produce(MSG_SESSION_CANCELLED), 1);
 	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
 	/* one already ended: nothing */
-	s.outcome = OUT_TICKET;
+	s.outcome = CORE_OUT_TICKET;
 	core_fxlist_clear(&FX);
 	core_recover_session(C, &s, NOW, &FX);
 	check_fx();
@@ -1530,7 +1530,7 @@ static void test_views_and_status(void **state)
 	assert_true(st.cps[2].price == 0.3);
 	msg_free(&st);
 	size_t counts[CP_STATE_COUNT];
-	core_state_counts(C, counts);
+	core_cp_state_counts(C, counts);
 	assert_int_equal(counts[CP_DESCONECTADO], 2);
 	assert_int_equal(counts[CP_AVERIADO], 1);
 	assert_int_equal(counts[CP_ACTIVADO], 0);
@@ -1542,23 +1542,23 @@ static void test_parse_command(void **state)
 	int cmd;
 	char cp[MSG_CP_ID_MAX + 1], err[CORE_ERR_LEN];
 	assert_int_equal(core_parse_command("P MAD-01", &cmd, cp, err), 0);
-	assert_int_equal(cmd, CMD_STOP);
+	assert_int_equal(cmd, CORE_CMD_STOP);
 	assert_string_equal(cp, "MAD-01");
 	assert_int_equal(core_parse_command("  parar   MAD-02\n", &cmd, cp, err), 0);
-	assert_int_equal(cmd, CMD_STOP);
+	assert_int_equal(cmd, CORE_CMD_STOP);
 	assert_string_equal(cp, "MAD-02");
 	assert_int_equal(core_parse_command("r x", &cmd, cp, err), 0);
-	assert_int_equal(cmd, CMD_RESUME);
+	assert_int_equal(cmd, CORE_CMD_RESUME);
 	assert_int_equal(core_parse_command("Reanudar x", &cmd, cp, err), 0);
-	assert_int_equal(cmd, CMD_RESUME);
+	assert_int_equal(cmd, CORE_CMD_RESUME);
 	assert_int_equal(core_parse_command("pt", &cmd, cp, err), 0);
-	assert_int_equal(cmd, CMD_STOP_ALL);
+	assert_int_equal(cmd, CORE_CMD_STOP_ALL);
 	assert_int_equal(core_parse_command("PARAR_TODOS", &cmd, cp, err), 0);
-	assert_int_equal(cmd, CMD_STOP_ALL);
+	assert_int_equal(cmd, CORE_CMD_STOP_ALL);
 	assert_int_equal(core_parse_command("RT", &cmd, cp, err), 0);
-	assert_int_equal(cmd, CMD_RESUME_ALL);
+	assert_int_equal(cmd, CORE_CMD_RESUME_ALL);
 	assert_int_equal(core_parse_command("reanudar_todos", &cmd, cp, err), 0);
-	assert_int_equal(cmd, CMD_RESUME_ALL);
+	assert_int_equal(cmd, CORE_CMD_RESUME_ALL);
 	assert_int_equal(core_parse_command("q", &cmd, cp, err), 0);
 	assert_int_equal(cmd, -1);
 	assert_int_equal(core_parse_command("QUIT", &cmd, cp, err), 0);
@@ -1608,18 +1608,18 @@ static void test_many_cps(void **state)
 			assert_true(send_index(1000 + k, "ERROR#not registered: send REGISTER first") >= 0);
 			assert_int_equal(state_of(id), CP_DESCONECTADO);
 		} else {
-			assert_int_equal(count_kind(FX_SEND), 0);
+			assert_int_equal(count_kind(CORE_FX_SEND), 0);
 			assert_int_equal(state_of(id), CP_AVERIADO);
 		}
 	}
 	size_t counts[CP_STATE_COUNT];
-	core_state_counts(C, counts);
+	core_cp_state_counts(C, counts);
 	assert_int_equal(counts[CP_DESCONECTADO], (N + 2) / 3);
 	assert_int_equal(counts[CP_AVERIADO], N - (N + 2) / 3);
 	/* stop all: one PARAR per live link, and the list gives the memory back */
 	char err[CORE_ERR_LEN];
-	assert_int_equal(command(CMD_STOP_ALL, NULL, err), 0);
-	assert_int_equal(count_kind(FX_SEND), N - (N + 2) / 3);
+	assert_int_equal(command(CORE_CMD_STOP_ALL, NULL, err), 0);
+	assert_int_equal(count_kind(CORE_FX_SEND), N - (N + 2) / 3);
 	const struct core_fx *l = find_log(LOG_WARN, "not reachable (link down): CP-00000, CP-00003");
 	assert_non_null(l);
 	assert_non_null(strstr(l->text, "and 3326 more"));
@@ -1712,21 +1712,21 @@ static void track_and_check(void)
 {
 	for (size_t i = 0; i < FX.n; i++) {
 		const struct core_fx *f = &FX.v[i];
-		if (f->kind == FX_STORE_SESSION) {
+		if (f->kind == CORE_FX_STORE_SESSION) {
 			long k = track_find(f->session.id);
 			if (k < 0) {
 				assert_true(ntrack < MAX_TRACK);
-				assert_int_equal(f->session.outcome, OUT_OPEN); /* first seen open */
+				assert_int_equal(f->session.outcome, CORE_OUT_OPEN); /* first seen open */
 				k = (long)ntrack++;
 				xstrlcpy(track_id[k], f->session.id, sizeof(track_id[k]));
 				track_stored_end[k] = track_notified_end[k] = 0;
 			}
-			if (f->session.outcome != OUT_OPEN) {
+			if (f->session.outcome != CORE_OUT_OPEN) {
 				track_stored_end[k]++;
 				assert_true(f->session.importe == round(f->session.kwh * f->session.price * 100.0) / 100.0);
 			}
 		}
-		if (f->kind == FX_PRODUCE && f->msg.has_session_id &&
+		if (f->kind == CORE_FX_PRODUCE && f->msg.has_session_id &&
 		    (f->msg.type == MSG_TICKET || f->msg.type == MSG_SUPPLY_ERROR ||
 		     f->msg.type == MSG_SESSION_CANCELLED || f->msg.type == MSG_AUTH_DENIED)) {
 			long k = track_find(f->msg.session_id);
@@ -1736,7 +1736,7 @@ static void track_and_check(void)
 	}
 	for (size_t i = 0; i < core_cp_count(C); i++) {
 		const struct core_cp *cp = core_cp_at(C, i);
-		enum core_state want = !cp->link_up ? CP_DESCONECTADO
+		enum cp_state want = !cp->link_up ? CP_DESCONECTADO
 				       : cp->stopped ? CP_FUERA_DE_SERVICIO
 				       : cp->fault || cp->engine_fault ? CP_AVERIADO
 				       : cp->session && cp->session->charging ? CP_SUMINISTRANDO
@@ -1745,7 +1745,7 @@ static void track_and_check(void)
 		assert_int_equal(cp->state, want);
 		if (cp->session) {
 			assert_string_equal(cp->session->cp_id, cp->id);
-			assert_int_equal(cp->session->outcome, OUT_OPEN);
+			assert_int_equal(cp->session->outcome, CORE_OUT_OPEN);
 			assert_true(cp->link_up);
 		}
 	}

@@ -191,7 +191,7 @@ static void test_import(void **state)
 static void session_fx(struct core_fx *fx, const char *id, enum core_outcome out, double kwh)
 {
 	memset(fx, 0, sizeof *fx);
-	fx->kind = FX_STORE_SESSION;
+	fx->kind = CORE_FX_STORE_SESSION;
 	struct core_session *ss = &fx->session;
 	snprintf(ss->id, sizeof ss->id, "%s", id);
 	snprintf(ss->cp_id, sizeof ss->cp_id, "MAD-01");
@@ -212,16 +212,16 @@ static void test_session_ends_once(void **state)
 	struct store *s = store_open(dbpath, err);
 	assert_non_null(s);
 	assert_int_equal(store_begin(s, err), 0);
-	session_fx(&fx, "S1", OUT_OPEN, 1.0);
+	session_fx(&fx, "S1", CORE_OUT_OPEN, 1.0);
 	assert_int_equal(store_apply(s, &fx, err), 0);
-	session_fx(&fx, "S1", OUT_TICKET, 10.0);
+	session_fx(&fx, "S1", CORE_OUT_TICKET, 10.0);
 	assert_int_equal(store_apply(s, &fx, err), 0);
 	/* A replay after the end must not change the ended session. */
-	session_fx(&fx, "S1", OUT_SUPPLY_ERROR, 12.0);
+	session_fx(&fx, "S1", CORE_OUT_SUPPLY_ERROR, 12.0);
 	assert_int_equal(store_apply(s, &fx, err), 0);
-	session_fx(&fx, "S2", OUT_OPEN, 3.0);
+	session_fx(&fx, "S2", CORE_OUT_OPEN, 3.0);
 	assert_int_equal(store_apply(s, &fx, err), 0);
-	session_fx(&fx, "S3", OUT_OPEN, 0);
+	session_fx(&fx, "S3", CORE_OUT_OPEN, 0);
 	assert_int_equal(store_apply(s, &fx, err), 0);
 	assert_int_equal(store_commit(s, err), 0);
 	assert_string_equal(q("select outcome||'|'||kwh||'|'||importe from sessions where id='S1'"), "TICKET|10.0|2.5");
@@ -248,7 +248,7 @@ static void test_restart_bookkeeping(void **state)
 	assert_non_null(s);
 	assert_int_equal(store_add_cp(s, "MAD-01", "C/ Serrano 10", 0.25, NULL, err), 0);
 	memset(&fx, 0, sizeof fx);
-	fx.kind = FX_STORE_CP;
+	fx.kind = CORE_FX_STORE_CP;
 	snprintf(fx.cp.id, sizeof fx.cp.id, "MAD-01");
 	snprintf(fx.cp.location, sizeof fx.cp.location, "C/ Serrano 10");
 	fx.cp.price = 0.25;
@@ -257,10 +257,10 @@ static void test_restart_bookkeeping(void **state)
 	fx.ts = 5;
 	assert_int_equal(store_begin(s, err), 0);
 	assert_int_equal(store_apply(s, &fx, err), 0);
-	session_fx(&fx, "S9", OUT_OPEN, 2.0);
+	session_fx(&fx, "S9", CORE_OUT_OPEN, 2.0);
 	assert_int_equal(store_apply(s, &fx, err), 0);
 	memset(&fx, 0, sizeof fx);
-	fx.kind = FX_STORE_EVENT;
+	fx.kind = CORE_FX_STORE_EVENT;
 	snprintf(fx.cp_id, sizeof fx.cp_id, "MAD-01");
 	snprintf(fx.event, sizeof fx.event, "FAULT");
 	snprintf(fx.text, sizeof fx.text, "engine KO");

@@ -174,7 +174,7 @@ static void test_theme_words_and_mono(void **state)
 	assert_string_equal(theme_state_word(CP_AVERIADO), "AVERIADO");
 	assert_string_equal(theme_state_word(CP_FUERA_DE_SERVICIO), "FUERA_DE_SERVICIO");
 	assert_string_equal(theme_state_label(CP_FUERA_DE_SERVICIO), "Out of Order");
-	assert_string_equal(theme_state_word((enum core_state)99), "?");
+	assert_string_equal(theme_state_word((enum cp_state)99), "?");
 	/* letters are distinct: a tiny cell still tells states apart */
 	for (int a = 0; a < CP_STATE_COUNT; a++)
 		for (int b = a + 1; b < CP_STATE_COUNT; b++)

@@ -22,8 +22,8 @@
 #define CORE_ENGINE_FAULT_GRACE 3.0
 
 
-enum core_outcome { OUT_OPEN = 0, OUT_TICKET, OUT_SUPPLY_ERROR, OUT_SESSION_CANCELLED };
-/* NULL for OUT_OPEN, else "TICKET", "SUPPLY_ERROR", "SESSION_CANCELLED". */
+enum core_outcome { CORE_OUT_OPEN = 0, CORE_OUT_TICKET, CORE_OUT_SUPPLY_ERROR, CORE_OUT_SESSION_CANCELLED };
+/* NULL for CORE_OUT_OPEN, else "TICKET", "SUPPLY_ERROR", "SESSION_CANCELLED". */
 const char *core_outcome_name(enum core_outcome o);
 
 /* A session as stored (protocol.md 7) and as shown. */
@@ -65,24 +65,24 @@ struct core_cp {
 	int engine_fault;
 	double engine_fault_until;
 	struct core_session *session; /* open session or NULL (owned by the core) */
-	enum core_state state;  /* derived; read-only for callers */
+	enum cp_state state;  /* derived; read-only for callers */
 	double state_since;     /* when state last changed */
 	double last_seen;       /* last frame from the CP */
 };
 
 enum core_fx_kind {
-	FX_SEND,          /* conn, text = frame DATA to send on that link */
-	FX_CLOSE,         /* conn, text = reason: send EOT after queued frames, close */
-	FX_PRODUCE,       /* msg: produce to msg_type_topic(msg.type), key = cp_id for
+	CORE_FX_SEND,          /* conn, text = frame DATA to send on that link */
+	CORE_FX_CLOSE,         /* conn, text = reason: send EOT after queued frames, close */
+	CORE_FX_PRODUCE,       /* msg: produce to msg_type_topic(msg.type), key = cp_id for
 	                     telemetry, user_id otherwise */
-	FX_STORE_CP,      /* cp: upsert charging_points row (id, location, price,
+	CORE_FX_STORE_CP,      /* cp: upsert charging_points row (id, location, price,
 	                     status = derived state, stopped) */
-	FX_STORE_SESSION, /* session: upsert sessions row */
-	FX_STORE_EVENT,   /* cp_id, event, text = detail, ts: append to cp_events */
-	FX_LOG,           /* level, text: one line for the console / log pane */
-	FX_SCREEN,        /* cp_id: that CP's card changed */
-	FX_STATUS,        /* network_status should be published soon (coalesce) */
-	FX_REQUEST,       /* a driver request and its outcome for the requests pane:
+	CORE_FX_STORE_SESSION, /* session: upsert sessions row */
+	CORE_FX_STORE_EVENT,   /* cp_id, event, text = detail, ts: append to cp_events */
+	CORE_FX_LOG,           /* level, text: one line for the console / log pane */
+	CORE_FX_SCREEN,        /* cp_id: that CP's card changed */
+	CORE_FX_STATUS,        /* network_status should be published soon (coalesce) */
+	CORE_FX_REQUEST,       /* a driver request and its outcome for the requests pane:
 	                     msg = the REQUEST_CHARGE, text = outcome ("AUTH_OK",
 	                     "AUTH_DENIED: <reason>", ...) */
 };
@@ -95,9 +95,9 @@ struct core_fx {
 	char cp_id[MSG_CP_ID_MAX + 1];
 	char event[32];
 	char text[LINK_DATA_MAX + 1];
-	struct msg msg;               /* FX_PRODUCE / FX_REQUEST (no cps: never a status) */
-	struct core_cp cp;            /* FX_STORE_CP: a copy (session pointer NULL) */
-	struct core_session session;  /* FX_STORE_SESSION: a copy */
+	struct msg msg;               /* CORE_FX_PRODUCE / CORE_FX_REQUEST (no cps: never a status) */
+	struct core_cp cp;            /* CORE_FX_STORE_CP: a copy (session pointer NULL) */
+	struct core_session session;  /* CORE_FX_STORE_SESSION: a copy */
 };
 
 /* A growing list of effects, in the order they must be carried out. */
@@ -147,7 +147,7 @@ void core_on_kafka(struct core *c, const struct msg *m, double now, struct core_
 /* Timers: reservation timeouts. Call at least once a second. */
 void core_on_tick(struct core *c, double now, struct core_fxlist *fx);
 
-enum core_cmd { CMD_STOP, CMD_RESUME, CMD_STOP_ALL, CMD_RESUME_ALL };
+enum core_cmd { CORE_CMD_STOP, CORE_CMD_RESUME, CORE_CMD_STOP_ALL, CORE_CMD_RESUME_ALL };
 /* An operator command. cp_id is ignored for the _ALL forms. Returns 0 if
  * sent (it takes effect when the CP acknowledges), -1 if it fails at once
  * (unknown CP, link down, already in that state) with err filled; either
@@ -162,7 +162,7 @@ size_t core_cp_count(const struct core *c);
 const struct core_cp *core_cp_at(const struct core *c, size_t i);
 const struct core_cp *core_cp_find(const struct core *c, const char *id);
 /* Count of CPs in each state: counts[CP_STATE_COUNT]. */
-void core_state_counts(const struct core *c, size_t counts[CP_STATE_COUNT]);
+void core_cp_state_counts(const struct core *c, size_t counts[CP_STATE_COUNT]);
 /* Build a NETWORK_STATUS_UPDATE of every CP (caller frees with msg_free). */
 void core_network_status(const struct core *c, double now, struct msg *out);
 
