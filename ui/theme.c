@@ -133,14 +133,6 @@ attr_t theme_state_attr(enum cp_state st)
 	return theme_attr(theme_state_role(st));
 }
 
-static const char *const labels[CP_STATE_COUNT] = {
-	[CP_DESCONECTADO] = "Disconnected",
-	[CP_ACTIVADO] = "Available",
-	[CP_RESERVADO] = "Reserved",
-	[CP_SUMINISTRANDO] = "Charging",
-	[CP_AVERIADO] = "Broken down",
-	[CP_FUERA_DE_SERVICIO] = "Out of Order",
-};
 static const char letters[CP_STATE_COUNT] = {
 	[CP_DESCONECTADO] = 'D', [CP_ACTIVADO] = 'A', [CP_RESERVADO] = 'R',
 	[CP_SUMINISTRANDO] = 'S', [CP_AVERIADO] = 'X', [CP_FUERA_DE_SERVICIO] = 'F',
@@ -153,7 +145,7 @@ const char *theme_state_word(enum cp_state st)
 
 const char *theme_state_label(enum cp_state st)
 {
-	return (unsigned)st < CP_STATE_COUNT ? labels[st] : "?";
+	return cp_state_label(st);
 }
 
 char theme_state_letter(enum cp_state st)

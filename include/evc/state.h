@@ -18,5 +18,7 @@ enum cp_state {
 const char *cp_state_name(enum cp_state st);
 /* Parse one of those strings; -1 if unknown (or NULL). */
 int cp_state_parse(const char *s);
+/* What the state means to a person ("Available", "Out of Order", ...). */
+const char *cp_state_label(enum cp_state st);
 
 #endif

@@ -1,5 +1,6 @@
 #include <string.h>
 
+#include "evc/cpview.h"
 #include "evc/state.h"
 
 static const char *const state_names[CP_STATE_COUNT] = {
@@ -26,4 +27,28 @@ int cp_state_parse(const char *s)
 		if (strcmp(s, state_names[i]) == 0)
 			return i;
 	return -1;
+}
+
+static const char *const labels[CP_STATE_COUNT] = {
+	[CP_DESCONECTADO] = "Disconnected",
+	[CP_ACTIVADO] = "Available",
+	[CP_RESERVADO] = "Reserved",
+	[CP_SUMINISTRANDO] = "Charging",
+	[CP_AVERIADO] = "Broken down",
+	[CP_FUERA_DE_SERVICIO] = "Out of Order",
+};
+
+const char *cp_state_label(enum cp_state st)
+{
+	return (unsigned)st < CP_STATE_COUNT ? labels[st] : "?";
+}
+
+const char *cp_link_name(enum cp_link_kind k)
+{
+	switch (k) {
+	case CP_LINK_PLAIN: return "plain";
+	case CP_LINK_TLS: return "tls";
+	case CP_LINK_DOWN: break;
+	}
+	return "down";
 }
