@@ -1,4 +1,4 @@
-# ui: shared screen pieces and the panel (issue 6). The CP and driver
+# ui: shared screen pieces and the panel. The CP and driver
 # programs add their own screen files (ui/cp_screen.c, ui/driver_screen.c)
 # to their program's SOURCES and link $(EVC_UI_LIBS) for the theme and keys.
 # The panel (ui/panel.c) calls the core, so only EV_Central can link it in;

@@ -1,4 +1,4 @@
-/* The operator's panel: EV_Central's live ncurses colour grid (issue 6).
+/* The operator's panel: EV_Central's live ncurses colour grid.
  * A frontend (src/central/frontend.h) like the headless console: it runs on
  * the main thread, reads the core, and sends operator commands through
  * exec(). */

@@ -1,6 +1,6 @@
 /* Kafka set-up on librdkafka 2.0.2: one producer per process (thread-safe,
  * shared), consumers in groups with manual commits after processing,
- * low-latency settings for loopback, topic prefixes (protocol.md 8). */
+ * low-latency settings for loopback, topic prefixes (evcharging(7) KAFKA TOPICS AND MESSAGES). */
 #ifndef EVC_BUS_H
 #define EVC_BUS_H
 #include <stddef.h>

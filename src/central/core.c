@@ -1,4 +1,4 @@
-/* Central's control core: every rule of protocol.md section 6 as a pure state
+/* Central's control core: every rule of evcharging(7) RULES as a pure state
  * machine. Events in, effects out (struct core_fxlist); no I/O.
  *
  * Facts are kept apart per CP (link_up, stopped, fault, session) and the
@@ -573,7 +573,7 @@ static int valid_driver_id(const char *s)
 	return n >= 1 && n <= MSG_ID_MAX;
 }
 
-/* Split DATA in place on '#'; fields beyond max are ignored (protocol.md lets
+/* Split DATA in place on '#'; fields beyond max are ignored (evcharging(7) lets
  * anyone add optional trailing fields). */
 static int split_fields(char *data, char *f[], int max)
 {

@@ -1,4 +1,4 @@
-/* Central's control core: a pure state machine (design.md). One event in (a
+/* Central's control core: a pure state machine. One event in (a
  * link frame from a CP, a link going down, a Kafka message, an operator
  * command, a clock tick), effects out (frames to send, connections to close,
  * Kafka messages to produce, rows to store, log lines, screen changes). No
@@ -6,7 +6,7 @@
  * event. All times are wall-clock seconds since the epoch (the caller's
  * clock_wall()), so tests can drive time by hand.
  *
- * Every rule of protocol.md section 6 lives here. */
+ * Every rule of evcharging(7) RULES lives here. */
 #ifndef EVC_CORE_H
 #define EVC_CORE_H
 #include <stddef.h>
@@ -26,7 +26,7 @@ enum core_outcome { CORE_OUT_OPEN = 0, CORE_OUT_TICKET, CORE_OUT_SUPPLY_ERROR, C
 /* NULL for CORE_OUT_OPEN, else "TICKET", "SUPPLY_ERROR", "SESSION_CANCELLED". */
 const char *core_outcome_name(enum core_outcome o);
 
-/* A session as stored (protocol.md 7) and as shown. */
+/* A session as stored (evcharging(7) DATABASE) and as shown. */
 struct core_session {
 	char id[MSG_ID_MAX + 1];
 	char cp_id[MSG_CP_ID_MAX + 1];
@@ -44,7 +44,7 @@ struct core_session {
 };
 
 /* A charging point as Central knows it: the facts kept apart, and the state
- * derived from them (first match wins, protocol.md 6). */
+ * derived from them (first match wins, evcharging(7) RULES). */
 struct core_cp {
 	char id[MSG_CP_ID_MAX + 1];
 	char location[MSG_LOCATION_MAX + 1];

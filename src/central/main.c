@@ -691,7 +691,7 @@ static int serve(const struct opts *o)
 		goto fail;
 	}
 
-	/* The panel (issue 6) when a person is at a terminal; --headless, no
+	/* The panel when a person is at a terminal; --headless, no
 	 * terminal, or a terminal curses cannot drive gives the line console. */
 	if (!o->headless && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
 		char perr[256];

@@ -13,7 +13,7 @@
 #include "evc/xalloc.h"
 #include "src/central/store.h"
 
-/* Schema of protocol.md section 7, plus the columns Central needs to resume
+/* Schema of evcharging(7) DATABASE, plus the columns Central needs to resume
  * after a crash (stopped, session progress). Operators read this file with
  * sqlite3 directly, so column names are part of the interface. */
 static const char schema_sql[] =

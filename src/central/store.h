@@ -1,4 +1,4 @@
-/* Central's SQLite store (protocol.md section 7): charging_points, drivers,
+/* Central's SQLite store (evcharging(7) DATABASE): charging_points, drivers,
  * sessions, cp_events. WAL mode, synchronous=NORMAL (a commit does not
  * fsync; a checkpoint does), prepared statements. Only the main thread
  * touches it (the checkpoint thread of store_start_checkpointer has its own

@@ -1,5 +1,5 @@
 /* EV_CP_M: the charging point's monitor. One single-threaded poll() loop
- * over two links (protocol.md 2-4), both as LINK_CLIENT sessions:
+ * over two links (evcharging(7) THE LINK PROTOCOL, MONITOR AND CENTRAL, MONITOR AND ENGINE), both as LINK_CLIENT sessions:
  *   - to Central: ENQ, REGISTER, HEARTBEAT every second, FAULT/RECOVER once
  *     per health transition (and again after every reconnect), and the
  *     relay of Central's commands to the engine;
@@ -127,7 +127,7 @@ static const char *health_word(enum health h)
 	return h == H_OK ? "OK" : h == H_KO ? "KO" : "?";
 }
 
-/* The CP's state as this monitor can see it, in protocol.md 6's order. It is
+/* The CP's state as this monitor can see it, in the order of evcharging(7) RULES. It is
  * the monitor's view; Central's derivation is the authoritative one. */
 static const char *derived_state(const struct mon *m)
 {
@@ -407,7 +407,7 @@ static void on_engine_frame(void *arg, const char *data, size_t len)
 /* ---- link lifecycle ---- */
 
 /* ours: the close is this side's decision (not a broken or closed link),
- * so a session still open gets EOT first (protocol.md 2.3). */
+ * so a session still open gets EOT first (evcharging(7) THE LINK PROTOCOL). */
 static void central_down(struct mon *m, double now, const char *reason, int ours)
 {
 	enum cen_state was = m->cstate;
@@ -510,7 +510,7 @@ static void timers(struct mon *m, double now)
 	}
 	if (m->estate == E_UP && !m->hc_pending && now - m->e_last_hc >= HEALTH_PERIOD) {
 		m->e_last_hc = now;
-		/* Exactly HEALTH_CHECK#<cp_id> (protocol.md 4) while Central is
+		/* Exactly HEALTH_CHECK#<cp_id> (evcharging(7) MONITOR AND ENGINE) while Central is
 		 * up; the optional CENTRAL_DOWN only while it is not, so the
 		 * engine can refuse new work Central could not hear about. */
 		int r = m->cstate == C_UP ? cpio_link_sendf(&m->eng, now, "HEALTH_CHECK#%s", m->cp_id)

@@ -1,4 +1,4 @@
-# EV_Driver (issue 5): the driver's app, its pure parts unit-tested.
+# EV_Driver: the driver's app, its pure parts unit-tested.
 bin_PROGRAMS += EV_Driver
 EV_Driver_SOURCES = \
 	src/driver/driver.c src/driver/driver.h \

@@ -1,5 +1,5 @@
-/* Central's control core, event by event: every rule of protocol.md
- * section 6 and the races other implementations get wrong. Each test feeds
+/* Central's control core, event by event: every rule of evcharging(7)
+ * RULES and the races other implementations get wrong. Each test feeds
  * events and asserts on the effects produced. */
 #include <setjmp.h>
 #include <stdarg.h>
