@@ -573,9 +573,3 @@ void console_log_sink(enum log_level lvl, const char *line, void *arg)
 	emit(c, "LOG", f, 2);
 }
 
-void console_print(struct frontend *fe, const char *tag, const char *text)
-{
-	struct console *c = fe->priv;
-	struct field f[] = { W("text", text) };
-	emit(c, tag, f, 1);
-}

@@ -17,6 +17,5 @@ struct frontend *console_new(const struct core *core, const struct central_statu
 void console_log_sink(enum log_level lvl, const char *line, void *arg);
 /* Print one line tagged tag with free text (main's start-up and shutdown
  * lines: READY, SHUTDOWN). */
-void console_print(struct frontend *fe, const char *tag, const char *text);
 
 #endif

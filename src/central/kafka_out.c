@@ -15,7 +15,6 @@ struct kafka_out {
 	int dirty;
 	double due;         /* monotonic: next status publication */
 	int was_up;
-	atomic_ulong produced, failed;
 	/* Encoding network_status is the costly part: 10,000 CPs make a
 	 * 750 KB JSON document, 35-250 ms of jansson on a busy machine, which
 	 * stalled the main loop (and every FAULT behind it) several times a
@@ -125,17 +124,12 @@ int kafka_out_produce(struct kafka_out *o, const struct msg *m, char err[BUS_ERR
 	if (json == NULL) {
 		snprintf(err, BUS_ERR_LEN, "cannot encode %.30s: %.200s", msg_type_name(m->type) ? msg_type_name(m->type) : "?",
 			 merr);
-		o->failed++;
 		return -1;
 	}
 	enum msg_topic t = msg_type_topic(m->type);
 	const char *key = t == MSG_T_CP_TELEMETRY ? m->cp_id : m->user_id;
 	int rc = bus_produce(o->rk, o->topics[t], key[0] != '\0' ? key : NULL, json, len, err);
 	free(json);
-	if (rc == -1)
-		o->failed++;
-	else
-		o->produced++;
 	return rc;
 }
 
@@ -219,8 +213,6 @@ int kafka_out_pending(struct kafka_out *o)
 	return (int)n + rd_kafka_outq_len(o->rk);
 }
 
-unsigned long kafka_out_produced(const struct kafka_out *o) { return o->produced; }
-unsigned long kafka_out_failed(const struct kafka_out *o) { return o->failed; }
 
 void kafka_out_free(struct kafka_out *o, int flush_ms)
 {

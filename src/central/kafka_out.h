@@ -45,9 +45,6 @@ int kafka_out_timeout_ms(const struct kafka_out *o, double now, int cap);
 /* Notifications queued and not yet delivered (kafka_out_queue's queue and
  * librdkafka's out queue). */
 int kafka_out_pending(struct kafka_out *o);
-/* Counters. */
-unsigned long kafka_out_produced(const struct kafka_out *o);
-unsigned long kafka_out_failed(const struct kafka_out *o);
 /* Flush for at most flush_ms, then free. NULL is fine. */
 void kafka_out_free(struct kafka_out *o, int flush_ms);
 

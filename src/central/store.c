@@ -63,7 +63,6 @@ enum {
 	ST_EVENT,
 	ST_DRIVER_KNOWN,
 	ST_DRIVER_ADD,
-	ST_DRIVER_EXISTS,
 	ST_CP_ADD,
 	ST_CP_EXISTS,
 	ST_BEGIN,
@@ -95,7 +94,6 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_DRIVER_ADD] =
 		"INSERT INTO drivers(id, name, created_at) VALUES(?1, ?2, ?3)"
 		" ON CONFLICT(id) DO UPDATE SET name=excluded.name",
-	[ST_DRIVER_EXISTS] = "SELECT 1 FROM drivers WHERE id = ?1",
 	[ST_CP_ADD] =
 		"INSERT INTO charging_points(id, location, price, status, updated_at)"
 		" VALUES(?1, ?2, ?3, 'DESCONECTADO', ?4)"
@@ -119,7 +117,6 @@ struct store {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int ckpt_wanted, ckpt_stop;
-	unsigned long ckpt_done;
 };
 
 static int fail_db(struct store *s, const char *what, char err[STORE_ERR_LEN])
@@ -223,7 +220,6 @@ static void *checkpointer(void *arg)
 		if (db != NULL)
 			sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 		pthread_mutex_lock(&s->mu);
-		s->ckpt_done++;
 	}
 	pthread_mutex_unlock(&s->mu);
 	sqlite3_close(db);
@@ -250,16 +246,6 @@ int store_start_checkpointer(struct store *s, char err[STORE_ERR_LEN])
 	sqlite3_wal_autocheckpoint(s->db, 0);
 	sqlite3_wal_hook(s->db, wal_hook, s);
 	return 0;
-}
-
-unsigned long store_checkpoints(struct store *s)
-{
-	if (!s->ckpt_started)
-		return 0;
-	pthread_mutex_lock(&s->mu);
-	unsigned long n = s->ckpt_done;
-	pthread_mutex_unlock(&s->mu);
-	return n;
 }
 
 void store_close(struct store *s)
@@ -318,7 +304,6 @@ int store_commit(struct store *s, char err[STORE_ERR_LEN])
 	return 0;
 }
 
-int store_in_txn(const struct store *s) { return s->in_txn; }
 
 void store_rollback(struct store *s)
 {
@@ -553,8 +538,8 @@ int store_parse_price(const char *s, double *price)
 	return 0;
 }
 
-static int add_driver(struct store *s, const char *id, const char *name, int *created,
-		      char err[STORE_ERR_LEN])
+int store_add_driver(struct store *s, const char *id, const char *name, int *created,
+		     char err[STORE_ERR_LEN])
 {
 	if (!msg_valid_user_id(id)) {
 		snprintf(err, STORE_ERR_LEN, "invalid driver id '%s' (1..64 of A-Z a-z 0-9 _ . @ -)", id);
@@ -564,7 +549,7 @@ static int add_driver(struct store *s, const char *id, const char *name, int *cr
 		snprintf(err, STORE_ERR_LEN, "invalid driver name for '%s' (up to 128 bytes of UTF-8 text)", id);
 		return -1;
 	}
-	int isnew = !exists(s, ST_DRIVER_EXISTS, id);
+	int isnew = !exists(s, ST_DRIVER_KNOWN, id);
 	sqlite3_stmt *st = s->st[ST_DRIVER_ADD];
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	if (name != NULL && name[0] != '\0')
@@ -577,8 +562,8 @@ static int add_driver(struct store *s, const char *id, const char *name, int *cr
 	return 0;
 }
 
-static int add_cp(struct store *s, const char *id, const char *location, double price, int *created,
-		  char err[STORE_ERR_LEN])
+int store_add_cp(struct store *s, const char *id, const char *location, double price, int *created,
+		 char err[STORE_ERR_LEN])
 {
 	if (!msg_valid_cp_id(id)) {
 		snprintf(err, STORE_ERR_LEN, "invalid CP id '%s' (1..32 of A-Z a-z 0-9 _ -)", id);
@@ -603,18 +588,6 @@ static int add_cp(struct store *s, const char *id, const char *location, double 
 	if (created != NULL)
 		*created = isnew;
 	return 0;
-}
-
-int store_add_driver(struct store *s, const char *id, const char *name, int *created,
-		     char err[STORE_ERR_LEN])
-{
-	return add_driver(s, id, name, created, err);
-}
-
-int store_add_cp(struct store *s, const char *id, const char *location, double price, int *created,
-		 char err[STORE_ERR_LEN])
-{
-	return add_cp(s, id, location, price, created, err);
 }
 
 /* Next blank-separated word of *p (NUL-terminated in place), or NULL. */
@@ -677,7 +650,7 @@ int store_import(struct store *s, const char *path, int *ndrivers, int *ncps, ch
 				snprintf(err, STORE_ERR_LEN, "%s:%ld: expected 'driver ID [NAME...]'", path, lineno);
 				goto fail;
 			}
-			if (add_driver(s, id, rest_of_line(p), NULL, why) == -1) {
+			if (store_add_driver(s, id, rest_of_line(p), NULL, why) == -1) {
 				snprintf(err, STORE_ERR_LEN, "%.80s:%ld: %.150s", path, lineno, why);
 				goto fail;
 			}
@@ -696,7 +669,7 @@ int store_import(struct store *s, const char *path, int *ndrivers, int *ncps, ch
 					 path, lineno, price_s);
 				goto fail;
 			}
-			if (add_cp(s, id, loc, price, NULL, why) == -1) {
+			if (store_add_cp(s, id, loc, price, NULL, why) == -1) {
 				snprintf(err, STORE_ERR_LEN, "%.80s:%ld: %.150s", path, lineno, why);
 				goto fail;
 			}

@@ -26,15 +26,12 @@ void store_close(struct store *s);
  * Stopped by store_close (the last close checkpoints what is left). For the
  * server; the registration tools keep SQLite's automatic checkpoints. */
 int store_start_checkpointer(struct store *s, char err[STORE_ERR_LEN]);
-/* Checkpoints the thread has run (diagnostics). */
-unsigned long store_checkpoints(struct store *s);
 
 /* One transaction per loop batch. begin is a no-op if one is open. */
 int store_begin(struct store *s, char err[STORE_ERR_LEN]);
 int store_commit(struct store *s, char err[STORE_ERR_LEN]);
 /* Undo the open transaction, if any. */
 void store_rollback(struct store *s);
-int store_in_txn(const struct store *s);
 
 /* Carry out one CORE_FX_STORE_CP / CORE_FX_STORE_SESSION / CORE_FX_STORE_EVENT effect
  * (other kinds are ignored). A session that already has an outcome is never
