@@ -136,5 +136,10 @@ int msg_valid_text(const char *s);
  * characters and MSG_LOCATION_MAX bytes; "" is accepted here (Central's
  * REGISTER rule asks for at least one character). */
 int msg_valid_location(const char *s);
+/* The rule for a CP's location wherever one is set (REGISTER, the
+ * registry, --add-cp, --location): 1..64 characters of strict UTF-8, no
+ * control character, no '#' (it would split a link frame). NULL if s is
+ * such a location, else why not ("location is empty", ...). */
+const char *msg_check_location(const char *s);
 
 #endif

@@ -22,12 +22,11 @@
 #include <strings.h>
 
 #include "src/central/core.h"
+#include "evc/money.h"
 #include "evc/utf8.h"
 #include "evc/xalloc.h"
 
 #define DEFAULT_PRICE 0.30
-#define LOCATION_CHARS_MAX 64
-#define PRICE_MAX 100.0
 
 /* ------------------------------------------------------------------ */
 /* names                                                                */
@@ -445,134 +444,6 @@ fx_request(struct core_fxlist *l, double now, const char *user_id, const char *c
 /* numbers and text, independent of the C locale (the panel may set one
  * whose decimal point is ',', and the wire wants '.')                   */
 
-/* v >= 0 with dec decimals, '.' as decimal point. */
-static const char *fmt_fixed(char *buf, size_t n, double v, int dec)
-{
-	if (!isfinite(v)) {
-		snprintf(buf, n, "?");
-		return buf;
-	}
-	const char *sign = v < 0 ? "-" : "";
-	v = fabs(v);
-	uint64_t scale = 1;
-	if (dec < 0)
-		dec = 0;
-	if (dec > 9)
-		dec = 9;
-	for (int i = 0; i < dec; i++)
-		scale *= 10;
-	if (v * (double)scale > 9e18) {
-		snprintf(buf, n, "%s%.0e", sign, v);
-		return buf;
-	}
-	uint64_t x = (uint64_t)llround(v * (double)scale);
-	char frac[24] = "";
-	if (dec > 0) {
-		uint64_t f = x % scale;
-		frac[0] = '.';
-		for (int i = dec; i >= 1; i--, f /= 10)
-			frac[i] = (char)('0' + f % 10);
-		frac[dec + 1] = '\0';
-	}
-	snprintf(buf, n, "%s%llu%s", sign, (unsigned long long)(x / scale), frac);
-	return buf;
-}
-
-/* A price as sent on the wire: up to 4 decimals, at least 2 ("0.25", "0.30",
- * "0.1235"). Prices are kept rounded to 4 decimals (what the Kafka messages
- * carry too), so the frame, the ticket and the stored row agree exactly. */
-static const char *fmt_price(char *buf, size_t n, double p)
-{
-	fmt_fixed(buf, n, p, 4);
-	char *dot = strchr(buf, '.');
-	if (dot) {
-		char *end = buf + strlen(buf) - 1;
-		while (end > dot + 2 && *end == '0')
-			*end-- = '\0';
-	}
-	return buf;
-}
-
-static double round_price(double v)
-{
-	return round(v * 1e4) / 1e4;
-}
-
-/* Figures are kept as the Kafka messages carry them (msg.h: kWh to 3
- * decimals, EUR to cents), so the database row and the driver's ticket
- * always show the same amount. */
-static double round_kwh(double v)
-{
-	return round(v * 1e3) / 1e3;
-}
-
-static double amount(double kwh, double price)
-{
-	return round(kwh * price * 100.0) / 100.0;
-}
-
-/* "0.25", "12", "3.5", ".5": digits with an optional '.' fraction; no sign,
- * exponent, ',' or spaces. Returns 0 and *out, or -1. */
-static int parse_decimal(const char *s, double *out)
-{
-	double v = 0, scale = 1;
-	int digits = 0, dot = 0;
-	if (strlen(s) > 32)
-		return -1;
-	for (const char *p = s; *p; p++) {
-		if (*p >= '0' && *p <= '9') {
-			if (dot) {
-				scale /= 10;
-				v += (*p - '0') * scale;
-			} else {
-				v = v * 10 + (*p - '0');
-			}
-			digits++;
-		} else if (*p == '.' && !dot) {
-			dot = 1;
-		} else {
-			return -1;
-		}
-	}
-	if (!digits)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-/* Number of UTF-8 characters in s, or -1 if s is not valid UTF-8. */
-static long utf8_chars(const char *s)
-{
-	size_t n;
-	return utf8_valid(s, strlen(s), &n) ? (long)n : -1;
-}
-
-static int valid_cp_id(const char *s)
-{
-	size_t n = 0;
-	for (; s[n]; n++) {
-		char ch = s[n];
-		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' ||
-		      ch == '-'))
-			return 0;
-	}
-	return n >= 1 && n <= MSG_CP_ID_MAX;
-}
-
-/* Driver ids go into AUTORIZAR_SUMINISTRO frames, so they must never carry
- * '#' or control bytes; this is msg.h's user id rule. */
-static int valid_driver_id(const char *s)
-{
-	size_t n = 0;
-	for (; s[n]; n++) {
-		char ch = s[n];
-		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' ||
-		      ch == '-' || ch == '.' || ch == '@'))
-			return 0;
-	}
-	return n >= 1 && n <= MSG_ID_MAX;
-}
-
 /* Split DATA in place on '#'; fields beyond max are ignored (evcharging(7) lets
  * anyone add optional trailing fields). */
 static int split_fields(char *data, char *f[], int max)
@@ -712,7 +583,7 @@ static void end_session(struct core *c, struct sess *s, enum core_outcome outcom
 	char a[32], b[32], d[32];
 	p->outcome = outcome;
 	p->ended_at = now;
-	p->importe = amount(p->kwh, p->price);
+	p->importe = money_amount(p->kwh, p->price);
 	if (outcome != CORE_OUT_TICKET)
 		text_copy(p->reason, sizeof(p->reason), reason ? reason : "");
 	fx_store_session(fx, now, p);
@@ -743,12 +614,12 @@ static void end_session(struct core *c, struct sess *s, enum core_outcome outcom
 	}
 	if (outcome == CORE_OUT_TICKET)
 		fx_log(fx, now, LOG_INFO, p->cp_id, "session %s on CP %s ended: TICKET driver %s %s kWh x %s EUR/kWh = %s EUR",
-		       p->id, p->cp_id, p->driver_id, fmt_fixed(a, sizeof(a), p->kwh, 3),
-		       fmt_price(b, sizeof(b), p->price), fmt_fixed(d, sizeof(d), p->importe, 2));
+		       p->id, p->cp_id, p->driver_id, money_fixed(a, sizeof(a), p->kwh, 3),
+		       money_price(b, sizeof(b), p->price), money_fixed(d, sizeof(d), p->importe, 2));
 	else
 		fx_log(fx, now, LOG_INFO, p->cp_id, "session %s on CP %s ended: %s driver %s %s kWh %s EUR (%s)", p->id,
-		       p->cp_id, core_outcome_name(outcome), p->driver_id, fmt_fixed(a, sizeof(a), p->kwh, 3),
-		       fmt_fixed(d, sizeof(d), p->importe, 2), p->reason);
+		       p->cp_id, core_outcome_name(outcome), p->driver_id, money_fixed(a, sizeof(a), p->kwh, 3),
+		       money_fixed(d, sizeof(d), p->importe, 2), p->reason);
 	sess_detach(c, s);
 	free(s);
 }
@@ -766,11 +637,11 @@ static void end_session_abnormal(struct core *c, struct sess *s, const char *rea
 
 void core_load_cp(struct core *c, const char *id, const char *location, double price, int stopped)
 {
-	if (!id || !valid_cp_id(id))
+	if (!id || !msg_valid_cp_id(id))
 		return; /* the store only holds ids REGISTER validated */
 	struct core_cp *cp = cp_insert(c, id, 0);
 	text_copy(cp->location, sizeof(cp->location), location ? location : "");
-	cp->price = (price > 0 && price <= PRICE_MAX) ? round_price(price) : DEFAULT_PRICE;
+	cp->price = money_price_ok(price) ? money_round_price(price) : DEFAULT_PRICE;
 	cp->stopped = stopped ? 1 : 0;
 }
 
@@ -842,36 +713,33 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 		return;
 	}
 	const char *id = f[1], *loc = f[2];
-	if (!valid_cp_id(id)) {
+	if (!msg_valid_cp_id(id)) {
 		textf(reason, 128, "invalid cp_id '%s': must match ^[A-Za-z0-9_-]{1,32}$", id);
 		deny_register(fx, now, conn, reason);
 		return;
 	}
-	long nchars = utf8_chars(loc);
-	if (nchars < 0 || nchars == 0 || nchars > LOCATION_CHARS_MAX) {
-		deny_register(fx, now, conn,
-			      nchars < 0 ? "location is not valid UTF-8"
-			      : nchars == 0 ? "location is empty"
-					    : "location is longer than 64 characters");
+	const char *bad_loc = msg_check_location(loc);
+	if (bad_loc) {
+		deny_register(fx, now, conn, bad_loc);
 		return;
 	}
 	double price = 0;
 	int have_price = nf >= 4 && f[3][0];
 	if (have_price) {
-		if (parse_decimal(f[3], &price) < 0) {
+		int rounded = 0;
+		int r = money_parse_price(f[3], &price, &rounded);
+		if (r == -1) {
 			textf(reason, 128, "invalid price '%s': use digits with '.' as decimal point, e.g. 0.25", f[3]);
 			deny_register(fx, now, conn, reason);
 			return;
 		}
-		double given = price;
-		price = round_price(price);
-		if (!(price > 0 && price <= PRICE_MAX)) {
+		if (r == -2) {
 			deny_register(fx, now, conn, "price must be at least 0.0001 and at most 100 EUR/kWh");
 			return;
 		}
-		if (price != given)
+		if (rounded)
 			fx_log(fx, now, LOG_INFO, id, "CP %s price %s rounded to %s EUR/kWh (4 decimals)", id, f[3],
-			       fmt_price(pb, sizeof(pb), price));
+			       money_price(pb, sizeof(pb), price));
 	}
 	if (mine && strcmp(mine->id, id) != 0) {
 		reply_error(fx, now, conn, mine->id, "this link is already registered as CP %s", mine->id);
@@ -891,10 +759,10 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 	} else if (first) {
 		cp->price = DEFAULT_PRICE;
 		fx_log(fx, now, LOG_WARN, id, "CP %s registered without a price: using the default %s EUR/kWh", id,
-		       fmt_price(pb, sizeof(pb), cp->price));
+		       money_price(pb, sizeof(pb), cp->price));
 	} else {
 		fx_log(fx, now, LOG_INFO, id, "CP %s registered without a price: keeping %s EUR/kWh", id,
-		       fmt_price(pb, sizeof(pb), cp->price));
+		       money_price(pb, sizeof(pb), cp->price));
 	}
 	cp->link_up = 1;
 	cp->conn = conn;
@@ -902,7 +770,7 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 	umap_put(&c->by_conn, conn, cp);
 	fx_send(fx, now, conn, id, "REGISTER_RESULT#%s", first ? "FIRST" : "RECONNECT");
 	fx_event(fx, now, id, "REGISTER", "%s at %s, %s EUR/kWh", first ? "FIRST" : "RECONNECT", cp->location,
-		 fmt_price(pb, sizeof(pb), cp->price));
+		 money_price(pb, sizeof(pb), cp->price));
 	fx_log(fx, now, LOG_INFO, id, "CP %s registered (%s) on link %llu: %s, %s EUR/kWh", id,
 	       first ? "first time" : "reconnect", (unsigned long long)conn, cp->location, pb);
 	update_state(c, cp, now, 1, first ? "registered" : "reconnected", fx);
@@ -997,7 +865,7 @@ static void on_ack_authorize(struct core *c, struct core_cp *cp, double now, str
 	s->acked = 1;
 	struct msg *m = fx_notify(fx, now, MSG_AUTH_OK, s->driver_id, s->cp_id, s->id, s->request_id);
 	textf(m->message, sizeof(m->message), "CP %s authorised you: plug in your vehicle (%s EUR/kWh)", s->cp_id,
-	      fmt_price((char[32]){ 0 }, 32, s->price));
+	      money_price((char[32]){ 0 }, 32, s->price));
 	fx_request(fx, now, s->driver_id, s->cp_id, s->request_id, s->requested_at, s->id, "AUTH_OK");
 	fx_store_session(fx, now, s);
 	fx_screen(fx, now, cp->id);
@@ -1180,7 +1048,7 @@ deny_request(struct core_fxlist *fx, double now, const struct msg *m, const char
 	text_copy(n->reason, sizeof(n->reason), why);
 	fx_request(fx, now, m->user_id, m->cp_id, m->has_request_id ? m->request_id : NULL, m->timestamp, NULL,
 		   "AUTH_DENIED: %s", why);
-	fx_log(fx, now, LOG_INFO, valid_cp_id(m->cp_id) ? m->cp_id : NULL,
+	fx_log(fx, now, LOG_INFO, msg_valid_cp_id(m->cp_id) ? m->cp_id : NULL,
 	       "request from driver %s for CP %s denied: %s", m->user_id, m->cp_id, why);
 }
 
@@ -1201,11 +1069,11 @@ static void on_request(struct core *c, const struct msg *m, double now, struct c
 			     floor(-age));
 		return;
 	}
-	if (!valid_driver_id(m->user_id) || !driver_known(c, m->user_id)) {
+	if (!msg_valid_user_id(m->user_id) || !driver_known(c, m->user_id)) {
 		deny_request(fx, now, m, "driver %s is not registered", m->user_id);
 		return;
 	}
-	struct core_cp *cp = valid_cp_id(m->cp_id) ? cp_find(c, m->cp_id) : NULL;
+	struct core_cp *cp = msg_valid_cp_id(m->cp_id) ? cp_find(c, m->cp_id) : NULL;
 	if (!cp) {
 		deny_request(fx, now, m, "CP %s is not known", m->cp_id);
 		return;
@@ -1255,7 +1123,7 @@ static void on_request(struct core *c, const struct msg *m, double now, struct c
 	c->open[c->nopen++] = s;
 
 	char pb[32];
-	fmt_price(pb, sizeof(pb), p->price);
+	money_price(pb, sizeof(pb), p->price);
 	fx_store_session(fx, now, p);
 	fx_send(fx, now, cp->conn, cp->id, "AUTORIZAR_SUMINISTRO#%s#%s#%s", p->driver_id, p->id, pb);
 	fx_event(fx, now, cp->id, "COMMAND", "AUTORIZAR_SUMINISTRO driver %s session %s at %s EUR/kWh", p->driver_id,
@@ -1319,9 +1187,9 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 	}
 	/* Energy delivered never goes down within a session; keeping the
 	 * highest figure means a final message lacking figures loses nothing. */
-	if (m->type != MSG_SESSION_STARTED && round_kwh(m->kwh) > p->kwh)
-		p->kwh = round_kwh(m->kwh);
-	p->importe = amount(p->kwh, p->price);
+	if (m->type != MSG_SESSION_STARTED && money_round_kwh(m->kwh) > p->kwh)
+		p->kwh = money_round_kwh(m->kwh);
+	p->importe = money_amount(p->kwh, p->price);
 
 	switch (m->type) {
 	case MSG_SESSION_STARTED:
@@ -1486,7 +1354,7 @@ int core_command(struct core *c, enum core_cmd cmd, const char *cp_id, double no
 	if (err)
 		err[0] = '\0';
 	if (cmd == CORE_CMD_STOP || cmd == CORE_CMD_RESUME) {
-		struct core_cp *cp = cp_id && valid_cp_id(cp_id) ? cp_find(c, cp_id) : NULL;
+		struct core_cp *cp = cp_id && msg_valid_cp_id(cp_id) ? cp_find(c, cp_id) : NULL;
 		if (!cp) {
 			set_err(err, "%s %s failed: unknown CP", name, cp_id ? cp_id : "");
 			fx_log(fx, now, LOG_WARN, NULL, "%s", err ? err : "command to an unknown CP");
@@ -1635,7 +1503,7 @@ int core_parse_command(const char *line, int *cmd, char cp_id[MSG_CP_ID_MAX + 1]
 				set_err(err, "%s takes one CP id", tab[i].l);
 				return -1;
 			}
-			if (!valid_cp_id(tok[1])) {
+			if (!msg_valid_cp_id(tok[1])) {
 				set_err(err, "invalid CP id '%.40s'", tok[1]);
 				return -1;
 			}

@@ -32,6 +32,7 @@
 #include "evc/clock.h"
 #include "src/central/core.h"
 #include "evc/log.h"
+#include "evc/money.h"
 #include "evc/net.h"
 #include "evc/xalloc.h"
 #include "src/central/console.h"
@@ -279,7 +280,7 @@ static int run_tool(const struct opts *o)
 	}
 	case MODE_ADD_CP: {
 		double price;
-		if (store_parse_price(o->args[2], &price) == -1) {
+		if (money_parse_price(o->args[2], &price, NULL) != 0) {
 			snprintf(err, sizeof err, "invalid price '%s' (greater than 0, at most 100, '.' decimal point)",
 				 o->args[2]);
 			rc = -1;
@@ -287,7 +288,8 @@ static int run_tool(const struct opts *o)
 		}
 		rc = store_add_cp(s, o->args[0], o->args[1], price, &created, err);
 		if (rc == 0)
-			printf("%s cp %s %.4f %s\n", created ? "added" : "updated", o->args[0], price, o->args[1]);
+			printf("%s cp %s %s %s\n", created ? "added" : "updated", o->args[0],
+			       money_price((char[MONEY_STR_LEN]){ 0 }, MONEY_STR_LEN, price), o->args[1]);
 		break;
 	}
 	case MODE_IMPORT: {

@@ -9,6 +9,7 @@
 #include <sqlite3.h>
 
 #include "evc/clock.h"
+#include "evc/money.h"
 #include "evc/msg.h"
 #include "evc/xalloc.h"
 #include "src/central/store.h"
@@ -486,58 +487,6 @@ static int exists(struct store *s, int which, const char *id)
 	return found;
 }
 
-/* Count UTF-8 characters; -1 if s is not valid UTF-8 or holds a control
- * byte or '#' (which would break a link frame). */
-static long utf8_chars(const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	long n = 0;
-	while (*p != '\0') {
-		unsigned char b = *p;
-		int extra;
-		if (b < 0x20 || b == 0x7f || b == '#')
-			return -1;
-		if (b < 0x80)
-			extra = 0;
-		else if ((b & 0xe0) == 0xc0 && b >= 0xc2)
-			extra = 1;
-		else if ((b & 0xf0) == 0xe0)
-			extra = 2;
-		else if ((b & 0xf8) == 0xf0 && b <= 0xf4)
-			extra = 3;
-		else
-			return -1;
-		p++;
-		for (int i = 0; i < extra; i++, p++)
-			if ((*p & 0xc0) != 0x80)
-				return -1;
-		n++;
-	}
-	return n;
-}
-
-int store_valid_location(const char *s)
-{
-	long n = utf8_chars(s);
-	return n >= 1 && n <= 64 && strlen(s) <= MSG_LOCATION_MAX && !isspace((unsigned char)s[0]);
-}
-
-int store_parse_price(const char *s, double *price)
-{
-	char *end;
-	if (s == NULL || *s == '\0' || isspace((unsigned char)*s))
-		return -1;
-	for (const char *p = s; *p != '\0'; p++)
-		if (!isdigit((unsigned char)*p) && *p != '.')
-			return -1;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno != 0 || *end != '\0' || !isfinite(v) || v <= 0 || v > 100)
-		return -1;
-	*price = v;
-	return 0;
-}
-
 int store_add_driver(struct store *s, const char *id, const char *name, int *created,
 		     char err[STORE_ERR_LEN])
 {
@@ -545,7 +494,7 @@ int store_add_driver(struct store *s, const char *id, const char *name, int *cre
 		snprintf(err, STORE_ERR_LEN, "invalid driver id '%s' (1..64 of A-Z a-z 0-9 _ . @ -)", id);
 		return -1;
 	}
-	if (name != NULL && (strlen(name) > 128 || (name[0] != '\0' && utf8_chars(name) < 0))) {
+	if (name != NULL && (strlen(name) > 128 || !msg_valid_text(name))) {
 		snprintf(err, STORE_ERR_LEN, "invalid driver name for '%s' (up to 128 bytes of UTF-8 text)", id);
 		return -1;
 	}
@@ -569,11 +518,13 @@ int store_add_cp(struct store *s, const char *id, const char *location, double p
 		snprintf(err, STORE_ERR_LEN, "invalid CP id '%s' (1..32 of A-Z a-z 0-9 _ -)", id);
 		return -1;
 	}
-	if (!store_valid_location(location)) {
-		snprintf(err, STORE_ERR_LEN, "invalid location for '%s' (1..64 UTF-8 characters, no '#')", id);
+	const char *bad_loc = msg_check_location(location);
+	if (bad_loc != NULL) {
+		snprintf(err, STORE_ERR_LEN, "invalid location for '%s': %s (1..64 UTF-8 characters, no '#')", id,
+			 bad_loc);
 		return -1;
 	}
-	if (!(price > 0 && price <= 100)) {
+	if (!money_price_ok(price)) {
 		snprintf(err, STORE_ERR_LEN, "invalid price for '%s' (greater than 0, at most 100)", id);
 		return -1;
 	}
@@ -664,7 +615,7 @@ int store_import(struct store *s, const char *path, int *ndrivers, int *ncps, ch
 				snprintf(err, STORE_ERR_LEN, "%s:%ld: expected 'cp ID PRICE LOCATION...'", path, lineno);
 				goto fail;
 			}
-			if (store_parse_price(price_s, &price) == -1) {
+			if (money_parse_price(price_s, &price, NULL) != 0) {
 				snprintf(err, STORE_ERR_LEN, "%s:%ld: invalid price '%s' (0 < price <= 100, '.' decimal point)",
 					 path, lineno, price_s);
 				goto fail;

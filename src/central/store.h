@@ -53,7 +53,8 @@ int store_driver_known(void *store, const char *driver_id);
 
 /* ---- registration tools (--add-driver, --add-cp, --import) ---- */
 /* Insert or update. *created set to 1 if the row is new. Inputs are
- * validated (ids, location 1..64 characters, 0 < price <= 100). */
+ * validated (msg_valid_user_id / msg_valid_cp_id, msg_check_location,
+ * money_price_ok). */
 int store_add_driver(struct store *s, const char *id, const char *name, int *created,
 		     char err[STORE_ERR_LEN]);
 int store_add_cp(struct store *s, const char *id, const char *location, double price, int *created,
@@ -66,9 +67,5 @@ int store_add_cp(struct store *s, const char *id, const char *location, double p
  * On error err says "FILE:LINE: why" and nothing is written. */
 int store_import(struct store *s, const char *path, int *ndrivers, int *ncps, char err[STORE_ERR_LEN]);
 
-/* Parse a price "0.25" (0 < p <= 100, '.' decimal point). 0 or -1. */
-int store_parse_price(const char *s, double *price);
-/* 1..64 UTF-8 characters, valid UTF-8, no control bytes, no '#'. */
-int store_valid_location(const char *s);
 
 #endif

@@ -288,6 +288,23 @@ int msg_valid_location(const char *s)
 	return check_str("location", s, n, S_LOCATION, MSG_LOCATION_MAX, NULL) == 0;
 }
 
+const char *msg_check_location(const char *s)
+{
+	size_t chars = 0;
+	if (s == NULL || s[0] == '\0')
+		return "location is empty";
+	size_t n = strlen(s);
+	if (!utf8_valid(s, n, &chars))
+		return "location is not valid UTF-8";
+	if (has_control(s, n))
+		return "location contains a control character";
+	if (memchr(s, '#', n) != NULL)
+		return "location contains '#'";
+	if (chars > LOCATION_CHARS || n > MSG_LOCATION_MAX)
+		return "location is longer than 64 characters";
+	return NULL;
+}
+
 /* ---- decoding ---- */
 
 struct dec {

@@ -130,23 +130,6 @@ static void test_add_and_validate(void **state)
 	store_close(s);
 }
 
-static void test_parse_price(void **state)
-{
-	(void)state;
-	double p;
-	assert_int_equal(store_parse_price("0.25", &p), 0);
-	assert_true(p == 0.25);
-	assert_int_equal(store_parse_price("100", &p), 0);
-	assert_int_equal(store_parse_price("0", &p), -1);
-	assert_int_equal(store_parse_price("0,25", &p), -1);
-	assert_int_equal(store_parse_price("-1", &p), -1);
-	assert_int_equal(store_parse_price("1e2", &p), -1);
-	assert_int_equal(store_parse_price("nan", &p), -1);
-	assert_int_equal(store_parse_price("", &p), -1);
-	assert_int_equal(store_parse_price(" 1", &p), -1);
-	assert_int_equal(store_parse_price("100.01", &p), -1);
-}
-
 static void test_import(void **state)
 {
 	(void)state;
@@ -288,7 +271,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_open_schema_wal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_add_and_validate, setup, teardown),
-		cmocka_unit_test(test_parse_price),
 		cmocka_unit_test_setup_teardown(test_import, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_session_ends_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_bookkeeping, setup, teardown),

@@ -1,0 +1,97 @@
+/* The shared pieces of libevc that do no I/O: prices and amounts, the CP
+ * location rule, the hash map and the bounded thread queue. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "evc/money.h"
+#include "evc/msg.h"
+
+static void test_parse_price(void **state)
+{
+	(void)state;
+	double p;
+	int r;
+	assert_int_equal(money_parse_price("0.25", &p, NULL), 0);
+	assert_true(p == 0.25);
+	assert_int_equal(money_parse_price("100", &p, NULL), 0);
+	assert_int_equal(money_parse_price(".5", &p, NULL), 0);
+	assert_true(p == 0.5);
+	assert_int_equal(money_parse_price("0", &p, NULL), -2);
+	assert_int_equal(money_parse_price("0.00004", &p, NULL), -2); /* rounds to 0 */
+	assert_int_equal(money_parse_price("100.01", &p, NULL), -2);
+	assert_int_equal(money_parse_price("0,25", &p, NULL), -1);
+	assert_int_equal(money_parse_price("-1", &p, NULL), -1);
+	assert_int_equal(money_parse_price("1e2", &p, NULL), -1);
+	assert_int_equal(money_parse_price("nan", &p, NULL), -1);
+	assert_int_equal(money_parse_price("", &p, NULL), -1);
+	assert_int_equal(money_parse_price(".", &p, NULL), -1);
+	assert_int_equal(money_parse_price(" 1", &p, NULL), -1);
+	assert_int_equal(money_parse_price(NULL, &p, NULL), -1);
+	/* 4 decimals kept, and "rounded" only when something was rounded
+	 * (0.3 read digit by digit is not exactly 0.3 before rounding) */
+	assert_int_equal(money_parse_price("0.123456", &p, &r), 0);
+	assert_true(p == 0.1235);
+	assert_int_equal(r, 1);
+	assert_int_equal(money_parse_price("0.3", &p, &r), 0);
+	assert_true(p == 0.3);
+	assert_int_equal(r, 0);
+	assert_int_equal(money_parse_price("0.30", &p, &r), 0);
+	assert_int_equal(r, 0);
+}
+
+static void test_format(void **state)
+{
+	(void)state;
+	char b[MONEY_STR_LEN];
+	assert_string_equal(money_price(b, sizeof b, 0.25), "0.25");
+	assert_string_equal(money_price(b, sizeof b, 0.3), "0.30");
+	assert_string_equal(money_price(b, sizeof b, 0.1235), "0.1235");
+	assert_string_equal(money_price(b, sizeof b, 0.123), "0.123");
+	assert_string_equal(money_price(b, sizeof b, 100), "100.00");
+	assert_string_equal(money_fixed(b, sizeof b, 12.5, 2), "12.50");
+	assert_string_equal(money_fixed(b, sizeof b, 0.0005, 3), "0.001");
+	assert_string_equal(money_fixed(b, sizeof b, 7, 0), "7");
+	assert_string_equal(money_fixed(b, sizeof b, 1.0 / 0.0, 2), "?");
+	assert_string_equal(money_fixed(b, sizeof b, -2.25, 1), "-2.3");
+	assert_true(money_amount(1.234, 0.3) == 0.37);
+	assert_true(money_round_kwh(1.23456) == 1.235);
+	assert_true(money_round_price(0.12345) == 0.1235 || money_round_price(0.12345) == 0.1234);
+	assert_true(money_price_ok(0.0001));
+	assert_false(money_price_ok(0));
+	assert_false(money_price_ok(100.0001));
+}
+
+static void test_location(void **state)
+{
+	(void)state;
+	assert_null(msg_check_location("C/ Serrano 10, Madrid"));
+	assert_null(msg_check_location("\xc3\xb1"));
+	assert_string_equal(msg_check_location(""), "location is empty");
+	assert_string_equal(msg_check_location(NULL), "location is empty");
+	assert_string_equal(msg_check_location("a#b"), "location contains '#'");
+	assert_string_equal(msg_check_location("a\tb"), "location contains a control character");
+	assert_string_equal(msg_check_location("\xc0\xaf"), "location is not valid UTF-8");
+	assert_string_equal(msg_check_location("\xed\xa0\x80"), "location is not valid UTF-8"); /* surrogate */
+	char loc[200];
+	memset(loc, 'a', 64);
+	loc[64] = '\0';
+	assert_null(msg_check_location(loc));
+	loc[64] = 'a';
+	loc[65] = '\0';
+	assert_string_equal(msg_check_location(loc), "location is longer than 64 characters");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_price),
+		cmocka_unit_test(test_format),
+		cmocka_unit_test(test_location),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
