@@ -60,6 +60,7 @@
 #include <jansson.h>
 
 #include "evc/clock.h"
+#include "evc/hmap.h"
 #include "evc/xalloc.h"
 #include "src/central/console.h"
 
@@ -67,7 +68,7 @@
 
 struct seen {
 	char id[MSG_CP_ID_MAX + 1];
-	int state; /* -1 = empty slot */
+	int state;
 };
 
 struct console {
@@ -78,8 +79,7 @@ struct console {
 	char buf[CON_LINE_MAX + 1];
 	size_t len;
 	int skipping; /* rest of an overlong line */
-	struct seen *seen;   /* open addressing: last state printed per CP */
-	size_t nseen, capseen;
+	struct hmap seen;    /* cp id -> struct seen: last state printed per CP */
 	pthread_mutex_t out_mu;
 };
 
@@ -226,42 +226,16 @@ static void emit(struct console *c, const char *tag, const struct field *f, int 
 
 /* ---- last state printed, per CP ---- */
 
-static size_t hash_id(const char *s)
-{
-	size_t h = 1469598103934665603ULL;
-	for (; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
-}
-
 static struct seen *seen_slot(struct console *c, const char *id)
 {
-	if ((c->nseen + 1) * 2 > c->capseen) {
-		size_t oldcap = c->capseen;
-		struct seen *old = c->seen;
-		c->capseen = oldcap ? oldcap * 2 : 64;
-		c->seen = xcalloc(c->capseen, sizeof *c->seen);
-		for (size_t i = 0; i < c->capseen; i++)
-			c->seen[i].state = -1;
-		for (size_t i = 0; i < oldcap; i++) {
-			if (old[i].state == -1)
-				continue;
-			size_t j = hash_id(old[i].id) & (c->capseen - 1);
-			while (c->seen[j].state != -1)
-				j = (j + 1) & (c->capseen - 1);
-			c->seen[j] = old[i];
-		}
-		free(old);
+	struct seen *s = hmap_sget(&c->seen, id);
+	if (s == NULL) {
+		s = xcalloc(1, sizeof *s);
+		xstrlcpy(s->id, id, sizeof s->id);
+		s->state = CP_STATE_COUNT; /* never printed */
+		hmap_sput(&c->seen, s->id, s);
 	}
-	size_t j = hash_id(id) & (c->capseen - 1);
-	while (c->seen[j].state != -1 && strcmp(c->seen[j].id, id) != 0)
-		j = (j + 1) & (c->capseen - 1);
-	if (c->seen[j].state == -1) {
-		xstrlcpy(c->seen[j].id, id, sizeof c->seen[j].id);
-		c->seen[j].state = CP_STATE_COUNT; /* never printed */
-		c->nseen++;
-	}
-	return &c->seen[j];
+	return s;
 }
 
 static void note_state(struct console *c, const char *id, enum cp_state st)
@@ -526,7 +500,10 @@ static void con_free(struct frontend *fe)
 		return;
 	struct console *c = fe->priv;
 	pthread_mutex_destroy(&c->out_mu);
-	free(c->seen);
+	void *v;
+	for (size_t i = 0; (v = hmap_next(&c->seen, &i)) != NULL;)
+		free(v);
+	hmap_free(&c->seen);
 	free(c);
 }
 

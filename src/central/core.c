@@ -22,6 +22,7 @@
 #include <strings.h>
 
 #include "src/central/core.h"
+#include "evc/hmap.h"
 #include "evc/money.h"
 #include "evc/utf8.h"
 #include "evc/xalloc.h"
@@ -43,139 +44,6 @@ const char *core_outcome_name(enum core_outcome o)
 }
 
 /* ------------------------------------------------------------------ */
-/* hash tables: linear probing, backward-shift deletion (no tombstones)  */
-
-struct map_ent {
-	uint64_t h;
-	uint64_t ukey;      /* integer maps */
-	const char *skey;   /* string maps: points into the value, lives as long */
-	void *val;          /* NULL = empty slot */
-};
-
-struct map {
-	struct map_ent *v;
-	size_t cap, n;      /* cap is a power of two */
-	int str;            /* documentation only: string maps pass skey, integer maps NULL */
-};
-
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
-
-static uint64_t hash_u64(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ULL; /* splitmix64 finaliser */
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-	return x ^ (x >> 31);
-}
-
-static void map_init(struct map *m, int str)
-{
-	memset(m, 0, sizeof(*m));
-	m->str = str;
-}
-
-static void map_free(struct map *m)
-{
-	free(m->v);
-	m->v = NULL;
-	m->cap = m->n = 0;
-}
-
-static int ent_eq(const struct map_ent *e, uint64_t h, uint64_t ukey, const char *skey)
-{
-	if (e->h != h)
-		return 0;
-	return skey ? e->skey && strcmp(e->skey, skey) == 0 : e->ukey == ukey;
-}
-
-static size_t map_slot(const struct map *m, uint64_t h, uint64_t ukey, const char *skey, int *found)
-{
-	size_t mask = m->cap - 1, i = (size_t)h & mask;
-	while (m->v[i].val) {
-		if (ent_eq(&m->v[i], h, ukey, skey)) {
-			*found = 1;
-			return i;
-		}
-		i = (i + 1) & mask;
-	}
-	*found = 0;
-	return i;
-}
-
-static void map_put_h(struct map *m, uint64_t h, uint64_t ukey, const char *skey, void *val);
-
-static void map_grow(struct map *m)
-{
-	struct map_ent *old = m->v;
-	size_t oldcap = m->cap;
-	m->cap = oldcap ? oldcap * 2 : 64;
-	m->v = xcalloc(m->cap, sizeof(*m->v));
-	m->n = 0;
-	for (size_t i = 0; i < oldcap; i++)
-		if (old[i].val)
-			map_put_h(m, old[i].h, old[i].ukey, old[i].skey, old[i].val);
-	free(old);
-}
-
-static void map_put_h(struct map *m, uint64_t h, uint64_t ukey, const char *skey, void *val)
-{
-	if ((m->n + 1) * 2 > m->cap)
-		map_grow(m);
-	int found;
-	size_t i = map_slot(m, h, ukey, skey, &found);
-	if (!found)
-		m->n++;
-	m->v[i] = (struct map_ent){ .h = h, .ukey = ukey, .skey = skey, .val = val };
-}
-
-static void *map_get_h(const struct map *m, uint64_t h, uint64_t ukey, const char *skey)
-{
-	if (!m->cap)
-		return NULL;
-	int found;
-	size_t i = map_slot(m, h, ukey, skey, &found);
-	return found ? m->v[i].val : NULL;
-}
-
-static void map_del_h(struct map *m, uint64_t h, uint64_t ukey, const char *skey)
-{
-	if (!m->cap)
-		return;
-	int found;
-	size_t mask = m->cap - 1, i = map_slot(m, h, ukey, skey, &found);
-	if (!found)
-		return;
-	m->v[i].val = NULL;
-	m->n--;
-	/* Shift later members of the probe run back so lookups never stop
-	 * early at the hole. */
-	for (size_t j = (i + 1) & mask; m->v[j].val; j = (j + 1) & mask) {
-		size_t k = (size_t)m->v[j].h & mask;
-		int movable = (i <= j) ? (k <= i || k > j) : (k <= i && k > j);
-		if (movable) {
-			m->v[i] = m->v[j];
-			m->v[j].val = NULL;
-			i = j;
-		}
-	}
-}
-
-static void *smap_get(const struct map *m, const char *k) { return map_get_h(m, hash_str(k), 0, k); }
-static void smap_put(struct map *m, const char *k, void *v) { map_put_h(m, hash_str(k), 0, k, v); }
-static void smap_del(struct map *m, const char *k) { map_del_h(m, hash_str(k), 0, k); }
-static void *umap_get(const struct map *m, uint64_t k) { return map_get_h(m, hash_u64(k), k, NULL); }
-static void umap_put(struct map *m, uint64_t k, void *v) { map_put_h(m, hash_u64(k), k, NULL, v); }
-static void umap_del(struct map *m, uint64_t k) { map_del_h(m, hash_u64(k), k, NULL); }
-
-/* ------------------------------------------------------------------ */
 /* the core                                                             */
 
 /* A session with the core's private bookkeeping; cp->session points at pub. */
@@ -190,10 +58,10 @@ struct core {
 	struct core_config cfg;
 	struct core_cp **cps;    /* sorted by id */
 	size_t ncps, capcps;
-	struct map by_conn;      /* conn -> struct core_cp (link up) */
-	struct map sessions;     /* session id -> struct sess (open only) */
-	struct map by_driver;    /* driver id -> struct sess (open only) */
-	struct map drivers;      /* driver id -> owned copy of the id */
+	struct hmap by_conn;      /* conn -> struct core_cp (link up) */
+	struct hmap sessions;     /* session id -> struct sess (open only) */
+	struct hmap by_driver;    /* driver id -> struct sess (open only) */
+	struct hmap drivers;      /* driver id -> owned copy of the id */
 	struct sess **open;      /* open sessions, for the timeout sweep */
 	size_t nopen, capopen;
 	uint64_t counter;        /* session id uniqueness within one ms */
@@ -218,10 +86,10 @@ struct core *core_new(const struct core_config *cfg)
 		c->cfg.request_max_age = 60;
 	if (!(c->cfg.reservation_timeout > 0))
 		c->cfg.reservation_timeout = 120;
-	map_init(&c->by_conn, 0);
-	map_init(&c->sessions, 1);
-	map_init(&c->by_driver, 1);
-	map_init(&c->drivers, 1);
+	hmap_init(&c->by_conn);
+	hmap_init(&c->sessions);
+	hmap_init(&c->by_driver);
+	hmap_init(&c->drivers);
 	return c;
 }
 
@@ -235,13 +103,13 @@ void core_free(struct core *c)
 	for (size_t i = 0; i < c->ncps; i++)
 		free(c->cps[i]);
 	free(c->cps);
-	for (size_t i = 0; i < c->drivers.cap; i++)
-		if (c->drivers.v[i].val)
-			free(c->drivers.v[i].val);
-	map_free(&c->by_conn);
-	map_free(&c->sessions);
-	map_free(&c->by_driver);
-	map_free(&c->drivers);
+	void *v;
+	for (size_t i = 0; (v = hmap_next(&c->drivers, &i)) != NULL;)
+		free(v);
+	hmap_free(&c->by_conn);
+	hmap_free(&c->sessions);
+	hmap_free(&c->by_driver);
+	hmap_free(&c->drivers);
 	free(c);
 }
 
@@ -562,9 +430,9 @@ static struct sess *sess_of(struct core_session *s)
 
 static void sess_detach(struct core *c, struct sess *s)
 {
-	smap_del(&c->sessions, s->pub.id);
-	if (smap_get(&c->by_driver, s->pub.driver_id) == s)
-		smap_del(&c->by_driver, s->pub.driver_id);
+	hmap_sdel(&c->sessions, s->pub.id);
+	if (hmap_sget(&c->by_driver, s->pub.driver_id) == s)
+		hmap_sdel(&c->by_driver, s->pub.driver_id);
 	if (s->cp && s->cp->session == &s->pub)
 		s->cp->session = NULL;
 	size_t i = s->open_idx;
@@ -647,22 +515,22 @@ void core_load_cp(struct core *c, const char *id, const char *location, double p
 
 void core_add_driver(struct core *c, const char *driver_id)
 {
-	if (!driver_id || !driver_id[0] || smap_get(&c->drivers, driver_id))
+	if (!driver_id || !driver_id[0] || hmap_sget(&c->drivers, driver_id))
 		return;
 	char *k = xstrdup(driver_id);
-	smap_put(&c->drivers, k, k);
+	hmap_sput(&c->drivers, k, k);
 }
 
 static int driver_known(const struct core *c, const char *id)
 {
-	if (smap_get(&c->drivers, id))
+	if (hmap_sget(&c->drivers, id))
 		return 1;
 	return c->cfg.driver_known && c->cfg.driver_known(c->cfg.driver_known_arg, id);
 }
 
 void core_recover_session(struct core *c, const struct core_session *s, double now, struct core_fxlist *fx)
 {
-	if (!s || s->outcome != CORE_OUT_OPEN || smap_get(&c->sessions, s->id))
+	if (!s || s->outcome != CORE_OUT_OPEN || hmap_sget(&c->sessions, s->id))
 		return;
 	/* Build a detached private session so the one end path does the work. */
 	struct sess *r = xcalloc(1, sizeof(*r));
@@ -767,7 +635,7 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 	cp->link_up = 1;
 	cp->conn = conn;
 	cp->last_seen = now;
-	umap_put(&c->by_conn, conn, cp);
+	hmap_uput(&c->by_conn, conn, cp);
 	fx_send(fx, now, conn, id, "REGISTER_RESULT#%s", first ? "FIRST" : "RECONNECT");
 	fx_event(fx, now, id, "REGISTER", "%s at %s, %s EUR/kWh", first ? "FIRST" : "RECONNECT", cp->location,
 		 money_price(pb, sizeof(pb), cp->price));
@@ -940,7 +808,7 @@ void core_on_frame(struct core *c, uint64_t conn, const char *data, double now, 
 	xstrlcpy(buf, data ? data : "", sizeof(buf));
 	int nf = split_fields(buf, f, LINK_FIELDS_MAX);
 	const char *op = f[0];
-	struct core_cp *cp = umap_get(&c->by_conn, conn);
+	struct core_cp *cp = hmap_uget(&c->by_conn, conn);
 	if (cp)
 		cp->last_seen = now;
 
@@ -1003,7 +871,7 @@ void core_on_frame(struct core *c, uint64_t conn, const char *data, double now, 
 
 void core_on_link_down(struct core *c, uint64_t conn, const char *reason, double now, struct core_fxlist *fx)
 {
-	struct core_cp *cp = umap_get(&c->by_conn, conn);
+	struct core_cp *cp = hmap_uget(&c->by_conn, conn);
 	if (!reason || !reason[0])
 		reason = "closed";
 	if (!cp) {
@@ -1011,7 +879,7 @@ void core_on_link_down(struct core *c, uint64_t conn, const char *reason, double
 		       reason);
 		return;
 	}
-	umap_del(&c->by_conn, conn);
+	hmap_udel(&c->by_conn, conn);
 	cp->link_up = 0;
 	cp->conn = 0;
 	/* A command the CP may or may not have carried out: the latest one the
@@ -1078,7 +946,7 @@ static void on_request(struct core *c, const struct msg *m, double now, struct c
 		deny_request(fx, now, m, "CP %s is not known", m->cp_id);
 		return;
 	}
-	struct sess *ds = smap_get(&c->by_driver, m->user_id);
+	struct sess *ds = hmap_sget(&c->by_driver, m->user_id);
 	if (ds) {
 		/* Kafka may deliver a request twice (Central restarted before
 		 * committing): the same request_id is not a new request. */
@@ -1113,8 +981,8 @@ static void on_request(struct core *c, const struct msg *m, double now, struct c
 	p->authorised_at = now;
 	s->cp = cp;
 	cp->session = p;
-	smap_put(&c->sessions, p->id, s);
-	smap_put(&c->by_driver, p->driver_id, s);
+	hmap_sput(&c->sessions, p->id, s);
+	hmap_sput(&c->by_driver, p->driver_id, s);
 	if (c->nopen == c->capopen) {
 		c->capopen = c->capopen ? c->capopen * 2 : 64;
 		c->open = xreallocarray(c->open, c->capopen, sizeof(*c->open));
@@ -1137,7 +1005,7 @@ static void on_request(struct core *c, const struct msg *m, double now, struct c
 
 static void on_quit(struct core *c, const struct msg *m, double now, struct core_fxlist *fx)
 {
-	struct sess *s = smap_get(&c->by_driver, m->user_id);
+	struct sess *s = hmap_sget(&c->by_driver, m->user_id);
 	if (!s) {
 		fx_log(fx, now, LOG_DEBUG, NULL, "driver %s quit with no open session", m->user_id);
 		return;
@@ -1159,7 +1027,7 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 		fx_log(fx, now, LOG_DEBUG, NULL, "%s from CP %s without a session: ignored", tn, m->cp_id);
 		return;
 	}
-	struct sess *s = smap_get(&c->sessions, m->session_id);
+	struct sess *s = hmap_sget(&c->sessions, m->session_id);
 	if (!s) {
 		fx_log(fx, now, LOG_DEBUG, NULL, "%s for unknown or ended session %s: ignored", tn, m->session_id);
 		return;

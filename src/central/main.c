@@ -31,6 +31,7 @@
 #include "evc/bus.h"
 #include "evc/clock.h"
 #include "src/central/core.h"
+#include "evc/hmap.h"
 #include "evc/log.h"
 #include "evc/money.h"
 #include "evc/net.h"
@@ -333,8 +334,7 @@ struct central {
 	/* write_rows: which effects are the last row of their session */
 	unsigned char *skip;
 	size_t skip_cap;
-	const char **slots;
-	size_t slots_cap;
+	struct hmap seen_sessions; /* per turn: session ids whose last row is known */
 	double next_tick;
 	unsigned long db_errors;
 };
@@ -449,14 +449,6 @@ static void take_kafka_state(struct central *c)
 		note(c, LOG_WARN, "KAFKA", "down reason=%s", reason);
 }
 
-static size_t hash_str(const char *p)
-{
-	size_t h = 1469598103934665603ULL;
-	for (; *p != '\0'; p++)
-		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-	return h;
-}
-
 /* Mark in c->skip every CORE_FX_STORE_SESSION followed, later in the same turn,
  * by another row of the same session. Each row is the whole session and the
  * store upserts it, so the last one alone leaves the same row: a telemetry
@@ -473,25 +465,15 @@ static void mark_superseded_rows(struct central *c)
 	memset(c->skip, 0, c->fx.n);
 	if (nsess < 2)
 		return;
-	size_t cap = 16;
-	while (cap < nsess * 2)
-		cap *= 2;
-	if (c->slots_cap < cap) {
-		c->slots_cap = cap;
-		c->slots = xreallocarray(c->slots, cap, sizeof *c->slots);
-	}
-	memset(c->slots, 0, cap * sizeof *c->slots);
+	hmap_clear(&c->seen_sessions);
 	for (size_t i = c->fx.n; i-- > 0;) {
 		if (c->fx.v[i].kind != CORE_FX_STORE_SESSION)
 			continue;
 		const char *id = c->fx.v[i].session.id;
-		size_t j = hash_str(id) & (cap - 1);
-		while (c->slots[j] != NULL && strcmp(c->slots[j], id) != 0)
-			j = (j + 1) & (cap - 1);
-		if (c->slots[j] != NULL)
+		if (hmap_sget(&c->seen_sessions, id) != NULL)
 			c->skip[i] = 1;
 		else
-			c->slots[j] = id;
+			hmap_sput(&c->seen_sessions, id, (void *)id);
 	}
 }
 
@@ -817,7 +799,7 @@ out:
 	free(c->cev);
 	free(c->kitems);
 	free(c->skip);
-	free(c->slots);
+	hmap_free(&c->seen_sessions);
 	if (c->sfd != -1)
 		close(c->sfd);
 	return rc;

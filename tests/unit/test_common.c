@@ -8,6 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "evc/hmap.h"
 #include "evc/money.h"
 #include "evc/msg.h"
 
@@ -86,12 +87,71 @@ static void test_location(void **state)
 	assert_string_equal(msg_check_location(loc), "location is longer than 64 characters");
 }
 
+/* Against a plain array as the reference: random puts and deletes of
+ * string and integer keys, every lookup checked after each step (the
+ * backward-shift delete is where such maps go wrong). */
+static void test_hmap(void **state)
+{
+	(void)state;
+	enum { K = 700 };
+	static char keys[K][16];
+	static int present[K];
+	struct hmap sm, um;
+	hmap_init(&sm);
+	hmap_init(&um);
+	for (int i = 0; i < K; i++)
+		snprintf(keys[i], sizeof keys[i], "k%d", i * 7919);
+	unsigned seed = 12345;
+	for (int step = 0; step < 20000; step++) {
+		seed = seed * 1103515245u + 12345u;
+		int k = (int)((seed >> 8) % K);
+		if ((seed >> 4) & 1) {
+			hmap_sput(&sm, keys[k], keys[k]);
+			hmap_uput(&um, (uint64_t)k << 40, keys[k]);
+			present[k] = 1;
+		} else {
+			hmap_sdel(&sm, keys[k]);
+			hmap_udel(&um, (uint64_t)k << 40);
+			present[k] = 0;
+		}
+		if (step % 97 == 0) {
+			size_t n = 0;
+			for (int i = 0; i < K; i++) {
+				n += (size_t)present[i];
+				assert_true((hmap_sget(&sm, keys[i]) != NULL) == present[i]);
+				assert_true((hmap_uget(&um, (uint64_t)i << 40) != NULL) == present[i]);
+			}
+			assert_int_equal(hmap_count(&sm), n);
+			assert_int_equal(hmap_count(&um), n);
+			size_t walked = 0;
+			void *v;
+			for (size_t i = 0; (v = hmap_next(&sm, &i)) != NULL;)
+				walked++;
+			assert_int_equal(walked, n);
+		}
+	}
+	assert_null(hmap_sget(&sm, "absent"));
+	hmap_clear(&sm);
+	assert_int_equal(hmap_count(&sm), 0);
+	assert_null(hmap_sget(&sm, keys[0]));
+	hmap_sput(&sm, keys[1], keys[1]);
+	assert_ptr_equal(hmap_sget(&sm, keys[1]), keys[1]);
+	hmap_free(&sm);
+	hmap_free(&um);
+	struct hmap e;
+	hmap_init(&e);
+	assert_null(hmap_uget(&e, 1));
+	hmap_udel(&e, 1);
+	hmap_free(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_price),
 		cmocka_unit_test(test_format),
 		cmocka_unit_test(test_location),
+		cmocka_unit_test(test_hmap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
