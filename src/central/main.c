@@ -435,7 +435,7 @@ static void take_kafka_state(struct central *c)
 {
 	int up;
 	char reason[128];
-	if (!kafka_in_get_state(c->kin, &up, reason, sizeof reason))
+	if (!kafka_out_get_state(c->kout, &up, reason, sizeof reason))
 		return;
 	if (c->kafka_known && up == c->status.kafka_up &&
 	    (up || strcmp(reason, c->status.kafka_reason) == 0))
@@ -667,13 +667,15 @@ static int serve(const struct opts *o)
 		goto fail;
 	snprintf(c->status.listen, sizeof c->status.listen, "0.0.0.0:%d", cplink_port(c->link));
 
-	c->kin = kafka_in_new(o->kafka, prefix);
 	char berr[BUS_ERR_LEN];
-	c->kout = kafka_out_new(o->kafka, prefix, kafka_in_state_cb, c->kin, berr);
+	c->kout = kafka_out_new(o->kafka, prefix, berr);
 	if (c->kout == NULL) {
 		snprintf(err, sizeof err, "kafka producer: %.200s", berr);
 		goto fail;
 	}
+	c->kin = kafka_in_new(o->kafka, prefix, kafka_out_state_cb, c->kout, err);
+	if (c->kin == NULL)
+		goto fail;
 
 	/* The panel when a person is at a terminal; --headless, no
 	 * terminal, or a terminal curses cannot drive gives the line console. */
@@ -704,12 +706,13 @@ static int serve(const struct opts *o)
 
 	c->next_tick = clock_mono() + 1.0;
 	while (!c->quit) {
-		struct pollfd pfd[4];
+		struct pollfd pfd[5];
 		int nfd = 0;
 		int in_fd = c->fe->ops->input_fd(c->fe);
 		pfd[nfd++] = (struct pollfd){ .fd = c->sfd, .events = POLLIN };
 		pfd[nfd++] = (struct pollfd){ .fd = cplink_event_fd(c->link), .events = POLLIN };
 		pfd[nfd++] = (struct pollfd){ .fd = kafka_in_event_fd(c->kin), .events = POLLIN };
+		pfd[nfd++] = (struct pollfd){ .fd = kafka_out_event_fd(c->kout), .events = POLLIN };
 		if (in_fd >= 0)
 			pfd[nfd++] = (struct pollfd){ .fd = in_fd, .events = POLLIN };
 		double mono = clock_mono();
@@ -736,11 +739,11 @@ static int serve(const struct opts *o)
 		}
 		if (r > 0 && (pfd[1].revents & POLLIN))
 			take_link_events(c);
-		if (r > 0 && (pfd[2].revents & POLLIN)) {
+		if (r > 0 && (pfd[2].revents & POLLIN))
 			take_kafka_items(c);
+		if (r > 0 && (pfd[3].revents & POLLIN))
 			take_kafka_state(c);
-		}
-		if (r > 0 && in_fd >= 0 && (pfd[3].revents & (POLLIN | POLLHUP | POLLERR))) {
+		if (r > 0 && in_fd >= 0 && (pfd[4].revents & (POLLIN | POLLHUP | POLLERR))) {
 			if (c->fe->ops->on_input(c->fe)) {
 				note(c, LOG_INFO, "SHUTDOWN", "reason=operator");
 				c->quit = 1;
@@ -753,7 +756,11 @@ static int serve(const struct opts *o)
 			c->next_tick = mono + 1.0;
 		}
 		apply_effects(c);
-		kafka_out_tick(c->kout, c->core, mono, wall, c->status.kafka_up);
+		if (kafka_out_tick(c->kout, mono, c->status.kafka_up)) {
+			struct msg *st = xmalloc(sizeof *st);
+			core_network_status(c->core, wall, st);
+			kafka_out_status(c->kout, st, mono);
+		}
 		release_offsets(c, mono);
 		c->fe->ops->refresh(c->fe, wall);
 	}
@@ -790,6 +797,7 @@ out:
 				     : err);
 	/* Producer first: flushing delivers the last notifications, then the
 	 * consumer commits the offsets of what produced them. */
+	kafka_in_stop(c->kin); /* its thread reports the broker's state to kout */
 	kafka_out_free(c->kout, 2000);
 	kafka_in_free(c->kin);
 	cplink_free(c->link);

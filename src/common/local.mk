@@ -9,6 +9,7 @@ libevc_a_SOURCES = \
 	src/common/utf8.c include/evc/utf8.h \
 	src/common/money.c include/evc/money.h \
 	src/common/hmap.c include/evc/hmap.h \
+	src/common/bqueue.c include/evc/bqueue.h \
 	src/common/state.c include/evc/state.h include/evc/cpview.h \
 	src/common/link.c include/evc/link.h \
 	src/common/msg.c include/evc/msg.h \
