@@ -6,8 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <pthread.h>
 #include <cmocka.h>
 
+#include "evc/bqueue.h"
 #include "evc/hmap.h"
 #include "evc/money.h"
 #include "evc/msg.h"
@@ -145,6 +148,78 @@ static void test_hmap(void **state)
 	hmap_free(&e);
 }
 
+static int readable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	return poll(&p, 1, 0) == 1;
+}
+
+static void *producer(void *arg)
+{
+	struct bqueue *q = arg;
+	for (int i = 0; i < 10000; i++)
+		if (bqueue_push(q, &i, 1) != 0)
+			return (void *)1;
+	return NULL;
+}
+
+static void test_bqueue(void **state)
+{
+	(void)state;
+	char err[EVC_ERR_LEN];
+	struct bqueue *q = bqueue_new(sizeof(int), 4, err);
+	assert_non_null(q);
+	int out[8];
+	assert_false(readable(bqueue_fd(q)));
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(bqueue_push(q, &i, 0), 0);
+	int five = 5;
+	assert_int_equal(bqueue_push(q, &five, 0), -1); /* full: told at once */
+	assert_true(readable(bqueue_fd(q)));
+	assert_int_equal(bqueue_len(q), 4);
+	assert_int_equal(bqueue_pop(q, out, 3), 3);
+	assert_int_equal(out[0], 0);
+	assert_int_equal(out[2], 2);
+	assert_true(readable(bqueue_fd(q))); /* one left */
+	assert_int_equal(bqueue_pop(q, out, 8), 1);
+	assert_int_equal(out[0], 3);
+	assert_false(readable(bqueue_fd(q)));
+	/* peek keeps items counted until dropped; a kick wakes without one */
+	assert_int_equal(bqueue_push(q, &five, 0), 0);
+	assert_int_equal(bqueue_peek_wait(q, out, 8), 1);
+	assert_int_equal(bqueue_len(q), 1);
+	bqueue_drop(q, 1);
+	assert_int_equal(bqueue_len(q), 0);
+	bqueue_kick(q);
+	assert_true(readable(bqueue_fd(q)));
+	assert_int_equal(bqueue_peek_wait(q, out, 8), 0);
+	assert_int_equal(bqueue_pop(q, out, 8), 0);
+	assert_false(readable(bqueue_fd(q)));
+	/* a waiting producer: 10,000 items in order through 4 slots */
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, producer, q), 0);
+	int next = 0;
+	while (next < 10000) {
+		struct pollfd p = { .fd = bqueue_fd(q), .events = POLLIN };
+		assert_int_equal(poll(&p, 1, 5000), 1);
+		size_t n = bqueue_pop(q, out, 8);
+		for (size_t i = 0; i < n; i++)
+			assert_int_equal(out[i], next++);
+	}
+	void *rv;
+	pthread_join(t, &rv);
+	assert_null(rv);
+	/* close: pushes fail, what is queued can still be taken */
+	assert_int_equal(bqueue_push(q, &five, 0), 0);
+	bqueue_close(q);
+	assert_true(bqueue_closed(q));
+	assert_int_equal(bqueue_push(q, &five, 1), -1);
+	assert_int_equal(bqueue_pop(q, out, 8), 1);
+	assert_int_equal(bqueue_peek_wait(q, out, 8), 0);
+	bqueue_free(q);
+	bqueue_free(NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -152,6 +227,7 @@ int main(void)
 		cmocka_unit_test(test_format),
 		cmocka_unit_test(test_location),
 		cmocka_unit_test(test_hmap),
+		cmocka_unit_test(test_bqueue),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
