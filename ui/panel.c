@@ -1082,17 +1082,18 @@ static void op_on_effects(struct frontend *fe, const struct core_fxlist *fx)
 
 		switch (f->kind) {
 		case CORE_FX_LOG:
-			if (f->event[0])
-				snprintf(t, sizeof t, "%.31s %.200s", f->event, f->text);
+			if (f->u.log.tag[0])
+				snprintf(t, sizeof t, "%.31s %.200s", f->u.log.tag, f->u.log.text);
 			else
-				snprintf(t, sizeof t, "%.230s", f->text);
-			ring_push(&p->log, f->ts > 0 ? f->ts : clock_wall(), f->level, t);
+				snprintf(t, sizeof t, "%.230s", f->u.log.text);
+			ring_push(&p->log, f->ts > 0 ? f->ts : clock_wall(), f->u.log.level, t);
 			p->dirty = 1;
 			break;
 		case CORE_FX_REQUEST:
-			snprintf(t, sizeof t, "%.40s -> %.32s %.150s", f->msg.user_id, f->msg.cp_id, f->text);
+			snprintf(t, sizeof t, "%.40s -> %.32s %.150s", f->u.request.user_id, f->u.request.cp_id,
+				 f->u.request.outcome);
 			ring_push(&p->req, f->ts > 0 ? f->ts : clock_wall(),
-				  strncmp(f->text, "AUTH_OK", 7) == 0 ? LOG_INFO : LOG_WARN, t);
+				  strncmp(f->u.request.outcome, "AUTH_OK", 7) == 0 ? LOG_INFO : LOG_WARN, t);
 			p->dirty = 1;
 			break;
 		case CORE_FX_SCREEN:

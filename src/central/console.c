@@ -312,31 +312,32 @@ static void con_on_effects(struct frontend *fe, const struct core_fxlist *fx)
 		const struct core_fx *x = &fx->v[i];
 		switch (x->kind) {
 		case CORE_FX_STORE_CP:
-			note_state(c, x->cp.id, x->cp.state);
+			note_state(c, x->u.cp.id, x->u.cp.state);
 			break;
 		case CORE_FX_SCREEN: {
-			const struct core_cp *cp = core_cp_find(fe->core, x->cp_id);
+			const struct core_cp *cp = core_cp_find(fe->core, x->u.screen.cp_id);
 			if (cp != NULL)
 				note_state(c, cp->id, cp->state);
 			break;
 		}
 		case CORE_FX_PRODUCE:
-			print_produce(c, &x->msg);
+			print_produce(c, &x->u.produce);
 			break;
 		case CORE_FX_REQUEST: {
-			struct field f[] = { W("user", x->msg.user_id), W("cp", x->msg.cp_id), W("outcome", x->text) };
+			struct field f[] = { W("user", x->u.request.user_id), W("cp", x->u.request.cp_id),
+					     W("outcome", x->u.request.outcome) };
 			emit(c, "REQUEST", f, 3);
 			break;
 		}
 		case CORE_FX_LOG:
 			/* main's own events (LINK, KAFKA, BAD_MSG) carry their tag
-			 * in event and their fields pre-formatted in text. */
-			if (x->event[0] != '\0') {
-				struct field f[] = { W("text", x->text) };
-				emit(c, x->event, f, 1);
-			} else if (x->level != LOG_DEBUG || c->debug) {
-				struct field f[] = { W("text", x->text) };
-				emit(c, level_tag(x->level), f, 1);
+			 * in tag and their fields pre-formatted in text. */
+			if (x->u.log.tag[0] != '\0') {
+				struct field f[] = { W("text", x->u.log.text) };
+				emit(c, x->u.log.tag, f, 1);
+			} else if (x->u.log.level != LOG_DEBUG || c->debug) {
+				struct field f[] = { W("text", x->u.log.text) };
+				emit(c, level_tag(x->u.log.level), f, 1);
 			}
 			break;
 		default:

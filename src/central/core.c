@@ -121,7 +121,7 @@ void core_fxlist_init(struct core_fxlist *l)
 	memset(l, 0, sizeof(*l));
 }
 
-/* Effects are ~3 KB each and a stop of 10,000 CPs makes 20,000 of them: keep
+/* Effects are about 1 KB each and a stop of 10,000 CPs makes 20,000 of them: keep
  * the memory of an ordinary batch, give back what one huge batch took. */
 #define FXLIST_KEEP 1024
 
@@ -140,17 +140,15 @@ void core_fxlist_free(struct core_fxlist *l)
 	memset(l, 0, sizeof(*l));
 }
 
-static struct core_fx *fx_push(struct core_fxlist *l, enum core_fx_kind kind, double now)
+struct core_fx *core_fx_push(struct core_fxlist *l, enum core_fx_kind kind, double now)
 {
 	if (l->n == l->cap) {
 		l->cap = l->cap ? l->cap * 2 : 16;
 		l->v = xreallocarray(l->v, l->cap, sizeof(*l->v));
 	}
 	struct core_fx *f = &l->v[l->n++];
-	memset(f, 0, sizeof(*f));
 	f->kind = kind;
 	f->ts = now;
-	f->level = LOG_INFO;
 	return f;
 }
 
@@ -200,60 +198,63 @@ static void __attribute__((format(printf, 3, 4))) textf(char *dst, size_t n, con
 static void __attribute__((format(printf, 5, 6)))
 fx_log(struct core_fxlist *l, double now, enum log_level lvl, const char *cp_id, const char *fmt, ...)
 {
-	struct core_fx *f = fx_push(l, CORE_FX_LOG, now);
-	f->level = lvl;
-	if (cp_id)
-		xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
+	struct core_fx *f = core_fx_push(l, CORE_FX_LOG, now);
+	f->u.log.level = lvl;
+	xstrlcpy(f->u.log.cp_id, cp_id ? cp_id : "", sizeof(f->u.log.cp_id));
+	f->u.log.tag[0] = '\0';
 	va_list ap;
 	va_start(ap, fmt);
-	vtext(f->text, sizeof(f->text), fmt, ap);
+	vtext(f->u.log.text, sizeof(f->u.log.text), fmt, ap);
 	va_end(ap);
 }
 
 static void __attribute__((format(printf, 5, 6)))
 fx_send(struct core_fxlist *l, double now, uint64_t conn, const char *cp_id, const char *fmt, ...)
 {
-	struct core_fx *f = fx_push(l, CORE_FX_SEND, now);
-	f->conn = conn;
-	if (cp_id)
-		xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
+	(void)cp_id; /* who it is for, at the call site */
+	struct core_fx *f = core_fx_push(l, CORE_FX_SEND, now);
+	f->u.link.conn = conn;
 	va_list ap;
 	va_start(ap, fmt);
-	vtext(f->text, sizeof(f->text), fmt, ap);
+	vtext(f->u.link.text, sizeof(f->u.link.text), fmt, ap);
 	va_end(ap);
 }
 
 static void __attribute__((format(printf, 5, 6)))
 fx_event(struct core_fxlist *l, double now, const char *cp_id, const char *event, const char *fmt, ...)
 {
-	struct core_fx *f = fx_push(l, CORE_FX_STORE_EVENT, now);
-	xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
-	xstrlcpy(f->event, event, sizeof(f->event));
+	struct core_fx *f = core_fx_push(l, CORE_FX_STORE_EVENT, now);
+	xstrlcpy(f->u.event.cp_id, cp_id, sizeof(f->u.event.cp_id));
+	xstrlcpy(f->u.event.event, event, sizeof(f->u.event.event));
 	va_list ap;
 	va_start(ap, fmt);
-	vtext(f->text, sizeof(f->text), fmt, ap);
+	vtext(f->u.event.detail, sizeof(f->u.event.detail), fmt, ap);
 	va_end(ap);
 }
 
 static void fx_store_cp(struct core_fxlist *l, double now, const struct core_cp *cp)
 {
-	struct core_fx *f = fx_push(l, CORE_FX_STORE_CP, now);
-	xstrlcpy(f->cp_id, cp->id, sizeof(f->cp_id));
-	f->cp = *cp;
-	f->cp.session = NULL;
+	struct core_fx *f = core_fx_push(l, CORE_FX_STORE_CP, now);
+	struct core_cp_row *r = &f->u.cp;
+	xstrlcpy(r->id, cp->id, sizeof(r->id));
+	xstrlcpy(r->location, cp->location, sizeof(r->location));
+	r->price = cp->price;
+	r->state = cp->state;
+	r->stopped = cp->stopped;
+	r->fault = cp->fault;
+	r->state_since = cp->state_since;
 }
 
 static void fx_store_session(struct core_fxlist *l, double now, const struct core_session *s)
 {
-	struct core_fx *f = fx_push(l, CORE_FX_STORE_SESSION, now);
-	xstrlcpy(f->cp_id, s->cp_id, sizeof(f->cp_id));
-	f->session = *s;
+	struct core_fx *f = core_fx_push(l, CORE_FX_STORE_SESSION, now);
+	f->u.session = *s;
 }
 
 static void fx_screen(struct core_fxlist *l, double now, const char *cp_id)
 {
-	struct core_fx *f = fx_push(l, CORE_FX_SCREEN, now);
-	xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
+	struct core_fx *f = core_fx_push(l, CORE_FX_SCREEN, now);
+	xstrlcpy(f->u.screen.cp_id, cp_id, sizeof(f->u.screen.cp_id));
 }
 
 /* A driver notification; the caller fills the type's own fields.
@@ -264,22 +265,22 @@ static void fx_screen(struct core_fxlist *l, double now, const char *cp_id)
 static struct msg *fx_notify(struct core_fxlist *l, double now, enum msg_type type, const char *user_id,
 			     const char *cp_id, const char *session_id, const char *request_id)
 {
-	struct core_fx *f = fx_push(l, CORE_FX_PRODUCE, now);
-	xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
-	msg_init(&f->msg, type);
-	xstrlcpy(f->msg.user_id, user_id, sizeof(f->msg.user_id));
-	xstrlcpy(f->msg.cp_id, cp_id, sizeof(f->msg.cp_id));
+	struct core_fx *f = core_fx_push(l, CORE_FX_PRODUCE, now);
+	struct msg *m = &f->u.produce;
+	msg_init(m, type);
+	xstrlcpy(m->user_id, user_id, sizeof(m->user_id));
+	xstrlcpy(m->cp_id, cp_id, sizeof(m->cp_id));
 	if (session_id && session_id[0]) {
-		xstrlcpy(f->msg.session_id, session_id, sizeof(f->msg.session_id));
-		f->msg.has_session_id = 1;
+		xstrlcpy(m->session_id, session_id, sizeof(m->session_id));
+		m->has_session_id = 1;
 	}
 	if (request_id && msg_valid_session_id(request_id)) {
-		xstrlcpy(f->msg.request_id, request_id, sizeof(f->msg.request_id));
-		f->msg.has_request_id = 1;
+		xstrlcpy(m->request_id, request_id, sizeof(m->request_id));
+		m->has_request_id = 1;
 	}
-	f->msg.timestamp = now;
-	f->msg.has_timestamp = 1;
-	return &f->msg;
+	m->timestamp = now;
+	m->has_timestamp = 1;
+	return m;
 }
 
 /* The requests pane: the request (rebuilt from what we know) and its outcome. */
@@ -287,24 +288,15 @@ static void __attribute__((format(printf, 8, 9)))
 fx_request(struct core_fxlist *l, double now, const char *user_id, const char *cp_id, const char *request_id,
 	   double requested_at, const char *session_id, const char *fmt, ...)
 {
-	struct core_fx *f = fx_push(l, CORE_FX_REQUEST, now);
-	xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
-	msg_init(&f->msg, MSG_REQUEST_CHARGE);
-	xstrlcpy(f->msg.user_id, user_id, sizeof(f->msg.user_id));
-	xstrlcpy(f->msg.cp_id, cp_id, sizeof(f->msg.cp_id));
-	if (request_id && request_id[0]) {
-		xstrlcpy(f->msg.request_id, request_id, sizeof(f->msg.request_id));
-		f->msg.has_request_id = 1;
-	}
-	if (session_id && session_id[0]) {
-		xstrlcpy(f->msg.session_id, session_id, sizeof(f->msg.session_id));
-		f->msg.has_session_id = 1;
-	}
-	f->msg.timestamp = requested_at;
-	f->msg.has_timestamp = 1;
+	struct core_fx *f = core_fx_push(l, CORE_FX_REQUEST, now);
+	xstrlcpy(f->u.request.user_id, user_id, sizeof(f->u.request.user_id));
+	xstrlcpy(f->u.request.cp_id, cp_id, sizeof(f->u.request.cp_id));
+	xstrlcpy(f->u.request.request_id, request_id ? request_id : "", sizeof(f->u.request.request_id));
+	xstrlcpy(f->u.request.session_id, session_id ? session_id : "", sizeof(f->u.request.session_id));
+	f->u.request.requested_at = requested_at;
 	va_list ap;
 	va_start(ap, fmt);
-	vtext(f->text, sizeof(f->text), fmt, ap);
+	vtext(f->u.request.outcome, sizeof(f->u.request.outcome), fmt, ap);
 	va_end(ap);
 }
 
@@ -406,7 +398,7 @@ static void update_state(struct core *c, struct core_cp *cp, double now, int sto
 		if (store) {
 			fx_store_cp(fx, now, cp);
 			fx_screen(fx, now, cp->id);
-			fx_push(fx, CORE_FX_STATUS, now);
+			core_fx_push(fx, CORE_FX_STATUS, now);
 		}
 		return;
 	}
@@ -415,7 +407,7 @@ static void update_state(struct core *c, struct core_cp *cp, double now, int sto
 	fx_store_cp(fx, now, cp);
 	fx_event(fx, now, cp->id, "STATE", "%s -> %s: %s", cp_state_name(old), cp_state_name(st), why);
 	fx_screen(fx, now, cp->id);
-	fx_push(fx, CORE_FX_STATUS, now);
+	core_fx_push(fx, CORE_FX_STATUS, now);
 	fx_log(fx, now, LOG_INFO, cp->id, "CP %s %s -> %s (%s)", cp->id, cp_state_name(old), cp_state_name(st),
 	       why);
 }
@@ -566,9 +558,9 @@ reply_error(struct core_fxlist *fx, double now, uint64_t conn, const char *cp_id
 static void deny_register(struct core_fxlist *fx, double now, uint64_t conn, const char *reason)
 {
 	fx_send(fx, now, conn, NULL, "REGISTER_RESULT#DENIED#%s", reason);
-	struct core_fx *f = fx_push(fx, CORE_FX_CLOSE, now);
-	f->conn = conn;
-	textf(f->text, sizeof(f->text), "REGISTER denied: %s", reason);
+	struct core_fx *f = core_fx_push(fx, CORE_FX_CLOSE, now);
+	f->u.link.conn = conn;
+	textf(f->u.link.text, sizeof(f->u.link.text), "REGISTER denied: %s", reason);
 	fx_log(fx, now, LOG_WARN, NULL, "link %llu: REGISTER denied: %s", (unsigned long long)conn, reason);
 }
 

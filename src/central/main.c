@@ -339,30 +339,18 @@ struct central {
 	unsigned long db_errors;
 };
 
-static struct core_fx *fx_push(struct core_fxlist *l)
-{
-	if (l->n == l->cap) {
-		l->cap = l->cap ? l->cap * 2 : 64;
-		l->v = xreallocarray(l->v, l->cap, sizeof *l->v);
-	}
-	struct core_fx *x = &l->v[l->n++];
-	memset(x, 0, sizeof *x);
-	return x;
-}
-
 /* A line of main's own (LINK, KAFKA, BAD_MSG, ERROR) that travels with the
  * core's effects to the frontend. */
 static void __attribute__((format(printf, 4, 5)))
 note(struct central *c, enum log_level lvl, const char *tag, const char *fmt, ...)
 {
-	struct core_fx *x = fx_push(&c->fx);
-	x->kind = CORE_FX_LOG;
-	x->level = lvl;
-	x->ts = clock_wall();
-	xstrlcpy(x->event, tag, sizeof x->event);
+	struct core_fx *x = core_fx_push(&c->fx, CORE_FX_LOG, clock_wall());
+	x->u.log.level = lvl;
+	x->u.log.cp_id[0] = '\0';
+	xstrlcpy(x->u.log.tag, tag, sizeof x->u.log.tag);
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(x->text, sizeof x->text, fmt, ap);
+	vsnprintf(x->u.log.text, sizeof x->u.log.text, fmt, ap);
 	va_end(ap);
 }
 
@@ -469,7 +457,7 @@ static void mark_superseded_rows(struct central *c)
 	for (size_t i = c->fx.n; i-- > 0;) {
 		if (c->fx.v[i].kind != CORE_FX_STORE_SESSION)
 			continue;
-		const char *id = c->fx.v[i].session.id;
+		const char *id = c->fx.v[i].u.session.id;
 		if (hmap_sget(&c->seen_sessions, id) != NULL)
 			c->skip[i] = 1;
 		else
@@ -539,13 +527,13 @@ static void apply_effects(struct central *c)
 		const struct core_fx *x = &c->fx.v[i];
 		switch (x->kind) {
 		case CORE_FX_SEND:
-			cplink_send(c->link, x->conn, x->text);
+			cplink_send(c->link, x->u.link.conn, x->u.link.text);
 			break;
 		case CORE_FX_CLOSE:
-			cplink_close(c->link, x->conn, x->text);
+			cplink_close(c->link, x->u.link.conn, x->u.link.text);
 			break;
 		case CORE_FX_PRODUCE:
-			kafka_out_queue(c->kout, &x->msg); /* encoded off this thread */
+			kafka_out_queue(c->kout, &x->u.produce); /* encoded off this thread */
 			break;
 		case CORE_FX_STATUS:
 			kafka_out_mark_dirty(c->kout, mono);

@@ -327,7 +327,7 @@ int store_apply(struct store *s, const struct core_fx *fx, char err[STORE_ERR_LE
 	sqlite3_stmt *st;
 	switch (fx->kind) {
 	case CORE_FX_STORE_CP: {
-		const struct core_cp *cp = &fx->cp;
+		const struct core_cp_row *cp = &fx->u.cp;
 		st = s->st[ST_CP_UPSERT];
 		sqlite3_bind_text(st, 1, cp->id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, cp->location, -1, SQLITE_STATIC);
@@ -340,7 +340,7 @@ int store_apply(struct store *s, const struct core_fx *fx, char err[STORE_ERR_LE
 		return step_done(s, st, "store charging point", err);
 	}
 	case CORE_FX_STORE_SESSION: {
-		const struct core_session *ss = &fx->session;
+		const struct core_session *ss = &fx->u.session;
 		st = s->st[ST_SESSION_UPSERT];
 		sqlite3_bind_text(st, 1, ss->id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, ss->cp_id, -1, SQLITE_STATIC);
@@ -367,10 +367,10 @@ int store_apply(struct store *s, const struct core_fx *fx, char err[STORE_ERR_LE
 	}
 	case CORE_FX_STORE_EVENT:
 		st = s->st[ST_EVENT];
-		sqlite3_bind_text(st, 1, fx->cp_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 1, fx->u.event.cp_id, -1, SQLITE_STATIC);
 		sqlite3_bind_double(st, 2, fx->ts > 0 ? fx->ts : clock_wall());
-		sqlite3_bind_text(st, 3, fx->event, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, fx->text, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, fx->u.event.event, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, fx->u.event.detail, -1, SQLITE_STATIC);
 		return step_done(s, st, "store event", err);
 	default:
 		return 0;

@@ -175,7 +175,7 @@ static void session_fx(struct core_fx *fx, const char *id, enum core_outcome out
 {
 	memset(fx, 0, sizeof *fx);
 	fx->kind = CORE_FX_STORE_SESSION;
-	struct core_session *ss = &fx->session;
+	struct core_session *ss = &fx->u.session;
 	snprintf(ss->id, sizeof ss->id, "%s", id);
 	snprintf(ss->cp_id, sizeof ss->cp_id, "MAD-01");
 	snprintf(ss->driver_id, sizeof ss->driver_id, "101");
@@ -232,11 +232,11 @@ static void test_restart_bookkeeping(void **state)
 	assert_int_equal(store_add_cp(s, "MAD-01", "C/ Serrano 10", 0.25, NULL, err), 0);
 	memset(&fx, 0, sizeof fx);
 	fx.kind = CORE_FX_STORE_CP;
-	snprintf(fx.cp.id, sizeof fx.cp.id, "MAD-01");
-	snprintf(fx.cp.location, sizeof fx.cp.location, "C/ Serrano 10");
-	fx.cp.price = 0.25;
-	fx.cp.state = CP_SUMINISTRANDO;
-	fx.cp.stopped = 1;
+	snprintf(fx.u.cp.id, sizeof fx.u.cp.id, "MAD-01");
+	snprintf(fx.u.cp.location, sizeof fx.u.cp.location, "C/ Serrano 10");
+	fx.u.cp.price = 0.25;
+	fx.u.cp.state = CP_SUMINISTRANDO;
+	fx.u.cp.stopped = 1;
 	fx.ts = 5;
 	assert_int_equal(store_begin(s, err), 0);
 	assert_int_equal(store_apply(s, &fx, err), 0);
@@ -244,9 +244,9 @@ static void test_restart_bookkeeping(void **state)
 	assert_int_equal(store_apply(s, &fx, err), 0);
 	memset(&fx, 0, sizeof fx);
 	fx.kind = CORE_FX_STORE_EVENT;
-	snprintf(fx.cp_id, sizeof fx.cp_id, "MAD-01");
-	snprintf(fx.event, sizeof fx.event, "FAULT");
-	snprintf(fx.text, sizeof fx.text, "engine KO");
+	snprintf(fx.u.event.cp_id, sizeof fx.u.event.cp_id, "MAD-01");
+	snprintf(fx.u.event.event, sizeof fx.u.event.event, "FAULT");
+	snprintf(fx.u.event.detail, sizeof fx.u.event.detail, "engine KO");
 	fx.ts = 6;
 	assert_int_equal(store_apply(s, &fx, err), 0);
 	assert_int_equal(store_commit(s, err), 0);
