@@ -424,7 +424,7 @@ static int handle_line(struct console *c, char *line)
 		emit(c, "CMD", f, 4);
 		return 0;
 	}
-	char msg[256] = "";
+	char msg[EVC_ERR_LEN] = "";
 	int rc = c->fe.exec(c->fe.exec_arg, line, msg);
 	if (rc == 0) {
 		struct field f[] = { W("cmd", cmd_name(cmd)), W("cp", target), W("result", "sent") };
@@ -519,7 +519,7 @@ static const struct frontend_ops console_ops = {
 };
 
 struct frontend *console_new(const struct core *core, const struct central_status *status, int json,
-			     int readonly, int (*exec)(void *arg, const char *line, char msg[256]),
+			     int readonly, int (*exec)(void *arg, const char *line, char msg[EVC_ERR_LEN]),
 			     void *exec_arg)
 {
 	struct console *c = xcalloc(1, sizeof *c);

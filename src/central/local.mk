@@ -11,6 +11,8 @@ EV_Central_SOURCES = \
 	src/central/kafka_in.c src/central/kafka_in.h \
 	src/central/kafka_out.c src/central/kafka_out.h \
 	src/central/console.c src/central/console.h \
+	src/central/view.c src/central/view.h \
+	src/central/panel_fe.c src/central/panel_fe.h \
 	src/central/frontend.h
 EV_Central_CFLAGS = $(AM_CFLAGS) $(SQLITE_CFLAGS) $(NCURSES_CFLAGS) $(RDKAFKA_CFLAGS) $(JANSSON_CFLAGS)
 EV_Central_LDADD = $(EVC_UI_LIBS) libevc.a $(SQLITE_LIBS) $(NCURSES_LIBS) $(RDKAFKA_LIBS) $(JANSSON_LIBS) -lm

@@ -41,8 +41,8 @@
 #include "src/central/frontend.h"
 #include "src/central/kafka_in.h"
 #include "src/central/kafka_out.h"
+#include "src/central/panel_fe.h"
 #include "src/central/store.h"
-#include "ui/panel.h"
 
 #define PROG "EV_Central"
 #define DEFAULT_DB "./evcharging.db"
@@ -354,30 +354,29 @@ note(struct central *c, enum log_level lvl, const char *tag, const char *fmt, ..
 	va_end(ap);
 }
 
-static int exec_cmd(void *arg, const char *line, char msg[256])
+/* A command line from the panel or the console: 0 sent, -1 refused (msg
+ * says why), 1 quit. */
+static int exec_cmd(void *arg, const char *line, char msg[EVC_ERR_LEN])
 {
 	struct central *c = arg;
 	int cmd;
 	char cp[MSG_CP_ID_MAX + 1] = "";
 	char err[CORE_ERR_LEN] = "";
-	if (c->o->readonly) {
-		snprintf(msg, 256, "read-only: commands are disabled (--readonly)");
-		return -1;
-	}
 	if (core_parse_command(line, &cmd, cp, err) == -1) {
-		snprintf(msg, 256, "%s", err);
+		evc_seterr(msg, "%s", err);
 		return -1;
 	}
-	if (cmd == -1) {
-		c->quit = 1;
-		snprintf(msg, 256, "quitting");
-		return 0;
+	if (cmd == -1)
+		return 1;
+	if (c->o->readonly) {
+		evc_seterr(msg, "read-only: '%.60s' refused (commands are disabled by --readonly)", line);
+		return -1;
 	}
 	if (core_command(c->core, (enum core_cmd)cmd, cp, clock_wall(), &c->fx, err) == -1) {
-		snprintf(msg, 256, "%s", err[0] ? err : "refused");
+		evc_seterr(msg, "%s", err[0] ? err : "refused");
 		return -1;
 	}
-	snprintf(msg, 256, "sent");
+	evc_seterr(msg, "sent");
 	return 0;
 }
 
@@ -669,7 +668,7 @@ static int serve(const struct opts *o)
 	 * terminal, or a terminal curses cannot drive gives the line console. */
 	if (!o->headless && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
 		char perr[256];
-		c->fe = panel_new(c->core, &c->status, exec_cmd, c, o->readonly, o->no_color, perr);
+		c->fe = panel_fe_new(c->core, &c->status, exec_cmd, c, o->readonly, o->no_color, perr);
 		if (c->fe == NULL)
 			log_warn("panel: %s; using the line console", perr);
 	}
