@@ -7,11 +7,14 @@ libevc_a_SOURCES += \
 	src/common/cred.c include/evc/cred.h
 libevc_a_CFLAGS += $(OPENSSL_CFLAGS)
 
-check_PROGRAMS += tests/unit/test_crypto tests/unit/test_fernet
-TESTS += tests/unit/test_crypto tests/unit/test_fernet
+check_PROGRAMS += tests/unit/test_crypto tests/unit/test_fernet tests/unit/test_cred
+TESTS += tests/unit/test_crypto tests/unit/test_fernet tests/unit/test_cred
 tests_unit_test_crypto_SOURCES = tests/unit/test_crypto.c
 tests_unit_test_crypto_CFLAGS = $(UNIT_CFLAGS) $(OPENSSL_CFLAGS)
 tests_unit_test_crypto_LDADD = $(UNIT_LIBS)
 tests_unit_test_fernet_SOURCES = tests/unit/test_fernet.c
 tests_unit_test_fernet_CFLAGS = $(UNIT_CFLAGS) $(OPENSSL_CFLAGS)
 tests_unit_test_fernet_LDADD = $(UNIT_LIBS)
+tests_unit_test_cred_SOURCES = tests/unit/test_cred.c
+tests_unit_test_cred_CFLAGS = $(UNIT_CFLAGS) $(OPENSSL_CFLAGS)
+tests_unit_test_cred_LDADD = $(UNIT_LIBS)
