@@ -18,3 +18,13 @@ tests_unit_test_fernet_LDADD = $(UNIT_LIBS)
 tests_unit_test_cred_SOURCES = tests/unit/test_cred.c
 tests_unit_test_cred_CFLAGS = $(UNIT_CFLAGS) $(OPENSSL_CFLAGS)
 tests_unit_test_cred_LDADD = $(UNIT_LIBS)
+
+check_PROGRAMS += tests/tools/fernet_tool
+tests_tools_fernet_tool_SOURCES = tests/tools/fernet_tool.c
+tests_tools_fernet_tool_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS)
+tests_tools_fernet_tool_LDADD = $(EVC_COMMON_LIBS)
+TESTS += tests/integration/fernet_python.sh
+EXTRA_DIST += tests/integration/fernet_python.sh \
+	tests/vectors/fernet/README tests/vectors/fernet/generate.json \
+	tests/vectors/fernet/verify.json tests/vectors/fernet/invalid.json \
+	tests/fuzz/fuzz_fernet.c
