@@ -27,4 +27,4 @@ TESTS += tests/integration/fernet_python.sh
 EXTRA_DIST += tests/integration/fernet_python.sh \
 	tests/vectors/fernet/README tests/vectors/fernet/generate.json \
 	tests/vectors/fernet/verify.json tests/vectors/fernet/invalid.json \
-	tests/fuzz/fuzz_fernet.c
+	tests/fuzz/fuzz_fernet.c tests/fuzz/fernet.seeds
