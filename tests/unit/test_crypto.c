@@ -270,7 +270,7 @@ static void test_random(void **state)
 	enum { BIG = 16 << 20 };
 	unsigned char a[32], b[32], tail[4096] = {0};
 	char err[EVC_ERR_LEN] = "";
-	struct sigaction sa, old;
+	struct sigaction sa;
 	struct itimerval it = {{0, 200}, {0, 200}}, off = {{0, 0}, {0, 0}};
 	unsigned char *big = calloc(1, BIG);
 	(void)state;
@@ -284,7 +284,7 @@ static void test_random(void **state)
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_alarm; /* no SA_RESTART: reads get interrupted */
 	sigemptyset(&sa.sa_mask);
-	assert_int_equal(sigaction(SIGALRM, &sa, &old), 0);
+	assert_int_equal(sigaction(SIGALRM, &sa, NULL), 0);
 	assert_int_equal(setitimer(ITIMER_REAL, &it, NULL), 0);
 	for (int i = 0; i < 4; i++) {
 		memset(big + BIG - sizeof tail, 0, sizeof tail);
@@ -293,7 +293,8 @@ static void test_random(void **state)
 		assert_memory_not_equal(big + BIG - sizeof tail, tail, sizeof tail);
 	}
 	setitimer(ITIMER_REAL, &off, NULL);
-	sigaction(SIGALRM, &old, NULL);
+	/* the handler stays: an alarm still in flight (valgrind delivers
+	 * them late) must not kill the process under the default action */
 	print_message("# %d alarms landed during 4 reads of 16 MiB\n", (int)alarms);
 	free(big);
 }
