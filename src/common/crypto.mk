@@ -14,6 +14,8 @@ tests_unit_test_crypto_CFLAGS = $(UNIT_CFLAGS) $(OPENSSL_CFLAGS)
 tests_unit_test_crypto_LDADD = $(UNIT_LIBS)
 tests_unit_test_fernet_SOURCES = tests/unit/test_fernet.c
 tests_unit_test_fernet_CFLAGS = $(UNIT_CFLAGS) $(OPENSSL_CFLAGS)
+# The vectors' folder when run outside make check (scripts/check's valgrind pass).
+tests_unit_test_fernet_CPPFLAGS = $(AM_CPPFLAGS) -DEVC_TOP_SRCDIR='"$(abs_top_srcdir)"'
 tests_unit_test_fernet_LDADD = $(UNIT_LIBS)
 tests_unit_test_cred_SOURCES = tests/unit/test_cred.c
 tests_unit_test_cred_CFLAGS = $(UNIT_CFLAGS) $(OPENSSL_CFLAGS)
