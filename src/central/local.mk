@@ -5,6 +5,7 @@ include src/central/cplink.mk
 bin_PROGRAMS += EV_Central
 EV_Central_SOURCES = \
 	src/central/main.c \
+	src/central/turn.c src/central/turn.h \
 	src/central/core.c src/central/core.h \
 	src/central/cplink.c src/central/cplink.h \
 	src/central/store.c src/central/store.h \

@@ -402,7 +402,8 @@ static const char *col_text(sqlite3_stmt *st, int i)
 	return t != NULL ? (const char *)t : "";
 }
 
-int store_load_core(struct store *s, struct core *c, char err[STORE_ERR_LEN])
+int store_foreach_cp(struct store *s, void (*fn)(void *arg, const struct core_cp_row *cp), void *arg,
+		     char err[STORE_ERR_LEN])
 {
 	sqlite3_stmt *st = NULL;
 	int n = 0;
@@ -411,17 +412,34 @@ int store_load_core(struct store *s, struct core *c, char err[STORE_ERR_LEN])
 		return fail_db(s, "load charging points", err);
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		core_load_cp(c, col_text(st, 0), col_text(st, 1), sqlite3_column_double(st, 2),
-			     sqlite3_column_int(st, 3));
+		struct core_cp_row r;
+		memset(&r, 0, sizeof r);
+		xstrlcpy(r.id, col_text(st, 0), sizeof r.id);
+		xstrlcpy(r.location, col_text(st, 1), sizeof r.location);
+		r.price = sqlite3_column_double(st, 2);
+		r.stopped = sqlite3_column_int(st, 3);
+		r.state = CP_DESCONECTADO;
+		fn(arg, &r);
 		n++;
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
 		return fail_db(s, "load charging points", err);
+	return n;
+}
+
+int store_foreach_driver(struct store *s, void (*fn)(void *arg, const char *driver_id), void *arg,
+			 char err[STORE_ERR_LEN])
+{
+	sqlite3_stmt *st = NULL;
+	int n = 0;
 	if (sqlite3_prepare_v2(s->db, "SELECT id FROM drivers ORDER BY id", -1, &st, NULL) != SQLITE_OK)
 		return fail_db(s, "load drivers", err);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		core_add_driver(c, col_text(st, 0));
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		fn(arg, col_text(st, 0));
+		n++;
+	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
 		return fail_db(s, "load drivers", err);
@@ -432,6 +450,7 @@ int store_foreach_open_session(struct store *s, void (*fn)(void *arg, const stru
 			       void *arg, char err[STORE_ERR_LEN])
 {
 	sqlite3_stmt *st = NULL;
+	int n = 0;
 	if (sqlite3_prepare_v2(s->db,
 			       "SELECT id, cp_id, driver_id, request_id, kwh, importe, price, kw, last_seq, acked,"
 			       " charging, requested_at, authorised_at, started_at, ended_at"
@@ -459,11 +478,12 @@ int store_foreach_open_session(struct store *s, void (*fn)(void *arg, const stru
 		ss.ended_at = sqlite3_column_double(st, 14);
 		ss.outcome = CORE_OUT_OPEN;
 		fn(arg, &ss);
+		n++;
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
 		return fail_db(s, "load open sessions", err);
-	return 0;
+	return n;
 }
 
 int store_driver_known(void *store, const char *driver_id)

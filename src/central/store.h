@@ -42,10 +42,13 @@ int store_apply(struct store *s, const struct core_fx *fx, char err[STORE_ERR_LE
 /* Every known CP becomes DESCONECTADO (with a cp_events row for those that
  * were shown otherwise). */
 int store_mark_all_disconnected(struct store *s, double now, char err[STORE_ERR_LEN]);
-/* Feed the core: every CP (core_load_cp) and every driver (core_add_driver).
- * Returns the number of CPs loaded, or -1. */
-int store_load_core(struct store *s, struct core *c, char err[STORE_ERR_LEN]);
-/* Call fn for every session left open (outcome NULL). */
+/* Call fn for every stored CP (id order; state DESCONECTADO, stopped as
+ * stored), every registered driver, every session left open (outcome
+ * NULL). Each returns how many, or -1 with err. */
+int store_foreach_cp(struct store *s, void (*fn)(void *arg, const struct core_cp_row *cp), void *arg,
+		     char err[STORE_ERR_LEN]);
+int store_foreach_driver(struct store *s, void (*fn)(void *arg, const char *driver_id), void *arg,
+			 char err[STORE_ERR_LEN]);
 int store_foreach_open_session(struct store *s, void (*fn)(void *arg, const struct core_session *ss),
 			       void *arg, char err[STORE_ERR_LEN]);
 /* 1 if driver_id is registered (core_config.driver_known), 0 otherwise. */

@@ -222,6 +222,24 @@ static void count_open(void *arg, const struct core_session *ss)
 	assert_true(ss->price == 0.25);
 }
 
+static int ncp_loaded;
+static void count_cp(void *arg, const struct core_cp_row *r)
+{
+	(void)arg;
+	assert_string_equal(r->id, "MAD-01");
+	assert_string_equal(r->location, "C/ Serrano 10");
+	assert_true(r->price == 0.25);
+	assert_int_equal(r->stopped, 1);
+	assert_int_equal(r->state, CP_DESCONECTADO);
+	ncp_loaded++;
+}
+
+static void count_driver(void *arg, const char *id)
+{
+	(void)arg;
+	assert_string_equal(id, "101");
+}
+
 static void test_restart_bookkeeping(void **state)
 {
 	(void)state;
@@ -260,8 +278,14 @@ static void test_restart_bookkeeping(void **state)
 			    "STATE|DESCONECTADO (Central started, was SUMINISTRANDO)");
 	assert_string_equal(q("select count(*) from cp_events where event='FAULT'"), "1");
 	nopen = 0;
-	assert_int_equal(store_foreach_open_session(s, count_open, NULL, err), 0);
+	assert_int_equal(store_foreach_open_session(s, count_open, NULL, err), 1);
 	assert_int_equal(nopen, 1);
+	/* the same callback style loads CPs and drivers */
+	ncp_loaded = 0;
+	assert_int_equal(store_foreach_cp(s, count_cp, NULL, err), 1);
+	assert_int_equal(ncp_loaded, 1);
+	assert_int_equal(store_add_driver(s, "101", "Ana", NULL, err), 0);
+	assert_int_equal(store_foreach_driver(s, count_driver, NULL, err), 1);
 	store_close(s);
 }
 
