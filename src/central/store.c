@@ -10,52 +10,9 @@
 
 #include "evc/clock.h"
 #include "evc/msg.h"
+#include "evc/schema.h"
 #include "evc/xalloc.h"
 #include "src/central/store.h"
-
-/* Schema of protocol.md section 7, plus the columns Central needs to resume
- * after a crash (stopped, session progress). Operators read this file with
- * sqlite3 directly, so column names are part of the interface. */
-static const char schema_sql[] =
-	"CREATE TABLE IF NOT EXISTS charging_points("
-	" id TEXT PRIMARY KEY,"
-	" location TEXT NOT NULL,"
-	" price REAL NOT NULL,"
-	" status TEXT NOT NULL DEFAULT 'DESCONECTADO',"
-	" stopped INTEGER NOT NULL DEFAULT 0,"
-	" fault INTEGER NOT NULL DEFAULT 0,"
-	" state_since REAL,"
-	" updated_at REAL);"
-	"CREATE TABLE IF NOT EXISTS drivers("
-	" id TEXT PRIMARY KEY,"
-	" name TEXT,"
-	" created_at REAL);"
-	"CREATE TABLE IF NOT EXISTS sessions("
-	" id TEXT PRIMARY KEY,"
-	" cp_id TEXT NOT NULL,"
-	" driver_id TEXT NOT NULL,"
-	" request_id TEXT,"
-	" kwh REAL NOT NULL DEFAULT 0,"
-	" importe REAL NOT NULL DEFAULT 0,"
-	" price REAL NOT NULL,"
-	" kw REAL NOT NULL DEFAULT 0,"
-	" outcome TEXT,"
-	" reason TEXT,"
-	" last_seq INTEGER NOT NULL DEFAULT 0,"
-	" acked INTEGER NOT NULL DEFAULT 0,"
-	" charging INTEGER NOT NULL DEFAULT 0,"
-	" requested_at REAL,"
-	" authorised_at REAL,"
-	" started_at REAL,"
-	" ended_at REAL);"
-	"CREATE INDEX IF NOT EXISTS sessions_open ON sessions(cp_id) WHERE outcome IS NULL;"
-	"CREATE TABLE IF NOT EXISTS cp_events("
-	" id INTEGER PRIMARY KEY,"
-	" cp_id TEXT NOT NULL,"
-	" ts REAL NOT NULL,"
-	" event TEXT NOT NULL,"
-	" detail TEXT);"
-	"CREATE INDEX IF NOT EXISTS cp_events_cp ON cp_events(cp_id, ts);";
 
 enum {
 	ST_CP_UPSERT,
@@ -158,7 +115,9 @@ struct store *store_open(const char *path, char err[STORE_ERR_LEN])
 		goto fail;
 	if (exec_sql(s, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF", err) == -1)
 		goto fail;
-	if (exec_sql(s, schema_sql, err) == -1)
+	/* The tables (evcharging(7) DATABASE) come from the numbered
+	 * migrations EV_Registry shares; they refuse a newer file. */
+	if (schema_migrate(s->db, err) == -1)
 		goto fail;
 	for (int i = 0; i < ST_COUNT; i++) {
 		if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL) !=
