@@ -25,9 +25,17 @@
 /* Bring db to SCHEMA_VERSION (no transaction may be open on db). A
  * database newer than this program knows is refused ("FILE: made by a
  * newer evcharging (schema N, this program knows up to M)"), and so is a
- * file that is not a database. The caller sets busy_timeout first: another
- * program may hold the write lock. 0 or -1 with err. */
+ * file that is not a database. The caller sets busy_timeout and WAL mode
+ * first, as every program sharing the file does: another one may hold the
+ * write lock, and in WAL mode its readers never stall a migration's
+ * COMMIT. 0 or -1 with err. */
 int schema_migrate(sqlite3 *db, char err[EVC_ERR_LEN]);
+/* PRAGMA journal_mode=WAL, retried for up to timeout_ms while another
+ * connection holds a lock: SQLite refuses the switch at once (its busy
+ * handler is not called for it), so two programs opening a new file
+ * together would otherwise see "database is locked". 0, or -1 with err
+ * ("file is not a database", ...). */
+int schema_set_wal(sqlite3 *db, int timeout_ms, char err[EVC_ERR_LEN]);
 /* The same, up to version target only (tests, and tools that must stop at
  * a version); a file already at or past target is left as it is. */
 int schema_migrate_to(sqlite3 *db, int target, char err[EVC_ERR_LEN]);

@@ -1,5 +1,6 @@
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <sqlite3.h>
 
@@ -219,6 +220,35 @@ static const struct migration migrations[] = {
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == SCHEMA_VERSION,
 	       "SCHEMA_VERSION must be the number of migrations");
+
+int schema_set_wal(sqlite3 *db, int timeout_ms, char err[EVC_ERR_LEN])
+{
+	struct timespec nap = {0, 5 * 1000 * 1000};
+	for (int waited = 0;; waited += 5) {
+		sqlite3_stmt *st = NULL;
+		int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			const char *mode = (const char *)sqlite3_column_text(st, 0);
+			int wal = mode != NULL && sqlite3_stricmp(mode, "wal") == 0;
+			sqlite3_finalize(st);
+			if (wal)
+				return 0;
+			evc_seterr(err, "%.100s: cannot use WAL mode (journal mode stays %.20s)", db_name(db),
+				   mode != NULL ? mode : "?");
+			return -1;
+		}
+		sqlite3_finalize(st);
+		if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
+			break;
+		if (waited >= timeout_ms)
+			break;
+		nanosleep(&nap, NULL);
+	}
+	evc_seterr(err, "%.100s: %.100s", db_name(db), sqlite3_errmsg(db));
+	return -1;
+}
 
 int schema_version(sqlite3 *db)
 {
