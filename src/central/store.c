@@ -11,9 +11,11 @@
 #include "evc/clock.h"
 #include "evc/money.h"
 #include "evc/msg.h"
+#include "evc/schema.h"
 #include "evc/xalloc.h"
 #include "src/central/store.h"
 
+<<<<<<< HEAD
 /* Schema of evcharging(7) DATABASE, plus the columns Central needs to resume
  * after a crash (stopped, session progress). Operators read this file with
  * sqlite3 directly, so column names are part of the interface. */
@@ -58,6 +60,8 @@ static const char schema_sql[] =
 	" detail TEXT);"
 	"CREATE INDEX IF NOT EXISTS cp_events_cp ON cp_events(cp_id, ts);";
 
+=======
+>>>>>>> 3627e7f
 enum {
 	ST_CP_UPSERT,
 	ST_SESSION_UPSERT,
@@ -156,7 +160,9 @@ struct store *store_open(const char *path, char err[STORE_ERR_LEN])
 		goto fail;
 	if (exec_sql(s, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF", err) == -1)
 		goto fail;
-	if (exec_sql(s, schema_sql, err) == -1)
+	/* The tables (evcharging(7) DATABASE) come from the numbered
+	 * migrations EV_Registry shares; they refuse a newer file. */
+	if (schema_migrate(s->db, err) == -1)
 		goto fail;
 	for (int i = 0; i < ST_COUNT; i++) {
 		if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL) !=
