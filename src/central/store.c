@@ -15,53 +15,6 @@
 #include "evc/xalloc.h"
 #include "src/central/store.h"
 
-<<<<<<< HEAD
-/* Schema of evcharging(7) DATABASE, plus the columns Central needs to resume
- * after a crash (stopped, session progress). Operators read this file with
- * sqlite3 directly, so column names are part of the interface. */
-static const char schema_sql[] =
-	"CREATE TABLE IF NOT EXISTS charging_points("
-	" id TEXT PRIMARY KEY,"
-	" location TEXT NOT NULL,"
-	" price REAL NOT NULL,"
-	" status TEXT NOT NULL DEFAULT 'DESCONECTADO',"
-	" stopped INTEGER NOT NULL DEFAULT 0,"
-	" fault INTEGER NOT NULL DEFAULT 0,"
-	" state_since REAL,"
-	" updated_at REAL);"
-	"CREATE TABLE IF NOT EXISTS drivers("
-	" id TEXT PRIMARY KEY,"
-	" name TEXT,"
-	" created_at REAL);"
-	"CREATE TABLE IF NOT EXISTS sessions("
-	" id TEXT PRIMARY KEY,"
-	" cp_id TEXT NOT NULL,"
-	" driver_id TEXT NOT NULL,"
-	" request_id TEXT,"
-	" kwh REAL NOT NULL DEFAULT 0,"
-	" importe REAL NOT NULL DEFAULT 0,"
-	" price REAL NOT NULL,"
-	" kw REAL NOT NULL DEFAULT 0,"
-	" outcome TEXT,"
-	" reason TEXT,"
-	" last_seq INTEGER NOT NULL DEFAULT 0,"
-	" acked INTEGER NOT NULL DEFAULT 0,"
-	" charging INTEGER NOT NULL DEFAULT 0,"
-	" requested_at REAL,"
-	" authorised_at REAL,"
-	" started_at REAL,"
-	" ended_at REAL);"
-	"CREATE INDEX IF NOT EXISTS sessions_open ON sessions(cp_id) WHERE outcome IS NULL;"
-	"CREATE TABLE IF NOT EXISTS cp_events("
-	" id INTEGER PRIMARY KEY,"
-	" cp_id TEXT NOT NULL,"
-	" ts REAL NOT NULL,"
-	" event TEXT NOT NULL,"
-	" detail TEXT);"
-	"CREATE INDEX IF NOT EXISTS cp_events_cp ON cp_events(cp_id, ts);";
-
-=======
->>>>>>> 3627e7f
 enum {
 	ST_CP_UPSERT,
 	ST_SESSION_UPSERT,
