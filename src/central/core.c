@@ -969,7 +969,7 @@ void core_on_frame(struct core *c, uint64_t conn, const char *data, double now, 
 		 * An ERROR is never answered: two peers would loop. */
 		c->prereg_refused++;
 		if (strcmp(op, "ERROR") != 0)
-			fx_send(fx, now, conn, NULL, "ERROR#NOT_REGISTERED");
+			fx_send(fx, now, conn, NULL, "ERROR#not registered: send REGISTER first");
 		return;
 	}
 	if (strcmp(op, "ERROR") == 0) {
