@@ -76,6 +76,10 @@ struct core {
 	size_t nengine_faults;   /* CPs with engine_fault set, for the tick */
 	size_t ngrace;           /* CPs with a link grace running */
 	double mono;             /* core_set_mono */
+	/* Telemetry can only arrive while the broker is reachable: the supply
+	 * watchdog waits while it is not, and counts from its return. */
+	int kafka_down;
+	double tel_epoch;        /* monotonic: when the broker came back */
 	struct hmap seen_req;    /* key -> struct seen_req */
 	struct seen_req **req_fifo; /* the same, oldest first: they expire in order */
 	size_t req_head, req_n, req_cap;
@@ -560,6 +564,16 @@ void core_load_cp(struct core *c, const char *id, const char *location, double p
 void core_set_mono(struct core *c, double mono)
 {
 	c->mono = mono;
+}
+
+void core_set_kafka_up(struct core *c, int up)
+{
+	if (!up) {
+		c->kafka_down = 1;
+	} else if (c->kafka_down) {
+		c->kafka_down = 0;
+		c->tel_epoch = c->mono;
+	}
 }
 
 static void req_key(char *key, size_t n, const char *user_id, const char *request_id)
@@ -1361,7 +1375,9 @@ void core_on_tick(struct core *c, double now, struct core_fxlist *fx)
 			textf(why, sizeof(why), "link to CP lost and not back within %.0f s", c->cfg.link_grace);
 			end_session_abnormal(c, s, why, now, fx);
 			update_state(c, cp, now, 0, "link grace over", fx);
-		} else if (s->pub.charging && c->mono - s->pub.last_tel_mono >= c->cfg.supply_timeout) {
+		} else if (s->pub.charging && !c->kafka_down &&
+			   c->mono - (s->pub.last_tel_mono > c->tel_epoch ? s->pub.last_tel_mono : c->tel_epoch) >=
+				   c->cfg.supply_timeout) {
 			/* The engine stopped metering without a word (its producer
 			 * cut off, a stop it took too late): bill what arrived, free
 			 * the CP and tell the engine to end the supply. */

@@ -195,6 +195,9 @@ void core_free(struct core *c);
 /* The monotonic clock for timers (seconds, any origin); set it before each
  * batch of events. */
 void core_set_mono(struct core *c, double mono);
+/* Is the broker reachable? While it is not, telemetry cannot arrive, so
+ * the supply watchdog waits, and counts again from the broker's return. */
+void core_set_kafka_up(struct core *c, int up);
 
 /* ---- loading from the store at start (no effects) ---- */
 /* A known CP: DESCONECTADO until it registers; stopped as stored. */

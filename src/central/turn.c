@@ -115,6 +115,7 @@ static void take_kafka_state(struct central *c)
 		return;
 	c->kafka_known = 1;
 	c->status.kafka_up = up;
+	core_set_kafka_up(c->core, up);
 	xstrlcpy(c->status.kafka_reason, up ? "" : reason, sizeof c->status.kafka_reason);
 	if (up)
 		turn_note(c, LOG_INFO, "KAFKA", "up");

@@ -1174,6 +1174,21 @@ static void test_supply_watchdog(void **state)
 	char sid2[MSG_ID_MAX + 1];
 	authorise(1, "MAD-01", "101", sid2);
 	assert_string_not_equal(sid, sid2);
+	t = tele(MSG_SESSION_STARTED, "MAD-01", "101", sid2, 1, 0);
+	kafka(&t);
+	/* while the broker is unreachable no telemetry can come: the watchdog
+	 * waits, and counts again from the broker's return */
+	core_set_kafka_up(C, 0);
+	NOW += 60;
+	tick();
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
+	core_set_kafka_up(C, 1);
+	NOW += 9;
+	tick();
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
+	NOW += 1;
+	tick();
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 1);
 }
 
 static void test_reservation_timeout_configurable(void **state)
