@@ -40,7 +40,7 @@
 #define DEFAULT_SSE_BYTES (2u * 1024 * 1024)
 #define DEFAULT_QUEUE 256
 #define DEFAULT_CONN_TIMEOUT 15.0
-#define KEEPALIVE 10.0          /* s between ": keepalive" lines of a quiet stream */
+#define DEFAULT_KEEPALIVE 10.0
 #define LINES_KEPT 20           /* request / audit lines replayed to a new stream */
 #define DISCARD_MAX (1024 * 1024) /* bytes of an oversized body read before closing */
 #define MAX_ARGS 32
@@ -84,7 +84,7 @@ struct qent {
 struct api {
 	char *listen;
 	int port, lfd, evfd;
-	double answer_timeout, conn_timeout;
+	double answer_timeout, conn_timeout, keepalive;
 	int max_conns, max_sse;
 	size_t sse_bytes, queue_max;
 	char *cert_pem, *key_pem;
@@ -300,7 +300,8 @@ static void *timer_main(void *arg)
 	while (!a->timer_quit) {
 		double now = clock_mono();
 		size_t nw = 0;
-		double next = now + 1.0;
+		/* Only this thread moves next_keepalive once started. */
+		double next = a->next_keepalive < now + 1.0 ? a->next_keepalive : now + 1.0;
 		for (size_t i = 0; i < a->npend; i++) {
 			struct pending *p = &a->pend[i];
 			if (p->state != PEND_WAITING)
@@ -436,7 +437,7 @@ static void sse_keepalive(struct api *a, double now)
 	pthread_mutex_lock(&a->sse_lock);
 	int due = now >= a->next_keepalive;
 	if (due)
-		a->next_keepalive = now + KEEPALIVE;
+		a->next_keepalive = now + a->keepalive;
 	pthread_mutex_unlock(&a->sse_lock);
 	if (!due)
 		return;
@@ -557,6 +558,7 @@ struct rq {
 	char ip[64];
 	char *body;
 	size_t len, discarded;
+	int early;      /* res is a refusal, sent once the body is in */
 	uint64_t id;
 };
 
@@ -782,9 +784,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		if (a->stopping)
 			return send_simple(a, c, r, 503, "{\"error\":\"Central is shutting down\"}");
 		api_handler_precheck(a->h, &r->in, &r->res);
-		if (r->res.action == API_H_RESPOND)
-			return send_res(a, c, r);
 		r->phase = RQ_BODY;
+		if (r->res.action != API_H_RESPOND)
+			return MHD_YES;
+		/* An early refusal of a request with a small body waits for the
+		 * body (read and dropped): closing on unread bytes resets the
+		 * connection, and the client may lose the answer with it. A body
+		 * announced too big is refused at once (a client sending
+		 * "Expect: 100-continue" never sends it). */
+		const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+		int body_follows = r->in.content_length > 0 || (te != NULL && strcasestr(te, "chunked") != NULL);
+		if (!body_follows || r->in.content_length > API_BODY_MAX)
+			return send_res(a, c, r);
+		r->early = 1;
 		return MHD_YES;
 	}
 	switch (r->phase) {
@@ -792,6 +804,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		if (*upload_size > 0) {
 			size_t n = *upload_size;
 			*upload_size = 0;
+			if (r->early) {
+				r->discarded += n;
+				return r->discarded > DISCARD_MAX ? MHD_NO : MHD_YES;
+			}
 			if (r->in.body_overflow || r->len + n > API_BODY_MAX) {
 				r->in.body_overflow = 1;
 				r->discarded += n;
@@ -804,6 +820,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			r->len += n;
 			return MHD_YES;
 		}
+		if (r->early)
+			return send_res(a, c, r);
 		r->in.body = r->body ? r->body : "";
 		r->in.body_len = r->len;
 		api_handler_finish(a->h, &r->in, &r->res);
@@ -870,6 +888,7 @@ struct api *api_new(const struct api_config *cfg, char err[EVC_ERR_LEN])
 	a->listen = xstrdup(cfg->listen ? cfg->listen : DEFAULT_LISTEN);
 	a->answer_timeout = cfg->answer_timeout > 0 ? cfg->answer_timeout : DEFAULT_TIMEOUT;
 	a->conn_timeout = cfg->conn_timeout > 0 ? cfg->conn_timeout : DEFAULT_CONN_TIMEOUT;
+	a->keepalive = cfg->keepalive > 0 ? cfg->keepalive : DEFAULT_KEEPALIVE;
 	a->max_conns = cfg->max_conns > 0 ? cfg->max_conns : DEFAULT_CONNS;
 	a->max_sse = cfg->max_sse_clients > 0 ? cfg->max_sse_clients : DEFAULT_SSE;
 	a->sse_bytes = cfg->sse_queue_bytes > 0 ? cfg->sse_queue_bytes : DEFAULT_SSE_BYTES;
@@ -943,7 +962,7 @@ int api_start(struct api *a, char err[EVC_ERR_LEN])
 	}
 	/* GnuTLS has its copy now. */
 	OPENSSL_cleanse(a->key_pem, a->key_len);
-	a->next_keepalive = clock_mono() + KEEPALIVE;
+	a->next_keepalive = clock_mono() + a->keepalive;
 	if (pthread_create(&a->timer, NULL, timer_main, a) != 0) {
 		evc_seterr(err, "cannot start the API timer thread");
 		return -1;

@@ -35,6 +35,8 @@ struct api_config {
 	size_t sse_queue_bytes;      /* unsent bytes per stream before it is dropped (2 MiB) */
 	size_t queue_max;            /* commands waiting or being worked on (256) */
 	double conn_timeout;         /* s a connection may stay idle (15) */
+	double keepalive;            /* s between comment lines on a quiet stream (10);
+	                                a client gone is noticed within two */
 };
 
 enum api_req_kind { API_REQ_STOP, API_REQ_RESUME, API_REQ_REVOKE,
