@@ -41,4 +41,4 @@ nodist_tests_unit_test_api_http_SOURCES = src/central/api_page.c
 tests_unit_test_api_http_CFLAGS = $(UNIT_CFLAGS) $(EV_CENTRAL_API_CFLAGS) $(CURL_CFLAGS)
 tests_unit_test_api_http_LDADD = $(UNIT_LIBS) $(EV_CENTRAL_API_LIBS) $(CURL_LIBS)
 
-EXTRA_DIST += tests/fuzz/fuzz_api.c
+EXTRA_DIST += tests/fuzz/fuzz_api.c tests/fuzz/api.seeds

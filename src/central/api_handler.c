@@ -355,12 +355,44 @@ static void clean_copy(char *dst, size_t n, const char *src)
 	dst[i] = '\0';
 }
 
-static void note(struct api_hres *r, const struct api_hreq *q, int status, const char *token_name,
-		 const char *why)
+/* A client's name for something (a query key, a JSON field) repeated in
+ * an error only if it is short and plain: never a whole token, which has
+ * at least API_TOKEN_MIN characters, even one sent by mistake. */
+static void echo_name(char *dst, size_t n, const char *src)
+{
+	size_t len = strlen(src);
+	int plain = len > 0 && len < API_TOKEN_MIN;
+	for (size_t i = 0; plain && i < len; i++)
+		plain = isalnum((unsigned char)src[i]) || src[i] == '_' || src[i] == '-' || src[i] == '.';
+	snprintf(dst, n, "%s", plain ? src : "(not shown)");
+}
+
+static const struct cp_view *find_cp(const struct api_snapshot *s, const char *id);
+
+/* The path as the audit row tells it. A CP id in it that names no known
+ * CP is shown as "?": the path is the client's text, and an audit row must
+ * not keep whatever it was (a token pasted in the wrong place). */
+static void note_path(struct api_handler *h, const struct api_hres *r, const char *path, char *dst, size_t n)
+{
+	char id[MSG_CP_ID_MAX + 1];
+	xstrlcpy(id, r->cp_id, sizeof id);
+	if (id[0] == '\0') {
+		clean_copy(dst, n, path);
+		return;
+	}
+	const struct api_snapshot *s = api_handler_snap_get(h);
+	int known = s != NULL && find_cp(s, id) != NULL;
+	api_handler_snap_put(h, s);
+	const char *verb = strchr(path + sizeof "/api/v1/cps/" - 1, '/');
+	snprintf(dst, n, "/api/v1/cps/%s%s", known ? id : "?", verb ? verb : "");
+}
+
+static void note(struct api_handler *h, struct api_hres *r, const struct api_hreq *q, int status,
+		 const char *token_name, const char *why)
 {
 	char m[16], p[160];
 	clean_copy(m, sizeof m, q->method);
-	clean_copy(p, sizeof p, q->path);
+	note_path(h, r, q->path, p, sizeof p);
 	memset(&r->note, 0, sizeof r->note);
 	r->has_note = 1;
 	r->note.kind = API_REQ_DENIED;
@@ -447,7 +479,7 @@ static void deny(struct api_handler *h, const struct api_hreq *q, struct api_hre
 		 const char *token_name, const char *why, const char *msg)
 {
 	rl_deny(h, q->source_ip ? q->source_ip : "", q->now);
-	note(r, q, status, token_name, why);
+	note(h, r, q, status, token_name, why);
 	refuse(r, status, "%s", msg);
 	r->www_authenticate = status == 401;
 }
@@ -520,7 +552,7 @@ static int parse_query(const struct api_hreq *q, enum api_route route, struct qa
 		else if (route == API_R_AUDIT && strcmp(k, "since") == 0)
 			slot = &a->since;
 		char kc[40];
-		clean_copy(kc, sizeof kc, k);
+		echo_name(kc, sizeof kc, k);
 		if (slot == NULL) {
 			refuse(r, 400, "unknown query parameter '%s'", kc);
 			return -1;
@@ -590,7 +622,7 @@ void api_handler_precheck(struct api_handler *h, const struct api_hreq *q, struc
 	int left = rl_blocked(h, q->source_ip ? q->source_ip : "", q->now, &first);
 	if (left > 0) {
 		if (first)
-			note(r, q, 429, NULL, "rate limited for 60 s after 10 denials in a minute");
+			note(h, r, q, 429, NULL, "rate limited for 60 s after 10 denials in a minute");
 		refuse(r, 429, "too many refused requests from this address; retry later");
 		r->retry_after = left;
 		return;
@@ -860,8 +892,13 @@ static json_t *body_object(const struct api_hreq *q, struct api_hres *r, int req
 	json_error_t je;
 	json_t *j = json_loadb(q->body, q->body_len, JSON_REJECT_DUPLICATES, &je);
 	if (j == NULL) {
+		/* jansson quotes the text it choked on ("... near 'x'"): that is
+		 * the client's own bytes, not repeated. */
 		char t[120];
 		clean_copy(t, sizeof t, je.text);
+		char *near = strstr(t, " near ");
+		if (near != NULL)
+			*near = '\0';
 		refuse(r, 400, "bad JSON: %s (at byte %d)", t, je.position);
 		return NULL;
 	}
@@ -885,7 +922,7 @@ static int only_keys(json_t *o, const char *const *keys, struct api_hres *r)
 			ok = strcmp(k, keys[i]) == 0;
 		if (!ok) {
 			char kc[40];
-			clean_copy(kc, sizeof kc, k);
+			echo_name(kc, sizeof kc, k);
 			refuse(r, 400, "unknown field '%s'", kc);
 			return -1;
 		}

@@ -130,8 +130,13 @@ struct api_tokens *api_tokens_parse(const char *text, size_t len, const char *or
 		}
 		enum api_role role = parse_role(f[1], fn[1]);
 		if (role == API_ROLE_NONE) {
-			evc_seterr(err, "%s line %u: bad role '%.*s' (read, operate or weather)", origin, lineno,
-				   (int)(fn[1] > 16 ? 16 : fn[1]), f[1]);
+			/* A short word is repeated; a long one may be a token in the
+			 * wrong column, so it is not. */
+			if (fn[1] <= 10)
+				evc_seterr(err, "%s line %u: bad role '%.*s' (read, operate or weather)", origin,
+					   lineno, (int)fn[1], f[1]);
+			else
+				evc_seterr(err, "%s line %u: bad role (read, operate or weather)", origin, lineno);
 			goto fail;
 		}
 		if (!valid_token(f[2], fn[2])) {

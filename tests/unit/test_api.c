@@ -387,6 +387,21 @@ static void test_unauthorised(void **state)
 	api_handler_handle(H, &in, &R);
 	assert_int_equal(R.status, 200);
 	free(first);
+	/* An id that names no CP is not kept in the audit detail: it is the
+	 * client's text (a token pasted in the wrong place, say). */
+	assert_int_equal(GET("/api/v1/cps/" T_OPER, NULL), 401);
+	assert_string_equal(R.note.detail, "GET /api/v1/cps/?: 401 no token");
+	assert_int_equal(call("POST", "/api/v1/cps/MAD-01/stop", NULL, NULL, NULL), 401);
+	assert_string_equal(R.note.detail, "POST /api/v1/cps/MAD-01/stop: 401 no token");
+	/* Nor is a long query key or field repeated in an error. */
+	assert_int_equal(GET("/api/v1/sessions?" T_READ "=1", T_READ), 400);
+	assert_string_equal(json_string_value(json_object_get(J, "error")), "unknown query parameter '(not shown)'");
+	assert_int_equal(GET("/api/v1/sessions?lmit=1", T_READ), 400);
+	assert_string_equal(json_string_value(json_object_get(J, "error")), "unknown query parameter 'lmit'");
+	assert_int_equal(call("PUT", "/api/v1/weather/threshold", T_OPER, "application/json", "{\"" T_OPER "\":1}"),
+			 400);
+	assert_string_equal(json_string_value(json_object_get(J, "error")), "unknown field '(not shown)'");
+	assert_int_equal(call("PUT", "/api/v1/weather/threshold", T_OPER, "application/json", "[" T_OPER "]"), 400);
 	/* A path with control bytes is cleaned in the audit detail. */
 	assert_int_equal(GET("/api/v1/events\x01x", NULL), 404);
 	assert_int_equal(GET("/api/v1/cps/MAD-01", "x\x7fy-----------------"), 401);
