@@ -116,7 +116,9 @@ size_t api_drain(struct api *a, struct api_req *out, size_t max);
  * for a WEATHER_READING; 404 {"error":..} if the CP is unknown after all. */
 void api_reply(struct api *a, uint64_t id, int status, const char *json);
 /* Replace the view answered from (takes ownership of s; the previous one
- * is freed once no request uses it). */
+ * is freed once no request uses it). A new event stream starts from this
+ * view, so publish a change before notifying it: a stream opened between
+ * the two then sees it twice (harmless), never not at all. */
 void api_publish(struct api *a, struct api_snapshot *s);
 /* One CP changed: "event: cp" with its JSON (the shape of GET
  * /api/v1/cps) to every /api/v1/events client. Each client has a bounded

@@ -96,10 +96,25 @@ static char *inline_hash(const unsigned char *page, size_t len, const char *tag)
 	char open[16], close[16];
 	snprintf(open, sizeof open, "<%s>", tag);
 	snprintf(close, sizeof close, "</%s>", tag);
-	const char *p = memmem(page, len, open, strlen(open));
-	if (p == NULL)
+	/* The first such tag outside <!-- comments --> (the page's own
+	 * comment talks about its <script>). */
+	const char *p = (const char *)page, *end = p + len;
+	size_t ol = strlen(open);
+	while (p < end) {
+		if ((size_t)(end - p) >= 4 && memcmp(p, "<!--", 4) == 0) {
+			const char *c = memmem(p + 4, (size_t)(end - p - 4), "-->", 3);
+			if (c == NULL)
+				return NULL;
+			p = c + 3;
+		} else if ((size_t)(end - p) >= ol && memcmp(p, open, ol) == 0) {
+			break;
+		} else {
+			p++;
+		}
+	}
+	if (p >= end)
 		return NULL;
-	p += strlen(open);
+	p += ol;
 	const char *e = memmem(p, len - (size_t)(p - (const char *)page), close, strlen(close));
 	if (e == NULL)
 		return NULL;

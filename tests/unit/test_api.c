@@ -32,7 +32,8 @@
 	"ops   operate\t" T_OPER "\r\n"                                                                                \
 	"evw weather " T_WX "\n"
 
-static const char PAGE[] = "<!DOCTYPE html><html><head><style>body{color:red}</style></head>"
+static const char PAGE[] = "<!DOCTYPE html><!-- one <script> and one <style> below --><html><head>"
+			   "<style>body{color:red}</style></head>"
 			   "<body><script>'use strict';</script></body></html>";
 
 static char dir[64], dbpath[128];

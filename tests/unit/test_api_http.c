@@ -38,7 +38,7 @@
 #define T_WX "weather-token-0123456789abcdef"
 #define WAIT 5.0
 
-static char dir[64], ca[128], other_ca[128], cert[128], key[128], tokens[128], dbpath[128];
+static char dir[64], ca[128], other_ca[128], cert[128], key[128], tokens[128], dbpath[128], spki[128];
 static struct api_config CFG;
 static struct api *A;
 
@@ -90,6 +90,19 @@ static int group_setup(void **state)
 	   "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out other.key 2>/dev/null && "
 	   "openssl req -x509 -new -key other.key -sha256 -days 30 -subj /CN=other-ca -out other.pem",
 	   dir);
+	/* Chromium is told to accept exactly this key (no other check off). */
+	char cmd[512];
+	snprintf(cmd, sizeof cmd,
+		 "openssl x509 -in '%s' -pubkey -noout | openssl pkey -pubin -outform der | "
+		 "openssl dgst -sha256 -binary | base64",
+		 cert);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	if (fgets(spki, sizeof spki, p) == NULL)
+		spki[0] = '\0';
+	pclose(p);
+	spki[strcspn(spki, "\n")] = '\0';
+	assert_int_equal(strlen(spki), 44);
 	write_file(tokens, "grafana read " T_READ "\nops operate " T_OPER "\nevw weather " T_WX "\n", 0600);
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
@@ -829,6 +842,71 @@ static void test_slow_stream_dropped(void **state)
 	stream_close(good);
 }
 
+/* The real page in headless Chromium against the module: the CSP lets its
+ * script and style run, the token comes from the fragment, the grid is
+ * drawn from the stream and follows changes made after it loaded. */
+static void *chromium_run(void *arg)
+{
+	char *out = arg, cmd[1024];
+	snprintf(cmd, sizeof cmd,
+		 "timeout 60 chromium --headless=new --no-sandbox --disable-gpu --no-first-run "
+		 "--user-data-dir='%s/chromium' --ignore-certificate-errors-spki-list=%s "
+		 "--virtual-time-budget=4000 --dump-dom 'https://localhost:%d/#token=%s' 2>/dev/null",
+		 dir, spki, api_port(A), T_READ);
+	FILE *p = popen(cmd, "r");
+	size_t n = p ? fread(out, 1, (1 << 20) - 1, p) : 0;
+	out[n] = '\0';
+	if (p)
+		pclose(p);
+	return NULL;
+}
+
+static void test_page_in_chromium(void **state)
+{
+	(void)state;
+	start_api();
+	api_notify_line(A, "audit", "{\"id\":3,\"ts\":1700000000,\"actor\":\"api:ops\",\"action\":\"OPERATOR_STOP\","
+				    "\"cp_id\":\"MAD-01\",\"detail\":\"from the API\"}");
+	char *dom = xcalloc(1, 1 << 20);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, chromium_run, dom), 0);
+	/* The snapshot keeps BCN-02 ACTIVADO: RESERVADO can only reach the
+	 * page as a change on its stream. Changes go on until it loads. */
+	struct cp_view v;
+	memset(&v, 0, sizeof v);
+	xstrlcpy(v.id, "BCN-02", sizeof v.id);
+	xstrlcpy(v.location, "Barcelona Sants", sizeof v.location);
+	v.price = 0.4;
+	v.state = CP_RESERVADO;
+	v.link = CP_LINK_PLAIN;
+	double end = clock_mono() + 60;
+	int seen_stream = 0;
+	for (int i = 0; clock_mono() < end; i++) {
+		if (api_sse_clients(A) > 0)
+			seen_stream = 1;
+		snprintf(v.caption, sizeof v.caption, "Reserved for 10%d", i % 10);
+		api_notify_cp(A, &v);
+		struct pollfd pf = { -1, 0, 0 };
+		poll(&pf, 0, 100); /* the pace of the changes, not a synchronisation */
+		if (pthread_tryjoin_np(th, NULL) == 0)
+			break;
+	}
+	assert_true(seen_stream);
+	if (strstr(dom, "id=\"grid\"") == NULL)
+		fail_msg("chromium gave no page (is it installed? scripts/setup):\n%.400s", dom);
+	assert_non_null(strstr(dom, "data-conn=\"live\""));
+	assert_non_null(strstr(dom, "id=\"cp-MAD-01\" data-state=\"ACTIVADO\" data-link=\"tls\""));
+	assert_non_null(strstr(dom, "id=\"cp-BCN-02\" data-state=\"RESERVADO\" data-link=\"plain\""));
+	assert_non_null(strstr(dom, "<div class=\"cp-caption\">Reserved for 10"));
+	assert_non_null(strstr(dom, "<div class=\"cp-price\">0.40 \u20ac/kWh</div>"));
+	assert_non_null(strstr(dom, "data-action=\"OPERATOR_STOP\""));
+	assert_non_null(strstr(dom, "id=\"grid\" data-count=\"3\""));
+	/* The fragment is gone from the address bar: the page never keeps the
+	 * token in its URL. */
+	assert_null(strstr(dom, T_READ));
+	free(dom);
+}
+
 static void test_refuses_open_secrets(void **state)
 {
 	(void)state;
@@ -882,6 +960,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_plain_http_gets_no_answer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream_gets_notify, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slow_stream_dropped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_page_in_chromium, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refuses_open_secrets, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ipv6_listen, setup, teardown),
 	};
