@@ -19,12 +19,14 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <curl/curl.h>
 #include <jansson.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <sqlite3.h>
 
@@ -127,6 +129,10 @@ static int group_teardown(void **state)
 {
 	(void)state;
 	curl_global_cleanup();
+	if (getenv("EVC_KEEP_TMP") != NULL) { /* as tests/integration/lib.sh: keep page.png and the rest */
+		print_message("# kept %s\n", dir);
+		return 0;
+	}
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
 	return system(cmd) == 0 ? 0 : -1;
@@ -654,6 +660,58 @@ static void test_stop_answers_pending(void **state)
 	assert_int_equal(GET("/api/v1/cps", T_READ), 503);
 }
 
+static void test_full_queue_refuses_at_once(void **state)
+{
+	(void)state;
+	CFG.answer_timeout = 30;
+	CFG.queue_max = 2;
+	start_api();
+	static struct resp bg[2];
+	pthread_t th[2];
+	size_t from = 0;
+	for (int i = 0; i < 2; i++)
+		pthread_create(&th[i], NULL, slow_cmd, &bg[i]);
+	ml_wait(API_REQ_REVOKE, &from);
+	ml_wait(API_REQ_REVOKE, &from);
+	/* Two commands wait for the main loop: the next is refused now. */
+	assert_int_equal(req("POST", "/api/v1/cps/MAD-01/stop", T_OPER, NULL, NULL, 0, 0, &R), 503);
+	assert_string_equal(R.body, "{\"error\":\"Central is busy: too many commands waiting\"}");
+	assert_true(R.secs < 1.0);
+	/* Reads do not queue: they still answer. */
+	assert_int_equal(GET("/api/v1/cps", T_READ), 200);
+	api_stop(A);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(bg[i].status, 503);
+	}
+}
+
+static void test_idle_connection_closed(void **state)
+{
+	(void)state;
+	CFG.conn_timeout = 1;
+	start_api();
+	/* Connects and says nothing (no TLS hello): closed after the timeout,
+	 * so idle sockets cannot pile up. */
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)api_port(A)) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	double t0 = clock_mono(), end = t0 + WAIT;
+	int closed = 0;
+	while (!closed && clock_mono() < end) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		char b[256];
+		/* At most a TLS alert comes before the close. */
+		if (poll(&p, 1, clock_ms_until(end, 1000)) == 1 && read(fd, b, sizeof b) <= 0)
+			closed = 1;
+	}
+	double secs = clock_mono() - t0;
+	close(fd);
+	assert_true(closed);
+	assert_true(secs >= 0.5 && secs < 4.0);
+}
+
 static void test_body_limits(void **state)
 {
 	(void)state;
@@ -842,69 +900,211 @@ static void test_slow_stream_dropped(void **state)
 	stream_close(good);
 }
 
-/* The real page in headless Chromium against the module: the CSP lets its
- * script and style run, the token comes from the fragment, the grid is
- * drawn from the stream and follows changes made after it loaded. */
-static void *chromium_run(void *arg)
+/* ---------------------------------------------------------------- chromium */
+
+/* Headless Chromium driven over the DevTools protocol on a pipe
+ * (--remote-debugging-pipe: commands on its fd 3, answers on its fd 4,
+ * NUL-separated JSON), so the test reads the live DOM when it wants. */
+struct cdp {
+	pid_t pid;
+	int wfd, rfd;
+	char *buf;
+	size_t len, cap;
+	int next_id;
+	char session[128];
+};
+
+static void cdp_start(struct cdp *c)
 {
-	char *out = arg, cmd[1024];
-	snprintf(cmd, sizeof cmd,
-		 "timeout 60 chromium --headless=new --no-sandbox --disable-gpu --no-first-run "
-		 "--user-data-dir='%s/chromium' --ignore-certificate-errors-spki-list=%s "
-		 "--virtual-time-budget=4000 --dump-dom 'https://localhost:%d/#token=%s' 2>/dev/null",
-		 dir, spki, api_port(A), T_READ);
-	FILE *p = popen(cmd, "r");
-	size_t n = p ? fread(out, 1, (1 << 20) - 1, p) : 0;
-	out[n] = '\0';
-	if (p)
-		pclose(p);
-	return NULL;
+	int to[2], from[2];
+	memset(c, 0, sizeof *c);
+	assert_int_equal(pipe(to), 0);
+	assert_int_equal(pipe(from), 0);
+	char ud[160], pin[200];
+	snprintf(ud, sizeof ud, "--user-data-dir=%s/chromium", dir);
+	snprintf(pin, sizeof pin, "--ignore-certificate-errors-spki-list=%s", spki);
+	c->pid = fork();
+	assert_true(c->pid >= 0);
+	if (c->pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+		dup2(to[0], 3);
+		dup2(from[1], 4);
+		dup2(null, 1);
+		dup2(null, 2);
+		for (int fd = 5; fd < 1024; fd++)
+			close(fd);
+		execlp("chromium", "chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+		       "--remote-debugging-pipe", "--window-size=1100,700", ud, pin, "about:blank", (char *)NULL);
+		_exit(127);
+	}
+	close(to[0]);
+	close(from[1]);
+	c->wfd = to[1];
+	c->rfd = from[0];
 }
 
+/* Send method(params) in the attached session (if any) and return the
+ * answer's "result" (caller json_decref's), NULL on error or timeout. */
+static json_t *cdp_call(struct cdp *c, const char *method, json_t *params)
+{
+	int id = ++c->next_id;
+	json_t *m = json_pack("{sissso}", "id", id, "method", method, "params", params ? params : json_object());
+	if (c->session[0])
+		json_object_set_new(m, "sessionId", json_string(c->session));
+	char *txt = json_dumps(m, JSON_COMPACT);
+	json_decref(m);
+	size_t n = strlen(txt) + 1; /* with its NUL */
+	int ok = write(c->wfd, txt, n) == (ssize_t)n;
+	free(txt);
+	if (!ok)
+		return NULL;
+	double end = clock_mono() + 20;
+	for (;;) {
+		char *nul;
+		while ((nul = c->buf ? memchr(c->buf, '\0', c->len) : NULL) != NULL) {
+			json_t *j = json_loads(c->buf, 0, NULL);
+			size_t used = (size_t)(nul - c->buf) + 1;
+			memmove(c->buf, c->buf + used, c->len - used);
+			c->len -= used;
+			if (j != NULL && json_integer_value(json_object_get(j, "id")) == id) {
+				json_t *r = json_incref(json_object_get(j, "result"));
+				json_decref(j);
+				return r;
+			}
+			json_decref(j);
+		}
+		struct pollfd p = { c->rfd, POLLIN, 0 };
+		if (clock_mono() > end || poll(&p, 1, clock_ms_until(end, 1000)) < 0)
+			return NULL;
+		if (!(p.revents & (POLLIN | POLLHUP)))
+			continue;
+		if (c->len + 65536 > c->cap) {
+			c->cap = (c->len + 65536) * 2;
+			c->buf = xrealloc(c->buf, c->cap);
+		}
+		ssize_t r = read(c->rfd, c->buf + c->len, c->cap - c->len);
+		if (r <= 0)
+			return NULL;
+		c->len += (size_t)r;
+	}
+}
+
+/* The string value of expression in the page ("" if not a string). */
+static void cdp_eval(struct cdp *c, const char *expr, char *out, size_t n)
+{
+	json_t *r = cdp_call(c, "Runtime.evaluate", json_pack("{sssb}", "expression", expr, "returnByValue", 1));
+	const char *v = json_string_value(json_object_get(json_object_get(r, "result"), "value"));
+	snprintf(out, n, "%s", v ? v : "");
+	json_decref(r);
+}
+
+/* Evaluate until it gives want (or secs pass); the seconds it took, or -1. */
+static double cdp_wait(struct cdp *c, const char *expr, const char *want, double secs)
+{
+	double t0 = clock_mono();
+	char got[512] = "";
+	while (clock_mono() - t0 < secs) {
+		cdp_eval(c, expr, got, sizeof got);
+		if (strcmp(got, want) == 0)
+			return clock_mono() - t0;
+		struct pollfd p = { -1, 0, 0 };
+		poll(&p, 0, 10); /* between two looks at the DOM */
+	}
+	print_message("# page: '%s' gave '%s', wanted '%s'\n", expr, got, want);
+	return -1;
+}
+
+static void cdp_stop(struct cdp *c)
+{
+	json_decref(cdp_call(c, "Browser.close", NULL));
+	close(c->wfd);
+	close(c->rfd);
+	double end = clock_mono() + 10;
+	int st;
+	while (waitpid(c->pid, &st, WNOHANG) == 0) {
+		if (clock_mono() > end) {
+			kill(c->pid, SIGKILL);
+			waitpid(c->pid, &st, 0);
+			break;
+		}
+		struct pollfd p = { -1, 0, 0 };
+		poll(&p, 0, 20); /* waiting for a child with a deadline */
+	}
+	free(c->buf);
+}
+
+/* The real page in headless Chromium against the module: the CSP lets its
+ * script and style run, the token comes from the fragment and leaves the
+ * address bar, the grid is drawn from the stream, a change shows within
+ * 1 s, and a screenshot is saved. */
 static void test_page_in_chromium(void **state)
 {
 	(void)state;
 	start_api();
 	api_notify_line(A, "audit", "{\"id\":3,\"ts\":1700000000,\"actor\":\"api:ops\",\"action\":\"OPERATOR_STOP\","
 				    "\"cp_id\":\"MAD-01\",\"detail\":\"from the API\"}");
-	char *dom = xcalloc(1, 1 << 20);
-	pthread_t th;
-	assert_int_equal(pthread_create(&th, NULL, chromium_run, dom), 0);
-	/* The snapshot keeps BCN-02 ACTIVADO: RESERVADO can only reach the
-	 * page as a change on its stream. Changes go on until it loads. */
-	struct cp_view v;
-	memset(&v, 0, sizeof v);
-	xstrlcpy(v.id, "BCN-02", sizeof v.id);
-	xstrlcpy(v.location, "Barcelona Sants", sizeof v.location);
-	v.price = 0.4;
-	v.state = CP_RESERVADO;
-	v.link = CP_LINK_PLAIN;
-	double end = clock_mono() + 60;
-	int seen_stream = 0;
-	for (int i = 0; clock_mono() < end; i++) {
-		if (api_sse_clients(A) > 0)
-			seen_stream = 1;
-		snprintf(v.caption, sizeof v.caption, "Reserved for 10%d", i % 10);
-		api_notify_cp(A, &v);
-		struct pollfd pf = { -1, 0, 0 };
-		poll(&pf, 0, 100); /* the pace of the changes, not a synchronisation */
-		if (pthread_tryjoin_np(th, NULL) == 0)
-			break;
-	}
-	assert_true(seen_stream);
-	if (strstr(dom, "id=\"grid\"") == NULL)
-		fail_msg("chromium gave no page (is it installed? scripts/setup):\n%.400s", dom);
-	assert_non_null(strstr(dom, "data-conn=\"live\""));
-	assert_non_null(strstr(dom, "id=\"cp-MAD-01\" data-state=\"ACTIVADO\" data-link=\"tls\""));
-	assert_non_null(strstr(dom, "id=\"cp-BCN-02\" data-state=\"RESERVADO\" data-link=\"plain\""));
-	assert_non_null(strstr(dom, "<div class=\"cp-caption\">Reserved for 10"));
-	assert_non_null(strstr(dom, "<div class=\"cp-price\">0.40 \u20ac/kWh</div>"));
-	assert_non_null(strstr(dom, "data-action=\"OPERATOR_STOP\""));
-	assert_non_null(strstr(dom, "id=\"grid\" data-count=\"3\""));
-	/* The fragment is gone from the address bar: the page never keeps the
-	 * token in its URL. */
-	assert_null(strstr(dom, T_READ));
-	free(dom);
+	struct cdp c;
+	cdp_start(&c);
+	char url[256], v[512];
+	snprintf(url, sizeof url, "https://localhost:%d/#token=%s", api_port(A), T_READ);
+	json_t *r = cdp_call(&c, "Target.createTarget", json_pack("{ss}", "url", url));
+	if (r == NULL)
+		fail_msg("chromium does not answer on its DevTools pipe (installed? scripts/setup)");
+	const char *target = json_string_value(json_object_get(r, "targetId"));
+	assert_non_null(target);
+	json_t *s = cdp_call(&c, "Target.attachToTarget", json_pack("{sssb}", "targetId", target, "flatten", 1));
+	json_decref(r);
+	assert_non_null(s);
+	xstrlcpy(c.session, json_string_value(json_object_get(s, "sessionId")), sizeof c.session);
+	json_decref(s);
+
+	assert_true(cdp_wait(&c, "document.body ? document.body.dataset.conn + '|' + "
+				 "document.getElementById('grid').dataset.count : ''",
+			     "live|3", 15) >= 0);
+	assert_true(cdp_wait(&c, "document.getElementById('cp-MAD-01').dataset.state", "ACTIVADO", 1) >= 0);
+	assert_true(cdp_wait(&c, "document.querySelector('#cp-MAD-01 .cp-price').textContent", "0.35 \u20ac/kWh", 1) >=
+		    0);
+	assert_true(cdp_wait(&c, "document.querySelector('#audit li.audit').dataset.action", "OPERATOR_STOP", 1) >= 0);
+	/* The CSP let the style in too: a card has the panel's green. */
+	assert_true(cdp_wait(&c, "getComputedStyle(document.getElementById('cp-MAD-01')).backgroundColor",
+			     "rgb(47, 179, 68)", 1) >= 0);
+	cdp_eval(&c, "location.href", v, sizeof v);
+	assert_null(strstr(v, "token"));
+	assert_true(cdp_wait(&c, "String(sessionStorage.getItem('evc_token') === '" T_READ "')", "true", 1) >= 0);
+
+	/* A change after load: on screen within a second. */
+	struct cp_view cv;
+	memset(&cv, 0, sizeof cv);
+	xstrlcpy(cv.id, "BCN-02", sizeof cv.id);
+	xstrlcpy(cv.location, "Barcelona Sants", sizeof cv.location);
+	cv.price = 0.4;
+	cv.state = CP_RESERVADO;
+	cv.link = CP_LINK_PLAIN;
+	xstrlcpy(cv.caption, "Reserved for 102", sizeof cv.caption);
+	api_notify_cp(A, &cv);
+	double took = cdp_wait(&c,
+			       "(function(){var c=document.getElementById('cp-BCN-02');return c.dataset.state+'|'+"
+			       "c.dataset.link+'|'+c.querySelector('.cp-caption').textContent})()",
+			       "RESERVADO|plain|Reserved for 102", 1.0);
+	print_message("# page showed the change after %.3f s\n", took);
+	assert_true(took >= 0);
+
+	json_t *shot = cdp_call(&c, "Page.captureScreenshot", json_pack("{ss}", "format", "png"));
+	const char *b64 = json_string_value(json_object_get(shot, "data"));
+	assert_non_null(b64);
+	size_t bl = strlen(b64);
+	unsigned char *png = xmalloc(bl);
+	int n = EVP_DecodeBlock(png, (const unsigned char *)b64, (int)bl);
+	assert_true(n > 1000);
+	assert_memory_equal(png, "\x89PNG", 4);
+	char path[160];
+	snprintf(path, sizeof path, "%s/page.png", dir);
+	FILE *f = fopen(path, "wb");
+	fwrite(png, 1, (size_t)n, f);
+	fclose(f);
+	free(png);
+	json_decref(shot);
+	cdp_stop(&c);
 }
 
 static void test_refuses_open_secrets(void **state)
@@ -955,6 +1155,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_commands_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unanswered_gets_503, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_answers_pending, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_queue_refuses_at_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_connection_closed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_body_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tls_versions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plain_http_gets_no_answer, setup, teardown),
