@@ -218,8 +218,12 @@ static int ring_push(struct api *a, const struct api_req *r)
 static void post_note(struct api *a, const struct api_req *note)
 {
 	pthread_mutex_lock(&a->q_lock);
-	if (a->stopping || ring_push(a, note) != 0)
-		a->notes_dropped++;
+	if (a->stopping || ring_push(a, note) != 0) {
+		/* The queue is full of commands: the audit row is lost, say so. */
+		if (a->notes_dropped++ % 1000 == 0)
+			log_warn("api: audit note dropped, queue full (%llu so far)",
+				 (unsigned long long)a->notes_dropped);
+	}
 	pthread_mutex_unlock(&a->q_lock);
 }
 
@@ -588,6 +592,14 @@ static void client_ip(struct MHD_Connection *c, char out[64])
 		xstrlcpy(out, "?", 64);
 }
 
+static int method_ok(const char *m)
+{
+	for (; *m; m++)
+		if (*m < 'A' || *m > 'Z')
+			return 0;
+	return 1;
+}
+
 static enum MHD_Result send_res(struct api *a, struct MHD_Connection *c, struct rq *r)
 {
 	struct api_hres *res = &r->res;
@@ -615,7 +627,10 @@ static enum MHD_Result send_res(struct api *a, struct MHD_Connection *c, struct 
 	enum MHD_Result ret = MHD_queue_response(c, (unsigned)res->status, resp);
 	MHD_destroy_response(resp);
 	api_handler_count(a->h, res->status);
-	log_debug("api: %s %s %s %d", r->ip, r->in.method, r->in.path, res->status);
+	char path[160], m[16];
+	api_handler_path_text(a->h, res, r->in.path, path, sizeof path);
+	snprintf(m, sizeof m, "%s", method_ok(r->in.method) ? r->in.method : "?");
+	log_debug("api: %s %s %s %d", r->ip, m, path, res->status);
 	if (res->has_note) {
 		post_note(a, &res->note);
 		res->has_note = 0;
@@ -781,7 +796,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		r->in.content_length = content_length(c);
 		r->in.source_ip = r->ip;
 		r->in.now = clock_mono();
-		if (a->stopping)
+		if (__atomic_load_n(&a->stopping, __ATOMIC_RELAXED))
 			return send_simple(a, c, r, 503, "{\"error\":\"Central is shutting down\"}");
 		api_handler_precheck(a->h, &r->in, &r->res);
 		r->phase = RQ_BODY;

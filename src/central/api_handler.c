@@ -384,12 +384,13 @@ static void echo_name(char *dst, size_t n, const char *src)
 
 static const struct cp_view *find_cp(const struct api_snapshot *s, const char *id);
 
-/* The path as the audit row tells it. A CP id in it that names no known
- * CP is shown as "?": the path is the client's text, and an audit row must
- * not keep whatever it was (a token pasted in the wrong place). */
-static void note_path(struct api_handler *h, const struct api_hres *r, const char *path, char *dst, size_t n)
+void api_handler_path_text(struct api_handler *h, const struct api_hres *r, const char *path, char *dst, size_t n)
 {
 	char id[MSG_CP_ID_MAX + 1];
+	if (r->route == API_R_NONE) {
+		snprintf(dst, n, "(unknown path)");
+		return;
+	}
 	xstrlcpy(id, r->cp_id, sizeof id);
 	if (id[0] == '\0') {
 		clean_copy(dst, n, path);
@@ -407,7 +408,7 @@ static void note(struct api_handler *h, struct api_hres *r, const struct api_hre
 {
 	char m[16], p[160];
 	clean_copy(m, sizeof m, q->method);
-	note_path(h, r, q->path, p, sizeof p);
+	api_handler_path_text(h, r, q->path, p, sizeof p);
 	memset(&r->note, 0, sizeof r->note);
 	r->has_note = 1;
 	r->note.kind = API_REQ_DENIED;

@@ -108,6 +108,13 @@ void api_handler_count(struct api_handler *h, int status);
 /* Gauge of open streams, kept by api.c, shown in /metrics. */
 void api_handler_set_streams(struct api_handler *h, size_t n);
 
+/* The path of an answered request as audit notes and log lines tell it:
+ * a CP id that names no known CP is shown as "?", an unknown path as
+ * "(unknown path)". The path is the client's text, and neither an audit
+ * row nor a log line may keep whatever it was (a token pasted in the
+ * wrong place). */
+void api_handler_path_text(struct api_handler *h, const struct api_hres *r, const char *path, char *dst, size_t n);
+
 /* The page's Content-Security-Policy. */
 const char *api_handler_csp(const struct api_handler *h);
 
