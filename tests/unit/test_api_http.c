@@ -1089,6 +1089,23 @@ static void test_page_in_chromium(void **state)
 	print_message("# page showed the change after %.3f s\n", took);
 	assert_true(took >= 0);
 
+	/* The weather line and the requests list follow their own events. */
+	char wx[256];
+	snprintf(wx, sizeof wx,
+		 "{\"threshold\":0,\"cities\":[{\"city\":\"Valencia\",\"temperature\":-2.5,\"at\":%.0f,"
+		 "\"alert\":true,\"cps\":[\"BCN-02\"]}]}",
+		 clock_wall());
+	api_notify_line(A, "weather", wx);
+	assert_true(cdp_wait(&c,
+			     "(function(){var w=document.querySelector('#weather .wx-city[data-city=\"Valencia\"]');"
+			     "return w?w.dataset.alert+'|'+w.dataset.stale+'|'+w.textContent:''})()",
+			     "true|false|Valencia -2.5 \u00b0C ALERT [BCN-02]", 1.0) >= 0);
+	api_notify_line(A, "request", "{\"ts\":1700000000,\"driver_id\":\"102\",\"cp_id\":\"BCN-02\","
+				      "\"outcome\":\"AUTH_OK\"}");
+	assert_true(cdp_wait(&c, "(function(){var l=document.querySelector('#requests li.req');"
+				 "return l?l.textContent.slice(9):''})()",
+			     "driver 102 \u2192 BCN-02: AUTH_OK", 1.0) >= 0);
+
 	json_t *shot = cdp_call(&c, "Page.captureScreenshot", json_pack("{ss}", "format", "png"));
 	const char *b64 = json_string_value(json_object_get(shot, "data"));
 	assert_non_null(b64);
@@ -1104,6 +1121,30 @@ static void test_page_in_chromium(void **state)
 	fclose(f);
 	free(png);
 	json_decref(shot);
+
+	/* Central goes away and comes back on the same port: the page says
+	 * so, reconnects by itself and starts over from the new picture. */
+	int port = api_port(A);
+	teardown(NULL);
+	assert_true(cdp_wait(&c, "document.body.dataset.conn", "retry", 5) >= 0);
+	CFG.port = port;
+	start_api();
+	assert_true(cdp_wait(&c, "document.body.dataset.conn + '|' + document.getElementById('cp-BCN-02').dataset.state",
+			     "live|ACTIVADO", 10) >= 0);
+
+	/* A refused token: the page forgets it and asks, once. */
+	snprintf(url, sizeof url, "https://localhost:%d/#token=not-the-token-at-all", port);
+	json_decref(cdp_call(&c, "Page.navigate", json_pack("{ss}", "url", url)));
+	assert_true(cdp_wait(&c, "document.body.dataset.conn + '|' + document.getElementById('login').hidden + '|' + "
+				 "sessionStorage.getItem('evc_token')",
+			     "login|false|null", 10) >= 0);
+	/* Typed into the form, the right one gets the grid. */
+	json_decref(cdp_call(&c, "Runtime.evaluate",
+			     json_pack("{ss}", "expression",
+				       "document.getElementById('token-input').value='" T_READ "';"
+				       "document.getElementById('token-submit').click()")));
+	assert_true(cdp_wait(&c, "document.body.dataset.conn + '|' + document.getElementById('login').hidden",
+			     "live|true", 10) >= 0);
 	cdp_stop(&c);
 }
 
