@@ -1,5 +1,6 @@
 # api.mk: Central's HTTPS API (evcharging(7) API): the module, its page and
-# its tests. Included from src/central/local.mk.
+# its tests. Included at the end of src/central/local.mk, so it can add to
+# EV_Central's variables.
 EV_CENTRAL_API_SOURCES = \
 	src/central/api.c src/central/api.h \
 	src/central/api_handler.c src/central/api_handler.h \
@@ -8,6 +9,11 @@ EV_CENTRAL_API_SOURCES = \
 	src/central/api_page.h
 EV_CENTRAL_API_CFLAGS = $(MHD_CFLAGS) $(OPENSSL_CFLAGS) $(SQLITE_CFLAGS) $(JANSSON_CFLAGS)
 EV_CENTRAL_API_LIBS = $(MHD_LIBS) $(OPENSSL_LIBS) $(SQLITE_LIBS) $(JANSSON_LIBS)
+
+EV_Central_SOURCES += $(EV_CENTRAL_API_SOURCES)
+nodist_EV_Central_SOURCES = src/central/api_page.c
+EV_Central_CFLAGS += $(MHD_CFLAGS) $(OPENSSL_CFLAGS)
+EV_Central_LDADD += $(MHD_LIBS) $(OPENSSL_LIBS)
 
 # The page goes into the binary as a byte array. od and awk are POSIX (no
 # xxd needed); the file ends with a NUL that api_page_len leaves out.

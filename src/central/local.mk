@@ -1,7 +1,6 @@
 # EV_Central (issue 3). core.mk and cplink.mk hold the tests of those modules.
 include src/central/core.mk
 include src/central/cplink.mk
-include src/central/api.mk
 
 bin_PROGRAMS += EV_Central
 EV_Central_SOURCES = \
@@ -12,10 +11,9 @@ EV_Central_SOURCES = \
 	src/central/kafka_in.c src/central/kafka_in.h \
 	src/central/kafka_out.c src/central/kafka_out.h \
 	src/central/console.c src/central/console.h \
-	src/central/frontend.h $(EV_CENTRAL_API_SOURCES)
-nodist_EV_Central_SOURCES = src/central/api_page.c
-EV_Central_CFLAGS = $(AM_CFLAGS) $(SQLITE_CFLAGS) $(NCURSES_CFLAGS) $(RDKAFKA_CFLAGS) $(JANSSON_CFLAGS) $(MHD_CFLAGS) $(OPENSSL_CFLAGS)
-EV_Central_LDADD = $(EVC_UI_LIBS) libevc.a $(SQLITE_LIBS) $(NCURSES_LIBS) $(RDKAFKA_LIBS) $(JANSSON_LIBS) $(MHD_LIBS) $(OPENSSL_LIBS) -lm
+	src/central/frontend.h
+EV_Central_CFLAGS = $(AM_CFLAGS) $(SQLITE_CFLAGS) $(NCURSES_CFLAGS) $(RDKAFKA_CFLAGS) $(JANSSON_CFLAGS)
+EV_Central_LDADD = $(EVC_UI_LIBS) libevc.a $(SQLITE_LIBS) $(NCURSES_LIBS) $(RDKAFKA_LIBS) $(JANSSON_LIBS) -lm
 
 # A scripted CP monitor for the integration tests: speaks the link protocol
 # with its own small codec (so it checks Central's, not itself) and can
@@ -44,3 +42,6 @@ CENTRAL_ITESTS = \
 	tests/integration/central_real_cp.sh
 TESTS += $(CENTRAL_ITESTS)
 EXTRA_DIST += $(CENTRAL_ITESTS)
+
+# The HTTPS API, its page and tests (after EV_Central's variables: it adds to them).
+include src/central/api.mk
