@@ -88,8 +88,9 @@ struct api_snapshot {
 	unsigned refs;                     /* the API's own count: leave it 0 */
 };
 /* A zeroed snapshot with room for ncps views. Caller hands it to
- * api_publish or frees it with api_snapshot_free. weather_json, if set,
- * must come from malloc (xstrdup): the snapshot owns it. */
+ * api_publish or frees it with api_snapshot_free. The snapshot owns cps
+ * and weather_json and frees them with free(): either may be replaced by
+ * any malloc'd block (view_all's array, an xstrdup). */
 struct api_snapshot *api_snapshot_new(size_t ncps);
 void api_snapshot_free(struct api_snapshot *s);
 

@@ -1186,6 +1186,29 @@ static void test_ipv6_listen(void **state)
 		return;
 	}
 	api_free(a);
+	start_api();
+	/* localhost resolved to ::1 so the certificate's name still fits. */
+	struct curl_slist *res = NULL, *hl = NULL;
+	char map[64], url[128];
+	snprintf(map, sizeof map, "localhost:%d:[::1]", api_port(A));
+	res = curl_slist_append(res, map);
+	CURL *e = easy("GET", "/api/v1/cps", NULL, NULL, BY_NAME, &hl, url, sizeof url);
+	curl_easy_setopt(e, CURLOPT_RESOLVE, res);
+	memset(&R, 0, sizeof R);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &R);
+	assert_int_equal(curl_easy_perform(e), CURLE_OK);
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &R.status);
+	char *ip = NULL;
+	curl_easy_getinfo(e, CURLINFO_PRIMARY_IP, &ip);
+	assert_string_equal(ip, "::1");
+	curl_easy_cleanup(e);
+	curl_slist_free_all(hl);
+	curl_slist_free_all(res);
+	assert_int_equal(R.status, 401);
+	size_t from = 0;
+	struct api_req r = ml_wait(API_REQ_DENIED, &from);
+	assert_string_equal(r.source_ip, "::1");
 }
 
 int main(void)
