@@ -456,6 +456,8 @@ static void sse_keepalive(struct api *a, double now)
 
 void api_notify_cp(struct api *a, const struct cp_view *v)
 {
+	if (api_sse_clients(a) == 0)
+		return; /* a stream opened now starts from the snapshot anyway */
 	char *json = api_json_dump(api_json_cp(v));
 	struct blob *b = blob_new("cp", json);
 	free(json);
