@@ -42,12 +42,23 @@ static const char PAGE[] = "<html><style>p{}</style><script>1</script></html>";
 
 static struct api_handler *H;
 static double NOW = 1;
+static char DIR_[] = "/tmp/fuzz_api.XXXXXX";
+
+static void cleanup(void)
+{
+	char cmd[64];
+	api_handler_free(H);
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", DIR_);
+	if (system(cmd) != 0)
+		fprintf(stderr, "fuzz_api: could not remove %s\n", DIR_);
+}
 
 static void init(void)
 {
-	char dir[] = "/tmp/fuzz_api.XXXXXX", db[64], err[EVC_ERR_LEN];
-	CHECK(mkdtemp(dir) != NULL);
-	snprintf(db, sizeof db, "%s/c.db", dir);
+	char db[64], err[EVC_ERR_LEN];
+	CHECK(mkdtemp(DIR_) != NULL);
+	atexit(cleanup);
+	snprintf(db, sizeof db, "%s/c.db", DIR_);
 	sqlite3 *s;
 	CHECK(sqlite3_open(db, &s) == SQLITE_OK);
 	CHECK(sqlite3_exec(s,
