@@ -149,6 +149,7 @@ static struct {
 	pthread_cond_t c;
 	struct api_req seen[512];
 	size_t nseen;
+	int paused; /* a busy main loop: takes nothing from the queue */
 } ML;
 
 static void *ml_main(void *arg)
@@ -161,6 +162,11 @@ static void *ml_main(void *arg)
 			break;
 		if (p[1].revents)
 			break;
+		if (__atomic_load_n(&ML.paused, __ATOMIC_RELAXED)) {
+			struct pollfd q = { ML.quit, POLLIN, 0 };
+			poll(&q, 1, 20); /* busy elsewhere; looks again soon */
+			continue;
+		}
 		size_t n = api_drain(A, batch, 64);
 		for (size_t i = 0; i < n; i++) {
 			struct api_req *r = &batch[i];
@@ -258,6 +264,7 @@ static void start_api(void)
 	if (api_start(A, err) != 0)
 		fail_msg("api_start: %s", err);
 	ML.nseen = 0;
+	ML.paused = 0;
 	ML.quit = eventfd(0, EFD_CLOEXEC);
 	pthread_mutex_init(&ML.m, NULL);
 	pthread_cond_init(&ML.c, NULL);
@@ -632,6 +639,24 @@ static void test_unanswered_gets_503(void **state)
 	api_reply(A, r.id, 202, "{\"sent\":true}");
 	api_reply(A, 987654, 202, "{\"sent\":true}");
 	assert_int_equal(GET("/api/v1/cps", T_READ), 200);
+}
+
+static void test_timed_out_never_reaches_main_loop(void **state)
+{
+	(void)state;
+	start_api();
+	/* The main loop is busy: the command times out while still queued,
+	 * and is then never handed over (the client was told it failed). */
+	__atomic_store_n(&ML.paused, 1, __ATOMIC_RELAXED);
+	assert_int_equal(req("POST", "/api/v1/cps/MAD-01/stop", T_OPER, NULL, NULL, 0, 0, &R), 503);
+	__atomic_store_n(&ML.paused, 0, __ATOMIC_RELAXED);
+	assert_int_equal(req("POST", "/api/v1/cps/MAD-01/resume", T_OPER, NULL, NULL, 0, 0, &R), 202);
+	size_t from = 0;
+	ml_wait(API_REQ_RESUME, &from);
+	pthread_mutex_lock(&ML.m);
+	for (size_t i = 0; i < ML.nseen; i++)
+		assert_int_not_equal(ML.seen[i].kind, API_REQ_STOP);
+	pthread_mutex_unlock(&ML.m);
 }
 
 static void *slow_cmd(void *arg)
@@ -1218,6 +1243,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_page_over_tls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commands_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unanswered_gets_503, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timed_out_never_reaches_main_loop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_answers_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_queue_refuses_at_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_connection_closed, setup, teardown),
