@@ -45,3 +45,6 @@ CENTRAL_ITESTS = \
 	tests/integration/central_real_cp.sh
 TESTS += $(CENTRAL_ITESTS)
 EXTRA_DIST += $(CENTRAL_ITESTS)
+
+# The HTTPS API, its page and tests (after EV_Central's variables: it adds to them).
+include src/central/api.mk
