@@ -249,6 +249,20 @@ fx_log(struct core_fxlist *l, double now, enum log_level lvl, const char *cp_id,
 	va_end(ap);
 }
 
+void core_fx_audit(struct core_fxlist *l, double now, const char *actor, const char *source_ip, const char *action,
+		   const char *cp_id, const char *fmt, ...)
+{
+	struct core_fx *f = core_fx_push(l, CORE_FX_AUDIT, now);
+	xstrlcpy(f->u.audit.actor, actor, sizeof(f->u.audit.actor));
+	xstrlcpy(f->u.audit.source_ip, source_ip ? source_ip : "", sizeof(f->u.audit.source_ip));
+	xstrlcpy(f->u.audit.action, action, sizeof(f->u.audit.action));
+	xstrlcpy(f->u.audit.cp_id, cp_id ? cp_id : "", sizeof(f->u.audit.cp_id));
+	va_list ap;
+	va_start(ap, fmt);
+	vtext(f->u.audit.detail, sizeof(f->u.audit.detail), fmt, ap);
+	va_end(ap);
+}
+
 static void __attribute__((format(printf, 5, 6)))
 fx_send(struct core_fxlist *l, double now, uint64_t conn, const char *cp_id, const char *fmt, ...)
 {

@@ -97,7 +97,11 @@ enum core_fx_kind {
 	                          the requests pane */
 	CORE_FX_STORE_REQUEST, /* u.seen: remember (user_id, request_id) was answered */
 	CORE_FX_PRUNE_REQUESTS,/* u.prune: forget answered requests seen before ts */
+	CORE_FX_AUDIT,         /* u.audit: one audit_log row (evcharging(7) SECURITY),
+	                          written in the transaction of what it records */
 };
+
+#define CORE_AUDIT_DETAIL_MAX 511 /* schema.h SCHEMA_AUDIT_DETAIL_MAX - 1 */
 
 /* The charging_points row of a CP (evcharging(7) DATABASE). */
 struct core_cp_row {
@@ -150,6 +154,13 @@ struct core_fx {
 		struct {
 			double before; /* wall clock */
 		} prune;
+		struct {
+			char actor[80];     /* operator, api:<name>, cp:<id>, driver:<id>, weather, central... */
+			char source_ip[64]; /* "" if none */
+			char action[32];    /* CP_AUTH_OK, OPERATOR_STOP, ... */
+			char cp_id[MSG_CP_ID_MAX + 1]; /* "" if none */
+			char detail[CORE_AUDIT_DETAIL_MAX + 1]; /* never a secret, key or token */
+		} audit;
 	} u;
 };
 
@@ -165,6 +176,9 @@ void core_fxlist_free(struct core_fxlist *l);
  * member of u (so a log line does not pay for zeroing room for a
  * message). */
 struct core_fx *core_fx_push(struct core_fxlist *l, enum core_fx_kind kind, double now);
+/* Append an audit row effect; source_ip and cp_id may be NULL. */
+void core_fx_audit(struct core_fxlist *l, double now, const char *actor, const char *source_ip, const char *action,
+		   const char *cp_id, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
 
 struct core_config {
 	double request_max_age;      /* s, default 60 */

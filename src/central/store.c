@@ -335,6 +335,11 @@ int store_apply(struct store *s, const struct core_fx *fx, char err[STORE_ERR_LE
 		bind_time(st, 17, ss->ended_at);
 		return step_done(s, st, "store session", err);
 	}
+	case CORE_FX_AUDIT:
+		return schema_audit(s->db, fx->ts > 0 ? fx->ts : clock_wall(), fx->u.audit.actor,
+				    fx->u.audit.source_ip[0] ? fx->u.audit.source_ip : NULL, fx->u.audit.action,
+				    fx->u.audit.cp_id[0] ? fx->u.audit.cp_id : NULL,
+				    fx->u.audit.detail[0] ? fx->u.audit.detail : NULL, err);
 	case CORE_FX_STORE_REQUEST:
 		st = s->st[ST_REQUEST_SEEN];
 		sqlite3_bind_text(st, 1, fx->u.seen.user_id, -1, SQLITE_STATIC);

@@ -327,7 +327,7 @@ void turn_apply(struct central *c)
 		const struct core_fx *x = &c->fx.v[i];
 		need_txn = x->kind == CORE_FX_STORE_CP || x->kind == CORE_FX_STORE_SESSION ||
 			   x->kind == CORE_FX_STORE_EVENT || x->kind == CORE_FX_STORE_REQUEST ||
-			   x->kind == CORE_FX_PRUNE_REQUESTS ||
+			   x->kind == CORE_FX_PRUNE_REQUESTS || x->kind == CORE_FX_AUDIT ||
 			   (x->kind == CORE_FX_PRODUCE && must_deliver(x->u.produce.type));
 	}
 	if (c->db_failed) {
