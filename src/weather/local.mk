@@ -1,0 +1,15 @@
+# EV_W, the weather office (evcharging(7) WEATHER): provider readings to
+# Central's API. Its rules are pure modules, unit-tested and fuzzed; the
+# simulated provider (tests/tools/weather_sim) stands in for OpenWeather.
+# Unit: config, provider answers and URLs, Central's answers, backoff and
+# the outbox. No I/O but temp files for the secret-file checks.
+check_PROGRAMS += tests/unit/test_weather
+TESTS += tests/unit/test_weather
+tests_unit_test_weather_SOURCES = tests/unit/test_weather.c \
+	src/weather/wconfig.c src/weather/wconfig.h \
+	src/weather/owm.c src/weather/owm.h \
+	src/weather/wpost.c src/weather/wpost.h
+tests_unit_test_weather_CFLAGS = $(UNIT_CFLAGS) $(CURL_CFLAGS)
+tests_unit_test_weather_LDADD = $(UNIT_LIBS) $(CURL_LIBS)
+
+dist_noinst_SCRIPTS += tests/tools/weather_sim
