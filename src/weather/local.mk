@@ -1,4 +1,4 @@
-# EV_W, the weather office (evcharging(7) WEATHER): provider readings to
+# EV_W, the weather office (EV_W(1)): provider readings to
 # Central's API. Its rules are pure modules, unit-tested and fuzzed; the
 # simulated provider (tests/tools/weather_sim) stands in for OpenWeather.
 bin_PROGRAMS += EV_W

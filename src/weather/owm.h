@@ -1,4 +1,4 @@
-/* The OpenWeather-compatible provider (evcharging(7) WEATHER):
+/* The OpenWeather-compatible provider (EV_W(1)):
  * GET <provider>/data/2.5/weather?q=<city>&appid=<key>&units=metric and
  * its answer {"main":{"temp":<C>},...}. Building the URL, reading the
  * answer and naming what went wrong are pure functions, unit-tested and

@@ -1,4 +1,4 @@
-/* EV_W's config.json (evcharging(7) WEATHER): the provider, the file
+/* EV_W's config.json (EV_W(1)): the provider, the file
  * holding its API key, the cities and the interval. Parsed with jansson
  * and validated field by field; an error names the field. The file is
  * re-read every cycle: wconfig_update keeps the last good config when the

@@ -1,4 +1,4 @@
-/* EV_W: the weather office (evcharging(7) WEATHER). Every interval
+/* EV_W: the weather office (EV_W(1)). Every interval
  * seconds it re-reads its config, reads each city's temperature from an
  * OpenWeather-compatible provider and posts it (or the provider's error)
  * to Central's API, which answers whether the city is under a weather

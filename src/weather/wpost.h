@@ -1,4 +1,4 @@
-/* Readings to Central (evcharging(7) WEATHER): POST
+/* Readings to Central (EV_W(1)): POST
  * <central_api_url>/api/v1/weather/readings with {"city","temperature"}
  * or {"city","error"}, Authorization: Bearer <weather token>, answered
  * {"alert":bool,"cps":[ids]}. Everything here is pure: the URL and the
