@@ -645,13 +645,15 @@ static void post_done(struct wx *w, CURLcode cc, double now)
 			log_warn("Central unreachable: %s; retrying with backoff", err);
 		w->link = LINK_DOWN;
 		xstrlcpy(w->link_error, err, sizeof w->link_error);
-		emit(w, "central unreachable attempt=%u retry_in=%.2fs error=%s", w->attempts, d,
-		     quoted(q, sizeof q, err));
-		if (!it->announced) {
-			reading_line(w, it, "alert=unknown central=unreachable", 0);
-			it->announced = 1;
-		}
+		int say = !it->announced;
+		it->announced = 1;
+		/* waiting= counts the outbox once this reading is back in it:
+		 * never more than one per city, however long the outage */
 		wpost_outbox_putback(&w->outbox, it);
+		emit(w, "central unreachable attempt=%u retry_in=%.2fs waiting=%zu error=%s", w->attempts, d,
+		     w->outbox.n, quoted(q, sizeof q, err));
+		if (say)
+			reading_line(w, it, "alert=unknown central=unreachable", 0);
 	} else {
 		scrub(w, err, sizeof err);
 		if (w->link != LINK_REFUSED || strcmp(err, w->link_error) != 0) {
