@@ -200,8 +200,9 @@ static void status_lines(const struct weather_view *v, int cols)
 		 v->next_cycle_in > 0 ? v->next_cycle_in : 0);
 	theme_puts(stdscr, 2, 1, cols - 2, buf, theme_attr(THEME_DIM));
 	if (v->config_error != NULL && v->config_error[0] != '\0') {
-		snprintf(buf, sizeof buf, "config: %s (running on the last good one)", v->config_error);
-		theme_puts(stdscr, 3, 1, cols - 2, buf, theme_attr(THEME_WARNTEXT));
+		theme_puts(stdscr, 3, 1, cols - 2, "config error, running on the last good config:",
+			   theme_attr(THEME_WARNTEXT));
+		theme_puts(stdscr, 4, 3, cols - 4, v->config_error, theme_attr(THEME_WARNTEXT));
 	}
 }
 

@@ -29,6 +29,7 @@ EXTRA_DIST += tests/fuzz/fuzz_owm.c tests/fuzz/owm.seeds
 # The real EV_W against the real (simulated) provider; no Central needed.
 # tests/integration/weather_e2e.sh runs against the real EV_Central once
 # its API is there: not in TESTS until then.
-WEATHER_IT = tests/integration/weather_provider.sh
+WEATHER_IT = tests/integration/weather_provider.sh tests/integration/weather_args.sh \
+	tests/integration/weather_screen.sh
 TESTS += $(WEATHER_IT)
 EXTRA_DIST += $(WEATHER_IT) tests/integration/weather_lib.sh
