@@ -1,6 +1,6 @@
 /* Kafka set-up on librdkafka 2.0.2: one producer per process (thread-safe,
  * shared), consumers in groups with manual commits after processing,
- * low-latency settings for loopback, topic prefixes (protocol.md 8). */
+ * low-latency settings for loopback, topic prefixes (evcharging(7) KAFKA TOPICS AND MESSAGES). */
 #ifndef EVC_BUS_H
 #define EVC_BUS_H
 #include <stddef.h>
@@ -41,14 +41,11 @@ void bus_producer_close(rd_kafka_t *p, int timeout_ms);
 
 /* A consumer in group, subscribed to topics (full names, already prefixed),
  * auto.offset.reset=earliest, enable.auto.commit=false: the caller commits
- * with bus_commit after it has stored the effects. Caller destroys with
+ * with bus_commit_stored after it has stored the effects. Caller destroys with
  * bus_consumer_close. Topics that do not exist yet are created (so a
  * subscriber never waits on a missing topic). */
 rd_kafka_t *bus_consumer_new(const struct bus_opts *o, const char *group,
 			     const char *const *topics, int ntopics, char err[BUS_ERR_LEN]);
-/* Synchronously commit the offsets after every message consumed so far
- * (rd_kafka_commit with the current positions). 0 or -1. */
-int bus_commit(rd_kafka_t *c, char err[BUS_ERR_LEN]);
 /* Remember msg as processed; bus_commit_stored then commits all such. */
 void bus_store(rd_kafka_t *c, const rd_kafka_message_t *m);
 int bus_commit_stored(rd_kafka_t *c, char err[BUS_ERR_LEN]);

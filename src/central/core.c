@@ -1,4 +1,4 @@
-/* Central's control core: every rule of protocol.md section 6 as a pure state
+/* Central's control core: every rule of evcharging(7) RULES as a pure state
  * machine. Events in, effects out (struct core_fxlist); no I/O.
  *
  * Facts are kept apart per CP (link_up, stopped, fault, session) and the
@@ -22,12 +22,12 @@
 #include <strings.h>
 
 #include "src/central/core.h"
+#include "evc/hmap.h"
+#include "evc/money.h"
 #include "evc/utf8.h"
 #include "evc/xalloc.h"
 
 #define DEFAULT_PRICE 0.30
-#define LOCATION_CHARS_MAX 64
-#define PRICE_MAX 100.0
 
 /* ------------------------------------------------------------------ */
 /* names                                                                */
@@ -44,139 +44,6 @@ const char *core_outcome_name(enum core_outcome o)
 }
 
 /* ------------------------------------------------------------------ */
-/* hash tables: linear probing, backward-shift deletion (no tombstones)  */
-
-struct map_ent {
-	uint64_t h;
-	uint64_t ukey;      /* integer maps */
-	const char *skey;   /* string maps: points into the value, lives as long */
-	void *val;          /* NULL = empty slot */
-};
-
-struct map {
-	struct map_ent *v;
-	size_t cap, n;      /* cap is a power of two */
-	int str;            /* documentation only: string maps pass skey, integer maps NULL */
-};
-
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
-
-static uint64_t hash_u64(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ULL; /* splitmix64 finaliser */
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-	return x ^ (x >> 31);
-}
-
-static void map_init(struct map *m, int str)
-{
-	memset(m, 0, sizeof(*m));
-	m->str = str;
-}
-
-static void map_free(struct map *m)
-{
-	free(m->v);
-	m->v = NULL;
-	m->cap = m->n = 0;
-}
-
-static int ent_eq(const struct map_ent *e, uint64_t h, uint64_t ukey, const char *skey)
-{
-	if (e->h != h)
-		return 0;
-	return skey ? e->skey && strcmp(e->skey, skey) == 0 : e->ukey == ukey;
-}
-
-static size_t map_slot(const struct map *m, uint64_t h, uint64_t ukey, const char *skey, int *found)
-{
-	size_t mask = m->cap - 1, i = (size_t)h & mask;
-	while (m->v[i].val) {
-		if (ent_eq(&m->v[i], h, ukey, skey)) {
-			*found = 1;
-			return i;
-		}
-		i = (i + 1) & mask;
-	}
-	*found = 0;
-	return i;
-}
-
-static void map_put_h(struct map *m, uint64_t h, uint64_t ukey, const char *skey, void *val);
-
-static void map_grow(struct map *m)
-{
-	struct map_ent *old = m->v;
-	size_t oldcap = m->cap;
-	m->cap = oldcap ? oldcap * 2 : 64;
-	m->v = xcalloc(m->cap, sizeof(*m->v));
-	m->n = 0;
-	for (size_t i = 0; i < oldcap; i++)
-		if (old[i].val)
-			map_put_h(m, old[i].h, old[i].ukey, old[i].skey, old[i].val);
-	free(old);
-}
-
-static void map_put_h(struct map *m, uint64_t h, uint64_t ukey, const char *skey, void *val)
-{
-	if ((m->n + 1) * 2 > m->cap)
-		map_grow(m);
-	int found;
-	size_t i = map_slot(m, h, ukey, skey, &found);
-	if (!found)
-		m->n++;
-	m->v[i] = (struct map_ent){ .h = h, .ukey = ukey, .skey = skey, .val = val };
-}
-
-static void *map_get_h(const struct map *m, uint64_t h, uint64_t ukey, const char *skey)
-{
-	if (!m->cap)
-		return NULL;
-	int found;
-	size_t i = map_slot(m, h, ukey, skey, &found);
-	return found ? m->v[i].val : NULL;
-}
-
-static void map_del_h(struct map *m, uint64_t h, uint64_t ukey, const char *skey)
-{
-	if (!m->cap)
-		return;
-	int found;
-	size_t mask = m->cap - 1, i = map_slot(m, h, ukey, skey, &found);
-	if (!found)
-		return;
-	m->v[i].val = NULL;
-	m->n--;
-	/* Shift later members of the probe run back so lookups never stop
-	 * early at the hole. */
-	for (size_t j = (i + 1) & mask; m->v[j].val; j = (j + 1) & mask) {
-		size_t k = (size_t)m->v[j].h & mask;
-		int movable = (i <= j) ? (k <= i || k > j) : (k <= i && k > j);
-		if (movable) {
-			m->v[i] = m->v[j];
-			m->v[j].val = NULL;
-			i = j;
-		}
-	}
-}
-
-static void *smap_get(const struct map *m, const char *k) { return map_get_h(m, hash_str(k), 0, k); }
-static void smap_put(struct map *m, const char *k, void *v) { map_put_h(m, hash_str(k), 0, k, v); }
-static void smap_del(struct map *m, const char *k) { map_del_h(m, hash_str(k), 0, k); }
-static void *umap_get(const struct map *m, uint64_t k) { return map_get_h(m, hash_u64(k), k, NULL); }
-static void umap_put(struct map *m, uint64_t k, void *v) { map_put_h(m, hash_u64(k), k, NULL, v); }
-static void umap_del(struct map *m, uint64_t k) { map_del_h(m, hash_u64(k), k, NULL); }
-
-/* ------------------------------------------------------------------ */
 /* the core                                                             */
 
 /* A session with the core's private bookkeeping; cp->session points at pub. */
@@ -191,10 +58,10 @@ struct core {
 	struct core_config cfg;
 	struct core_cp **cps;    /* sorted by id */
 	size_t ncps, capcps;
-	struct map by_conn;      /* conn -> struct core_cp (link up) */
-	struct map sessions;     /* session id -> struct sess (open only) */
-	struct map by_driver;    /* driver id -> struct sess (open only) */
-	struct map drivers;      /* driver id -> owned copy of the id */
+	struct hmap by_conn;      /* conn -> struct core_cp (link up) */
+	struct hmap sessions;     /* session id -> struct sess (open only) */
+	struct hmap by_driver;    /* driver id -> struct sess (open only) */
+	struct hmap drivers;      /* driver id -> owned copy of the id */
 	struct sess **open;      /* open sessions, for the timeout sweep */
 	size_t nopen, capopen;
 	uint64_t counter;        /* session id uniqueness within one ms */
@@ -219,10 +86,10 @@ struct core *core_new(const struct core_config *cfg)
 		c->cfg.request_max_age = 60;
 	if (!(c->cfg.reservation_timeout > 0))
 		c->cfg.reservation_timeout = 120;
-	map_init(&c->by_conn, 0);
-	map_init(&c->sessions, 1);
-	map_init(&c->by_driver, 1);
-	map_init(&c->drivers, 1);
+	hmap_init(&c->by_conn);
+	hmap_init(&c->sessions);
+	hmap_init(&c->by_driver);
+	hmap_init(&c->drivers);
 	return c;
 }
 
@@ -236,13 +103,13 @@ void core_free(struct core *c)
 	for (size_t i = 0; i < c->ncps; i++)
 		free(c->cps[i]);
 	free(c->cps);
-	for (size_t i = 0; i < c->drivers.cap; i++)
-		if (c->drivers.v[i].val)
-			free(c->drivers.v[i].val);
-	map_free(&c->by_conn);
-	map_free(&c->sessions);
-	map_free(&c->by_driver);
-	map_free(&c->drivers);
+	void *v;
+	for (size_t i = 0; (v = hmap_next(&c->drivers, &i)) != NULL;)
+		free(v);
+	hmap_free(&c->by_conn);
+	hmap_free(&c->sessions);
+	hmap_free(&c->by_driver);
+	hmap_free(&c->drivers);
 	free(c);
 }
 
@@ -254,7 +121,7 @@ void core_fxlist_init(struct core_fxlist *l)
 	memset(l, 0, sizeof(*l));
 }
 
-/* Effects are ~3 KB each and a stop of 10,000 CPs makes 20,000 of them: keep
+/* Effects are about 1 KB each and a stop of 10,000 CPs makes 20,000 of them: keep
  * the memory of an ordinary batch, give back what one huge batch took. */
 #define FXLIST_KEEP 1024
 
@@ -273,17 +140,15 @@ void core_fxlist_free(struct core_fxlist *l)
 	memset(l, 0, sizeof(*l));
 }
 
-static struct core_fx *fx_push(struct core_fxlist *l, enum core_fx_kind kind, double now)
+struct core_fx *core_fx_push(struct core_fxlist *l, enum core_fx_kind kind, double now)
 {
 	if (l->n == l->cap) {
 		l->cap = l->cap ? l->cap * 2 : 16;
 		l->v = xreallocarray(l->v, l->cap, sizeof(*l->v));
 	}
 	struct core_fx *f = &l->v[l->n++];
-	memset(f, 0, sizeof(*f));
 	f->kind = kind;
 	f->ts = now;
-	f->level = LOG_INFO;
 	return f;
 }
 
@@ -333,60 +198,63 @@ static void __attribute__((format(printf, 3, 4))) textf(char *dst, size_t n, con
 static void __attribute__((format(printf, 5, 6)))
 fx_log(struct core_fxlist *l, double now, enum log_level lvl, const char *cp_id, const char *fmt, ...)
 {
-	struct core_fx *f = fx_push(l, CORE_FX_LOG, now);
-	f->level = lvl;
-	if (cp_id)
-		xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
+	struct core_fx *f = core_fx_push(l, CORE_FX_LOG, now);
+	f->u.log.level = lvl;
+	xstrlcpy(f->u.log.cp_id, cp_id ? cp_id : "", sizeof(f->u.log.cp_id));
+	f->u.log.tag[0] = '\0';
 	va_list ap;
 	va_start(ap, fmt);
-	vtext(f->text, sizeof(f->text), fmt, ap);
+	vtext(f->u.log.text, sizeof(f->u.log.text), fmt, ap);
 	va_end(ap);
 }
 
 static void __attribute__((format(printf, 5, 6)))
 fx_send(struct core_fxlist *l, double now, uint64_t conn, const char *cp_id, const char *fmt, ...)
 {
-	struct core_fx *f = fx_push(l, CORE_FX_SEND, now);
-	f->conn = conn;
-	if (cp_id)
-		xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
+	(void)cp_id; /* who it is for, at the call site */
+	struct core_fx *f = core_fx_push(l, CORE_FX_SEND, now);
+	f->u.link.conn = conn;
 	va_list ap;
 	va_start(ap, fmt);
-	vtext(f->text, sizeof(f->text), fmt, ap);
+	vtext(f->u.link.text, sizeof(f->u.link.text), fmt, ap);
 	va_end(ap);
 }
 
 static void __attribute__((format(printf, 5, 6)))
 fx_event(struct core_fxlist *l, double now, const char *cp_id, const char *event, const char *fmt, ...)
 {
-	struct core_fx *f = fx_push(l, CORE_FX_STORE_EVENT, now);
-	xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
-	xstrlcpy(f->event, event, sizeof(f->event));
+	struct core_fx *f = core_fx_push(l, CORE_FX_STORE_EVENT, now);
+	xstrlcpy(f->u.event.cp_id, cp_id, sizeof(f->u.event.cp_id));
+	xstrlcpy(f->u.event.event, event, sizeof(f->u.event.event));
 	va_list ap;
 	va_start(ap, fmt);
-	vtext(f->text, sizeof(f->text), fmt, ap);
+	vtext(f->u.event.detail, sizeof(f->u.event.detail), fmt, ap);
 	va_end(ap);
 }
 
 static void fx_store_cp(struct core_fxlist *l, double now, const struct core_cp *cp)
 {
-	struct core_fx *f = fx_push(l, CORE_FX_STORE_CP, now);
-	xstrlcpy(f->cp_id, cp->id, sizeof(f->cp_id));
-	f->cp = *cp;
-	f->cp.session = NULL;
+	struct core_fx *f = core_fx_push(l, CORE_FX_STORE_CP, now);
+	struct core_cp_row *r = &f->u.cp;
+	xstrlcpy(r->id, cp->id, sizeof(r->id));
+	xstrlcpy(r->location, cp->location, sizeof(r->location));
+	r->price = cp->price;
+	r->state = cp->state;
+	r->stopped = cp->stopped;
+	r->fault = cp->fault;
+	r->state_since = cp->state_since;
 }
 
 static void fx_store_session(struct core_fxlist *l, double now, const struct core_session *s)
 {
-	struct core_fx *f = fx_push(l, CORE_FX_STORE_SESSION, now);
-	xstrlcpy(f->cp_id, s->cp_id, sizeof(f->cp_id));
-	f->session = *s;
+	struct core_fx *f = core_fx_push(l, CORE_FX_STORE_SESSION, now);
+	f->u.session = *s;
 }
 
 static void fx_screen(struct core_fxlist *l, double now, const char *cp_id)
 {
-	struct core_fx *f = fx_push(l, CORE_FX_SCREEN, now);
-	xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
+	struct core_fx *f = core_fx_push(l, CORE_FX_SCREEN, now);
+	xstrlcpy(f->u.screen.cp_id, cp_id, sizeof(f->u.screen.cp_id));
 }
 
 /* A driver notification; the caller fills the type's own fields.
@@ -397,22 +265,22 @@ static void fx_screen(struct core_fxlist *l, double now, const char *cp_id)
 static struct msg *fx_notify(struct core_fxlist *l, double now, enum msg_type type, const char *user_id,
 			     const char *cp_id, const char *session_id, const char *request_id)
 {
-	struct core_fx *f = fx_push(l, CORE_FX_PRODUCE, now);
-	xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
-	msg_init(&f->msg, type);
-	xstrlcpy(f->msg.user_id, user_id, sizeof(f->msg.user_id));
-	xstrlcpy(f->msg.cp_id, cp_id, sizeof(f->msg.cp_id));
+	struct core_fx *f = core_fx_push(l, CORE_FX_PRODUCE, now);
+	struct msg *m = &f->u.produce;
+	msg_init(m, type);
+	xstrlcpy(m->user_id, user_id, sizeof(m->user_id));
+	xstrlcpy(m->cp_id, cp_id, sizeof(m->cp_id));
 	if (session_id && session_id[0]) {
-		xstrlcpy(f->msg.session_id, session_id, sizeof(f->msg.session_id));
-		f->msg.has_session_id = 1;
+		xstrlcpy(m->session_id, session_id, sizeof(m->session_id));
+		m->has_session_id = 1;
 	}
 	if (request_id && msg_valid_session_id(request_id)) {
-		xstrlcpy(f->msg.request_id, request_id, sizeof(f->msg.request_id));
-		f->msg.has_request_id = 1;
+		xstrlcpy(m->request_id, request_id, sizeof(m->request_id));
+		m->has_request_id = 1;
 	}
-	f->msg.timestamp = now;
-	f->msg.has_timestamp = 1;
-	return &f->msg;
+	m->timestamp = now;
+	m->has_timestamp = 1;
+	return m;
 }
 
 /* The requests pane: the request (rebuilt from what we know) and its outcome. */
@@ -420,24 +288,15 @@ static void __attribute__((format(printf, 8, 9)))
 fx_request(struct core_fxlist *l, double now, const char *user_id, const char *cp_id, const char *request_id,
 	   double requested_at, const char *session_id, const char *fmt, ...)
 {
-	struct core_fx *f = fx_push(l, CORE_FX_REQUEST, now);
-	xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
-	msg_init(&f->msg, MSG_REQUEST_CHARGE);
-	xstrlcpy(f->msg.user_id, user_id, sizeof(f->msg.user_id));
-	xstrlcpy(f->msg.cp_id, cp_id, sizeof(f->msg.cp_id));
-	if (request_id && request_id[0]) {
-		xstrlcpy(f->msg.request_id, request_id, sizeof(f->msg.request_id));
-		f->msg.has_request_id = 1;
-	}
-	if (session_id && session_id[0]) {
-		xstrlcpy(f->msg.session_id, session_id, sizeof(f->msg.session_id));
-		f->msg.has_session_id = 1;
-	}
-	f->msg.timestamp = requested_at;
-	f->msg.has_timestamp = 1;
+	struct core_fx *f = core_fx_push(l, CORE_FX_REQUEST, now);
+	xstrlcpy(f->u.request.user_id, user_id, sizeof(f->u.request.user_id));
+	xstrlcpy(f->u.request.cp_id, cp_id, sizeof(f->u.request.cp_id));
+	xstrlcpy(f->u.request.request_id, request_id ? request_id : "", sizeof(f->u.request.request_id));
+	xstrlcpy(f->u.request.session_id, session_id ? session_id : "", sizeof(f->u.request.session_id));
+	f->u.request.requested_at = requested_at;
 	va_list ap;
 	va_start(ap, fmt);
-	vtext(f->text, sizeof(f->text), fmt, ap);
+	vtext(f->u.request.outcome, sizeof(f->u.request.outcome), fmt, ap);
 	va_end(ap);
 }
 
@@ -445,135 +304,7 @@ fx_request(struct core_fxlist *l, double now, const char *user_id, const char *c
 /* numbers and text, independent of the C locale (the panel may set one
  * whose decimal point is ',', and the wire wants '.')                   */
 
-/* v >= 0 with dec decimals, '.' as decimal point. */
-static const char *fmt_fixed(char *buf, size_t n, double v, int dec)
-{
-	if (!isfinite(v)) {
-		snprintf(buf, n, "?");
-		return buf;
-	}
-	const char *sign = v < 0 ? "-" : "";
-	v = fabs(v);
-	uint64_t scale = 1;
-	if (dec < 0)
-		dec = 0;
-	if (dec > 9)
-		dec = 9;
-	for (int i = 0; i < dec; i++)
-		scale *= 10;
-	if (v * (double)scale > 9e18) {
-		snprintf(buf, n, "%s%.0e", sign, v);
-		return buf;
-	}
-	uint64_t x = (uint64_t)llround(v * (double)scale);
-	char frac[24] = "";
-	if (dec > 0) {
-		uint64_t f = x % scale;
-		frac[0] = '.';
-		for (int i = dec; i >= 1; i--, f /= 10)
-			frac[i] = (char)('0' + f % 10);
-		frac[dec + 1] = '\0';
-	}
-	snprintf(buf, n, "%s%llu%s", sign, (unsigned long long)(x / scale), frac);
-	return buf;
-}
-
-/* A price as sent on the wire: up to 4 decimals, at least 2 ("0.25", "0.30",
- * "0.1235"). Prices are kept rounded to 4 decimals (what the Kafka messages
- * carry too), so the frame, the ticket and the stored row agree exactly. */
-static const char *fmt_price(char *buf, size_t n, double p)
-{
-	fmt_fixed(buf, n, p, 4);
-	char *dot = strchr(buf, '.');
-	if (dot) {
-		char *end = buf + strlen(buf) - 1;
-		while (end > dot + 2 && *end == '0')
-			*end-- = '\0';
-	}
-	return buf;
-}
-
-static double round_price(double v)
-{
-	return round(v * 1e4) / 1e4;
-}
-
-/* Figures are kept as the Kafka messages carry them (msg.h: kWh to 3
- * decimals, EUR to cents), so the database row and the driver's ticket
- * always show the same amount. */
-static double round_kwh(double v)
-{
-	return round(v * 1e3) / 1e3;
-}
-
-static double amount(double kwh, double price)
-{
-	return round(kwh * price * 100.0) / 100.0;
-}
-
-/* "0.25", "12", "3.5", ".5": digits with an optional '.' fraction; no sign,
- * exponent, ',' or spaces. Returns 0 and *out, or -1. */
-static int parse_decimal(const char *s, double *out)
-{
-	double v = 0, scale = 1;
-	int digits = 0, dot = 0;
-	if (strlen(s) > 32)
-		return -1;
-	for (const char *p = s; *p; p++) {
-		if (*p >= '0' && *p <= '9') {
-			if (dot) {
-				scale /= 10;
-				v += (*p - '0') * scale;
-			} else {
-				v = v * 10 + (*p - '0');
-			}
-			digits++;
-		} else if (*p == '.' && !dot) {
-			dot = 1;
-		} else {
-			return -1;
-		}
-	}
-	if (!digits)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-/* Number of UTF-8 characters in s, or -1 if s is not valid UTF-8. */
-static long utf8_chars(const char *s)
-{
-	size_t n;
-	return utf8_valid(s, strlen(s), &n) ? (long)n : -1;
-}
-
-static int valid_cp_id(const char *s)
-{
-	size_t n = 0;
-	for (; s[n]; n++) {
-		char ch = s[n];
-		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' ||
-		      ch == '-'))
-			return 0;
-	}
-	return n >= 1 && n <= MSG_CP_ID_MAX;
-}
-
-/* Driver ids go into AUTORIZAR_SUMINISTRO frames, so they must never carry
- * '#' or control bytes; this is msg.h's user id rule. */
-static int valid_driver_id(const char *s)
-{
-	size_t n = 0;
-	for (; s[n]; n++) {
-		char ch = s[n];
-		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' ||
-		      ch == '-' || ch == '.' || ch == '@'))
-			return 0;
-	}
-	return n >= 1 && n <= MSG_ID_MAX;
-}
-
-/* Split DATA in place on '#'; fields beyond max are ignored (protocol.md lets
+/* Split DATA in place on '#'; fields beyond max are ignored (evcharging(7) lets
  * anyone add optional trailing fields). */
 static int split_fields(char *data, char *f[], int max)
 {
@@ -667,7 +398,7 @@ static void update_state(struct core *c, struct core_cp *cp, double now, int sto
 		if (store) {
 			fx_store_cp(fx, now, cp);
 			fx_screen(fx, now, cp->id);
-			fx_push(fx, CORE_FX_STATUS, now);
+			core_fx_push(fx, CORE_FX_STATUS, now);
 		}
 		return;
 	}
@@ -676,7 +407,7 @@ static void update_state(struct core *c, struct core_cp *cp, double now, int sto
 	fx_store_cp(fx, now, cp);
 	fx_event(fx, now, cp->id, "STATE", "%s -> %s: %s", cp_state_name(old), cp_state_name(st), why);
 	fx_screen(fx, now, cp->id);
-	fx_push(fx, CORE_FX_STATUS, now);
+	core_fx_push(fx, CORE_FX_STATUS, now);
 	fx_log(fx, now, LOG_INFO, cp->id, "CP %s %s -> %s (%s)", cp->id, cp_state_name(old), cp_state_name(st),
 	       why);
 }
@@ -691,9 +422,9 @@ static struct sess *sess_of(struct core_session *s)
 
 static void sess_detach(struct core *c, struct sess *s)
 {
-	smap_del(&c->sessions, s->pub.id);
-	if (smap_get(&c->by_driver, s->pub.driver_id) == s)
-		smap_del(&c->by_driver, s->pub.driver_id);
+	hmap_sdel(&c->sessions, s->pub.id);
+	if (hmap_sget(&c->by_driver, s->pub.driver_id) == s)
+		hmap_sdel(&c->by_driver, s->pub.driver_id);
 	if (s->cp && s->cp->session == &s->pub)
 		s->cp->session = NULL;
 	size_t i = s->open_idx;
@@ -712,7 +443,7 @@ static void end_session(struct core *c, struct sess *s, enum core_outcome outcom
 	char a[32], b[32], d[32];
 	p->outcome = outcome;
 	p->ended_at = now;
-	p->importe = amount(p->kwh, p->price);
+	p->importe = money_amount(p->kwh, p->price);
 	if (outcome != CORE_OUT_TICKET)
 		text_copy(p->reason, sizeof(p->reason), reason ? reason : "");
 	fx_store_session(fx, now, p);
@@ -743,12 +474,12 @@ static void end_session(struct core *c, struct sess *s, enum core_outcome outcom
 	}
 	if (outcome == CORE_OUT_TICKET)
 		fx_log(fx, now, LOG_INFO, p->cp_id, "session %s on CP %s ended: TICKET driver %s %s kWh x %s EUR/kWh = %s EUR",
-		       p->id, p->cp_id, p->driver_id, fmt_fixed(a, sizeof(a), p->kwh, 3),
-		       fmt_price(b, sizeof(b), p->price), fmt_fixed(d, sizeof(d), p->importe, 2));
+		       p->id, p->cp_id, p->driver_id, money_fixed(a, sizeof(a), p->kwh, 3),
+		       money_price(b, sizeof(b), p->price), money_fixed(d, sizeof(d), p->importe, 2));
 	else
 		fx_log(fx, now, LOG_INFO, p->cp_id, "session %s on CP %s ended: %s driver %s %s kWh %s EUR (%s)", p->id,
-		       p->cp_id, core_outcome_name(outcome), p->driver_id, fmt_fixed(a, sizeof(a), p->kwh, 3),
-		       fmt_fixed(d, sizeof(d), p->importe, 2), p->reason);
+		       p->cp_id, core_outcome_name(outcome), p->driver_id, money_fixed(a, sizeof(a), p->kwh, 3),
+		       money_fixed(d, sizeof(d), p->importe, 2), p->reason);
 	sess_detach(c, s);
 	free(s);
 }
@@ -766,32 +497,32 @@ static void end_session_abnormal(struct core *c, struct sess *s, const char *rea
 
 void core_load_cp(struct core *c, const char *id, const char *location, double price, int stopped)
 {
-	if (!id || !valid_cp_id(id))
+	if (!id || !msg_valid_cp_id(id))
 		return; /* the store only holds ids REGISTER validated */
 	struct core_cp *cp = cp_insert(c, id, 0);
 	text_copy(cp->location, sizeof(cp->location), location ? location : "");
-	cp->price = (price > 0 && price <= PRICE_MAX) ? round_price(price) : DEFAULT_PRICE;
+	cp->price = money_price_ok(price) ? money_round_price(price) : DEFAULT_PRICE;
 	cp->stopped = stopped ? 1 : 0;
 }
 
 void core_add_driver(struct core *c, const char *driver_id)
 {
-	if (!driver_id || !driver_id[0] || smap_get(&c->drivers, driver_id))
+	if (!driver_id || !driver_id[0] || hmap_sget(&c->drivers, driver_id))
 		return;
 	char *k = xstrdup(driver_id);
-	smap_put(&c->drivers, k, k);
+	hmap_sput(&c->drivers, k, k);
 }
 
 static int driver_known(const struct core *c, const char *id)
 {
-	if (smap_get(&c->drivers, id))
+	if (hmap_sget(&c->drivers, id))
 		return 1;
 	return c->cfg.driver_known && c->cfg.driver_known(c->cfg.driver_known_arg, id);
 }
 
 void core_recover_session(struct core *c, const struct core_session *s, double now, struct core_fxlist *fx)
 {
-	if (!s || s->outcome != CORE_OUT_OPEN || smap_get(&c->sessions, s->id))
+	if (!s || s->outcome != CORE_OUT_OPEN || hmap_sget(&c->sessions, s->id))
 		return;
 	/* Build a detached private session so the one end path does the work. */
 	struct sess *r = xcalloc(1, sizeof(*r));
@@ -827,9 +558,9 @@ reply_error(struct core_fxlist *fx, double now, uint64_t conn, const char *cp_id
 static void deny_register(struct core_fxlist *fx, double now, uint64_t conn, const char *reason)
 {
 	fx_send(fx, now, conn, NULL, "REGISTER_RESULT#DENIED#%s", reason);
-	struct core_fx *f = fx_push(fx, CORE_FX_CLOSE, now);
-	f->conn = conn;
-	textf(f->text, sizeof(f->text), "REGISTER denied: %s", reason);
+	struct core_fx *f = core_fx_push(fx, CORE_FX_CLOSE, now);
+	f->u.link.conn = conn;
+	textf(f->u.link.text, sizeof(f->u.link.text), "REGISTER denied: %s", reason);
 	fx_log(fx, now, LOG_WARN, NULL, "link %llu: REGISTER denied: %s", (unsigned long long)conn, reason);
 }
 
@@ -842,36 +573,33 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 		return;
 	}
 	const char *id = f[1], *loc = f[2];
-	if (!valid_cp_id(id)) {
+	if (!msg_valid_cp_id(id)) {
 		textf(reason, 128, "invalid cp_id '%s': must match ^[A-Za-z0-9_-]{1,32}$", id);
 		deny_register(fx, now, conn, reason);
 		return;
 	}
-	long nchars = utf8_chars(loc);
-	if (nchars < 0 || nchars == 0 || nchars > LOCATION_CHARS_MAX) {
-		deny_register(fx, now, conn,
-			      nchars < 0 ? "location is not valid UTF-8"
-			      : nchars == 0 ? "location is empty"
-					    : "location is longer than 64 characters");
+	const char *bad_loc = msg_check_location(loc);
+	if (bad_loc) {
+		deny_register(fx, now, conn, bad_loc);
 		return;
 	}
 	double price = 0;
 	int have_price = nf >= 4 && f[3][0];
 	if (have_price) {
-		if (parse_decimal(f[3], &price) < 0) {
+		int rounded = 0;
+		int r = money_parse_price(f[3], &price, &rounded);
+		if (r == -1) {
 			textf(reason, 128, "invalid price '%s': use digits with '.' as decimal point, e.g. 0.25", f[3]);
 			deny_register(fx, now, conn, reason);
 			return;
 		}
-		double given = price;
-		price = round_price(price);
-		if (!(price > 0 && price <= PRICE_MAX)) {
+		if (r == -2) {
 			deny_register(fx, now, conn, "price must be at least 0.0001 and at most 100 EUR/kWh");
 			return;
 		}
-		if (price != given)
+		if (rounded)
 			fx_log(fx, now, LOG_INFO, id, "CP %s price %s rounded to %s EUR/kWh (4 decimals)", id, f[3],
-			       fmt_price(pb, sizeof(pb), price));
+			       money_price(pb, sizeof(pb), price));
 	}
 	if (mine && strcmp(mine->id, id) != 0) {
 		reply_error(fx, now, conn, mine->id, "this link is already registered as CP %s", mine->id);
@@ -891,18 +619,18 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 	} else if (first) {
 		cp->price = DEFAULT_PRICE;
 		fx_log(fx, now, LOG_WARN, id, "CP %s registered without a price: using the default %s EUR/kWh", id,
-		       fmt_price(pb, sizeof(pb), cp->price));
+		       money_price(pb, sizeof(pb), cp->price));
 	} else {
 		fx_log(fx, now, LOG_INFO, id, "CP %s registered without a price: keeping %s EUR/kWh", id,
-		       fmt_price(pb, sizeof(pb), cp->price));
+		       money_price(pb, sizeof(pb), cp->price));
 	}
 	cp->link_up = 1;
 	cp->conn = conn;
 	cp->last_seen = now;
-	umap_put(&c->by_conn, conn, cp);
+	hmap_uput(&c->by_conn, conn, cp);
 	fx_send(fx, now, conn, id, "REGISTER_RESULT#%s", first ? "FIRST" : "RECONNECT");
 	fx_event(fx, now, id, "REGISTER", "%s at %s, %s EUR/kWh", first ? "FIRST" : "RECONNECT", cp->location,
-		 fmt_price(pb, sizeof(pb), cp->price));
+		 money_price(pb, sizeof(pb), cp->price));
 	fx_log(fx, now, LOG_INFO, id, "CP %s registered (%s) on link %llu: %s, %s EUR/kWh", id,
 	       first ? "first time" : "reconnect", (unsigned long long)conn, cp->location, pb);
 	update_state(c, cp, now, 1, first ? "registered" : "reconnected", fx);
@@ -997,7 +725,7 @@ static void on_ack_authorize(struct core *c, struct core_cp *cp, double now, str
 	s->acked = 1;
 	struct msg *m = fx_notify(fx, now, MSG_AUTH_OK, s->driver_id, s->cp_id, s->id, s->request_id);
 	textf(m->message, sizeof(m->message), "CP %s authorised you: plug in your vehicle (%s EUR/kWh)", s->cp_id,
-	      fmt_price((char[32]){ 0 }, 32, s->price));
+	      money_price((char[32]){ 0 }, 32, s->price));
 	fx_request(fx, now, s->driver_id, s->cp_id, s->request_id, s->requested_at, s->id, "AUTH_OK");
 	fx_store_session(fx, now, s);
 	fx_screen(fx, now, cp->id);
@@ -1072,7 +800,7 @@ void core_on_frame(struct core *c, uint64_t conn, const char *data, double now, 
 	xstrlcpy(buf, data ? data : "", sizeof(buf));
 	int nf = split_fields(buf, f, LINK_FIELDS_MAX);
 	const char *op = f[0];
-	struct core_cp *cp = umap_get(&c->by_conn, conn);
+	struct core_cp *cp = hmap_uget(&c->by_conn, conn);
 	if (cp)
 		cp->last_seen = now;
 
@@ -1135,7 +863,7 @@ void core_on_frame(struct core *c, uint64_t conn, const char *data, double now, 
 
 void core_on_link_down(struct core *c, uint64_t conn, const char *reason, double now, struct core_fxlist *fx)
 {
-	struct core_cp *cp = umap_get(&c->by_conn, conn);
+	struct core_cp *cp = hmap_uget(&c->by_conn, conn);
 	if (!reason || !reason[0])
 		reason = "closed";
 	if (!cp) {
@@ -1143,7 +871,7 @@ void core_on_link_down(struct core *c, uint64_t conn, const char *reason, double
 		       reason);
 		return;
 	}
-	umap_del(&c->by_conn, conn);
+	hmap_udel(&c->by_conn, conn);
 	cp->link_up = 0;
 	cp->conn = 0;
 	/* A command the CP may or may not have carried out: the latest one the
@@ -1180,7 +908,7 @@ deny_request(struct core_fxlist *fx, double now, const struct msg *m, const char
 	text_copy(n->reason, sizeof(n->reason), why);
 	fx_request(fx, now, m->user_id, m->cp_id, m->has_request_id ? m->request_id : NULL, m->timestamp, NULL,
 		   "AUTH_DENIED: %s", why);
-	fx_log(fx, now, LOG_INFO, valid_cp_id(m->cp_id) ? m->cp_id : NULL,
+	fx_log(fx, now, LOG_INFO, msg_valid_cp_id(m->cp_id) ? m->cp_id : NULL,
 	       "request from driver %s for CP %s denied: %s", m->user_id, m->cp_id, why);
 }
 
@@ -1201,16 +929,16 @@ static void on_request(struct core *c, const struct msg *m, double now, struct c
 			     floor(-age));
 		return;
 	}
-	if (!valid_driver_id(m->user_id) || !driver_known(c, m->user_id)) {
+	if (!msg_valid_user_id(m->user_id) || !driver_known(c, m->user_id)) {
 		deny_request(fx, now, m, "driver %s is not registered", m->user_id);
 		return;
 	}
-	struct core_cp *cp = valid_cp_id(m->cp_id) ? cp_find(c, m->cp_id) : NULL;
+	struct core_cp *cp = msg_valid_cp_id(m->cp_id) ? cp_find(c, m->cp_id) : NULL;
 	if (!cp) {
 		deny_request(fx, now, m, "CP %s is not known", m->cp_id);
 		return;
 	}
-	struct sess *ds = smap_get(&c->by_driver, m->user_id);
+	struct sess *ds = hmap_sget(&c->by_driver, m->user_id);
 	if (ds) {
 		/* Kafka may deliver a request twice (Central restarted before
 		 * committing): the same request_id is not a new request. */
@@ -1245,8 +973,8 @@ static void on_request(struct core *c, const struct msg *m, double now, struct c
 	p->authorised_at = now;
 	s->cp = cp;
 	cp->session = p;
-	smap_put(&c->sessions, p->id, s);
-	smap_put(&c->by_driver, p->driver_id, s);
+	hmap_sput(&c->sessions, p->id, s);
+	hmap_sput(&c->by_driver, p->driver_id, s);
 	if (c->nopen == c->capopen) {
 		c->capopen = c->capopen ? c->capopen * 2 : 64;
 		c->open = xreallocarray(c->open, c->capopen, sizeof(*c->open));
@@ -1255,7 +983,7 @@ static void on_request(struct core *c, const struct msg *m, double now, struct c
 	c->open[c->nopen++] = s;
 
 	char pb[32];
-	fmt_price(pb, sizeof(pb), p->price);
+	money_price(pb, sizeof(pb), p->price);
 	fx_store_session(fx, now, p);
 	fx_send(fx, now, cp->conn, cp->id, "AUTORIZAR_SUMINISTRO#%s#%s#%s", p->driver_id, p->id, pb);
 	fx_event(fx, now, cp->id, "COMMAND", "AUTORIZAR_SUMINISTRO driver %s session %s at %s EUR/kWh", p->driver_id,
@@ -1269,7 +997,7 @@ static void on_request(struct core *c, const struct msg *m, double now, struct c
 
 static void on_quit(struct core *c, const struct msg *m, double now, struct core_fxlist *fx)
 {
-	struct sess *s = smap_get(&c->by_driver, m->user_id);
+	struct sess *s = hmap_sget(&c->by_driver, m->user_id);
 	if (!s) {
 		fx_log(fx, now, LOG_DEBUG, NULL, "driver %s quit with no open session", m->user_id);
 		return;
@@ -1291,7 +1019,7 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 		fx_log(fx, now, LOG_DEBUG, NULL, "%s from CP %s without a session: ignored", tn, m->cp_id);
 		return;
 	}
-	struct sess *s = smap_get(&c->sessions, m->session_id);
+	struct sess *s = hmap_sget(&c->sessions, m->session_id);
 	if (!s) {
 		fx_log(fx, now, LOG_DEBUG, NULL, "%s for unknown or ended session %s: ignored", tn, m->session_id);
 		return;
@@ -1319,9 +1047,9 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 	}
 	/* Energy delivered never goes down within a session; keeping the
 	 * highest figure means a final message lacking figures loses nothing. */
-	if (m->type != MSG_SESSION_STARTED && round_kwh(m->kwh) > p->kwh)
-		p->kwh = round_kwh(m->kwh);
-	p->importe = amount(p->kwh, p->price);
+	if (m->type != MSG_SESSION_STARTED && money_round_kwh(m->kwh) > p->kwh)
+		p->kwh = money_round_kwh(m->kwh);
+	p->importe = money_amount(p->kwh, p->price);
 
 	switch (m->type) {
 	case MSG_SESSION_STARTED:
@@ -1486,7 +1214,7 @@ int core_command(struct core *c, enum core_cmd cmd, const char *cp_id, double no
 	if (err)
 		err[0] = '\0';
 	if (cmd == CORE_CMD_STOP || cmd == CORE_CMD_RESUME) {
-		struct core_cp *cp = cp_id && valid_cp_id(cp_id) ? cp_find(c, cp_id) : NULL;
+		struct core_cp *cp = cp_id && msg_valid_cp_id(cp_id) ? cp_find(c, cp_id) : NULL;
 		if (!cp) {
 			set_err(err, "%s %s failed: unknown CP", name, cp_id ? cp_id : "");
 			fx_log(fx, now, LOG_WARN, NULL, "%s", err ? err : "command to an unknown CP");
@@ -1635,7 +1363,7 @@ int core_parse_command(const char *line, int *cmd, char cp_id[MSG_CP_ID_MAX + 1]
 				set_err(err, "%s takes one CP id", tab[i].l);
 				return -1;
 			}
-			if (!valid_cp_id(tok[1])) {
+			if (!msg_valid_cp_id(tok[1])) {
 				set_err(err, "invalid CP id '%.40s'", tok[1]);
 				return -1;
 			}

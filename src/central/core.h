@@ -1,4 +1,4 @@
-/* Central's control core: a pure state machine (design.md). One event in (a
+/* Central's control core: a pure state machine. One event in (a
  * link frame from a CP, a link going down, a Kafka message, an operator
  * command, a clock tick), effects out (frames to send, connections to close,
  * Kafka messages to produce, rows to store, log lines, screen changes). No
@@ -6,7 +6,7 @@
  * event. All times are wall-clock seconds since the epoch (the caller's
  * clock_wall()), so tests can drive time by hand.
  *
- * Every rule of protocol.md section 6 lives here. */
+ * Every rule of evcharging(7) RULES lives here. */
 #ifndef EVC_CORE_H
 #define EVC_CORE_H
 #include <stddef.h>
@@ -26,7 +26,7 @@ enum core_outcome { CORE_OUT_OPEN = 0, CORE_OUT_TICKET, CORE_OUT_SUPPLY_ERROR, C
 /* NULL for CORE_OUT_OPEN, else "TICKET", "SUPPLY_ERROR", "SESSION_CANCELLED". */
 const char *core_outcome_name(enum core_outcome o);
 
-/* A session as stored (protocol.md 7) and as shown. */
+/* A session as stored (evcharging(7) DATABASE) and as shown. */
 struct core_session {
 	char id[MSG_ID_MAX + 1];
 	char cp_id[MSG_CP_ID_MAX + 1];
@@ -44,7 +44,7 @@ struct core_session {
 };
 
 /* A charging point as Central knows it: the facts kept apart, and the state
- * derived from them (first match wins, protocol.md 6). */
+ * derived from them (first match wins, evcharging(7) RULES). */
 struct core_cp {
 	char id[MSG_CP_ID_MAX + 1];
 	char location[MSG_LOCATION_MAX + 1];
@@ -71,33 +71,65 @@ struct core_cp {
 };
 
 enum core_fx_kind {
-	CORE_FX_SEND,          /* conn, text = frame DATA to send on that link */
-	CORE_FX_CLOSE,         /* conn, text = reason: send EOT after queued frames, close */
-	CORE_FX_PRODUCE,       /* msg: produce to msg_type_topic(msg.type), key = cp_id for
-	                     telemetry, user_id otherwise */
-	CORE_FX_STORE_CP,      /* cp: upsert charging_points row (id, location, price,
-	                     status = derived state, stopped) */
-	CORE_FX_STORE_SESSION, /* session: upsert sessions row */
-	CORE_FX_STORE_EVENT,   /* cp_id, event, text = detail, ts: append to cp_events */
-	CORE_FX_LOG,           /* level, text: one line for the console / log pane */
-	CORE_FX_SCREEN,        /* cp_id: that CP's card changed */
-	CORE_FX_STATUS,        /* network_status should be published soon (coalesce) */
-	CORE_FX_REQUEST,       /* a driver request and its outcome for the requests pane:
-	                     msg = the REQUEST_CHARGE, text = outcome ("AUTH_OK",
-	                     "AUTH_DENIED: <reason>", ...) */
+	CORE_FX_SEND,          /* u.link: frame DATA to send on link conn */
+	CORE_FX_CLOSE,         /* u.link: text = reason; EOT after queued frames, close */
+	CORE_FX_PRODUCE,       /* u.produce: to msg_type_topic(type), key = cp_id for
+	                          telemetry, user_id otherwise (no cps: never a status) */
+	CORE_FX_STORE_CP,      /* u.cp: upsert the charging_points row */
+	CORE_FX_STORE_SESSION, /* u.session: upsert the sessions row */
+	CORE_FX_STORE_EVENT,   /* u.event: append to cp_events */
+	CORE_FX_LOG,           /* u.log: one line for the console / log pane */
+	CORE_FX_SCREEN,        /* u.screen: that CP's card changed */
+	CORE_FX_STATUS,        /* (nothing) network_status should be published soon */
+	CORE_FX_REQUEST,       /* u.request: a driver request and its outcome, for
+	                          the requests pane */
 };
 
+/* The charging_points row of a CP (evcharging(7) DATABASE). */
+struct core_cp_row {
+	char id[MSG_CP_ID_MAX + 1];
+	char location[MSG_LOCATION_MAX + 1];
+	double price;
+	enum cp_state state;
+	int stopped, fault;
+	double state_since;
+};
+
+/* One effect: a kind and only what that kind needs. */
 struct core_fx {
 	enum core_fx_kind kind;
-	uint64_t conn;
-	double ts;
-	enum log_level level;
-	char cp_id[MSG_CP_ID_MAX + 1];
-	char event[32];
-	char text[LINK_DATA_MAX + 1];
-	struct msg msg;               /* CORE_FX_PRODUCE / CORE_FX_REQUEST (no cps: never a status) */
-	struct core_cp cp;            /* CORE_FX_STORE_CP: a copy (session pointer NULL) */
-	struct core_session session;  /* CORE_FX_STORE_SESSION: a copy */
+	double ts; /* wall clock of the event that caused it */
+	union {
+		struct {
+			uint64_t conn;
+			char text[LINK_DATA_MAX + 1];
+		} link;
+		struct msg produce;
+		struct core_cp_row cp;
+		struct core_session session;
+		struct {
+			char cp_id[MSG_CP_ID_MAX + 1];
+			char event[32];
+			char detail[LINK_DATA_MAX + 1];
+		} event;
+		struct {
+			enum log_level level;
+			char cp_id[MSG_CP_ID_MAX + 1]; /* "" if about no CP */
+			char tag[32];                  /* "" for the core's lines; LINK, KAFKA... */
+			char text[LINK_DATA_MAX + 1];
+		} log;
+		struct {
+			char cp_id[MSG_CP_ID_MAX + 1];
+		} screen;
+		struct {
+			char user_id[MSG_ID_MAX + 1];
+			char cp_id[MSG_CP_ID_MAX + 1];
+			char request_id[MSG_ID_MAX + 1];
+			char session_id[MSG_ID_MAX + 1];
+			double requested_at;
+			char outcome[MSG_TEXT_MAX + 32]; /* "AUTH_OK", "AUTH_DENIED: <reason>", ... */
+		} request;
+	} u;
 };
 
 /* A growing list of effects, in the order they must be carried out. */
@@ -108,6 +140,10 @@ struct core_fxlist {
 void core_fxlist_init(struct core_fxlist *l);
 void core_fxlist_clear(struct core_fxlist *l); /* n = 0, keeps memory */
 void core_fxlist_free(struct core_fxlist *l);
+/* Append an effect: only kind and ts are set; the caller fills the kind's
+ * member of u (so a log line does not pay for zeroing room for a
+ * message). */
+struct core_fx *core_fx_push(struct core_fxlist *l, enum core_fx_kind kind, double now);
 
 struct core_config {
 	double request_max_age;      /* s, default 60 */

@@ -362,22 +362,6 @@ int bus_commit_stored_async(rd_kafka_t *c, char err[BUS_ERR_LEN])
 	return commit_result(rd_kafka_commit(c, NULL, 1), err);
 }
 
-int bus_commit(rd_kafka_t *c, char err[BUS_ERR_LEN])
-{
-	rd_kafka_topic_partition_list_t *a = NULL;
-	rd_kafka_resp_err_t e = rd_kafka_assignment(c, &a);
-	if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
-		return commit_result(e, err);
-	e = rd_kafka_position(c, a);
-	if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-		/* Partitions with no position yet (nothing consumed) have
-		 * RD_KAFKA_OFFSET_INVALID; committing them is skipped by librdkafka. */
-		e = rd_kafka_commit(c, a, 0);
-	}
-	rd_kafka_topic_partition_list_destroy(a);
-	return commit_result(e, err);
-}
-
 void bus_consumer_close(rd_kafka_t *c)
 {
 	if (c == NULL)

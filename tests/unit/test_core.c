@@ -1,5 +1,5 @@
-/* Central's control core, event by event: every rule of protocol.md
- * section 6 and the races other implementations get wrong. Each test feeds
+/* Central's control core, event by event: every rule of evcharging(7)
+ * RULES and the races other implementations get wrong. Each test feeds
  * events and asserts on the effects produced. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -47,6 +47,19 @@ static int teardown(void **state)
 
 /* ---- helpers: feed one event, the effects of that event are in FX ---- */
 
+/* The text an effect carries, whatever its kind ("" if none). */
+static const char *fx_text(const struct core_fx *f)
+{
+	switch (f->kind) {
+	case CORE_FX_SEND:
+	case CORE_FX_CLOSE: return f->u.link.text;
+	case CORE_FX_LOG: return f->u.log.text;
+	case CORE_FX_REQUEST: return f->u.request.outcome;
+	case CORE_FX_STORE_EVENT: return f->u.event.detail;
+	default: return "";
+	}
+}
+
 /* Whatever the core asks to send must be sendable: every frame valid DATA,
  * every Kafka message accepted by the encoder, every log line printable. */
 static void check_fx(void)
@@ -54,15 +67,15 @@ static void check_fx(void)
 	char err[MSG_ERR_LEN];
 	for (size_t i = 0; i < FX.n; i++) {
 		const struct core_fx *f = &FX.v[i];
-		if (f->kind == CORE_FX_SEND && link_validate(f->text, strlen(f->text), err) != 0)
-			fail_msg("frame '%s' is not valid DATA: %s", f->text, err);
+		if (f->kind == CORE_FX_SEND && link_validate(fx_text(f), strlen(fx_text(f)), err) != 0)
+			fail_msg("frame '%s' is not valid DATA: %s", fx_text(f), err);
 		if (f->kind == CORE_FX_PRODUCE) {
-			char *json = msg_encode(&f->msg, NULL, err);
+			char *json = msg_encode(&f->u.produce, NULL, err);
 			if (!json)
-				fail_msg("%s does not encode: %s", msg_type_name(f->msg.type), err);
+				fail_msg("%s does not encode: %s", msg_type_name(f->u.produce.type), err);
 			free(json);
 		}
-		for (const char *p = f->text; *p; p++)
+		for (const char *p = fx_text(f); *p; p++)
 			assert_true((unsigned char)*p >= 0x20);
 	}
 }
@@ -115,7 +128,7 @@ static size_t count_kind(enum core_fx_kind k)
 static long send_index(uint64_t conn, const char *text)
 {
 	for (size_t i = 0; i < FX.n; i++)
-		if (FX.v[i].kind == CORE_FX_SEND && FX.v[i].conn == conn && strcmp(FX.v[i].text, text) == 0)
+		if (FX.v[i].kind == CORE_FX_SEND && FX.v[i].u.link.conn == conn && strcmp(fx_text(&FX.v[i]), text) == 0)
 			return (long)i;
 	return -1;
 }
@@ -124,7 +137,7 @@ static long send_index(uint64_t conn, const char *text)
 static const struct core_fx *send_prefix(const char *prefix)
 {
 	for (size_t i = 0; i < FX.n; i++)
-		if (FX.v[i].kind == CORE_FX_SEND && strncmp(FX.v[i].text, prefix, strlen(prefix)) == 0)
+		if (FX.v[i].kind == CORE_FX_SEND && strncmp(fx_text(&FX.v[i]), prefix, strlen(prefix)) == 0)
 			return &FX.v[i];
 	return NULL;
 }
@@ -133,7 +146,7 @@ static size_t count_produce(enum msg_type t)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < FX.n; i++)
-		n += FX.v[i].kind == CORE_FX_PRODUCE && FX.v[i].msg.type == t;
+		n += FX.v[i].kind == CORE_FX_PRODUCE && FX.v[i].u.produce.type == t;
 	return n;
 }
 
@@ -141,8 +154,8 @@ static size_t count_produce(enum msg_type t)
 static const struct msg *produced(enum msg_type t)
 {
 	for (size_t i = 0; i < FX.n; i++)
-		if (FX.v[i].kind == CORE_FX_PRODUCE && FX.v[i].msg.type == t)
-			return &FX.v[i].msg;
+		if (FX.v[i].kind == CORE_FX_PRODUCE && FX.v[i].u.produce.type == t)
+			return &FX.v[i].u.produce;
 	fail_msg("no %s produced", msg_type_name(t));
 	abort();
 }
@@ -153,7 +166,7 @@ static const struct core_session *stored_session(void)
 	const struct core_session *s = NULL;
 	for (size_t i = 0; i < FX.n; i++)
 		if (FX.v[i].kind == CORE_FX_STORE_SESSION)
-			s = &FX.v[i].session;
+			s = &FX.v[i].u.session;
 	if (!s) {
 		fail_msg("no session stored");
 		abort();
@@ -165,7 +178,7 @@ static const struct core_session *stored_session(void)
 static const struct core_fx *sent(const char *prefix)
 {
 	for (size_t i = 0; i < FX.n; i++)
-		if (FX.v[i].kind == CORE_FX_SEND && strncmp(FX.v[i].text, prefix, strlen(prefix)) == 0)
+		if (FX.v[i].kind == CORE_FX_SEND && strncmp(fx_text(&FX.v[i]), prefix, strlen(prefix)) == 0)
 			return &FX.v[i];
 	fail_msg("no frame '%s...' sent", prefix);
 	abort();
@@ -174,7 +187,7 @@ static const struct core_fx *sent(const char *prefix)
 static const struct core_fx *find_log(enum log_level lvl, const char *needle)
 {
 	for (size_t i = 0; i < FX.n; i++)
-		if (FX.v[i].kind == CORE_FX_LOG && FX.v[i].level == lvl && strstr(FX.v[i].text, needle))
+		if (FX.v[i].kind == CORE_FX_LOG && FX.v[i].u.log.level == lvl && strstr(fx_text(&FX.v[i]), needle))
 			return &FX.v[i];
 	return NULL;
 }
@@ -228,7 +241,7 @@ static void authorise(uint64_t conn, const char *cp, const char *driver, char si
 	kafka(&m);
 	const struct core_fx *f = send_prefix("AUTORIZAR_SUMINISTRO#");
 	assert_non_null(f);
-	assert_int_equal(f->conn, conn);
+	assert_int_equal(f->u.link.conn, conn);
 	const struct core_session *s = stored_session();
 	assert_non_null(s);
 	xstrlcpy(sid, s->id, MSG_ID_MAX + 1);
@@ -299,8 +312,8 @@ static void expect_denied(const char *data, const char *reason_part)
 	frame(9, data);
 	const struct core_fx *f = send_prefix("REGISTER_RESULT#DENIED#");
 	assert_non_null(f);
-	if (!strstr(f->text, reason_part))
-		fail_msg("'%s' -> '%s', wanted '%s'", data, f->text, reason_part);
+	if (!strstr(fx_text(f), reason_part))
+		fail_msg("'%s' -> '%s', wanted '%s'", data, fx_text(f), reason_part);
 	assert_int_equal(count_kind(CORE_FX_CLOSE), 1);
 	/* the close comes after the answer */
 	size_t si = 0, ci = 0;
@@ -526,9 +539,9 @@ static void test_stop_resume(void **state)
 	assert_int_equal(count_kind(CORE_FX_STORE_CP), 1);
 	for (size_t i = 0; i < FX.n; i++)
 		if (FX.v[i].kind == CORE_FX_STORE_CP) {
-			assert_int_equal(FX.v[i].cp.stopped, 1);
-			assert_int_equal(FX.v[i].cp.state, CP_FUERA_DE_SERVICIO);
-			assert_null(FX.v[i].cp.session);
+			assert_int_equal(FX.v[i].u.cp.stopped, 1);
+			assert_int_equal(FX.v[i].u.cp.state, CP_FUERA_DE_SERVICIO);
+			assert_string_equal(FX.v[i].u.cp.id, "MAD-01");
 		}
 	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), -1);
 	assert_non_null(strstr(err, "already stopped"));
@@ -597,7 +610,7 @@ static void test_stop_all_resume_all(void **state)
 	assert_int_equal(count_kind(CORE_FX_SEND), 2);
 	const struct core_fx *l = find_log(LOG_WARN, "sent to 2 CP(s)");
 	assert_non_null(l);
-	assert_non_null(strstr(l->text, "1 not reachable (link down): A3"));
+	assert_non_null(strstr(l->u.log.text, "1 not reachable (link down): A3"));
 	frame(1, "ACK#PARAR");
 	frame(2, "ACK#PARAR");
 	assert_int_equal(state_of("A1"), CP_FUERA_DE_SERVICIO);
@@ -753,7 +766,7 @@ static void test_ticket_amount_uses_price_sent(void **state)
 	struct msg m = request("101", "MAD-01", NOW);
 	kafka(&m);
 	assert_non_null(send_prefix("AUTORIZAR_SUMINISTRO#101#"));
-	assert_non_null(strstr(sent("AUTORIZAR")->text, "#0.30"));
+	assert_non_null(strstr(sent("AUTORIZAR")->u.link.text, "#0.30"));
 	xstrlcpy(sid, stored_session()->id, sizeof(sid));
 	frame(1, "ACK#AUTORIZAR_SUMINISTRO");
 	/* a price change after authorisation does not touch this session */
@@ -780,13 +793,13 @@ static void test_ticket_amount_uses_price_sent(void **state)
 	frame(2, "REGISTER#MAD-02#x#0.123456");
 	m = request("102", "MAD-02", NOW);
 	kafka(&m);
-	assert_non_null(strstr(sent("AUTORIZAR")->text, "#0.1235"));
+	assert_non_null(strstr(sent("AUTORIZAR")->u.link.text, "#0.1235"));
 	assert_true(core_cp_find(C, "MAD-02")->price == 0.1235);
 	frame(3, "REGISTER#MAD-03#x#12");
 	m = request("103", "MAD-03", NOW);
 	core_add_driver(C, "103");
 	kafka(&m);
-	assert_non_null(strstr(sent("AUTORIZAR")->text, "#12.00"));
+	assert_non_null(strstr(sent("AUTORIZAR")->u.link.text, "#12.00"));
 }
 
 static void test_two_drivers_same_instant(void **state)
@@ -799,7 +812,7 @@ static void test_two_drivers_same_instant(void **state)
 	core_on_kafka(C, &b, NOW, &FX);
 	size_t auth = 0;
 	for (size_t i = 0; i < FX.n; i++)
-		auth += FX.v[i].kind == CORE_FX_SEND && strncmp(FX.v[i].text, "AUTORIZAR_SUMINISTRO#", 21) == 0;
+		auth += FX.v[i].kind == CORE_FX_SEND && strncmp(fx_text(&FX.v[i]), "AUTORIZAR_SUMINISTRO#", 21) == 0;
 	assert_int_equal(auth, 1);
 	assert_int_equal(count_produce(MSG_AUTH_DENIED), 1);
 	const struct msg *d = produced(MSG_AUTH_DENIED);
@@ -823,7 +836,7 @@ static void expect_auth_denied(const char *user, const char *cp, double ts, cons
 	assert_int_equal(count_kind(CORE_FX_REQUEST), 1);
 	for (size_t i = 0; i < FX.n; i++)
 		if (FX.v[i].kind == CORE_FX_REQUEST)
-			assert_non_null(strstr(FX.v[i].text, "AUTH_DENIED: "));
+			assert_non_null(strstr(fx_text(&FX.v[i]), "AUTH_DENIED: "));
 }
 
 static void test_auth_denials(void **state)
@@ -1212,7 +1225,7 @@ static void test_telemetry_mismatch_and_unknown(void **state)
 	kafka(&t);
 	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
 	for (size_t i = 0; i < FX.n; i++)
-		assert_true(FX.v[i].kind == CORE_FX_LOG && FX.v[i].level <= LOG_WARN);
+		assert_true(FX.v[i].kind == CORE_FX_LOG && FX.v[i].u.log.level <= LOG_WARN);
 	assert_int_equal(state_of("MAD-01"), CP_SUMINISTRANDO);
 	/* notifications are not inputs */
 	struct msg n;
@@ -1622,7 +1635,7 @@ static void test_many_cps(void **state)
 	assert_int_equal(count_kind(CORE_FX_SEND), N - (N + 2) / 3);
 	const struct core_fx *l = find_log(LOG_WARN, "not reachable (link down): CP-00000, CP-00003");
 	assert_non_null(l);
-	assert_non_null(strstr(l->text, "and 3326 more"));
+	assert_non_null(strstr(l->u.log.text, "and 3326 more"));
 	assert_true(FX.cap > 1024);
 	core_fxlist_clear(&FX);
 	assert_true(FX.cap <= 1024);
@@ -1713,23 +1726,23 @@ static void track_and_check(void)
 	for (size_t i = 0; i < FX.n; i++) {
 		const struct core_fx *f = &FX.v[i];
 		if (f->kind == CORE_FX_STORE_SESSION) {
-			long k = track_find(f->session.id);
+			long k = track_find(f->u.session.id);
 			if (k < 0) {
 				assert_true(ntrack < MAX_TRACK);
-				assert_int_equal(f->session.outcome, CORE_OUT_OPEN); /* first seen open */
+				assert_int_equal(f->u.session.outcome, CORE_OUT_OPEN); /* first seen open */
 				k = (long)ntrack++;
-				xstrlcpy(track_id[k], f->session.id, sizeof(track_id[k]));
+				xstrlcpy(track_id[k], f->u.session.id, sizeof(track_id[k]));
 				track_stored_end[k] = track_notified_end[k] = 0;
 			}
-			if (f->session.outcome != CORE_OUT_OPEN) {
+			if (f->u.session.outcome != CORE_OUT_OPEN) {
 				track_stored_end[k]++;
-				assert_true(f->session.importe == round(f->session.kwh * f->session.price * 100.0) / 100.0);
+				assert_true(f->u.session.importe == round(f->u.session.kwh * f->u.session.price * 100.0) / 100.0);
 			}
 		}
-		if (f->kind == CORE_FX_PRODUCE && f->msg.has_session_id &&
-		    (f->msg.type == MSG_TICKET || f->msg.type == MSG_SUPPLY_ERROR ||
-		     f->msg.type == MSG_SESSION_CANCELLED || f->msg.type == MSG_AUTH_DENIED)) {
-			long k = track_find(f->msg.session_id);
+		if (f->kind == CORE_FX_PRODUCE && f->u.produce.has_session_id &&
+		    (f->u.produce.type == MSG_TICKET || f->u.produce.type == MSG_SUPPLY_ERROR ||
+		     f->u.produce.type == MSG_SESSION_CANCELLED || f->u.produce.type == MSG_AUTH_DENIED)) {
+			long k = track_find(f->u.produce.session_id);
 			assert_true(k >= 0);
 			track_notified_end[k]++;
 		}
