@@ -1,4 +1,4 @@
-/* EV_W's config.json and secret files (see wconfig.h). */
+/* EV_W's config.json and what its secrets may hold (see wconfig.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -15,8 +15,6 @@
 #include "evc/utf8.h"
 #include "evc/xalloc.h"
 #include "src/weather/wconfig.h"
-
-#define SECRET_FILE_MAX 4096
 
 /* A provider URL: http or https, a host, an optional path prefix, nothing
  * else. The key is added per request; credentials, a query or a fragment
@@ -377,42 +375,4 @@ int wconfig_secret_parse(char err[EVC_ERR_LEN], const char *text, size_t len, co
 	memcpy(out, text, n);
 	out[n] = '\0';
 	return 0;
-}
-
-int wconfig_secret_read(char err[EVC_ERR_LEN], const char *path, const char *what, char *out, int *mode_refused)
-{
-	struct stat st;
-	char *text = NULL;
-	size_t len;
-	char perr[EVC_ERR_LEN];
-	int rc = -1, fd;
-
-	*mode_refused = 0;
-	fd = open_regular(perr, path, &st);
-	if (fd == -1) {
-		evc_seterr(err, "%s file %s", what, perr);
-		return -1;
-	}
-	if ((st.st_mode & 077) != 0) {
-		evc_seterr(err, "%s file %s has mode %04o: group or others may access it; chmod 600 it", what, path,
-			   (unsigned)(st.st_mode & 07777));
-		*mode_refused = 1;
-		goto fail;
-	}
-	if (read_all(perr, fd, path, SECRET_FILE_MAX, &text, &len) == -1) {
-		evc_seterr(err, "%s file %s", what, perr);
-		goto fail;
-	}
-	if (wconfig_secret_parse(perr, text, len, what, out) == -1) {
-		evc_seterr(err, "%s file %s: %s", what, path, perr);
-		goto fail;
-	}
-	rc = 0;
-fail:
-	if (text != NULL) {
-		explicit_bzero(text, len);
-		free(text);
-	}
-	close(fd);
-	return rc;
 }

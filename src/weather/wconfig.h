@@ -4,8 +4,9 @@
  * re-read every cycle: wconfig_update keeps the last good config when the
  * new text is bad, so a typo never stops the weather office.
  *
- * Also the secret files EV_W reads (the provider's API key, Central's API
- * token): one line, refused when group or others may access them. */
+ * Also what a secret EV_W reads (the provider's API key, Central's API
+ * token) must look like; the file itself is read and mode-checked by
+ * evc/cred.h, as every secret file of the family is. */
 #ifndef EVC_WEATHER_WCONFIG_H
 #define EVC_WEATHER_WCONFIG_H
 #include <stddef.h>
@@ -53,17 +54,10 @@ int wconfig_read_file(char err[EVC_ERR_LEN], const char *path, size_t max, char 
 /* The folder of path ("." when it has none) into dir. */
 void wconfig_dirname(const char *path, char *dir, size_t len);
 
-/* Check a secret's text: one line (a final newline, and CR before it, are
- * dropped), 1..WCONFIG_SECRET_MAX printable ASCII characters without
- * spaces. Copies it into out (WCONFIG_SECRET_MAX + 1 bytes). what names
+/* Check a secret's text (cred_read_line's first line): a final newline,
+ * and CR before it, are dropped; then 1..WCONFIG_SECRET_MAX printable
+ * ASCII characters without spaces. Copies it into out (WCONFIG_SECRET_MAX + 1 bytes). what names
  * the secret in err ("API key"); err never holds the secret. */
 int wconfig_secret_parse(char err[EVC_ERR_LEN], const char *text, size_t len, const char *what, char *out);
-
-/* Read a secret file: refused (-1, err naming the file and its mode, e.g.
- * "mode 0644: group or others may read it; chmod 600 it") when group or
- * others have any access, as ssh refuses a private key; then
- * wconfig_secret_parse. *mode_refused is set to 1 when that is why it
- * failed (EV_W exits 1 at start on it). */
-int wconfig_secret_read(char err[EVC_ERR_LEN], const char *path, const char *what, char *out, int *mode_refused);
 
 #endif

@@ -27,6 +27,7 @@
 
 #include "config.h"
 #include "evc/clock.h"
+#include "evc/cred.h"
 #include "evc/log.h"
 #include "evc/xalloc.h"
 #include "src/weather/owm.h"
@@ -299,6 +300,24 @@ static void scrub(struct wx *w, char *s, size_t n)
 	owm_clean(s);
 }
 
+/* A secret file: mode-checked and read as every secret file of the family
+ * is (evc/cred.h: no group or other access, "chmod 600" in the message),
+ * then checked for what a key or token may hold. err never holds it. */
+static int read_secret(char err[EVC_ERR_LEN], const char *path, const char *what, char out[WCONFIG_SECRET_MAX + 1])
+{
+	char line[WCONFIG_SECRET_MAX + 2], perr[EVC_ERR_LEN];
+	int rc = -1;
+
+	if (cred_read_line(path, line, sizeof line, perr) == -1)
+		evc_seterr(err, "%s file %s", what, perr);
+	else if (wconfig_secret_parse(perr, line, strlen(line), what, out) == -1)
+		evc_seterr(err, "%s file %s: %s", what, path, perr);
+	else
+		rc = 0;
+	explicit_bzero(line, sizeof line);
+	return rc;
+}
+
 /* ---- cities and config ------------------------------------------------ */
 
 static struct city *find_city(struct wx *w, const char *name)
@@ -409,9 +428,8 @@ static int reload_config(struct wx *w, int first)
 static int reload_key(struct wx *w, int first)
 {
 	char err[EVC_ERR_LEN], key[WCONFIG_SECRET_MAX + 1];
-	int refused;
 
-	if (wconfig_secret_read(err, w->cfg.api_key_file, KEY_WHAT, key, &refused) == -1) {
+	if (read_secret(err, w->cfg.api_key_file, KEY_WHAT, key) == -1) {
 		if (first) {
 			fail_run("%s", err);
 			return -1;
@@ -915,7 +933,7 @@ int main(int argc, char **argv)
 	static struct wx wx;
 	struct wx *w = &wx;
 	char err[EVC_ERR_LEN];
-	int refused, rc = 1;
+	int rc = 1;
 
 	w->sigpipe[0] = w->sigpipe[1] = -1;
 	log_set_progname(PROG);
@@ -936,7 +954,7 @@ int main(int argc, char **argv)
 		xstrlcpy(w->ca, "pki/ca.pem", sizeof w->ca);
 	else
 		snprintf(w->ca, sizeof w->ca, "%s/pki/ca.pem", w->config_dir);
-	if (wconfig_secret_read(err, w->o.token_file, TOKEN_WHAT, w->token, &refused) == -1) {
+	if (read_secret(err, w->o.token_file, TOKEN_WHAT, w->token) == -1) {
 		rc = fail_run("%s", err);
 		goto out;
 	}

@@ -61,14 +61,14 @@ run "$C" "$T_DIR/nokey.json" "${TOK[@]}" --headless
 expect "API key file missing: names it, exit 1" clear_err "API key file .*nokey"
 chmod 644 "$T_DIR/owm.key"
 run "$C" "$T_DIR/config.json" "${TOK[@]}" --headless
-expect "API key file mode 0644: names file and mode, exit 1" clear_err "owm\.key has mode 0644"
+expect "API key file mode 0644: names file and mode, exit 1" clear_err "owm\.key: mode 0644 lets others read it; chmod 600"
 chmod 600 "$T_DIR/owm.key"
 chmod 640 "$T_DIR/weather.token"
 run "$C" "$T_DIR/config.json" "${TOK[@]}" --headless
-expect "token file mode 0640: names file and mode, exit 1" clear_err "weather\.token has mode 0640"
+expect "token file mode 0640: names file and mode, exit 1" clear_err "weather\.token: mode 0640"
 chmod 604 "$T_DIR/weather.token"
 run "$C" "$T_DIR/config.json" "${TOK[@]}" --headless
-expect "token file mode 0604 (others): refused too" clear_err "weather\.token has mode 0604"
+expect "token file mode 0604 (others): refused too" clear_err "weather\.token: mode 0604"
 chmod 600 "$T_DIR/weather.token"
 run "$C" "$T_DIR/config.json" --token-file "$T_DIR/none.token" --headless
 expect "token file missing: names it, exit 1" clear_err "none\.token"

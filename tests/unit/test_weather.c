@@ -1,5 +1,5 @@
 /* EV_W's pure rules: config.json (good, each bad field, re-read keeps the
- * last good one), the secret files, the provider's URL (odd city names)
+ * last good one, the file's size bounded), what a secret may hold, the provider's URL (odd city names)
  * and answers (shapes, huge numbers, strings, NaN, missing main), the key
  * scrubbed from any text, Central's URL, bodies and answers, the backoff
  * sequence and its bounds, and the outbox keeping the latest per city. */
@@ -217,45 +217,27 @@ static void secret_parse(void **state)
 	assert_int_equal(wconfig_secret_parse(err, longer, sizeof longer, "API key", out), -1);
 }
 
-static void secret_file_mode(void **state)
+static void config_file_bounded(void **state)
 {
 	(void)state;
-	char dir[] = "/tmp/test_weather.XXXXXX", path[128], out[WCONFIG_SECRET_MAX + 1];
-	int refused_mode;
+	char dir[] = "/tmp/test_weather.XXXXXX", path[128], *text;
+	size_t len;
 	assert_non_null(mkdtemp(dir));
-	snprintf(path, sizeof path, "%s/owm.key", dir);
+	snprintf(path, sizeof path, "%s/config.json", dir);
 	FILE *f = fopen(path, "w");
 	assert_non_null(f);
-	fputs("k3y-value\n", f);
+	fputs(GOOD, f);
 	fclose(f);
-	assert_int_equal(chmod(path, 0644), 0);
-	assert_int_equal(wconfig_secret_read(err, path, "API key", out, &refused_mode), -1);
-	assert_int_equal(refused_mode, 1);
-	assert_non_null(strstr(err, path));
-	assert_non_null(strstr(err, "0644"));
-	assert_null(strstr(err, "k3y-value"));
-	assert_int_equal(chmod(path, 0640), 0);
-	assert_int_equal(wconfig_secret_read(err, path, "API key", out, &refused_mode), -1);
-	assert_non_null(strstr(err, "0640"));
-	assert_int_equal(chmod(path, 0600), 0);
-	assert_int_equal(wconfig_secret_read(err, path, "API key", out, &refused_mode), 0);
-	assert_string_equal(out, "k3y-value");
-	assert_int_equal(chmod(path, 0400), 0);
-	assert_int_equal(wconfig_secret_read(err, path, "API key", out, &refused_mode), 0);
-	/* missing, a folder */
-	assert_int_equal(wconfig_secret_read(err, "/nonexistent/owm.key", "API key", out, &refused_mode), -1);
-	assert_int_equal(refused_mode, 0);
-	assert_non_null(strstr(err, "/nonexistent/owm.key"));
-	assert_int_equal(wconfig_secret_read(err, dir, "API key", out, &refused_mode), -1);
-	assert_non_null(strstr(err, "not a regular file"));
-	/* the config file reader bounds the size */
-	char *text;
-	size_t len;
 	assert_int_equal(wconfig_read_file(err, path, 4, &text, &len), -1);
 	assert_non_null(strstr(err, "larger than 4 bytes"));
-	assert_int_equal(wconfig_read_file(err, path, 100, &text, &len), 0);
-	assert_int_equal(len, 10);
+	assert_int_equal(wconfig_read_file(err, path, WCONFIG_FILE_MAX, &text, &len), 0);
+	assert_int_equal(len, strlen(GOOD));
+	assert_string_equal(text, GOOD);
 	free(text);
+	assert_int_equal(wconfig_read_file(err, "/nonexistent/config.json", WCONFIG_FILE_MAX, &text, &len), -1);
+	assert_non_null(strstr(err, "/nonexistent/config.json"));
+	assert_int_equal(wconfig_read_file(err, dir, WCONFIG_FILE_MAX, &text, &len), -1);
+	assert_non_null(strstr(err, "not a regular file"));
 	unlink(path);
 	rmdir(dir);
 }
@@ -620,7 +602,7 @@ int main(void)
 		cmocka_unit_test(config_reread_keeps_last_good),
 		cmocka_unit_test(config_dirname),
 		cmocka_unit_test(secret_parse),
-		cmocka_unit_test(secret_file_mode),
+		cmocka_unit_test(config_file_bounded),
 		cmocka_unit_test(url_odd_cities),
 		cmocka_unit_test(owm_good_answers),
 		cmocka_unit_test(owm_bad_answers),
