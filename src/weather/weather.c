@@ -836,13 +836,14 @@ static int loop_timeout(struct wx *w, double now)
 	return ms;
 }
 
-static void run(struct wx *w)
+/* 0 when asked to quit (q, a signal), -1 if libcurl cannot go on. */
+static int run(struct wx *w)
 {
 	while (!w->quit) {
 		double now = clock_mono();
 		if (got_signal) {
 			log_info("signal %d: closing", (int)got_signal);
-			break;
+			return 0;
 		}
 		if (now >= w->next_cycle)
 			start_cycle(w, now);
@@ -859,12 +860,14 @@ static void run(struct wx *w)
 			fds[nfds++] = (struct curl_waitfd){.fd = STDIN_FILENO, .events = CURL_WAIT_POLLIN};
 		}
 		int running = 0;
+		/* EINTR is curl_multi_poll's own business: anything else is fatal */
 		CURLMcode mc = curl_multi_poll(w->multi, fds, (unsigned)nfds, loop_timeout(w, now), NULL);
-		if (mc != CURLM_OK && mc != CURLM_UNRECOVERABLE_POLL) {
+		if (mc == CURLM_OK)
+			mc = curl_multi_perform(w->multi, &running);
+		if (mc != CURLM_OK) {
 			log_error("libcurl: %s", curl_multi_strerror(mc));
-			break;
+			return -1;
 		}
-		curl_multi_perform(w->multi, &running);
 		transfers_done(w);
 		if (fds[0].revents) {
 			char buf[64];
@@ -886,6 +889,7 @@ static void run(struct wx *w)
 			}
 		}
 	}
+	return 0;
 }
 
 static void close_all(struct wx *w)
@@ -1008,8 +1012,7 @@ int main(int argc, char **argv)
 		w->cities[i].queued = 1;
 	w->next_cycle = clock_mono() + w->cfg.interval;
 
-	run(w);
-	rc = 0;
+	rc = run(w) == 0 ? 0 : 1;
 out:
 	if (w->scr != NULL) {
 		log_set_sink(NULL, NULL);
