@@ -52,6 +52,14 @@ struct sess {
 	struct core_cp *cp;
 	size_t open_idx;         /* index in core.open */
 	int seq_seen;            /* some telemetry with a seq was applied */
+	int seq_jump_logged;     /* one warning per session about seq jumps */
+};
+
+/* A request already answered, kept so a replay of it is not a new request
+ * (Kafka delivers at least once; a crash replays what was not committed). */
+struct seen_req {
+	char key[2 * MSG_ID_MAX + 2]; /* user_id '\n' request_id */
+	double expires;               /* monotonic */
 };
 
 struct core {
@@ -66,13 +74,31 @@ struct core {
 	size_t nopen, capopen;
 	uint64_t counter;        /* session id uniqueness within one ms */
 	size_t nengine_faults;   /* CPs with engine_fault set, for the tick */
+	size_t ngrace;           /* CPs with a link grace running */
+	double mono;             /* core_set_mono */
+	struct hmap seen_req;    /* key -> struct seen_req */
+	struct seen_req **req_fifo; /* the same, oldest first: they expire in order */
+	size_t req_head, req_n, req_cap;
+	/* Frames before REGISTER are refused without a log line each; one
+	 * line every PREREG_REPORT s says how many. */
+	unsigned long prereg_refused;
+	double prereg_next;
 };
+
+/* s between the summaries of frames refused before REGISTER */
+#define PREREG_REPORT 10.0
+/* warnings about one CP's frames: at most WARN_BURST a WARN_WINDOW s */
+#define WARN_WINDOW 10.0
+#define WARN_BURST 5
 
 void core_config_defaults(struct core_config *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->request_max_age = 60;
 	c->reservation_timeout = 120;
+	c->supply_timeout = 10;
+	c->link_grace = 10;
+	c->seq_jump_max = 10000;
 }
 
 struct core *core_new(const struct core_config *cfg)
@@ -86,6 +112,13 @@ struct core *core_new(const struct core_config *cfg)
 		c->cfg.request_max_age = 60;
 	if (!(c->cfg.reservation_timeout > 0))
 		c->cfg.reservation_timeout = 120;
+	if (!(c->cfg.supply_timeout > 0))
+		c->cfg.supply_timeout = 10;
+	if (!(c->cfg.link_grace >= 0))
+		c->cfg.link_grace = 10;
+	if (c->cfg.seq_jump_max == 0)
+		c->cfg.seq_jump_max = 10000;
+	hmap_init(&c->seen_req);
 	hmap_init(&c->by_conn);
 	hmap_init(&c->sessions);
 	hmap_init(&c->by_driver);
@@ -106,6 +139,10 @@ void core_free(struct core *c)
 	void *v;
 	for (size_t i = 0; (v = hmap_next(&c->drivers, &i)) != NULL;)
 		free(v);
+	for (size_t i = 0; i < c->req_n; i++)
+		free(c->req_fifo[(c->req_head + i) % c->req_cap]);
+	free(c->req_fifo);
+	hmap_free(&c->seen_req);
 	hmap_free(&c->by_conn);
 	hmap_free(&c->sessions);
 	hmap_free(&c->by_driver);
@@ -420,8 +457,18 @@ static struct sess *sess_of(struct core_session *s)
 	return (struct sess *)s; /* pub is the first member */
 }
 
+static void clear_grace(struct core *c, struct core_cp *cp)
+{
+	if (cp->grace_until) {
+		cp->grace_until = 0;
+		c->ngrace--;
+	}
+}
+
 static void sess_detach(struct core *c, struct sess *s)
 {
+	if (s->cp && s->cp->session == &s->pub)
+		clear_grace(c, s->cp);
 	hmap_sdel(&c->sessions, s->pub.id);
 	if (hmap_sget(&c->by_driver, s->pub.driver_id) == s)
 		hmap_sdel(&c->by_driver, s->pub.driver_id);
@@ -442,7 +489,12 @@ static void end_session(struct core *c, struct sess *s, enum core_outcome outcom
 	struct core_session *p = &s->pub;
 	char a[32], b[32], d[32];
 	p->outcome = outcome;
-	p->ended_at = now;
+	/* The end is the start plus the monotonic duration: a step of the
+	 * wall clock meanwhile cannot make a ticket end before it began. */
+	if (p->started_at > 0 && p->started_mono > 0 && c->mono >= p->started_mono)
+		p->ended_at = p->started_at + (c->mono - p->started_mono);
+	else
+		p->ended_at = now;
 	p->importe = money_amount(p->kwh, p->price);
 	if (outcome != CORE_OUT_TICKET)
 		text_copy(p->reason, sizeof(p->reason), reason ? reason : "");
@@ -505,6 +557,84 @@ void core_load_cp(struct core *c, const char *id, const char *location, double p
 	cp->stopped = stopped ? 1 : 0;
 }
 
+void core_set_mono(struct core *c, double mono)
+{
+	c->mono = mono;
+}
+
+static void req_key(char *key, size_t n, const char *user_id, const char *request_id)
+{
+	snprintf(key, n, "%s\n%s", user_id, request_id);
+}
+
+static int req_seen(const struct core *c, const char *user_id, const char *request_id)
+{
+	char key[2 * MSG_ID_MAX + 2];
+	req_key(key, sizeof(key), user_id, request_id);
+	return hmap_sget(&c->seen_req, key) != NULL;
+}
+
+/* Remember an answered request until expires (monotonic). */
+static void req_remember(struct core *c, const char *user_id, const char *request_id, double expires)
+{
+	struct seen_req *r = xcalloc(1, sizeof(*r));
+	req_key(r->key, sizeof(r->key), user_id, request_id);
+	if (hmap_sget(&c->seen_req, r->key)) {
+		free(r);
+		return;
+	}
+	r->expires = expires;
+	if (c->req_n == c->req_cap) {
+		size_t cap = c->req_cap ? c->req_cap * 2 : 64;
+		struct seen_req **v = xcalloc(cap, sizeof(*v));
+		for (size_t i = 0; i < c->req_n; i++)
+			v[i] = c->req_fifo[(c->req_head + i) % c->req_cap];
+		free(c->req_fifo);
+		c->req_fifo = v;
+		c->req_cap = cap;
+		c->req_head = 0;
+	}
+	c->req_fifo[(c->req_head + c->req_n++) % c->req_cap] = r;
+	hmap_sput(&c->seen_req, r->key, r);
+}
+
+/* How long an answered request is remembered: a replay older than the max
+ * age is denied as expired anyway, one from the future as skewed. */
+static double req_retention(const struct core *c)
+{
+	return 2 * c->cfg.request_max_age;
+}
+
+void core_load_request(struct core *c, const char *user_id, const char *request_id, double seen_at, double now)
+{
+	if (!user_id || !request_id || !msg_valid_user_id(user_id) || !msg_valid_session_id(request_id))
+		return;
+	double left = req_retention(c) - (now - seen_at);
+	if (left <= 0)
+		return;
+	req_remember(c, user_id, request_id, c->mono + left);
+}
+
+/* Drop what expired; the store forgets rows older than the same age. */
+static void req_prune(struct core *c, double now, struct core_fxlist *fx)
+{
+	size_t dropped = 0;
+	while (c->req_n > 0) {
+		struct seen_req *r = c->req_fifo[c->req_head];
+		if (r->expires > c->mono)
+			break;
+		hmap_sdel(&c->seen_req, r->key);
+		free(r);
+		c->req_head = (c->req_head + 1) % c->req_cap;
+		c->req_n--;
+		dropped++;
+	}
+	if (dropped) {
+		struct core_fx *f = core_fx_push(fx, CORE_FX_PRUNE_REQUESTS, now);
+		f->u.prune.before = now - req_retention(c);
+	}
+}
+
 void core_add_driver(struct core *c, const char *driver_id)
 {
 	if (!driver_id || !driver_id[0] || hmap_sget(&c->drivers, driver_id))
@@ -542,17 +672,37 @@ void core_recover_session(struct core *c, const struct core_session *s, double n
 /* ------------------------------------------------------------------ */
 /* link frames                                                          */
 
-static void __attribute__((format(printf, 5, 6)))
-reply_error(struct core_fxlist *fx, double now, uint64_t conn, const char *cp_id, const char *fmt, ...)
+/* May a warning about this CP's frames be logged now? At most WARN_BURST a
+ * WARN_WINDOW s; the rest are counted and reported once the window ends. */
+static int warn_ok(struct core *c, struct core_cp *cp, double now, struct core_fxlist *fx)
+{
+	if (c->mono >= cp->warn_window) {
+		if (cp->warn_dropped)
+			fx_log(fx, now, LOG_WARN, cp->id, "CP %s: %u more warnings about its frames not logged", cp->id,
+			       cp->warn_dropped);
+		cp->warn_window = c->mono + WARN_WINDOW;
+		cp->warn_count = cp->warn_dropped = 0;
+	}
+	if (cp->warn_count < WARN_BURST) {
+		cp->warn_count++;
+		return 1;
+	}
+	cp->warn_dropped++;
+	return 0;
+}
+
+static void __attribute__((format(printf, 6, 7)))
+reply_error(struct core *c, struct core_fxlist *fx, double now, uint64_t conn, struct core_cp *cp, const char *fmt,
+	    ...)
 {
 	char why[LINK_DATA_MAX];
 	va_list ap;
 	va_start(ap, fmt);
 	vtext(why, sizeof(why) - 8, fmt, ap);
 	va_end(ap);
-	fx_send(fx, now, conn, cp_id, "ERROR#%s", why);
-	fx_log(fx, now, LOG_WARN, cp_id, "link %llu%s%s: ERROR %s", (unsigned long long)conn, cp_id ? " CP " : "",
-	       cp_id ? cp_id : "", why);
+	fx_send(fx, now, conn, cp->id, "ERROR#%s", why);
+	if (warn_ok(c, cp, now, fx))
+		fx_log(fx, now, LOG_WARN, cp->id, "link %llu CP %s: ERROR %s", (unsigned long long)conn, cp->id, why);
 }
 
 static void deny_register(struct core_fxlist *fx, double now, uint64_t conn, const char *reason)
@@ -602,7 +752,7 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 			       money_price(pb, sizeof(pb), price));
 	}
 	if (mine && strcmp(mine->id, id) != 0) {
-		reply_error(fx, now, conn, mine->id, "this link is already registered as CP %s", mine->id);
+		reply_error(c, fx, now, conn, mine, "this link is already registered as CP %s", mine->id);
 		return;
 	}
 	struct core_cp *cp = cp_find(c, id);
@@ -627,6 +777,11 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 	cp->link_up = 1;
 	cp->conn = conn;
 	cp->last_seen = now;
+	if (cp->grace_until && cp->session) {
+		fx_log(fx, now, LOG_INFO, id, "CP %s back within the grace: session %s goes on", id, cp->session->id);
+		fx_event(fx, now, id, "SESSION", "session %s kept across the link loss", cp->session->id);
+	}
+	clear_grace(c, cp);
 	hmap_uput(&c->by_conn, conn, cp);
 	fx_send(fx, now, conn, id, "REGISTER_RESULT#%s", first ? "FIRST" : "RECONNECT");
 	fx_event(fx, now, id, "REGISTER", "%s at %s, %s EUR/kWh", first ? "FIRST" : "RECONNECT", cp->location,
@@ -652,15 +807,15 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 }
 
 /* Does the cp_id field of a frame name the CP registered on this link? */
-static int frame_cp_ok(struct core_cp *cp, uint64_t conn, const char *op, char **f, int nf, double now,
-		       struct core_fxlist *fx)
+static int frame_cp_ok(struct core *c, struct core_cp *cp, uint64_t conn, const char *op, char **f, int nf,
+		       double now, struct core_fxlist *fx)
 {
 	if (nf < 2 || !f[1][0]) {
-		reply_error(fx, now, conn, cp->id, "%s needs a cp_id", op);
+		reply_error(c, fx, now, conn, cp, "%s needs a cp_id", op);
 		return 0;
 	}
 	if (strcmp(f[1], cp->id) != 0) {
-		reply_error(fx, now, conn, cp->id, "cp_id '%.40s' does not match this link's CP %s", f[1], cp->id);
+		reply_error(c, fx, now, conn, cp, "cp_id '%.40s' does not match this link's CP %s", f[1], cp->id);
 		return 0;
 	}
 	return 1;
@@ -808,26 +963,32 @@ void core_on_frame(struct core *c, uint64_t conn, const char *data, double now, 
 		on_register(c, conn, cp, f, nf, now, fx);
 		return;
 	}
-	if (strcmp(op, "ERROR") == 0) {
-		/* Never answer an ERROR with an ERROR: two peers would loop. */
-		fx_log(fx, now, LOG_WARN, cp ? cp->id : NULL, "link %llu%s%s reports ERROR: %s",
-		       (unsigned long long)conn, cp ? " CP " : "", cp ? cp->id : "", nf > 1 ? f[1] : "(no reason)");
+	if (!cp) {
+		/* Anything but REGISTER before REGISTER: refused, counted, and
+		 * reported in one line a while (a stranger cannot fill the log).
+		 * An ERROR is never answered: two peers would loop. */
+		c->prereg_refused++;
+		if (strcmp(op, "ERROR") != 0)
+			fx_send(fx, now, conn, NULL, "ERROR#not registered: send REGISTER first");
 		return;
 	}
-	if (!cp) {
-		reply_error(fx, now, conn, NULL, "not registered: send REGISTER first");
+	if (strcmp(op, "ERROR") == 0) {
+		/* Never answer an ERROR with an ERROR: two peers would loop. */
+		if (warn_ok(c, cp, now, fx))
+			fx_log(fx, now, LOG_WARN, cp->id, "link %llu CP %s reports ERROR: %s", (unsigned long long)conn,
+			       cp->id, nf > 1 ? f[1] : "(no reason)");
 		return;
 	}
 	if (strcmp(op, "HEARTBEAT") == 0) {
-		frame_cp_ok(cp, conn, op, f, nf, now, fx);
+		frame_cp_ok(c, cp, conn, op, f, nf, now, fx);
 	} else if (strcmp(op, "FAULT") == 0) {
-		if (frame_cp_ok(cp, conn, op, f, nf, now, fx))
+		if (frame_cp_ok(c, cp, conn, op, f, nf, now, fx))
 			on_fault(c, cp, nf > 2 && f[2][0] ? f[2] : "engine reported KO", now, fx);
 	} else if (strcmp(op, "RECOVER") == 0) {
-		if (frame_cp_ok(cp, conn, op, f, nf, now, fx))
+		if (frame_cp_ok(c, cp, conn, op, f, nf, now, fx))
 			on_recover(c, cp, now, fx);
 	} else if (strcmp(op, "CHECK_SESSION") == 0) {
-		if (!frame_cp_ok(cp, conn, op, f, nf, now, fx))
+		if (!frame_cp_ok(c, cp, conn, op, f, nf, now, fx))
 			return;
 		if (cp->session)
 			fx_send(fx, now, conn, cp->id, "SESSION#%s#%s#%s", cp->id, cp->session->driver_id,
@@ -848,16 +1009,19 @@ void core_on_frame(struct core *c, uint64_t conn, const char *data, double now, 
 				on_ack_resume(c, cp, now, fx);
 			else
 				on_nack_command(cp, "REANUDAR", &cp->resume_pending, reason, now, fx);
+		} else if (strcmp(cmd, "FIN_SUMINISTRO") == 0) {
+			fx_log(fx, now, ack ? LOG_DEBUG : LOG_INFO, cp->id, "CP %s %s FIN_SUMINISTRO%s%s", cp->id,
+			       ack ? "acknowledged" : "refused", ack ? "" : ": ", ack ? "" : reason);
 		} else if (strcmp(cmd, "AUTORIZAR_SUMINISTRO") == 0) {
 			if (ack)
 				on_ack_authorize(c, cp, now, fx);
 			else
 				on_nack_authorize(c, cp, reason, now, fx);
 		} else {
-			reply_error(fx, now, conn, cp->id, "%s of unknown command '%.40s'", op, cmd);
+			reply_error(c, fx, now, conn, cp, "%s of unknown command '%.40s'", op, cmd);
 		}
 	} else {
-		reply_error(fx, now, conn, cp->id, "unknown opcode '%.40s'", op);
+		reply_error(c, fx, now, conn, cp, "unknown opcode '%.40s'", op);
 	}
 }
 
@@ -885,8 +1049,19 @@ void core_on_link_down(struct core *c, uint64_t conn, const char *reason, double
 		       cp->id, cp->resume_pending ? "REANUDAR" : "PARAR");
 	cp->stop_pending = cp->resume_pending = 0;
 	fx_event(fx, now, cp->id, "LINK_DOWN", "%s", reason);
-	if (cp->session)
+	if (cp->session && c->cfg.link_grace > 0) {
+		/* The engine may still supply: the session stays open (and the
+		 * CP out of every driver's reach) until the monitor comes back,
+		 * the engine ends the supply on Kafka, or the grace runs out
+		 * (evcharging(7) RULES). */
+		if (!cp->grace_until)
+			c->ngrace++;
+		cp->grace_until = c->mono + c->cfg.link_grace;
+		fx_log(fx, now, LOG_WARN, cp->id, "CP %s link lost with session %s open: kept for %.0f s", cp->id,
+		       cp->session->id, c->cfg.link_grace);
+	} else if (cp->session) {
 		end_session_abnormal(c, sess_of(cp->session), "link to CP lost", now, fx);
+	}
 	char why[MSG_TEXT_MAX + 1];
 	textf(why, sizeof(why), "link lost: %s", reason);
 	update_state(c, cp, now, 0, why, fx);
@@ -916,6 +1091,20 @@ static void on_request(struct core *c, const struct msg *m, double now, struct c
 {
 	double max = c->cfg.request_max_age;
 	double age = now - m->timestamp;
+	/* Answered already (a replay after a crash, a duplicate delivery):
+	 * the driver has its answer, and a second session must never come of
+	 * it, even when the first has ended since. */
+	if (m->has_request_id && m->request_id[0] && msg_valid_user_id(m->user_id)) {
+		if (req_seen(c, m->user_id, m->request_id)) {
+			fx_log(fx, now, LOG_DEBUG, NULL, "request %s from driver %s was answered before: ignored",
+			       m->request_id, m->user_id);
+			return;
+		}
+		req_remember(c, m->user_id, m->request_id, c->mono + req_retention(c));
+		struct core_fx *f = core_fx_push(fx, CORE_FX_STORE_REQUEST, now);
+		xstrlcpy(f->u.seen.user_id, m->user_id, sizeof(f->u.seen.user_id));
+		xstrlcpy(f->u.seen.request_id, m->request_id, sizeof(f->u.seen.request_id));
+	}
 	if (!(m->timestamp > 0)) {
 		deny_request(fx, now, m, "request has no timestamp");
 		return;
@@ -971,6 +1160,7 @@ static void on_request(struct core *c, const struct msg *m, double now, struct c
 	p->price = cp->price;
 	p->requested_at = m->timestamp;
 	p->authorised_at = now;
+	p->authorised_mono = c->mono;
 	s->cp = cp;
 	cp->session = p;
 	hmap_sput(&c->sessions, p->id, s);
@@ -1032,6 +1222,18 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 		       p->id, m->cp_id, m->user_id, p->cp_id, p->driver_id);
 		return;
 	}
+	/* One message with a huge seq must not make Central ignore the rest
+	 * of the session: a jump beyond seq_jump_max is refused. */
+	if (m->has_seq && m->seq > (s->seq_seen ? p->last_seq : 0) + c->cfg.seq_jump_max) {
+		if (!s->seq_jump_logged) {
+			s->seq_jump_logged = 1;
+			fx_log(fx, now, LOG_WARN, p->cp_id,
+			       "%s seq %llu for session %s jumps more than %llu over the last applied (%llu): refused", tn,
+			       (unsigned long long)m->seq, p->id, (unsigned long long)c->cfg.seq_jump_max,
+			       (unsigned long long)p->last_seq);
+		}
+		return;
+	}
 	if (m->has_seq && s->seq_seen && m->seq <= p->last_seq) {
 		fx_log(fx, now, LOG_DEBUG, p->cp_id, "%s seq %llu for session %s already seen (last %llu): ignored", tn,
 		       (unsigned long long)m->seq, p->id, (unsigned long long)p->last_seq);
@@ -1045,6 +1247,7 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 		p->last_seq = m->seq;
 		s->seq_seen = 1;
 	}
+	p->last_tel_mono = c->mono;
 	/* Energy delivered never goes down within a session; keeping the
 	 * highest figure means a final message lacking figures loses nothing. */
 	if (m->type != MSG_SESSION_STARTED && money_round_kwh(m->kwh) > p->kwh)
@@ -1057,6 +1260,7 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 		if (!p->charging) {
 			p->charging = 1;
 			p->started_at = now;
+			p->started_mono = c->mono;
 			if (!p->acked) {
 				/* Kafka outran the link's ACK: the engine
 				 * plainly accepted, tell the driver first. */
@@ -1104,7 +1308,7 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 			c->nengine_faults++;
 		}
 		if (cp->engine_fault)
-			cp->engine_fault_until = now + CORE_ENGINE_FAULT_GRACE;
+			cp->engine_fault_until = c->mono + CORE_ENGINE_FAULT_GRACE;
 		update_state(c, cp, now, 0, m->type == MSG_AVERIADO ? "engine failed" : "engine lost its monitor", fx);
 		break;
 	}
@@ -1142,7 +1346,7 @@ void core_on_tick(struct core *c, double now, struct core_fxlist *fx)
 	 * OK again before the next health check) must not leave the CP red. */
 	for (size_t i = 0; c->nengine_faults > 0 && i < c->ncps; i++) {
 		struct core_cp *cp = c->cps[i];
-		if (cp->engine_fault && now >= cp->engine_fault_until) {
+		if (cp->engine_fault && c->mono >= cp->engine_fault_until) {
 			clear_engine_fault(c, cp);
 			update_state(c, cp, now, 0, "engine fault not confirmed by the monitor", fx);
 		}
@@ -1151,14 +1355,39 @@ void core_on_tick(struct core *c, double now, struct core_fxlist *fx)
 	 * ones after i were already checked. */
 	for (size_t i = c->nopen; i-- > 0;) {
 		struct sess *s = c->open[i];
-		if (s->pub.charging || now - s->pub.authorised_at < c->cfg.reservation_timeout)
-			continue;
-		char why[MSG_TEXT_MAX + 1];
-		textf(why, sizeof(why), "vehicle not plugged in within %.0f s", c->cfg.reservation_timeout);
 		struct core_cp *cp = s->cp;
-		end_session(c, s, CORE_OUT_SESSION_CANCELLED, why, 1, now, fx);
-		if (cp)
-			update_state(c, cp, now, 0, "reservation timed out", fx);
+		char why[MSG_TEXT_MAX + 1];
+		if (cp && cp->grace_until && c->mono >= cp->grace_until) {
+			textf(why, sizeof(why), "link to CP lost and not back within %.0f s", c->cfg.link_grace);
+			end_session_abnormal(c, s, why, now, fx);
+			update_state(c, cp, now, 0, "link grace over", fx);
+		} else if (s->pub.charging && c->mono - s->pub.last_tel_mono >= c->cfg.supply_timeout) {
+			/* The engine stopped metering without a word (its producer
+			 * cut off, a stop it took too late): bill what arrived, free
+			 * the CP and tell the engine to end the supply. */
+			textf(why, sizeof(why), "no telemetry for %.0f s", c->cfg.supply_timeout);
+			char sid[MSG_ID_MAX + 1];
+			xstrlcpy(sid, s->pub.id, sizeof(sid));
+			end_session_abnormal(c, s, why, now, fx);
+			if (cp && cp->link_up) {
+				fx_send(fx, now, cp->conn, cp->id, "FIN_SUMINISTRO#%s", sid);
+				fx_event(fx, now, cp->id, "COMMAND", "FIN_SUMINISTRO %s: no telemetry", sid);
+			}
+			if (cp)
+				update_state(c, cp, now, 0, "supply watchdog", fx);
+		} else if (!s->pub.charging && c->mono - s->pub.authorised_mono >= c->cfg.reservation_timeout) {
+			textf(why, sizeof(why), "vehicle not plugged in within %.0f s", c->cfg.reservation_timeout);
+			end_session(c, s, CORE_OUT_SESSION_CANCELLED, why, 1, now, fx);
+			if (cp)
+				update_state(c, cp, now, 0, "reservation timed out", fx);
+		}
+	}
+	req_prune(c, now, fx);
+	if (c->prereg_refused && c->mono >= c->prereg_next) {
+		fx_log(fx, now, LOG_WARN, NULL, "%lu frame(s) before REGISTER refused in the last %.0f s",
+		       c->prereg_refused, PREREG_REPORT);
+		c->prereg_refused = 0;
+		c->prereg_next = c->mono + PREREG_REPORT;
 	}
 }
 

@@ -3,8 +3,11 @@
  * command, a clock tick), effects out (frames to send, connections to close,
  * Kafka messages to produce, rows to store, log lines, screen changes). No
  * I/O, no threads, no sockets: everything here is unit-tested event by
- * event. All times are wall-clock seconds since the epoch (the caller's
- * clock_wall()), so tests can drive time by hand.
+ * event. Two clocks, both given by the caller so tests drive time by hand:
+ * the now argument of each event is wall-clock seconds since the epoch,
+ * used only for what is stored and shown; every timer (reservations,
+ * watchdogs, grace periods) runs on the monotonic clock set with
+ * core_set_mono, so a step of the wall clock moves no deadline.
  *
  * Every rule of evcharging(7) RULES lives here. */
 #ifndef EVC_CORE_H
@@ -36,7 +39,8 @@ struct core_session {
 	double kwh, importe;   /* running or final; importe = kwh * price */
 	double kw;             /* last instantaneous power */
 	uint64_t last_seq;     /* highest telemetry seq applied */
-	double requested_at, authorised_at, started_at, ended_at; /* 0 = not yet */
+	double requested_at, authorised_at, started_at, ended_at; /* wall, 0 = not yet */
+	double authorised_mono, started_mono, last_tel_mono;      /* monotonic timers */
 	int acked;             /* CP acknowledged AUTORIZAR_SUMINISTRO */
 	int charging;          /* SESSION_STARTED seen */
 	enum core_outcome outcome;
@@ -68,6 +72,14 @@ struct core_cp {
 	enum cp_state state;  /* derived; read-only for callers */
 	double state_since;     /* when state last changed */
 	double last_seen;       /* last frame from the CP */
+	/* Link lost with a session open: the session is kept until this
+	 * monotonic time, so a monitor that comes back (or the engine's own
+	 * end of supply on Kafka) settles it; 0 = no grace running. */
+	double grace_until;
+	/* Warnings about this CP's frames: at most a few a window (a peer
+	 * cannot flood the log). */
+	double warn_window;
+	unsigned warn_count, warn_dropped;
 };
 
 enum core_fx_kind {
@@ -83,6 +95,8 @@ enum core_fx_kind {
 	CORE_FX_STATUS,        /* (nothing) network_status should be published soon */
 	CORE_FX_REQUEST,       /* u.request: a driver request and its outcome, for
 	                          the requests pane */
+	CORE_FX_STORE_REQUEST, /* u.seen: remember (user_id, request_id) was answered */
+	CORE_FX_PRUNE_REQUESTS,/* u.prune: forget answered requests seen before ts */
 };
 
 /* The charging_points row of a CP (evcharging(7) DATABASE). */
@@ -129,6 +143,13 @@ struct core_fx {
 			double requested_at;
 			char outcome[MSG_TEXT_MAX + 32]; /* "AUTH_OK", "AUTH_DENIED: <reason>", ... */
 		} request;
+		struct {
+			char user_id[MSG_ID_MAX + 1];
+			char request_id[MSG_ID_MAX + 1];
+		} seen;
+		struct {
+			double before; /* wall clock */
+		} prune;
 	} u;
 };
 
@@ -148,6 +169,15 @@ struct core_fx *core_fx_push(struct core_fxlist *l, enum core_fx_kind kind, doub
 struct core_config {
 	double request_max_age;      /* s, default 60 */
 	double reservation_timeout;  /* s, default 120 */
+	/* s a charging session may go without telemetry before it ends
+	 * SUPPLY_ERROR "no telemetry" (default 10; evcharging(7) RULES) */
+	double supply_timeout;
+	/* s an open session outlives its CP's link (default 10: more than
+	 * the engine's 5 s of monitor silence, so the engine's own end of
+	 * supply arrives first) */
+	double link_grace;
+	/* largest jump of telemetry seq over the last one applied (10,000) */
+	uint64_t seq_jump_max;
 	/* Is driver id registered? Lets Central see drivers added to the database
 	 * while it runs (--add-driver). NULL: only drivers given with
 	 * core_add_driver count. */
@@ -162,10 +192,17 @@ struct core;
 struct core *core_new(const struct core_config *cfg);
 void core_free(struct core *c);
 
+/* The monotonic clock for timers (seconds, any origin); set it before each
+ * batch of events. */
+void core_set_mono(struct core *c, double mono);
+
 /* ---- loading from the store at start (no effects) ---- */
 /* A known CP: DESCONECTADO until it registers; stopped as stored. */
 void core_load_cp(struct core *c, const char *id, const char *location, double price, int stopped);
 void core_add_driver(struct core *c, const char *driver_id);
+/* A request answered before (stored at seen_at, wall clock): a replay of it
+ * is ignored until it is older than twice the request max age. */
+void core_load_request(struct core *c, const char *user_id, const char *request_id, double seen_at, double now);
 /* A session the store had open (Central crashed). It is ended at once:
  * SUPPLY_ERROR with its partial figures if it had started charging, else
  * SESSION_CANCELLED; the driver is told; effects into fx. */
@@ -180,7 +217,8 @@ void core_on_frame(struct core *c, uint64_t conn, const char *data, double now, 
 void core_on_link_down(struct core *c, uint64_t conn, const char *reason, double now, struct core_fxlist *fx);
 /* A decoded message from driver_requests or cp_telemetry. */
 void core_on_kafka(struct core *c, const struct msg *m, double now, struct core_fxlist *fx);
-/* Timers: reservation timeouts. Call at least once a second. */
+/* Timers: reservation timeouts, the supply watchdog, link grace, summaries
+ * of refused frames. Call at least once a second. */
 void core_on_tick(struct core *c, double now, struct core_fxlist *fx);
 
 enum core_cmd { CORE_CMD_STOP, CORE_CMD_RESUME, CORE_CMD_STOP_ALL, CORE_CMD_RESUME_ALL };

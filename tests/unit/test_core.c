@@ -22,6 +22,17 @@
 static struct core *C;
 static struct core_fxlist FX;
 static double NOW;
+/* A step of the wall clock: added to the time the core is told, not to
+ * its monotonic clock (which follows NOW). */
+static double WALL_STEP;
+
+/* Before each event: the monotonic clock follows NOW; the wall clock is
+ * NOW plus any step a test made. */
+static double clk(void)
+{
+	core_set_mono(C, NOW - T0 + 1000.0);
+	return NOW + WALL_STEP;
+}
 
 static int setup(void **state)
 {
@@ -31,6 +42,7 @@ static int setup(void **state)
 	C = core_new(&cfg);
 	core_fxlist_init(&FX);
 	NOW = T0;
+	WALL_STEP = 0;
 	core_add_driver(C, "101");
 	core_add_driver(C, "102");
 	return 0;
@@ -83,35 +95,35 @@ static void check_fx(void)
 static void frame(uint64_t conn, const char *data)
 {
 	core_fxlist_clear(&FX);
-	core_on_frame(C, conn, data, NOW, &FX);
+	core_on_frame(C, conn, data, clk(), &FX);
 	check_fx();
 }
 
 static void link_down(uint64_t conn)
 {
 	core_fxlist_clear(&FX);
-	core_on_link_down(C, conn, "test", NOW, &FX);
+	core_on_link_down(C, conn, "test", clk(), &FX);
 	check_fx();
 }
 
 static void kafka(const struct msg *m)
 {
 	core_fxlist_clear(&FX);
-	core_on_kafka(C, m, NOW, &FX);
+	core_on_kafka(C, m, clk(), &FX);
 	check_fx();
 }
 
 static void tick(void)
 {
 	core_fxlist_clear(&FX);
-	core_on_tick(C, NOW, &FX);
+	core_on_tick(C, clk(), &FX);
 	check_fx();
 }
 
 static int command(enum core_cmd cmd, const char *cp, char err[CORE_ERR_LEN])
 {
 	core_fxlist_clear(&FX);
-	int r = core_command(C, cmd, cp, NOW, &FX, err);
+	int r = core_command(C, cmd, cp, clk(), &FX, err);
 	check_fx();
 	return r;
 }
@@ -457,8 +469,25 @@ static void test_frames_before_register(void **state)
 		frame(5, frames[i]);
 		assert_true(send_index(5, "ERROR#not registered: send REGISTER first") >= 0);
 		assert_int_equal(count_kind(CORE_FX_CLOSE), 0);
+		/* refused without a log line each: a stranger cannot fill the log */
+		assert_int_equal(count_kind(CORE_FX_LOG), 0);
 	}
+	/* an ERROR, even a long one, is neither answered nor logged */
+	char big[1100] = "ERROR#";
+	memset(big + 6, 'x', 1000);
+	big[1006] = '\0';
+	frame(5, big);
+	assert_int_equal(FX.n, 0);
 	assert_int_equal(core_cp_count(C), 0);
+	/* one line a while says how many */
+	tick();
+	assert_non_null(find_log(LOG_WARN, "6 frame(s) before REGISTER refused"));
+	frame(5, "FOO");
+	tick();
+	assert_null(find_log(LOG_WARN, "before REGISTER refused")); /* not again within 10 s */
+	NOW += 11;
+	tick();
+	assert_non_null(find_log(LOG_WARN, "1 frame(s) before REGISTER refused"));
 }
 
 static void test_bad_frames_keep_link(void **state)
@@ -479,10 +508,17 @@ static void test_bad_frames_keep_link(void **state)
 	frame(1, "ACK");
 	assert_non_null(send_prefix("ERROR#ACK of unknown command"));
 	assert_int_equal(count_kind(CORE_FX_CLOSE), 0);
-	/* an ERROR from the CP is logged, never answered (no ping-pong) */
+	/* the sixth warning in 10 s about this CP's frames is not logged */
+	frame(1, "FROB2#MAD-01");
+	assert_true(send_index(1, "ERROR#unknown opcode 'FROB2'") >= 0);
+	assert_null(find_log(LOG_WARN, "FROB2"));
+	/* an ERROR from the CP is logged (a new window: the dropped one is
+	 * counted), never answered (no ping-pong) */
+	NOW += 11;
 	frame(1, "ERROR#whatever");
 	assert_int_equal(count_kind(CORE_FX_SEND), 0);
 	assert_non_null(find_log(LOG_WARN, "whatever"));
+	assert_non_null(find_log(LOG_WARN, "2 more warnings about its frames not logged"));
 	/* a heartbeat produces nothing but refreshes liveness */
 	NOW += 5;
 	frame(1, "HEARTBEAT#MAD-01");
@@ -808,8 +844,8 @@ static void test_two_drivers_same_instant(void **state)
 	reg(1, "MAD-01");
 	struct msg a = request("101", "MAD-01", NOW), b = request("102", "MAD-01", NOW);
 	core_fxlist_clear(&FX);
-	core_on_kafka(C, &a, NOW, &FX);
-	core_on_kafka(C, &b, NOW, &FX);
+	core_on_kafka(C, &a, clk(), &FX);
+	core_on_kafka(C, &b, clk(), &FX);
 	size_t auth = 0;
 	for (size_t i = 0; i < FX.n; i++)
 		auth += FX.v[i].kind == CORE_FX_SEND && strncmp(fx_text(&FX.v[i]), "AUTORIZAR_SUMINISTRO#", 21) == 0;
@@ -994,14 +1030,14 @@ static void test_request_id_recovered(void **state)
 	s.charging = 1;
 	core_load_cp(C, "MAD-01", "x", 0.25, 0);
 	core_fxlist_clear(&FX);
-	core_recover_session(C, &s, NOW, &FX);
+	core_recover_session(C, &s, clk(), &FX);
 	check_fx();
 	expect_rid(MSG_SUPPLY_ERROR, "101-1-1");
 
 	snprintf(s.id, sizeof(s.id), "MAD-01-1-2");
 	snprintf(s.request_id, sizeof(s.request_id), "bad id#1");
 	core_fxlist_clear(&FX);
-	core_recover_session(C, &s, NOW, &FX);
+	core_recover_session(C, &s, clk(), &FX);
 	check_fx();
 	expect_rid(MSG_SUPPLY_ERROR, NULL);
 	assert_string_equal(produced(MSG_SUPPLY_ERROR)->session_id, "MAD-01-1-2");
@@ -1082,15 +1118,62 @@ static void test_reservation_timeout(void **state)
 	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
 	assert_int_equal(count_kind(CORE_FX_STORE_SESSION), 0);
 
-	/* a charging session never times out */
+	/* a charging session never hits the reservation timeout while its
+	 * telemetry flows */
 	char sid2[MSG_ID_MAX + 1];
 	authorise(1, "MAD-01", "102", sid2);
 	t = tele(MSG_SESSION_STARTED, "MAD-01", "102", sid2, 1, 0);
 	kafka(&t);
-	NOW += 1000;
-	tick();
-	assert_int_equal(FX.n, 0);
+	for (int i = 0; i < 200; i++) {
+		NOW += 5;
+		struct msg k = tele(MSG_CONSUMO, "MAD-01", "102", sid2, (uint64_t)i + 2, 0.01 * i);
+		kafka(&k);
+		tick();
+		assert_int_equal(count_produce(MSG_SESSION_CANCELLED) + count_produce(MSG_SUPPLY_ERROR), 0);
+	}
 	assert_int_equal(state_of("MAD-01"), CP_SUMINISTRANDO);
+}
+
+/* A charging session whose telemetry stops ends after --supply-timeout
+ * with the figures it had, the driver told, the CP freed, and the engine
+ * told to end the supply. */
+static void test_supply_watchdog(void **state)
+{
+	(void)state;
+	char sid[MSG_ID_MAX + 1];
+	reg(1, "MAD-01");
+	authorise(1, "MAD-01", "101", sid);
+	struct msg t = tele(MSG_SESSION_STARTED, "MAD-01", "101", sid, 1, 0);
+	kafka(&t);
+	t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 2, 1.5);
+	kafka(&t);
+	NOW += 9;
+	tick();
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
+	NOW += 1;
+	tick();
+	const struct msg *e = produced(MSG_SUPPLY_ERROR);
+	assert_non_null(e);
+	assert_string_equal(e->session_id, sid);
+	assert_non_null(strstr(e->reason, "no telemetry for 10 s"));
+	assert_true(e->kwh == 1.5);
+	const struct core_session *st = stored_session();
+	assert_int_equal(st->outcome, CORE_OUT_SUPPLY_ERROR);
+	assert_true(st->kwh == 1.5);
+	char want[128];
+	snprintf(want, sizeof want, "FIN_SUMINISTRO#%s", sid);
+	assert_true(send_index(1, want) >= 0);
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+	/* the engine's ACK is taken quietly; late telemetry changes nothing */
+	frame(1, "ACK#FIN_SUMINISTRO");
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 3, 2.0);
+	kafka(&t);
+	assert_int_equal(count_kind(CORE_FX_STORE_SESSION), 0);
+	/* the driver may charge again at once */
+	char sid2[MSG_ID_MAX + 1];
+	authorise(1, "MAD-01", "101", sid2);
+	assert_string_not_equal(sid, sid2);
 }
 
 static void test_reservation_timeout_configurable(void **state)
@@ -1407,9 +1490,104 @@ static void test_stop_while_reserved(void **state)
 	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
 }
 
+/* Link loss during a supply (evcharging(7) RULES): the session stays open
+ * for --link-grace, the CP is offered to nobody meanwhile, and whatever
+ * settles it (the monitor back, the engine's own end on Kafka, the grace
+ * running out) bills exactly what the engine metered. */
 static void test_link_down_with_session(void **state)
 {
 	(void)state;
+	char sid[MSG_ID_MAX + 1];
+	charging(1, "MAD-01", "101", sid);
+	struct msg t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 2, 2.0);
+	kafka(&t);
+	link_down(1);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0); /* nobody told yet */
+	assert_non_null(find_log(LOG_WARN, "kept for 10 s"));
+	assert_int_equal(state_of("MAD-01"), CP_DESCONECTADO);
+	/* telemetry still counts, and nobody else gets the CP */
+	NOW += 1;
+	t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 3, 2.4);
+	kafka(&t);
+	assert_int_equal(count_produce(MSG_CONSUMO_UPDATE), 1);
+	struct msg r = request("102", "MAD-01", NOW);
+	kafka(&r);
+	assert_int_equal(count_produce(MSG_AUTH_DENIED), 1);
+	/* the engine's own end of supply (monitor silence) settles it with
+	 * its figures: billed == metered */
+	NOW += 4;
+	t = tele(MSG_CONEXION_PERDIDA, "MAD-01", "101", sid, 4, 2.5);
+	kafka(&t);
+	const struct msg *e = produced(MSG_SUPPLY_ERROR);
+	assert_non_null(e);
+	assert_true(e->kwh_partial == 2.5);
+	assert_true(e->importe_partial == 0.63);
+	assert_int_equal(stored_session()->outcome, CORE_OUT_SUPPLY_ERROR);
+	assert_null(core_cp_find(C, "MAD-01")->session);
+	assert_true(core_cp_find(C, "MAD-01")->grace_until == 0);
+	tick();
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
+
+	/* a monitor back within the grace: the session goes on */
+	char sid2[MSG_ID_MAX + 1];
+	charging(2, "MAD-02", "102", sid2);
+	link_down(2);
+	NOW += 4;
+	reg(3, "MAD-02");
+	assert_non_null(find_log(LOG_INFO, "back within the grace"));
+	assert_int_equal(state_of("MAD-02"), CP_SUMINISTRANDO);
+	NOW += 20; /* past the grace: nothing ends, the link is back */
+	t = tele(MSG_CONSUMO, "MAD-02", "102", sid2, 2, 3.0);
+	kafka(&t);
+	tick();
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
+	t = tele(MSG_SUPPLY_END, "MAD-02", "102", sid2, 3, 3.2);
+	kafka(&t);
+	assert_int_equal(count_produce(MSG_TICKET), 1);
+	assert_true(produced(MSG_TICKET)->kwh == 3.2);
+
+	/* nothing comes back: the grace ends it with the last figures */
+	char sid3[MSG_ID_MAX + 1];
+	charging(4, "MAD-03", "101", sid3);
+	t = tele(MSG_CONSUMO, "MAD-03", "101", sid3, 2, 1.0);
+	kafka(&t);
+	link_down(4);
+	NOW += 9;
+	tick();
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
+	NOW += 1;
+	t = tele(MSG_CONSUMO, "MAD-03", "101", sid3, 3, 1.1); /* keeps the watchdog quiet */
+	kafka(&t);
+	tick();
+	e = produced(MSG_SUPPLY_ERROR);
+	assert_non_null(e);
+	assert_non_null(strstr(e->reason, "not back within 10 s"));
+	assert_true(e->kwh_partial == 1.1);
+	assert_int_equal(state_of("MAD-03"), CP_DESCONECTADO);
+
+	/* a reservation is kept the same way, and cancelled at the end */
+	reg(5, "MAD-04");
+	authorise(5, "MAD-04", "102", sid);
+	link_down(5);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
+	NOW += 10;
+	tick();
+	assert_int_equal(count_produce(MSG_SESSION_CANCELLED), 1);
+	assert_non_null(strstr(produced(MSG_SESSION_CANCELLED)->reason, "not back within"));
+	link_down(5); /* twice: harmless */
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
+}
+
+/* --link-grace 0: the Release-1 rule, a session ends with its link. */
+static void test_link_down_no_grace(void **state)
+{
+	(void)state;
+	core_free(C);
+	struct core_config cfg;
+	core_config_defaults(&cfg);
+	cfg.link_grace = 0;
+	C = core_new(&cfg);
+	core_add_driver(C, "101");
 	char sid[MSG_ID_MAX + 1];
 	charging(1, "MAD-01", "101", sid);
 	struct msg t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 2, 2.0);
@@ -1420,18 +1598,9 @@ static void test_link_down_with_session(void **state)
 	assert_string_equal(e->reason, "link to CP lost");
 	assert_true(e->kwh_partial == 2.0 && e->importe_partial == 0.5);
 	assert_int_equal(state_of("MAD-01"), CP_DESCONECTADO);
-	assert_int_equal(count_kind(CORE_FX_STORE_CP), 1);
 	/* the engine's own CONEXION_PERDIDA comes later: nothing more */
 	t = tele(MSG_CONEXION_PERDIDA, "MAD-01", "101", sid, 3, 2.1);
 	kafka(&t);
-	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
-
-	reg(2, "MAD-02");
-	authorise(2, "MAD-02", "102", sid);
-	link_down(2);
-	assert_int_equal(count_produce(MSG_SESSION_CANCELLED), 1);
-	assert_string_equal(produced(MSG_SESSION_CANCELLED)->reason, "link to CP lost");
-	link_down(2); /* twice: harmless */
 	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
 }
 
@@ -1464,7 +1633,7 @@ static void test_restart_recovery(void **state)
 	s.charging = 1;
 	core_load_cp(C, "MAD-01", "x", 0.25, 0);
 	core_fxlist_clear(&FX);
-	core_recover_session(C, &s, NOW, &FX);
+	core_recover_session(C, &s, clk(), &FX);
 	check_fx();
 	const struct msg *e = produced(MSG_SUPPLY_ERROR);
 	assert_non_null(e);
@@ -1487,14 +1656,14 @@ static void test_restart_recovery(void **state)
 	s.started_at = 0;
 	s.charging = 0;
 	core_fxlist_clear(&FX);
-	core_recover_session(C, &s, NOW, &FX);
+	core_recover_session(C, &s, clk(), &FX);
 	check_fx();
 	assert_int_equal(count_produce(MSG_SESSION_CANCELLED), 1);
 	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
 	/* one already ended: nothing */
 	s.outcome = CORE_OUT_TICKET;
 	core_fxlist_clear(&FX);
-	core_recover_session(C, &s, NOW, &FX);
+	core_recover_session(C, &s, clk(), &FX);
 	check_fx();
 	assert_int_equal(FX.n, 0);
 	/* the driver may charge again */
@@ -1759,7 +1928,12 @@ static void track_and_check(void)
 		if (cp->session) {
 			assert_string_equal(cp->session->cp_id, cp->id);
 			assert_int_equal(cp->session->outcome, CORE_OUT_OPEN);
-			assert_true(cp->link_up);
+			/* a session outlives its link only during the grace */
+			assert_true(cp->link_up || cp->grace_until > 0);
+		}
+		if (cp->grace_until > 0) {
+			assert_false(cp->link_up);
+			assert_non_null(cp->session);
 		}
 	}
 }
@@ -1847,11 +2021,15 @@ static void storm(uint64_t seed)
 		}
 		track_and_check();
 	}
-	/* Every link goes down: every session must now have ended exactly once. */
+	/* Every link goes down and the grace runs out: every session must now
+	 * have ended exactly once. */
 	for (uint64_t conn = 1; conn <= 6; conn++) {
 		link_down(conn);
 		track_and_check();
 	}
+	NOW += 11;
+	tick();
+	track_and_check();
 	assert_true(ntrack > 20);
 	for (size_t k = 0; k < ntrack; k++) {
 		if (track_stored_end[k] != 1 || track_notified_end[k] != 1)
@@ -1903,6 +2081,7 @@ int main(void)
 		T(test_driver_known_callback),
 		T(test_nack_authorize),
 		T(test_reservation_timeout),
+		T(test_supply_watchdog),
 		T(test_reservation_timeout_configurable),
 		T(test_driver_quit),
 		T(test_duplicate_and_old_seq),
@@ -1918,6 +2097,7 @@ int main(void)
 		T(test_parar_then_supply_end),
 		T(test_stop_while_reserved),
 		T(test_link_down_with_session),
+		T(test_link_down_no_grace),
 		T(test_conexion_perdida),
 		T(test_restart_recovery),
 		T(test_session_ids_unique),
