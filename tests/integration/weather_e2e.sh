@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # End to end: the real EV_W, the SIMULATED provider (tests/tools/weather_sim)
 # and the real EV_Central with its HTTPS API (--api PORT --api-tokens FILE
-# --weather-threshold C), real CPs (EV_CP_E + EV_CP_M, Release-1 links
-# with --plain-links) and a real EV_Driver over the real Kafka broker.
+# --weather-threshold C), real CPs (EV_CP_E + EV_CP_M on Release-1 links,
+# --plain-links) and a real EV_Driver over the real Kafka broker.
 # Nothing is faked. Needs Central's API: until EV_Central has --api this
 # script is not in TESTS (it skips, and fails under EVC_REQUIRE_ALL).
 #
@@ -61,7 +61,11 @@ w_config Madrid Valencia
 
 # ---- Central, CPs, a driver ----------------------------------------------
 API_PORT=$(free_port)
-CENTRAL_ARGS=(--plain-links --api "$API_PORT" --api-tokens "$T_DIR/api.tokens" --weather-threshold 0)
+# Central's certificate: pki/central.pem and .key beside the database (the
+# --link-cert/--link-key defaults), which the API serves too.
+CENTRAL_ARGS=(--api "$API_PORT" --api-tokens "$T_DIR/api.tokens" --weather-threshold 0)
+# Release-1 monitors need --plain-links once Central has TLS links
+"$EV_CENTRAL" --help 2>&1 | grep -q -- '--plain-links' && CENTRAL_ARGS+=(--plain-links)
 check "Central up with its API and Kafka" e2e_central "${CENTRAL_ARGS[@]}"
 C=$(log_of c)
 API=https://127.0.0.1:$API_PORT
