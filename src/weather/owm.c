@@ -122,7 +122,7 @@ void owm_clean(char *s)
 		unsigned char c = (unsigned char)s[i];
 		size_t k = utf8_seq((const uint8_t *)s + i, n - i);
 		if (k == 0 || c < 0x20 || c == 0x7f || (c == 0xc2 && k == 2 && (unsigned char)s[i + 1] < 0xa0)) {
-			/* one '?' for the whole bad sequence keeps the text's length */
+			/* a '?' per byte: the text keeps its length */
 			size_t w = k == 0 ? 1 : k;
 			memset(s + i, '?', w);
 			i += w;

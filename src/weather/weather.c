@@ -240,7 +240,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 static void emit(struct wx *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void emit(struct wx *w, const char *fmt, ...)
 {
-	char line[1024], ts[32];
+	char line[1536], ts[32];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -512,7 +512,7 @@ static void start_cycle(struct wx *w, double now)
 
 static void reading_line(struct wx *w, const struct wpost_item *it, const char *central, double delayed)
 {
-	char qc[WCONFIG_CITY_BYTES * 2 + 4], qe[WPOST_ERROR_MAX * 2 + 4], what[WPOST_ERROR_MAX * 2 + 16];
+	char qc[WCONFIG_CITY_BYTES * 2 + 4], qe[WPOST_ERROR_MAX * 2 + 4], what[sizeof qc + sizeof qe + 32];
 	char late[32] = "";
 
 	if (delayed > 0)

@@ -1,8 +1,8 @@
-/* One HTTP(S) transfer as EV_W makes them, for a curl multi handle: the
- * provider's GET and Central's POST share these rules (EV_W(1)):
- * http and https only, no redirects followed, connect within
- * 3 s, done within 10 s, answers of at most 64 KiB (a longer one is
- * aborted), TLS verification always on (a CA file, or the system's CAs). */
+/* One HTTP(S) transfer as EV_W makes them, for a curl multi handle. The
+ * provider's GET and Central's POST share these rules (EV_W(1) CENTRAL):
+ * http and https only, no redirects followed, connect within 3 s, done
+ * within 10 s, answers of at most 64 KiB (a longer one is aborted), TLS
+ * verification always on (a CA file, or the system's CAs). */
 #ifndef EVC_WEATHER_WHTTP_H
 #define EVC_WEATHER_WHTTP_H
 #include <stddef.h>
