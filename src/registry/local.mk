@@ -1,4 +1,18 @@
-# EV_Registry (evcharging(7) SECURITY), its test fixtures, and the test of
-# scripts/pki, which makes the certificates every TLS test here uses.
+# EV_Registry (evcharging(7) SECURITY): the CP registry over HTTPS, and the
+# test of scripts/pki, which makes the certificates every TLS test uses.
+bin_PROGRAMS += EV_Registry
+EV_REGISTRY_CORE = src/registry/registry.c src/registry/registry.h \
+	src/registry/ratelimit.c src/registry/ratelimit.h
+EV_Registry_SOURCES = src/registry/main.c $(EV_REGISTRY_CORE)
+EV_Registry_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(SQLITE_CFLAGS) $(JANSSON_CFLAGS) $(OPENSSL_CFLAGS)
+EV_Registry_LDADD = libevc.a $(MHD_LIBS) $(SQLITE_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) -lm
+
+# The rate limiter on its own (no I/O: times are given).
+check_PROGRAMS += tests/unit/test_ratelimit
+TESTS += tests/unit/test_ratelimit
+tests_unit_test_ratelimit_SOURCES = tests/unit/test_ratelimit.c src/registry/ratelimit.c src/registry/ratelimit.h
+tests_unit_test_ratelimit_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_ratelimit_LDADD = $(UNIT_LIBS)
+
 TESTS += tests/integration/pki.sh
 EXTRA_DIST += tests/integration/pki.sh
