@@ -16,3 +16,9 @@ tests_unit_test_ratelimit_LDADD = $(UNIT_LIBS)
 
 TESTS += tests/integration/pki.sh
 EXTRA_DIST += tests/integration/pki.sh
+
+# Integration: the real EV_Registry over TLS (scripts/pki, curl, python3).
+EXTRA_DIST += tests/integration/registry_lib.sh
+REGISTRY_ITESTS = tests/integration/registry_api.sh
+TESTS += $(REGISTRY_ITESTS)
+EXTRA_DIST += $(REGISTRY_ITESTS)
