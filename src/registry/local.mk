@@ -19,6 +19,13 @@ EXTRA_DIST += tests/integration/pki.sh
 
 # Integration: the real EV_Registry over TLS (scripts/pki, curl, python3).
 EXTRA_DIST += tests/integration/registry_lib.sh
-REGISTRY_ITESTS = tests/integration/registry_api.sh
+REGISTRY_ITESTS = tests/integration/registry_api.sh tests/integration/registry_tls.sh \
+	tests/integration/registry_ratelimit.sh tests/integration/registry_register.sh
 TESTS += $(REGISTRY_ITESTS)
 EXTRA_DIST += $(REGISTRY_ITESTS)
+
+# Loads a credential file as the CP programs do (registry_register.sh).
+check_PROGRAMS += tests/tools/cred_check
+tests_tools_cred_check_SOURCES = tests/tools/cred_check.c
+tests_tools_cred_check_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(OPENSSL_CFLAGS)
+tests_tools_cred_check_LDADD = $(EVC_COMMON_LIBS)
