@@ -10,7 +10,7 @@
 . "${EVC_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/integration/lib.sh"
 . "$EVC_SRCDIR/tests/integration/registry_lib.sh"
 CRED_CHECK=$EVC_BUILDDIR/tests/tools/cred_check
-tap_plan 27
+tap_plan 26
 
 r_start reg || { not_ok "EV_Registry starts"; exit 1; }
 URL=https://localhost:$R_PORT

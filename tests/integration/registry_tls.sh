@@ -10,7 +10,7 @@
 . "${EVC_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/integration/lib.sh"
 . "$EVC_SRCDIR/tests/integration/registry_lib.sh"
 command -v openssl >/dev/null || tap_skip_all "openssl needed"
-tap_plan 40
+tap_plan 39
 
 # ---- command line
 check "--help: usage on stdout, exit 0" bash -c "'$EV_REGISTRY' --help | grep -q '^usage: EV_Registry <port>'"
