@@ -29,3 +29,6 @@ check_PROGRAMS += tests/tools/cred_check
 tests_tools_cred_check_SOURCES = tests/tools/cred_check.c
 tests_tools_cred_check_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(OPENSSL_CFLAGS)
 tests_tools_cred_check_LDADD = $(EVC_COMMON_LIBS)
+
+# libFuzzer target of the request handling (built and run by scripts/fuzz).
+EXTRA_DIST += tests/fuzz/fuzz_registry.c tests/fuzz/registry.seeds
