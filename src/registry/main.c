@@ -357,7 +357,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			ctx->too_large = 1;
 		}
 		*upload_data_size = 0;
-		return ctx->seen > DISCARD_MAX ? MHD_NO : MHD_YES;
+		if (ctx->seen <= DISCARD_MAX)
+			return MHD_YES;
+		char m[16], p[96];
+		method_text(method, m);
+		registry_path_for_log(url, p, sizeof p);
+		log_info("%s %s closed %s: body larger than %d bytes, not read further", m, p, ctx->peer, DISCARD_MAX);
+		return MHD_NO;
 	}
 	req.peer = ctx->peer;
 	req.body = ctx->body;

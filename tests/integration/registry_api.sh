@@ -7,7 +7,7 @@
 # token in any log of the run.
 . "${EVC_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/integration/lib.sh"
 . "$EVC_SRCDIR/tests/integration/registry_lib.sh"
-tap_plan 90
+tap_plan 91
 
 CALLS=0
 count_call() { CALLS=$((CALLS + 1)); call "$@"; }
@@ -82,6 +82,10 @@ count_call POST /v1/cps "$TOKEN" "$big"
 check "body of 5 KB: 413" status_is 413
 count_call POST /v1/cps "$TOKEN" "$big" -H 'Transfer-Encoding: chunked'
 check "chunked body of 5 KB (no Content-Length to trust): 413" status_is 413
+head -c 200000 /dev/zero | tr '\0' x >"$T_DIR/huge"
+call POST /v1/cps "$TOKEN" - -H 'Content-Type: application/json' -H 'Transfer-Encoding: chunked' --data-binary @"$T_DIR/huge"
+check "chunked body of 200 KB: the connection is closed past 64 KiB, no answer" bash -c \
+	"[ '$ST' = 000 ] && grep -q 'POST /v1/cps closed 127.0.0.1: body larger than 65536 bytes' '$(log_of reg)'"
 count_call POST /v1/cps - "$big"
 check "big body without a credential: 401 (auth first, the body is never read)" status_is 401
 check "nothing stored by the 413s" test "$(q "select count(*) from charging_points where id='BIG'")" = 0
