@@ -11,6 +11,8 @@
  *   v2  Release 2 trust: charging_points gets secret_hash, registered_at,
  *       cp_key, key_issued_at, revoked, deleted_at, reg_rev; the
  *       append-only audit_log table (evcharging(7) SECURITY).
+ *   v3  billing integrity: the outbox of notifications not yet delivered
+ *       and the requests already answered (evcharging(7) RULES).
  *
  * A new migration is one more entry at the end of the table in schema.c
  * and SCHEMA_VERSION + 1. */
@@ -20,7 +22,7 @@
 
 #include "evc/err.h"
 
-#define SCHEMA_VERSION 2 /* latest */
+#define SCHEMA_VERSION 3 /* latest */
 
 /* Bring db to SCHEMA_VERSION (no transaction may be open on db). A
  * database newer than this program knows is refused ("FILE: made by a

@@ -206,6 +206,25 @@ static const char v2_sql[] =
 	"CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log"
 	" BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;";
 
+/* v3: billing integrity (evcharging(7) RULES). outbox holds every
+ * notification Central must deliver, written in the transaction of the
+ * change that causes it and deleted when the broker confirms it; requests
+ * remembers which driver requests were answered, so a replay is not a new
+ * one. */
+static const char v3_sql[] =
+	"CREATE TABLE outbox("
+	" id INTEGER PRIMARY KEY,"
+	" topic TEXT NOT NULL,"
+	" msg_key TEXT,"
+	" payload TEXT NOT NULL,"
+	" created_at REAL NOT NULL);"
+	"CREATE TABLE requests("
+	" user_id TEXT NOT NULL,"
+	" request_id TEXT NOT NULL,"
+	" seen_at REAL NOT NULL,"
+	" PRIMARY KEY(user_id, request_id)) WITHOUT ROWID;"
+	"CREATE INDEX requests_seen ON requests(seen_at);";
+
 /* Migration i brings a database from version i to i + 1: first fn (if
  * any), then sql (if any), in one transaction. Append only; never edit an
  * entry that has shipped (files out there are already past it). */
@@ -217,6 +236,7 @@ struct migration {
 static const struct migration migrations[] = {
 	{"v1 (Release 1 tables)", v1_complete_tables, v1_sql},
 	{"v2 (Release 2 trust: CP credentials, audit_log)", NULL, v2_sql},
+	{"v3 (billing integrity: outbox, answered requests)", NULL, v3_sql},
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == SCHEMA_VERSION,
 	       "SCHEMA_VERSION must be the number of migrations");

@@ -20,6 +20,7 @@
 #include <microhttpd.h>
 
 #include "config.h"
+#include "evc/clock.h"
 #include "evc/cred.h"
 #include "evc/crypto.h"
 #include "evc/log.h"
@@ -399,6 +400,16 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	log_debug("http: %s", line);
 }
 
+/* --headless: the same lines as on standard error, on standard output. */
+static void log_to_stdout(enum log_level lvl, const char *line, void *arg)
+{
+	(void)arg;
+	char ts[32];
+	clock_format(clock_wall(), ts, sizeof ts);
+	printf("%s " PROG " %-5s %s\n", ts, log_level_name(lvl), line);
+	fflush(stdout);
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
@@ -407,7 +418,8 @@ int main(int argc, char **argv)
 	if (pa != 0)
 		return pa == 1 ? 0 : 2;
 	log_set_progname(PROG);
-	log_set_stream(o.headless ? stdout : stderr);
+	if (o.headless)
+		log_set_sink(log_to_stdout, NULL);
 
 	char err[EVC_ERR_LEN];
 	char *cert_path = o.cert != NULL ? xstrdup(o.cert) : beside_db(o.db, "registry.pem");

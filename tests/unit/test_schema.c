@@ -242,7 +242,7 @@ static void test_v1_to_v2(void **state)
 	sqlite3_close(db);
 
 	db = open_db();
-	assert_int_equal(schema_migrate(db, err), 0);
+	assert_int_equal(schema_migrate_to(db, 2, err), 0);
 	assert_int_equal(schema_version(db), 2);
 	assert_string_equal(q(db, "select count(*) from charging_points"), "4");
 	assert_string_equal(q(db, "select location||'|'||revoked||'|'||reg_rev from charging_points where id='ZGZ-01'"),
@@ -260,6 +260,35 @@ static void test_v1_to_v2(void **state)
 	/* Asking for an older version than the file is a no-op, not a downgrade. */
 	assert_int_equal(schema_migrate_to(db, 1, err), 0);
 	assert_int_equal(schema_version(db), 2);
+	sqlite3_close(db);
+}
+
+/* v3 from a real v2 file that a v2 program wrote to. */
+static void test_v2_to_v3(void **state)
+{
+	(void)state;
+	char err[EVC_ERR_LEN];
+	load_fixture("schema-r1.sql");
+	sqlite3 *db = open_db();
+	assert_int_equal(schema_migrate_to(db, 2, err), 0);
+	assert_string_equal(q(db, "select count(*) from sqlite_master where name in ('outbox','requests')"), "0");
+	exec_ok(db, "INSERT INTO audit_log(ts, actor, action, cp_id, detail) VALUES(1, 'registry', 'CP_REGISTERED',"
+		    " 'MAD-01', 'by the installer')");
+	sqlite3_close(db);
+
+	db = open_db();
+	assert_int_equal(schema_migrate(db, err), 0);
+	assert_int_equal(schema_version(db), 3);
+	assert_string_equal(q(db, "select count(*) from audit_log"), "1");
+	assert_string_equal(q(db, "select count(*) from sessions"), "3");
+	exec_ok(db, "INSERT INTO outbox(topic, msg_key, payload, created_at) VALUES('driver_notifications', '101',"
+		    " '{}', 2)");
+	exec_ok(db, "INSERT INTO requests(user_id, request_id, seen_at) VALUES('101', 'r-1', 3)");
+	/* one row per (driver, request) */
+	assert_int_equal(sqlite3_exec(db, "INSERT INTO requests(user_id, request_id, seen_at) VALUES('101', 'r-1', 4)",
+				      NULL, NULL, NULL),
+			 SQLITE_CONSTRAINT);
+	assert_string_equal(q(db, "select count(*) from outbox"), "1");
 	sqlite3_close(db);
 }
 
@@ -426,6 +455,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_release1_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_documented_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v1_to_v2, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v2_to_v3, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_newer_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_tables_refused, setup, teardown),
