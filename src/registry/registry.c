@@ -70,7 +70,8 @@ struct registry {
 /* A charging_points row as the registry sees it. */
 struct cprow {
 	int found;
-	int live; /* has a secret and is not deleted: registered here */
+	int live;    /* has a secret and is not deleted: registered here */
+	int deleted; /* unregistered (DELETE) */
 	char location[MSG_LOCATION_MAX + 1];
 	double price;
 	double registered_at;
@@ -247,7 +248,8 @@ static int load_cp(struct registry *r, const char *id, struct cprow *row)
 			xstrlcpy(row->secret_hash, h, sizeof row->secret_hash);
 		row->registered_at = sqlite3_column_double(st, 3);
 		row->key_issued = sqlite3_column_int(st, 4);
-		row->live = h != NULL && sqlite3_column_int(st, 5) == 0;
+		row->deleted = sqlite3_column_int(st, 5) != 0;
+		row->live = h != NULL && !row->deleted;
 		rc = sqlite3_step(st);
 	}
 	sqlite3_reset(st);
@@ -587,9 +589,9 @@ static int do_register(struct registry *r, const struct registry_request *req, s
 	price_text(pb, sizeof pb, price);
 	if (audit(r, req, "CP_REGISTERED", id, "CP %s registered by the installer at \"%s\", %s EUR/kWh%s", id,
 		  location, pb,
-		  !row.found		 ? ""
-		  : row.secret_hash[0] ? "; it had been unregistered before"
-				       : "; it was known before without a credential") == -1) {
+		  !row.found	? ""
+		  : row.deleted ? "; it had been unregistered before"
+				: "; it was known before without a credential") == -1) {
 		crypto_wipe(secret, sizeof secret);
 		answer_error(resp, 500, "database error");
 		return -1;

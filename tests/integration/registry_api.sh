@@ -7,7 +7,7 @@
 # token in any log of the run.
 . "${EVC_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/integration/lib.sh"
 . "$EVC_SRCDIR/tests/integration/registry_lib.sh"
-tap_plan 91
+tap_plan 92
 
 CALLS=0
 count_call() { CALLS=$((CALLS + 1)); call "$@"; }
@@ -175,6 +175,8 @@ S3=$(jget secret)
 keep_secret "$S3"
 count_call GET /v1/cps/MAD-01 "$S3"
 check "a deleted CP can be registered again (201, new secret works)" bash -c "[ $ST = 200 ] && [ '$(jget location)' = 'C/ Serrano 12' ]"
+check "...audited as registered again after being unregistered" bash -c \
+	"sqlite3 '$DB' \"select detail from audit_log where cp_id='MAD-01' and action='CP_REGISTERED' order by id desc limit 1\" | grep -q 'had been unregistered before'"
 
 # ---- a row made by EV_Central --add-cp (Release 1 style, no secret) is taken over
 if "$EV_CENTRAL" --add-cp ZGZ-01 'Coso 1' 0.2 --db "$DB" >/dev/null 2>"$T_DIR/central.err"; then
