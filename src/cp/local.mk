@@ -8,9 +8,9 @@ EV_CP_E_SOURCES = src/cp/engine.c $(EVC_CP_SOURCES)
 EV_CP_E_CFLAGS = $(EVC_CP_CFLAGS)
 EV_CP_E_LDADD = $(EVC_CP_LDADD)
 
-EV_CP_M_SOURCES = src/cp/monitor.c $(EVC_CP_SOURCES)
-EV_CP_M_CFLAGS = $(EVC_CP_CFLAGS)
-EV_CP_M_LDADD = $(EVC_CP_LDADD)
+EV_CP_M_SOURCES = src/cp/monitor.c src/cp/register.c src/cp/register.h $(EVC_CP_SOURCES)
+EV_CP_M_CFLAGS = $(EVC_CP_CFLAGS) $(CURL_CFLAGS)
+EV_CP_M_LDADD = $(EVC_CP_LDADD) $(CURL_LIBS)
 
 # Integration: the real programs on loopback against the real broker.
 EXTRA_DIST += tests/integration/cp_lib.sh

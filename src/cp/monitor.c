@@ -26,6 +26,7 @@
 #include "evc/state.h"
 #include "evc/xalloc.h"
 #include "src/cp/cpio.h"
+#include "src/cp/register.h"
 #include "ui/cp_screen.h"
 
 #define PROG "EV_CP_M"
@@ -666,6 +667,8 @@ static void parse_args(struct mon *m, int argc, char **argv, int *headless)
 
 int main(int argc, char **argv)
 {
+	if (cp_register_requested(argc, argv))
+		return cp_register_main(argc, argv);
 	struct mon *m = xcalloc(1, sizeof *m);
 	int headless = 0;
 	log_set_progname(PROG);
