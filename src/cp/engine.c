@@ -69,6 +69,7 @@ struct client {
 struct eng {
 	int listen_fd;
 	int port;
+	const char *listen_addr;  /* --listen, default loopback only */
 	double accept_paused_until; /* out of fds: stop accepting for a moment */
 	struct client cl[MAX_CLIENTS];
 	int cur;                 /* client whose frame is being handled */
@@ -120,13 +121,15 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: " PROG " <kafka_host:port> <listen_port> [--power KW] [--auto-plug SECONDS[:DURATION]]\n"
-		"              [--auth-timeout S] [--headless] [--topic-prefix P]\n"
+		"              [--auth-timeout S] [--listen ADDR] [--headless] [--topic-prefix P]\n"
 		"       " PROG " --help | --version\n"
 		"  --power KW        nominal charging power, > 0 and <= 1000; default 7.4\n"
 		"  --auto-plug S[:D] plug in S seconds after each authorisation, unplug D seconds later\n"
 		"                    (random 10-40 s without D)\n"
 		"  --auth-timeout S  give up an authorisation not plugged in within S s, 0 never;\n"
 		"                    default 120 (Central cancels it then too)\n"
+		"  --listen ADDR     address to accept the monitor on (default 127.0.0.1;\n"
+		"                    0.0.0.0 or :: for every address)\n"
 		"  --headless        no screen: event lines on stdout, commands on stdin:\n"
 		"                    k (toggle fault), e (plug in), u (unplug), d ID (request a charge\n"
 		"                    for driver ID), status, q (quit)\n"
@@ -543,12 +546,15 @@ static void accept_clients(struct eng *e, double now)
 			}
 			return;
 		}
-		char peer[64] = "?";
+		char ip[INET6_ADDRSTRLEN] = "?", peer[64] = "?";
 		if (ss.ss_family == AF_INET) {
 			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-			char ip[INET_ADDRSTRLEN];
 			inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
 			snprintf(peer, sizeof peer, "%s:%d", ip, ntohs(a->sin_port));
+		} else if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+			inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+			snprintf(peer, sizeof peer, "[%s]:%d", ip, ntohs(a->sin6_port));
 		}
 		int slot = -1;
 		for (int i = 0; i < MAX_CLIENTS; i++)
@@ -742,6 +748,7 @@ static void parse_args(struct eng *e, int argc, char **argv, int *headless, char
 		{"auth-timeout", required_argument, NULL, 'T'},
 		{"headless", no_argument, NULL, 'H'},
 		{"topic-prefix", required_argument, NULL, 't'},
+		{"listen", required_argument, NULL, 'L'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -749,6 +756,9 @@ static void parse_args(struct eng *e, int argc, char **argv, int *headless, char
 	const char *prefix = NULL;
 	char err[NET_ERR_LEN];
 	int c;
+	/* The monitor runs on the same machine: nothing else needs to reach
+	 * the engine, so it is not offered to the network unless asked. */
+	e->listen_addr = "127.0.0.1";
 	e->power = 7.4;
 	e->autoplug_s = e->autoplug_d = -1;
 	e->auth_timeout = 120;
@@ -778,6 +788,11 @@ static void parse_args(struct eng *e, int argc, char **argv, int *headless, char
 			break;
 		case 'H': *headless = 1; break;
 		case 't': prefix = optarg; break;
+		case 'L':
+			if (optarg[0] == '\0' || strlen(optarg) > 255)
+				bad_usage("invalid --listen '%.300s' (an address or host name)", optarg);
+			e->listen_addr = optarg;
+			break;
 		case 'h': usage(stdout); exit(0);
 		case 'V': printf(PROG " (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION); exit(0);
 		case ':': bad_usage("option %s needs a value", argv[optind - 1]); break;
@@ -823,9 +838,9 @@ int main(int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	e->listen_fd = net_listen(NULL, e->port, 16, err);
+	e->listen_fd = net_listen(e->listen_addr, e->port, 16, err);
 	if (e->listen_fd < 0) {
-		fprintf(stderr, PROG ": cannot listen on port %d: %s\n", e->port, err);
+		fprintf(stderr, PROG ": cannot listen on port %d at %s: %s\n", e->port, e->listen_addr, err);
 		free(e);
 		return 1;
 	}
@@ -849,7 +864,8 @@ int main(int argc, char **argv)
 		log_set_sink(screen_log, e);
 	}
 	e->dirty = 1;
-	cpio_event("START port=%d kafka=%s power=%.1f telemetry=%s", e->port, brokers, e->power, e->topic_tel);
+	cpio_event("START port=%d kafka=%s power=%.1f telemetry=%s listen=%s", e->port, brokers, e->power, e->topic_tel,
+		   e->listen_addr);
 
 	struct cpio_lines lines;
 	memset(&lines, 0, sizeof lines);
