@@ -12,10 +12,11 @@ libevc_a_SOURCES = \
 	src/common/msg.c include/evc/msg.h \
 	src/common/bus.c include/evc/bus.h
 libevc_a_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(RDKAFKA_CFLAGS)
-EVC_COMMON_LIBS = libevc.a $(RDKAFKA_LIBS) $(JANSSON_LIBS) -lm
+EVC_COMMON_LIBS = libevc.a $(RDKAFKA_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) -lm
 
 include src/common/link.mk
 include src/common/msg.mk
+include src/common/crypto.mk
 
 # The Kafka bus against the real broker (tests/integration/bus_kafka.sh).
 check_PROGRAMS += tests/tools/bus_tool
