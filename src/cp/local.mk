@@ -36,3 +36,6 @@ TESTS += tests/unit/test_cpauth
 tests_unit_test_cpauth_SOURCES = tests/unit/test_cpauth.c src/cp/cpauth.c src/cp/cpauth.h
 tests_unit_test_cpauth_CFLAGS = $(UNIT_CFLAGS) $(OPENSSL_CFLAGS)
 tests_unit_test_cpauth_LDADD = $(UNIT_LIBS)
+# Release 2: the secured monitor's frames against a scripted Central and the real engine.
+TESTS += tests/integration/cp_monitor_wire_sec.sh
+EXTRA_DIST += tests/integration/cp_monitor_wire_sec.sh
