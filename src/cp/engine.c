@@ -715,7 +715,7 @@ static void accept_clients(struct eng *e, double now)
 			close(fd);
 			if (log_it)
 				cpio_event("ENGINE_AUTH_FAILED peer=%s reason=address blocked after repeated failures "
-					   "(%lu connections refused so far)",
+					   "(%lu refused so far)",
 					   peer, refused);
 			continue;
 		}

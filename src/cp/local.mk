@@ -39,3 +39,5 @@ tests_unit_test_cpauth_LDADD = $(UNIT_LIBS)
 # Release 2: the secured monitor's frames against a scripted Central and the real engine.
 TESTS += tests/integration/cp_monitor_wire_sec.sh
 EXTRA_DIST += tests/integration/cp_monitor_wire_sec.sh
+TESTS += tests/integration/cp_engine_auth.sh
+EXTRA_DIST += tests/integration/cp_engine_auth.sh
