@@ -41,3 +41,5 @@ TESTS += tests/integration/cp_monitor_wire_sec.sh
 EXTRA_DIST += tests/integration/cp_monitor_wire_sec.sh
 TESTS += tests/integration/cp_engine_auth.sh
 EXTRA_DIST += tests/integration/cp_engine_auth.sh
+TESTS += tests/integration/cp_fernet.sh
+EXTRA_DIST += tests/integration/cp_fernet.sh
