@@ -931,7 +931,7 @@ static void parse_args(struct eng *e, int argc, char **argv, int *headless, char
 		{"headless", no_argument, NULL, 'H'},
 		{"topic-prefix", required_argument, NULL, 't'},
 		{"listen", required_argument, NULL, 'L'},
-		{"credential", required_argument, NULL, 'C'},
+		{"credential", required_argument, NULL, 'K'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -976,7 +976,7 @@ static void parse_args(struct eng *e, int argc, char **argv, int *headless, char
 				bad_usage("invalid --listen '%.300s' (an address or host name)", optarg);
 			e->listen_addr = optarg;
 			break;
-		case 'C':
+		case 'K':
 			if (optarg[0] == '\0')
 				bad_usage("--credential needs a file name");
 			e->cred_path = optarg;

@@ -682,6 +682,11 @@ static void central_down(struct mon *m, double now, const char *reason, int ours
 		cpio_event("REGISTER STOPPED reason=%s: not retrying until the operator acts "
 			   "(fix the credential or the registry, then a)",
 			   m->denied);
+		if (was != C_UP) { /* no "next attempt": there is none */
+			m->c_denied = 0;
+			update_state(m);
+			return;
+		}
 	}
 	if (was == C_UP) {
 		cpio_event("LINK central down reason=%s", reason);
@@ -692,7 +697,7 @@ static void central_down(struct mon *m, double now, const char *reason, int ours
 		if (strcmp(m->activity, "RESERVED") == 0)
 			set_activity(m, "IDLE");
 	}
-	else if (!m->halted)
+	else
 		log_info("central %s: %s; next attempt in %.1f s", m->cen_addr, reason, d);
 	m->c_denied = 0;
 	update_state(m);
@@ -995,7 +1000,7 @@ static void parse_args(struct mon *m, int argc, char **argv, int *headless)
 		{"price", required_argument, NULL, 'p'},
 		{"headless", no_argument, NULL, 'H'},
 		{"topic-prefix", required_argument, NULL, 't'},
-		{"credential", required_argument, NULL, 'C'},
+		{"credential", required_argument, NULL, 'K'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -1010,7 +1015,7 @@ static void parse_args(struct mon *m, int argc, char **argv, int *headless)
 		case 'p': price = optarg; break;
 		case 'H': *headless = 1; break;
 		case 't': bus_prefix(optarg); break;
-		case 'C':
+		case 'K':
 			if (optarg[0] == '\0')
 				bad_usage("--credential needs a file name");
 			m->cred_path = optarg;
