@@ -47,3 +47,5 @@ EXTRA_DIST += tests/integration/cp_fernet.sh
 # of TESTS until Central's side, TLS links, scripts/pki and EV_Registry are
 # merged (run it by hand: make check TESTS=tests/integration/cp_credentials.sh).
 EXTRA_DIST += tests/integration/cp_credentials.sh
+TESTS += tests/integration/cp_screen_sec.sh
+EXTRA_DIST += tests/integration/cp_screen_sec.sh

@@ -32,51 +32,8 @@ rc=$?
 check "a credential file others can read -> exit 1 naming file and mode" bash -c "[ $rc = 1 ] && grep -q 'open.cred: mode 0644' '$T_DIR/b.err'"
 check "and the secret is in no message" bash -c "! grep -qF '$SECRET' '$T_DIR/a.err' '$T_DIR/b.err' '$T_DIR/a.out' '$T_DIR/b.out'"
 
-# ---- a scripted Central: commands on stdin, what it gets on stdout ----
-cat >"$T_DIR/central.py" <<'PY'
-import socket, sys, threading, time
-srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("127.0.0.1", int(sys.argv[1]))); srv.listen(4)
-def out(*a): print(*a, flush=True)
-def lrc(d):
-    x = 0x01
-    for b in d: x ^= b
-    return x
-conn = None; acked = threading.Semaphore(0); n = 0
-def reader(s, k):
-    buf = b""
-    while True:
-        try: c = s.recv(4096)
-        except OSError: c = b""
-        if not c: out("CLOSED", k); return
-        buf += c
-        while buf:
-            if buf[0] == 0x02:
-                e = buf.find(b"\x03")
-                if e == -1 or len(buf) < e + 2: break
-                d, buf = buf[1:e], buf[e + 2:]
-                s.sendall(b"\x06")
-                out("RECV", k, d.decode())
-            else:
-                b0, buf = buf[0], buf[1:]
-                if b0 == 0x06: acked.release()
-                elif b0 == 0x04: out("EOT", k)
-                elif b0 == 0x05: s.sendall(b"\x06"); out("ENQ", k)
-for line in sys.stdin:
-    cmd, _, arg = line.rstrip("\n").partition(" ")
-    if cmd == "accept":      # wait for the next connection (arg: seconds)
-        srv.settimeout(float(arg or 20))
-        try: conn, _ = srv.accept()
-        except socket.timeout: out("NO_CONNECTION", arg); continue
-        n += 1; out("CONNECTED", n)
-        threading.Thread(target=reader, args=(conn, n), daemon=True).start()
-    elif cmd == "send":
-        d = arg.encode(); conn.sendall(b"\x02" + d + b"\x03" + bytes([lrc(d)]))
-        out("SENT", n, arg if not arg.startswith("KEY#") else "KEY#...") if acked.acquire(timeout=2) else out("NOT_ACKED", arg)
-    elif cmd == "eot":
-        conn.sendall(b"\x04"); conn.close(); out("CLOSED_BY_US", n)
-PY
-start central python3 "$T_DIR/central.py" "$CP_CPORT"
+# ---- a scripted Central (cp_lib.sh) ----
+cp_scripted_central central
 C=$(log_of central)
 cp_engine e1 --credential "$CRED"
 E=$(log_of e1)
