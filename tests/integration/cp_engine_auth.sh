@@ -31,8 +31,8 @@ check "a missing credential file -> exit 1 naming it" bash -c "[ $? = 1 ] && gre
 
 cp_engine e1 --credential "$CRED"
 E=$(log_of e1)
-check "the CP id comes from the credential" grep -q "^CP id=MAD-01 credential=$CRED\$" "$E"
-check "it says it is secured" grep -q '^Secured mode: engine challenge on every connection' "$E"
+check "the CP id comes from the credential" wait_grep 5 "$E" "^CP id=MAD-01 credential=$CRED\$"
+check "it says it is secured" wait_grep 5 "$E" '^Secured mode: engine challenge on every connection'
 
 # ---- only loopback by default ----
 check "listening on 127.0.0.1:$P only" bash -c "[ \"\$(ss -ltnH 'sport = :$P' | awk '{print \$4}')\" = 127.0.0.1:$P ]"
@@ -144,6 +144,6 @@ start e2 "$EV_CP_E" "$K" "$EP2" --headless
 wait_grep 10 "$(log_of e2)" '^START port=' >/dev/null
 r=$(eng_script "$EP2" HELLO#MAD-01 "SET_KEY#$KEY" HEALTH_CHECK#MAD-01)
 diag "$r"
-check "Release-1 engine: the start line says so" grep -q '^Release-1 mode: no credential, plaintext telemetry, no engine authentication$' "$(log_of e2)"
+check "Release-1 engine: the start line says so" wait_grep 5 "$(log_of e2)" '^Release-1 mode: no credential, plaintext telemetry, no engine authentication$'
 check "Release-1 engine: no challenge (HELLO is unknown), SET_KEY NACKed, checks answered" \
 	[ "$r" = "$(printf 'RECV ERROR#unknown opcode HELLO\nRECV NACK#SET_KEY#Release-1 mode: this engine has no credential\nRECV OK')" ]

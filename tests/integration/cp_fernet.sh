@@ -43,7 +43,7 @@ wait_grep 10 "$E2" "^SUPPLY END driver=102 session=$S3 .*reason=unplugged$" >/de
 
 # The key replaced: the next supply is sealed with the new one at once.
 r=$(eng_script "$CP_EPORT" HELLO#MAD-01 AUTH! "SET_KEY#$K2" "AUTORIZAR_SUMINISTRO#101#$S2#0.25")
-check "a new key replaces the old one" bash -c "echo '$r' | grep -q '^RECV ACK#SET_KEY$' && grep -q '^KEY replaced$' '$E'"
+check "a new key replaces the old one" bash -c "$(declare -f wait_for wait_grep); echo '$r' | grep -q '^RECV ACK#SET_KEY$' && wait_grep 5 '$E' '^KEY replaced$'"
 check "second supply ends" wait_grep 10 "$E" "^SUPPLY END driver=101 session=$S2 .*reason=unplugged$"
 n1=$(grep -c "^CONSUMO " "$E")
 
