@@ -634,11 +634,20 @@ static void on_frame(void *arg, const char *data, size_t len)
 	} else if (strcmp(op, "AUTORIZAR_SUMINISTRO") == 0) {
 		on_authorise(e, now, f, n);
 	} else if (strcmp(op, "PARAR") == 0) {
+		/* An optional second field says why (our monitor sends
+		 * PARAR#keys revoked itself); bare PARAR is Central's. */
+		char why[96];
+		if (n >= 2)
+			snprintf(why, sizeof why, "stopped: %.80s", f[1]);
+		else
+			snprintf(why, sizeof why, "stopped by central");
 		if (e->supplying)
-			end_supply(e, now, MSG_TYPE_COUNT, "stopped by central");
+			end_supply(e, now, MSG_TYPE_COUNT, why);
 		else if (e->authorised)
-			drop_auth(e, "stopped by central");
-		if (!e->stopped)
+			drop_auth(e, why);
+		if (!e->stopped && n >= 2)
+			cpio_event("STOPPED (Out of Order) reason=%.80s", f[1]);
+		else if (!e->stopped)
 			cpio_event("STOPPED (Out of Order)");
 		e->stopped = 1;
 		e->dirty = 1;

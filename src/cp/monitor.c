@@ -70,8 +70,9 @@ enum reported { R_NONE, R_FAULT, R_RECOVER };
 
 struct relay {
 	char cmd[32];
-	unsigned gen;     /* Central connection it came from */
+	unsigned gen;     /* Central connection it came from; 0: the monitor's own */
 	double deadline;
+	int revoke;       /* own PARAR/REANUDAR for a revocation: not Central's stop */
 };
 
 struct mon {
@@ -100,6 +101,11 @@ struct mon {
 	int revoked;          /* Central said REVOKED: keys dead until re-authentication */
 	int reauth;           /* REGISTER sent again on the live link ('a') */
 	double reauth_deadline;
+	/* Revoked keys mean no billing, so no supply: the monitor stops the
+	 * engine itself (PARAR#keys revoked) and resumes it once new keys
+	 * are in, unless Central's own stop is in force. */
+	int revoke_stop;      /* the engine must stay stopped for the revocation */
+	int resume_pending;   /* REANUDAR owed to the engine once its link is up */
 
 	struct cpio_link eng;
 	enum eng_state estate;
@@ -318,6 +324,32 @@ static void relay_start(struct mon *m, double now, const char *cmd, const char *
 	cpio_event("RELAY %s to engine", data);
 }
 
+/* A command of the monitor's own to the engine (its answer is not relayed):
+ * data is the frame, its opcode the command. 0, or -1 if not sent. */
+static int own_command(struct mon *m, double now, const char *data, int revoke, const char *why)
+{
+	if (m->estate != E_UP || m->nrelays >= MAX_RELAYS || cpio_link_sendf(&m->eng, now, "%s", data) < 0)
+		return -1;
+	struct relay r = {.gen = 0, .deadline = now + RELAY_TIMEOUT, .revoke = revoke};
+	snprintf(r.cmd, sizeof r.cmd, "%.*s", (int)strcspn(data, "#"), data);
+	m->relays[m->nrelays++] = r;
+	cpio_event("RELAY %s to engine (%s)", r.cmd, why);
+	return 0;
+}
+
+/* The revocation is over (new keys): the engine may supply again, unless
+ * Central's own stop holds it. */
+static void revoke_over(struct mon *m, double now)
+{
+	if (!m->revoke_stop)
+		return;
+	m->revoke_stop = 0;
+	if (m->stopped)
+		return;
+	if (own_command(m, now, "REANUDAR", 1, "keys restored") < 0)
+		m->resume_pending = 1;
+}
+
 /* ---- Central's registration and keys ---- */
 
 /* REGISTER, with the secret as fifth field when secured. The event line
@@ -357,6 +389,7 @@ static void central_up(struct mon *m, double now, const char *result)
 	m->revoked = 0;
 	m->denied[0] = '\0';
 	cpio_event("LINK central up (%s)", result);
+	revoke_over(m, now);
 	m->e_last_hc = 0; /* tell the engine at once */
 	/* A reconnect must never hide the engine's real health. */
 	report_health(m, now);
@@ -392,6 +425,7 @@ static void on_key(struct mon *m, double now, char **f, int n)
 	memcpy(m->key, f[2], FERNET_KEY_LEN + 1);
 	m->has_key = 1;
 	cpio_event("KEY received (%s)", same ? "unchanged" : "new");
+	send_key_to_engine(m, now); /* before any REANUDAR: the engine needs it to supply */
 	if (m->cstate == C_KEYWAIT) {
 		central_up(m, now, m->reg_result);
 	} else {
@@ -401,8 +435,8 @@ static void on_key(struct mon *m, double now, char **f, int n)
 		cpio_event("REAUTH done: keys restored");
 		report_health(m, now);
 		update_state(m);
+		revoke_over(m, now);
 	}
-	send_key_to_engine(m, now);
 }
 
 /* REVOKED#<cp_id>: Central deleted the key; the link stays, revoked. */
@@ -417,6 +451,9 @@ static void on_revoked(struct mon *m, double now, char **f, int n)
 	crypto_wipe(m->key, sizeof m->key);
 	m->has_key = 0;
 	cpio_event("KEYS REVOKED by Central: Keys revoked (re-authenticate: key a, or command a)");
+	m->revoke_stop = 1;
+	m->resume_pending = 0;
+	own_command(m, now, "PARAR#keys revoked", 1, "keys revoked: no supply until re-authenticated");
 	update_state(m);
 }
 
@@ -452,6 +489,7 @@ static void on_central_frame(void *arg, const char *data, size_t len)
 				cpio_event("REAUTH done (%s)", f[1]);
 				report_health(m, now);
 				update_state(m);
+				revoke_over(m, now);
 			}
 			return;
 		}
@@ -528,10 +566,12 @@ static void engine_up(struct mon *m, double now)
 	send_key_to_engine(m, now);
 	/* A restarted engine forgot Central's stop; Central only re-sends
 	 * it when the monitor reconnects, so the monitor repeats it. */
-	if (m->stopped && m->nrelays < MAX_RELAYS && cpio_link_sendf(&m->eng, now, "PARAR") == 0) {
-		m->relays[m->nrelays++] = (struct relay){.cmd = "PARAR", .gen = 0, .deadline = now + RELAY_TIMEOUT};
-		cpio_event("RELAY PARAR to engine (stop still in force)");
-	}
+	if (m->stopped)
+		own_command(m, now, "PARAR", 0, "stop still in force");
+	else if (m->revoke_stop)
+		own_command(m, now, "PARAR#keys revoked", 1, "keys revoked: no supply until re-authenticated");
+	else if (m->resume_pending && own_command(m, now, "REANUDAR", 1, "keys restored") == 0)
+		m->resume_pending = 0;
 	m->dirty = 1;
 }
 
@@ -615,11 +655,13 @@ static void on_engine_frame(void *arg, const char *data, size_t len)
 			if (strcmp(m->relays[i].cmd, f[1]) != 0)
 				continue;
 			if (op[0] == 'A' && strcmp(f[1], "PARAR") == 0) {
-				m->stopped = 1;
+				if (!m->relays[i].revoke)
+					m->stopped = 1;
 				set_activity(m, "STOPPED");
 			}
 			if (op[0] == 'A' && strcmp(f[1], "REANUDAR") == 0) {
-				m->stopped = 0;
+				if (!m->relays[i].revoke)
+					m->stopped = 0;
 				set_activity(m, "IDLE");
 			}
 			if (op[0] == 'A' && strcmp(f[1], "AUTORIZAR_SUMINISTRO") == 0)

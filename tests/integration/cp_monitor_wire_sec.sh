@@ -10,7 +10,7 @@
 # (The same flow against the real EV_Central is cp_credentials.sh.)
 . "${EVC_SRCDIR:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 . "$EVC_SRCDIR/tests/integration/cp_lib.sh"
-tap_plan 33
+tap_plan 37
 K=127.0.0.1:$(free_port) # no broker: the engine's telemetry would just wait
 
 # new_secret: 32 random bytes, base64url without padding (43 chars).
@@ -35,7 +35,7 @@ check "and the secret is in no message" bash -c "! grep -qF '$SECRET' '$T_DIR/a.
 # ---- a scripted Central (cp_lib.sh) ----
 cp_scripted_central central
 C=$(log_of central)
-cp_engine e1 --credential "$CRED"
+cp_engine e1 --credential "$CRED" --auto-plug 0.2:60
 E=$(log_of e1)
 cp_monitor m1 MAD-01 --location "C/ Serrano 10" --price 0.25 --credential "$CRED"
 M=$(log_of m1)
@@ -55,10 +55,14 @@ check "the key goes to the engine (SET_KEY, ACK)" wait_grep 5 "$E" '^KEY set$'
 check "and the monitor sees the ACK" wait_grep 5 "$M" '^ENGINE key set$'
 check "health checks flow after that: ACTIVADO, HEARTBEATs" bash -c "$(declare -f wait_for wait_grep); wait_grep 5 '$M' '^STATE ACTIVADO$' && wait_grep 5 '$C' '^RECV 1 HEARTBEAT#MAD-01$'"
 
-# ---- REVOKED, then 'a' on the same link ----
+# ---- REVOKED during a supply, then 'a' on the same link ----
+send central "send AUTORIZAR_SUMINISTRO#101#S-REV#0.25"
+check "a supply runs (relayed authorisation, auto-plug)" wait_grep 5 "$E" '^SUPPLY START driver=101 session=S-REV '
 send central "send REVOKED#MAD-01"
 check "REVOKED: Keys revoked shown" wait_grep 5 "$M" '^KEYS REVOKED by Central: Keys revoked'
 check "the CP is FUERA_DE_SERVICIO on the monitor" wait_grep 5 "$M" '^STATE FUERA_DE_SERVICIO$'
+check "no keys, no billing: the monitor stops the engine itself" wait_grep 5 "$E" '^STOPPED \(Out of Order\) reason=keys revoked$'
+check "which ends the supply in progress" grep -q '^SUPPLY END driver=101 session=S-REV .*reason=stopped: keys revoked$' "$E"
 send m1 status
 check "status: key revoked" wait_grep 5 "$M" '^STATUS cp=MAD-01 state=FUERA_DE_SERVICIO central=up engine=up mode=secured key=revoked '
 regs=$(count_grep "$C" '^RECV 1 REGISTER#')
@@ -68,6 +72,7 @@ send central "send REGISTER_RESULT#RECONNECT"
 send central "send KEY#MAD-01#$K2"
 check "the new key restores the keys" wait_grep 5 "$M" '^REAUTH done: keys restored$'
 check "the engine gets the new key at once" wait_grep 5 "$E" '^KEY replaced$'
+check "and is resumed by the monitor" wait_grep 5 "$E" '^RESUMED$'
 check "ACTIVADO again" wait_for 5 bash -c "grep '^STATE ' '$M' | tail -n 1 | grep -q '^STATE ACTIVADO$'"
 
 # ---- the engine restarted: challenge and key again ----
