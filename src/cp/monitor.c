@@ -300,7 +300,7 @@ static void relay_fail_all(struct mon *m, double now, const char *reason)
 /* Central asked for cmd; data is what the engine gets. */
 static void relay_start(struct mon *m, double now, const char *cmd, const char *data)
 {
-	struct relay r;
+	struct relay r = {.revoke = 0};
 	snprintf(r.cmd, sizeof r.cmd, "%s", cmd);
 	r.gen = m->cgen;
 	r.deadline = now + RELAY_TIMEOUT;
