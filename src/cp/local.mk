@@ -49,3 +49,4 @@ EXTRA_DIST += tests/integration/cp_fernet.sh
 EXTRA_DIST += tests/integration/cp_credentials.sh
 TESTS += tests/integration/cp_screen_sec.sh
 EXTRA_DIST += tests/integration/cp_screen_sec.sh
+EXTRA_DIST += tests/fuzz/fuzz_cpauth.c tests/fuzz/cpauth.seeds
