@@ -61,7 +61,8 @@ const char *fernet_status_name(enum fernet_status s);
  * if now > time + ttl, FERNET_FUTURE if time > now + FERNET_MAX_CLOCK_SKEW.
  * On FERNET_OK *plain (caller frees with free(), NUL-terminated for
  * convenience) and *plen are set; otherwise *plain = NULL, *plen = 0.
- * Never reads past len; more than FERNET_TOKEN_MAX is FERNET_BAD_TOKEN. */
+ * The token is padded base64url, exactly len characters (no newline):
+ * never reads past len; more than FERNET_TOKEN_MAX is FERNET_BAD_TOKEN. */
 enum fernet_status fernet_decrypt(const struct fernet_key *k, const char *token, size_t len, uint64_t now,
 				  int64_t ttl, unsigned char **plain, size_t *plen);
 

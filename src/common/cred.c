@@ -102,8 +102,9 @@ static ssize_t read_small(int fd, const char *path, char *buf, char err[EVC_ERR_
 	return (ssize_t)n;
 }
 
-/* A string member of obj, or NULL with err. A string with an embedded NUL
- * (\u0000) is refused: what C would see is not what the file says. */
+/* A string member of obj, or NULL with err. jansson already refuses
+ * \u0000 (we do not pass JSON_ALLOW_NUL); the length check keeps a C
+ * string from meaning less than the file says should that ever change. */
 static const char *get_string(json_t *obj, const char *name, const char *path, char err[EVC_ERR_LEN])
 {
 	json_t *v = json_object_get(obj, name);

@@ -147,7 +147,10 @@ enum fernet_status fernet_decrypt(const struct fernet_key *k, const char *token,
 
 	*plain = NULL;
 	*plen = 0;
-	if (token == NULL || len > FERNET_TOKEN_MAX)
+	/* Padded, as every implementation writes tokens (Python's refuses
+	 * them unpadded): one spelling per token, so a token cut short by
+	 * its '=' is a cut token, not the same one. */
+	if (token == NULL || len > FERNET_TOKEN_MAX || len % 4 != 0)
 		return FERNET_BAD_TOKEN;
 	rawcap = crypto_b64url_decoded_max(len);
 	if (rawcap < RAW_MIN)

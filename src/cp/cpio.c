@@ -264,15 +264,6 @@ void cpio_link_close(struct cpio_link *l, int send_eot)
 	cpio_link_init(l);
 }
 
-double cpio_link_deadline(const struct cpio_link *l)
-{
-	if (l->fd == -1)
-		return 0;
-	if (l->connecting)
-		return l->since + LINK_ANSWER_TIMEOUT + 1.0;
-	return link_session_deadline(&l->s);
-}
-
 double cpio_backoff(double *cur, double cap)
 {
 	double d = *cur * (0.5 + 0.5 * ((double)random() / (double)RAND_MAX));

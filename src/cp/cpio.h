@@ -58,8 +58,6 @@ int cpio_link_open(const struct cpio_link *l);
 int cpio_link_sendf(struct cpio_link *l, double now, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Purposeful close: EOT, best-effort flush, close the socket. Safe on a down link. */
 void cpio_link_close(struct cpio_link *l, int send_eot);
-/* Earliest session deadline, 0 if none. */
-double cpio_link_deadline(const struct cpio_link *l);
 
 /* Exponential backoff: returns the delay to wait now (jittered in
  * [cur/2, cur]) and doubles *cur up to cap. Reset *cur to its base after a

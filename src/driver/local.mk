@@ -1,7 +1,7 @@
-# EV_Driver (issue 5): the driver's app, its pure parts unit-tested.
+# EV_Driver: the driver's app, its pure parts unit-tested.
 bin_PROGRAMS += EV_Driver
 EV_Driver_SOURCES = \
-	src/driver/driver.c src/driver/driver.h \
+	src/driver/driver.c \
 	src/driver/services.c src/driver/services.h \
 	src/driver/svc.c src/driver/svc.h \
 	ui/driver_screen.c ui/driver_screen.h
