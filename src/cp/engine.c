@@ -18,8 +18,9 @@
  *    process, so it never resumes a supply: if Central still has a session
  *    open it is ended cleanly with AVERIADO (the engine did fail) and zero
  *    figures for the part it lost; Central keeps the highest figures it
- *    already has, so nothing is lost. seq is RESTART_SEQ, above any a
- *    session reaches, so it is never taken for a duplicate. NO_SESSION:
+ *    already has, so nothing is lost. It carries no seq (the old count
+ *    died with the old process), so it is never taken for a duplicate
+ *    and no jump of seq is ever needed. NO_SESSION:
  *    nothing to do. (Usually Central already ended the session when the
  *    monitor reported the engine unreachable, and answers NO_SESSION.)
  *  - HEALTH_CHECK#<cp_id> is answered with exactly OK or KO (evcharging(7)
@@ -79,7 +80,6 @@
 #define CLIENT_SILENCE 5.0    /* s a client may stay silent before it is closed */
 #define CONSUMO_PERIOD 1.0
 #define CHECK_RETRY 5.0       /* s between CHECK_SESSION attempts */
-#define RESTART_SEQ 1000000   /* seq of the closing message after a restart (see top) */
 
 struct client {
 	struct cpio_link l;
@@ -529,8 +529,9 @@ static void on_session_answer(struct eng *e, double now, char **f, int n)
 	snprintf(m.user_id, sizeof m.user_id, "%s", f[2]);
 	snprintf(m.session_id, sizeof m.session_id, "%s", f[3]);
 	m.has_session_id = 1;
-	m.seq = RESTART_SEQ;
-	m.has_seq = 1;
+	/* No seq: the old process's count died with it, and a closing
+	 * message ends a session once whatever its number. */
+	m.has_seq = 0;
 	m.timestamp = clock_wall();
 	m.has_timestamp = 1;
 	if (msg_valid_user_id(f[2]) && msg_valid_session_id(f[3])) {
@@ -652,6 +653,20 @@ static void on_frame(void *arg, const char *data, size_t len)
 		e->stopped = 1;
 		e->dirty = 1;
 		reply(e, now, "ACK#PARAR");
+	} else if (strcmp(op, "FIN_SUMINISTRO") == 0) {
+		/* Central already ended this session (evcharging(7) RULES: no
+		 * telemetry for --supply-timeout, keys revoked): stop metering
+		 * it and say nothing more about it. The CP stays in service. */
+		if ((e->supplying || e->authorised) && (n < 2 || strcmp(f[1], e->session) == 0)) {
+			if (e->supplying)
+				end_supply(e, now, MSG_TYPE_COUNT, "ended by central");
+			else
+				drop_auth(e, "ended by central");
+			e->dirty = 1;
+			reply(e, now, "ACK#FIN_SUMINISTRO");
+		} else {
+			reply(e, now, "NACK#FIN_SUMINISTRO#no such supply");
+		}
 	} else if (strcmp(op, "REANUDAR") == 0) {
 		if (e->stopped)
 			cpio_event("RESUMED");

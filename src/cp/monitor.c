@@ -526,6 +526,10 @@ static void on_central_frame(void *arg, const char *data, size_t len)
 		relay_start(m, now, "PARAR", "PARAR");
 	} else if (strcmp(op, "REANUDAR") == 0) {
 		relay_start(m, now, "REANUDAR", "REANUDAR");
+	} else if (strcmp(op, "FIN_SUMINISTRO") == 0) {
+		/* Central ended the session itself (no telemetry, keys
+		 * revoked): the engine must stop metering it. */
+		relay_start(m, now, "FIN_SUMINISTRO", data);
 	} else if (strcmp(op, "SESSION") == 0 || strcmp(op, "NO_SESSION") == 0) {
 		if (m->estate == E_UP && cpio_link_sendf(&m->eng, now, "%s", data) == 0)
 			cpio_event("CHECK_SESSION answer to engine: %s", data);
