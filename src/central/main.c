@@ -426,6 +426,7 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 		const struct core_cp *cp = core_cp_at(c->core, i);
 		if (cp->key[0])
 			keytab_set_key(c->keys, cp->id, cp->key);
+		keytab_set_plain(c->keys, cp->id, core_cp_release1(c->core, cp));
 	}
 	double now = clock_wall();
 	if (store_foreach_request(c->store, now - 2 * o->request_max_age, load_request, c->core, err) < 0)
