@@ -16,6 +16,7 @@ EVC_COMMON_LIBS = libevc.a $(RDKAFKA_LIBS) $(JANSSON_LIBS) -lm
 
 include src/common/link.mk
 include src/common/msg.mk
+include src/common/tls.mk
 
 # The Kafka bus against the real broker (tests/integration/bus_kafka.sh).
 check_PROGRAMS += tests/tools/bus_tool
