@@ -43,9 +43,10 @@ SSL *tls_server_new(SSL_CTX *ctx, int fd, char err[EVC_ERR_LEN]);
 /* A client-side connection on fd that accepts only a certificate for host
  * (an IPv4/IPv6 literal is matched against the IP SANs, a name against the
  * DNS names and sent as SNI). resume, if not NULL, is a slot that outlives
- * the SSL: a session in it is offered for resumption, and every session
- * ticket the server sends replaces it (the slot owns its session: free it
- * with SSL_SESSION_free). NULL with err. Caller frees with SSL_free. */
+ * the SSL: a session in it is offered for resumption, every session ticket
+ * the server sends replaces it, and a TLS failure (not a mere EOF) empties
+ * it (the slot owns its session: free it with SSL_SESSION_free). NULL with
+ * err. Caller frees with SSL_free. */
 SSL *tls_client_new(SSL_CTX *ctx, int fd, const char *host, SSL_SESSION **resume, char err[EVC_ERR_LEN]);
 
 enum tls_rc {

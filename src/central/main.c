@@ -399,7 +399,11 @@ static void take_link_events(struct central *c)
 		double now = clock_wall();
 		switch (e->kind) {
 		case CPL_UP:
-			note(c, LOG_INFO, "LINK", "up conn=%llu peer=%s", (unsigned long long)e->conn, e->peer);
+			note(c, LOG_INFO, "LINK", "up conn=%llu peer=%s kind=%s", (unsigned long long)e->conn, e->peer,
+			     e->tls ? "tls" : "plain");
+			break;
+		case CPL_REFUSED:
+			note(c, LOG_WARN, "LINK", "refused peer=%s reason=%s", e->peer, e->reason);
 			break;
 		case CPL_FRAME:
 			core_on_frame(c->core, e->conn, e->data, now, &c->fx);
@@ -556,6 +560,10 @@ static void apply_effects(struct central *c)
 		switch (x->kind) {
 		case CORE_FX_SEND:
 			cplink_send(c->link, x->conn, x->text);
+			/* The core accepted a REGISTER: the link's register
+			 * timeout (evcharging(7) SECURITY) no longer applies. */
+			if (strncmp(x->text, "REGISTER_RESULT#", 16) == 0 && strncmp(x->text + 16, "DENIED", 6) != 0)
+				cplink_registered(c->link, x->conn);
 			break;
 		case CORE_FX_CLOSE:
 			cplink_close(c->link, x->conn, x->text);
@@ -678,6 +686,7 @@ static int serve(const struct opts *o)
 	lc.port = o->port;
 	lc.max_conns = o->max_conns;
 	lc.heartbeat_timeout = o->heartbeat_timeout;
+	lc.plain_ok = 1; /* Release-1 links */
 	c->link = cplink_new(&lc, err);
 	if (c->link == NULL)
 		goto fail;

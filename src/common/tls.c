@@ -152,15 +152,21 @@ fail:
 	return NULL;
 }
 
-/* A session ticket arrived: it replaces the one in the connection's slot. */
+/* A session ticket arrived: it replaces the one in the connection's slot.
+ * The slot keeps a copy: OpenSSL marks a connection's own session not
+ * resumable when the SSL is freed without close_notify, and a CP's link
+ * usually ends that way (Central restarted, the network dropped), which is
+ * exactly when the cheap reconnect is wanted. A real TLS failure forgets
+ * the slot's session instead (see failed). */
 static int new_session(SSL *ssl, SSL_SESSION *sess)
 {
 	SSL_SESSION **slot = SSL_get_app_data(ssl);
-	if (slot == NULL)
-		return 0;
-	SSL_SESSION_free(*slot);
-	*slot = sess;
-	return 1; /* we keep the reference */
+	SSL_SESSION *copy = slot != NULL ? SSL_SESSION_dup(sess) : NULL;
+	if (copy != NULL) {
+		SSL_SESSION_free(*slot);
+		*slot = copy;
+	}
+	return 0; /* OpenSSL keeps (and frees) its own reference */
 }
 
 SSL_CTX *tls_client_ctx_new(const char *ca_file, char err[EVC_ERR_LEN])
@@ -301,6 +307,12 @@ static enum tls_rc failed(SSL *ssl, int ret, const char *what, char err[EVC_ERR_
 		evc_seterr(err, "connection closed by peer");
 		ERR_clear_error();
 		return TLS_EOF;
+	}
+	/* Never resume what ended in a protocol failure (RFC 5246 7.2.2). */
+	SSL_SESSION **slot = SSL_is_server(ssl) ? NULL : SSL_get_app_data(ssl);
+	if (slot != NULL) {
+		SSL_SESSION_free(*slot);
+		*slot = NULL;
 	}
 	long v = SSL_get_verify_result(ssl);
 	if (v != X509_V_OK && !SSL_is_server(ssl)) {

@@ -38,6 +38,7 @@ int main(int argc, char **argv)
 	cfg.port = atoi(argv[1]);
 	if (argc > 2)
 		cfg.max_conns = atoi(argv[2]);
+	cfg.plain_ok = 1;
 
 	struct rlimit rl;
 	getrlimit(RLIMIT_NOFILE, &rl);
@@ -80,10 +81,12 @@ int main(int argc, char **argv)
 					up++;
 				} else if (e->kind == CPL_DOWN) {
 					down++;
-				} else {
+				} else if (e->kind == CPL_FRAME) {
 					frames++;
-					if (strncmp(e->data, "REGISTER#", 9) == 0)
+					if (strncmp(e->data, "REGISTER#", 9) == 0) {
 						cplink_send(l, e->conn, "REGISTER_RESULT#FIRST");
+						cplink_registered(l, e->conn);
+					}
 					else if (strncmp(e->data, "FAULT#", 6) == 0)
 						faults++;
 				}
