@@ -26,6 +26,8 @@ EXTRA_DIST += tests/integration/cp_screen.sh
 check_PROGRAMS += tests/unit/test_cpio
 TESTS += tests/unit/test_cpio
 tests_unit_test_cpio_SOURCES = tests/unit/test_cpio.c src/cp/cpio.c src/cp/cpio.h
+# Its TLS client cases run against Central's real link server.
+tests_unit_test_cpio_SOURCES += src/central/cplink.c src/central/cplink.h tests/unit/tls_fixture.h
 tests_unit_test_cpio_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_cpio_LDADD = $(UNIT_LIBS)
 TESTS += tests/integration/cp_badinput.sh tests/integration/cp_monitor_wire.sh
