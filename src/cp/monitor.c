@@ -23,6 +23,7 @@
 #include "evc/msg.h"
 #include "evc/net.h"
 #include "evc/state.h"
+#include "evc/tls.h"
 #include "evc/xalloc.h"
 #include "src/cp/cpio.h"
 #include "ui/cp_screen.h"
@@ -60,6 +61,9 @@ struct mon {
 	char cen_addr[300], eng_addr[300];
 
 	struct cpio_link cen;
+	SSL_CTX *cen_tls;      /* TLS to Central (--tls/--ca), NULL: Release-1 plaintext */
+	const char *ca_file;
+	char c_last_err[CPIO_ERR_LEN]; /* last connect failure logged: each is said once */
 	enum cen_state cstate;
 	unsigned cgen;
 	double c_next_try, c_backoff, c_reg_deadline, c_last_hb;
@@ -100,10 +104,13 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: " PROG " <engine_host:port> <central_host:port> <cp_id> [--location TEXT]\n"
-		"              [--price EUR] [--headless] [--topic-prefix P]\n"
+		"              [--price EUR] [--tls] [--ca FILE] [--headless] [--topic-prefix P]\n"
 		"       " PROG " --help | --version\n"
 		"  --location TEXT   where the CP is (1-64 characters, no '#'); default \"CP <cp_id>\"\n"
 		"  --price EUR       price per kWh, > 0 and <= 100; default 0.30\n"
+		"  --tls             connect to Central over TLS, verifying its certificate and host\n"
+		"  --ca FILE         the network's CA certificate for that (default pki/ca.pem);\n"
+		"                    implies --tls\n"
 		"  --headless        no screen: event lines on stdout, commands on stdin (q, status)\n"
 		"  --topic-prefix P  accepted for symmetry with the other programs (the monitor\n"
 		"                    itself uses no Kafka topic)\n");
@@ -424,8 +431,14 @@ static void central_down(struct mon *m, double now, const char *reason, int ours
 		if (strcmp(m->activity, "RESERVED") == 0)
 			set_activity(m, "IDLE");
 	}
-	else
-		log_info("central %s: %s; next attempt in %.1f s", m->cen_addr, reason, d);
+	else if (strcmp(reason, m->c_last_err) != 0) {
+		/* Said once per distinct failure, not at every retry: a wrong
+		 * certificate keeps failing the same way. */
+		log_warn("central %s: %s; retrying with backoff (next attempt in %.1f s)", m->cen_addr, reason, d);
+		snprintf(m->c_last_err, sizeof m->c_last_err, "%s", reason);
+	} else {
+		log_debug("central %s: %s; next attempt in %.1f s", m->cen_addr, reason, d);
+	}
 	m->c_denied = 0;
 	update_state(m);
 }
@@ -469,6 +482,7 @@ static void try_connect(struct mon *m, double now)
 static void after_service(struct mon *m, double now)
 {
 	if (m->cstate == C_CONNECTING && m->cen.has_session) {
+		m->c_last_err[0] = '\0';
 		m->cstate = C_REGISTERING;
 		m->c_reg_deadline = now + REGISTER_TIMEOUT;
 		cen_send(m, now, "REGISTER#%s#%s#%s", m->cp_id, m->location, m->price);
@@ -644,11 +658,14 @@ static void parse_args(struct mon *m, int argc, char **argv, int *headless)
 		{"price", required_argument, NULL, 'p'},
 		{"headless", no_argument, NULL, 'H'},
 		{"topic-prefix", required_argument, NULL, 't'},
+		{"tls", no_argument, NULL, 'T'},
+		{"ca", required_argument, NULL, 'C'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *location = NULL, *price = NULL;
+	int tls = 0;
 	char err[NET_ERR_LEN];
 	int c;
 	opterr = 0;
@@ -658,6 +675,8 @@ static void parse_args(struct mon *m, int argc, char **argv, int *headless)
 		case 'p': price = optarg; break;
 		case 'H': *headless = 1; break;
 		case 't': bus_prefix(optarg); break;
+		case 'T': tls = 1; break;
+		case 'C': m->ca_file = optarg; tls = 1; break;
 		case 'h': usage(stdout); exit(0);
 		case 'V': printf(PROG " (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION); exit(0);
 		case ':': bad_usage("option %s needs a value", argv[optind - 1]); break;
@@ -691,6 +710,8 @@ static void parse_args(struct mon *m, int argc, char **argv, int *headless)
 	char *e = m->price + strlen(m->price) - 1;
 	while (*e == '0' && e[-1] != '.')
 		*e-- = '\0';
+	if (tls && m->ca_file == NULL)
+		m->ca_file = "pki/ca.pem";
 	snprintf(m->cen_addr, sizeof m->cen_addr, "%s:%d", m->cen_host, m->cen_port);
 	snprintf(m->eng_addr, sizeof m->eng_addr, "%s:%d", m->eng_host, m->eng_port);
 }
@@ -702,6 +723,15 @@ int main(int argc, char **argv)
 	log_set_progname(PROG);
 	parse_args(m, argc, argv, &headless);
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+	if (m->ca_file != NULL) {
+		char err[EVC_ERR_LEN];
+		m->cen_tls = tls_client_ctx_new(m->ca_file, err);
+		if (m->cen_tls == NULL) {
+			fprintf(stderr, PROG ": %s\n", err);
+			free(m);
+			return 1;
+		}
+	}
 
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
@@ -727,6 +757,13 @@ int main(int argc, char **argv)
 
 	cpio_link_init(&m->cen);
 	cpio_link_init(&m->eng);
+	if (m->cen_tls != NULL) {
+		/* The certificate must name the host we were told to reach. */
+		cpio_link_set_tls(&m->cen, m->cen_tls, m->cen_host);
+		log_info("central link: TLS, verifying '%s' against %s", m->cen_host, m->ca_file);
+	} else {
+		log_info("central link: plaintext (Release 1; Central must run --plain-links)");
+	}
 	m->c_backoff = CENTRAL_BACKOFF_BASE;
 	m->e_backoff = ENGINE_BACKOFF_BASE;
 	m->dirty = 1;
@@ -788,7 +825,9 @@ int main(int argc, char **argv)
 
 	cpio_event("QUIT%s", got_signal ? " (signal)" : "");
 	cpio_link_close(&m->cen, 1);
+	cpio_link_release(&m->cen);
 	cpio_link_close(&m->eng, 1);
+	SSL_CTX_free(m->cen_tls);
 	if (m->scr) {
 		log_set_sink(NULL, NULL);
 		cpio_set_event_sink(NULL, NULL);
