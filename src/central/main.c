@@ -62,6 +62,7 @@ struct opts {
 	const char *prefix;
 	double heartbeat_timeout, request_max_age, reservation_timeout;
 	int max_conns;
+	int plain_links;                  /* serve Release-1 plaintext links too */
 	const char *args[8]; /* tool arguments */
 	int nargs;
 };
@@ -82,6 +83,7 @@ static void usage(FILE *f)
 		"  --request-max-age S        deny charge requests older than S seconds (default 60)\n"
 		"  --reservation-timeout S    cancel an authorised session not plugged in after S s (default 120)\n"
 		"  --max-conns N              most CP link connections (default 10000)\n"
+		"  --plain-links              serve Release-1 plaintext CP links\n"
 		"  --readonly                 refuse operator commands\n"
 		"  --no-color                 panel without colours (also NO_COLOR)\n"
 		"  --db PATH                  database (default " DEFAULT_DB "; or the third argument)\n"
@@ -194,6 +196,9 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			if (val[0] == '\0' || *end != '\0' || errno != 0 || n < 1 || n > 1000000)
 				bad_arg("--max-conns: invalid count '%s' (1..1000000)", val);
 			o->max_conns = (int)n;
+		} else if (strcmp(name, "--plain-links") == 0) {
+			NO_VAL();
+			o->plain_links = 1;
 		} else if (strcmp(name, "--db") == 0) {
 			TAKE_VAL();
 			o->db = val;
