@@ -16,7 +16,7 @@ cp_add_driver() { "$EV_CENTRAL" --add-driver "$1" "$2" --db "$CP_DB" >/dev/null;
 
 # cp_central NAME: start Central (headless) and wait until it listens.
 cp_central() {
-	start "$1" "$EV_CENTRAL" "$CP_CPORT" "$K" --db "$CP_DB" --headless
+	start "$1" "$EV_CENTRAL" "$CP_CPORT" "$K" --db "$CP_DB" --headless --plain-links
 	wait_grep 20 "$(log_of "$1")" ' READY '
 }
 # cp_engine NAME [ARGS...]
