@@ -5,3 +5,7 @@ TESTS += tests/unit/test_cplink
 tests_unit_test_cplink_SOURCES = tests/unit/test_cplink.c src/central/cplink.c src/central/cplink.h tests/unit/tls_fixture.h
 tests_unit_test_cplink_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_cplink_LDADD = $(UNIT_LIBS)
+# The link port over TLS with real certificates, a real EV_CP_M and
+# Release-1 plaintext monitors refused or (--plain-links) served.
+TESTS += tests/integration/central_tls.sh
+EXTRA_DIST += tests/integration/central_tls.sh

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# EV_Central's CP link over TLS (evcharging(7) SECURITY) with real
+# certificates (scripts/pki, or the same layout from the openssl command line
+# where the script is not in the tree): Central refuses to start without
+# certificate files or with a loose key, its port speaks TLS 1.2+ and
+# verifies against ca.pem, a real EV_CP_M with --tls/--ca registers over it,
+# a wrong CA or a wrong address is refused and logged once while the monitor
+# keeps retrying, and a Release-1 plaintext link is refused with NACK unless
+# Central runs --plain-links, when both kinds share the port.
+. "${EVC_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/integration/lib.sh"
+FAKE_MON=$EVC_BUILDDIR/tests/tools/fake_monitor
+for p in "$EV_CENTRAL" "$EV_CP_M" "$FAKE_MON"; do
+	[ -x "$p" ] || tap_skip_all "$p not built"
+done
+for t in openssl ss; do
+	command -v "$t" >/dev/null || tap_skip_all "$t needed"
+done
+tap_plan 31
+
+# Central serves its links whether or not a broker answers.
+K=${EVC_KAFKA:-127.0.0.1:$(free_port)}
+
+# make_pki DIR: ca.pem, central.pem, central.key (key 0600) in DIR.
+make_pki() {
+	if [ -x "$EVC_SRCDIR/scripts/pki" ]; then
+		"$EVC_SRCDIR/scripts/pki" init "$1" >"$T_DIR/pki.out" 2>&1
+		return
+	fi
+	(
+		set -e
+		umask 077
+		mkdir -p "$1" && cd "$1"
+		key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1"; }
+		key ca.key
+		openssl req -x509 -new -key ca.key -subj "/CN=evcharging test CA" -days 30 \
+			-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign -out ca.pem
+		key central.key
+		openssl req -new -key central.key -subj /CN=localhost -out central.csr
+		printf '%s\n' basicConstraints=CA:FALSE extendedKeyUsage=serverAuth \
+			subjectAltName=DNS:localhost,IP:127.0.0.1 >ext.cnf
+		openssl x509 -req -in central.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+			-extfile ext.cnf -out central.pem
+		chmod 644 ca.pem central.pem
+	) >"$T_DIR/pki.out" 2>&1
+}
+PKI=$T_DIR/pki
+make_pki "$PKI" || { cat "$T_DIR/pki.out" >&2; exit 1; }
+# A CA that signed nothing Central has.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T_DIR/other.key" \
+	-out "$T_DIR/other-ca.pem" -subj "/CN=some other CA" -days 1 >/dev/null 2>&1
+
+has_n() { [ "$(count_grep "$1" "$2")" -ge "$3" ]; }
+PORT=$(free_port)
+ENG=127.0.0.1:$(free_port) # no engine there: the monitor's Central link does not need one
+
+# ---- refusals at start ----
+mkdir -p "$T_DIR/bare"
+"$EV_CENTRAL" "$PORT" "$K" "$T_DIR/bare/central.db" --headless </dev/null >/dev/null 2>"$T_DIR/bare.err"
+rc=$?
+check "no certificate files, no --plain-links: exit 1" [ $rc -eq 1 ]
+check "... and the message names scripts/pki init" grep -q "EV_Central: .*scripts/pki init" "$T_DIR/bare.err"
+check "... before creating a database" [ ! -e "$T_DIR/bare/central.db" ]
+
+mkdir -p "$T_DIR/loose" && cp -a "$PKI" "$T_DIR/loose/pki" && chmod 644 "$T_DIR/loose/pki/central.key"
+"$EV_CENTRAL" "$PORT" "$K" "$T_DIR/loose/central.db" --headless </dev/null >/dev/null 2>"$T_DIR/loose.err"
+rc=$?
+check "a key readable by others: exit 1 naming the file and its mode" \
+	bash -c "[ $rc -eq 1 ] && grep -q 'loose/pki/central.key.*0644' '$T_DIR/loose.err'"
+
+# ---- a TLS-only Central (certificates beside the database by default) ----
+start c1 "$EV_CENTRAL" "$PORT" "$K" "$T_DIR/central.db" --headless
+C1=$(log_of c1)
+check "Central starts with pki/ beside its database" wait_grep 15 "$C1" ' READY '
+check "... and serves TLS links only" grep -q " LINK port $PORT serves TLS links only" "$C1"
+
+s_client() { openssl s_client -connect "127.0.0.1:$PORT" "$@" </dev/null 2>&1; }
+# says TEXT PATTERN...: every PATTERN (ERE) is in TEXT; lacks TEXT PATTERN: it is not.
+says() {
+	local t=$1 p
+	shift
+	for p in "$@"; do grep -Eq -- "$p" <<<"$t" || return 1; done
+}
+lacks() { ! grep -Eq -- "$2" <<<"$1"; }
+out=$(s_client -CAfile "$PKI/ca.pem" -verify_ip 127.0.0.1 -verify_return_error -brief)
+check "the port speaks TLS 1.3; its certificate verifies against ca.pem for 127.0.0.1" \
+	says "$out" '^Verification: OK' '^Protocol version: TLSv1\.3'
+out=$(s_client -tls1_2 -CAfile "$PKI/ca.pem" -verify_return_error -brief)
+check "TLS 1.2 is served too" says "$out" '^Protocol version: TLSv1\.2' '^Verification: OK'
+out=$(s_client -tls1_1 -cipher 'DEFAULT@SECLEVEL=0' -CAfile "$PKI/ca.pem")
+check "TLS 1.1 is refused (protocol version alert)" says "$out" 'alert protocol version'
+check "... no connection established" lacks "$out" '^CONNECTION ESTABLISHED'
+out=$(s_client -CAfile "$T_DIR/other-ca.pem" -verify_return_error -brief)
+check "a client trusting another CA fails to verify" says "$out" 'verify error'
+check "... and gets no connection" lacks "$out" '^CONNECTION ESTABLISHED'
+
+start m1 "$EV_CP_M" "$ENG" "127.0.0.1:$PORT" MAD-01 --headless --tls --ca "$PKI/ca.pem"
+M1=$(log_of m1)
+check "EV_CP_M --tls registers over TLS" wait_grep 15 "$M1" '^LINK central up \(FIRST\)$'
+check "Central: the link is up, kind=tls" grep -Eq ' LINK up conn=[0-9]+ peer=127\.0\.0\.1:[0-9]+ kind=tls$' "$C1"
+check "Central knows the CP" wait_grep 5 "$C1" ' STATE MAD-01 [A-Z_]+$'
+conn_of() { ss -Htnp state established "( dport = :$PORT )" 2>/dev/null | grep -q "pid=$1,"; }
+check "ss: the monitor holds an established connection to the link port" wait_for 5 conn_of "$(pid_of m1)"
+check "the monitor said which kind of link it uses" grep -q "central link: TLS, verifying '127.0.0.1'" "$M1"
+
+start f1 "$FAKE_MON"
+send f1 "connect 127.0.0.1 $PORT"
+send f1 "enq"
+F1=$(log_of f1)
+check "a Release-1 plaintext link gets NACK" wait_grep 5 "$F1" '^GOT NACK$'
+check "... then the close" wait_grep 5 "$F1" '^CLOSED$'
+check "Central reports the refusal" \
+	wait_grep 5 "$C1" ' LINK refused peer=127\.0\.0\.1:[0-9]+ reason=plaintext link refused$'
+
+# A monitor that does not trust Central's CA keeps retrying, saying so once.
+start m2 "$EV_CP_M" "$ENG" "127.0.0.1:$PORT" MAD-02 --headless --ca "$T_DIR/other-ca.pem"
+M2=$(log_of m2)
+check "wrong CA: the handshake fails at Central, again and again" wait_for 15 has_n "$C1" 'alert unknown ca' 3
+check "... the monitor keeps running and logged the failure once" \
+	bash -c "kill -0 $(pid_of m2) && [ \$(grep -c 'certificate verify failed: unable to get local issuer certificate' '$M2') -eq 1 ]"
+check "... and never came up" bash -c "! grep -q '^LINK central up' '$M2'"
+# The right CA, but Central reached at an address its certificate does not name.
+start m3 "$EV_CP_M" "$ENG" "127.0.0.2:$PORT" MAD-03 --headless --tls --ca "$PKI/ca.pem"
+M3=$(log_of m3)
+check "wrong address: refused by the monitor, logged once" \
+	wait_grep 10 "$M3" "certificate verify failed: IP address mismatch for '127\.0\.0\.2'"
+stop m2
+stop m3
+stop f1
+
+# ---- --plain-links: both kinds on the one port ----
+stop c1
+check "the TLS monitor sees Central go" wait_grep 10 "$M1" '^LINK central down'
+start c2 "$EV_CENTRAL" "$PORT" "$K" "$T_DIR/central.db" --headless --plain-links
+C2=$(log_of c2)
+check "with --plain-links and certificates: TLS and plaintext" \
+	wait_grep 15 "$C2" " LINK port $PORT serves TLS and plaintext"
+start f2 "$FAKE_MON"
+send f2 "connect 127.0.0.1 $PORT"
+send f2 "enq"
+send f2 "send REGISTER#PLAIN-01#Calle Plana#0.30"
+F2=$(log_of f2)
+check "a plaintext monitor registers" wait_grep 5 "$F2" '^RECV REGISTER_RESULT#FIRST$'
+check "the TLS monitor is back, over TLS" wait_grep 30 "$M1" '^LINK central up \(RECONNECT\)$'
+check "... beside the plaintext one on the same port" \
+	bash -c "grep -q ' kind=tls\$' '$C2' && grep -q ' kind=plain\$' '$C2'"
+stop f2
+stop c2
+
+# ---- --plain-links without certificate files: plaintext only ----
+start c3 "$EV_CENTRAL" "$PORT" "$K" "$T_DIR/bare/central.db" --headless --plain-links
+check "--plain-links without certificates: plaintext links only" \
+	wait_grep 15 "$(log_of c3)" " LINK port $PORT serves plaintext links only"
+out=$(s_client -CAfile "$PKI/ca.pem" -brief)
+check "... where a TLS client gets no handshake" lacks "$out" '^CONNECTION ESTABLISHED'
+stop c3
+stop m1
