@@ -4,3 +4,9 @@
 libevc_a_SOURCES += src/common/tls.c include/evc/tls.h
 libevc_a_CFLAGS += $(OPENSSL_CFLAGS)
 EVC_COMMON_LIBS += $(OPENSSL_LIBS)
+
+check_PROGRAMS += tests/unit/test_tls
+TESTS += tests/unit/test_tls
+tests_unit_test_tls_SOURCES = tests/unit/test_tls.c tests/unit/tls_fixture.h
+tests_unit_test_tls_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_tls_LDADD = $(UNIT_LIBS)

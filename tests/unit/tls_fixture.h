@@ -12,8 +12,8 @@
 
 static char pki_dir[PATH_MAX];
 
-/* The folder's path joined with name (a static buffer per call site is not
- * needed: callers copy or use it at once). */
+/* The folder's path joined with name, in a rotating static buffer: only
+ * the last four results stay valid (copy one that must live longer). */
 static const char *__attribute__((unused)) pki_path(const char *name)
 {
 	static char buf[4][PATH_MAX + 64];
