@@ -482,6 +482,14 @@ void cpio_event(const char *fmt, ...)
 	fflush(stdout);
 }
 
+int cpio_path_beside(char *out, size_t outsz, const char *file, const char *name)
+{
+	const char *slash = strrchr(file, '/');
+	int n = slash == NULL ? snprintf(out, outsz, "%s", name)
+			      : snprintf(out, outsz, "%.*s/%s", (int)(slash - file), file, name);
+	return n >= 0 && (size_t)n < outsz ? 0 : -1;
+}
+
 int cpio_parse_double(const char *s, double *out)
 {
 	char *end;

@@ -113,6 +113,11 @@ typedef void (*cpio_event_fn)(void *arg, const char *line);
 void cpio_set_event_sink(cpio_event_fn fn, void *arg);
 void cpio_event(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* name in the folder of file ("pki/ca.pem" beside "/etc/cp/MAD-01.cred" is
+ * "/etc/cp/pki/ca.pem"; beside "x.cred", "pki/ca.pem"), into out. 0, or -1
+ * if it does not fit. */
+int cpio_path_beside(char *out, size_t outsz, const char *file, const char *name);
+
 /* Parse a decimal number strictly (whole string, finite). 0 or -1. */
 int cpio_parse_double(const char *s, double *out);
 

@@ -142,6 +142,19 @@ static void test_parse_double(void **state)
 	assert_int_equal(cpio_parse_double("1e999", &v), -1);
 }
 
+static void test_path_beside(void **state)
+{
+	(void)state;
+	char p[32];
+	assert_int_equal(cpio_path_beside(p, sizeof p, "/etc/cp/MAD-01.cred", "pki/ca.pem"), 0);
+	assert_string_equal(p, "/etc/cp/pki/ca.pem");
+	assert_int_equal(cpio_path_beside(p, sizeof p, "MAD-01.cred", "pki/ca.pem"), 0);
+	assert_string_equal(p, "pki/ca.pem");
+	assert_int_equal(cpio_path_beside(p, sizeof p, "/x.cred", "pki/ca.pem"), 0);
+	assert_string_equal(p, "/pki/ca.pem");
+	assert_int_equal(cpio_path_beside(p, sizeof p, "/a/very/long/folder/name/x.cred", "pki/ca.pem"), -1);
+}
+
 /* ---- links over loopback ---- */
 
 struct frames {
@@ -533,6 +546,7 @@ int main(void)
 		cmocka_unit_test(test_lines_overlong_dropped),
 		cmocka_unit_test(test_backoff_doubles_to_cap_with_jitter),
 		cmocka_unit_test(test_parse_double),
+		cmocka_unit_test(test_path_beside),
 		cmocka_unit_test(test_link_roundtrip_and_close),
 		cmocka_unit_test(test_connect_refused),
 		cmocka_unit_test(test_connect_tries_every_address),
