@@ -48,6 +48,13 @@
 #define ACCEPT_BATCH 256  /* accepts per wakeup, so established links get turns */
 #define READ_BATCH 4      /* reads per readable connection per wakeup */
 #define TLS_RECORD 0x16   /* first byte of a TLS ClientHello (a handshake record) */
+/* TLS handshake steps wait in a queue and get HS_BUDGET s per loop turn,
+ * after every other ready socket: a reconnect storm of 10,000 handshakes
+ * (seconds of CPU) never delays the answers open links wait for (2 s at
+ * most, evcharging(7)). Past HS_BACKLOG waiting steps accepting pauses, and
+ * the kernel's backlog holds the rest. */
+#define HS_BUDGET 0.01
+#define HS_BACKLOG 512
 
 /* What the first byte said (see cplink.h). */
 enum conn_kind {
@@ -97,6 +104,9 @@ struct conn {
 	/* timer wheel */
 	uint64_t tick; /* absolute tick it is filed under, 0 = not filed */
 	struct conn *tprev, *tnext;
+	/* handshake queue (see HS_BUDGET); out of epoll while queued */
+	int hs_queued;
+	struct conn *hprev, *hnext;
 };
 
 struct evnode {
@@ -141,6 +151,9 @@ struct cplink {
 	uint64_t cur_tick;
 	double accept_resume; /* 0 = accepting */
 	int listening;        /* listen fd registered in epoll */
+	struct conn *hs_head, *hs_tail; /* TLS handshake steps to run, in order */
+	size_t hs_len;
+	int hs_paused;        /* accepting paused: hs_len reached HS_BACKLOG */
 	int stopping;
 	struct nodelist batch; /* events not yet published */
 
@@ -433,10 +446,28 @@ static void epoll_set(struct cplink *l, struct conn *c, int want_out)
 		c->want_out = want_out;
 }
 
+static void hs_unlink(struct cplink *l, struct conn *c)
+{
+	if (!c->hs_queued)
+		return;
+	if (c->hprev != NULL)
+		c->hprev->hnext = c->hnext;
+	else
+		l->hs_head = c->hnext;
+	if (c->hnext != NULL)
+		c->hnext->hprev = c->hprev;
+	else
+		l->hs_tail = c->hprev;
+	c->hprev = c->hnext = NULL;
+	c->hs_queued = 0;
+	l->hs_len--;
+}
+
 /* The end of a slot: fd closed, memory freed, id forgotten. */
 static void conn_destroy(struct cplink *l, struct conn *c)
 {
 	timer_unlink(l, c);
+	hs_unlink(l, c);
 	if (c->ssl != NULL)
 		SSL_free(c->ssl);
 	if (c->fd >= 0)
@@ -623,6 +654,8 @@ static int conn_settle(struct cplink *l, struct conn *c, double now)
 
 /* ---------------------------------------------------------------- input */
 
+static void hs_enqueue(struct cplink *l, struct conn *c);
+
 struct frame_ctx {
 	struct cplink *l;
 	struct conn *c;
@@ -772,7 +805,8 @@ static int conn_classify(struct cplink *l, struct conn *c, double now)
 		}
 		c->kind = K_TLS;
 		c->tls_hs = 1;
-		return conn_tls_step(l, c, now);
+		hs_enqueue(l, c);
+		return 0;
 	}
 	if (b == LINK_ENQ) {
 		c->kind = K_PLAIN;
@@ -803,7 +837,7 @@ static void conn_readable(struct cplink *l, struct conn *c, double now)
 		if (c->kind == K_NEW && (conn_classify(l, c, now) == -1 || c->kind != K_PLAIN))
 			return;
 		if (c->tls_hs) {
-			conn_tls_step(l, c, now);
+			hs_enqueue(l, c);
 			return;
 		}
 		if (c->ssl != NULL) {
@@ -848,7 +882,7 @@ static void conn_writable(struct cplink *l, struct conn *c, double now)
 		return;
 	}
 	if (c->phase == PH_LIVE && c->tls_hs) {
-		conn_tls_step(l, c, now);
+		hs_enqueue(l, c);
 		return;
 	}
 	if (c->phase == PH_LIVE && c->rd_want_out) {
@@ -948,6 +982,50 @@ static void listen_enable(struct cplink *l, int on)
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_LISTEN };
 	if (epoll_ctl(l->epfd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, l->lfd, &ev) == 0)
 		l->listening = on;
+}
+
+/* ---------------------------------------------------------------- handshakes */
+
+static void hs_enqueue(struct cplink *l, struct conn *c)
+{
+	if (c->hs_queued)
+		return;
+	/* Out of epoll while it waits: a ready socket would come back in
+	 * every batch and crowd out the open links. */
+	struct epoll_event ev = { .events = 0, .data.u64 = c->id };
+	if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+		c->want_out = 0;
+	c->hs_queued = 1;
+	c->hnext = NULL;
+	c->hprev = l->hs_tail;
+	if (l->hs_tail != NULL)
+		l->hs_tail->hnext = c;
+	else
+		l->hs_head = c;
+	l->hs_tail = c;
+	l->hs_len++;
+	if (l->hs_len >= HS_BACKLOG && !l->hs_paused) {
+		l->hs_paused = 1;
+		listen_enable(l, 0);
+	}
+}
+
+/* Handshake steps, oldest first, for HS_BUDGET s at most. */
+static void hs_run(struct cplink *l)
+{
+	double now = clock_mono(), end = now + HS_BUDGET;
+	while (l->hs_head != NULL && now < end) {
+		struct conn *c = l->hs_head;
+		hs_unlink(l, c);
+		epoll_set(l, c, 0); /* back in epoll; the step says if it wants EPOLLOUT */
+		conn_tls_step(l, c, now);
+		now = clock_mono();
+	}
+	if (l->hs_paused && l->hs_len <= HS_BACKLOG / 2) {
+		l->hs_paused = 0;
+		if (l->accept_resume == 0 && !l->stopping)
+			listen_enable(l, 1);
+	}
 }
 
 static void format_peer(const struct sockaddr_storage *sa, char *out, size_t n)
@@ -1094,6 +1172,8 @@ static int epoll_timeout(const struct cplink *l, double now)
 		if (ms > 100)
 			ms = 100;
 	}
+	if (l->hs_head != NULL)
+		return 0; /* handshakes wait: look at the sockets and go on */
 	if (l->accept_resume > 0) {
 		int a = clock_ms_until(l->accept_resume, 1000);
 		if (a < 1)
@@ -1204,9 +1284,10 @@ static void *worker(void *arg)
 			handle_ready(l, evs, n, now);
 		if (l->accept_resume > 0 && now >= l->accept_resume && !l->stopping) {
 			l->accept_resume = 0;
-			listen_enable(l, 1);
+			listen_enable(l, !l->hs_paused);
 		}
 		wheel_run(l, now);
+		hs_run(l);
 		publish(l);
 	}
 	worker_stop(l, evs, MAXEV);
