@@ -11,8 +11,10 @@
  * With --tls CA every link is a TLS client (evc/tls.h) verifying Central
  * against CA and HOST, one handshake per connect. --storm S drops every
  * link abruptly S seconds after all registered and reconnects them all at
- * once, and measures the time until all are registered again; --resume
- * keeps each link's session ticket and offers it on that reconnect.
+ * once, and measures the time until all are registered again; a link lost
+ * meanwhile (a timeout, a refusal) tries again after a jittered exponential
+ * backoff, as EV_CP_M does (0.5 s doubling to 30 s). --resume keeps each
+ * link's session ticket and offers it on those reconnects.
  * Prints a human summary and one "RESULT key=value ..." line for scripts.
  *
  * bench_links -p PORT [-H HOST] [-n N] [-d SECONDS] [-f FAULTS_PER_S]
@@ -55,6 +57,7 @@ struct blink {
 	struct link_session s;
 	SSL *ssl;
 	SSL_SESSION *sess; /* --resume: the last ticket */
+	double backoff;    /* storm: the next retry's delay */
 	/* the FAULT whose ACK we wait for */
 	int fault_wait;
 	unsigned long fault_ack_at; /* frames_out value once it is acknowledged */
@@ -75,15 +78,18 @@ static SSL_CTX *tls_ctx;
 static unsigned long tls_done, tls_resumed, tls_failed;
 static char last_tls_err[EVC_ERR_LEN];
 
-/* Links waiting for a connect, in order (a ring of n), and links denied
- * during a storm (a race with their old link's close), retried 0.2 s later. */
+/* Links waiting for a connect, in order (a ring of n), and links lost
+ * during a storm waiting for their retry (unordered). */
 static int *cq;
 static size_t cq_head, cq_len;
 static struct retry {
 	int idx;
 	double at;
 } *rq;
-static size_t rq_head, rq_len;
+static size_t rq_len;
+static int storming;
+static unsigned long storm_retries;
+static char last_retry_reason[256];
 
 static void cq_push(int idx)
 {
@@ -230,11 +236,18 @@ static void link_dead(struct blink *b, const char *why)
 {
 	if (b->st == B_DEAD || b->st == B_IDLE)
 		return;
-	if (opt.storm > 0 && b->denied) {
-		/* ALREADY_CONNECTED: Central had not yet seen the old link go. */
+	if (storming) {
+		/* A timeout, a refusal, ALREADY_CONNECTED (Central had not yet
+		 * seen the old link go): try again later, as a monitor would. */
 		b->denied = 0;
 		link_drop(b);
-		rq[(rq_head + rq_len++) % (size_t)opt.n] = (struct retry){ b->idx, clock_mono() + 0.2 };
+		if (b->backoff == 0)
+			b->backoff = 0.5;
+		double d = b->backoff * (0.5 + 0.5 * ((double)random() / (double)RAND_MAX));
+		b->backoff = b->backoff * 2 > 30 ? 30 : b->backoff * 2;
+		rq[rq_len++] = (struct retry){ b->idx, clock_mono() + d };
+		storm_retries++;
+		snprintf(last_retry_reason, sizeof last_retry_reason, "BENCH-%d: %s", b->idx, why);
 		return;
 	}
 	link_drop(b);
@@ -302,6 +315,7 @@ static void on_frame(void *arg, const char *data, size_t len)
 			return;
 		}
 		b->registered = 1;
+		b->backoff = 0;
 		n_registered++;
 	}
 }
@@ -447,10 +461,13 @@ static void connected(struct blink *b, double now)
 
 static void start_connects(const struct sockaddr_in *sa, double now)
 {
-	while (rq_len > 0 && rq[rq_head].at <= now) {
-		cq_push(rq[rq_head].idx);
-		rq_head = (rq_head + 1) % (size_t)opt.n;
-		rq_len--;
+	for (size_t i = 0; i < rq_len;) {
+		if (rq[i].at <= now) {
+			cq_push(rq[i].idx);
+			rq[i] = rq[--rq_len];
+		} else {
+			i++;
+		}
 	}
 	while (cq_len > 0 && n_connecting < opt.ramp) {
 		struct blink *b = &links[cq[cq_head]];
@@ -560,6 +577,7 @@ static void storm(void)
 		cq_push(i);
 	}
 	next_connect = 0;
+	storming = 1;
 	opt.ramp = opt.n; /* at once, as after a real outage: no client waits for another */
 }
 
@@ -688,8 +706,10 @@ int main(int argc, char **argv)
 			fflush(stdout);
 		} else if (t_storm > 0 && t_storm_all == 0 && n_registered == opt.n) {
 			t_storm_all = now;
-			printf("STORM_ALL_REGISTERED %.3f s (TLS handshakes %lu, resumed %lu)\n", now - t_storm,
-			       tls_done - storm_done0, tls_resumed - storm_resumed0);
+			printf("STORM_ALL_REGISTERED %.3f s (TLS handshakes %lu, resumed %lu; %lu retries after a "
+			       "loss%s%s)\n",
+			       now - t_storm, tls_done - storm_done0, tls_resumed - storm_resumed0, storm_retries,
+			       storm_retries ? ", last: " : "", storm_retries ? last_retry_reason : "");
 			fflush(stdout);
 		}
 		if (opt.fault_rate > 0 && t_all > 0) {
