@@ -4,3 +4,11 @@ EXTRA_DIST += tests/integration/lib.sh
 UNIT_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) $(JANSSON_CFLAGS) $(RDKAFKA_CFLAGS)
 UNIT_LIBS = $(CMOCKA_LIBS) $(EVC_COMMON_LIBS)
 include tests/bench/bench.mk
+
+# The shared pieces of libevc that do no I/O (money, validation, hash map,
+# bounded queue).
+check_PROGRAMS += tests/unit/test_common
+TESTS += tests/unit/test_common
+tests_unit_test_common_SOURCES = tests/unit/test_common.c
+tests_unit_test_common_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_common_LDADD = $(UNIT_LIBS)

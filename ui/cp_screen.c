@@ -9,7 +9,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "evc/clock.h"
 #include "evc/xalloc.h"
+#include "ui/pane.h"
 #include "ui/theme.h"
 
 #define EVENTS_KEPT 200
@@ -18,8 +20,7 @@
 struct cp_screen {
 	enum cp_screen_kind kind;
 	char title[128];
-	char *events[EVENTS_KEPT]; /* ring, oldest first from head */
-	int head, nevents;
+	struct pane_ring events;
 	int prompt;                /* 'd' pressed: reading a driver id */
 	char pbuf[PROMPT_MAX + 1];
 	size_t plen;
@@ -46,6 +47,7 @@ struct cp_screen *cp_screen_open(enum cp_screen_kind kind, const char *title, ch
 	}
 	struct cp_screen *s = xcalloc(1, sizeof *s);
 	s->kind = kind;
+	pane_ring_init(&s->events, EVENTS_KEPT);
 	snprintf(s->title, sizeof s->title, "%s", title);
 	theme_init(0);
 	cbreak();
@@ -61,8 +63,7 @@ void cp_screen_close(struct cp_screen *s)
 	if (s == NULL)
 		return;
 	endwin();
-	for (int i = 0; i < s->nevents; i++)
-		free(s->events[(s->head + i) % EVENTS_KEPT]);
+	pane_ring_free(&s->events);
 	free(s);
 }
 
@@ -74,20 +75,7 @@ int cp_screen_fd(const struct cp_screen *s)
 
 void cp_screen_event(struct cp_screen *s, const char *line)
 {
-	char ts[16];
-	time_t t = time(NULL);
-	struct tm tm;
-	localtime_r(&t, &tm);
-	strftime(ts, sizeof ts, "%H:%M:%S", &tm);
-	char *copy = xasprintf("%s %s", ts, line);
-	if (s->nevents == EVENTS_KEPT) {
-		free(s->events[s->head]);
-		s->events[s->head] = copy;
-		s->head = (s->head + 1) % EVENTS_KEPT;
-	} else {
-		s->events[(s->head + s->nevents) % EVENTS_KEPT] = copy;
-		s->nevents++;
-	}
+	pane_ring_push(&s->events, clock_wall(), LOG_INFO, line);
 }
 
 static void redraw(struct cp_screen *s);
@@ -200,23 +188,22 @@ static void draw_bar(struct cp_screen *s)
 	}
 }
 
+static attr_t event_attr(const struct pane_line *l)
+{
+	if (strstr(l->text, "ERROR") || strstr(l->text, " KO") || strstr(l->text, "down") ||
+	    strstr(l->text, "AVERIADO"))
+		return theme_attr(THEME_ERRTEXT);
+	if (strstr(l->text, "warn"))
+		return theme_attr(THEME_WARNTEXT);
+	return theme_attr(THEME_NORMAL);
+}
+
 static void draw_events(struct cp_screen *s, int top)
 {
-	int rows = LINES - 1 - top - 1;
-	if (rows <= 0)
+	int rows = LINES - 1 - top;
+	if (rows <= 1)
 		return;
-	theme_hline(stdscr, top, 0, COLS, theme_attr(THEME_DIM));
-	theme_puts(stdscr, top, 2, COLS - 3, " events ", theme_attr(THEME_DIM));
-	int first = s->nevents > rows ? s->nevents - rows : 0;
-	for (int i = first, y = top + 1; i < s->nevents; i++, y++) {
-		const char *l = s->events[(s->head + i) % EVENTS_KEPT];
-		attr_t a = theme_attr(THEME_NORMAL);
-		if (strstr(l, "ERROR") || strstr(l, " KO") || strstr(l, "down") || strstr(l, "AVERIADO"))
-			a = theme_attr(THEME_ERRTEXT);
-		else if (strstr(l, "warn"))
-			a = theme_attr(THEME_WARNTEXT);
-		theme_puts(stdscr, y, 1, COLS - 2, l, a);
-	}
+	pane_ring_draw(stdscr, &s->events, "events", top, 0, rows, COLS, event_attr);
 }
 
 static void draw_help(struct cp_screen *s)

@@ -36,7 +36,7 @@ struct cp_monitor_view {
 	const char *engine_link;   /* "up", "connecting", "down" */
 	const char *health;        /* "OK", "KO", "?" */
 	const char *health_reason; /* why KO, "" otherwise */
-	const char *cp_state;      /* a protocol.md 6 state word as this monitor sees it */
+	const char *cp_state;      /* a state word of evcharging(7) as this monitor sees it */
 	const char *activity;      /* the engine's: IDLE, RESERVED, SUPPLYING, STOPPED or "" */
 };
 

@@ -8,8 +8,10 @@
 #include <curses.h>
 
 #include "evc/clock.h"
+#include "evc/money.h"
 #include "evc/xalloc.h"
 #include "ui/driver_screen.h"
+#include "ui/pane.h"
 #include "ui/theme.h"
 
 #define EVENTS_KEPT 200
@@ -17,8 +19,7 @@
 #define MIN_COLS 60
 
 struct driver_screen {
-	char *events[EVENTS_KEPT]; /* ring, owned */
-	size_t nevents;            /* total ever added */
+	struct pane_ring events;
 	size_t sel;                /* selected row among the available CPs */
 	int prompting;             /* typing a CP id after `r` */
 	char prompt[MSG_CP_ID_MAX + 1];
@@ -44,6 +45,7 @@ struct driver_screen *driver_screen_open(int no_color, char err[DRIVER_SCREEN_ER
 	keypad(stdscr, TRUE);
 	curs_set(0);
 	struct driver_screen *ds = xcalloc(1, sizeof *ds);
+	pane_ring_init(&ds->events, EVENTS_KEPT);
 	return ds;
 }
 
@@ -52,20 +54,13 @@ void driver_screen_close(struct driver_screen *ds)
 	if (ds == NULL)
 		return;
 	endwin();
-	for (size_t i = 0; i < EVENTS_KEPT; i++)
-		free(ds->events[i]);
+	pane_ring_free(&ds->events);
 	free(ds);
 }
 
 void driver_screen_event(struct driver_screen *ds, const char *line)
 {
-	size_t slot = ds->nevents % EVENTS_KEPT;
-	free(ds->events[slot]);
-	char buf[24];
-	clock_format(clock_wall(), buf, sizeof buf);
-	/* keep hh:mm:ss only: the date is noise on a live screen */
-	ds->events[slot] = xasprintf("%.8s %s", buf + 11, line);
-	ds->nevents++;
+	pane_ring_push(&ds->events, clock_wall(), LOG_INFO, line);
 }
 
 static int cp_state(const char *word)
@@ -121,7 +116,9 @@ static void draw_cps(struct driver_screen *ds, const struct driver_view *v, int 
 		first = ds->sel - rows + 1;
 	for (size_t i = first; i < n && row < y + h - 1; i++, row++) {
 		const struct msg_cp_status *c = &v->cps[idx[i]];
-		snprintf(buf, sizeof buf, "%c %-12s %6.2f EUR/kWh  %s", i == ds->sel ? '>' : ' ', c->id, c->price,
+		char pb[MONEY_STR_LEN];
+		snprintf(buf, sizeof buf, "%c %-12s %6s EUR/kWh  %s", i == ds->sel ? '>' : ' ', c->id,
+			 money_price(pb, sizeof pb, c->price),
 			 c->location);
 		attr_t a = theme_attr(THEME_OK);
 		if (i == ds->sel)
@@ -150,63 +147,61 @@ static void kv(int y, int x, int w, const char *k, const char *val, attr_t a)
 
 static void draw_supply(const struct driver_view *v, int y, int x, int h, int w)
 {
-	const struct svc *s = v->svc;
-	const struct svc_supply *c = &s->cur;
-	char buf[256];
+	char buf[256], pb[MONEY_STR_LEN];
 	theme_box(stdscr, y, x, h, w, theme_attr(THEME_DIM));
 	theme_puts(stdscr, y, x + 2, w - 4, " Current supply ", theme_attr(THEME_TITLE));
 	int r = y + 1, cx = x + 2, cw = w - 4;
-	attr_t sa = s->state == SVC_CHARGING ? theme_attr(THEME_BUSY)
-		    : s->state == SVC_IDLE   ? theme_attr(THEME_DIM)
-					     : theme_attr(THEME_RESERVED);
-	const char *word = s->state == SVC_IDLE ? "none" : s->state == SVC_WAITING ? "waiting for Central"
-			 : s->state == SVC_AUTHORISED ? "authorised: plug in"
-						       : "charging";
+	attr_t sa = v->supply == DRIVER_SUPPLY_CHARGING ? theme_attr(THEME_BUSY)
+		    : v->supply == DRIVER_SUPPLY_NONE   ? theme_attr(THEME_DIM)
+							: theme_attr(THEME_RESERVED);
+	const char *word = v->supply == DRIVER_SUPPLY_NONE ? "none"
+			 : v->supply == DRIVER_SUPPLY_WAITING ? "waiting for Central"
+			 : v->supply == DRIVER_SUPPLY_AUTHORISED ? "authorised: plug in"
+							      : "charging";
 	kv(r++, cx, cw, "state", word, sa);
-	if (s->state != SVC_IDLE) {
-		snprintf(buf, sizeof buf, "%s%s", c->cp_id, c->adopted ? "  (resumed)" : "");
+	if (v->supply != DRIVER_SUPPLY_NONE) {
+		snprintf(buf, sizeof buf, "%s%s", v->cp_id, v->adopted ? "  (resumed)" : "");
 		kv(r++, cx, cw, "CP", buf, theme_attr(THEME_NORMAL));
-		kv(r++, cx, cw, "session", c->session_id[0] ? c->session_id : "-", theme_attr(THEME_NORMAL));
-		if (s->state == SVC_CHARGING) {
-			snprintf(buf, sizeof buf, "%.2f kW", c->kw);
+		kv(r++, cx, cw, "session", v->session_id[0] ? v->session_id : "-", theme_attr(THEME_NORMAL));
+		int el = v->elapsed < 0 ? 0 : (int)v->elapsed;
+		if (v->supply == DRIVER_SUPPLY_CHARGING) {
+			snprintf(buf, sizeof buf, "%.2f kW", v->kw);
 			kv(r++, cx, cw, "power", buf, theme_attr(THEME_BUSY));
-			snprintf(buf, sizeof buf, "%.3f kWh", c->kwh);
+			snprintf(buf, sizeof buf, "%.3f kWh", v->kwh);
 			kv(r++, cx, cw, "energy", buf, theme_attr(THEME_BUSY));
-			snprintf(buf, sizeof buf, "%.2f EUR", c->importe);
+			snprintf(buf, sizeof buf, "%.2f EUR", v->importe);
 			kv(r++, cx, cw, "amount", buf, theme_attr(THEME_BUSY));
-			int el = (int)(v->now_mono - c->started_at);
 			snprintf(buf, sizeof buf, "%02d:%02d:%02d", el / 3600, el / 60 % 60, el % 60);
 			kv(r++, cx, cw, "elapsed", buf, theme_attr(THEME_NORMAL));
 		} else {
-			int el = (int)(v->now_mono - c->requested_at);
-			snprintf(buf, sizeof buf, "%d s", el < 0 ? 0 : el);
+			snprintf(buf, sizeof buf, "%d s", el);
 			kv(r++, cx, cw, "waiting", buf, theme_attr(THEME_NORMAL));
 		}
 	}
-	if (c->has_ticket && r + 3 < y + h) {
+	if (v->has_ticket && r + 3 < y + h) {
 		char t1[24], t2[24];
 		r++;
 		theme_puts(stdscr, r++, cx, cw, "Last ticket", theme_attr(THEME_TITLE));
-		snprintf(buf, sizeof buf, "%.3f kWh x %.4f EUR/kWh = %.2f EUR", c->t_kwh, c->t_price, c->t_importe);
+		snprintf(buf, sizeof buf, "%.3f kWh x %s EUR/kWh = %.2f EUR", v->t_kwh,
+			 money_price(pb, sizeof pb, v->t_price), v->t_importe);
 		theme_puts(stdscr, r++, cx, cw, buf, theme_attr(THEME_OKTEXT));
-		clock_format(c->t_started, t1, sizeof t1);
-		clock_format(c->t_ended, t2, sizeof t2);
+		clock_format(v->t_started, t1, sizeof t1);
+		clock_format(v->t_ended, t2, sizeof t2);
 		snprintf(buf, sizeof buf, "%.19s -> %.8s", t1, t2 + 11);
 		theme_puts(stdscr, r++, cx, cw, buf, theme_attr(THEME_NORMAL));
 	}
 	if (r < y + h - 2) {
-		snprintf(buf, sizeof buf, "served %u  denied %u  failed %u  queued %zu", s->served, s->denied, s->failed,
-			 svc_pending(s));
+		snprintf(buf, sizeof buf, "served %u  denied %u  failed %u  queued %zu", v->served, v->denied,
+			 v->failed, v->queued);
 		theme_puts(stdscr, y + h - 3, cx, cw, buf, theme_attr(THEME_DIM));
-		snprintf(buf, sizeof buf, "total %.3f kWh  %.2f EUR", s->kwh, s->importe);
+		snprintf(buf, sizeof buf, "total %.3f kWh  %.2f EUR", v->total_kwh, v->total_importe);
 		theme_puts(stdscr, y + h - 2, cx, cw, buf, theme_attr(THEME_DIM));
 	}
 }
 
-static attr_t event_attr(const char *line)
+static attr_t event_attr(const struct pane_line *l)
 {
-	const char *p = strchr(line, ' '); /* after the time */
-	p = p ? p + 1 : line;
+	const char *p = l->text;
 	if (!strncmp(p, "TICKET", 6) || !strncmp(p, "AUTH_OK", 7) || !strncmp(p, "PLUGGED", 7))
 		return theme_attr(THEME_OKTEXT);
 	if (!strncmp(p, "AUTH_DENIED", 11) || !strncmp(p, "SUPPLY_ERROR", 12) || !strncmp(p, "ERROR", 5) ||
@@ -221,16 +216,7 @@ static attr_t event_attr(const char *line)
 
 static void draw_events(struct driver_screen *ds, int y, int h, int cols)
 {
-	theme_hline(stdscr, y, 0, cols, theme_attr(THEME_DIM));
-	theme_puts(stdscr, y, 2, cols - 4, " Events ", theme_attr(THEME_TITLE));
-	int rows = h - 1;
-	size_t n = ds->nevents < EVENTS_KEPT ? ds->nevents : EVENTS_KEPT;
-	size_t show = (size_t)rows < n ? (size_t)rows : n;
-	for (size_t i = 0; i < show; i++) {
-		size_t k = ds->nevents - show + i;
-		const char *line = ds->events[k % EVENTS_KEPT];
-		theme_puts(stdscr, y + 1 + (int)i, 1, cols - 2, line, event_attr(line));
-	}
+	pane_ring_draw(stdscr, &ds->events, "Events", y, 0, h, cols, event_attr);
 }
 
 static void key_bar(struct driver_screen *ds, int y, int cols)

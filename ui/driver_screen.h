@@ -3,10 +3,43 @@
  * key help. Drawn only from the main loop's thread. */
 #ifndef EVC_UI_DRIVER_SCREEN_H
 #define EVC_UI_DRIVER_SCREEN_H
+#include <stddef.h>
+
 #include "evc/msg.h"
-#include "src/driver/driver.h"
 
 #define DRIVER_SCREEN_ERR_LEN 256
+
+enum driver_screen_supply {
+	DRIVER_SUPPLY_NONE,
+	DRIVER_SUPPLY_WAITING,    /* asked, no answer yet */
+	DRIVER_SUPPLY_AUTHORISED, /* AUTH_OK: plug in */
+	DRIVER_SUPPLY_CHARGING,
+};
+
+/* What the screen draws: filled by EV_Driver on every redraw. Strings and
+ * the cps array are borrowed for the call. */
+struct driver_view {
+	const char *user_id;
+	const char *file;                /* services file, or NULL */
+	const struct msg_cp_status *cps; /* latest NETWORK_STATUS_UPDATE (all CPs) */
+	size_t ncps;
+	double status_at;                /* wall time of that update, 0 if none yet */
+	int kafka_up;                    /* -1 unknown, 0 down, 1 up */
+	double now_wall;
+	/* the current supply */
+	enum driver_screen_supply supply;
+	const char *cp_id, *session_id;
+	int adopted;                     /* found running, not asked for in this run */
+	double kw, kwh, importe;
+	double elapsed;                  /* s charging (or waiting for an answer) */
+	/* the last ticket */
+	int has_ticket;
+	double t_kwh, t_importe, t_price, t_started, t_ended; /* wall times */
+	/* this run */
+	unsigned served, denied, failed;
+	size_t queued;
+	double total_kwh, total_importe;
+};
 
 enum driver_screen_action {
 	DRIVER_SCREEN_NONE,

@@ -1,12 +1,12 @@
-# ui: shared screen pieces and the panel (issue 6). The CP and driver
-# programs add their own screen files (ui/cp_screen.c, ui/driver_screen.c)
-# to their program's SOURCES and link $(EVC_UI_LIBS) for the theme and keys.
-# The panel (ui/panel.c) calls the core, so only EV_Central can link it in;
-# the others only pull theme.o and keys.o out of the archive.
+# ui: what every screen shares (theme, keys, the line pane, the stderr
+# capture) and each program's screen. A screen draws only from a view
+# struct its program fills in and never includes a header from src/.
 noinst_LIBRARIES += libevcui.a
 libevcui_a_SOURCES = \
 	ui/theme.c ui/theme.h \
 	ui/keys.c ui/keys.h \
+	ui/pane.c ui/pane.h \
+	ui/errcap.c ui/errcap.h \
 	ui/panel.c ui/panel.h
 libevcui_a_CFLAGS = $(AM_CFLAGS) $(NCURSES_CFLAGS) -D_XOPEN_SOURCE_EXTENDED
 EVC_UI_LIBS = libevcui.a $(NCURSES_LIBS)

@@ -19,8 +19,11 @@
 
 #include "evc/clock.h"
 #include "evc/log.h"
+#include "evc/money.h"
 #include "evc/xalloc.h"
+#include "ui/errcap.h"
 #include "ui/keys.h"
+#include "ui/pane.h"
 #include "ui/theme.h"
 
 #define CARD_H 5          /* lines of a full card */
@@ -32,19 +35,7 @@
 #define REQ_KEEP 128      /* lines kept in the requests pane */
 #define SINK_KEEP 256     /* log_msg lines waiting for the main thread */
 #define REDRAW_GAP 0.1    /* s: at most 10 redraws a second */
-#define LINE_MAX_TEXT 240
-
-struct pline {
-	double ts;
-	enum log_level lvl;
-	char text[LINE_MAX_TEXT];
-};
-
-/* A fixed ring of lines; the oldest falls out. */
-struct ring {
-	struct pline *v;
-	size_t cap, head, n; /* head = index of the oldest */
-};
+#define LINE_MAX_TEXT PANE_LINE_MAX
 
 enum mode { M_NORMAL, M_CONFIRM, M_CMDLINE, M_FILTER, M_HELP };
 
@@ -57,16 +48,20 @@ struct cardview {
 };
 
 struct panel {
-	struct frontend fe;
 	SCREEN *scr;
 	FILE *out;
+	panel_exec_fn exec;
+	void *exec_arg;
+	int readonly;
+	const struct panel_view *v; /* the program's view, for this call */
+	unsigned long drawn_rev;
 
-	struct ring log, req;
+	struct pane_ring log, req;
 	pthread_mutex_t sink_mu;  /* sink is written by any thread */
-	struct ring sink;
+	struct pane_ring sink;
 	unsigned long sink_dropped;
 
-	/* the CPs shown (indices into core_cp_at), after the filter */
+	/* the CPs shown (indices into v->cps), after the filter */
 	size_t *view;
 	size_t nview, view_cap;
 	size_t sel;
@@ -97,48 +92,12 @@ struct panel {
 	int quit;
 	int was_empty;
 
-	/* stderr while the panel owns the terminal: a pipe into the log pane,
-	 * so libraries that print (librdkafka, SQLite) cannot scribble on it */
-	int saved_stderr, err_rd;
-	pthread_t err_thread;
-	int err_thread_up;
+	/* stderr while the panel owns the terminal: into the log pane, so
+	 * libraries that print (librdkafka, SQLite) cannot scribble on it */
+	struct errcap *errcap;
 };
 
 static const struct keys_table panel_keys;
-
-/* ---- rings ---- */
-
-static void ring_init(struct ring *r, size_t cap)
-{
-	r->v = xcalloc(cap, sizeof *r->v);
-	r->cap = cap;
-	r->head = r->n = 0;
-}
-
-static void ring_push(struct ring *r, double ts, enum log_level lvl, const char *text)
-{
-	struct pline *l;
-
-	if (r->n == r->cap) {
-		l = &r->v[r->head];
-		r->head = (r->head + 1) % r->cap;
-	} else {
-		l = &r->v[(r->head + r->n) % r->cap];
-		r->n++;
-	}
-	l->ts = ts;
-	l->lvl = lvl;
-	snprintf(l->text, sizeof l->text, "%s", text);
-	/* a line is one screen row: no control characters from the network */
-	for (char *c = l->text; *c; c++)
-		if ((unsigned char)*c < 0x20 || *c == 0x7f)
-			*c = ' ';
-}
-
-static const struct pline *ring_at(const struct ring *r, size_t i)
-{
-	return &r->v[(r->head + i) % r->cap];
-}
 
 /* log_msg() sink: any thread, under the log module's lock. Only copies. */
 static void panel_sink(enum log_level lvl, const char *line, void *arg)
@@ -148,91 +107,13 @@ static void panel_sink(enum log_level lvl, const char *line, void *arg)
 	pthread_mutex_lock(&p->sink_mu);
 	if (p->sink.n == p->sink.cap)
 		p->sink_dropped++;
-	ring_push(&p->sink, clock_wall(), lvl, line);
+	pane_ring_push(&p->sink, clock_wall(), lvl, line);
 	pthread_mutex_unlock(&p->sink_mu);
 }
 
-/* Reads what anyone writes to fd 2 while the panel is up and hands it to
- * the log pane line by line. Ends when the write end is closed (op_free
- * puts the real stderr back). */
-static void *stderr_reader(void *arg)
+static void errcap_line(void *arg, const char *line)
 {
-	struct panel *p = arg;
-	char buf[1024];
-	size_t n = 0;
-
-	for (;;) {
-		ssize_t r = read(p->err_rd, buf + n, sizeof buf - 1 - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-		char *start = buf, *nl;
-		while ((nl = memchr(start, '\n', n - (size_t)(start - buf))) != NULL) {
-			*nl = 0;
-			if (nl > start)
-				panel_sink(LOG_WARN, start, p);
-			start = nl + 1;
-		}
-		n -= (size_t)(start - buf);
-		memmove(buf, start, n);
-		if (n == sizeof buf - 1) { /* a very long line: show it in pieces */
-			buf[n] = 0;
-			panel_sink(LOG_WARN, buf, p);
-			n = 0;
-		}
-	}
-	if (n) {
-		buf[n] = 0;
-		panel_sink(LOG_WARN, buf, p);
-	}
-	return NULL;
-}
-
-static void capture_stderr(struct panel *p)
-{
-	int fds[2];
-
-	p->saved_stderr = p->err_rd = -1;
-	if (pipe2(fds, O_CLOEXEC) != 0)
-		return;
-	p->saved_stderr = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
-	if (p->saved_stderr < 0 || dup2(fds[1], STDERR_FILENO) < 0) {
-		if (p->saved_stderr >= 0)
-			close(p->saved_stderr);
-		p->saved_stderr = -1;
-		close(fds[0]);
-		close(fds[1]);
-		return;
-	}
-	close(fds[1]);
-	p->err_rd = fds[0];
-	if (pthread_create(&p->err_thread, NULL, stderr_reader, p) == 0) {
-		p->err_thread_up = 1;
-		return;
-	}
-	/* no reader: put stderr back rather than let writers block */
-	dup2(p->saved_stderr, STDERR_FILENO);
-	close(p->saved_stderr);
-	close(p->err_rd);
-	p->saved_stderr = p->err_rd = -1;
-}
-
-static void release_stderr(struct panel *p)
-{
-	if (p->saved_stderr < 0)
-		return;
-	fflush(stderr);
-	/* closes the pipe's last write end: the reader sees EOF and ends */
-	dup2(p->saved_stderr, STDERR_FILENO);
-	close(p->saved_stderr);
-	p->saved_stderr = -1;
-	if (p->err_thread_up)
-		pthread_join(p->err_thread, NULL);
-	p->err_thread_up = 0;
-	close(p->err_rd);
-	p->err_rd = -1;
+	panel_sink(LOG_WARN, line, arg);
 }
 
 /* Main thread: move log_msg lines into the log pane. */
@@ -242,20 +123,19 @@ static void drain_sink(struct panel *p)
 
 	pthread_mutex_lock(&p->sink_mu);
 	for (size_t i = 0; i < p->sink.n; i++) {
-		const struct pline *l = ring_at(&p->sink, i);
-		ring_push(&p->log, l->ts, l->lvl, l->text);
+		const struct pane_line *l = pane_ring_at(&p->sink, i);
+		pane_ring_push(&p->log, l->ts, l->lvl, l->text);
 	}
 	if (p->sink.n)
 		p->dirty = 1;
-	p->sink.n = 0;
-	p->sink.head = 0;
+	pane_ring_clear(&p->sink);
 	dropped = p->sink_dropped;
 	p->sink_dropped = 0;
 	pthread_mutex_unlock(&p->sink_mu);
 	if (dropped) {
 		char t[80];
 		snprintf(t, sizeof t, "(%lu log lines dropped: too many at once)", dropped);
-		ring_push(&p->log, clock_wall(), LOG_WARN, t);
+		pane_ring_push(&p->log, clock_wall(), LOG_WARN, t);
 	}
 }
 
@@ -286,20 +166,20 @@ static int contains_ci(const char *hay, const char *needle)
 	return 0;
 }
 
-static int matches(const struct panel *p, const struct core_cp *cp)
+static int matches(const struct panel *p, const struct cp_view *cp)
 {
 	if (!p->filter[0])
 		return 1;
 	return contains_ci(cp->id, p->filter) || contains_ci(cp->location, p->filter) ||
 	       contains_ci(theme_state_word(cp->state), p->filter) ||
-	       contains_ci(theme_state_label(cp->state), p->filter);
+	       contains_ci(cp->caption, p->filter);
 }
 
 /* Rebuild the view and keep the selection on the same CP (by id) when it is
  * still shown, else on the same position. */
 static void build_view(struct panel *p)
 {
-	size_t n = core_cp_count(p->fe.core);
+	size_t n = p->v->ncps;
 	size_t old = p->sel, found = (size_t)-1;
 
 	if (p->view_cap < n) {
@@ -308,7 +188,7 @@ static void build_view(struct panel *p)
 	}
 	p->nview = 0;
 	for (size_t i = 0; i < n; i++) {
-		const struct core_cp *cp = core_cp_at(p->fe.core, i);
+		const struct cp_view *cp = &p->v->cps[i];
 		if (!matches(p, cp))
 			continue;
 		if (found == (size_t)-1 && p->sel_id[0] && strcmp(cp->id, p->sel_id) == 0)
@@ -320,15 +200,15 @@ static void build_view(struct panel *p)
 	else
 		p->sel = old < p->nview ? old : (p->nview ? p->nview - 1 : 0);
 	if (p->nview)
-		snprintf(p->sel_id, sizeof p->sel_id, "%s", core_cp_at(p->fe.core, p->view[p->sel])->id);
+		snprintf(p->sel_id, sizeof p->sel_id, "%s", p->v->cps[p->view[p->sel]].id);
 	else
 		p->sel_id[0] = 0;
 }
 
-static const struct core_cp *selected(struct panel *p)
+static const struct cp_view *selected(struct panel *p)
 {
 	build_view(p);
-	return p->nview ? core_cp_at(p->fe.core, p->view[p->sel]) : NULL;
+	return p->nview ? &p->v->cps[p->view[p->sel]] : NULL;
 }
 
 static void select_index(struct panel *p, size_t i)
@@ -338,7 +218,7 @@ static void select_index(struct panel *p, size_t i)
 	if (i >= p->nview)
 		i = p->nview - 1;
 	p->sel = i;
-	snprintf(p->sel_id, sizeof p->sel_id, "%s", core_cp_at(p->fe.core, p->view[i])->id);
+	snprintf(p->sel_id, sizeof p->sel_id, "%s", p->v->cps[p->view[i]].id);
 	p->dirty = 1;
 }
 
@@ -383,15 +263,6 @@ static void layout(struct panel *p)
 
 /* ---- drawing ---- */
 
-static void fmt_price(double v, char *buf, size_t len)
-{
-	/* 4 decimals at most (protocol), but 0.35 reads better than 0.3500 */
-	snprintf(buf, len, "%.4f", v);
-	char *e = buf + strlen(buf) - 1;
-	while (e > buf && *e == '0' && e[-1] != '.' && (e - strchr(buf, '.')) > 2)
-		*e-- = 0;
-}
-
 static void hhmmss(double wall, char *buf, size_t len)
 {
 	time_t t = (time_t)wall;
@@ -401,16 +272,15 @@ static void hhmmss(double wall, char *buf, size_t len)
 	strftime(buf, len, "%H:%M:%S", &tm);
 }
 
-static void card_content(struct panel *p, const struct core_cp *cp, int is_sel, struct cardview *cv)
+static void card_content(struct panel *p, const struct cp_view *cp, int is_sel, struct cardview *cv)
 {
 	int inner = p->cw - 2;
-	char price[32], pr[48], t[32];
-	const struct core_session *s = cp->session;
+	char price[MONEY_STR_LEN], pr[48], t[32];
 
 	memset(cv, 0, sizeof *cv);
 	cv->used = 1;
 	cv->attr = theme_state_attr(cp->state) | (is_sel ? A_REVERSE : 0);
-	fmt_price(cp->price, price, sizeof price);
+	money_price(price, sizeof price, cp->price);
 	snprintf(pr, sizeof pr, "%s EUR/kWh", price);
 	{
 		int idw = inner - (int)strlen(pr) - 1;
@@ -420,38 +290,25 @@ static void card_content(struct panel *p, const struct core_cp *cp, int is_sel, 
 	}
 	snprintf(cv->l[1], sizeof cv->l[1], "%.180s", cp->location);
 	snprintf(cv->l[2], sizeof cv->l[2], "%s", theme_state_word(cp->state));
-	switch (cp->state) {
-	case CP_SUMINISTRANDO:
-		if (s) {
-			snprintf(cv->l[3], sizeof cv->l[3], "%.20s %.2f kW", s->driver_id, s->kw);
-			snprintf(cv->l[4], sizeof cv->l[4], "%.3f kWh %.2f EUR", s->kwh, s->importe);
-		} else {
-			snprintf(cv->l[3], sizeof cv->l[3], "%s", theme_state_label(cp->state));
-		}
-		break;
-	case CP_RESERVADO:
-		if (s)
-			snprintf(cv->l[3], sizeof cv->l[3], "Reserved for %.40s", s->driver_id);
-		else
-			snprintf(cv->l[3], sizeof cv->l[3], "%s", theme_state_label(cp->state));
-		break;
-	default:
-		snprintf(cv->l[3], sizeof cv->l[3], "%s", theme_state_label(cp->state));
-		break;
+	if (cp->state == CP_SUMINISTRANDO && cp->driver_id[0]) {
+		snprintf(cv->l[3], sizeof cv->l[3], "%.20s %.2f kW", cp->driver_id, cp->kw);
+		snprintf(cv->l[4], sizeof cv->l[4], "%.3f kWh %.2f EUR", cp->kwh, cp->importe);
+	} else {
+		snprintf(cv->l[3], sizeof cv->l[3], "%.60s", cp->caption);
 	}
 	if (cp->state != CP_SUMINISTRANDO) {
 		if (cp->stop_pending || cp->resume_pending)
 			snprintf(cv->l[4], sizeof cv->l[4], "%s sent...",
 				 cp->stop_pending ? "stop" : "resume");
-		else if (cp->state_since > 0) {
-			hhmmss(cp->state_since, t, sizeof t);
+		else if (cp->since > 0) {
+			hhmmss(cp->since, t, sizeof t);
 			snprintf(cv->l[4], sizeof cv->l[4], "since %s", t);
 		}
 	}
 }
 
 /* Two lines: id and state word; then what matters most in that state. */
-static void card_compact(struct panel *p, const struct core_cp *cp, struct cardview *cv)
+static void card_compact(struct panel *p, const struct cp_view *cp, struct cardview *cv)
 {
 	int inner = p->cw - 2;
 	const char *w = theme_state_word(cp->state);
@@ -462,9 +319,9 @@ static void card_compact(struct panel *p, const struct core_cp *cp, struct cardv
 		idw = 6;
 	snprintf(l1, sizeof l1, "%.190s", cp->state == CP_SUMINISTRANDO ? cv->l[4]
 				      : cp->state == CP_FUERA_DE_SERVICIO ? cv->l[3] : cv->l[1]);
-	if (cp->state == CP_SUMINISTRANDO && cp->session)
-		snprintf(l1, sizeof l1, "%.20s %.1fkW %.2fkWh %.2fEUR", cp->session->driver_id,
-			 cp->session->kw, cp->session->kwh, cp->session->importe);
+	if (cp->state == CP_SUMINISTRANDO && cp->driver_id[0])
+		snprintf(l1, sizeof l1, "%.20s %.1fkW %.2fkWh %.2fEUR", cp->driver_id, cp->kw, cp->kwh,
+			 cp->importe);
 	snprintf(cv->l[0], sizeof cv->l[0], "%-*.*s %s", idw, idw, cp->id, w);
 	memcpy(cv->l[1], l1, sizeof cv->l[1]);
 	for (int i = 2; i < CARD_H; i++)
@@ -511,9 +368,9 @@ static void draw_grid(struct panel *p)
 			}
 			continue;
 		}
-		card_content(p, core_cp_at(p->fe.core, p->view[vi]), vi == p->sel, &cv);
+		card_content(p, &p->v->cps[p->view[vi]], vi == p->sel, &cv);
 		if (p->compact)
-			card_compact(p, core_cp_at(p->fe.core, p->view[vi]), &cv);
+			card_compact(p, &p->v->cps[p->view[vi]], &cv);
 		if (p->cache[slot].used && memcmp(&cv, &p->cache[slot], sizeof cv) == 0)
 			continue;
 		draw_card(p, y, x, &cv);
@@ -523,8 +380,8 @@ static void draw_grid(struct panel *p)
 
 static void draw_header(struct panel *p, double now)
 {
-	const struct central_status *st = p->fe.status;
-	size_t counts[CP_STATE_COUNT];
+	const struct panel_status *st = &p->v->status;
+	const size_t *counts = p->v->counts;
 	static const enum cp_state order[] = { CP_ACTIVADO, CP_SUMINISTRANDO, CP_RESERVADO,
 						 CP_FUERA_DE_SERVICIO, CP_AVERIADO, CP_DESCONECTADO };
 	char buf[512], clk[16];
@@ -564,7 +421,6 @@ static void draw_header(struct panel *p, double now)
 
 	/* second row: counts per state, page and filter */
 	theme_fill(stdscr, 1, 0, 1, p->cols, A_NORMAL);
-	core_cp_state_counts(p->fe.core, counts);
 	width = 0;
 	for (size_t i = 0; i < CP_STATE_COUNT; i++) {
 		char c[64];
@@ -576,7 +432,7 @@ static void draw_header(struct panel *p, double now)
 	page = p->per_page ? p->sel / p->per_page + 1 : 1;
 	if (p->filter[0])
 		snprintf(buf, sizeof buf, "/%s: %zu of %zu  page %zu/%zu", p->filter, p->nview,
-			 core_cp_count(p->fe.core), page, npages);
+			 p->v->ncps, page, npages);
 	else
 		snprintf(buf, sizeof buf, "%zu CPs  page %zu/%zu", p->nview, page, npages);
 	full_words = width + (int)strlen(buf) + 1 <= p->cols;
@@ -596,30 +452,6 @@ static void draw_header(struct panel *p, double now)
 			   theme_attr(THEME_DIM));
 }
 
-static attr_t level_attr(enum log_level l)
-{
-	return l >= LOG_ERROR ? theme_attr(THEME_ERRTEXT)
-	       : l == LOG_WARN ? theme_attr(THEME_WARNTEXT) : A_NORMAL;
-}
-
-static void draw_ring(struct panel *p, const struct ring *r, const char *title, int y, int x, int h, int w)
-{
-	char buf[LINE_MAX_TEXT + 16], t[16];
-	size_t shown = (size_t)(h - 1), start;
-
-	theme_fill(stdscr, y, x, h, w, A_NORMAL);
-	theme_hline(stdscr, y, x, w, theme_attr(THEME_DIM));
-	snprintf(buf, sizeof buf, " %s ", title);
-	theme_puts(stdscr, y, x + 2, w - 2, buf, theme_attr(THEME_DIM) | A_BOLD);
-	start = r->n > shown ? r->n - shown : 0;
-	for (size_t i = start; i < r->n; i++) {
-		const struct pline *l = ring_at(r, i);
-		hhmmss(l->ts, t, sizeof t);
-		snprintf(buf, sizeof buf, "%s %s", t, l->text);
-		theme_puts(stdscr, y + 1 + (int)(i - start), x, w, buf, level_attr(l->lvl));
-	}
-}
-
 static void draw_panes(struct panel *p)
 {
 	int lw;
@@ -627,9 +459,9 @@ static void draw_panes(struct panel *p)
 	if (p->panes_h < 2)
 		return;
 	lw = p->cols * 2 / 5;
-	draw_ring(p, &p->req, "Requests", p->panes_y, 0, p->panes_h, lw);
+	pane_ring_draw(stdscr, &p->req, "Requests", p->panes_y, 0, p->panes_h, lw, NULL);
 	theme_vline(stdscr, p->panes_y + 1, lw, p->panes_h - 1, theme_attr(THEME_DIM));
-	draw_ring(p, &p->log, "Log", p->panes_y, lw + 1, p->panes_h, p->cols - lw - 1);
+	pane_ring_draw(stdscr, &p->log, "Log", p->panes_y, lw + 1, p->panes_h, p->cols - lw - 1, NULL);
 }
 
 static void draw_bottom(struct panel *p)
@@ -652,7 +484,7 @@ static void draw_bottom(struct panel *p)
 		theme_puts(stdscr, y, 0, p->cols, p->msg, theme_attr(p->msg_role));
 		break;
 	}
-	keys_draw_bar(stdscr, p->rows - 1, 0, p->cols, &panel_keys, p->fe.readonly);
+	keys_draw_bar(stdscr, p->rows - 1, 0, p->cols, &panel_keys, p->readonly);
 }
 
 static void draw_too_small(struct panel *p)
@@ -687,7 +519,7 @@ static void draw(struct panel *p, double now)
 		draw_panes(p);
 		draw_bottom(p);
 		if (p->mode == M_HELP)
-			keys_draw_help(stdscr, &panel_keys, "EV_Central panel: keys", p->fe.readonly);
+			keys_draw_help(stdscr, &panel_keys, "EV_Central panel: keys", p->readonly);
 	}
 	if ((p->mode == M_CMDLINE || p->mode == M_FILTER) && !p->too_small) {
 		int cx = 1 + (int)p->input_len;
@@ -705,19 +537,19 @@ static void draw(struct panel *p, double now)
 
 /* ---- commands ---- */
 
-static void run_command(struct panel *p, const char *line)
+/* Returns 1 when the command was Q. */
+static int run_command(struct panel *p, const char *line)
 {
-	char msg[256] = "";
+	char msg[EVC_ERR_LEN] = "";
 	int rc;
 
-	if (p->fe.readonly) {
-		set_msg(p, THEME_WARNTEXT, "read-only panel: '%s' refused (commands are disabled by --readonly)", line);
-		return;
-	}
-	rc = p->fe.exec(p->fe.exec_arg, line, msg);
+	rc = p->exec(p->exec_arg, line, msg);
+	if (rc == 1)
+		return 1;
 	if (!msg[0])
 		snprintf(msg, sizeof msg, rc == 0 ? "sent: %s" : "refused: %s", line);
 	set_msg(p, rc == 0 ? THEME_OKTEXT : THEME_ERRTEXT, "%s", msg);
+	return 0;
 }
 
 static void ask(struct panel *p, const char *cmd, const char *fmt, ...)
@@ -821,7 +653,7 @@ static int k_end(void *ctx, int key)
 static int k_stop_resume(void *ctx, int key)
 {
 	struct panel *p = ctx;
-	const struct core_cp *cp = selected(p);
+	const struct cp_view *cp = selected(p);
 	char cmd[64];
 
 	if (!cp) {
@@ -837,7 +669,7 @@ static int k_stop_resume(void *ctx, int key)
 static int k_all(void *ctx, int key)
 {
 	struct panel *p = ctx;
-	size_t n = core_cp_count(p->fe.core);
+	size_t n = p->v->ncps;
 
 	ask(p, key == 'P' ? "PT" : "RT", "%s ALL %zu charging points? [y/N]",
 	    key == 'P' ? "Stop" : "Resume", n);
@@ -951,8 +783,7 @@ static void trim(char *s)
 /* Returns 1 to quit. */
 static int submit_cmdline(struct panel *p)
 {
-	char line[128], cp_id[MSG_CP_ID_MAX + 1], err[CORE_ERR_LEN];
-	int cmd;
+	char line[128];
 
 	snprintf(line, sizeof line, "%s", p->input);
 	trim(line);
@@ -960,14 +791,7 @@ static int submit_cmdline(struct panel *p)
 	p->dirty = 1;
 	if (!line[0])
 		return 0;
-	if (core_parse_command(line, &cmd, cp_id, err) != 0) {
-		set_msg(p, THEME_ERRTEXT, "%s (try P <id>, R <id>, PT, RT or Q; ? for keys)", err);
-		return 0;
-	}
-	if (cmd == -1)
-		return 1;
-	run_command(p, line);
-	return 0;
+	return run_command(p, line);
 }
 
 /* One key. Returns 1 to quit. */
@@ -996,8 +820,7 @@ static int handle_key(struct panel *p, int ch)
 		}
 		if (!p->confirm_cmd[0])
 			return 1;
-		run_command(p, p->confirm_cmd);
-		return 0;
+		return run_command(p, p->confirm_cmd);
 	case M_CMDLINE:
 	case M_FILTER:
 		p->dirty = 1;
@@ -1034,7 +857,7 @@ static int handle_key(struct panel *p, int ch)
 	case M_NORMAL:
 		break;
 	}
-	rc = keys_dispatch(&panel_keys, ch, p, p->fe.readonly);
+	rc = keys_dispatch(&panel_keys, ch, p, p->readonly);
 	if (rc == KEYS_REFUSED)
 		set_msg(p, THEME_WARNTEXT, "read-only panel: commands are disabled (--readonly)");
 	else if (rc == KEYS_UNBOUND && ch >= 0x20 && ch < 0x7f)
@@ -1042,17 +865,16 @@ static int handle_key(struct panel *p, int ch)
 	return rc == KEYS_QUIT;
 }
 
-static int op_input_fd(struct frontend *fe)
+int panel_fd(const struct panel *p)
 {
-	struct panel *p = fe->priv;
 	return p->input_eof ? -1 : STDIN_FILENO;
 }
 
-static int op_on_input(struct frontend *fe)
+int panel_input(struct panel *p, const struct panel_view *v)
 {
-	struct panel *p = fe->priv;
 	int ch, got = 0;
 
+	p->v = v;
 	while ((ch = wgetch(stdscr)) != ERR) {
 		got++;
 		if (handle_key(p, ch)) {
@@ -1072,38 +894,24 @@ static int op_on_input(struct frontend *fe)
 	return 0;
 }
 
-static void op_on_effects(struct frontend *fe, const struct core_fxlist *fx)
+void panel_log(struct panel *p, double ts, enum log_level lvl, const char *tag, const char *text)
 {
-	struct panel *p = fe->priv;
+	char t[LINE_MAX_TEXT];
+	if (tag && tag[0])
+		snprintf(t, sizeof t, "%.31s %.200s", tag, text);
+	else
+		snprintf(t, sizeof t, "%.230s", text);
+	pane_ring_push(&p->log, ts > 0 ? ts : clock_wall(), lvl, t);
+	p->dirty = 1;
+}
 
-	for (size_t i = 0; i < fx->n; i++) {
-		const struct core_fx *f = &fx->v[i];
-		char t[LINE_MAX_TEXT];
-
-		switch (f->kind) {
-		case CORE_FX_LOG:
-			if (f->event[0])
-				snprintf(t, sizeof t, "%.31s %.200s", f->event, f->text);
-			else
-				snprintf(t, sizeof t, "%.230s", f->text);
-			ring_push(&p->log, f->ts > 0 ? f->ts : clock_wall(), f->level, t);
-			p->dirty = 1;
-			break;
-		case CORE_FX_REQUEST:
-			snprintf(t, sizeof t, "%.40s -> %.32s %.150s", f->msg.user_id, f->msg.cp_id, f->text);
-			ring_push(&p->req, f->ts > 0 ? f->ts : clock_wall(),
-				  strncmp(f->text, "AUTH_OK", 7) == 0 ? LOG_INFO : LOG_WARN, t);
-			p->dirty = 1;
-			break;
-		case CORE_FX_SCREEN:
-		case CORE_FX_STATUS:
-		case CORE_FX_STORE_CP:
-			p->dirty = 1;
-			break;
-		default:
-			break;
-		}
-	}
+void panel_request(struct panel *p, double ts, const char *user_id, const char *cp_id, const char *outcome)
+{
+	char t[LINE_MAX_TEXT];
+	snprintf(t, sizeof t, "%.40s -> %.32s %.150s", user_id, cp_id, outcome);
+	pane_ring_push(&p->req, ts > 0 ? ts : clock_wall(), strncmp(outcome, "AUTH_OK", 7) == 0 ? LOG_INFO : LOG_WARN,
+		       t);
+	p->dirty = 1;
 }
 
 /* The loop may not call us on SIGWINCH (ncurses only reports it through
@@ -1122,11 +930,15 @@ static void check_size(struct panel *p)
 	}
 }
 
-static void op_refresh(struct frontend *fe, double now)
+void panel_refresh(struct panel *p, const struct panel_view *v, double now)
 {
-	struct panel *p = fe->priv;
 	long sec = (long)floor(now);
 
+	p->v = v;
+	if (v->rev != p->drawn_rev) {
+		p->drawn_rev = v->rev;
+		p->dirty = 1;
+	}
 	check_size(p);
 	drain_sink(p);
 	if (sec != p->last_sec) {
@@ -1141,9 +953,8 @@ static void op_refresh(struct frontend *fe, double now)
 	draw(p, now);
 }
 
-static int op_timeout_ms(struct frontend *fe)
+int panel_timeout_ms(const struct panel *p)
 {
-	struct panel *p = fe->priv;
 	double now = clock_wall();
 	double next = floor(now) + 1.0; /* the clock tick */
 	int ms;
@@ -1161,56 +972,41 @@ static int op_timeout_ms(struct frontend *fe)
 	return ms;
 }
 
-static void op_free(struct frontend *fe)
+void panel_close(struct panel *p)
 {
-	struct panel *p;
-
-	if (!fe)
+	if (!p)
 		return;
-	p = fe->priv;
 	log_set_sink(NULL, NULL);
-	release_stderr(p);
+	errcap_stop(p->errcap);
 	drain_sink(p);
 	endwin();
 	delscreen(p->scr);
 	/* lines logged while the panel was up stay readable after it */
 	for (size_t i = 0; i < p->log.n; i++) {
-		const struct pline *l = ring_at(&p->log, i);
+		const struct pane_line *l = pane_ring_at(&p->log, i);
 		if (l->lvl >= LOG_WARN)
 			log_msg(l->lvl, "%s", l->text);
 	}
 	pthread_mutex_destroy(&p->sink_mu);
-	free(p->log.v);
-	free(p->req.v);
-	free(p->sink.v);
+	pane_ring_free(&p->log);
+	pane_ring_free(&p->req);
+	pane_ring_free(&p->sink);
 	free(p->view);
 	free(p->cache);
 	free(p);
 }
 
-static const struct frontend_ops panel_ops = {
-	.name = "panel",
-	.input_fd = op_input_fd,
-	.on_input = op_on_input,
-	.on_effects = op_on_effects,
-	.refresh = op_refresh,
-	.timeout_ms = op_timeout_ms,
-	.free = op_free,
-};
-
-struct frontend *panel_new(const struct core *core, const struct central_status *st,
-			   int (*exec)(void *, const char *, char[256]), void *exec_arg,
-			   int readonly, int no_color, char err[256])
+struct panel *panel_open(panel_exec_fn exec, void *exec_arg, int readonly, int no_color, char err[EVC_ERR_LEN])
 {
 	struct panel *p;
 	const char *term = getenv("TERM");
 
 	if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
-		snprintf(err, 256, "the panel needs a terminal on stdin and stdout (use --headless)");
+		evc_seterr(err, "the panel needs a terminal on stdin and stdout (use --headless)");
 		return NULL;
 	}
 	if (!term || !*term || strcmp(term, "dumb") == 0) {
-		snprintf(err, 256, "TERM is %s: the panel needs a real terminal (use --headless)",
+		evc_seterr(err, "TERM is %s: the panel needs a real terminal (use --headless)",
 			 term && *term ? term : "unset");
 		return NULL;
 	}
@@ -1219,7 +1015,7 @@ struct frontend *panel_new(const struct core *core, const struct central_status 
 	p->out = stdout;
 	p->scr = newterm(NULL, stdout, stdin);
 	if (!p->scr) {
-		snprintf(err, 256, "cannot start the screen on terminal type '%s' (use --headless)", term);
+		evc_seterr(err, "cannot start the screen on terminal type '%s' (use --headless)", term);
 		free(p);
 		return NULL;
 	}
@@ -1243,16 +1039,12 @@ struct frontend *panel_new(const struct core *core, const struct central_status 
 	curs_set(0);
 	theme_init(no_color);
 
-	p->fe.ops = &panel_ops;
-	p->fe.core = core;
-	p->fe.status = st;
-	p->fe.exec = exec;
-	p->fe.exec_arg = exec_arg;
-	p->fe.readonly = readonly;
-	p->fe.priv = p;
-	ring_init(&p->log, LOG_KEEP);
-	ring_init(&p->req, REQ_KEEP);
-	ring_init(&p->sink, SINK_KEEP);
+	p->exec = exec;
+	p->exec_arg = exec_arg;
+	p->readonly = readonly;
+	pane_ring_init(&p->log, LOG_KEEP);
+	pane_ring_init(&p->req, REQ_KEEP);
+	pane_ring_init(&p->sink, SINK_KEEP);
 	pthread_mutex_init(&p->sink_mu, NULL);
 	p->msg_role = THEME_DIM;
 	snprintf(p->msg, sizeof p->msg, "%s",
@@ -1264,6 +1056,6 @@ struct frontend *panel_new(const struct core *core, const struct central_status 
 	p->dirty = 1;
 	layout(p);
 	log_set_sink(panel_sink, p);
-	capture_stderr(p);
-	return &p->fe;
+	p->errcap = errcap_start(errcap_line, p);
+	return p;
 }

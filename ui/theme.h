@@ -50,7 +50,7 @@ int theme_env_no_color(void);
 /* Attribute (colour pair and/or video attributes) for a role. In
  * monochrome the roles still differ where it helps (bold, reverse, dim). */
 attr_t theme_attr(enum theme_role role);
-/* The role and attribute of a CP state (protocol.md 6). */
+/* The role and attribute of a CP state (evcharging(7) STATES AND COLOURS). */
 enum theme_role theme_state_role(enum cp_state st);
 attr_t theme_state_attr(enum cp_state st);
 /* The exact state word ("FUERA_DE_SERVICIO", ...). Never NULL. */

@@ -1,4 +1,4 @@
-/* The TCP link protocol of protocol.md section 2, as one piece that both ends
+/* The TCP link protocol of evcharging(7) THE LINK PROTOCOL, as one piece that both ends
  * of every link use (Central's epoll server, the monitor, the engine).
  *
  * Three layers, none of which touches a socket:

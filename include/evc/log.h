@@ -12,8 +12,6 @@ typedef void (*log_sink_fn)(enum log_level lvl, const char *line, void *arg);
 void log_set_progname(const char *name);
 /* Lines below lvl are dropped (default LOG_INFO; EVC_DEBUG=1 sets DEBUG). */
 void log_set_level(enum log_level lvl);
-/* Write lines to f ("2026-11-28 06:19:08.123 warn  text"). */
-void log_set_stream(FILE *f);
 /* Send lines to fn instead of a stream; NULL restores the stream. */
 void log_set_sink(log_sink_fn fn, void *arg);
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

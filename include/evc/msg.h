@@ -1,4 +1,4 @@
-/* The Kafka messages of protocol.md section 5, as C structs, encoded and
+/* The Kafka messages of evcharging(7) KAFKA TOPICS AND MESSAGES, as C structs, encoded and
  * decoded with jansson. Decoding checks required fields and their types,
  * ignores unknown fields, bounds numbers and string lengths, and says in
  * plain words why a message was rejected. */
@@ -56,7 +56,7 @@ struct msg_cp_status {
 	double price;
 };
 
-/* One message. Which fields matter depends on type (protocol.md 5); the
+/* One message. Which fields matter depends on type (evcharging(7) KAFKA TOPICS AND MESSAGES); the
  * others are zero / empty. has_* flags say whether an optional field was
  * present when decoding, and whether to emit it when encoding. */
 struct msg {
@@ -99,7 +99,7 @@ void msg_free(struct msg *m);
  * control character (they reach terminals) and fit their byte limits,
  * location at most 64 characters; nothing is ever truncated. */
 int msg_decode(enum msg_topic topic, const char *json, size_t len, struct msg *m, char err[MSG_ERR_LEN]);
-/* Encode to compact JSON with exactly protocol.md's field names (and the
+/* Encode to compact JSON with exactly evcharging(7)'s field names (and the
  * type's topic-wide fields: driver_notifications always carry target_driver
  * = user_id). Returns a NUL-terminated string (caller frees with free()),
  * *len set if len is not NULL; NULL with err filled if the message breaks a
@@ -113,7 +113,7 @@ int msg_decode(enum msg_topic topic, const char *json, size_t len, struct msg *m
  * NETWORK_STATUS_UPDATE; session_id and seq on every telemetry message; kw
  * on CONSUMO and CONSUMO_UPDATE; message on AUTH_OK (may be ""). Elsewhere
  * optional fields follow has_session_id/has_timestamp/has_kw/... Keys come out in
- * protocol.md's order (type first). Field rules are the same as
+ * evcharging(7)'s order (type first). Field rules are the same as
  * msg_decode's, so anything decoded re-encodes. */
 char *msg_encode(const struct msg *m, size_t *len, char err[MSG_ERR_LEN]);
 /* "REQUEST_CHARGE" ...; NULL for an invalid value. */
@@ -136,5 +136,10 @@ int msg_valid_text(const char *s);
  * characters and MSG_LOCATION_MAX bytes; "" is accepted here (Central's
  * REGISTER rule asks for at least one character). */
 int msg_valid_location(const char *s);
+/* The rule for a CP's location wherever one is set (REGISTER, the
+ * registry, --add-cp, --location): 1..64 characters of strict UTF-8, no
+ * control character, no '#' (it would split a link frame). NULL if s is
+ * such a location, else why not ("location is empty", ...). */
+const char *msg_check_location(const char *s);
 
 #endif

@@ -1,4 +1,4 @@
-/* The charging-point states of protocol.md section 6: one vocabulary for
+/* The charging-point states of evcharging(7) STATES AND COLOURS: one vocabulary for
  * Central's core, the Kafka messages and every screen. */
 #ifndef EVC_STATE_H
 #define EVC_STATE_H
@@ -13,7 +13,7 @@ enum cp_state {
 	CP_STATE_COUNT
 };
 
-/* The exact strings of protocol.md 6 ("DESCONECTADO", ...); "?" for a
+/* The exact strings of evcharging(7) STATES AND COLOURS ("DESCONECTADO", ...); "?" for a
  * value out of range. */
 const char *cp_state_name(enum cp_state st);
 /* Parse one of those strings; -1 if unknown (or NULL). */

@@ -60,6 +60,7 @@
 #include <jansson.h>
 
 #include "evc/clock.h"
+#include "evc/hmap.h"
 #include "evc/xalloc.h"
 #include "src/central/console.h"
 
@@ -67,7 +68,7 @@
 
 struct seen {
 	char id[MSG_CP_ID_MAX + 1];
-	int state; /* -1 = empty slot */
+	int state;
 };
 
 struct console {
@@ -78,8 +79,7 @@ struct console {
 	char buf[CON_LINE_MAX + 1];
 	size_t len;
 	int skipping; /* rest of an overlong line */
-	struct seen *seen;   /* open addressing: last state printed per CP */
-	size_t nseen, capseen;
+	struct hmap seen;    /* cp id -> struct seen: last state printed per CP */
 	pthread_mutex_t out_mu;
 };
 
@@ -226,42 +226,16 @@ static void emit(struct console *c, const char *tag, const struct field *f, int 
 
 /* ---- last state printed, per CP ---- */
 
-static size_t hash_id(const char *s)
-{
-	size_t h = 1469598103934665603ULL;
-	for (; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
-}
-
 static struct seen *seen_slot(struct console *c, const char *id)
 {
-	if ((c->nseen + 1) * 2 > c->capseen) {
-		size_t oldcap = c->capseen;
-		struct seen *old = c->seen;
-		c->capseen = oldcap ? oldcap * 2 : 64;
-		c->seen = xcalloc(c->capseen, sizeof *c->seen);
-		for (size_t i = 0; i < c->capseen; i++)
-			c->seen[i].state = -1;
-		for (size_t i = 0; i < oldcap; i++) {
-			if (old[i].state == -1)
-				continue;
-			size_t j = hash_id(old[i].id) & (c->capseen - 1);
-			while (c->seen[j].state != -1)
-				j = (j + 1) & (c->capseen - 1);
-			c->seen[j] = old[i];
-		}
-		free(old);
+	struct seen *s = hmap_sget(&c->seen, id);
+	if (s == NULL) {
+		s = xcalloc(1, sizeof *s);
+		xstrlcpy(s->id, id, sizeof s->id);
+		s->state = CP_STATE_COUNT; /* never printed */
+		hmap_sput(&c->seen, s->id, s);
 	}
-	size_t j = hash_id(id) & (c->capseen - 1);
-	while (c->seen[j].state != -1 && strcmp(c->seen[j].id, id) != 0)
-		j = (j + 1) & (c->capseen - 1);
-	if (c->seen[j].state == -1) {
-		xstrlcpy(c->seen[j].id, id, sizeof c->seen[j].id);
-		c->seen[j].state = CP_STATE_COUNT; /* never printed */
-		c->nseen++;
-	}
-	return &c->seen[j];
+	return s;
 }
 
 static void note_state(struct console *c, const char *id, enum cp_state st)
@@ -338,31 +312,32 @@ static void con_on_effects(struct frontend *fe, const struct core_fxlist *fx)
 		const struct core_fx *x = &fx->v[i];
 		switch (x->kind) {
 		case CORE_FX_STORE_CP:
-			note_state(c, x->cp.id, x->cp.state);
+			note_state(c, x->u.cp.id, x->u.cp.state);
 			break;
 		case CORE_FX_SCREEN: {
-			const struct core_cp *cp = core_cp_find(fe->core, x->cp_id);
+			const struct core_cp *cp = core_cp_find(fe->core, x->u.screen.cp_id);
 			if (cp != NULL)
 				note_state(c, cp->id, cp->state);
 			break;
 		}
 		case CORE_FX_PRODUCE:
-			print_produce(c, &x->msg);
+			print_produce(c, &x->u.produce);
 			break;
 		case CORE_FX_REQUEST: {
-			struct field f[] = { W("user", x->msg.user_id), W("cp", x->msg.cp_id), W("outcome", x->text) };
+			struct field f[] = { W("user", x->u.request.user_id), W("cp", x->u.request.cp_id),
+					     W("outcome", x->u.request.outcome) };
 			emit(c, "REQUEST", f, 3);
 			break;
 		}
 		case CORE_FX_LOG:
 			/* main's own events (LINK, KAFKA, BAD_MSG) carry their tag
-			 * in event and their fields pre-formatted in text. */
-			if (x->event[0] != '\0') {
-				struct field f[] = { W("text", x->text) };
-				emit(c, x->event, f, 1);
-			} else if (x->level != LOG_DEBUG || c->debug) {
-				struct field f[] = { W("text", x->text) };
-				emit(c, level_tag(x->level), f, 1);
+			 * in tag and their fields pre-formatted in text. */
+			if (x->u.log.tag[0] != '\0') {
+				struct field f[] = { W("text", x->u.log.text) };
+				emit(c, x->u.log.tag, f, 1);
+			} else if (x->u.log.level != LOG_DEBUG || c->debug) {
+				struct field f[] = { W("text", x->u.log.text) };
+				emit(c, level_tag(x->u.log.level), f, 1);
 			}
 			break;
 		default:
@@ -449,7 +424,7 @@ static int handle_line(struct console *c, char *line)
 		emit(c, "CMD", f, 4);
 		return 0;
 	}
-	char msg[256] = "";
+	char msg[EVC_ERR_LEN] = "";
 	int rc = c->fe.exec(c->fe.exec_arg, line, msg);
 	if (rc == 0) {
 		struct field f[] = { W("cmd", cmd_name(cmd)), W("cp", target), W("result", "sent") };
@@ -526,7 +501,10 @@ static void con_free(struct frontend *fe)
 		return;
 	struct console *c = fe->priv;
 	pthread_mutex_destroy(&c->out_mu);
-	free(c->seen);
+	void *v;
+	for (size_t i = 0; (v = hmap_next(&c->seen, &i)) != NULL;)
+		free(v);
+	hmap_free(&c->seen);
 	free(c);
 }
 
@@ -541,7 +519,7 @@ static const struct frontend_ops console_ops = {
 };
 
 struct frontend *console_new(const struct core *core, const struct central_status *status, int json,
-			     int readonly, int (*exec)(void *arg, const char *line, char msg[256]),
+			     int readonly, int (*exec)(void *arg, const char *line, char msg[EVC_ERR_LEN]),
 			     void *exec_arg)
 {
 	struct console *c = xcalloc(1, sizeof *c);
@@ -573,9 +551,3 @@ void console_log_sink(enum log_level lvl, const char *line, void *arg)
 	emit(c, "LOG", f, 2);
 }
 
-void console_print(struct frontend *fe, const char *tag, const char *text)
-{
-	struct console *c = fe->priv;
-	struct field f[] = { W("text", text) };
-	emit(c, tag, f, 1);
-}

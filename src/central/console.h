@@ -10,13 +10,10 @@
 /* core and status are not owned and must outlive the console. exec runs a
  * command line for the operator. Caller frees with fe->ops->free(fe). */
 struct frontend *console_new(const struct core *core, const struct central_status *status, int json,
-			     int readonly, int (*exec)(void *arg, const char *line, char msg[256]),
+			     int readonly, int (*exec)(void *arg, const char *line, char msg[EVC_ERR_LEN]),
 			     void *exec_arg);
 /* A log_sink_fn: diagnostics (log_msg) become "LOG <level> <text>" lines in
  * the same stream. arg = the struct frontend * of console_new. */
 void console_log_sink(enum log_level lvl, const char *line, void *arg);
-/* Print one line tagged tag with free text (main's start-up and shutdown
- * lines: READY, SHUTDOWN). */
-void console_print(struct frontend *fe, const char *tag, const char *text);
 
 #endif

@@ -1,4 +1,4 @@
-/* Central's control core: every rule of protocol.md section 6 as a pure state
+/* Central's control core: every rule of evcharging(7) RULES as a pure state
  * machine. Events in, effects out (struct core_fxlist); no I/O.
  *
  * Facts are kept apart per CP (link_up, stopped, fault, session) and the
@@ -22,12 +22,12 @@
 #include <strings.h>
 
 #include "src/central/core.h"
+#include "evc/hmap.h"
+#include "evc/money.h"
 #include "evc/utf8.h"
 #include "evc/xalloc.h"
 
 #define DEFAULT_PRICE 0.30
-#define LOCATION_CHARS_MAX 64
-#define PRICE_MAX 100.0
 
 /* ------------------------------------------------------------------ */
 /* names                                                                */
@@ -44,139 +44,6 @@ const char *core_outcome_name(enum core_outcome o)
 }
 
 /* ------------------------------------------------------------------ */
-/* hash tables: linear probing, backward-shift deletion (no tombstones)  */
-
-struct map_ent {
-	uint64_t h;
-	uint64_t ukey;      /* integer maps */
-	const char *skey;   /* string maps: points into the value, lives as long */
-	void *val;          /* NULL = empty slot */
-};
-
-struct map {
-	struct map_ent *v;
-	size_t cap, n;      /* cap is a power of two */
-	int str;            /* documentation only: string maps pass skey, integer maps NULL */
-};
-
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
-
-static uint64_t hash_u64(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ULL; /* splitmix64 finaliser */
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-	return x ^ (x >> 31);
-}
-
-static void map_init(struct map *m, int str)
-{
-	memset(m, 0, sizeof(*m));
-	m->str = str;
-}
-
-static void map_free(struct map *m)
-{
-	free(m->v);
-	m->v = NULL;
-	m->cap = m->n = 0;
-}
-
-static int ent_eq(const struct map_ent *e, uint64_t h, uint64_t ukey, const char *skey)
-{
-	if (e->h != h)
-		return 0;
-	return skey ? e->skey && strcmp(e->skey, skey) == 0 : e->ukey == ukey;
-}
-
-static size_t map_slot(const struct map *m, uint64_t h, uint64_t ukey, const char *skey, int *found)
-{
-	size_t mask = m->cap - 1, i = (size_t)h & mask;
-	while (m->v[i].val) {
-		if (ent_eq(&m->v[i], h, ukey, skey)) {
-			*found = 1;
-			return i;
-		}
-		i = (i + 1) & mask;
-	}
-	*found = 0;
-	return i;
-}
-
-static void map_put_h(struct map *m, uint64_t h, uint64_t ukey, const char *skey, void *val);
-
-static void map_grow(struct map *m)
-{
-	struct map_ent *old = m->v;
-	size_t oldcap = m->cap;
-	m->cap = oldcap ? oldcap * 2 : 64;
-	m->v = xcalloc(m->cap, sizeof(*m->v));
-	m->n = 0;
-	for (size_t i = 0; i < oldcap; i++)
-		if (old[i].val)
-			map_put_h(m, old[i].h, old[i].ukey, old[i].skey, old[i].val);
-	free(old);
-}
-
-static void map_put_h(struct map *m, uint64_t h, uint64_t ukey, const char *skey, void *val)
-{
-	if ((m->n + 1) * 2 > m->cap)
-		map_grow(m);
-	int found;
-	size_t i = map_slot(m, h, ukey, skey, &found);
-	if (!found)
-		m->n++;
-	m->v[i] = (struct map_ent){ .h = h, .ukey = ukey, .skey = skey, .val = val };
-}
-
-static void *map_get_h(const struct map *m, uint64_t h, uint64_t ukey, const char *skey)
-{
-	if (!m->cap)
-		return NULL;
-	int found;
-	size_t i = map_slot(m, h, ukey, skey, &found);
-	return found ? m->v[i].val : NULL;
-}
-
-static void map_del_h(struct map *m, uint64_t h, uint64_t ukey, const char *skey)
-{
-	if (!m->cap)
-		return;
-	int found;
-	size_t mask = m->cap - 1, i = map_slot(m, h, ukey, skey, &found);
-	if (!found)
-		return;
-	m->v[i].val = NULL;
-	m->n--;
-	/* Shift later members of the probe run back so lookups never stop
-	 * early at the hole. */
-	for (size_t j = (i + 1) & mask; m->v[j].val; j = (j + 1) & mask) {
-		size_t k = (size_t)m->v[j].h & mask;
-		int movable = (i <= j) ? (k <= i || k > j) : (k <= i && k > j);
-		if (movable) {
-			m->v[i] = m->v[j];
-			m->v[j].val = NULL;
-			i = j;
-		}
-	}
-}
-
-static void *smap_get(const struct map *m, const char *k) { return map_get_h(m, hash_str(k), 0, k); }
-static void smap_put(struct map *m, const char *k, void *v) { map_put_h(m, hash_str(k), 0, k, v); }
-static void smap_del(struct map *m, const char *k) { map_del_h(m, hash_str(k), 0, k); }
-static void *umap_get(const struct map *m, uint64_t k) { return map_get_h(m, hash_u64(k), k, NULL); }
-static void umap_put(struct map *m, uint64_t k, void *v) { map_put_h(m, hash_u64(k), k, NULL, v); }
-static void umap_del(struct map *m, uint64_t k) { map_del_h(m, hash_u64(k), k, NULL); }
-
-/* ------------------------------------------------------------------ */
 /* the core                                                             */
 
 /* A session with the core's private bookkeeping; cp->session points at pub. */
@@ -185,27 +52,57 @@ struct sess {
 	struct core_cp *cp;
 	size_t open_idx;         /* index in core.open */
 	int seq_seen;            /* some telemetry with a seq was applied */
+	int seq_jump_logged;     /* one warning per session about seq jumps */
+};
+
+/* A request already answered, kept so a replay of it is not a new request
+ * (Kafka delivers at least once; a crash replays what was not committed). */
+struct seen_req {
+	char key[2 * MSG_ID_MAX + 2]; /* user_id '\n' request_id */
+	double expires;               /* monotonic */
 };
 
 struct core {
 	struct core_config cfg;
 	struct core_cp **cps;    /* sorted by id */
 	size_t ncps, capcps;
-	struct map by_conn;      /* conn -> struct core_cp (link up) */
-	struct map sessions;     /* session id -> struct sess (open only) */
-	struct map by_driver;    /* driver id -> struct sess (open only) */
-	struct map drivers;      /* driver id -> owned copy of the id */
+	struct hmap by_conn;      /* conn -> struct core_cp (link up) */
+	struct hmap sessions;     /* session id -> struct sess (open only) */
+	struct hmap by_driver;    /* driver id -> struct sess (open only) */
+	struct hmap drivers;      /* driver id -> owned copy of the id */
 	struct sess **open;      /* open sessions, for the timeout sweep */
 	size_t nopen, capopen;
 	uint64_t counter;        /* session id uniqueness within one ms */
 	size_t nengine_faults;   /* CPs with engine_fault set, for the tick */
+	size_t ngrace;           /* CPs with a link grace running */
+	double mono;             /* core_set_mono */
+	/* Telemetry can only arrive while the broker is reachable: the supply
+	 * watchdog waits while it is not, and counts from its return. */
+	int kafka_down;
+	double tel_epoch;        /* monotonic: when the broker came back */
+	struct hmap seen_req;    /* key -> struct seen_req */
+	struct seen_req **req_fifo; /* the same, oldest first: they expire in order */
+	size_t req_head, req_n, req_cap;
+	/* Frames before REGISTER are refused without a log line each; one
+	 * line every PREREG_REPORT s says how many. */
+	unsigned long prereg_refused;
+	double prereg_next;
 };
+
+/* s between the summaries of frames refused before REGISTER */
+#define PREREG_REPORT 10.0
+/* warnings about one CP's frames: at most WARN_BURST a WARN_WINDOW s */
+#define WARN_WINDOW 10.0
+#define WARN_BURST 5
 
 void core_config_defaults(struct core_config *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->request_max_age = 60;
 	c->reservation_timeout = 120;
+	c->supply_timeout = 10;
+	c->link_grace = 10;
+	c->seq_jump_max = 10000;
 }
 
 struct core *core_new(const struct core_config *cfg)
@@ -219,10 +116,17 @@ struct core *core_new(const struct core_config *cfg)
 		c->cfg.request_max_age = 60;
 	if (!(c->cfg.reservation_timeout > 0))
 		c->cfg.reservation_timeout = 120;
-	map_init(&c->by_conn, 0);
-	map_init(&c->sessions, 1);
-	map_init(&c->by_driver, 1);
-	map_init(&c->drivers, 1);
+	if (!(c->cfg.supply_timeout > 0))
+		c->cfg.supply_timeout = 10;
+	if (!(c->cfg.link_grace >= 0))
+		c->cfg.link_grace = 10;
+	if (c->cfg.seq_jump_max == 0)
+		c->cfg.seq_jump_max = 10000;
+	hmap_init(&c->seen_req);
+	hmap_init(&c->by_conn);
+	hmap_init(&c->sessions);
+	hmap_init(&c->by_driver);
+	hmap_init(&c->drivers);
 	return c;
 }
 
@@ -236,13 +140,17 @@ void core_free(struct core *c)
 	for (size_t i = 0; i < c->ncps; i++)
 		free(c->cps[i]);
 	free(c->cps);
-	for (size_t i = 0; i < c->drivers.cap; i++)
-		if (c->drivers.v[i].val)
-			free(c->drivers.v[i].val);
-	map_free(&c->by_conn);
-	map_free(&c->sessions);
-	map_free(&c->by_driver);
-	map_free(&c->drivers);
+	void *v;
+	for (size_t i = 0; (v = hmap_next(&c->drivers, &i)) != NULL;)
+		free(v);
+	for (size_t i = 0; i < c->req_n; i++)
+		free(c->req_fifo[(c->req_head + i) % c->req_cap]);
+	free(c->req_fifo);
+	hmap_free(&c->seen_req);
+	hmap_free(&c->by_conn);
+	hmap_free(&c->sessions);
+	hmap_free(&c->by_driver);
+	hmap_free(&c->drivers);
 	free(c);
 }
 
@@ -254,7 +162,7 @@ void core_fxlist_init(struct core_fxlist *l)
 	memset(l, 0, sizeof(*l));
 }
 
-/* Effects are ~3 KB each and a stop of 10,000 CPs makes 20,000 of them: keep
+/* Effects are about 1 KB each and a stop of 10,000 CPs makes 20,000 of them: keep
  * the memory of an ordinary batch, give back what one huge batch took. */
 #define FXLIST_KEEP 1024
 
@@ -273,17 +181,15 @@ void core_fxlist_free(struct core_fxlist *l)
 	memset(l, 0, sizeof(*l));
 }
 
-static struct core_fx *fx_push(struct core_fxlist *l, enum core_fx_kind kind, double now)
+struct core_fx *core_fx_push(struct core_fxlist *l, enum core_fx_kind kind, double now)
 {
 	if (l->n == l->cap) {
 		l->cap = l->cap ? l->cap * 2 : 16;
 		l->v = xreallocarray(l->v, l->cap, sizeof(*l->v));
 	}
 	struct core_fx *f = &l->v[l->n++];
-	memset(f, 0, sizeof(*f));
 	f->kind = kind;
 	f->ts = now;
-	f->level = LOG_INFO;
 	return f;
 }
 
@@ -333,60 +239,77 @@ static void __attribute__((format(printf, 3, 4))) textf(char *dst, size_t n, con
 static void __attribute__((format(printf, 5, 6)))
 fx_log(struct core_fxlist *l, double now, enum log_level lvl, const char *cp_id, const char *fmt, ...)
 {
-	struct core_fx *f = fx_push(l, CORE_FX_LOG, now);
-	f->level = lvl;
-	if (cp_id)
-		xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
+	struct core_fx *f = core_fx_push(l, CORE_FX_LOG, now);
+	f->u.log.level = lvl;
+	xstrlcpy(f->u.log.cp_id, cp_id ? cp_id : "", sizeof(f->u.log.cp_id));
+	f->u.log.tag[0] = '\0';
 	va_list ap;
 	va_start(ap, fmt);
-	vtext(f->text, sizeof(f->text), fmt, ap);
+	vtext(f->u.log.text, sizeof(f->u.log.text), fmt, ap);
+	va_end(ap);
+}
+
+void core_fx_audit(struct core_fxlist *l, double now, const char *actor, const char *source_ip, const char *action,
+		   const char *cp_id, const char *fmt, ...)
+{
+	struct core_fx *f = core_fx_push(l, CORE_FX_AUDIT, now);
+	xstrlcpy(f->u.audit.actor, actor, sizeof(f->u.audit.actor));
+	xstrlcpy(f->u.audit.source_ip, source_ip ? source_ip : "", sizeof(f->u.audit.source_ip));
+	xstrlcpy(f->u.audit.action, action, sizeof(f->u.audit.action));
+	xstrlcpy(f->u.audit.cp_id, cp_id ? cp_id : "", sizeof(f->u.audit.cp_id));
+	va_list ap;
+	va_start(ap, fmt);
+	vtext(f->u.audit.detail, sizeof(f->u.audit.detail), fmt, ap);
 	va_end(ap);
 }
 
 static void __attribute__((format(printf, 5, 6)))
 fx_send(struct core_fxlist *l, double now, uint64_t conn, const char *cp_id, const char *fmt, ...)
 {
-	struct core_fx *f = fx_push(l, CORE_FX_SEND, now);
-	f->conn = conn;
-	if (cp_id)
-		xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
+	(void)cp_id; /* who it is for, at the call site */
+	struct core_fx *f = core_fx_push(l, CORE_FX_SEND, now);
+	f->u.link.conn = conn;
 	va_list ap;
 	va_start(ap, fmt);
-	vtext(f->text, sizeof(f->text), fmt, ap);
+	vtext(f->u.link.text, sizeof(f->u.link.text), fmt, ap);
 	va_end(ap);
 }
 
 static void __attribute__((format(printf, 5, 6)))
 fx_event(struct core_fxlist *l, double now, const char *cp_id, const char *event, const char *fmt, ...)
 {
-	struct core_fx *f = fx_push(l, CORE_FX_STORE_EVENT, now);
-	xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
-	xstrlcpy(f->event, event, sizeof(f->event));
+	struct core_fx *f = core_fx_push(l, CORE_FX_STORE_EVENT, now);
+	xstrlcpy(f->u.event.cp_id, cp_id, sizeof(f->u.event.cp_id));
+	xstrlcpy(f->u.event.event, event, sizeof(f->u.event.event));
 	va_list ap;
 	va_start(ap, fmt);
-	vtext(f->text, sizeof(f->text), fmt, ap);
+	vtext(f->u.event.detail, sizeof(f->u.event.detail), fmt, ap);
 	va_end(ap);
 }
 
 static void fx_store_cp(struct core_fxlist *l, double now, const struct core_cp *cp)
 {
-	struct core_fx *f = fx_push(l, CORE_FX_STORE_CP, now);
-	xstrlcpy(f->cp_id, cp->id, sizeof(f->cp_id));
-	f->cp = *cp;
-	f->cp.session = NULL;
+	struct core_fx *f = core_fx_push(l, CORE_FX_STORE_CP, now);
+	struct core_cp_row *r = &f->u.cp;
+	xstrlcpy(r->id, cp->id, sizeof(r->id));
+	xstrlcpy(r->location, cp->location, sizeof(r->location));
+	r->price = cp->price;
+	r->state = cp->state;
+	r->stopped = cp->stopped;
+	r->fault = cp->fault;
+	r->state_since = cp->state_since;
 }
 
 static void fx_store_session(struct core_fxlist *l, double now, const struct core_session *s)
 {
-	struct core_fx *f = fx_push(l, CORE_FX_STORE_SESSION, now);
-	xstrlcpy(f->cp_id, s->cp_id, sizeof(f->cp_id));
-	f->session = *s;
+	struct core_fx *f = core_fx_push(l, CORE_FX_STORE_SESSION, now);
+	f->u.session = *s;
 }
 
 static void fx_screen(struct core_fxlist *l, double now, const char *cp_id)
 {
-	struct core_fx *f = fx_push(l, CORE_FX_SCREEN, now);
-	xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
+	struct core_fx *f = core_fx_push(l, CORE_FX_SCREEN, now);
+	xstrlcpy(f->u.screen.cp_id, cp_id, sizeof(f->u.screen.cp_id));
 }
 
 /* A driver notification; the caller fills the type's own fields.
@@ -397,22 +320,22 @@ static void fx_screen(struct core_fxlist *l, double now, const char *cp_id)
 static struct msg *fx_notify(struct core_fxlist *l, double now, enum msg_type type, const char *user_id,
 			     const char *cp_id, const char *session_id, const char *request_id)
 {
-	struct core_fx *f = fx_push(l, CORE_FX_PRODUCE, now);
-	xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
-	msg_init(&f->msg, type);
-	xstrlcpy(f->msg.user_id, user_id, sizeof(f->msg.user_id));
-	xstrlcpy(f->msg.cp_id, cp_id, sizeof(f->msg.cp_id));
+	struct core_fx *f = core_fx_push(l, CORE_FX_PRODUCE, now);
+	struct msg *m = &f->u.produce;
+	msg_init(m, type);
+	xstrlcpy(m->user_id, user_id, sizeof(m->user_id));
+	xstrlcpy(m->cp_id, cp_id, sizeof(m->cp_id));
 	if (session_id && session_id[0]) {
-		xstrlcpy(f->msg.session_id, session_id, sizeof(f->msg.session_id));
-		f->msg.has_session_id = 1;
+		xstrlcpy(m->session_id, session_id, sizeof(m->session_id));
+		m->has_session_id = 1;
 	}
 	if (request_id && msg_valid_session_id(request_id)) {
-		xstrlcpy(f->msg.request_id, request_id, sizeof(f->msg.request_id));
-		f->msg.has_request_id = 1;
+		xstrlcpy(m->request_id, request_id, sizeof(m->request_id));
+		m->has_request_id = 1;
 	}
-	f->msg.timestamp = now;
-	f->msg.has_timestamp = 1;
-	return &f->msg;
+	m->timestamp = now;
+	m->has_timestamp = 1;
+	return m;
 }
 
 /* The requests pane: the request (rebuilt from what we know) and its outcome. */
@@ -420,24 +343,15 @@ static void __attribute__((format(printf, 8, 9)))
 fx_request(struct core_fxlist *l, double now, const char *user_id, const char *cp_id, const char *request_id,
 	   double requested_at, const char *session_id, const char *fmt, ...)
 {
-	struct core_fx *f = fx_push(l, CORE_FX_REQUEST, now);
-	xstrlcpy(f->cp_id, cp_id, sizeof(f->cp_id));
-	msg_init(&f->msg, MSG_REQUEST_CHARGE);
-	xstrlcpy(f->msg.user_id, user_id, sizeof(f->msg.user_id));
-	xstrlcpy(f->msg.cp_id, cp_id, sizeof(f->msg.cp_id));
-	if (request_id && request_id[0]) {
-		xstrlcpy(f->msg.request_id, request_id, sizeof(f->msg.request_id));
-		f->msg.has_request_id = 1;
-	}
-	if (session_id && session_id[0]) {
-		xstrlcpy(f->msg.session_id, session_id, sizeof(f->msg.session_id));
-		f->msg.has_session_id = 1;
-	}
-	f->msg.timestamp = requested_at;
-	f->msg.has_timestamp = 1;
+	struct core_fx *f = core_fx_push(l, CORE_FX_REQUEST, now);
+	xstrlcpy(f->u.request.user_id, user_id, sizeof(f->u.request.user_id));
+	xstrlcpy(f->u.request.cp_id, cp_id, sizeof(f->u.request.cp_id));
+	xstrlcpy(f->u.request.request_id, request_id ? request_id : "", sizeof(f->u.request.request_id));
+	xstrlcpy(f->u.request.session_id, session_id ? session_id : "", sizeof(f->u.request.session_id));
+	f->u.request.requested_at = requested_at;
 	va_list ap;
 	va_start(ap, fmt);
-	vtext(f->text, sizeof(f->text), fmt, ap);
+	vtext(f->u.request.outcome, sizeof(f->u.request.outcome), fmt, ap);
 	va_end(ap);
 }
 
@@ -445,135 +359,7 @@ fx_request(struct core_fxlist *l, double now, const char *user_id, const char *c
 /* numbers and text, independent of the C locale (the panel may set one
  * whose decimal point is ',', and the wire wants '.')                   */
 
-/* v >= 0 with dec decimals, '.' as decimal point. */
-static const char *fmt_fixed(char *buf, size_t n, double v, int dec)
-{
-	if (!isfinite(v)) {
-		snprintf(buf, n, "?");
-		return buf;
-	}
-	const char *sign = v < 0 ? "-" : "";
-	v = fabs(v);
-	uint64_t scale = 1;
-	if (dec < 0)
-		dec = 0;
-	if (dec > 9)
-		dec = 9;
-	for (int i = 0; i < dec; i++)
-		scale *= 10;
-	if (v * (double)scale > 9e18) {
-		snprintf(buf, n, "%s%.0e", sign, v);
-		return buf;
-	}
-	uint64_t x = (uint64_t)llround(v * (double)scale);
-	char frac[24] = "";
-	if (dec > 0) {
-		uint64_t f = x % scale;
-		frac[0] = '.';
-		for (int i = dec; i >= 1; i--, f /= 10)
-			frac[i] = (char)('0' + f % 10);
-		frac[dec + 1] = '\0';
-	}
-	snprintf(buf, n, "%s%llu%s", sign, (unsigned long long)(x / scale), frac);
-	return buf;
-}
-
-/* A price as sent on the wire: up to 4 decimals, at least 2 ("0.25", "0.30",
- * "0.1235"). Prices are kept rounded to 4 decimals (what the Kafka messages
- * carry too), so the frame, the ticket and the stored row agree exactly. */
-static const char *fmt_price(char *buf, size_t n, double p)
-{
-	fmt_fixed(buf, n, p, 4);
-	char *dot = strchr(buf, '.');
-	if (dot) {
-		char *end = buf + strlen(buf) - 1;
-		while (end > dot + 2 && *end == '0')
-			*end-- = '\0';
-	}
-	return buf;
-}
-
-static double round_price(double v)
-{
-	return round(v * 1e4) / 1e4;
-}
-
-/* Figures are kept as the Kafka messages carry them (msg.h: kWh to 3
- * decimals, EUR to cents), so the database row and the driver's ticket
- * always show the same amount. */
-static double round_kwh(double v)
-{
-	return round(v * 1e3) / 1e3;
-}
-
-static double amount(double kwh, double price)
-{
-	return round(kwh * price * 100.0) / 100.0;
-}
-
-/* "0.25", "12", "3.5", ".5": digits with an optional '.' fraction; no sign,
- * exponent, ',' or spaces. Returns 0 and *out, or -1. */
-static int parse_decimal(const char *s, double *out)
-{
-	double v = 0, scale = 1;
-	int digits = 0, dot = 0;
-	if (strlen(s) > 32)
-		return -1;
-	for (const char *p = s; *p; p++) {
-		if (*p >= '0' && *p <= '9') {
-			if (dot) {
-				scale /= 10;
-				v += (*p - '0') * scale;
-			} else {
-				v = v * 10 + (*p - '0');
-			}
-			digits++;
-		} else if (*p == '.' && !dot) {
-			dot = 1;
-		} else {
-			return -1;
-		}
-	}
-	if (!digits)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-/* Number of UTF-8 characters in s, or -1 if s is not valid UTF-8. */
-static long utf8_chars(const char *s)
-{
-	size_t n;
-	return utf8_valid(s, strlen(s), &n) ? (long)n : -1;
-}
-
-static int valid_cp_id(const char *s)
-{
-	size_t n = 0;
-	for (; s[n]; n++) {
-		char ch = s[n];
-		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' ||
-		      ch == '-'))
-			return 0;
-	}
-	return n >= 1 && n <= MSG_CP_ID_MAX;
-}
-
-/* Driver ids go into AUTORIZAR_SUMINISTRO frames, so they must never carry
- * '#' or control bytes; this is msg.h's user id rule. */
-static int valid_driver_id(const char *s)
-{
-	size_t n = 0;
-	for (; s[n]; n++) {
-		char ch = s[n];
-		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' ||
-		      ch == '-' || ch == '.' || ch == '@'))
-			return 0;
-	}
-	return n >= 1 && n <= MSG_ID_MAX;
-}
-
-/* Split DATA in place on '#'; fields beyond max are ignored (protocol.md lets
+/* Split DATA in place on '#'; fields beyond max are ignored (evcharging(7) lets
  * anyone add optional trailing fields). */
 static int split_fields(char *data, char *f[], int max)
 {
@@ -667,7 +453,7 @@ static void update_state(struct core *c, struct core_cp *cp, double now, int sto
 		if (store) {
 			fx_store_cp(fx, now, cp);
 			fx_screen(fx, now, cp->id);
-			fx_push(fx, CORE_FX_STATUS, now);
+			core_fx_push(fx, CORE_FX_STATUS, now);
 		}
 		return;
 	}
@@ -676,7 +462,7 @@ static void update_state(struct core *c, struct core_cp *cp, double now, int sto
 	fx_store_cp(fx, now, cp);
 	fx_event(fx, now, cp->id, "STATE", "%s -> %s: %s", cp_state_name(old), cp_state_name(st), why);
 	fx_screen(fx, now, cp->id);
-	fx_push(fx, CORE_FX_STATUS, now);
+	core_fx_push(fx, CORE_FX_STATUS, now);
 	fx_log(fx, now, LOG_INFO, cp->id, "CP %s %s -> %s (%s)", cp->id, cp_state_name(old), cp_state_name(st),
 	       why);
 }
@@ -689,11 +475,21 @@ static struct sess *sess_of(struct core_session *s)
 	return (struct sess *)s; /* pub is the first member */
 }
 
+static void clear_grace(struct core *c, struct core_cp *cp)
+{
+	if (cp->grace_until) {
+		cp->grace_until = 0;
+		c->ngrace--;
+	}
+}
+
 static void sess_detach(struct core *c, struct sess *s)
 {
-	smap_del(&c->sessions, s->pub.id);
-	if (smap_get(&c->by_driver, s->pub.driver_id) == s)
-		smap_del(&c->by_driver, s->pub.driver_id);
+	if (s->cp && s->cp->session == &s->pub)
+		clear_grace(c, s->cp);
+	hmap_sdel(&c->sessions, s->pub.id);
+	if (hmap_sget(&c->by_driver, s->pub.driver_id) == s)
+		hmap_sdel(&c->by_driver, s->pub.driver_id);
 	if (s->cp && s->cp->session == &s->pub)
 		s->cp->session = NULL;
 	size_t i = s->open_idx;
@@ -711,8 +507,13 @@ static void end_session(struct core *c, struct sess *s, enum core_outcome outcom
 	struct core_session *p = &s->pub;
 	char a[32], b[32], d[32];
 	p->outcome = outcome;
-	p->ended_at = now;
-	p->importe = amount(p->kwh, p->price);
+	/* The end is the start plus the monotonic duration: a step of the
+	 * wall clock meanwhile cannot make a ticket end before it began. */
+	if (p->started_at > 0 && p->started_mono > 0 && c->mono >= p->started_mono)
+		p->ended_at = p->started_at + (c->mono - p->started_mono);
+	else
+		p->ended_at = now;
+	p->importe = money_amount(p->kwh, p->price);
 	if (outcome != CORE_OUT_TICKET)
 		text_copy(p->reason, sizeof(p->reason), reason ? reason : "");
 	fx_store_session(fx, now, p);
@@ -743,12 +544,12 @@ static void end_session(struct core *c, struct sess *s, enum core_outcome outcom
 	}
 	if (outcome == CORE_OUT_TICKET)
 		fx_log(fx, now, LOG_INFO, p->cp_id, "session %s on CP %s ended: TICKET driver %s %s kWh x %s EUR/kWh = %s EUR",
-		       p->id, p->cp_id, p->driver_id, fmt_fixed(a, sizeof(a), p->kwh, 3),
-		       fmt_price(b, sizeof(b), p->price), fmt_fixed(d, sizeof(d), p->importe, 2));
+		       p->id, p->cp_id, p->driver_id, money_fixed(a, sizeof(a), p->kwh, 3),
+		       money_price(b, sizeof(b), p->price), money_fixed(d, sizeof(d), p->importe, 2));
 	else
 		fx_log(fx, now, LOG_INFO, p->cp_id, "session %s on CP %s ended: %s driver %s %s kWh %s EUR (%s)", p->id,
-		       p->cp_id, core_outcome_name(outcome), p->driver_id, fmt_fixed(a, sizeof(a), p->kwh, 3),
-		       fmt_fixed(d, sizeof(d), p->importe, 2), p->reason);
+		       p->cp_id, core_outcome_name(outcome), p->driver_id, money_fixed(a, sizeof(a), p->kwh, 3),
+		       money_fixed(d, sizeof(d), p->importe, 2), p->reason);
 	sess_detach(c, s);
 	free(s);
 }
@@ -766,32 +567,120 @@ static void end_session_abnormal(struct core *c, struct sess *s, const char *rea
 
 void core_load_cp(struct core *c, const char *id, const char *location, double price, int stopped)
 {
-	if (!id || !valid_cp_id(id))
+	if (!id || !msg_valid_cp_id(id))
 		return; /* the store only holds ids REGISTER validated */
 	struct core_cp *cp = cp_insert(c, id, 0);
 	text_copy(cp->location, sizeof(cp->location), location ? location : "");
-	cp->price = (price > 0 && price <= PRICE_MAX) ? round_price(price) : DEFAULT_PRICE;
+	cp->price = money_price_ok(price) ? money_round_price(price) : DEFAULT_PRICE;
 	cp->stopped = stopped ? 1 : 0;
+}
+
+void core_set_mono(struct core *c, double mono)
+{
+	c->mono = mono;
+}
+
+void core_set_kafka_up(struct core *c, int up)
+{
+	if (!up) {
+		c->kafka_down = 1;
+	} else if (c->kafka_down) {
+		c->kafka_down = 0;
+		c->tel_epoch = c->mono;
+	}
+}
+
+static void req_key(char *key, size_t n, const char *user_id, const char *request_id)
+{
+	snprintf(key, n, "%s\n%s", user_id, request_id);
+}
+
+static int req_seen(const struct core *c, const char *user_id, const char *request_id)
+{
+	char key[2 * MSG_ID_MAX + 2];
+	req_key(key, sizeof(key), user_id, request_id);
+	return hmap_sget(&c->seen_req, key) != NULL;
+}
+
+/* Remember an answered request until expires (monotonic). */
+static void req_remember(struct core *c, const char *user_id, const char *request_id, double expires)
+{
+	struct seen_req *r = xcalloc(1, sizeof(*r));
+	req_key(r->key, sizeof(r->key), user_id, request_id);
+	if (hmap_sget(&c->seen_req, r->key)) {
+		free(r);
+		return;
+	}
+	r->expires = expires;
+	if (c->req_n == c->req_cap) {
+		size_t cap = c->req_cap ? c->req_cap * 2 : 64;
+		struct seen_req **v = xcalloc(cap, sizeof(*v));
+		for (size_t i = 0; i < c->req_n; i++)
+			v[i] = c->req_fifo[(c->req_head + i) % c->req_cap];
+		free(c->req_fifo);
+		c->req_fifo = v;
+		c->req_cap = cap;
+		c->req_head = 0;
+	}
+	c->req_fifo[(c->req_head + c->req_n++) % c->req_cap] = r;
+	hmap_sput(&c->seen_req, r->key, r);
+}
+
+/* How long an answered request is remembered: a replay older than the max
+ * age is denied as expired anyway, one from the future as skewed. */
+static double req_retention(const struct core *c)
+{
+	return 2 * c->cfg.request_max_age;
+}
+
+void core_load_request(struct core *c, const char *user_id, const char *request_id, double seen_at, double now)
+{
+	if (!user_id || !request_id || !msg_valid_user_id(user_id) || !msg_valid_session_id(request_id))
+		return;
+	double left = req_retention(c) - (now - seen_at);
+	if (left <= 0)
+		return;
+	req_remember(c, user_id, request_id, c->mono + left);
+}
+
+/* Drop what expired; the store forgets rows older than the same age. */
+static void req_prune(struct core *c, double now, struct core_fxlist *fx)
+{
+	size_t dropped = 0;
+	while (c->req_n > 0) {
+		struct seen_req *r = c->req_fifo[c->req_head];
+		if (r->expires > c->mono)
+			break;
+		hmap_sdel(&c->seen_req, r->key);
+		free(r);
+		c->req_head = (c->req_head + 1) % c->req_cap;
+		c->req_n--;
+		dropped++;
+	}
+	if (dropped) {
+		struct core_fx *f = core_fx_push(fx, CORE_FX_PRUNE_REQUESTS, now);
+		f->u.prune.before = now - req_retention(c);
+	}
 }
 
 void core_add_driver(struct core *c, const char *driver_id)
 {
-	if (!driver_id || !driver_id[0] || smap_get(&c->drivers, driver_id))
+	if (!driver_id || !driver_id[0] || hmap_sget(&c->drivers, driver_id))
 		return;
 	char *k = xstrdup(driver_id);
-	smap_put(&c->drivers, k, k);
+	hmap_sput(&c->drivers, k, k);
 }
 
 static int driver_known(const struct core *c, const char *id)
 {
-	if (smap_get(&c->drivers, id))
+	if (hmap_sget(&c->drivers, id))
 		return 1;
 	return c->cfg.driver_known && c->cfg.driver_known(c->cfg.driver_known_arg, id);
 }
 
 void core_recover_session(struct core *c, const struct core_session *s, double now, struct core_fxlist *fx)
 {
-	if (!s || s->outcome != CORE_OUT_OPEN || smap_get(&c->sessions, s->id))
+	if (!s || s->outcome != CORE_OUT_OPEN || hmap_sget(&c->sessions, s->id))
 		return;
 	/* Build a detached private session so the one end path does the work. */
 	struct sess *r = xcalloc(1, sizeof(*r));
@@ -811,25 +700,45 @@ void core_recover_session(struct core *c, const struct core_session *s, double n
 /* ------------------------------------------------------------------ */
 /* link frames                                                          */
 
-static void __attribute__((format(printf, 5, 6)))
-reply_error(struct core_fxlist *fx, double now, uint64_t conn, const char *cp_id, const char *fmt, ...)
+/* May a warning about this CP's frames be logged now? At most WARN_BURST a
+ * WARN_WINDOW s; the rest are counted and reported once the window ends. */
+static int warn_ok(struct core *c, struct core_cp *cp, double now, struct core_fxlist *fx)
+{
+	if (c->mono >= cp->warn_window) {
+		if (cp->warn_dropped)
+			fx_log(fx, now, LOG_WARN, cp->id, "CP %s: %u more warnings about its frames not logged", cp->id,
+			       cp->warn_dropped);
+		cp->warn_window = c->mono + WARN_WINDOW;
+		cp->warn_count = cp->warn_dropped = 0;
+	}
+	if (cp->warn_count < WARN_BURST) {
+		cp->warn_count++;
+		return 1;
+	}
+	cp->warn_dropped++;
+	return 0;
+}
+
+static void __attribute__((format(printf, 6, 7)))
+reply_error(struct core *c, struct core_fxlist *fx, double now, uint64_t conn, struct core_cp *cp, const char *fmt,
+	    ...)
 {
 	char why[LINK_DATA_MAX];
 	va_list ap;
 	va_start(ap, fmt);
 	vtext(why, sizeof(why) - 8, fmt, ap);
 	va_end(ap);
-	fx_send(fx, now, conn, cp_id, "ERROR#%s", why);
-	fx_log(fx, now, LOG_WARN, cp_id, "link %llu%s%s: ERROR %s", (unsigned long long)conn, cp_id ? " CP " : "",
-	       cp_id ? cp_id : "", why);
+	fx_send(fx, now, conn, cp->id, "ERROR#%s", why);
+	if (warn_ok(c, cp, now, fx))
+		fx_log(fx, now, LOG_WARN, cp->id, "link %llu CP %s: ERROR %s", (unsigned long long)conn, cp->id, why);
 }
 
 static void deny_register(struct core_fxlist *fx, double now, uint64_t conn, const char *reason)
 {
 	fx_send(fx, now, conn, NULL, "REGISTER_RESULT#DENIED#%s", reason);
-	struct core_fx *f = fx_push(fx, CORE_FX_CLOSE, now);
-	f->conn = conn;
-	textf(f->text, sizeof(f->text), "REGISTER denied: %s", reason);
+	struct core_fx *f = core_fx_push(fx, CORE_FX_CLOSE, now);
+	f->u.link.conn = conn;
+	textf(f->u.link.text, sizeof(f->u.link.text), "REGISTER denied: %s", reason);
 	fx_log(fx, now, LOG_WARN, NULL, "link %llu: REGISTER denied: %s", (unsigned long long)conn, reason);
 }
 
@@ -842,39 +751,36 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 		return;
 	}
 	const char *id = f[1], *loc = f[2];
-	if (!valid_cp_id(id)) {
+	if (!msg_valid_cp_id(id)) {
 		textf(reason, 128, "invalid cp_id '%s': must match ^[A-Za-z0-9_-]{1,32}$", id);
 		deny_register(fx, now, conn, reason);
 		return;
 	}
-	long nchars = utf8_chars(loc);
-	if (nchars < 0 || nchars == 0 || nchars > LOCATION_CHARS_MAX) {
-		deny_register(fx, now, conn,
-			      nchars < 0 ? "location is not valid UTF-8"
-			      : nchars == 0 ? "location is empty"
-					    : "location is longer than 64 characters");
+	const char *bad_loc = msg_check_location(loc);
+	if (bad_loc) {
+		deny_register(fx, now, conn, bad_loc);
 		return;
 	}
 	double price = 0;
 	int have_price = nf >= 4 && f[3][0];
 	if (have_price) {
-		if (parse_decimal(f[3], &price) < 0) {
+		int rounded = 0;
+		int r = money_parse_price(f[3], &price, &rounded);
+		if (r == -1) {
 			textf(reason, 128, "invalid price '%s': use digits with '.' as decimal point, e.g. 0.25", f[3]);
 			deny_register(fx, now, conn, reason);
 			return;
 		}
-		double given = price;
-		price = round_price(price);
-		if (!(price > 0 && price <= PRICE_MAX)) {
+		if (r == -2) {
 			deny_register(fx, now, conn, "price must be at least 0.0001 and at most 100 EUR/kWh");
 			return;
 		}
-		if (price != given)
+		if (rounded)
 			fx_log(fx, now, LOG_INFO, id, "CP %s price %s rounded to %s EUR/kWh (4 decimals)", id, f[3],
-			       fmt_price(pb, sizeof(pb), price));
+			       money_price(pb, sizeof(pb), price));
 	}
 	if (mine && strcmp(mine->id, id) != 0) {
-		reply_error(fx, now, conn, mine->id, "this link is already registered as CP %s", mine->id);
+		reply_error(c, fx, now, conn, mine, "this link is already registered as CP %s", mine->id);
 		return;
 	}
 	struct core_cp *cp = cp_find(c, id);
@@ -891,18 +797,23 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 	} else if (first) {
 		cp->price = DEFAULT_PRICE;
 		fx_log(fx, now, LOG_WARN, id, "CP %s registered without a price: using the default %s EUR/kWh", id,
-		       fmt_price(pb, sizeof(pb), cp->price));
+		       money_price(pb, sizeof(pb), cp->price));
 	} else {
 		fx_log(fx, now, LOG_INFO, id, "CP %s registered without a price: keeping %s EUR/kWh", id,
-		       fmt_price(pb, sizeof(pb), cp->price));
+		       money_price(pb, sizeof(pb), cp->price));
 	}
 	cp->link_up = 1;
 	cp->conn = conn;
 	cp->last_seen = now;
-	umap_put(&c->by_conn, conn, cp);
+	if (cp->grace_until && cp->session) {
+		fx_log(fx, now, LOG_INFO, id, "CP %s back within the grace: session %s goes on", id, cp->session->id);
+		fx_event(fx, now, id, "SESSION", "session %s kept across the link loss", cp->session->id);
+	}
+	clear_grace(c, cp);
+	hmap_uput(&c->by_conn, conn, cp);
 	fx_send(fx, now, conn, id, "REGISTER_RESULT#%s", first ? "FIRST" : "RECONNECT");
 	fx_event(fx, now, id, "REGISTER", "%s at %s, %s EUR/kWh", first ? "FIRST" : "RECONNECT", cp->location,
-		 fmt_price(pb, sizeof(pb), cp->price));
+		 money_price(pb, sizeof(pb), cp->price));
 	fx_log(fx, now, LOG_INFO, id, "CP %s registered (%s) on link %llu: %s, %s EUR/kWh", id,
 	       first ? "first time" : "reconnect", (unsigned long long)conn, cp->location, pb);
 	update_state(c, cp, now, 1, first ? "registered" : "reconnected", fx);
@@ -924,15 +835,15 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 }
 
 /* Does the cp_id field of a frame name the CP registered on this link? */
-static int frame_cp_ok(struct core_cp *cp, uint64_t conn, const char *op, char **f, int nf, double now,
-		       struct core_fxlist *fx)
+static int frame_cp_ok(struct core *c, struct core_cp *cp, uint64_t conn, const char *op, char **f, int nf,
+		       double now, struct core_fxlist *fx)
 {
 	if (nf < 2 || !f[1][0]) {
-		reply_error(fx, now, conn, cp->id, "%s needs a cp_id", op);
+		reply_error(c, fx, now, conn, cp, "%s needs a cp_id", op);
 		return 0;
 	}
 	if (strcmp(f[1], cp->id) != 0) {
-		reply_error(fx, now, conn, cp->id, "cp_id '%.40s' does not match this link's CP %s", f[1], cp->id);
+		reply_error(c, fx, now, conn, cp, "cp_id '%.40s' does not match this link's CP %s", f[1], cp->id);
 		return 0;
 	}
 	return 1;
@@ -997,7 +908,7 @@ static void on_ack_authorize(struct core *c, struct core_cp *cp, double now, str
 	s->acked = 1;
 	struct msg *m = fx_notify(fx, now, MSG_AUTH_OK, s->driver_id, s->cp_id, s->id, s->request_id);
 	textf(m->message, sizeof(m->message), "CP %s authorised you: plug in your vehicle (%s EUR/kWh)", s->cp_id,
-	      fmt_price((char[32]){ 0 }, 32, s->price));
+	      money_price((char[32]){ 0 }, 32, s->price));
 	fx_request(fx, now, s->driver_id, s->cp_id, s->request_id, s->requested_at, s->id, "AUTH_OK");
 	fx_store_session(fx, now, s);
 	fx_screen(fx, now, cp->id);
@@ -1072,7 +983,7 @@ void core_on_frame(struct core *c, uint64_t conn, const char *data, double now, 
 	xstrlcpy(buf, data ? data : "", sizeof(buf));
 	int nf = split_fields(buf, f, LINK_FIELDS_MAX);
 	const char *op = f[0];
-	struct core_cp *cp = umap_get(&c->by_conn, conn);
+	struct core_cp *cp = hmap_uget(&c->by_conn, conn);
 	if (cp)
 		cp->last_seen = now;
 
@@ -1080,26 +991,32 @@ void core_on_frame(struct core *c, uint64_t conn, const char *data, double now, 
 		on_register(c, conn, cp, f, nf, now, fx);
 		return;
 	}
-	if (strcmp(op, "ERROR") == 0) {
-		/* Never answer an ERROR with an ERROR: two peers would loop. */
-		fx_log(fx, now, LOG_WARN, cp ? cp->id : NULL, "link %llu%s%s reports ERROR: %s",
-		       (unsigned long long)conn, cp ? " CP " : "", cp ? cp->id : "", nf > 1 ? f[1] : "(no reason)");
+	if (!cp) {
+		/* Anything but REGISTER before REGISTER: refused, counted, and
+		 * reported in one line a while (a stranger cannot fill the log).
+		 * An ERROR is never answered: two peers would loop. */
+		c->prereg_refused++;
+		if (strcmp(op, "ERROR") != 0)
+			fx_send(fx, now, conn, NULL, "ERROR#not registered: send REGISTER first");
 		return;
 	}
-	if (!cp) {
-		reply_error(fx, now, conn, NULL, "not registered: send REGISTER first");
+	if (strcmp(op, "ERROR") == 0) {
+		/* Never answer an ERROR with an ERROR: two peers would loop. */
+		if (warn_ok(c, cp, now, fx))
+			fx_log(fx, now, LOG_WARN, cp->id, "link %llu CP %s reports ERROR: %s", (unsigned long long)conn,
+			       cp->id, nf > 1 ? f[1] : "(no reason)");
 		return;
 	}
 	if (strcmp(op, "HEARTBEAT") == 0) {
-		frame_cp_ok(cp, conn, op, f, nf, now, fx);
+		frame_cp_ok(c, cp, conn, op, f, nf, now, fx);
 	} else if (strcmp(op, "FAULT") == 0) {
-		if (frame_cp_ok(cp, conn, op, f, nf, now, fx))
+		if (frame_cp_ok(c, cp, conn, op, f, nf, now, fx))
 			on_fault(c, cp, nf > 2 && f[2][0] ? f[2] : "engine reported KO", now, fx);
 	} else if (strcmp(op, "RECOVER") == 0) {
-		if (frame_cp_ok(cp, conn, op, f, nf, now, fx))
+		if (frame_cp_ok(c, cp, conn, op, f, nf, now, fx))
 			on_recover(c, cp, now, fx);
 	} else if (strcmp(op, "CHECK_SESSION") == 0) {
-		if (!frame_cp_ok(cp, conn, op, f, nf, now, fx))
+		if (!frame_cp_ok(c, cp, conn, op, f, nf, now, fx))
 			return;
 		if (cp->session)
 			fx_send(fx, now, conn, cp->id, "SESSION#%s#%s#%s", cp->id, cp->session->driver_id,
@@ -1120,22 +1037,25 @@ void core_on_frame(struct core *c, uint64_t conn, const char *data, double now, 
 				on_ack_resume(c, cp, now, fx);
 			else
 				on_nack_command(cp, "REANUDAR", &cp->resume_pending, reason, now, fx);
+		} else if (strcmp(cmd, "FIN_SUMINISTRO") == 0) {
+			fx_log(fx, now, ack ? LOG_DEBUG : LOG_INFO, cp->id, "CP %s %s FIN_SUMINISTRO%s%s", cp->id,
+			       ack ? "acknowledged" : "refused", ack ? "" : ": ", ack ? "" : reason);
 		} else if (strcmp(cmd, "AUTORIZAR_SUMINISTRO") == 0) {
 			if (ack)
 				on_ack_authorize(c, cp, now, fx);
 			else
 				on_nack_authorize(c, cp, reason, now, fx);
 		} else {
-			reply_error(fx, now, conn, cp->id, "%s of unknown command '%.40s'", op, cmd);
+			reply_error(c, fx, now, conn, cp, "%s of unknown command '%.40s'", op, cmd);
 		}
 	} else {
-		reply_error(fx, now, conn, cp->id, "unknown opcode '%.40s'", op);
+		reply_error(c, fx, now, conn, cp, "unknown opcode '%.40s'", op);
 	}
 }
 
 void core_on_link_down(struct core *c, uint64_t conn, const char *reason, double now, struct core_fxlist *fx)
 {
-	struct core_cp *cp = umap_get(&c->by_conn, conn);
+	struct core_cp *cp = hmap_uget(&c->by_conn, conn);
 	if (!reason || !reason[0])
 		reason = "closed";
 	if (!cp) {
@@ -1143,7 +1063,7 @@ void core_on_link_down(struct core *c, uint64_t conn, const char *reason, double
 		       reason);
 		return;
 	}
-	umap_del(&c->by_conn, conn);
+	hmap_udel(&c->by_conn, conn);
 	cp->link_up = 0;
 	cp->conn = 0;
 	/* A command the CP may or may not have carried out: the latest one the
@@ -1157,8 +1077,19 @@ void core_on_link_down(struct core *c, uint64_t conn, const char *reason, double
 		       cp->id, cp->resume_pending ? "REANUDAR" : "PARAR");
 	cp->stop_pending = cp->resume_pending = 0;
 	fx_event(fx, now, cp->id, "LINK_DOWN", "%s", reason);
-	if (cp->session)
+	if (cp->session && c->cfg.link_grace > 0) {
+		/* The engine may still supply: the session stays open (and the
+		 * CP out of every driver's reach) until the monitor comes back,
+		 * the engine ends the supply on Kafka, or the grace runs out
+		 * (evcharging(7) RULES). */
+		if (!cp->grace_until)
+			c->ngrace++;
+		cp->grace_until = c->mono + c->cfg.link_grace;
+		fx_log(fx, now, LOG_WARN, cp->id, "CP %s link lost with session %s open: kept for %.0f s", cp->id,
+		       cp->session->id, c->cfg.link_grace);
+	} else if (cp->session) {
 		end_session_abnormal(c, sess_of(cp->session), "link to CP lost", now, fx);
+	}
 	char why[MSG_TEXT_MAX + 1];
 	textf(why, sizeof(why), "link lost: %s", reason);
 	update_state(c, cp, now, 0, why, fx);
@@ -1180,7 +1111,7 @@ deny_request(struct core_fxlist *fx, double now, const struct msg *m, const char
 	text_copy(n->reason, sizeof(n->reason), why);
 	fx_request(fx, now, m->user_id, m->cp_id, m->has_request_id ? m->request_id : NULL, m->timestamp, NULL,
 		   "AUTH_DENIED: %s", why);
-	fx_log(fx, now, LOG_INFO, valid_cp_id(m->cp_id) ? m->cp_id : NULL,
+	fx_log(fx, now, LOG_INFO, msg_valid_cp_id(m->cp_id) ? m->cp_id : NULL,
 	       "request from driver %s for CP %s denied: %s", m->user_id, m->cp_id, why);
 }
 
@@ -1188,6 +1119,20 @@ static void on_request(struct core *c, const struct msg *m, double now, struct c
 {
 	double max = c->cfg.request_max_age;
 	double age = now - m->timestamp;
+	/* Answered already (a replay after a crash, a duplicate delivery):
+	 * the driver has its answer, and a second session must never come of
+	 * it, even when the first has ended since. */
+	if (m->has_request_id && m->request_id[0] && msg_valid_user_id(m->user_id)) {
+		if (req_seen(c, m->user_id, m->request_id)) {
+			fx_log(fx, now, LOG_DEBUG, NULL, "request %s from driver %s was answered before: ignored",
+			       m->request_id, m->user_id);
+			return;
+		}
+		req_remember(c, m->user_id, m->request_id, c->mono + req_retention(c));
+		struct core_fx *f = core_fx_push(fx, CORE_FX_STORE_REQUEST, now);
+		xstrlcpy(f->u.seen.user_id, m->user_id, sizeof(f->u.seen.user_id));
+		xstrlcpy(f->u.seen.request_id, m->request_id, sizeof(f->u.seen.request_id));
+	}
 	if (!(m->timestamp > 0)) {
 		deny_request(fx, now, m, "request has no timestamp");
 		return;
@@ -1201,16 +1146,16 @@ static void on_request(struct core *c, const struct msg *m, double now, struct c
 			     floor(-age));
 		return;
 	}
-	if (!valid_driver_id(m->user_id) || !driver_known(c, m->user_id)) {
+	if (!msg_valid_user_id(m->user_id) || !driver_known(c, m->user_id)) {
 		deny_request(fx, now, m, "driver %s is not registered", m->user_id);
 		return;
 	}
-	struct core_cp *cp = valid_cp_id(m->cp_id) ? cp_find(c, m->cp_id) : NULL;
+	struct core_cp *cp = msg_valid_cp_id(m->cp_id) ? cp_find(c, m->cp_id) : NULL;
 	if (!cp) {
 		deny_request(fx, now, m, "CP %s is not known", m->cp_id);
 		return;
 	}
-	struct sess *ds = smap_get(&c->by_driver, m->user_id);
+	struct sess *ds = hmap_sget(&c->by_driver, m->user_id);
 	if (ds) {
 		/* Kafka may deliver a request twice (Central restarted before
 		 * committing): the same request_id is not a new request. */
@@ -1243,10 +1188,11 @@ static void on_request(struct core *c, const struct msg *m, double now, struct c
 	p->price = cp->price;
 	p->requested_at = m->timestamp;
 	p->authorised_at = now;
+	p->authorised_mono = c->mono;
 	s->cp = cp;
 	cp->session = p;
-	smap_put(&c->sessions, p->id, s);
-	smap_put(&c->by_driver, p->driver_id, s);
+	hmap_sput(&c->sessions, p->id, s);
+	hmap_sput(&c->by_driver, p->driver_id, s);
 	if (c->nopen == c->capopen) {
 		c->capopen = c->capopen ? c->capopen * 2 : 64;
 		c->open = xreallocarray(c->open, c->capopen, sizeof(*c->open));
@@ -1255,7 +1201,7 @@ static void on_request(struct core *c, const struct msg *m, double now, struct c
 	c->open[c->nopen++] = s;
 
 	char pb[32];
-	fmt_price(pb, sizeof(pb), p->price);
+	money_price(pb, sizeof(pb), p->price);
 	fx_store_session(fx, now, p);
 	fx_send(fx, now, cp->conn, cp->id, "AUTORIZAR_SUMINISTRO#%s#%s#%s", p->driver_id, p->id, pb);
 	fx_event(fx, now, cp->id, "COMMAND", "AUTORIZAR_SUMINISTRO driver %s session %s at %s EUR/kWh", p->driver_id,
@@ -1269,7 +1215,7 @@ static void on_request(struct core *c, const struct msg *m, double now, struct c
 
 static void on_quit(struct core *c, const struct msg *m, double now, struct core_fxlist *fx)
 {
-	struct sess *s = smap_get(&c->by_driver, m->user_id);
+	struct sess *s = hmap_sget(&c->by_driver, m->user_id);
 	if (!s) {
 		fx_log(fx, now, LOG_DEBUG, NULL, "driver %s quit with no open session", m->user_id);
 		return;
@@ -1291,7 +1237,7 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 		fx_log(fx, now, LOG_DEBUG, NULL, "%s from CP %s without a session: ignored", tn, m->cp_id);
 		return;
 	}
-	struct sess *s = smap_get(&c->sessions, m->session_id);
+	struct sess *s = hmap_sget(&c->sessions, m->session_id);
 	if (!s) {
 		fx_log(fx, now, LOG_DEBUG, NULL, "%s for unknown or ended session %s: ignored", tn, m->session_id);
 		return;
@@ -1302,6 +1248,18 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 		fx_log(fx, now, LOG_WARN, p->cp_id,
 		       "%s for session %s names CP %s driver %s, but the session is CP %s driver %s: ignored", tn,
 		       p->id, m->cp_id, m->user_id, p->cp_id, p->driver_id);
+		return;
+	}
+	/* One message with a huge seq must not make Central ignore the rest
+	 * of the session: a jump beyond seq_jump_max is refused. */
+	if (m->has_seq && m->seq > (s->seq_seen ? p->last_seq : 0) + c->cfg.seq_jump_max) {
+		if (!s->seq_jump_logged) {
+			s->seq_jump_logged = 1;
+			fx_log(fx, now, LOG_WARN, p->cp_id,
+			       "%s seq %llu for session %s jumps more than %llu over the last applied (%llu): refused", tn,
+			       (unsigned long long)m->seq, p->id, (unsigned long long)c->cfg.seq_jump_max,
+			       (unsigned long long)p->last_seq);
+		}
 		return;
 	}
 	if (m->has_seq && s->seq_seen && m->seq <= p->last_seq) {
@@ -1317,11 +1275,12 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 		p->last_seq = m->seq;
 		s->seq_seen = 1;
 	}
+	p->last_tel_mono = c->mono;
 	/* Energy delivered never goes down within a session; keeping the
 	 * highest figure means a final message lacking figures loses nothing. */
-	if (m->type != MSG_SESSION_STARTED && round_kwh(m->kwh) > p->kwh)
-		p->kwh = round_kwh(m->kwh);
-	p->importe = amount(p->kwh, p->price);
+	if (m->type != MSG_SESSION_STARTED && money_round_kwh(m->kwh) > p->kwh)
+		p->kwh = money_round_kwh(m->kwh);
+	p->importe = money_amount(p->kwh, p->price);
 
 	switch (m->type) {
 	case MSG_SESSION_STARTED:
@@ -1329,6 +1288,7 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 		if (!p->charging) {
 			p->charging = 1;
 			p->started_at = now;
+			p->started_mono = c->mono;
 			if (!p->acked) {
 				/* Kafka outran the link's ACK: the engine
 				 * plainly accepted, tell the driver first. */
@@ -1376,7 +1336,7 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 			c->nengine_faults++;
 		}
 		if (cp->engine_fault)
-			cp->engine_fault_until = now + CORE_ENGINE_FAULT_GRACE;
+			cp->engine_fault_until = c->mono + CORE_ENGINE_FAULT_GRACE;
 		update_state(c, cp, now, 0, m->type == MSG_AVERIADO ? "engine failed" : "engine lost its monitor", fx);
 		break;
 	}
@@ -1414,7 +1374,7 @@ void core_on_tick(struct core *c, double now, struct core_fxlist *fx)
 	 * OK again before the next health check) must not leave the CP red. */
 	for (size_t i = 0; c->nengine_faults > 0 && i < c->ncps; i++) {
 		struct core_cp *cp = c->cps[i];
-		if (cp->engine_fault && now >= cp->engine_fault_until) {
+		if (cp->engine_fault && c->mono >= cp->engine_fault_until) {
 			clear_engine_fault(c, cp);
 			update_state(c, cp, now, 0, "engine fault not confirmed by the monitor", fx);
 		}
@@ -1423,14 +1383,41 @@ void core_on_tick(struct core *c, double now, struct core_fxlist *fx)
 	 * ones after i were already checked. */
 	for (size_t i = c->nopen; i-- > 0;) {
 		struct sess *s = c->open[i];
-		if (s->pub.charging || now - s->pub.authorised_at < c->cfg.reservation_timeout)
-			continue;
-		char why[MSG_TEXT_MAX + 1];
-		textf(why, sizeof(why), "vehicle not plugged in within %.0f s", c->cfg.reservation_timeout);
 		struct core_cp *cp = s->cp;
-		end_session(c, s, CORE_OUT_SESSION_CANCELLED, why, 1, now, fx);
-		if (cp)
-			update_state(c, cp, now, 0, "reservation timed out", fx);
+		char why[MSG_TEXT_MAX + 1];
+		if (cp && cp->grace_until && c->mono >= cp->grace_until) {
+			textf(why, sizeof(why), "link to CP lost and not back within %.0f s", c->cfg.link_grace);
+			end_session_abnormal(c, s, why, now, fx);
+			update_state(c, cp, now, 0, "link grace over", fx);
+		} else if (s->pub.charging && !c->kafka_down &&
+			   c->mono - (s->pub.last_tel_mono > c->tel_epoch ? s->pub.last_tel_mono : c->tel_epoch) >=
+				   c->cfg.supply_timeout) {
+			/* The engine stopped metering without a word (its producer
+			 * cut off, a stop it took too late): bill what arrived, free
+			 * the CP and tell the engine to end the supply. */
+			textf(why, sizeof(why), "no telemetry for %.0f s", c->cfg.supply_timeout);
+			char sid[MSG_ID_MAX + 1];
+			xstrlcpy(sid, s->pub.id, sizeof(sid));
+			end_session_abnormal(c, s, why, now, fx);
+			if (cp && cp->link_up) {
+				fx_send(fx, now, cp->conn, cp->id, "FIN_SUMINISTRO#%s", sid);
+				fx_event(fx, now, cp->id, "COMMAND", "FIN_SUMINISTRO %s: no telemetry", sid);
+			}
+			if (cp)
+				update_state(c, cp, now, 0, "supply watchdog", fx);
+		} else if (!s->pub.charging && c->mono - s->pub.authorised_mono >= c->cfg.reservation_timeout) {
+			textf(why, sizeof(why), "vehicle not plugged in within %.0f s", c->cfg.reservation_timeout);
+			end_session(c, s, CORE_OUT_SESSION_CANCELLED, why, 1, now, fx);
+			if (cp)
+				update_state(c, cp, now, 0, "reservation timed out", fx);
+		}
+	}
+	req_prune(c, now, fx);
+	if (c->prereg_refused && c->mono >= c->prereg_next) {
+		fx_log(fx, now, LOG_WARN, NULL, "%lu frame(s) before REGISTER refused in the last %.0f s",
+		       c->prereg_refused, PREREG_REPORT);
+		c->prereg_refused = 0;
+		c->prereg_next = c->mono + PREREG_REPORT;
 	}
 }
 
@@ -1486,7 +1473,7 @@ int core_command(struct core *c, enum core_cmd cmd, const char *cp_id, double no
 	if (err)
 		err[0] = '\0';
 	if (cmd == CORE_CMD_STOP || cmd == CORE_CMD_RESUME) {
-		struct core_cp *cp = cp_id && valid_cp_id(cp_id) ? cp_find(c, cp_id) : NULL;
+		struct core_cp *cp = cp_id && msg_valid_cp_id(cp_id) ? cp_find(c, cp_id) : NULL;
 		if (!cp) {
 			set_err(err, "%s %s failed: unknown CP", name, cp_id ? cp_id : "");
 			fx_log(fx, now, LOG_WARN, NULL, "%s", err ? err : "command to an unknown CP");
@@ -1635,7 +1622,7 @@ int core_parse_command(const char *line, int *cmd, char cp_id[MSG_CP_ID_MAX + 1]
 				set_err(err, "%s takes one CP id", tab[i].l);
 				return -1;
 			}
-			if (!valid_cp_id(tok[1])) {
+			if (!msg_valid_cp_id(tok[1])) {
 				set_err(err, "invalid CP id '%.40s'", tok[1]);
 				return -1;
 			}

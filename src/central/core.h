@@ -1,12 +1,15 @@
-/* Central's control core: a pure state machine (design.md). One event in (a
+/* Central's control core: a pure state machine. One event in (a
  * link frame from a CP, a link going down, a Kafka message, an operator
  * command, a clock tick), effects out (frames to send, connections to close,
  * Kafka messages to produce, rows to store, log lines, screen changes). No
  * I/O, no threads, no sockets: everything here is unit-tested event by
- * event. All times are wall-clock seconds since the epoch (the caller's
- * clock_wall()), so tests can drive time by hand.
+ * event. Two clocks, both given by the caller so tests drive time by hand:
+ * the now argument of each event is wall-clock seconds since the epoch,
+ * used only for what is stored and shown; every timer (reservations,
+ * watchdogs, grace periods) runs on the monotonic clock set with
+ * core_set_mono, so a step of the wall clock moves no deadline.
  *
- * Every rule of protocol.md section 6 lives here. */
+ * Every rule of evcharging(7) RULES lives here. */
 #ifndef EVC_CORE_H
 #define EVC_CORE_H
 #include <stddef.h>
@@ -26,7 +29,7 @@ enum core_outcome { CORE_OUT_OPEN = 0, CORE_OUT_TICKET, CORE_OUT_SUPPLY_ERROR, C
 /* NULL for CORE_OUT_OPEN, else "TICKET", "SUPPLY_ERROR", "SESSION_CANCELLED". */
 const char *core_outcome_name(enum core_outcome o);
 
-/* A session as stored (protocol.md 7) and as shown. */
+/* A session as stored (evcharging(7) DATABASE) and as shown. */
 struct core_session {
 	char id[MSG_ID_MAX + 1];
 	char cp_id[MSG_CP_ID_MAX + 1];
@@ -36,7 +39,8 @@ struct core_session {
 	double kwh, importe;   /* running or final; importe = kwh * price */
 	double kw;             /* last instantaneous power */
 	uint64_t last_seq;     /* highest telemetry seq applied */
-	double requested_at, authorised_at, started_at, ended_at; /* 0 = not yet */
+	double requested_at, authorised_at, started_at, ended_at; /* wall, 0 = not yet */
+	double authorised_mono, started_mono, last_tel_mono;      /* monotonic timers */
 	int acked;             /* CP acknowledged AUTORIZAR_SUMINISTRO */
 	int charging;          /* SESSION_STARTED seen */
 	enum core_outcome outcome;
@@ -44,7 +48,7 @@ struct core_session {
 };
 
 /* A charging point as Central knows it: the facts kept apart, and the state
- * derived from them (first match wins, protocol.md 6). */
+ * derived from them (first match wins, evcharging(7) RULES). */
 struct core_cp {
 	char id[MSG_CP_ID_MAX + 1];
 	char location[MSG_LOCATION_MAX + 1];
@@ -68,36 +72,96 @@ struct core_cp {
 	enum cp_state state;  /* derived; read-only for callers */
 	double state_since;     /* when state last changed */
 	double last_seen;       /* last frame from the CP */
+	/* Link lost with a session open: the session is kept until this
+	 * monotonic time, so a monitor that comes back (or the engine's own
+	 * end of supply on Kafka) settles it; 0 = no grace running. */
+	double grace_until;
+	/* Warnings about this CP's frames: at most a few a window (a peer
+	 * cannot flood the log). */
+	double warn_window;
+	unsigned warn_count, warn_dropped;
 };
 
 enum core_fx_kind {
-	CORE_FX_SEND,          /* conn, text = frame DATA to send on that link */
-	CORE_FX_CLOSE,         /* conn, text = reason: send EOT after queued frames, close */
-	CORE_FX_PRODUCE,       /* msg: produce to msg_type_topic(msg.type), key = cp_id for
-	                     telemetry, user_id otherwise */
-	CORE_FX_STORE_CP,      /* cp: upsert charging_points row (id, location, price,
-	                     status = derived state, stopped) */
-	CORE_FX_STORE_SESSION, /* session: upsert sessions row */
-	CORE_FX_STORE_EVENT,   /* cp_id, event, text = detail, ts: append to cp_events */
-	CORE_FX_LOG,           /* level, text: one line for the console / log pane */
-	CORE_FX_SCREEN,        /* cp_id: that CP's card changed */
-	CORE_FX_STATUS,        /* network_status should be published soon (coalesce) */
-	CORE_FX_REQUEST,       /* a driver request and its outcome for the requests pane:
-	                     msg = the REQUEST_CHARGE, text = outcome ("AUTH_OK",
-	                     "AUTH_DENIED: <reason>", ...) */
+	CORE_FX_SEND,          /* u.link: frame DATA to send on link conn */
+	CORE_FX_CLOSE,         /* u.link: text = reason; EOT after queued frames, close */
+	CORE_FX_PRODUCE,       /* u.produce: to msg_type_topic(type), key = cp_id for
+	                          telemetry, user_id otherwise (no cps: never a status) */
+	CORE_FX_STORE_CP,      /* u.cp: upsert the charging_points row */
+	CORE_FX_STORE_SESSION, /* u.session: upsert the sessions row */
+	CORE_FX_STORE_EVENT,   /* u.event: append to cp_events */
+	CORE_FX_LOG,           /* u.log: one line for the console / log pane */
+	CORE_FX_SCREEN,        /* u.screen: that CP's card changed */
+	CORE_FX_STATUS,        /* (nothing) network_status should be published soon */
+	CORE_FX_REQUEST,       /* u.request: a driver request and its outcome, for
+	                          the requests pane */
+	CORE_FX_STORE_REQUEST, /* u.seen: remember (user_id, request_id) was answered */
+	CORE_FX_PRUNE_REQUESTS,/* u.prune: forget answered requests seen before ts */
+	CORE_FX_AUDIT,         /* u.audit: one audit_log row (evcharging(7) SECURITY),
+	                          written in the transaction of what it records */
 };
 
+#define CORE_AUDIT_DETAIL_MAX 511 /* schema.h SCHEMA_AUDIT_DETAIL_MAX - 1 */
+
+/* The charging_points row of a CP (evcharging(7) DATABASE). */
+struct core_cp_row {
+	char id[MSG_CP_ID_MAX + 1];
+	char location[MSG_LOCATION_MAX + 1];
+	double price;
+	enum cp_state state;
+	int stopped, fault;
+	double state_since;
+};
+
+/* One effect: a kind and only what that kind needs. */
 struct core_fx {
 	enum core_fx_kind kind;
-	uint64_t conn;
-	double ts;
-	enum log_level level;
-	char cp_id[MSG_CP_ID_MAX + 1];
-	char event[32];
-	char text[LINK_DATA_MAX + 1];
-	struct msg msg;               /* CORE_FX_PRODUCE / CORE_FX_REQUEST (no cps: never a status) */
-	struct core_cp cp;            /* CORE_FX_STORE_CP: a copy (session pointer NULL) */
-	struct core_session session;  /* CORE_FX_STORE_SESSION: a copy */
+	double ts; /* wall clock of the event that caused it */
+	union {
+		struct {
+			uint64_t conn;
+			char text[LINK_DATA_MAX + 1];
+		} link;
+		struct msg produce;
+		struct core_cp_row cp;
+		struct core_session session;
+		struct {
+			char cp_id[MSG_CP_ID_MAX + 1];
+			char event[32];
+			char detail[LINK_DATA_MAX + 1];
+		} event;
+		struct {
+			enum log_level level;
+			char cp_id[MSG_CP_ID_MAX + 1]; /* "" if about no CP */
+			char tag[32];                  /* "" for the core's lines; LINK, KAFKA... */
+			char text[LINK_DATA_MAX + 1];
+		} log;
+		struct {
+			char cp_id[MSG_CP_ID_MAX + 1];
+		} screen;
+		struct {
+			char user_id[MSG_ID_MAX + 1];
+			char cp_id[MSG_CP_ID_MAX + 1];
+			char request_id[MSG_ID_MAX + 1];
+			char session_id[MSG_ID_MAX + 1];
+			double requested_at;
+			char outcome[MSG_TEXT_MAX + 32]; /* "AUTH_OK", "AUTH_DENIED: <reason>", ... */
+		} request;
+		struct {
+			char user_id[MSG_ID_MAX + 1];
+			char request_id[MSG_ID_MAX + 1];
+		} seen;
+		struct {
+			double before; /* wall clock */
+		} prune;
+		struct {
+			char actor[80];     /* operator, api:<name>, cp:<id>, driver:<id>, weather, central... */
+			char source_ip[64]; /* "" if none */
+			char action[32];    /* CP_AUTH_OK, OPERATOR_STOP, ... */
+			char cp_id[MSG_CP_ID_MAX + 1]; /* "" if none */
+			char detail[CORE_AUDIT_DETAIL_MAX + 1]; /* never a secret, key or token */
+		} audit;
+	} u;
 };
 
 /* A growing list of effects, in the order they must be carried out. */
@@ -108,10 +172,26 @@ struct core_fxlist {
 void core_fxlist_init(struct core_fxlist *l);
 void core_fxlist_clear(struct core_fxlist *l); /* n = 0, keeps memory */
 void core_fxlist_free(struct core_fxlist *l);
+/* Append an effect: only kind and ts are set; the caller fills the kind's
+ * member of u (so a log line does not pay for zeroing room for a
+ * message). */
+struct core_fx *core_fx_push(struct core_fxlist *l, enum core_fx_kind kind, double now);
+/* Append an audit row effect; source_ip and cp_id may be NULL. */
+void core_fx_audit(struct core_fxlist *l, double now, const char *actor, const char *source_ip, const char *action,
+		   const char *cp_id, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
 
 struct core_config {
 	double request_max_age;      /* s, default 60 */
 	double reservation_timeout;  /* s, default 120 */
+	/* s a charging session may go without telemetry before it ends
+	 * SUPPLY_ERROR "no telemetry" (default 10; evcharging(7) RULES) */
+	double supply_timeout;
+	/* s an open session outlives its CP's link (default 10: more than
+	 * the engine's 5 s of monitor silence, so the engine's own end of
+	 * supply arrives first) */
+	double link_grace;
+	/* largest jump of telemetry seq over the last one applied (10,000) */
+	uint64_t seq_jump_max;
 	/* Is driver id registered? Lets Central see drivers added to the database
 	 * while it runs (--add-driver). NULL: only drivers given with
 	 * core_add_driver count. */
@@ -126,10 +206,20 @@ struct core;
 struct core *core_new(const struct core_config *cfg);
 void core_free(struct core *c);
 
+/* The monotonic clock for timers (seconds, any origin); set it before each
+ * batch of events. */
+void core_set_mono(struct core *c, double mono);
+/* Is the broker reachable? While it is not, telemetry cannot arrive, so
+ * the supply watchdog waits, and counts again from the broker's return. */
+void core_set_kafka_up(struct core *c, int up);
+
 /* ---- loading from the store at start (no effects) ---- */
 /* A known CP: DESCONECTADO until it registers; stopped as stored. */
 void core_load_cp(struct core *c, const char *id, const char *location, double price, int stopped);
 void core_add_driver(struct core *c, const char *driver_id);
+/* A request answered before (stored at seen_at, wall clock): a replay of it
+ * is ignored until it is older than twice the request max age. */
+void core_load_request(struct core *c, const char *user_id, const char *request_id, double seen_at, double now);
 /* A session the store had open (Central crashed). It is ended at once:
  * SUPPLY_ERROR with its partial figures if it had started charging, else
  * SESSION_CANCELLED; the driver is told; effects into fx. */
@@ -144,7 +234,8 @@ void core_on_frame(struct core *c, uint64_t conn, const char *data, double now, 
 void core_on_link_down(struct core *c, uint64_t conn, const char *reason, double now, struct core_fxlist *fx);
 /* A decoded message from driver_requests or cp_telemetry. */
 void core_on_kafka(struct core *c, const struct msg *m, double now, struct core_fxlist *fx);
-/* Timers: reservation timeouts. Call at least once a second. */
+/* Timers: reservation timeouts, the supply watchdog, link grace, summaries
+ * of refused frames. Call at least once a second. */
 void core_on_tick(struct core *c, double now, struct core_fxlist *fx);
 
 enum core_cmd { CORE_CMD_STOP, CORE_CMD_RESUME, CORE_CMD_STOP_ALL, CORE_CMD_RESUME_ALL };

@@ -4,7 +4,7 @@
  * queues: events out (CPL_UP / CPL_FRAME / CPL_DOWN, signalled on an eventfd
  * the main loop polls) and commands in (send / close, signalled on another
  * eventfd the worker polls). The worker never touches Central's state, so
- * the core keeps a single owner (design.md "Central: one owner of the state").
+ * the core keeps a single owner.
  *
  * Connection ids are unique for the life of the process (never reused), so a
  * command for a connection that has since closed is simply ignored and can

@@ -1,11 +1,13 @@
 /* The seam between Central's main loop and what the operator sees: the
- * headless line console (console.c) or the ncurses panel (ui/panel.c). Both
+ * headless line console (console.c) or the ncurses panel (panel_fe.c over
+ * ui/panel.c). Both
  * run on the main thread only; they read the core, never change it, and
  * send operator commands back through exec(). */
 #ifndef EVC_CENTRAL_FRONTEND_H
 #define EVC_CENTRAL_FRONTEND_H
 #include <stddef.h>
 
+#include "evc/err.h"
 #include "src/central/core.h"
 
 /* What the header / status line shows. Owned by main; updated in place. */
@@ -46,8 +48,9 @@ struct frontend {
 	const struct core *core;
 	const struct central_status *status;
 	/* Run one operator command line ("P MAD-01", "PT", ...). Returns 0 if
-	 * sent, -1 if refused at once; msg says what happened, for the screen. */
-	int (*exec)(void *arg, const char *line, char msg[256]);
+	 * sent, -1 if refused at once, 1 for a quit command; msg says what
+	 * happened, for the screen. */
+	int (*exec)(void *arg, const char *line, char msg[EVC_ERR_LEN]);
 	void *exec_arg;
 	int readonly;          /* --readonly: refuse every command */
 	void *priv;

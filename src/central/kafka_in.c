@@ -3,12 +3,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
 
+#include "evc/bqueue.h"
 #include "evc/bus.h"
 #include "evc/clock.h"
 #include "evc/log.h"
@@ -32,87 +32,46 @@ struct kin_pos {
 struct kafka_in {
 	char *brokers;
 	char topics[2][BUS_NAME_MAX];
-	char out_topics[2][BUS_NAME_MAX]; /* created here too: Central owns them */
 	char group[BUS_NAME_MAX];
-	int efd;
+	bus_state_fn on_state; /* consumer errors: the broker is down */
+	void *state_arg;
 	pthread_t thread;
 	int started, stop;
 	rd_kafka_t *rk; /* touched by the thread while it runs, then by free */
 
 	pthread_mutex_t mu;
-	pthread_cond_t cond; /* room in the queue, or stop */
-	struct kafka_in_item *q;
-	size_t qhead, qlen;
+	pthread_cond_t cond; /* stop */
+	struct bqueue *q;    /* decoded items for the main loop */
 	struct kin_pos *pos;
 	size_t npos, cappos;
 	int commit_dirty;
-	int up, changed;
-	char reason[128];
 };
 
-struct kafka_in *kafka_in_new(const char *brokers, const char *prefix)
+struct kafka_in *kafka_in_new(const char *brokers, const char *prefix, bus_state_fn on_state, void *state_arg,
+			      char err[EVC_ERR_LEN])
 {
+	struct bqueue *q = bqueue_new(sizeof(struct kafka_in_item), KIN_QUEUE_CAP, err);
+	if (q == NULL)
+		return NULL;
 	struct kafka_in *k = xcalloc(1, sizeof *k);
+	k->q = q;
 	k->brokers = xstrdup(brokers);
+	k->on_state = on_state;
+	k->state_arg = state_arg;
 	bus_name(k->topics[0], sizeof k->topics[0], prefix, MSG_TOPIC_DRIVER_REQUESTS);
 	bus_name(k->topics[1], sizeof k->topics[1], prefix, MSG_TOPIC_CP_TELEMETRY);
 	bus_name(k->group, sizeof k->group, prefix, KIN_GROUP);
-	bus_name(k->out_topics[0], sizeof k->out_topics[0], prefix, MSG_TOPIC_DRIVER_NOTIFICATIONS);
-	bus_name(k->out_topics[1], sizeof k->out_topics[1], prefix, MSG_TOPIC_NETWORK_STATUS);
-	k->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (k->efd == -1) {
-		log_error("kafka_in: eventfd: %s", strerror(errno));
-		abort();
-	}
 	pthread_mutex_init(&k->mu, NULL);
 	pthread_cond_init(&k->cond, NULL);
-	k->q = xcalloc(KIN_QUEUE_CAP, sizeof *k->q);
-	/* Unknown until the first probe: shown as down so nobody trusts it yet. */
-	k->up = 0;
-	xstrlcpy(k->reason, "connecting", sizeof k->reason);
-	k->changed = 1;
 	return k;
 }
 
-static void wake(struct kafka_in *k)
+int kafka_in_event_fd(const struct kafka_in *k) { return bqueue_fd(k->q); }
+
+static void report_down(struct kafka_in *k, const char *why)
 {
-	uint64_t one = 1;
-	ssize_t r = write(k->efd, &one, sizeof one);
-	(void)r; /* EAGAIN: the counter is already non-zero, the loop wakes anyway */
-}
-
-int kafka_in_event_fd(const struct kafka_in *k) { return k->efd; }
-
-void kafka_in_set_state(struct kafka_in *k, int up, const char *reason)
-{
-	pthread_mutex_lock(&k->mu);
-	/* While down, a new reason is news only if the state flips; otherwise
-	 * every retry of librdkafka would print a line. */
-	if (k->up != up) {
-		k->up = up;
-		xstrlcpy(k->reason, up ? "" : (reason != NULL ? reason : "unreachable"), sizeof k->reason);
-		k->changed = 1;
-	} else if (!up && strcmp(k->reason, "connecting") == 0) {
-		xstrlcpy(k->reason, reason != NULL ? reason : "unreachable", sizeof k->reason);
-		k->changed = 1;
-	}
-	int notify = k->changed;
-	pthread_mutex_unlock(&k->mu);
-	if (notify)
-		wake(k);
-}
-
-void kafka_in_state_cb(void *arg, int up, const char *reason) { kafka_in_set_state(arg, up, reason); }
-
-int kafka_in_get_state(struct kafka_in *k, int *up, char *reason, size_t n)
-{
-	pthread_mutex_lock(&k->mu);
-	int changed = k->changed;
-	k->changed = 0;
-	*up = k->up;
-	xstrlcpy(reason, k->reason, n);
-	pthread_mutex_unlock(&k->mu);
-	return changed;
+	if (k->on_state != NULL)
+		k->on_state(k->state_arg, 0, why);
 }
 
 /* Wait up to secs unless asked to stop; returns 1 if stopping. */
@@ -138,25 +97,6 @@ static int topic_index(const struct kafka_in *k, const char *name)
 		if (strcmp(k->topics[i], name) == 0)
 			return i;
 	return -1;
-}
-
-/* Queue one item, waiting for room. Returns -1 if stopping. */
-static int push(struct kafka_in *k, const struct kafka_in_item *it)
-{
-	pthread_mutex_lock(&k->mu);
-	while (k->qlen == KIN_QUEUE_CAP && !k->stop)
-		pthread_cond_wait(&k->cond, &k->mu);
-	if (k->stop) {
-		pthread_mutex_unlock(&k->mu);
-		return -1;
-	}
-	k->q[(k->qhead + k->qlen) % KIN_QUEUE_CAP] = *it;
-	k->qlen++;
-	int first = k->qlen == 1;
-	pthread_mutex_unlock(&k->mu);
-	if (first)
-		wake(k);
-	return 0;
 }
 
 static void handle_message(struct kafka_in *k, const rd_kafka_message_t *m, struct kafka_in_item *it)
@@ -229,9 +169,6 @@ static void *thread_main(void *arg)
 {
 	struct kafka_in *k = arg;
 	const char *topics[2] = { k->topics[0], k->topics[1] };
-	const char *outs[2] = { k->out_topics[0], k->out_topics[1] };
-	int outs_ok = 0;
-	double outs_next = 0;
 	struct kafka_in_item *it = xmalloc(sizeof *it);
 
 	for (;;) {
@@ -249,36 +186,26 @@ static void *thread_main(void *arg)
 			if (k->rk == NULL) {
 				char why[128];
 				snprintf(why, sizeof why, "Kafka unreachable (%.100s)", err);
-				kafka_in_set_state(k, 0, why);
+				report_down(k, why);
 				if (wait_stop(k, KIN_RETRY_EVERY))
 					break;
 				continue;
 			}
-		}
-		/* Drivers subscribe to driver_notifications and network_status;
-		 * creating them up front means a driver started before the first
-		 * notification finds its topic. The broker might also auto-create
-		 * them on first produce; doing it here does not depend on that. */
-		if (!outs_ok && clock_mono() >= outs_next) {
-			char err[BUS_ERR_LEN];
-			outs_ok = bus_create_topics(k->brokers, outs, 2, 3000, err) == 0;
-			if (!outs_ok)
-				log_debug("kafka: creating output topics: %s (will retry)", err);
-			outs_next = clock_mono() + 10.0;
 		}
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(k->rk, 100);
 		if (m != NULL) {
 			if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 				handle_message(k, m, it);
 				rd_kafka_message_destroy(m);
-				if (push(k, it) == -1)
+				/* Full: wait (Kafka keeps the rest); -1 once stopping. */
+				if (bqueue_push(k->q, it, 1) == -1)
 					break;
 			} else {
 				if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
 					char why[128];
 					snprintf(why, sizeof why, "Kafka unreachable (%.100s)", rd_kafka_message_errstr(m));
 					if (is_down_error(m->err))
-						kafka_in_set_state(k, 0, why);
+						report_down(k, why);
 					else
 						log_warn("kafka: consumer: %s", rd_kafka_message_errstr(m));
 				}
@@ -291,11 +218,11 @@ static void *thread_main(void *arg)
 	return NULL;
 }
 
-int kafka_in_start(struct kafka_in *k, char err[256])
+int kafka_in_start(struct kafka_in *k, char err[EVC_ERR_LEN])
 {
 	int e = pthread_create(&k->thread, NULL, thread_main, k);
 	if (e != 0) {
-		snprintf(err, 256, "kafka consumer thread: %s", strerror(e));
+		evc_seterr(err, "kafka consumer thread: %s", strerror(e));
 		return -1;
 	}
 	k->started = 1;
@@ -304,23 +231,7 @@ int kafka_in_start(struct kafka_in *k, char err[256])
 
 size_t kafka_in_drain(struct kafka_in *k, struct kafka_in_item *out, size_t max)
 {
-	uint64_t cnt;
-	ssize_t r = read(k->efd, &cnt, sizeof cnt);
-	(void)r;
-	pthread_mutex_lock(&k->mu);
-	size_t n = 0;
-	while (n < max && k->qlen > 0) {
-		out[n++] = k->q[k->qhead];
-		k->qhead = (k->qhead + 1) % KIN_QUEUE_CAP;
-		k->qlen--;
-	}
-	int more = k->qlen > 0;
-	if (n > 0)
-		pthread_cond_broadcast(&k->cond);
-	pthread_mutex_unlock(&k->mu);
-	if (more)
-		wake(k);
-	return n;
+	return bqueue_pop(k->q, out, max);
 }
 
 void kafka_in_done(struct kafka_in *k, const struct kafka_in_item *items, size_t n)
@@ -364,12 +275,13 @@ void kafka_in_release(struct kafka_in *k)
 
 void kafka_in_stop(struct kafka_in *k)
 {
-	if (!k->started)
+	if (k == NULL || !k->started)
 		return;
 	pthread_mutex_lock(&k->mu);
 	k->stop = 1;
 	pthread_cond_broadcast(&k->cond);
 	pthread_mutex_unlock(&k->mu);
+	bqueue_close(k->q); /* a push waiting for room gives up; queued items stay */
 	pthread_join(k->thread, NULL);
 	k->started = 0;
 }
@@ -385,9 +297,8 @@ void kafka_in_free(struct kafka_in *k)
 		bus_consumer_close(k->rk);
 	}
 	free(k->pos);
-	free(k->q);
+	bqueue_free(k->q);
 	free(k->brokers);
-	close(k->efd);
 	pthread_cond_destroy(&k->cond);
 	pthread_mutex_destroy(&k->mu);
 	free(k);

@@ -5,16 +5,15 @@
  * main loop logs and counts them and their offsets are committed in order
  * with the rest. Offsets are committed only when the main loop says the
  * batch holding them is stored (kafka_in_done) and what that batch produced
- * is delivered (kafka_in_release).
- *
- * It also keeps the shared "is Kafka reachable" state for Central: the
- * consumer's errors and the bus state callbacks (librdkafka statistics) of
- * both producer and consumer feed it. */
+ * is delivered (kafka_in_release). The queue is bounded: while it is full
+ * the thread waits and Kafka keeps the rest. */
 #ifndef EVC_CENTRAL_KAFKA_IN_H
 #define EVC_CENTRAL_KAFKA_IN_H
 #include <stddef.h>
 #include <stdint.h>
 
+#include "evc/bus.h"
+#include "evc/err.h"
 #include "evc/msg.h"
 
 struct kafka_in_item {
@@ -28,14 +27,17 @@ struct kafka_in_item {
 
 struct kafka_in;
 
-/* brokers and prefix are copied. Does not contact Kafka yet. Caller frees
- * with kafka_in_free. */
-struct kafka_in *kafka_in_new(const char *brokers, const char *prefix);
+/* brokers and prefix are copied. Does not contact Kafka yet. on_state (may
+ * be NULL) hears of the broker being unreachable (the producer's handle
+ * reports it coming back). NULL with err if the queue cannot be made.
+ * Caller frees with kafka_in_free. */
+struct kafka_in *kafka_in_new(const char *brokers, const char *prefix, bus_state_fn on_state, void *state_arg,
+			      char err[EVC_ERR_LEN]);
 /* Start the consumer thread. 0 or -1 with err. The consumer is created in
  * the thread, and re-created until it works, so a broker that is down at
  * start is not an error. */
-int kafka_in_start(struct kafka_in *k, char err[256]);
-/* Readable while items wait or the Kafka state changed. */
+int kafka_in_start(struct kafka_in *k, char err[EVC_ERR_LEN]);
+/* Readable while items wait. */
 int kafka_in_event_fd(const struct kafka_in *k);
 /* Main thread: take up to max items in order. Returns how many. */
 size_t kafka_in_drain(struct kafka_in *k, struct kafka_in_item *out, size_t max);
@@ -46,13 +48,6 @@ void kafka_in_done(struct kafka_in *k, const struct kafka_in_item *items, size_t
 /* Main thread: everything produced so far is delivered; commit the held
  * offsets (asynchronously, from the consumer thread). */
 void kafka_in_release(struct kafka_in *k);
-/* Shared reachability state. set: thread-safe, from any thread (the bus
- * state callback of the producer calls it too). get: 1 if it changed since
- * the last get. */
-void kafka_in_set_state(struct kafka_in *k, int up, const char *reason);
-int kafka_in_get_state(struct kafka_in *k, int *up, char *reason, size_t n);
-/* For bus_opts.on_state. arg = struct kafka_in *. */
-void kafka_in_state_cb(void *arg, int up, const char *reason);
 /* Stop reading (join the thread). Items already queued stay queued for
  * kafka_in_drain; their offsets can still be passed to kafka_in_done. */
 void kafka_in_stop(struct kafka_in *k);

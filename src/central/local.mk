@@ -1,20 +1,22 @@
-# EV_Central (issue 3). core.mk and cplink.mk hold the tests of those modules.
+# EV_Central. core.mk and cplink.mk hold the tests of those modules.
 include src/central/core.mk
 include src/central/cplink.mk
 
 bin_PROGRAMS += EV_Central
 EV_Central_SOURCES = \
 	src/central/main.c \
+	src/central/turn.c src/central/turn.h \
 	src/central/core.c src/central/core.h \
 	src/central/cplink.c src/central/cplink.h \
 	src/central/store.c src/central/store.h \
 	src/central/kafka_in.c src/central/kafka_in.h \
 	src/central/kafka_out.c src/central/kafka_out.h \
 	src/central/console.c src/central/console.h \
+	src/central/view.c src/central/view.h \
+	src/central/panel_fe.c src/central/panel_fe.h \
 	src/central/frontend.h
 EV_Central_CFLAGS = $(AM_CFLAGS) $(SQLITE_CFLAGS) $(NCURSES_CFLAGS) $(RDKAFKA_CFLAGS) $(JANSSON_CFLAGS)
-EV_Central_LDADD = $(EVC_UI_LIBS) libevc.a $(SQLITE_LIBS) $(NCURSES_LIBS) $(RDKAFKA_LIBS) $(JANSSON_LIBS) -lm
-EV_Central_LDADD += $(OPENSSL_LIBS)
+EV_Central_LDADD = $(EVC_UI_LIBS) libevc.a $(SQLITE_LIBS) $(NCURSES_LIBS) $(RDKAFKA_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) -lm
 
 # A scripted CP monitor for the integration tests: speaks the link protocol
 # with its own small codec (so it checks Central's, not itself) and can
@@ -43,3 +45,6 @@ CENTRAL_ITESTS = \
 	tests/integration/central_real_cp.sh
 TESTS += $(CENTRAL_ITESTS)
 EXTRA_DIST += $(CENTRAL_ITESTS)
+
+# The HTTPS API, its page and tests (after EV_Central's variables: it adds to them).
+include src/central/api.mk

@@ -1,18 +1,11 @@
-/* EV_Central: arguments, wiring and the main loop.
+/* EV_Central: arguments, the registration tools, and the server's open /
+ * loop / close (one turn of the loop is turn.c).
  *
  * Threads: the cplink worker (CP sockets), the Kafka consumer (kafka_in),
  * the publisher (kafka_out: encodes and produces what this thread queues),
  * the store's checkpointer (own connection), librdkafka's own threads, and
  * this main thread, the only one that touches the core, the store's
- * connection and the frontend. One loop turn:
- *   poll(frontend input, cplink event fd, kafka_in event fd, signalfd, timers)
- *   -> feed every waiting event to the core -> its effects
- *   -> store rows (one transaction per turn) -> COMMIT
- *   -> send frames, produce messages -> commit the Kafka offsets of the turn
- *   -> show the effects.
- * Storing before acting means a crash can lose an action but never leave
- * one done and unrecorded; committing offsets last means a crash replays
- * messages, which the core recognises (session ids, seq) and ignores. */
+ * connection and the frontend. */
 #include "config.h"
 
 #include <errno.h>
@@ -30,27 +23,24 @@
 
 #include "evc/bus.h"
 #include "evc/clock.h"
-#include "src/central/core.h"
+#include "evc/hmap.h"
 #include "evc/log.h"
+#include "evc/money.h"
 #include "evc/net.h"
 #include "evc/tls.h"
 #include "evc/xalloc.h"
 #include "src/central/console.h"
+#include "src/central/core.h"
 #include "src/central/cplink.h"
 #include "src/central/frontend.h"
 #include "src/central/kafka_in.h"
 #include "src/central/kafka_out.h"
+#include "src/central/panel_fe.h"
+#include "src/central/turn.h"
 #include "src/central/store.h"
-#include "ui/panel.h"
 
 #define PROG "EV_Central"
 #define DEFAULT_DB "./evcharging.db"
-#define BATCH_LINK 512   /* link events per loop turn */
-/* Kafka messages per loop turn. A CONSUMO makes three effects; 256 keep a
- * turn's effects within the list's kept memory (core.c FXLIST_KEEP = 1024):
- * at 512 the list grew and shrank every turn of a flood, and page faults on
- * the fresh memory cost more than the extra turns. */
-#define BATCH_KAFKA 256
 
 enum mode { MODE_SERVE, MODE_ADD_DRIVER, MODE_ADD_CP, MODE_IMPORT };
 
@@ -61,7 +51,7 @@ struct opts {
 	const char *db;
 	int headless, readonly, no_color, json;
 	const char *prefix;
-	double heartbeat_timeout, request_max_age, reservation_timeout;
+	double heartbeat_timeout, request_max_age, reservation_timeout, supply_timeout, link_grace;
 	int max_conns;
 	const char *link_cert, *link_key; /* NULL: pki/central.{pem,key} beside the db */
 	int plain_links;                  /* serve Release-1 plaintext links too */
@@ -84,6 +74,8 @@ static void usage(FILE *f)
 		"  --heartbeat-timeout S      close a CP link silent for S seconds (default 3, 0 = never)\n"
 		"  --request-max-age S        deny charge requests older than S seconds (default 60)\n"
 		"  --reservation-timeout S    cancel an authorised session not plugged in after S s (default 120)\n"
+		"  --supply-timeout S         end a supply with no telemetry for S s (default 10)\n"
+		"  --link-grace S             keep a session open S s after its CP's link is lost (default 10)\n"
 		"  --max-conns N              most CP link connections (default 10000)\n"
 		"  --link-cert F, --link-key F  TLS certificate and key of the CP link port\n"
 		"                             (default pki/central.pem, pki/central.key beside the db)\n"
@@ -129,6 +121,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
 	o->heartbeat_timeout = 3;
 	o->request_max_age = 60;
 	o->reservation_timeout = 120;
+	o->supply_timeout = 10;
+	o->link_grace = 10;
 	o->max_conns = 10000;
 	const char *format = "text";
 
@@ -193,6 +187,12 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		} else if (strcmp(name, "--reservation-timeout") == 0) {
 			TAKE_VAL();
 			o->reservation_timeout = parse_secs(name, val, 0);
+		} else if (strcmp(name, "--supply-timeout") == 0) {
+			TAKE_VAL();
+			o->supply_timeout = parse_secs(name, val, 0);
+		} else if (strcmp(name, "--link-grace") == 0) {
+			TAKE_VAL();
+			o->link_grace = parse_secs(name, val, 1);
 		} else if (strcmp(name, "--max-conns") == 0) {
 			TAKE_VAL();
 			char *end;
@@ -295,7 +295,7 @@ static int run_tool(const struct opts *o)
 	}
 	case MODE_ADD_CP: {
 		double price;
-		if (store_parse_price(o->args[2], &price) == -1) {
+		if (money_parse_price(o->args[2], &price, NULL) != 0) {
 			snprintf(err, sizeof err, "invalid price '%s' (greater than 0, at most 100, '.' decimal point)",
 				 o->args[2]);
 			rc = -1;
@@ -303,7 +303,8 @@ static int run_tool(const struct opts *o)
 		}
 		rc = store_add_cp(s, o->args[0], o->args[1], price, &created, err);
 		if (rc == 0)
-			printf("%s cp %s %.4f %s\n", created ? "added" : "updated", o->args[0], price, o->args[1]);
+			printf("%s cp %s %s %s\n", created ? "added" : "updated", o->args[0],
+			       money_price((char[MONEY_STR_LEN]){ 0 }, MONEY_STR_LEN, price), o->args[1]);
 		break;
 	}
 	case MODE_IMPORT: {
@@ -364,309 +365,6 @@ out:
 	return ctx;
 }
 
-struct central {
-	const struct opts *o;
-	struct core *core;
-	struct store *store;
-	struct cplink *link;
-	SSL_CTX *link_tls; /* NULL: plaintext links only */
-	struct kafka_in *kin;
-	struct kafka_out *kout;
-	struct frontend *fe;
-	struct central_status status;
-	int kafka_known;
-	struct core_fxlist fx;
-	struct cplink_event *cev;
-	struct kafka_in_item *kitems;
-	size_t nkitems;
-	int sfd;
-	int quit;
-	int db_failed;     /* writes kept failing: act on nothing more, exit 1 */
-	double held_since; /* monotonic: offsets stored but not released, 0 = none */
-	/* write_rows: which effects are the last row of their session */
-	unsigned char *skip;
-	size_t skip_cap;
-	const char **slots;
-	size_t slots_cap;
-	double next_tick;
-	unsigned long db_errors;
-};
-
-static struct core_fx *fx_push(struct core_fxlist *l)
-{
-	if (l->n == l->cap) {
-		l->cap = l->cap ? l->cap * 2 : 64;
-		l->v = xreallocarray(l->v, l->cap, sizeof *l->v);
-	}
-	struct core_fx *x = &l->v[l->n++];
-	memset(x, 0, sizeof *x);
-	return x;
-}
-
-/* A line of main's own (LINK, KAFKA, BAD_MSG, ERROR) that travels with the
- * core's effects to the frontend. */
-static void __attribute__((format(printf, 4, 5)))
-note(struct central *c, enum log_level lvl, const char *tag, const char *fmt, ...)
-{
-	struct core_fx *x = fx_push(&c->fx);
-	x->kind = CORE_FX_LOG;
-	x->level = lvl;
-	x->ts = clock_wall();
-	xstrlcpy(x->event, tag, sizeof x->event);
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(x->text, sizeof x->text, fmt, ap);
-	va_end(ap);
-}
-
-static int exec_cmd(void *arg, const char *line, char msg[256])
-{
-	struct central *c = arg;
-	int cmd;
-	char cp[MSG_CP_ID_MAX + 1] = "";
-	char err[CORE_ERR_LEN] = "";
-	if (c->o->readonly) {
-		snprintf(msg, 256, "read-only: commands are disabled (--readonly)");
-		return -1;
-	}
-	if (core_parse_command(line, &cmd, cp, err) == -1) {
-		snprintf(msg, 256, "%s", err);
-		return -1;
-	}
-	if (cmd == -1) {
-		c->quit = 1;
-		snprintf(msg, 256, "quitting");
-		return 0;
-	}
-	if (core_command(c->core, (enum core_cmd)cmd, cp, clock_wall(), &c->fx, err) == -1) {
-		snprintf(msg, 256, "%s", err[0] ? err : "refused");
-		return -1;
-	}
-	snprintf(msg, 256, "sent");
-	return 0;
-}
-
-static void take_link_events(struct central *c)
-{
-	size_t n = cplink_drain(c->link, c->cev, BATCH_LINK);
-	for (size_t i = 0; i < n; i++) {
-		const struct cplink_event *e = &c->cev[i];
-		double now = clock_wall();
-		switch (e->kind) {
-		case CPL_UP:
-			note(c, LOG_INFO, "LINK", "up conn=%llu peer=%s kind=%s", (unsigned long long)e->conn, e->peer,
-			     e->tls ? "tls" : "plain");
-			break;
-		case CPL_REFUSED:
-			note(c, LOG_WARN, "LINK", "refused peer=%s reason=%s", e->peer, e->reason);
-			break;
-		case CPL_FRAME:
-			core_on_frame(c->core, e->conn, e->data, now, &c->fx);
-			break;
-		case CPL_DOWN:
-			note(c, LOG_INFO, "LINK", "down conn=%llu reason=%s", (unsigned long long)e->conn, e->reason);
-			core_on_link_down(c->core, e->conn, e->reason, now, &c->fx);
-			break;
-		}
-	}
-}
-
-static void take_kafka_items(struct central *c)
-{
-	size_t n = kafka_in_drain(c->kin, c->kitems + c->nkitems, BATCH_KAFKA - c->nkitems);
-	for (size_t i = c->nkitems; i < c->nkitems + n; i++) {
-		struct kafka_in_item *it = &c->kitems[i];
-		if (it->bad) {
-			c->status.kafka_bad++;
-			note(c, LOG_WARN, "BAD_MSG", "topic=%s partition=%d offset=%lld reason=%s",
-			     msg_topic_name(it->topic), (int)it->partition, (long long)it->offset, it->err);
-			continue;
-		}
-		c->status.kafka_in++;
-		core_on_kafka(c->core, &it->msg, clock_wall(), &c->fx);
-	}
-	c->nkitems += n;
-}
-
-static void take_kafka_state(struct central *c)
-{
-	int up;
-	char reason[128];
-	if (!kafka_in_get_state(c->kin, &up, reason, sizeof reason))
-		return;
-	if (c->kafka_known && up == c->status.kafka_up &&
-	    (up || strcmp(reason, c->status.kafka_reason) == 0))
-		return;
-	c->kafka_known = 1;
-	c->status.kafka_up = up;
-	xstrlcpy(c->status.kafka_reason, up ? "" : reason, sizeof c->status.kafka_reason);
-	if (up)
-		note(c, LOG_INFO, "KAFKA", "up");
-	else
-		note(c, LOG_WARN, "KAFKA", "down reason=%s", reason);
-}
-
-static size_t hash_str(const char *p)
-{
-	size_t h = 1469598103934665603ULL;
-	for (; *p != '\0'; p++)
-		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-	return h;
-}
-
-/* Mark in c->skip every CORE_FX_STORE_SESSION followed, later in the same turn,
- * by another row of the same session. Each row is the whole session and the
- * store upserts it, so the last one alone leaves the same row: a telemetry
- * flood writes one row per session per turn, not one per message. */
-static void mark_superseded_rows(struct central *c)
-{
-	size_t nsess = 0;
-	for (size_t i = 0; i < c->fx.n; i++)
-		nsess += c->fx.v[i].kind == CORE_FX_STORE_SESSION;
-	if (c->skip_cap < c->fx.n) {
-		c->skip_cap = c->fx.n * 2;
-		c->skip = xrealloc(c->skip, c->skip_cap);
-	}
-	memset(c->skip, 0, c->fx.n);
-	if (nsess < 2)
-		return;
-	size_t cap = 16;
-	while (cap < nsess * 2)
-		cap *= 2;
-	if (c->slots_cap < cap) {
-		c->slots_cap = cap;
-		c->slots = xreallocarray(c->slots, cap, sizeof *c->slots);
-	}
-	memset(c->slots, 0, cap * sizeof *c->slots);
-	for (size_t i = c->fx.n; i-- > 0;) {
-		if (c->fx.v[i].kind != CORE_FX_STORE_SESSION)
-			continue;
-		const char *id = c->fx.v[i].session.id;
-		size_t j = hash_str(id) & (cap - 1);
-		while (c->slots[j] != NULL && strcmp(c->slots[j], id) != 0)
-			j = (j + 1) & (cap - 1);
-		if (c->slots[j] != NULL)
-			c->skip[i] = 1;
-		else
-			c->slots[j] = id;
-	}
-}
-
-/* Store the batch's rows in one transaction. A busy or full database gets a
- * few more tries (each waits up to the busy timeout), then -1. */
-static int store_batch(struct central *c, char err[STORE_ERR_LEN])
-{
-	enum { ATTEMPTS = 4 };
-	for (int attempt = 1;; attempt++) {
-		int ok = store_begin(c->store, err) == 0;
-		for (size_t i = 0; ok && i < c->fx.n; i++)
-			if (!c->skip[i] && store_apply(c->store, &c->fx.v[i], err) == -1)
-				ok = 0;
-		if (ok && store_commit(c->store, err) == 0)
-			return 0;
-		store_rollback(c->store);
-		if (attempt == ATTEMPTS)
-			return -1;
-		log_warn("database write failed (%s): try %d of %d", err, attempt + 1, ATTEMPTS);
-		/* A back-off between retries of a failed write, not a wait for
-		 * another party: the busy timeout already waited for locks. */
-		poll(NULL, 0, 100 * attempt);
-	}
-}
-
-/* Carry out the effects gathered this turn, in the order of the header
- * comment: store + commit, then act, then offsets, then show. */
-static void apply_effects(struct central *c)
-{
-	char err[STORE_ERR_LEN];
-	int stored = 1;
-	int need_txn = 0;
-	for (size_t i = 0; i < c->fx.n && !need_txn; i++)
-		need_txn = c->fx.v[i].kind == CORE_FX_STORE_CP || c->fx.v[i].kind == CORE_FX_STORE_SESSION ||
-			   c->fx.v[i].kind == CORE_FX_STORE_EVENT;
-	if (c->db_failed) {
-		/* The core is ahead of the database: nothing more may be acted
-		 * on or acknowledged; shutdown is under way. */
-		core_fxlist_clear(&c->fx);
-		c->nkitems = 0;
-		return;
-	}
-	if (need_txn) {
-		mark_superseded_rows(c);
-		stored = store_batch(c, err) == 0;
-		if (!stored) {
-			/* Fail-stop (Redis's stop-writes-on-error): the core has moved on
-			 * but its effects could not be stored, so acting on them would
-			 * tell drivers and CPs things the database does not hold. Nothing
-			 * of this batch is sent, no offset is committed, and Central
-			 * exits 1: a restart replays from the last stored state. */
-			c->db_errors++;
-			c->db_failed = 1;
-			c->quit = 1;
-			note(c, LOG_ERROR, "ERROR", "database: %s: writes keep failing; stopping without acting on this batch (a restart replays it)", err);
-			core_fxlist_clear(&c->fx);
-			c->nkitems = 0;
-			return;
-		}
-	}
-	double mono = clock_mono();
-	for (size_t i = 0; i < c->fx.n; i++) {
-		const struct core_fx *x = &c->fx.v[i];
-		switch (x->kind) {
-		case CORE_FX_SEND:
-			cplink_send(c->link, x->conn, x->text);
-			/* The core accepted a REGISTER: the link's register
-			 * timeout (evcharging(7) SECURITY) no longer applies. */
-			if (strncmp(x->text, "REGISTER_RESULT#", 16) == 0 && strncmp(x->text + 16, "DENIED", 6) != 0)
-				cplink_registered(c->link, x->conn);
-			break;
-		case CORE_FX_CLOSE:
-			cplink_close(c->link, x->conn, x->text);
-			break;
-		case CORE_FX_PRODUCE:
-			kafka_out_queue(c->kout, &x->msg); /* encoded off this thread */
-			break;
-		case CORE_FX_STATUS:
-			kafka_out_mark_dirty(c->kout, mono);
-			break;
-		default:
-			break;
-		}
-	}
-	if (stored && c->nkitems > 0) {
-		kafka_in_done(c->kin, c->kitems, c->nkitems);
-		if (c->held_since == 0)
-			c->held_since = mono;
-	}
-	c->nkitems = 0;
-	c->status.links = cplink_count(c->link);
-	if (c->fx.n > 0)
-		c->fe->ops->on_effects(c->fe, &c->fx);
-	core_fxlist_clear(&c->fx);
-}
-
-/* Offsets are committed once the notifications of their batches are
- * delivered: librdkafka's out queue empty means everything produced so far
- * arrived. Under a steady flood the queue may never be empty, so after
- * OFFSET_HOLD_MAX seconds they are committed anyway (the cost: a crash in
- * that window may lose notifications, never double-count a session). */
-#define OFFSET_HOLD_MAX 10.0
-static void release_offsets(struct central *c, double mono)
-{
-	if (c->held_since == 0)
-		return;
-	if (kafka_out_pending(c->kout) == 0 || mono - c->held_since >= OFFSET_HOLD_MAX) {
-		kafka_in_release(c->kin);
-		c->held_since = 0;
-	}
-}
-
-static void recover_one(void *arg, const struct core_session *s)
-{
-	struct central *c = arg;
-	core_recover_session(c->core, s, clock_wall(), &c->fx);
-}
-
 static int setup_signals(char err[256])
 {
 	sigset_t set;
@@ -686,59 +384,80 @@ static int setup_signals(char err[256])
 	return fd;
 }
 
-static int serve(const struct opts *o)
+static void load_cp(void *arg, const struct core_cp_row *r)
 {
-	struct central cs;
-	struct central *c = &cs;
-	char err[256];
-	int rc = 1;
+	core_load_cp(arg, r->id, r->location, r->price, r->stopped);
+}
+
+static void load_driver(void *arg, const char *id)
+{
+	core_add_driver(arg, id);
+}
+
+static void load_request(void *arg, const char *user_id, const char *request_id, double seen_at)
+{
+	core_load_request(arg, user_id, request_id, seen_at, clock_wall());
+}
+
+/* One descriptor per CP link: 10,000 links need more than the usual soft
+ * limit of 1024. */
+static void raise_fd_limit(int max_conns)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < (rlim_t)max_conns + 256) {
+		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > (rlim_t)max_conns + 256
+				      ? (rlim_t)max_conns + 256
+				      : rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			log_warn("cannot raise the open file limit: %s", strerror(errno));
+	}
+}
+
+/* Everything the loop needs, in dependency order; on failure what was
+ * opened stays for central_close. */
+static int central_open(struct central *c, const struct opts *o, char err[EVC_ERR_LEN])
+{
 	memset(c, 0, sizeof *c);
-	c->o = o;
+	c->readonly = o->readonly;
 	c->sfd = -1;
 	core_fxlist_init(&c->fx);
 	const char *prefix = bus_prefix(o->prefix);
-
 	snprintf(c->status.listen, sizeof c->status.listen, "0.0.0.0:%d", o->port);
 	xstrlcpy(c->status.kafka, o->kafka, sizeof c->status.kafka);
 	xstrlcpy(c->status.db, o->db, sizeof c->status.db);
 	xstrlcpy(c->status.kafka_reason, "connecting", sizeof c->status.kafka_reason);
 	c->status.started = clock_wall();
-
-	/* One descriptor per CP link: 10,000 links need more than the usual
-	 * soft limit of 1024. */
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    rl.rlim_cur < (rlim_t)o->max_conns + 256) {
-		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > (rlim_t)o->max_conns + 256
-				      ? (rlim_t)o->max_conns + 256
-				      : rl.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
-			log_warn("cannot raise the open file limit: %s", strerror(errno));
-	}
+	raise_fd_limit(o->max_conns);
 
 	c->sfd = setup_signals(err);
 	if (c->sfd == -1)
-		goto fail;
+		return -1;
 	/* Before the database: a missing certificate creates nothing. */
 	c->link_tls = link_tls(o, err);
 	if (c->link_tls == NULL && err[0] != '\0')
-		goto fail;
-
+		return -1;
 	c->store = store_open(o->db, err);
 	if (c->store == NULL || store_start_checkpointer(c->store, err) == -1)
-		goto fail;
+		return -1;
 	if (store_mark_all_disconnected(c->store, clock_wall(), err) == -1)
-		goto fail;
+		return -1;
 	struct core_config cfg;
 	core_config_defaults(&cfg);
 	cfg.request_max_age = o->request_max_age;
 	cfg.reservation_timeout = o->reservation_timeout;
+	cfg.supply_timeout = o->supply_timeout;
+	cfg.link_grace = o->link_grace;
 	cfg.driver_known = store_driver_known;
 	cfg.driver_known_arg = c->store;
 	c->core = core_new(&cfg);
-	int ncps = store_load_core(c->store, c->core, err);
-	if (ncps < 0)
-		goto fail;
+	core_set_mono(c->core, clock_mono());
+	int ncps = store_foreach_cp(c->store, load_cp, c->core, err);
+	if (ncps < 0 || store_foreach_driver(c->store, load_driver, c->core, err) < 0)
+		return -1;
+	double now = clock_wall();
+	if (store_foreach_request(c->store, now - 2 * o->request_max_age, load_request, c->core, err) < 0)
+		return -1;
 
 	struct cplink_config lc;
 	cplink_config_defaults(&lc);
@@ -749,122 +468,77 @@ static int serve(const struct opts *o)
 	lc.plain_ok = o->plain_links;
 	c->link = cplink_new(&lc, err);
 	if (c->link == NULL)
-		goto fail;
+		return -1;
 	snprintf(c->status.listen, sizeof c->status.listen, "0.0.0.0:%d", cplink_port(c->link));
 
-	c->kin = kafka_in_new(o->kafka, prefix);
 	char berr[BUS_ERR_LEN];
-	c->kout = kafka_out_new(o->kafka, prefix, kafka_in_state_cb, c->kin, berr);
+	c->kout = kafka_out_new(o->kafka, prefix, berr);
 	if (c->kout == NULL) {
-		snprintf(err, sizeof err, "kafka producer: %.200s", berr);
-		goto fail;
+		evc_seterr(err, "kafka producer: %.200s", berr);
+		return -1;
 	}
+	c->kin = kafka_in_new(o->kafka, prefix, kafka_out_state_cb, c->kout, err);
+	if (c->kin == NULL)
+		return -1;
 
-	/* The panel (issue 6) when a person is at a terminal; --headless, no
+	/* The panel when a person is at a terminal; --headless, no
 	 * terminal, or a terminal curses cannot drive gives the line console. */
 	if (!o->headless && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
-		char perr[256];
-		c->fe = panel_new(c->core, &c->status, exec_cmd, c, o->readonly, o->no_color, perr);
+		char perr[EVC_ERR_LEN];
+		c->fe = panel_fe_new(c->core, &c->status, turn_exec, c, o->readonly, o->no_color, perr);
 		if (c->fe == NULL)
 			log_warn("panel: %s; using the line console", perr);
 	}
 	if (c->fe == NULL) {
-		c->fe = console_new(c->core, &c->status, o->json, o->readonly, exec_cmd, c);
+		c->fe = console_new(c->core, &c->status, o->json, o->readonly, turn_exec, c);
 		log_set_sink(console_log_sink, c->fe);
 	}
 	c->fe->readonly = o->readonly;
 
 	if (cplink_start(c->link, err) == -1 || kafka_in_start(c->kin, err) == -1)
-		goto fail;
-
-	c->cev = xcalloc(BATCH_LINK, sizeof *c->cev);
-	c->kitems = xcalloc(BATCH_KAFKA, sizeof *c->kitems);
+		return -1;
+	c->cev = xcalloc(TURN_BATCH_LINK, sizeof *c->cev);
+	c->kitems = xcalloc(TURN_BATCH_KAFKA, sizeof *c->kitems);
 
 	/* Sessions a crash left open end now, once, with the driver told. */
-	if (store_foreach_open_session(c->store, recover_one, c, err) == -1)
-		goto fail;
-	note(c, LOG_INFO, "LINK", "port %d serves %s", cplink_port(c->link),
-	     c->link_tls != NULL && o->plain_links ? "TLS and plaintext (--plain-links) links"
-	     : c->link_tls != NULL                 ? "TLS links only"
-						   : "plaintext links only (--plain-links, no certificate)");
-	note(c, LOG_INFO, "READY", "listen=%s kafka=%s db=%s cps=%d prefix=%s", c->status.listen, o->kafka,
-	     o->db, ncps, prefix[0] ? prefix : "-");
-	apply_effects(c);
-
+	if (store_foreach_open_session(c->store, turn_recover_session, c, err) == -1)
+		return -1;
+	turn_note(c, LOG_INFO, "LINK", "port %d serves %s", cplink_port(c->link),
+		  c->link_tls != NULL && o->plain_links ? "TLS and plaintext (--plain-links) links"
+		  : c->link_tls != NULL                 ? "TLS links only"
+							: "plaintext links only (--plain-links, no certificate)");
+	turn_note(c, LOG_INFO, "READY", "listen=%s kafka=%s db=%s cps=%d prefix=%s", c->status.listen, o->kafka,
+		  o->db, ncps, prefix[0] ? prefix : "-");
+	turn_apply(c);
 	c->next_tick = clock_mono() + 1.0;
-	while (!c->quit) {
-		struct pollfd pfd[4];
-		int nfd = 0;
-		int in_fd = c->fe->ops->input_fd(c->fe);
-		pfd[nfd++] = (struct pollfd){ .fd = c->sfd, .events = POLLIN };
-		pfd[nfd++] = (struct pollfd){ .fd = cplink_event_fd(c->link), .events = POLLIN };
-		pfd[nfd++] = (struct pollfd){ .fd = kafka_in_event_fd(c->kin), .events = POLLIN };
-		if (in_fd >= 0)
-			pfd[nfd++] = (struct pollfd){ .fd = in_fd, .events = POLLIN };
-		double mono = clock_mono();
-		int timeout = clock_ms_until(c->next_tick, 1000);
-		int t2 = c->fe->ops->timeout_ms(c->fe);
-		if (t2 >= 0 && t2 < timeout)
-			timeout = t2;
-		timeout = kafka_out_timeout_ms(c->kout, mono, timeout);
-		if (c->held_since != 0 && timeout > 20)
-			timeout = 20; /* look again at the producer's queue soon */
-		int r = poll(pfd, (nfds_t)nfd, timeout);
-		if (r == -1 && errno != EINTR) {
-			snprintf(err, sizeof err, "poll: %s", strerror(errno));
-			goto fail;
-		}
-		if (r > 0 && (pfd[0].revents & POLLIN)) {
-			struct signalfd_siginfo si;
-			while (read(c->sfd, &si, sizeof si) == (ssize_t)sizeof si) {
-				char why[64];
-				snprintf(why, sizeof why, "signal %s", strsignal((int)si.ssi_signo));
-				note(c, LOG_INFO, "SHUTDOWN", "reason=%s", why);
-				c->quit = 1;
-			}
-		}
-		if (r > 0 && (pfd[1].revents & POLLIN))
-			take_link_events(c);
-		if (r > 0 && (pfd[2].revents & POLLIN)) {
-			take_kafka_items(c);
-			take_kafka_state(c);
-		}
-		if (r > 0 && in_fd >= 0 && (pfd[3].revents & (POLLIN | POLLHUP | POLLERR))) {
-			if (c->fe->ops->on_input(c->fe)) {
-				note(c, LOG_INFO, "SHUTDOWN", "reason=operator");
-				c->quit = 1;
-			}
-		}
-		double wall = clock_wall();
-		mono = clock_mono();
-		if (mono >= c->next_tick) {
-			core_on_tick(c->core, wall, &c->fx);
-			c->next_tick = mono + 1.0;
-		}
-		apply_effects(c);
-		kafka_out_tick(c->kout, c->core, mono, wall, c->status.kafka_up);
-		release_offsets(c, mono);
-		c->fe->ops->refresh(c->fe, wall);
-	}
+	return 0;
+}
 
+static int central_loop(struct central *c, char err[EVC_ERR_LEN])
+{
+	while (!c->quit) {
+		struct pollfd pfd[TURN_NFDS];
+		int timeout = turn_prepare(c, pfd);
+		int r = poll(pfd, TURN_NFDS, timeout);
+		if (r == -1 && errno != EINTR) {
+			evc_seterr(err, "poll: %s", strerror(errno));
+			return -1;
+		}
+		if (r == -1)
+			for (int i = 0; i < TURN_NFDS; i++)
+				pfd[i].revents = 0;
+		turn_run(c, pfd);
+	}
 	/* Clean shutdown: EOT to every CP, the last events stored, the offsets
 	 * of everything stored committed, then the database closed. */
 	cplink_shutdown(c->link);
 	kafka_in_stop(c->kin);
-	for (;;) {
-		size_t before = c->fx.n;
-		take_link_events(c);
-		take_kafka_items(c);
-		if (c->fx.n == before && c->nkitems == 0)
-			break;
-		apply_effects(c);
-	}
-	apply_effects(c);
-	rc = c->db_failed ? 1 : 0;
-	goto out;
-fail:
-	rc = 1;
-out:
+	turn_drain(c);
+	return c->db_failed ? -1 : 0;
+}
+
+static void central_close(struct central *c, int failed, const char *err)
+{
 	/* The screen goes first: the terminal is the operator's again before
 	 * the error below is printed, and no frozen panel waits on Kafka. */
 	if (c->fe != NULL) {
@@ -872,14 +546,18 @@ out:
 		c->fe->ops->free(c->fe);
 		c->fe = NULL;
 	}
-	if (rc == 1)
+	if (failed)
 		fprintf(stderr, PROG ": %s\n",
 			c->db_failed ? "database writes keep failing: stopped without acting on the last batch "
 				       "(a restart replays it from the last stored state)"
 				     : err);
 	/* Producer first: flushing delivers the last notifications, then the
 	 * consumer commits the offsets of what produced them. */
-	kafka_out_free(c->kout, 2000);
+	kafka_in_stop(c->kin); /* its thread reports the broker's state to kout */
+	kafka_out_drain(c->kout, 2000);
+	if (c->store != NULL && c->kout != NULL)
+		turn_outbox_settle(c);
+	kafka_out_free(c->kout, 0);
 	kafka_in_free(c->kin);
 	cplink_free(c->link);
 	SSL_CTX_free(c->link_tls);
@@ -889,9 +567,22 @@ out:
 	free(c->cev);
 	free(c->kitems);
 	free(c->skip);
-	free(c->slots);
+	hmap_free(&c->seen_sessions);
+	hmap_free(&c->outbox_inflight);
+	free(c->delivered);
+	for (size_t i = 0; i < c->nobn; i++)
+		free(c->obn[i].payload);
+	free(c->obn);
 	if (c->sfd != -1)
 		close(c->sfd);
+}
+
+static int serve(const struct opts *o)
+{
+	struct central c;
+	char err[EVC_ERR_LEN] = "";
+	int rc = central_open(&c, o, err) == 0 && central_loop(&c, err) == 0 ? 0 : 1;
+	central_close(&c, rc, err);
 	return rc;
 }
 

@@ -9,53 +9,11 @@
 #include <sqlite3.h>
 
 #include "evc/clock.h"
+#include "evc/money.h"
 #include "evc/msg.h"
+#include "evc/schema.h"
 #include "evc/xalloc.h"
 #include "src/central/store.h"
-
-/* Schema of protocol.md section 7, plus the columns Central needs to resume
- * after a crash (stopped, session progress). Operators read this file with
- * sqlite3 directly, so column names are part of the interface. */
-static const char schema_sql[] =
-	"CREATE TABLE IF NOT EXISTS charging_points("
-	" id TEXT PRIMARY KEY,"
-	" location TEXT NOT NULL,"
-	" price REAL NOT NULL,"
-	" status TEXT NOT NULL DEFAULT 'DESCONECTADO',"
-	" stopped INTEGER NOT NULL DEFAULT 0,"
-	" fault INTEGER NOT NULL DEFAULT 0,"
-	" state_since REAL,"
-	" updated_at REAL);"
-	"CREATE TABLE IF NOT EXISTS drivers("
-	" id TEXT PRIMARY KEY,"
-	" name TEXT,"
-	" created_at REAL);"
-	"CREATE TABLE IF NOT EXISTS sessions("
-	" id TEXT PRIMARY KEY,"
-	" cp_id TEXT NOT NULL,"
-	" driver_id TEXT NOT NULL,"
-	" request_id TEXT,"
-	" kwh REAL NOT NULL DEFAULT 0,"
-	" importe REAL NOT NULL DEFAULT 0,"
-	" price REAL NOT NULL,"
-	" kw REAL NOT NULL DEFAULT 0,"
-	" outcome TEXT,"
-	" reason TEXT,"
-	" last_seq INTEGER NOT NULL DEFAULT 0,"
-	" acked INTEGER NOT NULL DEFAULT 0,"
-	" charging INTEGER NOT NULL DEFAULT 0,"
-	" requested_at REAL,"
-	" authorised_at REAL,"
-	" started_at REAL,"
-	" ended_at REAL);"
-	"CREATE INDEX IF NOT EXISTS sessions_open ON sessions(cp_id) WHERE outcome IS NULL;"
-	"CREATE TABLE IF NOT EXISTS cp_events("
-	" id INTEGER PRIMARY KEY,"
-	" cp_id TEXT NOT NULL,"
-	" ts REAL NOT NULL,"
-	" event TEXT NOT NULL,"
-	" detail TEXT);"
-	"CREATE INDEX IF NOT EXISTS cp_events_cp ON cp_events(cp_id, ts);";
 
 enum {
 	ST_CP_UPSERT,
@@ -63,11 +21,14 @@ enum {
 	ST_EVENT,
 	ST_DRIVER_KNOWN,
 	ST_DRIVER_ADD,
-	ST_DRIVER_EXISTS,
 	ST_CP_ADD,
 	ST_CP_EXISTS,
 	ST_BEGIN,
 	ST_COMMIT,
+	ST_REQUEST_SEEN,
+	ST_REQUEST_PRUNE,
+	ST_OUTBOX_ADD,
+	ST_OUTBOX_DELETE,
 	ST_COUNT
 };
 
@@ -95,7 +56,6 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_DRIVER_ADD] =
 		"INSERT INTO drivers(id, name, created_at) VALUES(?1, ?2, ?3)"
 		" ON CONFLICT(id) DO UPDATE SET name=excluded.name",
-	[ST_DRIVER_EXISTS] = "SELECT 1 FROM drivers WHERE id = ?1",
 	[ST_CP_ADD] =
 		"INSERT INTO charging_points(id, location, price, status, updated_at)"
 		" VALUES(?1, ?2, ?3, 'DESCONECTADO', ?4)"
@@ -106,6 +66,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 	 * these two again each time was a visible part of the main thread. */
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
+	[ST_REQUEST_SEEN] = "INSERT OR IGNORE INTO requests(user_id, request_id, seen_at) VALUES(?1, ?2, ?3)",
+	[ST_REQUEST_PRUNE] = "DELETE FROM requests WHERE seen_at < ?1",
+	[ST_OUTBOX_ADD] = "INSERT INTO outbox(topic, msg_key, payload, created_at) VALUES(?1, ?2, ?3, ?4)",
+	[ST_OUTBOX_DELETE] = "DELETE FROM outbox WHERE id = ?1",
 };
 
 struct store {
@@ -119,7 +83,6 @@ struct store {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int ckpt_wanted, ckpt_stop;
-	unsigned long ckpt_done;
 };
 
 static int fail_db(struct store *s, const char *what, char err[STORE_ERR_LEN])
@@ -156,9 +119,14 @@ struct store *store_open(const char *path, char err[STORE_ERR_LEN])
 	 * here with "file is not a database". */
 	if (exec_sql(s, "PRAGMA journal_mode=WAL", err) == -1)
 		goto fail;
-	if (exec_sql(s, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF", err) == -1)
+	/* FULL: a COMMIT is on disk before Central acts on it (a frame sent,
+	 * a ticket produced); NORMAL could lose the last transactions to a
+	 * power cut after their effects went out (evcharging(7) DATABASE). */
+	if (exec_sql(s, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF", err) == -1)
 		goto fail;
-	if (exec_sql(s, schema_sql, err) == -1)
+	/* The tables (evcharging(7) DATABASE) come from the numbered
+	 * migrations EV_Registry shares; they refuse a newer file. */
+	if (schema_migrate(s->db, err) == -1)
 		goto fail;
 	for (int i = 0; i < ST_COUNT; i++) {
 		if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL) !=
@@ -223,7 +191,6 @@ static void *checkpointer(void *arg)
 		if (db != NULL)
 			sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 		pthread_mutex_lock(&s->mu);
-		s->ckpt_done++;
 	}
 	pthread_mutex_unlock(&s->mu);
 	sqlite3_close(db);
@@ -250,16 +217,6 @@ int store_start_checkpointer(struct store *s, char err[STORE_ERR_LEN])
 	sqlite3_wal_autocheckpoint(s->db, 0);
 	sqlite3_wal_hook(s->db, wal_hook, s);
 	return 0;
-}
-
-unsigned long store_checkpoints(struct store *s)
-{
-	if (!s->ckpt_started)
-		return 0;
-	pthread_mutex_lock(&s->mu);
-	unsigned long n = s->ckpt_done;
-	pthread_mutex_unlock(&s->mu);
-	return n;
 }
 
 void store_close(struct store *s)
@@ -318,7 +275,6 @@ int store_commit(struct store *s, char err[STORE_ERR_LEN])
 	return 0;
 }
 
-int store_in_txn(const struct store *s) { return s->in_txn; }
 
 void store_rollback(struct store *s)
 {
@@ -341,7 +297,7 @@ int store_apply(struct store *s, const struct core_fx *fx, char err[STORE_ERR_LE
 	sqlite3_stmt *st;
 	switch (fx->kind) {
 	case CORE_FX_STORE_CP: {
-		const struct core_cp *cp = &fx->cp;
+		const struct core_cp_row *cp = &fx->u.cp;
 		st = s->st[ST_CP_UPSERT];
 		sqlite3_bind_text(st, 1, cp->id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, cp->location, -1, SQLITE_STATIC);
@@ -354,7 +310,7 @@ int store_apply(struct store *s, const struct core_fx *fx, char err[STORE_ERR_LE
 		return step_done(s, st, "store charging point", err);
 	}
 	case CORE_FX_STORE_SESSION: {
-		const struct core_session *ss = &fx->session;
+		const struct core_session *ss = &fx->u.session;
 		st = s->st[ST_SESSION_UPSERT];
 		sqlite3_bind_text(st, 1, ss->id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, ss->cp_id, -1, SQLITE_STATIC);
@@ -379,12 +335,27 @@ int store_apply(struct store *s, const struct core_fx *fx, char err[STORE_ERR_LE
 		bind_time(st, 17, ss->ended_at);
 		return step_done(s, st, "store session", err);
 	}
+	case CORE_FX_AUDIT:
+		return schema_audit(s->db, fx->ts > 0 ? fx->ts : clock_wall(), fx->u.audit.actor,
+				    fx->u.audit.source_ip[0] ? fx->u.audit.source_ip : NULL, fx->u.audit.action,
+				    fx->u.audit.cp_id[0] ? fx->u.audit.cp_id : NULL,
+				    fx->u.audit.detail[0] ? fx->u.audit.detail : NULL, err);
+	case CORE_FX_STORE_REQUEST:
+		st = s->st[ST_REQUEST_SEEN];
+		sqlite3_bind_text(st, 1, fx->u.seen.user_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, fx->u.seen.request_id, -1, SQLITE_STATIC);
+		sqlite3_bind_double(st, 3, fx->ts > 0 ? fx->ts : clock_wall());
+		return step_done(s, st, "store answered request", err);
+	case CORE_FX_PRUNE_REQUESTS:
+		st = s->st[ST_REQUEST_PRUNE];
+		sqlite3_bind_double(st, 1, fx->u.prune.before);
+		return step_done(s, st, "forget old requests", err);
 	case CORE_FX_STORE_EVENT:
 		st = s->st[ST_EVENT];
-		sqlite3_bind_text(st, 1, fx->cp_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 1, fx->u.event.cp_id, -1, SQLITE_STATIC);
 		sqlite3_bind_double(st, 2, fx->ts > 0 ? fx->ts : clock_wall());
-		sqlite3_bind_text(st, 3, fx->event, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, fx->text, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, fx->u.event.event, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, fx->u.event.detail, -1, SQLITE_STATIC);
 		return step_done(s, st, "store event", err);
 	default:
 		return 0;
@@ -416,7 +387,8 @@ static const char *col_text(sqlite3_stmt *st, int i)
 	return t != NULL ? (const char *)t : "";
 }
 
-int store_load_core(struct store *s, struct core *c, char err[STORE_ERR_LEN])
+int store_foreach_cp(struct store *s, void (*fn)(void *arg, const struct core_cp_row *cp), void *arg,
+		     char err[STORE_ERR_LEN])
 {
 	sqlite3_stmt *st = NULL;
 	int n = 0;
@@ -425,20 +397,102 @@ int store_load_core(struct store *s, struct core *c, char err[STORE_ERR_LEN])
 		return fail_db(s, "load charging points", err);
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		core_load_cp(c, col_text(st, 0), col_text(st, 1), sqlite3_column_double(st, 2),
-			     sqlite3_column_int(st, 3));
+		struct core_cp_row r;
+		memset(&r, 0, sizeof r);
+		xstrlcpy(r.id, col_text(st, 0), sizeof r.id);
+		xstrlcpy(r.location, col_text(st, 1), sizeof r.location);
+		r.price = sqlite3_column_double(st, 2);
+		r.stopped = sqlite3_column_int(st, 3);
+		r.state = CP_DESCONECTADO;
+		fn(arg, &r);
 		n++;
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
 		return fail_db(s, "load charging points", err);
+	return n;
+}
+
+int store_foreach_driver(struct store *s, void (*fn)(void *arg, const char *driver_id), void *arg,
+			 char err[STORE_ERR_LEN])
+{
+	sqlite3_stmt *st = NULL;
+	int n = 0;
 	if (sqlite3_prepare_v2(s->db, "SELECT id FROM drivers ORDER BY id", -1, &st, NULL) != SQLITE_OK)
 		return fail_db(s, "load drivers", err);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		core_add_driver(c, col_text(st, 0));
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		fn(arg, col_text(st, 0));
+		n++;
+	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
 		return fail_db(s, "load drivers", err);
+	return n;
+}
+
+int store_foreach_request(struct store *s, double since,
+			  void (*fn)(void *arg, const char *user_id, const char *request_id, double seen_at), void *arg,
+			  char err[STORE_ERR_LEN])
+{
+	sqlite3_stmt *st = NULL;
+	int n = 0;
+	if (sqlite3_prepare_v2(s->db, "SELECT user_id, request_id, seen_at FROM requests WHERE seen_at >= ?1"
+				      " ORDER BY seen_at",
+			       -1, &st, NULL) != SQLITE_OK)
+		return fail_db(s, "load answered requests", err);
+	sqlite3_bind_double(st, 1, since);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		fn(arg, col_text(st, 0), col_text(st, 1), sqlite3_column_double(st, 2));
+		n++;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return fail_db(s, "load answered requests", err);
+	return n;
+}
+
+int64_t store_outbox_add(struct store *s, const char *topic, const char *key, const char *payload, double now,
+			 char err[STORE_ERR_LEN])
+{
+	sqlite3_stmt *st = s->st[ST_OUTBOX_ADD];
+	sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
+	if (key != NULL && key[0] != '\0')
+		sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, payload, -1, SQLITE_STATIC);
+	sqlite3_bind_double(st, 4, now);
+	if (step_done(s, st, "store notification", err) == -1)
+		return -1;
+	return (int64_t)sqlite3_last_insert_rowid(s->db);
+}
+
+int store_outbox_delete(struct store *s, int64_t id, char err[STORE_ERR_LEN])
+{
+	sqlite3_stmt *st = s->st[ST_OUTBOX_DELETE];
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+	return step_done(s, st, "forget delivered notification", err);
+}
+
+int store_outbox_scan(struct store *s, int64_t after, int max,
+		      void (*fn)(void *arg, int64_t id, const char *topic, const char *key, const char *payload),
+		      void *arg, char err[STORE_ERR_LEN])
+{
+	sqlite3_stmt *st = NULL;
+	int n = 0;
+	if (sqlite3_prepare_v2(s->db, "SELECT id, topic, msg_key, payload FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2",
+			       -1, &st, NULL) != SQLITE_OK)
+		return fail_db(s, "read the outbox", err);
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)after);
+	sqlite3_bind_int(st, 2, max);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		fn(arg, (int64_t)sqlite3_column_int64(st, 0), col_text(st, 1), col_text(st, 2), col_text(st, 3));
+		n++;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return fail_db(s, "read the outbox", err);
 	return n;
 }
 
@@ -446,6 +500,7 @@ int store_foreach_open_session(struct store *s, void (*fn)(void *arg, const stru
 			       void *arg, char err[STORE_ERR_LEN])
 {
 	sqlite3_stmt *st = NULL;
+	int n = 0;
 	if (sqlite3_prepare_v2(s->db,
 			       "SELECT id, cp_id, driver_id, request_id, kwh, importe, price, kw, last_seq, acked,"
 			       " charging, requested_at, authorised_at, started_at, ended_at"
@@ -473,11 +528,12 @@ int store_foreach_open_session(struct store *s, void (*fn)(void *arg, const stru
 		ss.ended_at = sqlite3_column_double(st, 14);
 		ss.outcome = CORE_OUT_OPEN;
 		fn(arg, &ss);
+		n++;
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
 		return fail_db(s, "load open sessions", err);
-	return 0;
+	return n;
 }
 
 int store_driver_known(void *store, const char *driver_id)
@@ -501,70 +557,18 @@ static int exists(struct store *s, int which, const char *id)
 	return found;
 }
 
-/* Count UTF-8 characters; -1 if s is not valid UTF-8 or holds a control
- * byte or '#' (which would break a link frame). */
-static long utf8_chars(const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	long n = 0;
-	while (*p != '\0') {
-		unsigned char b = *p;
-		int extra;
-		if (b < 0x20 || b == 0x7f || b == '#')
-			return -1;
-		if (b < 0x80)
-			extra = 0;
-		else if ((b & 0xe0) == 0xc0 && b >= 0xc2)
-			extra = 1;
-		else if ((b & 0xf0) == 0xe0)
-			extra = 2;
-		else if ((b & 0xf8) == 0xf0 && b <= 0xf4)
-			extra = 3;
-		else
-			return -1;
-		p++;
-		for (int i = 0; i < extra; i++, p++)
-			if ((*p & 0xc0) != 0x80)
-				return -1;
-		n++;
-	}
-	return n;
-}
-
-int store_valid_location(const char *s)
-{
-	long n = utf8_chars(s);
-	return n >= 1 && n <= 64 && strlen(s) <= MSG_LOCATION_MAX && !isspace((unsigned char)s[0]);
-}
-
-int store_parse_price(const char *s, double *price)
-{
-	char *end;
-	if (s == NULL || *s == '\0' || isspace((unsigned char)*s))
-		return -1;
-	for (const char *p = s; *p != '\0'; p++)
-		if (!isdigit((unsigned char)*p) && *p != '.')
-			return -1;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno != 0 || *end != '\0' || !isfinite(v) || v <= 0 || v > 100)
-		return -1;
-	*price = v;
-	return 0;
-}
-
-static int add_driver(struct store *s, const char *id, const char *name, int *created,
-		      char err[STORE_ERR_LEN])
+int store_add_driver(struct store *s, const char *id, const char *name, int *created,
+		     char err[STORE_ERR_LEN])
 {
 	if (!msg_valid_user_id(id)) {
 		snprintf(err, STORE_ERR_LEN, "invalid driver id '%s' (1..64 of A-Z a-z 0-9 _ . @ -)", id);
 		return -1;
 	}
-	if (name != NULL && (strlen(name) > 128 || (name[0] != '\0' && utf8_chars(name) < 0))) {
+	if (name != NULL && (strlen(name) > 128 || !msg_valid_text(name))) {
 		snprintf(err, STORE_ERR_LEN, "invalid driver name for '%s' (up to 128 bytes of UTF-8 text)", id);
 		return -1;
 	}
-	int isnew = !exists(s, ST_DRIVER_EXISTS, id);
+	int isnew = !exists(s, ST_DRIVER_KNOWN, id);
 	sqlite3_stmt *st = s->st[ST_DRIVER_ADD];
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	if (name != NULL && name[0] != '\0')
@@ -577,18 +581,20 @@ static int add_driver(struct store *s, const char *id, const char *name, int *cr
 	return 0;
 }
 
-static int add_cp(struct store *s, const char *id, const char *location, double price, int *created,
-		  char err[STORE_ERR_LEN])
+int store_add_cp(struct store *s, const char *id, const char *location, double price, int *created,
+		 char err[STORE_ERR_LEN])
 {
 	if (!msg_valid_cp_id(id)) {
 		snprintf(err, STORE_ERR_LEN, "invalid CP id '%s' (1..32 of A-Z a-z 0-9 _ -)", id);
 		return -1;
 	}
-	if (!store_valid_location(location)) {
-		snprintf(err, STORE_ERR_LEN, "invalid location for '%s' (1..64 UTF-8 characters, no '#')", id);
+	const char *bad_loc = msg_check_location(location);
+	if (bad_loc != NULL) {
+		snprintf(err, STORE_ERR_LEN, "invalid location for '%s': %s (1..64 UTF-8 characters, no '#')", id,
+			 bad_loc);
 		return -1;
 	}
-	if (!(price > 0 && price <= 100)) {
+	if (!money_price_ok(price)) {
 		snprintf(err, STORE_ERR_LEN, "invalid price for '%s' (greater than 0, at most 100)", id);
 		return -1;
 	}
@@ -603,18 +609,6 @@ static int add_cp(struct store *s, const char *id, const char *location, double 
 	if (created != NULL)
 		*created = isnew;
 	return 0;
-}
-
-int store_add_driver(struct store *s, const char *id, const char *name, int *created,
-		     char err[STORE_ERR_LEN])
-{
-	return add_driver(s, id, name, created, err);
-}
-
-int store_add_cp(struct store *s, const char *id, const char *location, double price, int *created,
-		 char err[STORE_ERR_LEN])
-{
-	return add_cp(s, id, location, price, created, err);
 }
 
 /* Next blank-separated word of *p (NUL-terminated in place), or NULL. */
@@ -677,7 +671,7 @@ int store_import(struct store *s, const char *path, int *ndrivers, int *ncps, ch
 				snprintf(err, STORE_ERR_LEN, "%s:%ld: expected 'driver ID [NAME...]'", path, lineno);
 				goto fail;
 			}
-			if (add_driver(s, id, rest_of_line(p), NULL, why) == -1) {
+			if (store_add_driver(s, id, rest_of_line(p), NULL, why) == -1) {
 				snprintf(err, STORE_ERR_LEN, "%.80s:%ld: %.150s", path, lineno, why);
 				goto fail;
 			}
@@ -691,12 +685,12 @@ int store_import(struct store *s, const char *path, int *ndrivers, int *ncps, ch
 				snprintf(err, STORE_ERR_LEN, "%s:%ld: expected 'cp ID PRICE LOCATION...'", path, lineno);
 				goto fail;
 			}
-			if (store_parse_price(price_s, &price) == -1) {
+			if (money_parse_price(price_s, &price, NULL) != 0) {
 				snprintf(err, STORE_ERR_LEN, "%s:%ld: invalid price '%s' (0 < price <= 100, '.' decimal point)",
 					 path, lineno, price_s);
 				goto fail;
 			}
-			if (add_cp(s, id, loc, price, NULL, why) == -1) {
+			if (store_add_cp(s, id, loc, price, NULL, why) == -1) {
 				snprintf(err, STORE_ERR_LEN, "%.80s:%ld: %.150s", path, lineno, why);
 				goto fail;
 			}

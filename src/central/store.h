@@ -1,4 +1,4 @@
-/* Central's SQLite store (protocol.md section 7): charging_points, drivers,
+/* Central's SQLite store (evcharging(7) DATABASE): charging_points, drivers,
  * sessions, cp_events. WAL mode, synchronous=NORMAL (a commit does not
  * fsync; a checkpoint does), prepared statements. Only the main thread
  * touches it (the checkpoint thread of store_start_checkpointer has its own
@@ -7,6 +7,7 @@
  * store_commit succeeds. */
 #ifndef EVC_CENTRAL_STORE_H
 #define EVC_CENTRAL_STORE_H
+#include <stdint.h>
 #include <stdio.h>
 
 #include "src/central/core.h"
@@ -26,18 +27,15 @@ void store_close(struct store *s);
  * Stopped by store_close (the last close checkpoints what is left). For the
  * server; the registration tools keep SQLite's automatic checkpoints. */
 int store_start_checkpointer(struct store *s, char err[STORE_ERR_LEN]);
-/* Checkpoints the thread has run (diagnostics). */
-unsigned long store_checkpoints(struct store *s);
 
 /* One transaction per loop batch. begin is a no-op if one is open. */
 int store_begin(struct store *s, char err[STORE_ERR_LEN]);
 int store_commit(struct store *s, char err[STORE_ERR_LEN]);
 /* Undo the open transaction, if any. */
 void store_rollback(struct store *s);
-int store_in_txn(const struct store *s);
 
-/* Carry out one CORE_FX_STORE_CP / CORE_FX_STORE_SESSION / CORE_FX_STORE_EVENT effect
- * (other kinds are ignored). A session that already has an outcome is never
+/* Carry out one CORE_FX_STORE_CP / _SESSION / _EVENT / _REQUEST or
+ * CORE_FX_PRUNE_REQUESTS effect (other kinds are ignored). A session that already has an outcome is never
  * changed again, so a replay after a crash cannot end it twice. */
 int store_apply(struct store *s, const struct core_fx *fx, char err[STORE_ERR_LEN]);
 
@@ -45,18 +43,39 @@ int store_apply(struct store *s, const struct core_fx *fx, char err[STORE_ERR_LE
 /* Every known CP becomes DESCONECTADO (with a cp_events row for those that
  * were shown otherwise). */
 int store_mark_all_disconnected(struct store *s, double now, char err[STORE_ERR_LEN]);
-/* Feed the core: every CP (core_load_cp) and every driver (core_add_driver).
- * Returns the number of CPs loaded, or -1. */
-int store_load_core(struct store *s, struct core *c, char err[STORE_ERR_LEN]);
-/* Call fn for every session left open (outcome NULL). */
+/* Call fn for every stored CP (id order; state DESCONECTADO, stopped as
+ * stored), every registered driver, every session left open (outcome
+ * NULL). Each returns how many, or -1 with err. */
+int store_foreach_cp(struct store *s, void (*fn)(void *arg, const struct core_cp_row *cp), void *arg,
+		     char err[STORE_ERR_LEN]);
+int store_foreach_driver(struct store *s, void (*fn)(void *arg, const char *driver_id), void *arg,
+			 char err[STORE_ERR_LEN]);
 int store_foreach_open_session(struct store *s, void (*fn)(void *arg, const struct core_session *ss),
 			       void *arg, char err[STORE_ERR_LEN]);
+/* Requests answered at or after since (wall clock), oldest first. */
+int store_foreach_request(struct store *s, double since,
+			  void (*fn)(void *arg, const char *user_id, const char *request_id, double seen_at), void *arg,
+			  char err[STORE_ERR_LEN]);
+
+/* ---- the outbox: notifications not yet delivered (evcharging(7) RULES) ---- */
+/* Add one inside the open transaction (topic without prefix, key may be
+ * NULL, payload the encoded JSON). Its id (> 0), or -1 with err. */
+int64_t store_outbox_add(struct store *s, const char *topic, const char *key, const char *payload, double now,
+			 char err[STORE_ERR_LEN]);
+/* Forget one the broker confirmed (inside a transaction). */
+int store_outbox_delete(struct store *s, int64_t id, char err[STORE_ERR_LEN]);
+/* Call fn for up to max rows with id > after, in id order. How many, or -1. */
+int store_outbox_scan(struct store *s, int64_t after, int max,
+		      void (*fn)(void *arg, int64_t id, const char *topic, const char *key, const char *payload),
+		      void *arg, char err[STORE_ERR_LEN]);
+
 /* 1 if driver_id is registered (core_config.driver_known), 0 otherwise. */
 int store_driver_known(void *store, const char *driver_id);
 
 /* ---- registration tools (--add-driver, --add-cp, --import) ---- */
 /* Insert or update. *created set to 1 if the row is new. Inputs are
- * validated (ids, location 1..64 characters, 0 < price <= 100). */
+ * validated (msg_valid_user_id / msg_valid_cp_id, msg_check_location,
+ * money_price_ok). */
 int store_add_driver(struct store *s, const char *id, const char *name, int *created,
 		     char err[STORE_ERR_LEN]);
 int store_add_cp(struct store *s, const char *id, const char *location, double price, int *created,
@@ -69,9 +88,5 @@ int store_add_cp(struct store *s, const char *id, const char *location, double p
  * On error err says "FILE:LINE: why" and nothing is written. */
 int store_import(struct store *s, const char *path, int *ndrivers, int *ncps, char err[STORE_ERR_LEN]);
 
-/* Parse a price "0.25" (0 < p <= 100, '.' decimal point). 0 or -1. */
-int store_parse_price(const char *s, double *price);
-/* 1..64 UTF-8 characters, valid UTF-8, no control bytes, no '#'. */
-int store_valid_location(const char *s);
 
 #endif

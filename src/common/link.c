@@ -1,4 +1,4 @@
-/* The TCP link protocol of protocol.md section 2: frames, a stream reader and
+/* The TCP link protocol of evcharging(7) THE LINK PROTOCOL: frames, a stream reader and
  * the session rules. No socket calls here: the caller moves bytes and passes
  * the clock, so Central's epoll loop and a blocking client share this code and
  * the unit tests drive it with a fake clock. */

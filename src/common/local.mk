@@ -7,15 +7,20 @@ libevc_a_SOURCES = \
 	src/common/log.c include/evc/log.h \
 	src/common/net.c include/evc/net.h \
 	src/common/utf8.c include/evc/utf8.h \
+	src/common/money.c include/evc/money.h \
+	src/common/hmap.c include/evc/hmap.h \
+	src/common/bqueue.c include/evc/bqueue.h \
 	src/common/state.c include/evc/state.h include/evc/cpview.h \
 	src/common/link.c include/evc/link.h \
 	src/common/msg.c include/evc/msg.h \
 	src/common/bus.c include/evc/bus.h
 libevc_a_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(RDKAFKA_CFLAGS)
-EVC_COMMON_LIBS = libevc.a $(RDKAFKA_LIBS) $(JANSSON_LIBS) -lm
+EVC_COMMON_LIBS = libevc.a $(RDKAFKA_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) -lm
 
 include src/common/link.mk
 include src/common/msg.mk
+include src/common/crypto.mk
+include src/common/schema.mk
 include src/common/tls.mk
 
 # The Kafka bus against the real broker (tests/integration/bus_kafka.sh).

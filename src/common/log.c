@@ -17,13 +17,6 @@ void log_set_progname(const char *name) { log_prog = name; }
 
 void log_set_level(enum log_level lvl) { log_min = (int)lvl; }
 
-void log_set_stream(FILE *f)
-{
-	pthread_mutex_lock(&log_lock);
-	log_stream = f;
-	pthread_mutex_unlock(&log_lock);
-}
-
 void log_set_sink(log_sink_fn fn, void *arg)
 {
 	pthread_mutex_lock(&log_lock);

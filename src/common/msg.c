@@ -1,7 +1,7 @@
-/* The Kafka messages of protocol.md section 5 <-> struct msg, via jansson.
+/* The Kafka messages of evcharging(7) KAFKA TOPICS AND MESSAGES <-> struct msg, via jansson.
  *
  * One table per direction would be shorter to write but harder to read; the
- * per-topic functions below follow protocol.md's wording so a reviewer can
+ * per-topic functions below follow evcharging(7)'s wording so a reviewer can
  * check one against the other. Decoding and encoding apply the same bounds,
  * so anything msg_decode accepts msg_encode can send on unchanged. */
 #include "evc/msg.h"
@@ -22,10 +22,10 @@
 #define KWH_MAX 100000.0      /* one session */
 #define IMPORTE_MAX 10000000.0 /* KWH_MAX * PRICE_MAX */
 #define KW_MAX 1000.0
-#define PRICE_MAX 100.0       /* EUR/kWh, protocol.md section 3 */
+#define PRICE_MAX 100.0       /* EUR/kWh, evcharging(7) MONITOR AND CENTRAL */
 #define TIME_MAX 1e10         /* seconds since the epoch: year 2286 */
 #define SEQ_MAX INT64_MAX     /* JSON integers are signed 64-bit in jansson */
-#define LOCATION_CHARS 64     /* protocol.md section 3 */
+#define LOCATION_CHARS 64     /* evcharging(7) MONITOR AND CENTRAL */
 
 static const char *const type_names[MSG_TYPE_COUNT] = {
 	[MSG_REQUEST_CHARGE] = "REQUEST_CHARGE",
@@ -286,6 +286,23 @@ int msg_valid_location(const char *s)
 		return 0;
 	n = strlen(s);
 	return check_str("location", s, n, S_LOCATION, MSG_LOCATION_MAX, NULL) == 0;
+}
+
+const char *msg_check_location(const char *s)
+{
+	size_t chars = 0;
+	if (s == NULL || s[0] == '\0')
+		return "location is empty";
+	size_t n = strlen(s);
+	if (!utf8_valid(s, n, &chars))
+		return "location is not valid UTF-8";
+	if (has_control(s, n))
+		return "location contains a control character";
+	if (memchr(s, '#', n) != NULL)
+		return "location contains '#'";
+	if (chars > LOCATION_CHARS || n > MSG_LOCATION_MAX)
+		return "location is longer than 64 characters";
+	return NULL;
 }
 
 /* ---- decoding ---- */

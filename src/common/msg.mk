@@ -1,4 +1,4 @@
-# msg.mk fragment: the Kafka message codec (protocol.md section 5).
+# msg.mk fragment: the Kafka message codec (evcharging(7) KAFKA TOPICS AND MESSAGES).
 check_PROGRAMS += tests/unit/test_msg
 TESTS += tests/unit/test_msg
 tests_unit_test_msg_SOURCES = tests/unit/test_msg.c

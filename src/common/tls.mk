@@ -1,9 +1,7 @@
 # tls.mk fragment: TLS contexts and non-blocking steps for the CP link
-# (evc/tls.h), on OpenSSL's libssl. Programs linking libevc.a without
-# EVC_COMMON_LIBS add $(OPENSSL_LIBS) themselves.
+# (evc/tls.h), on OpenSSL's libssl (libevc_a_CFLAGS and the programs'
+# LDADD already carry OpenSSL's flags for the crypto modules).
 libevc_a_SOURCES += src/common/tls.c include/evc/tls.h
-libevc_a_CFLAGS += $(OPENSSL_CFLAGS)
-EVC_COMMON_LIBS += $(OPENSSL_LIBS)
 
 check_PROGRAMS += tests/unit/test_tls
 TESTS += tests/unit/test_tls

@@ -393,15 +393,6 @@ void cpio_link_close(struct cpio_link *l, int send_eot)
 	memcpy(l->tls_host, host, sizeof host);
 }
 
-double cpio_link_deadline(const struct cpio_link *l)
-{
-	if (l->fd == -1)
-		return 0;
-	if (l->connecting || l->tls_hs)
-		return l->since + CPIO_CONNECT_TIMEOUT;
-	return link_session_deadline(&l->s);
-}
-
 double cpio_backoff(double *cur, double cap)
 {
 	double d = *cur * (0.5 + 0.5 * ((double)random() / (double)RAND_MAX));

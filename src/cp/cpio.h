@@ -85,8 +85,6 @@ int cpio_link_sendf(struct cpio_link *l, double now, const char *fmt, ...) __att
 /* Purposeful close: EOT (and TLS close_notify), best-effort flush, close the
  * socket. Safe on a down link. */
 void cpio_link_close(struct cpio_link *l, int send_eot);
-/* Earliest session deadline, 0 if none. */
-double cpio_link_deadline(const struct cpio_link *l);
 
 /* Exponential backoff: returns the delay to wait now (jittered in
  * [cur/2, cur]) and doubles *cur up to cap. Reset *cur to its base after a

@@ -5,7 +5,7 @@
  * single-threaded poll() loop; librdkafka queues telemetry while the broker
  * is away (message.timeout.ms 0 = forever), so nothing here ever blocks.
  *
- * Choices where protocol.md is silent (also in evcharging(7)):
+ * Choices where the contract is silent (also in evcharging(7)):
  *  - seq counts every telemetry message of a session: SESSION_STARTED is 1,
  *    the CONSUMOs follow, the closing message has the last number, so
  *    "seq <= last seen" is always a duplicate.
@@ -22,8 +22,8 @@
  *    session reaches, so it is never taken for a duplicate. NO_SESSION:
  *    nothing to do. (Usually Central already ended the session when the
  *    monitor reported the engine unreachable, and answers NO_SESSION.)
- *  - HEALTH_CHECK#<cp_id> is answered with exactly OK or KO (protocol.md
- *    4; other monitors compare bytes). Our monitor adds the optional field
+ *  - HEALTH_CHECK#<cp_id> is answered with exactly OK or KO (evcharging(7)
+ *    MONITOR AND ENGINE; other monitors compare bytes). Our monitor adds the optional field
  *    CENTRAL_DOWN while Central is unreachable (CENTRAL_UP is understood
  *    too); only a check that carries such a third field gets the optional
  *    answer field with what the engine is doing (IDLE, RESERVED, SUPPLYING,

@@ -1,5 +1,5 @@
 /* EV_CP_M: the charging point's monitor. One single-threaded poll() loop
- * over two links (protocol.md 2-4), both as LINK_CLIENT sessions:
+ * over two links (evcharging(7) THE LINK PROTOCOL, MONITOR AND CENTRAL, MONITOR AND ENGINE), both as LINK_CLIENT sessions:
  *   - to Central: ENQ, REGISTER, HEARTBEAT every second, FAULT/RECOVER once
  *     per health transition (and again after every reconnect), and the
  *     relay of Central's commands to the engine;
@@ -20,6 +20,7 @@
 #include "evc/bus.h"
 #include "evc/clock.h"
 #include "evc/log.h"
+#include "evc/money.h"
 #include "evc/msg.h"
 #include "evc/net.h"
 #include "evc/state.h"
@@ -134,7 +135,7 @@ static const char *health_word(enum health h)
 	return h == H_OK ? "OK" : h == H_KO ? "KO" : "?";
 }
 
-/* The CP's state as this monitor can see it, in protocol.md 6's order. It is
+/* The CP's state as this monitor can see it, in the order of evcharging(7) RULES. It is
  * the monitor's view; Central's derivation is the authoritative one. */
 static const char *derived_state(const struct mon *m)
 {
@@ -414,7 +415,7 @@ static void on_engine_frame(void *arg, const char *data, size_t len)
 /* ---- link lifecycle ---- */
 
 /* ours: the close is this side's decision (not a broken or closed link),
- * so a session still open gets EOT first (protocol.md 2.3). */
+ * so a session still open gets EOT first (evcharging(7) THE LINK PROTOCOL). */
 static void central_down(struct mon *m, double now, const char *reason, int ours)
 {
 	enum cen_state was = m->cstate;
@@ -524,7 +525,7 @@ static void timers(struct mon *m, double now)
 	}
 	if (m->estate == E_UP && !m->hc_pending && now - m->e_last_hc >= HEALTH_PERIOD) {
 		m->e_last_hc = now;
-		/* Exactly HEALTH_CHECK#<cp_id> (protocol.md 4) while Central is
+		/* Exactly HEALTH_CHECK#<cp_id> (evcharging(7) MONITOR AND ENGINE) while Central is
 		 * up; the optional CENTRAL_DOWN only while it is not, so the
 		 * engine can refuse new work Central could not hear about. */
 		int r = m->cstate == C_UP ? cpio_link_sendf(&m->eng, now, "HEALTH_CHECK#%s", m->cp_id)
@@ -622,35 +623,6 @@ static void screen_log(enum log_level lvl, const char *line, void *arg)
 
 /* ---- arguments ---- */
 
-/* 1-64 characters of valid UTF-8, no control byte and no '#' (it would
- * split the REGISTER frame). */
-static int valid_location(const char *s)
-{
-	size_t chars = 0;
-	const unsigned char *p = (const unsigned char *)s;
-	while (*p) {
-		int extra;
-		if (*p < 0x20 || *p == '#' || *p == 0x7f)
-			return 0;
-		if (*p < 0x80)
-			extra = 0;
-		else if ((*p & 0xE0) == 0xC0 && *p >= 0xC2)
-			extra = 1;
-		else if ((*p & 0xF0) == 0xE0)
-			extra = 2;
-		else if ((*p & 0xF8) == 0xF0 && *p <= 0xF4)
-			extra = 3;
-		else
-			return 0;
-		p++;
-		for (int i = 0; i < extra; i++, p++)
-			if ((*p & 0xC0) != 0x80)
-				return 0;
-		chars++;
-	}
-	return chars >= 1 && chars <= 64;
-}
-
 static void parse_args(struct mon *m, int argc, char **argv, int *headless)
 {
 	static const struct option opts[] = {
@@ -698,18 +670,15 @@ static void parse_args(struct mon *m, int argc, char **argv, int *headless)
 	snprintf(m->cp_id, sizeof m->cp_id, "%s", argv[optind + 2]);
 	if (location == NULL)
 		snprintf(m->location, sizeof m->location, "CP %s", m->cp_id);
-	else if (!valid_location(location))
-		bad_usage("invalid --location '%s' (1-64 characters, no '#' or control characters)", location);
+	else if (msg_check_location(location) != NULL)
+		bad_usage("invalid --location '%s': %s (1-64 characters, no '#' or control characters)", location,
+			  msg_check_location(location));
 	else
 		snprintf(m->location, sizeof m->location, "%s", location);
 	double p = 0.30;
-	if (price != NULL && (cpio_parse_double(price, &p) < 0 || !(p > 0 && p <= 100)))
-		bad_usage("invalid --price '%s' (EUR per kWh, > 0 and <= 100)", price);
-	/* Shortest plain decimal, '.' as the point, no exponent. */
-	snprintf(m->price, sizeof m->price, "%.6f", p);
-	char *e = m->price + strlen(m->price) - 1;
-	while (*e == '0' && e[-1] != '.')
-		*e-- = '\0';
+	if (price != NULL && money_parse_price(price, &p, NULL) != 0)
+		bad_usage("invalid --price '%s' (EUR per kWh, > 0 and <= 100, '.' as decimal point)", price);
+	money_price(m->price, sizeof m->price, p);
 	if (tls && m->ca_file == NULL)
 		m->ca_file = "pki/ca.pem";
 	snprintf(m->cen_addr, sizeof m->cen_addr, "%s:%d", m->cen_host, m->cen_port);

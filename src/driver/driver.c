@@ -23,7 +23,6 @@
 #include "evc/log.h"
 #include "evc/msg.h"
 #include "evc/xalloc.h"
-#include "src/driver/driver.h"
 #include "src/driver/services.h"
 #include "src/driver/svc.h"
 #include "ui/driver_screen.h"
@@ -504,7 +503,7 @@ static void redraw(struct drv *d)
 	fill_view(d, &v);
 	driver_screen_draw(d->scr, &v);
 	d->dirty = 0;
-	d->last_draw = v.now_mono;
+	d->last_draw = clock_mono();
 }
 
 static void poll_kafka(struct drv *d)
@@ -624,16 +623,43 @@ static void read_stdin(struct drv *d)
 
 static void fill_view(struct drv *d, struct driver_view *v)
 {
+	static const enum driver_screen_supply supply[] = {
+		[SVC_IDLE] = DRIVER_SUPPLY_NONE,
+		[SVC_WAITING] = DRIVER_SUPPLY_WAITING,
+		[SVC_AUTHORISED] = DRIVER_SUPPLY_AUTHORISED,
+		[SVC_CHARGING] = DRIVER_SUPPLY_CHARGING,
+	};
+	const struct svc *s = &d->svc;
+	const struct svc_supply *c = &s->cur;
+	double now = clock_mono();
 	memset(v, 0, sizeof *v);
 	v->user_id = d->o.user;
 	v->file = d->o.file;
-	v->svc = &d->svc;
 	v->cps = d->status_msg.cps;
 	v->ncps = d->status_msg.ncps;
 	v->status_at = d->has_status ? d->status_ts : 0.0;
 	v->kafka_up = d->kafka_up;
-	v->now_mono = clock_mono();
 	v->now_wall = clock_wall();
+	v->supply = supply[s->state];
+	v->cp_id = c->cp_id;
+	v->session_id = c->session_id;
+	v->adopted = c->adopted;
+	v->kw = c->kw;
+	v->kwh = c->kwh;
+	v->importe = c->importe;
+	v->elapsed = now - (s->state == SVC_CHARGING ? c->started_at : c->requested_at);
+	v->has_ticket = c->has_ticket;
+	v->t_kwh = c->t_kwh;
+	v->t_importe = c->t_importe;
+	v->t_price = c->t_price;
+	v->t_started = c->t_started;
+	v->t_ended = c->t_ended;
+	v->served = s->served;
+	v->denied = s->denied;
+	v->failed = s->failed;
+	v->queued = svc_pending(s);
+	v->total_kwh = s->kwh;
+	v->total_importe = s->importe;
 }
 
 static void run(struct drv *d)

@@ -1,4 +1,4 @@
-# evc-mockbroker (issue 7): librdkafka's in-memory mock cluster as a
+# evc-mockbroker: librdkafka's in-memory mock cluster as a
 # stand-in broker for scripts/demo when Java or the Kafka jars are missing.
 noinst_PROGRAMS += evc-mockbroker
 evc_mockbroker_SOURCES = src/mockbroker/mockbroker.c

@@ -1,4 +1,4 @@
-# bench.mk fragment: the benchmarks of issue 3 section 7. Not tests: built
+# bench.mk fragment: the benchmarks of Central. Not tests: built
 # only by `make bench`, run by tests/bench/run-links and run-telemetry.
 EXTRA_PROGRAMS = tests/bench/bench_links tests/bench/link_sink tests/bench/bench_telemetry
 tests_bench_bench_links_SOURCES = tests/bench/bench_links.c

@@ -1,4 +1,4 @@
-/* Link-load generator (issue 3 section 7): N monitor links to one Central
+/* Link-load generator: N monitor links to one Central
  * port from one process (epoll, non-blocking, the team's link codec in the
  * client role). Each link does the handshake, REGISTER#BENCH-<i>#Bench <i>#0.30,
  * a HEARTBEAT every second, and now and then a FAULT followed 2 s later by a

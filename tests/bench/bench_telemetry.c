@@ -1,4 +1,4 @@
-/* Telemetry flood (issue 3 section 7): how fast EV_Central works through a
+/* Telemetry flood: how fast EV_Central works through a
  * backlog of CONSUMO messages that do real work.
  *
  *   1. K monitor links register CPs <cp-prefix>-0..K-1 (link protocol, the

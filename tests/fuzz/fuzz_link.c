@@ -1,5 +1,5 @@
-/* libFuzzer target for the link stream reader and session (protocol.md
- * section 2). Checks more than "does not crash":
+/* libFuzzer target for the link stream reader and session (evcharging(7)
+ * THE LINK PROTOCOL). Checks more than "does not crash":
  *  - the reader yields the same frames, control bytes and BAD items whatever
  *    the chunking (only the split of garbage runs may differ);
  *  - every FRAME item is valid DATA that builds back into a frame the reader

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Command-line manners of every program (issue 7): --help (usage on stdout,
+# Command-line manners of every program: --help (usage on stdout,
 # exit 0), --version, a bad argument (one line "PROG: ..." then the usage on
 # stderr, nothing on stdout, exit 2), and runtime failures (port taken,
 # database unreadable, file unreadable: a clear message, exit 1).
@@ -102,7 +102,7 @@ run "$EVC_BUILDDIR/EV_Central" --add-driver 101 --db "$T_DIR/no/such/dir/central
 expect "EV_Central --add-driver with an unopenable database: clear message, exit 1" 0 clear_err EV_Central "no/such/dir|database|open"
 run "$EVC_BUILDDIR/EV_Central" --import "$T_DIR/missing-import.txt" --db "$T_DIR/import.db"
 expect "EV_Central --import of a missing file: clear message, exit 1" 0 clear_err EV_Central "missing-import"
-# The driver's services file: issue 5 asks for exit status 2 when it is
+# The driver's services file: the contract asks for exit status 2 when it is
 # missing or unreadable (it is an argument naming nothing usable).
 run "$EVC_BUILDDIR/EV_Driver" 127.0.0.1:1 101 "$T_DIR/missing-services.txt" --headless
 expect "EV_Driver with a missing services file: clear message naming it, exit 2" 0 \

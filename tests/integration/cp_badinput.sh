@@ -89,7 +89,7 @@ set -- $(echo "$r" | sed -n 3p)
 check "the other 15 closed with EOT after 5 s of silence ($2, ${3}-${4} s)" [ "$2" = 15 ] && python3 -c "import sys; assert 4.9 <= float(sys.argv[1]) and float(sys.argv[2]) < 9" "$3" "$4"
 a=$(exchange "$P" "HEALTH_CHECK#MAD-01")
 check "still answering afterwards ($a)" [ "$a" = "OK" ]
-# protocol.md allows optional trailing '#' fields: an extra one is no reason to refuse.
+# evcharging(7) allows optional trailing '#' fields: an extra one is no reason to refuse.
 a=$(exchange "$P" "AUTORIZAR_SUMINISTRO#101#S1#0.25#extra")
 check "AUTORIZAR with an optional trailing field -> ACK ($a)" [ "$a" = "ACK#AUTORIZAR_SUMINISTRO" ]
 # The answer to the CHECK_SESSION it asked on its first HEALTH_CHECK: a

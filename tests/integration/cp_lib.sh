@@ -44,7 +44,7 @@ json_get() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv
 # session_of LOG: the session id of the engine's last authorisation.
 session_of() { grep -E '^AUTH driver=' "$1" | tail -n 1 | sed -E 's/.* session=([^ ]+) .*/\1/'; }
 # exchange PORT DATA: one per-exchange client session with the engine (ENQ,
-# one frame, its answer, EOT, close), as protocol.md 1 allows; prints the
+# one frame, its answer, EOT, close), as evcharging(7) DESCRIPTION allows; prints the
 # answer's DATA. Answer frames are ACKed; the engine's own frames (such as
 # CHECK_SESSION) are skipped. A third argument: send only, expect no answer.
 exchange() {

@@ -3,7 +3,7 @@
 # Central and a scripted engine (python) so every answer can be checked:
 # REGISTER fields, DENIED then a retry, HEARTBEATs, FAULT when the engine is
 # down at start, NACK for a command it cannot relay, ERROR for an unknown
-# opcode; then the exact HEALTH_CHECK frames (protocol.md 2 and 4 test
+# opcode; then the exact HEALTH_CHECK frames (evcharging(7) THE LINK PROTOCOL and MONITOR AND ENGINE test
 # vectors), a bare OK understood, an authorisation with an optional trailing
 # field relayed, and the state derived without the engine's activity field.
 # Last, the real engine's answer to a bare HEALTH_CHECK, byte for byte.
@@ -68,7 +68,7 @@ f = c.frame()
 while f.startswith("HEARTBEAT"): f = c.frame()
 print("UNKNOWN", f, flush=True)
 # A scripted engine from now on: it records the raw HEALTH_CHECK frames and
-# answers a bare OK (LRC 0x05), as any engine that keeps to protocol.md may.
+# answers a bare OK (LRC 0x05), as any engine that keeps to evcharging(7) may.
 seen_up, seen_down = threading.Event(), threading.Event()
 def engine():
     es = socket.socket(); es.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -124,7 +124,7 @@ check "engine down at start: FAULT once registered" wait_grep 10 "$OUT" '^FAULT$
 check "a HEARTBEAT every second (2 or 3 in 2.6 s)" wait_grep 5 "$OUT" '^HB [23]$'
 check "a command it cannot relay: NACK with the reason" wait_grep 10 "$OUT" '^AUTH NACK#AUTORIZAR_SUMINISTRO#engine unreachable$'
 check "an unknown opcode: ERROR frame" wait_grep 10 "$OUT" '^UNKNOWN ERROR#unknown opcode FOO$'
-# protocol.md 2's test vector: STX HEALTH_CHECK#MAD-01 ETX 0x43.
+# evcharging(7) THE LINK PROTOCOL's test vector: STX HEALTH_CHECK#MAD-01 ETX 0x43.
 hex_up=$(python3 -c 'print((b"\x02HEALTH_CHECK#MAD-01\x03\x43").hex())')
 check "Central up: exactly HEALTH_CHECK#MAD-01, LRC 0x43" wait_grep 10 "$OUT" "^HC_UP $hex_up\$"
 check "a bare OK is health OK" wait_grep 5 "$M" '^HEALTH OK$'

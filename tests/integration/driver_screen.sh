@@ -39,7 +39,7 @@ note CONSUMO_UPDATE 101 BCN-01 S1 ',"kwh":1.234,"importe":0.38,"kw":7.4'
 check "the live supply: kW, kWh, EUR" wait_screen 10 '7\.40 kW'
 check "energy and amount" bash -c "tmux -L '$SOCK' capture-pane -p -t drv | grep -q '1.234 kWh' && tmux -L '$SOCK' capture-pane -p -t drv | grep -q '0.38 EUR'"
 note TICKET 101 BCN-01 S1 ',"kwh":2.0,"importe":0.62,"price":0.31,"started_at":1700000000.0,"ended_at":1700000600.0'
-check "the ticket" wait_screen 10 '2\.000 kWh x 0\.3100 EUR/kWh = 0\.62 EUR'
+check "the ticket" wait_screen 10 '2\.000 kWh x 0\.31 EUR/kWh = 0\.62 EUR'
 keys r M A D - 0 1 Enter
 check "r + typed CP id asks for it" wait_for 15 has_request MAD-01
 tmx resize-window -t drv -x 40 -y 10 2>/dev/null

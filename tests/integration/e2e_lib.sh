@@ -1,4 +1,4 @@
-# Shared set-up of the end-to-end scenarios (issue 5), sourced after lib.sh:
+# Shared set-up of the end-to-end scenarios, sourced after lib.sh:
 # the real EV_Central, EV_CP_M/EV_CP_E pairs and EV_Driver processes on
 # loopback against the real broker, each test with its own database, ports
 # and topic prefix. Central's helpers (c_start, dbq, has_n, ...) come from

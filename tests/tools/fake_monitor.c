@@ -1,6 +1,6 @@
 /* fake_monitor: a scripted CP monitor for Central's integration tests.
  *
- * It speaks the link protocol of protocol.md section 2 with its own small
+ * It speaks the link protocol of evcharging(7) THE LINK PROTOCOL with its own small
  * codec (so a bug in the shared codec cannot hide itself) and can misbehave
  * on purpose. Commands on stdin, one per line; events on stdout, one per
  * line, flushed at once, so a test can `wait_grep` them.

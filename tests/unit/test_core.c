@@ -1,5 +1,5 @@
-/* Central's control core, event by event: every rule of protocol.md
- * section 6 and the races other implementations get wrong. Each test feeds
+/* Central's control core, event by event: every rule of evcharging(7)
+ * RULES and the races other implementations get wrong. Each test feeds
  * events and asserts on the effects produced. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +22,17 @@
 static struct core *C;
 static struct core_fxlist FX;
 static double NOW;
+/* A step of the wall clock: added to the time the core is told, not to
+ * its monotonic clock (which follows NOW). */
+static double WALL_STEP;
+
+/* Before each event: the monotonic clock follows NOW; the wall clock is
+ * NOW plus any step a test made. */
+static double clk(void)
+{
+	core_set_mono(C, NOW - T0 + 1000.0);
+	return NOW + WALL_STEP;
+}
 
 static int setup(void **state)
 {
@@ -31,6 +42,7 @@ static int setup(void **state)
 	C = core_new(&cfg);
 	core_fxlist_init(&FX);
 	NOW = T0;
+	WALL_STEP = 0;
 	core_add_driver(C, "101");
 	core_add_driver(C, "102");
 	return 0;
@@ -47,6 +59,19 @@ static int teardown(void **state)
 
 /* ---- helpers: feed one event, the effects of that event are in FX ---- */
 
+/* The text an effect carries, whatever its kind ("" if none). */
+static const char *fx_text(const struct core_fx *f)
+{
+	switch (f->kind) {
+	case CORE_FX_SEND:
+	case CORE_FX_CLOSE: return f->u.link.text;
+	case CORE_FX_LOG: return f->u.log.text;
+	case CORE_FX_REQUEST: return f->u.request.outcome;
+	case CORE_FX_STORE_EVENT: return f->u.event.detail;
+	default: return "";
+	}
+}
+
 /* Whatever the core asks to send must be sendable: every frame valid DATA,
  * every Kafka message accepted by the encoder, every log line printable. */
 static void check_fx(void)
@@ -54,15 +79,15 @@ static void check_fx(void)
 	char err[MSG_ERR_LEN];
 	for (size_t i = 0; i < FX.n; i++) {
 		const struct core_fx *f = &FX.v[i];
-		if (f->kind == CORE_FX_SEND && link_validate(f->text, strlen(f->text), err) != 0)
-			fail_msg("frame '%s' is not valid DATA: %s", f->text, err);
+		if (f->kind == CORE_FX_SEND && link_validate(fx_text(f), strlen(fx_text(f)), err) != 0)
+			fail_msg("frame '%s' is not valid DATA: %s", fx_text(f), err);
 		if (f->kind == CORE_FX_PRODUCE) {
-			char *json = msg_encode(&f->msg, NULL, err);
+			char *json = msg_encode(&f->u.produce, NULL, err);
 			if (!json)
-				fail_msg("%s does not encode: %s", msg_type_name(f->msg.type), err);
+				fail_msg("%s does not encode: %s", msg_type_name(f->u.produce.type), err);
 			free(json);
 		}
-		for (const char *p = f->text; *p; p++)
+		for (const char *p = fx_text(f); *p; p++)
 			assert_true((unsigned char)*p >= 0x20);
 	}
 }
@@ -70,35 +95,35 @@ static void check_fx(void)
 static void frame(uint64_t conn, const char *data)
 {
 	core_fxlist_clear(&FX);
-	core_on_frame(C, conn, data, NOW, &FX);
+	core_on_frame(C, conn, data, clk(), &FX);
 	check_fx();
 }
 
 static void link_down(uint64_t conn)
 {
 	core_fxlist_clear(&FX);
-	core_on_link_down(C, conn, "test", NOW, &FX);
+	core_on_link_down(C, conn, "test", clk(), &FX);
 	check_fx();
 }
 
 static void kafka(const struct msg *m)
 {
 	core_fxlist_clear(&FX);
-	core_on_kafka(C, m, NOW, &FX);
+	core_on_kafka(C, m, clk(), &FX);
 	check_fx();
 }
 
 static void tick(void)
 {
 	core_fxlist_clear(&FX);
-	core_on_tick(C, NOW, &FX);
+	core_on_tick(C, clk(), &FX);
 	check_fx();
 }
 
 static int command(enum core_cmd cmd, const char *cp, char err[CORE_ERR_LEN])
 {
 	core_fxlist_clear(&FX);
-	int r = core_command(C, cmd, cp, NOW, &FX, err);
+	int r = core_command(C, cmd, cp, clk(), &FX, err);
 	check_fx();
 	return r;
 }
@@ -115,7 +140,7 @@ static size_t count_kind(enum core_fx_kind k)
 static long send_index(uint64_t conn, const char *text)
 {
 	for (size_t i = 0; i < FX.n; i++)
-		if (FX.v[i].kind == CORE_FX_SEND && FX.v[i].conn == conn && strcmp(FX.v[i].text, text) == 0)
+		if (FX.v[i].kind == CORE_FX_SEND && FX.v[i].u.link.conn == conn && strcmp(fx_text(&FX.v[i]), text) == 0)
 			return (long)i;
 	return -1;
 }
@@ -124,7 +149,7 @@ static long send_index(uint64_t conn, const char *text)
 static const struct core_fx *send_prefix(const char *prefix)
 {
 	for (size_t i = 0; i < FX.n; i++)
-		if (FX.v[i].kind == CORE_FX_SEND && strncmp(FX.v[i].text, prefix, strlen(prefix)) == 0)
+		if (FX.v[i].kind == CORE_FX_SEND && strncmp(fx_text(&FX.v[i]), prefix, strlen(prefix)) == 0)
 			return &FX.v[i];
 	return NULL;
 }
@@ -133,7 +158,7 @@ static size_t count_produce(enum msg_type t)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < FX.n; i++)
-		n += FX.v[i].kind == CORE_FX_PRODUCE && FX.v[i].msg.type == t;
+		n += FX.v[i].kind == CORE_FX_PRODUCE && FX.v[i].u.produce.type == t;
 	return n;
 }
 
@@ -141,8 +166,8 @@ static size_t count_produce(enum msg_type t)
 static const struct msg *produced(enum msg_type t)
 {
 	for (size_t i = 0; i < FX.n; i++)
-		if (FX.v[i].kind == CORE_FX_PRODUCE && FX.v[i].msg.type == t)
-			return &FX.v[i].msg;
+		if (FX.v[i].kind == CORE_FX_PRODUCE && FX.v[i].u.produce.type == t)
+			return &FX.v[i].u.produce;
 	fail_msg("no %s produced", msg_type_name(t));
 	abort();
 }
@@ -153,7 +178,7 @@ static const struct core_session *stored_session(void)
 	const struct core_session *s = NULL;
 	for (size_t i = 0; i < FX.n; i++)
 		if (FX.v[i].kind == CORE_FX_STORE_SESSION)
-			s = &FX.v[i].session;
+			s = &FX.v[i].u.session;
 	if (!s) {
 		fail_msg("no session stored");
 		abort();
@@ -165,7 +190,7 @@ static const struct core_session *stored_session(void)
 static const struct core_fx *sent(const char *prefix)
 {
 	for (size_t i = 0; i < FX.n; i++)
-		if (FX.v[i].kind == CORE_FX_SEND && strncmp(FX.v[i].text, prefix, strlen(prefix)) == 0)
+		if (FX.v[i].kind == CORE_FX_SEND && strncmp(fx_text(&FX.v[i]), prefix, strlen(prefix)) == 0)
 			return &FX.v[i];
 	fail_msg("no frame '%s...' sent", prefix);
 	abort();
@@ -174,7 +199,7 @@ static const struct core_fx *sent(const char *prefix)
 static const struct core_fx *find_log(enum log_level lvl, const char *needle)
 {
 	for (size_t i = 0; i < FX.n; i++)
-		if (FX.v[i].kind == CORE_FX_LOG && FX.v[i].level == lvl && strstr(FX.v[i].text, needle))
+		if (FX.v[i].kind == CORE_FX_LOG && FX.v[i].u.log.level == lvl && strstr(fx_text(&FX.v[i]), needle))
 			return &FX.v[i];
 	return NULL;
 }
@@ -228,7 +253,7 @@ static void authorise(uint64_t conn, const char *cp, const char *driver, char si
 	kafka(&m);
 	const struct core_fx *f = send_prefix("AUTORIZAR_SUMINISTRO#");
 	assert_non_null(f);
-	assert_int_equal(f->conn, conn);
+	assert_int_equal(f->u.link.conn, conn);
 	const struct core_session *s = stored_session();
 	assert_non_null(s);
 	xstrlcpy(sid, s->id, MSG_ID_MAX + 1);
@@ -299,8 +324,8 @@ static void expect_denied(const char *data, const char *reason_part)
 	frame(9, data);
 	const struct core_fx *f = send_prefix("REGISTER_RESULT#DENIED#");
 	assert_non_null(f);
-	if (!strstr(f->text, reason_part))
-		fail_msg("'%s' -> '%s', wanted '%s'", data, f->text, reason_part);
+	if (!strstr(fx_text(f), reason_part))
+		fail_msg("'%s' -> '%s', wanted '%s'", data, fx_text(f), reason_part);
 	assert_int_equal(count_kind(CORE_FX_CLOSE), 1);
 	/* the close comes after the answer */
 	size_t si = 0, ci = 0;
@@ -444,8 +469,25 @@ static void test_frames_before_register(void **state)
 		frame(5, frames[i]);
 		assert_true(send_index(5, "ERROR#not registered: send REGISTER first") >= 0);
 		assert_int_equal(count_kind(CORE_FX_CLOSE), 0);
+		/* refused without a log line each: a stranger cannot fill the log */
+		assert_int_equal(count_kind(CORE_FX_LOG), 0);
 	}
+	/* an ERROR, even a long one, is neither answered nor logged */
+	char big[1100] = "ERROR#";
+	memset(big + 6, 'x', 1000);
+	big[1006] = '\0';
+	frame(5, big);
+	assert_int_equal(FX.n, 0);
 	assert_int_equal(core_cp_count(C), 0);
+	/* one line a while says how many */
+	tick();
+	assert_non_null(find_log(LOG_WARN, "6 frame(s) before REGISTER refused"));
+	frame(5, "FOO");
+	tick();
+	assert_null(find_log(LOG_WARN, "before REGISTER refused")); /* not again within 10 s */
+	NOW += 11;
+	tick();
+	assert_non_null(find_log(LOG_WARN, "1 frame(s) before REGISTER refused"));
 }
 
 static void test_bad_frames_keep_link(void **state)
@@ -466,10 +508,17 @@ static void test_bad_frames_keep_link(void **state)
 	frame(1, "ACK");
 	assert_non_null(send_prefix("ERROR#ACK of unknown command"));
 	assert_int_equal(count_kind(CORE_FX_CLOSE), 0);
-	/* an ERROR from the CP is logged, never answered (no ping-pong) */
+	/* the sixth warning in 10 s about this CP's frames is not logged */
+	frame(1, "FROB2#MAD-01");
+	assert_true(send_index(1, "ERROR#unknown opcode 'FROB2'") >= 0);
+	assert_null(find_log(LOG_WARN, "FROB2"));
+	/* an ERROR from the CP is logged (a new window: the dropped one is
+	 * counted), never answered (no ping-pong) */
+	NOW += 11;
 	frame(1, "ERROR#whatever");
 	assert_int_equal(count_kind(CORE_FX_SEND), 0);
 	assert_non_null(find_log(LOG_WARN, "whatever"));
+	assert_non_null(find_log(LOG_WARN, "2 more warnings about its frames not logged"));
 	/* a heartbeat produces nothing but refreshes liveness */
 	NOW += 5;
 	frame(1, "HEARTBEAT#MAD-01");
@@ -526,9 +575,9 @@ static void test_stop_resume(void **state)
 	assert_int_equal(count_kind(CORE_FX_STORE_CP), 1);
 	for (size_t i = 0; i < FX.n; i++)
 		if (FX.v[i].kind == CORE_FX_STORE_CP) {
-			assert_int_equal(FX.v[i].cp.stopped, 1);
-			assert_int_equal(FX.v[i].cp.state, CP_FUERA_DE_SERVICIO);
-			assert_null(FX.v[i].cp.session);
+			assert_int_equal(FX.v[i].u.cp.stopped, 1);
+			assert_int_equal(FX.v[i].u.cp.state, CP_FUERA_DE_SERVICIO);
+			assert_string_equal(FX.v[i].u.cp.id, "MAD-01");
 		}
 	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), -1);
 	assert_non_null(strstr(err, "already stopped"));
@@ -597,7 +646,7 @@ static void test_stop_all_resume_all(void **state)
 	assert_int_equal(count_kind(CORE_FX_SEND), 2);
 	const struct core_fx *l = find_log(LOG_WARN, "sent to 2 CP(s)");
 	assert_non_null(l);
-	assert_non_null(strstr(l->text, "1 not reachable (link down): A3"));
+	assert_non_null(strstr(l->u.log.text, "1 not reachable (link down): A3"));
 	frame(1, "ACK#PARAR");
 	frame(2, "ACK#PARAR");
 	assert_int_equal(state_of("A1"), CP_FUERA_DE_SERVICIO);
@@ -753,7 +802,7 @@ static void test_ticket_amount_uses_price_sent(void **state)
 	struct msg m = request("101", "MAD-01", NOW);
 	kafka(&m);
 	assert_non_null(send_prefix("AUTORIZAR_SUMINISTRO#101#"));
-	assert_non_null(strstr(sent("AUTORIZAR")->text, "#0.30"));
+	assert_non_null(strstr(sent("AUTORIZAR")->u.link.text, "#0.30"));
 	xstrlcpy(sid, stored_session()->id, sizeof(sid));
 	frame(1, "ACK#AUTORIZAR_SUMINISTRO");
 	/* a price change after authorisation does not touch this session */
@@ -780,13 +829,13 @@ static void test_ticket_amount_uses_price_sent(void **state)
 	frame(2, "REGISTER#MAD-02#x#0.123456");
 	m = request("102", "MAD-02", NOW);
 	kafka(&m);
-	assert_non_null(strstr(sent("AUTORIZAR")->text, "#0.1235"));
+	assert_non_null(strstr(sent("AUTORIZAR")->u.link.text, "#0.1235"));
 	assert_true(core_cp_find(C, "MAD-02")->price == 0.1235);
 	frame(3, "REGISTER#MAD-03#x#12");
 	m = request("103", "MAD-03", NOW);
 	core_add_driver(C, "103");
 	kafka(&m);
-	assert_non_null(strstr(sent("AUTORIZAR")->text, "#12.00"));
+	assert_non_null(strstr(sent("AUTORIZAR")->u.link.text, "#12.00"));
 }
 
 static void test_two_drivers_same_instant(void **state)
@@ -795,11 +844,11 @@ static void test_two_drivers_same_instant(void **state)
 	reg(1, "MAD-01");
 	struct msg a = request("101", "MAD-01", NOW), b = request("102", "MAD-01", NOW);
 	core_fxlist_clear(&FX);
-	core_on_kafka(C, &a, NOW, &FX);
-	core_on_kafka(C, &b, NOW, &FX);
+	core_on_kafka(C, &a, clk(), &FX);
+	core_on_kafka(C, &b, clk(), &FX);
 	size_t auth = 0;
 	for (size_t i = 0; i < FX.n; i++)
-		auth += FX.v[i].kind == CORE_FX_SEND && strncmp(FX.v[i].text, "AUTORIZAR_SUMINISTRO#", 21) == 0;
+		auth += FX.v[i].kind == CORE_FX_SEND && strncmp(fx_text(&FX.v[i]), "AUTORIZAR_SUMINISTRO#", 21) == 0;
 	assert_int_equal(auth, 1);
 	assert_int_equal(count_produce(MSG_AUTH_DENIED), 1);
 	const struct msg *d = produced(MSG_AUTH_DENIED);
@@ -823,7 +872,7 @@ static void expect_auth_denied(const char *user, const char *cp, double ts, cons
 	assert_int_equal(count_kind(CORE_FX_REQUEST), 1);
 	for (size_t i = 0; i < FX.n; i++)
 		if (FX.v[i].kind == CORE_FX_REQUEST)
-			assert_non_null(strstr(FX.v[i].text, "AUTH_DENIED: "));
+			assert_non_null(strstr(fx_text(&FX.v[i]), "AUTH_DENIED: "));
 }
 
 static void test_auth_denials(void **state)
@@ -981,14 +1030,14 @@ static void test_request_id_recovered(void **state)
 	s.charging = 1;
 	core_load_cp(C, "MAD-01", "x", 0.25, 0);
 	core_fxlist_clear(&FX);
-	core_recover_session(C, &s, NOW, &FX);
+	core_recover_session(C, &s, clk(), &FX);
 	check_fx();
 	expect_rid(MSG_SUPPLY_ERROR, "101-1-1");
 
 	snprintf(s.id, sizeof(s.id), "MAD-01-1-2");
 	snprintf(s.request_id, sizeof(s.request_id), "bad id#1");
 	core_fxlist_clear(&FX);
-	core_recover_session(C, &s, NOW, &FX);
+	core_recover_session(C, &s, clk(), &FX);
 	check_fx();
 	expect_rid(MSG_SUPPLY_ERROR, NULL);
 	assert_string_equal(produced(MSG_SUPPLY_ERROR)->session_id, "MAD-01-1-2");
@@ -1069,15 +1118,77 @@ static void test_reservation_timeout(void **state)
 	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
 	assert_int_equal(count_kind(CORE_FX_STORE_SESSION), 0);
 
-	/* a charging session never times out */
+	/* a charging session never hits the reservation timeout while its
+	 * telemetry flows */
 	char sid2[MSG_ID_MAX + 1];
 	authorise(1, "MAD-01", "102", sid2);
 	t = tele(MSG_SESSION_STARTED, "MAD-01", "102", sid2, 1, 0);
 	kafka(&t);
-	NOW += 1000;
-	tick();
-	assert_int_equal(FX.n, 0);
+	for (int i = 0; i < 200; i++) {
+		NOW += 5;
+		struct msg k = tele(MSG_CONSUMO, "MAD-01", "102", sid2, (uint64_t)i + 2, 0.01 * i);
+		kafka(&k);
+		tick();
+		assert_int_equal(count_produce(MSG_SESSION_CANCELLED) + count_produce(MSG_SUPPLY_ERROR), 0);
+	}
 	assert_int_equal(state_of("MAD-01"), CP_SUMINISTRANDO);
+}
+
+/* A charging session whose telemetry stops ends after --supply-timeout
+ * with the figures it had, the driver told, the CP freed, and the engine
+ * told to end the supply. */
+static void test_supply_watchdog(void **state)
+{
+	(void)state;
+	char sid[MSG_ID_MAX + 1];
+	reg(1, "MAD-01");
+	authorise(1, "MAD-01", "101", sid);
+	struct msg t = tele(MSG_SESSION_STARTED, "MAD-01", "101", sid, 1, 0);
+	kafka(&t);
+	t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 2, 1.5);
+	kafka(&t);
+	NOW += 9;
+	tick();
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
+	NOW += 1;
+	tick();
+	const struct msg *e = produced(MSG_SUPPLY_ERROR);
+	assert_non_null(e);
+	assert_string_equal(e->session_id, sid);
+	assert_non_null(strstr(e->reason, "no telemetry for 10 s"));
+	assert_true(e->kwh == 1.5);
+	const struct core_session *st = stored_session();
+	assert_int_equal(st->outcome, CORE_OUT_SUPPLY_ERROR);
+	assert_true(st->kwh == 1.5);
+	char want[128];
+	snprintf(want, sizeof want, "FIN_SUMINISTRO#%s", sid);
+	assert_true(send_index(1, want) >= 0);
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+	/* the engine's ACK is taken quietly; late telemetry changes nothing */
+	frame(1, "ACK#FIN_SUMINISTRO");
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 3, 2.0);
+	kafka(&t);
+	assert_int_equal(count_kind(CORE_FX_STORE_SESSION), 0);
+	/* the driver may charge again at once */
+	char sid2[MSG_ID_MAX + 1];
+	authorise(1, "MAD-01", "101", sid2);
+	assert_string_not_equal(sid, sid2);
+	t = tele(MSG_SESSION_STARTED, "MAD-01", "101", sid2, 1, 0);
+	kafka(&t);
+	/* while the broker is unreachable no telemetry can come: the watchdog
+	 * waits, and counts again from the broker's return */
+	core_set_kafka_up(C, 0);
+	NOW += 60;
+	tick();
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
+	core_set_kafka_up(C, 1);
+	NOW += 9;
+	tick();
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
+	NOW += 1;
+	tick();
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 1);
 }
 
 static void test_reservation_timeout_configurable(void **state)
@@ -1212,7 +1323,7 @@ static void test_telemetry_mismatch_and_unknown(void **state)
 	kafka(&t);
 	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
 	for (size_t i = 0; i < FX.n; i++)
-		assert_true(FX.v[i].kind == CORE_FX_LOG && FX.v[i].level <= LOG_WARN);
+		assert_true(FX.v[i].kind == CORE_FX_LOG && FX.v[i].u.log.level <= LOG_WARN);
 	assert_int_equal(state_of("MAD-01"), CP_SUMINISTRANDO);
 	/* notifications are not inputs */
 	struct msg n;
@@ -1394,9 +1505,104 @@ static void test_stop_while_reserved(void **state)
 	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
 }
 
+/* Link loss during a supply (evcharging(7) RULES): the session stays open
+ * for --link-grace, the CP is offered to nobody meanwhile, and whatever
+ * settles it (the monitor back, the engine's own end on Kafka, the grace
+ * running out) bills exactly what the engine metered. */
 static void test_link_down_with_session(void **state)
 {
 	(void)state;
+	char sid[MSG_ID_MAX + 1];
+	charging(1, "MAD-01", "101", sid);
+	struct msg t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 2, 2.0);
+	kafka(&t);
+	link_down(1);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0); /* nobody told yet */
+	assert_non_null(find_log(LOG_WARN, "kept for 10 s"));
+	assert_int_equal(state_of("MAD-01"), CP_DESCONECTADO);
+	/* telemetry still counts, and nobody else gets the CP */
+	NOW += 1;
+	t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 3, 2.4);
+	kafka(&t);
+	assert_int_equal(count_produce(MSG_CONSUMO_UPDATE), 1);
+	struct msg r = request("102", "MAD-01", NOW);
+	kafka(&r);
+	assert_int_equal(count_produce(MSG_AUTH_DENIED), 1);
+	/* the engine's own end of supply (monitor silence) settles it with
+	 * its figures: billed == metered */
+	NOW += 4;
+	t = tele(MSG_CONEXION_PERDIDA, "MAD-01", "101", sid, 4, 2.5);
+	kafka(&t);
+	const struct msg *e = produced(MSG_SUPPLY_ERROR);
+	assert_non_null(e);
+	assert_true(e->kwh_partial == 2.5);
+	assert_true(e->importe_partial == 0.63);
+	assert_int_equal(stored_session()->outcome, CORE_OUT_SUPPLY_ERROR);
+	assert_null(core_cp_find(C, "MAD-01")->session);
+	assert_true(core_cp_find(C, "MAD-01")->grace_until == 0);
+	tick();
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
+
+	/* a monitor back within the grace: the session goes on */
+	char sid2[MSG_ID_MAX + 1];
+	charging(2, "MAD-02", "102", sid2);
+	link_down(2);
+	NOW += 4;
+	reg(3, "MAD-02");
+	assert_non_null(find_log(LOG_INFO, "back within the grace"));
+	assert_int_equal(state_of("MAD-02"), CP_SUMINISTRANDO);
+	NOW += 20; /* past the grace: nothing ends, the link is back */
+	t = tele(MSG_CONSUMO, "MAD-02", "102", sid2, 2, 3.0);
+	kafka(&t);
+	tick();
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
+	t = tele(MSG_SUPPLY_END, "MAD-02", "102", sid2, 3, 3.2);
+	kafka(&t);
+	assert_int_equal(count_produce(MSG_TICKET), 1);
+	assert_true(produced(MSG_TICKET)->kwh == 3.2);
+
+	/* nothing comes back: the grace ends it with the last figures */
+	char sid3[MSG_ID_MAX + 1];
+	charging(4, "MAD-03", "101", sid3);
+	t = tele(MSG_CONSUMO, "MAD-03", "101", sid3, 2, 1.0);
+	kafka(&t);
+	link_down(4);
+	NOW += 9;
+	tick();
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
+	NOW += 1;
+	t = tele(MSG_CONSUMO, "MAD-03", "101", sid3, 3, 1.1); /* keeps the watchdog quiet */
+	kafka(&t);
+	tick();
+	e = produced(MSG_SUPPLY_ERROR);
+	assert_non_null(e);
+	assert_non_null(strstr(e->reason, "not back within 10 s"));
+	assert_true(e->kwh_partial == 1.1);
+	assert_int_equal(state_of("MAD-03"), CP_DESCONECTADO);
+
+	/* a reservation is kept the same way, and cancelled at the end */
+	reg(5, "MAD-04");
+	authorise(5, "MAD-04", "102", sid);
+	link_down(5);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
+	NOW += 10;
+	tick();
+	assert_int_equal(count_produce(MSG_SESSION_CANCELLED), 1);
+	assert_non_null(strstr(produced(MSG_SESSION_CANCELLED)->reason, "not back within"));
+	link_down(5); /* twice: harmless */
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
+}
+
+/* --link-grace 0: the Release-1 rule, a session ends with its link. */
+static void test_link_down_no_grace(void **state)
+{
+	(void)state;
+	core_free(C);
+	struct core_config cfg;
+	core_config_defaults(&cfg);
+	cfg.link_grace = 0;
+	C = core_new(&cfg);
+	core_add_driver(C, "101");
 	char sid[MSG_ID_MAX + 1];
 	charging(1, "MAD-01", "101", sid);
 	struct msg t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 2, 2.0);
@@ -1407,18 +1613,9 @@ static void test_link_down_with_session(void **state)
 	assert_string_equal(e->reason, "link to CP lost");
 	assert_true(e->kwh_partial == 2.0 && e->importe_partial == 0.5);
 	assert_int_equal(state_of("MAD-01"), CP_DESCONECTADO);
-	assert_int_equal(count_kind(CORE_FX_STORE_CP), 1);
 	/* the engine's own CONEXION_PERDIDA comes later: nothing more */
 	t = tele(MSG_CONEXION_PERDIDA, "MAD-01", "101", sid, 3, 2.1);
 	kafka(&t);
-	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
-
-	reg(2, "MAD-02");
-	authorise(2, "MAD-02", "102", sid);
-	link_down(2);
-	assert_int_equal(count_produce(MSG_SESSION_CANCELLED), 1);
-	assert_string_equal(produced(MSG_SESSION_CANCELLED)->reason, "link to CP lost");
-	link_down(2); /* twice: harmless */
 	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
 }
 
@@ -1451,7 +1648,7 @@ static void test_restart_recovery(void **state)
 	s.charging = 1;
 	core_load_cp(C, "MAD-01", "x", 0.25, 0);
 	core_fxlist_clear(&FX);
-	core_recover_session(C, &s, NOW, &FX);
+	core_recover_session(C, &s, clk(), &FX);
 	check_fx();
 	const struct msg *e = produced(MSG_SUPPLY_ERROR);
 	assert_non_null(e);
@@ -1474,14 +1671,14 @@ static void test_restart_recovery(void **state)
 	s.started_at = 0;
 	s.charging = 0;
 	core_fxlist_clear(&FX);
-	core_recover_session(C, &s, NOW, &FX);
+	core_recover_session(C, &s, clk(), &FX);
 	check_fx();
 	assert_int_equal(count_produce(MSG_SESSION_CANCELLED), 1);
 	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
 	/* one already ended: nothing */
 	s.outcome = CORE_OUT_TICKET;
 	core_fxlist_clear(&FX);
-	core_recover_session(C, &s, NOW, &FX);
+	core_recover_session(C, &s, clk(), &FX);
 	check_fx();
 	assert_int_equal(FX.n, 0);
 	/* the driver may charge again */
@@ -1622,7 +1819,7 @@ static void test_many_cps(void **state)
 	assert_int_equal(count_kind(CORE_FX_SEND), N - (N + 2) / 3);
 	const struct core_fx *l = find_log(LOG_WARN, "not reachable (link down): CP-00000, CP-00003");
 	assert_non_null(l);
-	assert_non_null(strstr(l->text, "and 3326 more"));
+	assert_non_null(strstr(l->u.log.text, "and 3326 more"));
 	assert_true(FX.cap > 1024);
 	core_fxlist_clear(&FX);
 	assert_true(FX.cap <= 1024);
@@ -1713,23 +1910,23 @@ static void track_and_check(void)
 	for (size_t i = 0; i < FX.n; i++) {
 		const struct core_fx *f = &FX.v[i];
 		if (f->kind == CORE_FX_STORE_SESSION) {
-			long k = track_find(f->session.id);
+			long k = track_find(f->u.session.id);
 			if (k < 0) {
 				assert_true(ntrack < MAX_TRACK);
-				assert_int_equal(f->session.outcome, CORE_OUT_OPEN); /* first seen open */
+				assert_int_equal(f->u.session.outcome, CORE_OUT_OPEN); /* first seen open */
 				k = (long)ntrack++;
-				xstrlcpy(track_id[k], f->session.id, sizeof(track_id[k]));
+				xstrlcpy(track_id[k], f->u.session.id, sizeof(track_id[k]));
 				track_stored_end[k] = track_notified_end[k] = 0;
 			}
-			if (f->session.outcome != CORE_OUT_OPEN) {
+			if (f->u.session.outcome != CORE_OUT_OPEN) {
 				track_stored_end[k]++;
-				assert_true(f->session.importe == round(f->session.kwh * f->session.price * 100.0) / 100.0);
+				assert_true(f->u.session.importe == round(f->u.session.kwh * f->u.session.price * 100.0) / 100.0);
 			}
 		}
-		if (f->kind == CORE_FX_PRODUCE && f->msg.has_session_id &&
-		    (f->msg.type == MSG_TICKET || f->msg.type == MSG_SUPPLY_ERROR ||
-		     f->msg.type == MSG_SESSION_CANCELLED || f->msg.type == MSG_AUTH_DENIED)) {
-			long k = track_find(f->msg.session_id);
+		if (f->kind == CORE_FX_PRODUCE && f->u.produce.has_session_id &&
+		    (f->u.produce.type == MSG_TICKET || f->u.produce.type == MSG_SUPPLY_ERROR ||
+		     f->u.produce.type == MSG_SESSION_CANCELLED || f->u.produce.type == MSG_AUTH_DENIED)) {
+			long k = track_find(f->u.produce.session_id);
 			assert_true(k >= 0);
 			track_notified_end[k]++;
 		}
@@ -1746,7 +1943,12 @@ static void track_and_check(void)
 		if (cp->session) {
 			assert_string_equal(cp->session->cp_id, cp->id);
 			assert_int_equal(cp->session->outcome, CORE_OUT_OPEN);
-			assert_true(cp->link_up);
+			/* a session outlives its link only during the grace */
+			assert_true(cp->link_up || cp->grace_until > 0);
+		}
+		if (cp->grace_until > 0) {
+			assert_false(cp->link_up);
+			assert_non_null(cp->session);
 		}
 	}
 }
@@ -1834,11 +2036,15 @@ static void storm(uint64_t seed)
 		}
 		track_and_check();
 	}
-	/* Every link goes down: every session must now have ended exactly once. */
+	/* Every link goes down and the grace runs out: every session must now
+	 * have ended exactly once. */
 	for (uint64_t conn = 1; conn <= 6; conn++) {
 		link_down(conn);
 		track_and_check();
 	}
+	NOW += 11;
+	tick();
+	track_and_check();
 	assert_true(ntrack > 20);
 	for (size_t k = 0; k < ntrack; k++) {
 		if (track_stored_end[k] != 1 || track_notified_end[k] != 1)
@@ -1890,6 +2096,7 @@ int main(void)
 		T(test_driver_known_callback),
 		T(test_nack_authorize),
 		T(test_reservation_timeout),
+		T(test_supply_watchdog),
 		T(test_reservation_timeout_configurable),
 		T(test_driver_quit),
 		T(test_duplicate_and_old_seq),
@@ -1905,6 +2112,7 @@ int main(void)
 		T(test_parar_then_supply_end),
 		T(test_stop_while_reserved),
 		T(test_link_down_with_session),
+		T(test_link_down_no_grace),
 		T(test_conexion_perdida),
 		T(test_restart_recovery),
 		T(test_session_ids_unique),

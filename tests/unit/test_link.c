@@ -1,4 +1,4 @@
-/* Unit tests of the link codec (protocol.md section 2): frames, the stream
+/* Unit tests of the link codec (evcharging(7) THE LINK PROTOCOL): frames, the stream
  * reader fed in every chunking, and the session rules under a fake clock. */
 #include <setjmp.h>
 #include <stdarg.h>

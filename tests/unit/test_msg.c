@@ -1,4 +1,4 @@
-/* Unit tests of the Kafka message codec (protocol.md section 5). */
+/* Unit tests of the Kafka message codec (evcharging(7) KAFKA TOPICS AND MESSAGES). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -130,23 +130,6 @@ static void test_add_and_validate(void **state)
 	store_close(s);
 }
 
-static void test_parse_price(void **state)
-{
-	(void)state;
-	double p;
-	assert_int_equal(store_parse_price("0.25", &p), 0);
-	assert_true(p == 0.25);
-	assert_int_equal(store_parse_price("100", &p), 0);
-	assert_int_equal(store_parse_price("0", &p), -1);
-	assert_int_equal(store_parse_price("0,25", &p), -1);
-	assert_int_equal(store_parse_price("-1", &p), -1);
-	assert_int_equal(store_parse_price("1e2", &p), -1);
-	assert_int_equal(store_parse_price("nan", &p), -1);
-	assert_int_equal(store_parse_price("", &p), -1);
-	assert_int_equal(store_parse_price(" 1", &p), -1);
-	assert_int_equal(store_parse_price("100.01", &p), -1);
-}
-
 static void test_import(void **state)
 {
 	(void)state;
@@ -192,7 +175,7 @@ static void session_fx(struct core_fx *fx, const char *id, enum core_outcome out
 {
 	memset(fx, 0, sizeof *fx);
 	fx->kind = CORE_FX_STORE_SESSION;
-	struct core_session *ss = &fx->session;
+	struct core_session *ss = &fx->u.session;
 	snprintf(ss->id, sizeof ss->id, "%s", id);
 	snprintf(ss->cp_id, sizeof ss->cp_id, "MAD-01");
 	snprintf(ss->driver_id, sizeof ss->driver_id, "101");
@@ -239,6 +222,24 @@ static void count_open(void *arg, const struct core_session *ss)
 	assert_true(ss->price == 0.25);
 }
 
+static int ncp_loaded;
+static void count_cp(void *arg, const struct core_cp_row *r)
+{
+	(void)arg;
+	assert_string_equal(r->id, "MAD-01");
+	assert_string_equal(r->location, "C/ Serrano 10");
+	assert_true(r->price == 0.25);
+	assert_int_equal(r->stopped, 1);
+	assert_int_equal(r->state, CP_DESCONECTADO);
+	ncp_loaded++;
+}
+
+static void count_driver(void *arg, const char *id)
+{
+	(void)arg;
+	assert_string_equal(id, "101");
+}
+
 static void test_restart_bookkeeping(void **state)
 {
 	(void)state;
@@ -249,11 +250,11 @@ static void test_restart_bookkeeping(void **state)
 	assert_int_equal(store_add_cp(s, "MAD-01", "C/ Serrano 10", 0.25, NULL, err), 0);
 	memset(&fx, 0, sizeof fx);
 	fx.kind = CORE_FX_STORE_CP;
-	snprintf(fx.cp.id, sizeof fx.cp.id, "MAD-01");
-	snprintf(fx.cp.location, sizeof fx.cp.location, "C/ Serrano 10");
-	fx.cp.price = 0.25;
-	fx.cp.state = CP_SUMINISTRANDO;
-	fx.cp.stopped = 1;
+	snprintf(fx.u.cp.id, sizeof fx.u.cp.id, "MAD-01");
+	snprintf(fx.u.cp.location, sizeof fx.u.cp.location, "C/ Serrano 10");
+	fx.u.cp.price = 0.25;
+	fx.u.cp.state = CP_SUMINISTRANDO;
+	fx.u.cp.stopped = 1;
 	fx.ts = 5;
 	assert_int_equal(store_begin(s, err), 0);
 	assert_int_equal(store_apply(s, &fx, err), 0);
@@ -261,9 +262,9 @@ static void test_restart_bookkeeping(void **state)
 	assert_int_equal(store_apply(s, &fx, err), 0);
 	memset(&fx, 0, sizeof fx);
 	fx.kind = CORE_FX_STORE_EVENT;
-	snprintf(fx.cp_id, sizeof fx.cp_id, "MAD-01");
-	snprintf(fx.event, sizeof fx.event, "FAULT");
-	snprintf(fx.text, sizeof fx.text, "engine KO");
+	snprintf(fx.u.event.cp_id, sizeof fx.u.event.cp_id, "MAD-01");
+	snprintf(fx.u.event.event, sizeof fx.u.event.event, "FAULT");
+	snprintf(fx.u.event.detail, sizeof fx.u.event.detail, "engine KO");
 	fx.ts = 6;
 	assert_int_equal(store_apply(s, &fx, err), 0);
 	assert_int_equal(store_commit(s, err), 0);
@@ -277,8 +278,14 @@ static void test_restart_bookkeeping(void **state)
 			    "STATE|DESCONECTADO (Central started, was SUMINISTRANDO)");
 	assert_string_equal(q("select count(*) from cp_events where event='FAULT'"), "1");
 	nopen = 0;
-	assert_int_equal(store_foreach_open_session(s, count_open, NULL, err), 0);
+	assert_int_equal(store_foreach_open_session(s, count_open, NULL, err), 1);
 	assert_int_equal(nopen, 1);
+	/* the same callback style loads CPs and drivers */
+	ncp_loaded = 0;
+	assert_int_equal(store_foreach_cp(s, count_cp, NULL, err), 1);
+	assert_int_equal(ncp_loaded, 1);
+	assert_int_equal(store_add_driver(s, "101", "Ana", NULL, err), 0);
+	assert_int_equal(store_foreach_driver(s, count_driver, NULL, err), 1);
 	store_close(s);
 }
 
@@ -288,7 +295,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_open_schema_wal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_add_and_validate, setup, teardown),
-		cmocka_unit_test(test_parse_price),
 		cmocka_unit_test_setup_teardown(test_import, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_session_ends_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_bookkeeping, setup, teardown),
