@@ -33,7 +33,7 @@ struct cplink_config {
 	int port;                 /* 0 = any (see cplink_port) */
 	int max_conns;            /* open connections; extra ones are accepted and closed */
 	size_t wq_cap;            /* bytes waiting to be written per connection */
-	double handshake_timeout; /* s without ENQ after accept -> closed */
+	double handshake_timeout; /* s for each handshake stage (TLS, then ENQ) -> closed */
 	double heartbeat_timeout; /* s without any frame -> closed; 0 disables */
 	SSL_CTX *tls;             /* server context (evc/tls.h), not owned, outlives
 	                             the cplink; NULL = TLS links are closed */
