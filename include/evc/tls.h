@@ -23,15 +23,10 @@
 
 #include "evc/err.h"
 
-/* Refuse a file holding a secret (private key...) that group or others may
- * use in any way, as ssh does: 0, or -1 with err naming the file and its
- * mode. fd is an open descriptor of path (so the file checked is the file
- * read), or -1 to stat path. */
-int tls_check_secret_mode(const char *path, int fd, char err[EVC_ERR_LEN]);
-
-/* Server context from a PEM certificate chain and a PEM private key (mode
- * checked with tls_check_secret_mode). NULL with err. Caller frees with
- * SSL_CTX_free. */
+/* Server context from a PEM certificate chain and a PEM private key (the
+ * key file refused, naming it and its mode, when group or others may use it:
+ * cred_check_mode of evc/cred.h, as every secret file). NULL with err.
+ * Caller frees with SSL_CTX_free. */
 SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file, char err[EVC_ERR_LEN]);
 /* Client context trusting the CA certificates of ca_file (PEM) only. NULL
  * with err. Caller frees with SSL_CTX_free. */

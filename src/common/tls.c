@@ -7,13 +7,13 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "evc/cred.h"
 #include "evc/tls.h"
 
 /* TLS 1.2 suites: ECDHE (forward secrecy) with an AEAD cipher, nothing
@@ -32,27 +32,6 @@ static void ssl_err(char err[EVC_ERR_LEN], const char *prefix)
 		evc_seterr(err, "%s: %s", prefix, buf);
 	}
 	ERR_clear_error();
-}
-
-int tls_check_secret_mode(const char *path, int fd, char err[EVC_ERR_LEN])
-{
-	struct stat st;
-	int rc = fd >= 0 ? fstat(fd, &st) : stat(path, &st);
-	if (rc == -1) {
-		evc_seterr(err, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		evc_seterr(err, "%s: not a regular file", path);
-		return -1;
-	}
-	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-		evc_seterr(err, "%s: mode %04o lets group or others use this secret file; "
-				"refusing it (chmod 600 %s)",
-			   path, (unsigned)(st.st_mode & 07777), path);
-		return -1;
-	}
-	return 0;
 }
 
 /* Settings every context shares (see evc/tls.h). */
@@ -91,7 +70,7 @@ static EVP_PKEY *load_key(const char *key_file, char err[EVC_ERR_LEN])
 		return NULL;
 	}
 	EVP_PKEY *k = NULL;
-	if (tls_check_secret_mode(key_file, fileno(f), err) == 0) {
+	if (cred_check_mode(key_file, err) == 0) {
 		ERR_clear_error();
 		k = PEM_read_PrivateKey(f, NULL, no_passphrase, NULL);
 		if (k == NULL) {

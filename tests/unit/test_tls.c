@@ -45,23 +45,35 @@ static void write_file(const char *path, const char *text, mode_t mode)
 	assert_int_equal(chmod(path, mode), 0);
 }
 
-static void test_secret_modes(void **state)
+/* The key's mode, through the one check every secret file gets. */
+static void test_key_modes(void **state)
 {
 	(void)state;
 	char err[EVC_ERR_LEN] = "";
-	assert_int_equal(tls_check_secret_mode(pki_path("central.key"), -1, err), 0);
-	const char *k = copy_as("central.key", "k640.key", 0640);
-	assert_int_equal(tls_check_secret_mode(k, -1, err), -1);
-	assert_non_null(strstr(err, k));
-	assert_non_null(strstr(err, "0640"));
-	k = copy_as("central.key", "k604.key", 0604);
-	assert_int_equal(tls_check_secret_mode(k, -1, err), -1);
-	assert_non_null(strstr(err, "0604"));
-	k = copy_as("central.key", "k400.key", 0400);
-	assert_int_equal(tls_check_secret_mode(k, -1, err), 0);
-	assert_int_equal(tls_check_secret_mode(pki_path("nothing.key"), -1, err), -1);
-	assert_non_null(strstr(err, "No such file"));
-	assert_int_equal(tls_check_secret_mode(pki_dir, -1, err), -1);
+	char cert[PATH_MAX + 64];
+	snprintf(cert, sizeof cert, "%s", pki_path("central.pem"));
+	static const struct {
+		mode_t mode;
+		int ok;
+	} cases[] = { { 0600, 1 }, { 0400, 1 }, { 0640, 0 }, { 0604, 0 }, { 0620, 0 }, { 0601, 0 } };
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char name[32], mode[8];
+		snprintf(name, sizeof name, "k%04o.key", (unsigned)cases[i].mode);
+		snprintf(mode, sizeof mode, "%04o", (unsigned)cases[i].mode);
+		const char *k = copy_as("central.key", name, cases[i].mode);
+		SSL_CTX *ctx = tls_server_ctx_new(cert, k, err);
+		if (cases[i].ok) {
+			if (ctx == NULL)
+				fail_msg("mode %s refused: %s", mode, err);
+			SSL_CTX_free(ctx);
+			continue;
+		}
+		if (ctx != NULL)
+			fail_msg("mode %s accepted", mode);
+		assert_non_null(strstr(err, name));
+		assert_non_null(strstr(err, mode));
+	}
+	assert_null(tls_server_ctx_new(cert, pki_dir, err)); /* a folder */
 	assert_non_null(strstr(err, "not a regular file"));
 }
 
@@ -298,7 +310,7 @@ static int teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_secret_modes),
+		cmocka_unit_test(test_key_modes),
 		cmocka_unit_test(test_server_ctx_refusals),
 		cmocka_unit_test(test_client_ctx_refusals),
 		cmocka_unit_test(test_policy_in_handshakes),
