@@ -22,6 +22,7 @@
 #include <strings.h>
 
 #include "src/central/core.h"
+#include "evc/crypto.h"
 #include "evc/hmap.h"
 #include "evc/money.h"
 #include "evc/utf8.h"
@@ -87,7 +88,33 @@ struct core {
 	 * line every PREREG_REPORT s says how many. */
 	unsigned long prereg_refused;
 	double prereg_next;
+	struct hmap links;       /* conn -> struct linkinfo: every link up, registered or not */
+	struct hmap addrs;       /* ip -> struct addr_rl: failed REGISTERs per address */
 };
+
+/* A link's kind and address, from core_on_link_up. */
+struct linkinfo {
+	char peer[64];
+	int tls;
+};
+
+/* Failed REGISTERs from one address (evcharging(7) SECURITY): more than
+ * REG_FAIL_MAX in REG_FAIL_WINDOW s and it is refused RATE_LIMITED for
+ * REG_BLOCK s. */
+struct addr_rl {
+	char ip[64];
+	double window_start; /* monotonic */
+	unsigned fails;
+	double blocked_until;
+	double refused_audit_until; /* PLAIN_LINK_REFUSED audited at most once a window */
+};
+#define REG_FAIL_MAX 5
+#define REG_FAIL_WINDOW 60.0
+#define REG_BLOCK 60.0
+#define ADDRS_MAX 4096
+
+static void end_link(struct core *c, uint64_t conn, const char *reason, double now, struct core_fxlist *fx);
+static void fx_key(struct core_fxlist *fx, double now, const struct core_cp *cp, int plain, int store);
 
 /* s between the summaries of frames refused before REGISTER */
 #define PREREG_REPORT 10.0
@@ -103,6 +130,7 @@ void core_config_defaults(struct core_config *c)
 	c->supply_timeout = 10;
 	c->link_grace = 10;
 	c->seq_jump_max = 10000;
+	c->plain_links = 1;
 }
 
 struct core *core_new(const struct core_config *cfg)
@@ -123,6 +151,8 @@ struct core *core_new(const struct core_config *cfg)
 	if (c->cfg.seq_jump_max == 0)
 		c->cfg.seq_jump_max = 10000;
 	hmap_init(&c->seen_req);
+	hmap_init(&c->links);
+	hmap_init(&c->addrs);
 	hmap_init(&c->by_conn);
 	hmap_init(&c->sessions);
 	hmap_init(&c->by_driver);
@@ -147,6 +177,12 @@ void core_free(struct core *c)
 		free(c->req_fifo[(c->req_head + i) % c->req_cap]);
 	free(c->req_fifo);
 	hmap_free(&c->seen_req);
+	for (size_t i = 0; (v = hmap_next(&c->links, &i)) != NULL;)
+		free(v);
+	hmap_free(&c->links);
+	for (size_t i = 0; (v = hmap_next(&c->addrs, &i)) != NULL;)
+		free(v);
+	hmap_free(&c->addrs);
 	hmap_free(&c->by_conn);
 	hmap_free(&c->sessions);
 	hmap_free(&c->by_driver);
@@ -269,6 +305,7 @@ fx_send(struct core_fxlist *l, double now, uint64_t conn, const char *cp_id, con
 	(void)cp_id; /* who it is for, at the call site */
 	struct core_fx *f = core_fx_push(l, CORE_FX_SEND, now);
 	f->u.link.conn = conn;
+	f->u.link.raw = 0;
 	va_list ap;
 	va_start(ap, fmt);
 	vtext(f->u.link.text, sizeof(f->u.link.text), fmt, ap);
@@ -355,6 +392,21 @@ fx_request(struct core_fxlist *l, double now, const char *user_id, const char *c
 	va_end(ap);
 }
 
+/* An audit row about a driver: actor driver:<id> (an id that is not one
+ * is not echoed). */
+static void __attribute__((format(printf, 6, 7)))
+audit_driver(struct core_fxlist *fx, double now, const char *driver_id, const char *action, const char *cp_id,
+	     const char *fmt, ...)
+{
+	char actor[80], detail[CORE_AUDIT_DETAIL_MAX + 1];
+	snprintf(actor, sizeof(actor), "driver:%s", msg_valid_user_id(driver_id) ? driver_id : "?");
+	va_list ap;
+	va_start(ap, fmt);
+	vtext(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	core_fx_audit(fx, now, actor, NULL, action, cp_id, "%s", detail);
+}
+
 /* ------------------------------------------------------------------ */
 /* numbers and text, independent of the C locale (the panel may set one
  * whose decimal point is ',', and the wire wants '.')                   */
@@ -430,7 +482,7 @@ static enum cp_state derive_state(const struct core_cp *cp)
 {
 	if (!cp->link_up)
 		return CP_DESCONECTADO;
-	if (cp->stopped)
+	if (cp->stopped || cp->revoked)
 		return CP_FUERA_DE_SERVICIO;
 	if (cp->fault || cp->engine_fault)
 		return CP_AVERIADO;
@@ -663,6 +715,72 @@ static void req_prune(struct core *c, double now, struct core_fxlist *fx)
 	}
 }
 
+static void reg_apply(struct core_cp *cp, const struct core_reg *r)
+{
+	if (r->location[0])
+		text_copy(cp->location, sizeof(cp->location), r->location);
+	if (money_price_ok(r->price))
+		cp->price = money_round_price(r->price);
+	xstrlcpy(cp->secret_hash, r->secret_hash, sizeof(cp->secret_hash));
+	cp->deleted = r->deleted;
+}
+
+void core_load_reg(struct core *c, const struct core_reg *r)
+{
+	if (!r || !msg_valid_cp_id(r->id))
+		return;
+	struct core_cp *cp = cp_insert(c, r->id, 0);
+	reg_apply(cp, r);
+	xstrlcpy(cp->key, r->deleted ? "" : r->key, sizeof(cp->key));
+	cp->key_ever = r->key_ever || r->key[0];
+	cp->revoked = r->revoked;
+	if (!cp->location[0])
+		text_copy(cp->location, sizeof(cp->location), r->id);
+	if (!(cp->price > 0))
+		cp->price = DEFAULT_PRICE;
+}
+
+void core_on_registry(struct core *c, const struct core_reg *r, double now, struct core_fxlist *fx)
+{
+	if (!r || !msg_valid_cp_id(r->id))
+		return;
+	struct core_cp *cp = cp_find(c, r->id);
+	int created = !cp;
+	if (created)
+		cp = cp_insert(c, r->id, now);
+	int new_secret = cp->secret_hash[0] && strcmp(cp->secret_hash, r->secret_hash) != 0;
+	int was_deleted = cp->deleted;
+	reg_apply(cp, r);
+	if (!cp->location[0])
+		text_copy(cp->location, sizeof(cp->location), r->id);
+	if (!(cp->price > 0))
+		cp->price = DEFAULT_PRICE;
+	if (r->deleted && cp->key[0]) {
+		crypto_wipe(cp->key, sizeof(cp->key));
+		cp->key[0] = '\0';
+		fx_key(fx, now, cp, 0, 0);
+	}
+	if (created)
+		fx_log(fx, now, LOG_INFO, cp->id, "CP %s registered at the registry (%s)", cp->id, cp->location);
+	else if (r->deleted && !was_deleted)
+		fx_log(fx, now, LOG_WARN, cp->id, "CP %s was unregistered at the registry: refused from now on", cp->id);
+	else if (new_secret)
+		fx_log(fx, now, LOG_INFO, cp->id, "CP %s has a new secret: its link must authenticate again", cp->id);
+	if (cp->link_up && (r->deleted || new_secret)) {
+		uint64_t conn = cp->conn;
+		struct core_fx *x = core_fx_push(fx, CORE_FX_CLOSE, now);
+		x->u.link.conn = conn;
+		xstrlcpy(x->u.link.text, r->deleted ? "unregistered at the registry" : "the CP's secret was changed",
+			 sizeof(x->u.link.text));
+		/* No grace: the registry took the CP back. */
+		if (cp->session && r->deleted)
+			end_session_abnormal(c, sess_of(cp->session), "CP unregistered", now, fx);
+		end_link(c, conn, x->u.link.text, now, fx);
+		return;
+	}
+	update_state(c, cp, now, 1, created ? "registered at the registry" : "changed at the registry", fx);
+}
+
 void core_add_driver(struct core *c, const char *driver_id)
 {
 	if (!driver_id || !driver_id[0] || hmap_sget(&c->drivers, driver_id))
@@ -733,34 +851,225 @@ reply_error(struct core *c, struct core_fxlist *fx, double now, uint64_t conn, s
 		fx_log(fx, now, LOG_WARN, cp->id, "link %llu CP %s: ERROR %s", (unsigned long long)conn, cp->id, why);
 }
 
-static void deny_register(struct core_fxlist *fx, double now, uint64_t conn, const char *reason)
+/* ---- links and addresses ---- */
+
+static struct linkinfo *link_of(const struct core *c, uint64_t conn)
+{
+	return hmap_uget(&c->links, conn);
+}
+
+/* "10.0.0.7:5301" -> "10.0.0.7", "[::1]:5301" -> "::1". */
+static void peer_ip(const char *peer, char *ip, size_t n)
+{
+	if (peer[0] == '[') {
+		const char *e = strchr(peer, ']');
+		size_t len = e ? (size_t)(e - peer - 1) : strlen(peer + 1);
+		snprintf(ip, n, "%.*s", (int)len, peer + 1);
+		return;
+	}
+	const char *colon = strrchr(peer, ':');
+	size_t len = colon && strchr(peer, ':') == colon ? (size_t)(colon - peer) : strlen(peer);
+	snprintf(ip, n, "%.*s", (int)len, peer);
+}
+
+static const char *conn_ip(const struct core *c, uint64_t conn, char *ip, size_t n)
+{
+	const struct linkinfo *li = link_of(c, conn);
+	if (li == NULL || !li->peer[0])
+		return NULL;
+	peer_ip(li->peer, ip, n);
+	return ip;
+}
+
+static struct addr_rl *addr_of(struct core *c, const char *ip)
+{
+	struct addr_rl *a = hmap_sget(&c->addrs, ip);
+	if (a != NULL)
+		return a;
+	if (hmap_count(&c->addrs) >= ADDRS_MAX) {
+		/* Forget addresses with nothing left to remember; if all have,
+		 * this one is simply not tracked (a flood of addresses cannot
+		 * grow the table). */
+		size_t i = 0;
+		void *v;
+		struct addr_rl *old[64];
+		size_t nold = 0;
+		while (nold < 64 && (v = hmap_next(&c->addrs, &i)) != NULL) {
+			struct addr_rl *x = v;
+			if (c->mono >= x->blocked_until && c->mono - x->window_start >= REG_FAIL_WINDOW &&
+			    c->mono >= x->refused_audit_until)
+				old[nold++] = x;
+		}
+		for (size_t k = 0; k < nold; k++) {
+			hmap_sdel(&c->addrs, old[k]->ip);
+			free(old[k]);
+		}
+		if (hmap_count(&c->addrs) >= ADDRS_MAX)
+			return NULL;
+	}
+	a = xcalloc(1, sizeof(*a));
+	xstrlcpy(a->ip, ip, sizeof(a->ip));
+	a->window_start = c->mono;
+	hmap_sput(&c->addrs, a->ip, a);
+	return a;
+}
+
+static int addr_blocked(struct core *c, const char *ip)
+{
+	const struct addr_rl *a = ip ? hmap_sget(&c->addrs, ip) : NULL;
+	return a != NULL && c->mono < a->blocked_until;
+}
+
+/* One failed REGISTER from ip; the one that crosses the limit blocks the
+ * address (audited once). */
+static void addr_fail(struct core *c, const char *ip, double now, struct core_fxlist *fx)
+{
+	struct addr_rl *a = ip ? addr_of(c, ip) : NULL;
+	if (a == NULL)
+		return;
+	if (c->mono - a->window_start >= REG_FAIL_WINDOW) {
+		a->window_start = c->mono;
+		a->fails = 0;
+	}
+	if (++a->fails > REG_FAIL_MAX && c->mono >= a->blocked_until) {
+		a->blocked_until = c->mono + REG_BLOCK;
+		core_fx_audit(fx, now, "central", ip, "RATE_LIMITED", NULL,
+			      "more than %d failed REGISTERs from %s in %.0f s: refused for %.0f s", REG_FAIL_MAX, ip,
+			      REG_FAIL_WINDOW, REG_BLOCK);
+		fx_log(fx, now, LOG_WARN, NULL, "REGISTER from %s: rate limited for %.0f s", ip, REG_BLOCK);
+	}
+}
+
+void core_on_link_up(struct core *c, uint64_t conn, const char *peer, int tls, double now, struct core_fxlist *fx)
+{
+	(void)now;
+	(void)fx;
+	struct linkinfo *li = link_of(c, conn);
+	if (li == NULL) {
+		li = xcalloc(1, sizeof(*li));
+		hmap_uput(&c->links, conn, li);
+	}
+	xstrlcpy(li->peer, peer ? peer : "", sizeof(li->peer));
+	li->tls = tls ? 1 : 0;
+}
+
+void core_on_link_refused(struct core *c, const char *peer, const char *reason, double now, struct core_fxlist *fx)
+{
+	char ip[64];
+	peer_ip(peer ? peer : "", ip, sizeof(ip));
+	struct addr_rl *a = addr_of(c, ip);
+	if (a != NULL && c->mono < a->refused_audit_until)
+		return;
+	if (a != NULL)
+		a->refused_audit_until = c->mono + REG_FAIL_WINDOW;
+	core_fx_audit(fx, now, "central", ip, "PLAIN_LINK_REFUSED", NULL, "%s (Central runs without --plain-links)",
+		      reason && reason[0] ? reason : "plaintext link refused");
+}
+
+/* A denial: the answer, EOT and close; the log line only while the address
+ * is not rate limited (a flood of bad REGISTERs cannot fill the log). */
+static void deny_register(struct core *c, struct core_fxlist *fx, double now, uint64_t conn, const char *reason,
+			  const char *detail)
 {
 	fx_send(fx, now, conn, NULL, "REGISTER_RESULT#DENIED#%s", reason);
 	struct core_fx *f = core_fx_push(fx, CORE_FX_CLOSE, now);
 	f->u.link.conn = conn;
 	textf(f->u.link.text, sizeof(f->u.link.text), "REGISTER denied: %s", reason);
-	fx_log(fx, now, LOG_WARN, NULL, "link %llu: REGISTER denied: %s", (unsigned long long)conn, reason);
+	char ip[64];
+	if (!addr_blocked(c, conn_ip(c, conn, ip, sizeof(ip))))
+		fx_log(fx, now, LOG_WARN, NULL, "link %llu: REGISTER denied: %s%s%s", (unsigned long long)conn, reason,
+		       detail ? ": " : "", detail ? detail : "");
+}
+
+/* A TLS REGISTER whose credential failed: audited, counted for the
+ * address, denied. */
+static void deny_auth(struct core *c, struct core_fxlist *fx, double now, uint64_t conn, const char *id,
+		      const char *reason, const char *why)
+{
+	char ip[64];
+	const char *addr = conn_ip(c, conn, ip, sizeof(ip));
+	core_fx_audit(fx, now, "central", addr, "CP_AUTH_FAILED", msg_valid_cp_id(id) ? id : NULL, "REGISTER %s: %s",
+		      reason, why);
+	deny_register(c, fx, now, conn, reason, why);
+	addr_fail(c, addr, now, fx);
+}
+
+static void fx_key(struct core_fxlist *fx, double now, const struct core_cp *cp, int plain, int store)
+{
+	struct core_fx *f = core_fx_push(fx, CORE_FX_KEY, now);
+	xstrlcpy(f->u.key.cp_id, cp->id, sizeof(f->u.key.cp_id));
+	xstrlcpy(f->u.key.key, cp->key, sizeof(f->u.key.key));
+	f->u.key.revoked = cp->revoked;
+	f->u.key.plain = plain;
+	f->u.key.store = store;
+}
+
+/* REGISTER's location and price: the operator's (or the registry's) win;
+ * a monitor's only fill a CP that has none (evcharging(7) RULES). */
+static void place_from_register(struct core_cp *cp, int first, const char *loc, int have_price, double price,
+				double now, struct core_fxlist *fx)
+{
+	char pb[MONEY_STR_LEN], qb[MONEY_STR_LEN];
+	if (first || !cp->location[0])
+		text_copy(cp->location, sizeof(cp->location), loc);
+	if (first || !(cp->price > 0)) {
+		if (have_price) {
+			cp->price = price;
+		} else {
+			cp->price = DEFAULT_PRICE;
+			fx_log(fx, now, LOG_WARN, cp->id, "CP %s registered without a price: using the default %s EUR/kWh",
+			       cp->id, money_price(pb, sizeof(pb), cp->price));
+		}
+		return;
+	}
+	if (!have_price)
+		fx_log(fx, now, LOG_INFO, cp->id, "CP %s registered without a price: keeping %s EUR/kWh", cp->id,
+		       money_price(pb, sizeof(pb), cp->price));
+	int loc_differs = strcmp(cp->location, loc) != 0;
+	int price_differs = have_price && price != cp->price;
+	if ((loc_differs || price_differs) && !cp->place_differs_logged) {
+		cp->place_differs_logged = 1;
+		fx_log(fx, now, LOG_INFO, cp->id,
+		       "CP %s's monitor says %s, %s EUR/kWh; keeping the operator's %s, %s EUR/kWh", cp->id, loc,
+		       have_price ? money_price(qb, sizeof(qb), price) : "(no price)", cp->location,
+		       money_price(pb, sizeof(pb), cp->price));
+		fx_event(fx, now, cp->id, "PLACE", "monitor says %s, %s EUR/kWh", loc,
+			 have_price ? money_price(qb, sizeof(qb), price) : "(no price)");
+	}
 }
 
 static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, char **f, int nf, double now,
 			struct core_fxlist *fx)
 {
-	char reason[LINK_DATA_MAX], pb[32];
-	if (nf < 3) {
-		deny_register(fx, now, conn, "REGISTER needs cp_id and location (and optionally price)");
+	char reason[LINK_DATA_MAX], pb[32], ip[64];
+	const struct linkinfo *li = link_of(c, conn);
+	int tls = li != NULL && li->tls;
+	const char *addr = conn_ip(c, conn, ip, sizeof(ip));
+	/* Release 2 links answer with the five reasons of evcharging(7)
+	 * SECURITY; Release-1 plaintext ones keep their readable reasons. */
+#define DENY_BAD(why)                                                     \
+	do {                                                              \
+		if (tls)                                                  \
+			deny_auth(c, fx, now, conn, id, "BAD_REQUEST", why); \
+		else                                                      \
+			deny_register(c, fx, now, conn, why, NULL);       \
+		return;                                                   \
+	} while (0)
+	const char *id = nf > 1 ? f[1] : "";
+	if (addr_blocked(c, addr)) {
+		deny_register(c, fx, now, conn, "RATE_LIMITED", NULL);
 		return;
 	}
-	const char *id = f[1], *loc = f[2];
+	if (nf < 3)
+		DENY_BAD("REGISTER needs cp_id and location (and optionally price)");
+	const char *loc = f[2];
 	if (!msg_valid_cp_id(id)) {
 		textf(reason, 128, "invalid cp_id '%s': must match ^[A-Za-z0-9_-]{1,32}$", id);
-		deny_register(fx, now, conn, reason);
-		return;
+		DENY_BAD(reason);
 	}
 	const char *bad_loc = msg_check_location(loc);
-	if (bad_loc) {
-		deny_register(fx, now, conn, bad_loc);
-		return;
-	}
+	if (bad_loc)
+		DENY_BAD(bad_loc);
 	double price = 0;
 	int have_price = nf >= 4 && f[3][0];
 	if (have_price) {
@@ -768,42 +1077,103 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 		int r = money_parse_price(f[3], &price, &rounded);
 		if (r == -1) {
 			textf(reason, 128, "invalid price '%s': use digits with '.' as decimal point, e.g. 0.25", f[3]);
-			deny_register(fx, now, conn, reason);
-			return;
+			DENY_BAD(reason);
 		}
-		if (r == -2) {
-			deny_register(fx, now, conn, "price must be at least 0.0001 and at most 100 EUR/kWh");
-			return;
-		}
+		if (r == -2)
+			DENY_BAD("price must be at least 0.0001 and at most 100 EUR/kWh");
 		if (rounded)
 			fx_log(fx, now, LOG_INFO, id, "CP %s price %s rounded to %s EUR/kWh (4 decimals)", id, f[3],
 			       money_price(pb, sizeof(pb), price));
 	}
+#undef DENY_BAD
 	if (mine && strcmp(mine->id, id) != 0) {
 		reply_error(c, fx, now, conn, mine, "this link is already registered as CP %s", mine->id);
 		return;
 	}
+	const char *secret = nf >= 5 ? f[4] : "";
 	struct core_cp *cp = cp_find(c, id);
-	if (cp && cp->link_up && cp->conn != conn) {
-		deny_register(fx, now, conn, "ALREADY_CONNECTED");
-		return;
-	}
-	int first = !cp;
-	if (first)
-		cp = cp_insert(c, id, now);
-	text_copy(cp->location, sizeof(cp->location), loc);
-	if (have_price) {
-		cp->price = price;
-	} else if (first) {
-		cp->price = DEFAULT_PRICE;
-		fx_log(fx, now, LOG_WARN, id, "CP %s registered without a price: using the default %s EUR/kWh", id,
-		       money_price(pb, sizeof(pb), cp->price));
+	int first;
+	if (tls) {
+		/* The credential of evcharging(7) SECURITY: the CP's secret,
+		 * checked against the registry's hash in constant time. */
+		if (!secret[0]) {
+			deny_auth(c, fx, now, conn, id, "BAD_REQUEST", "REGISTER over TLS carries the CP's secret");
+			return;
+		}
+		if (!cp || !cp->secret_hash[0] || cp->deleted) {
+			deny_auth(c, fx, now, conn, id, "NOT_REGISTERED", "not registered at the registry");
+			return;
+		}
+		if (!crypto_secret_matches(secret, cp->secret_hash)) {
+			deny_auth(c, fx, now, conn, id, "BAD_CREDENTIALS", "wrong secret");
+			return;
+		}
+		if (cp->link_up && cp->conn != conn) {
+			/* A monitor back after a half-open link must never be
+			 * locked out by its own ghost. */
+			uint64_t old = cp->conn;
+			struct core_fx *x = core_fx_push(fx, CORE_FX_CLOSE, now);
+			x->u.link.conn = old;
+			xstrlcpy(x->u.link.text, "replaced by a new authenticated link", sizeof(x->u.link.text));
+			end_link(c, old, "replaced by a new authenticated link", now, fx);
+		}
+		int issue = !cp->key[0];
+		if (issue) {
+			char key[45];
+			if (!c->cfg.new_key || c->cfg.new_key(c->cfg.new_key_arg, key) != 0) {
+				deny_register(c, fx, now, conn, "BAD_REQUEST", "no key can be issued");
+				return;
+			}
+			xstrlcpy(cp->key, key, sizeof(cp->key));
+			crypto_wipe(key, sizeof(key));
+		}
+		first = !cp->key_ever;
+		cp->key_ever = 1;
+		int was_revoked = cp->revoked;
+		cp->revoked = 0;
+		core_fx_audit(fx, now, "central", addr, "CP_AUTH_OK", id, "REGISTER over TLS%s",
+			      was_revoked ? " (after its keys were revoked)" : "");
+		if (issue)
+			core_fx_audit(fx, now, "central", addr, "CP_KEY_ISSUED", id, "a new key for the CP's telemetry");
+		fx_key(fx, now, cp, 0, issue || was_revoked);
+		place_from_register(cp, 0, loc, have_price, price, now, fx);
 	} else {
-		fx_log(fx, now, LOG_INFO, id, "CP %s registered without a price: keeping %s EUR/kWh", id,
-		       money_price(pb, sizeof(pb), cp->price));
+		if (!c->cfg.plain_links) {
+			deny_register(c, fx, now, conn, "BAD_REQUEST", "plaintext links are refused");
+			return;
+		}
+		if (crypto_valid_secret(secret)) {
+			/* A secret in clear is a secret lost: never take it. (Other
+			 * trailing fields are a Release-1 peer's optional ones.) */
+			core_fx_audit(fx, now, "central", addr, "PLAIN_LINK_REFUSED", id,
+				      "REGISTER with a credential over a plaintext link");
+			deny_register(c, fx, now, conn, "BAD_REQUEST", "credentials are only accepted over TLS");
+			return;
+		}
+		if (cp && (cp->secret_hash[0] || cp->deleted)) {
+			core_fx_audit(fx, now, "central", addr, "PLAIN_LINK_REFUSED", id,
+				      "CP %s has credentials: it must connect over TLS", id);
+			deny_register(c, fx, now, conn, "BAD_CREDENTIALS", "the CP must connect over TLS");
+			addr_fail(c, addr, now, fx);
+			return;
+		}
+		if (cp && cp->link_up && cp->conn != conn) {
+			deny_register(c, fx, now, conn, "ALREADY_CONNECTED", NULL);
+			return;
+		}
+		first = !cp;
+		if (first)
+			cp = cp_insert(c, id, now);
+		place_from_register(cp, first, loc, have_price, price, now, fx);
+		if (!cp->link_up)
+			core_fx_audit(fx, now, "central", addr, "PLAIN_LINK_ACCEPTED", id, "Release-1 plaintext link");
+		fx_key(fx, now, cp, 1, 0);
 	}
+	int was_up = cp->link_up && cp->conn == conn;
 	cp->link_up = 1;
 	cp->conn = conn;
+	cp->tls = tls;
+	xstrlcpy(cp->peer, li ? li->peer : "", sizeof(cp->peer));
 	cp->last_seen = now;
 	if (cp->grace_until && cp->session) {
 		fx_log(fx, now, LOG_INFO, id, "CP %s back within the grace: session %s goes on", id, cp->session->id);
@@ -811,11 +1181,19 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 	}
 	clear_grace(c, cp);
 	hmap_uput(&c->by_conn, conn, cp);
+	if (!was_up) {
+		struct core_fx *r = core_fx_push(fx, CORE_FX_REGISTERED, now);
+		r->u.link.conn = conn;
+		r->u.link.text[0] = '\0';
+	}
 	fx_send(fx, now, conn, id, "REGISTER_RESULT#%s", first ? "FIRST" : "RECONNECT");
-	fx_event(fx, now, id, "REGISTER", "%s at %s, %s EUR/kWh", first ? "FIRST" : "RECONNECT", cp->location,
-		 money_price(pb, sizeof(pb), cp->price));
-	fx_log(fx, now, LOG_INFO, id, "CP %s registered (%s) on link %llu: %s, %s EUR/kWh", id,
-	       first ? "first time" : "reconnect", (unsigned long long)conn, cp->location, pb);
+	if (tls)
+		fx_send(fx, now, conn, id, "KEY#%s#%s", id, cp->key);
+	fx_event(fx, now, id, "REGISTER", "%s at %s, %s EUR/kWh (%s)", first ? "FIRST" : "RECONNECT", cp->location,
+		 money_price(pb, sizeof(pb), cp->price), tls ? "tls" : "plain");
+	fx_log(fx, now, LOG_INFO, id, "CP %s registered (%s) on link %llu: %s, %s EUR/kWh%s", id,
+	       first ? "first time" : "reconnect", (unsigned long long)conn, cp->location, pb,
+	       tls ? "" : " (Release-1 plaintext link)");
 	update_state(c, cp, now, 1, first ? "registered" : "reconnected", fx);
 	/* The operator's stop outlives the link: the CP may have restarted and
 	 * forgotten it, so it is sent again until REANUDAR. */
@@ -866,6 +1244,7 @@ static void on_fault(struct core *c, struct core_cp *cp, const char *reason, dou
 	}
 	cp->fault = 1;
 	fx_event(fx, now, cp->id, "FAULT", "%s", reason);
+	core_fx_audit(fx, now, "central", NULL, "CP_FAULT", cp->id, "the CP's monitor reports: %s", reason);
 	if (cp->session) {
 		char why[MSG_TEXT_MAX + 1];
 		textf(why, sizeof(why), "CP %s fault: %s", cp->id, reason);
@@ -890,6 +1269,7 @@ static void on_recover(struct core *c, struct core_cp *cp, double now, struct co
 	}
 	cp->fault = 0;
 	fx_event(fx, now, cp->id, "RECOVER", "fault cleared");
+	core_fx_audit(fx, now, "central", NULL, "CP_RECOVER", cp->id, "the CP's monitor reports the fault cleared");
 	if (cp->stopped)
 		fx_log(fx, now, LOG_INFO, cp->id, "CP %s recovered but stays FUERA_DE_SERVICIO: stopped by the operator",
 		       cp->id);
@@ -910,6 +1290,8 @@ static void on_ack_authorize(struct core *c, struct core_cp *cp, double now, str
 	textf(m->message, sizeof(m->message), "CP %s authorised you: plug in your vehicle (%s EUR/kWh)", s->cp_id,
 	      money_price((char[32]){ 0 }, 32, s->price));
 	fx_request(fx, now, s->driver_id, s->cp_id, s->request_id, s->requested_at, s->id, "AUTH_OK");
+	audit_driver(fx, now, s->driver_id, "DRIVER_AUTH_OK", s->cp_id, "session %s at %s EUR/kWh", s->id,
+		     money_price((char[32]){ 0 }, 32, s->price));
 	fx_store_session(fx, now, s);
 	fx_screen(fx, now, cp->id);
 	fx_log(fx, now, LOG_INFO, cp->id, "CP %s accepted session %s for driver %s", cp->id, s->id, s->driver_id);
@@ -929,6 +1311,7 @@ static void on_nack_authorize(struct core *c, struct core_cp *cp, const char *re
 	struct msg *m = fx_notify(fx, now, MSG_AUTH_DENIED, s->driver_id, s->cp_id, s->id, s->request_id);
 	text_copy(m->reason, sizeof(m->reason), why);
 	fx_request(fx, now, s->driver_id, s->cp_id, s->request_id, s->requested_at, s->id, "AUTH_DENIED: %s", why);
+	audit_driver(fx, now, s->driver_id, "DRIVER_AUTH_DENIED", s->cp_id, "%s", why);
 	end_session(c, sess_of(s), CORE_OUT_SESSION_CANCELLED, why, 0, now, fx);
 	update_state(c, cp, now, 0, "authorisation refused", fx);
 }
@@ -991,6 +1374,23 @@ void core_on_frame(struct core *c, uint64_t conn, const char *data, double now, 
 		on_register(c, conn, cp, f, nf, now, fx);
 		return;
 	}
+	if (!cp && (strcmp(op, "CHECK_DRIVER") == 0 || strcmp(op, "CHECK_SESSION") == 0) && nf >= 2 &&
+	    c->cfg.plain_links && !(link_of(c, conn) && link_of(c, conn)->tls)) {
+		/* A Release-1 program's short query on a connection of its own:
+		 * one answer (the driver on that CP, or NO_DRIVER / NO_SESSION),
+		 * then EOT and close, as those programs expect. */
+		const struct core_cp *q = msg_valid_cp_id(f[1]) ? cp_find(c, f[1]) : NULL;
+		if (q && q->session) {
+			fx_send(fx, now, conn, q->id, "%s", q->session->driver_id);
+			fx->v[fx->n - 1].u.link.raw = 1;
+		} else {
+			fx_send(fx, now, conn, NULL, "%s", op[6] == 'D' ? "NO_DRIVER" : "NO_SESSION");
+		}
+		struct core_fx *x = core_fx_push(fx, CORE_FX_CLOSE, now);
+		x->u.link.conn = conn;
+		xstrlcpy(x->u.link.text, "Release-1 query answered", sizeof(x->u.link.text));
+		return;
+	}
 	if (!cp) {
 		/* Anything but REGISTER before REGISTER: refused, counted, and
 		 * reported in one line a while (a stranger cannot fill the log).
@@ -1005,6 +1405,12 @@ void core_on_frame(struct core *c, uint64_t conn, const char *data, double now, 
 		if (warn_ok(c, cp, now, fx))
 			fx_log(fx, now, LOG_WARN, cp->id, "link %llu CP %s reports ERROR: %s", (unsigned long long)conn,
 			       cp->id, nf > 1 ? f[1] : "(no reason)");
+		return;
+	}
+	if (cp->revoked && strcmp(op, "HEARTBEAT") != 0) {
+		/* A revoked link is kept open for HEARTBEAT and a new REGISTER
+		 * only (evcharging(7) SECURITY). */
+		reply_error(c, fx, now, conn, cp, "keys revoked: REGISTER again to go on");
 		return;
 	}
 	if (strcmp(op, "HEARTBEAT") == 0) {
@@ -1055,6 +1461,17 @@ void core_on_frame(struct core *c, uint64_t conn, const char *data, double now, 
 
 void core_on_link_down(struct core *c, uint64_t conn, const char *reason, double now, struct core_fxlist *fx)
 {
+	struct linkinfo *li = link_of(c, conn);
+	if (li != NULL) {
+		hmap_udel(&c->links, conn);
+		free(li);
+	}
+	end_link(c, conn, reason, now, fx);
+}
+
+/* The CP registered on conn (if any) has lost that link. */
+static void end_link(struct core *c, uint64_t conn, const char *reason, double now, struct core_fxlist *fx)
+{
 	struct core_cp *cp = hmap_uget(&c->by_conn, conn);
 	if (!reason || !reason[0])
 		reason = "closed";
@@ -1066,6 +1483,8 @@ void core_on_link_down(struct core *c, uint64_t conn, const char *reason, double
 	hmap_udel(&c->by_conn, conn);
 	cp->link_up = 0;
 	cp->conn = 0;
+	cp->tls = 0;
+	cp->peer[0] = '\0';
 	/* A command the CP may or may not have carried out: the latest one the
 	 * operator gave is sent again when the CP registers. */
 	if (cp->stop_pending && !cp->stopped)
@@ -1111,6 +1530,7 @@ deny_request(struct core_fxlist *fx, double now, const struct msg *m, const char
 	text_copy(n->reason, sizeof(n->reason), why);
 	fx_request(fx, now, m->user_id, m->cp_id, m->has_request_id ? m->request_id : NULL, m->timestamp, NULL,
 		   "AUTH_DENIED: %s", why);
+	audit_driver(fx, now, m->user_id, "DRIVER_AUTH_DENIED", msg_valid_cp_id(m->cp_id) ? m->cp_id : NULL, "%s", why);
 	fx_log(fx, now, LOG_INFO, msg_valid_cp_id(m->cp_id) ? m->cp_id : NULL,
 	       "request from driver %s for CP %s denied: %s", m->user_id, m->cp_id, why);
 }
@@ -1233,11 +1653,20 @@ static void on_quit(struct core *c, const struct msg *m, double now, struct core
 static void on_telemetry(struct core *c, const struct msg *m, double now, struct core_fxlist *fx)
 {
 	const char *tn = msg_type_name(m->type);
+	struct sess *s;
 	if (!m->session_id[0]) {
-		fx_log(fx, now, LOG_DEBUG, NULL, "%s from CP %s without a session: ignored", tn, m->cp_id);
-		return;
+		/* A Release-1 engine names no session and no seq: its CP's open
+		 * session is the one (plaintext CPs only; a CP of ours always
+		 * names its session). */
+		struct core_cp *rcp = msg_valid_cp_id(m->cp_id) ? cp_find(c, m->cp_id) : NULL;
+		if (!rcp || rcp->tls || rcp->key_ever || !rcp->session) {
+			fx_log(fx, now, LOG_DEBUG, NULL, "%s from CP %s without a session: ignored", tn, m->cp_id);
+			return;
+		}
+		s = sess_of(rcp->session);
+	} else {
+		s = hmap_sget(&c->sessions, m->session_id);
 	}
-	struct sess *s = hmap_sget(&c->sessions, m->session_id);
 	if (!s) {
 		fx_log(fx, now, LOG_DEBUG, NULL, "%s for unknown or ended session %s: ignored", tn, m->session_id);
 		return;
@@ -1298,6 +1727,7 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 				textf(n->message, sizeof(n->message), "CP %s authorised you", p->cp_id);
 				fx_request(fx, now, p->driver_id, p->cp_id, p->request_id, p->requested_at, p->id,
 					   "AUTH_OK");
+				audit_driver(fx, now, p->driver_id, "DRIVER_AUTH_OK", p->cp_id, "session %s", p->id);
 			}
 			fx_log(fx, now, LOG_INFO, p->cp_id, "session %s on CP %s: supply started for driver %s", p->id,
 			       p->cp_id, p->driver_id);
@@ -1465,13 +1895,83 @@ static void command_send(struct core_cp *cp, int stop, double now, struct core_f
 	fx_event(fx, now, cp->id, "COMMAND", "%s sent by the operator", name);
 }
 
+static const char *audit_action(enum core_cmd cmd)
+{
+	switch (cmd) {
+	case CORE_CMD_STOP: return "OPERATOR_STOP";
+	case CORE_CMD_RESUME: return "OPERATOR_RESUME";
+	case CORE_CMD_STOP_ALL: return "OPERATOR_STOP_ALL";
+	case CORE_CMD_RESUME_ALL: return "OPERATOR_RESUME_ALL";
+	case CORE_CMD_REVOKE: return "CP_KEY_REVOKED";
+	}
+	return "OPERATOR_COMMAND";
+}
+
+/* Revocation (evcharging(7) SECURITY): the key goes, the CP is told and
+ * kept out of service until it authenticates again; a supply in progress
+ * ends, and the engine is told to end it (what it meters afterwards under
+ * the old key would be refused). */
+static int revoke(struct core *c, struct core_cp *cp, const char *actor, const char *source_ip, double now,
+		  struct core_fxlist *fx, char err[CORE_ERR_LEN])
+{
+	if (cp->revoked) {
+		set_err(err, "REVOKE %s failed: its keys are already revoked", cp->id);
+		return -1;
+	}
+	if (!cp->key[0] && !cp->key_ever) {
+		set_err(err, "REVOKE %s failed: the CP has no key (%s)", cp->id,
+			cp->link_up && !cp->tls ? "a Release-1 plaintext link" : "never authenticated");
+		return -1;
+	}
+	crypto_wipe(cp->key, sizeof(cp->key));
+	cp->key[0] = '\0';
+	cp->revoked = 1;
+	fx_key(fx, now, cp, 0, 1);
+	core_fx_audit(fx, now, actor, source_ip, "CP_KEY_REVOKED", cp->id, "keys revoked; the CP must authenticate again");
+	fx_event(fx, now, cp->id, "COMMAND", "keys revoked by %s", actor);
+	if (cp->link_up)
+		fx_send(fx, now, cp->conn, cp->id, "REVOKED#%s", cp->id);
+	if (cp->session) {
+		char sid[MSG_ID_MAX + 1];
+		xstrlcpy(sid, cp->session->id, sizeof(sid));
+		int charging = cp->session->charging;
+		end_session_abnormal(c, sess_of(cp->session), "keys revoked", now, fx);
+		if (charging && cp->link_up)
+			fx_send(fx, now, cp->conn, cp->id, "FIN_SUMINISTRO#%s", sid);
+	}
+	fx_log(fx, now, LOG_WARN, cp->id, "CP %s: keys revoked by %s", cp->id, actor);
+	update_state(c, cp, now, 1, "keys revoked", fx);
+	return 0;
+}
+
 int core_command(struct core *c, enum core_cmd cmd, const char *cp_id, double now, struct core_fxlist *fx,
 		 char err[CORE_ERR_LEN])
+{
+	return core_command_as(c, cmd, cp_id, "operator", NULL, now, fx, err);
+}
+
+int core_command_as(struct core *c, enum core_cmd cmd, const char *cp_id, const char *actor, const char *source_ip,
+		    double now, struct core_fxlist *fx, char err[CORE_ERR_LEN])
 {
 	int stop = cmd == CORE_CMD_STOP || cmd == CORE_CMD_STOP_ALL;
 	const char *name = stop ? "PARAR" : "REANUDAR";
 	if (err)
 		err[0] = '\0';
+	if (!actor || !actor[0])
+		actor = "operator";
+	if (cmd == CORE_CMD_REVOKE) {
+		struct core_cp *cp = cp_id && msg_valid_cp_id(cp_id) ? cp_find(c, cp_id) : NULL;
+		if (!cp) {
+			set_err(err, "REVOKE %s failed: unknown CP", cp_id ? cp_id : "");
+			fx_log(fx, now, LOG_WARN, NULL, "%s", err ? err : "revoke of an unknown CP");
+			return -1;
+		}
+		if (revoke(c, cp, actor, source_ip, now, fx, err) == -1) {
+			fx_log(fx, now, LOG_WARN, cp->id, "%s", err ? err : "revoke refused");
+			return -1;
+		}
+		return 0;
+	}
 	if (cmd == CORE_CMD_STOP || cmd == CORE_CMD_RESUME) {
 		struct core_cp *cp = cp_id && msg_valid_cp_id(cp_id) ? cp_find(c, cp_id) : NULL;
 		if (!cp) {
@@ -1488,6 +1988,7 @@ int core_command(struct core *c, enum core_cmd cmd, const char *cp_id, double no
 			return -1;
 		}
 		command_send(cp, stop, now, fx);
+		core_fx_audit(fx, now, actor, source_ip, audit_action(cmd), cp->id, "%s sent", name);
 		fx_log(fx, now, LOG_INFO, cp->id, "%s sent to CP %s: waiting for its acknowledgement", name, cp->id);
 		return 0;
 	}
@@ -1519,6 +2020,8 @@ int core_command(struct core *c, enum core_cmd cmd, const char *cp_id, double no
 	if (down > 8)
 		snprintf(more, sizeof(more), " and %zu more", down - 8);
 	enum log_level lvl = down ? LOG_WARN : LOG_INFO;
+	core_fx_audit(fx, now, actor, source_ip, audit_action(cmd), NULL, "%s to all: sent to %zu CP(s), %zu not reachable",
+		      name, sent, down);
 	fx_log(fx, now, lvl, NULL, "%s to all: sent to %zu CP(s), %zu already %s, %zu not reachable (link down)%s%s%s",
 	       name, sent, skipped, stop ? "stopped or stopping" : "running or resuming", down, down ? ": " : "",
 	       downlist, more);
@@ -1597,7 +2100,7 @@ int core_parse_command(const char *line, int *cmd, char cp_id[MSG_CP_ID_MAX + 1]
 		tok[n++] = t;
 	}
 	if (n == 0) {
-		set_err(err, "empty command: use P <cp>, R <cp>, PT, RT or Q");
+		set_err(err, "empty command: use P <cp>, R <cp>, PT, RT, REVOKE <cp> or Q");
 		return -1;
 	}
 	static const struct {
@@ -1608,6 +2111,7 @@ int core_parse_command(const char *line, int *cmd, char cp_id[MSG_CP_ID_MAX + 1]
 		{ "R", "REANUDAR", CORE_CMD_RESUME, 1 },
 		{ "PT", "PARAR_TODOS", CORE_CMD_STOP_ALL, 0 },
 		{ "RT", "REANUDAR_TODOS", CORE_CMD_RESUME_ALL, 0 },
+		{ "REVOKE", "RESTAURAR_CLAVES", CORE_CMD_REVOKE, 1 },
 		{ "Q", "QUIT", -1, 0 },
 	};
 	for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++) {
@@ -1636,6 +2140,6 @@ int core_parse_command(const char *line, int *cmd, char cp_id[MSG_CP_ID_MAX + 1]
 			*cmd = tab[i].cmd;
 		return 0;
 	}
-	set_err(err, "unknown command '%.40s': use P <cp>, R <cp>, PT, RT or Q", tok[0]);
+	set_err(err, "unknown command '%.40s': use P <cp>, R <cp>, PT, RT, REVOKE <cp> or Q", tok[0]);
 	return -1;
 }

@@ -66,23 +66,9 @@ int turn_exec(void *arg, const char *line, char msg[EVC_ERR_LEN])
 	return 0;
 }
 
-/* "127.0.0.1" of "127.0.0.1:50312", "::1" of "[::1]:50312". */
-static const char *peer_ip(const char *peer, char *out, size_t n)
-{
-	const char *colon = strrchr(peer, ':');
-	size_t len = colon != NULL ? (size_t)(colon - peer) : strlen(peer);
-	if (len >= 2 && peer[0] == '[' && peer[len - 1] == ']') {
-		peer++;
-		len -= 2;
-	}
-	snprintf(out, n, "%.*s", (int)len, peer);
-	return out;
-}
-
 static void take_link_events(struct central *c)
 {
 	size_t n = cplink_drain(c->link, c->cev, TURN_BATCH_LINK);
-	char ip[64];
 	for (size_t i = 0; i < n; i++) {
 		const struct cplink_event *e = &c->cev[i];
 		double now = clock_wall();
@@ -93,8 +79,7 @@ static void take_link_events(struct central *c)
 			break;
 		case CPL_REFUSED:
 			turn_note(c, LOG_WARN, "LINK", "refused peer=%s reason=%s", e->peer, e->reason);
-			core_fx_audit(&c->fx, now, "central", peer_ip(e->peer, ip, sizeof ip), "PLAIN_LINK_REFUSED", NULL,
-				      "%s", e->reason);
+			core_on_link_refused(c->core, e->peer, e->reason, now, &c->fx); /* audited, rate-limited */
 			break;
 		case CPL_FRAME:
 			core_on_frame(c->core, e->conn, e->data, now, &c->fx);

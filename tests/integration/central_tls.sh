@@ -12,10 +12,10 @@ FAKE_MON=$EVC_BUILDDIR/tests/tools/fake_monitor
 for p in "$EV_CENTRAL" "$EV_CP_M" "$FAKE_MON"; do
 	[ -x "$p" ] || tap_skip_all "$p not built"
 done
-for t in openssl ss; do
+for t in openssl ss sqlite3; do
 	command -v "$t" >/dev/null || tap_skip_all "$t needed"
 done
-tap_plan 31
+tap_plan 32
 
 # Central serves its links whether or not a broker answers.
 K=${EVC_KAFKA:-127.0.0.1:$(free_port)}
@@ -110,6 +110,10 @@ check "a Release-1 plaintext link gets NACK" wait_grep 5 "$F1" '^GOT NACK$'
 check "... then the close" wait_grep 5 "$F1" '^CLOSED$'
 check "Central reports the refusal" \
 	wait_grep 5 "$C1" ' LINK refused peer=127\.0\.0\.1:[0-9]+ reason=plaintext link refused$'
+refusals() { sqlite3 -cmd '.timeout 3000' "$T_DIR/central.db" \
+	"select count(*) from audit_log where action='PLAIN_LINK_REFUSED' and source_ip='127.0.0.1'"; }
+audited() { [ "$(refusals)" -ge 1 ]; }
+check "... and audits it (PLAIN_LINK_REFUSED from 127.0.0.1)" wait_for 5 audited
 
 # A monitor that does not trust Central's CA keeps retrying, saying so once.
 start m2 "$EV_CP_M" "$ENG" "127.0.0.1:$PORT" MAD-02 --headless --ca "$T_DIR/other-ca.pem"
