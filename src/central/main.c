@@ -23,6 +23,7 @@
 
 #include "evc/bus.h"
 #include "evc/clock.h"
+#include "evc/fernet.h"
 #include "evc/hmap.h"
 #include "evc/log.h"
 #include "evc/money.h"
@@ -35,6 +36,7 @@
 #include "src/central/frontend.h"
 #include "src/central/kafka_in.h"
 #include "src/central/kafka_out.h"
+#include "src/central/keytab.h"
 #include "src/central/panel_fe.h"
 #include "src/central/turn.h"
 #include "src/central/store.h"
@@ -394,6 +396,23 @@ static void load_driver(void *arg, const char *id)
 	core_add_driver(arg, id);
 }
 
+static void load_reg(void *arg, const struct core_reg *r)
+{
+	core_load_reg(arg, r);
+}
+
+/* A CP's new Fernet key (evcharging(7) SECURITY): 32 bytes from getrandom. */
+static int new_key(void *arg, char out[45])
+{
+	(void)arg;
+	char err[EVC_ERR_LEN];
+	if (fernet_key_new(out, err) == -1) {
+		log_error("cannot make a key: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
 static void load_request(void *arg, const char *user_id, const char *request_id, double seen_at)
 {
 	core_load_request(arg, user_id, request_id, seen_at, clock_wall());
@@ -450,11 +469,24 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 	cfg.link_grace = o->link_grace;
 	cfg.driver_known = store_driver_known;
 	cfg.driver_known_arg = c->store;
+	cfg.new_key = new_key;
 	c->core = core_new(&cfg);
 	core_set_mono(c->core, clock_mono());
 	int ncps = store_foreach_cp(c->store, load_cp, c->core, err);
 	if (ncps < 0 || store_foreach_driver(c->store, load_driver, c->core, err) < 0)
 		return -1;
+	/* The registry's side of every CP (credentials, keys, revocations),
+	 * then the keys into the table the consumer thread reads. */
+	c->reg_data_version = store_data_version(c->store);
+	c->reg_rev = store_foreach_reg(c->store, -1, load_reg, c->core, err);
+	if (c->reg_rev < 0)
+		return -1;
+	c->keys = keytab_new();
+	for (size_t i = 0; i < core_cp_count(c->core); i++) {
+		const struct core_cp *cp = core_cp_at(c->core, i);
+		if (cp->key[0])
+			keytab_set_key(c->keys, cp->id, cp->key);
+	}
 	double now = clock_wall();
 	if (store_foreach_request(c->store, now - 2 * o->request_max_age, load_request, c->core, err) < 0)
 		return -1;
@@ -480,6 +512,7 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 	c->kin = kafka_in_new(o->kafka, prefix, kafka_out_state_cb, c->kout, err);
 	if (c->kin == NULL)
 		return -1;
+	kafka_in_set_keys(c->kin, c->keys);
 
 	/* The panel when a person is at a terminal; --headless, no
 	 * terminal, or a terminal curses cannot drive gives the line console. */
@@ -569,6 +602,11 @@ static void central_close(struct central *c, int failed, const char *err)
 	free(c->skip);
 	hmap_free(&c->seen_sessions);
 	hmap_free(&c->outbox_inflight);
+	void *v;
+	for (size_t i = 0; (v = hmap_next(&c->rejects, &i)) != NULL;)
+		free(v);
+	hmap_free(&c->rejects);
+	keytab_free(c->keys); /* after the consumer thread is gone */
 	free(c->delivered);
 	for (size_t i = 0; i < c->nobn; i++)
 		free(c->obn[i].payload);

@@ -25,6 +25,8 @@
 #define TURN_BATCH_KAFKA 256
 #define TURN_NFDS 5
 
+struct keytab;
+
 struct central {
 	int readonly;      /* --readonly: every operator command refused */
 	struct core *core;
@@ -56,6 +58,13 @@ struct central {
 	uint64_t *delivered;
 	size_t ndelivered, capdelivered;
 	double outbox_next_sweep;  /* monotonic */
+	struct keytab *keys;       /* the CPs' keys for the consumer thread */
+	int64_t reg_rev;           /* highest registry change loaded */
+	int reg_data_version;      /* PRAGMA data_version at the last load */
+	struct hmap rejects;       /* cp_id -> telemetry rejections, for the audit */
+	double mono_now;           /* this turn's monotonic clock */
+	double badmsg_window;      /* BAD_MSG lines: at most 10 a 10 s */
+	unsigned long badmsg_count, badmsg_dropped;
 	/* write_rows: which effects are the last row of their session */
 	unsigned char *skip;
 	size_t skip_cap;
@@ -81,6 +90,9 @@ void turn_note(struct central *c, enum log_level lvl, const char *tag, const cha
 	__attribute__((format(printf, 4, 5)));
 /* The frontends' exec: a command line, 0 sent, -1 refused (msg), 1 quit. */
 int turn_exec(void *arg, const char *line, char msg[EVC_ERR_LEN]);
+/* Load what the registry (or --add-cp) changed since the last load:
+ * cheap when nothing did (PRAGMA data_version). */
+void turn_registry_poll(struct central *c);
 /* Offer the outbox rows not on their way to the producer again (at start,
  * then every few seconds). */
 void turn_outbox_sweep(struct central *c, double mono);
