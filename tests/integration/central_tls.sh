@@ -1,50 +1,28 @@
 #!/usr/bin/env bash
 # EV_Central's CP link over TLS (evcharging(7) SECURITY) with real
-# certificates (scripts/pki, or the same layout from the openssl command line
-# where the script is not in the tree): Central refuses to start without
+# certificates from scripts/pki and CPs registered at the real EV_Registry
+# (the secured monitor REGISTERs with its secret): Central refuses to start without
 # certificate files or with a loose key, its port speaks TLS 1.2+ and
-# verifies against ca.pem, a real EV_CP_M with --tls/--ca registers over it,
+# verifies against ca.pem, a real EV_CP_M with --credential registers over it,
 # a wrong CA or a wrong address is refused and logged once while the monitor
 # keeps retrying, and a Release-1 plaintext link is refused with NACK unless
 # Central runs --plain-links, when both kinds share the port.
 . "${EVC_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/integration/lib.sh"
 FAKE_MON=$EVC_BUILDDIR/tests/tools/fake_monitor
-for p in "$EV_CENTRAL" "$EV_CP_M" "$FAKE_MON"; do
+EV_REGISTRY=$EVC_BUILDDIR/EV_Registry
+for p in "$EV_CENTRAL" "$EV_CP_M" "$EV_REGISTRY" "$FAKE_MON"; do
 	[ -x "$p" ] || tap_skip_all "$p not built"
 done
-for t in openssl ss sqlite3; do
+for t in openssl ss sqlite3 curl; do
 	command -v "$t" >/dev/null || tap_skip_all "$t needed"
 done
-tap_plan 32
+tap_plan 34
 
 # Central serves its links whether or not a broker answers.
 K=${EVC_KAFKA:-127.0.0.1:$(free_port)}
 
-# make_pki DIR: ca.pem, central.pem, central.key (key 0600) in DIR.
-make_pki() {
-	if [ -x "$EVC_SRCDIR/scripts/pki" ]; then
-		"$EVC_SRCDIR/scripts/pki" init "$1" >"$T_DIR/pki.out" 2>&1
-		return
-	fi
-	(
-		set -e
-		umask 077
-		mkdir -p "$1" && cd "$1"
-		key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1"; }
-		key ca.key
-		openssl req -x509 -new -key ca.key -subj "/CN=evcharging test CA" -days 30 \
-			-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign -out ca.pem
-		key central.key
-		openssl req -new -key central.key -subj /CN=localhost -out central.csr
-		printf '%s\n' basicConstraints=CA:FALSE extendedKeyUsage=serverAuth \
-			subjectAltName=DNS:localhost,IP:127.0.0.1 >ext.cnf
-		openssl x509 -req -in central.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
-			-extfile ext.cnf -out central.pem
-		chmod 644 ca.pem central.pem
-	) >"$T_DIR/pki.out" 2>&1
-}
 PKI=$T_DIR/pki
-make_pki "$PKI" || { cat "$T_DIR/pki.out" >&2; exit 1; }
+"$EVC_SRCDIR/scripts/pki" init "$PKI" >"$T_DIR/pki.out" 2>&1 || { cat "$T_DIR/pki.out" >&2; exit 1; }
 # A CA that signed nothing Central has.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T_DIR/other.key" \
 	-out "$T_DIR/other-ca.pem" -subj "/CN=some other CA" -days 1 >/dev/null 2>&1
@@ -52,6 +30,26 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T
 has_n() { [ "$(count_grep "$1" "$2")" -ge "$3" ]; }
 PORT=$(free_port)
 ENG=127.0.0.1:$(free_port) # no engine there: the monitor's Central link does not need one
+
+# Two CPs at the registry, on Central's database; their credential files.
+RPORT=$(free_port)
+start registry "$EV_REGISTRY" "$RPORT" "$T_DIR/central.db" --cert "$PKI/registry.pem" --key "$PKI/registry.key" \
+	--installer-token-file "$PKI/installer.token" --headless
+reg_up() { curl -s -o /dev/null --cacert "$PKI/ca.pem" "https://127.0.0.1:$RPORT/v1/cps/none"; }
+wait_for 15 reg_up || { echo "EV_Registry did not come up" >&2; exit 1; }
+# credential ID FILE: register ID, write its credential file (0600).
+credential() {
+	local secret
+	secret=$(curl -s --cacert "$PKI/ca.pem" -H "Authorization: Bearer $(cat "$PKI/installer.token")" \
+		-H 'Content-Type: application/json' -d "{\"id\":\"$1\",\"location\":\"Calle $1\",\"price\":0.30}" \
+		"https://127.0.0.1:$RPORT/v1/cps" | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+	[ ${#secret} -eq 43 ] || return 1
+	(umask 077; printf '{"id":"%s","secret":"%s"}\n' "$1" "$secret" >"$2")
+}
+mkdir -p "$T_DIR/cp/pki" && cp "$PKI/ca.pem" "$T_DIR/cp/pki/ca.pem"
+credential MAD-01 "$T_DIR/mad01.cred" && credential MAD-09 "$T_DIR/cp/MAD-09.cred" ||
+	{ echo "could not register the test CPs" >&2; exit 1; }
+stop registry
 
 # ---- refusals at start ----
 mkdir -p "$T_DIR/bare"
@@ -93,9 +91,9 @@ out=$(s_client -CAfile "$T_DIR/other-ca.pem" -verify_return_error -brief)
 check "a client trusting another CA fails to verify" says "$out" 'verify error'
 check "... and gets no connection" lacks "$out" '^CONNECTION ESTABLISHED'
 
-start m1 "$EV_CP_M" "$ENG" "127.0.0.1:$PORT" MAD-01 --headless --tls --ca "$PKI/ca.pem"
+start m1 "$EV_CP_M" "$ENG" "127.0.0.1:$PORT" MAD-01 --headless --credential "$T_DIR/mad01.cred" --ca "$PKI/ca.pem"
 M1=$(log_of m1)
-check "EV_CP_M --tls registers over TLS" wait_grep 15 "$M1" '^LINK central up \(FIRST\)$'
+check "EV_CP_M --credential --ca registers over TLS" wait_grep 15 "$M1" '^LINK central up \(FIRST\)$'
 check "Central: the link is up, kind=tls" grep -Eq ' LINK up conn=[0-9]+ peer=127\.0\.0\.1:[0-9]+ kind=tls$' "$C1"
 check "Central knows the CP" wait_grep 5 "$C1" ' STATE MAD-01 [A-Z_]+$'
 conn_of() { ss -Htnp state established "( dport = :$PORT )" 2>/dev/null | grep -q "pid=$1,"; }
@@ -127,8 +125,14 @@ start m3 "$EV_CP_M" "$ENG" "127.0.0.2:$PORT" MAD-03 --headless --tls --ca "$PKI/
 M3=$(log_of m3)
 check "wrong address: refused by the monitor, logged once" \
 	wait_grep 10 "$M3" "certificate verify failed: IP address mismatch for '127\.0\.0\.2'"
+# A credential alone: TLS, with pki/ca.pem beside the credential file.
+start m4 "$EV_CP_M" "$ENG" "127.0.0.1:$PORT" MAD-09 --headless --credential "$T_DIR/cp/MAD-09.cred"
+check "--credential alone: TLS against pki/ca.pem beside it" \
+	wait_grep 5 "$(log_of m4)" "central link: TLS, verifying '127\.0\.0\.1' against $T_DIR/cp/pki/ca\.pem"
+check "... and registers over it" wait_grep 15 "$(log_of m4)" '^LINK central up \(FIRST\)$'
 stop m2
 stop m3
+stop m4
 stop f1
 
 # ---- --plain-links: both kinds on the one port ----
