@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -44,7 +45,7 @@
 #define PROG "EV_Central"
 #define DEFAULT_DB "./evcharging.db"
 
-enum mode { MODE_SERVE, MODE_ADD_DRIVER, MODE_ADD_CP, MODE_IMPORT };
+enum mode { MODE_SERVE, MODE_ADD_DRIVER, MODE_ADD_CP, MODE_IMPORT, MODE_AUDIT };
 
 struct opts {
 	enum mode mode;
@@ -57,6 +58,8 @@ struct opts {
 	int max_conns;
 	const char *link_cert, *link_key; /* NULL: pki/central.{pem,key} beside the db */
 	int plain_links;                  /* serve Release-1 plaintext links too */
+	double since;           /* --audit --since */
+	const char *audit_cp;   /* --audit --cp */
 	const char *args[8]; /* tool arguments */
 	int nargs;
 };
@@ -68,6 +71,7 @@ static void usage(FILE *f)
 		"       " PROG " --add-driver ID [NAME...] [--db PATH]\n"
 		"       " PROG " --add-cp ID LOCATION PRICE [--db PATH]\n"
 		"       " PROG " --import FILE [--db PATH]\n"
+		"       " PROG " --audit [--since TS] [--cp ID] [--db PATH]\n"
 		"       " PROG " --help | --version\n"
 		"options:\n"
 		"  --headless                 line console on stdin/stdout instead of the panel\n"
@@ -112,6 +116,33 @@ static double parse_secs(const char *opt, const char *v, int allow_zero)
 	    d > 86400 * 365)
 		bad_arg("%s: invalid number of seconds '%s'", opt, v);
 	return d;
+}
+
+/* Epoch seconds, or a local date and time "2026-12-01T20:06[:02]". */
+static int parse_when(const char *v, double *out)
+{
+	char *end;
+	errno = 0;
+	double d = strtod(v, &end);
+	if (v[0] != '\0' && *end == '\0' && errno == 0 && isfinite(d) && d >= 0) {
+		*out = d;
+		return 0;
+	}
+	struct tm tm;
+	memset(&tm, 0, sizeof tm);
+	const char *r = strptime(v, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (r == NULL || *r != '\0') {
+		memset(&tm, 0, sizeof tm);
+		r = strptime(v, "%Y-%m-%dT%H:%M", &tm);
+	}
+	if (r == NULL || *r != '\0')
+		return -1;
+	tm.tm_isdst = -1;
+	time_t t = mktime(&tm);
+	if (t == (time_t)-1)
+		return -1;
+	*out = (double)t;
+	return 0;
 }
 
 static void parse_args(int argc, char **argv, struct opts *o)
@@ -215,6 +246,21 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		} else if (strcmp(name, "--db") == 0) {
 			TAKE_VAL();
 			o->db = val;
+		} else if (strcmp(name, "--audit") == 0) {
+			NO_VAL();
+			if (tool)
+				bad_arg("only one of --add-driver, --add-cp, --import, --audit at a time");
+			tool = 1;
+			o->mode = MODE_AUDIT;
+		} else if (strcmp(name, "--since") == 0) {
+			TAKE_VAL();
+			if (parse_when(val, &o->since) == -1)
+				bad_arg("--since: expected epoch seconds or YYYY-MM-DDTHH:MM[:SS] (local time), not '%s'", val);
+		} else if (strcmp(name, "--cp") == 0) {
+			TAKE_VAL();
+			if (!msg_valid_cp_id(val))
+				bad_arg("--cp: invalid CP id '%s'", val);
+			o->audit_cp = val;
 		} else if (strcmp(name, "--add-driver") == 0 || strcmp(name, "--add-cp") == 0 ||
 			   strcmp(name, "--import") == 0) {
 			NO_VAL();
@@ -247,6 +293,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			bad_arg("--add-cp needs exactly ID LOCATION PRICE (quote a LOCATION with spaces)");
 		if (o->mode == MODE_IMPORT && o->nargs != 1)
 			bad_arg("--import needs exactly one FILE");
+		if (o->mode == MODE_AUDIT && o->nargs != 0)
+			bad_arg("--audit takes no argument ('%s'): use --db, --since, --cp", o->args[0]);
 		return;
 	}
 	if (npos < 2)
@@ -272,9 +320,27 @@ static void parse_args(int argc, char **argv, struct opts *o)
 
 /* ---- registration tools ---- */
 
+static void print_audit(void *arg, const struct store_audit_row *r)
+{
+	(void)arg;
+	char ts[40];
+	clock_format(r->ts, ts, sizeof ts);
+	printf("%s %s actor=%s ip=%s cp=%s %s\n", ts, r->action, r->actor, r->source_ip[0] ? r->source_ip : "-",
+	       r->cp_id[0] ? r->cp_id : "-", r->detail);
+}
+
 static int run_tool(const struct opts *o)
 {
 	char err[STORE_ERR_LEN];
+	if (o->mode == MODE_AUDIT) {
+		/* Read-only: printing the log must never create or change a
+		 * database. */
+		if (store_audit_read(o->db, o->since, o->audit_cp, print_audit, NULL, err) < 0) {
+			fprintf(stderr, PROG ": %s\n", err);
+			return 1;
+		}
+		return 0;
+	}
 	struct store *s = store_open(o->db, err);
 	if (s == NULL) {
 		fprintf(stderr, PROG ": %s\n", err);
@@ -486,6 +552,7 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 		const struct core_cp *cp = core_cp_at(c->core, i);
 		if (cp->key[0])
 			keytab_set_key(c->keys, cp->id, cp->key);
+		keytab_set_plain(c->keys, cp->id, core_cp_release1(c->core, cp));
 	}
 	double now = clock_wall();
 	if (store_foreach_request(c->store, now - 2 * o->request_max_age, load_request, c->core, err) < 0)

@@ -495,6 +495,51 @@ int64_t store_foreach_reg(struct store *s, int64_t since,
 	return max;
 }
 
+int store_audit_read(const char *path, double since, const char *cp_id,
+		     void (*fn)(void *arg, const struct store_audit_row *r), void *arg, char err[STORE_ERR_LEN])
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int n = -1;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		snprintf(err, STORE_ERR_LEN, "%.150s: cannot open: %.80s", path, db ? sqlite3_errmsg(db) : "out of memory");
+		goto out;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	if (sqlite3_prepare_v2(db,
+			       "SELECT ts, actor, source_ip, action, cp_id, detail FROM audit_log"
+			       " WHERE ts >= ?1 AND (?2 IS NULL OR cp_id = ?2) ORDER BY id",
+			       -1, &st, NULL) != SQLITE_OK) {
+		snprintf(err, STORE_ERR_LEN, "%.150s: no audit log here: %.80s", path, sqlite3_errmsg(db));
+		goto out;
+	}
+	sqlite3_bind_double(st, 1, since);
+	if (cp_id != NULL)
+		sqlite3_bind_text(st, 2, cp_id, -1, SQLITE_STATIC);
+	int rc;
+	n = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_audit_row r;
+		memset(&r, 0, sizeof r);
+		r.ts = sqlite3_column_double(st, 0);
+		xstrlcpy(r.actor, col_text(st, 1), sizeof r.actor);
+		xstrlcpy(r.source_ip, col_text(st, 2), sizeof r.source_ip);
+		xstrlcpy(r.action, col_text(st, 3), sizeof r.action);
+		xstrlcpy(r.cp_id, col_text(st, 4), sizeof r.cp_id);
+		xstrlcpy(r.detail, col_text(st, 5), sizeof r.detail);
+		fn(arg, &r);
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		snprintf(err, STORE_ERR_LEN, "%.150s: reading the audit log: %.80s", path, sqlite3_errmsg(db));
+		n = -1;
+	}
+out:
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
 int store_foreach_request(struct store *s, double since,
 			  void (*fn)(void *arg, const char *user_id, const char *request_id, double seen_at), void *arg,
 			  char err[STORE_ERR_LEN])

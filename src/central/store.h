@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "evc/schema.h"
 #include "src/central/core.h"
 
 #define STORE_ERR_LEN 256
@@ -81,6 +82,18 @@ int store_outbox_scan(struct store *s, int64_t after, int max,
 
 /* 1 if driver_id is registered (core_config.driver_known), 0 otherwise. */
 int store_driver_known(void *store, const char *driver_id);
+
+/* ---- the audit log (evcharging(7) SECURITY), for --audit ---- */
+struct store_audit_row {
+	double ts;
+	char actor[80], source_ip[64], action[32], cp_id[MSG_CP_ID_MAX + 1];
+	char detail[SCHEMA_AUDIT_DETAIL_MAX + 1];
+};
+/* Open the database at path read-only and call fn for every audit row at
+ * or after since (cp_id NULL: all CPs), oldest first. How many, or -1 with
+ * err (no such database, not one of ours). */
+int store_audit_read(const char *path, double since, const char *cp_id,
+		     void (*fn)(void *arg, const struct store_audit_row *r), void *arg, char err[STORE_ERR_LEN]);
 
 /* ---- registration tools (--add-driver, --add-cp, --import) ---- */
 /* Insert or update. *created set to 1 if the row is new. Inputs are
