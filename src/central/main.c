@@ -29,6 +29,7 @@
 #include "evc/log.h"
 #include "evc/money.h"
 #include "evc/net.h"
+#include "evc/tls.h"
 #include "evc/xalloc.h"
 #include "src/central/console.h"
 #include "src/central/core.h"
@@ -55,6 +56,8 @@ struct opts {
 	const char *prefix;
 	double heartbeat_timeout, request_max_age, reservation_timeout, supply_timeout, link_grace;
 	int max_conns;
+	const char *link_cert, *link_key; /* NULL: pki/central.{pem,key} beside the db */
+	int plain_links;                  /* serve Release-1 plaintext links too */
 	double since;           /* --audit --since */
 	const char *audit_cp;   /* --audit --cp */
 	const char *args[8]; /* tool arguments */
@@ -80,6 +83,10 @@ static void usage(FILE *f)
 		"  --supply-timeout S         end a supply with no telemetry for S s (default 10)\n"
 		"  --link-grace S             keep a session open S s after its CP's link is lost (default 10)\n"
 		"  --max-conns N              most CP link connections (default 10000)\n"
+		"  --link-cert F, --link-key F  TLS certificate and key of the CP link port\n"
+		"                             (default pki/central.pem, pki/central.key beside the db)\n"
+		"  --plain-links              also serve Release-1 plaintext CP links (without\n"
+		"                             certificate files: plaintext links only)\n"
 		"  --readonly                 refuse operator commands\n"
 		"  --no-color                 panel without colours (also NO_COLOR)\n"
 		"  --db PATH                  database (default " DEFAULT_DB "; or the third argument)\n"
@@ -227,6 +234,15 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			if (val[0] == '\0' || *end != '\0' || errno != 0 || n < 1 || n > 1000000)
 				bad_arg("--max-conns: invalid count '%s' (1..1000000)", val);
 			o->max_conns = (int)n;
+		} else if (strcmp(name, "--link-cert") == 0) {
+			TAKE_VAL();
+			o->link_cert = val;
+		} else if (strcmp(name, "--link-key") == 0) {
+			TAKE_VAL();
+			o->link_key = val;
+		} else if (strcmp(name, "--plain-links") == 0) {
+			NO_VAL();
+			o->plain_links = 1;
 		} else if (strcmp(name, "--db") == 0) {
 			TAKE_VAL();
 			o->db = val;
@@ -377,6 +393,46 @@ static int run_tool(const struct opts *o)
 	return 0;
 }
 
+/* ---- the server ---- */
+
+/* "pki/NAME" in the database's folder. Caller frees. */
+static char *beside_db(const char *db, const char *name)
+{
+	const char *slash = strrchr(db, '/');
+	if (slash == NULL)
+		return xasprintf("pki/%s", name);
+	return xasprintf("%.*s/pki/%s", (int)(slash - db), db, name);
+}
+
+/* The link port's TLS context (evcharging(7) SECURITY). NULL with err[0]
+ * == '\0' when there are no certificate files and --plain-links says
+ * plaintext alone is fine; NULL with err on a failure. Caller frees with
+ * SSL_CTX_free. */
+static SSL_CTX *link_tls(const struct opts *o, char err[256])
+{
+	char *cert = o->link_cert != NULL ? xstrdup(o->link_cert) : beside_db(o->db, "central.pem");
+	char *key = o->link_key != NULL ? xstrdup(o->link_key) : beside_db(o->db, "central.key");
+	SSL_CTX *ctx = NULL;
+	err[0] = '\0';
+	if (o->link_cert == NULL && o->link_key == NULL && access(cert, F_OK) == -1 && access(key, F_OK) == -1) {
+		if (!o->plain_links) {
+			char *dir = beside_db(o->db, "");
+			dir[strlen(dir) - 1] = '\0'; /* no trailing '/' */
+			snprintf(err, 256,
+				 "no CP link certificate (%.60s, %.60s): create them with 'scripts/pki init %.40s', "
+				 "give --link-cert/--link-key, or run with --plain-links",
+				 cert, key, dir);
+			free(dir);
+		}
+		goto out;
+	}
+	ctx = tls_server_ctx_new(cert, key, err);
+out:
+	free(cert);
+	free(key);
+	return ctx;
+}
+
 static int setup_signals(char err[256])
 {
 	sigset_t set;
@@ -462,6 +518,10 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 	c->sfd = setup_signals(err);
 	if (c->sfd == -1)
 		return -1;
+	/* Before the database: a missing certificate creates nothing. */
+	c->link_tls = link_tls(o, err);
+	if (c->link_tls == NULL && err[0] != '\0')
+		return -1;
 	c->store = store_open(o->db, err);
 	if (c->store == NULL || store_start_checkpointer(c->store, err) == -1)
 		return -1;
@@ -503,6 +563,8 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 	lc.port = o->port;
 	lc.max_conns = o->max_conns;
 	lc.heartbeat_timeout = o->heartbeat_timeout;
+	lc.tls = c->link_tls;
+	lc.plain_ok = o->plain_links;
 	c->link = cplink_new(&lc, err);
 	if (c->link == NULL)
 		return -1;
@@ -541,6 +603,10 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 	/* Sessions a crash left open end now, once, with the driver told. */
 	if (store_foreach_open_session(c->store, turn_recover_session, c, err) == -1)
 		return -1;
+	turn_note(c, LOG_INFO, "LINK", "port %d serves %s", cplink_port(c->link),
+		  c->link_tls != NULL && o->plain_links ? "TLS and plaintext (--plain-links) links"
+		  : c->link_tls != NULL                 ? "TLS links only"
+							: "plaintext links only (--plain-links, no certificate)");
 	turn_note(c, LOG_INFO, "READY", "listen=%s kafka=%s db=%s cps=%d prefix=%s", c->status.listen, o->kafka,
 		  o->db, ncps, prefix[0] ? prefix : "-");
 	turn_apply(c);
@@ -594,6 +660,7 @@ static void central_close(struct central *c, int failed, const char *err)
 	kafka_out_free(c->kout, 0);
 	kafka_in_free(c->kin);
 	cplink_free(c->link);
+	SSL_CTX_free(c->link_tls);
 	core_free(c->core);
 	store_close(c->store);
 	core_fxlist_free(&c->fx);

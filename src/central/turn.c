@@ -104,8 +104,12 @@ static void take_link_events(struct central *c)
 		switch (e->kind) {
 		case CPL_UP:
 			turn_note(c, LOG_INFO, "LINK", "up conn=%llu peer=%s kind=%s", (unsigned long long)e->conn,
-				  e->peer, TURN_LINK_TLS(e) ? "tls" : "plain");
-			core_on_link_up(c->core, e->conn, e->peer, TURN_LINK_TLS(e), now, &c->fx);
+				  e->peer, e->tls ? "tls" : "plain");
+			core_on_link_up(c->core, e->conn, e->peer, e->tls, now, &c->fx);
+			break;
+		case CPL_REFUSED:
+			turn_note(c, LOG_WARN, "LINK", "refused peer=%s reason=%s", e->peer, e->reason);
+			core_on_link_refused(c->core, e->peer, e->reason, now, &c->fx); /* audited, rate-limited */
 			break;
 		case CPL_FRAME:
 			core_on_frame(c->core, e->conn, e->data, now, &c->fx);
@@ -456,7 +460,7 @@ void turn_apply(struct central *c)
 			keytab_set_plain(c->keys, x->u.key.cp_id, x->u.key.plain);
 			break;
 		case CORE_FX_REGISTERED:
-			TURN_REGISTERED(c->link, x->u.link.conn);
+			cplink_registered(c->link, x->u.link.conn); /* its register timeout is over */
 			break;
 		default:
 			break;

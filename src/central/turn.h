@@ -24,9 +24,6 @@
  * faults on the fresh memory cost more than the extra turns. */
 #define TURN_BATCH_KAFKA 256
 #define TURN_NFDS 5
-/* Until the link server tells TLS links apart and takes cplink_registered */
-#define TURN_LINK_TLS(e) 0
-#define TURN_REGISTERED(l, conn) ((void)(l), (void)(conn))
 
 struct keytab;
 
@@ -35,6 +32,7 @@ struct central {
 	struct core *core;
 	struct store *store;
 	struct cplink *link;
+	SSL_CTX *link_tls; /* the link port's TLS context; NULL: plaintext links only */
 	struct kafka_in *kin;
 	struct kafka_out *kout;
 	struct frontend *fe;

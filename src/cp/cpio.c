@@ -10,12 +10,27 @@
 #include <unistd.h>
 
 #include "evc/net.h"
+#include "evc/tls.h"
+#include "evc/xalloc.h"
 #include "src/cp/cpio.h"
 
 void cpio_link_init(struct cpio_link *l)
 {
 	memset(l, 0, sizeof *l);
 	l->fd = -1;
+}
+
+void cpio_link_set_tls(struct cpio_link *l, SSL_CTX *ctx, const char *host)
+{
+	l->tls = ctx;
+	xstrlcpy(l->tls_host, host != NULL ? host : "", sizeof l->tls_host);
+}
+
+void cpio_link_release(struct cpio_link *l)
+{
+	cpio_link_close(l, 0);
+	SSL_SESSION_free(l->tls_session);
+	cpio_link_init(l);
 }
 
 static void start_session(struct cpio_link *l, enum link_role role, double now)
@@ -118,9 +133,11 @@ short cpio_link_events(const struct cpio_link *l)
 		return 0;
 	if (l->connecting)
 		return POLLOUT;
+	if (l->tls_hs)
+		return l->tls_hs_wait;
 	size_t n = 0;
 	link_session_output(&l->s, &n);
-	return (short)(POLLIN | (n > 0 ? POLLOUT : 0));
+	return (short)(POLLIN | ((n > 0 && !l->wr_want_in) || l->rd_want_out ? POLLOUT : 0));
 }
 
 static int flush_out(struct cpio_link *l, char err[CPIO_ERR_LEN])
@@ -128,8 +145,29 @@ static int flush_out(struct cpio_link *l, char err[CPIO_ERR_LEN])
 	for (;;) {
 		size_t n = 0;
 		const uint8_t *p = link_session_output(&l->s, &n);
-		if (n == 0)
+		if (n == 0) {
+			l->wr_want_in = 0;
 			return 0;
+		}
+		if (l->ssl != NULL) {
+			/* After WANT_*, p and n cover the failed call's bytes
+			 * again: output only grows at its tail until a write
+			 * succeeds (see tls_write). */
+			size_t w;
+			enum tls_rc rc = tls_write(l->ssl, p, n, &w, err);
+			if (rc == TLS_OK) {
+				l->wr_want_in = 0;
+				link_session_consumed(&l->s, w);
+				continue;
+			}
+			if (rc == TLS_WANT_WRITE)
+				return 0;
+			if (rc == TLS_WANT_READ) {
+				l->wr_want_in = 1;
+				return 0;
+			}
+			return -1;
+		}
 		ssize_t w = send(l->fd, p, n, MSG_NOSIGNAL);
 		if (w < 0) {
 			if (errno == EINTR)
@@ -163,9 +201,16 @@ int cpio_link_pump(struct cpio_link *l, double now, char err[CPIO_ERR_LEN])
 	if (l->connecting) {
 		/* A connect that never completes counts as a failure after the
 		 * same time a handshake answer may take. */
-		if (now - l->since > LINK_ANSWER_TIMEOUT + 1.0) {
+		if (now - l->since > CPIO_CONNECT_TIMEOUT) {
 			snprintf(err, CPIO_ERR_LEN, "connect to %s timed out", l->peer);
 			return connect_failed(l, now, err);
+		}
+		return 0;
+	}
+	if (l->tls_hs) {
+		if (now - l->since > CPIO_CONNECT_TIMEOUT) {
+			snprintf(err, CPIO_ERR_LEN, "TLS handshake with %s timed out", l->peer);
+			return -1;
 		}
 		return 0;
 	}
@@ -173,6 +218,66 @@ int cpio_link_pump(struct cpio_link *l, double now, char err[CPIO_ERR_LEN])
 	if (session_over(l, err) < 0)
 		return -1;
 	return flush_out(l, err);
+}
+
+/* One step of the TLS handshake; once done, the link session starts (ENQ
+ * queued) inside it. 0, or -1 with err (a verification failure says so). */
+static int tls_step(struct cpio_link *l, double now, char err[CPIO_ERR_LEN])
+{
+	enum tls_rc rc = tls_handshake(l->ssl, err);
+	if (rc == TLS_WANT_READ || rc == TLS_WANT_WRITE) {
+		l->tls_hs_wait = rc == TLS_WANT_READ ? POLLIN : POLLOUT;
+		return 0;
+	}
+	if (rc != TLS_OK)
+		return -1;
+	l->tls_hs = 0;
+	l->tls_resumed = SSL_session_reused(l->ssl);
+	start_session(l, LINK_CLIENT, now);
+	return flush_out(l, err);
+}
+
+/* TCP is up: the TLS handshake starts, with CPIO_CONNECT_TIMEOUT of its own. */
+static int tls_start(struct cpio_link *l, double now, char err[CPIO_ERR_LEN])
+{
+	l->ssl = tls_client_new(l->tls, l->fd, l->tls_host, &l->tls_session, err);
+	if (l->ssl == NULL)
+		return -1;
+	l->tls_hs = 1;
+	l->since = now;
+	return tls_step(l, now, err);
+}
+
+/* Decrypted input into the session. 0, or -1 with err when the link is over. */
+static int tls_input(struct cpio_link *l, double now, link_frame_fn fn, void *arg, char err[CPIO_ERR_LEN])
+{
+	uint8_t buf[16384]; /* a whole record */
+	/* Bounded like the plaintext reads, except that a record already
+	 * decrypted (SSL_pending) would never wake poll() again. */
+	for (int i = 0; i < 16 || SSL_pending(l->ssl) > 0; i++) {
+		size_t n;
+		enum tls_rc rc = tls_read(l->ssl, buf, sizeof buf, &n, err);
+		if (rc == TLS_WANT_READ) {
+			l->rd_want_out = 0;
+			return 0;
+		}
+		if (rc == TLS_WANT_WRITE) {
+			l->rd_want_out = 1;
+			return 0;
+		}
+		if (rc == TLS_EOF) {
+			snprintf(err, CPIO_ERR_LEN, "connection closed by peer without EOT");
+			return -1;
+		}
+		if (rc != TLS_OK)
+			return -1;
+		l->rd_want_out = 0;
+		l->last_rx = now;
+		link_session_input(&l->s, buf, n, now, fn, arg);
+		if (session_over(l, err) < 0)
+			return -1;
+	}
+	return 0;
 }
 
 int cpio_link_service(struct cpio_link *l, short revents, double now, link_frame_fn fn, void *arg,
@@ -194,8 +299,22 @@ int cpio_link_service(struct cpio_link *l, short revents, double now, link_frame
 			return connect_failed(l, now, err);
 		}
 		l->connecting = 0;
+		if (l->tls != NULL)
+			return tls_start(l, now, err);
 		start_session(l, LINK_CLIENT, now);
 		return flush_out(l, err);
+	}
+	if (l->tls_hs) {
+		if (revents & (POLLIN | POLLOUT | POLLHUP | POLLERR))
+			if (tls_step(l, now, err) < 0)
+				return -1;
+		return cpio_link_pump(l, now, err);
+	}
+	if (l->ssl != NULL) {
+		if ((revents & (POLLIN | POLLHUP | POLLERR)) || (l->rd_want_out && (revents & POLLOUT)))
+			if (tls_input(l, now, fn, arg, err) < 0)
+				return -1;
+		return cpio_link_pump(l, now, err);
 	}
 	if (revents & (POLLIN | POLLHUP | POLLERR)) {
 		uint8_t buf[4096];
@@ -256,12 +375,22 @@ void cpio_link_close(struct cpio_link *l, int send_eot)
 				link_session_close(&l->s);
 			char err[CPIO_ERR_LEN];
 			flush_out(l, err);
+			if (send_eot)
+				tls_close_notify(l->ssl);
 		}
 		close(l->fd);
 	}
+	SSL_free(l->ssl);
 	if (l->has_session)
 		link_session_free(&l->s);
+	SSL_CTX *tls = l->tls;
+	SSL_SESSION *sess = l->tls_session;
+	char host[sizeof l->tls_host];
+	memcpy(host, l->tls_host, sizeof host);
 	cpio_link_init(l);
+	l->tls = tls;
+	l->tls_session = sess;
+	memcpy(l->tls_host, host, sizeof host);
 }
 
 double cpio_backoff(double *cur, double cap)
@@ -342,6 +471,14 @@ void cpio_event(const char *fmt, ...)
 	fputs(line, stdout);
 	fputc('\n', stdout);
 	fflush(stdout);
+}
+
+int cpio_path_beside(char *out, size_t outsz, const char *file, const char *name)
+{
+	const char *slash = strrchr(file, '/');
+	int n = slash == NULL ? snprintf(out, outsz, "%s", name)
+			      : snprintf(out, outsz, "%.*s/%s", (int)(slash - file), file, name);
+	return n >= 0 && (size_t)n < outsz ? 0 : -1;
 }
 
 int cpio_parse_double(const char *s, double *out)

@@ -25,6 +25,8 @@ EXTRA_DIST += tests/integration/cp_screen.sh
 check_PROGRAMS += tests/unit/test_cpio
 TESTS += tests/unit/test_cpio
 tests_unit_test_cpio_SOURCES = tests/unit/test_cpio.c src/cp/cpio.c src/cp/cpio.h
+# Its TLS client cases run against Central's real link server.
+tests_unit_test_cpio_SOURCES += src/central/cplink.c src/central/cplink.h tests/unit/tls_fixture.h
 tests_unit_test_cpio_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_cpio_LDADD = $(UNIT_LIBS)
 TESTS += tests/integration/cp_badinput.sh tests/integration/cp_monitor_wire.sh
@@ -43,9 +45,9 @@ TESTS += tests/integration/cp_engine_auth.sh
 EXTRA_DIST += tests/integration/cp_engine_auth.sh
 TESTS += tests/integration/cp_fernet.sh
 EXTRA_DIST += tests/integration/cp_fernet.sh
-# Against the real Central's REGISTER-with-secret, KEY and REVOKED: kept out
-# of TESTS until Central's side, TLS links, scripts/pki and EV_Registry are
-# merged (run it by hand: make check TESTS=tests/integration/cp_credentials.sh).
+# Against the real Central's REGISTER-with-secret, KEY and REVOKED over its
+# TLS link, with scripts/pki and EV_Registry.
+TESTS += tests/integration/cp_credentials.sh
 EXTRA_DIST += tests/integration/cp_credentials.sh
 TESTS += tests/integration/cp_screen_sec.sh
 EXTRA_DIST += tests/integration/cp_screen_sec.sh

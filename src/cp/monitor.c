@@ -39,6 +39,7 @@
 #include "evc/msg.h"
 #include "evc/net.h"
 #include "evc/state.h"
+#include "evc/tls.h"
 #include "evc/xalloc.h"
 #include "src/cp/cpio.h"
 #include "src/cp/register.h"
@@ -86,6 +87,10 @@ struct mon {
 	char cen_addr[300], eng_addr[300];
 
 	struct cpio_link cen;
+	SSL_CTX *cen_tls;      /* TLS to Central (--tls/--ca), NULL: Release-1 plaintext */
+	const char *ca_file;   /* --ca, or the default; NULL: no TLS */
+	char ca_buf[4096];     /* the default beside --credential */
+	char c_last_err[CPIO_ERR_LEN]; /* last connect failure logged: each is said once */
 	enum cen_state cstate;
 	unsigned cgen;
 	double c_next_try, c_backoff, c_reg_deadline, c_last_hb;
@@ -148,14 +153,20 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: " PROG " <engine_host:port> <central_host:port> <cp_id> [--location TEXT]\n"
-		"              [--price EUR] [--credential FILE] [--headless] [--topic-prefix P]\n"
+		"              [--price EUR] [--credential FILE] [--ca FILE] [--tls] [--headless]\n"
+		"              [--topic-prefix P]\n"
 		"       " PROG " --help | --version\n"
 		"  --location TEXT   where the CP is (1-64 characters, no '#'); default \"CP <cp_id>\"\n"
 		"  --price EUR       price per kWh, > 0 and <= 100; default 0.30\n"
 		"  --credential FILE the CP's credential file (mode 0600) for <cp_id>: REGISTER carries\n"
 		"                    its secret, Central's key is passed to the engine, the engine\n"
-		"                    link is authenticated. Without it: Release-1 mode (plaintext,\n"
-		"                    only with a Central started with --plain-links)\n"
+		"                    link is authenticated, the link to Central is TLS. Without it:\n"
+		"                    Release-1 mode (plaintext, only with a Central started with\n"
+		"                    --plain-links)\n"
+		"  --ca FILE         the network's CA certificate, to verify Central's certificate and\n"
+		"                    host (default pki/ca.pem beside the credential file); implies --tls\n"
+		"  --tls             connect to Central over TLS even without a credential\n"
+		"                    (default CA pki/ca.pem)\n"
 		"  --headless        no screen: event lines on stdout, commands on stdin\n"
 		"                    (a re-authenticate / retry, status, q)\n"
 		"  --topic-prefix P  accepted for symmetry with the other programs (the monitor\n"
@@ -745,8 +756,14 @@ static void central_down(struct mon *m, double now, const char *reason, int ours
 		if (strcmp(m->activity, "RESERVED") == 0)
 			set_activity(m, "IDLE");
 	}
-	else
-		log_info("central %s: %s; next attempt in %.1f s", m->cen_addr, reason, d);
+	else if (strcmp(reason, m->c_last_err) != 0) {
+		/* Said once per distinct failure, not at every retry: a wrong
+		 * certificate keeps failing the same way. */
+		log_warn("central %s: %s; retrying with backoff (next attempt in %.1f s)", m->cen_addr, reason, d);
+		snprintf(m->c_last_err, sizeof m->c_last_err, "%s", reason);
+	} else {
+		log_debug("central %s: %s; next attempt in %.1f s", m->cen_addr, reason, d);
+	}
 	m->c_denied = 0;
 	update_state(m);
 }
@@ -794,6 +811,7 @@ static void try_connect(struct mon *m, double now)
 static void after_service(struct mon *m, double now)
 {
 	if (m->cstate == C_CONNECTING && m->cen.has_session) {
+		m->c_last_err[0] = '\0';
 		m->cstate = C_REGISTERING;
 		m->c_reg_deadline = now + REGISTER_TIMEOUT;
 		send_register(m, now);
@@ -1020,11 +1038,14 @@ static void parse_args(struct mon *m, int argc, char **argv, int *headless)
 		{"headless", no_argument, NULL, 'H'},
 		{"topic-prefix", required_argument, NULL, 't'},
 		{"credential", required_argument, NULL, 'K'},
+		{"tls", no_argument, NULL, 'T'},
+		{"ca", required_argument, NULL, 'C'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *location = NULL, *price = NULL;
+	int tls = 0;
 	char err[NET_ERR_LEN];
 	int c;
 	opterr = 0;
@@ -1039,6 +1060,8 @@ static void parse_args(struct mon *m, int argc, char **argv, int *headless)
 				bad_usage("--credential needs a file name");
 			m->cred_path = optarg;
 			break;
+		case 'T': tls = 1; break;
+		case 'C': m->ca_file = optarg; tls = 1; break;
 		case 'h': usage(stdout); exit(0);
 		case 'V': printf(PROG " (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION); exit(0);
 		case ':': bad_usage("option %s needs a value", argv[optind - 1]); break;
@@ -1069,6 +1092,15 @@ static void parse_args(struct mon *m, int argc, char **argv, int *headless)
 	if (price != NULL && money_parse_price(price, &p, NULL) != 0)
 		bad_usage("invalid --price '%s' (EUR per kWh, > 0 and <= 100, '.' as decimal point)", price);
 	money_price(m->price, sizeof m->price, p);
+	/* With a credential the link to Central is always TLS (evcharging(7)
+	 * SECURITY), verified by default against pki/ca.pem beside the file. */
+	if (m->cred_path != NULL && m->ca_file == NULL) {
+		if (cpio_path_beside(m->ca_buf, sizeof m->ca_buf, m->cred_path, "pki/ca.pem") == -1)
+			bad_usage("--credential '%.100s...': path too long", m->cred_path);
+		m->ca_file = m->ca_buf;
+	}
+	if (tls && m->ca_file == NULL)
+		m->ca_file = "pki/ca.pem";
 	snprintf(m->cen_addr, sizeof m->cen_addr, "%s:%d", m->cen_host, m->cen_port);
 	snprintf(m->eng_addr, sizeof m->eng_addr, "%s:%d", m->eng_host, m->eng_port);
 	if (m->cred_path != NULL) {
@@ -1098,6 +1130,16 @@ int main(int argc, char **argv)
 	log_set_progname(PROG);
 	parse_args(m, argc, argv, &headless);
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+	if (m->ca_file != NULL) {
+		char err[EVC_ERR_LEN];
+		m->cen_tls = tls_client_ctx_new(m->ca_file, err);
+		if (m->cen_tls == NULL) {
+			fprintf(stderr, PROG ": %s\n", err);
+			cred_wipe(&m->cred);
+			free(m);
+			return 1;
+		}
+	}
 
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
@@ -1124,6 +1166,13 @@ int main(int argc, char **argv)
 
 	cpio_link_init(&m->cen);
 	cpio_link_init(&m->eng);
+	if (m->cen_tls != NULL) {
+		/* The certificate must name the host we were told to reach. */
+		cpio_link_set_tls(&m->cen, m->cen_tls, m->cen_host);
+		log_info("central link: TLS, verifying '%s' against %s", m->cen_host, m->ca_file);
+	} else {
+		log_info("central link: plaintext (Release 1; Central must run --plain-links)");
+	}
 	m->c_backoff = CENTRAL_BACKOFF_BASE;
 	m->e_backoff = ENGINE_BACKOFF_BASE;
 	m->dirty = 1;
@@ -1199,7 +1248,9 @@ int main(int argc, char **argv)
 
 	cpio_event("QUIT%s", got_signal ? " (signal)" : "");
 	cpio_link_close(&m->cen, 1);
+	cpio_link_release(&m->cen);
 	cpio_link_close(&m->eng, 1);
+	SSL_CTX_free(m->cen_tls);
 	if (m->scr) {
 		log_set_sink(NULL, NULL);
 		cpio_set_event_sink(NULL, NULL);

@@ -77,7 +77,7 @@ print("PORT", s.getsockname()[1], flush=True)
 sys.stdin.read()'
 if wait_grep 10 "$(log_of holder)" '^PORT [0-9]+'; then
 	held=$(awk '/^PORT/ {print $2}' "$(log_of holder)")
-	run "$EVC_BUILDDIR/EV_Central" "$held" 127.0.0.1:1 "$T_DIR/central.db" --headless
+	run "$EVC_BUILDDIR/EV_Central" "$held" 127.0.0.1:1 "$T_DIR/central.db" --headless --plain-links
 	expect "EV_Central on a taken port: clear message, exit 1" clear_err EV_Central "$held|in use"
 	run "$EVC_BUILDDIR/EV_CP_E" 127.0.0.1:1 "$held" --headless
 	expect "EV_CP_E on a taken port: clear message, exit 1" clear_err EV_CP_E "$held|in use"
@@ -88,11 +88,11 @@ fi
 stop holder
 
 port=$(free_port)
-run "$EVC_BUILDDIR/EV_Central" "$port" 127.0.0.1:1 "$T_DIR/no/such/dir/central.db" --headless
+run "$EVC_BUILDDIR/EV_Central" "$port" 127.0.0.1:1 "$T_DIR/no/such/dir/central.db" --headless --plain-links
 expect "EV_Central database in a missing folder: clear message, exit 1" clear_err EV_Central "no/such/dir|database|open"
 printf 'this is not an SQLite database, just text long enough to fill a header block.\n%.0s' {1..20} >"$T_DIR/garbage.db"
 port=$(free_port)
-run "$EVC_BUILDDIR/EV_Central" "$port" 127.0.0.1:1 "$T_DIR/garbage.db" --headless
+run "$EVC_BUILDDIR/EV_Central" "$port" 127.0.0.1:1 "$T_DIR/garbage.db" --headless --plain-links
 expect "EV_Central database that is not SQLite: clear message, exit 1" clear_err EV_Central "garbage.db|database"
 run "$EVC_BUILDDIR/EV_Central" --add-driver 101 --db "$T_DIR/no/such/dir/central.db"
 expect "EV_Central --add-driver with an unopenable database: clear message, exit 1" clear_err EV_Central "no/such/dir|database|open"

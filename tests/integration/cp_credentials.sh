@@ -9,11 +9,7 @@
 # monitor restart (RECONNECT, the same key); BAD_CREDENTIALS and
 # NOT_REGISTERED stopping the retries; a Release-1 monitor refused by a
 # Central without --plain-links. No secret or key in any program's output.
-#
-# Not in TESTS yet: it needs Central's side of REGISTER-with-secret, KEY and
-# REVOKED, --link-cert/--link-key, scripts/pki and EV_Registry, which land
-# on other branches. Run it by hand once they are merged:
-#   make check TESTS=tests/integration/cp_credentials.sh
+
 . "${EVC_SRCDIR:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 . "$EVC_SRCDIR/tests/integration/cp_lib.sh"
 need_kafka

@@ -16,7 +16,7 @@ cp_add_driver() { "$EV_CENTRAL" --add-driver "$1" "$2" --db "$CP_DB" >/dev/null;
 
 # cp_central NAME: start Central (headless) and wait until it listens.
 cp_central() {
-	start "$1" "$EV_CENTRAL" "$CP_CPORT" "$K" --db "$CP_DB" --headless
+	start "$1" "$EV_CENTRAL" "$CP_CPORT" "$K" --db "$CP_DB" --headless --plain-links
 	wait_grep 20 "$(log_of "$1")" ' READY '
 }
 # cp_engine NAME [ARGS...]
@@ -172,7 +172,10 @@ PY
 }
 
 # cp_scripted_central NAME: a scripted Central on $CP_CPORT (python), for
-# the monitor's frames byte for byte. Commands with `send NAME LINE`:
+# the monitor's frames byte for byte, over TLS as a secured monitor needs
+# (evcharging(7) SECURITY): certificates from scripts/pki in $T_DIR/pki,
+# where a credential file in $T_DIR finds pki/ca.pem beside it. Commands
+# with `send NAME LINE`:
 #   accept [S]   wait S s (default 20) for the next connection: "CONNECTED n"
 #                or "NO_CONNECTION S"; its ENQ is ACKed ("ENQ n")
 #   send DATA    one frame, waiting for its ACK: "SENT n DATA" (a KEY shown
@@ -182,9 +185,17 @@ PY
 # "CLOSED n".
 cp_scripted_central() {
 	cat >"$T_DIR/scripted_central.py" <<'PY'
-import socket, sys, threading, time
+import select, socket, ssl, sys, threading, time
 srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind(("127.0.0.1", int(sys.argv[1]))); srv.listen(4)
+tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); tls.load_cert_chain(sys.argv[2], sys.argv[3])
+# One SSL object must not be used by two threads at once: every read and
+# write holds this lock, and the reader waits for data outside it.
+lock = threading.Lock()
+def send_all(s, b):
+    while b:
+        try: b = b[s.send(b):]
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError): select.select([], [s], [], 0.05)
 def out(*a): print(*a, flush=True)
 def lrc(d):
     x = 0x01
@@ -194,8 +205,11 @@ conn = None; acked = threading.Semaphore(0); n = 0
 def reader(s, k):
     buf = b""
     while True:
-        try: c = s.recv(4096)
-        except OSError: c = b""
+        if not s.pending(): select.select([s], [], [], 0.05)
+        with lock:
+            try: c = s.recv(4096)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError): continue
+            except OSError: c = b""
         if not c: out("CLOSED", k); return
         buf += c
         while buf:
@@ -203,26 +217,38 @@ def reader(s, k):
                 e = buf.find(b"\x03")
                 if e == -1 or len(buf) < e + 2: break
                 d, buf = buf[1:e], buf[e + 2:]
-                s.sendall(b"\x06")
+                with lock: send_all(s, b"\x06")
                 out("RECV", k, d.decode())
             else:
                 b0, buf = buf[0], buf[1:]
                 if b0 == 0x06: acked.release()
                 elif b0 == 0x04: out("EOT", k)
-                elif b0 == 0x05: s.sendall(b"\x06"); out("ENQ", k)
+                elif b0 == 0x05:
+                    with lock: send_all(s, b"\x06")
+                    out("ENQ", k)
 for line in sys.stdin:
     cmd, _, arg = line.rstrip("\n").partition(" ")
     if cmd == "accept":      # wait for the next connection (arg: seconds)
-        srv.settimeout(float(arg or 20))
-        try: conn, _ = srv.accept()
-        except socket.timeout: out("NO_CONNECTION", arg); continue
+        end = time.monotonic() + float(arg or 20); conn = None
+        while conn is None and time.monotonic() < end:
+            srv.settimeout(max(end - time.monotonic(), 0.01))
+            try: raw, _ = srv.accept()
+            except socket.timeout: break
+            raw.settimeout(5)
+            try: conn = tls.wrap_socket(raw, server_side=True)
+            except (ssl.SSLError, OSError): raw.close()  # a connection its monitor gave up on
+        if conn is None: out("NO_CONNECTION", arg); continue
+        conn.setblocking(False)
         n += 1; out("CONNECTED", n)
         threading.Thread(target=reader, args=(conn, n), daemon=True).start()
     elif cmd == "send":
-        d = arg.encode(); conn.sendall(b"\x02" + d + b"\x03" + bytes([lrc(d)]))
+        d = arg.encode()
+        with lock: send_all(conn, b"\x02" + d + b"\x03" + bytes([lrc(d)]))
         out("SENT", n, arg if not arg.startswith("KEY#") else "KEY#...") if acked.acquire(timeout=2) else out("NOT_ACKED", arg)
     elif cmd == "eot":
-        conn.sendall(b"\x04"); conn.close(); out("CLOSED_BY_US", n)
+        with lock: send_all(conn, b"\x04"); conn.close()
+        out("CLOSED_BY_US", n)
 PY
-	start "$1" python3 "$T_DIR/scripted_central.py" "$CP_CPORT"
+	[ -f "$T_DIR/pki/central.pem" ] || "$EVC_SRCDIR/scripts/pki" init "$T_DIR/pki" >/dev/null || return 1
+	start "$1" python3 "$T_DIR/scripted_central.py" "$CP_CPORT" "$T_DIR/pki/central.pem" "$T_DIR/pki/central.key"
 }
