@@ -536,6 +536,7 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 	cfg.driver_known = store_driver_known;
 	cfg.driver_known_arg = c->store;
 	cfg.new_key = new_key;
+	cfg.plain_links = o->plain_links;
 	c->core = core_new(&cfg);
 	core_set_mono(c->core, clock_mono());
 	int ncps = store_foreach_cp(c->store, load_cp, c->core, err);
