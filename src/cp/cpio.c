@@ -181,6 +181,19 @@ static int flush_out(struct cpio_link *l, char err[CPIO_ERR_LEN])
 	}
 }
 
+/* A peer that sends and never reads (an ENQ flood) grows our answers
+ * without bound: past CPIO_OUT_MAX bytes waiting the link is over, as
+ * Central's link server closes one whose write queue is full. */
+static int output_full(struct cpio_link *l, char err[CPIO_ERR_LEN])
+{
+	size_t n = 0;
+	link_session_output(&l->s, &n);
+	if (n <= CPIO_OUT_MAX)
+		return 0;
+	snprintf(err, CPIO_ERR_LEN, "%s does not read what it is sent (%zu bytes waiting)", l->peer, n);
+	return -1;
+}
+
 static int session_over(struct cpio_link *l, char err[CPIO_ERR_LEN])
 {
 	if (l->s.state == LINK_CLOSED || l->s.state == LINK_BROKEN) {
@@ -254,7 +267,7 @@ static int tls_input(struct cpio_link *l, double now, link_frame_fn fn, void *ar
 	uint8_t buf[16384]; /* a whole record */
 	/* Bounded like the plaintext reads, except that a record already
 	 * decrypted (SSL_pending) would never wake poll() again. */
-	for (int i = 0; i < 16 || SSL_pending(l->ssl) > 0; i++) {
+	for (int i = 0; i < CPIO_READS_MAX || SSL_pending(l->ssl) > 0; i++) {
 		size_t n;
 		enum tls_rc rc = tls_read(l->ssl, buf, sizeof buf, &n, err);
 		if (rc == TLS_WANT_READ) {
@@ -274,7 +287,7 @@ static int tls_input(struct cpio_link *l, double now, link_frame_fn fn, void *ar
 		l->rd_want_out = 0;
 		l->last_rx = now;
 		link_session_input(&l->s, buf, n, now, fn, arg);
-		if (session_over(l, err) < 0)
+		if (session_over(l, err) < 0 || output_full(l, err) < 0)
 			return -1;
 	}
 	return 0;
@@ -318,12 +331,14 @@ int cpio_link_service(struct cpio_link *l, short revents, double now, link_frame
 	}
 	if (revents & (POLLIN | POLLHUP | POLLERR)) {
 		uint8_t buf[4096];
-		for (;;) {
+		/* At most CPIO_READS_MAX reads a call: one busy peer must not
+		 * starve the others (poll() brings us back). */
+		for (int reads = 0; reads < CPIO_READS_MAX; reads++) {
 			ssize_t r = recv(l->fd, buf, sizeof buf, 0);
 			if (r > 0) {
 				l->last_rx = now;
 				link_session_input(&l->s, buf, (size_t)r, now, fn, arg);
-				if (session_over(l, err) < 0)
+				if (session_over(l, err) < 0 || output_full(l, err) < 0)
 					return -1;
 				if ((size_t)r < sizeof buf)
 					break;

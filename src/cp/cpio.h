@@ -15,6 +15,10 @@
 
 #define CPIO_ERR_LEN 256
 #define CPIO_ADDRS_MAX 8
+/* Bytes of answers waiting for a peer that does not read them before its
+ * link is closed, and reads of a link per poll() turn (fairness). */
+#define CPIO_OUT_MAX (64 * 1024)
+#define CPIO_READS_MAX 16
 /* s for the TCP connect, and then again for a TLS handshake, to complete. */
 #define CPIO_CONNECT_TIMEOUT (LINK_ANSWER_TIMEOUT + 1.0)
 

@@ -29,8 +29,8 @@ tests_unit_test_cpio_SOURCES = tests/unit/test_cpio.c src/cp/cpio.c src/cp/cpio.
 tests_unit_test_cpio_SOURCES += src/central/cplink.c src/central/cplink.h tests/unit/tls_fixture.h
 tests_unit_test_cpio_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_cpio_LDADD = $(UNIT_LIBS)
-TESTS += tests/integration/cp_badinput.sh tests/integration/cp_monitor_wire.sh
-EXTRA_DIST += tests/integration/cp_badinput.sh tests/integration/cp_monitor_wire.sh
+TESTS += tests/integration/cp_badinput.sh tests/integration/cp_monitor_wire.sh tests/integration/cp_flood.sh
+EXTRA_DIST += tests/integration/cp_badinput.sh tests/integration/cp_monitor_wire.sh tests/integration/cp_flood.sh
 
 # Unit: the engine's challenge gate and failure limiter (pure).
 check_PROGRAMS += tests/unit/test_cpauth
