@@ -1100,7 +1100,7 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 		DENY_BAD("REGISTER needs cp_id and location (and optionally price)");
 	const char *loc = f[2];
 	if (!msg_valid_cp_id(id)) {
-		textf(reason, 128, "invalid cp_id '%s': must match ^[A-Za-z0-9_-]{1,32}$", id);
+		textf(reason, 128, "invalid cp_id '%.24s': must match ^[A-Za-z0-9_-]{1,32}$", id);
 		DENY_BAD(reason);
 	}
 	const char *bad_loc = msg_check_location(loc);
@@ -1112,7 +1112,7 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 		int rounded = 0;
 		int r = money_parse_price(f[3], &price, &rounded);
 		if (r == -1) {
-			textf(reason, 128, "invalid price '%s': use digits with '.' as decimal point, e.g. 0.25", f[3]);
+			textf(reason, 128, "invalid price '%.24s': use digits with '.' as decimal point, e.g. 0.25", f[3]);
 			DENY_BAD(reason);
 		}
 		if (r == -2)
