@@ -46,7 +46,9 @@ CENTRAL_ITESTS = \
 	tests/integration/central_real_cp.sh \
 	tests/integration/central_integrity.sh \
 	tests/integration/central_audit.sh \
-	tests/integration/central_forgery.sh
+	tests/integration/central_forgery.sh \
+	tests/integration/central_release1_telemetry.sh \
+	tests/integration/central_engine_restart.sh
 TESTS += $(CENTRAL_ITESTS)
 EXTRA_DIST += $(CENTRAL_ITESTS)
 
