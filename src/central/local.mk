@@ -16,7 +16,7 @@ EV_Central_SOURCES = \
 	src/central/panel_fe.c src/central/panel_fe.h \
 	src/central/frontend.h
 EV_Central_CFLAGS = $(AM_CFLAGS) $(SQLITE_CFLAGS) $(NCURSES_CFLAGS) $(RDKAFKA_CFLAGS) $(JANSSON_CFLAGS)
-EV_Central_LDADD = $(EVC_UI_LIBS) libevc.a $(SQLITE_LIBS) $(NCURSES_LIBS) $(RDKAFKA_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) -lm
+EV_Central_LDADD = $(EVC_UI_LIBS) libevc.a $(SQLITE_LIBS) $(NCURSES_LIBS) $(RDKAFKA_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) $(EVC_LIB_DEPS) $(SYSTEMD_LIBS) -lm
 
 # A scripted CP monitor for the integration tests: speaks the link protocol
 # with its own small codec (so it checks Central's, not itself) and can
