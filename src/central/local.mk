@@ -14,8 +14,12 @@ EV_Central_SOURCES = \
 	src/central/console.c src/central/console.h \
 	src/central/view.c src/central/view.h \
 	src/central/panel_fe.c src/central/panel_fe.h \
-	src/central/frontend.h
-EV_Central_CFLAGS = $(AM_CFLAGS) $(SQLITE_CFLAGS) $(NCURSES_CFLAGS) $(RDKAFKA_CFLAGS) $(JANSSON_CFLAGS)
+	src/central/frontend.h \
+	src/central/service.c src/central/service.h \
+	src/central/ctl.c src/central/ctl.h \
+	src/central/ctlproto.c src/central/ctlproto.h \
+	src/central/ctl_client.c src/central/ctl_client.h
+EV_Central_CFLAGS = $(AM_CFLAGS) $(SQLITE_CFLAGS) $(NCURSES_CFLAGS) $(RDKAFKA_CFLAGS) $(JANSSON_CFLAGS) $(SYSTEMD_CFLAGS)
 EV_Central_LDADD = $(EVC_UI_LIBS) libevc.a $(SQLITE_LIBS) $(NCURSES_LIBS) $(RDKAFKA_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) $(EVC_LIB_DEPS) $(SYSTEMD_LIBS) -lm
 
 # A scripted CP monitor for the integration tests: speaks the link protocol
