@@ -408,14 +408,13 @@ static void read_client(struct ctl *t, struct client *k, struct central *c)
 				continue;
 			break;
 		}
-		if (ctlproto_buf_put(&k->in, chunk, (size_t)n) == -1) {
-			answer_error(k, "request line too long (at most %d bytes)", CTLPROTO_LINE_MAX);
-			k->eof = 1;
-			break;
-		}
+		ctlproto_buf_put(&k->in, chunk, (size_t)n);
 		char *line;
 		while ((line = ctlproto_buf_line(&k->in)) != NULL) {
-			handle_line(t, k, c, line);
+			if (strcmp(line, CTLPROTO_TOOLONG) == 0)
+				answer_error(k, "request line too long (at most %d bytes): ignored", CTLPROTO_LINE_MAX);
+			else
+				handle_line(t, k, c, line);
 			free(line);
 		}
 		if ((size_t)n < sizeof chunk)

@@ -251,10 +251,7 @@ static int conn_fill(struct conn *c, int ms, char err[EVC_ERR_LEN])
 		evc_seterr(err, "Central at %s closed the connection", c->path);
 		return -1;
 	}
-	if (ctlproto_buf_put(&c->in, chunk, (size_t)n) == -1) {
-		evc_seterr(err, "an answer longer than %u bytes from %s", CTLPROTO_ANSWER_MAX, c->path);
-		return -1;
-	}
+	ctlproto_buf_put(&c->in, chunk, (size_t)n);
 	return 1;
 }
 
@@ -263,6 +260,11 @@ static char *conn_line(struct conn *c, double deadline, char err[EVC_ERR_LEN])
 {
 	for (;;) {
 		char *line = ctlproto_buf_line(&c->in);
+		if (line != NULL && strcmp(line, CTLPROTO_TOOLONG) == 0) {
+			free(line);
+			evc_seterr(err, "an answer longer than %u bytes from %s", CTLPROTO_ANSWER_MAX, c->path);
+			return NULL;
+		}
 		if (line != NULL)
 			return line;
 		int ms = clock_ms_until(deadline, 60000);

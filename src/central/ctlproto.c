@@ -19,14 +19,11 @@ void ctlproto_buf_free(struct ctlproto_buf *b)
 	memset(b, 0, sizeof *b);
 }
 
-int ctlproto_buf_put(struct ctlproto_buf *b, const char *p, size_t n)
+static void buf_append(struct ctlproto_buf *b, const char *p, size_t n)
 {
-	if (b->overflow)
-		return -1;
-	if (b->head > 0 && (b->head == b->len || b->len + n > b->cap)) {
+	if (b->head > 0 && b->len + n > b->cap) {
 		memmove(b->data, b->data + b->head, b->len - b->head);
 		b->len -= b->head;
-		b->scan -= b->head;
 		b->ustart -= b->head;
 		b->head = 0;
 	}
@@ -39,17 +36,31 @@ int ctlproto_buf_put(struct ctlproto_buf *b, const char *p, size_t n)
 	}
 	memcpy(b->data + b->len, p, n);
 	b->len += n;
-	for (size_t i = b->scan; i < b->len; i++) {
-		if (b->data[i] != '\n')
-			continue;
-		if (i - b->ustart > b->max)
-			b->overflow = 1;
-		b->ustart = i + 1;
+}
+
+void ctlproto_buf_put(struct ctlproto_buf *b, const char *p, size_t n)
+{
+	while (n > 0) {
+		const char *nl = memchr(p, '\n', n);
+		size_t take = nl != NULL ? (size_t)(nl - p) + 1 : n;
+		if (b->skipping) {
+			if (nl != NULL)
+				b->skipping = 0;
+		} else if (b->len - b->ustart + take - (nl != NULL) > b->max) {
+			/* Overlong: what was kept of it goes, the marker takes its
+			 * place, the rest is dropped up to its newline. */
+			b->len = b->ustart;
+			buf_append(b, CTLPROTO_TOOLONG "\n", 2);
+			b->ustart = b->len;
+			b->skipping = nl == NULL;
+		} else {
+			buf_append(b, p, take);
+			if (nl != NULL)
+				b->ustart = b->len;
+		}
+		p += take;
+		n -= take;
 	}
-	b->scan = b->len;
-	if (b->len - b->ustart > b->max)
-		b->overflow = 1;
-	return b->overflow ? -1 : 0;
 }
 
 char *ctlproto_buf_line(struct ctlproto_buf *b)

@@ -25,21 +25,25 @@
 #define CTLPROTO_LINE_MAX 1100           /* a request line */
 #define CTLPROTO_ANSWER_MAX (16u << 20)  /* a line from Central (a CPS of many CPs) */
 
-/* A bounded line buffer for a socket: bytes in, whole lines out. */
+/* A bounded line buffer for a socket: bytes in, whole lines out. A line
+ * longer than max is not kept: it comes out, in its place, as the line
+ * CTLPROTO_TOOLONG (which no real line equals), and the rest of it up to
+ * its newline is dropped as it arrives. */
+#define CTLPROTO_TOOLONG "\001"
 struct ctlproto_buf {
 	char *data;
 	size_t head, len, cap; /* unread bytes: data[head..len) */
-	size_t scan;           /* bytes up to here were looked at */
 	size_t ustart;         /* where the unfinished line starts */
 	size_t max;            /* the longest line taken */
-	int overflow;          /* a line longer than max arrived */
+	int skipping;          /* inside an overlong line: drop up to its newline */
 };
 void ctlproto_buf_init(struct ctlproto_buf *b, size_t max);
 void ctlproto_buf_free(struct ctlproto_buf *b);
-/* Append n bytes. -1 (and overflow set) when a line would pass max. */
-int ctlproto_buf_put(struct ctlproto_buf *b, const char *p, size_t n);
-/* The next whole line (no newline; a CR before it dropped) into a string
- * the caller frees with free(), or NULL when none is complete. */
+/* Append n bytes (memory stays within max + n). */
+void ctlproto_buf_put(struct ctlproto_buf *b, const char *p, size_t n);
+/* The next whole line (no newline; a CR before it dropped; a NUL in it
+ * shown as a blank) into a string the caller frees with free(), or NULL
+ * when none is complete. */
 char *ctlproto_buf_line(struct ctlproto_buf *b);
 
 /* The first word of a request, upper-cased, into word (at most n-1 bytes),

@@ -46,6 +46,7 @@ CENTRAL_ITESTS = \
 	tests/integration/central_badinput.sh \
 	tests/integration/central_cli.sh \
 	tests/integration/central_kafka_loss.sh \
-	tests/integration/central_real_cp.sh
+	tests/integration/central_real_cp.sh \
+	tests/integration/central_service.sh
 TESTS += $(CENTRAL_ITESTS)
 EXTRA_DIST += $(CENTRAL_ITESTS)

@@ -158,12 +158,12 @@ void service_hangup(struct central *c, const char *why)
 	}
 	if (c->log_active) {
 		if (service_log_open(c->log_file, 0, err) == 0)
-			turn_note(c, LOG_INFO, "LOG", "reopened log=%s reason=%s", c->log_file, why);
+			turn_note(c, LOG_INFO, "LOGFILE", "reopened log=%s reason=%s", c->log_file, why);
 		else
-			turn_note(c, LOG_WARN, "LOG", "not reopened log=%s reason=%s", c->log_file, err);
+			turn_note(c, LOG_WARN, "LOGFILE", "not reopened log=%s reason=%s", c->log_file, err);
 		return;
 	}
-	turn_note(c, LOG_INFO, "LOG", "ignored reason=%s (no --log-file to reopen)", why);
+	turn_note(c, LOG_INFO, "LOGFILE", "ignored reason=%s (no --log-file to reopen)", why);
 }
 
 static int notify_on(void)
