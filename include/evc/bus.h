@@ -4,6 +4,7 @@
 #ifndef EVC_BUS_H
 #define EVC_BUS_H
 #include <stddef.h>
+#include <stdint.h>
 #include <librdkafka/rdkafka.h>
 
 #define BUS_ERR_LEN 256
@@ -19,10 +20,17 @@ void bus_name(char *out, size_t n, const char *prefix, const char *base);
  * up (up=1) or down (up=0, with a reason). */
 typedef void (*bus_state_fn)(void *arg, int up, const char *reason);
 
+/* The broker's answer about a message produced with a non-zero id
+ * (bus_produce_id): ok = stored by the broker (acks=all), else err says
+ * why it was given up. Called from the thread that calls bus_poll. */
+typedef void (*bus_delivery_fn)(void *arg, uint64_t id, int ok, const char *err);
+
 struct bus_opts {
 	const char *brokers;      /* "host:port[,host:port]" */
 	bus_state_fn on_state;    /* may be NULL */
 	void *state_arg;
+	bus_delivery_fn on_delivery; /* producer, may be NULL */
+	void *delivery_arg;
 	int message_timeout_ms;   /* producer: 0 = never give up (default) */
 };
 
@@ -34,6 +42,10 @@ rd_kafka_t *bus_producer_new(const struct bus_opts *o, char err[BUS_ERR_LEN]);
  * 0, or -1 if the local queue is full or the topic name is bad. */
 int bus_produce(rd_kafka_t *p, const char *topic, const char *key, const char *payload,
 		size_t len, char err[BUS_ERR_LEN]);
+/* The same, and the delivery report of this message goes to on_delivery
+ * with id (not 0). */
+int bus_produce_id(rd_kafka_t *p, const char *topic, const char *key, const char *payload, size_t len,
+		   uint64_t id, char err[BUS_ERR_LEN]);
 /* Serve delivery reports and errors; call often (from any one thread). */
 void bus_poll(rd_kafka_t *rk, int timeout_ms);
 /* Flush for at most timeout_ms, then destroy. */

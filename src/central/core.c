@@ -22,6 +22,7 @@
 #include <strings.h>
 
 #include "src/central/core.h"
+#include "evc/crypto.h"
 #include "evc/hmap.h"
 #include "evc/money.h"
 #include "evc/utf8.h"
@@ -52,6 +53,14 @@ struct sess {
 	struct core_cp *cp;
 	size_t open_idx;         /* index in core.open */
 	int seq_seen;            /* some telemetry with a seq was applied */
+	int seq_jump_logged;     /* one warning per session about seq jumps */
+};
+
+/* A request already answered, kept so a replay of it is not a new request
+ * (Kafka delivers at least once; a crash replays what was not committed). */
+struct seen_req {
+	char key[2 * MSG_ID_MAX + 2]; /* user_id '\n' request_id */
+	double expires;               /* monotonic */
 };
 
 struct core {
@@ -66,13 +75,62 @@ struct core {
 	size_t nopen, capopen;
 	uint64_t counter;        /* session id uniqueness within one ms */
 	size_t nengine_faults;   /* CPs with engine_fault set, for the tick */
+	size_t ngrace;           /* CPs with a link grace running */
+	double mono;             /* core_set_mono */
+	/* Telemetry can only arrive while the broker is reachable: the supply
+	 * watchdog waits while it is not, and counts from its return. */
+	int kafka_down;
+	double tel_epoch;        /* monotonic: when the broker came back */
+	struct hmap seen_req;    /* key -> struct seen_req */
+	struct seen_req **req_fifo; /* the same, oldest first: they expire in order */
+	size_t req_head, req_n, req_cap;
+	/* Frames before REGISTER are refused without a log line each; one
+	 * line every PREREG_REPORT s says how many. */
+	unsigned long prereg_refused;
+	double prereg_next;
+	struct hmap links;       /* conn -> struct linkinfo: every link up, registered or not */
+	struct hmap addrs;       /* ip -> struct addr_rl: failed REGISTERs per address */
 };
+
+/* A link's kind and address, from core_on_link_up. */
+struct linkinfo {
+	char peer[64];
+	int tls;
+};
+
+/* Failed REGISTERs from one address (evcharging(7) SECURITY): more than
+ * REG_FAIL_MAX in REG_FAIL_WINDOW s and it is refused RATE_LIMITED for
+ * REG_BLOCK s. */
+struct addr_rl {
+	char ip[64];
+	double window_start; /* monotonic */
+	unsigned fails;
+	double blocked_until;
+	double refused_audit_until; /* PLAIN_LINK_REFUSED audited at most once a window */
+};
+#define REG_FAIL_MAX 5
+#define REG_FAIL_WINDOW 60.0
+#define REG_BLOCK 60.0
+#define ADDRS_MAX 4096
+
+static void end_link(struct core *c, uint64_t conn, const char *reason, double now, struct core_fxlist *fx);
+static void fx_key(struct core_fxlist *fx, double now, const struct core_cp *cp, int plain, int store);
+
+/* s between the summaries of frames refused before REGISTER */
+#define PREREG_REPORT 10.0
+/* warnings about one CP's frames: at most WARN_BURST a WARN_WINDOW s */
+#define WARN_WINDOW 10.0
+#define WARN_BURST 5
 
 void core_config_defaults(struct core_config *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->request_max_age = 60;
 	c->reservation_timeout = 120;
+	c->supply_timeout = 10;
+	c->link_grace = 10;
+	c->seq_jump_max = 10000;
+	c->plain_links = 1;
 }
 
 struct core *core_new(const struct core_config *cfg)
@@ -86,6 +144,15 @@ struct core *core_new(const struct core_config *cfg)
 		c->cfg.request_max_age = 60;
 	if (!(c->cfg.reservation_timeout > 0))
 		c->cfg.reservation_timeout = 120;
+	if (!(c->cfg.supply_timeout > 0))
+		c->cfg.supply_timeout = 10;
+	if (!(c->cfg.link_grace >= 0))
+		c->cfg.link_grace = 10;
+	if (c->cfg.seq_jump_max == 0)
+		c->cfg.seq_jump_max = 10000;
+	hmap_init(&c->seen_req);
+	hmap_init(&c->links);
+	hmap_init(&c->addrs);
 	hmap_init(&c->by_conn);
 	hmap_init(&c->sessions);
 	hmap_init(&c->by_driver);
@@ -106,6 +173,16 @@ void core_free(struct core *c)
 	void *v;
 	for (size_t i = 0; (v = hmap_next(&c->drivers, &i)) != NULL;)
 		free(v);
+	for (size_t i = 0; i < c->req_n; i++)
+		free(c->req_fifo[(c->req_head + i) % c->req_cap]);
+	free(c->req_fifo);
+	hmap_free(&c->seen_req);
+	for (size_t i = 0; (v = hmap_next(&c->links, &i)) != NULL;)
+		free(v);
+	hmap_free(&c->links);
+	for (size_t i = 0; (v = hmap_next(&c->addrs, &i)) != NULL;)
+		free(v);
+	hmap_free(&c->addrs);
 	hmap_free(&c->by_conn);
 	hmap_free(&c->sessions);
 	hmap_free(&c->by_driver);
@@ -208,12 +285,27 @@ fx_log(struct core_fxlist *l, double now, enum log_level lvl, const char *cp_id,
 	va_end(ap);
 }
 
+void core_fx_audit(struct core_fxlist *l, double now, const char *actor, const char *source_ip, const char *action,
+		   const char *cp_id, const char *fmt, ...)
+{
+	struct core_fx *f = core_fx_push(l, CORE_FX_AUDIT, now);
+	xstrlcpy(f->u.audit.actor, actor, sizeof(f->u.audit.actor));
+	xstrlcpy(f->u.audit.source_ip, source_ip ? source_ip : "", sizeof(f->u.audit.source_ip));
+	xstrlcpy(f->u.audit.action, action, sizeof(f->u.audit.action));
+	xstrlcpy(f->u.audit.cp_id, cp_id ? cp_id : "", sizeof(f->u.audit.cp_id));
+	va_list ap;
+	va_start(ap, fmt);
+	vtext(f->u.audit.detail, sizeof(f->u.audit.detail), fmt, ap);
+	va_end(ap);
+}
+
 static void __attribute__((format(printf, 5, 6)))
 fx_send(struct core_fxlist *l, double now, uint64_t conn, const char *cp_id, const char *fmt, ...)
 {
 	(void)cp_id; /* who it is for, at the call site */
 	struct core_fx *f = core_fx_push(l, CORE_FX_SEND, now);
 	f->u.link.conn = conn;
+	f->u.link.raw = 0;
 	va_list ap;
 	va_start(ap, fmt);
 	vtext(f->u.link.text, sizeof(f->u.link.text), fmt, ap);
@@ -300,6 +392,21 @@ fx_request(struct core_fxlist *l, double now, const char *user_id, const char *c
 	va_end(ap);
 }
 
+/* An audit row about a driver: actor driver:<id> (an id that is not one
+ * is not echoed). */
+static void __attribute__((format(printf, 6, 7)))
+audit_driver(struct core_fxlist *fx, double now, const char *driver_id, const char *action, const char *cp_id,
+	     const char *fmt, ...)
+{
+	char actor[80], detail[CORE_AUDIT_DETAIL_MAX + 1];
+	snprintf(actor, sizeof(actor), "driver:%s", msg_valid_user_id(driver_id) ? driver_id : "?");
+	va_list ap;
+	va_start(ap, fmt);
+	vtext(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	core_fx_audit(fx, now, actor, NULL, action, cp_id, "%s", detail);
+}
+
 /* ------------------------------------------------------------------ */
 /* numbers and text, independent of the C locale (the panel may set one
  * whose decimal point is ',', and the wire wants '.')                   */
@@ -375,7 +482,7 @@ static enum cp_state derive_state(const struct core_cp *cp)
 {
 	if (!cp->link_up)
 		return CP_DESCONECTADO;
-	if (cp->stopped)
+	if (cp->stopped || cp->revoked)
 		return CP_FUERA_DE_SERVICIO;
 	if (cp->fault || cp->engine_fault)
 		return CP_AVERIADO;
@@ -420,8 +527,18 @@ static struct sess *sess_of(struct core_session *s)
 	return (struct sess *)s; /* pub is the first member */
 }
 
+static void clear_grace(struct core *c, struct core_cp *cp)
+{
+	if (cp->grace_until) {
+		cp->grace_until = 0;
+		c->ngrace--;
+	}
+}
+
 static void sess_detach(struct core *c, struct sess *s)
 {
+	if (s->cp && s->cp->session == &s->pub)
+		clear_grace(c, s->cp);
 	hmap_sdel(&c->sessions, s->pub.id);
 	if (hmap_sget(&c->by_driver, s->pub.driver_id) == s)
 		hmap_sdel(&c->by_driver, s->pub.driver_id);
@@ -442,7 +559,12 @@ static void end_session(struct core *c, struct sess *s, enum core_outcome outcom
 	struct core_session *p = &s->pub;
 	char a[32], b[32], d[32];
 	p->outcome = outcome;
-	p->ended_at = now;
+	/* The end is the start plus the monotonic duration: a step of the
+	 * wall clock meanwhile cannot make a ticket end before it began. */
+	if (p->started_at > 0 && p->started_mono > 0 && c->mono >= p->started_mono)
+		p->ended_at = p->started_at + (c->mono - p->started_mono);
+	else
+		p->ended_at = now;
 	p->importe = money_amount(p->kwh, p->price);
 	if (outcome != CORE_OUT_TICKET)
 		text_copy(p->reason, sizeof(p->reason), reason ? reason : "");
@@ -505,6 +627,160 @@ void core_load_cp(struct core *c, const char *id, const char *location, double p
 	cp->stopped = stopped ? 1 : 0;
 }
 
+void core_set_mono(struct core *c, double mono)
+{
+	c->mono = mono;
+}
+
+void core_set_kafka_up(struct core *c, int up)
+{
+	if (!up) {
+		c->kafka_down = 1;
+	} else if (c->kafka_down) {
+		c->kafka_down = 0;
+		c->tel_epoch = c->mono;
+	}
+}
+
+static void req_key(char *key, size_t n, const char *user_id, const char *request_id)
+{
+	snprintf(key, n, "%s\n%s", user_id, request_id);
+}
+
+static int req_seen(const struct core *c, const char *user_id, const char *request_id)
+{
+	char key[2 * MSG_ID_MAX + 2];
+	req_key(key, sizeof(key), user_id, request_id);
+	return hmap_sget(&c->seen_req, key) != NULL;
+}
+
+/* Remember an answered request until expires (monotonic). */
+static void req_remember(struct core *c, const char *user_id, const char *request_id, double expires)
+{
+	struct seen_req *r = xcalloc(1, sizeof(*r));
+	req_key(r->key, sizeof(r->key), user_id, request_id);
+	if (hmap_sget(&c->seen_req, r->key)) {
+		free(r);
+		return;
+	}
+	r->expires = expires;
+	if (c->req_n == c->req_cap) {
+		size_t cap = c->req_cap ? c->req_cap * 2 : 64;
+		struct seen_req **v = xcalloc(cap, sizeof(*v));
+		for (size_t i = 0; i < c->req_n; i++)
+			v[i] = c->req_fifo[(c->req_head + i) % c->req_cap];
+		free(c->req_fifo);
+		c->req_fifo = v;
+		c->req_cap = cap;
+		c->req_head = 0;
+	}
+	c->req_fifo[(c->req_head + c->req_n++) % c->req_cap] = r;
+	hmap_sput(&c->seen_req, r->key, r);
+}
+
+/* How long an answered request is remembered: a replay older than the max
+ * age is denied as expired anyway, one from the future as skewed. */
+static double req_retention(const struct core *c)
+{
+	return 2 * c->cfg.request_max_age;
+}
+
+void core_load_request(struct core *c, const char *user_id, const char *request_id, double seen_at, double now)
+{
+	if (!user_id || !request_id || !msg_valid_user_id(user_id) || !msg_valid_session_id(request_id))
+		return;
+	double left = req_retention(c) - (now - seen_at);
+	if (left <= 0)
+		return;
+	req_remember(c, user_id, request_id, c->mono + left);
+}
+
+/* Drop what expired; the store forgets rows older than the same age. */
+static void req_prune(struct core *c, double now, struct core_fxlist *fx)
+{
+	size_t dropped = 0;
+	while (c->req_n > 0) {
+		struct seen_req *r = c->req_fifo[c->req_head];
+		if (r->expires > c->mono)
+			break;
+		hmap_sdel(&c->seen_req, r->key);
+		free(r);
+		c->req_head = (c->req_head + 1) % c->req_cap;
+		c->req_n--;
+		dropped++;
+	}
+	if (dropped) {
+		struct core_fx *f = core_fx_push(fx, CORE_FX_PRUNE_REQUESTS, now);
+		f->u.prune.before = now - req_retention(c);
+	}
+}
+
+static void reg_apply(struct core_cp *cp, const struct core_reg *r)
+{
+	if (r->location[0])
+		text_copy(cp->location, sizeof(cp->location), r->location);
+	if (money_price_ok(r->price))
+		cp->price = money_round_price(r->price);
+	xstrlcpy(cp->secret_hash, r->secret_hash, sizeof(cp->secret_hash));
+	cp->deleted = r->deleted;
+}
+
+void core_load_reg(struct core *c, const struct core_reg *r)
+{
+	if (!r || !msg_valid_cp_id(r->id))
+		return;
+	struct core_cp *cp = cp_insert(c, r->id, 0);
+	reg_apply(cp, r);
+	xstrlcpy(cp->key, r->deleted ? "" : r->key, sizeof(cp->key));
+	cp->key_ever = r->key_ever || r->key[0];
+	cp->revoked = r->revoked;
+	if (!cp->location[0])
+		text_copy(cp->location, sizeof(cp->location), r->id);
+	if (!(cp->price > 0))
+		cp->price = DEFAULT_PRICE;
+}
+
+void core_on_registry(struct core *c, const struct core_reg *r, double now, struct core_fxlist *fx)
+{
+	if (!r || !msg_valid_cp_id(r->id))
+		return;
+	struct core_cp *cp = cp_find(c, r->id);
+	int created = !cp;
+	if (created)
+		cp = cp_insert(c, r->id, now);
+	int new_secret = cp->secret_hash[0] && strcmp(cp->secret_hash, r->secret_hash) != 0;
+	int was_deleted = cp->deleted;
+	reg_apply(cp, r);
+	if (!cp->location[0])
+		text_copy(cp->location, sizeof(cp->location), r->id);
+	if (!(cp->price > 0))
+		cp->price = DEFAULT_PRICE;
+	if (r->deleted && cp->key[0]) {
+		crypto_wipe(cp->key, sizeof(cp->key));
+		cp->key[0] = '\0';
+		fx_key(fx, now, cp, 0, 0);
+	}
+	if (created)
+		fx_log(fx, now, LOG_INFO, cp->id, "CP %s registered at the registry (%s)", cp->id, cp->location);
+	else if (r->deleted && !was_deleted)
+		fx_log(fx, now, LOG_WARN, cp->id, "CP %s was unregistered at the registry: refused from now on", cp->id);
+	else if (new_secret)
+		fx_log(fx, now, LOG_INFO, cp->id, "CP %s has a new secret: its link must authenticate again", cp->id);
+	if (cp->link_up && (r->deleted || new_secret)) {
+		uint64_t conn = cp->conn;
+		struct core_fx *x = core_fx_push(fx, CORE_FX_CLOSE, now);
+		x->u.link.conn = conn;
+		xstrlcpy(x->u.link.text, r->deleted ? "unregistered at the registry" : "the CP's secret was changed",
+			 sizeof(x->u.link.text));
+		/* No grace: the registry took the CP back. */
+		if (cp->session && r->deleted)
+			end_session_abnormal(c, sess_of(cp->session), "CP unregistered", now, fx);
+		end_link(c, conn, x->u.link.text, now, fx);
+		return;
+	}
+	update_state(c, cp, now, 1, created ? "registered at the registry" : "changed at the registry", fx);
+}
+
 void core_add_driver(struct core *c, const char *driver_id)
 {
 	if (!driver_id || !driver_id[0] || hmap_sget(&c->drivers, driver_id))
@@ -542,47 +818,258 @@ void core_recover_session(struct core *c, const struct core_session *s, double n
 /* ------------------------------------------------------------------ */
 /* link frames                                                          */
 
-static void __attribute__((format(printf, 5, 6)))
-reply_error(struct core_fxlist *fx, double now, uint64_t conn, const char *cp_id, const char *fmt, ...)
+/* May a warning about this CP's frames be logged now? At most WARN_BURST a
+ * WARN_WINDOW s; the rest are counted and reported once the window ends. */
+static int warn_ok(struct core *c, struct core_cp *cp, double now, struct core_fxlist *fx)
+{
+	if (c->mono >= cp->warn_window) {
+		if (cp->warn_dropped)
+			fx_log(fx, now, LOG_WARN, cp->id, "CP %s: %u more warnings about its frames not logged", cp->id,
+			       cp->warn_dropped);
+		cp->warn_window = c->mono + WARN_WINDOW;
+		cp->warn_count = cp->warn_dropped = 0;
+	}
+	if (cp->warn_count < WARN_BURST) {
+		cp->warn_count++;
+		return 1;
+	}
+	cp->warn_dropped++;
+	return 0;
+}
+
+static void __attribute__((format(printf, 6, 7)))
+reply_error(struct core *c, struct core_fxlist *fx, double now, uint64_t conn, struct core_cp *cp, const char *fmt,
+	    ...)
 {
 	char why[LINK_DATA_MAX];
 	va_list ap;
 	va_start(ap, fmt);
 	vtext(why, sizeof(why) - 8, fmt, ap);
 	va_end(ap);
-	fx_send(fx, now, conn, cp_id, "ERROR#%s", why);
-	fx_log(fx, now, LOG_WARN, cp_id, "link %llu%s%s: ERROR %s", (unsigned long long)conn, cp_id ? " CP " : "",
-	       cp_id ? cp_id : "", why);
+	fx_send(fx, now, conn, cp->id, "ERROR#%s", why);
+	if (warn_ok(c, cp, now, fx))
+		fx_log(fx, now, LOG_WARN, cp->id, "link %llu CP %s: ERROR %s", (unsigned long long)conn, cp->id, why);
 }
 
-static void deny_register(struct core_fxlist *fx, double now, uint64_t conn, const char *reason)
+/* ---- links and addresses ---- */
+
+static struct linkinfo *link_of(const struct core *c, uint64_t conn)
+{
+	return hmap_uget(&c->links, conn);
+}
+
+/* "10.0.0.7:5301" -> "10.0.0.7", "[::1]:5301" -> "::1". */
+static void peer_ip(const char *peer, char *ip, size_t n)
+{
+	if (peer[0] == '[') {
+		const char *e = strchr(peer, ']');
+		size_t len = e ? (size_t)(e - peer - 1) : strlen(peer + 1);
+		snprintf(ip, n, "%.*s", (int)len, peer + 1);
+		return;
+	}
+	const char *colon = strrchr(peer, ':');
+	size_t len = colon && strchr(peer, ':') == colon ? (size_t)(colon - peer) : strlen(peer);
+	snprintf(ip, n, "%.*s", (int)len, peer);
+}
+
+static const char *conn_ip(const struct core *c, uint64_t conn, char *ip, size_t n)
+{
+	const struct linkinfo *li = link_of(c, conn);
+	if (li == NULL || !li->peer[0])
+		return NULL;
+	peer_ip(li->peer, ip, n);
+	return ip;
+}
+
+static struct addr_rl *addr_of(struct core *c, const char *ip)
+{
+	struct addr_rl *a = hmap_sget(&c->addrs, ip);
+	if (a != NULL)
+		return a;
+	if (hmap_count(&c->addrs) >= ADDRS_MAX) {
+		/* Forget addresses with nothing left to remember; if all have,
+		 * this one is simply not tracked (a flood of addresses cannot
+		 * grow the table). */
+		size_t i = 0;
+		void *v;
+		struct addr_rl *old[64];
+		size_t nold = 0;
+		while (nold < 64 && (v = hmap_next(&c->addrs, &i)) != NULL) {
+			struct addr_rl *x = v;
+			if (c->mono >= x->blocked_until && c->mono - x->window_start >= REG_FAIL_WINDOW &&
+			    c->mono >= x->refused_audit_until)
+				old[nold++] = x;
+		}
+		for (size_t k = 0; k < nold; k++) {
+			hmap_sdel(&c->addrs, old[k]->ip);
+			free(old[k]);
+		}
+		if (hmap_count(&c->addrs) >= ADDRS_MAX)
+			return NULL;
+	}
+	a = xcalloc(1, sizeof(*a));
+	xstrlcpy(a->ip, ip, sizeof(a->ip));
+	a->window_start = c->mono;
+	hmap_sput(&c->addrs, a->ip, a);
+	return a;
+}
+
+static int addr_blocked(struct core *c, const char *ip)
+{
+	const struct addr_rl *a = ip ? hmap_sget(&c->addrs, ip) : NULL;
+	return a != NULL && c->mono < a->blocked_until;
+}
+
+/* One failed REGISTER from ip; the one that crosses the limit blocks the
+ * address (audited once). */
+static void addr_fail(struct core *c, const char *ip, double now, struct core_fxlist *fx)
+{
+	struct addr_rl *a = ip ? addr_of(c, ip) : NULL;
+	if (a == NULL)
+		return;
+	if (c->mono - a->window_start >= REG_FAIL_WINDOW) {
+		a->window_start = c->mono;
+		a->fails = 0;
+	}
+	if (++a->fails > REG_FAIL_MAX && c->mono >= a->blocked_until) {
+		a->blocked_until = c->mono + REG_BLOCK;
+		core_fx_audit(fx, now, "central", ip, "RATE_LIMITED", NULL,
+			      "more than %d failed REGISTERs from %s in %.0f s: refused for %.0f s", REG_FAIL_MAX, ip,
+			      REG_FAIL_WINDOW, REG_BLOCK);
+		fx_log(fx, now, LOG_WARN, NULL, "REGISTER from %s: rate limited for %.0f s", ip, REG_BLOCK);
+	}
+}
+
+void core_on_link_up(struct core *c, uint64_t conn, const char *peer, int tls, double now, struct core_fxlist *fx)
+{
+	(void)now;
+	(void)fx;
+	struct linkinfo *li = link_of(c, conn);
+	if (li == NULL) {
+		li = xcalloc(1, sizeof(*li));
+		hmap_uput(&c->links, conn, li);
+	}
+	xstrlcpy(li->peer, peer ? peer : "", sizeof(li->peer));
+	li->tls = tls ? 1 : 0;
+}
+
+void core_on_link_refused(struct core *c, const char *peer, const char *reason, double now, struct core_fxlist *fx)
+{
+	char ip[64];
+	peer_ip(peer ? peer : "", ip, sizeof(ip));
+	struct addr_rl *a = addr_of(c, ip);
+	if (a != NULL && c->mono < a->refused_audit_until)
+		return;
+	if (a != NULL)
+		a->refused_audit_until = c->mono + REG_FAIL_WINDOW;
+	core_fx_audit(fx, now, "central", ip, "PLAIN_LINK_REFUSED", NULL, "%s (Central runs without --plain-links)",
+		      reason && reason[0] ? reason : "plaintext link refused");
+}
+
+/* A denial: the answer, EOT and close; the log line only while the address
+ * is not rate limited (a flood of bad REGISTERs cannot fill the log). */
+static void deny_register(struct core *c, struct core_fxlist *fx, double now, uint64_t conn, const char *reason,
+			  const char *detail)
 {
 	fx_send(fx, now, conn, NULL, "REGISTER_RESULT#DENIED#%s", reason);
 	struct core_fx *f = core_fx_push(fx, CORE_FX_CLOSE, now);
 	f->u.link.conn = conn;
 	textf(f->u.link.text, sizeof(f->u.link.text), "REGISTER denied: %s", reason);
-	fx_log(fx, now, LOG_WARN, NULL, "link %llu: REGISTER denied: %s", (unsigned long long)conn, reason);
+	char ip[64];
+	if (!addr_blocked(c, conn_ip(c, conn, ip, sizeof(ip))))
+		fx_log(fx, now, LOG_WARN, NULL, "link %llu: REGISTER denied: %s%s%s", (unsigned long long)conn, reason,
+		       detail ? ": " : "", detail ? detail : "");
+}
+
+/* A TLS REGISTER whose credential failed: audited, counted for the
+ * address, denied. */
+static void deny_auth(struct core *c, struct core_fxlist *fx, double now, uint64_t conn, const char *id,
+		      const char *reason, const char *why)
+{
+	char ip[64];
+	const char *addr = conn_ip(c, conn, ip, sizeof(ip));
+	core_fx_audit(fx, now, "central", addr, "CP_AUTH_FAILED", msg_valid_cp_id(id) ? id : NULL, "REGISTER %s: %s",
+		      reason, why);
+	deny_register(c, fx, now, conn, reason, why);
+	addr_fail(c, addr, now, fx);
+}
+
+static void fx_key(struct core_fxlist *fx, double now, const struct core_cp *cp, int plain, int store)
+{
+	struct core_fx *f = core_fx_push(fx, CORE_FX_KEY, now);
+	xstrlcpy(f->u.key.cp_id, cp->id, sizeof(f->u.key.cp_id));
+	xstrlcpy(f->u.key.key, cp->key, sizeof(f->u.key.key));
+	f->u.key.revoked = cp->revoked;
+	f->u.key.plain = plain;
+	f->u.key.store = store;
+}
+
+/* REGISTER's location and price: the operator's (or the registry's) win;
+ * a monitor's only fill a CP that has none (evcharging(7) RULES). */
+static void place_from_register(struct core_cp *cp, int first, const char *loc, int have_price, double price,
+				double now, struct core_fxlist *fx)
+{
+	char pb[MONEY_STR_LEN], qb[MONEY_STR_LEN];
+	if (first || !cp->location[0])
+		text_copy(cp->location, sizeof(cp->location), loc);
+	if (first || !(cp->price > 0)) {
+		if (have_price) {
+			cp->price = price;
+		} else {
+			cp->price = DEFAULT_PRICE;
+			fx_log(fx, now, LOG_WARN, cp->id, "CP %s registered without a price: using the default %s EUR/kWh",
+			       cp->id, money_price(pb, sizeof(pb), cp->price));
+		}
+		return;
+	}
+	if (!have_price)
+		fx_log(fx, now, LOG_INFO, cp->id, "CP %s registered without a price: keeping %s EUR/kWh", cp->id,
+		       money_price(pb, sizeof(pb), cp->price));
+	int loc_differs = strcmp(cp->location, loc) != 0;
+	int price_differs = have_price && price != cp->price;
+	if ((loc_differs || price_differs) && !cp->place_differs_logged) {
+		cp->place_differs_logged = 1;
+		fx_log(fx, now, LOG_INFO, cp->id,
+		       "CP %s's monitor says %s, %s EUR/kWh; keeping the operator's %s, %s EUR/kWh", cp->id, loc,
+		       have_price ? money_price(qb, sizeof(qb), price) : "(no price)", cp->location,
+		       money_price(pb, sizeof(pb), cp->price));
+		fx_event(fx, now, cp->id, "PLACE", "monitor says %s, %s EUR/kWh", loc,
+			 have_price ? money_price(qb, sizeof(qb), price) : "(no price)");
+	}
 }
 
 static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, char **f, int nf, double now,
 			struct core_fxlist *fx)
 {
-	char reason[LINK_DATA_MAX], pb[32];
-	if (nf < 3) {
-		deny_register(fx, now, conn, "REGISTER needs cp_id and location (and optionally price)");
+	char reason[LINK_DATA_MAX], pb[32], ip[64];
+	const struct linkinfo *li = link_of(c, conn);
+	int tls = li != NULL && li->tls;
+	const char *addr = conn_ip(c, conn, ip, sizeof(ip));
+	/* Release 2 links answer with the five reasons of evcharging(7)
+	 * SECURITY; Release-1 plaintext ones keep their readable reasons. */
+#define DENY_BAD(why)                                                     \
+	do {                                                              \
+		if (tls)                                                  \
+			deny_auth(c, fx, now, conn, id, "BAD_REQUEST", why); \
+		else                                                      \
+			deny_register(c, fx, now, conn, why, NULL);       \
+		return;                                                   \
+	} while (0)
+	const char *id = nf > 1 ? f[1] : "";
+	if (addr_blocked(c, addr)) {
+		deny_register(c, fx, now, conn, "RATE_LIMITED", NULL);
 		return;
 	}
-	const char *id = f[1], *loc = f[2];
+	if (nf < 3)
+		DENY_BAD("REGISTER needs cp_id and location (and optionally price)");
+	const char *loc = f[2];
 	if (!msg_valid_cp_id(id)) {
 		textf(reason, 128, "invalid cp_id '%s': must match ^[A-Za-z0-9_-]{1,32}$", id);
-		deny_register(fx, now, conn, reason);
-		return;
+		DENY_BAD(reason);
 	}
 	const char *bad_loc = msg_check_location(loc);
-	if (bad_loc) {
-		deny_register(fx, now, conn, bad_loc);
-		return;
-	}
+	if (bad_loc)
+		DENY_BAD(bad_loc);
 	double price = 0;
 	int have_price = nf >= 4 && f[3][0];
 	if (have_price) {
@@ -590,49 +1077,123 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 		int r = money_parse_price(f[3], &price, &rounded);
 		if (r == -1) {
 			textf(reason, 128, "invalid price '%s': use digits with '.' as decimal point, e.g. 0.25", f[3]);
-			deny_register(fx, now, conn, reason);
-			return;
+			DENY_BAD(reason);
 		}
-		if (r == -2) {
-			deny_register(fx, now, conn, "price must be at least 0.0001 and at most 100 EUR/kWh");
-			return;
-		}
+		if (r == -2)
+			DENY_BAD("price must be at least 0.0001 and at most 100 EUR/kWh");
 		if (rounded)
 			fx_log(fx, now, LOG_INFO, id, "CP %s price %s rounded to %s EUR/kWh (4 decimals)", id, f[3],
 			       money_price(pb, sizeof(pb), price));
 	}
+#undef DENY_BAD
 	if (mine && strcmp(mine->id, id) != 0) {
-		reply_error(fx, now, conn, mine->id, "this link is already registered as CP %s", mine->id);
+		reply_error(c, fx, now, conn, mine, "this link is already registered as CP %s", mine->id);
 		return;
 	}
+	const char *secret = nf >= 5 ? f[4] : "";
 	struct core_cp *cp = cp_find(c, id);
-	if (cp && cp->link_up && cp->conn != conn) {
-		deny_register(fx, now, conn, "ALREADY_CONNECTED");
-		return;
-	}
-	int first = !cp;
-	if (first)
-		cp = cp_insert(c, id, now);
-	text_copy(cp->location, sizeof(cp->location), loc);
-	if (have_price) {
-		cp->price = price;
-	} else if (first) {
-		cp->price = DEFAULT_PRICE;
-		fx_log(fx, now, LOG_WARN, id, "CP %s registered without a price: using the default %s EUR/kWh", id,
-		       money_price(pb, sizeof(pb), cp->price));
+	int first;
+	if (tls) {
+		/* The credential of evcharging(7) SECURITY: the CP's secret,
+		 * checked against the registry's hash in constant time. */
+		if (!secret[0]) {
+			deny_auth(c, fx, now, conn, id, "BAD_REQUEST", "REGISTER over TLS carries the CP's secret");
+			return;
+		}
+		if (!cp || !cp->secret_hash[0] || cp->deleted) {
+			deny_auth(c, fx, now, conn, id, "NOT_REGISTERED", "not registered at the registry");
+			return;
+		}
+		if (!crypto_secret_matches(secret, cp->secret_hash)) {
+			deny_auth(c, fx, now, conn, id, "BAD_CREDENTIALS", "wrong secret");
+			return;
+		}
+		if (cp->link_up && cp->conn != conn) {
+			/* A monitor back after a half-open link must never be
+			 * locked out by its own ghost. */
+			uint64_t old = cp->conn;
+			struct core_fx *x = core_fx_push(fx, CORE_FX_CLOSE, now);
+			x->u.link.conn = old;
+			xstrlcpy(x->u.link.text, "replaced by a new authenticated link", sizeof(x->u.link.text));
+			end_link(c, old, "replaced by a new authenticated link", now, fx);
+		}
+		int issue = !cp->key[0];
+		if (issue) {
+			char key[45];
+			if (!c->cfg.new_key || c->cfg.new_key(c->cfg.new_key_arg, key) != 0) {
+				deny_register(c, fx, now, conn, "BAD_REQUEST", "no key can be issued");
+				return;
+			}
+			xstrlcpy(cp->key, key, sizeof(cp->key));
+			crypto_wipe(key, sizeof(key));
+		}
+		first = !cp->key_ever;
+		cp->key_ever = 1;
+		int was_revoked = cp->revoked;
+		cp->revoked = 0;
+		core_fx_audit(fx, now, "central", addr, "CP_AUTH_OK", id, "REGISTER over TLS%s",
+			      was_revoked ? " (after its keys were revoked)" : "");
+		if (issue)
+			core_fx_audit(fx, now, "central", addr, "CP_KEY_ISSUED", id, "a new key for the CP's telemetry");
+		fx_key(fx, now, cp, 0, issue || was_revoked);
+		place_from_register(cp, 0, loc, have_price, price, now, fx);
 	} else {
-		fx_log(fx, now, LOG_INFO, id, "CP %s registered without a price: keeping %s EUR/kWh", id,
-		       money_price(pb, sizeof(pb), cp->price));
+		if (!c->cfg.plain_links) {
+			deny_register(c, fx, now, conn, "BAD_REQUEST", "plaintext links are refused");
+			return;
+		}
+		if (crypto_valid_secret(secret)) {
+			/* A secret in clear is a secret lost: never take it. (Other
+			 * trailing fields are a Release-1 peer's optional ones.) */
+			core_fx_audit(fx, now, "central", addr, "PLAIN_LINK_REFUSED", id,
+				      "REGISTER with a credential over a plaintext link");
+			deny_register(c, fx, now, conn, "BAD_REQUEST", "credentials are only accepted over TLS");
+			return;
+		}
+		if (cp && (cp->secret_hash[0] || cp->deleted)) {
+			core_fx_audit(fx, now, "central", addr, "PLAIN_LINK_REFUSED", id,
+				      "CP %s has credentials: it must connect over TLS", id);
+			deny_register(c, fx, now, conn, "BAD_CREDENTIALS", "the CP must connect over TLS");
+			addr_fail(c, addr, now, fx);
+			return;
+		}
+		if (cp && cp->link_up && cp->conn != conn) {
+			deny_register(c, fx, now, conn, "ALREADY_CONNECTED", NULL);
+			return;
+		}
+		first = !cp;
+		if (first)
+			cp = cp_insert(c, id, now);
+		place_from_register(cp, first, loc, have_price, price, now, fx);
+		if (!cp->link_up)
+			core_fx_audit(fx, now, "central", addr, "PLAIN_LINK_ACCEPTED", id, "Release-1 plaintext link");
+		fx_key(fx, now, cp, 1, 0);
 	}
+	int was_up = cp->link_up && cp->conn == conn;
 	cp->link_up = 1;
 	cp->conn = conn;
+	cp->tls = tls;
+	xstrlcpy(cp->peer, li ? li->peer : "", sizeof(cp->peer));
 	cp->last_seen = now;
+	if (cp->grace_until && cp->session) {
+		fx_log(fx, now, LOG_INFO, id, "CP %s back within the grace: session %s goes on", id, cp->session->id);
+		fx_event(fx, now, id, "SESSION", "session %s kept across the link loss", cp->session->id);
+	}
+	clear_grace(c, cp);
 	hmap_uput(&c->by_conn, conn, cp);
+	if (!was_up) {
+		struct core_fx *r = core_fx_push(fx, CORE_FX_REGISTERED, now);
+		r->u.link.conn = conn;
+		r->u.link.text[0] = '\0';
+	}
 	fx_send(fx, now, conn, id, "REGISTER_RESULT#%s", first ? "FIRST" : "RECONNECT");
-	fx_event(fx, now, id, "REGISTER", "%s at %s, %s EUR/kWh", first ? "FIRST" : "RECONNECT", cp->location,
-		 money_price(pb, sizeof(pb), cp->price));
-	fx_log(fx, now, LOG_INFO, id, "CP %s registered (%s) on link %llu: %s, %s EUR/kWh", id,
-	       first ? "first time" : "reconnect", (unsigned long long)conn, cp->location, pb);
+	if (tls)
+		fx_send(fx, now, conn, id, "KEY#%s#%s", id, cp->key);
+	fx_event(fx, now, id, "REGISTER", "%s at %s, %s EUR/kWh (%s)", first ? "FIRST" : "RECONNECT", cp->location,
+		 money_price(pb, sizeof(pb), cp->price), tls ? "tls" : "plain");
+	fx_log(fx, now, LOG_INFO, id, "CP %s registered (%s) on link %llu: %s, %s EUR/kWh%s", id,
+	       first ? "first time" : "reconnect", (unsigned long long)conn, cp->location, pb,
+	       tls ? "" : " (Release-1 plaintext link)");
 	update_state(c, cp, now, 1, first ? "registered" : "reconnected", fx);
 	/* The operator's stop outlives the link: the CP may have restarted and
 	 * forgotten it, so it is sent again until REANUDAR. */
@@ -652,15 +1213,15 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 }
 
 /* Does the cp_id field of a frame name the CP registered on this link? */
-static int frame_cp_ok(struct core_cp *cp, uint64_t conn, const char *op, char **f, int nf, double now,
-		       struct core_fxlist *fx)
+static int frame_cp_ok(struct core *c, struct core_cp *cp, uint64_t conn, const char *op, char **f, int nf,
+		       double now, struct core_fxlist *fx)
 {
 	if (nf < 2 || !f[1][0]) {
-		reply_error(fx, now, conn, cp->id, "%s needs a cp_id", op);
+		reply_error(c, fx, now, conn, cp, "%s needs a cp_id", op);
 		return 0;
 	}
 	if (strcmp(f[1], cp->id) != 0) {
-		reply_error(fx, now, conn, cp->id, "cp_id '%.40s' does not match this link's CP %s", f[1], cp->id);
+		reply_error(c, fx, now, conn, cp, "cp_id '%.40s' does not match this link's CP %s", f[1], cp->id);
 		return 0;
 	}
 	return 1;
@@ -683,6 +1244,7 @@ static void on_fault(struct core *c, struct core_cp *cp, const char *reason, dou
 	}
 	cp->fault = 1;
 	fx_event(fx, now, cp->id, "FAULT", "%s", reason);
+	core_fx_audit(fx, now, "central", NULL, "CP_FAULT", cp->id, "the CP's monitor reports: %s", reason);
 	if (cp->session) {
 		char why[MSG_TEXT_MAX + 1];
 		textf(why, sizeof(why), "CP %s fault: %s", cp->id, reason);
@@ -707,6 +1269,7 @@ static void on_recover(struct core *c, struct core_cp *cp, double now, struct co
 	}
 	cp->fault = 0;
 	fx_event(fx, now, cp->id, "RECOVER", "fault cleared");
+	core_fx_audit(fx, now, "central", NULL, "CP_RECOVER", cp->id, "the CP's monitor reports the fault cleared");
 	if (cp->stopped)
 		fx_log(fx, now, LOG_INFO, cp->id, "CP %s recovered but stays FUERA_DE_SERVICIO: stopped by the operator",
 		       cp->id);
@@ -727,6 +1290,8 @@ static void on_ack_authorize(struct core *c, struct core_cp *cp, double now, str
 	textf(m->message, sizeof(m->message), "CP %s authorised you: plug in your vehicle (%s EUR/kWh)", s->cp_id,
 	      money_price((char[32]){ 0 }, 32, s->price));
 	fx_request(fx, now, s->driver_id, s->cp_id, s->request_id, s->requested_at, s->id, "AUTH_OK");
+	audit_driver(fx, now, s->driver_id, "DRIVER_AUTH_OK", s->cp_id, "session %s at %s EUR/kWh", s->id,
+		     money_price((char[32]){ 0 }, 32, s->price));
 	fx_store_session(fx, now, s);
 	fx_screen(fx, now, cp->id);
 	fx_log(fx, now, LOG_INFO, cp->id, "CP %s accepted session %s for driver %s", cp->id, s->id, s->driver_id);
@@ -746,6 +1311,7 @@ static void on_nack_authorize(struct core *c, struct core_cp *cp, const char *re
 	struct msg *m = fx_notify(fx, now, MSG_AUTH_DENIED, s->driver_id, s->cp_id, s->id, s->request_id);
 	text_copy(m->reason, sizeof(m->reason), why);
 	fx_request(fx, now, s->driver_id, s->cp_id, s->request_id, s->requested_at, s->id, "AUTH_DENIED: %s", why);
+	audit_driver(fx, now, s->driver_id, "DRIVER_AUTH_DENIED", s->cp_id, "%s", why);
 	end_session(c, sess_of(s), CORE_OUT_SESSION_CANCELLED, why, 0, now, fx);
 	update_state(c, cp, now, 0, "authorisation refused", fx);
 }
@@ -808,26 +1374,55 @@ void core_on_frame(struct core *c, uint64_t conn, const char *data, double now, 
 		on_register(c, conn, cp, f, nf, now, fx);
 		return;
 	}
-	if (strcmp(op, "ERROR") == 0) {
-		/* Never answer an ERROR with an ERROR: two peers would loop. */
-		fx_log(fx, now, LOG_WARN, cp ? cp->id : NULL, "link %llu%s%s reports ERROR: %s",
-		       (unsigned long long)conn, cp ? " CP " : "", cp ? cp->id : "", nf > 1 ? f[1] : "(no reason)");
+	if (!cp && (strcmp(op, "CHECK_DRIVER") == 0 || strcmp(op, "CHECK_SESSION") == 0) && nf >= 2 &&
+	    c->cfg.plain_links && !(link_of(c, conn) && link_of(c, conn)->tls)) {
+		/* A Release-1 program's short query on a connection of its own:
+		 * one answer (the driver on that CP, or NO_DRIVER / NO_SESSION),
+		 * then EOT and close, as those programs expect. */
+		const struct core_cp *q = msg_valid_cp_id(f[1]) ? cp_find(c, f[1]) : NULL;
+		if (q && q->session) {
+			fx_send(fx, now, conn, q->id, "%s", q->session->driver_id);
+			fx->v[fx->n - 1].u.link.raw = 1;
+		} else {
+			fx_send(fx, now, conn, NULL, "%s", op[6] == 'D' ? "NO_DRIVER" : "NO_SESSION");
+		}
+		struct core_fx *x = core_fx_push(fx, CORE_FX_CLOSE, now);
+		x->u.link.conn = conn;
+		xstrlcpy(x->u.link.text, "Release-1 query answered", sizeof(x->u.link.text));
 		return;
 	}
 	if (!cp) {
-		reply_error(fx, now, conn, NULL, "not registered: send REGISTER first");
+		/* Anything but REGISTER before REGISTER: refused, counted, and
+		 * reported in one line a while (a stranger cannot fill the log).
+		 * An ERROR is never answered: two peers would loop. */
+		c->prereg_refused++;
+		if (strcmp(op, "ERROR") != 0)
+			fx_send(fx, now, conn, NULL, "ERROR#not registered: send REGISTER first");
+		return;
+	}
+	if (strcmp(op, "ERROR") == 0) {
+		/* Never answer an ERROR with an ERROR: two peers would loop. */
+		if (warn_ok(c, cp, now, fx))
+			fx_log(fx, now, LOG_WARN, cp->id, "link %llu CP %s reports ERROR: %s", (unsigned long long)conn,
+			       cp->id, nf > 1 ? f[1] : "(no reason)");
+		return;
+	}
+	if (cp->revoked && strcmp(op, "HEARTBEAT") != 0) {
+		/* A revoked link is kept open for HEARTBEAT and a new REGISTER
+		 * only (evcharging(7) SECURITY). */
+		reply_error(c, fx, now, conn, cp, "keys revoked: REGISTER again to go on");
 		return;
 	}
 	if (strcmp(op, "HEARTBEAT") == 0) {
-		frame_cp_ok(cp, conn, op, f, nf, now, fx);
+		frame_cp_ok(c, cp, conn, op, f, nf, now, fx);
 	} else if (strcmp(op, "FAULT") == 0) {
-		if (frame_cp_ok(cp, conn, op, f, nf, now, fx))
+		if (frame_cp_ok(c, cp, conn, op, f, nf, now, fx))
 			on_fault(c, cp, nf > 2 && f[2][0] ? f[2] : "engine reported KO", now, fx);
 	} else if (strcmp(op, "RECOVER") == 0) {
-		if (frame_cp_ok(cp, conn, op, f, nf, now, fx))
+		if (frame_cp_ok(c, cp, conn, op, f, nf, now, fx))
 			on_recover(c, cp, now, fx);
 	} else if (strcmp(op, "CHECK_SESSION") == 0) {
-		if (!frame_cp_ok(cp, conn, op, f, nf, now, fx))
+		if (!frame_cp_ok(c, cp, conn, op, f, nf, now, fx))
 			return;
 		if (cp->session)
 			fx_send(fx, now, conn, cp->id, "SESSION#%s#%s#%s", cp->id, cp->session->driver_id,
@@ -848,20 +1443,34 @@ void core_on_frame(struct core *c, uint64_t conn, const char *data, double now, 
 				on_ack_resume(c, cp, now, fx);
 			else
 				on_nack_command(cp, "REANUDAR", &cp->resume_pending, reason, now, fx);
+		} else if (strcmp(cmd, "FIN_SUMINISTRO") == 0) {
+			fx_log(fx, now, ack ? LOG_DEBUG : LOG_INFO, cp->id, "CP %s %s FIN_SUMINISTRO%s%s", cp->id,
+			       ack ? "acknowledged" : "refused", ack ? "" : ": ", ack ? "" : reason);
 		} else if (strcmp(cmd, "AUTORIZAR_SUMINISTRO") == 0) {
 			if (ack)
 				on_ack_authorize(c, cp, now, fx);
 			else
 				on_nack_authorize(c, cp, reason, now, fx);
 		} else {
-			reply_error(fx, now, conn, cp->id, "%s of unknown command '%.40s'", op, cmd);
+			reply_error(c, fx, now, conn, cp, "%s of unknown command '%.40s'", op, cmd);
 		}
 	} else {
-		reply_error(fx, now, conn, cp->id, "unknown opcode '%.40s'", op);
+		reply_error(c, fx, now, conn, cp, "unknown opcode '%.40s'", op);
 	}
 }
 
 void core_on_link_down(struct core *c, uint64_t conn, const char *reason, double now, struct core_fxlist *fx)
+{
+	struct linkinfo *li = link_of(c, conn);
+	if (li != NULL) {
+		hmap_udel(&c->links, conn);
+		free(li);
+	}
+	end_link(c, conn, reason, now, fx);
+}
+
+/* The CP registered on conn (if any) has lost that link. */
+static void end_link(struct core *c, uint64_t conn, const char *reason, double now, struct core_fxlist *fx)
 {
 	struct core_cp *cp = hmap_uget(&c->by_conn, conn);
 	if (!reason || !reason[0])
@@ -874,6 +1483,8 @@ void core_on_link_down(struct core *c, uint64_t conn, const char *reason, double
 	hmap_udel(&c->by_conn, conn);
 	cp->link_up = 0;
 	cp->conn = 0;
+	cp->tls = 0;
+	cp->peer[0] = '\0';
 	/* A command the CP may or may not have carried out: the latest one the
 	 * operator gave is sent again when the CP registers. */
 	if (cp->stop_pending && !cp->stopped)
@@ -885,8 +1496,19 @@ void core_on_link_down(struct core *c, uint64_t conn, const char *reason, double
 		       cp->id, cp->resume_pending ? "REANUDAR" : "PARAR");
 	cp->stop_pending = cp->resume_pending = 0;
 	fx_event(fx, now, cp->id, "LINK_DOWN", "%s", reason);
-	if (cp->session)
+	if (cp->session && c->cfg.link_grace > 0) {
+		/* The engine may still supply: the session stays open (and the
+		 * CP out of every driver's reach) until the monitor comes back,
+		 * the engine ends the supply on Kafka, or the grace runs out
+		 * (evcharging(7) RULES). */
+		if (!cp->grace_until)
+			c->ngrace++;
+		cp->grace_until = c->mono + c->cfg.link_grace;
+		fx_log(fx, now, LOG_WARN, cp->id, "CP %s link lost with session %s open: kept for %.0f s", cp->id,
+		       cp->session->id, c->cfg.link_grace);
+	} else if (cp->session) {
 		end_session_abnormal(c, sess_of(cp->session), "link to CP lost", now, fx);
+	}
 	char why[MSG_TEXT_MAX + 1];
 	textf(why, sizeof(why), "link lost: %s", reason);
 	update_state(c, cp, now, 0, why, fx);
@@ -908,6 +1530,7 @@ deny_request(struct core_fxlist *fx, double now, const struct msg *m, const char
 	text_copy(n->reason, sizeof(n->reason), why);
 	fx_request(fx, now, m->user_id, m->cp_id, m->has_request_id ? m->request_id : NULL, m->timestamp, NULL,
 		   "AUTH_DENIED: %s", why);
+	audit_driver(fx, now, m->user_id, "DRIVER_AUTH_DENIED", msg_valid_cp_id(m->cp_id) ? m->cp_id : NULL, "%s", why);
 	fx_log(fx, now, LOG_INFO, msg_valid_cp_id(m->cp_id) ? m->cp_id : NULL,
 	       "request from driver %s for CP %s denied: %s", m->user_id, m->cp_id, why);
 }
@@ -916,6 +1539,20 @@ static void on_request(struct core *c, const struct msg *m, double now, struct c
 {
 	double max = c->cfg.request_max_age;
 	double age = now - m->timestamp;
+	/* Answered already (a replay after a crash, a duplicate delivery):
+	 * the driver has its answer, and a second session must never come of
+	 * it, even when the first has ended since. */
+	if (m->has_request_id && m->request_id[0] && msg_valid_user_id(m->user_id)) {
+		if (req_seen(c, m->user_id, m->request_id)) {
+			fx_log(fx, now, LOG_DEBUG, NULL, "request %s from driver %s was answered before: ignored",
+			       m->request_id, m->user_id);
+			return;
+		}
+		req_remember(c, m->user_id, m->request_id, c->mono + req_retention(c));
+		struct core_fx *f = core_fx_push(fx, CORE_FX_STORE_REQUEST, now);
+		xstrlcpy(f->u.seen.user_id, m->user_id, sizeof(f->u.seen.user_id));
+		xstrlcpy(f->u.seen.request_id, m->request_id, sizeof(f->u.seen.request_id));
+	}
 	if (!(m->timestamp > 0)) {
 		deny_request(fx, now, m, "request has no timestamp");
 		return;
@@ -971,6 +1608,7 @@ static void on_request(struct core *c, const struct msg *m, double now, struct c
 	p->price = cp->price;
 	p->requested_at = m->timestamp;
 	p->authorised_at = now;
+	p->authorised_mono = c->mono;
 	s->cp = cp;
 	cp->session = p;
 	hmap_sput(&c->sessions, p->id, s);
@@ -1015,11 +1653,20 @@ static void on_quit(struct core *c, const struct msg *m, double now, struct core
 static void on_telemetry(struct core *c, const struct msg *m, double now, struct core_fxlist *fx)
 {
 	const char *tn = msg_type_name(m->type);
+	struct sess *s;
 	if (!m->session_id[0]) {
-		fx_log(fx, now, LOG_DEBUG, NULL, "%s from CP %s without a session: ignored", tn, m->cp_id);
-		return;
+		/* A Release-1 engine names no session and no seq: its CP's open
+		 * session is the one (plaintext CPs only; a CP of ours always
+		 * names its session). */
+		struct core_cp *rcp = msg_valid_cp_id(m->cp_id) ? cp_find(c, m->cp_id) : NULL;
+		if (!rcp || rcp->tls || rcp->key_ever || !rcp->session) {
+			fx_log(fx, now, LOG_DEBUG, NULL, "%s from CP %s without a session: ignored", tn, m->cp_id);
+			return;
+		}
+		s = sess_of(rcp->session);
+	} else {
+		s = hmap_sget(&c->sessions, m->session_id);
 	}
-	struct sess *s = hmap_sget(&c->sessions, m->session_id);
 	if (!s) {
 		fx_log(fx, now, LOG_DEBUG, NULL, "%s for unknown or ended session %s: ignored", tn, m->session_id);
 		return;
@@ -1030,6 +1677,18 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 		fx_log(fx, now, LOG_WARN, p->cp_id,
 		       "%s for session %s names CP %s driver %s, but the session is CP %s driver %s: ignored", tn,
 		       p->id, m->cp_id, m->user_id, p->cp_id, p->driver_id);
+		return;
+	}
+	/* One message with a huge seq must not make Central ignore the rest
+	 * of the session: a jump beyond seq_jump_max is refused. */
+	if (m->has_seq && m->seq > (s->seq_seen ? p->last_seq : 0) + c->cfg.seq_jump_max) {
+		if (!s->seq_jump_logged) {
+			s->seq_jump_logged = 1;
+			fx_log(fx, now, LOG_WARN, p->cp_id,
+			       "%s seq %llu for session %s jumps more than %llu over the last applied (%llu): refused", tn,
+			       (unsigned long long)m->seq, p->id, (unsigned long long)c->cfg.seq_jump_max,
+			       (unsigned long long)p->last_seq);
+		}
 		return;
 	}
 	if (m->has_seq && s->seq_seen && m->seq <= p->last_seq) {
@@ -1045,6 +1704,7 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 		p->last_seq = m->seq;
 		s->seq_seen = 1;
 	}
+	p->last_tel_mono = c->mono;
 	/* Energy delivered never goes down within a session; keeping the
 	 * highest figure means a final message lacking figures loses nothing. */
 	if (m->type != MSG_SESSION_STARTED && money_round_kwh(m->kwh) > p->kwh)
@@ -1057,6 +1717,7 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 		if (!p->charging) {
 			p->charging = 1;
 			p->started_at = now;
+			p->started_mono = c->mono;
 			if (!p->acked) {
 				/* Kafka outran the link's ACK: the engine
 				 * plainly accepted, tell the driver first. */
@@ -1066,6 +1727,7 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 				textf(n->message, sizeof(n->message), "CP %s authorised you", p->cp_id);
 				fx_request(fx, now, p->driver_id, p->cp_id, p->request_id, p->requested_at, p->id,
 					   "AUTH_OK");
+				audit_driver(fx, now, p->driver_id, "DRIVER_AUTH_OK", p->cp_id, "session %s", p->id);
 			}
 			fx_log(fx, now, LOG_INFO, p->cp_id, "session %s on CP %s: supply started for driver %s", p->id,
 			       p->cp_id, p->driver_id);
@@ -1104,7 +1766,7 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 			c->nengine_faults++;
 		}
 		if (cp->engine_fault)
-			cp->engine_fault_until = now + CORE_ENGINE_FAULT_GRACE;
+			cp->engine_fault_until = c->mono + CORE_ENGINE_FAULT_GRACE;
 		update_state(c, cp, now, 0, m->type == MSG_AVERIADO ? "engine failed" : "engine lost its monitor", fx);
 		break;
 	}
@@ -1142,7 +1804,7 @@ void core_on_tick(struct core *c, double now, struct core_fxlist *fx)
 	 * OK again before the next health check) must not leave the CP red. */
 	for (size_t i = 0; c->nengine_faults > 0 && i < c->ncps; i++) {
 		struct core_cp *cp = c->cps[i];
-		if (cp->engine_fault && now >= cp->engine_fault_until) {
+		if (cp->engine_fault && c->mono >= cp->engine_fault_until) {
 			clear_engine_fault(c, cp);
 			update_state(c, cp, now, 0, "engine fault not confirmed by the monitor", fx);
 		}
@@ -1151,14 +1813,41 @@ void core_on_tick(struct core *c, double now, struct core_fxlist *fx)
 	 * ones after i were already checked. */
 	for (size_t i = c->nopen; i-- > 0;) {
 		struct sess *s = c->open[i];
-		if (s->pub.charging || now - s->pub.authorised_at < c->cfg.reservation_timeout)
-			continue;
-		char why[MSG_TEXT_MAX + 1];
-		textf(why, sizeof(why), "vehicle not plugged in within %.0f s", c->cfg.reservation_timeout);
 		struct core_cp *cp = s->cp;
-		end_session(c, s, CORE_OUT_SESSION_CANCELLED, why, 1, now, fx);
-		if (cp)
-			update_state(c, cp, now, 0, "reservation timed out", fx);
+		char why[MSG_TEXT_MAX + 1];
+		if (cp && cp->grace_until && c->mono >= cp->grace_until) {
+			textf(why, sizeof(why), "link to CP lost and not back within %.0f s", c->cfg.link_grace);
+			end_session_abnormal(c, s, why, now, fx);
+			update_state(c, cp, now, 0, "link grace over", fx);
+		} else if (s->pub.charging && !c->kafka_down &&
+			   c->mono - (s->pub.last_tel_mono > c->tel_epoch ? s->pub.last_tel_mono : c->tel_epoch) >=
+				   c->cfg.supply_timeout) {
+			/* The engine stopped metering without a word (its producer
+			 * cut off, a stop it took too late): bill what arrived, free
+			 * the CP and tell the engine to end the supply. */
+			textf(why, sizeof(why), "no telemetry for %.0f s", c->cfg.supply_timeout);
+			char sid[MSG_ID_MAX + 1];
+			xstrlcpy(sid, s->pub.id, sizeof(sid));
+			end_session_abnormal(c, s, why, now, fx);
+			if (cp && cp->link_up) {
+				fx_send(fx, now, cp->conn, cp->id, "FIN_SUMINISTRO#%s", sid);
+				fx_event(fx, now, cp->id, "COMMAND", "FIN_SUMINISTRO %s: no telemetry", sid);
+			}
+			if (cp)
+				update_state(c, cp, now, 0, "supply watchdog", fx);
+		} else if (!s->pub.charging && c->mono - s->pub.authorised_mono >= c->cfg.reservation_timeout) {
+			textf(why, sizeof(why), "vehicle not plugged in within %.0f s", c->cfg.reservation_timeout);
+			end_session(c, s, CORE_OUT_SESSION_CANCELLED, why, 1, now, fx);
+			if (cp)
+				update_state(c, cp, now, 0, "reservation timed out", fx);
+		}
+	}
+	req_prune(c, now, fx);
+	if (c->prereg_refused && c->mono >= c->prereg_next) {
+		fx_log(fx, now, LOG_WARN, NULL, "%lu frame(s) before REGISTER refused in the last %.0f s",
+		       c->prereg_refused, PREREG_REPORT);
+		c->prereg_refused = 0;
+		c->prereg_next = c->mono + PREREG_REPORT;
 	}
 }
 
@@ -1206,13 +1895,83 @@ static void command_send(struct core_cp *cp, int stop, double now, struct core_f
 	fx_event(fx, now, cp->id, "COMMAND", "%s sent by the operator", name);
 }
 
+static const char *audit_action(enum core_cmd cmd)
+{
+	switch (cmd) {
+	case CORE_CMD_STOP: return "OPERATOR_STOP";
+	case CORE_CMD_RESUME: return "OPERATOR_RESUME";
+	case CORE_CMD_STOP_ALL: return "OPERATOR_STOP_ALL";
+	case CORE_CMD_RESUME_ALL: return "OPERATOR_RESUME_ALL";
+	case CORE_CMD_REVOKE: return "CP_KEY_REVOKED";
+	}
+	return "OPERATOR_COMMAND";
+}
+
+/* Revocation (evcharging(7) SECURITY): the key goes, the CP is told and
+ * kept out of service until it authenticates again; a supply in progress
+ * ends, and the engine is told to end it (what it meters afterwards under
+ * the old key would be refused). */
+static int revoke(struct core *c, struct core_cp *cp, const char *actor, const char *source_ip, double now,
+		  struct core_fxlist *fx, char err[CORE_ERR_LEN])
+{
+	if (cp->revoked) {
+		set_err(err, "REVOKE %s failed: its keys are already revoked", cp->id);
+		return -1;
+	}
+	if (!cp->key[0] && !cp->key_ever) {
+		set_err(err, "REVOKE %s failed: the CP has no key (%s)", cp->id,
+			cp->link_up && !cp->tls ? "a Release-1 plaintext link" : "never authenticated");
+		return -1;
+	}
+	crypto_wipe(cp->key, sizeof(cp->key));
+	cp->key[0] = '\0';
+	cp->revoked = 1;
+	fx_key(fx, now, cp, 0, 1);
+	core_fx_audit(fx, now, actor, source_ip, "CP_KEY_REVOKED", cp->id, "keys revoked; the CP must authenticate again");
+	fx_event(fx, now, cp->id, "COMMAND", "keys revoked by %s", actor);
+	if (cp->link_up)
+		fx_send(fx, now, cp->conn, cp->id, "REVOKED#%s", cp->id);
+	if (cp->session) {
+		char sid[MSG_ID_MAX + 1];
+		xstrlcpy(sid, cp->session->id, sizeof(sid));
+		int charging = cp->session->charging;
+		end_session_abnormal(c, sess_of(cp->session), "keys revoked", now, fx);
+		if (charging && cp->link_up)
+			fx_send(fx, now, cp->conn, cp->id, "FIN_SUMINISTRO#%s", sid);
+	}
+	fx_log(fx, now, LOG_WARN, cp->id, "CP %s: keys revoked by %s", cp->id, actor);
+	update_state(c, cp, now, 1, "keys revoked", fx);
+	return 0;
+}
+
 int core_command(struct core *c, enum core_cmd cmd, const char *cp_id, double now, struct core_fxlist *fx,
 		 char err[CORE_ERR_LEN])
+{
+	return core_command_as(c, cmd, cp_id, "operator", NULL, now, fx, err);
+}
+
+int core_command_as(struct core *c, enum core_cmd cmd, const char *cp_id, const char *actor, const char *source_ip,
+		    double now, struct core_fxlist *fx, char err[CORE_ERR_LEN])
 {
 	int stop = cmd == CORE_CMD_STOP || cmd == CORE_CMD_STOP_ALL;
 	const char *name = stop ? "PARAR" : "REANUDAR";
 	if (err)
 		err[0] = '\0';
+	if (!actor || !actor[0])
+		actor = "operator";
+	if (cmd == CORE_CMD_REVOKE) {
+		struct core_cp *cp = cp_id && msg_valid_cp_id(cp_id) ? cp_find(c, cp_id) : NULL;
+		if (!cp) {
+			set_err(err, "REVOKE %s failed: unknown CP", cp_id ? cp_id : "");
+			fx_log(fx, now, LOG_WARN, NULL, "%s", err ? err : "revoke of an unknown CP");
+			return -1;
+		}
+		if (revoke(c, cp, actor, source_ip, now, fx, err) == -1) {
+			fx_log(fx, now, LOG_WARN, cp->id, "%s", err ? err : "revoke refused");
+			return -1;
+		}
+		return 0;
+	}
 	if (cmd == CORE_CMD_STOP || cmd == CORE_CMD_RESUME) {
 		struct core_cp *cp = cp_id && msg_valid_cp_id(cp_id) ? cp_find(c, cp_id) : NULL;
 		if (!cp) {
@@ -1229,6 +1988,7 @@ int core_command(struct core *c, enum core_cmd cmd, const char *cp_id, double no
 			return -1;
 		}
 		command_send(cp, stop, now, fx);
+		core_fx_audit(fx, now, actor, source_ip, audit_action(cmd), cp->id, "%s sent", name);
 		fx_log(fx, now, LOG_INFO, cp->id, "%s sent to CP %s: waiting for its acknowledgement", name, cp->id);
 		return 0;
 	}
@@ -1260,6 +2020,8 @@ int core_command(struct core *c, enum core_cmd cmd, const char *cp_id, double no
 	if (down > 8)
 		snprintf(more, sizeof(more), " and %zu more", down - 8);
 	enum log_level lvl = down ? LOG_WARN : LOG_INFO;
+	core_fx_audit(fx, now, actor, source_ip, audit_action(cmd), NULL, "%s to all: sent to %zu CP(s), %zu not reachable",
+		      name, sent, down);
 	fx_log(fx, now, lvl, NULL, "%s to all: sent to %zu CP(s), %zu already %s, %zu not reachable (link down)%s%s%s",
 	       name, sent, skipped, stop ? "stopped or stopping" : "running or resuming", down, down ? ": " : "",
 	       downlist, more);
@@ -1338,7 +2100,7 @@ int core_parse_command(const char *line, int *cmd, char cp_id[MSG_CP_ID_MAX + 1]
 		tok[n++] = t;
 	}
 	if (n == 0) {
-		set_err(err, "empty command: use P <cp>, R <cp>, PT, RT or Q");
+		set_err(err, "empty command: use P <cp>, R <cp>, PT, RT, REVOKE <cp> or Q");
 		return -1;
 	}
 	static const struct {
@@ -1349,6 +2111,7 @@ int core_parse_command(const char *line, int *cmd, char cp_id[MSG_CP_ID_MAX + 1]
 		{ "R", "REANUDAR", CORE_CMD_RESUME, 1 },
 		{ "PT", "PARAR_TODOS", CORE_CMD_STOP_ALL, 0 },
 		{ "RT", "REANUDAR_TODOS", CORE_CMD_RESUME_ALL, 0 },
+		{ "REVOKE", "RESTAURAR_CLAVES", CORE_CMD_REVOKE, 1 },
 		{ "Q", "QUIT", -1, 0 },
 	};
 	for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++) {
@@ -1377,6 +2140,6 @@ int core_parse_command(const char *line, int *cmd, char cp_id[MSG_CP_ID_MAX + 1]
 			*cmd = tab[i].cmd;
 		return 0;
 	}
-	set_err(err, "unknown command '%.40s': use P <cp>, R <cp>, PT, RT or Q", tok[0]);
+	set_err(err, "unknown command '%.40s': use P <cp>, R <cp>, PT, RT, REVOKE <cp> or Q", tok[0]);
 	return -1;
 }

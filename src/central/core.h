@@ -3,8 +3,11 @@
  * command, a clock tick), effects out (frames to send, connections to close,
  * Kafka messages to produce, rows to store, log lines, screen changes). No
  * I/O, no threads, no sockets: everything here is unit-tested event by
- * event. All times are wall-clock seconds since the epoch (the caller's
- * clock_wall()), so tests can drive time by hand.
+ * event. Two clocks, both given by the caller so tests drive time by hand:
+ * the now argument of each event is wall-clock seconds since the epoch,
+ * used only for what is stored and shown; every timer (reservations,
+ * watchdogs, grace periods) runs on the monotonic clock set with
+ * core_set_mono, so a step of the wall clock moves no deadline.
  *
  * Every rule of evcharging(7) RULES lives here. */
 #ifndef EVC_CORE_H
@@ -36,7 +39,8 @@ struct core_session {
 	double kwh, importe;   /* running or final; importe = kwh * price */
 	double kw;             /* last instantaneous power */
 	uint64_t last_seq;     /* highest telemetry seq applied */
-	double requested_at, authorised_at, started_at, ended_at; /* 0 = not yet */
+	double requested_at, authorised_at, started_at, ended_at; /* wall, 0 = not yet */
+	double authorised_mono, started_mono, last_tel_mono;      /* monotonic timers */
 	int acked;             /* CP acknowledged AUTORIZAR_SUMINISTRO */
 	int charging;          /* SESSION_STARTED seen */
 	enum core_outcome outcome;
@@ -68,6 +72,23 @@ struct core_cp {
 	enum cp_state state;  /* derived; read-only for callers */
 	double state_since;     /* when state last changed */
 	double last_seen;       /* last frame from the CP */
+	/* Link lost with a session open: the session is kept until this
+	 * monotonic time, so a monitor that comes back (or the engine's own
+	 * end of supply on Kafka) settles it; 0 = no grace running. */
+	double grace_until;
+	/* Warnings about this CP's frames: at most a few a window (a peer
+	 * cannot flood the log). */
+	double warn_window;
+	unsigned warn_count, warn_dropped;
+	/* Release 2 trust (evcharging(7) SECURITY) */
+	char secret_hash[65];   /* registry's hash of the CP's secret; "" = not registered */
+	char key[45];           /* the CP's Fernet key; "" = none (not issued, revoked) */
+	int key_ever;           /* a key was issued once: a later REGISTER is a RECONNECT */
+	int revoked;            /* keys revoked: out of service until it authenticates again */
+	int deleted;            /* unregistered at the registry: refused */
+	int tls;                /* the current link runs over TLS (link_up) */
+	char peer[64];          /* the current link's address (link_up) */
+	int place_differs_logged; /* a monitor's other location/price was logged once */
 };
 
 enum core_fx_kind {
@@ -83,7 +104,16 @@ enum core_fx_kind {
 	CORE_FX_STATUS,        /* (nothing) network_status should be published soon */
 	CORE_FX_REQUEST,       /* u.request: a driver request and its outcome, for
 	                          the requests pane */
+	CORE_FX_STORE_REQUEST, /* u.seen: remember (user_id, request_id) was answered */
+	CORE_FX_PRUNE_REQUESTS,/* u.prune: forget answered requests seen before ts */
+	CORE_FX_AUDIT,         /* u.audit: one audit_log row (evcharging(7) SECURITY),
+	                          written in the transaction of what it records */
+	CORE_FX_KEY,           /* u.key: the CP's key changed (issued, or "" revoked/removed)
+	                          and its link kind: store it, and tell the telemetry reader */
+	CORE_FX_REGISTERED,    /* u.link.conn: the link registered (its deadline no longer applies) */
 };
+
+#define CORE_AUDIT_DETAIL_MAX 511 /* schema.h SCHEMA_AUDIT_DETAIL_MAX - 1 */
 
 /* The charging_points row of a CP (evcharging(7) DATABASE). */
 struct core_cp_row {
@@ -103,6 +133,9 @@ struct core_fx {
 		struct {
 			uint64_t conn;
 			char text[LINK_DATA_MAX + 1];
+			/* SEND: DATA that is not opcode-first (a Release-1
+			 * program's answer is a bare driver id) */
+			int raw;
 		} link;
 		struct msg produce;
 		struct core_cp_row cp;
@@ -129,6 +162,27 @@ struct core_fx {
 			double requested_at;
 			char outcome[MSG_TEXT_MAX + 32]; /* "AUTH_OK", "AUTH_DENIED: <reason>", ... */
 		} request;
+		struct {
+			char user_id[MSG_ID_MAX + 1];
+			char request_id[MSG_ID_MAX + 1];
+		} seen;
+		struct {
+			double before; /* wall clock */
+		} prune;
+		struct {
+			char cp_id[MSG_CP_ID_MAX + 1];
+			char key[45];       /* "" = none */
+			int revoked;
+			int plain;          /* the CP's link is plaintext: its telemetry may be too */
+			int store;          /* the key or revoked flag changed: write the row */
+		} key;
+		struct {
+			char actor[80];     /* operator, api:<name>, cp:<id>, driver:<id>, weather, central... */
+			char source_ip[64]; /* "" if none */
+			char action[32];    /* CP_AUTH_OK, OPERATOR_STOP, ... */
+			char cp_id[MSG_CP_ID_MAX + 1]; /* "" if none */
+			char detail[CORE_AUDIT_DETAIL_MAX + 1]; /* never a secret, key or token */
+		} audit;
 	} u;
 };
 
@@ -144,10 +198,30 @@ void core_fxlist_free(struct core_fxlist *l);
  * member of u (so a log line does not pay for zeroing room for a
  * message). */
 struct core_fx *core_fx_push(struct core_fxlist *l, enum core_fx_kind kind, double now);
+/* Append an audit row effect; source_ip and cp_id may be NULL. */
+void core_fx_audit(struct core_fxlist *l, double now, const char *actor, const char *source_ip, const char *action,
+		   const char *cp_id, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
 
 struct core_config {
 	double request_max_age;      /* s, default 60 */
 	double reservation_timeout;  /* s, default 120 */
+	/* s a charging session may go without telemetry before it ends
+	 * SUPPLY_ERROR "no telemetry" (default 10; evcharging(7) RULES) */
+	double supply_timeout;
+	/* s an open session outlives its CP's link (default 10: more than
+	 * the engine's 5 s of monitor silence, so the engine's own end of
+	 * supply arrives first) */
+	double link_grace;
+	/* largest jump of telemetry seq over the last one applied (10,000) */
+	uint64_t seq_jump_max;
+	/* Release-1 plaintext links may register (--plain-links; the core's
+	 * default, so its own tests run Release 1). Links the core was not
+	 * told about with core_on_link_up count as plaintext. */
+	int plain_links;
+	/* A new Fernet key for a CP (evcharging(7) SECURITY): 0 and out, or
+	 * -1. NULL: no key can be issued (a TLS REGISTER is refused). */
+	int (*new_key)(void *arg, char out[45]);
+	void *new_key_arg;
 	/* Is driver id registered? Lets Central see drivers added to the database
 	 * while it runs (--add-driver). NULL: only drivers given with
 	 * core_add_driver count. */
@@ -162,10 +236,38 @@ struct core;
 struct core *core_new(const struct core_config *cfg);
 void core_free(struct core *c);
 
+/* The monotonic clock for timers (seconds, any origin); set it before each
+ * batch of events. */
+void core_set_mono(struct core *c, double mono);
+/* Is the broker reachable? While it is not, telemetry cannot arrive, so
+ * the supply watchdog waits, and counts again from the broker's return. */
+void core_set_kafka_up(struct core *c, int up);
+
 /* ---- loading from the store at start (no effects) ---- */
 /* A known CP: DESCONECTADO until it registers; stopped as stored. */
 void core_load_cp(struct core *c, const char *id, const char *location, double price, int stopped);
+/* What the registry knows of a CP (evcharging(7) SECURITY), at start and
+ * whenever the registry changed it. */
+struct core_reg {
+	char id[MSG_CP_ID_MAX + 1];
+	char location[MSG_LOCATION_MAX + 1]; /* "" = unchanged */
+	double price;                         /* 0 = unchanged */
+	char secret_hash[65];                 /* "" = no credential */
+	char key[45];                         /* stored key, "" = none */
+	int key_ever;
+	int revoked, deleted;
+};
+/* At start (no effects). */
+void core_load_reg(struct core *c, const struct core_reg *r);
+/* While running: a CP registered, changed (new secret, place, price) or
+ * deleted at the registry, or added with --add-cp. A deleted CP's link is
+ * closed and its session ends; a new secret closes the link too (the CP
+ * authenticates again). */
+void core_on_registry(struct core *c, const struct core_reg *r, double now, struct core_fxlist *fx);
 void core_add_driver(struct core *c, const char *driver_id);
+/* A request answered before (stored at seen_at, wall clock): a replay of it
+ * is ignored until it is older than twice the request max age. */
+void core_load_request(struct core *c, const char *user_id, const char *request_id, double seen_at, double now);
 /* A session the store had open (Central crashed). It is ended at once:
  * SUPPLY_ERROR with its partial figures if it had started charging, else
  * SESSION_CANCELLED; the driver is told; effects into fx. */
@@ -173,6 +275,12 @@ void core_recover_session(struct core *c, const struct core_session *s, double n
 			  struct core_fxlist *fx);
 
 /* ---- events ---- */
+/* Link conn came up (its handshake done): its peer address ("ip:port") and
+ * whether it runs over TLS. Before REGISTER. */
+void core_on_link_up(struct core *c, uint64_t conn, const char *peer, int tls, double now, struct core_fxlist *fx);
+/* A plaintext link refused by the link server (no --plain-links): audited,
+ * at most once a minute per address. */
+void core_on_link_refused(struct core *c, const char *peer, const char *reason, double now, struct core_fxlist *fx);
 /* A valid frame (DATA, NUL-terminated) arrived on link conn. conn ids are
  * the caller's, unique for the process's life. */
 void core_on_frame(struct core *c, uint64_t conn, const char *data, double now, struct core_fxlist *fx);
@@ -180,10 +288,11 @@ void core_on_frame(struct core *c, uint64_t conn, const char *data, double now, 
 void core_on_link_down(struct core *c, uint64_t conn, const char *reason, double now, struct core_fxlist *fx);
 /* A decoded message from driver_requests or cp_telemetry. */
 void core_on_kafka(struct core *c, const struct msg *m, double now, struct core_fxlist *fx);
-/* Timers: reservation timeouts. Call at least once a second. */
+/* Timers: reservation timeouts, the supply watchdog, link grace, summaries
+ * of refused frames. Call at least once a second. */
 void core_on_tick(struct core *c, double now, struct core_fxlist *fx);
 
-enum core_cmd { CORE_CMD_STOP, CORE_CMD_RESUME, CORE_CMD_STOP_ALL, CORE_CMD_RESUME_ALL };
+enum core_cmd { CORE_CMD_STOP, CORE_CMD_RESUME, CORE_CMD_STOP_ALL, CORE_CMD_RESUME_ALL, CORE_CMD_REVOKE };
 /* An operator command. cp_id is ignored for the _ALL forms. Returns 0 if
  * sent (it takes effect when the CP acknowledges), -1 if it fails at once
  * (unknown CP, link down, already in that state) with err filled; either
@@ -191,6 +300,13 @@ enum core_cmd { CORE_CMD_STOP, CORE_CMD_RESUME, CORE_CMD_STOP_ALL, CORE_CMD_RESU
  * CP; CPs whose link is down are listed in the log line. */
 int core_command(struct core *c, enum core_cmd cmd, const char *cp_id, double now,
 		 struct core_fxlist *fx, char err[CORE_ERR_LEN]);
+/* The same with who asked ("operator", "api:<name>", "operator:ctl") and
+ * from where (NULL for the local console), for the audit row.
+ * CORE_CMD_REVOKE (evcharging(7) SECURITY): the CP's key is deleted,
+ * REVOKED#<cp_id> sent on its link, a supply in progress ends; it is out
+ * of service ("Keys revoked") until it authenticates again. */
+int core_command_as(struct core *c, enum core_cmd cmd, const char *cp_id, const char *actor, const char *source_ip,
+		    double now, struct core_fxlist *fx, char err[CORE_ERR_LEN]);
 
 /* ---- views (for the panel, console and network_status) ---- */
 size_t core_cp_count(const struct core *c);
@@ -203,8 +319,8 @@ void core_cp_state_counts(const struct core *c, size_t counts[CP_STATE_COUNT]);
 void core_network_status(const struct core *c, double now, struct msg *out);
 
 /* Parse a console / panel command line: "P MAD-01", "parar MAD-01", "R x",
- * "REANUDAR x", "PT", "PARAR_TODOS", "RT", "REANUDAR_TODOS", "Q", "QUIT"
- * (case-insensitive). Returns 0 and sets *cmd (CMD_*, or -1 for quit) and
+ * "REANUDAR x", "PT", "PARAR_TODOS", "RT", "REANUDAR_TODOS", "REVOKE x",
+ * "Q", "QUIT" (case-insensitive). Returns 0 and sets *cmd (CMD_*, or -1 for quit) and
  * cp_id, or -1 with err. */
 int core_parse_command(const char *line, int *cmd, char cp_id[MSG_CP_ID_MAX + 1], char err[CORE_ERR_LEN]);
 

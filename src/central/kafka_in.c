@@ -14,6 +14,7 @@
 #include "evc/log.h"
 #include "evc/xalloc.h"
 #include "src/central/kafka_in.h"
+#include "src/central/keytab.h"
 
 /* Items waiting for the main loop. When full the consumer thread waits:
  * Kafka keeps the rest, so a flood costs no memory here. */
@@ -34,6 +35,7 @@ struct kafka_in {
 	char topics[2][BUS_NAME_MAX];
 	char group[BUS_NAME_MAX];
 	bus_state_fn on_state; /* consumer errors: the broker is down */
+	struct keytab *keys;   /* not owned; NULL: plaintext telemetry only */
 	void *state_arg;
 	pthread_t thread;
 	int started, stop;
@@ -67,6 +69,8 @@ struct kafka_in *kafka_in_new(const char *brokers, const char *prefix, bus_state
 }
 
 int kafka_in_event_fd(const struct kafka_in *k) { return bqueue_fd(k->q); }
+
+void kafka_in_set_keys(struct kafka_in *k, struct keytab *keys) { k->keys = keys; }
 
 static void report_down(struct kafka_in *k, const char *why)
 {
@@ -116,7 +120,16 @@ static void handle_message(struct kafka_in *k, const rd_kafka_message_t *m, stru
 		xstrlcpy(it->err, "empty message", sizeof it->err);
 		return;
 	}
-	if (msg_decode(it->topic, m->payload, m->len, &it->msg, it->err) == -1) {
+	if (it->topic == MSG_T_CP_TELEMETRY) {
+		/* Decrypted here, off the main thread (evcharging(7) SECURITY). */
+		enum telemetry_verdict v = telemetry_open(k->keys, m->payload, m->len, &it->msg, it->cp_id, it->err);
+		if (v != TELEMETRY_OK) {
+			it->bad = 1;
+			it->rejected = v != TELEMETRY_BAD;
+			memset(&it->msg, 0, sizeof it->msg);
+			return;
+		}
+	} else if (msg_decode(it->topic, m->payload, m->len, &it->msg, it->err) == -1) {
 		it->bad = 1;
 		memset(&it->msg, 0, sizeof it->msg);
 		return;

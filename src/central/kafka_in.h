@@ -18,6 +18,10 @@
 
 struct kafka_in_item {
 	int bad;                      /* 1: not decoded; err says why */
+	/* cp_telemetry refused by its envelope (TELEMETRY_PLAINTEXT, _NO_KEY,
+	 * _BAD_TOKEN, _CP_MISMATCH): bad is 1 too, cp_id the outer one. */
+	int rejected;
+	char cp_id[MSG_CP_ID_MAX + 1];
 	char err[MSG_ERR_LEN];
 	struct msg msg;               /* bad == 0: the message (owns nothing: no cps) */
 	enum msg_topic topic;
@@ -33,6 +37,11 @@ struct kafka_in;
  * Caller frees with kafka_in_free. */
 struct kafka_in *kafka_in_new(const char *brokers, const char *prefix, bus_state_fn on_state, void *state_arg,
 			      char err[EVC_ERR_LEN]);
+/* Open cp_telemetry with these keys (evcharging(7) SECURITY), in the
+ * consumer thread; without, only plaintext is accepted. Not owned; call
+ * before kafka_in_start. */
+struct keytab;
+void kafka_in_set_keys(struct kafka_in *k, struct keytab *keys);
 /* Start the consumer thread. 0 or -1 with err. The consumer is created in
  * the thread, and re-created until it works, so a broker that is down at
  * start is not an error. */

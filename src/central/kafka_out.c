@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,23 @@ struct kafka_out {
 	 * encoded too. Encoding a CONSUMO_UPDATE with jansson was 60% of the
 	 * main thread in a telemetry flood. */
 	struct bqueue *q;
+	/* Outbox notifications: the broker's answers (delivery reports come
+	 * on the thread that polls: the main thread, or the flush at close)
+	 * and produce calls that failed, for kafka_out_take_settled. */
+	pthread_mutex_t settled_mu;
+	struct settled { uint64_t id; int ok; } *settled;
+	size_t nsettled, capsettled;
+};
+
+/* One queue item: a message to encode, or an outbox notification already
+ * encoded and stored (id != 0; payload owned). */
+struct out_item {
+	uint64_t id;
+	enum msg_topic topic;
+	char key[MSG_ID_MAX + 1];
+	char *payload;
+	size_t len;
+	struct msg m;
 };
 
 #define QCAP 2048  /* notifications waiting: 8 loop turns of 256 */
@@ -70,19 +88,55 @@ static void create_topics(struct kafka_out *o)
 	o->topics_next = clock_mono() + 10.0;
 }
 
+static void settle(struct kafka_out *o, uint64_t id, int ok)
+{
+	pthread_mutex_lock(&o->settled_mu);
+	if (o->nsettled == o->capsettled) {
+		o->capsettled = o->capsettled ? o->capsettled * 2 : 64;
+		o->settled = xreallocarray(o->settled, o->capsettled, sizeof *o->settled);
+	}
+	o->settled[o->nsettled++] = (struct settled){ .id = id, .ok = ok };
+	pthread_mutex_unlock(&o->settled_mu);
+}
+
+static void on_delivery(void *arg, uint64_t id, int ok, const char *err)
+{
+	struct kafka_out *o = arg;
+	if (!ok)
+		log_warn("kafka: notification %llu not delivered (%s): sent again later",
+			 (unsigned long long)id, err ? err : "?");
+	settle(o, id, ok);
+}
+
+static void produce_item(struct kafka_out *o, struct out_item *it)
+{
+	char err[BUS_ERR_LEN];
+	if (it->id == 0) {
+		if (kafka_out_produce(o, &it->m, err) == -1)
+			log_error("kafka: %s", err);
+		msg_free(&it->m);
+		return;
+	}
+	if (bus_produce_id(o->rk, o->topics[it->topic], it->key[0] ? it->key : NULL, it->payload, it->len, it->id,
+			   err) == -1) {
+		/* The local queue is full (a long outage): the row stays in the
+		 * outbox and the main loop offers it again later. */
+		log_debug("kafka: %s (notification %llu kept for later)", err, (unsigned long long)it->id);
+		settle(o, it->id, 0);
+	}
+	free(it->payload);
+	it->payload = NULL;
+}
+
 static void *publisher(void *arg)
 {
 	struct kafka_out *o = arg;
-	struct msg *batch = xcalloc(QTAKE, sizeof *batch);
+	struct out_item *batch = xcalloc(QTAKE, sizeof *batch);
 	for (;;) {
 		size_t k = bqueue_peek_wait(o->q, batch, QTAKE);
 		create_topics(o);
-		for (size_t i = 0; i < k; i++) {
-			char err[BUS_ERR_LEN];
-			if (kafka_out_produce(o, &batch[i], err) == -1)
-				log_error("kafka: %s", err);
-			msg_free(&batch[i]);
-		}
+		for (size_t i = 0; i < k; i++)
+			produce_item(o, &batch[i]);
 		bqueue_drop(o->q, k);
 		pthread_mutex_lock(&o->mu);
 		struct msg *m = o->next;
@@ -149,6 +203,7 @@ struct kafka_out *kafka_out_new(const char *brokers, const char *prefix, char er
 	struct kafka_out *o = xcalloc(1, sizeof *o);
 	pthread_mutex_init(&o->state_mu, NULL);
 	pthread_mutex_init(&o->mu, NULL);
+	pthread_mutex_init(&o->settled_mu, NULL);
 	/* Unknown until the first probe: shown as down so nobody trusts it yet. */
 	xstrlcpy(o->reason, "connecting", sizeof o->reason);
 	o->changed = 1;
@@ -159,7 +214,11 @@ struct kafka_out *kafka_out_new(const char *brokers, const char *prefix, char er
 		kafka_out_free(o, 0);
 		return NULL;
 	}
-	struct bus_opts opts = { .brokers = brokers, .on_state = kafka_out_state_cb, .state_arg = o };
+	struct bus_opts opts = { .brokers = brokers,
+				 .on_state = kafka_out_state_cb,
+				 .state_arg = o,
+				 .on_delivery = on_delivery,
+				 .delivery_arg = o };
 	o->rk = bus_producer_new(&opts, err);
 	if (o->rk == NULL) {
 		kafka_out_free(o, 0);
@@ -171,7 +230,7 @@ struct kafka_out *kafka_out_new(const char *brokers, const char *prefix, char er
 	o->dirty = 1; /* the first status goes out as soon as Kafka is up */
 	o->due = 0;
 	char qerr[EVC_ERR_LEN];
-	o->q = bqueue_new(sizeof(struct msg), QCAP, qerr);
+	o->q = bqueue_new(sizeof(struct out_item), QCAP, qerr);
 	if (o->q == NULL) {
 		snprintf(err, BUS_ERR_LEN, "notification queue: %s", qerr);
 		kafka_out_free(o, 0);
@@ -209,12 +268,45 @@ void kafka_out_queue(struct kafka_out *o, const struct msg *m)
 {
 	/* Full: the publisher is behind; wait for it (it frees QTAKE slots at
 	 * a time) rather than let the queue grow without bound. */
-	struct msg copy = *m;
-	copy.cps = NULL; /* notifications own nothing; a status goes by kafka_out_tick */
-	copy.ncps = 0;
-	if (bqueue_push(o->q, &copy, 1) == -1)
+	struct out_item it;
+	memset(&it, 0, offsetof(struct out_item, m));
+	it.m = *m;
+	it.m.cps = NULL; /* notifications own nothing; a status goes by kafka_out_tick */
+	it.m.ncps = 0;
+	if (bqueue_push(o->q, &it, 1) == -1)
 		log_error("kafka: notification %s for %s dropped: Central is stopping",
 			  msg_type_name(m->type) ? msg_type_name(m->type) : "?", m->user_id);
+}
+
+int kafka_out_send_stored(struct kafka_out *o, uint64_t id, enum msg_topic topic, const char *key,
+			  const char *payload)
+{
+	struct out_item it;
+	memset(&it, 0, sizeof it);
+	it.id = id;
+	it.topic = topic;
+	xstrlcpy(it.key, key ? key : "", sizeof it.key);
+	it.len = strlen(payload);
+	it.payload = xstrdup(payload);
+	if (bqueue_push(o->q, &it, 0) == -1) {
+		free(it.payload);
+		return -1;
+	}
+	return 0;
+}
+
+size_t kafka_out_take_settled(struct kafka_out *o, uint64_t *ids, int *ok, size_t max)
+{
+	pthread_mutex_lock(&o->settled_mu);
+	size_t n = o->nsettled < max ? o->nsettled : max;
+	for (size_t i = 0; i < n; i++) {
+		ids[i] = o->settled[i].id;
+		ok[i] = o->settled[i].ok;
+	}
+	memmove(o->settled, o->settled + n, (o->nsettled - n) * sizeof *o->settled);
+	o->nsettled -= n;
+	pthread_mutex_unlock(&o->settled_mu);
+	return n;
 }
 
 void kafka_out_mark_dirty(struct kafka_out *o, double now)
@@ -273,13 +365,7 @@ int kafka_out_timeout_ms(const struct kafka_out *o, double now, int cap)
 	return (int)ms + 1;
 }
 
-int kafka_out_pending(struct kafka_out *o)
-{
-	return (int)bqueue_len(o->q) + rd_kafka_outq_len(o->rk);
-}
-
-
-void kafka_out_free(struct kafka_out *o, int flush_ms)
+void kafka_out_drain(struct kafka_out *o, int flush_ms)
 {
 	if (o == NULL)
 		return;
@@ -290,18 +376,38 @@ void kafka_out_free(struct kafka_out *o, int flush_ms)
 		pthread_mutex_unlock(&o->mu);
 		bqueue_kick(o->q);
 		pthread_join(o->pub, NULL);
+		o->pub_started = 0;
 	}
+	if (o->rk != NULL && flush_ms > 0 && rd_kafka_flush(o->rk, flush_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		log_warn("kafka: %d message(s) not delivered at exit (the outbox keeps the notifications among them)",
+			 rd_kafka_outq_len(o->rk));
+}
+
+void kafka_out_free(struct kafka_out *o, int flush_ms)
+{
+	if (o == NULL)
+		return;
+	kafka_out_drain(o, flush_ms);
 	if (o->next != NULL) {
 		msg_free(o->next);
 		free(o->next);
 	}
-	bqueue_free(o->q); /* what is left owns nothing (no cps) */
+	if (o->q != NULL) {
+		/* Only if the thread never ran: outbox items own their payload
+		 * (their rows stay in the outbox). */
+		struct out_item it;
+		while (bqueue_pop(o->q, &it, 1) == 1)
+			free(it.payload);
+	}
+	bqueue_free(o->q);
 	pthread_mutex_destroy(&o->mu);
 	if (o->rk != NULL)
-		bus_producer_close(o->rk, flush_ms);
+		bus_producer_close(o->rk, 0);
 	if (o->state_fd >= 0)
 		close(o->state_fd);
 	pthread_mutex_destroy(&o->state_mu);
+	pthread_mutex_destroy(&o->settled_mu);
+	free(o->settled);
 	free(o->brokers);
 	free(o);
 }

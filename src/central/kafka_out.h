@@ -9,6 +9,9 @@
  * thread). */
 #ifndef EVC_CENTRAL_KAFKA_OUT_H
 #define EVC_CENTRAL_KAFKA_OUT_H
+#include <stddef.h>
+#include <stdint.h>
+
 #include "evc/bus.h"
 #include "evc/msg.h"
 
@@ -37,6 +40,15 @@ int kafka_out_produce(struct kafka_out *o, const struct msg *m, char err[BUS_ERR
  * and produces the queued ones in order (errors are logged). m is copied.
  * Blocks only while 2,048 are already waiting. */
 void kafka_out_queue(struct kafka_out *o, const struct msg *m);
+/* An outbox notification (evcharging(7) RULES): already encoded and
+ * stored with id. Never blocks: -1 if the queue is full (the row stays in
+ * the outbox for a later try). Its fate comes back by
+ * kafka_out_take_settled. */
+int kafka_out_send_stored(struct kafka_out *o, uint64_t id, enum msg_topic topic, const char *key,
+			  const char *payload);
+/* Main thread: outbox notifications settled since the last call: ok = 1
+ * delivered (the row can go), 0 not sent (offer it again later). */
+size_t kafka_out_take_settled(struct kafka_out *o, uint64_t *ids, int *ok, size_t max);
 /* Something shown in network_status changed. now = monotonic seconds. */
 void kafka_out_mark_dirty(struct kafka_out *o, double now);
 /* Serve delivery reports, and say whether a network_status is due (dirty
@@ -51,10 +63,11 @@ int kafka_out_tick(struct kafka_out *o, double now, int up);
 void kafka_out_status(struct kafka_out *o, struct msg *m, double now);
 /* Milliseconds until kafka_out_tick has work (cap). */
 int kafka_out_timeout_ms(const struct kafka_out *o, double now, int cap);
-/* Notifications queued and not yet delivered (kafka_out_queue's queue and
- * librdkafka's out queue). */
-int kafka_out_pending(struct kafka_out *o);
-/* Flush for at most flush_ms, then free. NULL is fine. */
+/* Stop the publisher once it has produced what is queued, then flush
+ * librdkafka for at most flush_ms (delivery reports settle outbox
+ * notifications meanwhile). Safe to call twice; NULL is fine. */
+void kafka_out_drain(struct kafka_out *o, int flush_ms);
+/* Drain (flush_ms), then free. NULL is fine. */
 void kafka_out_free(struct kafka_out *o, int flush_ms);
 
 #endif

@@ -13,6 +13,7 @@ EV_Central_SOURCES = \
 	src/central/kafka_out.c src/central/kafka_out.h \
 	src/central/console.c src/central/console.h \
 	src/central/view.c src/central/view.h \
+	src/central/keytab.c src/central/keytab.h \
 	src/central/panel_fe.c src/central/panel_fe.h \
 	src/central/frontend.h \
 	src/central/service.c src/central/service.h \
@@ -50,3 +51,6 @@ CENTRAL_ITESTS = \
 	tests/integration/central_service.sh
 TESTS += $(CENTRAL_ITESTS)
 EXTRA_DIST += $(CENTRAL_ITESTS)
+
+# The HTTPS API, its page and tests (after EV_Central's variables: it adds to them).
+include src/central/api.mk

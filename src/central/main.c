@@ -56,7 +56,7 @@ struct opts {
 	const char *db;
 	int headless, readonly, no_color, json;
 	const char *prefix;
-	double heartbeat_timeout, request_max_age, reservation_timeout;
+	double heartbeat_timeout, request_max_age, reservation_timeout, supply_timeout, link_grace;
 	int max_conns;
 	const char *args[8]; /* tool arguments */
 	int nargs;
@@ -111,6 +111,8 @@ static void usage(FILE *f)
 		"  --heartbeat-timeout S      close a CP link silent for S seconds (default 3, 0 = never)\n"
 		"  --request-max-age S        deny charge requests older than S seconds (default 60)\n"
 		"  --reservation-timeout S    cancel an authorised session not plugged in after S s (default 120)\n"
+		"  --supply-timeout S         end a supply with no telemetry for S s (default 10)\n"
+		"  --link-grace S             keep a session open S s after its CP's link is lost (default 10)\n"
 		"  --max-conns N              most CP link connections (default 10000)\n"
 		"  --readonly                 refuse operator commands\n"
 		"  --no-color                 panel without colours (also NO_COLOR)\n"
@@ -158,6 +160,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
 	o->heartbeat_timeout = 3;
 	o->request_max_age = 60;
 	o->reservation_timeout = 120;
+	o->supply_timeout = 10;
+	o->link_grace = 10;
 	o->max_conns = 10000;
 	const char *format = NULL;
 	const char *config_path = NULL;
@@ -241,6 +245,12 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		} else if (strcmp(name, "--reservation-timeout") == 0) {
 			TAKE_VAL();
 			o->reservation_timeout = parse_secs(name, val, 0);
+		} else if (strcmp(name, "--supply-timeout") == 0) {
+			TAKE_VAL();
+			o->supply_timeout = parse_secs(name, val, 0);
+		} else if (strcmp(name, "--link-grace") == 0) {
+			TAKE_VAL();
+			o->link_grace = parse_secs(name, val, 1);
 		} else if (strcmp(name, "--max-conns") == 0) {
 			TAKE_VAL();
 			char *end;
@@ -423,6 +433,11 @@ static void load_driver(void *arg, const char *id)
 	core_add_driver(arg, id);
 }
 
+static void load_request(void *arg, const char *user_id, const char *request_id, double seen_at)
+{
+	core_load_request(arg, user_id, request_id, seen_at, clock_wall());
+}
+
 /* One descriptor per CP link: 10,000 links need more than the usual soft
  * limit of 1024. */
 static void raise_fd_limit(int max_conns)
@@ -482,11 +497,17 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 	core_config_defaults(&cfg);
 	cfg.request_max_age = o->request_max_age;
 	cfg.reservation_timeout = o->reservation_timeout;
+	cfg.supply_timeout = o->supply_timeout;
+	cfg.link_grace = o->link_grace;
 	cfg.driver_known = store_driver_known;
 	cfg.driver_known_arg = c->store;
 	c->core = core_new(&cfg);
+	core_set_mono(c->core, clock_mono());
 	int ncps = store_foreach_cp(c->store, load_cp, c->core, err);
 	if (ncps < 0 || store_foreach_driver(c->store, load_driver, c->core, err) < 0)
+		return -1;
+	double now = clock_wall();
+	if (store_foreach_request(c->store, now - 2 * o->request_max_age, load_request, c->core, err) < 0)
 		return -1;
 
 	struct cplink_config lc;
@@ -588,7 +609,10 @@ static void central_close(struct central *c, int failed, const char *err)
 	/* Producer first: flushing delivers the last notifications, then the
 	 * consumer commits the offsets of what produced them. */
 	kafka_in_stop(c->kin); /* its thread reports the broker's state to kout */
-	kafka_out_free(c->kout, 2000);
+	kafka_out_drain(c->kout, 2000);
+	if (c->store != NULL && c->kout != NULL)
+		turn_outbox_settle(c);
+	kafka_out_free(c->kout, 0);
 	kafka_in_free(c->kin);
 	cplink_free(c->link);
 	ctl_free(c->ctl, failed ? "Central failed" : "Central stopped");
@@ -599,6 +623,11 @@ static void central_close(struct central *c, int failed, const char *err)
 	free(c->kitems);
 	free(c->skip);
 	hmap_free(&c->seen_sessions);
+	hmap_free(&c->outbox_inflight);
+	free(c->delivered);
+	for (size_t i = 0; i < c->nobn; i++)
+		free(c->obn[i].payload);
+	free(c->obn);
 	if (c->sfd != -1)
 		close(c->sfd);
 	free(c->log_file);

@@ -11,52 +11,9 @@
 #include "evc/clock.h"
 #include "evc/money.h"
 #include "evc/msg.h"
+#include "evc/schema.h"
 #include "evc/xalloc.h"
 #include "src/central/store.h"
-
-/* Schema of evcharging(7) DATABASE, plus the columns Central needs to resume
- * after a crash (stopped, session progress). Operators read this file with
- * sqlite3 directly, so column names are part of the interface. */
-static const char schema_sql[] =
-	"CREATE TABLE IF NOT EXISTS charging_points("
-	" id TEXT PRIMARY KEY,"
-	" location TEXT NOT NULL,"
-	" price REAL NOT NULL,"
-	" status TEXT NOT NULL DEFAULT 'DESCONECTADO',"
-	" stopped INTEGER NOT NULL DEFAULT 0,"
-	" fault INTEGER NOT NULL DEFAULT 0,"
-	" state_since REAL,"
-	" updated_at REAL);"
-	"CREATE TABLE IF NOT EXISTS drivers("
-	" id TEXT PRIMARY KEY,"
-	" name TEXT,"
-	" created_at REAL);"
-	"CREATE TABLE IF NOT EXISTS sessions("
-	" id TEXT PRIMARY KEY,"
-	" cp_id TEXT NOT NULL,"
-	" driver_id TEXT NOT NULL,"
-	" request_id TEXT,"
-	" kwh REAL NOT NULL DEFAULT 0,"
-	" importe REAL NOT NULL DEFAULT 0,"
-	" price REAL NOT NULL,"
-	" kw REAL NOT NULL DEFAULT 0,"
-	" outcome TEXT,"
-	" reason TEXT,"
-	" last_seq INTEGER NOT NULL DEFAULT 0,"
-	" acked INTEGER NOT NULL DEFAULT 0,"
-	" charging INTEGER NOT NULL DEFAULT 0,"
-	" requested_at REAL,"
-	" authorised_at REAL,"
-	" started_at REAL,"
-	" ended_at REAL);"
-	"CREATE INDEX IF NOT EXISTS sessions_open ON sessions(cp_id) WHERE outcome IS NULL;"
-	"CREATE TABLE IF NOT EXISTS cp_events("
-	" id INTEGER PRIMARY KEY,"
-	" cp_id TEXT NOT NULL,"
-	" ts REAL NOT NULL,"
-	" event TEXT NOT NULL,"
-	" detail TEXT);"
-	"CREATE INDEX IF NOT EXISTS cp_events_cp ON cp_events(cp_id, ts);";
 
 enum {
 	ST_CP_UPSERT,
@@ -68,6 +25,10 @@ enum {
 	ST_CP_EXISTS,
 	ST_BEGIN,
 	ST_COMMIT,
+	ST_REQUEST_SEEN,
+	ST_REQUEST_PRUNE,
+	ST_OUTBOX_ADD,
+	ST_OUTBOX_DELETE,
 	ST_COUNT
 };
 
@@ -105,6 +66,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 	 * these two again each time was a visible part of the main thread. */
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
+	[ST_REQUEST_SEEN] = "INSERT OR IGNORE INTO requests(user_id, request_id, seen_at) VALUES(?1, ?2, ?3)",
+	[ST_REQUEST_PRUNE] = "DELETE FROM requests WHERE seen_at < ?1",
+	[ST_OUTBOX_ADD] = "INSERT INTO outbox(topic, msg_key, payload, created_at) VALUES(?1, ?2, ?3, ?4)",
+	[ST_OUTBOX_DELETE] = "DELETE FROM outbox WHERE id = ?1",
 };
 
 struct store {
@@ -154,9 +119,14 @@ struct store *store_open(const char *path, char err[STORE_ERR_LEN])
 	 * here with "file is not a database". */
 	if (exec_sql(s, "PRAGMA journal_mode=WAL", err) == -1)
 		goto fail;
-	if (exec_sql(s, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF", err) == -1)
+	/* FULL: a COMMIT is on disk before Central acts on it (a frame sent,
+	 * a ticket produced); NORMAL could lose the last transactions to a
+	 * power cut after their effects went out (evcharging(7) DATABASE). */
+	if (exec_sql(s, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF", err) == -1)
 		goto fail;
-	if (exec_sql(s, schema_sql, err) == -1)
+	/* The tables (evcharging(7) DATABASE) come from the numbered
+	 * migrations EV_Registry shares; they refuse a newer file. */
+	if (schema_migrate(s->db, err) == -1)
 		goto fail;
 	for (int i = 0; i < ST_COUNT; i++) {
 		if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL) !=
@@ -365,6 +335,21 @@ int store_apply(struct store *s, const struct core_fx *fx, char err[STORE_ERR_LE
 		bind_time(st, 17, ss->ended_at);
 		return step_done(s, st, "store session", err);
 	}
+	case CORE_FX_AUDIT:
+		return schema_audit(s->db, fx->ts > 0 ? fx->ts : clock_wall(), fx->u.audit.actor,
+				    fx->u.audit.source_ip[0] ? fx->u.audit.source_ip : NULL, fx->u.audit.action,
+				    fx->u.audit.cp_id[0] ? fx->u.audit.cp_id : NULL,
+				    fx->u.audit.detail[0] ? fx->u.audit.detail : NULL, err);
+	case CORE_FX_STORE_REQUEST:
+		st = s->st[ST_REQUEST_SEEN];
+		sqlite3_bind_text(st, 1, fx->u.seen.user_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, fx->u.seen.request_id, -1, SQLITE_STATIC);
+		sqlite3_bind_double(st, 3, fx->ts > 0 ? fx->ts : clock_wall());
+		return step_done(s, st, "store answered request", err);
+	case CORE_FX_PRUNE_REQUESTS:
+		st = s->st[ST_REQUEST_PRUNE];
+		sqlite3_bind_double(st, 1, fx->u.prune.before);
+		return step_done(s, st, "forget old requests", err);
 	case CORE_FX_STORE_EVENT:
 		st = s->st[ST_EVENT];
 		sqlite3_bind_text(st, 1, fx->u.event.cp_id, -1, SQLITE_STATIC);
@@ -443,6 +428,71 @@ int store_foreach_driver(struct store *s, void (*fn)(void *arg, const char *driv
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
 		return fail_db(s, "load drivers", err);
+	return n;
+}
+
+int store_foreach_request(struct store *s, double since,
+			  void (*fn)(void *arg, const char *user_id, const char *request_id, double seen_at), void *arg,
+			  char err[STORE_ERR_LEN])
+{
+	sqlite3_stmt *st = NULL;
+	int n = 0;
+	if (sqlite3_prepare_v2(s->db, "SELECT user_id, request_id, seen_at FROM requests WHERE seen_at >= ?1"
+				      " ORDER BY seen_at",
+			       -1, &st, NULL) != SQLITE_OK)
+		return fail_db(s, "load answered requests", err);
+	sqlite3_bind_double(st, 1, since);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		fn(arg, col_text(st, 0), col_text(st, 1), sqlite3_column_double(st, 2));
+		n++;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return fail_db(s, "load answered requests", err);
+	return n;
+}
+
+int64_t store_outbox_add(struct store *s, const char *topic, const char *key, const char *payload, double now,
+			 char err[STORE_ERR_LEN])
+{
+	sqlite3_stmt *st = s->st[ST_OUTBOX_ADD];
+	sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
+	if (key != NULL && key[0] != '\0')
+		sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, payload, -1, SQLITE_STATIC);
+	sqlite3_bind_double(st, 4, now);
+	if (step_done(s, st, "store notification", err) == -1)
+		return -1;
+	return (int64_t)sqlite3_last_insert_rowid(s->db);
+}
+
+int store_outbox_delete(struct store *s, int64_t id, char err[STORE_ERR_LEN])
+{
+	sqlite3_stmt *st = s->st[ST_OUTBOX_DELETE];
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+	return step_done(s, st, "forget delivered notification", err);
+}
+
+int store_outbox_scan(struct store *s, int64_t after, int max,
+		      void (*fn)(void *arg, int64_t id, const char *topic, const char *key, const char *payload),
+		      void *arg, char err[STORE_ERR_LEN])
+{
+	sqlite3_stmt *st = NULL;
+	int n = 0;
+	if (sqlite3_prepare_v2(s->db, "SELECT id, topic, msg_key, payload FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2",
+			       -1, &st, NULL) != SQLITE_OK)
+		return fail_db(s, "read the outbox", err);
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)after);
+	sqlite3_bind_int(st, 2, max);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		fn(arg, (int64_t)sqlite3_column_int64(st, 0), col_text(st, 1), col_text(st, 2), col_text(st, 3));
+		n++;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return fail_db(s, "read the outbox", err);
 	return n;
 }
 

@@ -7,6 +7,7 @@
  * store_commit succeeds. */
 #ifndef EVC_CENTRAL_STORE_H
 #define EVC_CENTRAL_STORE_H
+#include <stdint.h>
 #include <stdio.h>
 
 #include "src/central/core.h"
@@ -33,8 +34,8 @@ int store_commit(struct store *s, char err[STORE_ERR_LEN]);
 /* Undo the open transaction, if any. */
 void store_rollback(struct store *s);
 
-/* Carry out one CORE_FX_STORE_CP / CORE_FX_STORE_SESSION / CORE_FX_STORE_EVENT effect
- * (other kinds are ignored). A session that already has an outcome is never
+/* Carry out one CORE_FX_STORE_CP / _SESSION / _EVENT / _REQUEST or
+ * CORE_FX_PRUNE_REQUESTS effect (other kinds are ignored). A session that already has an outcome is never
  * changed again, so a replay after a crash cannot end it twice. */
 int store_apply(struct store *s, const struct core_fx *fx, char err[STORE_ERR_LEN]);
 
@@ -51,6 +52,23 @@ int store_foreach_driver(struct store *s, void (*fn)(void *arg, const char *driv
 			 char err[STORE_ERR_LEN]);
 int store_foreach_open_session(struct store *s, void (*fn)(void *arg, const struct core_session *ss),
 			       void *arg, char err[STORE_ERR_LEN]);
+/* Requests answered at or after since (wall clock), oldest first. */
+int store_foreach_request(struct store *s, double since,
+			  void (*fn)(void *arg, const char *user_id, const char *request_id, double seen_at), void *arg,
+			  char err[STORE_ERR_LEN]);
+
+/* ---- the outbox: notifications not yet delivered (evcharging(7) RULES) ---- */
+/* Add one inside the open transaction (topic without prefix, key may be
+ * NULL, payload the encoded JSON). Its id (> 0), or -1 with err. */
+int64_t store_outbox_add(struct store *s, const char *topic, const char *key, const char *payload, double now,
+			 char err[STORE_ERR_LEN]);
+/* Forget one the broker confirmed (inside a transaction). */
+int store_outbox_delete(struct store *s, int64_t id, char err[STORE_ERR_LEN]);
+/* Call fn for up to max rows with id > after, in id order. How many, or -1. */
+int store_outbox_scan(struct store *s, int64_t after, int max,
+		      void (*fn)(void *arg, int64_t id, const char *topic, const char *key, const char *payload),
+		      void *arg, char err[STORE_ERR_LEN]);
+
 /* 1 if driver_id is registered (core_config.driver_known), 0 otherwise. */
 int store_driver_known(void *store, const char *driver_id);
 

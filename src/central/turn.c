@@ -117,6 +117,7 @@ static void take_kafka_state(struct central *c)
 		return;
 	c->kafka_known = 1;
 	c->status.kafka_up = up;
+	core_set_kafka_up(c->core, up);
 	xstrlcpy(c->status.kafka_reason, up ? "" : reason, sizeof c->status.kafka_reason);
 	if (up)
 		turn_note(c, LOG_INFO, "KAFKA", "up");
@@ -154,19 +155,82 @@ static void mark_superseded_rows(struct central *c)
 
 /* Store the batch's rows in one transaction. A busy or full database gets a
  * few more tries (each waits up to the busy timeout), then -1. */
+/* The notifications a driver must get whatever fails: written to the
+ * outbox in the transaction of the change that caused them, deleted once
+ * the broker has them (evcharging(7) RULES). CONSUMO_UPDATE is progress:
+ * the next one says more, so it is produced without a stored copy. */
+static int must_deliver(enum msg_type t)
+{
+	return t == MSG_AUTH_OK || t == MSG_AUTH_DENIED || t == MSG_TICKET || t == MSG_SUPPLY_ERROR ||
+	       t == MSG_SESSION_CANCELLED;
+}
+
+static void outbox_forget_new(struct central *c)
+{
+	for (size_t i = 0; i < c->nobn; i++)
+		free(c->obn[i].payload);
+	c->nobn = 0;
+}
+
+/* Inside the turn's transaction: this turn's notifications into the
+ * outbox. */
+static int outbox_add_turn(struct central *c, double now, char err[STORE_ERR_LEN])
+{
+	for (size_t i = 0; i < c->fx.n; i++) {
+		const struct core_fx *x = &c->fx.v[i];
+		if (x->kind != CORE_FX_PRODUCE || !must_deliver(x->u.produce.type))
+			continue;
+		char merr[MSG_ERR_LEN];
+		char *json = msg_encode(&x->u.produce, NULL, merr);
+		if (json == NULL) {
+			log_error("cannot encode %s for %s: %s", msg_type_name(x->u.produce.type), x->u.produce.user_id,
+				  merr);
+			continue;
+		}
+		enum msg_topic t = msg_type_topic(x->u.produce.type);
+		int64_t id = store_outbox_add(c->store, msg_topic_name(t), x->u.produce.user_id, json, now, err);
+		if (id < 0) {
+			free(json);
+			return -1;
+		}
+		if (c->nobn == c->capobn) {
+			c->capobn = c->capobn ? c->capobn * 2 : 32;
+			c->obn = xreallocarray(c->obn, c->capobn, sizeof *c->obn);
+		}
+		c->obn[c->nobn++] = (struct outbox_row){ .id = id, .topic = t, .payload = json };
+		xstrlcpy(c->obn[c->nobn - 1].key, x->u.produce.user_id, sizeof c->obn[0].key);
+	}
+	return 0;
+}
+
+/* Store the batch's rows in one transaction: the core's rows, this turn's
+ * outbox rows, and the deletion of the outbox rows the broker confirmed. A
+ * busy or full database gets a few more tries (each waits up to the busy
+ * timeout), then -1. */
 static int store_batch(struct central *c, char err[STORE_ERR_LEN])
 {
 	enum { ATTEMPTS = 4 };
+	double now = clock_wall();
 	for (int attempt = 1;; attempt++) {
+		outbox_forget_new(c);
 		int ok = store_begin(c->store, err) == 0;
 		for (size_t i = 0; ok && i < c->fx.n; i++)
 			if (!c->skip[i] && store_apply(c->store, &c->fx.v[i], err) == -1)
 				ok = 0;
-		if (ok && store_commit(c->store, err) == 0)
+		for (size_t i = 0; ok && i < c->ndelivered; i++)
+			if (store_outbox_delete(c->store, (int64_t)c->delivered[i], err) == -1)
+				ok = 0;
+		if (ok && outbox_add_turn(c, now, err) == -1)
+			ok = 0;
+		if (ok && store_commit(c->store, err) == 0) {
+			c->ndelivered = 0;
 			return 0;
+		}
 		store_rollback(c->store);
-		if (attempt == ATTEMPTS)
+		if (attempt == ATTEMPTS) {
+			outbox_forget_new(c);
 			return -1;
+		}
 		log_warn("database write failed (%s): try %d of %d", err, attempt + 1, ATTEMPTS);
 		/* A back-off between retries of a failed write, not a wait for
 		 * another party: the busy timeout already waited for locks. */
@@ -174,16 +238,100 @@ static int store_batch(struct central *c, char err[STORE_ERR_LEN])
 	}
 }
 
+/* The broker's answers about outbox rows: delivered ones are deleted in
+ * the next transaction, refused ones are offered again by the sweep. */
+static void take_settled(struct central *c)
+{
+	uint64_t ids[256];
+	int ok[256];
+	size_t n;
+	while ((n = kafka_out_take_settled(c->kout, ids, ok, 256)) > 0) {
+		for (size_t i = 0; i < n; i++) {
+			hmap_udel(&c->outbox_inflight, ids[i]);
+			if (!ok[i])
+				continue;
+			if (c->ndelivered == c->capdelivered) {
+				c->capdelivered = c->capdelivered ? c->capdelivered * 2 : 64;
+				c->delivered = xreallocarray(c->delivered, c->capdelivered, sizeof *c->delivered);
+			}
+			c->delivered[c->ndelivered++] = ids[i];
+		}
+	}
+}
+
+static int outbox_send(struct central *c, uint64_t id, enum msg_topic t, const char *key, const char *payload)
+{
+	if (hmap_uget(&c->outbox_inflight, id) != NULL)
+		return 0;
+	if (kafka_out_send_stored(c->kout, id, t, key, payload) == -1)
+		return -1;
+	hmap_uput(&c->outbox_inflight, id, (void *)1);
+	return 0;
+}
+
+struct sweep {
+	struct central *c;
+	int full;
+};
+
+static void sweep_row(void *arg, int64_t id, const char *topic, const char *key, const char *payload)
+{
+	struct sweep *sw = arg;
+	if (sw->full)
+		return;
+	enum msg_topic t = strcmp(topic, msg_topic_name(MSG_T_NETWORK_STATUS)) == 0 ? MSG_T_NETWORK_STATUS
+										  : MSG_T_DRIVER_NOTIFICATIONS;
+	if (outbox_send(sw->c, (uint64_t)id, t, key, payload) == -1)
+		sw->full = 1;
+}
+
+/* Every OUTBOX_SWEEP s (and at start): rows neither delivered nor on their
+ * way are offered to the producer again (a crash before delivery, a
+ * refusal of a full local queue). At most OUTBOX_SWEEP_ROWS a time. */
+#define OUTBOX_SWEEP 5.0
+#define OUTBOX_SWEEP_ROWS 1000
+void turn_outbox_sweep(struct central *c, double mono)
+{
+	if (mono < c->outbox_next_sweep)
+		return;
+	c->outbox_next_sweep = mono + OUTBOX_SWEEP;
+	struct sweep sw = { .c = c, .full = 0 };
+	char err[STORE_ERR_LEN];
+	int n = store_outbox_scan(c->store, 0, OUTBOX_SWEEP_ROWS, sweep_row, &sw, err);
+	if (n < 0)
+		log_warn("outbox: %s", err);
+}
+
+void turn_outbox_settle(struct central *c)
+{
+	char err[STORE_ERR_LEN];
+	take_settled(c);
+	if (c->ndelivered == 0 || c->db_failed)
+		return;
+	int ok = store_begin(c->store, err) == 0;
+	for (size_t i = 0; ok && i < c->ndelivered; i++)
+		ok = store_outbox_delete(c->store, (int64_t)c->delivered[i], err) == 0;
+	if (ok && store_commit(c->store, err) == 0) {
+		c->ndelivered = 0;
+		return;
+	}
+	store_rollback(c->store);
+	log_warn("outbox: %s (the delivered notifications are sent again at the next start)", err);
+}
+
 /* Carry out the effects gathered this turn, in the order of the header
  * comment: store + commit, then act, then offsets, then show. */
 void turn_apply(struct central *c)
 {
 	char err[STORE_ERR_LEN];
-	int stored = 1;
-	int need_txn = 0;
-	for (size_t i = 0; i < c->fx.n && !need_txn; i++)
-		need_txn = c->fx.v[i].kind == CORE_FX_STORE_CP || c->fx.v[i].kind == CORE_FX_STORE_SESSION ||
-			   c->fx.v[i].kind == CORE_FX_STORE_EVENT;
+	int need_txn = c->ndelivered > 0;
+	for (size_t i = 0; i < c->fx.n && !need_txn; i++) {
+		const struct core_fx *x = &c->fx.v[i];
+		need_txn = x->kind == CORE_FX_STORE_CP || x->kind == CORE_FX_STORE_SESSION ||
+			   x->kind == CORE_FX_STORE_EVENT || x->kind == CORE_FX_STORE_REQUEST ||
+			   x->kind == CORE_FX_PRUNE_REQUESTS || x->kind == CORE_FX_AUDIT ||
+			   (x->kind == CORE_FX_PRODUCE && must_deliver(x->u.produce.type));
+	}
 	if (c->db_failed) {
 		/* The core is ahead of the database: nothing more may be acted
 		 * on or acknowledged; shutdown is under way. */
@@ -193,8 +341,7 @@ void turn_apply(struct central *c)
 	}
 	if (need_txn) {
 		mark_superseded_rows(c);
-		stored = store_batch(c, err) == 0;
-		if (!stored) {
+		if (store_batch(c, err) != 0) {
 			/* Fail-stop (Redis's stop-writes-on-error): the core has moved on
 			 * but its effects could not be stored, so acting on them would
 			 * tell drivers and CPs things the database does not hold. Nothing
@@ -220,7 +367,8 @@ void turn_apply(struct central *c)
 			cplink_close(c->link, x->u.link.conn, x->u.link.text);
 			break;
 		case CORE_FX_PRODUCE:
-			kafka_out_queue(c->kout, &x->u.produce); /* encoded off this thread */
+			if (!must_deliver(x->u.produce.type))
+				kafka_out_queue(c->kout, &x->u.produce); /* encoded off this thread */
 			break;
 		case CORE_FX_STATUS:
 			kafka_out_mark_dirty(c->kout, mono);
@@ -229,10 +377,17 @@ void turn_apply(struct central *c)
 			break;
 		}
 	}
-	if (stored && c->nkitems > 0) {
+	/* Stored, so they survive a crash: the outbox rows go to the producer
+	 * now (in order, after this turn's frames), or at the next sweep if
+	 * its queue is full. */
+	for (size_t i = 0; i < c->nobn; i++)
+		outbox_send(c, (uint64_t)c->obn[i].id, c->obn[i].topic, c->obn[i].key, c->obn[i].payload);
+	outbox_forget_new(c);
+	/* Everything these messages caused is stored (notifications in the
+	 * outbox), so their offsets can be committed at once. */
+	if (c->nkitems > 0) {
 		kafka_in_done(c->kin, c->kitems, c->nkitems);
-		if (c->held_since == 0)
-			c->held_since = mono;
+		kafka_in_release(c->kin);
 	}
 	c->nkitems = 0;
 	c->status.links = cplink_count(c->link);
@@ -241,22 +396,6 @@ void turn_apply(struct central *c)
 		ctl_on_effects(c->ctl, &c->fx);
 	}
 	core_fxlist_clear(&c->fx);
-}
-
-/* Offsets are committed once the notifications of their batches are
- * delivered: librdkafka's out queue empty means everything produced so far
- * arrived. Under a steady flood the queue may never be empty, so after
- * OFFSET_HOLD_MAX seconds they are committed anyway (the cost: a crash in
- * that window may lose notifications, never double-count a session). */
-#define OFFSET_HOLD_MAX 10.0
-static void release_offsets(struct central *c, double mono)
-{
-	if (c->held_since == 0)
-		return;
-	if (kafka_out_pending(c->kout) == 0 || mono - c->held_since >= OFFSET_HOLD_MAX) {
-		kafka_in_release(c->kin);
-		c->held_since = 0;
-	}
 }
 
 void turn_recover_session(void *arg, const struct core_session *s)
@@ -287,13 +426,12 @@ int turn_prepare(struct central *c, struct pollfd pfd[TURN_NFDS])
 	if (ctl_timeout_ms(c->ctl) < timeout)
 		timeout = ctl_timeout_ms(c->ctl);
 	timeout = kafka_out_timeout_ms(c->kout, mono, timeout);
-	if (c->held_since != 0 && timeout > 20)
-		timeout = 20; /* look again at the producer's queue soon */
 	return timeout;
 }
 
 void turn_run(struct central *c, const struct pollfd pfd[TURN_NFDS])
 {
+	core_set_mono(c->core, clock_mono());
 	if (pfd[0].revents & POLLIN) {
 		struct signalfd_siginfo si;
 		while (read(c->sfd, &si, sizeof si) == (ssize_t)sizeof si) {
@@ -335,13 +473,15 @@ void turn_run(struct central *c, const struct pollfd pfd[TURN_NFDS])
 		core_network_status(c->core, wall, st);
 		kafka_out_status(c->kout, st, mono);
 	}
-	release_offsets(c, mono);
+	take_settled(c);
+	turn_outbox_sweep(c, mono);
 	c->fe->ops->refresh(c->fe, wall);
 	ctl_refresh(c->ctl, c, wall);
 }
 
 void turn_drain(struct central *c)
 {
+	core_set_mono(c->core, clock_mono());
 	for (;;) {
 		size_t before = c->fx.n;
 		take_link_events(c);

@@ -44,7 +44,19 @@ struct central {
 	int sfd;           /* signalfd: SIGINT, SIGTERM, SIGHUP */
 	int quit;
 	int db_failed;     /* writes kept failing: act on nothing more, exit 1 */
-	double held_since; /* monotonic: offsets stored but not released, 0 = none */
+	/* The outbox (evcharging(7) RULES): rows handed to the producer and
+	 * not yet settled; this turn's new rows; confirmed ones to delete. */
+	struct hmap outbox_inflight;
+	struct outbox_row {
+		int64_t id;
+		enum msg_topic topic;
+		char key[MSG_ID_MAX + 1];
+		char *payload;
+	} *obn;
+	size_t nobn, capobn;
+	uint64_t *delivered;
+	size_t ndelivered, capdelivered;
+	double outbox_next_sweep;  /* monotonic */
 	/* write_rows: which effects are the last row of their session */
 	unsigned char *skip;
 	size_t skip_cap;
@@ -77,6 +89,12 @@ void turn_note(struct central *c, enum log_level lvl, const char *tag, const cha
 	__attribute__((format(printf, 4, 5)));
 /* The frontends' exec: a command line, 0 sent, -1 refused (msg), 1 quit. */
 int turn_exec(void *arg, const char *line, char msg[EVC_ERR_LEN]);
+/* Offer the outbox rows not on their way to the producer again (at start,
+ * then every few seconds). */
+void turn_outbox_sweep(struct central *c, double mono);
+/* The last turn at shutdown, after kafka_out_drain: delete what the final
+ * flush confirmed. */
+void turn_outbox_settle(struct central *c);
 /* store_foreach_open_session callback (arg = the central): a session a
  * crash left open ends now, the driver told. */
 void turn_recover_session(void *arg, const struct core_session *s);

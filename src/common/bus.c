@@ -1,4 +1,5 @@
 /* Kafka set-up shared by the four programs (librdkafka 2.0.2). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,8 @@
 struct bus_handle {
 	bus_state_fn on_state;
 	void *state_arg;
+	bus_delivery_fn on_delivery;
+	void *delivery_arg;
 	int up; /* -1 unknown, 0 down, 1 up */
 };
 
@@ -85,7 +88,13 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	(void)rk;
-	(void)opaque;
+	struct bus_handle *h = opaque;
+	uint64_t id = (uint64_t)(uintptr_t)m->_private;
+	if (id != 0 && h != NULL && h->on_delivery != NULL) {
+		h->on_delivery(h->delivery_arg, id, m->err == RD_KAFKA_RESP_ERR_NO_ERROR,
+			       m->err ? rd_kafka_err2str(m->err) : NULL);
+		return;
+	}
 	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR)
 		log_error("kafka: delivery to %s failed: %s", rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
 }
@@ -146,6 +155,8 @@ static struct bus_handle *handle_new(const struct bus_opts *o)
 	struct bus_handle *h = xcalloc(1, sizeof *h);
 	h->on_state = o->on_state;
 	h->state_arg = o->state_arg;
+	h->on_delivery = o->on_delivery;
+	h->delivery_arg = o->delivery_arg;
 	h->up = -1;
 	return h;
 }
@@ -184,11 +195,17 @@ fail:
 int bus_produce(rd_kafka_t *p, const char *topic, const char *key, const char *payload,
 		size_t len, char err[BUS_ERR_LEN])
 {
+	return bus_produce_id(p, topic, key, payload, len, 0, err);
+}
+
+int bus_produce_id(rd_kafka_t *p, const char *topic, const char *key, const char *payload, size_t len,
+		   uint64_t id, char err[BUS_ERR_LEN])
+{
 	size_t klen = key != NULL ? strlen(key) : 0;
 	rd_kafka_resp_err_t e = rd_kafka_producev(
 		p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
 		RD_KAFKA_V_KEY(key, klen),
-		RD_KAFKA_V_VALUE((void *)payload, len), RD_KAFKA_V_END);
+		RD_KAFKA_V_VALUE((void *)payload, len), RD_KAFKA_V_OPAQUE((void *)(uintptr_t)id), RD_KAFKA_V_END);
 	if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		snprintf(err, BUS_ERR_LEN, "cannot produce to %s: %s", topic, rd_kafka_err2str(e));
 		return -1;
@@ -206,7 +223,7 @@ void bus_producer_close(rd_kafka_t *p, int timeout_ms)
 	if (p == NULL)
 		return;
 	struct bus_handle *h = rd_kafka_opaque(p);
-	if (rd_kafka_flush(p, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
+	if (timeout_ms > 0 && rd_kafka_flush(p, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		log_warn("kafka: %d message(s) not delivered at exit", rd_kafka_outq_len(p));
 	rd_kafka_destroy(p);
 	free(h);

@@ -25,6 +25,7 @@ EVC_COMMON_LIBS = libevc.a $(EVC_LIB_DEPS)
 include src/common/link.mk
 include src/common/msg.mk
 include src/common/crypto.mk
+include src/common/schema.mk
 
 # The Kafka bus against the real broker (tests/integration/bus_kafka.sh).
 check_PROGRAMS += tests/tools/bus_tool

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "evc/crypto.h"
 #include "src/central/core.h"
 #include "evc/link.h"
 #include "evc/msg.h"
@@ -22,17 +23,42 @@
 static struct core *C;
 static struct core_fxlist FX;
 static double NOW;
+/* A step of the wall clock: added to the time the core is told, not to
+ * its monotonic clock (which follows NOW). */
+static double WALL_STEP;
+
+/* Before each event: the monotonic clock follows NOW; the wall clock is
+ * NOW plus any step a test made. */
+static double clk(void)
+{
+	core_set_mono(C, NOW - T0 + 1000.0);
+	return NOW + WALL_STEP;
+}
+
+/* Deterministic keys for the tests: "KEY<n>" padded to a Fernet key's 44
+ * characters (the core only stores and sends them). */
+static int key_counter;
+static int test_new_key(void *arg, char out[45])
+{
+	(void)arg;
+	snprintf(out, 45, "K%03d%s", ++key_counter, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+	out[44] = '\0';
+	return 0;
+}
 
 static int setup(void **state)
 {
 	(void)state;
 	struct core_config cfg;
 	core_config_defaults(&cfg);
+	cfg.new_key = test_new_key;
 	C = core_new(&cfg);
 	core_fxlist_init(&FX);
 	NOW = T0;
+	WALL_STEP = 0;
 	core_add_driver(C, "101");
 	core_add_driver(C, "102");
+	key_counter = 0;
 	return 0;
 }
 
@@ -67,7 +93,7 @@ static void check_fx(void)
 	char err[MSG_ERR_LEN];
 	for (size_t i = 0; i < FX.n; i++) {
 		const struct core_fx *f = &FX.v[i];
-		if (f->kind == CORE_FX_SEND && link_validate(fx_text(f), strlen(fx_text(f)), err) != 0)
+		if (f->kind == CORE_FX_SEND && !f->u.link.raw && link_validate(fx_text(f), strlen(fx_text(f)), err) != 0)
 			fail_msg("frame '%s' is not valid DATA: %s", fx_text(f), err);
 		if (f->kind == CORE_FX_PRODUCE) {
 			char *json = msg_encode(&f->u.produce, NULL, err);
@@ -83,35 +109,35 @@ static void check_fx(void)
 static void frame(uint64_t conn, const char *data)
 {
 	core_fxlist_clear(&FX);
-	core_on_frame(C, conn, data, NOW, &FX);
+	core_on_frame(C, conn, data, clk(), &FX);
 	check_fx();
 }
 
 static void link_down(uint64_t conn)
 {
 	core_fxlist_clear(&FX);
-	core_on_link_down(C, conn, "test", NOW, &FX);
+	core_on_link_down(C, conn, "test", clk(), &FX);
 	check_fx();
 }
 
 static void kafka(const struct msg *m)
 {
 	core_fxlist_clear(&FX);
-	core_on_kafka(C, m, NOW, &FX);
+	core_on_kafka(C, m, clk(), &FX);
 	check_fx();
 }
 
 static void tick(void)
 {
 	core_fxlist_clear(&FX);
-	core_on_tick(C, NOW, &FX);
+	core_on_tick(C, clk(), &FX);
 	check_fx();
 }
 
 static int command(enum core_cmd cmd, const char *cp, char err[CORE_ERR_LEN])
 {
 	core_fxlist_clear(&FX);
-	int r = core_command(C, cmd, cp, NOW, &FX, err);
+	int r = core_command(C, cmd, cp, clk(), &FX, err);
 	check_fx();
 	return r;
 }
@@ -259,6 +285,45 @@ static void charging(uint64_t conn, const char *cp, const char *driver, char sid
 	assert_int_equal(state_of(cp), CP_SUMINISTRANDO);
 }
 
+/* ---- Release 2 trust helpers ---- */
+
+#define SECRET_A "Abcdefghijklmnopqrstuvwxyz0123456789_-ABCDE" /* 43 chars */
+#define SECRET_B "Zbcdefghijklmnopqrstuvwxyz0123456789_-ABCDE"
+
+/* A CP registered at the registry with SECRET_A. */
+static void registry_cp(const char *id)
+{
+	struct core_reg r;
+	memset(&r, 0, sizeof(r));
+	xstrlcpy(r.id, id, sizeof(r.id));
+	xstrlcpy(r.location, "Gran Via 1, Madrid", sizeof(r.location));
+	r.price = 0.40;
+	crypto_secret_hash(SECRET_A, r.secret_hash);
+	core_load_reg(C, &r);
+}
+
+static void tls_up(uint64_t conn, const char *peer)
+{
+	core_fxlist_clear(&FX);
+	core_on_link_up(C, conn, peer, 1, clk(), &FX);
+	check_fx();
+}
+
+static void tls_reg(uint64_t conn, const char *id, const char *secret)
+{
+	char buf[256];
+	snprintf(buf, sizeof(buf), "REGISTER#%s#somewhere#0.99#%s", id, secret);
+	frame(conn, buf);
+}
+
+static const struct core_fx *audit_row(const char *action)
+{
+	for (size_t i = 0; i < FX.n; i++)
+		if (FX.v[i].kind == CORE_FX_AUDIT && strcmp(FX.v[i].u.audit.action, action) == 0)
+			return &FX.v[i];
+	return NULL;
+}
+
 /* ---- names ---- */
 
 static void test_names(void **state)
@@ -297,10 +362,13 @@ static void test_register_first_and_reconnect(void **state)
 	assert_int_equal(count_kind(CORE_FX_STORE_CP), 1);
 	assert_int_equal(count_kind(CORE_FX_STATUS), 1);
 
+	/* a known CP keeps its place and price: the monitor's other values
+	 * are logged once, never taken (evcharging(7) RULES) */
 	frame(2, "REGISTER#MAD-01#Gran Via 1#0.40");
 	assert_true(send_index(2, "REGISTER_RESULT#RECONNECT") >= 0);
-	assert_string_equal(core_cp_find(C, "MAD-01")->location, "Gran Via 1");
-	assert_true(core_cp_find(C, "MAD-01")->price == 0.40);
+	assert_string_equal(core_cp_find(C, "MAD-01")->location, "C/ Serrano 10");
+	assert_true(core_cp_find(C, "MAD-01")->price == 0.25);
+	assert_non_null(find_log(LOG_INFO, "keeping the operator's C/ Serrano 10, 0.25 EUR/kWh"));
 	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
 	/* the old conn no longer maps to it */
 	frame(1, "HEARTBEAT#MAD-01");
@@ -377,8 +445,8 @@ static void test_register_without_price(void **state)
 	link_down(2);
 	frame(3, "REGISTER#MAD-01#x#");
 	assert_true(send_index(3, "REGISTER_RESULT#RECONNECT") >= 0);
-	assert_true(core_cp_find(C, "MAD-01")->price == 1.5);
-	assert_non_null(find_log(LOG_INFO, "keeping 1.50"));
+	assert_true(core_cp_find(C, "MAD-01")->price == 0.30); /* the first price stays */
+	assert_non_null(find_log(LOG_INFO, "keeping 0.30"));
 }
 
 /* PARAR or REANUDAR whose ACK was lost with the link: the operator meant
@@ -452,13 +520,30 @@ static void test_already_connected(void **state)
 static void test_frames_before_register(void **state)
 {
 	(void)state;
-	const char *frames[] = { "HEARTBEAT#MAD-01", "FAULT#MAD-01", "ACK#PARAR", "CHECK_SESSION#MAD-01", "FOO" };
+	const char *frames[] = { "HEARTBEAT#MAD-01", "FAULT#MAD-01", "ACK#PARAR", "CHECK_SESSION", "FOO" };
 	for (size_t i = 0; i < sizeof(frames) / sizeof(frames[0]); i++) {
 		frame(5, frames[i]);
 		assert_true(send_index(5, "ERROR#not registered: send REGISTER first") >= 0);
 		assert_int_equal(count_kind(CORE_FX_CLOSE), 0);
+		/* refused without a log line each: a stranger cannot fill the log */
+		assert_int_equal(count_kind(CORE_FX_LOG), 0);
 	}
+	/* an ERROR, even a long one, is neither answered nor logged */
+	char big[1100] = "ERROR#";
+	memset(big + 6, 'x', 1000);
+	big[1006] = '\0';
+	frame(5, big);
+	assert_int_equal(FX.n, 0);
 	assert_int_equal(core_cp_count(C), 0);
+	/* one line a while says how many */
+	tick();
+	assert_non_null(find_log(LOG_WARN, "6 frame(s) before REGISTER refused"));
+	frame(5, "FOO");
+	tick();
+	assert_null(find_log(LOG_WARN, "before REGISTER refused")); /* not again within 10 s */
+	NOW += 11;
+	tick();
+	assert_non_null(find_log(LOG_WARN, "1 frame(s) before REGISTER refused"));
 }
 
 static void test_bad_frames_keep_link(void **state)
@@ -479,10 +564,17 @@ static void test_bad_frames_keep_link(void **state)
 	frame(1, "ACK");
 	assert_non_null(send_prefix("ERROR#ACK of unknown command"));
 	assert_int_equal(count_kind(CORE_FX_CLOSE), 0);
-	/* an ERROR from the CP is logged, never answered (no ping-pong) */
+	/* the sixth warning in 10 s about this CP's frames is not logged */
+	frame(1, "FROB2#MAD-01");
+	assert_true(send_index(1, "ERROR#unknown opcode 'FROB2'") >= 0);
+	assert_null(find_log(LOG_WARN, "FROB2"));
+	/* an ERROR from the CP is logged (a new window: the dropped one is
+	 * counted), never answered (no ping-pong) */
+	NOW += 11;
 	frame(1, "ERROR#whatever");
 	assert_int_equal(count_kind(CORE_FX_SEND), 0);
 	assert_non_null(find_log(LOG_WARN, "whatever"));
+	assert_non_null(find_log(LOG_WARN, "2 more warnings about its frames not logged"));
 	/* a heartbeat produces nothing but refreshes liveness */
 	NOW += 5;
 	frame(1, "HEARTBEAT#MAD-01");
@@ -795,8 +887,8 @@ static void test_ticket_amount_uses_price_sent(void **state)
 	kafka(&m);
 	assert_non_null(strstr(sent("AUTORIZAR")->u.link.text, "#0.1235"));
 	assert_true(core_cp_find(C, "MAD-02")->price == 0.1235);
-	frame(3, "REGISTER#MAD-03#x#12");
-	m = request("103", "MAD-03", NOW);
+	frame(4, "REGISTER#MAD-04#x#12");
+	m = request("103", "MAD-04", NOW);
 	core_add_driver(C, "103");
 	kafka(&m);
 	assert_non_null(strstr(sent("AUTORIZAR")->u.link.text, "#12.00"));
@@ -808,8 +900,8 @@ static void test_two_drivers_same_instant(void **state)
 	reg(1, "MAD-01");
 	struct msg a = request("101", "MAD-01", NOW), b = request("102", "MAD-01", NOW);
 	core_fxlist_clear(&FX);
-	core_on_kafka(C, &a, NOW, &FX);
-	core_on_kafka(C, &b, NOW, &FX);
+	core_on_kafka(C, &a, clk(), &FX);
+	core_on_kafka(C, &b, clk(), &FX);
 	size_t auth = 0;
 	for (size_t i = 0; i < FX.n; i++)
 		auth += FX.v[i].kind == CORE_FX_SEND && strncmp(fx_text(&FX.v[i]), "AUTORIZAR_SUMINISTRO#", 21) == 0;
@@ -994,14 +1086,14 @@ static void test_request_id_recovered(void **state)
 	s.charging = 1;
 	core_load_cp(C, "MAD-01", "x", 0.25, 0);
 	core_fxlist_clear(&FX);
-	core_recover_session(C, &s, NOW, &FX);
+	core_recover_session(C, &s, clk(), &FX);
 	check_fx();
 	expect_rid(MSG_SUPPLY_ERROR, "101-1-1");
 
 	snprintf(s.id, sizeof(s.id), "MAD-01-1-2");
 	snprintf(s.request_id, sizeof(s.request_id), "bad id#1");
 	core_fxlist_clear(&FX);
-	core_recover_session(C, &s, NOW, &FX);
+	core_recover_session(C, &s, clk(), &FX);
 	check_fx();
 	expect_rid(MSG_SUPPLY_ERROR, NULL);
 	assert_string_equal(produced(MSG_SUPPLY_ERROR)->session_id, "MAD-01-1-2");
@@ -1082,15 +1174,77 @@ static void test_reservation_timeout(void **state)
 	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
 	assert_int_equal(count_kind(CORE_FX_STORE_SESSION), 0);
 
-	/* a charging session never times out */
+	/* a charging session never hits the reservation timeout while its
+	 * telemetry flows */
 	char sid2[MSG_ID_MAX + 1];
 	authorise(1, "MAD-01", "102", sid2);
 	t = tele(MSG_SESSION_STARTED, "MAD-01", "102", sid2, 1, 0);
 	kafka(&t);
-	NOW += 1000;
-	tick();
-	assert_int_equal(FX.n, 0);
+	for (int i = 0; i < 200; i++) {
+		NOW += 5;
+		struct msg k = tele(MSG_CONSUMO, "MAD-01", "102", sid2, (uint64_t)i + 2, 0.01 * i);
+		kafka(&k);
+		tick();
+		assert_int_equal(count_produce(MSG_SESSION_CANCELLED) + count_produce(MSG_SUPPLY_ERROR), 0);
+	}
 	assert_int_equal(state_of("MAD-01"), CP_SUMINISTRANDO);
+}
+
+/* A charging session whose telemetry stops ends after --supply-timeout
+ * with the figures it had, the driver told, the CP freed, and the engine
+ * told to end the supply. */
+static void test_supply_watchdog(void **state)
+{
+	(void)state;
+	char sid[MSG_ID_MAX + 1];
+	reg(1, "MAD-01");
+	authorise(1, "MAD-01", "101", sid);
+	struct msg t = tele(MSG_SESSION_STARTED, "MAD-01", "101", sid, 1, 0);
+	kafka(&t);
+	t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 2, 1.5);
+	kafka(&t);
+	NOW += 9;
+	tick();
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
+	NOW += 1;
+	tick();
+	const struct msg *e = produced(MSG_SUPPLY_ERROR);
+	assert_non_null(e);
+	assert_string_equal(e->session_id, sid);
+	assert_non_null(strstr(e->reason, "no telemetry for 10 s"));
+	assert_true(e->kwh == 1.5);
+	const struct core_session *st = stored_session();
+	assert_int_equal(st->outcome, CORE_OUT_SUPPLY_ERROR);
+	assert_true(st->kwh == 1.5);
+	char want[128];
+	snprintf(want, sizeof want, "FIN_SUMINISTRO#%s", sid);
+	assert_true(send_index(1, want) >= 0);
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+	/* the engine's ACK is taken quietly; late telemetry changes nothing */
+	frame(1, "ACK#FIN_SUMINISTRO");
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 3, 2.0);
+	kafka(&t);
+	assert_int_equal(count_kind(CORE_FX_STORE_SESSION), 0);
+	/* the driver may charge again at once */
+	char sid2[MSG_ID_MAX + 1];
+	authorise(1, "MAD-01", "101", sid2);
+	assert_string_not_equal(sid, sid2);
+	t = tele(MSG_SESSION_STARTED, "MAD-01", "101", sid2, 1, 0);
+	kafka(&t);
+	/* while the broker is unreachable no telemetry can come: the watchdog
+	 * waits, and counts again from the broker's return */
+	core_set_kafka_up(C, 0);
+	NOW += 60;
+	tick();
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
+	core_set_kafka_up(C, 1);
+	NOW += 9;
+	tick();
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
+	NOW += 1;
+	tick();
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 1);
 }
 
 static void test_reservation_timeout_configurable(void **state)
@@ -1220,7 +1374,10 @@ static void test_telemetry_mismatch_and_unknown(void **state)
 	t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 2, -1.0);
 	kafka(&t);
 	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
-	t = tele(MSG_SUPPLY_END, "MAD-01", "101", "", 2, 5.0);
+	/* without a session id, telemetry is matched to the CP's open session
+	 * only for a Release-1 plaintext CP (test_release1_peers); MAD-09 is
+	 * not registered at all */
+	t = tele(MSG_SUPPLY_END, "MAD-09", "101", "", 2, 5.0);
 	t.has_session_id = 0;
 	kafka(&t);
 	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
@@ -1407,9 +1564,396 @@ static void test_stop_while_reserved(void **state)
 	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
 }
 
+/* Link loss during a supply (evcharging(7) RULES): the session stays open
+ * for --link-grace, the CP is offered to nobody meanwhile, and whatever
+ * settles it (the monitor back, the engine's own end on Kafka, the grace
+ * running out) bills exactly what the engine metered. */
 static void test_link_down_with_session(void **state)
 {
 	(void)state;
+	char sid[MSG_ID_MAX + 1];
+	charging(1, "MAD-01", "101", sid);
+	struct msg t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 2, 2.0);
+	kafka(&t);
+	link_down(1);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0); /* nobody told yet */
+	assert_non_null(find_log(LOG_WARN, "kept for 10 s"));
+	assert_int_equal(state_of("MAD-01"), CP_DESCONECTADO);
+	/* telemetry still counts, and nobody else gets the CP */
+	NOW += 1;
+	t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 3, 2.4);
+	kafka(&t);
+	assert_int_equal(count_produce(MSG_CONSUMO_UPDATE), 1);
+	struct msg r = request("102", "MAD-01", NOW);
+	kafka(&r);
+	assert_int_equal(count_produce(MSG_AUTH_DENIED), 1);
+	/* the engine's own end of supply (monitor silence) settles it with
+	 * its figures: billed == metered */
+	NOW += 4;
+	t = tele(MSG_CONEXION_PERDIDA, "MAD-01", "101", sid, 4, 2.5);
+	kafka(&t);
+	const struct msg *e = produced(MSG_SUPPLY_ERROR);
+	assert_non_null(e);
+	assert_true(e->kwh_partial == 2.5);
+	assert_true(e->importe_partial == 0.63);
+	assert_int_equal(stored_session()->outcome, CORE_OUT_SUPPLY_ERROR);
+	assert_null(core_cp_find(C, "MAD-01")->session);
+	assert_true(core_cp_find(C, "MAD-01")->grace_until == 0);
+	tick();
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
+
+	/* a monitor back within the grace: the session goes on */
+	char sid2[MSG_ID_MAX + 1];
+	charging(2, "MAD-02", "102", sid2);
+	link_down(2);
+	NOW += 4;
+	reg(3, "MAD-02");
+	assert_non_null(find_log(LOG_INFO, "back within the grace"));
+	assert_int_equal(state_of("MAD-02"), CP_SUMINISTRANDO);
+	NOW += 20; /* past the grace: nothing ends, the link is back */
+	t = tele(MSG_CONSUMO, "MAD-02", "102", sid2, 2, 3.0);
+	kafka(&t);
+	tick();
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
+	t = tele(MSG_SUPPLY_END, "MAD-02", "102", sid2, 3, 3.2);
+	kafka(&t);
+	assert_int_equal(count_produce(MSG_TICKET), 1);
+	assert_true(produced(MSG_TICKET)->kwh == 3.2);
+
+	/* nothing comes back: the grace ends it with the last figures */
+	char sid3[MSG_ID_MAX + 1];
+	charging(4, "MAD-03", "101", sid3);
+	t = tele(MSG_CONSUMO, "MAD-03", "101", sid3, 2, 1.0);
+	kafka(&t);
+	link_down(4);
+	NOW += 9;
+	tick();
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
+	NOW += 1;
+	t = tele(MSG_CONSUMO, "MAD-03", "101", sid3, 3, 1.1); /* keeps the watchdog quiet */
+	kafka(&t);
+	tick();
+	e = produced(MSG_SUPPLY_ERROR);
+	assert_non_null(e);
+	assert_non_null(strstr(e->reason, "not back within 10 s"));
+	assert_true(e->kwh_partial == 1.1);
+	assert_int_equal(state_of("MAD-03"), CP_DESCONECTADO);
+
+	/* a reservation is kept the same way, and cancelled at the end */
+	reg(5, "MAD-04");
+	authorise(5, "MAD-04", "102", sid);
+	link_down(5);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
+	NOW += 10;
+	tick();
+	assert_int_equal(count_produce(MSG_SESSION_CANCELLED), 1);
+	assert_non_null(strstr(produced(MSG_SESSION_CANCELLED)->reason, "not back within"));
+	link_down(5); /* twice: harmless */
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
+}
+
+/* REGISTER over TLS (evcharging(7) SECURITY): the credential, the KEY,
+ * the denial reasons, the audit rows. */
+static void test_register_tls(void **state)
+{
+	(void)state;
+	registry_cp("MAD-01");
+	tls_up(1, "10.0.0.7:5301");
+	/* no secret, unknown CP, wrong secret: each its reason, audited */
+	frame(1, "REGISTER#MAD-01#x#0.25");
+	assert_true(send_index(1, "REGISTER_RESULT#DENIED#BAD_REQUEST") >= 0);
+	assert_non_null(audit_row("CP_AUTH_FAILED"));
+	assert_int_equal(count_kind(CORE_FX_CLOSE), 1);
+	tls_up(2, "10.0.0.7:5302");
+	tls_reg(2, "MAD-77", SECRET_A);
+	assert_true(send_index(2, "REGISTER_RESULT#DENIED#NOT_REGISTERED") >= 0);
+	tls_up(3, "10.0.0.7:5303");
+	tls_reg(3, "MAD-01", SECRET_B);
+	assert_true(send_index(3, "REGISTER_RESULT#DENIED#BAD_CREDENTIALS") >= 0);
+	const struct core_fx *a = audit_row("CP_AUTH_FAILED");
+	assert_non_null(a);
+	assert_string_equal(a->u.audit.source_ip, "10.0.0.7");
+	assert_string_equal(a->u.audit.cp_id, "MAD-01");
+	assert_null(strstr(a->u.audit.detail, SECRET_B)); /* never the secret */
+	assert_null(core_cp_find(C, "MAD-77"));
+	/* the right one: RESULT, then KEY; the registry's place and price win */
+	tls_up(4, "10.0.0.8:6000");
+	tls_reg(4, "MAD-01", SECRET_A);
+	long r = send_index(4, "REGISTER_RESULT#FIRST");
+	long k = send_index(4, "KEY#MAD-01#K001AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+	assert_true(r >= 0 && k > r);
+	assert_non_null(audit_row("CP_AUTH_OK"));
+	assert_non_null(audit_row("CP_KEY_ISSUED"));
+	assert_int_equal(count_kind(CORE_FX_REGISTERED), 1);
+	assert_int_equal(count_kind(CORE_FX_KEY), 1);
+	const struct core_cp *cp = core_cp_find(C, "MAD-01");
+	assert_string_equal(cp->location, "Gran Via 1, Madrid");
+	assert_true(cp->price == 0.40);
+	assert_true(cp->tls);
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+	/* the key never in a log line or an event */
+	for (size_t i = 0; i < FX.n; i++)
+		if (FX.v[i].kind != CORE_FX_SEND && FX.v[i].kind != CORE_FX_KEY)
+			assert_null(strstr(fx_text(&FX.v[i]), "K001AAAA"));
+	/* a new authenticated link replaces a half-open one; same key */
+	tls_up(5, "10.0.0.8:6001");
+	tls_reg(5, "MAD-01", SECRET_A);
+	assert_true(send_index(5, "REGISTER_RESULT#RECONNECT") >= 0);
+	assert_true(send_index(5, "KEY#MAD-01#K001AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=") >= 0);
+	int closed_old = 0;
+	for (size_t i = 0; i < FX.n; i++)
+		if (FX.v[i].kind == CORE_FX_CLOSE && FX.v[i].u.link.conn == 4 &&
+		    strstr(FX.v[i].u.link.text, "replaced by a new authenticated link"))
+			closed_old = 1;
+	assert_true(closed_old);
+	assert_int_equal(core_cp_find(C, "MAD-01")->conn, 5);
+	link_down(4); /* the old one's CPL_DOWN changes nothing */
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+	/* a plaintext link may not register a CP that has credentials */
+	frame(9, "REGISTER#MAD-01#x#0.25");
+	assert_true(send_index(9, "REGISTER_RESULT#DENIED#BAD_CREDENTIALS") >= 0);
+	assert_non_null(audit_row("PLAIN_LINK_REFUSED"));
+	/* nor present a secret in clear */
+	frame(10, "REGISTER#MAD-99#x#0.25#" SECRET_A);
+	assert_true(send_index(10, "REGISTER_RESULT#DENIED#BAD_REQUEST") >= 0);
+	assert_null(core_cp_find(C, "MAD-99"));
+}
+
+/* At most 5 failed REGISTERs per address a minute, then RATE_LIMITED for
+ * 60 s, audited once; other addresses are not affected. */
+static void test_register_rate_limit(void **state)
+{
+	(void)state;
+	registry_cp("MAD-01");
+	for (int i = 0; i < 6; i++) {
+		tls_up(10 + (uint64_t)i, "192.0.2.1:4000");
+		tls_reg(10 + (uint64_t)i, "MAD-01", SECRET_B);
+		assert_true(send_index(10 + (uint64_t)i, "REGISTER_RESULT#DENIED#BAD_CREDENTIALS") >= 0);
+	}
+	assert_non_null(audit_row("RATE_LIMITED"));
+	tls_up(20, "192.0.2.1:4001");
+	tls_reg(20, "MAD-01", SECRET_A); /* even the right secret */
+	assert_true(send_index(20, "REGISTER_RESULT#DENIED#RATE_LIMITED") >= 0);
+	assert_null(audit_row("RATE_LIMITED")); /* once per block */
+	assert_int_equal(count_kind(CORE_FX_LOG), 0); /* and no log line each */
+	tls_up(21, "192.0.2.2:4000");
+	tls_reg(21, "MAD-01", SECRET_A);
+	assert_true(send_index(21, "REGISTER_RESULT#FIRST") >= 0);
+	NOW += 61;
+	tls_up(22, "192.0.2.1:4002");
+	tls_reg(22, "MAD-01", SECRET_A);
+	assert_true(send_index(22, "REGISTER_RESULT#RECONNECT") >= 0);
+}
+
+/* Revocation (evcharging(7) SECURITY): key deleted, REVOKED sent, supply
+ * ended, only HEARTBEAT and REGISTER taken on the link, a new REGISTER
+ * gets a new key. */
+static void test_revoke(void **state)
+{
+	(void)state;
+	char err[CORE_ERR_LEN], sid[MSG_ID_MAX + 1];
+	registry_cp("MAD-01");
+	tls_up(1, "10.0.0.7:5301");
+	tls_reg(1, "MAD-01", SECRET_A);
+	authorise(1, "MAD-01", "101", sid);
+	struct msg t = tele(MSG_SESSION_STARTED, "MAD-01", "101", sid, 1, 0);
+	kafka(&t);
+	t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 2, 0.7);
+	kafka(&t);
+	core_fxlist_clear(&FX);
+	assert_int_equal(core_command_as(C, CORE_CMD_REVOKE, "MAD-01", "api:ops", "127.0.0.1", clk(), &FX, err), 0);
+	check_fx();
+	assert_true(send_index(1, "REVOKED#MAD-01") >= 0);
+	char want[128];
+	snprintf(want, sizeof want, "FIN_SUMINISTRO#%s", sid);
+	assert_true(send_index(1, want) >= 0);
+	const struct msg *e = produced(MSG_SUPPLY_ERROR);
+	assert_non_null(e);
+	assert_string_equal(e->reason, "keys revoked");
+	assert_true(e->kwh_partial == 0.7);
+	const struct core_fx *a = audit_row("CP_KEY_REVOKED");
+	assert_non_null(a);
+	assert_string_equal(a->u.audit.actor, "api:ops");
+	int key_gone = 0;
+	for (size_t i = 0; i < FX.n; i++)
+		if (FX.v[i].kind == CORE_FX_KEY && FX.v[i].u.key.key[0] == '\0' && FX.v[i].u.key.revoked &&
+		    FX.v[i].u.key.store)
+			key_gone = 1;
+	assert_true(key_gone);
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+	assert_true(core_cp_find(C, "MAD-01")->revoked);
+	/* twice: refused */
+	assert_int_equal(command(CORE_CMD_REVOKE, "MAD-01", err), -1);
+	assert_non_null(strstr(err, "already revoked"));
+	/* the link stays, for HEARTBEAT and REGISTER only */
+	frame(1, "HEARTBEAT#MAD-01");
+	assert_int_equal(FX.n, 0);
+	frame(1, "FAULT#MAD-01#x");
+	assert_non_null(send_prefix("ERROR#keys revoked"));
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+	struct msg m = request("102", "MAD-01", NOW);
+	kafka(&m);
+	assert_int_equal(count_produce(MSG_AUTH_DENIED), 1);
+	/* re-authentication on the same link: a new key, back in service */
+	tls_reg(1, "MAD-01", SECRET_A);
+	assert_true(send_index(1, "REGISTER_RESULT#RECONNECT") >= 0);
+	assert_true(send_index(1, "KEY#MAD-01#K002AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=") >= 0);
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+	assert_false(core_cp_find(C, "MAD-01")->revoked);
+	/* the console's command */
+	int cmd;
+	char cp[MSG_CP_ID_MAX + 1];
+	assert_int_equal(core_parse_command("revoke MAD-01", &cmd, cp, err), 0);
+	assert_int_equal(cmd, CORE_CMD_REVOKE);
+	assert_string_equal(cp, "MAD-01");
+	/* a plaintext CP has no key to revoke */
+	reg(7, "PLN-01");
+	assert_int_equal(command(CORE_CMD_REVOKE, "PLN-01", err), -1);
+	assert_non_null(strstr(err, "no key"));
+}
+
+/* The registry changes while Central runs: a new CP can register at once,
+ * a deleted one is refused and its link closed, a new secret closes the
+ * link (it must authenticate again). */
+static void test_registry_changes(void **state)
+{
+	(void)state;
+	struct core_reg r;
+	memset(&r, 0, sizeof(r));
+	xstrlcpy(r.id, "BCN-01", sizeof(r.id));
+	xstrlcpy(r.location, "Barcelona", sizeof(r.location));
+	r.price = 0.3;
+	crypto_secret_hash(SECRET_A, r.secret_hash);
+	core_fxlist_clear(&FX);
+	core_on_registry(C, &r, clk(), &FX);
+	assert_int_equal(state_of("BCN-01"), CP_DESCONECTADO);
+	tls_up(1, "10.1.1.1:1");
+	tls_reg(1, "BCN-01", SECRET_A);
+	assert_true(send_index(1, "REGISTER_RESULT#FIRST") >= 0);
+	/* new secret */
+	crypto_secret_hash(SECRET_B, r.secret_hash);
+	core_fxlist_clear(&FX);
+	core_on_registry(C, &r, clk(), &FX);
+	assert_int_equal(count_kind(CORE_FX_CLOSE), 1);
+	assert_int_equal(state_of("BCN-01"), CP_DESCONECTADO);
+	tls_up(2, "10.1.1.1:2");
+	tls_reg(2, "BCN-01", SECRET_A);
+	assert_true(send_index(2, "REGISTER_RESULT#DENIED#BAD_CREDENTIALS") >= 0);
+	tls_up(3, "10.1.1.1:3");
+	tls_reg(3, "BCN-01", SECRET_B);
+	assert_true(send_index(3, "REGISTER_RESULT#RECONNECT") >= 0);
+	/* deleted: link closed, its key dropped, refused from then on */
+	r.deleted = 1;
+	r.secret_hash[0] = '\0';
+	core_fxlist_clear(&FX);
+	core_on_registry(C, &r, clk(), &FX);
+	assert_int_equal(count_kind(CORE_FX_CLOSE), 1);
+	assert_int_equal(count_kind(CORE_FX_KEY), 1);
+	tls_up(4, "10.1.1.1:4");
+	tls_reg(4, "BCN-01", SECRET_B);
+	assert_true(send_index(4, "REGISTER_RESULT#DENIED#NOT_REGISTERED") >= 0);
+}
+
+/* Release-1 peers (evcharging(7) SECURITY, Release-1 mode): their short
+ * queries get one answer and a close; their telemetry without session
+ * or seq goes to the CP's open session, ended once. */
+static void test_release1_peers(void **state)
+{
+	(void)state;
+	char sid[MSG_ID_MAX + 1];
+	frame(7, "CHECK_DRIVER#MAD-01");
+	assert_true(send_index(7, "NO_DRIVER") >= 0);
+	assert_int_equal(count_kind(CORE_FX_CLOSE), 1);
+	charging(1, "MAD-01", "101", sid);
+	frame(8, "CHECK_DRIVER#MAD-01");
+	assert_true(send_index(8, "101") >= 0);
+	assert_int_equal(count_kind(CORE_FX_CLOSE), 1);
+	frame(9, "CHECK_SESSION#MAD-02");
+	assert_true(send_index(9, "NO_SESSION") >= 0);
+	struct msg t = tele(MSG_CONSUMO, "MAD-01", "101", "", 0, 1.25);
+	t.has_session_id = 0;
+	t.has_seq = 0;
+	kafka(&t);
+	assert_int_equal(count_produce(MSG_CONSUMO_UPDATE), 1);
+	t = tele(MSG_SUPPLY_END, "MAD-01", "101", "", 0, 1.5);
+	t.has_session_id = 0;
+	t.has_seq = 0;
+	kafka(&t);
+	assert_int_equal(count_produce(MSG_TICKET), 1);
+	assert_true(produced(MSG_TICKET)->kwh == 1.5);
+	kafka(&t); /* again: no session open, nothing */
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
+	/* a TLS CP's telemetry must name its session */
+	registry_cp("TLS-01");
+	tls_up(2, "10.0.0.2:1");
+	tls_reg(2, "TLS-01", SECRET_A);
+	authorise(2, "TLS-01", "102", sid);
+	t = tele(MSG_SESSION_STARTED, "TLS-01", "102", "", 0, 0);
+	t.has_session_id = 0;
+	kafka(&t);
+	assert_int_equal(state_of("TLS-01"), CP_RESERVADO);
+	/* and short queries are not answered over TLS */
+	tls_up(3, "10.0.0.2:2");
+	frame(3, "CHECK_DRIVER#TLS-01");
+	assert_true(send_index(3, "ERROR#not registered: send REGISTER first") >= 0);
+}
+
+/* Refused plaintext links are audited, at most once a minute per address. */
+static void test_plain_refused_audit(void **state)
+{
+	(void)state;
+	core_fxlist_clear(&FX);
+	core_on_link_refused(C, "10.9.9.9:1234", "plaintext link refused", clk(), &FX);
+	assert_non_null(audit_row("PLAIN_LINK_REFUSED"));
+	assert_string_equal(audit_row("PLAIN_LINK_REFUSED")->u.audit.source_ip, "10.9.9.9");
+	core_fxlist_clear(&FX);
+	core_on_link_refused(C, "10.9.9.9:1235", "plaintext link refused", clk(), &FX);
+	assert_int_equal(FX.n, 0);
+	NOW += 61;
+	core_fxlist_clear(&FX);
+	core_on_link_refused(C, "10.9.9.9:1236", "plaintext link refused", clk(), &FX);
+	assert_int_equal(FX.n, 1);
+	core_fxlist_clear(&FX);
+	core_on_link_refused(C, "[::1]:9", "plaintext link refused", clk(), &FX);
+	assert_string_equal(audit_row("PLAIN_LINK_REFUSED")->u.audit.source_ip, "::1");
+}
+
+/* Operator commands are audited with who asked. */
+static void test_command_audit(void **state)
+{
+	(void)state;
+	char err[CORE_ERR_LEN];
+	reg(1, "MAD-01");
+	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), 0);
+	const struct core_fx *a = audit_row("OPERATOR_STOP");
+	assert_non_null(a);
+	assert_string_equal(a->u.audit.actor, "operator");
+	assert_string_equal(a->u.audit.cp_id, "MAD-01");
+	frame(1, "ACK#PARAR");
+	core_fxlist_clear(&FX);
+	assert_int_equal(core_command_as(C, CORE_CMD_RESUME_ALL, NULL, "operator:ctl", NULL, clk(), &FX, err), 0);
+	assert_non_null(audit_row("OPERATOR_RESUME_ALL"));
+	frame(1, "FAULT#MAD-01#engine KO");
+	assert_non_null(audit_row("CP_FAULT"));
+	frame(1, "RECOVER#MAD-01");
+	assert_non_null(audit_row("CP_RECOVER"));
+	struct msg m = request("999", "MAD-01", NOW);
+	kafka(&m);
+	a = audit_row("DRIVER_AUTH_DENIED");
+	assert_non_null(a);
+	assert_string_equal(a->u.audit.actor, "driver:999");
+}
+
+/* --link-grace 0: the Release-1 rule, a session ends with its link. */
+static void test_link_down_no_grace(void **state)
+{
+	(void)state;
+	core_free(C);
+	struct core_config cfg;
+	core_config_defaults(&cfg);
+	cfg.link_grace = 0;
+	C = core_new(&cfg);
+	core_add_driver(C, "101");
 	char sid[MSG_ID_MAX + 1];
 	charging(1, "MAD-01", "101", sid);
 	struct msg t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 2, 2.0);
@@ -1420,18 +1964,9 @@ static void test_link_down_with_session(void **state)
 	assert_string_equal(e->reason, "link to CP lost");
 	assert_true(e->kwh_partial == 2.0 && e->importe_partial == 0.5);
 	assert_int_equal(state_of("MAD-01"), CP_DESCONECTADO);
-	assert_int_equal(count_kind(CORE_FX_STORE_CP), 1);
 	/* the engine's own CONEXION_PERDIDA comes later: nothing more */
 	t = tele(MSG_CONEXION_PERDIDA, "MAD-01", "101", sid, 3, 2.1);
 	kafka(&t);
-	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
-
-	reg(2, "MAD-02");
-	authorise(2, "MAD-02", "102", sid);
-	link_down(2);
-	assert_int_equal(count_produce(MSG_SESSION_CANCELLED), 1);
-	assert_string_equal(produced(MSG_SESSION_CANCELLED)->reason, "link to CP lost");
-	link_down(2); /* twice: harmless */
 	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
 }
 
@@ -1464,7 +1999,7 @@ static void test_restart_recovery(void **state)
 	s.charging = 1;
 	core_load_cp(C, "MAD-01", "x", 0.25, 0);
 	core_fxlist_clear(&FX);
-	core_recover_session(C, &s, NOW, &FX);
+	core_recover_session(C, &s, clk(), &FX);
 	check_fx();
 	const struct msg *e = produced(MSG_SUPPLY_ERROR);
 	assert_non_null(e);
@@ -1487,14 +2022,14 @@ static void test_restart_recovery(void **state)
 	s.started_at = 0;
 	s.charging = 0;
 	core_fxlist_clear(&FX);
-	core_recover_session(C, &s, NOW, &FX);
+	core_recover_session(C, &s, clk(), &FX);
 	check_fx();
 	assert_int_equal(count_produce(MSG_SESSION_CANCELLED), 1);
 	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
 	/* one already ended: nothing */
 	s.outcome = CORE_OUT_TICKET;
 	core_fxlist_clear(&FX);
-	core_recover_session(C, &s, NOW, &FX);
+	core_recover_session(C, &s, clk(), &FX);
 	check_fx();
 	assert_int_equal(FX.n, 0);
 	/* the driver may charge again */
@@ -1759,7 +2294,12 @@ static void track_and_check(void)
 		if (cp->session) {
 			assert_string_equal(cp->session->cp_id, cp->id);
 			assert_int_equal(cp->session->outcome, CORE_OUT_OPEN);
-			assert_true(cp->link_up);
+			/* a session outlives its link only during the grace */
+			assert_true(cp->link_up || cp->grace_until > 0);
+		}
+		if (cp->grace_until > 0) {
+			assert_false(cp->link_up);
+			assert_non_null(cp->session);
 		}
 	}
 }
@@ -1847,11 +2387,15 @@ static void storm(uint64_t seed)
 		}
 		track_and_check();
 	}
-	/* Every link goes down: every session must now have ended exactly once. */
+	/* Every link goes down and the grace runs out: every session must now
+	 * have ended exactly once. */
 	for (uint64_t conn = 1; conn <= 6; conn++) {
 		link_down(conn);
 		track_and_check();
 	}
+	NOW += 11;
+	tick();
+	track_and_check();
 	assert_true(ntrack > 20);
 	for (size_t k = 0; k < ntrack; k++) {
 		if (track_stored_end[k] != 1 || track_notified_end[k] != 1)
@@ -1903,6 +2447,7 @@ int main(void)
 		T(test_driver_known_callback),
 		T(test_nack_authorize),
 		T(test_reservation_timeout),
+		T(test_supply_watchdog),
 		T(test_reservation_timeout_configurable),
 		T(test_driver_quit),
 		T(test_duplicate_and_old_seq),
@@ -1918,6 +2463,14 @@ int main(void)
 		T(test_parar_then_supply_end),
 		T(test_stop_while_reserved),
 		T(test_link_down_with_session),
+		T(test_link_down_no_grace),
+		T(test_register_tls),
+		T(test_register_rate_limit),
+		T(test_revoke),
+		T(test_registry_changes),
+		T(test_release1_peers),
+		T(test_plain_refused_audit),
+		T(test_command_audit),
 		T(test_conexion_perdida),
 		T(test_restart_recovery),
 		T(test_session_ids_unique),
