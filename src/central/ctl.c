@@ -298,35 +298,33 @@ static void answer_cps(struct client *k, struct central *c)
 	}
 }
 
-static const char *audit_action(int cmd)
-{
-	switch (cmd) {
-	case CORE_CMD_STOP: return "OPERATOR_STOP";
-	case CORE_CMD_RESUME: return "OPERATOR_RESUME";
-	case CORE_CMD_STOP_ALL: return "OPERATOR_STOP_ALL";
-	case CORE_CMD_RESUME_ALL: return "OPERATOR_RESUME_ALL";
-	}
-	return "OPERATOR_COMMAND";
-}
-
-/* A console command line (P, R, PT, RT, REVOKE, Q) through the loop's own
- * exec, the panel's and the console's path. */
-static void run_command(struct client *k, struct central *c, const char *verb, const char *line)
+/* A console command line (P, R, PT, RT, REVOKE, Q): the console's and the
+ * panel's parser, the core's command with actor operator:ctl (the core
+ * audits it). */
+static void run_command(struct client *k, struct central *c, const char *line)
 {
 	int cmd;
 	char cp[MSG_CP_ID_MAX + 1] = "";
 	char perr[CORE_ERR_LEN] = "";
 	if (core_parse_command(line, &cmd, cp, perr) == -1) {
-		if (strcmp(verb, "REVOKE") == 0)
-			answer_error(k, "revoke: not available (this Central issues no CP keys yet: evcharging(7) SECURITY)");
-		else
-			answer_error(k, "%s (requests: STATUS, CPS, LOG-LEVEL <level>, ATTACH, P <cp>, R <cp>, PT, RT, "
-					"REVOKE <cp>, Q)",
-				     perr);
+		answer_error(k, "%s (requests: STATUS, CPS, LOG-LEVEL <level>, ATTACH, P <cp>, R <cp>, PT, RT, "
+				"REVOKE <cp>, Q)",
+			     perr);
 		return;
 	}
 	char msg[EVC_ERR_LEN] = "";
-	int rc = turn_exec(c, line, msg);
+	int rc;
+	if (cmd == -1) {
+		rc = 1;
+	} else if (c->readonly) {
+		evc_seterr(msg, "read-only: '%.60s' refused (commands are disabled by --readonly)", line);
+		rc = -1;
+	} else {
+		char err[CORE_ERR_LEN] = "";
+		rc = core_command_as(c->core, (enum core_cmd)cmd, cp, "operator:ctl", NULL, clock_wall(), &c->fx, err);
+		if (rc == -1)
+			evc_seterr(msg, "%s", err[0] ? err : "refused");
+	}
 	if (rc == 1) {
 		ctl_audit(c, "CENTRAL_STOP", "", "stop requested on the control socket");
 		turn_note(c, LOG_INFO, "SHUTDOWN", "reason=control socket");
@@ -334,16 +332,18 @@ static void run_command(struct client *k, struct central *c, const char *verb, c
 		queue_json(k, json_pack("{s:b, s:s}", "ok", 1, "result", "stopping"));
 		return;
 	}
-	char detail[EVC_ERR_LEN + 80];
-	snprintf(detail, sizeof detail, "%.60s: %s", line, rc == 0 ? "sent" : msg);
-	ctl_audit(c, audit_action(cmd), cmd == CORE_CMD_STOP || cmd == CORE_CMD_RESUME ? cp : "", detail);
 	if (rc == 0) {
-		static const char *const names[] = { "PARAR", "REANUDAR", "PARAR_TODOS", "REANUDAR_TODOS" };
-		if (cmd >= 0 && cmd <= CORE_CMD_RESUME_ALL && (cmd == CORE_CMD_STOP || cmd == CORE_CMD_RESUME))
-			snprintf(msg, sizeof msg, "%s sent to %s: in force once it acknowledges", names[cmd], cp);
-		else if (cmd >= 0 && cmd <= CORE_CMD_RESUME_ALL)
+		if (cmd == CORE_CMD_STOP || cmd == CORE_CMD_RESUME)
+			snprintf(msg, sizeof msg, "%s sent to %s: in force once it acknowledges",
+				 cmd == CORE_CMD_STOP ? "PARAR" : "REANUDAR", cp);
+		else if (cmd == CORE_CMD_STOP_ALL || cmd == CORE_CMD_RESUME_ALL)
 			snprintf(msg, sizeof msg, "%s sent to every CP with a link: each in force once it acknowledges",
-				 names[cmd]);
+				 cmd == CORE_CMD_STOP_ALL ? "PARAR_TODOS" : "REANUDAR_TODOS");
+		else if (cmd == CORE_CMD_REVOKE)
+			snprintf(msg, sizeof msg, "keys of %s revoked: it is out of service until it authenticates again",
+				 cp);
+		else
+			snprintf(msg, sizeof msg, "sent");
 		json_t *o = json_pack("{s:b, s:s, s:s}", "ok", 1, "result", "sent", "message", msg);
 		queue_json(k, o != NULL ? o : json_pack("{s:b, s:s}", "ok", 1, "result", "sent"));
 	} else {
@@ -390,7 +390,7 @@ static void handle_line(struct ctl *t, struct client *k, struct central *c, cons
 		}
 		queue_json(k, json_pack("{s:b, s:b}", "ok", 1, "attached", 0));
 	} else {
-		run_command(k, c, verb, line);
+		run_command(k, c, line);
 	}
 }
 
@@ -647,6 +647,6 @@ void ctl_free(struct ctl *t, const char *reason)
 
 void ctl_audit(struct central *c, const char *action, const char *cp_id, const char *detail)
 {
-	turn_note(c, LOG_INFO, "AUDIT", "actor=operator:ctl action=%s cp=%s detail=%s", action,
-		  cp_id[0] != '\0' ? cp_id : "-", detail);
+	core_fx_audit(&c->fx, clock_wall(), "operator:ctl", NULL, action, cp_id[0] != '\0' ? cp_id : NULL, "%s",
+		      detail);
 }

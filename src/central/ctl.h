@@ -39,11 +39,10 @@ void ctl_counts(const struct ctl *t, int *clients, int *attached);
  * the socket file goes. NULL is fine. */
 void ctl_free(struct ctl *t, const char *reason);
 
-/* Every command that changes something is audited through here with actor
- * operator:ctl: action as in evcharging(7) SECURITY (OPERATOR_STOP, ...),
- * cp_id "" when about no CP, detail what happened. Until Central's store
- * writes audit_log rows this logs an AUDIT line; the store's audit write
- * goes here, in the turn's transaction. */
+/* An audit_log row with actor operator:ctl, in the turn's transaction, for
+ * what the socket changes besides the core's commands (which the core
+ * audits itself): LOG_LEVEL, OPERATOR_ATTACH, OPERATOR_DETACH,
+ * CENTRAL_STOP. cp_id "" when about no CP. */
 void ctl_audit(struct central *c, const char *action, const char *cp_id, const char *detail);
 
 #endif

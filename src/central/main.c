@@ -84,6 +84,7 @@ static const struct central_opt {
 	{ "--import", 0 },	      { "--listen", 1 },
 	{ "--control", 1 },	      { "--log-file", 1 },
 	{ "--config", 1 },	      { "--list-options", 0 },
+	{ "--supply-timeout", 1 },    { "--link-grace", 1 },
 };
 
 static const struct central_opt *find_opt(const char *name)

@@ -54,11 +54,11 @@ assert o["sessions_open"] == 0 and o["uptime"] >= 0 and "kafka_up" in o and o["d
 check "ctl cps: a header and one aligned row per CP" eval "ctl_rc 0 cps && head -1 '$T_DIR/ctl.out' | grep -Eq '^ID +STATE +LINK +PRICE +DRIVER +KWH +EUR +LOCATION$' && grep -Eq '^MAD-01 +ACTIVADO +plain +0\.25 +- +- +- +C/ Serrano 10$' '$T_DIR/ctl.out'"
 check "ctl stop MAD-01: exit 0" ctl_rc 0 stop MAD-01
 check "... the CP gets PARAR and is FUERA_DE_SERVICIO" eval "wait_grep 10 '$(log_of m)' 'RECV PARAR' && wait_grep 10 '$C' ' STATE MAD-01 FUERA_DE_SERVICIO$'"
-check "... audited with actor operator:ctl" grep -q ' AUDIT actor=operator:ctl action=OPERATOR_STOP cp=MAD-01 ' "$C"
+check "... audited with actor operator:ctl (audit_log)" wait_for 5 db_is "$DB" "select count(*) from audit_log where actor='operator:ctl' and action='OPERATOR_STOP' and cp_id='MAD-01'" 1
 check "ctl resume all: exit 0, ACTIVADO again" eval "ctl_rc 0 resume all && wait_grep 10 '$C' ' STATE MAD-01 ACTIVADO$'"
 check "ctl stop NOPE (unknown CP): exit 1 saying why" eval "ctl_rc 1 stop NOPE && grep -q '^EV_Central ctl: unknown CP' '$T_DIR/ctl.err'"
 check "ctl --json stop NOPE: the answer object, exit 1" eval "ctl_rc 1 --json stop NOPE && grep -q '^{\"ok\":false,\"error\":\"unknown CP\"}$' '$T_DIR/ctl.out'"
-check "ctl revoke: not available yet, exit 1" eval "ctl_rc 1 revoke MAD-01 && grep -q 'not available' '$T_DIR/ctl.err'"
+check "ctl revoke MAD-01 (a plaintext CP, no key): exit 1 saying why" eval "ctl_rc 1 revoke MAD-01 && grep -q '^EV_Central ctl: the CP has no key' '$T_DIR/ctl.err'"
 check "ctl with a bad command: exit 2 with the usage" eval "ctl_rc 2 frobnicate && grep -q '^usage: EV_Central ctl' '$T_DIR/ctl.err'"
 check "ctl stop with a bad id: exit 2" ctl_rc 2 stop 'bad id'
 check "ctl log-level debug: exit 0, status says debug" eval "ctl_rc 0 log-level debug && ctl_rc 0 status && grep -Eq '^log level +debug' '$T_DIR/ctl.out' && ctl_rc 0 log-level info"
@@ -128,12 +128,12 @@ slow.sendall(b"ATTACH\n")
 time.sleep(0.3)
 f = socket.socket(socket.AF_UNIX); f.connect(path)
 f.setblocking(True)
-for i in range(15000):   # each makes a WARN and an AUDIT line for the stream
+for i in range(30000):   # each makes a WARN line for the stream
     f.sendall(b"P NO-SUCH-CP-%d\n" % i)
 f.settimeout(30)
 got = 0
 buf = b""
-while got < 15000:
+while got < 30000:
     c = f.recv(65536)
     if not c: break
     got += c.count(b"\n")
@@ -157,9 +157,9 @@ print("resync" if b'"id":"MAD-01"' in data.split(b"lines dropped", 1)[-1] else "
 PY
 FLOOD=$!
 T_PIDS+=("$FLOOD")
-wait_grep 30 "$T_DIR/flood.log" '^answers 15000'
-check "every one of 15,000 requests was answered with the slow client attached" grep -q '^answers 15000' "$T_DIR/flood.log"
-check "ctl status answers within 2 s meanwhile" timeout 2 "$EV_CENTRAL" ctl --db "$DB" status >/dev/null
+wait_grep 60 "$T_DIR/flood.log" '^answers 30000'
+check "every one of 30,000 requests was answered with the slow client attached" grep -q '^answers 30000' "$T_DIR/flood.log"
+check "ctl status answers within 2 s meanwhile" eval 'timeout 2 "$EV_CENTRAL" ctl --db "$DB" status >/dev/null'
 rss=$(awk '/VmRSS/ {print $2}' /proc/$CPID/status)
 diag "Central's RSS after the flood: ${rss} kB"
 check "Central's memory stays bounded (RSS $rss kB < 200 MB)" [ "$rss" -lt 200000 ]

@@ -47,7 +47,7 @@ att_keys y
 check "p y stops the CP for real (the monitor got PARAR)" wait_grep 10 "$(log_of m1)" 'RECV PARAR'
 check "... the card follows (FUERA_DE_SERVICIO)" wait_for 10 att_has 'FUERA_DE_SERVICIO'
 check "... and the log pane shows Central's lines" wait_for 10 att_has 'CP AT-01 acknowledged PARAR'
-check "... the command is audited as operator:ctl" grep -q ' AUDIT actor=operator:ctl action=OPERATOR_STOP cp=AT-01 ' "$C"
+check "... the command is audited as operator:ctl" wait_for 5 db_is "$P_DB" "select count(*) from audit_log where actor='operator:ctl' and action='OPERATOR_STOP' and cp_id='AT-01'" 1
 att_keys : R Space A T - 0 1 Enter
 check ":R AT-01 resumes it" wait_for 10 att_has 'ACTIVADO'
 mon_up m2 AT-02
