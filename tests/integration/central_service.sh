@@ -14,7 +14,7 @@
 need_kafka
 command -v python3 >/dev/null || tap_skip_all "python3 needed"
 command -v sqlite3 >/dev/null || tap_skip_all "sqlite3 needed"
-tap_plan 60
+tap_plan 61
 
 DB=$T_DIR/net.db
 CTL=$DB.ctl
