@@ -646,32 +646,12 @@ struct attached {
 	struct conn c;
 	struct panel *p;
 	struct panel_view v;
-	struct cp_view *cps;
-	size_t ncps, cap;
+	struct ctlproto_picture pic;
 	int gone;          /* the connection ended */
 	int bye;           /* Central said goodbye */
 	char why[EVC_ERR_LEN];
 	int stopping;      /* we asked Central to stop */
 };
-
-static size_t find_cp(const struct attached *a, const char *id, int *found)
-{
-	size_t lo = 0, hi = a->ncps;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		int c = strcmp(a->cps[mid].id, id);
-		if (c == 0) {
-			*found = 1;
-			return mid;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*found = 0;
-	return lo;
-}
 
 /* One stream line. Lines this client cannot read are skipped: one bad
  * line must not take the operator's panel down. */
@@ -681,49 +661,44 @@ static void apply_line(struct attached *a, const char *line)
 	json_t *o = ctlproto_parse(line, err);
 	if (o == NULL)
 		return;
-	const char *t = jstr(o, "t");
-	if (strcmp(t, "cp") == 0) {
-		struct cp_view v;
-		if (ctlproto_cp_from_json(o, &v, err) == 0) {
-			int found;
-			size_t i = find_cp(a, v.id, &found);
-			if (!found) {
-				if (a->ncps == a->cap) {
-					a->cap = a->cap ? a->cap * 2 : 64;
-					a->cps = xreallocarray(a->cps, a->cap, sizeof *a->cps);
-				}
-				memmove(&a->cps[i + 1], &a->cps[i], (a->ncps - i) * sizeof *a->cps);
-				a->ncps++;
-			}
-			a->cps[i] = v;
-		}
-	} else if (strcmp(t, "status") == 0) {
-		struct ctlproto_status s;
-		if (ctlproto_status_from_json(o, &s, err) == 0) {
-			xstrlcpy(a->v.status.listen, s.listen, sizeof a->v.status.listen);
-			xstrlcpy(a->v.status.kafka, s.kafka, sizeof a->v.status.kafka);
-			xstrlcpy(a->v.status.db, s.db, sizeof a->v.status.db);
-			a->v.status.kafka_up = s.kafka_up;
-			xstrlcpy(a->v.status.kafka_reason, s.kafka_reason, sizeof a->v.status.kafka_reason);
-			a->v.status.links = s.links;
-		}
-	} else if (strcmp(t, "sync") == 0) {
-		memset(a->v.counts, 0, sizeof a->v.counts);
-		for (size_t i = 0; i < a->ncps; i++)
-			a->v.counts[a->cps[i].state]++;
-		a->v.cps = a->cps;
-		a->v.ncps = a->ncps;
+	switch (ctlproto_picture_apply(&a->pic, o, err)) {
+	case CTLPROTO_STATUS: {
+		const struct ctlproto_status *s = &a->pic.status;
+		xstrlcpy(a->v.status.listen, s->listen, sizeof a->v.status.listen);
+		xstrlcpy(a->v.status.kafka, s->kafka, sizeof a->v.status.kafka);
+		xstrlcpy(a->v.status.db, s->db, sizeof a->v.status.db);
+		a->v.status.kafka_up = s->kafka_up;
+		xstrlcpy(a->v.status.kafka_reason, s->kafka_reason, sizeof a->v.status.kafka_reason);
+		a->v.status.links = s->links;
+		break;
+	}
+	case CTLPROTO_SYNC:
+		memcpy(a->v.counts, a->pic.counts, sizeof a->v.counts);
+		a->v.cps = a->pic.cps;
+		a->v.ncps = a->pic.ncps;
 		a->v.rev++;
-	} else if (strcmp(t, "log") == 0) {
+		break;
+	case CTLPROTO_LOG: {
 		enum log_level l = LOG_INFO;
 		log_parse_level(jstr(o, "level"), &l);
 		panel_log(a->p, jnum(o, "ts"), l, jstr(o, "tag"), jstr(o, "text"));
-	} else if (strcmp(t, "req") == 0) {
+		break;
+	}
+	case CTLPROTO_REQ:
 		panel_request(a->p, jnum(o, "ts"), jstr(o, "user"), jstr(o, "cp"), jstr(o, "outcome"));
-	} else if (strcmp(t, "bye") == 0) {
+		break;
+	case CTLPROTO_BYE:
 		a->bye = 1;
 		a->gone = 1;
 		snprintf(a->why, sizeof a->why, "%s", jstr(o, "reason"));
+		break;
+	case CTLPROTO_CP:
+		/* drawn at the next sync; the array may have moved meanwhile
+		 * (v.ncps, the old count, stays within it) */
+		a->v.cps = a->pic.cps;
+		break;
+	default: /* an answer, a bad line */
+		break;
 	}
 	json_decref(o);
 }
@@ -857,7 +832,7 @@ int ctl_client_attach(int argc, char **argv)
 	}
 out:
 	conn_close(&a.c);
-	free(a.cps);
+	ctlproto_picture_free(&a.pic);
 	free(w.path);
 	config_free(&w.conf);
 	return rc;

@@ -243,6 +243,100 @@ int ctlproto_status_from_json(const json_t *o, struct ctlproto_status *s, char e
 	return 0;
 }
 
+static size_t find_cp(const struct ctlproto_picture *p, const char *id, int *found)
+{
+	size_t lo = 0, hi = p->ncps;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(p->cps[mid].id, id);
+		if (c == 0) {
+			*found = 1;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = 0;
+	return lo;
+}
+
+enum ctlproto_kind ctlproto_picture_apply(struct ctlproto_picture *p, const json_t *o, char err[EVC_ERR_LEN])
+{
+	if (!json_is_object(o)) {
+		evc_seterr(err, "not an object");
+		return CTLPROTO_BAD;
+	}
+	if (json_object_get(o, "ok") != NULL)
+		return CTLPROTO_ANSWER;
+	const char *t = json_string_value(json_object_get(o, "t"));
+	if (t == NULL) {
+		evc_seterr(err, "no 't'");
+		return CTLPROTO_BAD;
+	}
+	if (strcmp(t, "cp") == 0) {
+		struct cp_view v;
+		if (ctlproto_cp_from_json(o, &v, err) == -1)
+			return CTLPROTO_BAD;
+		int found;
+		size_t i = find_cp(p, v.id, &found);
+		if (!found) {
+			if (p->ncps >= CTLPROTO_CPS_MAX) {
+				evc_seterr(err, "more than %d CPs", CTLPROTO_CPS_MAX);
+				return CTLPROTO_BAD;
+			}
+			if (p->ncps == p->cap) {
+				p->cap = p->cap ? p->cap * 2 : 64;
+				p->cps = xreallocarray(p->cps, p->cap, sizeof *p->cps);
+			}
+			memmove(&p->cps[i + 1], &p->cps[i], (p->ncps - i) * sizeof *p->cps);
+			p->ncps++;
+		}
+		p->cps[i] = v;
+		return CTLPROTO_CP;
+	}
+	if (strcmp(t, "status") == 0) {
+		struct ctlproto_status st;
+		if (ctlproto_status_from_json(o, &st, err) == -1)
+			return CTLPROTO_BAD;
+		p->status = st;
+		return CTLPROTO_STATUS;
+	}
+	if (strcmp(t, "sync") == 0) {
+		memset(p->counts, 0, sizeof p->counts);
+		for (size_t i = 0; i < p->ncps; i++)
+			p->counts[p->cps[i].state]++;
+		return CTLPROTO_SYNC;
+	}
+	if (strcmp(t, "log") == 0 || strcmp(t, "req") == 0) {
+		static const char *const lk[] = { "level", "tag", "text" };
+		static const char *const rk[] = { "user", "cp", "outcome" };
+		const char *const *keys = t[0] == 'l' ? lk : rk;
+		const json_t *ts = json_object_get(o, "ts");
+		if (!json_is_number(ts) || !isfinite(json_number_value(ts))) {
+			evc_seterr(err, "'ts' not a number");
+			return CTLPROTO_BAD;
+		}
+		for (int k = 0; k < 3; k++)
+			if (!json_is_string(json_object_get(o, keys[k]))) {
+				evc_seterr(err, "'%s' missing or not a string", keys[k]);
+				return CTLPROTO_BAD;
+			}
+		return t[0] == 'l' ? CTLPROTO_LOG : CTLPROTO_REQ;
+	}
+	if (strcmp(t, "bye") == 0)
+		return CTLPROTO_BYE;
+	evc_seterr(err, "unknown line type '%.20s'", t);
+	return CTLPROTO_BAD;
+}
+
+void ctlproto_picture_free(struct ctlproto_picture *p)
+{
+	free(p->cps);
+	memset(p, 0, sizeof *p);
+}
+
 json_t *ctlproto_parse(const char *line, char err[EVC_ERR_LEN])
 {
 	json_error_t je;

@@ -71,6 +71,29 @@ struct ctlproto_status {
 json_t *ctlproto_status_to_json(const struct ctlproto_status *s);
 int ctlproto_status_from_json(const json_t *o, struct ctlproto_status *s, char err[EVC_ERR_LEN]);
 
+/* What an attached client knows of Central: its CPs (in id order, at most
+ * CTLPROTO_CPS_MAX) and the header, kept up to date from the stream. */
+#define CTLPROTO_CPS_MAX 1000000
+struct ctlproto_picture {
+	struct cp_view *cps;
+	size_t ncps, cap;
+	size_t counts[CP_STATE_COUNT]; /* as of the last sync */
+	struct ctlproto_status status;
+};
+enum ctlproto_kind {
+	CTLPROTO_BAD = -1, /* not a line this client understands: skip it */
+	CTLPROTO_CP,       /* a CP's card changed (picture updated) */
+	CTLPROTO_STATUS,   /* the header changed (picture updated) */
+	CTLPROTO_SYNC,     /* a consistent picture: draw it (counts updated) */
+	CTLPROTO_LOG,      /* a log pane line: the caller reads ts, level, tag, text */
+	CTLPROTO_REQ,      /* a requests pane line: ts, user, cp, outcome */
+	CTLPROTO_BYE,      /* Central is stopping: reason */
+	CTLPROTO_ANSWER,   /* {"ok":...}: the answer to a request */
+};
+/* Apply one line's object. Never trusts it: a bad line changes nothing. */
+enum ctlproto_kind ctlproto_picture_apply(struct ctlproto_picture *p, const json_t *o, char err[EVC_ERR_LEN]);
+void ctlproto_picture_free(struct ctlproto_picture *p);
+
 /* A line from Central: its JSON object (caller decrefs) or NULL with err. */
 json_t *ctlproto_parse(const char *line, char err[EVC_ERR_LEN]);
 /* The line for an object (compact, no newline). Caller frees. */

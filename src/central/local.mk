@@ -54,3 +54,12 @@ EXTRA_DIST += $(CENTRAL_ITESTS)
 
 # The HTTPS API, its page and tests (after EV_Central's variables: it adds to them).
 include src/central/api.mk
+
+# The control socket's protocol without sockets, and its fuzz target.
+check_PROGRAMS += tests/unit/test_ctlproto
+TESTS += tests/unit/test_ctlproto
+tests_unit_test_ctlproto_SOURCES = tests/unit/test_ctlproto.c src/central/ctlproto.c src/central/ctlproto.h
+tests_unit_test_ctlproto_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_ctlproto_LDADD = $(UNIT_LIBS)
+EXTRA_DIST += tests/fuzz/fuzz_ctl.c tests/fuzz/ctl.seeds
+EXTRA_DIST += tests/integration/panel_attach.sh tests/integration/panel_help.sh
