@@ -97,6 +97,13 @@ static void __attribute__((format(printf, 1, 2))) say_error(const char *fmt, ...
 static const char *const ctl_opts[] = { "--control", "--db", "--config", "--json", "--help", "-h", "--list-options" };
 static const char *const attach_opts[] = { "--control", "--db", "--config", "--no-color", "--help", "-h",
 					   "--list-options" };
+/* ctl's commands: the parser refuses any other, --list-options prints them. */
+static const char *const ctl_commands[] = { "status", "cps", "sessions", "stop", "resume", "revoke", "log-level" };
+
+static int takes_value(const char *opt)
+{
+	return strcmp(opt, "--control") == 0 || strcmp(opt, "--db") == 0 || strcmp(opt, "--config") == 0;
+}
 
 /* Options anywhere; the other words into words[]. Returns how many. */
 static int parse_common(int argc, char **argv, struct where *w, const char *const *known, size_t nknown,
@@ -135,7 +142,10 @@ static int parse_common(int argc, char **argv, struct where *w, const char *cons
 		}
 		if (strcmp(name, "--list-options") == 0) {
 			for (k = 0; k < nknown; k++)
-				printf("%s\n", known[k]);
+				printf("%s%s\n", known[k], takes_value(known[k]) ? " ARG" : "");
+			if (known == ctl_opts)
+				for (k = 0; k < sizeof ctl_commands / sizeof ctl_commands[0]; k++)
+					printf("%s\n", ctl_commands[k]);
 			exit(0);
 		}
 		if (strcmp(name, "--json") == 0 || strcmp(name, "--no-color") == 0) {
@@ -573,6 +583,12 @@ int ctl_client_main(int argc, char **argv)
 	if (nw == 0)
 		bad_usage("missing COMMAND");
 	const char *cmd = words[0];
+	size_t k;
+	for (k = 0; k < sizeof ctl_commands / sizeof ctl_commands[0]; k++)
+		if (strcmp(cmd, ctl_commands[k]) == 0)
+			break;
+	if (k == sizeof ctl_commands / sizeof ctl_commands[0])
+		bad_usage("unknown command '%s'", cmd);
 	char req[CTLPROTO_LINE_MAX];
 	int rc = 1;
 	if (strcmp(cmd, "sessions") == 0) {

@@ -207,8 +207,12 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			version_print(stdout, PROG);
 			exit(0);
 		} else if (strcmp(name, "--list-options") == 0) {
+			/* one a line, " ARG" when it takes a value; then the
+			 * subcommands, whose own lists they print */
 			for (size_t k = 0; k < sizeof central_opts / sizeof central_opts[0]; k++)
-				printf("%s\n", central_opts[k].name);
+				printf("%s%s%s\n", central_opts[k].name, central_opts[k].takes_value ? " ARG" : "",
+				       strcmp(central_opts[k].name, "--log-format") == 0 ? " text json" : "");
+			printf("ctl\nattach\n");
 			exit(0);
 		} else if (strcmp(name, "--listen") == 0) {
 			TAKE_VAL();

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Bash completion made from the programs' own option tables: every option
+# a program's --help names is in its --list-options and the other way
+# round, the generated script parses, completes options, values and
+# subcommands, and make install puts it where bash-completion looks.
+. "$EVC_SRCDIR/tests/integration/lib.sh"
+PROGS=(EV_Central)
+tap_plan $((${#PROGS[@]} * 3 + 3))
+
+for p in "${PROGS[@]}"; do
+	bin=$EVC_BUILDDIR/$p
+	# long options only (-h and -V are spelled out in the usage's prose); a
+	# subcommand's usage line names that subcommand's options
+	"$bin" --help | grep -Ev "^ +$p (ctl|attach) " | grep -Eo -- '(^|[ [|])--[a-z][a-z-]+' |
+		sed 's/^[ [|]*//' | sort -u >"$T_DIR/$p.help"
+	"$bin" --list-options | awk '/^--/ {print $1}' | sort -u >"$T_DIR/$p.list"
+	missing=$(comm -23 "$T_DIR/$p.help" "$T_DIR/$p.list" | tr '\n' ' ')
+	check "$p: every option of --help is in its option table${missing:+ (missing: $missing)}" [ -z "$missing" ]
+	extra=$(comm -13 "$T_DIR/$p.help" "$T_DIR/$p.list" | tr '\n' ' ')
+	check "$p: every option of its table is in --help${extra:+ (not in --help: $extra)}" [ -z "$extra" ]
+	f=$EVC_BUILDDIR/contrib/completion/$p
+	check "$p: the generated completion exists and parses" bash -n "$f"
+done
+comp() { # comp WORDS...: what EV_Central's completion offers for the last word
+	bash -c 'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _evc_EV_Central; echo "${COMPREPLY[*]}"' \
+		_ "$EVC_BUILDDIR/contrib/completion/EV_Central" "$@"
+}
+check "EV_Central --log-format <TAB>: text json" [ "$(comp EV_Central --log-format '')" = "text json" ]
+check "EV_Central ctl s<TAB>: its commands" [ "$(comp EV_Central ctl s)" = "status sessions stop" ]
+make -s -C "$EVC_BUILDDIR" install-data DESTDIR="$T_DIR/inst" >"$T_DIR/install.out" 2>&1
+check "make install puts it in bash-completion's folder" bash -c \
+	"find '$T_DIR/inst' -path '*/share/bash-completion/completions/EV_Central' | grep -q ."
+exit "$T_FAILED"
