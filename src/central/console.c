@@ -169,7 +169,7 @@ static void emit(struct console *c, const char *tag, const struct field *f, int 
 		json_t *t = json_string(tag);
 		json_object_set_new(o, "type", t != NULL ? t : json_string("?"));
 		evline_add_fields(o, f[0].s);
-		line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
 		json_decref(o);
 	} else if (c->json) {
 		json_t *o = json_object();
@@ -188,7 +188,7 @@ static void emit(struct console *c, const char *tag, const struct field *f, int 
 			}
 			json_object_set_new(o, f[i].key, v);
 		}
-		line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
 		json_decref(o);
 	} else {
 		if (n == -1)

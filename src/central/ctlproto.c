@@ -355,6 +355,6 @@ json_t *ctlproto_parse(const char *line, char err[EVC_ERR_LEN])
 
 char *ctlproto_dump(const json_t *o)
 {
-	char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
 	return s != NULL ? s : xstrdup("{\"ok\":false,\"error\":\"unprintable answer\"}");
 }

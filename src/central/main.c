@@ -29,6 +29,7 @@
 #include "evc/log.h"
 #include "evc/money.h"
 #include "evc/net.h"
+#include "evc/notify.h"
 #include "evc/version.h"
 #include "evc/xalloc.h"
 #include "src/central/console.h"
@@ -568,7 +569,7 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 	turn_note(c, LOG_INFO, "READY", "listen=%s kafka=%s db=%s cps=%d prefix=%s", c->status.listen, o->kafka,
 		  o->db, ncps, prefix[0] ? prefix : "-");
 	turn_apply(c);
-	service_notify("READY=1");
+	notify_state("READY=1");
 	c->next_tick = clock_mono() + 1.0;
 	return 0;
 }
@@ -588,7 +589,7 @@ static int central_loop(struct central *c, char err[EVC_ERR_LEN])
 				pfd[i].revents = 0;
 		turn_run(c, pfd);
 	}
-	service_notify("STOPPING=1");
+	notify_state("STOPPING=1");
 	/* Clean shutdown: EOT to every CP, the last events stored, the offsets
 	 * of everything stored committed, then the database closed. */
 	cplink_shutdown(c->link);

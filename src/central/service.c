@@ -8,8 +8,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <systemd/sd-daemon.h>
-
 #include "evc/log.h"
 #include "evc/xalloc.h"
 #include "src/central/console.h"
@@ -164,32 +162,4 @@ void service_hangup(struct central *c, const char *why)
 		return;
 	}
 	turn_note(c, LOG_INFO, "LOGFILE", "ignored reason=%s (no --log-file to reopen)", why);
-}
-
-static int notify_on(void)
-{
-	const char *s = getenv("NOTIFY_SOCKET");
-	return s != NULL && *s != '\0';
-}
-
-void service_notify(const char *state)
-{
-	if (notify_on())
-		sd_notify(0, state);
-}
-
-void service_watchdog(double mono)
-{
-	static int checked;
-	static double every, last;
-	if (!checked) {
-		uint64_t usec = 0;
-		checked = 1;
-		if (notify_on() && sd_watchdog_enabled(0, &usec) > 0 && usec > 0)
-			every = (double)usec / 2e6;
-	}
-	if (every > 0 && mono - last >= every) {
-		sd_notify(0, "WATCHDOG=1");
-		last = mono;
-	}
 }

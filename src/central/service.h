@@ -35,11 +35,4 @@ struct central;
  * else the signal is only noted. Central never stops for it. */
 void service_hangup(struct central *c, const char *why);
 
-/* sd_notify(3) when NOTIFY_SOCKET is set, else nothing. */
-void service_notify(const char *state);
-/* Call on every tick of the main loop (at least once a second): sends
- * WATCHDOG=1 every half of WatchdogSec when systemd asked for it. mono =
- * clock_mono(). */
-void service_watchdog(double mono);
-
 #endif

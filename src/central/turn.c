@@ -23,6 +23,7 @@
 
 #include "evc/clock.h"
 #include "evc/log.h"
+#include "evc/notify.h"
 #include "evc/xalloc.h"
 #include "src/central/service.h"
 #include "src/central/turn.h"
@@ -465,7 +466,7 @@ void turn_run(struct central *c, const struct pollfd pfd[TURN_NFDS])
 	if (mono >= c->next_tick) {
 		core_on_tick(c->core, wall, &c->fx);
 		c->next_tick = mono + 1.0;
-		service_watchdog(mono);
+		notify_watchdog(mono);
 	}
 	turn_apply(c);
 	if (kafka_out_tick(c->kout, mono, c->status.kafka_up)) {

@@ -148,7 +148,7 @@ char *evline_render(double wall, const char *line)
 		free(tag);
 		if (sp != NULL)
 			evline_add_fields(o, sp + 1);
-		out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
 		json_decref(o);
 		if (out == NULL)
 			out = xasprintf("{\"ts\":\"%s\",\"type\":\"ERROR\",\"text\":\"unprintable line\"}", ts);

@@ -93,7 +93,7 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 					      log_level_name(lvl));
 			json_t *t = json_string(line);
 			json_object_set_new(o, "text", t != NULL ? t : json_string("(invalid UTF-8)"));
-			char *js = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+			char *js = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
 			json_decref(o);
 			if (js != NULL) {
 				fprintf(f, "%s\n", js);

@@ -4,8 +4,8 @@
 # round, the generated script parses, completes options, values and
 # subcommands, and make install puts it where bash-completion looks.
 . "$EVC_SRCDIR/tests/integration/lib.sh"
-PROGS=(EV_Central)
-tap_plan $((${#PROGS[@]} * 3 + 3))
+PROGS=(EV_Central EV_CP_E EV_CP_M EV_Driver EV_W)
+tap_plan $((${#PROGS[@]} * 3 + 4))
 
 for p in "${PROGS[@]}"; do
 	bin=$EVC_BUILDDIR/$p
@@ -27,7 +27,8 @@ comp() { # comp WORDS...: what EV_Central's completion offers for the last word
 }
 check "EV_Central --log-format <TAB>: text json" [ "$(comp EV_Central --log-format '')" = "text json" ]
 check "EV_Central ctl s<TAB>: its commands" [ "$(comp EV_Central ctl s)" = "status sessions stop" ]
+check "EV_Driver --k<TAB>: --keep-going" bash -c "source '$EVC_BUILDDIR/contrib/completion/EV_Driver'; COMP_WORDS=(EV_Driver --k); COMP_CWORD=1; _evc_EV_Driver; [ \"\${COMPREPLY[*]}\" = --keep-going ]"
 make -s -C "$EVC_BUILDDIR" install-data DESTDIR="$T_DIR/inst" >"$T_DIR/install.out" 2>&1
-check "make install puts it in bash-completion's folder" bash -c \
-	"find '$T_DIR/inst' -path '*/share/bash-completion/completions/EV_Central' | grep -q ."
+check "make install puts every one in bash-completion's folder" bash -c \
+	"for p in ${PROGS[*]}; do find '$T_DIR/inst' -path \"*/share/bash-completion/completions/\$p\" | grep -q . || exit 1; done"
 exit "$T_FAILED"
