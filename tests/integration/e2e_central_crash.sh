@@ -22,13 +22,13 @@ stop c KILL
 send b "r CP-2"
 wait_grep 5 "$B" '^[0-9T:.-]* REQUEST cp=CP-2'
 c_start c2 "$DB"
-ended() { grep -Eq "^(TICKET|SUPPLY_ERROR) cp=CP-1 session=$S1 " "$A"; }
+ended() { grep -Eq "^[0-9T:.-]* (TICKET|SUPPLY_ERROR) cp=CP-1 session=$S1 " "$A"; }
 check "the supply in progress ends in a ticket or an error" wait_for 40 ended
-diag "$(grep -E "^(TICKET|SUPPLY_ERROR) cp=CP-1" "$A")"
+diag "$(grep -E "^[0-9T:.-]* (TICKET|SUPPLY_ERROR) cp=CP-1" "$A")"
 check "the request sent while Central was down is answered" wait_grep 40 "$B" '^[0-9T:.-]* AUTH_(OK|DENIED) cp=CP-2 '
 S2=$(grep '^[0-9T:.-]* AUTH_OK cp=CP-2' "$B" | sed -E 's/.* session=([^ ]+).*/\1/')
-[ -n "$S2" ] && { wait_grep 40 "$B" "^(TICKET|SUPPLY_ERROR) cp=CP-2 session=$S2 " || true; }
-[ "$(grep -Ec "^(TICKET|SUPPLY_ERROR|SESSION_CANCELLED) cp=CP-1 session=$S1 " "$A")" = 1 ] &&
+[ -n "$S2" ] && { wait_grep 40 "$B" "^[0-9T:.-]* (TICKET|SUPPLY_ERROR) cp=CP-2 session=$S2 " || true; }
+[ "$(grep -Ec "^[0-9T:.-]* (TICKET|SUPPLY_ERROR|SESSION_CANCELLED) cp=CP-1 session=$S1 " "$A")" = 1 ] &&
 	ok "the driver gets exactly one outcome for it" || not_ok "the driver gets exactly one outcome for it"
 check "the session is stored once, ended" db_is "$DB" \
 	"select count(*)||' '||sum(outcome is not null) from sessions where id='$S1'" "1 1"

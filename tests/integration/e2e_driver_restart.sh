@@ -20,7 +20,7 @@ S1=$(grep '^[0-9T:.-]* AUTH_OK cp=CP-1' "$(log_of a)" | sed -E 's/.* session=([^
 stop a KILL
 e2e_driver b 101
 B=$(log_of b)
-check "restarted mid-supply: the running supply is shown" wait_grep 10 "$B" "^(RESUMED|CONSUMO|PLUGGED) cp=CP-1 session=$S1"
+check "restarted mid-supply: the running supply is shown" wait_grep 10 "$B" "^[0-9T:.-]* (RESUMED|CONSUMO|PLUGGED) cp=CP-1 session=$S1"
 check "its ticket is shown after the restart" wait_grep 20 "$B" "^[0-9T:.-]* TICKET cp=CP-1 session=$S1 "
 
 # 2. killed, the supply ends while it is away, then back
