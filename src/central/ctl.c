@@ -262,6 +262,10 @@ static json_t *status_json(struct ctl *t, struct central *c)
 		open += core_cp_at(c->core, i)->session != NULL;
 	int clients, attached;
 	ctl_counts(t, &clients, &attached);
+	size_t backlog = 0; /* bytes waiting for the slowest client */
+	for (int i = 0; i < CTL_CLIENTS_MAX; i++)
+		if (t->cl[i].fd != -1 && pending(&t->cl[i]) > backlog)
+			backlog = pending(&t->cl[i]);
 	double now = clock_wall();
 	const struct central_status *st = &c->status;
 	json_t *o = json_pack("{s:b, s:I, s:s, s:f, s:f, s:s, s:s, s:b, s:s, s:I, s:I, s:s, s:s, s:s, s:b, s:I, s:I, "
@@ -278,6 +282,7 @@ static json_t *status_json(struct ctl *t, struct central *c)
 		json_decref(states);
 		o = json_pack("{s:b, s:s}", "ok", 0, "error", "status holds text that is not UTF-8");
 	}
+	json_object_set_new(o, "control_backlog", json_integer((json_int_t)backlog));
 	return o;
 }
 
