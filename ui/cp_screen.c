@@ -36,7 +36,8 @@ static const char *const engine_keys[][2] = {
 	{"k", "fault on/off"}, {"e", "plug in"}, {"u", "unplug"}, {"d", "charge for driver"}, {"?", "help"},
 	{"q", "quit"},
 };
-static const char *const monitor_keys[][2] = {{"s", "status line"}, {"?", "help"}, {"q", "quit"}};
+static const char *const monitor_keys[][2] = {
+	{"a", "re-authenticate / retry"}, {"s", "status line"}, {"?", "help"}, {"q", "quit"}};
 
 struct cp_screen *cp_screen_open(enum cp_screen_kind kind, const char *title, char err[256])
 {
@@ -128,9 +129,9 @@ void cp_screen_input(struct cp_screen *s, cp_screen_cmd_fn fn, void *arg)
 			if (s->kind == CP_SCREEN_ENGINE)
 				cmd[0] = (char)ch;
 			break;
-		case 's':
+		case 's': case 'a':
 			if (s->kind == CP_SCREEN_MONITOR)
-				cmd[0] = 's';
+				cmd[0] = (char)ch;
 			break;
 		case 'q':
 			cmd[0] = 'q';

@@ -2,7 +2,7 @@
  * the look of the Central panel (ui/theme.h). The programs' logic never
  * depends on the screen: they fill a view struct, call draw when something
  * changed, and get key presses back as the same command words their
- * --headless stdin takes ("k", "e", "u", "d 101", "q"). */
+ * --headless stdin takes ("k", "e", "u", "d 101", "a", "q"). */
 #ifndef EVC_UI_CP_SCREEN_H
 #define EVC_UI_CP_SCREEN_H
 

@@ -669,6 +669,22 @@ static int k_stop_resume(void *ctx, int key)
 	return KEYS_OK;
 }
 
+static int k_revoke(void *ctx, int key)
+{
+	struct panel *p = ctx;
+	const struct cp_view *cp = selected(p);
+	char cmd[64];
+
+	(void)key;
+	if (!cp) {
+		set_msg(p, THEME_WARNTEXT, "no CP selected");
+		return KEYS_OK;
+	}
+	snprintf(cmd, sizeof cmd, "REVOKE %s", cp->id);
+	ask(p, cmd, "Revoke the keys of %s? It stays out of service until it authenticates again. [y/N]", cp->id);
+	return KEYS_OK;
+}
+
 static int k_all(void *ctx, int key)
 {
 	struct panel *p = ctx;
@@ -753,9 +769,10 @@ static const struct keys_entry panel_key_list[] = {
 	{ 'G', "G", "last charging point", k_end, 0, NULL },
 	{ 'p', "p", "stop the selected CP (asks y/N)", k_stop_resume, KEYS_COMMAND | KEYS_BAR, "stop" },
 	{ 'r', "r", "resume the selected CP (asks y/N)", k_stop_resume, KEYS_COMMAND | KEYS_BAR, "resume" },
+	{ 'K', "K", "revoke the selected CP's keys (asks y/N)", k_revoke, KEYS_COMMAND, NULL },
 	{ 'P', "P", "stop ALL charging points (asks y/N)", k_all, KEYS_COMMAND | KEYS_BAR, "stop all" },
 	{ 'R', "R", "resume ALL charging points (asks y/N)", k_all, KEYS_COMMAND | KEYS_BAR, "resume all" },
-	{ ':', ":", "command line: P <id>, R <id>, PT, RT, Q", k_cmdline, KEYS_BAR, "command" },
+	{ ':', ":", "command line: P <id>, R <id>, PT, RT, REVOKE <id>, Q", k_cmdline, KEYS_BAR, "command" },
 	{ '/', "/", "filter by id, location or state (Esc clears)", k_cmdline, KEYS_BAR, "filter" },
 	{ '?', "?", "this help", k_help, KEYS_BAR, "help" },
 	{ 'q', "q", "quit (asks y/N; attached: detach or stop Central)", k_quit, KEYS_BAR, "quit" },

@@ -399,6 +399,7 @@ static const char *cmd_name(int cmd)
 	case CORE_CMD_RESUME: return "REANUDAR";
 	case CORE_CMD_STOP_ALL: return "PARAR_TODOS";
 	case CORE_CMD_RESUME_ALL: return "REANUDAR_TODOS";
+	case CORE_CMD_REVOKE: return "REVOKE";
 	}
 	return "?";
 }
@@ -422,7 +423,7 @@ static int handle_line(struct console *c, char *line)
 	char err[CORE_ERR_LEN];
 	if (core_parse_command(line, &cmd, cp, err) == -1) {
 		char text[CORE_ERR_LEN + 64];
-		snprintf(text, sizeof text, "%s (commands: P <cp>, R <cp>, PT, RT, S, Q)", err);
+		snprintf(text, sizeof text, "%s (commands: P <cp>, R <cp>, PT, RT, REVOKE <cp>, S, Q)", err);
 		struct field f[] = { W("text", text) };
 		emit(c, "ERROR", f, 1);
 		return 0;

@@ -121,6 +121,9 @@ static void fx_key(struct core_fxlist *fx, double now, const struct core_cp *cp,
 /* warnings about one CP's frames: at most WARN_BURST a WARN_WINDOW s */
 #define WARN_WINDOW 10.0
 #define WARN_BURST 5
+/* s an open session waits for its CP after Central restarted: more than
+ * the monitor's longest reconnect backoff (30 s) */
+#define RECOVERY_GRACE 45.0
 
 void core_config_defaults(struct core_config *c)
 {
@@ -725,6 +728,11 @@ static void reg_apply(struct core_cp *cp, const struct core_reg *r)
 	cp->deleted = r->deleted;
 }
 
+int core_cp_release1(const struct core *c, const struct core_cp *cp)
+{
+	return c->cfg.plain_links && !cp->secret_hash[0] && !cp->key_ever && !cp->deleted;
+}
+
 void core_load_reg(struct core *c, const struct core_reg *r)
 {
 	if (!r || !msg_valid_cp_id(r->id))
@@ -758,8 +766,9 @@ void core_on_registry(struct core *c, const struct core_reg *r, double now, stru
 	if (r->deleted && cp->key[0]) {
 		crypto_wipe(cp->key, sizeof(cp->key));
 		cp->key[0] = '\0';
-		fx_key(fx, now, cp, 0, 0);
 	}
+	/* Whether its telemetry may be plaintext follows its credentials. */
+	fx_key(fx, now, cp, core_cp_release1(c, cp), 0);
 	if (created)
 		fx_log(fx, now, LOG_INFO, cp->id, "CP %s registered at the registry (%s)", cp->id, cp->location);
 	else if (r->deleted && !was_deleted)
@@ -800,7 +809,6 @@ void core_recover_session(struct core *c, const struct core_session *s, double n
 {
 	if (!s || s->outcome != CORE_OUT_OPEN || hmap_sget(&c->sessions, s->id))
 		return;
-	/* Build a detached private session so the one end path does the work. */
 	struct sess *r = xcalloc(1, sizeof(*r));
 	r->pub = *s;
 	r->pub.charging = s->charging || s->started_at > 0;
@@ -810,9 +818,37 @@ void core_recover_session(struct core *c, const struct core_session *s, double n
 	}
 	r->open_idx = c->nopen;
 	c->open[c->nopen++] = r;
-	end_session_abnormal(c, r,
-			     r->pub.charging ? "Central restarted during the supply" : "Central restarted before the supply started",
-			     now, fx);
+	struct core_cp *cp = msg_valid_cp_id(s->cp_id) ? cp_find(c, s->cp_id) : NULL;
+	if (!cp || cp->session || cp->deleted || c->cfg.link_grace <= 0 || hmap_sget(&c->by_driver, s->driver_id)) {
+		/* Nothing to pick it up: a detached session, so the one end
+		 * path does the work. */
+		end_session_abnormal(c, r,
+				     r->pub.charging ? "Central restarted during the supply"
+						     : "Central restarted before the supply started",
+				     now, fx);
+		return;
+	}
+	/* The engine may well still be supplying (it goes on without Central):
+	 * the session waits for its CP as after a link loss, longer, since the
+	 * monitor's reconnect backoff may have grown while Central was down;
+	 * its telemetry (replayed or new) bills what was delivered
+	 * (evcharging(7) RULES). */
+	r->cp = cp;
+	r->seq_seen = s->last_seq > 0;
+	r->pub.authorised_mono = c->mono;
+	r->pub.last_tel_mono = c->mono;
+	if (r->pub.started_at > 0)
+		r->pub.started_mono = c->mono - (now > r->pub.started_at ? now - r->pub.started_at : 0);
+	cp->session = &r->pub;
+	hmap_sput(&c->sessions, r->pub.id, r);
+	hmap_sput(&c->by_driver, r->pub.driver_id, r);
+	double grace = c->cfg.link_grace > RECOVERY_GRACE ? c->cfg.link_grace : RECOVERY_GRACE;
+	if (!cp->grace_until)
+		c->ngrace++;
+	cp->grace_until = c->mono + grace;
+	fx_log(fx, now, LOG_INFO, cp->id, "session %s on CP %s kept after Central's restart: its CP has %.0f s to come back",
+	       r->pub.id, cp->id, grace);
+	fx_event(fx, now, cp->id, "SESSION", "session %s kept after Central's restart", r->pub.id);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1064,7 +1100,7 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 		DENY_BAD("REGISTER needs cp_id and location (and optionally price)");
 	const char *loc = f[2];
 	if (!msg_valid_cp_id(id)) {
-		textf(reason, 128, "invalid cp_id '%s': must match ^[A-Za-z0-9_-]{1,32}$", id);
+		textf(reason, 128, "invalid cp_id '%.24s': must match ^[A-Za-z0-9_-]{1,32}$", id);
 		DENY_BAD(reason);
 	}
 	const char *bad_loc = msg_check_location(loc);
@@ -1076,7 +1112,7 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 		int rounded = 0;
 		int r = money_parse_price(f[3], &price, &rounded);
 		if (r == -1) {
-			textf(reason, 128, "invalid price '%s': use digits with '.' as decimal point, e.g. 0.25", f[3]);
+			textf(reason, 128, "invalid price '%.24s': use digits with '.' as decimal point, e.g. 0.25", f[3]);
 			DENY_BAD(reason);
 		}
 		if (r == -2)
@@ -1705,6 +1741,11 @@ static void on_telemetry(struct core *c, const struct msg *m, double now, struct
 		s->seq_seen = 1;
 	}
 	p->last_tel_mono = c->mono;
+	/* Telemetry during a grace: the engine is plainly supplying, so the
+	 * session waits for its link as long as the metering goes on. */
+	if (cp && cp->grace_until && (m->type == MSG_CONSUMO || m->type == MSG_SESSION_STARTED) &&
+	    cp->grace_until < c->mono + c->cfg.link_grace)
+		cp->grace_until = c->mono + c->cfg.link_grace;
 	/* Energy delivered never goes down within a session; keeping the
 	 * highest figure means a final message lacking figures loses nothing. */
 	if (m->type != MSG_SESSION_STARTED && money_round_kwh(m->kwh) > p->kwh)

@@ -268,8 +268,11 @@ void core_add_driver(struct core *c, const char *driver_id);
 /* A request answered before (stored at seen_at, wall clock): a replay of it
  * is ignored until it is older than twice the request max age. */
 void core_load_request(struct core *c, const char *user_id, const char *request_id, double seen_at, double now);
-/* A session the store had open (Central crashed). It is ended at once:
- * SUPPLY_ERROR with its partial figures if it had started charging, else
+/* A session the store had open (Central crashed or was stopped). It waits
+ * for its CP as after a link loss (at least 45 s), so the engine's
+ * telemetry and end of supply bill what was delivered; if nothing can take
+ * it up (CP unknown or busy, --link-grace 0) it ends at once: SUPPLY_ERROR
+ * with its partial figures if it had started charging, else
  * SESSION_CANCELLED; the driver is told; effects into fx. */
 void core_recover_session(struct core *c, const struct core_session *s, double now,
 			  struct core_fxlist *fx);
@@ -313,6 +316,9 @@ size_t core_cp_count(const struct core *c);
 /* CPs in id order; i < core_cp_count. Valid until the next event. */
 const struct core_cp *core_cp_at(const struct core *c, size_t i);
 const struct core_cp *core_cp_find(const struct core *c, const char *id);
+/* A Release-1 CP: no credentials, never a key, and Central takes
+ * plaintext links: its telemetry may be plaintext. */
+int core_cp_release1(const struct core *c, const struct core_cp *cp);
 /* Count of CPs in each state: counts[CP_STATE_COUNT]. */
 void core_cp_state_counts(const struct core *c, size_t counts[CP_STATE_COUNT]);
 /* Build a NETWORK_STATUS_UPDATE of every CP (caller frees with msg_free). */

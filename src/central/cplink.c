@@ -23,6 +23,7 @@
 #include "evc/link.h"
 #include "evc/log.h"
 #include "evc/net.h"
+#include "evc/tls.h"
 #include "evc/xalloc.h"
 #include "src/central/cplink.h"
 
@@ -46,6 +47,28 @@
 #define ACCEPT_PAUSE 1.0  /* s without accept() after EMFILE/ENFILE */
 #define ACCEPT_BATCH 256  /* accepts per wakeup, so established links get turns */
 #define READ_BATCH 4      /* reads per readable connection per wakeup */
+#define TLS_RECORD 0x16   /* first byte of a TLS ClientHello (a handshake record) */
+/* TLS handshake steps wait in a queue and get HS_BUDGET s per loop turn,
+ * after every other ready socket: a reconnect storm of 10,000 handshakes
+ * (seconds of CPU) never delays the answers open links wait for (2 s at
+ * most, evcharging(7)). Past HS_BACKLOG waiting steps accepting pauses, and
+ * the kernel's backlog holds the rest. */
+#define HS_BUDGET 0.01
+#define HS_BACKLOG 512
+
+/* What the first byte said (see cplink.h). */
+enum conn_kind {
+	K_NEW,   /* nothing received yet */
+	K_PLAIN, /* ENQ first: the link protocol in the clear */
+	K_TLS,   /* a ClientHello: the link protocol inside TLS */
+};
+
+/* How conn_close ends a live connection. */
+enum close_how {
+	CLOSE_NOW,    /* no EOT: close at once */
+	CLOSE_EOT,    /* EOT, flush, linger (a close on purpose) */
+	CLOSE_LINGER, /* no EOT, but flush and linger (a refusal's NACK must arrive) */
+};
 
 enum conn_phase {
 	PH_LIVE,    /* session running (handshake or open) */
@@ -61,9 +84,17 @@ struct conn {
 	int closing;     /* cplink_close asked: EOT once our frames are answered */
 	int want_out;    /* EPOLLOUT registered */
 	int has_session; /* s initialised and not yet freed */
+	enum conn_kind kind;
+	SSL *ssl;        /* K_TLS: until the linger, or the slot's end */
+	int tls_hs;      /* TLS handshake under way */
+	int rd_want_out; /* SSL_read needs the socket writable first */
+	int wr_want_in;  /* SSL_write needs the socket readable first */
+	int registered;  /* cplink_registered said so */
 	char peer[64];
 	char close_reason[128];
-	double t_accept, last_frame, close_deadline, end_deadline;
+	/* t_stage: start of the handshake stage running now (accept, then
+	 * the end of the TLS handshake), each allowed handshake_timeout. */
+	double t_accept, t_stage, t_up, last_frame, close_deadline, end_deadline;
 	/* The last HEARTBEAT handed to the main thread. A repeat says nothing
 	 * new (liveness is this thread's business: last_frame), so it is
 	 * answered at link level and not forwarded: 10,000 CPs beating once a
@@ -73,6 +104,9 @@ struct conn {
 	/* timer wheel */
 	uint64_t tick; /* absolute tick it is filed under, 0 = not filed */
 	struct conn *tprev, *tnext;
+	/* handshake queue (see HS_BUDGET); out of epoll while queued */
+	int hs_queued;
+	struct conn *hprev, *hnext;
 };
 
 struct evnode {
@@ -80,12 +114,13 @@ struct evnode {
 	enum cplink_ev_kind kind;
 	uint64_t conn;
 	size_t len;
+	int tls;
 	char peer[64];
 	char reason[128];
 	char data[]; /* len + 1 bytes */
 };
 
-enum cpl_cmd_kind { CPL_CMD_SEND, CPL_CMD_CLOSE, CPL_CMD_STOP };
+enum cpl_cmd_kind { CPL_CMD_SEND, CPL_CMD_CLOSE, CPL_CMD_REGISTERED, CPL_CMD_STOP };
 
 struct cmdnode {
 	struct cmdnode *next;
@@ -116,6 +151,9 @@ struct cplink {
 	uint64_t cur_tick;
 	double accept_resume; /* 0 = accepting */
 	int listening;        /* listen fd registered in epoll */
+	struct conn *hs_head, *hs_tail; /* TLS handshake steps to run, in order */
+	size_t hs_len;
+	int hs_paused;        /* accepting paused: hs_len reached HS_BACKLOG */
 	int stopping;
 	struct nodelist batch; /* events not yet published */
 
@@ -126,7 +164,8 @@ struct cplink {
 	struct nodelist cmds;
 	atomic_size_t nconns; /* logically open */
 	atomic_uint_fast64_t st_accepted, st_refused, st_closed, st_frames_in, st_frames_out,
-		st_bytes_in, st_bytes_out, st_accept_pauses;
+		st_bytes_in, st_bytes_out, st_accept_pauses, st_plain_refused, st_tls_handshakes,
+		st_tls_resumed, st_tls_failed;
 };
 
 /* ---------------------------------------------------------------- lists */
@@ -184,6 +223,7 @@ static void emit(struct cplink *l, enum cplink_ev_kind kind, const struct conn *
 	n->kind = kind;
 	n->conn = c->id;
 	n->len = len;
+	n->tls = c->kind == K_TLS;
 	xstrlcpy(n->peer, c->peer, sizeof n->peer);
 	xstrlcpy(n->reason, reason != NULL ? reason : "", sizeof n->reason);
 	if (len > 0)
@@ -247,6 +287,7 @@ size_t cplink_drain(struct cplink *l, struct cplink_event *out, size_t max)
 		memcpy(o->peer, e->peer, sizeof o->peer);
 		memcpy(o->reason, e->reason, sizeof o->reason);
 		o->len = e->len;
+		o->tls = e->tls;
 		memcpy(o->data, e->data, e->len + 1);
 		free(e);
 		e = next;
@@ -281,6 +322,11 @@ void cplink_send(struct cplink *l, uint64_t conn, const char *data)
 void cplink_close(struct cplink *l, uint64_t conn, const char *reason)
 {
 	command(l, CPL_CMD_CLOSE, conn, reason != NULL ? reason : "closed by Central");
+}
+
+void cplink_registered(struct cplink *l, uint64_t conn)
+{
+	command(l, CPL_CMD_REGISTERED, conn, NULL);
 }
 
 /* ---------------------------------------------------------------- slots */
@@ -363,9 +409,11 @@ static double conn_deadline(const struct cplink *l, const struct conn *c)
 	if (c->phase != PH_LIVE)
 		return c->end_deadline;
 	if (c->s.state == LINK_HANDSHAKE)
-		EARLIER(c->t_accept + l->cfg.handshake_timeout);
+		EARLIER(c->t_stage + l->cfg.handshake_timeout);
 	else if (l->cfg.heartbeat_timeout > 0)
 		EARLIER(c->last_frame + l->cfg.heartbeat_timeout);
+	if (c->s.state == LINK_OPEN && !c->registered && l->cfg.register_timeout > 0)
+		EARLIER(c->t_up + l->cfg.register_timeout);
 	EARLIER(link_session_deadline(&c->s));
 	if (c->closing)
 		EARLIER(c->close_deadline);
@@ -400,10 +448,30 @@ static void epoll_set(struct cplink *l, struct conn *c, int want_out)
 		c->want_out = want_out;
 }
 
+static void hs_unlink(struct cplink *l, struct conn *c)
+{
+	if (!c->hs_queued)
+		return;
+	if (c->hprev != NULL)
+		c->hprev->hnext = c->hnext;
+	else
+		l->hs_head = c->hnext;
+	if (c->hnext != NULL)
+		c->hnext->hprev = c->hprev;
+	else
+		l->hs_tail = c->hprev;
+	c->hprev = c->hnext = NULL;
+	c->hs_queued = 0;
+	l->hs_len--;
+}
+
 /* The end of a slot: fd closed, memory freed, id forgotten. */
 static void conn_destroy(struct cplink *l, struct conn *c)
 {
 	timer_unlink(l, c);
+	hs_unlink(l, c);
+	if (c->ssl != NULL)
+		SSL_free(c->ssl);
 	if (c->fd >= 0)
 		close(c->fd); /* also removes it from epoll */
 	if (c->has_session)
@@ -414,14 +482,52 @@ static void conn_destroy(struct cplink *l, struct conn *c)
 	free(c);
 }
 
-/* Write what the session has for the peer. 0, or -1 if the socket failed. */
-static int conn_flush(struct cplink *l, struct conn *c)
+/* EPOLLOUT is wanted while output is stuck or a TLS read waits for it. */
+static void want_out(struct cplink *l, struct conn *c, int on)
 {
+	if (on && !c->want_out)
+		epoll_set(l, c, 1);
+	else if (!on && c->want_out && !c->rd_want_out)
+		epoll_set(l, c, 0);
+}
+
+/* Write what the session has for the peer. 0, or -1 with why if the socket
+ * or TLS failed. */
+static int conn_flush(struct cplink *l, struct conn *c, char why[128])
+{
+	/* Nothing can be written before the TLS handshake is done (a close
+	 * during it has nothing to say). */
+	if (c->tls_hs)
+		return 0;
 	for (;;) {
 		size_t len;
 		const uint8_t *p = link_session_output(&c->s, &len);
 		if (len == 0)
 			break;
+		if (c->ssl != NULL) {
+			char err[EVC_ERR_LEN];
+			size_t w;
+			/* After WANT_*, p and len again cover the bytes of the
+			 * failed call: the queue only grows at its tail until
+			 * a write succeeds (see tls_write). */
+			enum tls_rc rc = tls_write(c->ssl, p, len, &w, err);
+			if (rc == TLS_OK) {
+				c->wr_want_in = 0;
+				link_session_consumed(&c->s, w);
+				atomic_fetch_add(&l->st_bytes_out, (uint64_t)w);
+				continue;
+			}
+			if (rc == TLS_WANT_WRITE) {
+				want_out(l, c, 1);
+				return 0;
+			}
+			if (rc == TLS_WANT_READ) {
+				c->wr_want_in = 1; /* EPOLLIN is always on: the next read retries */
+				return 0;
+			}
+			xstrlcpy(why, err, 128);
+			return -1;
+		}
 		ssize_t w = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w > 0) {
 			link_session_consumed(&c->s, (size_t)w);
@@ -431,14 +537,14 @@ static int conn_flush(struct cplink *l, struct conn *c)
 		if (w == -1 && errno == EINTR)
 			continue;
 		if (w == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if (!c->want_out)
-				epoll_set(l, c, 1);
+			want_out(l, c, 1);
 			return 0;
 		}
+		xstrlcpy(why, w == -1 ? strerror(errno) : "write failed", 128);
 		return -1;
 	}
-	if (c->want_out)
-		epoll_set(l, c, 0);
+	c->wr_want_in = 0;
+	want_out(l, c, 0);
 	return 0;
 }
 
@@ -446,6 +552,14 @@ static void conn_linger(struct cplink *l, struct conn *c, double now)
 {
 	link_session_free(&c->s);
 	c->has_session = 0;
+	if (c->ssl != NULL) {
+		/* Our EOT is out: close_notify, then the rest is raw bytes to
+		 * discard, so the SSL and its memory can go now. */
+		tls_close_notify(c->ssl);
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+		c->rd_want_out = c->wr_want_in = 0;
+	}
 	if (shutdown(c->fd, SHUT_WR) == -1) {
 		conn_destroy(l, c);
 		return;
@@ -458,11 +572,13 @@ static void conn_linger(struct cplink *l, struct conn *c, double now)
 }
 
 /* THE close: every connection ends here, with a reason. The main thread
- * hears CPL_DOWN only for connections it heard CPL_UP for. With eot, the
- * session's EOT (and anything still unwritten) is flushed for up to
- * FLUSH_LIMIT, then our side is shut and the socket read until the peer's
- * EOF for up to LINGER_LIMIT, so a close never resets away our last bytes. */
-static void conn_close(struct cplink *l, struct conn *c, const char *reason, int eot, double now)
+ * hears CPL_DOWN only for connections it heard CPL_UP for. With CLOSE_EOT,
+ * the session's EOT (and anything still unwritten) is flushed for up to
+ * FLUSH_LIMIT, then our side is shut (after close_notify on TLS) and the
+ * socket read until the peer's EOF for up to LINGER_LIMIT, so a close never
+ * resets away our last bytes; CLOSE_LINGER does the same without EOT. The
+ * SSL goes with the slot (conn_destroy) or at the linger. */
+static void conn_close(struct cplink *l, struct conn *c, const char *reason, enum close_how how, double now)
 {
 	if (c->phase != PH_LIVE)
 		return;
@@ -473,15 +589,16 @@ static void conn_close(struct cplink *l, struct conn *c, const char *reason, int
 	atomic_fetch_sub(&l->nconns, 1);
 	atomic_fetch_add(&l->st_closed, 1);
 
-	if (eot && c->s.state != LINK_CLOSED && c->s.state != LINK_BROKEN)
+	if (how == CLOSE_EOT && c->s.state != LINK_CLOSED && c->s.state != LINK_BROKEN)
 		link_session_close(&c->s);
 	/* Even a broken link gets what the session queued (a NACK, say),
 	 * best effort. */
-	if (conn_flush(l, c) == -1) {
+	char why[128];
+	if (conn_flush(l, c, why) == -1) {
 		conn_destroy(l, c);
 		return;
 	}
-	if (!eot) {
+	if (how == CLOSE_NOW) {
 		conn_destroy(l, c);
 		return;
 	}
@@ -517,19 +634,20 @@ static int conn_settle(struct cplink *l, struct conn *c, double now)
 	if (c->phase != PH_LIVE)
 		return -1;
 	if (c->s.state == LINK_BROKEN || c->s.state == LINK_CLOSED) {
-		conn_close(l, c, c->s.err[0] ? c->s.err : link_state_name(c->s.state), 0, now);
+		conn_close(l, c, c->s.err[0] ? c->s.err : link_state_name(c->s.state), CLOSE_NOW, now);
 		return -1;
 	}
 	if (conn_pending(c) > l->cfg.wq_cap) {
-		conn_close(l, c, "write queue full", 0, now);
+		conn_close(l, c, "write queue full", CLOSE_NOW, now);
 		return -1;
 	}
-	if (conn_flush(l, c) == -1) {
-		conn_close(l, c, strerror(errno), 0, now);
+	char why[128];
+	if (conn_flush(l, c, why) == -1) {
+		conn_close(l, c, why, CLOSE_NOW, now);
 		return -1;
 	}
 	if (c->closing && (link_session_idle(&c->s) || now >= c->close_deadline)) {
-		conn_close(l, c, c->close_reason, 1, now);
+		conn_close(l, c, c->close_reason, CLOSE_EOT, now);
 		return -1;
 	}
 	timer_arm(l, c);
@@ -538,20 +656,30 @@ static int conn_settle(struct cplink *l, struct conn *c, double now)
 
 /* ---------------------------------------------------------------- input */
 
+static void hs_enqueue(struct cplink *l, struct conn *c);
+
 struct frame_ctx {
 	struct cplink *l;
 	struct conn *c;
 	double now;
 };
 
+static void conn_up(struct cplink *l, struct conn *c, double now)
+{
+	if (c->up)
+		return;
+	c->up = 1;
+	c->t_up = now;
+	emit(l, CPL_UP, c, NULL, 0, NULL);
+	log_debug("cplink: link %llu %s up (%s)", (unsigned long long)c->id, c->peer,
+		  c->kind == K_TLS ? "tls" : "plain");
+}
+
 static void on_frame(void *arg, const char *data, size_t len)
 {
 	struct frame_ctx *fx = arg;
 	struct conn *c = fx->c;
-	if (!c->up) {
-		c->up = 1;
-		emit(fx->l, CPL_UP, c, NULL, 0, NULL);
-	}
+	conn_up(fx->l, c, fx->now);
 	c->last_frame = fx->now;
 	atomic_fetch_add(&fx->l->st_frames_in, 1);
 	if (len < sizeof c->last_hb && strncmp(data, "HEARTBEAT#", 10) == 0) {
@@ -562,10 +690,163 @@ static void on_frame(void *arg, const char *data, size_t len)
 	emit(fx->l, CPL_FRAME, c, data, len, NULL);
 }
 
+/* Link-protocol bytes from the peer, plaintext or decrypted. 0 if c is
+ * still live, -1 if it was closed (maybe freed). */
+static int conn_input(struct cplink *l, struct conn *c, const uint8_t *buf, size_t n, double now)
+{
+	atomic_fetch_add(&l->st_bytes_in, (uint64_t)n);
+	struct frame_ctx fx = { l, c, now };
+	int was_handshake = c->s.state == LINK_HANDSHAKE;
+	link_session_input(&c->s, buf, n, now, on_frame, &fx);
+	if (was_handshake && c->s.state == LINK_OPEN) {
+		c->last_frame = now;
+		conn_up(l, c, now);
+	}
+	return conn_settle(l, c, now);
+}
+
+/* Decrypted input until the socket has no more for now. 0 if c is still
+ * live, -1 if it was closed (maybe freed). */
+static int conn_read_tls(struct cplink *l, struct conn *c, double now)
+{
+	uint8_t buf[16384]; /* a whole record: nothing stays behind in the SSL */
+	/* A record decrypted but not all taken (SSL_pending) would never wake
+	 * epoll again: it is read whatever the batch. */
+	for (int i = 0; i < READ_BATCH || SSL_pending(c->ssl) > 0; i++) {
+		char err[EVC_ERR_LEN];
+		size_t n;
+		enum tls_rc rc = tls_read(c->ssl, buf, sizeof buf, &n, err);
+		if (rc == TLS_WANT_READ)
+			break;
+		if (rc == TLS_WANT_WRITE) {
+			c->rd_want_out = 1;
+			want_out(l, c, 1);
+			return 0;
+		}
+		if (rc != TLS_OK) {
+			conn_close(l, c, err, CLOSE_NOW, now);
+			return -1;
+		}
+		if (c->rd_want_out) {
+			c->rd_want_out = 0;
+			want_out(l, c, 0);
+		}
+		if (conn_input(l, c, buf, n, now) == -1)
+			return -1;
+	}
+	/* A write that waited for input (wr_want_in) goes again now. */
+	return conn_settle(l, c, now);
+}
+
+/* One step of the TLS handshake; once done, the link handshake (ENQ) gets
+ * its own handshake_timeout. 0 if c is still live, -1 if closed. */
+static int conn_tls_step(struct cplink *l, struct conn *c, double now)
+{
+	char err[EVC_ERR_LEN];
+	enum tls_rc rc = tls_handshake(c->ssl, err);
+	if (rc == TLS_WANT_READ) {
+		want_out(l, c, 0);
+		return 0;
+	}
+	if (rc == TLS_WANT_WRITE) {
+		want_out(l, c, 1);
+		return 0;
+	}
+	if (rc != TLS_OK) {
+		atomic_fetch_add(&l->st_tls_failed, 1);
+		conn_close(l, c, err, CLOSE_NOW, now);
+		return -1;
+	}
+	c->tls_hs = 0;
+	atomic_fetch_add(&l->st_tls_handshakes, 1);
+	if (SSL_session_reused(c->ssl))
+		atomic_fetch_add(&l->st_tls_resumed, 1);
+	c->t_stage = now;
+	c->s.deadline = now + l->cfg.handshake_timeout;
+	want_out(l, c, 0);
+	char d[128];
+	tls_describe(c->ssl, d, sizeof d);
+	log_debug("cplink: link %llu %s: %s", (unsigned long long)c->id, c->peer, d);
+	/* The ENQ may have come with the client's Finished. */
+	return conn_read_tls(l, c, now);
+}
+
+/* Read and drop what is waiting (bounded), so that the close that follows
+ * is a FIN and not a reset that could destroy our last byte in flight. */
+static void drain_input(int fd)
+{
+	uint8_t buf[4096];
+	for (int k = 0; k < 4 && recv(fd, buf, sizeof buf, MSG_DONTWAIT) == (ssize_t)sizeof buf; k++)
+		;
+}
+
+/* The first byte decides the kind of link (see cplink.h). It is only
+ * peeked: whatever comes next reads it again. 0 if c is still live, -1 if
+ * it was closed. */
+static int conn_classify(struct cplink *l, struct conn *c, double now)
+{
+	uint8_t b;
+	ssize_t r = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (r == -1 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+		return 0;
+	if (r <= 0) {
+		conn_close(l, c, r == 0 ? "connection closed by peer" : strerror(errno), CLOSE_NOW, now);
+		return -1;
+	}
+	if (b == TLS_RECORD) {
+		char err[EVC_ERR_LEN];
+		if (l->cfg.tls == NULL) {
+			drain_input(c->fd);
+			conn_close(l, c, "TLS link refused: this server has no certificate", CLOSE_NOW, now);
+			return -1;
+		}
+		c->ssl = tls_server_new(l->cfg.tls, c->fd, err);
+		if (c->ssl == NULL) {
+			conn_close(l, c, err, CLOSE_NOW, now);
+			return -1;
+		}
+		c->kind = K_TLS;
+		c->tls_hs = 1;
+		hs_enqueue(l, c);
+		return 0;
+	}
+	if (b == LINK_ENQ) {
+		c->kind = K_PLAIN;
+		if (l->cfg.plain_ok)
+			return 0;
+		/* Counted and reported first, so whoever sees the NACK or
+		 * the close also sees the count and the event. */
+		atomic_fetch_add(&l->st_plain_refused, 1);
+		emit(l, CPL_REFUSED, c, NULL, 0, "plaintext link refused");
+		drain_input(c->fd);
+		uint8_t nack = LINK_NACK;
+		(void)!send(c->fd, &nack, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		conn_close(l, c, "plaintext link refused", CLOSE_LINGER, now);
+		return -1;
+	}
+	char why[128];
+	snprintf(why, sizeof why, "neither TLS nor the link protocol (first byte 0x%02x)", b);
+	drain_input(c->fd);
+	conn_close(l, c, why, CLOSE_NOW, now);
+	return -1;
+}
+
 static void conn_readable(struct cplink *l, struct conn *c, double now)
 {
 	uint8_t buf[16384];
 
+	if (c->phase == PH_LIVE) {
+		if (c->kind == K_NEW && (conn_classify(l, c, now) == -1 || c->kind != K_PLAIN))
+			return;
+		if (c->tls_hs) {
+			hs_enqueue(l, c);
+			return;
+		}
+		if (c->ssl != NULL) {
+			conn_read_tls(l, c, now);
+			return;
+		}
+	}
 	for (int i = 0; i < READ_BATCH; i++) {
 		ssize_t r = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
 		if (r == -1 && errno == EINTR)
@@ -574,7 +855,9 @@ static void conn_readable(struct cplink *l, struct conn *c, double now)
 			break;
 		if (c->phase != PH_LIVE) {
 			/* Discard until the peer's EOF: closing with unread
-			 * data would reset the connection. */
+			 * data would reset the connection. A TLS link's
+			 * records are dropped undecrypted: all we still do is
+			 * write (PH_FLUSH) or wait (PH_LINGER). */
 			if (r <= 0) {
 				conn_destroy(l, c);
 				return;
@@ -582,26 +865,14 @@ static void conn_readable(struct cplink *l, struct conn *c, double now)
 			continue;
 		}
 		if (r == 0) {
-			conn_close(l, c, "connection closed by peer", 0, now);
+			conn_close(l, c, "connection closed by peer", CLOSE_NOW, now);
 			return;
 		}
 		if (r < 0) {
-			conn_close(l, c, strerror(errno), 0, now);
+			conn_close(l, c, strerror(errno), CLOSE_NOW, now);
 			return;
 		}
-		atomic_fetch_add(&l->st_bytes_in, (uint64_t)r);
-		struct frame_ctx fx = { l, c, now };
-		int was_handshake = c->s.state == LINK_HANDSHAKE;
-		link_session_input(&c->s, buf, (size_t)r, now, on_frame, &fx);
-		if (was_handshake && c->s.state == LINK_OPEN) {
-			c->last_frame = now;
-			if (!c->up) {
-				c->up = 1;
-				emit(l, CPL_UP, c, NULL, 0, NULL);
-			}
-			log_debug("cplink: link %llu %s up", (unsigned long long)c->id, c->peer);
-		}
-		if (conn_settle(l, c, now) == -1 || (size_t)r < sizeof buf)
+		if (conn_input(l, c, buf, (size_t)r, now) == -1 || (size_t)r < sizeof buf)
 			return;
 	}
 }
@@ -612,9 +883,19 @@ static void conn_writable(struct cplink *l, struct conn *c, double now)
 		epoll_set(l, c, 0);
 		return;
 	}
-	if (conn_flush(l, c) == -1) {
+	if (c->phase == PH_LIVE && c->tls_hs) {
+		hs_enqueue(l, c);
+		return;
+	}
+	if (c->phase == PH_LIVE && c->rd_want_out) {
+		/* conn_read_tls ends with conn_settle, which writes too. */
+		conn_read_tls(l, c, now);
+		return;
+	}
+	char why[128];
+	if (conn_flush(l, c, why) == -1) {
 		if (c->phase == PH_LIVE)
-			conn_close(l, c, strerror(errno), 0, now);
+			conn_close(l, c, why, CLOSE_NOW, now);
 		else
 			conn_destroy(l, c);
 		return;
@@ -639,15 +920,29 @@ static void conn_due(struct cplink *l, struct conn *c, double now)
 			timer_arm(l, c);
 		return;
 	}
-	if (c->s.state == LINK_HANDSHAKE && now >= c->t_accept + l->cfg.handshake_timeout) {
+	if (c->s.state == LINK_HANDSHAKE && now >= c->t_stage + l->cfg.handshake_timeout) {
 		char why[128];
-		snprintf(why, sizeof why, "handshake timeout (no ENQ within %.1f s)", l->cfg.handshake_timeout);
-		conn_close(l, c, why, 0, now);
+		if (c->tls_hs)
+			snprintf(why, sizeof why, "TLS handshake timeout (not complete within %.1f s)",
+				 l->cfg.handshake_timeout);
+		else
+			snprintf(why, sizeof why, "handshake timeout (no ENQ within %.1f s)",
+				 l->cfg.handshake_timeout);
+		if (c->tls_hs)
+			atomic_fetch_add(&l->st_tls_failed, 1);
+		conn_close(l, c, why, CLOSE_NOW, now);
 		return;
 	}
 	if (c->s.state == LINK_OPEN && l->cfg.heartbeat_timeout > 0 &&
 	    now >= c->last_frame + l->cfg.heartbeat_timeout) {
-		conn_close(l, c, "heartbeat timeout", 1, now);
+		conn_close(l, c, "heartbeat timeout", CLOSE_EOT, now);
+		return;
+	}
+	if (c->s.state == LINK_OPEN && !c->registered && l->cfg.register_timeout > 0 &&
+	    now >= c->t_up + l->cfg.register_timeout) {
+		char why[128];
+		snprintf(why, sizeof why, "not registered within %g s", l->cfg.register_timeout);
+		conn_close(l, c, why, CLOSE_EOT, now);
 		return;
 	}
 	link_session_tick(&c->s, now);
@@ -689,6 +984,50 @@ static void listen_enable(struct cplink *l, int on)
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_LISTEN };
 	if (epoll_ctl(l->epfd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, l->lfd, &ev) == 0)
 		l->listening = on;
+}
+
+/* ---------------------------------------------------------------- handshakes */
+
+static void hs_enqueue(struct cplink *l, struct conn *c)
+{
+	if (c->hs_queued)
+		return;
+	/* Out of epoll while it waits: a ready socket would come back in
+	 * every batch and crowd out the open links. */
+	struct epoll_event ev = { .events = 0, .data.u64 = c->id };
+	if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+		c->want_out = 0;
+	c->hs_queued = 1;
+	c->hnext = NULL;
+	c->hprev = l->hs_tail;
+	if (l->hs_tail != NULL)
+		l->hs_tail->hnext = c;
+	else
+		l->hs_head = c;
+	l->hs_tail = c;
+	l->hs_len++;
+	if (l->hs_len >= HS_BACKLOG && !l->hs_paused) {
+		l->hs_paused = 1;
+		listen_enable(l, 0);
+	}
+}
+
+/* Handshake steps, oldest first, for HS_BUDGET s at most. */
+static void hs_run(struct cplink *l)
+{
+	double now = clock_mono(), end = now + HS_BUDGET;
+	while (l->hs_head != NULL && now < end) {
+		struct conn *c = l->hs_head;
+		hs_unlink(l, c);
+		epoll_set(l, c, 0); /* back in epoll; the step says if it wants EPOLLOUT */
+		conn_tls_step(l, c, now);
+		now = clock_mono();
+	}
+	if (l->hs_paused && l->hs_len <= HS_BACKLOG / 2) {
+		l->hs_paused = 0;
+		if (l->accept_resume == 0 && !l->stopping)
+			listen_enable(l, 1);
+	}
 }
 
 static void format_peer(const struct sockaddr_storage *sa, char *out, size_t n)
@@ -755,7 +1094,8 @@ static void do_accept(struct cplink *l, double now)
 		c->fd = fd;
 		c->phase = PH_LIVE;
 		xstrlcpy(c->peer, peer, sizeof c->peer);
-		c->t_accept = now;
+		c->t_accept = c->t_stage = now;
+		c->kind = K_NEW;
 		net_set_nodelay(fd);
 		link_session_init(&c->s, LINK_SERVER, now);
 		c->has_session = 1;
@@ -792,6 +1132,8 @@ static void run_commands(struct cplink *l, double now)
 		} else if (c == NULL || c->phase != PH_LIVE || (n->kind == CPL_CMD_SEND && c->closing)) {
 			log_debug("cplink: command for closed link %llu ignored",
 				  (unsigned long long)n->conn);
+		} else if (n->kind == CPL_CMD_REGISTERED) {
+			c->registered = 1; /* its timer visit finds nothing due and re-files it */
 		} else if (n->kind == CPL_CMD_CLOSE) {
 			if (!c->closing) {
 				c->closing = 1;
@@ -808,7 +1150,7 @@ static void run_commands(struct cplink *l, double now)
 			} else if (link_session_send(&c->s, n->text, len, now, err) == -1) {
 				char why[128];
 				snprintf(why, sizeof why, "write queue full (%.100s)", err);
-				conn_close(l, c, why, 0, now);
+				conn_close(l, c, why, CLOSE_NOW, now);
 			} else {
 				atomic_fetch_add(&l->st_frames_out, 1);
 				conn_settle(l, c, now);
@@ -832,6 +1174,8 @@ static int epoll_timeout(const struct cplink *l, double now)
 		if (ms > 100)
 			ms = 100;
 	}
+	if (l->hs_head != NULL)
+		return 0; /* handshakes wait: look at the sockets and go on */
 	if (l->accept_resume > 0) {
 		int a = clock_ms_until(l->accept_resume, 1000);
 		if (a < 1)
@@ -889,7 +1233,8 @@ static void worker_stop(struct cplink *l, struct epoll_event *evs, int maxev)
 	for (size_t i = 0; i < l->nslots; i++) {
 		struct conn *c = l->slots[i];
 		if (c != NULL && c->phase == PH_LIVE)
-			conn_close(l, c, "Central shutting down", c->s.state == LINK_OPEN, now);
+			conn_close(l, c, "Central shutting down", c->s.state == LINK_OPEN ? CLOSE_EOT : CLOSE_NOW,
+				   now);
 	}
 	publish(l);
 	while (count_flushing(l) > 0 && (now = clock_mono()) < end) {
@@ -941,9 +1286,10 @@ static void *worker(void *arg)
 			handle_ready(l, evs, n, now);
 		if (l->accept_resume > 0 && now >= l->accept_resume && !l->stopping) {
 			l->accept_resume = 0;
-			listen_enable(l, 1);
+			listen_enable(l, !l->hs_paused);
 		}
 		wheel_run(l, now);
+		hs_run(l);
 		publish(l);
 	}
 	worker_stop(l, evs, MAXEV);
@@ -960,6 +1306,9 @@ void cplink_config_defaults(struct cplink_config *c)
 	c->wq_cap = 256 * 1024;
 	c->handshake_timeout = LINK_HANDSHAKE_TIMEOUT;
 	c->heartbeat_timeout = 3.0;
+	c->tls = NULL;
+	c->plain_ok = 0;
+	c->register_timeout = 10.0;
 }
 
 struct cplink *cplink_new(const struct cplink_config *cfg, char err[256])
@@ -972,10 +1321,16 @@ struct cplink *cplink_new(const struct cplink_config *cfg, char err[256])
 			 MAX_SLOTS / 2);
 		return NULL;
 	}
-	if (!(cfg->handshake_timeout > 0) || !(cfg->heartbeat_timeout >= 0) ||
-	    !isfinite(cfg->handshake_timeout) || !isfinite(cfg->heartbeat_timeout)) {
-		snprintf(err, 256, "invalid link timeouts (handshake %g s must be > 0, heartbeat %g s >= 0)",
-			 cfg->handshake_timeout, cfg->heartbeat_timeout);
+	if (!(cfg->handshake_timeout > 0) || !(cfg->heartbeat_timeout >= 0) || !(cfg->register_timeout >= 0) ||
+	    !isfinite(cfg->handshake_timeout) || !isfinite(cfg->heartbeat_timeout) ||
+	    !isfinite(cfg->register_timeout)) {
+		snprintf(err, 256,
+			 "invalid link timeouts (handshake %g s must be > 0, heartbeat %g s and register %g s >= 0)",
+			 cfg->handshake_timeout, cfg->heartbeat_timeout, cfg->register_timeout);
+		return NULL;
+	}
+	if (cfg->tls == NULL && !cfg->plain_ok) {
+		snprintf(err, 256, "link server: no TLS certificate and plaintext links not allowed: no CP could connect");
 		return NULL;
 	}
 	if (cfg->wq_cap < LINK_FRAME_MAX) {
@@ -1064,6 +1419,10 @@ void cplink_stats(const struct cplink *l, struct cplink_stats *st)
 	st->bytes_in = atomic_load(&m->st_bytes_in);
 	st->bytes_out = atomic_load(&m->st_bytes_out);
 	st->accept_pauses = atomic_load(&m->st_accept_pauses);
+	st->plain_refused = atomic_load(&m->st_plain_refused);
+	st->tls_handshakes = atomic_load(&m->st_tls_handshakes);
+	st->tls_resumed = atomic_load(&m->st_tls_resumed);
+	st->tls_failed = atomic_load(&m->st_tls_failed);
 }
 
 void cplink_shutdown(struct cplink *l)

@@ -18,7 +18,8 @@ struct central_status {
 	int kafka_up;          /* 1 reachable, 0 unreachable */
 	char kafka_reason[128];/* why unreachable */
 	size_t links;          /* open CP link connections */
-	unsigned long kafka_in, kafka_bad; /* messages consumed / rejected */
+	unsigned long kafka_in, kafka_bad; /* messages consumed / not decoded */
+	unsigned long telemetry_accepted, telemetry_rejected; /* cp_telemetry applied / refused by its envelope */
 	double started;        /* wall clock */
 };
 

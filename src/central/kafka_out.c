@@ -303,9 +303,10 @@ size_t kafka_out_take_settled(struct kafka_out *o, uint64_t *ids, int *ok, size_
 		ids[i] = o->settled[i].id;
 		ok[i] = o->settled[i].ok;
 	}
-	if (o->nsettled > n) /* (memmove of a NULL array, even of 0 bytes, is undefined) */
+	if (n > 0) {
 		memmove(o->settled, o->settled + n, (o->nsettled - n) * sizeof *o->settled);
-	o->nsettled -= n;
+		o->nsettled -= n;
+	}
 	pthread_mutex_unlock(&o->settled_mu);
 	return n;
 }

@@ -18,7 +18,8 @@ struct keytab *keytab_new(void);
 void keytab_free(struct keytab *t);
 /* Main thread. key NULL or "" removes the CP's key (revoked, deleted). */
 void keytab_set_key(struct keytab *t, const char *cp_id, const char *key);
-/* Main thread: the CP's link is plaintext (1) or not (0). */
+/* Main thread: the CP may send plaintext telemetry (a Release-1 CP, no
+ * credentials, with --plain-links) or not. */
 void keytab_set_plain(struct keytab *t, const char *cp_id, int plain);
 
 /* Why a telemetry message was not applied (TELEMETRY_REJECTED detail). */

@@ -48,6 +48,8 @@ CENTRAL_ITESTS = \
 	tests/integration/central_cli.sh \
 	tests/integration/central_kafka_loss.sh \
 	tests/integration/central_real_cp.sh \
+	tests/integration/central_integrity.sh \
+	tests/integration/central_audit.sh \
 	tests/integration/central_service.sh
 TESTS += $(CENTRAL_ITESTS)
 EXTRA_DIST += $(CENTRAL_ITESTS)

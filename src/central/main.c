@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -25,12 +26,14 @@
 #include "evc/clock.h"
 #include "evc/config.h"
 #include "evc/evline.h"
+#include "evc/fernet.h"
 #include "evc/hmap.h"
 #include "evc/log.h"
 #include "evc/money.h"
 #include "evc/net.h"
 #include "evc/notify.h"
 #include "evc/version.h"
+#include "evc/tls.h"
 #include "evc/xalloc.h"
 #include "src/central/console.h"
 #include "src/central/core.h"
@@ -40,6 +43,7 @@
 #include "src/central/frontend.h"
 #include "src/central/kafka_in.h"
 #include "src/central/kafka_out.h"
+#include "src/central/keytab.h"
 #include "src/central/panel_fe.h"
 #include "src/central/service.h"
 #include "src/central/turn.h"
@@ -48,7 +52,7 @@
 #define PROG "EV_Central"
 #define DEFAULT_DB "./evcharging.db"
 
-enum mode { MODE_SERVE, MODE_ADD_DRIVER, MODE_ADD_CP, MODE_IMPORT };
+enum mode { MODE_SERVE, MODE_ADD_DRIVER, MODE_ADD_CP, MODE_IMPORT, MODE_AUDIT };
 
 struct opts {
 	enum mode mode;
@@ -59,6 +63,10 @@ struct opts {
 	const char *prefix;
 	double heartbeat_timeout, request_max_age, reservation_timeout, supply_timeout, link_grace;
 	int max_conns;
+	const char *link_cert, *link_key; /* NULL: pki/central.{pem,key} beside the db */
+	int plain_links;                  /* serve Release-1 plaintext links too */
+	double since;           /* --audit --since */
+	const char *audit_cp;   /* --audit --cp */
 	const char *args[8]; /* tool arguments */
 	int nargs;
 	const char *listen;   /* --listen: bind address of the link port, NULL = all */
@@ -86,6 +94,9 @@ static const struct central_opt {
 	{ "--control", 1 },	      { "--log-file", 1 },
 	{ "--config", 1 },	      { "--list-options", 0 },
 	{ "--supply-timeout", 1 },    { "--link-grace", 1 },
+	{ "--link-cert", 1 },	      { "--link-key", 1 },
+	{ "--plain-links", 0 },	      { "--audit", 0 },
+	{ "--since", 1 },	      { "--cp", 1 },
 };
 
 static const struct central_opt *find_opt(const char *name)
@@ -105,6 +116,7 @@ static void usage(FILE *f)
 		"       " PROG " --import FILE [--db PATH]\n"
 		"       " PROG " ctl [--control PATH | --db PATH] [--json] COMMAND   (" PROG " ctl --help)\n"
 		"       " PROG " attach [--control PATH | --db PATH] [--no-color]\n"
+		"       " PROG " --audit [--since TS] [--cp ID] [--db PATH]\n"
 		"       " PROG " --help | --version\n"
 		"options:\n"
 		"  --headless                 line console on stdin/stdout instead of the panel\n"
@@ -116,6 +128,10 @@ static void usage(FILE *f)
 		"  --supply-timeout S         end a supply with no telemetry for S s (default 10)\n"
 		"  --link-grace S             keep a session open S s after its CP's link is lost (default 10)\n"
 		"  --max-conns N              most CP link connections (default 10000)\n"
+		"  --link-cert F, --link-key F  TLS certificate and key of the CP link port\n"
+		"                             (default pki/central.pem, pki/central.key beside the db)\n"
+		"  --plain-links              also serve Release-1 plaintext CP links (without\n"
+		"                             certificate files: plaintext links only)\n"
 		"  --readonly                 refuse operator commands\n"
 		"  --no-color                 panel without colours (also NO_COLOR)\n"
 		"  --db PATH                  database (default " DEFAULT_DB "; or the third argument)\n"
@@ -151,6 +167,33 @@ static double parse_secs(const char *opt, const char *v, int allow_zero)
 	    d > 86400 * 365)
 		bad_arg("%s: invalid number of seconds '%s'", opt, v);
 	return d;
+}
+
+/* Epoch seconds, or a local date and time "2026-12-01T20:06[:02]". */
+static int parse_when(const char *v, double *out)
+{
+	char *end;
+	errno = 0;
+	double d = strtod(v, &end);
+	if (v[0] != '\0' && *end == '\0' && errno == 0 && isfinite(d) && d >= 0) {
+		*out = d;
+		return 0;
+	}
+	struct tm tm;
+	memset(&tm, 0, sizeof tm);
+	const char *r = strptime(v, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (r == NULL || *r != '\0') {
+		memset(&tm, 0, sizeof tm);
+		r = strptime(v, "%Y-%m-%dT%H:%M", &tm);
+	}
+	if (r == NULL || *r != '\0')
+		return -1;
+	tm.tm_isdst = -1;
+	time_t t = mktime(&tm);
+	if (t == (time_t)-1)
+		return -1;
+	*out = (double)t;
+	return 0;
 }
 
 static void parse_args(int argc, char **argv, struct opts *o)
@@ -265,9 +308,33 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			if (val[0] == '\0' || *end != '\0' || errno != 0 || n < 1 || n > 1000000)
 				bad_arg("--max-conns: invalid count '%s' (1..1000000)", val);
 			o->max_conns = (int)n;
+		} else if (strcmp(name, "--link-cert") == 0) {
+			TAKE_VAL();
+			o->link_cert = val;
+		} else if (strcmp(name, "--link-key") == 0) {
+			TAKE_VAL();
+			o->link_key = val;
+		} else if (strcmp(name, "--plain-links") == 0) {
+			NO_VAL();
+			o->plain_links = 1;
 		} else if (strcmp(name, "--db") == 0) {
 			TAKE_VAL();
 			o->db = val;
+		} else if (strcmp(name, "--audit") == 0) {
+			NO_VAL();
+			if (tool)
+				bad_arg("only one of --add-driver, --add-cp, --import, --audit at a time");
+			tool = 1;
+			o->mode = MODE_AUDIT;
+		} else if (strcmp(name, "--since") == 0) {
+			TAKE_VAL();
+			if (parse_when(val, &o->since) == -1)
+				bad_arg("--since: expected epoch seconds or YYYY-MM-DDTHH:MM[:SS] (local time), not '%s'", val);
+		} else if (strcmp(name, "--cp") == 0) {
+			TAKE_VAL();
+			if (!msg_valid_cp_id(val))
+				bad_arg("--cp: invalid CP id '%s'", val);
+			o->audit_cp = val;
 		} else if (strcmp(name, "--add-driver") == 0 || strcmp(name, "--add-cp") == 0 ||
 			   strcmp(name, "--import") == 0) {
 			NO_VAL();
@@ -322,6 +389,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			bad_arg("--add-cp: invalid CP id '%s' (1 to 32 of A-Z a-z 0-9 _ -)", o->args[0]);
 		if (o->mode == MODE_IMPORT && o->nargs != 1)
 			bad_arg("--import needs exactly one FILE");
+		if (o->mode == MODE_AUDIT && o->nargs != 0)
+			bad_arg("--audit takes no argument ('%s'): use --db, --since, --cp", o->args[0]);
 		return;
 	}
 	if (npos == 1 && o->conf.broker != NULL)
@@ -350,9 +419,27 @@ static void parse_args(int argc, char **argv, struct opts *o)
 
 /* ---- registration tools ---- */
 
+static void print_audit(void *arg, const struct store_audit_row *r)
+{
+	(void)arg;
+	char ts[40];
+	clock_format(r->ts, ts, sizeof ts);
+	printf("%s %s actor=%s ip=%s cp=%s %s\n", ts, r->action, r->actor, r->source_ip[0] ? r->source_ip : "-",
+	       r->cp_id[0] ? r->cp_id : "-", r->detail);
+}
+
 static int run_tool(const struct opts *o)
 {
 	char err[STORE_ERR_LEN];
+	if (o->mode == MODE_AUDIT) {
+		/* Read-only: printing the log must never create or change a
+		 * database. */
+		if (store_audit_read(o->db, o->since, o->audit_cp, print_audit, NULL, err) < 0) {
+			fprintf(stderr, PROG ": %s\n", err);
+			return 1;
+		}
+		return 0;
+	}
 	if (service_check_folder(o->db, err) == -1) {
 		fprintf(stderr, PROG ": %s\n", err);
 		return 1;
@@ -409,6 +496,46 @@ static int run_tool(const struct opts *o)
 	return 0;
 }
 
+/* ---- the server ---- */
+
+/* "pki/NAME" in the database's folder. Caller frees. */
+static char *beside_db(const char *db, const char *name)
+{
+	const char *slash = strrchr(db, '/');
+	if (slash == NULL)
+		return xasprintf("pki/%s", name);
+	return xasprintf("%.*s/pki/%s", (int)(slash - db), db, name);
+}
+
+/* The link port's TLS context (evcharging(7) SECURITY). NULL with err[0]
+ * == '\0' when there are no certificate files and --plain-links says
+ * plaintext alone is fine; NULL with err on a failure. Caller frees with
+ * SSL_CTX_free. */
+static SSL_CTX *link_tls(const struct opts *o, char err[256])
+{
+	char *cert = o->link_cert != NULL ? xstrdup(o->link_cert) : beside_db(o->db, "central.pem");
+	char *key = o->link_key != NULL ? xstrdup(o->link_key) : beside_db(o->db, "central.key");
+	SSL_CTX *ctx = NULL;
+	err[0] = '\0';
+	if (o->link_cert == NULL && o->link_key == NULL && access(cert, F_OK) == -1 && access(key, F_OK) == -1) {
+		if (!o->plain_links) {
+			char *dir = beside_db(o->db, "");
+			dir[strlen(dir) - 1] = '\0'; /* no trailing '/' */
+			snprintf(err, 256,
+				 "no CP link certificate (%.60s, %.60s): create them with 'scripts/pki init %.40s', "
+				 "give --link-cert/--link-key, or run with --plain-links",
+				 cert, key, dir);
+			free(dir);
+		}
+		goto out;
+	}
+	ctx = tls_server_ctx_new(cert, key, err);
+out:
+	free(cert);
+	free(key);
+	return ctx;
+}
+
 static int setup_signals(char err[256])
 {
 	sigset_t set;
@@ -437,6 +564,23 @@ static void load_cp(void *arg, const struct core_cp_row *r)
 static void load_driver(void *arg, const char *id)
 {
 	core_add_driver(arg, id);
+}
+
+static void load_reg(void *arg, const struct core_reg *r)
+{
+	core_load_reg(arg, r);
+}
+
+/* A CP's new Fernet key (evcharging(7) SECURITY): 32 bytes from getrandom. */
+static int new_key(void *arg, char out[45])
+{
+	(void)arg;
+	char err[EVC_ERR_LEN];
+	if (fernet_key_new(out, err) == -1) {
+		log_error("cannot make a key: %s", err);
+		return -1;
+	}
+	return 0;
 }
 
 static void load_request(void *arg, const char *user_id, const char *request_id, double seen_at)
@@ -494,6 +638,10 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 	c->sfd = setup_signals(err);
 	if (c->sfd == -1)
 		return -1;
+	/* Before the database: a missing certificate creates nothing. */
+	c->link_tls = link_tls(o, err);
+	if (c->link_tls == NULL && err[0] != '\0')
+		return -1;
 	c->store = store_open(o->db, err);
 	if (c->store == NULL || store_start_checkpointer(c->store, err) == -1)
 		return -1;
@@ -507,11 +655,26 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 	cfg.link_grace = o->link_grace;
 	cfg.driver_known = store_driver_known;
 	cfg.driver_known_arg = c->store;
+	cfg.new_key = new_key;
+	cfg.plain_links = o->plain_links;
 	c->core = core_new(&cfg);
 	core_set_mono(c->core, clock_mono());
 	int ncps = store_foreach_cp(c->store, load_cp, c->core, err);
 	if (ncps < 0 || store_foreach_driver(c->store, load_driver, c->core, err) < 0)
 		return -1;
+	/* The registry's side of every CP (credentials, keys, revocations),
+	 * then the keys into the table the consumer thread reads. */
+	c->reg_data_version = store_data_version(c->store);
+	c->reg_rev = store_foreach_reg(c->store, -1, load_reg, c->core, err);
+	if (c->reg_rev < 0)
+		return -1;
+	c->keys = keytab_new();
+	for (size_t i = 0; i < core_cp_count(c->core); i++) {
+		const struct core_cp *cp = core_cp_at(c->core, i);
+		if (cp->key[0])
+			keytab_set_key(c->keys, cp->id, cp->key);
+		keytab_set_plain(c->keys, cp->id, core_cp_release1(c->core, cp));
+	}
 	double now = clock_wall();
 	if (store_foreach_request(c->store, now - 2 * o->request_max_age, load_request, c->core, err) < 0)
 		return -1;
@@ -522,6 +685,8 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 	lc.port = o->port;
 	lc.max_conns = o->max_conns;
 	lc.heartbeat_timeout = o->heartbeat_timeout;
+	lc.tls = c->link_tls;
+	lc.plain_ok = o->plain_links;
 	c->link = cplink_new(&lc, err);
 	if (c->link == NULL)
 		return -1;
@@ -536,6 +701,7 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 	c->kin = kafka_in_new(o->kafka, prefix, kafka_out_state_cb, c->kout, err);
 	if (c->kin == NULL)
 		return -1;
+	kafka_in_set_keys(c->kin, c->keys);
 
 	/* The panel when a person is at a terminal; --headless, no
 	 * terminal, or a terminal curses cannot drive gives the line console. */
@@ -566,6 +732,10 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 	/* Sessions a crash left open end now, once, with the driver told. */
 	if (store_foreach_open_session(c->store, turn_recover_session, c, err) == -1)
 		return -1;
+	turn_note(c, LOG_INFO, "LINK", "port %d serves %s", cplink_port(c->link),
+		  c->link_tls != NULL && o->plain_links ? "TLS and plaintext (--plain-links) links"
+		  : c->link_tls != NULL                 ? "TLS links only"
+							: "plaintext links only (--plain-links, no certificate)");
 	turn_note(c, LOG_INFO, "READY", "listen=%s kafka=%s db=%s cps=%d prefix=%s", c->status.listen, o->kafka,
 		  o->db, ncps, prefix[0] ? prefix : "-");
 	turn_apply(c);
@@ -622,6 +792,7 @@ static void central_close(struct central *c, int failed, const char *err)
 	kafka_in_free(c->kin);
 	cplink_free(c->link);
 	ctl_free(c->ctl, failed ? "Central failed" : "Central stopped");
+	SSL_CTX_free(c->link_tls);
 	core_free(c->core);
 	store_close(c->store);
 	core_fxlist_free(&c->fx);
@@ -630,6 +801,11 @@ static void central_close(struct central *c, int failed, const char *err)
 	free(c->skip);
 	hmap_free(&c->seen_sessions);
 	hmap_free(&c->outbox_inflight);
+	void *v;
+	for (size_t i = 0; (v = hmap_next(&c->rejects, &i)) != NULL;)
+		free(v);
+	hmap_free(&c->rejects);
+	keytab_free(c->keys); /* after the consumer thread is gone */
 	free(c->delivered);
 	for (size_t i = 0; i < c->nobn; i++)
 		free(c->obn[i].payload);

@@ -9,6 +9,7 @@
 #include <sqlite3.h>
 
 #include "evc/clock.h"
+#include "evc/crypto.h"
 #include "evc/money.h"
 #include "evc/msg.h"
 #include "evc/schema.h"
@@ -29,6 +30,8 @@ enum {
 	ST_REQUEST_PRUNE,
 	ST_OUTBOX_ADD,
 	ST_OUTBOX_DELETE,
+	ST_CP_KEY,
+	ST_DATA_VERSION,
 	ST_COUNT
 };
 
@@ -56,11 +59,13 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_DRIVER_ADD] =
 		"INSERT INTO drivers(id, name, created_at) VALUES(?1, ?2, ?3)"
 		" ON CONFLICT(id) DO UPDATE SET name=excluded.name",
+	/* reg_rev: a running Central loads what changed (evcharging(7)
+	 * DATABASE), so --add-cp is seen at once. */
 	[ST_CP_ADD] =
-		"INSERT INTO charging_points(id, location, price, status, updated_at)"
-		" VALUES(?1, ?2, ?3, 'DESCONECTADO', ?4)"
+		"INSERT INTO charging_points(id, location, price, status, updated_at, reg_rev)"
+		" VALUES(?1, ?2, ?3, 'DESCONECTADO', ?4, " SCHEMA_NEXT_REG_REV ")"
 		" ON CONFLICT(id) DO UPDATE SET location=excluded.location, price=excluded.price,"
-		" updated_at=excluded.updated_at",
+		" updated_at=excluded.updated_at, reg_rev=excluded.reg_rev",
 	[ST_CP_EXISTS] = "SELECT 1 FROM charging_points WHERE id = ?1",
 	/* Prepared once: at a few hundred transactions a second, parsing
 	 * these two again each time was a visible part of the main thread. */
@@ -70,6 +75,12 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_REQUEST_PRUNE] = "DELETE FROM requests WHERE seen_at < ?1",
 	[ST_OUTBOX_ADD] = "INSERT INTO outbox(topic, msg_key, payload, created_at) VALUES(?1, ?2, ?3, ?4)",
 	[ST_OUTBOX_DELETE] = "DELETE FROM outbox WHERE id = ?1",
+	/* The key is Central's to keep (it must send it on every REGISTER);
+	 * key_issued_at stays the time of the first one. */
+	[ST_CP_KEY] = "UPDATE charging_points SET cp_key = ?2, revoked = ?3,"
+		      " key_issued_at = CASE WHEN ?2 IS NULL THEN key_issued_at ELSE COALESCE(key_issued_at, ?4) END"
+		      " WHERE id = ?1",
+	[ST_DATA_VERSION] = "PRAGMA data_version",
 };
 
 struct store {
@@ -335,6 +346,16 @@ int store_apply(struct store *s, const struct core_fx *fx, char err[STORE_ERR_LE
 		bind_time(st, 17, ss->ended_at);
 		return step_done(s, st, "store session", err);
 	}
+	case CORE_FX_KEY:
+		if (!fx->u.key.store)
+			return 0;
+		st = s->st[ST_CP_KEY];
+		sqlite3_bind_text(st, 1, fx->u.key.cp_id, -1, SQLITE_STATIC);
+		if (fx->u.key.key[0] != '\0')
+			sqlite3_bind_text(st, 2, fx->u.key.key, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 3, fx->u.key.revoked);
+		sqlite3_bind_double(st, 4, fx->ts > 0 ? fx->ts : clock_wall());
+		return step_done(s, st, "store the CP's key", err);
 	case CORE_FX_AUDIT:
 		return schema_audit(s->db, fx->ts > 0 ? fx->ts : clock_wall(), fx->u.audit.actor,
 				    fx->u.audit.source_ip[0] ? fx->u.audit.source_ip : NULL, fx->u.audit.action,
@@ -428,6 +449,94 @@ int store_foreach_driver(struct store *s, void (*fn)(void *arg, const char *driv
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
 		return fail_db(s, "load drivers", err);
+	return n;
+}
+
+int store_data_version(struct store *s)
+{
+	sqlite3_stmt *st = s->st[ST_DATA_VERSION];
+	int v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+	sqlite3_reset(st);
+	return v;
+}
+
+int64_t store_foreach_reg(struct store *s, int64_t since,
+			  void (*fn)(void *arg, const struct core_reg *r), void *arg, char err[STORE_ERR_LEN])
+{
+	sqlite3_stmt *st = NULL;
+	int64_t max = since < 0 ? 0 : since;
+	if (sqlite3_prepare_v2(s->db,
+			       "SELECT id, location, price, secret_hash, cp_key, key_issued_at, revoked, deleted_at,"
+			       " reg_rev FROM charging_points WHERE reg_rev > ?1 ORDER BY reg_rev",
+			       -1, &st, NULL) != SQLITE_OK)
+		return fail_db(s, "load the registry", err);
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)since);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct core_reg r;
+		memset(&r, 0, sizeof r);
+		xstrlcpy(r.id, col_text(st, 0), sizeof r.id);
+		xstrlcpy(r.location, col_text(st, 1), sizeof r.location);
+		r.price = sqlite3_column_double(st, 2);
+		xstrlcpy(r.secret_hash, col_text(st, 3), sizeof r.secret_hash);
+		xstrlcpy(r.key, col_text(st, 4), sizeof r.key);
+		r.key_ever = sqlite3_column_type(st, 5) != SQLITE_NULL;
+		r.revoked = sqlite3_column_int(st, 6);
+		r.deleted = sqlite3_column_type(st, 7) != SQLITE_NULL;
+		int64_t rev = (int64_t)sqlite3_column_int64(st, 8);
+		if (rev > max)
+			max = rev;
+		fn(arg, &r);
+		crypto_wipe(r.key, sizeof r.key);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return fail_db(s, "load the registry", err);
+	return max;
+}
+
+int store_audit_read(const char *path, double since, const char *cp_id,
+		     void (*fn)(void *arg, const struct store_audit_row *r), void *arg, char err[STORE_ERR_LEN])
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int n = -1;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		snprintf(err, STORE_ERR_LEN, "%.150s: cannot open: %.80s", path, db ? sqlite3_errmsg(db) : "out of memory");
+		goto out;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	if (sqlite3_prepare_v2(db,
+			       "SELECT ts, actor, source_ip, action, cp_id, detail FROM audit_log"
+			       " WHERE ts >= ?1 AND (?2 IS NULL OR cp_id = ?2) ORDER BY id",
+			       -1, &st, NULL) != SQLITE_OK) {
+		snprintf(err, STORE_ERR_LEN, "%.150s: no audit log here: %.80s", path, sqlite3_errmsg(db));
+		goto out;
+	}
+	sqlite3_bind_double(st, 1, since);
+	if (cp_id != NULL)
+		sqlite3_bind_text(st, 2, cp_id, -1, SQLITE_STATIC);
+	int rc;
+	n = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_audit_row r;
+		memset(&r, 0, sizeof r);
+		r.ts = sqlite3_column_double(st, 0);
+		xstrlcpy(r.actor, col_text(st, 1), sizeof r.actor);
+		xstrlcpy(r.source_ip, col_text(st, 2), sizeof r.source_ip);
+		xstrlcpy(r.action, col_text(st, 3), sizeof r.action);
+		xstrlcpy(r.cp_id, col_text(st, 4), sizeof r.cp_id);
+		xstrlcpy(r.detail, col_text(st, 5), sizeof r.detail);
+		fn(arg, &r);
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		snprintf(err, STORE_ERR_LEN, "%.150s: reading the audit log: %.80s", path, sqlite3_errmsg(db));
+		n = -1;
+	}
+out:
+	sqlite3_finalize(st);
+	sqlite3_close(db);
 	return n;
 }
 

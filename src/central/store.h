@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "evc/schema.h"
 #include "src/central/core.h"
 
 #define STORE_ERR_LEN 256
@@ -34,8 +35,9 @@ int store_commit(struct store *s, char err[STORE_ERR_LEN]);
 /* Undo the open transaction, if any. */
 void store_rollback(struct store *s);
 
-/* Carry out one CORE_FX_STORE_CP / _SESSION / _EVENT / _REQUEST or
- * CORE_FX_PRUNE_REQUESTS effect (other kinds are ignored). A session that already has an outcome is never
+/* Carry out one CORE_FX_STORE_CP / _SESSION / _EVENT / _REQUEST,
+ * CORE_FX_PRUNE_REQUESTS, CORE_FX_AUDIT or CORE_FX_KEY effect (other kinds
+ * are ignored). A session that already has an outcome is never
  * changed again, so a replay after a crash cannot end it twice. */
 int store_apply(struct store *s, const struct core_fx *fx, char err[STORE_ERR_LEN]);
 
@@ -52,6 +54,15 @@ int store_foreach_driver(struct store *s, void (*fn)(void *arg, const char *driv
 			 char err[STORE_ERR_LEN]);
 int store_foreach_open_session(struct store *s, void (*fn)(void *arg, const struct core_session *ss),
 			       void *arg, char err[STORE_ERR_LEN]);
+/* The registry's view of every CP changed after reg_rev since
+ * (evcharging(7) DATABASE: reg_rev), in change order; since -1 gives all.
+ * Returns the highest reg_rev seen (since if none), or -1 with err. */
+int64_t store_foreach_reg(struct store *s, int64_t since,
+			  void (*fn)(void *arg, const struct core_reg *r), void *arg, char err[STORE_ERR_LEN]);
+/* PRAGMA data_version: changes when another connection (the registry,
+ * --add-cp) committed something, so a poll can skip the query. */
+int store_data_version(struct store *s);
+
 /* Requests answered at or after since (wall clock), oldest first. */
 int store_foreach_request(struct store *s, double since,
 			  void (*fn)(void *arg, const char *user_id, const char *request_id, double seen_at), void *arg,
@@ -71,6 +82,18 @@ int store_outbox_scan(struct store *s, int64_t after, int max,
 
 /* 1 if driver_id is registered (core_config.driver_known), 0 otherwise. */
 int store_driver_known(void *store, const char *driver_id);
+
+/* ---- the audit log (evcharging(7) SECURITY), for --audit ---- */
+struct store_audit_row {
+	double ts;
+	char actor[80], source_ip[64], action[32], cp_id[MSG_CP_ID_MAX + 1];
+	char detail[SCHEMA_AUDIT_DETAIL_MAX + 1];
+};
+/* Open the database at path read-only and call fn for every audit row at
+ * or after since (cp_id NULL: all CPs), oldest first. How many, or -1 with
+ * err (no such database, not one of ours). */
+int store_audit_read(const char *path, double since, const char *cp_id,
+		     void (*fn)(void *arg, const struct store_audit_row *r), void *arg, char err[STORE_ERR_LEN]);
 
 /* ---- registration tools (--add-driver, --add-cp, --import) ---- */
 /* Insert or update. *created set to 1 if the row is new. Inputs are

@@ -26,6 +26,7 @@
 #include "evc/notify.h"
 #include "evc/xalloc.h"
 #include "src/central/service.h"
+#include "src/central/keytab.h"
 #include "src/central/turn.h"
 
 
@@ -69,15 +70,49 @@ int turn_exec(void *arg, const char *line, char msg[EVC_ERR_LEN])
 	return 0;
 }
 
+static void add_reg(void *arg, const struct core_reg *r)
+{
+	struct central *c = arg;
+	core_on_registry(c->core, r, clock_wall(), &c->fx);
+}
+
+void turn_registry_poll(struct central *c)
+{
+	int v = store_data_version(c->store);
+	if (v == c->reg_data_version)
+		return;
+	c->reg_data_version = v;
+	char err[STORE_ERR_LEN];
+	int64_t rev = store_foreach_reg(c->store, c->reg_rev, add_reg, c, err);
+	if (rev < 0)
+		log_warn("registry: %s", err);
+	else
+		c->reg_rev = rev;
+}
+
 static void take_link_events(struct central *c)
 {
 	size_t n = cplink_drain(c->link, c->cev, TURN_BATCH_LINK);
+	for (size_t i = 0; i < n; i++) {
+		/* A CP registered a moment ago at the registry (or with
+		 * --add-cp) must be known when its first REGISTER comes. */
+		if (c->cev[i].kind == CPL_FRAME && strncmp(c->cev[i].data, "REGISTER#", 9) == 0) {
+			turn_registry_poll(c);
+			break;
+		}
+	}
 	for (size_t i = 0; i < n; i++) {
 		const struct cplink_event *e = &c->cev[i];
 		double now = clock_wall();
 		switch (e->kind) {
 		case CPL_UP:
-			turn_note(c, LOG_INFO, "LINK", "up conn=%llu peer=%s", (unsigned long long)e->conn, e->peer);
+			turn_note(c, LOG_INFO, "LINK", "up conn=%llu peer=%s kind=%s", (unsigned long long)e->conn,
+				  e->peer, e->tls ? "tls" : "plain");
+			core_on_link_up(c->core, e->conn, e->peer, e->tls, now, &c->fx);
+			break;
+		case CPL_REFUSED:
+			turn_note(c, LOG_WARN, "LINK", "refused peer=%s reason=%s", e->peer, e->reason);
+			core_on_link_refused(c->core, e->peer, e->reason, now, &c->fx); /* audited, rate-limited */
 			break;
 		case CPL_FRAME:
 			core_on_frame(c->core, e->conn, e->data, now, &c->fx);
@@ -90,18 +125,65 @@ static void take_link_events(struct central *c)
 	}
 }
 
+struct rej {
+	char cp_id[MSG_CP_ID_MAX + 1];
+	double next;        /* monotonic: next audit row allowed */
+	unsigned long held; /* rejections since the last row */
+};
+
+static void telemetry_rejected(struct central *c, const struct kafka_in_item *it)
+{
+	const char *cp = it->cp_id[0] ? it->cp_id : "?";
+	struct rej *r = hmap_sget(&c->rejects, cp);
+	if (r == NULL) {
+		if (hmap_count(&c->rejects) >= 4096)
+			return; /* counted above; a flood of made-up ids adds no rows */
+		r = xcalloc(1, sizeof *r);
+		xstrlcpy(r->cp_id, cp, sizeof r->cp_id);
+		hmap_sput(&c->rejects, r->cp_id, r);
+	}
+	r->held++;
+	if (c->mono_now < r->next)
+		return;
+	core_fx_audit(&c->fx, clock_wall(), "central", NULL, "TELEMETRY_REJECTED", it->cp_id[0] ? it->cp_id : NULL,
+		      "%s (%lu message(s) since the last row)", it->err, r->held);
+	if (r->held == 1)
+		turn_note(c, LOG_WARN, "TELEMETRY", "rejected from CP %s: %s", cp, it->err);
+	r->held = 0;
+	r->next = c->mono_now + 60.0;
+}
+
 static void take_kafka_items(struct central *c)
 {
 	size_t n = kafka_in_drain(c->kin, c->kitems + c->nkitems, TURN_BATCH_KAFKA - c->nkitems);
 	for (size_t i = c->nkitems; i < c->nkitems + n; i++) {
 		struct kafka_in_item *it = &c->kitems[i];
+		if (it->rejected) {
+			/* evcharging(7) SECURITY: counted, audited (once a minute
+			 * per CP, with how many since), never applied. */
+			c->status.telemetry_rejected++;
+			telemetry_rejected(c, it);
+			continue;
+		}
 		if (it->bad) {
 			c->status.kafka_bad++;
-			turn_note(c, LOG_WARN, "BAD_MSG", "topic=%s partition=%d offset=%lld reason=%s",
-			     msg_topic_name(it->topic), (int)it->partition, (long long)it->offset, it->err);
+			if (c->mono_now >= c->badmsg_window) {
+				if (c->badmsg_dropped)
+					turn_note(c, LOG_WARN, "BAD_MSG", "%lu more bad messages not shown",
+						  c->badmsg_dropped);
+				c->badmsg_window = c->mono_now + 10.0;
+				c->badmsg_count = c->badmsg_dropped = 0;
+			}
+			if (c->badmsg_count++ < 10)
+				turn_note(c, LOG_WARN, "BAD_MSG", "topic=%s partition=%d offset=%lld reason=%s",
+					  msg_topic_name(it->topic), (int)it->partition, (long long)it->offset, it->err);
+			else
+				c->badmsg_dropped++;
 			continue;
 		}
 		c->status.kafka_in++;
+		if (it->topic == MSG_T_CP_TELEMETRY)
+			c->status.telemetry_accepted++;
 		core_on_kafka(c->core, &it->msg, clock_wall(), &c->fx);
 	}
 	c->nkitems += n;
@@ -374,6 +456,15 @@ void turn_apply(struct central *c)
 		case CORE_FX_STATUS:
 			kafka_out_mark_dirty(c->kout, mono);
 			break;
+		case CORE_FX_KEY:
+			/* Before the KEY frame that follows it goes out: the engine's
+			 * first encrypted message must find its key here. */
+			keytab_set_key(c->keys, x->u.key.cp_id, x->u.key.key);
+			keytab_set_plain(c->keys, x->u.key.cp_id, x->u.key.plain);
+			break;
+		case CORE_FX_REGISTERED:
+			cplink_registered(c->link, x->u.link.conn); /* its register timeout is over */
+			break;
 		default:
 			break;
 		}
@@ -432,7 +523,8 @@ int turn_prepare(struct central *c, struct pollfd pfd[TURN_NFDS])
 
 void turn_run(struct central *c, const struct pollfd pfd[TURN_NFDS])
 {
-	core_set_mono(c->core, clock_mono());
+	c->mono_now = clock_mono();
+	core_set_mono(c->core, c->mono_now);
 	if (pfd[0].revents & POLLIN) {
 		struct signalfd_siginfo si;
 		while (read(c->sfd, &si, sizeof si) == (ssize_t)sizeof si) {
@@ -464,6 +556,7 @@ void turn_run(struct central *c, const struct pollfd pfd[TURN_NFDS])
 	double wall = clock_wall();
 	double mono = clock_mono();
 	if (mono >= c->next_tick) {
+		turn_registry_poll(c);
 		core_on_tick(c->core, wall, &c->fx);
 		c->next_tick = mono + 1.0;
 		notify_watchdog(mono);
@@ -482,7 +575,8 @@ void turn_run(struct central *c, const struct pollfd pfd[TURN_NFDS])
 
 void turn_drain(struct central *c)
 {
-	core_set_mono(c->core, clock_mono());
+	c->mono_now = clock_mono();
+	core_set_mono(c->core, c->mono_now);
 	for (;;) {
 		size_t before = c->fx.n;
 		take_link_events(c);

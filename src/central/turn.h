@@ -27,11 +27,14 @@
 #define TURN_NFDS_LOOP 5 /* signals, links, Kafka in, Kafka out, the operator's input */
 #define TURN_NFDS (TURN_NFDS_LOOP + CTL_NFDS) /* then the control socket's */
 
+struct keytab;
+
 struct central {
 	int readonly;      /* --readonly: every operator command refused */
 	struct core *core;
 	struct store *store;
 	struct cplink *link;
+	SSL_CTX *link_tls; /* the link port's TLS context; NULL: plaintext links only */
 	struct kafka_in *kin;
 	struct kafka_out *kout;
 	struct frontend *fe;
@@ -57,6 +60,13 @@ struct central {
 	uint64_t *delivered;
 	size_t ndelivered, capdelivered;
 	double outbox_next_sweep;  /* monotonic */
+	struct keytab *keys;       /* the CPs' keys for the consumer thread */
+	int64_t reg_rev;           /* highest registry change loaded */
+	int reg_data_version;      /* PRAGMA data_version at the last load */
+	struct hmap rejects;       /* cp_id -> telemetry rejections, for the audit */
+	double mono_now;           /* this turn's monotonic clock */
+	double badmsg_window;      /* BAD_MSG lines: at most 10 a 10 s */
+	unsigned long badmsg_count, badmsg_dropped;
 	/* write_rows: which effects are the last row of their session */
 	unsigned char *skip;
 	size_t skip_cap;
@@ -89,6 +99,9 @@ void turn_note(struct central *c, enum log_level lvl, const char *tag, const cha
 	__attribute__((format(printf, 4, 5)));
 /* The frontends' exec: a command line, 0 sent, -1 refused (msg), 1 quit. */
 int turn_exec(void *arg, const char *line, char msg[EVC_ERR_LEN]);
+/* Load what the registry (or --add-cp) changed since the last load:
+ * cheap when nothing did (PRAGMA data_version). */
+void turn_registry_poll(struct central *c);
 /* Offer the outbox rows not on their way to the producer again (at start,
  * then every few seconds). */
 void turn_outbox_sweep(struct central *c, double mono);

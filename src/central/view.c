@@ -10,7 +10,7 @@ void view_cp(const struct core_cp *cp, struct cp_view *v)
 	xstrlcpy(v->location, cp->location, sizeof v->location);
 	v->price = cp->price;
 	v->state = cp->state;
-	v->link = cp->link_up ? CP_LINK_PLAIN : CP_LINK_DOWN;
+	v->link = !cp->link_up ? CP_LINK_DOWN : cp->tls ? CP_LINK_TLS : CP_LINK_PLAIN;
 	v->stop_pending = cp->stop_pending;
 	v->resume_pending = cp->resume_pending;
 	v->since = cp->state_since;
@@ -26,7 +26,9 @@ void view_cp(const struct core_cp *cp, struct cp_view *v)
 		v->driver_id[0] = v->session_id[0] = '\0';
 		v->kw = v->kwh = v->importe = v->session_started = 0;
 	}
-	if (cp->state == CP_RESERVADO && s != NULL)
+	if (cp->revoked && cp->state == CP_FUERA_DE_SERVICIO)
+		xstrlcpy(v->caption, "Keys revoked", sizeof v->caption);
+	else if (cp->state == CP_RESERVADO && s != NULL)
 		snprintf(v->caption, sizeof v->caption, "Reserved for %.40s", s->driver_id);
 	else
 		xstrlcpy(v->caption, cp_state_label(cp->state), sizeof v->caption);

@@ -29,6 +29,7 @@ include src/common/link.mk
 include src/common/msg.mk
 include src/common/crypto.mk
 include src/common/schema.mk
+include src/common/tls.mk
 
 # The Kafka bus against the real broker (tests/integration/bus_kafka.sh).
 check_PROGRAMS += tests/tools/bus_tool

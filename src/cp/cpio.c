@@ -11,12 +11,27 @@
 
 #include "evc/evline.h"
 #include "evc/net.h"
+#include "evc/tls.h"
+#include "evc/xalloc.h"
 #include "src/cp/cpio.h"
 
 void cpio_link_init(struct cpio_link *l)
 {
 	memset(l, 0, sizeof *l);
 	l->fd = -1;
+}
+
+void cpio_link_set_tls(struct cpio_link *l, SSL_CTX *ctx, const char *host)
+{
+	l->tls = ctx;
+	xstrlcpy(l->tls_host, host != NULL ? host : "", sizeof l->tls_host);
+}
+
+void cpio_link_release(struct cpio_link *l)
+{
+	cpio_link_close(l, 0);
+	SSL_SESSION_free(l->tls_session);
+	cpio_link_init(l);
 }
 
 static void start_session(struct cpio_link *l, enum link_role role, double now)
@@ -119,9 +134,11 @@ short cpio_link_events(const struct cpio_link *l)
 		return 0;
 	if (l->connecting)
 		return POLLOUT;
+	if (l->tls_hs)
+		return l->tls_hs_wait;
 	size_t n = 0;
 	link_session_output(&l->s, &n);
-	return (short)(POLLIN | (n > 0 ? POLLOUT : 0));
+	return (short)(POLLIN | ((n > 0 && !l->wr_want_in) || l->rd_want_out ? POLLOUT : 0));
 }
 
 static int flush_out(struct cpio_link *l, char err[CPIO_ERR_LEN])
@@ -129,8 +146,29 @@ static int flush_out(struct cpio_link *l, char err[CPIO_ERR_LEN])
 	for (;;) {
 		size_t n = 0;
 		const uint8_t *p = link_session_output(&l->s, &n);
-		if (n == 0)
+		if (n == 0) {
+			l->wr_want_in = 0;
 			return 0;
+		}
+		if (l->ssl != NULL) {
+			/* After WANT_*, p and n cover the failed call's bytes
+			 * again: output only grows at its tail until a write
+			 * succeeds (see tls_write). */
+			size_t w;
+			enum tls_rc rc = tls_write(l->ssl, p, n, &w, err);
+			if (rc == TLS_OK) {
+				l->wr_want_in = 0;
+				link_session_consumed(&l->s, w);
+				continue;
+			}
+			if (rc == TLS_WANT_WRITE)
+				return 0;
+			if (rc == TLS_WANT_READ) {
+				l->wr_want_in = 1;
+				return 0;
+			}
+			return -1;
+		}
 		ssize_t w = send(l->fd, p, n, MSG_NOSIGNAL);
 		if (w < 0) {
 			if (errno == EINTR)
@@ -142,6 +180,19 @@ static int flush_out(struct cpio_link *l, char err[CPIO_ERR_LEN])
 		}
 		link_session_consumed(&l->s, (size_t)w);
 	}
+}
+
+/* A peer that sends and never reads (an ENQ flood) grows our answers
+ * without bound: past CPIO_OUT_MAX bytes waiting the link is over, as
+ * Central's link server closes one whose write queue is full. */
+static int output_full(struct cpio_link *l, char err[CPIO_ERR_LEN])
+{
+	size_t n = 0;
+	link_session_output(&l->s, &n);
+	if (n <= CPIO_OUT_MAX)
+		return 0;
+	snprintf(err, CPIO_ERR_LEN, "%s does not read what it is sent (%zu bytes waiting)", l->peer, n);
+	return -1;
 }
 
 static int session_over(struct cpio_link *l, char err[CPIO_ERR_LEN])
@@ -164,9 +215,16 @@ int cpio_link_pump(struct cpio_link *l, double now, char err[CPIO_ERR_LEN])
 	if (l->connecting) {
 		/* A connect that never completes counts as a failure after the
 		 * same time a handshake answer may take. */
-		if (now - l->since > LINK_ANSWER_TIMEOUT + 1.0) {
+		if (now - l->since > CPIO_CONNECT_TIMEOUT) {
 			snprintf(err, CPIO_ERR_LEN, "connect to %s timed out", l->peer);
 			return connect_failed(l, now, err);
+		}
+		return 0;
+	}
+	if (l->tls_hs) {
+		if (now - l->since > CPIO_CONNECT_TIMEOUT) {
+			snprintf(err, CPIO_ERR_LEN, "TLS handshake with %s timed out", l->peer);
+			return -1;
 		}
 		return 0;
 	}
@@ -174,6 +232,66 @@ int cpio_link_pump(struct cpio_link *l, double now, char err[CPIO_ERR_LEN])
 	if (session_over(l, err) < 0)
 		return -1;
 	return flush_out(l, err);
+}
+
+/* One step of the TLS handshake; once done, the link session starts (ENQ
+ * queued) inside it. 0, or -1 with err (a verification failure says so). */
+static int tls_step(struct cpio_link *l, double now, char err[CPIO_ERR_LEN])
+{
+	enum tls_rc rc = tls_handshake(l->ssl, err);
+	if (rc == TLS_WANT_READ || rc == TLS_WANT_WRITE) {
+		l->tls_hs_wait = rc == TLS_WANT_READ ? POLLIN : POLLOUT;
+		return 0;
+	}
+	if (rc != TLS_OK)
+		return -1;
+	l->tls_hs = 0;
+	l->tls_resumed = SSL_session_reused(l->ssl);
+	start_session(l, LINK_CLIENT, now);
+	return flush_out(l, err);
+}
+
+/* TCP is up: the TLS handshake starts, with CPIO_CONNECT_TIMEOUT of its own. */
+static int tls_start(struct cpio_link *l, double now, char err[CPIO_ERR_LEN])
+{
+	l->ssl = tls_client_new(l->tls, l->fd, l->tls_host, &l->tls_session, err);
+	if (l->ssl == NULL)
+		return -1;
+	l->tls_hs = 1;
+	l->since = now;
+	return tls_step(l, now, err);
+}
+
+/* Decrypted input into the session. 0, or -1 with err when the link is over. */
+static int tls_input(struct cpio_link *l, double now, link_frame_fn fn, void *arg, char err[CPIO_ERR_LEN])
+{
+	uint8_t buf[16384]; /* a whole record */
+	/* Bounded like the plaintext reads, except that a record already
+	 * decrypted (SSL_pending) would never wake poll() again. */
+	for (int i = 0; i < CPIO_READS_MAX || SSL_pending(l->ssl) > 0; i++) {
+		size_t n;
+		enum tls_rc rc = tls_read(l->ssl, buf, sizeof buf, &n, err);
+		if (rc == TLS_WANT_READ) {
+			l->rd_want_out = 0;
+			return 0;
+		}
+		if (rc == TLS_WANT_WRITE) {
+			l->rd_want_out = 1;
+			return 0;
+		}
+		if (rc == TLS_EOF) {
+			snprintf(err, CPIO_ERR_LEN, "connection closed by peer without EOT");
+			return -1;
+		}
+		if (rc != TLS_OK)
+			return -1;
+		l->rd_want_out = 0;
+		l->last_rx = now;
+		link_session_input(&l->s, buf, n, now, fn, arg);
+		if (session_over(l, err) < 0 || output_full(l, err) < 0)
+			return -1;
+	}
+	return 0;
 }
 
 int cpio_link_service(struct cpio_link *l, short revents, double now, link_frame_fn fn, void *arg,
@@ -195,17 +313,33 @@ int cpio_link_service(struct cpio_link *l, short revents, double now, link_frame
 			return connect_failed(l, now, err);
 		}
 		l->connecting = 0;
+		if (l->tls != NULL)
+			return tls_start(l, now, err);
 		start_session(l, LINK_CLIENT, now);
 		return flush_out(l, err);
 	}
+	if (l->tls_hs) {
+		if (revents & (POLLIN | POLLOUT | POLLHUP | POLLERR))
+			if (tls_step(l, now, err) < 0)
+				return -1;
+		return cpio_link_pump(l, now, err);
+	}
+	if (l->ssl != NULL) {
+		if ((revents & (POLLIN | POLLHUP | POLLERR)) || (l->rd_want_out && (revents & POLLOUT)))
+			if (tls_input(l, now, fn, arg, err) < 0)
+				return -1;
+		return cpio_link_pump(l, now, err);
+	}
 	if (revents & (POLLIN | POLLHUP | POLLERR)) {
 		uint8_t buf[4096];
-		for (;;) {
+		/* At most CPIO_READS_MAX reads a call: one busy peer must not
+		 * starve the others (poll() brings us back). */
+		for (int reads = 0; reads < CPIO_READS_MAX; reads++) {
 			ssize_t r = recv(l->fd, buf, sizeof buf, 0);
 			if (r > 0) {
 				l->last_rx = now;
 				link_session_input(&l->s, buf, (size_t)r, now, fn, arg);
-				if (session_over(l, err) < 0)
+				if (session_over(l, err) < 0 || output_full(l, err) < 0)
 					return -1;
 				if ((size_t)r < sizeof buf)
 					break;
@@ -257,12 +391,22 @@ void cpio_link_close(struct cpio_link *l, int send_eot)
 				link_session_close(&l->s);
 			char err[CPIO_ERR_LEN];
 			flush_out(l, err);
+			if (send_eot)
+				tls_close_notify(l->ssl);
 		}
 		close(l->fd);
 	}
+	SSL_free(l->ssl);
 	if (l->has_session)
 		link_session_free(&l->s);
+	SSL_CTX *tls = l->tls;
+	SSL_SESSION *sess = l->tls_session;
+	char host[sizeof l->tls_host];
+	memcpy(host, l->tls_host, sizeof host);
 	cpio_link_init(l);
+	l->tls = tls;
+	l->tls_session = sess;
+	memcpy(l->tls_host, host, sizeof host);
 }
 
 double cpio_backoff(double *cur, double cap)
@@ -341,6 +485,14 @@ void cpio_event(const char *fmt, ...)
 		return;
 	}
 	evline_write(stdout, line); /* timestamped, text or JSON (evcharging(7) LOG LINES) */
+}
+
+int cpio_path_beside(char *out, size_t outsz, const char *file, const char *name)
+{
+	const char *slash = strrchr(file, '/');
+	int n = slash == NULL ? snprintf(out, outsz, "%s", name)
+			      : snprintf(out, outsz, "%.*s/%s", (int)(slash - file), file, name);
+	return n >= 0 && (size_t)n < outsz ? 0 : -1;
 }
 
 int cpio_parse_double(const char *s, double *out)

@@ -18,8 +18,9 @@
  *    process, so it never resumes a supply: if Central still has a session
  *    open it is ended cleanly with AVERIADO (the engine did fail) and zero
  *    figures for the part it lost; Central keeps the highest figures it
- *    already has, so nothing is lost. seq is RESTART_SEQ, above any a
- *    session reaches, so it is never taken for a duplicate. NO_SESSION:
+ *    already has, so nothing is lost. It carries no seq (the old count
+ *    died with the old process), so it is never taken for a duplicate
+ *    and no jump of seq is ever needed. NO_SESSION:
  *    nothing to do. (Usually Central already ended the session when the
  *    monitor reported the engine unreachable, and answers NO_SESSION.)
  *  - HEALTH_CHECK#<cp_id> is answered with exactly OK or KO (evcharging(7)
@@ -28,6 +29,19 @@
  *    too); only a check that carries such a third field gets the optional
  *    answer field with what the engine is doing (IDLE, RESERVED, SUPPLYING,
  *    STOPPED), since only a monitor that sends one can expect it.
+ *
+ * Security (evcharging(7) SECURITY), with --credential only:
+ *  - Every connection passes cpauth's gate (HELLO, CHALLENGE, AUTH) before
+ *    any of the frames above is obeyed; failures are ENGINE_AUTH_FAILED
+ *    lines and an address that keeps failing is refused for a while.
+ *  - The key Central gives the monitor arrives as SET_KEY and lives in
+ *    memory only. Without it the engine does not supply. Each telemetry
+ *    message is sealed when it is made, with the key in force then:
+ *    librdkafka queues the sealed bytes while the broker is away, so a
+ *    message made before a revocation carries the revoked key and Central
+ *    rejects it, as it must (nobody can tell it from a forged one). The
+ *    engine never holds plaintext for later.
+ * Without --credential the engine is the Release-1 engine, and says so.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -43,9 +57,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "config.h"
 #include "evc/bus.h"
 #include "evc/clock.h"
+#include "evc/cred.h"
+#include "evc/crypto.h"
+#include "evc/fernet.h"
 #include "evc/log.h"
 #include "evc/msg.h"
 #include "evc/net.h"
@@ -53,25 +72,36 @@
 #include "evc/progopt.h"
 #include "evc/version.h"
 #include "evc/xalloc.h"
+#include "src/cp/cpauth.h"
 #include "src/cp/cpio.h"
 #include "ui/cp_screen.h"
 
 #define PROG "EV_CP_E"
+#define R1_NOTICE "Release-1 mode: no credential, plaintext telemetry, no engine authentication"
 #define MAX_CLIENTS 16
 #define MONITOR_SILENCE 5.0   /* s without a frame during a supply -> CONEXION_PERDIDA */
 #define CLIENT_SILENCE 5.0    /* s a client may stay silent before it is closed */
 #define CONSUMO_PERIOD 1.0
 #define CHECK_RETRY 5.0       /* s between CHECK_SESSION attempts */
-#define RESTART_SEQ 1000000   /* seq of the closing message after a restart (see top) */
 
 struct client {
 	struct cpio_link l;
 	int used;
+	struct cpauth_conn auth;
+	int closing;                 /* refused: EOT once the answer is delivered */
+	char addr[CPAUTH_ADDR_LEN];  /* the peer's IP, for the failure limiter */
 };
 
 struct eng {
 	int listen_fd;
 	int port;
+	const char *listen_addr;  /* --listen, default loopback only */
+	const char *cred_path;    /* --credential, NULL: Release-1 mode */
+	int secured;              /* a credential was loaded */
+	struct cred cred;
+	struct cpauth_limiter lim;
+	struct fernet_key key;    /* from SET_KEY; memory only */
+	int has_key;
 	double accept_paused_until; /* out of fds: stop accepting for a moment */
 	struct client cl[MAX_CLIENTS];
 	int cur;                 /* client whose frame is being handled */
@@ -124,14 +154,20 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: " PROG " [kafka_host:port] <listen_port> [--power KW] [--auto-plug SECONDS[:DURATION]]\n"
-		"              [--auth-timeout S] [--headless] [--topic-prefix P] [--no-color]\n"
-		"              [--log-format text|json] [--config FILE]\n"
+		"              [--auth-timeout S] [--listen ADDR] [--credential FILE] [--headless]\n"
+		"              [--topic-prefix P] [--no-color] [--log-format text|json] [--config FILE]\n"
 		"       " PROG " --help | --version\n"
 		"  --power KW        nominal charging power, > 0 and <= 1000; default 7.4\n"
 		"  --auto-plug S[:D] plug in S seconds after each authorisation, unplug D seconds later\n"
 		"                    (random 10-40 s without D)\n"
 		"  --auth-timeout S  give up an authorisation not plugged in within S s, 0 never;\n"
 		"                    default 120 (Central cancels it then too)\n"
+		"  --listen ADDR     address to accept the monitor on (default 127.0.0.1;\n"
+		"                    0.0.0.0 or :: for every address)\n"
+		"  --credential FILE the CP's credential file (mode 0600, the same as its monitor's):\n"
+		"                    the CP id comes from it, every connection must answer the\n"
+		"                    challenge, telemetry is encrypted with the key Central sends\n"
+		"                    (SET_KEY). Without it: Release-1 mode, plaintext, no challenge\n"
 		"  --headless        no screen: event lines on stdout, commands on stdin:\n"
 		"                    k (toggle fault), e (plug in), u (unplug), d ID (request a charge\n"
 		"                    for driver ID), status, q (quit)\n"
@@ -164,15 +200,52 @@ static double rnd(void)
 
 /* ---- telemetry ---- */
 
-static void produce(struct eng *e, struct msg *m, const char *topic, const char *key)
+/* The envelope of evcharging(7) SECURITY around one Release-1 message:
+ * {"cp_id":...,"encrypted":true,"ciphertext":"<Fernet token>"}. Caller
+ * frees with free(); NULL with err. */
+static char *seal(struct eng *e, const char *json, size_t len, size_t *outlen, char err[EVC_ERR_LEN])
+{
+	char *token = fernet_encrypt(&e->key, json, len, (uint64_t)clock_wall(), NULL, err);
+	if (token == NULL)
+		return NULL;
+	json_t *o = json_pack("{s:s, s:b, s:s}", "cp_id", e->cp_id, "encrypted", 1, "ciphertext", token);
+	free(token);
+	char *out = o != NULL ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(o);
+	if (out == NULL) {
+		evc_seterr(err, "cannot build the encrypted envelope");
+		return NULL;
+	}
+	*outlen = strlen(out);
+	return out;
+}
+
+/* sealed: a cp_telemetry message, encrypted when the engine is secured. */
+static void produce(struct eng *e, struct msg *m, const char *topic, const char *key, int sealed)
 {
 	char err[MSG_ERR_LEN];
 	char berr[BUS_ERR_LEN];
 	size_t len = 0;
+	if (sealed && e->secured && !e->has_key) {
+		cpio_event("ERROR %s not sent: no key from Central yet", msg_type_name(m->type));
+		return;
+	}
 	char *json = msg_encode(m, &len, err);
 	if (json == NULL) {
 		cpio_event("ERROR cannot encode %s: %s", msg_type_name(m->type), err);
 		return;
+	}
+	if (sealed && e->secured) {
+		char serr[EVC_ERR_LEN];
+		size_t slen = 0;
+		char *env = seal(e, json, len, &slen, serr);
+		free(json);
+		if (env == NULL) {
+			cpio_event("ERROR %s not sent: %s", msg_type_name(m->type), serr);
+			return;
+		}
+		json = env;
+		len = slen;
 	}
 	if (bus_produce(e->kafka, topic, key, json, len, berr) < 0)
 		cpio_event("ERROR %s not queued for Kafka: %s", msg_type_name(m->type), berr);
@@ -198,7 +271,7 @@ static void telemetry(struct eng *e, enum msg_type type, const char *component)
 	m.has_kw = type != MSG_SESSION_STARTED;
 	if (component != NULL)
 		snprintf(m.component, sizeof m.component, "%s", component);
-	produce(e, &m, e->topic_tel, e->cp_id);
+	produce(e, &m, e->topic_tel, e->cp_id, 1);
 	msg_free(&m);
 }
 
@@ -314,7 +387,7 @@ static void request_charge(struct eng *e, const char *driver)
 	snprintf(m.request_id, sizeof m.request_id, "cp-%s-%lld-%04ld", e->cp_id, (long long)(m.timestamp * 1000),
 		 random() % 10000);
 	m.has_request_id = 1;
-	produce(e, &m, e->topic_req, driver);
+	produce(e, &m, e->topic_req, driver, 0);
 	cpio_event("REQUEST driver=%s cp=%s request=%s", driver, e->cp_id, m.request_id);
 	msg_free(&m);
 }
@@ -381,8 +454,11 @@ static void on_health_check(struct eng *e, double now, char **f, int n)
 	else
 		reply(e, now, "%s", e->ko ? "KO" : "OK");
 
-	/* After a (re)start: does Central think a session is open here? */
-	if (!e->check_done && !e->check_pending && e->central_up && now >= e->check_next) {
+	/* After a (re)start: does Central think a session is open here? The
+	 * answer may need an AVERIADO sent, which a secured engine can only
+	 * send once it has the key. */
+	if (!e->check_done && !e->check_pending && e->central_up && now >= e->check_next &&
+	    (!e->secured || e->has_key)) {
 		e->check_pending = 1;
 		e->check_next = now + CHECK_RETRY;
 		reply(e, now, "CHECK_SESSION#%s", e->cp_id);
@@ -398,6 +474,8 @@ static void on_authorise(struct eng *e, double now, char **f, int n)
 	if (n < 4 || !msg_valid_user_id(f[1]) || !msg_valid_session_id(f[2]) || cpio_parse_double(f[3], &price) < 0 ||
 	    !(price > 0 && price <= 100))
 		why = "bad request: expected driver, session and a price > 0 and <= 100";
+	else if (e->secured && !e->has_key)
+		why = "no key from Central yet"; /* its telemetry could not be sent */
 	else if (e->ko)
 		why = "KO: the CP has a fault";
 	else if (e->stopped)
@@ -461,17 +539,81 @@ static void on_session_answer(struct eng *e, double now, char **f, int n)
 	snprintf(m.user_id, sizeof m.user_id, "%s", f[2]);
 	snprintf(m.session_id, sizeof m.session_id, "%s", f[3]);
 	m.has_session_id = 1;
-	m.seq = RESTART_SEQ;
-	m.has_seq = 1;
+	/* No seq: the old process's count died with it, and a closing
+	 * message ends a session once whatever its number. */
+	m.has_seq = 0;
 	m.timestamp = clock_wall();
 	m.has_timestamp = 1;
 	if (msg_valid_user_id(f[2]) && msg_valid_session_id(f[3])) {
-		produce(e, &m, e->topic_tel, e->cp_id);
+		produce(e, &m, e->topic_tel, e->cp_id, 1);
 		cpio_event("CHECK_SESSION driver=%s session=%s ended (engine restarted; meter lost)", f[2], f[3]);
 	} else {
 		cpio_event("ERROR SESSION answer with invalid ids");
 	}
 	msg_free(&m);
+}
+
+/* A connection that failed the gate: the answer, then EOT and close
+ * (client_close once the session is over), and the failure counted. */
+static void auth_failed(struct eng *e, int i, double now, const char *answer, const char *why)
+{
+	struct client *c = &e->cl[i];
+	if (answer != NULL && cpio_link_sendf(&c->l, now, "%s", answer) < 0)
+		log_debug("cannot answer %s: link not usable", c->l.peer);
+	link_session_finish(&c->l.s);
+	c->closing = 1;
+	cpauth_conn_wipe(&c->auth);
+	cpio_event("ENGINE_AUTH_FAILED peer=%s reason=%s", c->l.peer, why);
+	if (cpauth_failed(&e->lim, c->addr, now))
+		cpio_event("ENGINE_AUTH_BLOCKED addr=%s seconds=%.0f reason=%d failures within %.0f s", c->addr,
+			   CPAUTH_BLOCK, CPAUTH_FAIL_MAX, CPAUTH_FAIL_WINDOW);
+}
+
+/* The frames before AUTH_OK. Returns 1 if the frame was the gate's. */
+static int gate(struct eng *e, double now, char **f, int n)
+{
+	struct client *c = &e->cl[e->cur];
+	char answer[LINK_DATA_MAX + 1], why[EVC_ERR_LEN];
+	switch (cpauth_frame(&c->auth, &e->cred, f, n, answer, why)) {
+	case CPAUTH_PASS:
+		return 0;
+	case CPAUTH_ANSWER:
+		reply(e, now, "%s", answer);
+		log_debug("client %s: %.32s before authentication answered %s", c->l.peer, n >= 1 ? f[0] : "?",
+			  answer);
+		return 1;
+	case CPAUTH_OK:
+		reply(e, now, "%s", answer);
+		cpio_event("ENGINE_AUTH_OK peer=%s", c->l.peer);
+		return 1;
+	case CPAUTH_FAIL:
+		auth_failed(e, e->cur, now, answer, why);
+		return 1;
+	}
+	return 1;
+}
+
+static void on_set_key(struct eng *e, double now, char **f, int n)
+{
+	if (!e->secured) {
+		reply(e, now, "NACK#SET_KEY#Release-1 mode: this engine has no credential");
+		cpio_event("KEY refused reason=Release-1 mode (no credential)");
+		return;
+	}
+	struct fernet_key k;
+	if (n < 2 || fernet_key_parse(f[1], &k) < 0) {
+		reply(e, now, "NACK#SET_KEY#bad key");
+		cpio_event("KEY refused reason=bad key");
+		return;
+	}
+	const char *what = !e->has_key ? "set" : crypto_ct_equal(&k, &e->key, sizeof k) ? "unchanged" : "replaced";
+	fernet_key_wipe(&e->key);
+	e->key = k; /* in force for the next message made, at once */
+	fernet_key_wipe(&k);
+	e->has_key = 1;
+	reply(e, now, "ACK#SET_KEY");
+	cpio_event("KEY %s", what);
+	e->dirty = 1;
 }
 
 static void on_frame(void *arg, const char *data, size_t len)
@@ -480,29 +622,61 @@ static void on_frame(void *arg, const char *data, size_t len)
 	double now = clock_mono();
 	char buf[LINK_DATA_MAX + 1];
 	char *f[LINK_FIELDS_MAX];
+	if (e->cur < 0 || e->cl[e->cur].closing)
+		return; /* refused already: nothing it says counts */
 	memcpy(buf, data, len);
 	buf[len] = '\0';
-	e->mon_last = now;
 	int n = link_split(buf, f, LINK_FIELDS_MAX);
+	if (gate(e, now, f, n)) {
+		crypto_wipe(buf, sizeof buf);
+		return;
+	}
+	e->mon_last = now;
 	if (n < 1) {
 		reply(e, now, "ERROR#too many fields");
 		return;
 	}
 	const char *op = f[0];
-	if (strcmp(op, "HEALTH_CHECK") == 0) {
+	if (strcmp(op, "SET_KEY") == 0) {
+		on_set_key(e, now, f, n);
+		crypto_wipe(buf, sizeof buf);
+	} else if (strcmp(op, "HEALTH_CHECK") == 0) {
 		on_health_check(e, now, f, n);
 	} else if (strcmp(op, "AUTORIZAR_SUMINISTRO") == 0) {
 		on_authorise(e, now, f, n);
 	} else if (strcmp(op, "PARAR") == 0) {
+		/* An optional second field says why (our monitor sends
+		 * PARAR#keys revoked itself); bare PARAR is Central's. */
+		char why[96];
+		if (n >= 2)
+			snprintf(why, sizeof why, "stopped: %.80s", f[1]);
+		else
+			snprintf(why, sizeof why, "stopped by central");
 		if (e->supplying)
-			end_supply(e, now, MSG_TYPE_COUNT, "stopped by central");
+			end_supply(e, now, MSG_TYPE_COUNT, why);
 		else if (e->authorised)
-			drop_auth(e, "stopped by central");
-		if (!e->stopped)
+			drop_auth(e, why);
+		if (!e->stopped && n >= 2)
+			cpio_event("STOPPED (Out of Order) reason=%.80s", f[1]);
+		else if (!e->stopped)
 			cpio_event("STOPPED (Out of Order)");
 		e->stopped = 1;
 		e->dirty = 1;
 		reply(e, now, "ACK#PARAR");
+	} else if (strcmp(op, "FIN_SUMINISTRO") == 0) {
+		/* Central already ended this session (evcharging(7) RULES: no
+		 * telemetry for --supply-timeout, keys revoked): stop metering
+		 * it and say nothing more about it. The CP stays in service. */
+		if ((e->supplying || e->authorised) && (n < 2 || strcmp(f[1], e->session) == 0)) {
+			if (e->supplying)
+				end_supply(e, now, MSG_TYPE_COUNT, "ended by central");
+			else
+				drop_auth(e, "ended by central");
+			e->dirty = 1;
+			reply(e, now, "ACK#FIN_SUMINISTRO");
+		} else {
+			reply(e, now, "NACK#FIN_SUMINISTRO#no such supply");
+		}
 	} else if (strcmp(op, "REANUDAR") == 0) {
 		if (e->stopped)
 			cpio_event("RESUMED");
@@ -534,7 +708,9 @@ static void client_close(struct eng *e, int i, const char *why, int eot)
 	if (i == e->monitor)
 		e->monitor = -1;
 	cpio_link_close(&c->l, eot && cpio_link_open(&c->l));
+	cpauth_conn_wipe(&c->auth);
 	c->used = 0;
+	c->closing = 0;
 }
 
 static void accept_clients(struct eng *e, double now)
@@ -554,12 +730,28 @@ static void accept_clients(struct eng *e, double now)
 			}
 			return;
 		}
-		char peer[64] = "?";
+		char ip[INET6_ADDRSTRLEN] = "?", peer[64] = "?";
 		if (ss.ss_family == AF_INET) {
 			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-			char ip[INET_ADDRSTRLEN];
 			inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
 			snprintf(peer, sizeof peer, "%s:%d", ip, ntohs(a->sin_port));
+		} else if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+			inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+			snprintf(peer, sizeof peer, "[%s]:%d", ip, ntohs(a->sin6_port));
+		}
+		unsigned long refused = 0;
+		int log_it = 0;
+		if (e->secured && cpauth_blocked(&e->lim, ip, now, &refused, &log_it)) {
+			uint8_t nack = LINK_NACK;
+			ssize_t w = send(fd, &nack, 1, MSG_NOSIGNAL);
+			(void)w;
+			close(fd);
+			if (log_it)
+				cpio_event("ENGINE_AUTH_FAILED peer=%s reason=address blocked after repeated failures "
+					   "(%lu refused so far)",
+					   peer, refused);
+			continue;
 		}
 		int slot = -1;
 		for (int i = 0; i < MAX_CLIENTS; i++)
@@ -569,12 +761,18 @@ static void accept_clients(struct eng *e, double now)
 			}
 		if (slot < 0) {
 			/* Full: silent clients must not lock the monitor out, so
-			 * the longest-idle client other than the monitor makes room. */
+			 * the longest-idle client other than the monitor makes room,
+			 * one that has not authenticated first. */
 			int victim = -1;
-			for (int i = 0; i < MAX_CLIENTS; i++)
-				if (e->cl[i].used && i != e->monitor &&
-				    (victim < 0 || e->cl[i].l.last_rx < e->cl[victim].l.last_rx))
+			for (int i = 0; i < MAX_CLIENTS; i++) {
+				if (!e->cl[i].used || i == e->monitor)
+					continue;
+				int authed = e->cl[i].auth.state == CPAUTH_DONE;
+				int vauthed = victim >= 0 && e->cl[victim].auth.state == CPAUTH_DONE;
+				if (victim < 0 || (vauthed && !authed) ||
+				    (authed == vauthed && e->cl[i].l.last_rx < e->cl[victim].l.last_rx))
 					victim = i;
+			}
 			if (victim >= 0) {
 				log_warn("%d clients already: closing the longest idle, %s, for %s", MAX_CLIENTS,
 					 e->cl[victim].l.peer, peer);
@@ -593,6 +791,9 @@ static void accept_clients(struct eng *e, double now)
 		}
 		cpio_link_accept(&e->cl[slot].l, fd, peer, now);
 		e->cl[slot].used = 1;
+		e->cl[slot].closing = 0;
+		snprintf(e->cl[slot].addr, sizeof e->cl[slot].addr, "%s", ip);
+		cpauth_conn_init(&e->cl[slot].auth, now, !e->secured);
 		log_debug("client %s connected", peer);
 	}
 }
@@ -602,11 +803,16 @@ static void accept_clients(struct eng *e, double now)
 static void timers(struct eng *e, double now)
 {
 	char err[CPIO_ERR_LEN];
-	for (int i = 0; i < MAX_CLIENTS; i++)
-		if (e->cl[i].used && cpio_link_pump(&e->cl[i].l, now, err) < 0)
+	for (int i = 0; i < MAX_CLIENTS; i++) {
+		struct client *c = &e->cl[i];
+		if (c->used && !c->closing && cpauth_expired(&c->auth, now))
+			auth_failed(e, i, now, cpio_link_open(&c->l) ? CPAUTH_NOT_AUTHENTICATED : NULL,
+				    "not authenticated within 5 s");
+		if (c->used && cpio_link_pump(&c->l, now, err) < 0)
 			client_close(e, i, err, 0);
-		else if (e->cl[i].used && now - e->cl[i].l.last_rx > CLIENT_SILENCE)
+		else if (c->used && now - c->l.last_rx > CLIENT_SILENCE)
 			client_close(e, i, "silent for more than 5 s", 1);
+	}
 
 	int alive = e->mon_last > 0 && now - e->mon_last <= MONITOR_SILENCE;
 	if (alive != e->mon_alive) {
@@ -675,11 +881,12 @@ static void on_command(void *arg, const char *line)
 		e->quit = 1;
 	else if (strcmp(line, "status") == 0 || strcmp(line, "s") == 0)
 		cpio_event("STATUS cp=%s health=%s %s activity=%s driver=%s session=%s kwh=%.3f importe=%.2f "
-			   "monitor=%s central=%s kafka=%s",
+			   "monitor=%s central=%s kafka=%s mode=%s key=%s",
 			   e->cp_id[0] ? e->cp_id : "?", e->ko ? "KO" : "OK", e->stopped ? "stopped" : "active",
 			   activity(e), e->driver[0] ? e->driver : "-", e->session[0] ? e->session : "-", e->kwh,
 			   e->importe, e->mon_alive ? "up" : "down", e->central_up ? "up" : "down",
-			   e->kafka_up == 1 ? "up" : e->kafka_up == 0 ? "down" : "unknown");
+			   e->kafka_up == 1 ? "up" : e->kafka_up == 0 ? "down" : "unknown",
+			   e->secured ? "secured" : "release-1", !e->secured ? "-" : e->has_key ? "set" : "none");
 	else
 		cpio_event("ERROR unknown command '%.40s' (commands: k, e, u, d ID, status, q)", line);
 	e->dirty = 1;
@@ -715,8 +922,12 @@ static void draw(struct eng *e)
 	if (e->scr == NULL || !e->dirty)
 		return;
 	e->dirty = 0;
-	char listen[32];
-	snprintf(listen, sizeof listen, "port %d", e->port);
+	char listen[320];
+	if (e->secured)
+		snprintf(listen, sizeof listen, "%s port %d   key %s", e->listen_addr, e->port,
+			 e->has_key ? "set" : "none (no supply)");
+	else
+		snprintf(listen, sizeof listen, "%s port %d   R1 plaintext", e->listen_addr, e->port);
 	struct cp_engine_view v = {
 		.cp_id = e->cp_id,
 		.ko = e->ko,
@@ -765,6 +976,8 @@ static void parse_args(struct eng *e, int argc, char **argv, int *headless, char
 		{"auth-timeout", required_argument, NULL, 'T'},
 		{"headless", no_argument, NULL, 'H'},
 		{"topic-prefix", required_argument, NULL, 't'},
+		{"listen", required_argument, NULL, 'L'},
+		{"credential", required_argument, NULL, 'K'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{"no-color", no_argument, NULL, OPT_NO_COLOR},
@@ -778,6 +991,9 @@ static void parse_args(struct eng *e, int argc, char **argv, int *headless, char
 	int no_color = 0;
 	char err[NET_ERR_LEN];
 	int c;
+	/* The monitor runs on the same machine: nothing else needs to reach
+	 * the engine, so it is not offered to the network unless asked. */
+	e->listen_addr = "127.0.0.1";
 	e->power = 7.4;
 	e->autoplug_s = e->autoplug_d = -1;
 	e->auth_timeout = 120;
@@ -807,6 +1023,16 @@ static void parse_args(struct eng *e, int argc, char **argv, int *headless, char
 			break;
 		case 'H': *headless = 1; break;
 		case 't': prefix = optarg; break;
+		case 'L':
+			if (optarg[0] == '\0' || strlen(optarg) > 255)
+				bad_usage("invalid --listen '%.300s' (an address or host name)", optarg);
+			e->listen_addr = optarg;
+			break;
+		case 'K':
+			if (optarg[0] == '\0')
+				bad_usage("--credential needs a file name");
+			e->cred_path = optarg;
+			break;
 		case 'h': usage(stdout); exit(0);
 		case 'V': version_print(stdout, PROG); exit(0);
 		case OPT_NO_COLOR: no_color = 1; break;
@@ -851,6 +1077,17 @@ int main(int argc, char **argv)
 	log_set_progname(PROG);
 	parse_args(e, argc, argv, &headless, brokers, sizeof brokers, &conf);
 	e->brokers = brokers;
+		if (e->cred_path != NULL) {
+		if (cred_load(e->cred_path, &e->cred, err) < 0) {
+			fprintf(stderr, PROG ": %s\n", err);
+			config_free(&conf);
+			free(e);
+			return 1;
+		}
+		e->secured = 1;
+		snprintf(e->cp_id, sizeof e->cp_id, "%s", e->cred.cp_id);
+	}
+	cpauth_limiter_init(&e->lim);
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
 	e->monitor = -1;
 	e->cur = -1;
@@ -865,10 +1102,11 @@ int main(int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	e->listen_fd = net_listen(NULL, e->port, 16, err);
+	e->listen_fd = net_listen(e->listen_addr, e->port, 16, err);
 	if (e->listen_fd < 0) {
 		fprintf(stderr, PROG ": %s\n", err);
 		config_free(&conf);
+		cred_wipe(&e->cred);
 		free(e);
 		return 1;
 	}
@@ -878,12 +1116,18 @@ int main(int argc, char **argv)
 		fprintf(stderr, PROG ": cannot set up Kafka for %s: %s\n", brokers, err);
 		close(e->listen_fd);
 		config_free(&conf);
+		cred_wipe(&e->cred);
 		free(e);
 		return 1;
 	}
 
 	if (!headless && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
-		e->scr = cp_screen_open(CP_SCREEN_ENGINE, PROG, err);
+		char title[128];
+		if (e->secured)
+			snprintf(title, sizeof title, PROG " %s  secured", e->cp_id);
+		else
+			snprintf(title, sizeof title, PROG "  R1 plaintext");
+		e->scr = cp_screen_open(CP_SCREEN_ENGINE, title, err);
 		if (e->scr == NULL) {
 			fprintf(stderr, PROG ": %s (use --headless)\n", err);
 			rc = 1;
@@ -893,7 +1137,15 @@ int main(int argc, char **argv)
 		log_set_sink(screen_log, e);
 	}
 	e->dirty = 1;
-	cpio_event("START port=%d kafka=%s power=%.1f telemetry=%s", e->port, brokers, e->power, e->topic_tel);
+	cpio_event("START port=%d kafka=%s power=%.1f telemetry=%s listen=%s", e->port, brokers, e->power, e->topic_tel,
+		   e->listen_addr);
+	if (e->secured) {
+		cpio_event("CP id=%s credential=%s", e->cp_id, e->cred_path);
+		cpio_event("Secured mode: engine challenge on every connection, encrypted telemetry, "
+			   "no supply until Central's key arrives (SET_KEY)");
+	} else {
+		cpio_event(R1_NOTICE);
+	}
 	notify_state("READY=1");
 
 	struct cpio_lines lines;
@@ -969,6 +1221,8 @@ out:
 	}
 	bus_producer_close(e->kafka, 5000);
 	config_free(&conf);
+	fernet_key_wipe(&e->key);
+	cred_wipe(&e->cred);
 	free(e);
 	return rc;
 }

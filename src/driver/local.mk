@@ -24,7 +24,8 @@ DRIVER_IT = tests/integration/driver_args.sh tests/integration/driver_kcat.sh \
 	tests/integration/e2e_happy.sh tests/integration/e2e_same_cp.sh \
 	tests/integration/e2e_fault.sh tests/integration/e2e_stop.sh \
 	tests/integration/e2e_central_crash.sh tests/integration/e2e_driver_restart.sh \
-	tests/integration/e2e_broker_restart.sh
+	tests/integration/e2e_broker_restart.sh \
+	tests/integration/chaos_billing.sh
 TESTS += $(DRIVER_IT)
 EXTRA_DIST += $(DRIVER_IT)
 EXTRA_DIST += tests/integration/e2e_lib.sh

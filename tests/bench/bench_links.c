@@ -8,10 +8,23 @@
  *   - FAULT -> charging_points.status = 'AVERIADO' in Central's SQLite file
  *     (the stored state), with --db: a second thread polls the file every
  *     millisecond, so this figure carries up to ~1 ms of polling error.
+ * With --tls CA every link is a TLS client (evc/tls.h) verifying Central
+ * against CA and HOST, one handshake per connect. --storm S drops every
+ * link abruptly S seconds after all registered and reconnects them all at
+ * once, and measures the time until all are registered again; a link lost
+ * meanwhile (a timeout, a refusal) tries again after a jittered exponential
+ * backoff, as EV_CP_M does (0.5 s doubling to 30 s). --resume keeps each
+ * link's session ticket and offers it on those reconnects.
  * Prints a human summary and one "RESULT key=value ..." line for scripts.
  *
  * bench_links -p PORT [-H HOST] [-n N] [-d SECONDS] [-f FAULTS_PER_S]
  *             [--db PATH] [--prefix BENCH] [--ramp CONNECTS_IN_FLIGHT]
+ *             [--tls CA_FILE] [--storm SECONDS] [--resume] [--storm-ramp IN_FLIGHT]
+ *
+ * --storm-ramp K keeps at most K of the storm's reconnects in flight (TCP
+ * connect plus TLS handshake) instead of all of them: one process doing
+ * 10,000 client handshakes at once is the bottleneck itself on a small
+ * machine, where real monitors each have their own CPU.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -34,17 +47,22 @@
 #include "evc/clock.h"
 #include "evc/link.h"
 #include "evc/net.h"
+#include "evc/tls.h"
 #include "evc/xalloc.h"
 
-enum bstate { B_IDLE, B_CONNECTING, B_LIVE, B_DEAD };
+/* B_TLS: TCP connected, TLS handshake under way (still "connecting"). */
+enum bstate { B_IDLE, B_CONNECTING, B_TLS, B_LIVE, B_DEAD };
 
 struct blink {
 	int fd;
 	int idx;
 	enum bstate st;
 	int want_out;
-	int sent_register, registered, faulted;
+	int sent_register, registered, faulted, denied;
 	struct link_session s;
+	SSL *ssl;
+	SSL_SESSION *sess; /* --resume: the last ticket */
+	double backoff;    /* storm: the next retry's delay */
 	/* the FAULT whose ACK we wait for */
 	int fault_wait;
 	unsigned long fault_ack_at; /* frames_out value once it is acknowledged */
@@ -54,13 +72,34 @@ struct blink {
 #define HB_BUCKETS 100 /* 10 ms each: heartbeats spread over the second */
 
 static struct {
-	const char *host, *db, *prefix;
-	int port, n, ramp;
-	double duration, fault_rate;
-} opt = { "127.0.0.1", NULL, "BENCH", 0, 1000, 256, 20.0, 20.0 };
+	const char *host, *db, *prefix, *ca;
+	int port, n, ramp, resume, storm_ramp;
+	double duration, fault_rate, storm;
+} opt = { "127.0.0.1", NULL, "BENCH", NULL, 0, 1000, 256, 0, 0, 20.0, 20.0, 0 };
 
 static struct blink *links;
 static int epfd;
+static SSL_CTX *tls_ctx;
+static unsigned long tls_done, tls_resumed, tls_failed;
+static char last_tls_err[EVC_ERR_LEN];
+
+/* Links waiting for a connect, in order (a ring of n), and links lost
+ * during a storm waiting for their retry (unordered). */
+static int *cq;
+static size_t cq_head, cq_len;
+static struct retry {
+	int idx;
+	double at;
+} *rq;
+static size_t rq_len;
+static int storming;
+static unsigned long storm_retries;
+static char last_retry_reason[256];
+
+static void cq_push(int idx)
+{
+	cq[(cq_head + cq_len++) % (size_t)opt.n] = idx;
+}
 static volatile sig_atomic_t stop;
 static int n_connecting, n_up, n_registered, n_dead, n_connect_fail, next_connect;
 static unsigned long hb_sent, faults_sent, recovers_sent, frames_from_central;
@@ -178,22 +217,47 @@ static void set_events(struct blink *b, int out)
 	b->want_out = out;
 }
 
-static void link_dead(struct blink *b, const char *why)
+/* Socket, SSL and session gone; counters and flags back to "not connected". */
+static void link_drop(struct blink *b)
 {
-	if (b->st == B_DEAD)
-		return;
-	if (b->st == B_CONNECTING)
+	if (b->st == B_CONNECTING || b->st == B_TLS)
 		n_connecting--;
 	else if (b->st == B_LIVE)
 		n_up--;
 	if (b->registered)
 		n_registered--;
-	n_dead++;
-	snprintf(last_dead_reason, sizeof last_dead_reason, "BENCH-%d: %s", b->idx, why);
-	close(b->fd);
+	if (b->fd >= 0)
+		close(b->fd);
 	b->fd = -1;
+	SSL_free(b->ssl);
+	b->ssl = NULL;
 	if (b->st == B_LIVE)
 		link_session_free(&b->s);
+	b->registered = b->sent_register = b->faulted = b->fault_wait = 0;
+	b->st = B_IDLE;
+}
+
+static void link_dead(struct blink *b, const char *why)
+{
+	if (b->st == B_DEAD || b->st == B_IDLE)
+		return;
+	if (storming) {
+		/* A timeout, a refusal, ALREADY_CONNECTED (Central had not yet
+		 * seen the old link go): try again later, as a monitor would. */
+		b->denied = 0;
+		link_drop(b);
+		if (b->backoff == 0)
+			b->backoff = 0.5;
+		double d = b->backoff * (0.5 + 0.5 * ((double)random() / (double)RAND_MAX));
+		b->backoff = b->backoff * 2 > 30 ? 30 : b->backoff * 2;
+		rq[rq_len++] = (struct retry){ b->idx, clock_mono() + d };
+		storm_retries++;
+		snprintf(last_retry_reason, sizeof last_retry_reason, "BENCH-%d: %s", b->idx, why);
+		return;
+	}
+	link_drop(b);
+	n_dead++;
+	snprintf(last_dead_reason, sizeof last_dead_reason, "BENCH-%d: %s", b->idx, why);
 	b->st = B_DEAD;
 }
 
@@ -202,6 +266,22 @@ static void flush(struct blink *b)
 	size_t len;
 	const uint8_t *p;
 	while ((p = link_session_output(&b->s, &len)), len > 0) {
+		if (b->ssl != NULL) {
+			char err[EVC_ERR_LEN];
+			size_t w;
+			enum tls_rc rc = tls_write(b->ssl, p, len, &w, err);
+			if (rc == TLS_OK) {
+				link_session_consumed(&b->s, w);
+				continue;
+			}
+			if (rc == TLS_WANT_WRITE && !b->want_out)
+				set_events(b, 1);
+			if (rc == TLS_WANT_WRITE || rc == TLS_WANT_READ)
+				return;
+			dead_reset++;
+			link_dead(b, err);
+			return;
+		}
 		ssize_t w = send(b->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w > 0) {
 			link_session_consumed(&b->s, (size_t)w);
@@ -236,9 +316,11 @@ static void on_frame(void *arg, const char *data, size_t len)
 	if (!b->registered && strncmp(data, "REGISTER_RESULT#", 16) == 0) {
 		if (strncmp(data, "REGISTER_RESULT#DENIED", 22) == 0) {
 			snprintf(last_dead_reason, sizeof last_dead_reason, "BENCH-%d: %s", b->idx, data);
+			b->denied = 1;
 			return;
 		}
 		b->registered = 1;
+		b->backoff = 0;
 		n_registered++;
 	}
 }
@@ -257,9 +339,83 @@ static void after_input(struct blink *b, double now)
 	}
 }
 
+/* Link-protocol bytes from Central: 0, or -1 if the link died. */
+static int link_input(struct blink *b, const uint8_t *buf, size_t n, double now)
+{
+	if (link_session_input(&b->s, buf, n, now, on_frame, b) == -1) {
+		if (b->s.state == LINK_CLOSED)
+			dead_eot++;
+		else
+			dead_broken++;
+		char why[LINK_ERR_LEN];
+		snprintf(why, sizeof why, "%s", b->s.err);
+		link_dead(b, why);
+		return -1;
+	}
+	after_input(b, now);
+	flush(b);
+	return b->st == B_LIVE ? 0 : -1;
+}
+
+static void readable_tls(struct blink *b, double now)
+{
+	uint8_t buf[16384];
+	for (;;) {
+		char err[EVC_ERR_LEN];
+		size_t n;
+		enum tls_rc rc = tls_read(b->ssl, buf, sizeof buf, &n, err);
+		if (rc == TLS_WANT_READ)
+			return;
+		if (rc == TLS_WANT_WRITE) {
+			set_events(b, 1);
+			return;
+		}
+		if (rc != TLS_OK) {
+			if (rc == TLS_EOF)
+				dead_eof++;
+			else
+				dead_reset++;
+			link_dead(b, err);
+			return;
+		}
+		if (link_input(b, buf, n, now) == -1)
+			return;
+	}
+}
+
+/* The TLS handshake, a step per readiness; then the link session. */
+static void tls_step(struct blink *b, double now)
+{
+	char err[EVC_ERR_LEN];
+	enum tls_rc rc = tls_handshake(b->ssl, err);
+	if (rc == TLS_WANT_READ || rc == TLS_WANT_WRITE) {
+		if ((rc == TLS_WANT_WRITE) != b->want_out)
+			set_events(b, rc == TLS_WANT_WRITE);
+		return;
+	}
+	if (rc != TLS_OK) {
+		tls_failed++;
+		snprintf(last_tls_err, sizeof last_tls_err, "%s", err);
+		link_dead(b, err);
+		return;
+	}
+	tls_done++;
+	if (SSL_session_reused(b->ssl))
+		tls_resumed++;
+	n_connecting--;
+	n_up++;
+	b->st = B_LIVE;
+	link_session_init(&b->s, LINK_CLIENT, now);
+	flush(b);
+}
+
 static void readable(struct blink *b, double now)
 {
 	uint8_t buf[8192];
+	if (b->ssl != NULL) {
+		readable_tls(b, now);
+		return;
+	}
 	for (;;) {
 		ssize_t r = recv(b->fd, buf, sizeof buf, MSG_DONTWAIT);
 		if (r == -1 && errno == EINTR)
@@ -274,19 +430,7 @@ static void readable(struct blink *b, double now)
 			link_dead(b, r == 0 ? "closed by Central" : strerror(errno));
 			return;
 		}
-		if (link_session_input(&b->s, buf, (size_t)r, now, on_frame, b) == -1) {
-			if (b->s.state == LINK_CLOSED)
-				dead_eot++;
-			else
-				dead_broken++;
-			char why[LINK_ERR_LEN];
-			snprintf(why, sizeof why, "%s", b->s.err);
-			link_dead(b, why);
-			return;
-		}
-		after_input(b, now);
-		flush(b);
-		if (b->st != B_LIVE || (size_t)r < sizeof buf)
+		if (link_input(b, buf, (size_t)r, now) == -1 || (size_t)r < sizeof buf)
 			return;
 	}
 }
@@ -301,6 +445,18 @@ static void connected(struct blink *b, double now)
 		link_dead(b, strerror(err));
 		return;
 	}
+	if (tls_ctx != NULL) {
+		char e[EVC_ERR_LEN];
+		b->ssl = tls_client_new(tls_ctx, b->fd, opt.host, opt.resume ? &b->sess : NULL, e);
+		if (b->ssl == NULL) {
+			tls_failed++;
+			link_dead(b, e);
+			return;
+		}
+		b->st = B_TLS;
+		tls_step(b, now);
+		return;
+	}
 	n_connecting--;
 	n_up++;
 	b->st = B_LIVE;
@@ -308,11 +464,21 @@ static void connected(struct blink *b, double now)
 	flush(b);
 }
 
-static void start_connects(const struct sockaddr_in *sa)
+static void start_connects(const struct sockaddr_in *sa, double now)
 {
-	while (next_connect < opt.n && n_connecting < opt.ramp) {
-		struct blink *b = &links[next_connect];
-		b->idx = next_connect++;
+	for (size_t i = 0; i < rq_len;) {
+		if (rq[i].at <= now) {
+			cq_push(rq[i].idx);
+			rq[i] = rq[--rq_len];
+		} else {
+			i++;
+		}
+	}
+	while (cq_len > 0 && n_connecting < opt.ramp) {
+		struct blink *b = &links[cq[cq_head]];
+		cq_head = (cq_head + 1) % (size_t)opt.n;
+		cq_len--;
+		next_connect++;
 		b->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (b->fd == -1) {
 			n_connect_fail++;
@@ -343,6 +509,15 @@ static void heartbeat_bucket(int bucket, double now)
 		struct blink *b = &links[i];
 		if (b->st != B_LIVE)
 			continue;
+		/* This one process plays 10,000 monitors: an answer may be
+		 * waiting unread behind the others' work. Read it before
+		 * calling the link broken. */
+		double dl = link_session_deadline(&b->s);
+		if (dl > 0 && now >= dl) {
+			readable(b, now);
+			if (b->st != B_LIVE)
+				continue;
+		}
 		if (link_session_tick(&b->s, now) == -1) {
 			dead_broken++;
 			char why[LINK_ERR_LEN];
@@ -399,8 +574,27 @@ static void on_signal(int sig)
 static void usage(void)
 {
 	fprintf(stderr, "usage: bench_links -p PORT [-H HOST] [-n LINKS] [-d SECONDS] [-f FAULTS_PER_S]\n"
-			"                   [--db CENTRAL_DB] [--prefix ID_PREFIX] [--ramp CONNECTS_IN_FLIGHT]\n");
+			"                   [--db CENTRAL_DB] [--prefix ID_PREFIX] [--ramp CONNECTS_IN_FLIGHT]\n"
+			"                   [--tls CA_FILE] [--storm SECONDS] [--resume] [--storm-ramp IN_FLIGHT]\n");
 	exit(2);
+}
+
+/* Every link dropped at once, without a word (a network blip), and queued
+ * to reconnect at once. */
+static void storm(void)
+{
+	for (int i = 0; i < opt.n; i++) {
+		struct blink *b = &links[i];
+		if (b->st == B_DEAD || b->st == B_IDLE) /* B_IDLE: already queued */
+			continue;
+		link_drop(b);
+		cq_push(i);
+	}
+	next_connect = 0;
+	storming = 1;
+	/* At once, as after a real outage (no client waits for another),
+	 * unless --storm-ramp spreads them. */
+	opt.ramp = opt.storm_ramp > 0 ? opt.storm_ramp : opt.n;
 }
 
 int main(int argc, char **argv)
@@ -408,6 +602,10 @@ int main(int argc, char **argv)
 	static const struct option lopts[] = { { "db", required_argument, NULL, 'D' },
 					       { "prefix", required_argument, NULL, 'P' },
 					       { "ramp", required_argument, NULL, 'R' },
+					       { "tls", required_argument, NULL, 'T' },
+					       { "storm", required_argument, NULL, 'S' },
+					       { "resume", no_argument, NULL, 'r' },
+					       { "storm-ramp", required_argument, NULL, 'Q' },
 					       { NULL, 0, NULL, 0 } };
 	int ch;
 	while ((ch = getopt_long(argc, argv, "p:H:n:d:f:", lopts, NULL)) != -1) {
@@ -420,12 +618,24 @@ int main(int argc, char **argv)
 		case 'D': opt.db = optarg; break;
 		case 'P': opt.prefix = optarg; break;
 		case 'R': opt.ramp = atoi(optarg); break;
+		case 'T': opt.ca = optarg; break;
+		case 'S': opt.storm = atof(optarg); break;
+		case 'r': opt.resume = 1; break;
+		case 'Q': opt.storm_ramp = atoi(optarg); break;
 		default: usage();
 		}
 	}
 	if (opt.port < 1 || opt.port > 65535 || opt.n < 1 || opt.n > 60000 || opt.duration <= 0 ||
-	    opt.ramp < 1 || opt.fault_rate < 0)
+	    opt.ramp < 1 || opt.fault_rate < 0 || opt.storm < 0 || (opt.resume && opt.ca == NULL))
 		usage();
+	if (opt.ca != NULL) {
+		char err[EVC_ERR_LEN];
+		tls_ctx = tls_client_ctx_new(opt.ca, err);
+		if (tls_ctx == NULL) {
+			fprintf(stderr, "bench_links: %s\n", err);
+			return 2;
+		}
+	}
 
 	struct rlimit rl;
 	getrlimit(RLIMIT_NOFILE, &rl);
@@ -449,27 +659,40 @@ int main(int argc, char **argv)
 	srandom(12345);
 
 	links = xcalloc((size_t)opt.n, sizeof *links);
+	cq = xcalloc((size_t)opt.n, sizeof *cq);
+	rq = xcalloc((size_t)opt.n, sizeof *rq);
+	for (int i = 0; i < opt.n; i++) {
+		links[i].idx = i;
+		links[i].fd = -1;
+		cq_push(i);
+	}
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	pthread_t probe;
 	int probing = opt.db != NULL && pthread_create(&probe, NULL, probe_thread, NULL) == 0;
 
 	double t0 = clock_mono(), t_all = 0, end = t0 + opt.duration;
+	double t_storm = 0, t_storm_all = 0;
+	unsigned long storm_resumed0 = 0, storm_done0 = 0;
 	double next_fault = t0, next_report = t0 + 1.0;
 	uint64_t tick = (uint64_t)(t0 * 100);
 	struct epoll_event evs[512];
 
-	printf("bench_links: %d links to %s:%d for %.0f s, %.1f FAULT/s%s\n", opt.n, opt.host, opt.port,
-	       opt.duration, opt.fault_rate, opt.db ? ", polling the db" : "");
+	printf("bench_links: %d %s links to %s:%d for %.0f s, %.1f FAULT/s%s\n", opt.n, opt.ca ? "TLS" : "plaintext",
+	       opt.host, opt.port, opt.duration, opt.fault_rate, opt.db ? ", polling the db" : "");
 	fflush(stdout);
 	while (!stop) {
 		double now = clock_mono();
 		if (now >= end)
 			break;
-		start_connects(&sa);
+		start_connects(&sa, now);
 		int n = epoll_wait(epfd, evs, 512, 10);
 		now = clock_mono();
+		/* Two passes: the links' traffic first, then the (costly) TLS
+		 * handshake steps, as each real monitor has its own CPU. */
 		for (int i = 0; i < n; i++) {
 			struct blink *b = &links[evs[i].data.u32];
+			if (b->st == B_TLS)
+				continue;
 			if (b->st == B_CONNECTING) {
 				if (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
 					connected(b, now);
@@ -482,6 +705,11 @@ int main(int argc, char **argv)
 			if (b->st == B_LIVE && (evs[i].events & EPOLLOUT))
 				flush(b);
 		}
+		for (int i = 0; i < n; i++) {
+			struct blink *b = &links[evs[i].data.u32];
+			if (b->st == B_TLS)
+				tls_step(b, clock_mono());
+		}
 		/* Heartbeat buckets passed since the last turn (10 ms each). */
 		uint64_t t = (uint64_t)(now * 100);
 		for (int k = 0; tick < t && k < HB_BUCKETS; k++)
@@ -490,6 +718,21 @@ int main(int argc, char **argv)
 		if (t_all == 0 && n_registered == opt.n) {
 			t_all = now;
 			printf("ALL_REGISTERED %.3f s\n", now - t0);
+			fflush(stdout);
+		}
+		if (opt.storm > 0 && t_all > 0 && t_storm == 0 && now >= t_all + opt.storm) {
+			t_storm = now;
+			storm_resumed0 = tls_resumed;
+			storm_done0 = tls_done;
+			storm();
+			printf("STORM %d links dropped, all reconnecting\n", opt.n);
+			fflush(stdout);
+		} else if (t_storm > 0 && t_storm_all == 0 && n_registered == opt.n) {
+			t_storm_all = now;
+			printf("STORM_ALL_REGISTERED %.3f s (TLS handshakes %lu, resumed %lu; %lu retries after a "
+			       "loss%s%s)\n",
+			       now - t_storm, tls_done - storm_done0, tls_resumed - storm_resumed0, storm_retries,
+			       storm_retries ? ", last: " : "", storm_retries ? last_retry_reason : "");
 			fflush(stdout);
 		}
 		if (opt.fault_rate > 0 && t_all > 0) {
@@ -520,6 +763,9 @@ int main(int argc, char **argv)
 	       dead_eot, dead_broken, dead_reset);
 	if (n_dead > 0)
 		printf("last loss: %s\n", last_dead_reason);
+	if (tls_ctx != NULL)
+		printf("TLS: %lu handshakes (%lu resumed), %lu failed%s%s\n", tls_done, tls_resumed, tls_failed,
+		       tls_failed ? "; last: " : "", tls_failed ? last_tls_err : "");
 	printf("frames sent: %lu heartbeats, %lu FAULT, %lu RECOVER; %lu frames from Central\n", hb_sent,
 	       faults_sent, recovers_sent, frames_from_central);
 	printf("FAULT->ACK (link level, lower bound): n=%zu p50=%.2f ms p99=%.2f ms max=%.2f ms\n", lat_ack.n,
@@ -530,24 +776,28 @@ int main(int argc, char **argv)
 		       lat_db.n, pct(&lat_db, 50), pct(&lat_db, 99), lat_db.n ? lat_db.v[lat_db.n - 1] : -1.0,
 		       (unsigned long)atomic_load(&db_missed));
 	printf("RESULT n=%d up=%d registered=%d lost=%d ack_n=%zu ack_p50_ms=%.2f ack_p99_ms=%.2f db_n=%zu "
-	       "db_p50_ms=%.2f db_p99_ms=%.2f db_missed=%lu\n",
+	       "db_p50_ms=%.2f db_p99_ms=%.2f db_missed=%lu tls=%d tls_handshakes=%lu tls_resumed=%lu "
+	       "storm_s=%.3f\n",
 	       opt.n, n_up, n_registered, n_dead, lat_ack.n, pct(&lat_ack, 50), pct(&lat_ack, 99), lat_db.n,
-	       pct(&lat_db, 50), pct(&lat_db, 99), (unsigned long)atomic_load(&db_missed));
+	       pct(&lat_db, 50), pct(&lat_db, 99), (unsigned long)atomic_load(&db_missed), tls_ctx != NULL,
+	       tls_done, tls_resumed, t_storm_all > 0 ? t_storm_all - t_storm : -1.0);
 
-	for (int i = 0; i < opt.n; i++)
-		if (links[i].st == B_LIVE || links[i].st == B_CONNECTING) {
-			if (links[i].st == B_LIVE) {
-				link_session_close(&links[i].s);
-				flush(&links[i]);
-				if (links[i].st == B_LIVE)
-					link_session_free(&links[i].s);
-			}
-			if (links[i].fd >= 0)
-				close(links[i].fd);
+	int all = n_registered == opt.n && (opt.storm == 0 || t_storm_all > 0);
+	for (int i = 0; i < opt.n; i++) {
+		if (links[i].st == B_LIVE) {
+			link_session_close(&links[i].s);
+			flush(&links[i]);
+			tls_close_notify(links[i].ssl);
 		}
+		link_drop(&links[i]);
+		SSL_SESSION_free(links[i].sess);
+	}
 	free(links);
+	free(cq);
+	free(rq);
+	SSL_CTX_free(tls_ctx);
 	free(lat_ack.v);
 	free(lat_db.v);
 	close(epfd);
-	return n_registered == opt.n ? 0 : 1;
+	return all ? 0 : 1;
 }

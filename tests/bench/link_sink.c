@@ -3,7 +3,10 @@
  * REGISTER_RESULT#FIRST and counts the rest. It measures the link server
  * without the core, the store or Kafka behind it.
  *
- * link_sink PORT [MAX_CONNS]     (stdin "Q" or EOF, SIGINT, SIGTERM: stop)
+ * link_sink PORT [MAX_CONNS [CERT KEY]]   (stdin "Q" or EOF, SIGINT, SIGTERM: stop)
+ *
+ * With CERT and KEY the port serves TLS links only, as Central does with
+ * certificates and without --plain-links; without them, plaintext ones.
  */
 #include <errno.h>
 #include <poll.h>
@@ -15,6 +18,7 @@
 #include <unistd.h>
 
 #include "evc/log.h"
+#include "evc/tls.h"
 #include "evc/xalloc.h"
 #include "src/central/cplink.h"
 
@@ -28,8 +32,8 @@ static void on_signal(int sig)
 
 int main(int argc, char **argv)
 {
-	if (argc < 2) {
-		fprintf(stderr, "usage: link_sink PORT [MAX_CONNS]\n");
+	if (argc < 2 || argc == 4 || argc > 5) {
+		fprintf(stderr, "usage: link_sink PORT [MAX_CONNS [CERT KEY]]\n");
 		return 2;
 	}
 	log_set_progname("link_sink");
@@ -38,6 +42,17 @@ int main(int argc, char **argv)
 	cfg.port = atoi(argv[1]);
 	if (argc > 2)
 		cfg.max_conns = atoi(argv[2]);
+	char err[256];
+	SSL_CTX *tls = NULL;
+	if (argc == 5) {
+		tls = tls_server_ctx_new(argv[3], argv[4], err);
+		if (tls == NULL) {
+			fprintf(stderr, "link_sink: %s\n", err);
+			return 1;
+		}
+	}
+	cfg.tls = tls;
+	cfg.plain_ok = tls == NULL;
 
 	struct rlimit rl;
 	getrlimit(RLIMIT_NOFILE, &rl);
@@ -48,14 +63,14 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 
-	char err[256];
 	struct cplink *l = cplink_new(&cfg, err);
 	if (l == NULL || cplink_start(l, err) == -1) {
 		fprintf(stderr, "link_sink: %s\n", err);
 		cplink_free(l);
+		SSL_CTX_free(tls);
 		return 1;
 	}
-	printf("listening on %d\n", cplink_port(l));
+	printf("listening on %d (%s)\n", cplink_port(l), tls ? "TLS" : "plaintext");
 	fflush(stdout);
 
 	enum { BATCH = 256 };
@@ -80,10 +95,12 @@ int main(int argc, char **argv)
 					up++;
 				} else if (e->kind == CPL_DOWN) {
 					down++;
-				} else {
+				} else if (e->kind == CPL_FRAME) {
 					frames++;
-					if (strncmp(e->data, "REGISTER#", 9) == 0)
+					if (strncmp(e->data, "REGISTER#", 9) == 0) {
 						cplink_send(l, e->conn, "REGISTER_RESULT#FIRST");
+						cplink_registered(l, e->conn);
+					}
 					else if (strncmp(e->data, "FAULT#", 6) == 0)
 						faults++;
 				}
@@ -93,9 +110,13 @@ int main(int argc, char **argv)
 	cplink_shutdown(l);
 	struct cplink_stats st;
 	cplink_stats(l, &st);
-	printf("link_sink: %lu up, %lu down, %lu frames (%lu FAULT); accepted %llu refused %llu\n", up, down,
-	       frames, faults, (unsigned long long)st.accepted, (unsigned long long)st.refused);
+	printf("link_sink: %lu up, %lu down, %lu frames (%lu FAULT); accepted %llu refused %llu; "
+	       "TLS handshakes %llu (resumed %llu, failed %llu)\n",
+	       up, down, frames, faults, (unsigned long long)st.accepted, (unsigned long long)st.refused,
+	       (unsigned long long)st.tls_handshakes, (unsigned long long)st.tls_resumed,
+	       (unsigned long long)st.tls_failed);
 	free(evs);
 	cplink_free(l);
+	SSL_CTX_free(tls);
 	return 0;
 }

@@ -56,7 +56,7 @@ check "--import is all or nothing" db_is "$DB" "select count(*) from drivers whe
 
 # Runtime failures: exit 1 with a message.
 echo "this is not a database, just text that is long enough to look like a header......" >"$T_DIR/notdb"
-"$EV_CENTRAL" "$(free_port)" 127.0.0.1:1 "$T_DIR/notdb" --headless </dev/null >/dev/null 2>"$T_DIR/err"
+"$EV_CENTRAL" "$(free_port)" 127.0.0.1:1 "$T_DIR/notdb" --headless --plain-links </dev/null >/dev/null 2>"$T_DIR/err"
 rc=$?
 check "unreadable database: exit 1" bash -c "[ $rc -eq 1 ] && grep -q 'EV_Central: ' '$T_DIR/err'"
 # A listener holding a port until its stdin (a FIFO we keep open) closes.
@@ -66,7 +66,7 @@ python3 -c 'import socket,sys; s=socket.socket(); s.bind(("0.0.0.0",0)); s.liste
 	<"$T_DIR/hold.in" >"$T_DIR/hold.port" 2>/dev/null &
 T_PIDS+=("$!")
 wait_for 10 test -s "$T_DIR/hold.port"
-"$EV_CENTRAL" "$(cat "$T_DIR/hold.port")" 127.0.0.1:1 "$T_DIR/p.db" --headless </dev/null >/dev/null 2>"$T_DIR/err"
+"$EV_CENTRAL" "$(cat "$T_DIR/hold.port")" 127.0.0.1:1 "$T_DIR/p.db" --headless --plain-links </dev/null >/dev/null 2>"$T_DIR/err"
 rc=$?
 check "port taken: exit 1 with a message" bash -c "[ $rc -eq 1 ] && grep -qi 'EV_Central: .*\\(in use\\|bind\\)' '$T_DIR/err'"
 
@@ -75,7 +75,7 @@ check "port taken: exit 1 with a message" bash -c "[ $rc -eq 1 ] && grep -qi 'EV
 KDEAD=127.0.0.1:$(free_port)
 C_PORT=$(free_port)
 # stdout alone in j.log (librdkafka's own connection errors go to stderr).
-start j bash -c 'exec "$@" 2>"$0"' "$T_DIR/j.err" "$EV_CENTRAL" "$C_PORT" "$KDEAD" "$DB" --headless \
+start j bash -c 'exec "$@" 2>"$0"' "$T_DIR/j.err" "$EV_CENTRAL" "$C_PORT" "$KDEAD" "$DB" --headless --plain-links \
 	--log-format json --readonly --topic-prefix cli-x-
 J=$(log_of j)
 check "json: READY object" wait_grep 15 "$J" '^\{"ts":"[0-9T:.-]+","type":"READY"'

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Central killed with SIGKILL in the middle of a supply and of a
 # reservation, then restarted on the same database and topics: every CP
-# starts DESCONECTADO, each open session is closed exactly once with its
-# partial figures and its driver told, replayed Kafka messages change
-# nothing, and a further restart finds nothing left to close.
+# starts DESCONECTADO, each open session waits for its CP (evcharging(7)
+# RULES): the engine's telemetry sent while Central was down is billed, its
+# end of supply makes the ticket, the reservation is cancelled by its own
+# timeout; each ends exactly once with its driver told, replayed Kafka
+# messages change nothing, and a further restart finds nothing left.
 . "${EVC_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/integration/lib.sh"
 . "$EVC_SRCDIR/tests/integration/central_lib.sh"
 need_kafka
 command -v kcat >/dev/null && command -v sqlite3 >/dev/null || tap_skip_all "kcat and sqlite3 needed"
-tap_plan 17
+tap_plan 19
 
 DB=$T_DIR/central.db
 for d in 101 102; do "$EV_CENTRAL" --add-driver "$d" --db "$DB" >/dev/null; done
@@ -37,22 +39,26 @@ c1pid=$(pid_of c1)
 kill -KILL "$c1pid"
 wait "$c1pid" 2>/dev/null
 check "monitors see the link drop" wait_grep 10 "$(log_of m1)" '^CLOSED$'
-# While Central is down the engine keeps reporting: late for a session
-# that will be closed on restart.
+# While Central is down the engine keeps metering and reporting.
 tele CONSUMO MAD-01 101 "$S1" 3 '"kwh":3.5,"importe":0.875,"kw":7.0'
 
-c_start c2 "$DB"
+c_start c2 "$DB" --reservation-timeout 5
 L2=$(log_of c2)
 check "restart: every CP stored DESCONECTADO" db_is "$DB" \
 	"select count(*) from charging_points where status<>'DESCONECTADO'" 0
-check "restart: charging session closed with SUPPLY_ERROR and partial figures" wait_grep 10 "$L2" \
-	" SUPPLY_ERROR 101 MAD-01 session=$S1 kwh=3.0000 importe=0.7500 reason=.+"
-check "restart: reservation closed with SESSION_CANCELLED" wait_grep 10 "$L2" \
+check "restart: the supply's session waits for its CP" wait_grep 10 "$L2" \
+	"session $S1 on CP MAD-01 kept after Central's restart"
+check "the CONSUMO sent while Central was down is applied (billed as metered)" wait_grep 20 "$L2" \
+	" CONSUMO 101 MAD-01 session=$S1 kwh=3.5000"
+check "restart: the reservation ends SESSION_CANCELLED by its own timeout" wait_grep 20 "$L2" \
 	" SESSION_CANCELLED 102 MAD-02 session=$S2 "
+tele SUPPLY_END MAD-01 101 "$S1" 4 '"kwh":4.0,"importe":1.0,"kw":0'
+check "the engine's end of supply makes the ticket with its figures" wait_grep 20 "$L2" \
+	" TICKET 101 MAD-01 session=$S1 kwh=4.0000 "
 check "sessions stored with their outcome" db_is "$DB" \
 	"select group_concat(outcome) from (select outcome from sessions where id in ('$S1','$S2') order by driver_id)" \
-	'SUPPLY_ERROR,SESSION_CANCELLED'
-check "driver 101 told SUPPLY_ERROR" wait_grep 20 "$N" "^101 .*\"type\":\"SUPPLY_ERROR\".*\"session_id\":\"$S1\""
+	'TICKET,SESSION_CANCELLED'
+check "driver 101 told TICKET" wait_grep 20 "$N" "^101 .*\"type\":\"TICKET\".*\"session_id\":\"$S1\""
 check "driver 102 told SESSION_CANCELLED" wait_grep 20 "$N" "^102 .*\"type\":\"SESSION_CANCELLED\".*\"session_id\":\"$S2\""
 
 # Markers on the same partitions (same keys) show when the replay is read.
@@ -61,11 +67,11 @@ kp driver_requests 101 'marker: not json'
 kp driver_requests 102 'marker: not json'
 wait_for 20 has_n "$L2" ' BAD_MSG topic=cp_telemetry ' 1
 wait_for 20 has_n "$L2" ' BAD_MSG topic=driver_requests ' 2
-check "late CONSUMO for the closed session ignored" test "$(count_grep "$L2" " CONSUMO 101 ")" -eq 0
+check "the CONSUMO applied once, not again on a replay" test "$(count_grep "$L2" " CONSUMO 101 ")" -eq 1
 check "no request re-authorised after the restart" test "$(count_grep "$L2" ' AUTH_OK ')" -eq 0
 check "session figures unchanged by the replay" db_is "$DB" \
-	"select kwh||'|'||outcome from sessions where id='$S1'" '3.0|SUPPLY_ERROR'
-check "one notification per ended session" test "$(grep -c "\"session_id\":\"$S1\".*SUPPLY_ERROR\|SUPPLY_ERROR.*\"session_id\":\"$S1\"" "$N")" -eq 1
+	"select kwh||'|'||outcome from sessions where id='$S1'" '4.0|TICKET'
+check "one final notification for the session" test "$(grep -Ec "(TICKET|SUPPLY_ERROR).*\"session_id\":\"$S1\"|\"session_id\":\"$S1\".*(TICKET|SUPPLY_ERROR)" "$N")" -eq 1
 
 # The monitor reconnects: the CP is served again.
 m_start m1b MAD-01 "C/ Serrano 10" 0.25

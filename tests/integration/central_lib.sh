@@ -11,7 +11,7 @@ c_start() {
 	local n=$1 db=$2
 	shift 2
 	: "${C_PORT:=$(free_port)}"
-	start "$n" "$EV_CENTRAL" "$C_PORT" "$K" "$db" --headless "$@"
+	start "$n" "$EV_CENTRAL" "$C_PORT" "$K" "$db" --headless --plain-links "$@"
 	wait_grep 15 "$(log_of "$n")" ' READY '
 }
 # Wait until Central says Kafka is reachable.

@@ -90,7 +90,7 @@ check "after shutdown every CP is DESCONECTADO in the db" db_is "$DB" \
 
 # stdin at EOF does not stop Central; Q does, with status 0.
 P2=$(free_port)
-"$EV_CENTRAL" "$P2" "$K" "$T_DIR/eof.db" --headless </dev/null >"$T_DIR/eof.log" 2>&1 &
+"$EV_CENTRAL" "$P2" "$K" "$T_DIR/eof.db" --headless --plain-links </dev/null >"$T_DIR/eof.log" 2>&1 &
 epid=$!
 T_PIDS+=("$epid")
 wait_grep 15 "$T_DIR/eof.log" ' READY '

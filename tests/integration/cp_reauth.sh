@@ -12,7 +12,7 @@ tap_plan 10
 
 cp_add_driver 101 Ana
 cp_add_driver 102 Luis
-start central "$EV_CENTRAL" "$CP_CPORT" "$K" --db "$CP_DB" --headless --reservation-timeout 3
+start central "$EV_CENTRAL" "$CP_CPORT" "$K" --db "$CP_DB" --headless --plain-links --reservation-timeout 3
 C=$(log_of central)
 wait_grep 20 "$C" ' READY ' >/dev/null
 cp_engine e1 --power 900

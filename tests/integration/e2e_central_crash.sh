@@ -6,7 +6,7 @@
 . "${EVC_SRCDIR:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 . "$EVC_SRCDIR/tests/integration/e2e_lib.sh"
 e2e_need
-tap_plan 9
+tap_plan 10
 
 check "Central up with Kafka" e2e_central
 ok_cps=1
@@ -27,7 +27,11 @@ check "the supply in progress ends in a ticket or an error" wait_for 40 ended
 diag "$(grep -E "^[0-9T:.-]* (TICKET|SUPPLY_ERROR) cp=CP-1" "$A")"
 check "the request sent while Central was down is answered" wait_grep 40 "$B" '^[0-9T:.-]* AUTH_(OK|DENIED) cp=CP-2 '
 S2=$(grep '^[0-9T:.-]* AUTH_OK cp=CP-2' "$B" | sed -E 's/.* session=([^ ]+).*/\1/')
-[ -n "$S2" ] && { wait_grep 40 "$B" "^[0-9T:.-]* (TICKET|SUPPLY_ERROR) cp=CP-2 session=$S2 " || true; }
+if [ -n "$S2" ]; then
+	check "the session authorised after the crash ends too" wait_grep 40 "$B" "^[0-9T:.-]* (TICKET|SUPPLY_ERROR) cp=CP-2 session=$S2 "
+else
+	check "the request sent while Central was down was denied (no session to end)" grep -q '^[0-9T:.-]* AUTH_DENIED cp=CP-2 ' "$B"
+fi
 [ "$(grep -Ec "^[0-9T:.-]* (TICKET|SUPPLY_ERROR|SESSION_CANCELLED) cp=CP-1 session=$S1 " "$A")" = 1 ] &&
 	ok "the driver gets exactly one outcome for it" || not_ok "the driver gets exactly one outcome for it"
 check "the session is stored once, ended" db_is "$DB" \

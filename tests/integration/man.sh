@@ -2,7 +2,7 @@
 # Every man page passes groff's and mandoc's checks with nothing reported,
 # and renders to text naming its program.
 . "$EVC_SRCDIR/tests/integration/lib.sh"
-PAGES=(EV_Central.1 EV_CP_E.1 EV_CP_M.1 EV_Driver.1 EV_W.1 evcharging.7)
+PAGES=(EV_Central.1 EV_CP_E.1 EV_CP_M.1 EV_Driver.1 EV_Registry.1 EV_W.1 evcharging.7)
 command -v groff >/dev/null || tap_skip_all "groff not installed"
 command -v mandoc >/dev/null || tap_skip_all "mandoc not installed"
 tap_plan $((${#PAGES[@]} * 3))

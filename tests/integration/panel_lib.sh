@@ -47,7 +47,7 @@ panel_start() {
 	tmx -f /dev/null new-session -d -s evc -x "$cols" -y "$rows" \
 		bash -c '"$@"; echo $? >"'"$T_DIR"'/central.exit"' panel \
 		env TERM=xterm-256color LANG=C.UTF-8 LC_ALL=C.UTF-8 EVC_TOPIC_PREFIX="$T_PREFIX" "${envs[@]}" \
-		"$EV_CENTRAL" "$P_PORT" "${P_KAFKA:-${EVC_KAFKA:-127.0.0.1:1}}" "$P_DB" "$@"
+		"$EV_CENTRAL" "$P_PORT" "${P_KAFKA:-${EVC_KAFKA:-127.0.0.1:1}}" "$P_DB" --plain-links "$@"
 	# keep the pane after EV_Central exits so its exit can be seen
 	tmx set-option -t evc remain-on-exit on >/dev/null
 }

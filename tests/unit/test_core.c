@@ -1084,7 +1084,7 @@ static void test_request_id_recovered(void **state)
 	s.kwh = 1.0;
 	s.started_at = T0 - 50;
 	s.charging = 1;
-	core_load_cp(C, "MAD-01", "x", 0.25, 0);
+	/* MAD-01 is not known: nothing can take the sessions up, they end */
 	core_fxlist_clear(&FX);
 	core_recover_session(C, &s, clk(), &FX);
 	check_fx();
@@ -1630,13 +1630,11 @@ static void test_link_down_with_session(void **state)
 	tick();
 	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
 	NOW += 1;
-	t = tele(MSG_CONSUMO, "MAD-03", "101", sid3, 3, 1.1); /* keeps the watchdog quiet */
-	kafka(&t);
 	tick();
 	e = produced(MSG_SUPPLY_ERROR);
 	assert_non_null(e);
 	assert_non_null(strstr(e->reason, "not back within 10 s"));
-	assert_true(e->kwh_partial == 1.1);
+	assert_true(e->kwh_partial == 1.0);
 	assert_int_equal(state_of("MAD-03"), CP_DESCONECTADO);
 
 	/* a reservation is kept the same way, and cancelled at the end */
@@ -1995,29 +1993,75 @@ static void test_restart_recovery(void **state)
 	snprintf(s.driver_id, sizeof(s.driver_id), "101");
 	s.price = 0.25;
 	s.kwh = 3.0;
+	s.last_seq = 8;
 	s.started_at = T0 - 50;
 	s.charging = 1;
+	s.acked = 1;
 	core_load_cp(C, "MAD-01", "x", 0.25, 0);
 	core_fxlist_clear(&FX);
 	core_recover_session(C, &s, clk(), &FX);
 	check_fx();
-	const struct msg *e = produced(MSG_SUPPLY_ERROR);
-	assert_non_null(e);
-	assert_string_equal(e->user_id, "101");
-	assert_string_equal(e->session_id, "MAD-01-1-1");
-	assert_true(e->kwh_partial == 3.0 && e->importe_partial == 0.75);
-	const struct core_session *st = stored_session();
-	assert_int_equal(st->outcome, CORE_OUT_SUPPLY_ERROR);
-	assert_true(st->importe == 0.75);
-	assert_true(st->ended_at == NOW);
+	/* kept: the engine may still be supplying */
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
+	assert_non_null(find_log(LOG_INFO, "kept after Central's restart"));
+	assert_non_null(core_cp_find(C, "MAD-01")->session);
 	assert_int_equal(state_of("MAD-01"), CP_DESCONECTADO);
-	/* late telemetry for it changes nothing */
-	struct msg t = tele(MSG_SUPPLY_END, "MAD-01", "101", "MAD-01-1-1", 9, 4.0);
+	/* a replay of what was applied before the crash changes nothing */
+	struct msg t = tele(MSG_CONSUMO, "MAD-01", "101", "MAD-01-1-1", 8, 3.0);
 	kafka(&t);
 	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
+	/* the engine's end of supply, delivered after the restart, bills what
+	 * it metered */
+	NOW += 30;
+	t = tele(MSG_SUPPLY_END, "MAD-01", "101", "MAD-01-1-1", 9, 4.0);
+	kafka(&t);
+	const struct msg *e = produced(MSG_TICKET);
+	assert_non_null(e);
+	assert_string_equal(e->session_id, "MAD-01-1-1");
+	assert_true(e->kwh == 4.0 && e->importe == 1.0);
+	assert_true(e->started_at == T0 - 50);
+	assert_true(e->ended_at == NOW); /* started + the monotonic duration */
+	assert_int_equal(stored_session()->outcome, CORE_OUT_TICKET);
 
-	/* one never started: cancelled */
+	/* its CP does not come back, but the engine goes on metering: the
+	 * session waits as long as telemetry comes, and the watchdog ends it
+	 * with the last figures once it stops */
 	snprintf(s.id, sizeof(s.id), "MAD-01-1-2");
+	s.kwh = 1.0;
+	s.last_seq = 3;
+	core_fxlist_clear(&FX);
+	core_recover_session(C, &s, clk(), &FX);
+	for (int i = 0; i < 12; i++) {
+		NOW += 5;
+		t = tele(MSG_CONSUMO, "MAD-01", "101", "MAD-01-1-2", 4 + (uint64_t)i, 1.1 + 0.1 * i);
+		kafka(&t);
+		tick();
+		assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 0);
+	}
+	NOW += 10;
+	tick();
+	e = produced(MSG_SUPPLY_ERROR);
+	assert_non_null(e);
+	assert_true(fabs(e->kwh_partial - 2.2) < 1e-9);
+
+	/* a reservation: waits the recovery grace (45 s), then cancelled */
+	snprintf(s.id, sizeof(s.id), "MAD-01-1-4");
+	s.kwh = 0;
+	s.started_at = 0;
+	s.charging = 0;
+	core_fxlist_clear(&FX);
+	core_recover_session(C, &s, clk(), &FX);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
+	NOW += 44;
+	tick();
+	assert_int_equal(count_produce(MSG_SESSION_CANCELLED), 0);
+	NOW += 1;
+	tick();
+	assert_int_equal(count_produce(MSG_SESSION_CANCELLED), 1);
+
+	/* one never started, on a CP nobody knows: cancelled at once */
+	snprintf(s.id, sizeof(s.id), "MAD-09-1-3");
+	snprintf(s.cp_id, sizeof(s.cp_id), "MAD-09");
 	s.kwh = 0;
 	s.started_at = 0;
 	s.charging = 0;

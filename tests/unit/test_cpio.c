@@ -1,5 +1,7 @@
 /* cpio: the CP programs' link plumbing (non-blocking connect, accept,
- * service, close), backoff, the stdin line reader and number parsing. */
+ * service, close; the TLS client against Central's real link server with
+ * certificates the openssl command line makes), backoff, the stdin line
+ * reader and number parsing. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -15,12 +17,16 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "evc/clock.h"
 #include "evc/net.h"
+#include "evc/tls.h"
+#include "src/central/cplink.h"
 #include "src/cp/cpio.h"
+#include "tests/unit/tls_fixture.h"
 
 /* ---- line reader ---- */
 
@@ -134,6 +140,19 @@ static void test_parse_double(void **state)
 	assert_int_equal(cpio_parse_double("nan", &v), -1);
 	assert_int_equal(cpio_parse_double("inf", &v), -1);
 	assert_int_equal(cpio_parse_double("1e999", &v), -1);
+}
+
+static void test_path_beside(void **state)
+{
+	(void)state;
+	char p[32];
+	assert_int_equal(cpio_path_beside(p, sizeof p, "/etc/cp/MAD-01.cred", "pki/ca.pem"), 0);
+	assert_string_equal(p, "/etc/cp/pki/ca.pem");
+	assert_int_equal(cpio_path_beside(p, sizeof p, "MAD-01.cred", "pki/ca.pem"), 0);
+	assert_string_equal(p, "pki/ca.pem");
+	assert_int_equal(cpio_path_beside(p, sizeof p, "/x.cred", "pki/ca.pem"), 0);
+	assert_string_equal(p, "/pki/ca.pem");
+	assert_int_equal(cpio_path_beside(p, sizeof p, "/a/very/long/folder/name/x.cred", "pki/ca.pem"), -1);
 }
 
 /* ---- links over loopback ---- */
@@ -322,6 +341,204 @@ static void test_connect_tries_every_address(void **state)
 	close(lfd);
 }
 
+/* ---- TLS client against Central's real link server ---- */
+
+static SSL_CTX *srv_ctx, *cli_ctx, *other_ctx;
+static struct cplink *cpl;
+
+static struct cplink *tls_server(void)
+{
+	struct cplink_config c;
+	cplink_config_defaults(&c);
+	c.host = "127.0.0.1";
+	c.tls = srv_ctx;
+	c.heartbeat_timeout = 0;
+	c.register_timeout = 0;
+	char err[256];
+	struct cplink *l = cplink_new(&c, err);
+	if (l == NULL || cplink_start(l, err) == -1)
+		fail_msg("link server: %s", err);
+	return l;
+}
+
+/* The next link event within 3 s (fails the test if none comes). */
+static struct cplink_event next_event(void)
+{
+	static struct cplink_event ev[16];
+	static size_t head, len;
+	double end = clock_mono() + 3;
+	while (head == len) {
+		if (clock_mono() >= end)
+			fail_msg("no link event within 3 s");
+		struct pollfd p = {.fd = cplink_event_fd(cpl), .events = POLLIN};
+		poll(&p, 1, 50);
+		head = 0;
+		len = cplink_drain(cpl, ev, 16);
+	}
+	return ev[head++];
+}
+
+/* Connect l to the server and run it until it is open (1) or over (-1,
+ * reason in err); 0 if neither within 5 s. */
+static int tls_open(struct cpio_link *l, struct frames *f, char err[CPIO_ERR_LEN])
+{
+	if (cpio_link_connect(l, "127.0.0.1", cplink_port(cpl), clock_mono(), err) == -1)
+		return -1;
+	double end = clock_mono() + 5;
+	while (clock_mono() < end) {
+		if (cpio_link_open(l))
+			return 1;
+		struct pollfd pf = {.fd = l->fd, .events = cpio_link_events(l)};
+		poll(&pf, 1, 50);
+		if (cpio_link_service(l, pf.revents, clock_mono(), on_frame, f, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Run l until f holds n frames (1), or the link is over (-1). */
+static int tls_frames(struct cpio_link *l, struct frames *f, int n, char err[CPIO_ERR_LEN])
+{
+	double end = clock_mono() + 3;
+	while (f->n < n && clock_mono() < end) {
+		struct pollfd pf = {.fd = l->fd, .events = cpio_link_events(l)};
+		poll(&pf, 1, 50);
+		if (cpio_link_service(l, pf.revents, clock_mono(), on_frame, f, err) < 0)
+			return -1;
+	}
+	return f->n >= n;
+}
+
+static void test_tls_client(void **state)
+{
+	(void)state;
+	cpl = tls_server();
+	struct cpio_link l;
+	struct frames f = {0};
+	char err[CPIO_ERR_LEN] = "";
+	cpio_link_init(&l);
+	cpio_link_set_tls(&l, cli_ctx, "127.0.0.1");
+	if (tls_open(&l, &f, err) != 1)
+		fail_msg("TLS link: %s", err);
+	assert_false(l.tls_resumed);
+	struct cplink_event ev = next_event();
+	assert_int_equal(ev.kind, CPL_UP);
+	assert_int_equal(ev.tls, 1);
+	uint64_t id = ev.conn;
+
+	assert_int_equal(cpio_link_sendf(&l, clock_mono(), "REGISTER#MAD-01#C/ Serrano 10#0.25"), 0);
+	ev = next_event();
+	assert_int_equal(ev.kind, CPL_FRAME);
+	assert_string_equal(ev.data, "REGISTER#MAD-01#C/ Serrano 10#0.25");
+	cplink_send(cpl, id, "REGISTER_RESULT#FIRST");
+	assert_int_equal(tls_frames(&l, &f, 1, err), 1);
+	assert_string_equal(f.last, "REGISTER_RESULT#FIRST");
+
+	/* A purposeful close: Central hears EOT; the TLS settings stay. */
+	cpio_link_close(&l, 1);
+	ev = next_event();
+	assert_int_equal(ev.kind, CPL_DOWN);
+	assert_non_null(strstr(ev.reason, "EOT"));
+	assert_true(l.tls == cli_ctx && strcmp(l.tls_host, "127.0.0.1") == 0);
+
+	/* The reconnect resumes the session. */
+	if (tls_open(&l, &f, err) != 1)
+		fail_msg("TLS reconnect: %s", err);
+	assert_true(l.tls_resumed);
+	assert_int_equal(next_event().kind, CPL_UP);
+	/* Central goes away without a word: the link breaks like a plain
+	 * one, and the session is still offered next time. */
+	cplink_free(cpl);
+	cpl = tls_server();
+	int r = tls_frames(&l, &f, 99, err);
+	assert_int_equal(r, -1);
+	cpio_link_close(&l, 0);
+	assert_non_null(l.tls_session);
+	if (tls_open(&l, &f, err) != 1)
+		fail_msg("TLS link to the new server: %s", err);
+	/* The same SSL_CTX, so the same ticket keys: the link resumes even
+	 * though the SSL ended without close_notify. */
+	assert_true(l.tls_resumed);
+	cpio_link_release(&l);
+	assert_null(l.tls);
+
+	/* A DNS name is checked against the certificate's DNS names. */
+	cpio_link_set_tls(&l, cli_ctx, "localhost");
+	if (tls_open(&l, &f, err) != 1)
+		fail_msg("TLS link to localhost: %s", err);
+	cpio_link_release(&l);
+	cplink_free(cpl);
+	cpl = NULL;
+}
+
+static void test_tls_client_refuses(void **state)
+{
+	(void)state;
+	cpl = tls_server();
+	struct cpio_link l;
+	struct frames f = {0};
+	char err[CPIO_ERR_LEN] = "";
+	cpio_link_init(&l);
+
+	/* A certificate from a CA we do not trust. */
+	cpio_link_set_tls(&l, other_ctx, "127.0.0.1");
+	assert_int_equal(tls_open(&l, &f, err), -1);
+	assert_string_equal(err, "certificate verify failed: unable to get local issuer certificate");
+	cpio_link_release(&l);
+
+	/* The right CA, but not the name we asked for. */
+	cpio_link_set_tls(&l, cli_ctx, "wrong.example");
+	assert_int_equal(tls_open(&l, &f, err), -1);
+	assert_string_equal(err, "certificate verify failed: hostname mismatch for 'wrong.example'");
+	cpio_link_release(&l);
+	cpio_link_set_tls(&l, cli_ctx, "127.0.0.2");
+	assert_int_equal(tls_open(&l, &f, err), -1);
+	assert_string_equal(err, "certificate verify failed: IP address mismatch for '127.0.0.2'");
+	cpio_link_release(&l);
+
+	/* Release-1 plaintext against a TLS-only server: refused. */
+	assert_int_equal(tls_open(&l, &f, err), -1);
+	assert_non_null(strstr(err, "NACK"));
+	assert_int_equal(next_event().kind, CPL_REFUSED);
+	cpio_link_release(&l);
+
+	assert_int_equal(cplink_count(cpl), 0);
+	struct cplink_stats st;
+	cplink_stats(cpl, &st);
+	assert_true(st.tls_handshakes == 0 && st.tls_failed == 3 && st.plain_refused == 1);
+	assert_int_equal(f.n, 0);
+	cplink_free(cpl);
+	cpl = NULL;
+}
+
+static int tls_setup(void **state)
+{
+	(void)state;
+	char err[EVC_ERR_LEN];
+	if (pki_make() == -1) {
+		fprintf(stderr, "# openssl could not make the test certificates in %s\n", pki_dir);
+		return -1;
+	}
+	srv_ctx = tls_server_ctx_new(pki_path("central.pem"), pki_path("central.key"), err);
+	cli_ctx = srv_ctx ? tls_client_ctx_new(pki_path("ca.pem"), err) : NULL;
+	other_ctx = cli_ctx ? tls_client_ctx_new(pki_path("other-ca.pem"), err) : NULL;
+	if (other_ctx == NULL) {
+		fprintf(stderr, "# %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int tls_teardown(void **state)
+{
+	(void)state;
+	SSL_CTX_free(srv_ctx);
+	SSL_CTX_free(cli_ctx);
+	SSL_CTX_free(other_ctx);
+	pki_remove();
+	return 0;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -329,9 +546,13 @@ int main(void)
 		cmocka_unit_test(test_lines_overlong_dropped),
 		cmocka_unit_test(test_backoff_doubles_to_cap_with_jitter),
 		cmocka_unit_test(test_parse_double),
+		cmocka_unit_test(test_path_beside),
 		cmocka_unit_test(test_link_roundtrip_and_close),
 		cmocka_unit_test(test_connect_refused),
 		cmocka_unit_test(test_connect_tries_every_address),
+		cmocka_unit_test(test_tls_client),
+		cmocka_unit_test(test_tls_client_refuses),
 	};
-	return cmocka_run_group_tests_name("cpio", tests, NULL, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests_name("cpio", tests, tls_setup, tls_teardown);
 }

@@ -1,6 +1,9 @@
 /* Tests of Central's link server (cplink.c): the real worker thread on
  * 127.0.0.1, port 0, real sockets, and a tiny blocking client built on the
- * link codec. Every wait has a deadline; nothing sleeps to synchronise. */
+ * link codec, in the clear or over real TLS (OpenSSL through memory BIOs,
+ * so a test decides how the bytes reach the socket), with a CA and
+ * certificates the openssl command line makes for the run. Every wait has
+ * a deadline; nothing sleeps to synchronise. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -11,18 +14,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "evc/clock.h"
 #include "evc/link.h"
 #include "evc/log.h"
 #include "evc/net.h"
+#include "evc/tls.h"
 #include "src/central/cplink.h"
+#include "tests/unit/tls_fixture.h"
 
 #define WAIT 3.0 /* s: generous deadline for anything that should be prompt */
 
@@ -38,6 +46,8 @@ static struct cplink_config base_config(void)
 	cplink_config_defaults(&c);
 	c.host = "127.0.0.1";
 	c.heartbeat_timeout = 0; /* only the heartbeat tests want it */
+	c.register_timeout = 0;  /* only the register tests want it */
+	c.plain_ok = 1;          /* Release-1 links unless a test says otherwise */
 	return c;
 }
 
@@ -118,6 +128,9 @@ static void wait_count(size_t n)
 
 struct client {
 	int fd;
+	SSL *ssl;     /* NULL: plaintext */
+	BIO *rb, *wb; /* ssl's memory BIOs: socket -> rb, wb -> socket */
+	int bytewise; /* TLS bytes reach the socket one write(2) each */
 	struct link_reader rd;
 	uint8_t buf[4096];
 	size_t pos, len;
@@ -139,12 +152,130 @@ static void client_free(struct client *c)
 {
 	if (c->fd >= 0)
 		close(c->fd);
+	SSL_free(c->ssl);
 	free(c);
+}
+
+/* What the client's SSL wrote, onto the socket. */
+static void tls_out(struct client *c)
+{
+	uint8_t b[4096];
+	int k;
+	while ((k = BIO_read(c->wb, b, sizeof b)) > 0) {
+		if (!c->bytewise) {
+			assert_int_equal(net_write_all(c->fd, b, (size_t)k, 2000), 0);
+			continue;
+		}
+		for (int i = 0; i < k; i++)
+			assert_int_equal(net_write_all(c->fd, b + i, 1, 2000), 0);
+	}
+}
+
+/* Socket bytes into the client's SSL: 1, 0 on EOF or reset, -1 on timeout. */
+static int tls_in(struct client *c, double end)
+{
+	struct pollfd pf = { .fd = c->fd, .events = POLLIN };
+	if (poll(&pf, 1, clock_ms_until(end, 1000)) <= 0)
+		return clock_mono() >= end ? -1 : 1;
+	uint8_t b[4096];
+	ssize_t r = recv(c->fd, b, sizeof b, 0);
+	if (r == -1 && errno == EINTR)
+		return 1;
+	if (r <= 0)
+		return 0;
+	assert_int_equal(BIO_write(c->rb, b, (int)r), (int)r);
+	return 1;
+}
+
+static SSL_CTX *client_ctx; /* trusts pki ca.pem */
+
+/* TLS over a fresh connection, verifying the server as host. Returns the
+ * client with its handshake done, or NULL with err (the failure). */
+static struct client *tls_try_connect(SSL_CTX *ctx, const char *host, int bytewise, SSL_SESSION **resume,
+				      char err[EVC_ERR_LEN])
+{
+	struct client *c = client_connect();
+	c->bytewise = bytewise;
+	c->ssl = tls_client_new(ctx, c->fd, host, resume, err);
+	assert_non_null(c->ssl);
+	c->rb = BIO_new(BIO_s_mem());
+	c->wb = BIO_new(BIO_s_mem());
+	BIO_set_mem_eof_return(c->rb, -1); /* empty means "wait for more" */
+	SSL_set_bio(c->ssl, c->rb, c->wb); /* replaces the socket BIO */
+	double end = clock_mono() + WAIT;
+	for (;;) {
+		enum tls_rc rc = tls_handshake(c->ssl, err);
+		tls_out(c);
+		if (rc == TLS_OK)
+			return c;
+		if (rc != TLS_WANT_READ && rc != TLS_WANT_WRITE)
+			break;
+		int r = tls_in(c, end);
+		if (r == 0) {
+			snprintf(err, EVC_ERR_LEN, "EOF during the TLS handshake");
+			break;
+		}
+		if (r == -1) {
+			snprintf(err, EVC_ERR_LEN, "TLS handshake timed out");
+			break;
+		}
+	}
+	client_free(c);
+	return NULL;
+}
+
+static struct client *tls_connect(int bytewise)
+{
+	char err[EVC_ERR_LEN];
+	struct client *c = tls_try_connect(client_ctx, "127.0.0.1", bytewise, NULL, err);
+	if (c == NULL)
+		fail_msg("TLS handshake: %s", err);
+	return c;
 }
 
 static void client_raw(struct client *c, const void *p, size_t n)
 {
+	if (c->ssl != NULL) {
+		assert_int_equal(SSL_write(c->ssl, p, (int)n), (int)n); /* a memory BIO takes it all */
+		tls_out(c);
+		return;
+	}
 	assert_int_equal(net_write_all(c->fd, p, n, 2000), 0);
+}
+
+/* Refill c->buf: 1, 0 on EOF (close_notify, EOF, reset), -1 on timeout. */
+static int client_fill(struct client *c, double end)
+{
+	if (c->ssl == NULL) {
+		struct pollfd pf = { .fd = c->fd, .events = POLLIN };
+		int ms = clock_ms_until(end, 1000);
+		if (poll(&pf, 1, ms) == 0)
+			return clock_mono() >= end ? -1 : 1;
+		ssize_t r = recv(c->fd, c->buf, sizeof c->buf, 0);
+		if (r == -1 && errno == EINTR)
+			return 1;
+		if (r <= 0)
+			return 0;
+		c->pos = 0;
+		c->len = (size_t)r;
+		return 1;
+	}
+	for (;;) {
+		char err[EVC_ERR_LEN];
+		size_t n;
+		enum tls_rc rc = tls_read(c->ssl, c->buf, sizeof c->buf, &n, err);
+		tls_out(c);
+		if (rc == TLS_OK) {
+			c->pos = 0;
+			c->len = n;
+			return 1;
+		}
+		if (rc != TLS_WANT_READ)
+			return 0;
+		int r = tls_in(c, end);
+		if (r != 1)
+			return r;
+	}
 }
 
 static void client_byte(struct client *c, uint8_t b)
@@ -171,20 +302,9 @@ static int client_item(struct client *c, struct link_item *it, double timeout)
 		c->pos = (size_t)(p - c->buf);
 		if (got)
 			return 1;
-		struct pollfd pf = { .fd = c->fd, .events = POLLIN };
-		int ms = clock_ms_until(end, 1000);
-		if (poll(&pf, 1, ms) == 0) {
-			if (clock_mono() >= end)
-				return -1;
-			continue;
-		}
-		ssize_t r = recv(c->fd, c->buf, sizeof c->buf, 0);
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return 0;
-		c->pos = 0;
-		c->len = (size_t)r;
+		int r = client_fill(c, end);
+		if (r != 1)
+			return r;
 	}
 }
 
@@ -698,6 +818,421 @@ static void test_port_taken(void **state)
 	cplink_free(l);
 }
 
+/* ---------------------------------------------------------------- TLS */
+
+static SSL_CTX *server_ctx; /* pki central.pem / central.key */
+
+static struct cplink_config tls_config(int plain_ok)
+{
+	struct cplink_config c = base_config();
+	c.tls = server_ctx;
+	c.plain_ok = plain_ok;
+	return c;
+}
+
+/* ENQ, ACK, and CPL_UP saying the link's kind. Returns the connection id. */
+static uint64_t handshake_kind(struct client *c, int tls)
+{
+	client_byte(c, LINK_ENQ);
+	client_expect_ctrl(c, LINK_ACK);
+	struct cplink_event ev = expect_event(CPL_UP);
+	assert_true(ev.conn != 0);
+	assert_int_equal(ev.tls, tls);
+	assert_true(strncmp(ev.peer, "127.0.0.1:", 10) == 0);
+	return ev.conn;
+}
+
+static void test_tls_link(void **state)
+{
+	struct cplink_config cfg = tls_config(0);
+	start(&cfg);
+	struct client *c = tls_connect(0);
+	uint64_t id = handshake_kind(c, 1);
+
+	client_frame(c, "REGISTER#MAD-01#C/ Serrano 10#0.25");
+	client_expect_ctrl(c, LINK_ACK);
+	expect_frame_event(id, "REGISTER#MAD-01#C/ Serrano 10#0.25");
+	cplink_send(srv, id, "REGISTER_RESULT#FIRST");
+	client_expect_frame(c, "REGISTER_RESULT#FIRST");
+	client_byte(c, LINK_ACK);
+
+	/* The largest frame, both ways. */
+	static char max[LINK_DATA_MAX + 1];
+	memcpy(max, "HEARTBEAT#", 10);
+	memset(max + 10, 'x', LINK_DATA_MAX - 10);
+	client_frame(c, max);
+	client_expect_ctrl(c, LINK_ACK);
+	expect_frame_event(id, max);
+	max[0] = 'Z';
+	cplink_send(srv, id, max);
+	client_expect_frame(c, max);
+	client_byte(c, LINK_ACK);
+
+	/* Central's close: EOT inside TLS, then the end of the stream. */
+	cplink_close(srv, id, "bye");
+	client_expect_ctrl(c, LINK_EOT);
+	client_expect_eof(c);
+	struct cplink_event ev = expect_event(CPL_DOWN);
+	assert_true(ev.conn == id);
+	assert_string_equal(ev.reason, "bye");
+	assert_int_equal(ev.tls, 1);
+	client_free(c);
+	wait_count(0);
+
+	struct cplink_stats st;
+	cplink_stats(srv, &st);
+	assert_true(st.tls_handshakes == 1 && st.tls_resumed == 0 && st.tls_failed == 0);
+	assert_true(st.frames_in == 2 && st.frames_out == 2 && st.plain_refused == 0);
+}
+
+/* A second connection resumes with the ticket of the first: no certificate,
+ * no signature. Also the DNS-name path of the verification. */
+static void test_tls_resume(void **state)
+{
+	struct cplink_config cfg = tls_config(0);
+	start(&cfg);
+	SSL_SESSION *sess = NULL;
+	char err[EVC_ERR_LEN];
+	struct client *c = tls_try_connect(client_ctx, "localhost", 0, &sess, err);
+	if (c == NULL)
+		fail_msg("%s", err);
+	assert_false(SSL_session_reused(c->ssl));
+	handshake_kind(c, 1); /* reading the ACK read the ticket before it */
+	assert_non_null(sess);
+	client_byte(c, LINK_EOT);
+	expect_event(CPL_DOWN);
+	client_free(c);
+
+	c = tls_try_connect(client_ctx, "localhost", 0, &sess, err);
+	if (c == NULL)
+		fail_msg("%s", err);
+	assert_true(SSL_session_reused(c->ssl));
+	uint64_t id = handshake_kind(c, 1);
+	client_frame(c, "HEARTBEAT#MAD-01");
+	client_expect_ctrl(c, LINK_ACK);
+	expect_frame_event(id, "HEARTBEAT#MAD-01");
+	client_free(c);
+	expect_event(CPL_DOWN);
+	SSL_SESSION_free(sess);
+
+	struct cplink_stats st;
+	cplink_stats(srv, &st);
+	assert_true(st.tls_handshakes == 2 && st.tls_resumed == 1);
+}
+
+/* Every TLS byte in its own segment: handshake, ENQ, a frame. */
+static void test_tls_bytewise(void **state)
+{
+	struct cplink_config cfg = tls_config(0);
+	start(&cfg);
+	struct client *c = tls_connect(1);
+	uint64_t id = handshake_kind(c, 1);
+	client_frame(c, "REGISTER#MAD-01#C/ Serrano 10#0.25");
+	client_expect_ctrl(c, LINK_ACK);
+	expect_frame_event(id, "REGISTER#MAD-01#C/ Serrano 10#0.25");
+	/* And two frames in one TLS record. */
+	uint8_t two[64];
+	int a = link_frame_build(two, sizeof two, "HEARTBEAT#A", 11, NULL);
+	int b = link_frame_build(two + a, sizeof two - (size_t)a, "HEARTBEAT#B", 11, NULL);
+	client_raw(c, two, (size_t)(a + b));
+	client_expect_ctrl(c, LINK_ACK);
+	client_expect_ctrl(c, LINK_ACK);
+	expect_frame_event(id, "HEARTBEAT#A");
+	expect_frame_event(id, "HEARTBEAT#B");
+	client_free(c);
+	expect_event(CPL_DOWN);
+}
+
+/* The bytes of a ClientHello, from a client SSL on memory BIOs. */
+static size_t client_hello(uint8_t *out, size_t cap)
+{
+	SSL *ssl = SSL_new(client_ctx);
+	BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+	BIO_set_mem_eof_return(rb, -1);
+	SSL_set_bio(ssl, rb, wb);
+	SSL_set_connect_state(ssl);
+	assert_int_equal(SSL_do_handshake(ssl), -1); /* waits for the ServerHello */
+	int n = BIO_read(wb, out, (int)cap);
+	assert_true(n > 20 && out[0] == 0x16);
+	SSL_free(ssl);
+	ERR_clear_error();
+	return (size_t)n;
+}
+
+static void test_tls_stalled_handshake(void **state)
+{
+	struct cplink_config cfg = tls_config(0);
+	cfg.handshake_timeout = 1.0;
+	start(&cfg);
+
+	/* Half a ClientHello, then silence: closed at the deadline. */
+	uint8_t hello[2048];
+	size_t n = client_hello(hello, sizeof hello);
+	struct client *h = client_connect();
+	client_raw(h, hello, n / 2);
+	double t0 = clock_mono();
+	client_expect_eof(h);
+	double took = clock_mono() - t0;
+	assert_true(took > 0.8 && took < 2.0);
+	client_free(h);
+	wait_count(0);
+
+	/* A whole TLS handshake but no ENQ: the link handshake's own timeout
+	 * then, from the end of the TLS one. */
+	struct client *c = tls_connect(0);
+	t0 = clock_mono();
+	client_expect_eof(c);
+	took = clock_mono() - t0;
+	assert_true(took > 0.8 && took < 2.0);
+	client_free(c);
+	wait_count(0);
+	expect_no_event(0.05); /* neither came up: nothing to report */
+
+	struct cplink_stats st;
+	cplink_stats(srv, &st);
+	assert_true(st.tls_failed == 1 && st.tls_handshakes == 1);
+}
+
+static void test_plain_refused_then_allowed(void **state)
+{
+	struct cplink_config cfg = tls_config(0);
+	start(&cfg);
+	struct client *p = client_connect();
+	client_byte(p, LINK_ENQ);
+	client_expect_ctrl(p, LINK_NACK);
+	client_expect_eof(p);
+	client_free(p);
+	struct cplink_event ev = expect_event(CPL_REFUSED);
+	assert_string_equal(ev.reason, "plaintext link refused");
+	assert_true(strncmp(ev.peer, "127.0.0.1:", 10) == 0);
+	assert_int_equal(ev.tls, 0);
+	wait_count(0);
+	expect_no_event(0.05); /* never up, so no CPL_DOWN either */
+	struct cplink_stats st;
+	cplink_stats(srv, &st);
+	assert_true(st.plain_refused == 1 && st.accepted == 1);
+	/* TLS on the same port meanwhile. */
+	struct client *t = tls_connect(0);
+	handshake_kind(t, 1);
+	client_free(t);
+	expect_event(CPL_DOWN);
+	cplink_free(srv);
+
+	/* plain_ok: both kinds on the one port. */
+	cfg.plain_ok = 1;
+	start(&cfg);
+	p = client_connect();
+	uint64_t idp = handshake_kind(p, 0);
+	t = tls_connect(0);
+	uint64_t idt = handshake_kind(t, 1);
+	client_frame(p, "HEARTBEAT#PLAIN");
+	client_expect_ctrl(p, LINK_ACK);
+	expect_frame_event(idp, "HEARTBEAT#PLAIN");
+	client_frame(t, "HEARTBEAT#TLS");
+	client_expect_ctrl(t, LINK_ACK);
+	expect_frame_event(idt, "HEARTBEAT#TLS");
+	client_free(p);
+	client_free(t);
+	expect_event(CPL_DOWN);
+	expect_event(CPL_DOWN);
+	cplink_stats(srv, &st);
+	assert_true(st.plain_refused == 0 && st.tls_handshakes == 1);
+}
+
+static void test_first_byte_garbage(void **state)
+{
+	struct cplink_config cfg = tls_config(1);
+	start(&cfg);
+	struct client *g = client_connect();
+	client_raw(g, "GET / HTTP/1.0\r\n\r\n", 18);
+	client_expect_eof(g);
+	client_free(g);
+	g = client_connect();
+	client_byte(g, 0x00);
+	client_expect_eof(g);
+	client_free(g);
+	wait_count(0);
+	expect_no_event(0.05);
+	cplink_free(srv);
+
+	/* A ClientHello where no certificate is configured: closed. */
+	cfg = base_config();
+	start(&cfg);
+	char err[EVC_ERR_LEN];
+	struct client *c = tls_try_connect(client_ctx, "127.0.0.1", 0, NULL, err);
+	assert_null(c);
+	wait_count(0);
+	expect_no_event(0.05);
+}
+
+static void test_register_timeout(void **state)
+{
+	struct cplink_config cfg = tls_config(1);
+	cfg.register_timeout = 1.0;
+	start(&cfg);
+	struct client *a = tls_connect(0);
+	uint64_t ida = handshake_kind(a, 1);
+	struct client *b = client_connect();
+	double t0 = clock_mono();
+	uint64_t idb = handshake_kind(b, 0);
+	client_frame(a, "REGISTER#A#x#0.3");
+	client_expect_ctrl(a, LINK_ACK);
+	expect_frame_event(ida, "REGISTER#A#x#0.3");
+	cplink_registered(srv, ida);
+	cplink_registered(srv, 12345); /* unknown: ignored */
+
+	/* b never registers (a frame is not a registration). */
+	client_frame(b, "HEARTBEAT#B");
+	client_expect_ctrl(b, LINK_ACK);
+	expect_frame_event(idb, "HEARTBEAT#B");
+	struct cplink_event ev = expect_event(CPL_DOWN);
+	double took = clock_mono() - t0;
+	assert_true(ev.conn == idb);
+	assert_string_equal(ev.reason, "not registered within 1 s");
+	assert_true(took > 0.8 && took < 2.0);
+	client_expect_ctrl(b, LINK_EOT);
+	client_expect_eof(b);
+	client_free(b);
+
+	/* a lives on past its own deadline. */
+	expect_no_event(1.0);
+	client_frame(a, "HEARTBEAT#A");
+	client_expect_ctrl(a, LINK_ACK);
+	expect_frame_event(ida, "HEARTBEAT#A");
+	assert_int_equal(cplink_count(srv), 1);
+	client_free(a);
+	expect_event(CPL_DOWN);
+}
+
+/* 1,000 TLS handshakes under way at once (fewer if this process may not
+ * open 2,000 descriptors), then a frame on each. Meanwhile an open link is
+ * answered before the server has got through the ClientHellos: handshakes
+ * wait their turn behind it. */
+static void test_tls_1000_links(void **state)
+{
+	enum { MAXN = 1000 };
+	static struct client *cl[MAXN];
+	static int done[MAXN];
+	struct rlimit rl;
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < 2 * MAXN + 100 && rl.rlim_max > rl.rlim_cur) {
+		rl.rlim_cur = rl.rlim_max < 2 * MAXN + 100 ? rl.rlim_max : 2 * MAXN + 100;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	int N = rl.rlim_cur >= 2 * MAXN + 100 ? MAXN : (int)(rl.rlim_cur - 100) / 2;
+	struct cplink_config cfg = tls_config(0);
+	cfg.max_conns = 2 * MAXN;
+	/* The deadline is another test's business: under valgrind a thousand
+	 * handshakes take longer than the 5 s default. */
+	cfg.handshake_timeout = 120;
+	start(&cfg);
+	struct client *fast = tls_connect(0);
+	uint64_t fid = handshake_kind(fast, 1);
+
+	char err[EVC_ERR_LEN];
+	for (int i = 0; i < N; i++) {
+		cl[i] = client_connect();
+		cl[i]->ssl = tls_client_new(client_ctx, cl[i]->fd, "127.0.0.1", NULL, err);
+		assert_non_null(cl[i]->ssl);
+		cl[i]->rb = BIO_new(BIO_s_mem());
+		cl[i]->wb = BIO_new(BIO_s_mem());
+		BIO_set_mem_eof_return(cl[i]->rb, -1);
+		SSL_set_bio(cl[i]->ssl, cl[i]->rb, cl[i]->wb);
+		done[i] = 0;
+	}
+	/* Every ClientHello made first, then all sent in one go, so that the
+	 * server has all of them to answer when the open link speaks. */
+	for (int i = 0; i < N; i++)
+		assert_int_equal(tls_handshake(cl[i]->ssl, err), TLS_WANT_READ);
+	for (int i = 0; i < N; i++)
+		tls_out(cl[i]);
+	static struct pollfd pf[MAXN];
+	client_frame(fast, "HEARTBEAT#FAST");
+	client_expect_ctrl(fast, LINK_ACK);
+	for (int i = 0; i < N; i++)
+		pf[i] = (struct pollfd){ .fd = cl[i]->fd, .events = POLLIN };
+	int answered = poll(pf, (nfds_t)N, 0);
+	if (answered >= N / 2)
+		fail_msg("the open link waited for %d of %d ClientHellos to be answered", answered, N);
+	expect_frame_event(fid, "HEARTBEAT#FAST");
+	int left = N;
+	double end = clock_mono() + 120; /* valgrind makes 1,000 handshakes slow */
+	while (left > 0) {
+		if (clock_mono() >= end)
+			fail_msg("%d of %d TLS handshakes not done", left, N);
+		for (int i = 0; i < N; i++)
+			pf[i] = (struct pollfd){ .fd = done[i] ? -1 : cl[i]->fd, .events = POLLIN };
+		if (poll(pf, (nfds_t)N, 1000) <= 0)
+			continue;
+		for (int i = 0; i < N; i++) {
+			if (!(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			if (tls_in(cl[i], clock_mono() + 1) != 1)
+				fail_msg("link %d: EOF during the TLS handshake", i);
+			enum tls_rc rc = tls_handshake(cl[i]->ssl, err);
+			tls_out(cl[i]);
+			if (rc == TLS_OK) {
+				done[i] = 1;
+				left--;
+				client_byte(cl[i], LINK_ENQ);
+			} else if (rc != TLS_WANT_READ) {
+				fail_msg("link %d: %s", i, err);
+			}
+		}
+	}
+	for (int i = 0; i < N; i++)
+		client_expect_ctrl(cl[i], LINK_ACK);
+	for (int i = 0; i < N; i++) {
+		struct cplink_event ev = expect_event(CPL_UP);
+		assert_int_equal(ev.tls, 1);
+	}
+	assert_int_equal(cplink_count(srv), (size_t)N + 1);
+	for (int i = 0; i < N; i++) {
+		char d[32];
+		snprintf(d, sizeof d, "HEARTBEAT#L%d", i);
+		client_frame(cl[i], d);
+	}
+	for (int i = 0; i < N; i++)
+		client_expect_ctrl(cl[i], LINK_ACK);
+	for (int i = 0; i < N; i++)
+		expect_event(CPL_FRAME);
+	struct cplink_stats st;
+	cplink_stats(srv, &st);
+	assert_true(st.tls_handshakes == (uint64_t)N + 1 && st.tls_failed == 0 && st.frames_in == (uint64_t)N + 1);
+	for (int i = 0; i < N; i++)
+		client_free(cl[i]);
+	client_free(fast);
+	for (int i = 0; i <= N; i++)
+		expect_event(CPL_DOWN);
+	wait_count(0);
+}
+
+static int tls_setup(void **state)
+{
+	(void)state;
+	char err[EVC_ERR_LEN];
+	if (pki_make() == -1) {
+		fprintf(stderr, "# openssl could not make the test certificates in %s\n", pki_dir);
+		return -1;
+	}
+	server_ctx = tls_server_ctx_new(pki_path("central.pem"), pki_path("central.key"), err);
+	client_ctx = server_ctx != NULL ? tls_client_ctx_new(pki_path("ca.pem"), err) : NULL;
+	if (client_ctx == NULL) {
+		fprintf(stderr, "# %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int tls_teardown(void **state)
+{
+	(void)state;
+	SSL_CTX_free(server_ctx);
+	SSL_CTX_free(client_ctx);
+	pki_remove();
+	return 0;
+}
+
 int main(void)
 {
 	log_set_level(getenv("EVC_DEBUG") ? LOG_DEBUG : LOG_WARN);
@@ -715,6 +1250,15 @@ int main(void)
 		cmocka_unit_test_teardown(test_shutdown_sends_eot, teardown),
 		cmocka_unit_test_teardown(test_accept_pause_on_emfile, teardown),
 		cmocka_unit_test_teardown(test_port_taken, teardown),
+		cmocka_unit_test_teardown(test_tls_link, teardown),
+		cmocka_unit_test_teardown(test_tls_resume, teardown),
+		cmocka_unit_test_teardown(test_tls_bytewise, teardown),
+		cmocka_unit_test_teardown(test_tls_stalled_handshake, teardown),
+		cmocka_unit_test_teardown(test_plain_refused_then_allowed, teardown),
+		cmocka_unit_test_teardown(test_first_byte_garbage, teardown),
+		cmocka_unit_test_teardown(test_register_timeout, teardown),
+		cmocka_unit_test_teardown(test_tls_1000_links, teardown),
 	};
-	return cmocka_run_group_tests_name("cplink", tests, NULL, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests_name("cplink", tests, tls_setup, tls_teardown);
 }

@@ -145,6 +145,44 @@ static void test_happy_path_and_pause(void **state)
 	svc_free(&s);
 }
 
+/* Central's outbox may deliver a notification twice (at least once): the
+ * driver shows each (session, type) once, and a duplicate never changes
+ * the figures it already has. */
+static void test_duplicates_shown_once(void **state)
+{
+	(void)state;
+	struct svc s;
+	struct svc_request r;
+	setup_svc(&s, 1);
+	enq(&s, "A");
+	svc_set_live(&s, 0);
+	assert_int_equal(svc_tick(&s, 10, &r), 1);
+	struct msg ok = note(MSG_AUTH_OK, "101", "A", "S1");
+	svc_on_msg(&s, &ok, 10.5);
+	int before = nlines;
+	svc_on_msg(&s, &ok, 10.6);
+	assert_int_equal(nlines, before);
+	assert_int_equal(s.state, SVC_AUTHORISED);
+	struct msg c = note(MSG_CONSUMO_UPDATE, "101", "A", "S1");
+	c.kw = 7, c.kwh = 1.0, c.importe = 0.25;
+	svc_on_msg(&s, &c, 12);
+	assert_int_equal(s.state, SVC_CHARGING);
+	before = nlines;
+	svc_on_msg(&s, &ok, 12.5); /* a late duplicate AUTH_OK while charging */
+	assert_int_equal(nlines, before);
+	assert_int_equal(s.state, SVC_CHARGING);
+	struct msg t = note(MSG_TICKET, "101", "A", "S1");
+	t.kwh = 1.2, t.importe = 0.3, t.price = 0.25, t.started_at = 1000, t.ended_at = 1010;
+	svc_on_msg(&s, &t, 13);
+	before = nlines;
+	svc_on_msg(&s, &t, 13.5);
+	svc_on_msg(&s, &ok, 13.6);
+	assert_int_equal(nlines, before);
+	assert_int_equal(s.served, 1);
+	assert_true(s.kwh == 1.2);
+	svc_free(&s);
+}
+
 static void test_other_users_ignored(void **state)
 {
 	(void)state;
@@ -438,6 +476,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_requests_wait_for_live),
 		cmocka_unit_test(test_happy_path_and_pause),
+		cmocka_unit_test(test_duplicates_shown_once),
 		cmocka_unit_test(test_other_users_ignored),
 		cmocka_unit_test(test_timeout_then_late_answer),
 		cmocka_unit_test(test_stale_request_id_same_cp),
