@@ -11,8 +11,10 @@ for p in "${PROGS[@]}"; do
 	bin=$EVC_BUILDDIR/$p
 	# long options only (-h and -V are spelled out in the usage's prose); a
 	# subcommand's usage line names that subcommand's options
-	"$bin" --help | grep -Ev "^ +$p (ctl|attach) " | grep -Eo -- '(^|[ [|])--[a-z][a-z-]+' |
-		sed 's/^[ [|]*//' | sort -u >"$T_DIR/$p.help"
+	# the options a usage names: in its synopsis ("[--opt", "| --opt") and
+	# at the head of a description line ("  --opt"), not in the prose
+	"$bin" --help | grep -Ev "^ +$p (ctl|attach) " |
+		grep -Eo -- "(^ {1,2}|\\[|\\| |, |$p )--[a-z][a-z-]+" | grep -Eo -- '--[a-z][a-z-]+$' | sort -u >"$T_DIR/$p.help"
 	"$bin" --list-options | awk '/^--/ {print $1}' | sort -u >"$T_DIR/$p.list"
 	missing=$(comm -23 "$T_DIR/$p.help" "$T_DIR/$p.list" | tr '\n' ' ')
 	check "$p: every option of --help is in its option table${missing:+ (missing: $missing)}" [ -z "$missing" ]

@@ -31,7 +31,7 @@ check "monitor shows ACTIVADO too" wait_grep 5 "$(log_of m1)" '^[0-9T:.-]* STATE
 
 # A second engine on the same port is a runtime failure, not a usage error.
 "$EV_CP_E" "$K" "$CP_EPORT" --headless </dev/null >"$T_DIR/busy.out" 2>"$T_DIR/busy.err"; rc=$?
-check "engine: port taken -> exit 1 with a clear message" bash -c "[ $rc = 1 ] && grep -q 'cannot listen on \*:$CP_EPORT: ' '$T_DIR/busy.err'"
+check "engine: port taken -> exit 1 with a clear message" bash -c "[ $rc = 1 ] && grep -q 'cannot listen on [^ ]*:$CP_EPORT: ' '$T_DIR/busy.err' && [ \$(grep -o 'cannot listen' '$T_DIR/busy.err' | wc -l) -eq 1 ]"
 
 send e1 k
 t0=$(date +%s%N)

@@ -45,7 +45,7 @@ wait_grep 10 "$(log_of holder)" '^PORT [0-9]+'
 held=$(awk '/^PORT/ {print $2}' "$(log_of holder)")
 run "$EVC_BUILDDIR/EV_CP_E" 127.0.0.1:1 "$held" --headless
 check "EV_CP_E on a taken port: exit 1, 'cannot listen' said once" \
-	eval '[ $RC -eq 1 ] && [ "$(grep -o "cannot listen" "$E" | wc -l)" -eq 1 ] && grep -q "^EV_CP_E: cannot listen on \*:$held: Address already in use$" "$E"'
+	eval '[ $RC -eq 1 ] && [ "$(grep -o "cannot listen" "$E" | wc -l)" -eq 1 ] && grep -q "^EV_CP_E: cannot listen on 127.0.0.1:$held: Address already in use$" "$E"'
 stop holder
 
 # EV_CP_E with a broker host that does not exist: said on stderr too.
@@ -53,7 +53,7 @@ port=$(free_port)
 start e_bad bash -c 'exec "$@" 2>"$0"' "$T_DIR/e_bad.err" "$EVC_BUILDDIR/EV_CP_E" nosuchhost.invalid:9092 "$port" --headless
 check "EV_CP_E with an unknown broker host: stderr names it" \
 	wait_grep 20 "$T_DIR/e_bad.err" "^$TS EV_CP_E warn kafka: nosuchhost.invalid:9092 unreachable: .+"
-check "... and its event lines carry the timestamp" every_line "$(log_of e_bad)" "^$TS [A-Z_]+( |$)"
+check "... and its event lines carry the timestamp" every_line "$(log_of e_bad)" "^$TS [^ ]"
 stop e_bad
 check "... every stderr line in the one format" every_line "$T_DIR/e_bad.err" "^$TS EV_CP_E (debug|info|warn|error) "
 
@@ -102,7 +102,7 @@ printf 'r MAD-01\nq\n' | timeout 60 "$EVC_BUILDDIR/EV_Driver" "$dead" 101 --head
 RC=$?
 check "EV_Driver: a request not delivered makes exit 1" eval '[ $RC -eq 1 ] && grep -q "not delivered" "$E"'
 check "EV_Driver: every stderr line ours (no raw librdkafka lines), one format" every_line "$E" "^$TS EV_Driver (debug|info|warn|error) "
-check "EV_Driver: every stdout line timestamped" every_line "$O" "^$TS [A-Z_]+( |$)"
+check "EV_Driver: every stdout line timestamped" every_line "$O" "^$TS [^ ]"
 printf 'r MAD-01\nq\n' | timeout 60 "$EVC_BUILDDIR/EV_Driver" "$dead" 101 --headless --keep-going >"$O" 2>"$E"
 RC=$?
 check "EV_Driver --keep-going: exit 0 all the same" [ $RC -eq 0 ]

@@ -32,7 +32,7 @@ att_keys() { tmx send-keys -t "$ATT" "$@"; }
 ctl_ok() { "$EV_CENTRAL" ctl --control "$CTL" status >/dev/null 2>&1; }
 
 # ---- a headless Central, attached to
-start c "$EV_CENTRAL" "$P_PORT" "$EVC_KAFKA" "$P_DB" --headless
+start c "$EV_CENTRAL" "$P_PORT" "$EVC_KAFKA" "$P_DB" --headless --plain-links
 C=$(log_of c)
 wait_grep 15 "$C" ' READY ' || diag "Central did not start"
 mon_up m1 AT-01
@@ -82,7 +82,7 @@ rm -f "$T_DIR/central.exit"
 tmx -f /dev/null new-session -d -s evc -x 110 -y 32 \
 	bash -c 'setsid -w "$@"; echo $? >"'"$T_DIR"'/central.exit"' panel \
 	env TERM=xterm-256color LANG=C.UTF-8 LC_ALL=C.UTF-8 EVC_TOPIC_PREFIX="$T_PREFIX" \
-	"$EV_CENTRAL" "$P_PORT" "$EVC_KAFKA" "$P_DB"
+	"$EV_CENTRAL" "$P_PORT" "$EVC_KAFKA" "$P_DB" --plain-links
 wait_screen 10 'EV_Central +Kafka' || diag "the setsid panel did not start"
 mon_up m3 HUP-01
 wait_screen 10 'HUP-01' || diag "HUP-01 not on the panel"
