@@ -12,7 +12,7 @@ dist_systemddoc_DATA = \
 
 bashcompletiondir = $(datadir)/bash-completion/completions
 bashcompletion_DATA = contrib/completion/EV_Central contrib/completion/EV_CP_E contrib/completion/EV_CP_M \
-	contrib/completion/EV_Driver contrib/completion/EV_W
+	contrib/completion/EV_Driver contrib/completion/EV_W contrib/completion/EV_Registry
 CLEANFILES += $(bashcompletion_DATA)
 dist_noinst_SCRIPTS += contrib/completion/gen-completion
 EVC_GEN_COMPLETION = $(SHELL) $(srcdir)/contrib/completion/gen-completion
@@ -27,6 +27,8 @@ contrib/completion/EV_Driver: EV_Driver$(EXEEXT) $(srcdir)/contrib/completion/ge
 	$(AM_V_GEN)$(MKDIR_P) contrib/completion && $(EVC_GEN_COMPLETION) ./EV_Driver$(EXEEXT) >$@.tmp && mv $@.tmp $@
 contrib/completion/EV_W: EV_W$(EXEEXT) $(srcdir)/contrib/completion/gen-completion
 	$(AM_V_GEN)$(MKDIR_P) contrib/completion && $(EVC_GEN_COMPLETION) ./EV_W$(EXEEXT) >$@.tmp && mv $@.tmp $@
+contrib/completion/EV_Registry: EV_Registry$(EXEEXT) $(srcdir)/contrib/completion/gen-completion
+	$(AM_V_GEN)$(MKDIR_P) contrib/completion && $(EVC_GEN_COMPLETION) ./EV_Registry$(EXEEXT) >$@.tmp && mv $@.tmp $@
 
 # The units pass systemd-analyze verify; completion and units install.
 TESTS += tests/integration/systemd_units.sh tests/integration/completion.sh

@@ -21,6 +21,9 @@ int log_parse_level(const char *s, enum log_level *lvl);
 void log_set_sink(log_sink_fn fn, void *arg);
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *log_level_name(enum log_level lvl);
+/* A diagnostic as the stream shows it (without the newline), for a sink
+ * that writes elsewhere the same way. Caller frees with free(). */
+char *log_render(enum log_level lvl, const char *text);
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)

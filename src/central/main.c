@@ -72,9 +72,11 @@ struct opts {
 	const char *listen;   /* --listen: bind address of the link port, NULL = all */
 	const char *control;  /* --control: the control socket, NULL = <db>.ctl */
 	const char *log_file; /* --log-file */
-	const char *pki;      /* the configuration's pki folder (the TLS options' default) */
+	const char *pki;      /* the configuration's pki folder (the TLS files' default) */
 	struct config conf;
 };
+
+static const char *pki_dir; /* the configuration's pki folder, NULL: pki/ beside the db */
 
 /* Every option, for the parser and for shell completion (--list-options):
  * an option missing here is refused as unknown. */
@@ -363,6 +365,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 	o->json = ef == EVLINE_JSON;
 	evline_set_format(ef);
 	o->pki = o->conf.pki;
+	pki_dir = o->pki;
 	if (o->db == NULL && npos < 3)
 		o->db = o->conf.database;
 	o->prefix = config_topic_prefix(&o->conf, o->prefix);
@@ -501,6 +504,8 @@ static int run_tool(const struct opts *o)
 /* "pki/NAME" in the database's folder. Caller frees. */
 static char *beside_db(const char *db, const char *name)
 {
+	if (pki_dir != NULL)
+		return xasprintf("%s/%s", pki_dir, name);
 	const char *slash = strrchr(db, '/');
 	if (slash == NULL)
 		return xasprintf("pki/%s", name);

@@ -11,6 +11,7 @@
 #include "evc/clock.h"
 #include "evc/evline.h"
 #include "evc/log.h"
+#include "evc/xalloc.h"
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static FILE *log_stream;
@@ -70,6 +71,26 @@ const char *log_level_name(enum log_level lvl)
 	return "?";
 }
 
+char *log_render(enum log_level lvl, const char *text)
+{
+	char ts[EVLINE_TS_LEN];
+	evline_timestamp(clock_wall(), ts);
+	if (evline_get_format() == EVLINE_JSON) {
+		json_t *o = json_pack("{s:s, s:s, s:s}", "ts", ts, "prog", log_prog, "level", log_level_name(lvl));
+		json_t *t = json_string(text);
+		json_object_set_new(o, "text", t != NULL ? t : json_string("(invalid UTF-8)"));
+		char *js = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+		json_decref(o);
+		if (js != NULL)
+			return js;
+	}
+	char *out = xasprintf("%s %s %s %s", ts, log_prog, log_level_name(lvl), text);
+	for (char *p = out; *p != '\0'; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	return out;
+}
+
 void log_msg(enum log_level lvl, const char *fmt, ...)
 {
 	init_level();
@@ -85,26 +106,11 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	if (log_sink != NULL) {
 		log_sink(lvl, line, log_sink_arg);
 	} else {
-		char ts[EVLINE_TS_LEN];
-		evline_timestamp(clock_wall(), ts);
 		FILE *f = log_stream != NULL ? log_stream : stderr;
-		if (evline_get_format() == EVLINE_JSON) {
-			json_t *o = json_pack("{s:s, s:s, s:s}", "ts", ts, "prog", log_prog, "level",
-					      log_level_name(lvl));
-			json_t *t = json_string(line);
-			json_object_set_new(o, "text", t != NULL ? t : json_string("(invalid UTF-8)"));
-			char *js = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
-			json_decref(o);
-			if (js != NULL) {
-				fprintf(f, "%s\n", js);
-				free(js);
-			}
-		} else {
-			for (char *p = line; *p != '\0'; p++)
-				if (*p == '\n' || *p == '\r')
-					*p = ' ';
-			fprintf(f, "%s %s %s %s\n", ts, log_prog, log_level_name(lvl), line);
-		}
+		char *out = log_render(lvl, line);
+		fputs(out, f);
+		fputc('\n', f);
+		free(out);
 		fflush(f);
 	}
 	pthread_mutex_unlock(&log_lock);

@@ -4,7 +4,7 @@
 # round, the generated script parses, completes options, values and
 # subcommands, and make install puts it where bash-completion looks.
 . "$EVC_SRCDIR/tests/integration/lib.sh"
-PROGS=(EV_Central EV_CP_E EV_CP_M EV_Driver EV_W)
+PROGS=(EV_Central EV_CP_E EV_CP_M EV_Driver EV_W EV_Registry)
 tap_plan $((${#PROGS[@]} * 3 + 4))
 
 for p in "${PROGS[@]}"; do

@@ -9,7 +9,7 @@
 # with messages not delivered.
 . "$EVC_SRCDIR/tests/integration/lib.sh"
 command -v python3 >/dev/null || tap_skip_all "python3 needed"
-PROGS=(EV_Central EV_CP_E EV_CP_M EV_Driver EV_W)
+PROGS=(EV_Central EV_CP_E EV_CP_M EV_Driver EV_W EV_Registry)
 tap_plan $((${#PROGS[@]} * 3 + 19))
 
 O=$T_DIR/out E=$T_DIR/err
