@@ -45,6 +45,7 @@ struct client {
 struct ctl {
 	char *path;
 	int lfd;
+	double accept_paused_until; /* monotonic: out of fds, accept again after */
 	struct client cl[CTL_CLIENTS_MAX];
 	int nattached;
 	/* the stream's picture: last as the synced clients have it, cur the
@@ -209,7 +210,7 @@ fail:
 
 void ctl_prepare(struct ctl *t, struct pollfd pfd[CTL_NFDS])
 {
-	pfd[0] = (struct pollfd){ .fd = t->lfd, .events = POLLIN };
+	pfd[0] = (struct pollfd){ .fd = clock_mono() < t->accept_paused_until ? -1 : t->lfd, .events = POLLIN };
 	for (int i = 0; i < CTL_CLIENTS_MAX; i++) {
 		const struct client *k = &t->cl[i];
 		pfd[1 + i] = (struct pollfd){ .fd = k->fd,
@@ -221,8 +222,14 @@ static void accept_clients(struct ctl *t)
 {
 	for (;;) {
 		int fd = accept4(t->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd == -1)
-			return; /* EAGAIN, or out of fds: try again next turn */
+		if (fd == -1) {
+			/* Out of descriptors: the pending connection keeps the
+			 * socket readable, so stop polling it for a second
+			 * rather than spin (as cplink does). */
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				t->accept_paused_until = clock_mono() + 1.0;
+			return;
+		}
 		/* The socket's mode already keeps others out; the peer's
 		 * credentials say it once more. */
 		struct ucred cr;

@@ -111,7 +111,7 @@ start m4 "$EV_CP_M" "127.0.0.1:$(free_port)" "127.0.0.1:$CP_CPORT" BCN-09 --head
 check "a CP the registry does not know: DENIED#NOT_REGISTERED, no more retries" bash -c "$(declare -f wait_for wait_grep); wait_grep 15 '$(log_of m4)' '^[0-9T:.-]* REGISTER DENIED reason=NOT_REGISTERED$' && wait_grep 5 '$(log_of m4)' '^[0-9T:.-]* REGISTER STOPPED reason=NOT_REGISTERED'"
 stop m4
 start m5 "$EV_CP_M" "127.0.0.1:$(free_port)" "127.0.0.1:$CP_CPORT" MAD-02 --headless
-check "a Release-1 monitor says what it is" wait_grep 5 "$(log_of m5)" '^Release-1 mode: no credential'
+check "a Release-1 monitor says what it is" wait_grep 5 "$(log_of m5)" '^[0-9T:.-]* Release-1 mode: no credential'
 check "and is refused by a Central without --plain-links (NACK to ENQ)" wait_grep 10 "$(log_of m5)" 'server refused the link \(NACK to ENQ\)'
 check "it never registers" bash -c "! grep -q '^[0-9T:.-]* LINK central up' '$(log_of m5)'"
 stop m5

@@ -144,6 +144,6 @@ start e2 "$EV_CP_E" "$K" "$EP2" --headless
 wait_grep 10 "$(log_of e2)" '^[0-9T:.-]* START port=' >/dev/null
 r=$(eng_script "$EP2" HELLO#MAD-01 "SET_KEY#$KEY" HEALTH_CHECK#MAD-01)
 diag "$r"
-check "Release-1 engine: the start line says so" wait_grep 5 "$(log_of e2)" '^Release-1 mode: no credential, plaintext telemetry, no engine authentication$'
+check "Release-1 engine: the start line says so" wait_grep 5 "$(log_of e2)" '^[0-9T:.-]* Release-1 mode: no credential, plaintext telemetry, no engine authentication$'
 check "Release-1 engine: no challenge (HELLO is unknown), SET_KEY NACKed, checks answered" \
 	[ "$r" = "$(printf 'RECV ERROR#unknown opcode HELLO\nRECV NACK#SET_KEY#Release-1 mode: this engine has no credential\nRECV OK')" ]
