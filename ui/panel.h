@@ -46,6 +46,11 @@ struct panel;
 struct panel *panel_open(panel_exec_fn exec, void *exec_arg, int readonly, int no_color,
 			 char err[EVC_ERR_LEN]);
 void panel_close(struct panel *p);
+/* The panel shows a Central of another process (EV_Central attach), at
+ * where (its control socket): the title says so, and q (or :Q) asks
+ * whether to detach (panel_input returns 1, Central goes on) or to stop
+ * Central (exec "Q", then panel_input returns 1). */
+void panel_set_attached(struct panel *p, const char *where);
 /* The fd to poll for keys (-1 once the terminal has gone away). */
 int panel_fd(const struct panel *p);
 /* Keys are waiting: read and act on them. 1 when the operator asked to

@@ -22,7 +22,7 @@ E=$(log_of e1)
 cp_monitor m1 MAD-01 --price 0.25
 wait_for 15 is_state "$C" MAD-01 ACTIVADO
 send e1 "d 101"
-wait_grep 20 "$E" '^AUTH driver=101 session='
+wait_grep 20 "$E" '^[0-9T:.-]* AUTH driver=101 session='
 S=$(session_of "$E")
 send e1 e
 wait_for 10 is_state "$C" MAD-01 SUMINISTRANDO
@@ -39,7 +39,7 @@ check "the stored session is ended once, with those figures" bash -c \
 	"[ \"\$(sqlite3 '$CP_DB' \"select count(*) from sessions where id='$S' and outcome='SUPPLY_ERROR' and kwh >= $last\")\" = 1 ]"
 cp_engine e2 --power 72
 E2=$(log_of e2)
-check "the new engine asks for its session and there is none" wait_grep 20 "$E2" '^CHECK_SESSION none$'
+check "the new engine asks for its session and there is none" wait_grep 20 "$E2" '^[0-9T:.-]* CHECK_SESSION none$'
 check "the CP is ACTIVADO again" wait_for 15 is_state "$C" MAD-01 ACTIVADO
 send e2 "d 102"
-check "and serves the next driver" wait_grep 20 "$E2" '^AUTH driver=102 session='
+check "and serves the next driver" wait_grep 20 "$E2" '^[0-9T:.-]* AUTH driver=102 session='

@@ -31,7 +31,7 @@ E=$(log_of e1)
 cp_monitor m1 MAD-01 --price 0.25
 wait_for 15 is_state "$C" MAD-01 ACTIVADO
 request 101 MAD-01 r1-1
-wait_grep 20 "$E" '^AUTH driver=101 session='
+wait_grep 20 "$E" '^[0-9T:.-]* AUTH driver=101 session='
 S=$(session_of "$E")
 r1tel CONSUMO 0.5
 check "a CONSUMO without session or seq starts the CP's open session" wait_for 10 is_state "$C" MAD-01 SUMINISTRANDO

@@ -96,6 +96,6 @@ check "AUTORIZAR with an optional trailing field -> ACK ($a)" [ "$a" = "ACK#AUTO
 # session Central still has open is ended cleanly (the meter died with the
 # previous process).
 exchange "$P" "SESSION#MAD-01#101#S9" noanswer
-check "SESSION after a restart: ended cleanly" wait_grep 5 "$E" '^CHECK_SESSION driver=101 session=S9 ended \(engine restarted; meter lost\)$'
+check "SESSION after a restart: ended cleanly" wait_grep 5 "$E" '^[0-9T:.-]* CHECK_SESSION driver=101 session=S9 ended \(engine restarted; meter lost\)$'
 check "... with an AVERIADO that encodes without a seq" bash -c "! grep -q 'ERROR cannot encode AVERIADO' '$E'"
 check "and still running" alive e1
