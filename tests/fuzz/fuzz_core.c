@@ -1,4 +1,4 @@
-// fuzz-sources: src/central/core.c src/central/keytab.c src/common/crypto.c src/common/fernet.c src/common/msg.c src/common/money.c src/common/hmap.c src/common/link.c src/common/utf8.c src/common/state.c src/common/xalloc.c src/common/err.c src/common/clock.c src/common/log.c
+// fuzz-sources: src/central/core.c src/central/keytab.c src/common/crypto.c src/common/fernet.c src/common/msg.c src/common/money.c src/common/hmap.c src/common/link.c src/common/utf8.c src/common/state.c src/common/xalloc.c src/common/err.c src/common/clock.c src/common/log.c src/common/evline.c
 // fuzz-libs: -ljansson -lcrypto
 /* libFuzzer target for what peers send Central's core (evcharging(7)
  * SECURITY, THE LINK PROTOCOL): link frames (REGISTER with credentials

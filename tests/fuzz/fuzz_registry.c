@@ -1,4 +1,4 @@
-// fuzz-sources: src/registry/registry.c src/registry/ratelimit.c src/common/schema.c src/common/crypto.c src/common/msg.c src/common/utf8.c src/common/state.c src/common/xalloc.c src/common/err.c src/common/clock.c src/common/log.c
+// fuzz-sources: src/registry/registry.c src/registry/ratelimit.c src/common/schema.c src/common/crypto.c src/common/msg.c src/common/utf8.c src/common/state.c src/common/xalloc.c src/common/err.c src/common/clock.c src/common/log.c src/common/evline.c
 // fuzz-libs: -lsqlite3 -ljansson -lcrypto
 /* libFuzzer target for EV_Registry's request handling (registry_handle),
  * against a real SQLite file in a temp folder. Input:
