@@ -7,7 +7,9 @@ libevcui_a_SOURCES = \
 	ui/keys.c ui/keys.h \
 	ui/pane.c ui/pane.h \
 	ui/errcap.c ui/errcap.h \
-	ui/panel.c ui/panel.h
+	ui/panel.c ui/panel.h \
+	ui/views.c ui/views.h \
+	ui/csv.c ui/csv.h
 libevcui_a_CFLAGS = $(AM_CFLAGS) $(NCURSES_CFLAGS) -D_XOPEN_SOURCE_EXTENDED
 EVC_UI_LIBS = libevcui.a $(NCURSES_LIBS)
 

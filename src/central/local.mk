@@ -15,6 +15,7 @@ EV_Central_SOURCES = \
 	src/central/view.c src/central/view.h \
 	src/central/keytab.c src/central/keytab.h \
 	src/central/panel_fe.c src/central/panel_fe.h \
+	src/central/history.c src/central/history.h \
 	src/central/frontend.h
 EV_Central_CFLAGS = $(AM_CFLAGS) $(SQLITE_CFLAGS) $(NCURSES_CFLAGS) $(RDKAFKA_CFLAGS) $(JANSSON_CFLAGS)
 EV_Central_LDADD = $(EVC_UI_LIBS) libevc.a $(SQLITE_LIBS) $(NCURSES_LIBS) $(RDKAFKA_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) -lm

@@ -53,6 +53,7 @@ struct opts {
 	const char *kafka;
 	const char *db;
 	int headless, readonly, no_color, json;
+	int no_mouse;                     /* the panel ignores the mouse */
 	const char *prefix;
 	double heartbeat_timeout, request_max_age, reservation_timeout, supply_timeout, link_grace;
 	int max_conns;
@@ -89,6 +90,7 @@ static void usage(FILE *f)
 		"                             certificate files: plaintext links only)\n"
 		"  --readonly                 refuse operator commands\n"
 		"  --no-color                 panel without colours (also NO_COLOR)\n"
+		"  --no-mouse                 panel without mouse clicks (keys only)\n"
 		"  --db PATH                  database (default " DEFAULT_DB "; or the third argument)\n"
 		"import file: one record a line, '#' starts a comment line:\n"
 		"  driver ID [NAME...]\n"
@@ -205,6 +207,9 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		} else if (strcmp(name, "--no-color") == 0) {
 			NO_VAL();
 			o->no_color = 1;
+		} else if (strcmp(name, "--no-mouse") == 0) {
+			NO_VAL();
+			o->no_mouse = 1;
 		} else if (strcmp(name, "--topic-prefix") == 0) {
 			TAKE_VAL();
 			o->prefix = val;
@@ -589,6 +594,8 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 		c->fe = panel_fe_new(c->core, &c->status, turn_exec, c, o->readonly, o->no_color, perr);
 		if (c->fe == NULL)
 			log_warn("panel: %s; using the line console", perr);
+		else if (o->no_mouse)
+			panel_fe_set_mouse(c->fe, 0);
 	}
 	if (c->fe == NULL) {
 		c->fe = console_new(c->core, &c->status, o->json, o->readonly, turn_exec, c);
