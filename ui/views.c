@@ -724,8 +724,8 @@ static attr_t outcome_attr(const struct views_session *s)
 }
 
 static const struct col sess_cols[] = {
-	{ "Requested", 14 }, { "CP", 12 }, { "Driver", 12 }, { "Duration", 8 }, { "kWh", 9 },
-	{ "EUR", 8 },        { "Outcome", 17 }, { "Reason", 0 },
+	{ "Requested", 14 }, { "CP", 12 }, { "Driver", 12 }, { "Duration", 8 }, { "      kWh", 9 },
+	{ "     EUR", 8 },   { "Outcome", 17 }, { "Reason", 0 },
 };
 #define NSESS_COLS (sizeof sess_cols / sizeof sess_cols[0])
 
@@ -907,9 +907,9 @@ static void list_status(const struct list *l, char *buf, size_t len, const char 
 	if (l->n == 0)
 		snprintf(buf, len, "no %s  read in %.1f ms", what, l->read_ms);
 	else
-		snprintf(buf, len, "%zu of %zu shown%s%s  read in %.1f ms", l->sel + 1, l->n,
-			 l->at_newest ? "" : "  (older page: Home for the newest)",
-			 l->at_oldest ? "  (oldest)" : "", l->read_ms);
+		snprintf(buf, len, "row %zu of %zu%s%s  read in %.1f ms", l->sel + 1, l->n,
+			 l->at_newest ? "" : "  (an older page: Home for the newest)",
+			 l->at_oldest ? "" : "  (more past the last)", l->read_ms);
 }
 
 static void draw_sessions(struct views *vs, int y, int h, int cols, double now)
@@ -989,7 +989,7 @@ static void draw_audit(struct views *vs, int y, int h, int cols)
 }
 
 static const struct col drv_cols[] = {
-	{ "Driver", 12 }, { "Name", 18 }, { "Open session", 34 }, { "Today", 5 }, { "kWh", 9 }, { "EUR", 8 },
+	{ "Driver", 12 }, { "Name", 18 }, { "Open session", 34 }, { "Today", 5 }, { "kWh today", 9 }, { "EUR today", 9 },
 };
 #define NDRV_COLS (sizeof drv_cols / sizeof drv_cols[0])
 
@@ -1029,7 +1029,7 @@ static void draw_drivers(struct views *vs, const struct panel_view *v, int y, in
 			snprintf(open, sizeof open, "-");
 		snprintf(n, sizeof n, "%5ld", d->today_sessions);
 		snprintf(k, sizeof k, "%9.3f", d->today_kwh);
-		snprintf(e, sizeof e, "%8.2f", d->today_eur);
+		snprintf(e, sizeof e, "%9.2f", d->today_eur);
 		tx[0] = d->id;
 		tx[1] = d->name;
 		tx[2] = open;
@@ -1213,7 +1213,7 @@ static int k_enter(void *ctx, int key)
 	{ 'S', "S", "sessions view", k_switch, KEYS_BAR, "sessions" },                                 \
 	{ 'A', "A", "audit view", k_switch, KEYS_BAR, "audit" },                                       \
 	{ 'D', "D", "drivers view", k_switch, KEYS_BAR, "drivers" },                                   \
-	{ ':', ":", "command line (export sessions|audit FILE.csv, P <id>...)", k_pass, 0, NULL },     \
+	{ ':', ":", ":export sessions|audit FILE.csv, and the grid's commands", k_pass, 0, NULL },     \
 	{ '?', "?", "this help", k_pass, KEYS_BAR, "help" },                                           \
 	{ 'q', "q", "quit (asks y/N)", k_pass, 0, NULL },                                              \
 	{ 12, "^L", "redraw the whole screen", k_pass, 0, NULL }
@@ -1250,7 +1250,7 @@ static const struct keys_entry sessions_list[] = {
 	{ '\r', "Enter", "the selected session's CP detail", k_enter, KEYS_BAR, "CP" },
 	{ '\n', "Enter", "the selected session's CP detail", k_enter, 0, NULL },
 	{ KEY_ENTER, "Enter", "the selected session's CP detail", k_enter, 0, NULL },
-	{ '/', "/", "filter: CP, driver or outcome words (cp:ID driver:ID outcome:W)", k_pass, KEYS_BAR, "filter" },
+	{ '/', "/", "filter by CP, driver, outcome (cp:ID driver:ID outcome:W)", k_pass, KEYS_BAR, "filter" },
 	COMMON_KEYS,
 };
 
