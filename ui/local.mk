@@ -26,3 +26,10 @@ TESTS += tests/unit/test_ui
 tests_unit_test_ui_SOURCES = tests/unit/test_ui.c
 tests_unit_test_ui_CFLAGS = $(UNIT_CFLAGS) $(NCURSES_CFLAGS) -D_XOPEN_SOURCE_EXTENDED
 tests_unit_test_ui_LDADD = libevcui.a $(NCURSES_LIBS) $(UNIT_LIBS)
+
+# The CSV writer and the sessions filter of the views (no terminal).
+check_PROGRAMS += tests/unit/test_views
+TESTS += tests/unit/test_views
+tests_unit_test_views_SOURCES = tests/unit/test_views.c
+tests_unit_test_views_CFLAGS = $(UNIT_CFLAGS) $(NCURSES_CFLAGS) -D_XOPEN_SOURCE_EXTENDED
+tests_unit_test_views_LDADD = libevcui.a $(NCURSES_LIBS) $(UNIT_LIBS)
