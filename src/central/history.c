@@ -83,6 +83,17 @@ static void sf_where(int m, char *buf, size_t len)
 		 m & SF_OUTCOME ? " AND outcome = ?3" : "", m & SF_OPEN ? " AND outcome IS NULL" : "");
 }
 
+/* The index a page walks: the most selective field's (a driver has few
+ * sessions, a CP more, an outcome most), the others are checked on its
+ * rows. SQLite's planner, without statistics, picked the outcome index
+ * for "CP driver ticket" and read 90% of the table. */
+static const char *sf_index(int m)
+{
+	return m & SF_DRIVER ? "sessions_driver_time"
+	       : m & SF_CP ? "sessions_cp_time"
+	       : m & (SF_OUTCOME | SF_OPEN) ? "sessions_outcome_time" : "sessions_time";
+}
+
 static void sf_bind(sqlite3_stmt *st, const struct views_sfilter *f, int m)
 {
 	if (m & SF_CP)
@@ -133,8 +144,8 @@ static long h_sessions(void *arg, const struct views_sfilter *f, const struct vi
 		sf_where(m, where, sizeof where);
 		snprintf(sql, sizeof sql,
 			 "SELECT id, cp_id, driver_id, requested_at, started_at, ended_at, kwh, importe, outcome, reason"
-			 " FROM sessions WHERE 1%s%s ORDER BY requested_at %s, id %s LIMIT ?6",
-			 where,
+			 " FROM sessions INDEXED BY %s WHERE 1%s%s ORDER BY requested_at %s, id %s LIMIT ?6",
+			 sf_index(m), where,
 			 d == VIEWS_OLDER ? " AND (requested_at, id) < (?4, ?5)"
 			 : d == VIEWS_NEWER ? " AND (requested_at, id) > (?4, ?5)" : "",
 			 d == VIEWS_NEWER ? "ASC" : "DESC", d == VIEWS_NEWER ? "ASC" : "DESC");
@@ -250,11 +261,13 @@ static long h_audit(void *arg, const char *text, const struct views_page *q, str
 		words[nw++] = w;
 	}
 	len = (size_t)snprintf(sql, sizeof sql, "SELECT id, ts, actor, source_ip, action, cp_id, detail FROM audit_log WHERE 1");
+	/* LIKE per column (ASCII case-insensitive, in C): a third of the
+	 * time of lower() over the joined row */
 	for (size_t i = 0; i < nw; i++)
 		len += (size_t)snprintf(sql + len, sizeof sql - len,
-					" AND instr(lower(actor || ' ' || ifnull(source_ip, '') || ' ' || action || ' ' ||"
-					" ifnull(cp_id, '') || ' ' || ifnull(detail, '')), lower(?%zu)) > 0",
-					i + 3);
+					" AND (actor LIKE ?%zu ESCAPE '\\' OR action LIKE ?%zu ESCAPE '\\' OR cp_id LIKE ?%zu ESCAPE '\\'"
+					" OR detail LIKE ?%zu ESCAPE '\\' OR source_ip LIKE ?%zu ESCAPE '\\')",
+					i + 3, i + 3, i + 3, i + 3, i + 3);
 	snprintf(sql + len, sizeof sql - len, "%s ORDER BY id %s LIMIT ?2",
 		 q->dir == VIEWS_OLDER ? " AND id < ?1" : q->dir == VIEWS_NEWER ? " AND id > ?1" : "",
 		 q->dir == VIEWS_NEWER ? "ASC" : "DESC");
@@ -265,8 +278,19 @@ static long h_audit(void *arg, const char *text, const struct views_page *q, str
 	if (q->dir != VIEWS_FIRST)
 		sqlite3_bind_int64(st, 1, (sqlite3_int64)q->key_n);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
-	for (size_t i = 0; i < nw; i++)
-		sqlite3_bind_text(st, (int)i + 3, words[i], -1, SQLITE_STATIC);
+	char pat[AUDIT_WORDS][2 * VIEWS_FILTER_MAX + 3];
+	for (size_t i = 0; i < nw; i++) {
+		size_t k = 0;
+		pat[i][k++] = '%';
+		for (const char *c = words[i]; *c; c++) {
+			if (*c == '%' || *c == '_' || *c == '\\')
+				pat[i][k++] = '\\';
+			pat[i][k++] = *c;
+		}
+		pat[i][k++] = '%';
+		pat[i][k] = '\0';
+		sqlite3_bind_text(st, (int)i + 3, pat[i], -1, SQLITE_STATIC);
+	}
 	start_read(h);
 	while ((size_t)n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct views_audit *a = &out[n++];
