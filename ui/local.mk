@@ -18,6 +18,8 @@ TESTS += tests/integration/panel_states.sh
 EXTRA_DIST += tests/integration/panel_states.sh tests/integration/panel_lib.sh
 TESTS += tests/integration/panel_modes.sh
 EXTRA_DIST += tests/integration/panel_modes.sh
+TESTS += tests/integration/panel_views.sh
+EXTRA_DIST += tests/integration/panel_views.sh
 dist_noinst_SCRIPTS += tests/bench/run-panel
 
 # The key table and the theme, drawn off screen (no terminal needed).
