@@ -4,6 +4,7 @@ dist_man_MANS += man/EV_W.1
 dist_man_MANS += man/EV_Registry.1
 dist_noinst_SCRIPTS += scripts/demo
 
-DOCS_IT = tests/integration/man.sh tests/integration/cli_manners.sh tests/integration/demo.sh
+DOCS_IT = tests/integration/man.sh tests/integration/cli_manners.sh tests/integration/demo.sh \
+	tests/integration/manners.sh
 TESTS += $(DOCS_IT)
 EXTRA_DIST += $(DOCS_IT)

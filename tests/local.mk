@@ -12,3 +12,11 @@ TESTS += tests/unit/test_common
 tests_unit_test_common_SOURCES = tests/unit/test_common.c
 tests_unit_test_common_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_common_LDADD = $(UNIT_LIBS)
+
+# The manners every program shares: the configuration file, the event line
+# format, the address parser and printer, the log levels.
+check_PROGRAMS += tests/unit/test_config
+TESTS += tests/unit/test_config
+tests_unit_test_config_SOURCES = tests/unit/test_config.c
+tests_unit_test_config_CFLAGS = $(UNIT_CFLAGS) $(INIH_CFLAGS)
+tests_unit_test_config_LDADD = $(UNIT_LIBS)

@@ -79,7 +79,19 @@ void keys_draw_help(WINDOW *w, const struct keys_table *t, const char *title, in
 {
 	size_t n = keys_help_line(t, -1, NULL, 0);
 	int maxy = getmaxy(w), maxx = getmaxx(w);
-	int bw = maxx < 64 ? maxx : 64;
+	/* As wide as its longest line (a fixed width cut the last words of
+	 * the long ones), at most the window. */
+	int bw = (int)strlen(title) + 6;
+	if (bw < 48)
+		bw = 48;
+	for (size_t i = 0; i < n; i++) {
+		char line[160];
+		keys_help_line(t, (long)i, line, sizeof line);
+		if ((int)strlen(line) + 4 > bw)
+			bw = (int)strlen(line) + 4;
+	}
+	if (bw > maxx)
+		bw = maxx;
 	int bh = (int)n + 4 + (readonly ? 1 : 0);
 	int y0, x0, row;
 	char buf[160];

@@ -38,7 +38,7 @@
 #define REDRAW_GAP 0.1    /* s: at most 10 redraws a second */
 #define LINE_MAX_TEXT PANE_LINE_MAX
 
-enum mode { M_NORMAL, M_CONFIRM, M_CMDLINE, M_FILTER, M_HELP };
+enum mode { M_NORMAL, M_CONFIRM, M_CMDLINE, M_FILTER, M_HELP, M_DETACH };
 
 /* What one card shows; compared with the last drawn one to skip redraws of
  * unchanged cards. */
@@ -92,6 +92,8 @@ struct panel {
 	int input_eof;
 	int quit;
 	int was_empty;
+	int attached;          /* EV_Central attach: q detaches */
+	char attached_to[108];
 
 	/* stderr while the panel owns the terminal: into the log pane, so
 	 * libraries that print (librdkafka, SQLite) cannot scribble on it */
@@ -422,8 +424,8 @@ static void draw_header(struct panel *p, double now)
 	theme_fill(stdscr, 0, 0, 1, p->cols, ta);
 	/* most important first, so a narrow terminal still shows Kafka's state */
 	x = 0;
-	theme_puts(stdscr, 0, x, p->cols - 10, " EV_Central ", ta);
-	x += 12;
+	theme_puts(stdscr, 0, x, p->cols - 10, p->attached ? " EV_Central (attached) " : " EV_Central ", ta);
+	x += p->attached ? 23 : 12;
 	if (st->kafka_up)
 		snprintf(buf, sizeof buf, " Kafka up ");
 	else
@@ -500,6 +502,7 @@ static void draw_bottom(struct panel *p)
 	theme_fill(stdscr, y, 0, 1, p->cols, A_NORMAL);
 	switch (p->mode) {
 	case M_CONFIRM:
+	case M_DETACH:
 		theme_puts(stdscr, y, 0, p->cols, p->confirm_q, theme_attr(THEME_WARNTEXT) | A_BOLD);
 		break;
 	case M_CMDLINE:
@@ -787,6 +790,13 @@ static int k_help(void *ctx, int key)
 static int k_quit(void *ctx, int key)
 {
 	struct panel *p = ctx;
+	if (p->attached) {
+		snprintf(p->confirm_q, sizeof p->confirm_q,
+			 "d detach (Central goes on), s stop Central (CPs lose it), other keys cancel: ");
+		p->mode = M_DETACH;
+		p->dirty = 1;
+		return KEYS_OK;
+	}
 	ask(p, "", "Quit EV_Central? Charging points lose their Central. [y/N]");
 	return KEYS_OK;
 }
@@ -863,7 +873,7 @@ static const struct keys_entry panel_key_list[] = {
 	{ ':', ":", "command line: P <id>, R <id>, PT, RT, REVOKE <id>, Q", k_cmdline, KEYS_BAR, "command" },
 	{ '/', "/", "filter by id, location or state (Esc clears)", k_cmdline, KEYS_BAR, "filter" },
 	{ '?', "?", "this help", k_help, KEYS_BAR, "help" },
-	{ 'q', "q", "quit (asks y/N)", k_quit, KEYS_BAR, "quit" },
+	{ 'q', "q", "quit (asks y/N; attached: detach or stop Central)", k_quit, KEYS_BAR, "quit" },
 	{ '\r', "Enter", "the selected CP's detail (double click too)", k_view, KEYS_BAR, "detail" },
 	{ '\n', "Enter", "the selected CP's detail (double click too)", k_view, 0, NULL },
 	{ KEY_ENTER, "Enter", "the selected CP's detail (double click too)", k_view, 0, NULL },
@@ -913,6 +923,10 @@ static int submit_cmdline(struct panel *p)
 	p->dirty = 1;
 	if (!line[0])
 		return 0;
+	if (p->attached && (strcasecmp(line, "q") == 0 || strcasecmp(line, "quit") == 0)) {
+		k_quit(p, 'q');
+		return 0;
+	}
 	{
 		char msg[EVC_ERR_LEN];
 		int ok;
@@ -983,6 +997,20 @@ static int handle_key(struct panel *p, int ch)
 		}
 		p->mode = M_NORMAL;
 		p->full = 1;
+		return 0;
+	case M_DETACH:
+		p->mode = M_NORMAL;
+		p->dirty = 1;
+		if (ch == 'd' || ch == 'D')
+			return 1;
+		if (ch == 's' || ch == 'S') {
+			if (p->readonly) {
+				set_msg(p, THEME_WARNTEXT, "read-only panel: Central cannot be stopped from here");
+				return 0;
+			}
+			return run_command(p, "Q");
+		}
+		set_msg(p, THEME_DIM, "cancelled");
 		return 0;
 	case M_CONFIRM:
 		p->mode = M_NORMAL;
@@ -1081,8 +1109,9 @@ int panel_input(struct panel *p, const struct panel_view *v)
 	if (!got) {
 		/* poll said readable but there is nothing: the terminal is gone.
 		 * Stop polling it rather than spin. */
+		/* (a terminal that hung up fails the ioctl with EIO) */
 		int avail = 0;
-		if (ioctl(STDIN_FILENO, FIONREAD, &avail) == 0 && avail == 0) {
+		if (ioctl(STDIN_FILENO, FIONREAD, &avail) == -1 || avail == 0) {
 			p->input_eof = 1;
 			log_warn("panel: terminal input closed; the panel no longer takes keys");
 		}
@@ -1168,6 +1197,14 @@ int panel_timeout_ms(const struct panel *p)
 	if (ms > 1000)
 		ms = 1000;
 	return ms;
+}
+
+void panel_set_attached(struct panel *p, const char *where)
+{
+	p->attached = 1;
+	snprintf(p->attached_to, sizeof p->attached_to, "%s", where);
+	set_msg(p, THEME_DIM, "attached to %.90s: ? shows the keys, q detaches", where);
+	p->full = 1;
 }
 
 void panel_close(struct panel *p)

@@ -53,6 +53,11 @@ void panel_close(struct panel *p);
 /* Mouse clicks on the grid (on unless --no-mouse): a click selects a
  * card, a double click opens its detail. */
 void panel_set_mouse(struct panel *p, int on);
+/* The panel shows a Central of another process (EV_Central attach), at
+ * where (its control socket): the title says so, and q (or :Q) asks
+ * whether to detach (panel_input returns 1, Central goes on) or to stop
+ * Central (exec "Q", then panel_input returns 1). */
+void panel_set_attached(struct panel *p, const char *where);
 /* The fd to poll for keys (-1 once the terminal has gone away). */
 int panel_fd(const struct panel *p);
 /* Keys are waiting: read and act on them. 1 when the operator asked to

@@ -48,8 +48,12 @@ int bus_produce_id(rd_kafka_t *p, const char *topic, const char *key, const char
 		   uint64_t id, char err[BUS_ERR_LEN]);
 /* Serve delivery reports and errors; call often (from any one thread). */
 void bus_poll(rd_kafka_t *rk, int timeout_ms);
-/* Flush for at most timeout_ms, then destroy. */
-void bus_producer_close(rd_kafka_t *p, int timeout_ms);
+/* Flush for at most timeout_ms, then destroy. Returns how many messages
+ * were not delivered (0 when all were). */
+int bus_producer_close(rd_kafka_t *p, int timeout_ms);
+/* librdkafka's own lines through the program's logger (log_msg), for a
+ * handle made here without bus_producer_new / bus_consumer_new. */
+void bus_conf_logger(rd_kafka_conf_t *conf);
 
 /* A consumer in group, subscribed to topics (full names, already prefixed),
  * auto.offset.reset=earliest, enable.auto.commit=false: the caller commits

@@ -5,9 +5,19 @@
 
 #define NET_ERR_LEN 256
 
-/* Split "host:port" or "[v6]:port" (or a bare port, host "127.0.0.1").
- * host gets at most hostlen-1 bytes. Port 1..65535. */
+/* The one address parser of every program: "host:port" or "[v6]:port".
+ * host gets the name or address without brackets, at most hostlen-1 bytes;
+ * port 1..65535. A bare port, a host without a port and an IPv6 address
+ * without brackets ("::1:7001" is ambiguous) are refused alike. */
 int net_parse_hostport(const char *s, char *host, size_t hostlen, int *port, char err[NET_ERR_LEN]);
+/* A bind address (--listen): a name, an IPv4 address, or an IPv6 address
+ * with or without brackets ("::", "[::1]"); host gets it without brackets. */
+int net_parse_host(const char *s, char *host, size_t hostlen, char err[NET_ERR_LEN]);
+/* The one address printer: "host:port", "[v6]:port" when host holds a ':'. */
+void net_format_hostport(const char *host, int port, char *out, size_t n);
+struct sockaddr;
+/* The same for a socket address ("127.0.0.1:50312", "[::1]:7001"). */
+void net_format_sockaddr(const struct sockaddr *sa, char *out, size_t n);
 /* Parse a port number 1..65535 (0 allowed when allow_zero, meaning "any"). */
 int net_parse_port(const char *s, int allow_zero, int *port, char err[NET_ERR_LEN]);
 /* Listening TCP socket on host:port (host NULL = 0.0.0.0), SO_REUSEADDR,

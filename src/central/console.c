@@ -37,15 +37,18 @@
  *   SUMMARY cps=<n> <STATE>=<n>... links=<n> kafka=<up|down> kafka_in=<n> kafka_bad=<n>  (STATUS)
  *   SHUTDOWN reason=<why>
  * Numbers: kwh, importe, price and kw with 4 decimals.
- * The core's DEBUG lines (duplicates ignored, ...) show only with EVC_DEBUG=1.
+ * The core's lines below the log level (LOG_INFO; DEBUG with EVC_DEBUG=1 or
+ * `EV_Central ctl log-level debug`) are not shown.
  * With --log-format json each line is one JSON object instead:
  *   {"ts":"...","type":"<TAG>", <the same fields by name>}
  * Bare words get names: STATE {cp, state}; AUTH_OK, AUTH_DENIED, CONSUMO,
  * TICKET, SUPPLY_ERROR, SESSION_CANCELLED, REQUEST {user, cp, ...};
  * CMD {cmd, cp, result[, reason]}; CP {cp, state, ...}; LOG {level, text};
- * INFO/WARN/ERROR {text}. Lines of main's own (READY, LINK, KAFKA, BAD_MSG,
- * SHUTDOWN, QUIT) carry their key=value fields in "text" as in the text
- * format. Numbers are JSON numbers. Example:
+ * INFO/WARN/ERROR {text}. Lines of the loop's own (READY, LINK, KAFKA,
+ * BAD_MSG, SHUTDOWN, AUDIT, DETACHED, LOG) have their fields by name as
+ * evc/evline.h reads them: a leading word is "event" (LINK up ->
+ * "event":"up"), key=value pairs by key, numbers as numbers, ids as text.
+ * Numbers are JSON numbers. Example:
  *   {"ts":"2026-11-28T06:19:08.123","type":"STATE","cp":"MAD-01","state":"ACTIVADO"} */
 #include <errno.h>
 #include <math.h>
@@ -60,6 +63,7 @@
 #include <jansson.h>
 
 #include "evc/clock.h"
+#include "evc/evline.h"
 #include "evc/hmap.h"
 #include "evc/xalloc.h"
 #include "src/central/console.h"
@@ -74,7 +78,6 @@ struct seen {
 struct console {
 	struct frontend fe;
 	int json;
-	int debug; /* EVC_DEBUG set: show the core's DEBUG lines too */
 	int eof;
 	char buf[CON_LINE_MAX + 1];
 	size_t len;
@@ -154,12 +157,21 @@ static void fmt4(char *out, size_t n, double d)
 	out[j] = '\0';
 }
 
+/* n == -1: f[0].s is a line of the loop's own, key=value fields in text. */
 static void emit(struct console *c, const char *tag, const struct field *f, int n)
 {
 	char ts[40];
 	timestamp(ts, sizeof ts);
 	char *line = NULL;
-	if (c->json) {
+	if (n == -1 && c->json) {
+		json_t *o = json_object();
+		json_object_set_new(o, "ts", json_string(ts));
+		json_t *t = json_string(tag);
+		json_object_set_new(o, "type", t != NULL ? t : json_string("?"));
+		evline_add_fields(o, f[0].s);
+		line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+		json_decref(o);
+	} else if (c->json) {
 		json_t *o = json_object();
 		json_object_set_new(o, "ts", json_string(ts));
 		json_object_set_new(o, "type", json_string(tag));
@@ -176,9 +188,11 @@ static void emit(struct console *c, const char *tag, const struct field *f, int 
 			}
 			json_object_set_new(o, f[i].key, v);
 		}
-		line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
 		json_decref(o);
 	} else {
+		if (n == -1)
+			n = 1;
 		size_t cap = 256, len = 0;
 		line = xmalloc(cap);
 		len = (size_t)snprintf(line, cap, "%s %s", ts, tag);
@@ -334,8 +348,9 @@ static void con_on_effects(struct frontend *fe, const struct core_fxlist *fx)
 			 * in tag and their fields pre-formatted in text. */
 			if (x->u.log.tag[0] != '\0') {
 				struct field f[] = { W("text", x->u.log.text) };
-				emit(c, x->u.log.tag, f, 1);
-			} else if (x->u.log.level != LOG_DEBUG || c->debug) {
+				emit(c, x->u.log.tag, f, -1);
+			} else if (x->u.log.level >= log_get_level()) {
+				/* EVC_DEBUG=1 or `ctl log-level debug` shows DEBUG too */
 				struct field f[] = { W("text", x->u.log.text) };
 				emit(c, level_tag(x->u.log.level), f, 1);
 			}
@@ -532,8 +547,6 @@ struct frontend *console_new(const struct core *core, const struct central_statu
 	c->fe.readonly = readonly;
 	c->fe.priv = c;
 	c->json = json;
-	const char *dbg = getenv("EVC_DEBUG");
-	c->debug = dbg != NULL && *dbg != '\0' && *dbg != '0';
 	pthread_mutex_init(&c->out_mu, NULL);
 	/* What the core was loaded with is the baseline: only changes print. */
 	size_t n = core_cp_count(core);

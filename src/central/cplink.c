@@ -356,6 +356,8 @@ static struct conn *conn_alloc(struct cplink *l)
 		slot = l->nslots++;
 	}
 	struct conn *c = xcalloc(1, sizeof *c);
+	/* Every line about a link (the loop's conn=, the core's "link", ours)
+	 * prints this whole id, so one link has one number. */
 	c->id = (++l->seq << SLOT_BITS) | slot;
 	c->fd = -1;
 	l->slots[slot] = c;
@@ -580,7 +582,7 @@ static void conn_close(struct cplink *l, struct conn *c, const char *reason, enu
 {
 	if (c->phase != PH_LIVE)
 		return;
-	log_info("cplink: link %llu %s closed: %s", (unsigned long long)(c->id >> SLOT_BITS), c->peer,
+	log_info("cplink: link %llu %s closed: %s", (unsigned long long)c->id, c->peer,
 		 reason);
 	if (c->up)
 		emit(l, CPL_DOWN, c, NULL, 0, reason);
@@ -669,7 +671,7 @@ static void conn_up(struct cplink *l, struct conn *c, double now)
 	c->up = 1;
 	c->t_up = now;
 	emit(l, CPL_UP, c, NULL, 0, NULL);
-	log_debug("cplink: link %llu %s up (%s)", (unsigned long long)(c->id >> SLOT_BITS), c->peer,
+	log_debug("cplink: link %llu %s up (%s)", (unsigned long long)c->id, c->peer,
 		  c->kind == K_TLS ? "tls" : "plain");
 }
 
@@ -764,7 +766,7 @@ static int conn_tls_step(struct cplink *l, struct conn *c, double now)
 	want_out(l, c, 0);
 	char d[128];
 	tls_describe(c->ssl, d, sizeof d);
-	log_debug("cplink: link %llu %s: %s", (unsigned long long)(c->id >> SLOT_BITS), c->peer, d);
+	log_debug("cplink: link %llu %s: %s", (unsigned long long)c->id, c->peer, d);
 	/* The ENQ may have come with the client's Finished. */
 	return conn_read_tls(l, c, now);
 }
@@ -1107,7 +1109,7 @@ static void do_accept(struct cplink *l, double now)
 		}
 		atomic_fetch_add(&l->nconns, 1);
 		atomic_fetch_add(&l->st_accepted, 1);
-		log_debug("cplink: link %llu accepted from %s", (unsigned long long)(c->id >> SLOT_BITS), peer);
+		log_debug("cplink: link %llu accepted from %s", (unsigned long long)c->id, peer);
 		timer_arm(l, c);
 	}
 }
@@ -1129,7 +1131,7 @@ static void run_commands(struct cplink *l, double now)
 			l->stopping = 1;
 		} else if (c == NULL || c->phase != PH_LIVE || (n->kind == CPL_CMD_SEND && c->closing)) {
 			log_debug("cplink: command for closed link %llu ignored",
-				  (unsigned long long)(n->conn >> SLOT_BITS));
+				  (unsigned long long)n->conn);
 		} else if (n->kind == CPL_CMD_REGISTERED) {
 			c->registered = 1; /* its timer visit finds nothing due and re-files it */
 		} else if (n->kind == CPL_CMD_CLOSE) {
@@ -1144,7 +1146,7 @@ static void run_commands(struct cplink *l, double now)
 			size_t len = strlen(n->text);
 			if (link_validate(n->text, len, err) == -1) {
 				log_warn("cplink: frame for link %llu dropped: %s",
-					 (unsigned long long)(c->id >> SLOT_BITS), err);
+					 (unsigned long long)c->id, err);
 			} else if (link_session_send(&c->s, n->text, len, now, err) == -1) {
 				char why[128];
 				snprintf(why, sizeof why, "write queue full (%.100s)", err);

@@ -16,9 +16,13 @@ EV_Central_SOURCES = \
 	src/central/keytab.c src/central/keytab.h \
 	src/central/panel_fe.c src/central/panel_fe.h \
 	src/central/history.c src/central/history.h \
-	src/central/frontend.h
-EV_Central_CFLAGS = $(AM_CFLAGS) $(SQLITE_CFLAGS) $(NCURSES_CFLAGS) $(RDKAFKA_CFLAGS) $(JANSSON_CFLAGS)
-EV_Central_LDADD = $(EVC_UI_LIBS) libevc.a $(SQLITE_LIBS) $(NCURSES_LIBS) $(RDKAFKA_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) -lm
+	src/central/frontend.h \
+	src/central/service.c src/central/service.h \
+	src/central/ctl.c src/central/ctl.h \
+	src/central/ctlproto.c src/central/ctlproto.h \
+	src/central/ctl_client.c src/central/ctl_client.h
+EV_Central_CFLAGS = $(AM_CFLAGS) $(SQLITE_CFLAGS) $(NCURSES_CFLAGS) $(RDKAFKA_CFLAGS) $(JANSSON_CFLAGS) $(SYSTEMD_CFLAGS)
+EV_Central_LDADD = $(EVC_UI_LIBS) libevc.a $(SQLITE_LIBS) $(NCURSES_LIBS) $(RDKAFKA_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) $(EVC_LIB_DEPS) $(SYSTEMD_LIBS) -lm
 
 # A scripted CP monitor for the integration tests: speaks the link protocol
 # with its own small codec (so it checks Central's, not itself) and can
@@ -47,9 +51,22 @@ CENTRAL_ITESTS = \
 	tests/integration/central_real_cp.sh \
 	tests/integration/central_integrity.sh \
 	tests/integration/central_audit.sh \
-	tests/integration/central_forgery.sh
+	tests/integration/central_forgery.sh \
+	tests/integration/central_release1_telemetry.sh \
+	tests/integration/central_engine_restart.sh \
+	tests/integration/central_takeover.sh \
+	tests/integration/central_service.sh
 TESTS += $(CENTRAL_ITESTS)
 EXTRA_DIST += $(CENTRAL_ITESTS)
 
 # The HTTPS API, its page and tests (after EV_Central's variables: it adds to them).
 include src/central/api.mk
+
+# The control socket's protocol without sockets, and its fuzz target.
+check_PROGRAMS += tests/unit/test_ctlproto
+TESTS += tests/unit/test_ctlproto
+tests_unit_test_ctlproto_SOURCES = tests/unit/test_ctlproto.c src/central/ctlproto.c src/central/ctlproto.h
+tests_unit_test_ctlproto_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_ctlproto_LDADD = $(UNIT_LIBS)
+EXTRA_DIST += tests/fuzz/fuzz_ctl.c tests/fuzz/ctl.seeds
+EXTRA_DIST += tests/integration/panel_attach.sh tests/integration/panel_help.sh

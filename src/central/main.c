@@ -24,21 +24,28 @@
 
 #include "evc/bus.h"
 #include "evc/clock.h"
+#include "evc/config.h"
+#include "evc/evline.h"
 #include "evc/fernet.h"
 #include "evc/hmap.h"
 #include "evc/log.h"
 #include "evc/money.h"
 #include "evc/net.h"
+#include "evc/notify.h"
+#include "evc/version.h"
 #include "evc/tls.h"
 #include "evc/xalloc.h"
 #include "src/central/console.h"
 #include "src/central/core.h"
 #include "src/central/cplink.h"
+#include "src/central/ctl.h"
+#include "src/central/ctl_client.h"
 #include "src/central/frontend.h"
 #include "src/central/kafka_in.h"
 #include "src/central/kafka_out.h"
 #include "src/central/keytab.h"
 #include "src/central/panel_fe.h"
+#include "src/central/service.h"
 #include "src/central/turn.h"
 #include "src/central/store.h"
 
@@ -63,15 +70,55 @@ struct opts {
 	const char *audit_cp;   /* --audit --cp */
 	const char *args[8]; /* tool arguments */
 	int nargs;
+	const char *listen;   /* --listen: bind address of the link port, NULL = all */
+	const char *control;  /* --control: the control socket, NULL = <db>.ctl */
+	const char *log_file; /* --log-file */
+	const char *pki;      /* the configuration's pki folder (the TLS files' default) */
+	struct config conf;
 };
+
+static const char *pki_dir; /* the configuration's pki folder, NULL: pki/ beside the db */
+
+/* Every option, for the parser and for shell completion (--list-options):
+ * an option missing here is refused as unknown. */
+static const struct central_opt {
+	const char *name;
+	int takes_value;
+} central_opts[] = {
+	{ "--help", 0 },	      { "-h", 0 },
+	{ "--version", 0 },	      { "-V", 0 },
+	{ "--headless", 0 },	      { "--readonly", 0 },
+	{ "--no-color", 0 },	      { "--topic-prefix", 1 },
+	{ "--log-format", 1 },	      { "--heartbeat-timeout", 1 },
+	{ "--request-max-age", 1 },   { "--reservation-timeout", 1 },
+	{ "--max-conns", 1 },	      { "--db", 1 },
+	{ "--add-driver", 0 },	      { "--add-cp", 0 },
+	{ "--import", 0 },	      { "--listen", 1 },
+	{ "--control", 1 },	      { "--log-file", 1 },
+	{ "--config", 1 },	      { "--list-options", 0 },
+	{ "--supply-timeout", 1 },    { "--link-grace", 1 },
+	{ "--link-cert", 1 },	      { "--link-key", 1 },
+	{ "--plain-links", 0 },	      { "--audit", 0 },
+	{ "--since", 1 },	      { "--cp", 1 },
+};
+
+static const struct central_opt *find_opt(const char *name)
+{
+	for (size_t i = 0; i < sizeof central_opts / sizeof central_opts[0]; i++)
+		if (strcmp(central_opts[i].name, name) == 0)
+			return &central_opts[i];
+	return NULL;
+}
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: " PROG " <port> <kafka_host:port> [db_path] [options]\n"
+		"usage: " PROG " <port> [kafka_host:port] [db_path] [options]\n"
 		"       " PROG " --add-driver ID [NAME...] [--db PATH]\n"
 		"       " PROG " --add-cp ID LOCATION PRICE [--db PATH]\n"
 		"       " PROG " --import FILE [--db PATH]\n"
+		"       " PROG " ctl [--control PATH | --db PATH] [--json] COMMAND   (" PROG " ctl --help)\n"
+		"       " PROG " attach [--control PATH | --db PATH] [--no-color]\n"
 		"       " PROG " --audit [--since TS] [--cp ID] [--db PATH]\n"
 		"       " PROG " --help | --version\n"
 		"options:\n"
@@ -92,6 +139,12 @@ static void usage(FILE *f)
 		"  --no-color                 panel without colours (also NO_COLOR)\n"
 		"  --no-mouse                 panel without mouse clicks (keys only)\n"
 		"  --db PATH                  database (default " DEFAULT_DB "; or the third argument)\n"
+		"  --listen ADDR              bind address of the CP link port (default all: 0.0.0.0)\n"
+		"  --control PATH             control socket (default <db>.ctl beside the database)\n"
+		"  --log-file PATH            console lines to PATH (headless; the panel's after a hangup,\n"
+		"                             default <db>.log); SIGHUP reopens it\n"
+		"  --config FILE              configuration file (default " CONFIG_DEFAULT_PATH " if present)\n"
+		"  --list-options             print every option, one a line (shell completion)\n"
 		"import file: one record a line, '#' starts a comment line:\n"
 		"  driver ID [NAME...]\n"
 		"  cp ID PRICE LOCATION...\n");
@@ -159,7 +212,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
 	o->supply_timeout = 10;
 	o->link_grace = 10;
 	o->max_conns = 10000;
-	const char *format = "text";
+	const char *format = NULL;
+	const char *config_path = NULL;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -192,12 +246,34 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		if (val != NULL)                                                \
 			bad_arg("option %s takes no value", name);             \
 	} while (0)
+		if (find_opt(name) == NULL)
+			bad_arg("unknown option '%s'", a);
 		if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
 			usage(stdout);
 			exit(0);
 		} else if (strcmp(name, "--version") == 0 || strcmp(name, "-V") == 0) {
-			printf(PROG " (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
+			version_print(stdout, PROG);
 			exit(0);
+		} else if (strcmp(name, "--list-options") == 0) {
+			/* one a line, " ARG" when it takes a value; then the
+			 * subcommands, whose own lists they print */
+			for (size_t k = 0; k < sizeof central_opts / sizeof central_opts[0]; k++)
+				printf("%s%s%s\n", central_opts[k].name, central_opts[k].takes_value ? " ARG" : "",
+				       strcmp(central_opts[k].name, "--log-format") == 0 ? " text json" : "");
+			printf("ctl\nattach\n");
+			exit(0);
+		} else if (strcmp(name, "--listen") == 0) {
+			TAKE_VAL();
+			o->listen = val;
+		} else if (strcmp(name, "--control") == 0) {
+			TAKE_VAL();
+			o->control = val;
+		} else if (strcmp(name, "--log-file") == 0) {
+			TAKE_VAL();
+			o->log_file = val;
+		} else if (strcmp(name, "--config") == 0) {
+			TAKE_VAL();
+			config_path = val;
 		} else if (strcmp(name, "--headless") == 0) {
 			NO_VAL();
 			o->headless = 1;
@@ -280,12 +356,29 @@ static void parse_args(int argc, char **argv, struct opts *o)
 #undef TAKE_VAL
 #undef NO_VAL
 	}
-	if (strcmp(format, "text") == 0)
-		o->json = 0;
-	else if (strcmp(format, "json") == 0)
-		o->json = 1;
-	else
+	enum evline_format ef = EVLINE_TEXT;
+	if (format != NULL && evline_parse_format(format, &ef) == -1)
 		bad_arg("--log-format: expected text or json, not '%s'", format);
+	char cerr[EVC_ERR_LEN];
+	if (config_load(&o->conf, config_path, PROG, cerr) == -1) {
+		/* A bad configuration is the operator's input, like an argument. */
+		fprintf(stderr, PROG ": %s\n", cerr);
+		exit(2);
+	}
+	if (format == NULL && o->conf.log_format != NULL)
+		evline_parse_format(o->conf.log_format, &ef);
+	o->json = ef == EVLINE_JSON;
+	evline_set_format(ef);
+	o->pki = o->conf.pki;
+	pki_dir = o->pki;
+	if (o->db == NULL && npos < 3)
+		o->db = o->conf.database;
+	o->prefix = config_topic_prefix(&o->conf, o->prefix);
+	if (o->listen != NULL) {
+		char host[256], nerr[NET_ERR_LEN];
+		if (net_parse_host(o->listen, host, sizeof host, nerr) == -1)
+			bad_arg("--listen: %s", nerr);
+	}
 
 	if (o->mode != MODE_SERVE) {
 		if (o->db == NULL)
@@ -294,16 +387,25 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			o->args[o->nargs++] = pos[i];
 		if (o->mode == MODE_ADD_DRIVER && o->nargs < 1)
 			bad_arg("--add-driver needs an ID");
+		/* Checked before the database is opened: a bad id creates no
+		 * file. */
+		if (o->mode == MODE_ADD_DRIVER && !msg_valid_user_id(o->args[0]))
+			bad_arg("--add-driver: invalid driver id '%s' (1 to 64 of A-Z a-z 0-9 _ . @ -)", o->args[0]);
 		if (o->mode == MODE_ADD_CP && o->nargs != 3)
 			bad_arg("--add-cp needs exactly ID LOCATION PRICE (quote a LOCATION with spaces)");
+		if (o->mode == MODE_ADD_CP && !msg_valid_cp_id(o->args[0]))
+			bad_arg("--add-cp: invalid CP id '%s' (1 to 32 of A-Z a-z 0-9 _ -)", o->args[0]);
 		if (o->mode == MODE_IMPORT && o->nargs != 1)
 			bad_arg("--import needs exactly one FILE");
 		if (o->mode == MODE_AUDIT && o->nargs != 0)
 			bad_arg("--audit takes no argument ('%s'): use --db, --since, --cp", o->args[0]);
 		return;
 	}
+	if (npos == 1 && o->conf.broker != NULL)
+		pos[npos++] = o->conf.broker;
 	if (npos < 2)
-		bad_arg("missing %s", npos == 0 ? "<port>" : "<kafka_host:port>");
+		bad_arg("missing %s", npos == 0 ? "<port>"
+					  : "<kafka_host:port> (or a broker in the configuration file)");
 	if (npos > 3)
 		bad_arg("too many arguments ('%s')", pos[3]);
 	char err[NET_ERR_LEN];
@@ -345,6 +447,10 @@ static int run_tool(const struct opts *o)
 			return 1;
 		}
 		return 0;
+	}
+	if (service_check_folder(o->db, err) == -1) {
+		fprintf(stderr, PROG ": %s\n", err);
+		return 1;
 	}
 	struct store *s = store_open(o->db, err);
 	if (s == NULL) {
@@ -403,6 +509,8 @@ static int run_tool(const struct opts *o)
 /* "pki/NAME" in the database's folder. Caller frees. */
 static char *beside_db(const char *db, const char *name)
 {
+	if (pki_dir != NULL)
+		return xasprintf("%s/%s", pki_dir, name);
 	const char *slash = strrchr(db, '/');
 	if (slash == NULL)
 		return xasprintf("pki/%s", name);
@@ -444,6 +552,7 @@ static int setup_signals(char err[256])
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
 	/* Blocked before any thread starts, so every thread inherits the mask
 	 * and the signals arrive only through the signalfd. */
 	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) {
@@ -510,16 +619,32 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 {
 	memset(c, 0, sizeof *c);
 	c->readonly = o->readonly;
+	c->json = o->json;
 	c->sfd = -1;
+	c->lock_fd = -1;
 	core_fxlist_init(&c->fx);
 	const char *prefix = bus_prefix(o->prefix);
-	snprintf(c->status.listen, sizeof c->status.listen, "0.0.0.0:%d", o->port);
+	char bind_host[256] = "0.0.0.0";
+	if (o->listen != NULL) {
+		char nerr[NET_ERR_LEN];
+		net_parse_host(o->listen, bind_host, sizeof bind_host, nerr); /* checked by parse_args */
+	}
+	net_format_hostport(bind_host, o->port, c->status.listen, sizeof c->status.listen);
 	xstrlcpy(c->status.kafka, o->kafka, sizeof c->status.kafka);
 	xstrlcpy(c->status.db, o->db, sizeof c->status.db);
 	xstrlcpy(c->status.kafka_reason, "connecting", sizeof c->status.kafka_reason);
 	c->status.started = clock_wall();
 	raise_fd_limit(o->max_conns);
 
+	/* One Central per database: before anything touches it. */
+	if (service_lock(o->db, &c->lock_fd, err) == -1)
+		return -1;
+	char *ctl_path = o->control != NULL ? xstrdup(o->control) : service_beside_db(o->db, ".ctl");
+	c->ctl = ctl_new(ctl_path, err);
+	free(ctl_path);
+	if (c->ctl == NULL)
+		return -1;
+	c->log_file = o->log_file != NULL ? xstrdup(o->log_file) : service_beside_db(o->db, ".log");
 	c->sfd = setup_signals(err);
 	if (c->sfd == -1)
 		return -1;
@@ -566,6 +691,7 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 
 	struct cplink_config lc;
 	cplink_config_defaults(&lc);
+	lc.host = o->listen != NULL ? bind_host : NULL;
 	lc.port = o->port;
 	lc.max_conns = o->max_conns;
 	lc.heartbeat_timeout = o->heartbeat_timeout;
@@ -574,7 +700,7 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 	c->link = cplink_new(&lc, err);
 	if (c->link == NULL)
 		return -1;
-	snprintf(c->status.listen, sizeof c->status.listen, "0.0.0.0:%d", cplink_port(c->link));
+	net_format_hostport(bind_host, cplink_port(c->link), c->status.listen, sizeof c->status.listen);
 
 	char berr[BUS_ERR_LEN];
 	c->kout = kafka_out_new(o->kafka, prefix, berr);
@@ -589,7 +715,14 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 
 	/* The panel when a person is at a terminal; --headless, no
 	 * terminal, or a terminal curses cannot drive gives the line console. */
-	if (!o->headless && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
+	/* Headless with --log-file: the console writes there from the start
+	 * (a service's stdin is /dev/null anyway). */
+	if (o->log_file != NULL && (o->headless || !isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO))) {
+		if (service_log_open(c->log_file, 0, err) == -1)
+			return -1;
+		c->log_active = 1;
+	}
+	if (!c->log_active && !o->headless && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
 		char perr[EVC_ERR_LEN];
 		c->fe = panel_fe_new(c->core, &c->status, turn_exec, c, o->readonly, o->no_color, perr);
 		if (c->fe == NULL)
@@ -618,6 +751,7 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 	turn_note(c, LOG_INFO, "READY", "listen=%s kafka=%s db=%s cps=%d prefix=%s", c->status.listen, o->kafka,
 		  o->db, ncps, prefix[0] ? prefix : "-");
 	turn_apply(c);
+	notify_state("READY=1");
 	c->next_tick = clock_mono() + 1.0;
 	return 0;
 }
@@ -637,6 +771,7 @@ static int central_loop(struct central *c, char err[EVC_ERR_LEN])
 				pfd[i].revents = 0;
 		turn_run(c, pfd);
 	}
+	notify_state("STOPPING=1");
 	/* Clean shutdown: EOT to every CP, the last events stored, the offsets
 	 * of everything stored committed, then the database closed. */
 	cplink_shutdown(c->link);
@@ -668,6 +803,7 @@ static void central_close(struct central *c, int failed, const char *err)
 	kafka_out_free(c->kout, 0);
 	kafka_in_free(c->kin);
 	cplink_free(c->link);
+	ctl_free(c->ctl, failed ? "Central failed" : "Central stopped");
 	SSL_CTX_free(c->link_tls);
 	core_free(c->core);
 	store_close(c->store);
@@ -688,6 +824,9 @@ static void central_close(struct central *c, int failed, const char *err)
 	free(c->obn);
 	if (c->sfd != -1)
 		close(c->sfd);
+	free(c->log_file);
+	if (c->lock_fd >= 0)
+		close(c->lock_fd);
 }
 
 static int serve(const struct opts *o)
@@ -703,8 +842,12 @@ int main(int argc, char **argv)
 {
 	struct opts o;
 	log_set_progname(PROG);
+	if (argc > 1 && strcmp(argv[1], "ctl") == 0)
+		return ctl_client_main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "attach") == 0)
+		return ctl_client_attach(argc - 1, argv + 1);
 	parse_args(argc, argv, &o);
-	if (o.mode != MODE_SERVE)
-		return run_tool(&o);
-	return serve(&o);
+	int rc = o.mode != MODE_SERVE ? run_tool(&o) : serve(&o);
+	config_free(&o.conf);
+	return rc;
 }

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +23,9 @@
 
 #include "evc/clock.h"
 #include "evc/log.h"
+#include "evc/notify.h"
 #include "evc/xalloc.h"
+#include "src/central/service.h"
 #include "src/central/keytab.h"
 #include "src/central/turn.h"
 
@@ -480,8 +483,10 @@ void turn_apply(struct central *c)
 	}
 	c->nkitems = 0;
 	c->status.links = cplink_count(c->link);
-	if (c->fx.n > 0)
+	if (c->fx.n > 0) {
 		c->fe->ops->on_effects(c->fe, &c->fx);
+		ctl_on_effects(c->ctl, &c->fx);
+	}
 	core_fxlist_clear(&c->fx);
 }
 
@@ -500,11 +505,18 @@ int turn_prepare(struct central *c, struct pollfd pfd[TURN_NFDS])
 	pfd[nfd++] = (struct pollfd){ .fd = kafka_in_event_fd(c->kin), .events = POLLIN };
 	pfd[nfd++] = (struct pollfd){ .fd = kafka_out_event_fd(c->kout), .events = POLLIN };
 	pfd[nfd++] = (struct pollfd){ .fd = in_fd, .events = POLLIN }; /* -1: ignored by poll */
+	if (c->ctl != NULL)
+		ctl_prepare(c->ctl, pfd + nfd);
+	else
+		for (int i = 0; i < CTL_NFDS; i++)
+			pfd[nfd + i] = (struct pollfd){ .fd = -1 };
 	double mono = clock_mono();
 	int timeout = clock_ms_until(c->next_tick, 1000);
 	int t2 = c->fe->ops->timeout_ms(c->fe);
 	if (t2 >= 0 && t2 < timeout)
 		timeout = t2;
+	if (ctl_timeout_ms(c->ctl) < timeout)
+		timeout = ctl_timeout_ms(c->ctl);
 	timeout = kafka_out_timeout_ms(c->kout, mono, timeout);
 	return timeout;
 }
@@ -516,6 +528,11 @@ void turn_run(struct central *c, const struct pollfd pfd[TURN_NFDS])
 	if (pfd[0].revents & POLLIN) {
 		struct signalfd_siginfo si;
 		while (read(c->sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+			if (si.ssi_signo == SIGHUP) {
+				/* A dropped ssh session must never stop the network. */
+				service_hangup(c, "SIGHUP");
+				continue;
+			}
 			turn_note(c, LOG_INFO, "SHUTDOWN", "reason=signal %s", strsignal((int)si.ssi_signo));
 			c->quit = 1;
 		}
@@ -530,12 +547,19 @@ void turn_run(struct central *c, const struct pollfd pfd[TURN_NFDS])
 		turn_note(c, LOG_INFO, "SHUTDOWN", "reason=operator");
 		c->quit = 1;
 	}
+	/* The panel's terminal closed without a SIGHUP (Central is not the
+	 * terminal's session leader's foreground job): as a hangup. */
+	if (pfd[4].fd >= 0 && c->fe->ops->input_fd(c->fe) == -1 && strcmp(c->fe->ops->name, "panel") == 0)
+		service_hangup(c, "terminal closed");
+	if (c->ctl != NULL)
+		ctl_run(c->ctl, c, pfd + TURN_NFDS_LOOP);
 	double wall = clock_wall();
 	double mono = clock_mono();
 	if (mono >= c->next_tick) {
 		turn_registry_poll(c);
 		core_on_tick(c->core, wall, &c->fx);
 		c->next_tick = mono + 1.0;
+		notify_watchdog(mono);
 	}
 	turn_apply(c);
 	if (kafka_out_tick(c->kout, mono, c->status.kafka_up)) {
@@ -546,6 +570,7 @@ void turn_run(struct central *c, const struct pollfd pfd[TURN_NFDS])
 	take_settled(c);
 	turn_outbox_sweep(c, mono);
 	c->fe->ops->refresh(c->fe, wall);
+	ctl_refresh(c->ctl, c, wall);
 }
 
 void turn_drain(struct central *c)

@@ -12,6 +12,7 @@
 #include "evc/log.h"
 #include "src/central/core.h"
 #include "src/central/cplink.h"
+#include "src/central/ctl.h"
 #include "src/central/frontend.h"
 #include "src/central/kafka_in.h"
 #include "src/central/kafka_out.h"
@@ -23,7 +24,8 @@
  * 1024): at 512 the list grew and shrank every turn of a flood, and page
  * faults on the fresh memory cost more than the extra turns. */
 #define TURN_BATCH_KAFKA 256
-#define TURN_NFDS 5
+#define TURN_NFDS_LOOP 5 /* signals, links, Kafka in, Kafka out, the operator's input */
+#define TURN_NFDS (TURN_NFDS_LOOP + CTL_NFDS) /* then the control socket's */
 
 struct keytab;
 
@@ -42,7 +44,7 @@ struct central {
 	struct cplink_event *cev;
 	struct kafka_in_item *kitems;
 	size_t nkitems;
-	int sfd;           /* signalfd: SIGINT, SIGTERM */
+	int sfd;           /* signalfd: SIGINT, SIGTERM, SIGHUP */
 	int quit;
 	int db_failed;     /* writes kept failing: act on nothing more, exit 1 */
 	/* The outbox (evcharging(7) RULES): rows handed to the producer and
@@ -71,6 +73,13 @@ struct central {
 	struct hmap seen_sessions; /* per turn: session ids whose last row is known */
 	double next_tick;
 	unsigned long db_errors;
+	/* running as a service (service.c, ctl.c) */
+	struct ctl *ctl;   /* the control socket, NULL without one */
+	char *log_file;    /* --log-file, or where the console goes once the terminal is gone */
+	int log_active;    /* stdout and stderr are log_file (SIGHUP reopens it) */
+	int lock_fd;       /* holds the flock on <db>.lock, -1 none */
+	int json;          /* --log-format json: for a console made after a hangup */
+	int hangups;       /* the terminal went away this many times */
 };
 
 /* The poll set of this turn (TURN_NFDS entries; one may be fd -1) and how

@@ -218,15 +218,24 @@ void bus_poll(rd_kafka_t *rk, int timeout_ms)
 	rd_kafka_poll(rk, timeout_ms);
 }
 
-void bus_producer_close(rd_kafka_t *p, int timeout_ms)
+int bus_producer_close(rd_kafka_t *p, int timeout_ms)
 {
 	if (p == NULL)
-		return;
+		return 0;
 	struct bus_handle *h = rd_kafka_opaque(p);
-	if (timeout_ms > 0 && rd_kafka_flush(p, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
-		log_warn("kafka: %d message(s) not delivered at exit", rd_kafka_outq_len(p));
+	int left = 0;
+	if (timeout_ms > 0 && rd_kafka_flush(p, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		left = rd_kafka_outq_len(p);
+		log_warn("kafka: %d message(s) not delivered at exit", left);
+	}
 	rd_kafka_destroy(p);
 	free(h);
+	return left;
+}
+
+void bus_conf_logger(rd_kafka_conf_t *conf)
+{
+	rd_kafka_conf_set_log_cb(conf, log_cb);
 }
 
 int bus_create_topics(const char *brokers, const char *const *topics, int ntopics,

@@ -36,7 +36,7 @@ void clock_format(double wall, char *buf, unsigned long n)
 	struct tm tm;
 	char base[32];
 	localtime_r(&t, &tm);
-	strftime(base, sizeof base, "%Y-%m-%d %H:%M:%S", &tm);
+	strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
 	int ms = (int)((wall - (double)t) * 1000.0);
 	if (ms < 0)
 		ms = 0;

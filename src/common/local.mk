@@ -13,9 +13,17 @@ libevc_a_SOURCES = \
 	src/common/state.c include/evc/state.h include/evc/cpview.h \
 	src/common/link.c include/evc/link.h \
 	src/common/msg.c include/evc/msg.h \
-	src/common/bus.c include/evc/bus.h
-libevc_a_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(RDKAFKA_CFLAGS)
-EVC_COMMON_LIBS = libevc.a $(RDKAFKA_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) -lm
+	src/common/bus.c include/evc/bus.h \
+	src/common/evline.c include/evc/evline.h \
+	src/common/config.c include/evc/config.h \
+	src/common/version.c include/evc/version.h \
+	src/common/notify.c include/evc/notify.h \
+	src/common/progopt.c include/evc/progopt.h
+libevc_a_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(RDKAFKA_CFLAGS) $(INIH_CFLAGS) $(SQLITE_CFLAGS) $(OPENSSL_CFLAGS) \
+	$(SYSTEMD_CFLAGS)
+# What libevc.a needs besides itself, for every program and test linking it.
+EVC_LIB_DEPS = $(RDKAFKA_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) $(INIH_LIBS) $(SQLITE_LIBS) $(SYSTEMD_LIBS) -lm
+EVC_COMMON_LIBS = libevc.a $(EVC_LIB_DEPS)
 
 include src/common/link.mk
 include src/common/msg.mk

@@ -436,15 +436,34 @@ static int dec_telemetry(struct dec *d, struct msg *m)
 	int r;
 
 	if (dec_str(d, "cp_id", 1, S_CP_ID, m->cp_id, MSG_CP_ID_MAX) < 0 ||
-	    dec_str(d, "user_id", 1, S_USER_ID, m->user_id, MSG_ID_MAX) < 0 ||
-	    dec_str(d, "session_id", 1, S_TOKEN, m->session_id, MSG_ID_MAX) < 0 || dec_seq(d, &m->seq) < 0 ||
-	    dec_timestamp(d, m, 0) < 0)
+	    dec_str(d, "user_id", 1, S_USER_ID, m->user_id, MSG_ID_MAX) < 0)
 		return -1;
-	m->has_session_id = 1;
-	m->has_seq = 1;
+	/* A Release-1 peer's engine sends neither session_id nor seq
+	 * (evcharging(7) SECURITY, Release 1): both optional here (seq only
+	 * with a session_id); the core matches a message without a session
+	 * to its CP's open session only for a plaintext CP. */
+	r = dec_str(d, "session_id", 0, S_TOKEN, m->session_id, MSG_ID_MAX);
+	if (r < 0)
+		return -1;
+	m->has_session_id = r;
+	/* seq may be missing on a closing message too: an engine that
+	 * restarted lost its count, and a session ends once whatever the
+	 * number. */
+	if (json_object_get(d->obj, "seq") != NULL) {
+		if (dec_seq(d, &m->seq) < 0)
+			return -1;
+		m->has_seq = 1;
+	}
+	if (m->has_seq && !m->has_session_id)
+		return fail(d->err, "field 'seq' without 'session_id'");
+	if (dec_timestamp(d, m, 0) < 0)
+		return -1;
 	if (m->type == MSG_SESSION_STARTED)
 		return 0;
-	if (dec_num(d, "kwh", 1, KWH_MAX, &m->kwh) < 0 || dec_num(d, "importe", 1, IMPORTE_MAX, &m->importe) < 0)
+	/* importe is the engine's own figure and only shown: Central bills
+	 * kwh at the session's price. A Release-1 engine may leave it out. */
+	if (dec_num(d, "kwh", 1, KWH_MAX, &m->kwh) < 0 ||
+	    dec_num(d, "importe", m->has_session_id, IMPORTE_MAX, &m->importe) < 0)
 		return -1;
 	r = dec_num(d, "kw", m->type == MSG_CONSUMO, KW_MAX, &m->kw);
 	if (r < 0)
@@ -754,12 +773,18 @@ static void enc_telemetry(struct enc *e, const struct msg *m)
 {
 	ENC_STR(e, "cp_id", m->cp_id, S_CP_ID, MSG_CP_ID_MAX);
 	ENC_STR(e, "user_id", m->user_id, S_USER_ID, MSG_ID_MAX);
-	ENC_STR(e, "session_id", m->session_id, S_TOKEN, MSG_ID_MAX);
-	if (!e->bad && (m->seq < 1 || m->seq > (uint64_t)SEQ_MAX)) {
-		fail(e->err, "field 'seq' must be an integer >= 1");
-		e->bad = 1;
+	/* Ours always name the session, and the seq but on a closing message
+	 * after a restart; a Release-1 message (decoded without them)
+	 * encodes back without them. */
+	if (m->has_session_id || m->has_seq)
+		ENC_STR(e, "session_id", m->session_id, S_TOKEN, MSG_ID_MAX);
+	if (m->has_seq) {
+		if (!e->bad && (m->seq < 1 || m->seq > (uint64_t)SEQ_MAX)) {
+			fail(e->err, "field 'seq' must be an integer >= 1");
+			e->bad = 1;
+		}
+		put(e, "seq", json_integer((json_int_t)m->seq));
 	}
-	put(e, "seq", json_integer((json_int_t)m->seq));
 	enc_timestamp(e, m);
 	if (m->type == MSG_SESSION_STARTED)
 		return;

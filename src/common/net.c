@@ -1,3 +1,4 @@
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -41,15 +42,20 @@ int net_parse_hostport(const char *s, char *host, size_t hostlen, int *port, cha
 		h = s + 1;
 		hl = (size_t)(close - h);
 		colon = close + 1;
+		if (memchr(h, ':', hl) == NULL) {
+			snprintf(err, NET_ERR_LEN, "invalid address '%s' (brackets hold an IPv6 address)", s);
+			return -1;
+		}
 	} else {
 		colon = strrchr(s, ':');
 		if (colon == NULL) {
-			if (net_parse_port(s, 0, port, err) == -1) {
-				snprintf(err, NET_ERR_LEN, "invalid address '%s' (expected host:port)", s);
-				return -1;
-			}
-			snprintf(host, hostlen, "127.0.0.1");
-			return 0;
+			snprintf(err, NET_ERR_LEN, "invalid address '%s' (expected host:port, e.g. 127.0.0.1:%s)", s,
+				 s[0] >= '0' && s[0] <= '9' && strspn(s, "0123456789") == strlen(s) ? s : "7001");
+			return -1;
+		}
+		if (memchr(s, ':', (size_t)(colon - s)) != NULL) {
+			snprintf(err, NET_ERR_LEN, "invalid address '%s' (write an IPv6 address as [v6]:port)", s);
+			return -1;
 		}
 		hl = (size_t)(colon - s);
 	}
@@ -62,6 +68,53 @@ int net_parse_hostport(const char *s, char *host, size_t hostlen, int *port, cha
 	if (net_parse_port(colon + 1, 0, port, err) == -1)
 		return -1;
 	return 0;
+}
+
+int net_parse_host(const char *s, char *host, size_t hostlen, char err[NET_ERR_LEN])
+{
+	const char *h = s;
+	size_t hl = strlen(s);
+
+	if (s[0] == '[') {
+		if (hl < 3 || s[hl - 1] != ']' || memchr(s + 1, ':', hl - 2) == NULL) {
+			snprintf(err, NET_ERR_LEN, "invalid address '%s' (expected [v6], v6, v4 or a name)", s);
+			return -1;
+		}
+		h = s + 1;
+		hl -= 2;
+	}
+	if (hl == 0 || hl >= hostlen || strpbrk(s, " \t/") != NULL) {
+		snprintf(err, NET_ERR_LEN, "invalid address '%s'", s);
+		return -1;
+	}
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	return 0;
+}
+
+void net_format_hostport(const char *host, int port, char *out, size_t n)
+{
+	if (strchr(host, ':') != NULL)
+		snprintf(out, n, "[%s]:%d", host, port);
+	else
+		snprintf(out, n, "%s:%d", host, port);
+}
+
+void net_format_sockaddr(const struct sockaddr *sa, char *out, size_t n)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+		port = ntohs(in->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+		port = ntohs(in6->sin6_port);
+	}
+	net_format_hostport(ip, port, out, n);
 }
 
 int net_set_nonblock(int fd, int on)
@@ -110,8 +163,11 @@ int net_listen(const char *host, int port, int backlog, char err[NET_ERR_LEN])
 		fd = -1;
 	}
 	freeaddrinfo(res);
-	if (fd == -1)
-		snprintf(err, NET_ERR_LEN, "cannot listen on %s:%d: %s", host ? host : "*", port, strerror(saved));
+	if (fd == -1) {
+		char addr[300];
+		net_format_hostport(host ? host : "*", port, addr, sizeof addr);
+		snprintf(err, NET_ERR_LEN, "cannot listen on %s: %s", addr, strerror(saved));
+	}
 	return fd;
 }
 
@@ -174,7 +230,11 @@ int net_connect(const char *host, int port, int timeout_ms, char err[NET_ERR_LEN
 		fd = -1;
 	}
 	freeaddrinfo(res);
-	snprintf(err, NET_ERR_LEN, "cannot connect to %s:%d: %s", host, port, strerror(saved));
+	{
+		char addr[300];
+		net_format_hostport(host, port, addr, sizeof addr);
+		snprintf(err, NET_ERR_LEN, "cannot connect to %s: %s", addr, strerror(saved));
+	}
 	return -1;
 connected:
 	freeaddrinfo(res);

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "evc/evline.h"
 #include "evc/net.h"
 #include "evc/tls.h"
 #include "evc/xalloc.h"
@@ -483,9 +484,7 @@ void cpio_event(const char *fmt, ...)
 		event_fn(event_arg, line);
 		return;
 	}
-	fputs(line, stdout);
-	fputc('\n', stdout);
-	fflush(stdout);
+	evline_write(stdout, line); /* timestamped, text or JSON (evcharging(7) LOG LINES) */
 }
 
 int cpio_path_beside(char *out, size_t outsz, const char *file, const char *name)

@@ -109,8 +109,9 @@ typedef void (*cpio_line_fn)(void *arg, char *line);
 int cpio_lines_read(struct cpio_lines *lb, int fd, cpio_line_fn fn, void *arg);
 
 /* Event lines: the stable, grep-friendly record of what happened ("STATE
- * ACTIVADO", "LINK central up", ...). Default sink: stdout, one line each,
- * flushed. A screen installs its own. */
+ * ACTIVADO", "LINK central up", ...). Default sink: stdout, one line each
+ * with its timestamp (or one JSON object: evc/evline.h), flushed. A screen
+ * installs its own. */
 typedef void (*cpio_event_fn)(void *arg, const char *line);
 void cpio_set_event_sink(cpio_event_fn fn, void *arg);
 void cpio_event(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -68,6 +68,9 @@
 #include "evc/log.h"
 #include "evc/msg.h"
 #include "evc/net.h"
+#include "evc/notify.h"
+#include "evc/progopt.h"
+#include "evc/version.h"
 #include "evc/xalloc.h"
 #include "src/cp/cpauth.h"
 #include "src/cp/cpio.h"
@@ -128,6 +131,7 @@ struct eng {
 	double autoplug_s, autoplug_d; /* -1 off / -1 random */
 
 	rd_kafka_t *kafka;
+	const char *brokers;
 	int kafka_up;            /* -1 unknown */
 	char topic_tel[BUS_NAME_MAX], topic_req[BUS_NAME_MAX];
 
@@ -149,9 +153,9 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: " PROG " <kafka_host:port> <listen_port> [--power KW] [--auto-plug SECONDS[:DURATION]]\n"
+		"usage: " PROG " [kafka_host:port] <listen_port> [--power KW] [--auto-plug SECONDS[:DURATION]]\n"
 		"              [--auth-timeout S] [--listen ADDR] [--credential FILE] [--headless]\n"
-		"              [--topic-prefix P]\n"
+		"              [--topic-prefix P] [--no-color] [--log-format text|json] [--config FILE]\n"
 		"       " PROG " --help | --version\n"
 		"  --power KW        nominal charging power, > 0 and <= 1000; default 7.4\n"
 		"  --auto-plug S[:D] plug in S seconds after each authorisation, unplug D seconds later\n"
@@ -167,7 +171,13 @@ static void usage(FILE *f)
 		"  --headless        no screen: event lines on stdout, commands on stdin:\n"
 		"                    k (toggle fault), e (plug in), u (unplug), d ID (request a charge\n"
 		"                    for driver ID), status, q (quit)\n"
-		"  --topic-prefix P  prefix of every Kafka topic (default $EVC_TOPIC_PREFIX or none)\n");
+		"  --topic-prefix P  prefix of every Kafka topic (default $EVC_TOPIC_PREFIX or none)\n"
+		"  --no-color        monochrome screen (also NO_COLOR=1)\n"
+		"  --log-format F    text or json event and log lines (default text)\n"
+		"  --config FILE     configuration file (default " CONFIG_DEFAULT_PATH " if present);\n"
+		"                    its broker when kafka_host:port is left out\n"
+		"  --list-options    print every option, one a line (shell completion)\n"
+		"  -V, --version     print the versions of the program and its libraries\n");
 }
 
 static void bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -890,11 +900,20 @@ static void on_line(void *arg, char *line)
 static void on_kafka_state(void *arg, int up, const char *reason)
 {
 	struct eng *e = arg;
+	static char last_reason[256];
 	e->kafka_up = up;
 	if (up)
 		cpio_event("LINK kafka up");
 	else
 		cpio_event("LINK kafka down reason=%s", reason ? reason : "?");
+	/* A broker address that is wrong (an unknown host) is a diagnostic
+	 * too, once per reason, not only an event line on stdout. */
+	if (!up && reason != NULL && strcmp(reason, last_reason) != 0) {
+		log_warn("kafka: %s unreachable: %s", e->brokers, reason);
+		snprintf(last_reason, sizeof last_reason, "%s", reason);
+	} else if (up) {
+		last_reason[0] = '\0';
+	}
 	e->dirty = 1;
 }
 
@@ -946,7 +965,10 @@ static void screen_log(enum log_level lvl, const char *line, void *arg)
 
 /* ---- arguments ---- */
 
-static void parse_args(struct eng *e, int argc, char **argv, int *headless, char *brokers, size_t blen)
+enum { OPT_NO_COLOR = 256, OPT_LOG_FORMAT, OPT_CONFIG, OPT_LIST };
+
+static void parse_args(struct eng *e, int argc, char **argv, int *headless, char *brokers, size_t blen,
+		       struct config *conf)
 {
 	static const struct option opts[] = {
 		{"power", required_argument, NULL, 'p'},
@@ -958,9 +980,15 @@ static void parse_args(struct eng *e, int argc, char **argv, int *headless, char
 		{"credential", required_argument, NULL, 'K'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
+		{"no-color", no_argument, NULL, OPT_NO_COLOR},
+		{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+		{"config", required_argument, NULL, OPT_CONFIG},
+		{"list-options", no_argument, NULL, OPT_LIST},
 		{NULL, 0, NULL, 0},
 	};
 	const char *prefix = NULL;
+	const char *log_format = NULL, *config_path = NULL;
+	int no_color = 0;
 	char err[NET_ERR_LEN];
 	int c;
 	/* The monitor runs on the same machine: nothing else needs to reach
@@ -970,7 +998,7 @@ static void parse_args(struct eng *e, int argc, char **argv, int *headless, char
 	e->autoplug_s = e->autoplug_d = -1;
 	e->auth_timeout = 120;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (cpio_parse_double(optarg, &e->power) < 0 || !(e->power > 0 && e->power <= 1000))
@@ -1006,24 +1034,35 @@ static void parse_args(struct eng *e, int argc, char **argv, int *headless, char
 			e->cred_path = optarg;
 			break;
 		case 'h': usage(stdout); exit(0);
-		case 'V': printf(PROG " (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION); exit(0);
+		case 'V': version_print(stdout, PROG); exit(0);
+		case OPT_NO_COLOR: no_color = 1; break;
+		case OPT_LOG_FORMAT: log_format = optarg; break;
+		case OPT_CONFIG: config_path = optarg; break;
+		case OPT_LIST: progopt_list(stdout, opts, NULL); exit(0);
 		case ':': bad_usage("option %s needs a value", argv[optind - 1]); break;
 		default: bad_usage("unknown option '%s'", argv[optind - 1]); break;
 		}
 	}
-	if (argc - optind != 2) {
-		fprintf(stderr, PROG ": expected 2 arguments (kafka address, listen port), got %d\n", argc - optind);
+	char cerr[EVC_ERR_LEN];
+	if (progopt_setup(PROG, config_path, log_format, no_color, conf, cerr) == -1) {
+		fprintf(stderr, PROG ": %s\n", cerr);
+		exit(2);
+	}
+	int npos = argc - optind;
+	const char *kafka = npos == 2 ? argv[optind] : conf->broker;
+	if (npos < 1 || npos > 2 || kafka == NULL) {
+		fprintf(stderr, PROG ": expected 2 arguments (kafka address, listen port), got %d\n", npos);
 		usage(stderr);
 		exit(2);
 	}
 	char host[256];
 	int kport;
-	if (net_parse_hostport(argv[optind], host, sizeof host, &kport, err) < 0 || strchr(argv[optind], ':') == NULL)
-		bad_usage("kafka address: expected host:port, got '%s'", argv[optind]);
-	snprintf(brokers, blen, "%s", argv[optind]);
-	if (net_parse_port(argv[optind + 1], 0, &e->port, err) < 0)
+	if (npos == 2 && net_parse_hostport(kafka, host, sizeof host, &kport, err) < 0)
+		bad_usage("kafka address: %s", err);
+	snprintf(brokers, blen, "%s", kafka);
+	if (net_parse_port(argv[optind + npos - 1], 0, &e->port, err) < 0)
 		bad_usage("listen port: %s", err);
-	const char *p = bus_prefix(prefix);
+	const char *p = config_topic_prefix(conf, prefix);
 	bus_name(e->topic_tel, sizeof e->topic_tel, p, MSG_TOPIC_CP_TELEMETRY);
 	bus_name(e->topic_req, sizeof e->topic_req, p, MSG_TOPIC_DRIVER_REQUESTS);
 }
@@ -1034,11 +1073,14 @@ int main(int argc, char **argv)
 	int headless = 0, rc = 0;
 	char brokers[512];
 	char err[256];
+	struct config conf;
 	log_set_progname(PROG);
-	parse_args(e, argc, argv, &headless, brokers, sizeof brokers);
-	if (e->cred_path != NULL) {
+	parse_args(e, argc, argv, &headless, brokers, sizeof brokers, &conf);
+	e->brokers = brokers;
+		if (e->cred_path != NULL) {
 		if (cred_load(e->cred_path, &e->cred, err) < 0) {
 			fprintf(stderr, PROG ": %s\n", err);
+			config_free(&conf);
 			free(e);
 			return 1;
 		}
@@ -1062,7 +1104,8 @@ int main(int argc, char **argv)
 
 	e->listen_fd = net_listen(e->listen_addr, e->port, 16, err);
 	if (e->listen_fd < 0) {
-		fprintf(stderr, PROG ": cannot listen on port %d at %s: %s\n", e->port, e->listen_addr, err);
+		fprintf(stderr, PROG ": %s\n", err);
+		config_free(&conf);
 		cred_wipe(&e->cred);
 		free(e);
 		return 1;
@@ -1072,6 +1115,7 @@ int main(int argc, char **argv)
 	if (e->kafka == NULL) {
 		fprintf(stderr, PROG ": cannot set up Kafka for %s: %s\n", brokers, err);
 		close(e->listen_fd);
+		config_free(&conf);
 		cred_wipe(&e->cred);
 		free(e);
 		return 1;
@@ -1102,6 +1146,7 @@ int main(int argc, char **argv)
 	} else {
 		cpio_event(R1_NOTICE);
 	}
+	notify_state("READY=1");
 
 	struct cpio_lines lines;
 	memset(&lines, 0, sizeof lines);
@@ -1163,6 +1208,7 @@ int main(int argc, char **argv)
 	if (e->supplying)
 		end_supply(e, clock_mono(), MSG_SUPPLY_END, "engine shut down");
 	cpio_event("QUIT%s", got_signal ? " (signal)" : "");
+	notify_state("STOPPING=1");
 out:
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		if (e->cl[i].used)
@@ -1174,6 +1220,7 @@ out:
 		cp_screen_close(e->scr);
 	}
 	bus_producer_close(e->kafka, 5000);
+	config_free(&conf);
 	fernet_key_wipe(&e->key);
 	cred_wipe(&e->cred);
 	free(e);

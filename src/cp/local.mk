@@ -2,7 +2,7 @@
 bin_PROGRAMS += EV_CP_E EV_CP_M
 EVC_CP_SOURCES = src/cp/cpio.c src/cp/cpio.h ui/cp_screen.c ui/cp_screen.h
 EVC_CP_CFLAGS = $(AM_CFLAGS) $(NCURSES_CFLAGS) $(RDKAFKA_CFLAGS) $(JANSSON_CFLAGS) -D_XOPEN_SOURCE_EXTENDED
-EVC_CP_LDADD = $(EVC_UI_LIBS) libevc.a $(NCURSES_LIBS) $(RDKAFKA_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) -lm
+EVC_CP_LDADD = $(EVC_UI_LIBS) libevc.a $(NCURSES_LIBS) $(RDKAFKA_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) $(EVC_LIB_DEPS) -lm
 
 EV_CP_E_SOURCES = src/cp/engine.c src/cp/cpauth.c src/cp/cpauth.h $(EVC_CP_SOURCES)
 EV_CP_E_CFLAGS = $(EVC_CP_CFLAGS)

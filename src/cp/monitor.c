@@ -38,6 +38,9 @@
 #include "evc/money.h"
 #include "evc/msg.h"
 #include "evc/net.h"
+#include "evc/notify.h"
+#include "evc/progopt.h"
+#include "evc/version.h"
 #include "evc/state.h"
 #include "evc/tls.h"
 #include "evc/xalloc.h"
@@ -154,7 +157,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: " PROG " <engine_host:port> <central_host:port> <cp_id> [--location TEXT]\n"
 		"              [--price EUR] [--credential FILE] [--ca FILE] [--tls] [--headless]\n"
-		"              [--topic-prefix P]\n"
+		"              [--topic-prefix P] [--no-color] [--log-format text|json] [--config FILE]\n"
 		"       " PROG " --help | --version\n"
 		"  --location TEXT   where the CP is (1-64 characters, no '#'); default \"CP <cp_id>\"\n"
 		"  --price EUR       price per kWh, > 0 and <= 100; default 0.30\n"
@@ -170,7 +173,13 @@ static void usage(FILE *f)
 		"  --headless        no screen: event lines on stdout, commands on stdin\n"
 		"                    (a re-authenticate / retry, status, q)\n"
 		"  --topic-prefix P  accepted for symmetry with the other programs (the monitor\n"
-		"                    itself uses no Kafka topic)\n");
+		"                    itself uses no Kafka topic)\n"
+		"  --no-color        monochrome screen (also NO_COLOR=1)\n"
+		"  --log-format F    text or json event and log lines (default text)\n"
+		"  --config FILE     configuration file (default " CONFIG_DEFAULT_PATH " if present)\n"
+		"  --list-options    print every option, one a line (shell completion)\n"
+		"  -V, --version     print the versions of the program and its libraries\n"
+		"addresses are host:port or [v6]:port\n");
 }
 
 static void bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -1030,7 +1039,9 @@ static void screen_log(enum log_level lvl, const char *line, void *arg)
 
 /* ---- arguments ---- */
 
-static void parse_args(struct mon *m, int argc, char **argv, int *headless)
+enum { OPT_NO_COLOR = 256, OPT_LOG_FORMAT, OPT_CONFIG, OPT_LIST };
+
+static void parse_args(struct mon *m, int argc, char **argv, int *headless, struct config *conf)
 {
 	static const struct option opts[] = {
 		{"location", required_argument, NULL, 'l'},
@@ -1042,14 +1053,20 @@ static void parse_args(struct mon *m, int argc, char **argv, int *headless)
 		{"ca", required_argument, NULL, 'C'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
+		{"no-color", no_argument, NULL, OPT_NO_COLOR},
+		{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+		{"config", required_argument, NULL, OPT_CONFIG},
+		{"list-options", no_argument, NULL, OPT_LIST},
 		{NULL, 0, NULL, 0},
 	};
 	const char *location = NULL, *price = NULL;
+	const char *log_format = NULL, *config_path = NULL;
+	int no_color = 0;
 	int tls = 0;
 	char err[NET_ERR_LEN];
 	int c;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l': location = optarg; break;
 		case 'p': price = optarg; break;
@@ -1063,10 +1080,19 @@ static void parse_args(struct mon *m, int argc, char **argv, int *headless)
 		case 'T': tls = 1; break;
 		case 'C': m->ca_file = optarg; tls = 1; break;
 		case 'h': usage(stdout); exit(0);
-		case 'V': printf(PROG " (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION); exit(0);
+		case 'V': version_print(stdout, PROG); exit(0);
+		case OPT_NO_COLOR: no_color = 1; break;
+		case OPT_LOG_FORMAT: log_format = optarg; break;
+		case OPT_CONFIG: config_path = optarg; break;
+		case OPT_LIST: progopt_list(stdout, opts, NULL); exit(0);
 		case ':': bad_usage("option %s needs a value", argv[optind - 1]); break;
 		default: bad_usage("unknown option '%s'", argv[optind - 1]); break;
 		}
+	}
+	char perr[EVC_ERR_LEN];
+	if (progopt_setup(PROG, config_path, log_format, no_color, conf, perr) == -1) {
+		fprintf(stderr, PROG ": %s\n", perr);
+		exit(2);
 	}
 	if (argc - optind != 3) {
 		fprintf(stderr, PROG ": expected 3 arguments (engine address, central address, cp_id), got %d\n",
@@ -1101,8 +1127,8 @@ static void parse_args(struct mon *m, int argc, char **argv, int *headless)
 	}
 	if (tls && m->ca_file == NULL)
 		m->ca_file = "pki/ca.pem";
-	snprintf(m->cen_addr, sizeof m->cen_addr, "%s:%d", m->cen_host, m->cen_port);
-	snprintf(m->eng_addr, sizeof m->eng_addr, "%s:%d", m->eng_host, m->eng_port);
+	net_format_hostport(m->cen_host, m->cen_port, m->cen_addr, sizeof m->cen_addr);
+	net_format_hostport(m->eng_host, m->eng_port, m->eng_addr, sizeof m->eng_addr);
 	if (m->cred_path != NULL) {
 		char cerr[EVC_ERR_LEN];
 		/* An unreadable or unsafe file is a run-time failure (exit 1),
@@ -1127,8 +1153,10 @@ int main(int argc, char **argv)
 		return cp_register_main(argc, argv);
 	struct mon *m = xcalloc(1, sizeof *m);
 	int headless = 0;
+	struct config conf;
 	log_set_progname(PROG);
-	parse_args(m, argc, argv, &headless);
+	parse_args(m, argc, argv, &headless, &conf);
+	config_free(&conf); /* all it gives the monitor is read (the log format) */
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
 	if (m->ca_file != NULL) {
 		char err[EVC_ERR_LEN];
@@ -1176,14 +1204,15 @@ int main(int argc, char **argv)
 	m->c_backoff = CENTRAL_BACKOFF_BASE;
 	m->e_backoff = ENGINE_BACKOFF_BASE;
 	m->dirty = 1;
-	cpio_event("START cp=%s engine=%s central=%s location=%s price=%s", m->cp_id, m->eng_addr, m->cen_addr,
-		   m->location, m->price);
+	cpio_event("START cp=%s engine=%s central=%s price=%s location=%s", m->cp_id, m->eng_addr, m->cen_addr,
+		   m->price, m->location);
 	if (m->secured)
 		cpio_event("Secured mode: credential %s; REGISTER carries the secret, the engine link is "
 			   "authenticated, Central's key goes to the engine",
 			   m->cred_path);
 	else
 		cpio_event(R1_NOTICE);
+	notify_state("READY=1");
 	update_state(m);
 
 	struct cpio_lines lines;
@@ -1247,6 +1276,7 @@ int main(int argc, char **argv)
 	}
 
 	cpio_event("QUIT%s", got_signal ? " (signal)" : "");
+	notify_state("STOPPING=1");
 	cpio_link_close(&m->cen, 1);
 	cpio_link_release(&m->cen);
 	cpio_link_close(&m->eng, 1);

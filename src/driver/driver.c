@@ -6,6 +6,7 @@
  * live in svc.c, the screen in ui/driver_screen.c. */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
@@ -21,7 +22,11 @@
 #include "evc/bus.h"
 #include "evc/clock.h"
 #include "evc/log.h"
+#include "evc/evline.h"
 #include "evc/msg.h"
+#include "evc/net.h"
+#include "evc/progopt.h"
+#include "evc/version.h"
 #include "evc/xalloc.h"
 #include "src/driver/services.h"
 #include "src/driver/svc.h"
@@ -39,8 +44,10 @@ struct opts {
 	const char *prefix;
 	int headless;
 	int no_color;
+	int keep_going;  /* exit 0 even when a service failed (Release 1's way) */
 	double answer_timeout;
 	double pause;
+	struct config conf;
 };
 
 struct drv {
@@ -79,8 +86,9 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: " PROG " <kafka_host:port> <driver_id> [services_file] [--headless]\n"
-		"       [--topic-prefix P] [--answer-timeout S] [--pause S] [--no-color]\n"
+		"usage: " PROG " [kafka_host:port] <driver_id> [services_file] [--headless]\n"
+		"       [--topic-prefix P] [--answer-timeout S] [--pause S] [--no-color] [--keep-going]\n"
+		"       [--log-format text|json] [--config FILE]\n"
 		"       " PROG " --help | --version\n"
 		"  services_file     one CP id per line (blank lines and # comments ignored);\n"
 		"                    served one at a time, then a summary and exit\n"
@@ -88,7 +96,14 @@ static void usage(FILE *f)
 		"  --topic-prefix P  prefix of topic and group names (default $EVC_TOPIC_PREFIX or none)\n"
 		"  --answer-timeout S  give up a service after S s without any answer (default 30)\n"
 		"  --pause S         seconds between services in file mode (default 4)\n"
-		"  --no-color        monochrome screen (also NO_COLOR=1)\n");
+		"  --no-color        monochrome screen (also NO_COLOR=1)\n"
+		"  --keep-going      exit 0 even when a service failed (default: exit 1 when a service\n"
+		"                    did not end in a ticket or a request was not delivered)\n"
+		"  --log-format F    text or json event and log lines (default text)\n"
+		"  --config FILE     configuration file (default " CONFIG_DEFAULT_PATH " if present);\n"
+		"                    its broker when kafka_host:port is left out\n"
+		"  --list-options    print every option, one a line (shell completion)\n"
+		"  -V, --version     print the versions of the program and its libraries\n");
 }
 
 static int bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -116,77 +131,85 @@ static int parse_secs(const char *s, double min, double *out)
 	return 0;
 }
 
+enum { OPT_HEADLESS = 256, OPT_NO_COLOR, OPT_PREFIX, OPT_ANSWER_TIMEOUT, OPT_PAUSE, OPT_LOG_FORMAT, OPT_CONFIG,
+       OPT_KEEP_GOING, OPT_LIST };
+
 /* 0 to run, 1 to exit 0 (--help, --version), 2 on bad usage. */
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-	const char *pos[3];
-	int npos = 0;
+	static const struct option opts[] = {
+		{"headless", no_argument, NULL, OPT_HEADLESS},
+		{"topic-prefix", required_argument, NULL, OPT_PREFIX},
+		{"answer-timeout", required_argument, NULL, OPT_ANSWER_TIMEOUT},
+		{"pause", required_argument, NULL, OPT_PAUSE},
+		{"no-color", no_argument, NULL, OPT_NO_COLOR},
+		{"keep-going", no_argument, NULL, OPT_KEEP_GOING},
+		{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+		{"config", required_argument, NULL, OPT_CONFIG},
+		{"list-options", no_argument, NULL, OPT_LIST},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *log_format = NULL, *config_path = NULL;
+	int c;
 	o->answer_timeout = 30.0;
 	o->pause = 4.0;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *val = NULL;
-		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-			usage(stdout);
-			return 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":hV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h': usage(stdout); return 1;
+		case 'V': version_print(stdout, PROG); return 1;
+		case OPT_LIST: progopt_list(stdout, opts, NULL); return 1;
+		case OPT_HEADLESS: o->headless = 1; break;
+		case OPT_NO_COLOR: o->no_color = 1; break;
+		case OPT_KEEP_GOING: o->keep_going = 1; break;
+		case OPT_LOG_FORMAT: log_format = optarg; break;
+		case OPT_CONFIG: config_path = optarg; break;
+		case OPT_PREFIX:
+			if (strlen(optarg) > 100)
+				return bad_usage("topic prefix too long: '%.100s...'", optarg);
+			o->prefix = optarg;
+			break;
+		case OPT_ANSWER_TIMEOUT:
+			if (parse_secs(optarg, 0.1, &o->answer_timeout) == -1)
+				return bad_usage("--answer-timeout wants seconds between 0.1 and 86400, not '%s'", optarg);
+			break;
+		case OPT_PAUSE:
+			if (parse_secs(optarg, 0.0, &o->pause) == -1)
+				return bad_usage("--pause wants seconds between 0 and 86400, not '%s'", optarg);
+			break;
+		case ':': return bad_usage("option %s needs a value", argv[optind - 1]);
+		default: return bad_usage("unknown option '%s'", argv[optind - 1]);
 		}
-		if (strcmp(a, "--version") == 0) {
-			printf(PROG " (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
-			return 1;
-		}
-		if (strcmp(a, "--headless") == 0) {
-			o->headless = 1;
-			continue;
-		}
-		if (strcmp(a, "--no-color") == 0) {
-			o->no_color = 1;
-			continue;
-		}
-		const char *names[] = {"--topic-prefix", "--answer-timeout", "--pause"};
-		int which = -1;
-		for (int k = 0; k < 3; k++) {
-			size_t n = strlen(names[k]);
-			if (strncmp(a, names[k], n) == 0 && (a[n] == '\0' || a[n] == '=')) {
-				which = k;
-				if (a[n] == '=') {
-					val = a + n + 1;
-				} else {
-					if (i + 1 >= argc)
-						return bad_usage("option %s needs a value", names[k]);
-					val = argv[++i];
-				}
-				break;
-			}
-		}
-		if (which == 0) {
-			if (strlen(val) > 100)
-				return bad_usage("topic prefix too long: '%.100s...'", val);
-			o->prefix = val;
-			continue;
-		}
-		if (which == 1) {
-			if (parse_secs(val, 0.1, &o->answer_timeout) == -1)
-				return bad_usage("--answer-timeout wants seconds between 0.1 and 86400, not '%s'", val);
-			continue;
-		}
-		if (which == 2) {
-			if (parse_secs(val, 0.0, &o->pause) == -1)
-				return bad_usage("--pause wants seconds between 0 and 86400, not '%s'", val);
-			continue;
-		}
-		if (a[0] == '-' && a[1] != '\0')
-			return bad_usage("unknown option '%s'", a);
-		if (npos == 3)
-			return bad_usage("unexpected argument '%s'", a);
-		pos[npos++] = a;
 	}
-	if (npos < 2)
-		return bad_usage("%s", npos == 0 ? "missing <kafka_host:port> and <driver_id>" : "missing <driver_id>");
-	o->brokers = pos[0];
-	o->user = pos[1];
-	o->file = npos == 3 ? pos[2] : NULL;
-	if (o->brokers[0] == '\0' || strchr(o->brokers, ':') == NULL)
-		return bad_usage("Kafka address must be host:port, not '%s'", o->brokers);
+	char cerr[EVC_ERR_LEN];
+	if (progopt_setup(PROG, config_path, log_format, o->no_color, &o->conf, cerr) == -1) {
+		fprintf(stderr, PROG ": %s\n", cerr);
+		return 2;
+	}
+	const char **pos = (const char **)argv + optind;
+	int npos = argc - optind;
+	if (npos > 3)
+		return bad_usage("unexpected argument '%s'", pos[3]);
+	/* The broker may come from the configuration file: then the first
+	 * argument is the driver id (an id holds no ':'). */
+	if (o->conf.broker != NULL && npos >= 1 && npos <= 2 && strchr(pos[0], ':') == NULL) {
+		o->brokers = o->conf.broker;
+		o->user = pos[0];
+		o->file = npos == 2 ? pos[1] : NULL;
+	} else {
+		if (npos < 2)
+			return bad_usage("%s", npos == 0 ? "missing <kafka_host:port> and <driver_id>" : "missing <driver_id>");
+		o->brokers = pos[0];
+		o->user = pos[1];
+		o->file = npos == 3 ? pos[2] : NULL;
+		char host[256], nerr[NET_ERR_LEN];
+		int port;
+		if (net_parse_hostport(o->brokers, host, sizeof host, &port, nerr) == -1)
+			return bad_usage("Kafka address: %s", nerr);
+	}
+	o->prefix = config_topic_prefix(&o->conf, o->prefix);
 	if (!msg_valid_user_id(o->user))
 		return bad_usage("invalid driver id '%s' (1 to 64 of letters, digits, '_', '.', '@', '-')", o->user);
 	return 0;
@@ -202,9 +225,7 @@ static void emit_line(void *arg, const char *line)
 		driver_screen_event(d->scr, line);
 		return;
 	}
-	fputs(line, stdout);
-	fputc('\n', stdout);
-	fflush(stdout);
+	evline_write(stdout, line); /* timestamped, text or JSON (evcharging(7) LOG LINES) */
 }
 
 static void log_to_screen(enum log_level lvl, const char *line, void *arg)
@@ -293,6 +314,7 @@ static rd_kafka_t *status_consumer_new(struct drv *d, char err[BUS_ERR_LEN])
 			return NULL;
 		}
 	rd_kafka_conf_set_rebalance_cb(conf, status_rebalance);
+	bus_conf_logger(conf);
 	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, BUS_ERR_LEN);
 	if (rk == NULL) {
 		rd_kafka_conf_destroy(conf);
@@ -730,14 +752,17 @@ int main(int argc, char **argv)
 	if (getenv("EVC_DEBUG") != NULL && strcmp(getenv("EVC_DEBUG"), "1") == 0)
 		log_set_level(LOG_DEBUG);
 	int pa = parse_args(argc, argv, &d.o);
-	if (pa != 0)
+	if (pa != 0) {
+		config_free(&d.o.conf);
 		return pa == 1 ? 0 : 2;
+	}
 
 	struct services sv = {0};
 	if (d.o.file != NULL) {
 		char serr[SERVICES_ERR_LEN];
 		if (services_load(d.o.file, &sv, serr) == -1) {
 			fprintf(stderr, PROG ": services file '%s': %s\n", d.o.file, serr);
+			config_free(&d.o.conf);
 			return 2;
 		}
 	}
@@ -843,8 +868,14 @@ out:
 	}
 	if (d.notif != NULL)
 		bus_consumer_close(d.notif);
-	if (d.prod != NULL)
-		bus_producer_close(d.prod, QUIT_FLUSH_MS);
+	int undelivered = d.prod != NULL ? bus_producer_close(d.prod, QUIT_FLUSH_MS) : 0;
+	/* A failed service is a failed run (exit 1), unless --keep-going: a
+	 * script running a services file must be able to tell. */
+	if (rc == 0 && !d.o.keep_going && (d.svc.failed > 0 || d.svc.denied > 0 || undelivered > 0)) {
+		log_warn("exit 1: %u service(s) failed, %u denied, %d request(s) not delivered (--keep-going exits 0)",
+			 d.svc.failed, d.svc.denied, undelivered);
+		rc = 1;
+	}
 	for (int i = 0; i < 2; i++) {
 		if (d.notif_pipe[i] >= 0)
 			close(d.notif_pipe[i]);
@@ -853,5 +884,6 @@ out:
 	}
 	msg_free(&d.status_msg);
 	svc_free(&d.svc);
+	config_free(&d.o.conf);
 	return rc;
 }

@@ -6,7 +6,7 @@ EV_Driver_SOURCES = \
 	src/driver/svc.c src/driver/svc.h \
 	ui/driver_screen.c ui/driver_screen.h
 EV_Driver_CFLAGS = $(AM_CFLAGS) $(NCURSES_CFLAGS) $(RDKAFKA_CFLAGS) $(JANSSON_CFLAGS) -D_XOPEN_SOURCE_EXTENDED
-EV_Driver_LDADD = $(EVC_UI_LIBS) libevc.a $(NCURSES_LIBS) $(RDKAFKA_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) -lm
+EV_Driver_LDADD = $(EVC_UI_LIBS) libevc.a $(NCURSES_LIBS) $(RDKAFKA_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) $(EVC_LIB_DEPS) -lm
 
 check_PROGRAMS += tests/unit/test_driver_services tests/unit/test_driver_svc
 TESTS += tests/unit/test_driver_services tests/unit/test_driver_svc

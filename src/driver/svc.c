@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "evc/clock.h"
+#include "evc/money.h"
 #include "evc/xalloc.h"
 #include "src/driver/svc.h"
 
@@ -276,12 +278,21 @@ static void show(struct svc *s, const struct msg *m, const char *tag)
 		      tag[0] == '\0' && s->cur.started_at > 0 ? s->cur.last_heard - s->cur.started_at : 0.0, tag);
 		break;
 	case MSG_TICKET:
-		emitf(s, "TICKET cp=%s session=%s kwh=%.6f importe=%.6f price=%.6f started=%.3f ended=%.3f%s", m->cp_id,
-		      sid, m->kwh, m->importe, m->price, m->started_at, m->ended_at, tag);
+	{
+		/* The figures as the CONSUMO lines print them (kWh to 3
+		 * decimals, EUR to the cent, the price as Central keeps it) and
+		 * the times as every timestamp (evcharging(7) LOG LINES). */
+		char price[MONEY_STR_LEN], t0[32], t1[32];
+		money_price(price, sizeof price, m->price);
+		clock_format(m->started_at, t0, sizeof t0);
+		clock_format(m->ended_at, t1, sizeof t1);
+		emitf(s, "TICKET cp=%s session=%s kwh=%.3f importe=%.2f price=%s started=%s ended=%s%s", m->cp_id, sid,
+		      m->kwh, m->importe, price, t0, t1, tag);
+	}
 		break;
 	case MSG_SUPPLY_ERROR:
 		quoted(q, sizeof q, m->reason);
-		emitf(s, "SUPPLY_ERROR cp=%s session=%s kwh=%.6f importe=%.6f%s reason=%s", m->cp_id, sid,
+		emitf(s, "SUPPLY_ERROR cp=%s session=%s kwh=%.3f importe=%.2f%s reason=%s", m->cp_id, sid,
 		      m->kwh_partial, m->importe_partial, tag, q);
 		break;
 	case MSG_SESSION_CANCELLED:

@@ -5,7 +5,7 @@ EV_REGISTRY_CORE = src/registry/registry.c src/registry/registry.h \
 	src/registry/ratelimit.c src/registry/ratelimit.h
 EV_Registry_SOURCES = src/registry/main.c $(EV_REGISTRY_CORE)
 EV_Registry_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(SQLITE_CFLAGS) $(JANSSON_CFLAGS) $(OPENSSL_CFLAGS)
-EV_Registry_LDADD = libevc.a $(MHD_LIBS) $(SQLITE_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) -lm
+EV_Registry_LDADD = libevc.a $(MHD_LIBS) $(SQLITE_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) $(EVC_LIB_DEPS) -lm
 
 # The rate limiter on its own (no I/O: times are given).
 check_PROGRAMS += tests/unit/test_ratelimit

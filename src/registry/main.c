@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <libgen.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -25,6 +26,8 @@
 #include "evc/crypto.h"
 #include "evc/log.h"
 #include "evc/net.h"
+#include "evc/progopt.h"
+#include "evc/version.h"
 #include "evc/xalloc.h"
 #include "src/registry/registry.h"
 
@@ -46,6 +49,7 @@ struct opts {
 	const char *listen;
 	const char *cert, *key, *token_file;
 	int headless;
+	struct config conf; /* the configuration file: database, pki, log format */
 };
 
 struct app {
@@ -65,7 +69,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: " PROG " <port> [db] [--listen ADDR] [--cert F] [--key F]\n"
-		"       [--installer-token-file F] [--headless]\n"
+		"       [--installer-token-file F] [--headless] [--log-format text|json] [--config FILE]\n"
 		"       " PROG " --help | --version\n"
 		"  db                    the network's SQLite file, shared with EV_Central\n"
 		"                        (default ./" DEFAULT_DB ")\n"
@@ -74,7 +78,14 @@ static void usage(FILE *f)
 		"                        pki/registry.key beside the db)\n"
 		"  --installer-token-file F  the installer token (default pki/installer.token\n"
 		"                        beside the db)\n"
-		"  --headless            log lines on stdout instead of stderr\n");
+		"  --headless            log lines on stdout instead of stderr\n"
+		"  --no-color            accepted as every program does (the registry has no screen)\n"
+		"  --log-format F        text or json log lines (default text)\n"
+		"  --config FILE         configuration file (default " CONFIG_DEFAULT_PATH " if present):\n"
+		"                        its database when db is left out, its pki folder for the\n"
+		"                        default files\n"
+		"  --list-options        print every option, one a line (shell completion)\n"
+		"  -V, --version         print the versions of the program and its libraries\n");
 }
 
 static int bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -102,66 +113,76 @@ static int fail(const char *fmt, ...)
 	return 1;
 }
 
+enum { OPT_LISTEN = 256, OPT_CERT, OPT_KEY, OPT_TOKEN, OPT_HEADLESS, OPT_NO_COLOR, OPT_LOG_FORMAT, OPT_CONFIG,
+       OPT_LIST };
+
 /* 0 to run, 1 to exit 0 (--help, --version), 2 on bad usage. */
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-	static const char *const names[] = {"--listen", "--cert", "--key", "--installer-token-file"};
-	const char **slots[] = {&o->listen, &o->cert, &o->key, &o->token_file};
-	const char *pos[2];
-	int npos = 0;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-			usage(stdout);
-			return 1;
+	static const struct option opts[] = {
+		{"listen", required_argument, NULL, OPT_LISTEN},
+		{"cert", required_argument, NULL, OPT_CERT},
+		{"key", required_argument, NULL, OPT_KEY},
+		{"installer-token-file", required_argument, NULL, OPT_TOKEN},
+		{"headless", no_argument, NULL, OPT_HEADLESS},
+		{"no-color", no_argument, NULL, OPT_NO_COLOR},
+		{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+		{"config", required_argument, NULL, OPT_CONFIG},
+		{"list-options", no_argument, NULL, OPT_LIST},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *log_format = NULL, *config_path = NULL;
+	int c, idx;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":hV", opts, &idx)) != -1) {
+		switch (c) {
+		case 'h': usage(stdout); return 1;
+		case 'V': version_print(stdout, PROG); return 1;
+		case OPT_LIST: progopt_list(stdout, opts, NULL); return 1;
+		case OPT_HEADLESS: o->headless = 1; break;
+		case OPT_NO_COLOR: break; /* no screen: nothing to colour */
+		case OPT_LOG_FORMAT: log_format = optarg; break;
+		case OPT_CONFIG: config_path = optarg; break;
+		case OPT_LISTEN:
+		case OPT_CERT:
+		case OPT_KEY:
+		case OPT_TOKEN:
+			if (optarg[0] == '\0')
+				return bad_usage("--%s needs a non-empty value", opts[idx].name);
+			*(c == OPT_LISTEN ? &o->listen : c == OPT_CERT ? &o->cert : c == OPT_KEY ? &o->key : &o->token_file) =
+				optarg;
+			break;
+		case ':': return bad_usage("%s needs a value", argv[optind - 1]);
+		default: return bad_usage("unknown option '%s'", argv[optind - 1]);
 		}
-		if (strcmp(a, "--version") == 0 || strcmp(a, "-V") == 0) {
-			printf(PROG " (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
-			return 1;
-		}
-		if (strcmp(a, "--headless") == 0) {
-			o->headless = 1;
-			continue;
-		}
-		int which = -1;
-		const char *val = NULL;
-		for (int k = 0; k < 4; k++) {
-			size_t n = strlen(names[k]);
-			if (strncmp(a, names[k], n) == 0 && (a[n] == '\0' || a[n] == '=')) {
-				which = k;
-				val = a[n] == '=' ? a + n + 1 : NULL;
-				break;
-			}
-		}
-		if (which >= 0) {
-			if (val == NULL) {
-				if (i + 1 >= argc)
-					return bad_usage("%s needs a value", names[which]);
-				val = argv[++i];
-			}
-			if (val[0] == '\0')
-				return bad_usage("%s needs a non-empty value", names[which]);
-			*slots[which] = val;
-			continue;
-		}
-		if (a[0] == '-' && a[1] != '\0')
-			return bad_usage("unknown option '%s'", a);
-		if (npos == 2)
-			return bad_usage("too many arguments ('%s')", a);
-		pos[npos++] = a;
 	}
+	char cerr[EVC_ERR_LEN];
+	if (progopt_setup(PROG, config_path, log_format, 0, &o->conf, cerr) == -1) {
+		fprintf(stderr, PROG ": %s\n", cerr);
+		return 2;
+	}
+	const char **pos = (const char **)argv + optind;
+	int npos = argc - optind;
+	if (npos > 2)
+		return bad_usage("too many arguments ('%s')", pos[2]);
 	if (npos < 1)
 		return bad_usage("missing <port>");
 	char err[NET_ERR_LEN];
 	if (net_parse_port(pos[0], 0, &o->port, err) == -1)
 		return bad_usage("bad port '%s': %s", pos[0], err);
-	o->db = npos > 1 ? pos[1] : DEFAULT_DB;
+	o->db = npos > 1 ? pos[1] : o->conf.database != NULL ? o->conf.database : DEFAULT_DB;
 	return 0;
 }
 
-/* pki/NAME in the folder of the db. Caller frees with free(). */
+/* NAME in the configuration's pki folder, else pki/NAME in the folder of
+ * the db. Caller frees with free(). */
+static const char *pki_dir;
 static char *beside_db(const char *db, const char *name)
 {
+	if (pki_dir != NULL)
+		return xasprintf("%s/%s", pki_dir, name);
 	char *copy = xstrdup(db);
 	char *out = xasprintf("%s/pki/%s", dirname(copy), name);
 	free(copy);
@@ -404,24 +425,27 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 static void log_to_stdout(enum log_level lvl, const char *line, void *arg)
 {
 	(void)arg;
-	char ts[32];
-	clock_format(clock_wall(), ts, sizeof ts);
-	printf("%s " PROG " %-5s %s\n", ts, log_level_name(lvl), line);
+	char *out = log_render(lvl, line); /* the one format, text or JSON */
+	puts(out);
 	fflush(stdout);
+	free(out);
 }
 
 int main(int argc, char **argv)
 {
 	struct opts o;
 	memset(&o, 0, sizeof o);
-	int pa = parse_args(argc, argv, &o);
-	if (pa != 0)
-		return pa == 1 ? 0 : 2;
 	log_set_progname(PROG);
+	int pa = parse_args(argc, argv, &o);
+	if (pa != 0) {
+		config_free(&o.conf);
+		return pa == 1 ? 0 : 2;
+	}
 	if (o.headless)
 		log_set_sink(log_to_stdout, NULL);
 
 	char err[EVC_ERR_LEN];
+	pki_dir = o.conf.pki;
 	char *cert_path = o.cert != NULL ? xstrdup(o.cert) : beside_db(o.db, "registry.pem");
 	char *key_path = o.key != NULL ? xstrdup(o.key) : beside_db(o.db, "registry.key");
 	char *token_path = o.token_file != NULL ? xstrdup(o.token_file) : beside_db(o.db, "installer.token");
@@ -498,6 +522,7 @@ out:
 	free(cert);
 	free(cert_path);
 	free(key_path);
+	config_free(&o.conf);
 	free(token_path);
 	return rc;
 }

@@ -10,7 +10,7 @@ EV_W_SOURCES = \
 	src/weather/whttp.c src/weather/whttp.h \
 	ui/weather_screen.c ui/weather_screen.h
 EV_W_CFLAGS = $(AM_CFLAGS) $(NCURSES_CFLAGS) $(CURL_CFLAGS) $(JANSSON_CFLAGS) -D_XOPEN_SOURCE_EXTENDED
-EV_W_LDADD = $(EVC_UI_LIBS) libevc.a $(CURL_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) $(NCURSES_LIBS) -lm
+EV_W_LDADD = $(EVC_UI_LIBS) libevc.a $(CURL_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) $(NCURSES_LIBS) $(EVC_LIB_DEPS) -lm
 
 # Unit: config, provider answers and URLs, Central's answers, backoff and
 # the outbox. No I/O but a temp file for the config reader's bounds.

@@ -13,6 +13,7 @@
  * transfers; ui/weather_screen.c draws the view filled here. */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,7 +29,10 @@
 #include "config.h"
 #include "evc/clock.h"
 #include "evc/cred.h"
+#include "evc/evline.h"
 #include "evc/log.h"
+#include "evc/progopt.h"
+#include "evc/version.h"
 #include "evc/xalloc.h"
 #include "src/weather/owm.h"
 #include "src/weather/wconfig.h"
@@ -124,7 +128,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: " PROG " <central_api_url> <config.json> --token-file F [--ca F] [--provider-ca F]\n"
-		"       [--headless] [--no-color]\n"
+		"       [--headless] [--no-color] [--log-format text|json] [--config FILE]\n"
 		"       " PROG " --help | --version\n"
 		"  central_api_url   Central's API, https://HOST:PORT (readings go to " WPOST_PATH ")\n"
 		"  config.json       {\"provider\",\"api_key_file\",\"cities\",\"interval\"}, re-read every cycle\n"
@@ -134,7 +138,10 @@ static void usage(FILE *f)
 		"  --headless        no screen: one line per reading and per error on stdout, commands on stdin\n"
 		"                    (r reads now, q quits)\n"
 		"  --no-color        monochrome screen (also NO_COLOR=1)\n"
-		"  -V, --version     print the version\n");
+		"  --log-format F    text or json event and log lines (default text)\n"
+		"  --config FILE     configuration file (default " CONFIG_DEFAULT_PATH " if present)\n"
+		"  --list-options    print every option, one a line (shell completion)\n"
+		"  -V, --version     print the versions of the program and its libraries\n");
 }
 
 static int bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -162,66 +169,62 @@ static int fail_run(const char *fmt, ...)
 	return 1;
 }
 
+enum { OPT_CA = 256, OPT_TOKEN, OPT_PROVIDER_CA, OPT_HEADLESS, OPT_NO_COLOR, OPT_LOG_FORMAT, OPT_CONFIG, OPT_LIST };
+
 /* 0 to run, 1 to exit 0 (--help, --version), 2 on bad usage. */
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-	const char *pos[2];
-	int npos = 0;
-	static const char *const names[] = {"--ca", "--token-file", "--provider-ca"};
-
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-			usage(stdout);
-			return 1;
+	static const struct option opts[] = {
+		{"token-file", required_argument, NULL, OPT_TOKEN},
+		{"ca", required_argument, NULL, OPT_CA},
+		{"provider-ca", required_argument, NULL, OPT_PROVIDER_CA},
+		{"headless", no_argument, NULL, OPT_HEADLESS},
+		{"no-color", no_argument, NULL, OPT_NO_COLOR},
+		{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+		{"config", required_argument, NULL, OPT_CONFIG},
+		{"list-options", no_argument, NULL, OPT_LIST},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *log_format = NULL, *config_path = NULL;
+	const char **pos;
+	int npos, c, idx;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":hV", opts, &idx)) != -1) {
+		switch (c) {
+		case 'h': usage(stdout); return 1;
+		case 'V': version_print(stdout, PROG); return 1;
+		case OPT_LIST: progopt_list(stdout, opts, NULL); return 1;
+		case OPT_HEADLESS: o->headless = 1; break;
+		case OPT_NO_COLOR: o->no_color = 1; break;
+		case OPT_LOG_FORMAT: log_format = optarg; break;
+		case OPT_CONFIG: config_path = optarg; break;
+		case OPT_CA:
+		case OPT_TOKEN:
+		case OPT_PROVIDER_CA:
+			if (optarg[0] == '\0')
+				return bad_usage("option --%s needs a file name", opts[idx].name);
+			if (strlen(optarg) > WCONFIG_PATH_MAX)
+				return bad_usage("--%s: file name longer than %d bytes", opts[idx].name, WCONFIG_PATH_MAX);
+			*(c == OPT_CA ? &o->ca : c == OPT_TOKEN ? &o->token_file : &o->provider_ca) = optarg;
+			break;
+		case ':': return bad_usage("option %s needs a file name", argv[optind - 1]);
+		default: return bad_usage("unknown option '%s'", argv[optind - 1]);
 		}
-		if (strcmp(a, "--version") == 0 || strcmp(a, "-V") == 0) {
-			printf(PROG " (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
-			return 1;
-		}
-		if (strcmp(a, "--headless") == 0) {
-			o->headless = 1;
-			continue;
-		}
-		if (strcmp(a, "--no-color") == 0) {
-			o->no_color = 1;
-			continue;
-		}
-		int which = -1;
-		const char *val = NULL;
-		for (int k = 0; k < 3; k++) {
-			size_t n = strlen(names[k]);
-			if (strncmp(a, names[k], n) == 0 && (a[n] == '\0' || a[n] == '=')) {
-				which = k;
-				if (a[n] == '=') {
-					val = a + n + 1;
-				} else {
-					if (i + 1 >= argc)
-						return bad_usage("option %s needs a file name", names[k]);
-					val = argv[++i];
-				}
-				break;
-			}
-		}
-		if (which >= 0) {
-			if (val[0] == '\0')
-				return bad_usage("option %s needs a file name", names[which]);
-			if (strlen(val) > WCONFIG_PATH_MAX)
-				return bad_usage("%s: file name longer than %d bytes", names[which], WCONFIG_PATH_MAX);
-			if (which == 0)
-				o->ca = val;
-			else if (which == 1)
-				o->token_file = val;
-			else
-				o->provider_ca = val;
-			continue;
-		}
-		if (a[0] == '-' && a[1] != '\0')
-			return bad_usage("unknown option '%s'", a);
-		if (npos == 2)
-			return bad_usage("unexpected argument '%s'", a);
-		pos[npos++] = a;
 	}
+	char cerr[EVC_ERR_LEN];
+	struct config conf;
+	int rc = progopt_setup(PROG, config_path, log_format, 0, &conf, cerr);
+	config_free(&conf); /* all EV_W takes from it is the line format */
+	if (rc == -1) {
+		fprintf(stderr, PROG ": %s\n", cerr);
+		return 2;
+	}
+	pos = (const char **)argv + optind;
+	npos = argc - optind;
+	if (npos > 2)
+		return bad_usage("unexpected argument '%s'", pos[2]);
 	if (npos < 2)
 		return bad_usage("%s", npos == 0 ? "missing <central_api_url> and <config.json>" : "missing <config.json>");
 	o->central = pos[0];
@@ -240,7 +243,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 static void emit(struct wx *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void emit(struct wx *w, const char *fmt, ...)
 {
-	char line[1536], ts[32];
+	char line[1536];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -251,9 +254,7 @@ static void emit(struct wx *w, const char *fmt, ...)
 		weather_screen_event(w->scr, line);
 		return;
 	}
-	clock_format(clock_wall(), ts, sizeof ts);
-	printf("%s %s\n", ts, line);
-	fflush(stdout);
+	evline_write(stdout, line); /* timestamped, text or JSON (evcharging(7) LOG LINES) */
 }
 
 static void log_to_screen(enum log_level lvl, const char *line, void *arg)

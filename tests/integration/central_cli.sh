@@ -79,8 +79,8 @@ start j bash -c 'exec "$@" 2>"$0"' "$T_DIR/j.err" "$EV_CENTRAL" "$C_PORT" "$KDEA
 	--log-format json --readonly --topic-prefix cli-x-
 J=$(log_of j)
 check "json: READY object" wait_grep 15 "$J" '^\{"ts":"[0-9T:.-]+","type":"READY"'
-check "--topic-prefix overrides EVC_TOPIC_PREFIX" grep -q 'prefix=cli-x-' "$J"
-check "Kafka down reported" wait_grep 20 "$J" '"type":"KAFKA","text":"down reason=.+'
+check "--topic-prefix overrides EVC_TOPIC_PREFIX" grep -q '"type":"READY",.*"prefix":"cli-x-"' "$J"
+check "Kafka down reported, its fields by name" wait_grep 20 "$J" '"type":"KAFKA","event":"down","reason":".+'
 m_start m MAD-01 "C/ Serrano 10" 0.25
 check "CP served while Kafka is down" wait_grep 10 "$J" '"type":"STATE","cp":"MAD-01","state":"ACTIVADO"'
 send j "P MAD-01"

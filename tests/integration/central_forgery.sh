@@ -32,10 +32,10 @@ wait_grep 20 "$C" ' READY '
 cp_engine e1 --credential "$CRED" --power 36
 E=$(log_of e1)
 cp_monitor m1 MAD-01 --credential "$CRED" --ca "$PKI/ca.pem"
-wait_grep 15 "$E" '^KEY set$'
+wait_grep 15 "$E" '^[0-9T:.-]* KEY set$'
 wait_for 10 is_state "$C" MAD-01 ACTIVADO
 send e1 "d 101"
-wait_grep 20 "$E" '^AUTH driver=101 session='
+wait_grep 20 "$E" '^[0-9T:.-]* AUTH driver=101 session='
 S=$(session_of "$E")
 send e1 e
 wait_for 10 is_state "$C" MAD-01 SUMINISTRANDO
@@ -59,8 +59,8 @@ check "... the first says why (plaintext from a CP that must encrypt)" bash -c \
 # Python's token with the CP's key is the spec's envelope: Central takes it.
 # A few seqs ahead of the engine's last (it sends one a second): Central
 # takes it, and drops the engine's next two or three as already seen.
-wait_grep 10 "$E" '^CONSUMO seq='
-seq=$(( $(grep '^CONSUMO seq=' "$E" | tail -1 | sed -E 's/^CONSUMO seq=([0-9]+) .*/\1/') + 3 ))
+wait_grep 10 "$E" '^[0-9T:.-]* CONSUMO seq='
+seq=$(( $(grep '^[0-9T:.-]* CONSUMO seq=' "$E" | tail -1 | sed -E 's/^[0-9T:.-]* CONSUMO seq=([0-9]+) .*/\1/') + 3 ))
 produce "$(seal "$KEY" "{\"type\":\"CONSUMO\",\"cp_id\":\"MAD-01\",\"user_id\":\"101\",\"session_id\":\"$S\",\"seq\":$seq,\"kwh\":0.001,\"importe\":0.0003,\"kw\":12.345}")"
 check "a CONSUMO Python encrypted with the CP's key is applied" wait_grep 15 "$C" " CONSUMO 101 MAD-01 session=$S kwh=.* kw=12.3450"
 # Same key, same partition: the forgeries before it have been handled.
@@ -68,12 +68,12 @@ check "the session goes on: none of the forgeries was billed" bash -c \
 	"[ \"\$(sqlite3 '$CP_DB' \"select outcome is null from sessions where id='$S'\")\" = 1 ]"
 # The engine's SUPPLY_END must come after that seq, or Central takes it
 # for a replay.
-past() { [ "$(grep '^CONSUMO seq=' "$E" | tail -1 | sed -E 's/^CONSUMO seq=([0-9]+) .*/\1/')" -gt "$seq" ]; }
+past() { [ "$(grep '^[0-9T:.-]* CONSUMO seq=' "$E" | tail -1 | sed -E 's/^[0-9T:.-]* CONSUMO seq=([0-9]+) .*/\1/')" -gt "$seq" ]; }
 wait_for 15 past
 send e1 u
-wait_grep 5 "$E" "^SUPPLY END driver=101 session=$S "
+wait_grep 5 "$E" "^[0-9T:.-]* SUPPLY END driver=101 session=$S "
 check "the ticket comes" wait_for 15 has_note TICKET "$S"
-ekwh=$(grep "^SUPPLY END driver=101 session=$S " "$E" | sed -E 's/.* kwh=([0-9.]+) .*/\1/')
+ekwh=$(grep "^[0-9T:.-]* SUPPLY END driver=101 session=$S " "$E" | sed -E 's/.* kwh=([0-9.]+) .*/\1/')
 check "billed kWh == the engine's metered kWh ($ekwh), not a forged figure" python3 -c '
 import json,sys; t=json.loads(sys.argv[1]); assert abs(t["kwh"] - float(sys.argv[2])) < 0.0011, (t, sys.argv[2])' \
 	"$(note_for TICKET "$S")" "$ekwh"

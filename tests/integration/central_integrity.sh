@@ -39,16 +39,16 @@ E=$(log_of e1)
 cp_monitor m1 MAD-01 --price 0.25
 wait_for 15 is_state "$C" MAD-01 ACTIVADO
 request 101 MAD-01 r-wd-1
-wait_grep 20 "$E" '^AUTH driver=101 session=' || diag "no AUTH"
+wait_grep 20 "$E" '^[0-9T:.-]* AUTH driver=101 session=' || diag "no AUTH"
 S=$(session_of "$E")
 send e1 e
-wait_grep 5 "$E" "^SUPPLY START driver=101 session=$S "
+wait_grep 5 "$E" "^[0-9T:.-]* SUPPLY START driver=101 session=$S "
 tel MAD-01 101 "$S" SESSION_STARTED 1
 check "Central sees the supply start" wait_for 10 is_state "$C" MAD-01 SUMINISTRANDO
 check "no telemetry for 3 s: the session ends SUPPLY_ERROR" wait_for 15 has_note SUPPLY_ERROR "$S"
 check "... saying why" bash -c "$(declare -f notes note_for topic); K='$K' T_PREFIX='$T_PREFIX'; note_for SUPPLY_ERROR '$S' | grep -q 'no telemetry for 3 s'"
 check "the engine is told to stop metering it (FIN_SUMINISTRO through the monitor)" \
-	wait_grep 10 "$E" "^SUPPLY END driver=101 session=$S .*reason=ended by central"
+	wait_grep 10 "$E" "^[0-9T:.-]* SUPPLY END driver=101 session=$S .*reason=ended by central"
 check "the CP is free again" wait_for 10 is_state "$C" MAD-01 ACTIVADO
 stop m1
 stop e1
@@ -59,11 +59,11 @@ E=$(log_of e2)
 cp_monitor m2 MAD-01 --price 0.25
 wait_for 15 is_state "$C" MAD-01 ACTIVADO
 request 101 MAD-01 r-blip-1
-wait_grep 20 "$E" '^AUTH driver=101 session=' || diag "no AUTH"
+wait_grep 20 "$E" '^[0-9T:.-]* AUTH driver=101 session=' || diag "no AUTH"
 S=$(session_of "$E")
 send e2 e
 wait_for 10 is_state "$C" MAD-01 SUMINISTRANDO
-wait_grep 8 "$E" '^CONSUMO seq=3 '
+wait_grep 8 "$E" '^[0-9T:.-]* CONSUMO seq=3 '
 kill -STOP "$(pid_of m2)"
 check "Central declares the link lost (3 s heartbeat) and keeps the session" \
 	wait_grep 10 "$C" "CP MAD-01 link lost with session $S open: kept for 10 s"
@@ -75,12 +75,12 @@ check "another driver is refused the CP during the blip" wait_for 10 bash -c \
 # been gone 3 s at least: Central said so above).
 kill -CONT "$(pid_of m2)"
 check "the monitor is back within the grace: the session goes on" wait_grep 15 "$C" "CP MAD-01 back within the grace: session $S goes on"
-check "the engine kept supplying all along" bash -c "! grep -q '^SUPPLY END driver=101 session=$S ' '$E'"
-wait_grep 8 "$E" '^CONSUMO seq=10 '
+check "the engine kept supplying all along" bash -c "! grep -q '^[0-9T:.-]* SUPPLY END driver=101 session=$S ' '$E'"
+wait_grep 8 "$E" '^[0-9T:.-]* CONSUMO seq=10 '
 send e2 u
-wait_grep 5 "$E" "^SUPPLY END driver=101 session=$S "
+wait_grep 5 "$E" "^[0-9T:.-]* SUPPLY END driver=101 session=$S "
 check "the driver gets the TICKET" wait_for 15 has_note TICKET "$S"
-ekwh=$(grep "^SUPPLY END driver=101 session=$S " "$E" | sed -E 's/.* kwh=([0-9.]+) .*/\1/')
+ekwh=$(grep "^[0-9T:.-]* SUPPLY END driver=101 session=$S " "$E" | sed -E 's/.* kwh=([0-9.]+) .*/\1/')
 check "billed kWh == metered kWh ($ekwh)" python3 -c '
 import json,sys; t=json.loads(sys.argv[1]); assert abs(t["kwh"] - float(sys.argv[2])) < 0.0011, (t, sys.argv[2])' \
 	"$(note_for TICKET "$S")" "$ekwh"

@@ -93,7 +93,7 @@ check "... and gets no connection" lacks "$out" '^CONNECTION ESTABLISHED'
 
 start m1 "$EV_CP_M" "$ENG" "127.0.0.1:$PORT" MAD-01 --headless --credential "$T_DIR/mad01.cred" --ca "$PKI/ca.pem"
 M1=$(log_of m1)
-check "EV_CP_M --credential --ca registers over TLS" wait_grep 15 "$M1" '^LINK central up \(FIRST\)$'
+check "EV_CP_M --credential --ca registers over TLS" wait_grep 15 "$M1" '^[0-9T:.-]* LINK central up \(FIRST\)$'
 check "Central: the link is up, kind=tls" grep -Eq ' LINK up conn=[0-9]+ peer=127\.0\.0\.1:[0-9]+ kind=tls$' "$C1"
 check "Central knows the CP" wait_grep 5 "$C1" ' STATE MAD-01 [A-Z_]+$'
 conn_of() { ss -Htnp state established "( dport = :$PORT )" 2>/dev/null | grep -q "pid=$1,"; }
@@ -119,7 +119,7 @@ M2=$(log_of m2)
 check "wrong CA: the handshake fails at Central, again and again" wait_for 15 has_n "$C1" 'alert unknown ca' 3
 check "... the monitor keeps running and logged the failure once" \
 	bash -c "kill -0 $(pid_of m2) && [ \$(grep -c 'certificate verify failed: unable to get local issuer certificate' '$M2') -eq 1 ]"
-check "... and never came up" bash -c "! grep -q '^LINK central up' '$M2'"
+check "... and never came up" bash -c "! grep -q '^[0-9T:.-]* LINK central up' '$M2'"
 # The right CA, but Central reached at an address its certificate does not name.
 start m3 "$EV_CP_M" "$ENG" "127.0.0.2:$PORT" MAD-03 --headless --tls --ca "$PKI/ca.pem"
 M3=$(log_of m3)
@@ -129,7 +129,7 @@ check "wrong address: refused by the monitor, logged once" \
 start m4 "$EV_CP_M" "$ENG" "127.0.0.1:$PORT" MAD-09 --headless --credential "$T_DIR/cp/MAD-09.cred"
 check "--credential alone: TLS against pki/ca.pem beside it" \
 	wait_grep 5 "$(log_of m4)" "central link: TLS, verifying '127\.0\.0\.1' against $T_DIR/cp/pki/ca\.pem"
-check "... and registers over it" wait_grep 15 "$(log_of m4)" '^LINK central up \(FIRST\)$'
+check "... and registers over it" wait_grep 15 "$(log_of m4)" '^[0-9T:.-]* LINK central up \(FIRST\)$'
 stop m2
 stop m3
 stop m4
@@ -137,7 +137,7 @@ stop f1
 
 # ---- --plain-links: both kinds on the one port ----
 stop c1
-check "the TLS monitor sees Central go" wait_grep 10 "$M1" '^LINK central down'
+check "the TLS monitor sees Central go" wait_grep 10 "$M1" '^[0-9T:.-]* LINK central down'
 start c2 "$EV_CENTRAL" "$PORT" "$K" "$T_DIR/central.db" --headless --plain-links
 C2=$(log_of c2)
 check "with --plain-links and certificates: TLS and plaintext" \
@@ -148,7 +148,7 @@ send f2 "enq"
 send f2 "send REGISTER#PLAIN-01#Calle Plana#0.30"
 F2=$(log_of f2)
 check "a plaintext monitor registers" wait_grep 5 "$F2" '^RECV REGISTER_RESULT#FIRST$'
-check "the TLS monitor is back, over TLS" wait_grep 30 "$M1" '^LINK central up \(RECONNECT\)$'
+check "the TLS monitor is back, over TLS" wait_grep 30 "$M1" '^[0-9T:.-]* LINK central up \(RECONNECT\)$'
 check "... beside the plaintext one on the same port" \
 	bash -c "grep -q ' kind=tls\$' '$C2' && grep -q ' kind=plain\$' '$C2'"
 stop f2

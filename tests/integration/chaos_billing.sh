@@ -67,7 +67,7 @@ done
 diag "chaos over: $kills Central kills, $stops monitor stops, $NC Central runs"
 
 # Let every driver finish its list, every supply end, every notification go out.
-done_all() { local n; for n in 1 2 3; do grep -q "^SUMMARY " "$(log_of "d$n")" || return 1; done; }
+done_all() { local n; for n in 1 2 3; do grep -q "^[0-9T:.-]* SUMMARY " "$(log_of "d$n")" || return 1; done; }
 check "every driver got through its services" wait_for 120 done_all
 open_sessions() { [ "$(dbq "$DB" "select count(*) from sessions where outcome is null")" = 0 ]; }
 check "every session ended" wait_for 60 open_sessions
@@ -75,7 +75,7 @@ stop "c$NC"
 
 # The engines' meters: session -> kWh at SUPPLY END.
 for i in 1 2 3; do
-	sed -nE 's/^SUPPLY END driver=[^ ]+ session=([^ ]+) .*kwh=([0-9.]+) .*/\1 \2/p' "$(log_of "e$i")"
+	sed -nE 's/^[0-9T:.-]* SUPPLY END driver=[^ ]+ session=([^ ]+) .*kwh=([0-9.]+) .*/\1 \2/p' "$(log_of "e$i")"
 done | sort >"$T_DIR/metered"
 dbq "$DB" "select id, kwh, outcome from sessions order by id" | tr '|' ' ' | sort >"$T_DIR/billed"
 diag "$(wc -l <"$T_DIR/billed") sessions, $(wc -l <"$T_DIR/metered") supplies metered"
@@ -130,7 +130,7 @@ stored = {r[0]: r[1] for r in db.execute("select id, importe from sessions where
 seen = {}
 for f in glob.glob(sys.argv[2] + "/d*.log"):
     for line in open(f):
-        m = re.match(r"^TICKET cp=\S+ session=(\S+) kwh=\S+ importe=(\S+)", line)
+        m = re.match(r"^[0-9T:.-]* TICKET cp=\S+ session=(\S+) kwh=\S+ importe=(\S+)", line)
         if m:
             seen[m.group(1)] = float(m.group(2))
 bad = [s for s, v in seen.items() if s not in stored or abs(stored[s] - v) > 0.005]

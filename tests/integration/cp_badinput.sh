@@ -4,7 +4,7 @@
 # silent clients are closed, and it never crashes or stops answering.
 . "${EVC_SRCDIR:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 . "$EVC_SRCDIR/tests/integration/cp_lib.sh"
-tap_plan 16
+tap_plan 17
 # No broker needed: telemetry would just wait in librdkafka's queue.
 K=127.0.0.1:$(free_port)
 cp_engine e1
@@ -96,5 +96,6 @@ check "AUTORIZAR with an optional trailing field -> ACK ($a)" [ "$a" = "ACK#AUTO
 # session Central still has open is ended cleanly (the meter died with the
 # previous process).
 exchange "$P" "SESSION#MAD-01#101#S9" noanswer
-check "SESSION after a restart: ended cleanly" wait_grep 5 "$E" '^CHECK_SESSION driver=101 session=S9 ended \(engine restarted; meter lost\)$'
+check "SESSION after a restart: ended cleanly" wait_grep 5 "$E" '^[0-9T:.-]* CHECK_SESSION driver=101 session=S9 ended \(engine restarted; meter lost\)$'
+check "... with an AVERIADO that encodes without a seq" bash -c "! grep -q 'ERROR cannot encode AVERIADO' '$E'"
 check "and still running" alive e1

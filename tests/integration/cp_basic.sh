@@ -27,11 +27,11 @@ C=$(log_of central)
 cp_engine e1
 cp_monitor m1 MAD-01 --location "C/ Serrano 10" --price 0.25
 check "Register -> ACTIVADO" wait_for 10 is_state "$C" MAD-01 ACTIVADO
-check "monitor shows ACTIVADO too" wait_grep 5 "$(log_of m1)" '^STATE ACTIVADO$'
+check "monitor shows ACTIVADO too" wait_grep 5 "$(log_of m1)" '^[0-9T:.-]* STATE ACTIVADO$'
 
 # A second engine on the same port is a runtime failure, not a usage error.
 "$EV_CP_E" "$K" "$CP_EPORT" --headless </dev/null >"$T_DIR/busy.out" 2>"$T_DIR/busy.err"; rc=$?
-check "engine: port taken -> exit 1 with a clear message" bash -c "[ $rc = 1 ] && grep -q 'cannot listen on port' '$T_DIR/busy.err'"
+check "engine: port taken -> exit 1 with a clear message" bash -c "[ $rc = 1 ] && grep -q 'cannot listen on [^ ]*:$CP_EPORT: ' '$T_DIR/busy.err' && [ \$(grep -o 'cannot listen' '$T_DIR/busy.err' | wc -l) -eq 1 ]"
 
 send e1 k
 t0=$(date +%s%N)
@@ -56,10 +56,10 @@ wait_for 10 is_state "$C" MAD-01 ACTIVADO
 send e2 k
 wait_for 3 is_state "$C" MAD-01 AVERIADO
 stop central
-check "monitor notices Central is gone" wait_grep 5 "$(log_of m2)" '^LINK central down'
+check "monitor notices Central is gone" wait_grep 5 "$(log_of m2)" '^[0-9T:.-]* LINK central down'
 cp_central central2
 C2=$(log_of central2)
-check "monitor reconnects to the new Central" wait_grep 15 "$(log_of m2)" '^LINK central up \(RECONNECT\)'
+check "monitor reconnects to the new Central" wait_grep 15 "$(log_of m2)" '^[0-9T:.-]* LINK central up \(RECONNECT\)'
 check "a faulty engine stays AVERIADO after the reconnect" wait_for 5 is_state "$C2" MAD-01 AVERIADO
 send e2 k
 check "and recovers to ACTIVADO when the engine is OK again" wait_for 4 is_state "$C2" MAD-01 ACTIVADO
@@ -69,7 +69,7 @@ send central2 "P MAD-01"
 check "P -> FUERA_DE_SERVICIO" wait_for 5 is_state "$C2" MAD-01 FUERA_DE_SERVICIO
 stop e2 KILL
 cp_engine e3
-check "the restarted engine is told the stop again" wait_grep 8 "$(log_of e3)" '^STOPPED \(Out of Order\)$'
+check "the restarted engine is told the stop again" wait_grep 8 "$(log_of e3)" '^[0-9T:.-]* STOPPED \(Out of Order\)$'
 check "Central still shows FUERA_DE_SERVICIO" bash -c "$(declare -f last_state is_state); is_state '$C2' MAD-01 FUERA_DE_SERVICIO"
 send central2 "R MAD-01"
 check "R -> ACTIVADO" wait_for 6 is_state "$C2" MAD-01 ACTIVADO

@@ -54,15 +54,15 @@ cp_engine e1 --credential "$CRED" --power 900
 E=$(log_of e1)
 cp_monitor m1 MAD-01 --location "C/ Serrano 10" --price 0.25 --credential "$CRED" --ca "$PKI/ca.pem"
 M=$(log_of m1)
-check "REGISTER with the secret: REGISTER_RESULT#FIRST, then KEY" wait_grep 15 "$M" '^LINK central up \(FIRST\)$'
-check "the monitor got the key" grep -q '^KEY received (new)$' "$M"
-check "the engine link is authenticated" wait_grep 5 "$M" '^LINK engine up \(authenticated\)$'
-check "the engine has Central's key (SET_KEY)" wait_grep 5 "$E" '^KEY set$'
+check "REGISTER with the secret: REGISTER_RESULT#FIRST, then KEY" wait_grep 15 "$M" '^[0-9T:.-]* LINK central up \(FIRST\)$'
+check "the monitor got the key" grep -q '^[0-9T:.-]* KEY received (new)$' "$M"
+check "the engine link is authenticated" wait_grep 5 "$M" '^[0-9T:.-]* LINK engine up \(authenticated\)$'
+check "the engine has Central's key (SET_KEY)" wait_grep 5 "$E" '^[0-9T:.-]* KEY set$'
 check "Central shows MAD-01 ACTIVADO" wait_for 10 is_state "$C" MAD-01 ACTIVADO
 
 # ---- a supply: the encrypted telemetry is what Central bills ----
 send e1 "d 101"
-check "Central authorises driver 101 through the TLS link" wait_grep 20 "$E" '^AUTH driver=101 session=[^ ]+ price=0.25$'
+check "Central authorises driver 101 through the TLS link" wait_grep 20 "$E" '^[0-9T:.-]* AUTH driver=101 session=[^ ]+ price=0.25$'
 S1=$(session_of "$E")
 send e1 e
 check "SUMINISTRANDO at Central" wait_for 5 is_state "$C" MAD-01 SUMINISTRANDO
@@ -74,18 +74,18 @@ check "on the topic every message is encrypted and none shows the session" bash 
 
 # ---- the operator revokes the keys ----
 send central "REVOKE MAD-01"
-check "REVOKED reaches the monitor: Keys revoked" wait_grep 5 "$M" '^KEYS REVOKED by Central: Keys revoked'
+check "REVOKED reaches the monitor: Keys revoked" wait_grep 5 "$M" '^[0-9T:.-]* KEYS REVOKED by Central: Keys revoked'
 check "Central shows FUERA_DE_SERVICIO" wait_for 5 is_state "$C" MAD-01 FUERA_DE_SERVICIO
-check "so does the monitor" wait_grep 5 "$M" '^STATE FUERA_DE_SERVICIO$'
+check "so does the monitor" wait_grep 5 "$M" '^[0-9T:.-]* STATE FUERA_DE_SERVICIO$'
 send e1 "d 101"
 check "revoked: Central denies a charge there" wait_grep 15 "$C" ' AUTH_DENIED 101 MAD-01 '
 send m1 a
-check "a: REGISTER again on the same link, a new KEY" wait_grep 10 "$M" '^REAUTH done: keys restored$'
-check "the key is new" bash -c "grep '^KEY received' '$M' | tail -n 1 | grep -q '(new)'"
-check "the engine takes the new key at once" wait_grep 5 "$E" '^KEY replaced$'
+check "a: REGISTER again on the same link, a new KEY" wait_grep 10 "$M" '^[0-9T:.-]* REAUTH done: keys restored$'
+check "the key is new" bash -c "grep '^[0-9T:.-]* KEY received' '$M' | tail -n 1 | grep -q '(new)'"
+check "the engine takes the new key at once" wait_grep 5 "$E" '^[0-9T:.-]* KEY replaced$'
 check "Central shows ACTIVADO again" wait_for 10 is_state "$C" MAD-01 ACTIVADO
 send e1 "d 101"
-wait_for 20 bash -c "[ \$(grep -c '^AUTH driver=101 ' '$E') -ge 2 ]"
+wait_for 20 bash -c "[ \$(grep -c '^[0-9T:.-]* AUTH driver=101 ' '$E') -ge 2 ]"
 S2=$(session_of "$E")
 send e1 e
 check "after re-authentication Central applies telemetry under the new key" wait_grep 10 "$C" " CONSUMO 101 MAD-01 session=$S2 kwh="
@@ -96,24 +96,24 @@ check "and that supply ends in a TICKET" wait_for 15 has_note TICKET "$S2"
 stop m1
 cp_monitor m2 MAD-01 --location "C/ Serrano 10" --price 0.25 --credential "$CRED" --ca "$PKI/ca.pem"
 M2=$(log_of m2)
-check "a restarted monitor: REGISTER_RESULT#RECONNECT" wait_grep 15 "$M2" '^LINK central up \(RECONNECT\)$'
-check "the engine gets the same key again" wait_grep 5 "$E" '^KEY unchanged$'
+check "a restarted monitor: REGISTER_RESULT#RECONNECT" wait_grep 15 "$M2" '^[0-9T:.-]* LINK central up \(RECONNECT\)$'
+check "the engine gets the same key again" wait_grep 5 "$E" '^[0-9T:.-]* KEY unchanged$'
 
 # ---- refusals ----
 cred_file MAD-01 "$(python3 -c 'import base64,os; print(base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="))')" "$T_DIR/wrong.cred"
 cp_monitor m3 MAD-01 --credential "$T_DIR/wrong.cred" --ca "$PKI/ca.pem"
-check "a wrong secret: REGISTER_RESULT#DENIED#BAD_CREDENTIALS" wait_grep 15 "$(log_of m3)" '^REGISTER DENIED reason=BAD_CREDENTIALS$'
-check "and the monitor stops retrying" wait_grep 5 "$(log_of m3)" '^REGISTER STOPPED reason=BAD_CREDENTIALS'
-check "the good monitor's link is untouched" bash -c "! grep -q '^LINK central down' '$M2'"
+check "a wrong secret: REGISTER_RESULT#DENIED#BAD_CREDENTIALS" wait_grep 15 "$(log_of m3)" '^[0-9T:.-]* REGISTER DENIED reason=BAD_CREDENTIALS$'
+check "and the monitor stops retrying" wait_grep 5 "$(log_of m3)" '^[0-9T:.-]* REGISTER STOPPED reason=BAD_CREDENTIALS'
+check "the good monitor's link is untouched" bash -c "! grep -q '^[0-9T:.-]* LINK central down' '$M2'"
 stop m3
 cred_file BCN-09 "$(python3 -c 'import base64,os; print(base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="))')" "$T_DIR/bcn09.cred"
 start m4 "$EV_CP_M" "127.0.0.1:$(free_port)" "127.0.0.1:$CP_CPORT" BCN-09 --headless --credential "$T_DIR/bcn09.cred" --ca "$PKI/ca.pem"
-check "a CP the registry does not know: DENIED#NOT_REGISTERED, no more retries" bash -c "$(declare -f wait_for wait_grep); wait_grep 15 '$(log_of m4)' '^REGISTER DENIED reason=NOT_REGISTERED$' && wait_grep 5 '$(log_of m4)' '^REGISTER STOPPED reason=NOT_REGISTERED'"
+check "a CP the registry does not know: DENIED#NOT_REGISTERED, no more retries" bash -c "$(declare -f wait_for wait_grep); wait_grep 15 '$(log_of m4)' '^[0-9T:.-]* REGISTER DENIED reason=NOT_REGISTERED$' && wait_grep 5 '$(log_of m4)' '^[0-9T:.-]* REGISTER STOPPED reason=NOT_REGISTERED'"
 stop m4
 start m5 "$EV_CP_M" "127.0.0.1:$(free_port)" "127.0.0.1:$CP_CPORT" MAD-02 --headless
-check "a Release-1 monitor says what it is" wait_grep 5 "$(log_of m5)" '^Release-1 mode: no credential'
+check "a Release-1 monitor says what it is" wait_grep 5 "$(log_of m5)" '^[0-9T:.-]* Release-1 mode: no credential'
 check "and is refused by a Central without --plain-links (NACK to ENQ)" wait_grep 10 "$(log_of m5)" 'server refused the link \(NACK to ENQ\)'
-check "it never registers" bash -c "! grep -q '^LINK central up' '$(log_of m5)'"
+check "it never registers" bash -c "! grep -q '^[0-9T:.-]* LINK central up' '$(log_of m5)'"
 stop m5
 
 check "no secret in any program's output" bash -c "! grep -rqF '$SECRET' '$C' '$E' '$M' '$M2' '$(log_of registry)'"

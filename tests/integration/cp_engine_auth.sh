@@ -31,8 +31,8 @@ check "a missing credential file -> exit 1 naming it" bash -c "[ $? = 1 ] && gre
 
 cp_engine e1 --credential "$CRED"
 E=$(log_of e1)
-check "the CP id comes from the credential" wait_grep 5 "$E" "^CP id=MAD-01 credential=$CRED\$"
-check "it says it is secured" wait_grep 5 "$E" '^Secured mode: engine challenge on every connection'
+check "the CP id comes from the credential" wait_grep 5 "$E" "^[0-9T:.-]* CP id=MAD-01 credential=$CRED\$"
+check "it says it is secured" wait_grep 5 "$E" '^[0-9T:.-]* Secured mode: engine challenge on every connection'
 
 # ---- only loopback by default ----
 check "listening on 127.0.0.1:$P only" bash -c "[ \"\$(ss -ltnH 'sport = :$P' | awk '{print \$4}')\" = 127.0.0.1:$P ]"
@@ -54,22 +54,22 @@ diag "$r"
 check "no HELLO: AUTORIZAR refused" [ "$(echo "$r" | sed -n 1p)" = "RECV ERROR#NOT_AUTHENTICATED" ]
 check "no HELLO: PARAR refused" [ "$(echo "$r" | sed -n 2p)" = "RECV ERROR#NOT_AUTHENTICATED" ]
 check "no HELLO: the third frame refused too, then EOT" bash -c "[ \"$(echo "$r" | sed -n 3p)\" = 'RECV ERROR#NOT_AUTHENTICATED' ] && echo '$(echo "$r" | sed -n 4p)' | grep -q '^EOT '"
-check "logged: ENGINE_AUTH_FAILED with peer and reason" wait_grep 3 "$E" '^ENGINE_AUTH_FAILED peer=127\.0\.0\.2:[0-9]+ reason=3 frames before authentication \(last: HEALTH_CHECK\)$'
+check "logged: ENGINE_AUTH_FAILED with peer and reason" wait_grep 3 "$E" '^[0-9T:.-]* ENGINE_AUTH_FAILED peer=127\.0\.0\.2:[0-9]+ reason=3 frames before authentication \(last: HEALTH_CHECK\)$'
 send e1 status
-wait_grep 3 "$E" '^STATUS ' >/dev/null
-check "nothing changed: idle, active, monitor and Central unknown, no key" grep -Eq '^STATUS cp=MAD-01 health=OK active activity=IDLE driver=- session=- kwh=0.000 importe=0.00 monitor=down central=down kafka=[a-z]+ mode=secured key=none$' "$E" ||
-	grep '^STATUS' "$E" | sed 's/^/# /'
-check "no state line: no AUTH, no STOPPED, no LINK monitor/central" bash -c "! grep -Eq '^(AUTH driver|STOPPED|LINK monitor|LINK central)' '$E'"
+wait_grep 3 "$E" '^[0-9T:.-]* STATUS ' >/dev/null
+check "nothing changed: idle, active, monitor and Central unknown, no key" grep -Eq '^[0-9T:.-]* STATUS cp=MAD-01 health=OK active activity=IDLE driver=- session=- kwh=0.000 importe=0.00 monitor=down central=down kafka=[a-z]+ mode=secured key=none$' "$E" ||
+	grep '^[0-9T:.-]* STATUS' "$E" | sed 's/^/# /'
+check "no state line: no AUTH, no STOPPED, no LINK monitor/central" bash -c "! grep -Eq '^[0-9T:.-]* (AUTH driver|STOPPED|LINK monitor|LINK central)' '$E'"
 
 # ---- wrong answers ----
 r=$(SRC=127.0.0.3 eng_script "$P" HELLO#MAD-01 AUTHBAD! WAITCLOSE)
 diag "$r"
 check "HELLO gets a fresh CHALLENGE of 32 hex digits" bash -c "echo '$r' | sed -n 1p | grep -Eq '^RECV CHALLENGE#[0-9a-f]{32}$'"
 check "a wrong AUTH: ERROR#NOT_AUTHENTICATED, then EOT" bash -c "[ \"\$(echo '$r' | sed -n 2p)\" = 'RECV ERROR#NOT_AUTHENTICATED' ] && echo '$r' | sed -n 3p | grep -q '^EOT '"
-check "logged as a wrong answer" wait_grep 3 "$E" '^ENGINE_AUTH_FAILED peer=127\.0\.0\.3:[0-9]+ reason=wrong answer to the challenge$'
+check "logged as a wrong answer" wait_grep 3 "$E" '^[0-9T:.-]* ENGINE_AUTH_FAILED peer=127\.0\.0\.3:[0-9]+ reason=wrong answer to the challenge$'
 r=$(SRC=127.0.0.3 eng_script "$P" HELLO#BCN-02 WAITCLOSE)
 check "a HELLO for another CP: refused and closed" bash -c "[ \"\$(echo '$r' | sed -n 1p)\" = 'RECV ERROR#NOT_AUTHENTICATED' ] && echo '$r' | sed -n 2p | grep -q '^EOT '"
-check "logged with both ids" wait_grep 3 "$E" '^ENGINE_AUTH_FAILED peer=127\.0\.0\.3:[0-9]+ reason=HELLO for CP BCN-02; this engine serves MAD-01$'
+check "logged with both ids" wait_grep 3 "$E" '^[0-9T:.-]* ENGINE_AUTH_FAILED peer=127\.0\.0\.3:[0-9]+ reason=HELLO for CP BCN-02; this engine serves MAD-01$'
 c1=$(SRC=127.0.0.4 eng_script "$P" HELLO#MAD-01 | sed 's/.*#//')
 c2=$(SRC=127.0.0.4 eng_script "$P" HELLO#MAD-01 | sed 's/.*#//')
 check "a new nonce for every connection ($c1 $c2)" bash -c "[ ${#c1} = 32 ] && [ '$c1' != '$c2' ]"
@@ -78,18 +78,18 @@ check "a new nonce for every connection ($c1 $c2)" bash -c "[ ${#c1} = 32 ] && [
 r=$(SRC=127.0.0.5 eng_script "$P" HELLO#MAD-01 SILENT)
 diag "$r"
 check "HELLO and then nothing: ERROR#NOT_AUTHENTICATED and EOT after 5 s" bash -c "echo '$r' | grep -q '^RECV ERROR#NOT_AUTHENTICATED$' && echo '$r' | tail -n 1 | grep -Eq '^EOT (4\.[89]|5\.[0-9]|6\.[0-9])$'"
-check "logged: not authenticated within 5 s" wait_grep 3 "$E" '^ENGINE_AUTH_FAILED peer=127\.0\.0\.5:[0-9]+ reason=not authenticated within 5 s$'
+check "logged: not authenticated within 5 s" wait_grep 3 "$E" '^[0-9T:.-]* ENGINE_AUTH_FAILED peer=127\.0\.0\.5:[0-9]+ reason=not authenticated within 5 s$'
 
 # ---- the right answer ----
 r=$(SRC=127.0.0.6 eng_script "$P" HELLO#MAD-01 AUTH! "AUTORIZAR_SUMINISTRO#101#S1#0.25" SET_KEY#bad "SET_KEY#$KEY" "AUTORIZAR_SUMINISTRO#101#S1#0.25" PARAR)
 diag "$r"
 check "the right AUTH: AUTH_OK" [ "$(echo "$r" | sed -n 2p)" = "RECV AUTH_OK" ]
-check "logged: ENGINE_AUTH_OK" wait_grep 3 "$E" '^ENGINE_AUTH_OK peer=127\.0\.0\.6:[0-9]+$'
+check "logged: ENGINE_AUTH_OK" wait_grep 3 "$E" '^[0-9T:.-]* ENGINE_AUTH_OK peer=127\.0\.0\.6:[0-9]+$'
 check "no key yet: the authorisation is NACKed" [ "$(echo "$r" | sed -n 3p)" = "RECV NACK#AUTORIZAR_SUMINISTRO#no key from Central yet" ]
 check "a bad key: NACK#SET_KEY#bad key" [ "$(echo "$r" | sed -n 4p)" = "RECV NACK#SET_KEY#bad key" ]
 check "SET_KEY: ACK#SET_KEY" [ "$(echo "$r" | sed -n 5p)" = "RECV ACK#SET_KEY" ]
 check "with the key the authorisation is accepted" [ "$(echo "$r" | sed -n 6p)" = "RECV ACK#AUTORIZAR_SUMINISTRO" ]
-check "and PARAR obeyed" bash -c "[ \"\$(echo '$r' | sed -n 7p)\" = 'RECV ACK#PARAR' ] && grep -q '^STOPPED (Out of Order)$' '$E'"
+check "and PARAR obeyed" bash -c "[ \"\$(echo '$r' | sed -n 7p)\" = 'RECV ACK#PARAR' ] && grep -q '^[0-9T:.-]* STOPPED (Out of Order)$' '$E'"
 check "neither the secret, an answer nor the key in the engine's output" bash -c "! grep -qF -e '$SECRET' -e '$KEY' -e 'AUTH#' '$E'"
 
 # ---- five failures from one address: refused at once for 60 s ----
@@ -133,17 +133,17 @@ PY
 )
 diag "$r"
 check "after 5 failures a newcomer from that address is refused at once (NACK to ENQ)" bash -c "echo '$r' | grep -q '^newcomer NACK$'"
-check "logged: ENGINE_AUTH_BLOCKED for 60 s" wait_grep 3 "$E" '^ENGINE_AUTH_BLOCKED addr=127\.0\.0\.7 seconds=60 '
-check "the refusal is logged as ENGINE_AUTH_FAILED" wait_grep 3 "$E" '^ENGINE_AUTH_FAILED peer=127\.0\.0\.7:[0-9]+ reason=address blocked after repeated failures'
+check "logged: ENGINE_AUTH_BLOCKED for 60 s" wait_grep 3 "$E" '^[0-9T:.-]* ENGINE_AUTH_BLOCKED addr=127\.0\.0\.7 seconds=60 '
+check "the refusal is logged as ENGINE_AUTH_FAILED" wait_grep 3 "$E" '^[0-9T:.-]* ENGINE_AUTH_FAILED peer=127\.0\.0\.7:[0-9]+ reason=address blocked after repeated failures'
 check "another address still gets in" bash -c "echo '$r' | grep -q '^other address ACK$'"
 check "a link authenticated before the block keeps working" bash -c "echo '$r' | grep -q '^authenticated link OK$'"
 
 # ---- the Release-1 engine: no challenge, and it says so ----
 EP2=$(free_port)
 start e2 "$EV_CP_E" "$K" "$EP2" --headless
-wait_grep 10 "$(log_of e2)" '^START port=' >/dev/null
+wait_grep 10 "$(log_of e2)" '^[0-9T:.-]* START port=' >/dev/null
 r=$(eng_script "$EP2" HELLO#MAD-01 "SET_KEY#$KEY" HEALTH_CHECK#MAD-01)
 diag "$r"
-check "Release-1 engine: the start line says so" wait_grep 5 "$(log_of e2)" '^Release-1 mode: no credential, plaintext telemetry, no engine authentication$'
+check "Release-1 engine: the start line says so" wait_grep 5 "$(log_of e2)" '^[0-9T:.-]* Release-1 mode: no credential, plaintext telemetry, no engine authentication$'
 check "Release-1 engine: no challenge (HELLO is unknown), SET_KEY NACKed, checks answered" \
 	[ "$r" = "$(printf 'RECV ERROR#unknown opcode HELLO\nRECV NACK#SET_KEY#Release-1 mode: this engine has no credential\nRECV OK')" ]

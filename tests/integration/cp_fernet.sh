@@ -30,22 +30,22 @@ E=$(log_of e1)
 r=$(eng_script "$CP_EPORT" HELLO#MAD-01 AUTH! "SET_KEY#$K1" "AUTORIZAR_SUMINISTRO#101#$S1#0.25")
 diag "$r"
 check "authenticated client sets the key and authorises" [ "$(echo "$r" | tail -n 2 | tr '\n' ' ')" = "RECV ACK#SET_KEY RECV ACK#AUTORIZAR_SUMINISTRO " ]
-check "the engine supplies with its key (auto-plug)" wait_grep 5 "$E" "^SUPPLY START driver=101 session=$S1 "
-check "and unplugs: SUPPLY END" wait_grep 10 "$E" "^SUPPLY END driver=101 session=$S1 .*reason=unplugged$"
+check "the engine supplies with its key (auto-plug)" wait_grep 5 "$E" "^[0-9T:.-]* SUPPLY START driver=101 session=$S1 "
+check "and unplugs: SUPPLY END" wait_grep 10 "$E" "^[0-9T:.-]* SUPPLY END driver=101 session=$S1 .*reason=unplugged$"
 
 # A Release-1 engine on the same topic, for the plaintext it writes.
 EP2=$(free_port)
 start e2 "$EV_CP_E" "$K" "$EP2" --headless --auto-plug 0.3:2.2 --power 50
 E2=$(log_of e2)
-wait_grep 10 "$E2" '^START port=' >/dev/null
+wait_grep 10 "$E2" '^[0-9T:.-]* START port=' >/dev/null
 eng_script "$EP2" HELLO#BCN-02 HEALTH_CHECK#BCN-02 "AUTORIZAR_SUMINISTRO#102#$S3#0.25" >/dev/null
-wait_grep 10 "$E2" "^SUPPLY END driver=102 session=$S3 .*reason=unplugged$" >/dev/null
+wait_grep 10 "$E2" "^[0-9T:.-]* SUPPLY END driver=102 session=$S3 .*reason=unplugged$" >/dev/null
 
 # The key replaced: the next supply is sealed with the new one at once.
 r=$(eng_script "$CP_EPORT" HELLO#MAD-01 AUTH! "SET_KEY#$K2" "AUTORIZAR_SUMINISTRO#101#$S2#0.25")
-check "a new key replaces the old one" bash -c "$(declare -f wait_for wait_grep); echo '$r' | grep -q '^RECV ACK#SET_KEY$' && wait_grep 5 '$E' '^KEY replaced$'"
-check "second supply ends" wait_grep 10 "$E" "^SUPPLY END driver=101 session=$S2 .*reason=unplugged$"
-n1=$(grep -c "^CONSUMO " "$E")
+check "a new key replaces the old one" bash -c "$(declare -f wait_for wait_grep); echo '$r' | grep -q '^RECV ACK#SET_KEY$' && wait_grep 5 '$E' '^[0-9T:.-]* KEY replaced$'"
+check "second supply ends" wait_grep 10 "$E" "^[0-9T:.-]* SUPPLY END driver=101 session=$S2 .*reason=unplugged$"
+n1=$(grep -c "^[0-9T:.-]* CONSUMO " "$E")
 
 # everything on the topic: "key<TAB>value" per message
 msgs() { kcat -b "$K" -C -t "$TOPIC" -o beginning -e -q -f '%k\t%s\n' 2>/dev/null; }

@@ -23,7 +23,7 @@ cp_central() {
 cp_engine() {
 	local n=$1; shift
 	start "$n" "$EV_CP_E" "$K" "$CP_EPORT" --headless "$@"
-	wait_grep 10 "$(log_of "$n")" '^START port='
+	wait_grep 10 "$(log_of "$n")" '^[0-9T:.-]* START port='
 }
 # cp_monitor NAME CP_ID [ARGS...]
 cp_monitor() {
@@ -42,7 +42,7 @@ has_note() { [ -n "$(note_for "$1" "$2")" ]; }
 # json_get JSON FIELD
 json_get() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 # session_of LOG: the session id of the engine's last authorisation.
-session_of() { grep -E '^AUTH driver=' "$1" | tail -n 1 | sed -E 's/.* session=([^ ]+) .*/\1/'; }
+session_of() { grep -E '^[0-9T:.-]* AUTH driver=' "$1" | tail -n 1 | sed -E 's/.* session=([^ ]+) .*/\1/'; }
 # exchange PORT DATA: one per-exchange client session with the engine (ENQ,
 # one frame, its answer, EOT, close), as evcharging(7) DESCRIPTION allows; prints the
 # answer's DATA. Answer frames are ACKed; the engine's own frames (such as

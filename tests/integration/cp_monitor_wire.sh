@@ -118,7 +118,7 @@ FAKE=$!
 cp_monitor m1 MAD-01 --location "C/ Serrano 10" --price 0.25
 M=$(log_of m1)
 check "REGISTER carries id, location and price" wait_grep 10 "$OUT" '^REG1 REGISTER#MAD-01#C/ Serrano 10#0.25$'
-check "DENIED is logged with its reason" wait_grep 5 "$M" '^REGISTER DENIED reason=price too high$'
+check "DENIED is logged with its reason" wait_grep 5 "$M" '^[0-9T:.-]* REGISTER DENIED reason=price too high$'
 check "and the monitor retries after a backoff" wait_grep 10 "$OUT" '^REG2 [0-9.]+ REGISTER#MAD-01#'
 check "engine down at start: FAULT once registered" wait_grep 10 "$OUT" '^FAULT$'
 check "a HEARTBEAT every second (2 or 3 in 2.6 s)" wait_grep 5 "$OUT" '^HB [23]$'
@@ -127,11 +127,11 @@ check "an unknown opcode: ERROR frame" wait_grep 10 "$OUT" '^UNKNOWN ERROR#unkno
 # evcharging(7) THE LINK PROTOCOL's test vector: STX HEALTH_CHECK#MAD-01 ETX 0x43.
 hex_up=$(python3 -c 'print((b"\x02HEALTH_CHECK#MAD-01\x03\x43").hex())')
 check "Central up: exactly HEALTH_CHECK#MAD-01, LRC 0x43" wait_grep 10 "$OUT" "^HC_UP $hex_up\$"
-check "a bare OK is health OK" wait_grep 5 "$M" '^HEALTH OK$'
+check "a bare OK is health OK" wait_grep 5 "$M" '^[0-9T:.-]* HEALTH OK$'
 check "an optional trailing field is relayed, not refused" wait_grep 10 "$OUT" '^ENG_AUTH AUTORIZAR_SUMINISTRO#101#S1#0.25#extra$'
 check "and the engine's ACK goes back to Central" wait_grep 5 "$OUT" '^AUTH2 ACK#AUTORIZAR_SUMINISTRO$'
-check "RESERVADO derived from the relayed ACK (no activity field)" wait_grep 5 "$M" '^STATE RESERVADO$'
-check "Central's EOT: link down, the monitor keeps running" wait_grep 10 "$M" '^LINK central down reason=peer closed the link \(EOT\)$'
+check "RESERVADO derived from the relayed ACK (no activity field)" wait_grep 5 "$M" '^[0-9T:.-]* STATE RESERVADO$'
+check "Central's EOT: link down, the monitor keeps running" wait_grep 10 "$M" '^[0-9T:.-]* LINK central down reason=peer closed the link \(EOT\)$'
 hex_down=$(python3 -c 'd = b"HEALTH_CHECK#MAD-01#CENTRAL_DOWN"; x = 1
 for b in d: x ^= b
 print((b"\x02" + d + b"\x03" + bytes([x])).hex())')
@@ -143,7 +143,7 @@ wait "$FAKE" 2>/dev/null
 # The real engine's answer to a bare check: ACK, then exactly STX OK ETX 0x05.
 EP2=$(free_port)
 start e2 "$EV_CP_E" "127.0.0.1:$(free_port)" "$EP2" --headless
-wait_grep 10 "$(log_of e2)" '^START port=' >/dev/null
+wait_grep 10 "$(log_of e2)" '^[0-9T:.-]* START port=' >/dev/null
 r=$(python3 - "$EP2" <<'PY'
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=3)

@@ -40,47 +40,47 @@ E=$(log_of e1)
 cp_monitor m1 MAD-01 --location "C/ Serrano 10" --price 0.25 --credential "$CRED"
 M=$(log_of m1)
 send central "accept 10"
-check "the monitor says it is secured" wait_grep 5 "$M" '^Secured mode: credential '
+check "the monitor says it is secured" wait_grep 5 "$M" '^[0-9T:.-]* Secured mode: credential '
 check "REGISTER carries the secret as fifth field" wait_grep 10 "$C" "^RECV 1 REGISTER#MAD-01#C/ Serrano 10#0.25#$SECRET\$"
-check "the event line shows the frame without it" wait_grep 5 "$M" '^REGISTER sent REGISTER#MAD-01#C/ Serrano 10#0\.25 \(\+ secret, not shown\)$'
+check "the event line shows the frame without it" wait_grep 5 "$M" '^[0-9T:.-]* REGISTER sent REGISTER#MAD-01#C/ Serrano 10#0\.25 \(\+ secret, not shown\)$'
 send central "send REGISTER_RESULT#FIRST"
 wait_grep 3 "$C" '^SENT 1 REGISTER_RESULT#FIRST$' >/dev/null
-check "no HEARTBEAT before the KEY: not up yet" bash -c "! grep -q '^LINK central up' '$M'"
+check "no HEARTBEAT before the KEY: not up yet" bash -c "! grep -q '^[0-9T:.-]* LINK central up' '$M'"
 send central "send KEY#MAD-01#$K1"
-check "KEY: the link is up (FIRST)" wait_grep 5 "$M" '^LINK central up \(FIRST\)$'
-check "the monitor keeps the key" grep -q '^KEY received (new)$' "$M"
-check "engine link: the challenge passed" wait_grep 5 "$E" '^ENGINE_AUTH_OK peer=127\.0\.0\.1:'
-check "the monitor says its engine link is authenticated" wait_grep 5 "$M" '^LINK engine up \(authenticated\)$'
-check "the key goes to the engine (SET_KEY, ACK)" wait_grep 5 "$E" '^KEY set$'
-check "and the monitor sees the ACK" wait_grep 5 "$M" '^ENGINE key set$'
-check "health checks flow after that: ACTIVADO, HEARTBEATs" bash -c "$(declare -f wait_for wait_grep); wait_grep 5 '$M' '^STATE ACTIVADO$' && wait_grep 5 '$C' '^RECV 1 HEARTBEAT#MAD-01$'"
+check "KEY: the link is up (FIRST)" wait_grep 5 "$M" '^[0-9T:.-]* LINK central up \(FIRST\)$'
+check "the monitor keeps the key" grep -q '^[0-9T:.-]* KEY received (new)$' "$M"
+check "engine link: the challenge passed" wait_grep 5 "$E" '^[0-9T:.-]* ENGINE_AUTH_OK peer=127\.0\.0\.1:'
+check "the monitor says its engine link is authenticated" wait_grep 5 "$M" '^[0-9T:.-]* LINK engine up \(authenticated\)$'
+check "the key goes to the engine (SET_KEY, ACK)" wait_grep 5 "$E" '^[0-9T:.-]* KEY set$'
+check "and the monitor sees the ACK" wait_grep 5 "$M" '^[0-9T:.-]* ENGINE key set$'
+check "health checks flow after that: ACTIVADO, HEARTBEATs" bash -c "$(declare -f wait_for wait_grep); wait_grep 5 '$M' '^[0-9T:.-]* STATE ACTIVADO$' && wait_grep 5 '$C' '^RECV 1 HEARTBEAT#MAD-01$'"
 
 # ---- REVOKED during a supply, then 'a' on the same link ----
 send central "send AUTORIZAR_SUMINISTRO#101#S-REV#0.25"
-check "a supply runs (relayed authorisation, auto-plug)" wait_grep 5 "$E" '^SUPPLY START driver=101 session=S-REV '
+check "a supply runs (relayed authorisation, auto-plug)" wait_grep 5 "$E" '^[0-9T:.-]* SUPPLY START driver=101 session=S-REV '
 send central "send REVOKED#MAD-01"
-check "REVOKED: Keys revoked shown" wait_grep 5 "$M" '^KEYS REVOKED by Central: Keys revoked'
-check "the CP is FUERA_DE_SERVICIO on the monitor" wait_grep 5 "$M" '^STATE FUERA_DE_SERVICIO$'
-check "no keys, no billing: the monitor stops the engine itself" wait_grep 5 "$E" '^STOPPED \(Out of Order\) reason=keys revoked$'
-check "which ends the supply in progress" grep -q '^SUPPLY END driver=101 session=S-REV .*reason=stopped: keys revoked$' "$E"
+check "REVOKED: Keys revoked shown" wait_grep 5 "$M" '^[0-9T:.-]* KEYS REVOKED by Central: Keys revoked'
+check "the CP is FUERA_DE_SERVICIO on the monitor" wait_grep 5 "$M" '^[0-9T:.-]* STATE FUERA_DE_SERVICIO$'
+check "no keys, no billing: the monitor stops the engine itself" wait_grep 5 "$E" '^[0-9T:.-]* STOPPED \(Out of Order\) reason=keys revoked$'
+check "which ends the supply in progress" grep -q '^[0-9T:.-]* SUPPLY END driver=101 session=S-REV .*reason=stopped: keys revoked$' "$E"
 send m1 status
-check "status: key revoked" wait_grep 5 "$M" '^STATUS cp=MAD-01 state=FUERA_DE_SERVICIO central=up engine=up mode=secured key=revoked '
+check "status: key revoked" wait_grep 5 "$M" '^[0-9T:.-]* STATUS cp=MAD-01 state=FUERA_DE_SERVICIO central=up engine=up mode=secured key=revoked '
 regs=$(count_grep "$C" '^RECV 1 REGISTER#')
 send m1 a
 check "a: REGISTER with the secret again, on the same link" wait_for 5 bash -c "[ \$(grep -c '^RECV 1 REGISTER#MAD-01#C/ Serrano 10#0.25#$SECRET\$' '$C') -gt $regs ]"
 send central "send REGISTER_RESULT#RECONNECT"
 send central "send KEY#MAD-01#$K2"
-check "the new key restores the keys" wait_grep 5 "$M" '^REAUTH done: keys restored$'
-check "the engine gets the new key at once" wait_grep 5 "$E" '^KEY replaced$'
-check "and is resumed by the monitor" wait_grep 5 "$E" '^RESUMED$'
-check "ACTIVADO again" wait_for 5 bash -c "grep '^STATE ' '$M' | tail -n 1 | grep -q '^STATE ACTIVADO$'"
+check "the new key restores the keys" wait_grep 5 "$M" '^[0-9T:.-]* REAUTH done: keys restored$'
+check "the engine gets the new key at once" wait_grep 5 "$E" '^[0-9T:.-]* KEY replaced$'
+check "and is resumed by the monitor" wait_grep 5 "$E" '^[0-9T:.-]* RESUMED$'
+check "ACTIVADO again" wait_for 5 bash -c "grep '^[0-9T:.-]* STATE ' '$M' | tail -n 1 | grep -q '^[0-9T:.-]* STATE ACTIVADO$'"
 
 # ---- the engine restarted: challenge and key again ----
 stop e1 KILL
 check "engine killed: FAULT to Central" wait_grep 5 "$C" '^RECV 1 FAULT#MAD-01#engine (unreachable|not answering)$'
 cp_engine e2 --credential "$CRED"
 E2=$(log_of e2)
-check "the restarted engine gets the key again after the challenge" wait_grep 8 "$E2" '^KEY set$'
+check "the restarted engine gets the key again after the challenge" wait_grep 8 "$E2" '^[0-9T:.-]* KEY set$'
 check "RECOVER to Central" wait_grep 5 "$C" '^RECV 1 RECOVER#MAD-01$'
 
 # ---- an engine with another secret: refused, once in the log, FAULT ----
@@ -89,13 +89,13 @@ OTHER=$T_DIR/other.cred
 printf '{"id":"MAD-01","secret":"%s"}\n' "$(new_secret)" >"$OTHER"; chmod 600 "$OTHER"
 cp_engine e3 --credential "$OTHER"
 E3=$(log_of e3)
-check "engine with another secret: it refuses the monitor" wait_grep 8 "$E3" '^ENGINE_AUTH_FAILED peer=127\.0\.0\.1:[0-9]+ reason=wrong answer to the challenge$'
-check "the monitor says why" wait_grep 5 "$M" '^ERROR engine authentication failed: the engine refused our answer'
+check "engine with another secret: it refuses the monitor" wait_grep 8 "$E3" '^[0-9T:.-]* ENGINE_AUTH_FAILED peer=127\.0\.0\.1:[0-9]+ reason=wrong answer to the challenge$'
+check "the monitor says why" wait_grep 5 "$M" '^[0-9T:.-]* ERROR engine authentication failed: the engine refused our answer'
 at_least() { [ "$(count_grep "$1" "$2")" -ge "$3" ]; }
-if wait_for 10 at_least "$E3" '^ENGINE_AUTH_FAILED ' 3 && [ "$(count_grep "$M" '^ERROR engine authentication failed')" = 1 ]; then
+if wait_for 10 at_least "$E3" '^[0-9T:.-]* ENGINE_AUTH_FAILED ' 3 && [ "$(count_grep "$M" '^[0-9T:.-]* ERROR engine authentication failed')" = 1 ]; then
 	ok "once, however often it retries"; else not_ok "once, however often it retries"; fi
 send m1 status
-check "health KO with the reason" wait_grep 5 "$M" '^STATUS cp=MAD-01 .* health=KO reason=engine authentication failed$'
+check "health KO with the reason" wait_grep 5 "$M" '^[0-9T:.-]* STATUS cp=MAD-01 .* health=KO reason=engine authentication failed$'
 stop e3
 
 # ---- BAD_CREDENTIALS stops the retries until 'a'; RATE_LIMITED backs off ----
@@ -104,12 +104,12 @@ send central "accept 10"
 wait_grep 10 "$C" '^RECV 2 REGISTER#' >/dev/null
 send central "send REGISTER_RESULT#DENIED#BAD_CREDENTIALS"
 send central eot
-check "BAD_CREDENTIALS: shown, and no more retries" wait_grep 5 "$M" '^REGISTER STOPPED reason=BAD_CREDENTIALS: not retrying until the operator acts'
+check "BAD_CREDENTIALS: shown, and no more retries" wait_grep 5 "$M" '^[0-9T:.-]* REGISTER STOPPED reason=BAD_CREDENTIALS: not retrying until the operator acts'
 send central "accept 4"
 check "no new connection in 4 s" wait_grep 8 "$C" '^NO_CONNECTION 4$'
 send m1 a
 send central "accept 10"
-check "a: the credential is read again and the monitor retries" bash -c "$(declare -f wait_for wait_grep); wait_grep 5 '$M' '^REGISTER retry asked by the operator \(credential reloaded\)$' && wait_grep 10 '$C' '^RECV 3 REGISTER#'"
+check "a: the credential is read again and the monitor retries" bash -c "$(declare -f wait_for wait_grep); wait_grep 5 '$M' '^[0-9T:.-]* REGISTER retry asked by the operator \(credential reloaded\)$' && wait_grep 10 '$C' '^RECV 3 REGISTER#'"
 send central "send REGISTER_RESULT#DENIED#RATE_LIMITED"
 send central eot
 check "RATE_LIMITED: the next attempt waits at least 60 s" wait_grep 5 "$M" 'next attempt in (6[0-9]|7[0-9])\.[0-9] s'

@@ -21,17 +21,17 @@ cp_monitor m1 MAD-01 --price 0.25
 wait_for 10 is_state "$C" MAD-01 ACTIVADO
 
 send e1 "d 101"
-check "driver 101 authorised" wait_grep 20 "$E" '^AUTH driver=101 session=[^ ]+ price=0.25$'
+check "driver 101 authorised" wait_grep 20 "$E" '^[0-9T:.-]* AUTH driver=101 session=[^ ]+ price=0.25$'
 S1=$(session_of "$E")
 check "not plugged in: Central cancels it after 3 s" wait_for 15 has_note SESSION_CANCELLED "$S1"
 check "CP back to ACTIVADO at Central" wait_for 5 is_state "$C" MAD-01 ACTIVADO
 send e1 "d 102"
-check "driver 102 authorised on the same CP" wait_grep 20 "$E" '^AUTH driver=102 session=[^ ]+ price=0.25$'
+check "driver 102 authorised on the same CP" wait_grep 20 "$E" '^[0-9T:.-]* AUTH driver=102 session=[^ ]+ price=0.25$'
 S2=$(session_of "$E")
-check "the old authorisation is dropped as superseded" grep -q "^AUTH DROPPED driver=101 session=$S1 reason=superseded by Central$" "$E"
+check "the old authorisation is dropped as superseded" grep -q "^[0-9T:.-]* AUTH DROPPED driver=101 session=$S1 reason=superseded by Central$" "$E"
 send e1 e
-check "driver 102 plugs in" wait_grep 5 "$E" "^SUPPLY START driver=102 session=$S2 "
-wait_grep 8 "$E" '^CONSUMO seq=3 ' >/dev/null
+check "driver 102 plugs in" wait_grep 5 "$E" "^[0-9T:.-]* SUPPLY START driver=102 session=$S2 "
+wait_grep 8 "$E" '^[0-9T:.-]* CONSUMO seq=3 ' >/dev/null
 send e1 u
 check "and gets a TICKET" wait_for 15 has_note TICKET "$S2"
 
@@ -39,10 +39,10 @@ check "and gets a TICKET" wait_for 15 has_note TICKET "$S2"
 EP2=$(free_port)
 start e2 "$EV_CP_E" "$K" "$EP2" --headless --auth-timeout 1
 E2=$(log_of e2)
-wait_grep 10 "$E2" '^START port=' >/dev/null
+wait_grep 10 "$E2" '^[0-9T:.-]* START port=' >/dev/null
 exchange "$EP2" "HEALTH_CHECK#BCN-02" >/dev/null
 a=$(exchange "$EP2" "AUTORIZAR_SUMINISTRO#201#S-T#0.30")
 check "engine 2 authorised ($a)" [ "$a" = "ACK#AUTORIZAR_SUMINISTRO" ]
-check "--auth-timeout 1: dropped by itself" wait_grep 4 "$E2" '^AUTH DROPPED driver=201 session=S-T reason=not plugged in within 1 s$'
+check "--auth-timeout 1: dropped by itself" wait_grep 4 "$E2" '^[0-9T:.-]* AUTH DROPPED driver=201 session=S-T reason=not plugged in within 1 s$'
 "$EV_CP_E" "$K" "$(free_port)" --headless --auth-timeout -1 >/dev/null 2>&1
 check "--auth-timeout -1 -> exit 2" [ $? = 2 ]

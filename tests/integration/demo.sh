@@ -27,7 +27,7 @@ check "every one of the 8 CPs was ACTIVADO at some point ($nact STATE lines)" \
 	[ "$(grep -E '^[^ ]+ STATE [A-Z]+-[0-9]+ ACTIVADO' "$central" | awk '{print $3}' | sort -u | wc -l)" -eq 8 ]
 
 tc=$(grep -Ec '^[^ ]+ TICKET ' "$central" 2>/dev/null || true)
-td=$(cat "$dir"/logs/driver-*.log 2>/dev/null | grep -Ec '^TICKET ' || true)
+td=$(cat "$dir"/logs/driver-*.log 2>/dev/null | grep -Ec '^[0-9T:.-]* TICKET ' || true)
 tdb=$(sqlite3 "$dir/evcharging.db" "SELECT count(*) FROM sessions WHERE outcome='TICKET'" 2>/dev/null || echo 0)
 diag "tickets: Central console $tc, drivers $td, database $tdb"
 check "services ended in tickets (Central: $tc)" [ "$tc" -ge 3 ]

@@ -35,8 +35,8 @@ check "CP-1 registered and ACTIVADO" e2e_cp 1 0.5:16
 e2e_driver a 101 --answer-timeout 60
 A=$(log_of a) C=$(log_of c)
 send a "r CP-1"
-check "supply running" wait_grep 20 "$A" '^CONSUMO cp=CP-1 '
-S=$(grep '^AUTH_OK cp=CP-1' "$A" | sed -E 's/.* session=([^ ]+).*/\1/')
+check "supply running" wait_grep 20 "$A" '^[0-9T:.-]* CONSUMO cp=CP-1 '
+S=$(grep '^[0-9T:.-]* AUTH_OK cp=CP-1' "$A" | sed -E 's/.* session=([^ ]+).*/\1/')
 check "broker stopped" broker_down
 T_DOWN=$(date +%s%N)
 check "Central notices" wait_grep 15 "$C" ' KAFKA down'
@@ -45,14 +45,14 @@ check "Central notices" wait_grep 15 "$C" ' KAFKA down'
 sleep 10
 check "broker back on the same data" broker_up
 diag "broker down for $(( ($(date +%s%N) - T_DOWN) / 1000000 )) ms"
-check "the driver gets the ticket" wait_grep 40 "$A" "^TICKET cp=CP-1 session=$S "
+check "the driver gets the ticket" wait_grep 40 "$A" "^[0-9T:.-]* TICKET cp=CP-1 session=$S "
 E=$(log_of e1)
-sent=$(grep -c '^CONSUMO seq=' "$E")
+sent=$(grep -c '^[0-9T:.-]* CONSUMO seq=' "$E")
 seen=$(grep -c " CONSUMO 101 CP-1 session=$S " "$C")
 [ "$sent" -gt 0 ] && [ "$seen" = "$sent" ] && ok "no telemetry lost: Central saw all $sent CONSUMO" ||
 	not_ok "no telemetry lost: engine sent $sent CONSUMO, Central saw $seen"
-end_kwh=$(grep "^SUPPLY END .*session=$S " "$E" | sed -E 's/.* kwh=([0-9.]+).*/\1/')
-t_kwh=$(grep "^TICKET cp=CP-1 session=$S " "$A" | sed -E 's/.* kwh=([0-9.]+).*/\1/')
+end_kwh=$(grep "^[0-9T:.-]* SUPPLY END .*session=$S " "$E" | sed -E 's/.* kwh=([0-9.]+).*/\1/')
+t_kwh=$(grep "^[0-9T:.-]* TICKET cp=CP-1 session=$S " "$A" | sed -E 's/.* kwh=([0-9.]+).*/\1/')
 awk -v a="$end_kwh" -v b="$t_kwh" 'BEGIN { d = a - b; exit !(a > 0 && d < 0.0006 && d > -0.0006) }' &&
 	ok "the ticket's kWh are the engine's final kWh ($t_kwh)" || not_ok "the ticket's kWh ($t_kwh) are the engine's final kWh ($end_kwh)"
 check "the ticket's amount = kWh x price" tickets_match_price "$A"

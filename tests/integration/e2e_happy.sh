@@ -26,20 +26,20 @@ exit_status d102 30; rc2=$RC
 [ "$rc1" = 0 ] && [ "$rc2" = 0 ] && ok "both drivers end their files with status 0" ||
 	not_ok "both drivers end their files with status 0 ($rc1, $rc2)"
 L1=$(log_of d101) L2=$(log_of d102)
-grep -q '^SUMMARY served=10 denied=0 failed=0 ' "$L1" && grep -q '^SUMMARY served=10 denied=0 failed=0 ' "$L2" &&
+grep -q '^[0-9T:.-]* SUMMARY served=10 denied=0 failed=0 ' "$L1" && grep -q '^[0-9T:.-]* SUMMARY served=10 denied=0 failed=0 ' "$L2" &&
 	ok "each driver: served=10 denied=0 failed=0" || not_ok "each driver: served=10 denied=0 failed=0"
-n=$(cat "$L1" "$L2" | grep -c '^TICKET ')
+n=$(cat "$L1" "$L2" | grep -c '^[0-9T:.-]* TICKET ')
 [ "$n" = 20 ] && ok "20 tickets shown" || not_ok "20 tickets shown (got $n)"
 check "each ticket's amount = kWh x price" tickets_match_price "$L1" "$L2"
-bad_price=$(grep -h '^TICKET ' "$L1" "$L2" | awk '{ split($2, c, "="); split($6, p, "=");
-	want = sprintf("%.6f", 0.20 + 0.05 * substr(c[2], 4)); if (p[2] != want) print }' | wc -l)
+bad_price=$(grep -h '^[0-9T:.-]* TICKET ' "$L1" "$L2" | awk '{ split($3, c, "="); split($7, p, "=");
+	want = 0.20 + 0.05 * substr(c[2], 4); d = p[2] - want; if (d > 0.00005 || d < -0.00005) print }' | wc -l)
 [ "$bad_price" = 0 ] && ok "each ticket carries its CP's price" || not_ok "each ticket carries its CP's price ($bad_price wrong)"
 check "sessions table: exactly 20, all TICKET" db_is "$DB" \
 	"select count(*)||' '||sum(outcome='TICKET') from sessions" "20 20"
-grep -h '^TICKET ' "$L1" "$L2" | sed -E 's/.* session=([^ ]+).*/\1/' | sort >"$T_DIR/shown"
+grep -h '^[0-9T:.-]* TICKET ' "$L1" "$L2" | sed -E 's/.* session=([^ ]+).*/\1/' | sort >"$T_DIR/shown"
 dbq "$DB" "select id from sessions where outcome='TICKET'" | sort >"$T_DIR/stored"
 check "the stored sessions are the ones the drivers were given" cmp -s "$T_DIR/shown" "$T_DIR/stored"
 
 med=$(median_wait "$L1" "$L2")
-diag "median request -> AUTH_OK: ${med} ms over $(cat "$L1" "$L2" | grep -c '^AUTH_OK ') requests"
+diag "median request -> AUTH_OK: ${med} ms over $(cat "$L1" "$L2" | grep -c '^[0-9T:.-]* AUTH_OK ') requests"
 diag "wall time: $(( ($(date +%s%N) - T0) / 1000000 )) ms"

@@ -46,7 +46,7 @@ e2e_driver() {
 	local n=$1 id=$2
 	shift 2
 	start "$n" "$EV_DRIVER" "$K" "$id" --headless "$@"
-	wait_grep 30 "$(log_of "$n")" '^READY$'
+	wait_grep 30 "$(log_of "$n")" '^[0-9T:.-]* READY$'
 }
 
 # exit_status NAME SECS: wait for NAME to end by itself; status in RC.
@@ -60,7 +60,7 @@ exit_status() {
 # tickets_match_price LOG...: every TICKET line's importe = kwh x price
 # (within the wire's rounding: kWh to 3 decimals, EUR to 2) and kwh > 0.
 tickets_match_price() {
-	grep -h '^TICKET ' "$@" | awk '
+	grep -h '^[0-9T:.-]* TICKET ' "$@" | awk '
 		{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
 		  d = v["kwh"] * v["price"] - v["importe"]; if (d < 0) d = -d
 		  if (v["kwh"] <= 0 || d > 0.006) { print "bad ticket: " $0; bad = 1 }
@@ -70,7 +70,7 @@ tickets_match_price() {
 
 # median_wait LOG...: median of the AUTH_OK lines' wait_ms (request to AUTH_OK).
 median_wait() {
-	grep -h '^AUTH_OK ' "$@" | sed -nE 's/.* wait_ms=([0-9]+).*/\1/p' | sort -n |
+	grep -h '^[0-9T:.-]* AUTH_OK ' "$@" | sed -nE 's/.* wait_ms=([0-9]+).*/\1/p' | sort -n |
 		awk '{ a[NR] = $1 } END { if (NR == 0) exit 1; print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 

@@ -14,12 +14,12 @@ for i in 1 2; do e2e_cp "$i" 0.5:3 || ok_cps=0; done
 e2e_driver a 101
 L=$(log_of a) C=$(log_of c)
 send a "r CP-1"
-check "supply running" wait_grep 20 "$L" '^CONSUMO cp=CP-1 '
+check "supply running" wait_grep 20 "$L" '^[0-9T:.-]* CONSUMO cp=CP-1 '
 send c "P CP-1"
-check "operator stop: the driver gets a SUPPLY_ERROR" wait_grep 15 "$L" '^SUPPLY_ERROR cp=CP-1 '
+check "operator stop: the driver gets a SUPPLY_ERROR" wait_grep 15 "$L" '^[0-9T:.-]* SUPPLY_ERROR cp=CP-1 '
 check "the CP is FUERA_DE_SERVICIO" wait_grep 15 "$C" ' STATE CP-1 FUERA_DE_SERVICIO$'
 send a "r CP-1"
-check "a request to the stopped CP is denied with a reason" wait_grep 15 "$L" '^AUTH_DENIED cp=CP-1 request=101-[^ ]+ reason=".+"'
+check "a request to the stopped CP is denied with a reason" wait_grep 15 "$L" '^[0-9T:.-]* AUTH_DENIED cp=CP-1 request=101-[^ ]+ reason=".+"'
 send c "R CP-1"
 check "resumed: ACTIVADO" wait_for 15 state_after CP-1 FUERA_DE_SERVICIO ACTIVADO
 send c "PT"
@@ -31,4 +31,4 @@ send c "RT"
 both_active() { state_now CP-1 ACTIVADO && state_now CP-2 ACTIVADO; }
 check "resume all: both ACTIVADO" wait_for 15 both_active
 send a "r CP-2"
-check "and they serve again: a ticket" wait_grep 30 "$L" '^TICKET cp=CP-2 '
+check "and they serve again: a ticket" wait_grep 30 "$L" '^[0-9T:.-]* TICKET cp=CP-2 '

@@ -12,6 +12,8 @@ T_NAME=$(basename "$0" .sh)
 T_DIR=$(mktemp -d "${TMPDIR:-/tmp}/evc-$T_NAME.XXXXXX")
 T_PREFIX="t$(date +%s%N | tail -c 8)$$-"
 export EVC_TOPIC_PREFIX="$T_PREFIX"
+# The machine's /etc/evcharging/evcharging.conf is not this test's.
+export EVC_CONFIG=none
 T_N=0
 T_FAILED=0
 T_PIDS=()

@@ -13,7 +13,27 @@ P_SOCK="evc-$T_NAME-$$"
 P_DB=$T_DIR/central.db
 P_PORT=$(free_port)
 tmx() { tmux -L "$P_SOCK" "$@"; }
-trap 'tmux -L "$P_SOCK" kill-server >/dev/null 2>&1; t_cleanup' EXIT
+# The pid of the Central serving $P_DB, from its lock file ("" if none runs).
+panel_pid() {
+	local p
+	p=$(cat "$P_DB.lock" 2>/dev/null) || return 0
+	[ -n "$p" ] && tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q EV_Central && echo "$p"
+	return 0
+}
+# panel_end: stop the panel's Central, then the tmux server. A terminal
+# that goes away no longer stops Central (EV_Central(1) RUNNING AS A
+# SERVICE), so killing the tmux server alone would leave it running.
+panel_end() {
+	local p
+	p=$(panel_pid)
+	if [ -n "$p" ]; then
+		kill -TERM "$p" 2>/dev/null
+		wait_for 10 bash -c "! kill -0 $p 2>/dev/null" || kill -KILL "$p" 2>/dev/null
+	fi
+	tmx kill-server >/dev/null 2>&1
+	return 0
+}
+trap 'panel_end; t_cleanup' EXIT
 
 # panel_start COLS ROWS [ENV=VAL...] -- [EV_Central options...]
 panel_start() {

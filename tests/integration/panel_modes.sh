@@ -53,7 +53,7 @@ check "q then y quits EV_Central" wait_for 10 pane_dead
 wait_for 10 test -s "$T_DIR/central.exit"
 st=$(central_exit)
 check "... with exit status 0 (got $st)" [ "$st" = 0 ]
-tmx kill-server >/dev/null 2>&1
+panel_end
 
 # --readonly --no-color: a fresh Central on a new port, one monitor.
 for id in A-ON B-BAD D-RES E-SUP F-STOP; do stop "m_$id"; done
@@ -73,7 +73,7 @@ wait_grep 5 "$(log_of m_ro)" 'GOT ACK' >/dev/null
 check "--readonly: the monitor never got PARAR; --no-color: no colour" \
 	bash -c "! grep -q 'RECV PARAR' '$(log_of m_ro)' && ! { $(declare -f tmx screen_esc screen_has_colour); P_SOCK=$P_SOCK; screen_has_colour; }"
 
-tmx kill-server >/dev/null 2>&1
+panel_end
 
 # An 8-colour terminal under the C locale: orange falls back to yellow and
 # the lines are ASCII.
@@ -90,7 +90,7 @@ check "C locale: ASCII lines, no UTF-8 box drawing" bash -c "$(declare -f tmx sc
 
 keys : Q Enter
 check ":Q quits at once, exit status 0" wait_for 10 bash -c "[ \"\$(cat '$T_DIR/central.exit' 2>/dev/null)\" = 0 ]"
-tmx kill-server >/dev/null 2>&1
+panel_end
 
 # No broker: the header says so, the log pane says why, and nothing
 # librdkafka might print on stderr scribbles over the screen (the panel

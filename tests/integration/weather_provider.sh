@@ -83,8 +83,8 @@ check "Central retried with backoff: 6 attempts" \
 	wait_for 40 grep -q ' central unreachable attempt=6 ' "$LOG"
 # attempt times in ms and the announced waits
 grep ' central unreachable attempt=' "$LOG" | head -n 6 |
-	awk '{ split($2, t, ":"); ms = (t[1] * 3600 + t[2] * 60 + t[3]) * 1000
-	       for (i = 3; i <= NF; i++) if ($i ~ /^retry_in=/) { r = substr($i, 10); sub(/s$/, "", r) }
+	awk '{ split($1, dt, "T"); split(dt[2], t, ":"); ms = (t[1] * 3600 + t[2] * 60 + t[3]) * 1000
+	       for (i = 2; i <= NF; i++) if ($i ~ /^retry_in=/) { r = substr($i, 10); sub(/s$/, "", r) }
 	       print ms, r }' >"$T_DIR/attempts"
 gaps_grow() {
 	awk 'NR > 1 { g[NR - 1] = ($1 - pms) / 1000; w[NR - 1] = pr }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "evc/clock.h"
 #include "src/driver/svc.h"
 
 #define MAXL 64
@@ -108,8 +109,18 @@ static void test_happy_path_and_pause(void **state)
 	m = note(MSG_TICKET, "101", "A", "S1");
 	m.kwh = 2, m.importe = 0.5, m.price = 0.25, m.started_at = 1000, m.ended_at = 1060;
 	svc_on_msg(&s, &m, 20);
-	assert_string_equal(last(), "TICKET cp=A session=S1 kwh=2.000000 importe=0.500000 price=0.250000 "
-				    "started=1000.000 ended=1060.000");
+	{
+		/* the figures as the CONSUMO lines have them, the times as
+		 * every timestamp (the TICKET had six decimals and epoch
+		 * seconds) */
+		char t0[32], t1[32], want[200];
+		clock_format(1000, t0, sizeof t0);
+		clock_format(1060, t1, sizeof t1);
+		snprintf(want, sizeof want, "TICKET cp=A session=S1 kwh=2.000 importe=0.50 price=0.25 started=%s ended=%s",
+			 t0, t1);
+		assert_string_equal(last(), want);
+		assert_int_equal(t0[10], 'T'); /* 1970-01-01T00:16:40.000 in UTC */
+	}
 	assert_int_equal(s.state, SVC_IDLE);
 	assert_int_equal(s.served, 1);
 	assert_true(s.cur.has_ticket);
@@ -360,7 +371,7 @@ static void test_supply_error_partial(void **state)
 	m.kwh_partial = 0.4, m.importe_partial = 0.1;
 	snprintf(m.reason, sizeof m.reason, "engine fault");
 	svc_on_msg(&s, &m, 3);
-	assert_string_equal(last(), "SUPPLY_ERROR cp=A session=S1 kwh=0.400000 importe=0.100000 reason=\"engine fault\"");
+	assert_string_equal(last(), "SUPPLY_ERROR cp=A session=S1 kwh=0.400 importe=0.10 reason=\"engine fault\"");
 	assert_int_equal(s.failed, 1);
 	assert_int_equal(s.served, 0);
 	svc_free(&s);
@@ -385,7 +396,7 @@ static void test_missed_outcome_shown_once(void **state)
 	m = note(MSG_TICKET, "101", "X", "S0");
 	m.kwh = 3, m.importe = 0.75, m.price = 0.25;
 	svc_on_msg(&s, &m, 0);
-	expect_last("TICKET cp=X session=S0 kwh=3.000000 importe=0.750000 price=0.250000");
+	expect_last("TICKET cp=X session=S0 kwh=3.000 importe=0.75 price=0.25 ");
 	assert_non_null(strstr(last(), "earlier=1"));
 	/* a bare outcome too, and each only once */
 	m = note(MSG_SUPPLY_ERROR, "101", "Y", "S00");
@@ -427,7 +438,7 @@ static void test_running_supply_picked_up(void **state)
 	m = note(MSG_TICKET, "101", "MAD-01", "S5");
 	m.kwh = 5, m.importe = 1.25, m.price = 0.25;
 	svc_on_msg(&s, &m, 4);
-	expect_last("TICKET cp=MAD-01 session=S5 kwh=5.000000");
+	expect_last("TICKET cp=MAD-01 session=S5 kwh=5.000 ");
 	assert_int_equal(s.served, 0);
 	assert_int_equal(svc_tick(&s, 7.9, &r), 0);
 	assert_int_equal(svc_tick(&s, 8, &r), 1);

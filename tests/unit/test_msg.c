@@ -195,6 +195,7 @@ static void test_round_trip_minimal(void **state)
 	strcpy(a.user_id, "u");
 	strcpy(a.session_id, "s");
 	a.seq = 1;
+	a.has_session_id = a.has_seq = 1;
 	a.kwh = 0;
 	a.importe = 0;
 	json = msg_encode(&a, NULL, err);
@@ -202,7 +203,6 @@ static void test_round_trip_minimal(void **state)
 	assert_string_equal(json, "{\"type\":\"SUPPLY_END\",\"cp_id\":\"C1\",\"user_id\":\"u\",\"session_id\":\"s\","
 				  "\"seq\":1,\"kwh\":0.0,\"importe\":0.0}");
 	assert_int_equal(decode_str(MSG_T_CP_TELEMETRY, json, &b, err), 0);
-	a.has_session_id = a.has_seq = 1; /* always present on telemetry */
 	assert_msg_equal(&a, &b);
 	free(json);
 
@@ -288,6 +288,36 @@ static void test_protocol_examples(void **state)
 	assert_false(m.has_timestamp);
 	assert_true(m.seq == 9);
 
+	char *json;
+	/* A Release-1 peer's engine: no session_id, no seq, no importe
+	 * (evcharging(7) SECURITY, Release 1); it encodes back the same. */
+	assert_int_equal(decode_str(MSG_T_CP_TELEMETRY,
+				    "{\"type\":\"CONSUMO\",\"cp_id\":\"MAD-01\",\"user_id\":\"101\",\"kwh\":1.5,"
+				    "\"kw\":7}",
+				    &m, err),
+			 0);
+	assert_false(m.has_session_id);
+	assert_false(m.has_seq);
+	assert_true(m.kwh == 1.5);
+	json = msg_encode(&m, NULL, err);
+	assert_non_null(json);
+	assert_string_equal(json, "{\"type\":\"CONSUMO\",\"cp_id\":\"MAD-01\",\"user_id\":\"101\",\"kwh\":1.5,"
+				  "\"importe\":0.0,\"kw\":7.0}");
+	free(json);
+	/* Our engine after a restart ends Central's session without a seq. */
+	assert_int_equal(decode_str(MSG_T_CP_TELEMETRY,
+				    "{\"type\":\"AVERIADO\",\"cp_id\":\"MAD-01\",\"user_id\":\"101\","
+				    "\"session_id\":\"S-9\",\"kwh\":0,\"importe\":0}",
+				    &m, err),
+			 0);
+	assert_true(m.has_session_id);
+	assert_false(m.has_seq);
+	json = msg_encode(&m, NULL, err);
+	assert_non_null(json);
+	assert_non_null(strstr(json, "\"session_id\":\"S-9\""));
+	assert_null(strstr(json, "\"seq\""));
+	free(json);
+
 	/* Notifications without a session yet (AUTH_DENIED). */
 	assert_int_equal(decode_str(MSG_T_DRIVER_NOTIFICATIONS,
 				    "{\"type\":\"AUTH_DENIED\",\"cp_id\":\"MAD-01\",\"user_id\":\"101\","
@@ -320,6 +350,7 @@ static void test_exact_bytes(void **state)
 	strcpy(m.user_id, "101");
 	strcpy(m.session_id, "S-1");
 	m.seq = 3;
+	m.has_session_id = m.has_seq = 1;
 	m.kwh = 0.1 + 0.2;       /* 0.30000000000000004: must print as 0.3 */
 	m.importe = 0.3 * 0.25;  /* 0.075: rounds to cents */
 	m.kw = 7.4;
@@ -534,8 +565,7 @@ static const struct reject rejects[] = {
 	{TL, "{\"type\":\"CONSUMO\",\"cp_id\":\"C1\",\"session_id\":\"s1\",\"seq\":1,\"kwh\":1,\"importe\":1,\"kw\":1}",
 	 "missing field 'user_id'"},
 	{TL, "{\"type\":\"CONSUMO\",\"cp_id\":\"C1\",\"user_id\":\"u1\",\"seq\":1,\"kwh\":1,\"importe\":1,\"kw\":1}",
-	 "missing field 'session_id'"},
-	{TL, "{" TEL_HEAD ",\"kwh\":1,\"importe\":1,\"kw\":1}", "missing field 'seq'"},
+	 "field 'seq' without 'session_id'"},
 	{TL, "{" TEL_HEAD ",\"seq\":0,\"kwh\":1,\"importe\":1,\"kw\":1}", "field 'seq' must be an integer >= 1"},
 	{TL, "{" TEL_HEAD ",\"seq\":-3,\"kwh\":1,\"importe\":1,\"kw\":1}", "field 'seq' must be an integer >= 1"},
 	{TL, "{" TEL_HEAD ",\"seq\":1.5,\"kwh\":1,\"importe\":1,\"kw\":1}", "field 'seq' must be an integer >= 1"},

@@ -162,6 +162,31 @@ static void test_help_box_from_table(void **state)
 	delwin(w);
 }
 
+/* The box is as wide as its longest line: a help text of 45 characters
+ * was cut at "(Esc clears" by a box of fixed width. */
+static void test_help_box_fits_long_lines(void **state)
+{
+	static const struct keys_entry long_entries[] = {
+		{ '/', "/", "filter by id, location or state (Esc clears)", h_count, KEYS_BAR, "filter" },
+		{ ':', ":", "command line: P <id>, R <id>, PT, RT, REVOKE <id>, Q", h_count, KEYS_BAR, "command" },
+	};
+	static const struct keys_table lt = { long_entries, 2 };
+	WINDOW *w = newwin(12, 80, 0, 0);
+	char buf[128];
+	int seen = 0, seen2 = 0;
+	(void)state;
+	theme_init(1);
+	keys_draw_help(w, &lt, "EV_Central panel: keys", 0);
+	for (int y = 0; y < 12; y++) {
+		row_text(w, y, buf, 80);
+		seen |= strstr(buf, "(Esc clears)") != NULL;
+		seen2 |= strstr(buf, "REVOKE <id>, Q") != NULL;
+	}
+	assert_true(seen);
+	assert_true(seen2);
+	delwin(w);
+}
+
 static void test_theme_words_and_mono(void **state)
 {
 	(void)state;
@@ -244,6 +269,7 @@ int main(void)
 		cmocka_unit_test(test_help_lines_merge_same_help),
 		cmocka_unit_test(test_bar_from_table),
 		cmocka_unit_test(test_help_box_from_table),
+		cmocka_unit_test(test_help_box_fits_long_lines),
 		cmocka_unit_test(test_theme_words_and_mono),
 		cmocka_unit_test(test_puts_counts_columns),
 	};
