@@ -100,6 +100,7 @@ static const struct central_opt {
 	{ "--link-cert", 1 },	      { "--link-key", 1 },
 	{ "--plain-links", 0 },	      { "--audit", 0 },
 	{ "--since", 1 },	      { "--cp", 1 },
+	{ "--no-mouse", 0 },
 };
 
 static const struct central_opt *find_opt(const char *name)
