@@ -48,6 +48,17 @@ size_t keys_help_line(const struct keys_table *t, long i, char *buf, size_t len)
 /* Draw the help in a box centred on w (title on top, "any key closes" at
  * the bottom); readonly marks command keys as disabled. */
 void keys_draw_help(WINDOW *w, const struct keys_table *t, const char *title, int readonly);
+/* A help of several tables (every view of a screen), each under its
+ * title. */
+struct keys_sect {
+	const struct keys_table *t;
+	const char *title;
+};
+size_t keys_help_all_lines(const struct keys_sect *s, size_t n);
+/* Draw it in a box centred on w from line *scroll on (kept within
+ * range); 1 if it is longer than the box (then it scrolls). */
+int keys_draw_help_all(WINDOW *w, const struct keys_sect *s, size_t n, const char *title, int readonly,
+		       size_t *scroll);
 /* Draw the hint bar ("p stop  r resume  ...") of KEYS_BAR entries on row y,
  * width columns from x, in the theme's bar colours. */
 void keys_draw_bar(WINDOW *w, int y, int x, int width, const struct keys_table *t, int readonly);

@@ -25,6 +25,7 @@
 #include "ui/keys.h"
 #include "ui/pane.h"
 #include "ui/theme.h"
+#include "ui/views.h"
 
 #define CARD_H 5          /* lines of a full card */
 #define CARD_H_COMPACT 2  /* lines of a compact card ('c'): 2.5x as many a page */
@@ -97,7 +98,14 @@ struct panel {
 	/* stderr while the panel owns the terminal: into the log pane, so
 	 * libraries that print (librdkafka, SQLite) cannot scribble on it */
 	struct errcap *errcap;
+
+	struct views *views;  /* the detail, sessions, audit and drivers views */
+	int order;            /* the grid's order: ORDER_ID, _STATE, _LOCATION */
+	int mouse;
+	size_t help_scroll;
 };
+
+enum { ORDER_ID, ORDER_STATE, ORDER_LOCATION, ORDER_COUNT };
 
 static const struct keys_table panel_keys;
 
@@ -177,6 +185,27 @@ static int matches(const struct panel *p, const struct cp_view *cp)
 	       contains_ci(cp->caption, p->filter);
 }
 
+/* The grid's order ('o'): the header's order of states (most wanted
+ * first), or by location; ties by id, which is the view's own order. */
+static int order_cmp(const void *a, const void *b, void *arg)
+{
+	static const int rank[CP_STATE_COUNT] = {
+		[CP_ACTIVADO] = 0, [CP_SUMINISTRANDO] = 1, [CP_RESERVADO] = 2,
+		[CP_FUERA_DE_SERVICIO] = 3, [CP_AVERIADO] = 4, [CP_DESCONECTADO] = 5,
+	};
+	const struct panel *p = arg;
+	const struct cp_view *x = &p->v->cps[*(const size_t *)a], *y = &p->v->cps[*(const size_t *)b];
+	int c = 0;
+
+	if (p->order == ORDER_STATE)
+		c = rank[x->state] - rank[y->state];
+	else if (p->order == ORDER_LOCATION)
+		c = strcoll(x->location, y->location);
+	if (c == 0)
+		c = *(const size_t *)a < *(const size_t *)b ? -1 : *(const size_t *)a > *(const size_t *)b;
+	return c;
+}
+
 /* Rebuild the view and keep the selection on the same CP (by id) when it is
  * still shown, else on the same position. */
 static void build_view(struct panel *p)
@@ -189,14 +218,14 @@ static void build_view(struct panel *p)
 		p->view_cap = n;
 	}
 	p->nview = 0;
-	for (size_t i = 0; i < n; i++) {
-		const struct cp_view *cp = &p->v->cps[i];
-		if (!matches(p, cp))
-			continue;
-		if (found == (size_t)-1 && p->sel_id[0] && strcmp(cp->id, p->sel_id) == 0)
-			found = p->nview;
-		p->view[p->nview++] = i;
-	}
+	for (size_t i = 0; i < n; i++)
+		if (matches(p, &p->v->cps[i]))
+			p->view[p->nview++] = i;
+	if (p->order != ORDER_ID)
+		qsort_r(p->view, p->nview, sizeof *p->view, order_cmp, p);
+	for (size_t i = 0; i < p->nview && found == (size_t)-1 && p->sel_id[0]; i++)
+		if (strcmp(p->v->cps[p->view[i]].id, p->sel_id) == 0)
+			found = i;
 	if (found != (size_t)-1)
 		p->sel = found;
 	else
@@ -487,7 +516,8 @@ static void draw_bottom(struct panel *p)
 		theme_puts(stdscr, y, 0, p->cols, p->msg, theme_attr(p->msg_role));
 		break;
 	}
-	keys_draw_bar(stdscr, p->rows - 1, 0, p->cols, &panel_keys, p->readonly);
+	keys_draw_bar(stdscr, p->rows - 1, 0, p->cols,
+		      views_kind(p->views) ? views_keys(p->views) : &panel_keys, p->readonly);
 }
 
 static void draw_too_small(struct panel *p)
@@ -500,6 +530,26 @@ static void draw_too_small(struct panel *p)
 	snprintf(buf, sizeof buf, "%dx%d, need %dx%d", p->cols, p->rows, MIN_COLS, MIN_ROWS);
 	theme_puts(stdscr, y > 1 ? y - 1 : 1, 0, p->cols, buf, A_NORMAL);
 	theme_puts(stdscr, y > 1 ? y : 2, 0, p->cols, "q y quits", A_NORMAL);
+}
+
+/* Every key of every view, the open one's first. */
+static void draw_help(struct panel *p)
+{
+	struct keys_sect s[8];
+	const struct keys_table *t[6];
+	const char *titles[6];
+	size_t n = 0, nv = views_all_keys(t, titles, 6);
+
+	s[n++] = (struct keys_sect){ &panel_keys, "Grid" };
+	for (size_t i = 0; i < nv; i++)
+		s[n++] = (struct keys_sect){ t[i], titles[i] };
+	for (size_t i = 1; i < n; i++)
+		if (s[i].t == views_keys(p->views)) {
+			struct keys_sect open = s[i];
+			memmove(&s[1], &s[0], i * sizeof s[0]);
+			s[0] = open;
+		}
+	keys_draw_help_all(stdscr, s, n, "EV_Central panel: keys", p->readonly, &p->help_scroll);
 }
 
 static void draw(struct panel *p, double now)
@@ -518,11 +568,16 @@ static void draw(struct panel *p, double now)
 		draw_too_small(p);
 	} else {
 		draw_header(p, now);
-		draw_grid(p);
-		draw_panes(p);
+		if (views_kind(p->views)) {
+			views_draw(p->views, p->v, p->grid_y, p->rows - 2 - p->grid_y, p->cols, now);
+			p->full = 1; /* back on the grid: every card again */
+		} else {
+			draw_grid(p);
+			draw_panes(p);
+		}
 		draw_bottom(p);
 		if (p->mode == M_HELP)
-			keys_draw_help(stdscr, &panel_keys, "EV_Central panel: keys", p->readonly);
+			draw_help(p);
 	}
 	if ((p->mode == M_CMDLINE || p->mode == M_FILTER) && !p->too_small) {
 		int cx = 1 + (int)p->input_len;
@@ -534,7 +589,7 @@ static void draw(struct panel *p, double now)
 	wnoutrefresh(stdscr);
 	doupdate();
 	/* the help box overwrote cards: draw them again once it closes */
-	p->full = p->mode == M_HELP;
+	p->full = p->mode == M_HELP || views_kind(p->views);
 	p->dirty = 0;
 }
 
@@ -653,10 +708,23 @@ static int k_end(void *ctx, int key)
 	return KEYS_OK;
 }
 
+/* The CP a command key acts on: the detail's, else the selected card. */
+static const struct cp_view *target(struct panel *p)
+{
+	const char *id = views_cp(p->views);
+	if (id[0]) {
+		for (size_t i = 0; i < p->v->ncps; i++)
+			if (strcmp(p->v->cps[i].id, id) == 0)
+				return &p->v->cps[i];
+		return NULL;
+	}
+	return selected(p);
+}
+
 static int k_stop_resume(void *ctx, int key)
 {
 	struct panel *p = ctx;
-	const struct cp_view *cp = selected(p);
+	const struct cp_view *cp = target(p);
 	char cmd[64];
 
 	if (!cp) {
@@ -672,7 +740,7 @@ static int k_stop_resume(void *ctx, int key)
 static int k_revoke(void *ctx, int key)
 {
 	struct panel *p = ctx;
-	const struct cp_view *cp = selected(p);
+	const struct cp_view *cp = target(p);
 	char cmd[64];
 
 	(void)key;
@@ -700,7 +768,7 @@ static int k_cmdline(void *ctx, int key)
 	struct panel *p = ctx;
 	p->mode = key == ':' ? M_CMDLINE : M_FILTER;
 	if (p->mode == M_FILTER) {
-		snprintf(p->input, sizeof p->input, "%s", p->filter);
+		snprintf(p->input, sizeof p->input, "%s", views_kind(p->views) ? views_filter(p->views) : p->filter);
 		p->input_len = strlen(p->input);
 	} else {
 		p->input[0] = 0;
@@ -714,6 +782,7 @@ static int k_help(void *ctx, int key)
 {
 	struct panel *p = ctx;
 	p->mode = M_HELP;
+	p->help_scroll = 0;
 	p->dirty = 1;
 	return KEYS_OK;
 }
@@ -752,6 +821,35 @@ static int k_redraw(void *ctx, int key)
 	return KEYS_OK;
 }
 
+static int k_view(void *ctx, int key)
+{
+	struct panel *p = ctx;
+	const struct cp_view *cp;
+
+	if (key == 'S' || key == 'A' || key == 'D') {
+		views_open(p->views, key == 'S' ? VIEWS_SESSIONS : key == 'A' ? VIEWS_AUDIT : VIEWS_DRIVERS, p->v, NULL);
+	} else if ((cp = selected(p)) != NULL) {
+		views_open(p->views, VIEWS_DETAIL, p->v, cp->id);
+	} else {
+		set_msg(p, THEME_WARNTEXT, "no CP selected");
+		return KEYS_OK;
+	}
+	p->full = 1;
+	p->dirty = 1;
+	return KEYS_OK;
+}
+
+static int k_order(void *ctx, int key)
+{
+	static const char *const names[ORDER_COUNT] = { "id", "state", "location" };
+	struct panel *p = ctx;
+	(void)key;
+	p->order = (p->order + 1) % ORDER_COUNT;
+	p->full = 1;
+	set_msg(p, THEME_DIM, "cards ordered by %s", names[p->order]);
+	return KEYS_OK;
+}
+
 static const struct keys_entry panel_key_list[] = {
 	{ KEY_LEFT, "Left", "select the card to the left", k_left, 0, NULL },
 	{ 'h', "h", "select the card to the left", k_left, 0, NULL },
@@ -776,7 +874,14 @@ static const struct keys_entry panel_key_list[] = {
 	{ '/', "/", "filter by id, location or state (Esc clears)", k_cmdline, KEYS_BAR, "filter" },
 	{ '?', "?", "this help", k_help, KEYS_BAR, "help" },
 	{ 'q', "q", "quit (asks y/N; attached: detach or stop Central)", k_quit, KEYS_BAR, "quit" },
+	{ '\r', "Enter", "the selected CP's detail (double click too)", k_view, KEYS_BAR, "detail" },
+	{ '\n', "Enter", "the selected CP's detail (double click too)", k_view, 0, NULL },
+	{ KEY_ENTER, "Enter", "the selected CP's detail (double click too)", k_view, 0, NULL },
+	{ 'S', "S", "sessions view", k_view, KEYS_BAR, "sessions" },
+	{ 'A', "A", "audit view", k_view, KEYS_BAR, "audit" },
+	{ 'D', "D", "drivers view", k_view, KEYS_BAR, "drivers" },
 	{ 'c', "c", "compact cards (more a page) or full cards", k_compact, 0, NULL },
+	{ 'o', "o", "order the cards by id, state or location", k_order, 0, NULL },
 	{ 12, "^L", "redraw the whole screen", k_redraw, 0, NULL },
 };
 
@@ -822,7 +927,45 @@ static int submit_cmdline(struct panel *p)
 		k_quit(p, 'q');
 		return 0;
 	}
+	{
+		char msg[EVC_ERR_LEN];
+		int ok;
+		if (views_command(p->views, p->v, line, &ok, msg)) {
+			set_msg(p, ok ? THEME_OKTEXT : THEME_ERRTEXT, "%s", msg);
+			return 0;
+		}
+	}
 	return run_command(p, line);
+}
+
+/* A click selects the card under it; a double click opens its detail. */
+static void on_mouse(struct panel *p)
+{
+	MEVENT ev;
+
+	if (getmouse(&ev) != OK || views_kind(p->views) || p->too_small || p->mode != M_NORMAL)
+		return;
+	if (!(ev.bstate & (BUTTON1_CLICKED | BUTTON1_DOUBLE_CLICKED | BUTTON1_PRESSED)))
+		return;
+	if (ev.y < p->grid_y || ev.y >= p->grid_y + p->nrows * (p->card_h + 1) || ev.x >= p->ncols * (p->cw + 1))
+		return;
+	int r = (ev.y - p->grid_y) / (p->card_h + 1), c = ev.x / (p->cw + 1);
+	if ((ev.y - p->grid_y) % (p->card_h + 1) == p->card_h || ev.x % (p->cw + 1) == p->cw)
+		return; /* the gap between cards */
+	build_view(p);
+	size_t page = p->per_page ? p->sel / p->per_page : 0;
+	size_t vi = page * p->per_page + (size_t)r * (size_t)p->ncols + (size_t)c;
+	if (vi >= p->nview)
+		return;
+	select_index(p, vi);
+	if (ev.bstate & BUTTON1_DOUBLE_CLICKED)
+		k_view(p, '\r');
+}
+
+void panel_set_mouse(struct panel *p, int on)
+{
+	p->mouse = on;
+	mousemask(on ? BUTTON1_CLICKED | BUTTON1_DOUBLE_CLICKED : 0, NULL);
 }
 
 /* One key. Returns 1 to quit. */
@@ -838,9 +981,22 @@ static int handle_key(struct panel *p, int ch)
 	}
 	switch (p->mode) {
 	case M_HELP:
+		p->dirty = 1;
+		if (ch == KEY_DOWN || ch == 'j' || ch == KEY_UP || ch == 'k') {
+			if (ch == KEY_DOWN || ch == 'j')
+				p->help_scroll++;
+			else if (p->help_scroll)
+				p->help_scroll--;
+			return 0;
+		}
+		if (ch == KEY_NPAGE || ch == KEY_PPAGE) {
+			size_t step = p->rows > 8 ? (size_t)p->rows - 8 : 1;
+			p->help_scroll = ch == KEY_NPAGE ? p->help_scroll + step
+				       : p->help_scroll > step ? p->help_scroll - step : 0;
+			return 0;
+		}
 		p->mode = M_NORMAL;
 		p->full = 1;
-		p->dirty = 1;
 		return 0;
 	case M_DETACH:
 		p->mode = M_NORMAL;
@@ -869,6 +1025,17 @@ static int handle_key(struct panel *p, int ch)
 	case M_CMDLINE:
 	case M_FILTER:
 		p->dirty = 1;
+		if (p->mode == M_FILTER && views_kind(p->views) && (ch == 27 || is_enter(ch))) {
+			/* a view's filter is a read: applied on Enter, not per key */
+			char msg[EVC_ERR_LEN];
+			p->mode = M_NORMAL;
+			p->full = 1;
+			if (views_set_filter(p->views, p->v, ch == 27 ? "" : p->input, msg) == -1)
+				set_msg(p, THEME_ERRTEXT, "%s", msg);
+			else
+				set_msg(p, THEME_DIM, "%s", ch == 27 ? "filter cleared" : "filtered");
+			return 0;
+		}
 		if (ch == 27) {
 			if (p->mode == M_FILTER)
 				p->filter[0] = 0;
@@ -893,7 +1060,7 @@ static int handle_key(struct panel *p, int ch)
 			p->input[p->input_len++] = (char)ch;
 			p->input[p->input_len] = 0;
 		}
-		if (p->mode == M_FILTER) {
+		if (p->mode == M_FILTER && !views_kind(p->views)) {
 			/* live: the grid narrows while typing */
 			snprintf(p->filter, sizeof p->filter, "%.*s", (int)sizeof p->filter - 1, p->input);
 			p->full = 1;
@@ -902,7 +1069,19 @@ static int handle_key(struct panel *p, int ch)
 	case M_NORMAL:
 		break;
 	}
-	rc = keys_dispatch(&panel_keys, ch, p, p->readonly);
+	if (ch == KEY_MOUSE) {
+		on_mouse(p);
+		return 0;
+	}
+	if (views_kind(p->views)) {
+		rc = views_key(p->views, ch, p->v, p->readonly);
+		if (rc >= VIEWS_PASS)
+			rc = keys_dispatch(&panel_keys, rc - VIEWS_PASS, p, p->readonly);
+		p->full = 1;
+		p->dirty = 1;
+	} else {
+		rc = keys_dispatch(&panel_keys, ch, p, p->readonly);
+	}
 	if (rc == KEYS_REFUSED)
 		set_msg(p, THEME_WARNTEXT, "read-only panel: commands are disabled (--readonly)");
 	else if (rc == KEYS_UNBOUND && ch >= 0x20 && ch < 0x7f)
@@ -991,6 +1170,8 @@ void panel_refresh(struct panel *p, const struct panel_view *v, double now)
 		p->last_sec = sec;
 		p->dirty = 1;
 	}
+	if (views_tick(p->views, v, now))
+		p->dirty = 1;
 	if (!p->dirty && !p->full)
 		return;
 	if (now - p->last_draw < REDRAW_GAP && now >= p->last_draw)
@@ -1047,6 +1228,7 @@ void panel_close(struct panel *p)
 	pane_ring_free(&p->sink);
 	free(p->view);
 	free(p->cache);
+	views_free(p->views);
 	free(p);
 }
 
@@ -1106,6 +1288,8 @@ struct panel *panel_open(panel_exec_fn exec, void *exec_arg, int readonly, int n
 			  : "? shows the keys");
 	p->last_sec = -1;
 	p->last_draw = -1;
+	p->views = views_new();
+	panel_set_mouse(p, 1);
 	p->full = 1;
 	p->dirty = 1;
 	layout(p);

@@ -21,6 +21,8 @@ struct panel_status {
 	size_t links;           /* open CP link connections */
 };
 
+struct views_source;
+
 /* Everything the panel shows besides its own panes. The program owns it
  * and may change it between panel calls; rev must change whenever
  * anything in it did (the panel redraws then). */
@@ -30,6 +32,8 @@ struct panel_view {
 	size_t counts[CP_STATE_COUNT];
 	struct panel_status status;
 	unsigned long rev;
+	/* The stored history the views read (ui/views.h); NULL: none. */
+	const struct views_source *src;
 };
 
 /* Run one operator command line ("P MAD-01", "PT", "Q"...): 0 if sent, -1
@@ -46,6 +50,9 @@ struct panel;
 struct panel *panel_open(panel_exec_fn exec, void *exec_arg, int readonly, int no_color,
 			 char err[EVC_ERR_LEN]);
 void panel_close(struct panel *p);
+/* Mouse clicks on the grid (on unless --no-mouse): a click selects a
+ * card, a double click opens its detail. */
+void panel_set_mouse(struct panel *p, int on);
 /* The panel shows a Central of another process (EV_Central attach), at
  * where (its control socket): the title says so, and q (or :Q) asks
  * whether to detach (panel_input returns 1, Central goes on) or to stop

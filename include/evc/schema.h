@@ -13,6 +13,8 @@
  *       append-only audit_log table (evcharging(7) SECURITY).
  *   v3  billing integrity: the outbox of notifications not yet delivered
  *       and the requests already answered (evcharging(7) RULES).
+ *   v4  indexes for the panel's session views: sessions by time, and by
+ *       CP, driver or outcome then time (EV_Central(1) THE PANEL).
  *
  * A new migration is one more entry at the end of the table in schema.c
  * and SCHEMA_VERSION + 1. */
@@ -22,7 +24,7 @@
 
 #include "evc/err.h"
 
-#define SCHEMA_VERSION 3 /* latest */
+#define SCHEMA_VERSION 4 /* latest */
 
 /* Bring db to SCHEMA_VERSION (no transaction may be open on db). A
  * database newer than this program knows is refused ("FILE: made by a

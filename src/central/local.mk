@@ -15,6 +15,7 @@ EV_Central_SOURCES = \
 	src/central/view.c src/central/view.h \
 	src/central/keytab.c src/central/keytab.h \
 	src/central/panel_fe.c src/central/panel_fe.h \
+	src/central/history.c src/central/history.h \
 	src/central/frontend.h \
 	src/central/service.c src/central/service.h \
 	src/central/ctl.c src/central/ctl.h \

@@ -60,6 +60,7 @@ struct opts {
 	const char *kafka;
 	const char *db;
 	int headless, readonly, no_color, json;
+	int no_mouse;                     /* the panel ignores the mouse */
 	const char *prefix;
 	double heartbeat_timeout, request_max_age, reservation_timeout, supply_timeout, link_grace;
 	int max_conns;
@@ -99,6 +100,7 @@ static const struct central_opt {
 	{ "--link-cert", 1 },	      { "--link-key", 1 },
 	{ "--plain-links", 0 },	      { "--audit", 0 },
 	{ "--since", 1 },	      { "--cp", 1 },
+	{ "--no-mouse", 0 },
 };
 
 static const struct central_opt *find_opt(const char *name)
@@ -136,6 +138,7 @@ static void usage(FILE *f)
 		"                             certificate files: plaintext links only)\n"
 		"  --readonly                 refuse operator commands\n"
 		"  --no-color                 panel without colours (also NO_COLOR)\n"
+		"  --no-mouse                 panel without mouse clicks (keys only)\n"
 		"  --db PATH                  database (default " DEFAULT_DB "; or the third argument)\n"
 		"  --listen ADDR              bind address of the CP link port (default all: 0.0.0.0)\n"
 		"  --control PATH             control socket (default <db>.ctl beside the database)\n"
@@ -281,6 +284,9 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		} else if (strcmp(name, "--no-color") == 0) {
 			NO_VAL();
 			o->no_color = 1;
+		} else if (strcmp(name, "--no-mouse") == 0) {
+			NO_VAL();
+			o->no_mouse = 1;
 		} else if (strcmp(name, "--topic-prefix") == 0) {
 			TAKE_VAL();
 			o->prefix = val;
@@ -722,6 +728,8 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 		c->fe = panel_fe_new(c->core, &c->status, turn_exec, c, o->readonly, o->no_color, perr);
 		if (c->fe == NULL)
 			log_warn("panel: %s; using the line console", perr);
+		else if (o->no_mouse)
+			panel_fe_set_mouse(c->fe, 0);
 	}
 	if (c->fe == NULL) {
 		c->fe = console_new(c->core, &c->status, o->json, o->readonly, turn_exec, c);

@@ -1,7 +1,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "evc/log.h"
 #include "evc/xalloc.h"
+#include "src/central/history.h"
 #include "src/central/panel_fe.h"
 #include "src/central/view.h"
 #include "ui/panel.h"
@@ -18,6 +20,7 @@ struct panel_fe {
 	size_t cap;
 	int stale;         /* the core changed since the view was built */
 	double built_at;
+	struct history *hist; /* the views' read-only connection; NULL: none */
 };
 
 static void rebuild(struct panel_fe *pf, double now)
@@ -102,6 +105,7 @@ static void pf_free(struct frontend *fe)
 		return;
 	struct panel_fe *pf = fe->priv;
 	panel_close(pf->p);
+	history_close(pf->hist);
 	free(pf->cps);
 	free(pf);
 }
@@ -134,6 +138,19 @@ struct frontend *panel_fe_new(const struct core *core, const struct central_stat
 	pf->fe.priv = pf;
 	pf->stale = 1;
 	pf->built_at = -1;
+	/* the store has made the file (and its schema) by now */
+	char herr[EVC_ERR_LEN];
+	pf->hist = history_open(st->db, herr);
+	if (pf->hist != NULL)
+		pf->v.src = history_source(pf->hist);
+	else
+		log_warn("panel: the views have no stored history: %s", herr);
 	rebuild(pf, 0);
 	return &pf->fe;
+}
+
+void panel_fe_set_mouse(struct frontend *fe, int on)
+{
+	struct panel_fe *pf = fe->priv;
+	panel_set_mouse(pf->p, on);
 }

@@ -11,4 +11,7 @@ struct frontend *panel_fe_new(const struct core *core, const struct central_stat
 			      int (*exec)(void *, const char *, char[EVC_ERR_LEN]), void *exec_arg, int readonly,
 			      int no_color, char err[EVC_ERR_LEN]);
 
+/* Mouse on the grid (on by default; --no-mouse turns it off). */
+void panel_fe_set_mouse(struct frontend *fe, int on);
+
 #endif

@@ -17,3 +17,12 @@ EXTRA_DIST += tests/bench/README
 
 .PHONY: bench
 bench: tests/bench/bench_links$(EXEEXT) tests/bench/link_sink$(EXEEXT) tests/bench/bench_telemetry$(EXEEXT)
+
+# The panel's views on 100,000 stored sessions (tests/bench/run-views).
+EXTRA_PROGRAMS += tests/bench/bench_views
+tests_bench_bench_views_SOURCES = tests/bench/bench_views.c src/central/history.c src/central/history.h
+tests_bench_bench_views_CFLAGS = $(AM_CFLAGS) $(SQLITE_CFLAGS) $(NCURSES_CFLAGS) -D_XOPEN_SOURCE_EXTENDED
+tests_bench_bench_views_LDADD = $(EVC_UI_LIBS) $(EVC_COMMON_LIBS) $(SQLITE_LIBS) $(NCURSES_LIBS) -lm
+CLEANFILES += tests/bench/bench_views$(EXEEXT)
+dist_noinst_SCRIPTS += tests/bench/run-views
+bench: tests/bench/bench_views$(EXEEXT)

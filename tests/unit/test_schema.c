@@ -60,6 +60,27 @@ static const char *q(sqlite3 *db, const char *sql)
 	return out;
 }
 
+/* EXPLAIN QUERY PLAN of sql, its steps joined by " | ". */
+static const char *plan(sqlite3 *db, const char *sql)
+{
+	static char out[1024];
+	char eqp[512];
+	sqlite3_stmt *st;
+	size_t n = 0;
+	snprintf(eqp, sizeof eqp, "EXPLAIN QUERY PLAN %s", sql);
+	out[0] = '\0';
+	if (sqlite3_prepare_v2(db, eqp, -1, &st, NULL) != SQLITE_OK)
+		fail_msg("prepare %s: %s", eqp, sqlite3_errmsg(db));
+	while (sqlite3_step(st) == SQLITE_ROW && n < sizeof out - 1) {
+		int k = snprintf(out + n, sizeof out - n, "%s%s", n ? " | " : "", (const char *)sqlite3_column_text(st, 3));
+		if (k < 0)
+			break;
+		n += (size_t)k < sizeof out - n ? (size_t)k : sizeof out - n - 1;
+	}
+	sqlite3_finalize(st);
+	return out;
+}
+
 static void exec_ok(sqlite3 *db, const char *sql)
 {
 	char *msg = NULL;
@@ -277,7 +298,7 @@ static void test_v2_to_v3(void **state)
 	sqlite3_close(db);
 
 	db = open_db();
-	assert_int_equal(schema_migrate(db, err), 0);
+	assert_int_equal(schema_migrate_to(db, 3, err), 0);
 	assert_int_equal(schema_version(db), 3);
 	assert_string_equal(q(db, "select count(*) from audit_log"), "1");
 	assert_string_equal(q(db, "select count(*) from sessions"), "3");
@@ -289,6 +310,37 @@ static void test_v2_to_v3(void **state)
 				      NULL, NULL, NULL),
 			 SQLITE_CONSTRAINT);
 	assert_string_equal(q(db, "select count(*) from outbox"), "1");
+	sqlite3_close(db);
+}
+
+/* v4 from a v3 file: only indexes, the rows stay, and the views' queries
+ * use them (no full sort of sessions). */
+static void test_v3_to_v4(void **state)
+{
+	(void)state;
+	char err[EVC_ERR_LEN];
+	load_fixture("schema-r1.sql");
+	sqlite3 *db = open_db();
+	assert_int_equal(schema_migrate_to(db, 3, err), 0);
+	assert_string_equal(q(db, "select count(*) from sqlite_master where name like 'sessions_%time'"), "0");
+	sqlite3_close(db);
+	db = open_db();
+	assert_int_equal(schema_migrate(db, err), 0);
+	assert_int_equal(schema_version(db), 4);
+	assert_string_equal(q(db, "select count(*) from sqlite_master where name like 'sessions_%time'"), "4");
+	assert_string_equal(q(db, "select count(*) from sessions"), "3");
+	static const char *const pages[] = {
+		"select id from sessions order by requested_at desc, id desc limit 20",
+		"select id from sessions where cp_id = 'X' order by requested_at desc, id desc limit 20",
+		"select id from sessions where driver_id = 'X' order by requested_at desc, id desc limit 20",
+		"select id from sessions where outcome = 'TICKET' order by requested_at desc, id desc limit 20",
+		"select id from sessions where outcome is null order by requested_at desc, id desc limit 20",
+	};
+	for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++) {
+		const char *p = plan(db, pages[i]);
+		if (strstr(p, "TEMP B-TREE") != NULL || strstr(p, "USING") == NULL)
+			fail_msg("%s: %s", pages[i], p);
+	}
 	sqlite3_close(db);
 }
 
@@ -456,6 +508,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_documented_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v1_to_v2, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v2_to_v3, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v3_to_v4, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_newer_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_tables_refused, setup, teardown),
