@@ -362,6 +362,11 @@ static void sweep_row(void *arg, int64_t id, const char *topic, const char *key,
 	struct sweep *sw = arg;
 	if (sw->full)
 		return;
+	/* Delivered, its deletion not yet committed: sending it again would
+	 * only make a duplicate. */
+	for (size_t i = 0; i < sw->c->ndelivered; i++)
+		if (sw->c->delivered[i] == (uint64_t)id)
+			return;
 	enum msg_topic t = strcmp(topic, msg_topic_name(MSG_T_NETWORK_STATUS)) == 0 ? MSG_T_NETWORK_STATUS
 										  : MSG_T_DRIVER_NOTIFICATIONS;
 	if (outbox_send(sw->c, (uint64_t)id, t, key, payload) == -1)

@@ -236,6 +236,24 @@ static const char v4_sql[] =
 	"CREATE INDEX sessions_driver_time ON sessions(driver_id, requested_at, id);"
 	"CREATE INDEX sessions_outcome_time ON sessions(outcome, requested_at, id);";
 
+/* v5: outbox ids are never reused. With a plain INTEGER PRIMARY KEY,
+ * deleting the newest row hands its id to the next notification; Central
+ * tracks the rows it has in flight by id, so a new row could be taken for
+ * an older one being re-sent and deleted when that one was confirmed,
+ * never sent itself (a lost SESSION_CANCELLED, found by chaos_billing).
+ * AUTOINCREMENT keeps ids rising for the life of the file. */
+static const char v5_sql[] =
+	"CREATE TABLE outbox_v5("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" topic TEXT NOT NULL,"
+	" msg_key TEXT,"
+	" payload TEXT NOT NULL,"
+	" created_at REAL NOT NULL);"
+	"INSERT INTO outbox_v5(id, topic, msg_key, payload, created_at)"
+	" SELECT id, topic, msg_key, payload, created_at FROM outbox ORDER BY id;"
+	"DROP TABLE outbox;"
+	"ALTER TABLE outbox_v5 RENAME TO outbox;";
+
 /* Migration i brings a database from version i to i + 1: first fn (if
  * any), then sql (if any), in one transaction. Append only; never edit an
  * entry that has shipped (files out there are already past it). */
@@ -249,6 +267,7 @@ static const struct migration migrations[] = {
 	{"v2 (Release 2 trust: CP credentials, audit_log)", NULL, v2_sql},
 	{"v3 (billing integrity: outbox, answered requests)", NULL, v3_sql},
 	{"v4 (indexes of the operator's session views)", NULL, v4_sql},
+	{"v5 (outbox ids never reused)", NULL, v5_sql},
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == SCHEMA_VERSION,
 	       "SCHEMA_VERSION must be the number of migrations");

@@ -313,6 +313,37 @@ static void test_v2_to_v3(void **state)
 	sqlite3_close(db);
 }
 
+/* v5 from a v4 file: the outbox keeps its rows and ids, and an id is
+ * never handed out twice, even after the newest row is deleted (Central
+ * tracks rows in flight by id). */
+static void test_v4_to_v5(void **state)
+{
+	(void)state;
+	char err[EVC_ERR_LEN];
+	load_fixture("schema-r1.sql");
+	sqlite3 *db = open_db();
+	assert_int_equal(schema_migrate_to(db, 4, err), 0);
+	exec_ok(db, "INSERT INTO outbox(topic, msg_key, payload, created_at) VALUES('t', '101', '{\"a\":1}', 1);"
+		    "INSERT INTO outbox(topic, msg_key, payload, created_at) VALUES('t', '102', '{\"a\":2}', 2);"
+		    "DELETE FROM outbox WHERE id = 2;"
+		    "INSERT INTO outbox(topic, msg_key, payload, created_at) VALUES('t', '103', '{\"a\":3}', 3);");
+	/* the flaw v5 mends: the deleted id came back */
+	assert_string_equal(q(db, "select group_concat(id) from outbox"), "1,2");
+	sqlite3_close(db);
+	db = open_db();
+	assert_int_equal(schema_migrate(db, err), 0);
+	assert_int_equal(schema_version(db), 5);
+	assert_string_equal(q(db, "select group_concat(id || ':' || msg_key || ':' || payload, ' ') from outbox"),
+			    "1:101:{\"a\":1} 2:103:{\"a\":3}");
+	exec_ok(db, "DELETE FROM outbox WHERE id = 2;"
+		    "INSERT INTO outbox(topic, msg_key, payload, created_at) VALUES('t', '104', '{}', 4);");
+	assert_string_equal(q(db, "select group_concat(id) from outbox"), "1,3");
+	exec_ok(db, "DELETE FROM outbox;"
+		    "INSERT INTO outbox(topic, msg_key, payload, created_at) VALUES('t', '105', '{}', 5);");
+	assert_string_equal(q(db, "select id from outbox"), "4");
+	sqlite3_close(db);
+}
+
 /* v4 from a v3 file: only indexes, the rows stay, and the views' queries
  * use them (no full sort of sessions). */
 static void test_v3_to_v4(void **state)
@@ -325,7 +356,7 @@ static void test_v3_to_v4(void **state)
 	assert_string_equal(q(db, "select count(*) from sqlite_master where name like 'sessions_%time'"), "0");
 	sqlite3_close(db);
 	db = open_db();
-	assert_int_equal(schema_migrate(db, err), 0);
+	assert_int_equal(schema_migrate_to(db, 4, err), 0);
 	assert_int_equal(schema_version(db), 4);
 	assert_string_equal(q(db, "select count(*) from sqlite_master where name like 'sessions_%time'"), "4");
 	assert_string_equal(q(db, "select count(*) from sessions"), "3");
@@ -511,6 +542,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_v3_to_v4, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_newer_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v4_to_v5, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_tables_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_at_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audit_append_only, setup, teardown),
