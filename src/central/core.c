@@ -54,6 +54,7 @@ struct sess {
 	size_t open_idx;         /* index in core.open */
 	int seq_seen;            /* some telemetry with a seq was applied */
 	int seq_jump_logged;     /* one warning per session about seq jumps */
+	int reoffered;           /* AUTORIZAR sent again after a link loss */
 };
 
 /* A request already answered, kept so a replay of it is not a new request
@@ -1215,6 +1216,21 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 		fx_log(fx, now, LOG_INFO, id, "CP %s back within the grace: session %s goes on", id, cp->session->id);
 		fx_event(fx, now, id, "SESSION", "session %s kept across the link loss", cp->session->id);
 	}
+	/* A session authorised but not plugged in when the link went: the
+	 * AUTORIZAR (or its ACK) may have been lost with it, or the engine
+	 * dropped it while its monitor could not reach Central. Offered again:
+	 * the engine ACKs the same session at once, or refuses, and the driver
+	 * is told either way instead of waiting for the reservation timeout
+	 * (evcharging(7) RULES). */
+	if (cp->session && !cp->session->charging) {
+		struct core_session *rs = cp->session;
+		char rp[MONEY_STR_LEN];
+		sess_of(rs)->reoffered = 1;
+		fx_send(fx, now, conn, id, "AUTORIZAR_SUMINISTRO#%s#%s#%s", rs->driver_id, rs->id,
+			money_price(rp, sizeof(rp), rs->price));
+		fx_event(fx, now, id, "COMMAND", "AUTORIZAR_SUMINISTRO re-sent for session %s after the link loss",
+			 rs->id);
+	}
 	clear_grace(c, cp);
 	hmap_uput(&c->by_conn, conn, cp);
 	if (!was_up) {
@@ -1315,6 +1331,8 @@ static void on_recover(struct core *c, struct core_cp *cp, double now, struct co
 static void on_ack_authorize(struct core *c, struct core_cp *cp, double now, struct core_fxlist *fx)
 {
 	(void)c;
+	if (cp->session)
+		sess_of(cp->session)->reoffered = 0;
 	if (!cp->session || cp->session->acked) {
 		fx_log(fx, now, LOG_DEBUG, cp->id, "CP %s: ACK#AUTORIZAR_SUMINISTRO with no session waiting for it",
 		       cp->id);
@@ -1336,6 +1354,18 @@ static void on_ack_authorize(struct core *c, struct core_cp *cp, double now, str
 static void on_nack_authorize(struct core *c, struct core_cp *cp, const char *reason, double now,
 			      struct core_fxlist *fx)
 {
+	if (cp->session && cp->session->acked && !cp->session->charging && sess_of(cp->session)->reoffered) {
+		/* The driver has its AUTH_OK, but the engine no longer takes
+		 * the session offered again after a link loss: it is over. */
+		char why2[MSG_TEXT_MAX + 1];
+		struct core_session *s = cp->session;
+		textf(why2, sizeof(why2), "CP %s no longer takes the session after its link was lost: %s", cp->id,
+		      reason);
+		fx_log(fx, now, LOG_INFO, cp->id, "session %s on CP %s cancelled: %s", s->id, cp->id, why2);
+		end_session(c, sess_of(s), CORE_OUT_SESSION_CANCELLED, why2, 1, now, fx);
+		update_state(c, cp, now, 0, "authorisation refused", fx);
+		return;
+	}
 	if (!cp->session || cp->session->acked || cp->session->charging) {
 		fx_log(fx, now, LOG_WARN, cp->id, "CP %s: NACK#AUTORIZAR_SUMINISTRO with no session waiting for it (%s)",
 		       cp->id, reason);

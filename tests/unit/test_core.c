@@ -1942,6 +1942,57 @@ static void test_command_audit(void **state)
 	assert_string_equal(a->u.audit.actor, "driver:999");
 }
 
+/* A session authorised but not plugged in when its link was lost is
+ * offered again when the CP is back within the grace: the engine may have
+ * lost the AUTORIZAR or its ACK, or dropped it while its monitor could not
+ * reach Central. Its ACK brings the driver's AUTH_OK; a refusal ends the
+ * session, and a driver who had AUTH_OK is told (SESSION_CANCELLED). */
+static void test_reoffer_after_link_loss(void **state)
+{
+	(void)state;
+	/* the ACK was lost with the link */
+	reg(1, "MAD-01");
+	struct msg m = request("101", "MAD-01", NOW);
+	kafka(&m);
+	assert_non_null(send_prefix("AUTORIZAR_SUMINISTRO#101#"));
+	char sid[MSG_ID_MAX + 1];
+	xstrlcpy(sid, stored_session()->id, sizeof sid);
+	link_down(1);
+	NOW += 2;
+	reg(2, "MAD-01");
+	char want[128];
+	snprintf(want, sizeof want, "AUTORIZAR_SUMINISTRO#101#%s#0.25", sid);
+	assert_true(send_index(2, want) >= 0);
+	frame(2, "ACK#AUTORIZAR_SUMINISTRO");
+	assert_int_equal(count_produce(MSG_AUTH_OK), 1);
+	assert_string_equal(produced(MSG_AUTH_OK)->session_id, sid);
+	/* a second ACK (the first one arriving late) changes nothing */
+	frame(2, "ACK#AUTORIZAR_SUMINISTRO");
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
+
+	/* the driver had AUTH_OK; the engine no longer takes the session */
+	link_down(2);
+	NOW += 2;
+	reg(3, "MAD-01");
+	assert_true(send_index(3, want) >= 0);
+	frame(3, "NACK#AUTORIZAR_SUMINISTRO#busy: supplying driver 999");
+	const struct msg *c = produced(MSG_SESSION_CANCELLED);
+	assert_non_null(c);
+	assert_string_equal(c->session_id, sid);
+	assert_non_null(strstr(c->reason, "no longer takes the session"));
+	assert_int_equal(stored_session()->outcome, CORE_OUT_SESSION_CANCELLED);
+	assert_null(core_cp_find(C, "MAD-01")->session);
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+
+	/* a charging session is not offered again */
+	char sid2[MSG_ID_MAX + 1];
+	charging(4, "MAD-02", "102", sid2);
+	link_down(4);
+	NOW += 2;
+	reg(5, "MAD-02");
+	assert_null(send_prefix("AUTORIZAR_SUMINISTRO#"));
+}
+
 /* --link-grace 0: the Release-1 rule, a session ends with its link. */
 static void test_link_down_no_grace(void **state)
 {
@@ -2508,6 +2559,7 @@ int main(void)
 		T(test_stop_while_reserved),
 		T(test_link_down_with_session),
 		T(test_link_down_no_grace),
+		T(test_reoffer_after_link_loss),
 		T(test_register_tls),
 		T(test_register_rate_limit),
 		T(test_revoke),
