@@ -158,6 +158,8 @@ static void usage(FILE *f)
 		"usage: " PROG " <engine_host:port> <central_host:port> <cp_id> [--location TEXT]\n"
 		"              [--price EUR] [--credential FILE] [--ca FILE] [--tls] [--headless]\n"
 		"              [--topic-prefix P] [--no-color] [--log-format text|json] [--config FILE]\n"
+		"       " PROG " --register https://HOST:PORT --installer-token-file F --credential FILE\n"
+		"              [--ca F] <cp_id> [--location TEXT] [--price EUR]   (" PROG " --register --help)\n"
 		"       " PROG " --help | --version\n"
 		"  --location TEXT   where the CP is (1-64 characters, no '#'); default \"CP <cp_id>\"\n"
 		"  --price EUR       price per kWh, > 0 and <= 100; default 0.30\n"
@@ -405,6 +407,9 @@ static void send_key_to_engine(struct mon *m, double now)
 static void central_up(struct mon *m, double now, const char *result)
 {
 	m->cstate = C_UP;
+	/* Registered: a failure after this is news again. (Not at the TCP
+	 * connect: a denial comes after it, and would be said every retry.) */
+	m->c_last_err[0] = '\0';
 	m->c_backoff = CENTRAL_BACKOFF_BASE;
 	m->reported = R_NONE;
 	m->c_last_hb = now;
@@ -820,7 +825,6 @@ static void try_connect(struct mon *m, double now)
 static void after_service(struct mon *m, double now)
 {
 	if (m->cstate == C_CONNECTING && m->cen.has_session) {
-		m->c_last_err[0] = '\0';
 		m->cstate = C_REGISTERING;
 		m->c_reg_deadline = now + REGISTER_TIMEOUT;
 		send_register(m, now);
@@ -1084,7 +1088,7 @@ static void parse_args(struct mon *m, int argc, char **argv, int *headless, stru
 		case OPT_NO_COLOR: no_color = 1; break;
 		case OPT_LOG_FORMAT: log_format = optarg; break;
 		case OPT_CONFIG: config_path = optarg; break;
-		case OPT_LIST: progopt_list(stdout, opts, NULL); exit(0);
+		case OPT_LIST: progopt_list(stdout, opts, (const char *const[]){ "--register", NULL }); exit(0);
 		case ':': bad_usage("option %s needs a value", argv[optind - 1]); break;
 		default: bad_usage("unknown option '%s'", argv[optind - 1]); break;
 		}
@@ -1210,6 +1214,10 @@ int main(int argc, char **argv)
 		cpio_event("Secured mode: credential %s; REGISTER carries the secret, the engine link is "
 			   "authenticated, Central's key goes to the engine",
 			   m->cred_path);
+	else if (m->cen_tls != NULL)
+		cpio_event("Release-1 CP over TLS: no credential, TLS link to Central verified against %s, no "
+			   "engine authentication (EV_Central refuses a REGISTER over TLS without a secret)",
+			   m->ca_file);
 	else
 		cpio_event(R1_NOTICE);
 	notify_state("READY=1");

@@ -221,6 +221,12 @@ int cp_register_main(int argc, char **argv)
 	};
 	const char *url = NULL, *token_file = NULL, *cred_file = NULL, *ca = NULL, *location = NULL, *price_s = NULL;
 	int c;
+	/* "--register --help" would hand --help to --register as its URL. */
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 0;
+		}
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
