@@ -26,6 +26,7 @@
 #include "evc/version.h"
 #include "evc/xalloc.h"
 #include "src/central/ctl_client.h"
+#include "src/central/history.h"
 #include "src/central/ctlproto.h"
 #include "src/central/service.h"
 #include "ui/panel.h"
@@ -663,6 +664,7 @@ struct attached {
 	struct panel *p;
 	struct panel_view v;
 	struct ctlproto_picture pic;
+	struct history *hist; /* the views' read-only reads of Central's database */
 	int gone;          /* the connection ended */
 	int bye;           /* Central said goodbye */
 	char why[EVC_ERR_LEN];
@@ -683,6 +685,15 @@ static void apply_line(struct attached *a, const char *line)
 		xstrlcpy(a->v.status.listen, s->listen, sizeof a->v.status.listen);
 		xstrlcpy(a->v.status.kafka, s->kafka, sizeof a->v.status.kafka);
 		xstrlcpy(a->v.status.db, s->db, sizeof a->v.status.db);
+		if (a->hist == NULL && s->db[0] != '\0') {
+			/* The views read the database themselves, read-only, as the
+			 * panel in Central does (it is on this machine: the control
+			 * socket is a local one). */
+			char herr[EVC_ERR_LEN];
+			a->hist = history_open(s->db, herr);
+			if (a->hist != NULL)
+				a->v.src = history_source(a->hist);
+		}
 		a->v.status.kafka_up = s->kafka_up;
 		xstrlcpy(a->v.status.kafka_reason, s->kafka_reason, sizeof a->v.status.kafka_reason);
 		a->v.status.links = s->links;
@@ -831,6 +842,7 @@ int ctl_client_attach(int argc, char **argv)
 			break; /* our terminal went away: detach */
 	}
 	panel_close(a.p);
+	history_close(a.hist);
 	if (a.stopping) {
 		printf("Central at %s is stopping\n", w.path);
 		rc = 0;

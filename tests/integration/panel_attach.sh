@@ -13,7 +13,7 @@
 need_kafka
 . "$(dirname "$0")/central_lib.sh"
 . "$(dirname "$0")/panel_lib.sh"
-tap_plan 28
+tap_plan 30
 
 CTL=$P_DB.ctl
 ATT=evc-att
@@ -50,6 +50,10 @@ check "... and the log pane shows Central's lines" wait_for 10 att_has 'CP AT-01
 check "... the command is audited as operator:ctl" wait_for 5 db_is "$P_DB" "select count(*) from audit_log where actor='operator:ctl' and action='OPERATOR_STOP' and cp_id='AT-01'" 1
 att_keys : R Space A T - 0 1 Enter
 check ":R AT-01 resumes it" wait_for 10 att_has 'ACTIVADO'
+att_keys A
+check "A: the audit view reads Central's database from the attached panel" wait_for 10 att_has 'OPERATOR_STOP'
+att_keys Escape
+check "... Esc: back to the grid" wait_for 5 att_has 'AT-01 +0\.35 EUR/kWh'
 mon_up m2 AT-02
 check "a CP that registers later appears" wait_for 10 att_has 'AT-02 +0\.35 EUR/kWh'
 check "... and the header's count follows" wait_for 10 att_has "links 2"
