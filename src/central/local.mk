@@ -55,6 +55,7 @@ CENTRAL_ITESTS = \
 	tests/integration/central_release1_telemetry.sh \
 	tests/integration/central_engine_restart.sh \
 	tests/integration/central_takeover.sh \
+	tests/integration/central_addcp.sh \
 	tests/integration/central_service.sh
 TESTS += $(CENTRAL_ITESTS)
 EXTRA_DIST += $(CENTRAL_ITESTS)
