@@ -1467,6 +1467,7 @@ static void on_ack_resume(struct core *c, struct core_cp *cp, double now, struct
 	int was = cp->stopped, was_halted = cp->halted;
 	cp->stopped = 0;
 	cp->halted = 0;
+	cp->weather_unsure = 0; /* resumed: whatever held it before a restart is gone */
 	fx_event(fx, now, cp->id, "COMMAND", "REANUDAR acknowledged");
 	fx_log(fx, now, LOG_INFO, cp->id, "CP %s acknowledged REANUDAR: back in service", cp->id);
 	update_state(c, cp, now, was, was || !was_halted ? "resumed by operator" : "weather alert over", fx);

@@ -2731,6 +2731,8 @@ static void test_weather_operator_stop_outlives(void **state)
 	const struct core_fx *a = audit_row("OPERATOR_STOP");
 	assert_non_null(a);
 	assert_string_equal(a->u.audit.actor, "operator");
+	assert_int_equal(command(CORE_CMD_RESUME, "MAD-01", err), -1);
+	assert_non_null(find_log(LOG_WARN, "the operator stop still holds it after the alert"));
 	/* its PARAR still on the way: the operator's stop rides on it */
 	assert_int_equal(command(CORE_CMD_STOP, "MAD-02", err), 0);
 	assert_int_equal(count_kind(CORE_FX_SEND), 0);
@@ -3174,6 +3176,12 @@ static void test_weather_after_restart(void **state)
 	frame(1, "ACK#REANUDAR");
 	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
 	NOW += 4;
+	weather("Madrid", 5.0);
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	/* the operator-stopped one, resumed by the operator, is not told again */
+	char err[CORE_ERR_LEN];
+	assert_int_equal(command(CORE_CMD_RESUME, "MAD-02", err), 0);
+	frame(2, "ACK#REANUDAR");
 	weather("Madrid", 5.0);
 	assert_int_equal(count_kind(CORE_FX_SEND), 0);
 	/* a cold first reading raises the stop instead */
