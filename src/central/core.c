@@ -1467,6 +1467,7 @@ static void on_ack_resume(struct core *c, struct core_cp *cp, double now, struct
 	int was = cp->stopped, was_halted = cp->halted;
 	cp->stopped = 0;
 	cp->halted = 0;
+	cp->weather_unsure = 0; /* resumed: whatever held it before a restart is gone */
 	fx_event(fx, now, cp->id, "COMMAND", "REANUDAR acknowledged");
 	fx_log(fx, now, LOG_INFO, cp->id, "CP %s acknowledged REANUDAR: back in service", cp->id);
 	update_state(c, cp, now, was, was || !was_halted ? "resumed by operator" : "weather alert over", fx);
@@ -1571,8 +1572,11 @@ void core_on_frame(struct core *c, uint64_t conn, const char *data, double now, 
 		} else if (strcmp(cmd, "REANUDAR") == 0) {
 			if (ack)
 				on_ack_resume(c, cp, now, fx);
-			else if (on_nack_command(cp, "REANUDAR", &cp->resume_pending, reason, now, fx))
-				weather_reconcile(c, cp, now, fx); /* a weather stop waiting for it */
+			else if (on_nack_command(cp, "REANUDAR", &cp->resume_pending, reason, now, fx) &&
+				 cp->weather_stop)
+				weather_reconcile(c, cp, now, fx); /* a weather stop waiting for it (a
+								      refused REANUDAR is sent again
+								      at the next reading, not now) */
 		} else if (strcmp(cmd, "FIN_SUMINISTRO") == 0) {
 			fx_log(fx, now, ack ? LOG_DEBUG : LOG_INFO, cp->id, "CP %s %s FIN_SUMINISTRO%s%s", cp->id,
 			       ack ? "acknowledged" : "refused", ack ? "" : ": ", ack ? "" : reason);
@@ -2579,6 +2583,7 @@ int core_on_weather(struct core *c, const char *city, int has_error, double temp
 	int was = w->alert;
 	w->alert = temp < c->threshold;
 	weather_apply(c, w, was != w->alert, actor, source_ip, now, fx);
+	fx_screen(fx, now, ""); /* the weather line */
 	if (alert)
 		*alert = w->alert;
 	return 0;

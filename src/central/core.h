@@ -316,7 +316,11 @@ enum core_cmd { CORE_CMD_STOP, CORE_CMD_RESUME, CORE_CMD_STOP_ALL, CORE_CMD_RESU
  * sent (it takes effect when the CP acknowledges), -1 if it fails at once
  * (unknown CP, link down, already in that state) with err filled; either
  * way a line for the operator is in fx. For _ALL: 0 if sent to at least one
- * CP; CPs whose link is down are listed in the log line. */
+ * CP; CPs whose link is down are listed in the log line.
+ * Weather (evcharging(7) RULES, Weather): REANUDAR of a CP a weather alert
+ * holds fails, err "MAD-01 is held by a weather alert in Madrid (-2.0 C)"
+ * (REANUDAR_TODOS skips such CPs); PARAR of a CP the weather halts already
+ * is recorded at once (0, stored, no second PARAR). */
 int core_command(struct core *c, enum core_cmd cmd, const char *cp_id, double now,
 		 struct core_fxlist *fx, char err[CORE_ERR_LEN]);
 /* The same with who asked ("operator", "api:<name>", "operator:ctl") and
