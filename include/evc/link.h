@@ -84,11 +84,19 @@ struct link_item {
 struct link_reader {
 	int state; /* private */
 	size_t len;
-	uint8_t buf[LINK_DATA_MAX + 1];
 	size_t skipped;
+	/* A frame's DATA is gathered in the caller's link_item while its chunk
+	 * lasts; only a frame cut between two chunks is kept here, in a buffer
+	 * of LINK_DATA_MAX bytes allocated the first time and kept until
+	 * link_reader_free (so an idle reader holds no buffer, and a busy one
+	 * never allocates per frame). */
+	uint8_t *buf;
 };
 
 void link_reader_init(struct link_reader *r);
+/* Frees the buffer of a cut frame, if one was ever needed; r can be
+ * initialised again. */
+void link_reader_free(struct link_reader *r);
 /* Consume bytes from *buf (of *len) until one item is complete. Returns 1
  * with *it filled and *buf / *len advanced past the bytes used, or 0 when
  * every byte was consumed without completing an item. Never reads or writes
@@ -117,9 +125,12 @@ struct link_session {
 	enum link_state state;
 	struct link_reader rd;
 	double deadline;          /* handshake or answer deadline (monotonic), 0 = none */
-	/* outbound frames: [0] is in flight once sent */
-	char *queue[LINK_QUEUE_MAX + 1];
-	size_t queue_len[LINK_QUEUE_MAX + 1];
+	/* outbound frames, oldest (in flight once sent) first: nqueue records
+	 * of a 2-byte length (little-endian) and the DATA, in q from q_head
+	 * for q_len bytes. The buffer grows to the largest backlog seen and is
+	 * kept, so a session allocates nothing per frame once warm. */
+	uint8_t *q;
+	size_t q_head, q_len, q_cap;
 	int nqueue;
 	int in_flight;            /* queue[0] sent, waiting for ACK/NACK */
 	int attempts;
@@ -167,6 +178,9 @@ void link_session_finish(struct link_session *s);
 /* Bytes waiting to be written, and telling the session n were written. */
 const uint8_t *link_session_output(const struct link_session *s, size_t *len);
 void link_session_consumed(struct link_session *s, size_t n);
+/* Bytes the frames queued behind the one in flight will take on the wire
+ * (STX DATA ETX LRC each): what waits beyond link_session_output. */
+size_t link_session_backlog(const struct link_session *s);
 /* True when nothing is queued or in flight (all our frames acknowledged). */
 int link_session_idle(const struct link_session *s);
 const char *link_state_name(enum link_state st);

@@ -619,10 +619,7 @@ static size_t conn_pending(const struct conn *c)
 {
 	size_t n;
 	link_session_output(&c->s, &n);
-	/* queue[0] is already in the output once it is in flight. */
-	for (int i = c->s.in_flight ? 1 : 0; i < c->s.nqueue; i++)
-		n += c->s.queue_len[i] + 3;
-	return n;
+	return n + link_session_backlog(&c->s);
 }
 
 /* After anything happened on a live connection: a broken session, a write

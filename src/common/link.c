@@ -138,7 +138,7 @@ int link_split(char *data, char *fields[], int max)
 
 enum {
 	RD_IDLE,     /* outside a frame; skipped counts garbage of the current run */
-	RD_DATA,     /* after STX: buf[0..len) is DATA */
+	RD_DATA,     /* after STX: len bytes of DATA gathered (see struct link_reader) */
 	RD_LRC,      /* after ETX: next byte is the LRC */
 	RD_OVER,     /* oversized frame: skipping to ETX; skipped counts its DATA */
 	RD_OVER_LRC, /* after the ETX of an oversized frame */
@@ -148,6 +148,12 @@ void link_reader_init(struct link_reader *r)
 {
 	memset(r, 0, sizeof *r);
 	r->state = RD_IDLE;
+}
+
+void link_reader_free(struct link_reader *r)
+{
+	free(r->buf);
+	r->buf = NULL;
 }
 
 static int is_ctrl(uint8_t c)
@@ -170,6 +176,11 @@ int link_reader_next(struct link_reader *r, const uint8_t **buf, size_t *len, st
 	size_t n = *len;
 	size_t i = 0;
 	int done = 0;
+	/* DATA is gathered in it->data; a frame begun in an earlier chunk
+	 * continues from where it was kept. */
+	uint8_t *d = (uint8_t *)it->data;
+	if ((r->state == RD_DATA || r->state == RD_LRC) && r->len > 0)
+		memcpy(d, r->buf, r->len);
 
 	while (i < n && !done) {
 		uint8_t c = p[i];
@@ -215,26 +226,27 @@ int link_reader_next(struct link_reader *r, const uint8_t **buf, size_t *len, st
 				r->skipped = r->len + 1;
 				r->len = 0;
 			} else {
-				r->buf[r->len++] = c;
+				d[r->len++] = c;
 			}
 			break;
 		case RD_LRC: {
 			i++;
 			r->state = RD_IDLE;
-			uint8_t want = link_lrc((const char *)r->buf, r->len);
+			uint8_t want = link_lrc((const char *)d, r->len);
 			if (c != want) {
 				item_reset(it, LINK_ITEM_BAD);
 				snprintf(it->err, sizeof it->err,
 					 "bad LRC 0x%02x (expected 0x%02x) on a frame of %zu byte(s)",
 					 c, want, r->len);
-			} else if (link_validate((const char *)r->buf, r->len, it->err) < 0) {
+			} else if (link_validate((const char *)d, r->len, it->err) < 0) {
 				it->kind = LINK_ITEM_BAD;
 				it->ctrl = 0;
 				it->len = 0;
 				it->data[0] = '\0';
 			} else {
-				item_reset(it, LINK_ITEM_FRAME);
-				memcpy(it->data, r->buf, r->len);
+				it->kind = LINK_ITEM_FRAME;
+				it->ctrl = 0;
+				it->err[0] = '\0';
 				it->data[r->len] = '\0';
 				it->len = r->len;
 			}
@@ -283,6 +295,12 @@ int link_reader_next(struct link_reader *r, const uint8_t **buf, size_t *len, st
 		r->skipped = 0;
 		done = 1;
 	}
+	if (!done && (r->state == RD_DATA || r->state == RD_LRC) && r->len > 0) {
+		/* The chunk ended inside a frame: keep its DATA for the next. */
+		if (r->buf == NULL)
+			r->buf = xmalloc(LINK_DATA_MAX);
+		memcpy(r->buf, d, r->len);
+	}
 	*buf = p + i;
 	*len = n - i;
 	return done;
@@ -293,7 +311,7 @@ int link_reader_next(struct link_reader *r, const uint8_t **buf, size_t *len, st
 static void out_append(struct link_session *s, const uint8_t *b, size_t n)
 {
 	if (s->out_len + n > s->out_cap) {
-		size_t cap = s->out_cap ? s->out_cap : 256;
+		size_t cap = s->out_cap ? s->out_cap : 64; /* ACKs mostly: small */
 		while (cap < s->out_len + n)
 			cap *= 2;
 		s->out = xrealloc(s->out, cap);
@@ -342,8 +360,10 @@ void link_session_init(struct link_session *s, enum link_role role, double now)
 
 void link_session_free(struct link_session *s)
 {
-	for (int i = 0; i < s->nqueue; i++)
-		free(s->queue[i]);
+	link_reader_free(&s->rd);
+	free(s->q);
+	s->q = NULL;
+	s->q_head = s->q_len = s->q_cap = 0;
 	free(s->out);
 	s->out = NULL;
 	s->out_len = s->out_cap = 0;
@@ -351,17 +371,24 @@ void link_session_free(struct link_session *s)
 	s->in_flight = 0;
 }
 
-/* Put queue[0] on the wire (first attempt or a resend). */
+/* The oldest queued frame's DATA (not NUL-terminated) and its length. */
+static const char *head_data(const struct link_session *s, size_t *len)
+{
+	const uint8_t *h = s->q + s->q_head;
+	*len = (size_t)h[0] | (size_t)h[1] << 8;
+	return (const char *)h + 2;
+}
+
+/* Put the oldest frame on the wire (first attempt or a resend). Its DATA
+ * was validated by link_session_send. */
 static void transmit_head(struct link_session *s, double now)
 {
-	uint8_t frame[LINK_FRAME_MAX];
-	/* Queued DATA was validated by link_session_send, so this cannot fail. */
-	int n = link_frame_build(frame, sizeof frame, s->queue[0], s->queue_len[0], NULL);
-	if (n < 0) {
-		fail(s, LINK_BROKEN, "internal error: queued frame no longer valid");
-		return;
-	}
-	out_append(s, frame, (size_t)n);
+	size_t len;
+	const char *data = head_data(s, &len);
+	uint8_t edge[2] = { LINK_ETX, link_lrc(data, len) };
+	out_byte(s, LINK_STX);
+	out_append(s, (const uint8_t *)data, len);
+	out_append(s, edge, sizeof edge);
 	s->in_flight = 1;
 	s->attempts++;
 	s->deadline = now + LINK_ANSWER_TIMEOUT;
@@ -377,21 +404,24 @@ static void pump(struct link_session *s, double now)
 
 static void pop_head(struct link_session *s)
 {
-	free(s->queue[0]);
-	memmove(&s->queue[0], &s->queue[1], (size_t)(s->nqueue - 1) * sizeof s->queue[0]);
-	memmove(&s->queue_len[0], &s->queue_len[1], (size_t)(s->nqueue - 1) * sizeof s->queue_len[0]);
+	size_t len;
+	head_data(s, &len);
+	s->q_head += 2 + len;
+	s->q_len -= 2 + len;
 	s->nqueue--;
-	s->queue[s->nqueue] = NULL;
+	if (s->nqueue == 0)
+		s->q_head = s->q_len = 0; /* empty: the next frame starts at q */
 	s->in_flight = 0;
 	s->attempts = 0;
 	s->deadline = 0;
 }
 
-/* Opcode of queue[0], for error messages. */
+/* Opcode of the oldest frame, for error messages. */
 static int head_opcode_len(const struct link_session *s)
 {
-	size_t n = 0;
-	while (n < s->queue_len[0] && n < 40 && s->queue[0][n] != '#')
+	size_t len, n = 0;
+	const char *data = head_data(s, &len);
+	while (n < len && n < 40 && data[n] != '#')
 		n++;
 	return (int)n;
 }
@@ -488,8 +518,9 @@ static void open_item(struct link_session *s, const struct link_item *it, double
 			return;
 		s->nacks_in++;
 		if (s->attempts >= LINK_MAX_ATTEMPTS) {
+			size_t hl;
 			fail(s, LINK_BROKEN, "peer refused frame %.*s %d times (NACK)", head_opcode_len(s),
-			     s->queue[0], s->attempts);
+			     head_data(s, &hl), s->attempts);
 			return;
 		}
 		transmit_head(s, now);
@@ -536,8 +567,23 @@ int link_session_send(struct link_session *s, const char *data, size_t len, doub
 		seterr(err, "send queue full (%d frames waiting for the peer)", s->nqueue);
 		return -1;
 	}
-	s->queue[s->nqueue] = xstrndup(data, len);
-	s->queue_len[s->nqueue] = len;
+	size_t need = 2 + len;
+	if (s->q_head + s->q_len + need > s->q_cap && s->q_head > 0) {
+		memmove(s->q, s->q + s->q_head, s->q_len);
+		s->q_head = 0;
+	}
+	if (s->q_len + need > s->q_cap) {
+		size_t cap = s->q_cap ? s->q_cap : 64;
+		while (cap < s->q_len + need)
+			cap *= 2;
+		s->q = xrealloc(s->q, cap);
+		s->q_cap = cap;
+	}
+	uint8_t *t = s->q + s->q_head + s->q_len;
+	t[0] = (uint8_t)(len & 0xff);
+	t[1] = (uint8_t)(len >> 8);
+	memcpy(t + 2, data, len);
+	s->q_len += need;
 	s->nqueue++;
 	pump(s, now);
 	return 0;
@@ -565,8 +611,9 @@ int link_session_tick(struct link_session *s, double now)
 		if (s->state == LINK_HANDSHAKE)
 			return fail(s, LINK_BROKEN, "handshake: no answer to ENQ within %.0f s",
 				    LINK_ANSWER_TIMEOUT);
+		size_t hl;
 		return fail(s, LINK_BROKEN, "no ACK/NACK for frame %.*s within %.0f s (attempt %d)",
-			    head_opcode_len(s), s->queue[0], LINK_ANSWER_TIMEOUT, s->attempts);
+			    head_opcode_len(s), head_data(s, &hl), LINK_ANSWER_TIMEOUT, s->attempts);
 	}
 	return 0;
 }
@@ -609,6 +656,18 @@ void link_session_consumed(struct link_session *s, size_t n)
 	}
 	memmove(s->out, s->out + n, s->out_len - n);
 	s->out_len -= n;
+}
+
+size_t link_session_backlog(const struct link_session *s)
+{
+	/* Each record is 2 bytes of length and DATA; on the wire, 3 of framing. */
+	size_t n = s->q_len + (size_t)s->nqueue;
+	if (s->in_flight && s->nqueue > 0) {
+		size_t len;
+		head_data(s, &len);
+		n -= len + 3;
+	}
+	return n;
 }
 
 int link_session_idle(const struct link_session *s)

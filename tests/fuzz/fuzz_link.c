@@ -112,6 +112,7 @@ static void read_chunked(const uint8_t *data, size_t size, const uint8_t *sizes,
 			abort();
 		off += c;
 	}
+	link_reader_free(&r);
 }
 
 static void on_frame(void *arg, const char *d, size_t len)
@@ -228,5 +229,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (r != 0 && s.err[0] == '\0')
 		abort();
 	link_session_free(&s);
+	link_reader_free(&rd);
 	return 0;
 }

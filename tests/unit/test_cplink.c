@@ -153,6 +153,7 @@ static void client_free(struct client *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	SSL_free(c->ssl);
+	link_reader_free(&c->rd);
 	free(c);
 }
 

@@ -105,6 +105,7 @@ static void read_all(const struct bytes *w, size_t chunk, struct log *lg)
 		assert_int_equal(left, 0);
 		off += n;
 	}
+	link_reader_free(&r);
 }
 
 /* Same expected log whatever the chunking. */
@@ -333,6 +334,7 @@ static void test_reader_partial_keeps_state(void **state)
 	assert_int_equal(it.len, 13);
 	/* Nothing left: nothing yielded. */
 	assert_int_equal(link_reader_next(&r, &p, &left, &it), 0);
+	link_reader_free(&r);
 }
 
 static void test_reader_bad_frames(void **state)
@@ -727,6 +729,8 @@ static void test_session_one_in_flight(void **state)
 	assert_int_equal(take(&s, o, sizeof o), fn);
 	assert_memory_equal(o, f, fn);
 	assert_int_equal(s.nqueue, 3);
+	/* Behind the one in flight: two frames, framed (STX DATA ETX LRC). */
+	assert_int_equal(link_session_backlog(&s), (32 + 3) + (16 + 3));
 	/* The peer's frame arrives before its ACK: we answer it, send nothing else. */
 	static struct bytes w;
 	w.n = 0;
@@ -744,6 +748,7 @@ static void test_session_one_in_flight(void **state)
 	fn = frame_bytes("REANUDAR#CENTRAL", f);
 	assert_int_equal(take(&s, o, sizeof o), fn);
 	assert_memory_equal(o, f, fn);
+	assert_int_equal(link_session_backlog(&s), 0);
 	assert_int_equal(feed_byte(&s, LINK_ACK, 103.1, &rx), 0);
 	assert_true(link_session_idle(&s));
 	assert_int_equal(s.frames_out, 3);
@@ -753,6 +758,57 @@ static void test_session_one_in_flight(void **state)
 	assert_int_equal(feed_byte(&s, LINK_NACK, 103.2, &rx), 0);
 	assert_int_equal(take(&s, o, sizeof o), 0);
 	assert_int_equal(s.state, LINK_OPEN);
+	link_session_free(&s);
+}
+
+/* Frames of every length pass through the queue in order, with the queue
+ * never empty, so records wrap past the buffer's start (compaction) and the
+ * buffer grows; once warm it stops growing. */
+/* The frame on the wire is the oldest queued one, of len bytes of the
+ * pattern test_session_queue_cycles sends: take it and ACK it. */
+static void ack_oldest(struct link_session *s, struct rx *rx, int len)
+{
+	static uint8_t o[LINK_FRAME_MAX], f[LINK_FRAME_MAX];
+	static char d[LINK_DATA_MAX + 1];
+	memset(d, 'A' + (len % 26), (size_t)len);
+	d[len] = '\0';
+	size_t fn = frame_bytes(d, f);
+	assert_int_equal(take(s, o, sizeof o), fn);
+	assert_memory_equal(o, f, fn);
+	assert_int_equal(feed_byte(s, LINK_ACK, 101.0, rx), 0);
+}
+
+static void test_session_queue_cycles(void **state)
+{
+	(void)state;
+	struct link_session s;
+	struct rx rx;
+	static uint8_t o[LINK_FRAME_MAX];
+	static char d[LINK_DATA_MAX + 1];
+	int lens[128], nl = 0, head = 0;
+	size_t cap_warm = 0;
+	open_server(&s, &rx);
+	for (int round = 0; round < 3; round++) {
+		for (int len = 1; len <= LINK_DATA_MAX; len += 37) {
+			memset(d, 'A' + (len % 26), (size_t)len);
+			d[len] = '\0';
+			assert_int_equal(link_session_send(&s, d, (size_t)len, 101.0, NULL), 0);
+			lens[nl++] = len;
+			if (nl - head < 4)
+				continue;
+			/* The oldest is on the wire, exactly as it was queued. */
+			ack_oldest(&s, &rx, lens[head++]);
+		}
+		if (round == 1)
+			cap_warm = s.q_cap;
+	}
+	assert_int_equal(s.q_cap, cap_warm); /* warm: no more growth */
+	while (head < nl)
+		ack_oldest(&s, &rx, lens[head++]);
+	assert_true(link_session_idle(&s));
+	assert_int_equal(s.frames_out, (unsigned long)nl);
+	assert_int_equal(link_session_backlog(&s), 0);
+	assert_int_equal(take(&s, o, sizeof o), 0);
 	link_session_free(&s);
 }
 
@@ -1060,6 +1116,7 @@ int main(void)
 		cmocka_unit_test(test_session_answers_every_frame),
 		cmocka_unit_test(test_session_ack_before_reply),
 		cmocka_unit_test(test_session_one_in_flight),
+		cmocka_unit_test(test_session_queue_cycles),
 		cmocka_unit_test(test_session_nack_resend),
 		cmocka_unit_test(test_session_answer_timeout),
 		cmocka_unit_test(test_session_eot_and_close),
