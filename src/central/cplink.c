@@ -47,6 +47,14 @@
 #define ACCEPT_PAUSE 1.0  /* s without accept() after EMFILE/ENFILE */
 #define ACCEPT_BATCH 256  /* accepts per wakeup, so established links get turns */
 #define READ_BATCH 4      /* reads per readable connection per wakeup */
+/* Back-pressure: a link whose unwritten output (our answers, mostly) is
+ * over RD_PAUSE bytes is not read until it is down to RD_RESUME, so a peer
+ * that sends without reading our ACKs waits in its own kernel buffers
+ * instead of growing ours. What one link holds is then bounded: RD_PAUSE,
+ * the answers to one read (at most one byte per byte read), and Central's
+ * own frames (wq_cap). */
+#define RD_PAUSE 4096
+#define RD_RESUME 1024
 #define TLS_RECORD 0x16   /* first byte of a TLS ClientHello (a handshake record) */
 /* TLS handshake steps wait in a queue and get HS_BUDGET s per loop turn,
  * after every other ready socket: a reconnect storm of 10,000 handshakes
@@ -90,6 +98,7 @@ struct conn {
 	int rd_want_out; /* SSL_read needs the socket writable first */
 	int wr_want_in;  /* SSL_write needs the socket readable first */
 	int registered;  /* cplink_registered said so */
+	int rd_paused;   /* not read (no EPOLLIN): output over RD_PAUSE */
 	char peer[64];
 	char close_reason[128];
 	/* t_stage: start of the handshake stage running now (accept, then
@@ -165,7 +174,7 @@ struct cplink {
 	atomic_size_t nconns; /* logically open */
 	atomic_uint_fast64_t st_accepted, st_refused, st_closed, st_frames_in, st_frames_out,
 		st_bytes_in, st_bytes_out, st_accept_pauses, st_plain_refused, st_tls_handshakes,
-		st_tls_resumed, st_tls_failed;
+		st_tls_resumed, st_tls_failed, st_rd_pauses;
 };
 
 /* ---------------------------------------------------------------- lists */
@@ -443,10 +452,13 @@ static void timer_arm(struct cplink *l, struct conn *c)
 
 static void epoll_set(struct cplink *l, struct conn *c, int want_out)
 {
-	struct epoll_event ev = { .events = EPOLLIN | (want_out ? EPOLLOUT : 0), .data.u64 = c->id };
+	struct epoll_event ev = { .events = (c->rd_paused ? 0 : EPOLLIN) | (want_out ? EPOLLOUT : 0),
+				  .data.u64 = c->id };
 	if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
 		c->want_out = want_out;
 }
+
+static void rd_resume(struct cplink *l, struct conn *c);
 
 static void hs_unlink(struct cplink *l, struct conn *c)
 {
@@ -586,6 +598,7 @@ static void conn_close(struct cplink *l, struct conn *c, const char *reason, enu
 		 reason);
 	if (c->up)
 		emit(l, CPL_DOWN, c, NULL, 0, reason);
+	rd_resume(l, c); /* what follows reads to the peer's EOF */
 	atomic_fetch_sub(&l->nconns, 1);
 	atomic_fetch_add(&l->st_closed, 1);
 
@@ -622,6 +635,29 @@ static size_t conn_pending(const struct conn *c)
 	return n + link_session_backlog(&c->s);
 }
 
+/* Back-pressure (RD_PAUSE): 1 if c must not be read now. Only checked
+ * when nothing is buffered above the socket (TLS: no SSL_pending), so the
+ * socket's readiness brings it back once reading resumes. */
+static int rd_pause(struct cplink *l, struct conn *c)
+{
+	if (c->rd_paused)
+		return 1;
+	if (conn_pending(c) <= RD_PAUSE)
+		return 0;
+	c->rd_paused = 1;
+	atomic_fetch_add(&l->st_rd_pauses, 1);
+	epoll_set(l, c, 1); /* output is stuck: wait for writable alone */
+	return 1;
+}
+
+static void rd_resume(struct cplink *l, struct conn *c)
+{
+	if (!c->rd_paused)
+		return;
+	c->rd_paused = 0;
+	epoll_set(l, c, c->want_out); /* level-triggered: what waits is reported */
+}
+
 /* After anything happened on a live connection: a broken session, a write
  * queue over its cap, a requested close whose frames are all answered.
  * Returns 0 if c is still live, -1 if it was closed (and maybe freed:
@@ -647,6 +683,8 @@ static int conn_settle(struct cplink *l, struct conn *c, double now)
 		conn_close(l, c, c->close_reason, CLOSE_EOT, now);
 		return -1;
 	}
+	if (c->rd_paused && conn_pending(c) <= RD_RESUME)
+		rd_resume(l, c);
 	timer_arm(l, c);
 	return 0;
 }
@@ -712,6 +750,8 @@ static int conn_read_tls(struct cplink *l, struct conn *c, double now)
 	for (int i = 0; i < READ_BATCH || SSL_pending(c->ssl) > 0; i++) {
 		char err[EVC_ERR_LEN];
 		size_t n;
+		if (SSL_pending(c->ssl) == 0 && rd_pause(l, c))
+			break;
 		enum tls_rc rc = tls_read(c->ssl, buf, sizeof buf, &n, err);
 		if (rc == TLS_WANT_READ)
 			break;
@@ -845,6 +885,8 @@ static void conn_readable(struct cplink *l, struct conn *c, double now)
 		}
 	}
 	for (int i = 0; i < READ_BATCH; i++) {
+		if (c->phase == PH_LIVE && rd_pause(l, c))
+			return;
 		ssize_t r = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
 		if (r == -1 && errno == EINTR)
 			continue;
@@ -1200,6 +1242,8 @@ static void handle_ready(struct cplink *l, struct epoll_event *evs, int n, doubl
 		if (c == NULL)
 			continue;
 		uint32_t e = evs[i].events;
+		if (e & (EPOLLHUP | EPOLLERR))
+			rd_resume(l, c); /* the peer is gone: read to its error or EOF */
 		if (e & (EPOLLIN | EPOLLHUP | EPOLLERR))
 			conn_readable(l, c, now);
 		if ((e & EPOLLOUT) && conn_find(l, tag) == c)
@@ -1420,6 +1464,7 @@ void cplink_stats(const struct cplink *l, struct cplink_stats *st)
 	st->tls_handshakes = atomic_load(&m->st_tls_handshakes);
 	st->tls_resumed = atomic_load(&m->st_tls_resumed);
 	st->tls_failed = atomic_load(&m->st_tls_failed);
+	st->rd_pauses = atomic_load(&m->st_rd_pauses);
 }
 
 void cplink_shutdown(struct cplink *l)

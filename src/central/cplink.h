@@ -18,6 +18,11 @@
  * (CPL_REFUSED); anything else is closed. The TLS handshake and then the
  * ENQ each have handshake_timeout; a link that is up but not
  * cplink_registered within register_timeout is closed.
+ *
+ * Memory per link is bounded: a link whose peer does not read our answers
+ * is not read either until they drain (back-pressure), so its frames wait
+ * in the kernel's buffers, not ours; beyond that a link holds Central's own
+ * frames up to wq_cap (then it is closed).
  */
 #ifndef EVC_CENTRAL_CPLINK_H
 #define EVC_CENTRAL_CPLINK_H
@@ -102,6 +107,7 @@ struct cplink_stats {
 	uint64_t accept_pauses; /* times accept() stopped for a second (EMFILE...) */
 	uint64_t plain_refused; /* plaintext links refused (CPL_REFUSED) */
 	uint64_t tls_handshakes, tls_resumed, tls_failed; /* completed, of them resumed, failed */
+	uint64_t rd_pauses; /* times a link was not read while our answers waited (back-pressure) */
 };
 void cplink_stats(const struct cplink *l, struct cplink_stats *st);
 

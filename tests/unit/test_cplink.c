@@ -17,6 +17,8 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -639,6 +641,119 @@ static void test_write_queue_cap(void **state)
 	expect_event(CPL_DOWN);
 }
 
+/* A peer that sends without reading our ACKs: once they back up, the link
+ * is not read (back-pressure) instead of our answers piling up to wq_cap
+ * and the link being closed; read again, every frame gets its ACK. */
+static void test_back_pressure(void **state)
+{
+	(void)state;
+	struct cplink_config cfg = base_config();
+	start(&cfg);
+	/* A small receive buffer, set before connect so the window is small
+	 * from the start: the ACKs back up after a few KB. */
+	struct client *c = calloc(1, sizeof *c);
+	assert_non_null(c);
+	link_reader_init(&c->rd);
+	c->fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(c->fd >= 0);
+	int small = 2048;
+	assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)cplink_port(srv)) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(c->fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	uint64_t id = client_handshake(c);
+	/* And the server's end of it (in this process) a small send buffer. */
+	struct sockaddr_in me, peer;
+	socklen_t ml = sizeof me;
+	assert_int_equal(getsockname(c->fd, (struct sockaddr *)&me, &ml), 0);
+	int found = 0;
+	for (int fd = 3; fd < 4096 && !found; fd++) {
+		socklen_t pl = sizeof peer;
+		if (fd != c->fd && getpeername(fd, (struct sockaddr *)&peer, &pl) == 0 && pl == ml &&
+		    peer.sin_port == me.sin_port && peer.sin_addr.s_addr == me.sin_addr.s_addr) {
+			assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+			found = 1;
+		}
+	}
+	assert_true(found);
+
+	/* 400,000 frames: their ACKs (400 KB) are more than wq_cap. */
+	enum { PER_BLOCK = 1000, BLOCKS = 400 };
+	static uint8_t block[PER_BLOCK * 15];
+	size_t fl = 0;
+	for (int i = 0; i < PER_BLOCK; i++) {
+		int n = link_frame_build(block + fl, sizeof block - fl, "HEARTBEAT#BP", 12, NULL);
+		assert_int_equal(n, 15);
+		fl += (size_t)n;
+	}
+	const size_t total = (size_t)BLOCKS * sizeof block;
+	size_t sent = 0, acks = 0;
+	double end = clock_mono() + 30;
+	struct cplink_stats st;
+	/* Send without reading until the server stops reading this link. */
+	for (;;) {
+		cplink_stats(srv, &st);
+		if (st.rd_pauses > 0)
+			break;
+		if (clock_mono() > end)
+			fail_msg("the server never stopped reading: %zu bytes sent, frames in %llu, bytes out %llu",
+				 sent, (unsigned long long)st.frames_in, (unsigned long long)st.bytes_out);
+		if (sent >= total) {
+			/* All in the kernel's buffers: the server reads on. */
+			struct pollfd pf = { .fd = c->fd, .events = 0 };
+			poll(&pf, 1, 10);
+			continue;
+		}
+		size_t off = sent % sizeof block;
+		ssize_t w = send(c->fd, block + off, sizeof block - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w > 0) {
+			sent += (size_t)w;
+		} else {
+			if (w != -1 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+				struct cplink_event ev;
+				while (next_event(&ev, 0.5) && ev.kind != CPL_DOWN)
+					;
+				fail_msg("send: %s after %zu bytes; server: %s", strerror(errno), sent,
+					 ev.kind == CPL_DOWN ? ev.reason : "no CPL_DOWN");
+			}
+			struct pollfd pf = { .fd = c->fd, .events = POLLOUT };
+			poll(&pf, 1, 10);
+		}
+	}
+	/* Now read the answers while sending the rest: one ACK per frame. */
+	while (acks < total / 15) {
+		if (clock_mono() > end)
+			fail_msg("%zu ACKs for %zu frames sent", acks, sent / 15);
+		if (sent < total) {
+			size_t off = sent % sizeof block;
+			ssize_t w = send(c->fd, block + off, sizeof block - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (w > 0)
+				sent += (size_t)w;
+		}
+		struct pollfd pf = { .fd = c->fd, .events = POLLIN | (sent < total ? POLLOUT : 0) };
+		poll(&pf, 1, 100);
+		ssize_t r = recv(c->fd, c->buf, sizeof c->buf, MSG_DONTWAIT);
+		if (r == 0)
+			fail_msg("link closed after %zu ACKs", acks);
+		for (ssize_t i = 0; i < r; i++)
+			if (c->buf[i] != LINK_ACK)
+				fail_msg("byte 0x%02x after %zu ACKs", c->buf[i], acks);
+		if (r > 0)
+			acks += (size_t)r;
+	}
+	assert_int_equal(acks, total / 15);
+	/* The link is alive: the first HEARTBEAT was forwarded, nothing else
+	 * (no CPL_DOWN for a full queue). */
+	expect_frame_event(id, "HEARTBEAT#BP");
+	cplink_send(srv, id, "OK");
+	client_expect_frame(c, "OK");
+	assert_int_equal(cplink_count(srv), 1);
+	struct cplink_event ev;
+	assert_int_equal(next_event(&ev, 0), 0);
+	client_free(c);
+	expect_event(CPL_DOWN);
+}
+
 static void test_close_sends_eot(void **state)
 {
 	struct cplink_config cfg = base_config();
@@ -1246,6 +1361,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_handshake_timeout_and_bad_start, teardown),
 		cmocka_unit_test_teardown(test_heartbeat_timeout, teardown),
 		cmocka_unit_test_teardown(test_write_queue_cap, teardown),
+		cmocka_unit_test_teardown(test_back_pressure, teardown),
 		cmocka_unit_test_teardown(test_close_sends_eot, teardown),
 		cmocka_unit_test_teardown(test_max_conns, teardown),
 		cmocka_unit_test_teardown(test_shutdown_sends_eot, teardown),
