@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,16 @@ struct conn {
 	struct conn *hprev, *hnext;
 };
 
+/* Event and command nodes with up to SMALL_TEXT bytes of text (every
+ * frame of the protocol's usual traffic) are of one size and go back and
+ * forth between the threads through spare lists of at most SPARE_MAX nodes
+ * each, so neither thread allocates per frame once the traffic is steady;
+ * longer ones are allocated to measure and freed. A burst (10,000 links
+ * registering at once) thus costs what its frames need, not 10,000 times
+ * the longest frame. */
+#define SPARE_MAX 256
+#define SMALL_TEXT 128
+
 struct evnode {
 	struct evnode *next;
 	enum cplink_ev_kind kind;
@@ -126,6 +137,7 @@ struct evnode {
 	int tls;
 	char peer[64];
 	char reason[128];
+	size_t cap;  /* bytes of data: SMALL_TEXT (reused) or len + 1 */
 	char data[]; /* len + 1 bytes */
 };
 
@@ -135,11 +147,19 @@ struct cmdnode {
 	struct cmdnode *next;
 	enum cpl_cmd_kind kind;
 	uint64_t conn;
+	size_t len;  /* of the caller's text */
+	size_t cap;  /* bytes of text: SMALL_TEXT (reused) or len + 1 */
 	char text[]; /* NUL-terminated: DATA or reason */
 };
 
 struct nodelist {
 	void *head, *tail; /* first field of every node is its next pointer */
+};
+
+/* Nodes to reuse: a list and its length. */
+struct spare {
+	void *head;
+	size_t n;
 };
 
 struct cplink {
@@ -165,12 +185,15 @@ struct cplink {
 	int hs_paused;        /* accepting paused: hs_len reached HS_BACKLOG */
 	int stopping;
 	struct nodelist batch; /* events not yet published */
+	struct spare ev_mine;  /* event nodes the worker took to fill */
 
 	/* shared with the main thread */
 	pthread_mutex_t ev_lock;
 	struct nodelist events;
+	struct spare ev_spare;  /* drained event nodes, for the worker (ev_lock) */
 	pthread_mutex_t cmd_lock;
 	struct nodelist cmds;
+	struct spare cmd_spare; /* run command nodes, for cplink_send (cmd_lock) */
 	atomic_size_t nconns; /* logically open */
 	atomic_uint_fast64_t st_accepted, st_refused, st_closed, st_frames_in, st_frames_out,
 		st_bytes_in, st_bytes_out, st_accept_pauses, st_plain_refused, st_tls_handshakes,
@@ -191,6 +214,46 @@ static void list_push(struct nodelist *l, void *n)
 	else
 		l->head = n;
 	l->tail = n;
+}
+
+static void *spare_take(struct spare *sp)
+{
+	struct anynode *n = sp->head;
+	if (n != NULL) {
+		sp->head = n->next;
+		sp->n--;
+	}
+	return n;
+}
+
+/* Keep the small nodes (*cap == SMALL_TEXT) of the list at head, up to
+ * SPARE_MAX in sp; returns the others, to be freed after the caller's lock
+ * (spare_free). capoff: where a node keeps its cap. */
+static struct anynode *spare_give(struct spare *sp, struct anynode *head, size_t capoff)
+{
+	struct anynode *rest = NULL;
+	while (head != NULL) {
+		struct anynode *next = head->next;
+		if (sp->n < SPARE_MAX && *(const size_t *)((const char *)head + capoff) == SMALL_TEXT) {
+			head->next = sp->head;
+			sp->head = head;
+			sp->n++;
+		} else {
+			head->next = rest;
+			rest = head;
+		}
+		head = next;
+	}
+	return rest;
+}
+
+static void spare_free(struct anynode *n)
+{
+	while (n != NULL) {
+		struct anynode *next = n->next;
+		free(n);
+		n = next;
+	}
 }
 
 static void list_free(struct nodelist *l)
@@ -228,7 +291,12 @@ static void fd_unsignal(int fd)
 static void emit(struct cplink *l, enum cplink_ev_kind kind, const struct conn *c, const char *data,
 		 size_t len, const char *reason)
 {
-	struct evnode *n = xmalloc(sizeof *n + len + 1);
+	struct evnode *n = len < SMALL_TEXT ? spare_take(&l->ev_mine) : NULL;
+	if (n == NULL) {
+		size_t cap = len < SMALL_TEXT ? SMALL_TEXT : len + 1;
+		n = xmalloc(sizeof *n + cap);
+		n->cap = cap;
+	}
 	n->kind = kind;
 	n->conn = c->id;
 	n->len = len;
@@ -258,6 +326,11 @@ static void publish(struct cplink *l)
 	}
 	if (was_empty)
 		fd_signal(l->evfd);
+	if (l->ev_mine.head == NULL) {
+		l->ev_mine = l->ev_spare; /* the nodes for the next events */
+		l->ev_spare.head = NULL;
+		l->ev_spare.n = 0;
+	}
 	pthread_mutex_unlock(&l->ev_lock);
 	l->batch.head = l->batch.tail = NULL;
 }
@@ -289,7 +362,6 @@ size_t cplink_drain(struct cplink *l, struct cplink_event *out, size_t max)
 
 	size_t i = 0;
 	for (struct evnode *e = taken; e != NULL; i++) {
-		struct evnode *next = e->next;
 		struct cplink_event *o = &out[i];
 		o->kind = e->kind;
 		o->conn = e->conn;
@@ -298,8 +370,13 @@ size_t cplink_drain(struct cplink *l, struct cplink_event *out, size_t max)
 		o->len = e->len;
 		o->tls = e->tls;
 		memcpy(o->data, e->data, e->len + 1);
-		free(e);
-		e = next;
+		e = e->next;
+	}
+	if (taken != NULL) {
+		pthread_mutex_lock(&l->ev_lock);
+		struct anynode *rest = spare_give(&l->ev_spare, (struct anynode *)taken, offsetof(struct evnode, cap));
+		pthread_mutex_unlock(&l->ev_lock);
+		spare_free(rest);
 	}
 	return n;
 }
@@ -309,9 +386,20 @@ size_t cplink_drain(struct cplink *l, struct cplink_event *out, size_t max)
 static void command(struct cplink *l, enum cpl_cmd_kind kind, uint64_t conn, const char *text)
 {
 	size_t len = text != NULL ? strlen(text) : 0;
-	struct cmdnode *n = xmalloc(sizeof *n + len + 1);
+	struct cmdnode *n = NULL;
+	if (len < SMALL_TEXT) {
+		pthread_mutex_lock(&l->cmd_lock);
+		n = spare_take(&l->cmd_spare);
+		pthread_mutex_unlock(&l->cmd_lock);
+	}
+	if (n == NULL) {
+		size_t cap = len < SMALL_TEXT ? SMALL_TEXT : len + 1;
+		n = xmalloc(sizeof *n + cap);
+		n->cap = cap;
+	}
 	n->kind = kind;
 	n->conn = conn;
+	n->len = len;
 	if (len > 0)
 		memcpy(n->text, text, len);
 	n->text[len] = '\0';
@@ -1163,6 +1251,7 @@ static void run_commands(struct cplink *l, double now)
 	fd_unsignal(l->cmdfd);
 	pthread_mutex_unlock(&l->cmd_lock);
 
+	struct cmdnode *first = n;
 	while (n != NULL) {
 		struct cmdnode *next = n->next;
 		struct conn *c = n->kind == CPL_CMD_STOP ? NULL : conn_find(l, n->conn);
@@ -1182,7 +1271,7 @@ static void run_commands(struct cplink *l, double now)
 			conn_settle(l, c, now);
 		} else {
 			char err[LINK_ERR_LEN];
-			size_t len = strlen(n->text);
+			size_t len = n->len;
 			if (link_validate(n->text, len, err) == -1) {
 				log_warn("cplink: frame for link %llu dropped: %s",
 					 (unsigned long long)c->id, err);
@@ -1195,8 +1284,13 @@ static void run_commands(struct cplink *l, double now)
 				conn_settle(l, c, now);
 			}
 		}
-		free(n);
 		n = next;
+	}
+	if (first != NULL) {
+		pthread_mutex_lock(&l->cmd_lock);
+		struct anynode *rest = spare_give(&l->cmd_spare, (struct anynode *)first, offsetof(struct cmdnode, cap));
+		pthread_mutex_unlock(&l->cmd_lock);
+		spare_free(rest);
 	}
 }
 
@@ -1492,6 +1586,9 @@ void cplink_free(struct cplink *l)
 	list_free(&l->batch);
 	list_free(&l->events);
 	list_free(&l->cmds);
+	spare_free(l->ev_mine.head);
+	spare_free(l->ev_spare.head);
+	spare_free(l->cmd_spare.head);
 	if (l->epfd >= 0)
 		close(l->epfd);
 	if (l->cmdfd >= 0)
