@@ -20,6 +20,12 @@
  * bench_links -p PORT [-H HOST] [-n N] [-d SECONDS] [-f FAULTS_PER_S]
  *             [--db PATH] [--prefix BENCH] [--ramp CONNECTS_IN_FLIGHT]
  *             [--tls CA_FILE] [--storm SECONDS] [--resume] [--storm-ramp IN_FLIGHT]
+ *             [--src K]
+ *
+ * --src K binds link i to the source address 127.0.0.(2 + i % K) (K from 1
+ * to 250), so one generator can open more links to one port than the
+ * ephemeral ports of one address allow (about 28,000, fewer with TIME_WAIT
+ * left by earlier runs).
  *
  * --storm-ramp K keeps at most K of the storm's reconnects in flight (TCP
  * connect plus TLS handshake) instead of all of them: one process doing
@@ -73,9 +79,9 @@ struct blink {
 
 static struct {
 	const char *host, *db, *prefix, *ca;
-	int port, n, ramp, resume, storm_ramp;
+	int port, n, ramp, resume, storm_ramp, src;
 	double duration, fault_rate, storm;
-} opt = { "127.0.0.1", NULL, "BENCH", NULL, 0, 1000, 256, 0, 0, 20.0, 20.0, 0 };
+} opt = { "127.0.0.1", NULL, "BENCH", NULL, 0, 1000, 256, 0, 0, 0, 20.0, 20.0, 0 };
 
 static struct blink *links;
 static int epfd;
@@ -464,6 +470,17 @@ static void connected(struct blink *b, double now)
 	flush(b);
 }
 
+/* --src: link idx's source address, the port left to connect (which picks
+ * one free for the whole 4-tuple). */
+static int bind_source(int fd, int idx)
+{
+	int one = 1;
+	(void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+	struct sockaddr_in src = { .sin_family = AF_INET };
+	src.sin_addr.s_addr = htonl(INADDR_LOOPBACK + 1 + (uint32_t)(idx % opt.src));
+	return bind(fd, (const struct sockaddr *)&src, sizeof src);
+}
+
 static void start_connects(const struct sockaddr_in *sa, double now)
 {
 	for (size_t i = 0; i < rq_len;) {
@@ -488,6 +505,15 @@ static void start_connects(const struct sockaddr_in *sa, double now)
 			continue;
 		}
 		net_set_nodelay(b->fd);
+		if (opt.src > 0 && bind_source(b->fd, b->idx) == -1) {
+			n_connect_fail++;
+			close(b->fd);
+			b->fd = -1;
+			n_dead++;
+			b->st = B_DEAD;
+			snprintf(last_dead_reason, sizeof last_dead_reason, "bind: %s", strerror(errno));
+			continue;
+		}
 		b->st = B_CONNECTING;
 		n_connecting++;
 		int rc = connect(b->fd, (const struct sockaddr *)sa, sizeof *sa);
@@ -575,7 +601,8 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: bench_links -p PORT [-H HOST] [-n LINKS] [-d SECONDS] [-f FAULTS_PER_S]\n"
 			"                   [--db CENTRAL_DB] [--prefix ID_PREFIX] [--ramp CONNECTS_IN_FLIGHT]\n"
-			"                   [--tls CA_FILE] [--storm SECONDS] [--resume] [--storm-ramp IN_FLIGHT]\n");
+			"                   [--tls CA_FILE] [--storm SECONDS] [--resume] [--storm-ramp IN_FLIGHT]\n"
+			"                   [--src SOURCE_ADDRESSES]\n");
 	exit(2);
 }
 
@@ -606,6 +633,7 @@ int main(int argc, char **argv)
 					       { "storm", required_argument, NULL, 'S' },
 					       { "resume", no_argument, NULL, 'r' },
 					       { "storm-ramp", required_argument, NULL, 'Q' },
+					       { "src", required_argument, NULL, 'A' },
 					       { NULL, 0, NULL, 0 } };
 	int ch;
 	while ((ch = getopt_long(argc, argv, "p:H:n:d:f:", lopts, NULL)) != -1) {
@@ -622,11 +650,13 @@ int main(int argc, char **argv)
 		case 'S': opt.storm = atof(optarg); break;
 		case 'r': opt.resume = 1; break;
 		case 'Q': opt.storm_ramp = atoi(optarg); break;
+		case 'A': opt.src = atoi(optarg); break;
 		default: usage();
 		}
 	}
 	if (opt.port < 1 || opt.port > 65535 || opt.n < 1 || opt.n > 60000 || opt.duration <= 0 ||
-	    opt.ramp < 1 || opt.fault_rate < 0 || opt.storm < 0 || (opt.resume && opt.ca == NULL))
+	    opt.ramp < 1 || opt.fault_rate < 0 || opt.storm < 0 || (opt.resume && opt.ca == NULL) ||
+	    opt.src < 0 || opt.src > 250)
 		usage();
 	if (opt.ca != NULL) {
 		char err[EVC_ERR_LEN];
