@@ -56,6 +56,12 @@
  * own frames (wq_cap). */
 #define RD_PAUSE 4096
 #define RD_RESUME 1024
+/* Answers to what one epoll batch read are written after the whole batch
+ * (plaintext links, up to LATER_MAX of them), in one burst of sends: the
+ * peers' side then wakes once per burst rather than once per link, which
+ * on loopback (where the sender runs the receiver's TCP path) is most of
+ * what a heartbeat costs. */
+#define LATER_MAX 256
 #define TLS_RECORD 0x16   /* first byte of a TLS ClientHello (a handshake record) */
 /* TLS handshake steps wait in a queue and get HS_BUDGET s per loop turn,
  * after every other ready socket: a reconnect storm of 10,000 handshakes
@@ -100,6 +106,7 @@ struct conn {
 	int wr_want_in;  /* SSL_write needs the socket readable first */
 	int registered;  /* cplink_registered said so */
 	int rd_paused;   /* not read (no EPOLLIN): output over RD_PAUSE */
+	int flush_later; /* in later[]: written after this epoll batch */
 	char peer[64];
 	char close_reason[128];
 	/* t_stage: start of the handshake stage running now (accept, then
@@ -184,6 +191,9 @@ struct cplink {
 	size_t hs_len;
 	int hs_paused;        /* accepting paused: hs_len reached HS_BACKLOG */
 	int stopping;
+	int deferring;        /* in an epoll batch: see LATER_MAX */
+	uint64_t later[LATER_MAX];
+	size_t nlater;
 	struct nodelist batch; /* events not yet published */
 	struct spare ev_mine;  /* event nodes the worker took to fill */
 
@@ -732,6 +742,9 @@ static int rd_pause(struct cplink *l, struct conn *c)
 		return 1;
 	if (conn_pending(c) <= RD_PAUSE)
 		return 0;
+	char why[128];
+	if (c->flush_later && conn_flush(l, c, why) == 0 && conn_pending(c) <= RD_PAUSE)
+		return 0; /* it was only waiting for the batch's end (errors: at its settle) */
 	c->rd_paused = 1;
 	atomic_fetch_add(&l->st_rd_pauses, 1);
 	epoll_set(l, c, 1); /* output is stuck: wait for writable alone */
@@ -763,7 +776,12 @@ static int conn_settle(struct cplink *l, struct conn *c, double now)
 		return -1;
 	}
 	char why[128];
-	if (conn_flush(l, c, why) == -1) {
+	if (c->flush_later) {
+		/* written at the batch's end */
+	} else if (l->deferring && c->ssl == NULL && l->nlater < LATER_MAX) {
+		c->flush_later = 1;
+		l->later[l->nlater++] = c->id;
+	} else if (conn_flush(l, c, why) == -1) {
 		conn_close(l, c, why, CLOSE_NOW, now);
 		return -1;
 	}
@@ -1345,6 +1363,19 @@ static void handle_ready(struct cplink *l, struct epoll_event *evs, int n, doubl
 	}
 }
 
+/* The end of an epoll batch: what it answered goes out (see LATER_MAX). */
+static void flush_later(struct cplink *l, double now)
+{
+	for (size_t i = 0; i < l->nlater; i++) {
+		struct conn *c = conn_find(l, l->later[i]);
+		if (c == NULL)
+			continue; /* closed meanwhile (its close wrote what it could) */
+		c->flush_later = 0;
+		conn_settle(l, c, now);
+	}
+	l->nlater = 0;
+}
+
 static size_t count_flushing(const struct cplink *l)
 {
 	size_t n = 0;
@@ -1417,8 +1448,12 @@ static void *worker(void *arg)
 			break;
 		}
 		double now = clock_mono();
-		if (n > 0)
+		if (n > 0) {
+			l->deferring = 1;
 			handle_ready(l, evs, n, now);
+			l->deferring = 0;
+			flush_later(l, now);
+		}
 		if (l->accept_resume > 0 && now >= l->accept_resume && !l->stopping) {
 			l->accept_resume = 0;
 			listen_enable(l, !l->hs_paused);
