@@ -734,8 +734,9 @@ static size_t conn_pending(const struct conn *c)
 }
 
 /* Back-pressure (RD_PAUSE): 1 if c must not be read now. Only checked
- * when nothing is buffered above the socket (TLS: no SSL_pending), so the
- * socket's readiness brings it back once reading resumes. */
+ * when nothing is buffered above the socket (TLS: nothing decrypted or
+ * read ahead, SSL_has_pending), so the socket's readiness brings it back
+ * once reading resumes. */
 static int rd_pause(struct cplink *l, struct conn *c)
 {
 	if (c->rd_paused)
@@ -856,7 +857,7 @@ static int conn_read_tls(struct cplink *l, struct conn *c, double now)
 	for (int i = 0; i < READ_BATCH || SSL_pending(c->ssl) > 0; i++) {
 		char err[EVC_ERR_LEN];
 		size_t n;
-		if (SSL_pending(c->ssl) == 0 && rd_pause(l, c))
+		if (!SSL_has_pending(c->ssl) && rd_pause(l, c))
 			break;
 		enum tls_rc rc = tls_read(c->ssl, buf, sizeof buf, &n, err);
 		if (rc == TLS_WANT_READ)
