@@ -20,7 +20,6 @@
 #define DRAIN_MAX 64          /* requests taken per turn */
 #define PUBLISH_MIN 0.1       /* s between snapshots while CPs change */
 #define PUBLISH_MAX 1.0       /* s between snapshots when nothing does (metrics) */
-#define WEATHER_STALE 60.0    /* s: a reading older than this is marked stale (evcharging(7) WEATHER) */
 
 struct reply {
 	uint64_t id;
@@ -267,7 +266,10 @@ void apiwire_on_effects(struct apiwire *w, const struct core_fxlist *fx)
 		const struct core_fx *x = &fx->v[i];
 		switch (x->kind) {
 		case CORE_FX_SCREEN:
-			mark_changed(w, x->u.screen.cp_id);
+			if (x->u.screen.cp_id[0] == '\0')
+				w->weather_changed = 1; /* the weather line changed */
+			else
+				mark_changed(w, x->u.screen.cp_id);
 			w->dirty = 1;
 			break;
 		case CORE_FX_REQUEST: {
@@ -320,7 +322,7 @@ char *apiwire_weather_json(const struct core *core, double mono)
 		json_object_set_new(j, "temperature", wc->has_temp ? api_json_real(wc->temp) : json_null());
 		json_object_set_new(j, "at", api_json_time(wc->at));
 		json_object_set_new(j, "alert", json_boolean(wc->alert));
-		json_object_set_new(j, "stale", json_boolean(mono - wc->at_mono > WEATHER_STALE));
+		json_object_set_new(j, "stale", json_boolean(core_weather_stale(core, wc)));
 		json_t *e = wc->error[0] ? json_string(wc->error) : json_null();
 		json_object_set_new(j, "error", e ? e : json_string("?"));
 		json_object_set_new(j, "cps", city_cps(core, wc->city));
@@ -347,7 +349,7 @@ void apiwire_weather_line(const struct core *core, double mono, char *dst, size_
 		else
 			snprintf(t, sizeof t, "?");
 		w = snprintf(dst + len, n - len, "  %s %s%s%s%s", wc->city, t, wc->alert ? " ALERT" : "",
-			     wc->error[0] ? " (error)" : "", mono - wc->at_mono > WEATHER_STALE ? " (stale)" : "");
+			     wc->error[0] ? " (error)" : "", core_weather_stale(core, wc) ? " (stale)" : "");
 		if (w < 0)
 			break;
 		len += (size_t)w < n - len ? (size_t)w : n - len - 1;
