@@ -25,4 +25,4 @@ tests_unit_test_config_LDADD = $(UNIT_LIBS)
 # then every secret it issued looked for in every log, capture, answer,
 # topic, command line and the database dump.
 TESTS += tests/integration/secrets_sweep.sh
-EXTRA_DIST += tests/integration/secrets_sweep.sh
+EXTRA_DIST += tests/integration/secrets_sweep.sh tests/integration/demo_lib.sh

@@ -16,25 +16,18 @@
 #    printed, the demo's output not being a terminal;
 #  - nothing the demo started is still running.
 . "$EVC_SRCDIR/tests/integration/lib.sh"
-need_kafka
-for t in sqlite3 kcat python3 openssl curl; do
-	command -v $t >/dev/null || tap_skip_all "$t not installed"
-done
-for p in EV_Central EV_CP_E EV_CP_M EV_Driver EV_Registry; do
-	[ -x "$EVC_BUILDDIR/$p" ] || tap_skip_all "$p not built"
-done
+. "$EVC_SRCDIR/tests/integration/demo_lib.sh"
+demo_need
 tap_plan 26
 
 # skip DESC REASON: a check that cannot run in this build (TAP SKIP).
 skip() { T_N=$((T_N + 1)); echo "ok $T_N - $1 # SKIP $2"; }
-has_api() { "$EV_CENTRAL" --help 2>/dev/null | grep -qE -- '(^|[ ,])--api([ =,]|$)' && [ -x "$EVC_BUILDDIR/EV_W" ]; }
 
 dur=${EVC_DEMO_DURATION:-60}
 dir=$T_DIR/demo
 t0=$(date +%s%N)
-EVC_BUILDDIR=$EVC_BUILDDIR "$EVC_SRCDIR/scripts/demo" --no-setup --no-build --headless \
-	--duration "$dur" --kafka "$EVC_KAFKA" --topic-prefix "${T_PREFIX}demo-" --dir "$dir" \
-	--weather-alert 15:15 >"$T_DIR/demo.log" 2>&1 </dev/null
+demo_cmd "$dir" "$dur" --weather-alert 15:15
+"${DEMO_CMD[@]}" >"$T_DIR/demo.log" 2>&1 </dev/null
 rc=$?
 wall=$(( ($(date +%s%N) - t0) / 1000000 ))
 diag "demo ran ${wall} ms (duration $dur s), exit status $rc"
@@ -126,7 +119,7 @@ else
 fi
 
 # ---- the weather (Central's API) ------------------------------------------
-if has_api; then
+if demo_has_api; then
 	wc1=$(sed -n 's/^demo: weather: SIMULATED provider .* for [0-9]* cities$/&/p' "$T_DIR/demo.log" | head -n 1)
 	check "the demo says its weather is SIMULATED (${wc1:-not said})" [ -n "$wc1" ]
 	alert=$(q "SELECT min(ts) FROM audit_log WHERE action='WEATHER_ALERT' AND actor='weather' AND (detail LIKE '%Madrid%' OR cp_id='MAD-01')")

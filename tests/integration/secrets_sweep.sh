@@ -21,18 +21,13 @@
 # self-check plants known secrets in a scratch log and needs the sweep to
 # name exactly those lines.
 . "$EVC_SRCDIR/tests/integration/lib.sh"
-need_kafka
-for t in sqlite3 kcat python3 openssl curl; do
-	command -v $t >/dev/null || tap_skip_all "$t not installed"
-done
-for p in EV_Central EV_CP_E EV_CP_M EV_Driver EV_Registry; do
-	[ -x "$EVC_BUILDDIR/$p" ] || tap_skip_all "$p not built"
-done
+. "$EVC_SRCDIR/tests/integration/demo_lib.sh"
+demo_need
 tap_plan 14
 
 dur=${EVC_SWEEP_DURATION:-45}
 net=$T_DIR/net
-pfx=${T_PREFIX}sweep-
+pfx=${T_PREFIX}demo-
 SW=$T_DIR/sweep        # what is swept besides the demo folder
 SEC=$T_DIR/secrets     # the collected secrets: never swept, never printed
 mkdir -p "$SW" "$SEC"
@@ -166,8 +161,8 @@ main()
 PY
 
 # ---- the network, and everything it answers while it runs -------------------
-start demo env EVC_BUILDDIR="$EVC_BUILDDIR" "$EVC_SRCDIR/scripts/demo" --no-setup --no-build --headless \
-	--duration "$dur" --kafka "$EVC_KAFKA" --topic-prefix "$pfx" --dir "$net" --weather-alert 8:8
+demo_cmd "$net" "$dur" --weather-alert 8:8
+start demo "${DEMO_CMD[@]}"
 D=$(log_of demo)
 check "the secured demo runs (Central up)" wait_grep 60 "$D" '^demo: Central runs headless'
 central=$net/logs/central.log
