@@ -470,10 +470,10 @@ static void *reader(void *arg)
 		if (r.kind == VIEWS_NONE)
 			continue;
 		h->cur = seq;
+		h->stats.started++;
 		pthread_mutex_unlock(&h->mu);
 		run(h, &r, h->work);
 		pthread_mutex_lock(&h->mu);
-		h->stats.reads++;
 		if (seq != h->asked) {
 			/* a newer ask came: this answer is nobody's */
 			h->stats.abandoned++;

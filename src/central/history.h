@@ -30,9 +30,9 @@ const struct views_source *history_source(struct history *h);
 int history_fd(const struct history *h);
 
 struct history_stats {
-	unsigned long reads;       /* reads done */
-	unsigned long answered;    /* ... whose answer was the last ask's */
-	unsigned long abandoned;   /* ... overtaken by a newer ask (never answered) */
+	unsigned long started;     /* reads begun */
+	unsigned long answered;    /* reads done whose answer was the last ask's */
+	unsigned long abandoned;   /* reads overtaken by a newer ask (never answered) */
 	unsigned long interrupted; /* ... of those, stopped mid-statement */
 	unsigned long wake_failed; /* eventfd writes that failed */
 	double longest_ms;         /* the longest read answered */

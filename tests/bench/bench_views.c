@@ -359,8 +359,8 @@ int main(int argc, char **argv)
 	until_shown(clock_mono());
 	report("audit / nomatch, then Esc at once");
 	history_stats(hist, &st);
-	printf("    reads %lu: answered %lu, abandoned %lu (%lu stopped mid-statement); longest answered read %.1f ms\n",
-	       st.reads, st.answered, st.abandoned, st.interrupted, st.longest_ms);
+	printf("    reads begun %lu: answered %lu, abandoned %lu (%lu stopped mid-statement); longest answered read %.1f ms\n",
+	       st.started, st.answered, st.abandoned, st.interrupted, st.longest_ms);
 	printf("longest main-loop stall of any case: %.2f ms (the reads run on the reader thread)\n", worst);
 	views_free(vs);
 	endwin();
