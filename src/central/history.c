@@ -9,14 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
 
 #include "evc/clock.h"
+#include "evc/log.h"
 #include "evc/xalloc.h"
 
 #define AUDIT_WORDS 4
+#define HISTORY_NICE 10 /* the reader's nice value */
 
 /* Statements of the sessions page by filter (cp, driver, outcome, open)
  * and direction, prepared when first used. */
@@ -458,6 +461,10 @@ static void *reader(void *arg)
 	struct history *h = arg;
 
 	pthread_setname_np(pthread_self(), "history"); /* for top -H */
+	/* when the CPUs are short, the main loop goes first (Linux: a
+	 * thread's nice value is its own) */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), HISTORY_NICE) == -1)
+		log_debug("history: setpriority: %s", strerror(errno));
 	pthread_mutex_lock(&h->mu);
 	for (;;) {
 		while (!h->stop && h->picked == h->asked)
