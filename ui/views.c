@@ -4,8 +4,9 @@
  * moves past the page, changes the filter, or the newest page is a few
  * seconds old. A read is asked for and its answer taken on a later turn
  * (views_tick): the main loop never waits for the database, and one read
- * is in flight at most (a newer ask abandons it). Every string from the database is drawn
- * through theme_puts, which turns control characters into '?'. */
+ * is in flight at most (a newer ask abandons it). Every string from the
+ * database is drawn through theme_puts, which turns control characters
+ * into '?'. */
 #include "ui/views.h"
 
 #include <ctype.h>
@@ -319,7 +320,7 @@ static void ask(struct views *vs, const struct panel_view *v, const struct views
 	}
 	if (vs->src && vs->src != src)
 		abandon(vs);
-	vs->req = *r;
+	memcpy(&vs->req, r, sizeof vs->req); /* padding too: compared above */
 	vs->src = src;
 	vs->quiet = quiet;
 	vs->asked_at = clock_wall();
