@@ -19,7 +19,6 @@
 #include "evc/xalloc.h"
 
 #define AUDIT_WORDS 4
-#define HISTORY_NICE 10 /* the reader's nice value */
 
 /* Statements of the sessions page by filter (cp, driver, outcome, open)
  * and direction, prepared when first used. */
@@ -55,6 +54,12 @@ struct history {
 	/* the number of the last ask, for the progress handler: a read of an
 	 * older one stops at its next check */
 	atomic_ulong newest;
+	/* the asking thread's only: its last ask, not yet handed over if
+	 * m_pending (the lock was taken) */
+	struct views_req m_req;
+	unsigned long m_seq;
+	int m_pending;
+	atomic_ulong late; /* asks handed over by a later call */
 	/* the reader thread's only (the connection: once open) */
 	sqlite3 *db;
 	sqlite3_stmt *page[SF_COMBOS][3];
@@ -481,8 +486,9 @@ static void *reader(void *arg)
 		pthread_mutex_unlock(&h->mu);
 		run(h, &r, h->work);
 		pthread_mutex_lock(&h->mu);
-		if (seq != h->asked) {
-			/* a newer ask came: this answer is nobody's */
+		if (seq != h->asked || seq != atomic_load(&h->newest)) {
+			/* a newer ask came (handed over or not): this answer is
+			 * nobody's */
 			h->stats.abandoned++;
 			h->stats.interrupted += (unsigned long)h->interrupted;
 			continue;
@@ -502,17 +508,39 @@ static void *reader(void *arg)
 	return NULL;
 }
 
-/* views_source.ask: on the caller's thread, never waits for a read. */
-static void h_ask(void *arg, const struct views_req *r)
+/* Hand the caller's last ask to the reader, if the lock is free: 1 once
+ * it has it. The caller never waits for the lock: the reader runs at a
+ * lower priority, and on busy CPUs it may lose the CPU while it holds
+ * the lock (for microseconds of work) and get it back only many ms later. */
+static int hand_over(struct history *h)
 {
-	struct history *h = arg;
-	pthread_mutex_lock(&h->mu);
-	h->req = *r;
-	h->asked++;
-	atomic_store(&h->newest, h->asked);
+	if (!h->m_pending)
+		return 1;
+	if (pthread_mutex_trylock(&h->mu) != 0)
+		return 0;
+	h->req = h->m_req;
+	h->asked = h->m_seq;
 	drain(h->efd); /* an answer not taken is no longer wanted */
 	pthread_cond_signal(&h->cv);
 	pthread_mutex_unlock(&h->mu);
+	if (h->m_pending > 1)
+		atomic_fetch_add(&h->late, 1);
+	h->m_pending = 0;
+	return 1;
+}
+
+/* views_source.ask: on the caller's thread, never waits. The read in
+ * flight stops at once (newest); the reader gets this ask now, or from
+ * the next answer call if the lock was taken. */
+static void h_ask(void *arg, const struct views_req *r)
+{
+	struct history *h = arg;
+	h->m_req = *r;
+	h->m_seq++;
+	h->m_pending = 1;
+	atomic_store(&h->newest, h->m_seq);
+	if (!hand_over(h))
+		h->m_pending = 2; /* late */
 }
 
 #define COPY_ROWS(dst, src, n, max)                                                            \
@@ -521,13 +549,15 @@ static void h_ask(void *arg, const struct views_req *r)
 			memcpy((dst), (src), (size_t)((n) > (max) ? (max) : (n)) * sizeof *(src)); \
 	} while (0)
 
-/* views_source.answer: the rows are copied under the lock (some hundred
- * kB at most: tens of microseconds). */
+/* views_source.answer: never waits either (a lock taken: not yet). The
+ * rows are copied under the lock (some hundred kB at most: tens of
+ * microseconds). */
 static int h_answer(void *arg, struct views_answer *a)
 {
 	struct history *h = arg;
 	int got = 0;
-	pthread_mutex_lock(&h->mu);
+	if (!hand_over(h) || pthread_mutex_trylock(&h->mu) != 0)
+		return 0;
 	if (h->ready == h->asked && h->given != h->ready && h->req.kind != VIEWS_NONE) {
 		const struct rows *o = h->out;
 		a->n = o->n;
@@ -589,6 +619,7 @@ struct history *history_open(const char *path, char err[EVC_ERR_LEN])
 	pthread_mutex_init(&h->mu, NULL);
 	pthread_cond_init(&h->cv, NULL);
 	atomic_init(&h->newest, 0);
+	atomic_init(&h->late, 0);
 	/* signals belong to the main loop: the reader starts with all blocked */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -619,7 +650,7 @@ void history_close(struct history *h)
 		return;
 	pthread_mutex_lock(&h->mu);
 	h->stop = 1;
-	atomic_store(&h->newest, h->asked + 1); /* the read in flight stops */
+	atomic_store(&h->newest, h->m_seq + 1); /* the read in flight stops */
 	pthread_cond_signal(&h->cv);
 	pthread_mutex_unlock(&h->mu);
 	pthread_join(h->thread, NULL);
@@ -655,4 +686,5 @@ void history_stats(struct history *h, struct history_stats *st)
 	pthread_mutex_lock(&h->mu);
 	*st = h->stats;
 	pthread_mutex_unlock(&h->mu);
+	st->late = atomic_load(&h->late);
 }

@@ -4,8 +4,10 @@
  * connection of store.c) and the writer never blocks them. Every read is
  * one page (LIMIT, keyset on the v4 indexes). The views ask on the main
  * thread and take the answer on a later turn: neither waits for the
- * database, so no read stalls the main loop, however many rows it goes
- * through (the audit filter reads every row it does not match). A read
+ * database, nor for the reader (its lock taken: handed over, or taken, on
+ * a later turn), so no read stalls the main loop, however many rows it
+ * goes through (the audit filter reads every row it does not match), and
+ * the reader, at nice HISTORY_NICE, yields the CPU to it. A read
  * runs until it is done, or until a newer ask abandons it (its statement
  * is interrupted within HISTORY_CHECK_OPS steps). history_open,
  * history_close and the source's functions: one thread (the main one). */
@@ -15,6 +17,7 @@
 #include "ui/views.h"
 
 #define HISTORY_CHECK_OPS 1000 /* SQLite steps between the reader's looks for a newer ask */
+#define HISTORY_NICE 10        /* the reader thread's nice value */
 
 struct history;
 
@@ -35,8 +38,10 @@ struct history_stats {
 	unsigned long abandoned;   /* reads overtaken by a newer ask (never answered) */
 	unsigned long interrupted; /* ... of those, stopped mid-statement */
 	unsigned long wake_failed; /* eventfd writes that failed */
+	unsigned long late;        /* asks handed over by a later call (the lock was taken) */
 	double longest_ms;         /* the longest read answered */
 };
+/* Any thread. */
 void history_stats(struct history *h, struct history_stats *st);
 
 #endif
