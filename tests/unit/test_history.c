@@ -437,7 +437,8 @@ static void test_lock_taken(void **state)
 static SCREEN *scr;
 static FILE *devnull_out, *devnull_in;
 
-static int screen_up(void **state)
+/* The group's: the database, and a terminal for the views to draw in. */
+static int group_up(void **state)
 {
 	if (fill(state) != 0)
 		return -1;
@@ -453,7 +454,7 @@ static int screen_up(void **state)
 	return 0;
 }
 
-static int screen_down(void **state)
+static int group_down(void **state)
 {
 	endwin();
 	delscreen(scr);
@@ -623,11 +624,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_audit_words, hist_up, hist_down),
 		cmocka_unit_test_setup_teardown(test_supersede, hist_up, hist_down),
 		cmocka_unit_test_setup_teardown(test_lock_taken, hist_up, hist_down),
-	};
-	const struct CMUnitTest screen_tests[] = {
 		cmocka_unit_test(test_views_flow),
 		cmocka_unit_test(test_views_no_source),
 	};
-	int rc = cmocka_run_group_tests(tests, fill, unfill);
-	return rc | cmocka_run_group_tests(screen_tests, screen_up, screen_down);
+	return cmocka_run_group_tests(tests, group_up, group_down);
 }
