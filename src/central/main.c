@@ -811,7 +811,6 @@ static void central_close(struct central *c, int failed, const char *err)
 	core_fxlist_free(&c->fx);
 	free(c->cev);
 	free(c->kitems);
-	free(c->skip);
 	hmap_free(&c->seen_sessions);
 	hmap_free(&c->outbox_inflight);
 	void *v;

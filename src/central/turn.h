@@ -68,9 +68,7 @@ struct central {
 	double badmsg_window;      /* BAD_MSG lines: at most 10 a 10 s */
 	unsigned long badmsg_count, badmsg_dropped;
 	/* write_rows: which effects are the last row of their session */
-	unsigned char *skip;
-	size_t skip_cap;
-	struct hmap seen_sessions; /* per turn: session ids whose last row is known */
+	struct hmap seen_sessions; /* scratch of core_fxlist_coalesce */
 	double next_tick;
 	unsigned long db_errors;
 	/* running as a service (service.c, ctl.c) */
