@@ -163,6 +163,26 @@ static void *producer(void *arg)
 	return NULL;
 }
 
+/* Run fn (pushing 0..9999) in a thread; take its items per_pop at most at
+ * a time, waking on the fd, and check they come in order. */
+static void take_in_order(struct bqueue *q, void *(*fn)(void *), size_t per_pop)
+{
+	int out[8];
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, fn, q), 0);
+	int next = 0;
+	while (next < 10000) {
+		struct pollfd p = { .fd = bqueue_fd(q), .events = POLLIN };
+		assert_int_equal(poll(&p, 1, 5000), 1);
+		size_t n = bqueue_pop(q, out, per_pop);
+		for (size_t i = 0; i < n; i++)
+			assert_int_equal(out[i], next++);
+	}
+	void *rv;
+	pthread_join(t, &rv);
+	assert_null(rv);
+}
+
 static void *producer_many(void *arg)
 {
 	struct bqueue *q = arg;
@@ -200,19 +220,7 @@ static void test_bqueue_push_many(void **state)
 	assert_int_equal(out[2], 15);
 	assert_int_equal(out[3], 10);
 	assert_false(readable(bqueue_fd(q)));
-	pthread_t t;
-	assert_int_equal(pthread_create(&t, NULL, producer_many, q), 0);
-	int next = 0;
-	while (next < 10000) {
-		struct pollfd p = { .fd = bqueue_fd(q), .events = POLLIN };
-		assert_int_equal(poll(&p, 1, 5000), 1);
-		size_t n = bqueue_pop(q, out, 3);
-		for (size_t i = 0; i < n; i++)
-			assert_int_equal(out[i], next++);
-	}
-	void *rv;
-	pthread_join(t, &rv);
-	assert_null(rv);
+	take_in_order(q, producer_many, 3);
 	bqueue_close(q);
 	assert_int_equal(bqueue_push_many(q, in, 2, 1), 0);
 	bqueue_free(q);
@@ -251,19 +259,7 @@ static void test_bqueue(void **state)
 	assert_int_equal(bqueue_pop(q, out, 8), 0);
 	assert_false(readable(bqueue_fd(q)));
 	/* a waiting producer: 10,000 items in order through 4 slots */
-	pthread_t t;
-	assert_int_equal(pthread_create(&t, NULL, producer, q), 0);
-	int next = 0;
-	while (next < 10000) {
-		struct pollfd p = { .fd = bqueue_fd(q), .events = POLLIN };
-		assert_int_equal(poll(&p, 1, 5000), 1);
-		size_t n = bqueue_pop(q, out, 8);
-		for (size_t i = 0; i < n; i++)
-			assert_int_equal(out[i], next++);
-	}
-	void *rv;
-	pthread_join(t, &rv);
-	assert_null(rv);
+	take_in_order(q, producer, 8);
 	/* close: pushes fail, what is queued can still be taken */
 	assert_int_equal(bqueue_push(q, &five, 0), 0);
 	bqueue_close(q);
