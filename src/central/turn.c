@@ -418,20 +418,43 @@ void turn_outbox_settle(struct central *c)
 
 /* Carry out the effects gathered this turn, in the order of the header
  * comment: store + commit, then act, then offsets, then show. */
+static int need_txn(const struct central *c)
+{
+	if (c->ndelivered > 0)
+		return 1;
+	for (size_t i = 0; i < c->fx.n; i++) {
+		const struct core_fx *x = &c->fx.v[i];
+		if (x->kind == CORE_FX_STORE_CP || x->kind == CORE_FX_STORE_SESSION ||
+		    x->kind == CORE_FX_STORE_EVENT || x->kind == CORE_FX_STORE_REQUEST ||
+		    x->kind == CORE_FX_PRUNE_REQUESTS || x->kind == CORE_FX_AUDIT ||
+		    (x->kind == CORE_FX_PRODUCE && must_deliver(x->u.produce.type)))
+			return 1;
+	}
+	return 0;
+}
+
+/* Group commit: ms until this turn's effects may be stored and acted on
+ * (0: now). Effects wait only if they need the database and the last
+ * COMMIT was less than --group-commit ago; the ones that do not (a
+ * heartbeat's answer, a CONSUMO_UPDATE alone) never wait. */
+static int commit_wait_ms(const struct central *c, double mono)
+{
+	if (c->group_commit <= 0 || c->quit || c->db_failed || c->fx.n == 0)
+		return 0;
+	double due = c->last_commit + c->group_commit;
+	if (mono >= due || !need_txn(c))
+		return 0;
+	int ms = (int)((due - mono) * 1000.0 + 0.999);
+	return ms > 0 ? ms : 1;
+}
+
 void turn_apply(struct central *c)
 {
 	char err[STORE_ERR_LEN];
 	/* A turn that applied many CONSUMO of a session stores one row and
 	 * produces one CONSUMO_UPDATE for it (evcharging(7) RULES). */
 	core_fxlist_coalesce(&c->fx, &c->seen_sessions);
-	int need_txn = c->ndelivered > 0;
-	for (size_t i = 0; i < c->fx.n && !need_txn; i++) {
-		const struct core_fx *x = &c->fx.v[i];
-		need_txn = x->kind == CORE_FX_STORE_CP || x->kind == CORE_FX_STORE_SESSION ||
-			   x->kind == CORE_FX_STORE_EVENT || x->kind == CORE_FX_STORE_REQUEST ||
-			   x->kind == CORE_FX_PRUNE_REQUESTS || x->kind == CORE_FX_AUDIT ||
-			   (x->kind == CORE_FX_PRODUCE && must_deliver(x->u.produce.type));
-	}
+	int txn = need_txn(c);
 	if (c->db_failed) {
 		/* The core is ahead of the database: nothing more may be acted
 		 * on or acknowledged; shutdown is under way. */
@@ -439,7 +462,8 @@ void turn_apply(struct central *c)
 		c->nkitems = 0;
 		return;
 	}
-	if (need_txn) {
+	if (txn) {
+		c->last_commit = clock_mono();
 		if (store_batch(c, err) != 0) {
 			/* Fail-stop (Redis's stop-writes-on-error): the core has moved on
 			 * but its effects could not be stored, so acting on them would
@@ -534,6 +558,9 @@ int turn_prepare(struct central *c, struct pollfd pfd[TURN_NFDS])
 	if (ctl_timeout_ms(c->ctl) < timeout)
 		timeout = ctl_timeout_ms(c->ctl);
 	timeout = kafka_out_timeout_ms(c->kout, mono, timeout);
+	int wait = commit_wait_ms(c, mono);
+	if (wait > 0 && wait < timeout)
+		timeout = wait;
 	return timeout;
 }
 
@@ -577,7 +604,8 @@ void turn_run(struct central *c, const struct pollfd pfd[TURN_NFDS])
 		c->next_tick = mono + 1.0;
 		notify_watchdog(mono);
 	}
-	turn_apply(c);
+	if (commit_wait_ms(c, mono) == 0)
+		turn_apply(c);
 	if (kafka_out_tick(c->kout, mono, c->status.kafka_up)) {
 		struct msg *st = xmalloc(sizeof *st);
 		core_network_status(c->core, wall, st);
