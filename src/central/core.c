@@ -259,6 +259,13 @@ static unsigned coalesce_bit(const struct core_fx *x, const char **id)
 
 size_t core_fxlist_coalesce(struct core_fxlist *l, struct hmap *scratch)
 {
+	/* An ordinary turn has at most one of them: nothing to look up. */
+	size_t candidates = 0;
+	const char *unused;
+	for (size_t i = 0; i < l->n && candidates < 2; i++)
+		candidates += coalesce_bit(&l->v[i], &unused) != 0;
+	if (candidates < 2)
+		return 0;
 	/* Backwards: the first of a kind met for an id is its last in the
 	 * list, the one kept; any earlier one is dropped. */
 	hmap_clear(scratch);
