@@ -80,6 +80,7 @@ struct panel {
 	/* layout */
 	int rows, cols, too_small;
 	int grid_y, grid_h, panes_y, panes_h;
+	int weather_row;    /* the header has the weather line (a third row) */
 	int ncols, nrows, cw;
 	int compact, card_h;
 	size_t per_page;
@@ -267,10 +268,12 @@ static void layout(struct panel *p)
 
 	getmaxyx(stdscr, p->rows, p->cols);
 	p->too_small = p->cols < MIN_COLS || p->rows < MIN_ROWS;
-	/* 2 header rows, message row and bar at the bottom */
-	reserved = 4;
+	/* 2 header rows (3 with the weather line), message row and bar at
+	 * the bottom */
+	p->weather_row = p->v != NULL && p->v->status.weather[0] != '\0';
+	reserved = 4 + p->weather_row;
 	p->panes_h = p->rows >= 36 ? 10 : p->rows >= 24 ? 7 : p->rows >= 18 ? 4 : 0;
-	p->grid_y = 2;
+	p->grid_y = 2 + p->weather_row;
 	p->grid_h = p->rows - reserved - p->panes_h;
 	p->panes_y = p->grid_y + p->grid_h;
 	p->ncols = (p->cols + 1) / (CARD_MINW + 1);
@@ -481,6 +484,14 @@ static void draw_header(struct panel *p, double now)
 	if (x + (int)strlen(buf) + 1 <= p->cols)
 		theme_puts(stdscr, 1, p->cols - (int)strlen(buf) - 1, (int)strlen(buf), buf,
 			   theme_attr(THEME_DIM));
+	if (p->weather_row) {
+		/* third row: the weather office's readings; an alert is the
+		 * Out of Order colour, as the cards it stops */
+		const char *w = st->weather;
+		theme_fill(stdscr, 2, 0, 1, p->cols, A_NORMAL);
+		theme_puts(stdscr, 2, 1, p->cols - 2, w,
+			   strstr(w, " ALERT") != NULL ? theme_state_attr(CP_FUERA_DE_SERVICIO) : theme_attr(THEME_DIM));
+	}
 }
 
 static void draw_panes(struct panel *p)
@@ -555,6 +566,11 @@ static void draw_help(struct panel *p)
 static void draw(struct panel *p, double now)
 {
 	build_view(p);
+	/* the weather line came or went: one header row more or less */
+	if ((p->v->status.weather[0] != '\0') != p->weather_row) {
+		layout(p);
+		p->full = 1;
+	}
 	/* the "no CPs" text is not a card: clear it when cards appear */
 	if ((p->nview == 0) != p->was_empty) {
 		p->was_empty = p->nview == 0;

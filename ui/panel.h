@@ -19,6 +19,9 @@ struct panel_status {
 	int kafka_up;
 	char kafka_reason[128]; /* why unreachable */
 	size_t links;           /* open CP link connections */
+	/* A third header row (evcharging(7) WEATHER): cities, temperatures,
+	 * alerts, stale readings; "" = no row. */
+	char weather[256];
 };
 
 struct views_source;

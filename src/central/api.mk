@@ -48,3 +48,10 @@ tests_unit_test_api_http_CFLAGS = $(UNIT_CFLAGS) $(EV_CENTRAL_API_CFLAGS) $(CURL
 tests_unit_test_api_http_LDADD = $(UNIT_LIBS) $(EV_CENTRAL_API_LIBS) $(CURL_LIBS)
 
 EXTRA_DIST += tests/fuzz/fuzz_api.c tests/fuzz/api.seeds
+
+# The API on the real EV_Central: curl and a Prometheus parser; the page in
+# a real headless Chromium (tests/tools/page_probe.py over DevTools).
+API_ITESTS = tests/integration/api_central.sh tests/integration/api_page.sh
+TESTS += $(API_ITESTS)
+EXTRA_DIST += $(API_ITESTS)
+dist_noinst_SCRIPTS += tests/tools/page_probe.py

@@ -91,6 +91,11 @@ struct core {
 	double prereg_next;
 	struct hmap links;       /* conn -> struct linkinfo: every link up, registered or not */
 	struct hmap addrs;       /* ip -> struct addr_rl: failed REGISTERs per address */
+	/* The weather rule (evcharging(7) RULES, Weather): the last reading
+	 * of each city, in first-reported order. Not stored. */
+	struct core_weather_city cities[CORE_WEATHER_CITIES];
+	size_t ncities;
+	double threshold;
 };
 
 /* A link's kind and address, from core_on_link_up. */
@@ -115,6 +120,11 @@ struct addr_rl {
 #define ADDRS_MAX 4096
 
 static void end_link(struct core *c, uint64_t conn, const char *reason, double now, struct core_fxlist *fx);
+static void weather_reconcile(struct core *c, struct core_cp *cp, double now, struct core_fxlist *fx);
+static void weather_new_place(struct core *c, struct core_cp *cp, double now, struct core_fxlist *fx);
+static int weather_refresh(struct core *c, struct core_cp *cp, double now, struct core_fxlist *fx);
+static struct core_weather_city *weather_holder(const struct core *c, const struct core_cp *cp);
+static const char *weather_why(char *buf, size_t n, const struct core_weather_city *w);
 static void fx_key(struct core_fxlist *fx, double now, const struct core_cp *cp, int plain, int store);
 
 /* s between the summaries of frames refused before REGISTER */
@@ -154,6 +164,9 @@ struct core *core_new(const struct core_config *cfg)
 		c->cfg.link_grace = 10;
 	if (c->cfg.seq_jump_max == 0)
 		c->cfg.seq_jump_max = 10000;
+	if (!(c->cfg.weather_threshold >= CORE_WEATHER_MIN && c->cfg.weather_threshold <= CORE_WEATHER_MAX))
+		c->cfg.weather_threshold = 0.0;
+	c->threshold = c->cfg.weather_threshold;
 	hmap_init(&c->seen_req);
 	hmap_init(&c->links);
 	hmap_init(&c->addrs);
@@ -557,10 +570,14 @@ static enum cp_state derive_state(const struct core_cp *cp)
 {
 	if (!cp->link_up)
 		return CP_DESCONECTADO;
-	if (cp->stopped || cp->revoked)
+	if (cp->stopped || cp->revoked || (cp->weather_stop && cp->halted))
 		return CP_FUERA_DE_SERVICIO;
 	if (cp->fault || cp->engine_fault)
 		return CP_AVERIADO;
+	/* Halted by a weather stop since cleared, its REANUDAR on the way
+	 * (or held back by a fault): out of service until it acknowledges. */
+	if (cp->halted)
+		return CP_FUERA_DE_SERVICIO;
 	if (cp->session && cp->session->charging)
 		return CP_SUMINISTRANDO;
 	if (cp->session)
@@ -700,6 +717,7 @@ void core_load_cp(struct core *c, const char *id, const char *location, double p
 	text_copy(cp->location, sizeof(cp->location), location ? location : "");
 	cp->price = money_price_ok(price) ? money_round_price(price) : DEFAULT_PRICE;
 	cp->stopped = stopped ? 1 : 0;
+	cp->weather_unsure = 1; /* Central (re)starts: weather stops were not stored */
 }
 
 void core_set_mono(struct core *c, double mono)
@@ -814,6 +832,7 @@ void core_load_reg(struct core *c, const struct core_reg *r)
 	xstrlcpy(cp->key, r->deleted ? "" : r->key, sizeof(cp->key));
 	cp->key_ever = r->key_ever || r->key[0];
 	cp->revoked = r->revoked;
+	cp->weather_unsure = 1; /* Central (re)starts: weather stops were not stored */
 	if (!cp->location[0])
 		text_copy(cp->location, sizeof(cp->location), r->id);
 	if (!(cp->price > 0))
@@ -860,6 +879,8 @@ void core_on_registry(struct core *c, const struct core_reg *r, double now, stru
 		return;
 	}
 	update_state(c, cp, now, 1, created ? "registered at the registry" : "changed at the registry", fx);
+	/* A new CP, or a new place: its city's weather stop applies at once. */
+	weather_new_place(c, cp, now, fx);
 }
 
 void core_add_driver(struct core *c, const char *driver_id)
@@ -1317,11 +1338,15 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 	fx_log(fx, now, LOG_INFO, id, "CP %s registered (%s) on link %llu: %s, %s EUR/kWh%s", id,
 	       first ? "first time" : "reconnect", (unsigned long long)conn, cp->location, pb,
 	       tls ? "" : " (Release-1 plaintext link)");
+	/* A new CP (or one whose place a first REGISTER set) in an alerted
+	 * city is held at once (evcharging(7) RULES, Weather). */
+	weather_refresh(c, cp, now, fx);
 	update_state(c, cp, now, 1, first ? "registered" : "reconnected", fx);
 	/* The operator's stop outlives the link: the CP may have restarted and
 	 * forgotten it, so it is sent again until REANUDAR. */
 	int redo = cp->redo_cmd;
 	cp->redo_cmd = 0;
+	char wwhy[MSG_TEXT_MAX + 1];
 	if (redo == 2 && cp->stopped && !cp->resume_pending) {
 		cp->resume_pending = 1;
 		fx_send(fx, now, conn, id, "REANUDAR#CENTRAL");
@@ -1329,9 +1354,24 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 		fx_log(fx, now, LOG_INFO, id, "CP %s: REANUDAR re-sent", id);
 	} else if ((cp->stopped || redo == 1) && !cp->stop_pending) {
 		cp->stop_pending = 1;
+		cp->stop_by_op = 1;
 		fx_send(fx, now, conn, id, "PARAR#CENTRAL");
 		fx_event(fx, now, id, "COMMAND", "PARAR re-sent: operator stop in force");
 		fx_log(fx, now, LOG_INFO, id, "CP %s is stopped by the operator: PARAR re-sent", id);
+	} else if (cp->weather_stop && !cp->stop_pending && !cp->resume_pending && !cp->revoked) {
+		/* One PARAR whether or not it was halted before the link went:
+		 * the CP may have restarted and forgotten it, as for an
+		 * operator stop. */
+		cp->stop_pending = 1;
+		cp->stop_by_op = 0;
+		weather_why(wwhy, sizeof(wwhy), weather_holder(c, cp));
+		fx_send(fx, now, conn, id, "PARAR#CENTRAL");
+		fx_event(fx, now, id, "COMMAND", "PARAR sent: %s", wwhy);
+		fx_log(fx, now, LOG_INFO, id, "CP %s is held by %s: PARAR sent", id, wwhy);
+	} else {
+		/* Halted for a weather stop since cleared, or maybe so from
+		 * before Central's restart: REANUDAR if nothing holds it. */
+		weather_reconcile(c, cp, now, fx);
 	}
 }
 
@@ -1383,6 +1423,7 @@ static void on_recover(struct core *c, struct core_cp *cp, double now, struct co
 	if (cp->engine_fault && !cp->fault) {
 		clear_engine_fault(c, cp);
 		update_state(c, cp, now, 0, "engine recovered", fx);
+		weather_reconcile(c, cp, now, fx);
 		return;
 	}
 	clear_engine_fault(c, cp);
@@ -1397,6 +1438,8 @@ static void on_recover(struct core *c, struct core_cp *cp, double now, struct co
 		fx_log(fx, now, LOG_INFO, cp->id, "CP %s recovered but stays FUERA_DE_SERVICIO: stopped by the operator",
 		       cp->id);
 	update_state(c, cp, now, 0, "recovered", fx);
+	/* A weather stop cleared while the fault held it: resumed now. */
+	weather_reconcile(c, cp, now, fx);
 }
 
 static void on_ack_authorize(struct core *c, struct core_cp *cp, double now, struct core_fxlist *fx)
@@ -1460,13 +1503,29 @@ static void on_ack_stop(struct core *c, struct core_cp *cp, double now, struct c
 		return;
 	}
 	cp->stop_pending = 0;
-	int was = cp->stopped;
-	cp->stopped = 1;
+	int was = cp->stopped, by_op = cp->stop_by_op;
+	cp->stop_by_op = 0;
+	if (by_op)
+		cp->stopped = 1;
+	cp->halted = 1;
+	cp->weather_unsure = 0;
+	/* Who stopped it says why its supply ended: an operator stop as
+	 * before, else the weather alert (the same outcome, evcharging(7)
+	 * RULES, Weather). */
+	char why[MSG_TEXT_MAX + 1];
+	if (by_op) {
+		xstrlcpy(why, "stopped by operator", sizeof(why));
+	} else {
+		char w[MSG_TEXT_MAX + 1];
+		textf(why, sizeof(why), "stopped by %s", weather_why(w, sizeof(w), weather_holder(c, cp)));
+	}
 	fx_event(fx, now, cp->id, "COMMAND", "PARAR acknowledged");
 	if (cp->session)
-		end_session_abnormal(c, sess_of(cp->session), "stopped by operator", now, fx);
+		end_session_abnormal(c, sess_of(cp->session), why, now, fx);
 	fx_log(fx, now, LOG_INFO, cp->id, "CP %s acknowledged PARAR: out of service", cp->id);
-	update_state(c, cp, now, !was, "stopped by operator", fx);
+	update_state(c, cp, now, !was && cp->stopped, why, fx);
+	/* The weather alert may have cleared meanwhile. */
+	weather_reconcile(c, cp, now, fx);
 }
 
 static void on_ack_resume(struct core *c, struct core_cp *cp, double now, struct core_fxlist *fx)
@@ -1476,24 +1535,30 @@ static void on_ack_resume(struct core *c, struct core_cp *cp, double now, struct
 		return;
 	}
 	cp->resume_pending = 0;
-	int was = cp->stopped;
+	int was = cp->stopped, was_halted = cp->halted;
 	cp->stopped = 0;
+	cp->halted = 0;
+	cp->weather_unsure = 0; /* resumed: whatever held it before a restart is gone */
 	fx_event(fx, now, cp->id, "COMMAND", "REANUDAR acknowledged");
 	fx_log(fx, now, LOG_INFO, cp->id, "CP %s acknowledged REANUDAR: back in service", cp->id);
-	update_state(c, cp, now, was, "resumed by operator", fx);
+	update_state(c, cp, now, was, was || !was_halted ? "resumed by operator" : "weather alert over", fx);
+	/* A weather alert raised while the REANUDAR was on its way. */
+	weather_reconcile(c, cp, now, fx);
 }
 
-static void on_nack_command(struct core_cp *cp, const char *cmd, int *pending, const char *reason, double now,
-			    struct core_fxlist *fx)
+/* 1 if a command was pending (and is no more). */
+static int on_nack_command(struct core_cp *cp, const char *cmd, int *pending, const char *reason, double now,
+			   struct core_fxlist *fx)
 {
 	if (!*pending) {
 		fx_log(fx, now, LOG_WARN, cp->id, "CP %s: NACK#%s without a %s pending: ignored (%s)", cp->id, cmd, cmd,
 		       reason);
-		return;
+		return 0;
 	}
 	*pending = 0;
 	fx_event(fx, now, cp->id, "COMMAND", "%s refused: %s", cmd, reason);
 	fx_log(fx, now, LOG_WARN, cp->id, "CP %s refused %s: %s", cp->id, cmd, reason);
+	return 1;
 }
 
 void core_on_frame(struct core *c, uint64_t conn, const char *data, double now, struct core_fxlist *fx)
@@ -1573,13 +1638,16 @@ void core_on_frame(struct core *c, uint64_t conn, const char *data, double now, 
 		if (strcmp(cmd, "PARAR") == 0) {
 			if (ack)
 				on_ack_stop(c, cp, now, fx);
-			else
-				on_nack_command(cp, "PARAR", &cp->stop_pending, reason, now, fx);
+			else if (on_nack_command(cp, "PARAR", &cp->stop_pending, reason, now, fx))
+				cp->stop_by_op = 0; /* a weather stop's is sent again at the next reading */
 		} else if (strcmp(cmd, "REANUDAR") == 0) {
 			if (ack)
 				on_ack_resume(c, cp, now, fx);
-			else
-				on_nack_command(cp, "REANUDAR", &cp->resume_pending, reason, now, fx);
+			else if (on_nack_command(cp, "REANUDAR", &cp->resume_pending, reason, now, fx) &&
+				 cp->weather_stop)
+				weather_reconcile(c, cp, now, fx); /* a weather stop waiting for it (a
+								      refused REANUDAR is sent again
+								      at the next reading, not now) */
 		} else if (strcmp(cmd, "FIN_SUMINISTRO") == 0) {
 			fx_log(fx, now, ack ? LOG_DEBUG : LOG_INFO, cp->id, "CP %s %s FIN_SUMINISTRO%s%s", cp->id,
 			       ack ? "acknowledged" : "refused", ack ? "" : ": ", ack ? "" : reason);
@@ -1624,7 +1692,7 @@ static void end_link(struct core *c, uint64_t conn, const char *reason, double n
 	cp->peer[0] = '\0';
 	/* A command the CP may or may not have carried out: the latest one the
 	 * operator gave is sent again when the CP registers. */
-	if (cp->stop_pending && !cp->stopped)
+	if (cp->stop_pending && cp->stop_by_op && !cp->stopped)
 		cp->redo_cmd = 1;
 	else if (cp->resume_pending && cp->stopped)
 		cp->redo_cmd = 2;
@@ -1632,6 +1700,7 @@ static void end_link(struct core *c, uint64_t conn, const char *reason, double n
 		fx_log(fx, now, LOG_WARN, cp->id, "CP %s: %s not acknowledged before the link was lost: sent again when it reconnects",
 		       cp->id, cp->resume_pending ? "REANUDAR" : "PARAR");
 	cp->stop_pending = cp->resume_pending = 0;
+	cp->stop_by_op = 0;
 	fx_event(fx, now, cp->id, "LINK_DOWN", "%s", reason);
 	if (cp->session && c->cfg.link_grace > 0) {
 		/* The engine may still supply: the session stays open (and the
@@ -1727,6 +1796,12 @@ static void on_request(struct core *c, const struct msg *m, double now, struct c
 	}
 	if (cp->state != CP_ACTIVADO) {
 		deny_request(fx, now, m, "CP %s is %s", cp->id, cp_state_name(cp->state));
+		return;
+	}
+	if (cp->weather_stop) {
+		char w[MSG_TEXT_MAX + 1];
+		deny_request(fx, now, m, "CP %s is being stopped: %s", cp->id,
+			     weather_why(w, sizeof(w), weather_holder(c, cp)));
 		return;
 	}
 	if (cp->stop_pending) {
@@ -1949,6 +2024,7 @@ void core_on_tick(struct core *c, double now, struct core_fxlist *fx)
 		if (cp->engine_fault && c->mono >= cp->engine_fault_until) {
 			clear_engine_fault(c, cp);
 			update_state(c, cp, now, 0, "engine fault not confirmed by the monitor", fx);
+			weather_reconcile(c, cp, now, fx);
 		}
 	}
 	/* Backwards: ending swaps the last open session into slot i, and the
@@ -2018,6 +2094,8 @@ static const char *command_blocker(const struct core_cp *cp, int stop)
 		if (cp->stopped && !cp->resume_pending)
 			return "already stopped";
 	} else {
+		if (cp->weather_stop)
+			return "held by a weather alert";
 		if (cp->resume_pending)
 			return "REANUDAR already sent, waiting for its answer";
 		if (!cp->stopped && !cp->stop_pending)
@@ -2026,13 +2104,36 @@ static const char *command_blocker(const struct core_cp *cp, int stop)
 	return NULL;
 }
 
+/* An operator stop on a CP that the weather rule halts already (or is
+ * halting): recorded (stored, it outlives the alert) without a second
+ * PARAR. 1 if recorded. */
+static int op_stop_record(struct core *c, struct core_cp *cp, double now, struct core_fxlist *fx)
+{
+	if (!cp->link_up || cp->stopped)
+		return 0;
+	if (cp->stop_pending && !cp->stop_by_op) {
+		cp->stop_by_op = 1;
+		fx_event(fx, now, cp->id, "COMMAND", "operator stop: carried by the PARAR already sent for the weather");
+		return 1;
+	}
+	if (cp->halted && !cp->stop_pending && !cp->resume_pending) {
+		cp->stopped = 1;
+		fx_event(fx, now, cp->id, "COMMAND", "operator stop recorded: the CP is halted already");
+		update_state(c, cp, now, 1, "stopped by operator", fx);
+		return 1;
+	}
+	return 0;
+}
+
 static void command_send(struct core_cp *cp, int stop, double now, struct core_fxlist *fx)
 {
 	const char *name = stop ? "PARAR" : "REANUDAR";
-	if (stop)
+	if (stop) {
 		cp->stop_pending = 1;
-	else
+		cp->stop_by_op = 1;
+	} else {
 		cp->resume_pending = 1;
+	}
 	fx_send(fx, now, cp->conn, cp->id, "%s#CENTRAL", name);
 	fx_event(fx, now, cp->id, "COMMAND", "%s sent by the operator", name);
 }
@@ -2121,6 +2222,25 @@ int core_command_as(struct core *c, enum core_cmd cmd, const char *cp_id, const 
 			fx_log(fx, now, LOG_WARN, NULL, "%s", err ? err : "command to an unknown CP");
 			return -1;
 		}
+		if (!stop && cp->weather_stop) {
+			/* Only the weather clears a weather stop (evcharging(7)
+			 * RULES, Weather); the panel says why. */
+			char w[MSG_TEXT_MAX + 1];
+			weather_why(w, sizeof(w), weather_holder(c, cp));
+			set_err(err, "%s is held by %s", cp->id, w);
+			fx_log(fx, now, LOG_WARN, cp->id, "REANUDAR %s refused: %s is held by %s; %s", cp->id, cp->id, w,
+			       cp->stopped || cp->stop_by_op ? "the operator stop still holds it after the alert"
+							     : "it resumes by itself when the alert clears");
+			return -1;
+		}
+		if (stop && op_stop_record(c, cp, now, fx)) {
+			core_fx_audit(fx, now, actor, source_ip, audit_action(cmd), cp->id,
+				      "PARAR recorded: the CP is halted by the weather rule already");
+			fx_log(fx, now, LOG_INFO, cp->id,
+			       "CP %s is halted by the weather rule already: operator stop recorded, it holds after the alert",
+			       cp->id);
+			return 0;
+		}
 		const char *why = command_blocker(cp, stop);
 		if (why) {
 			set_err(err, "%s %s failed: CP %s is %s, %s", name, cp->id, cp->id, cp_state_name(cp->state),
@@ -2143,6 +2263,10 @@ int core_command_as(struct core *c, enum core_cmd cmd, const char *cp_id, const 
 	size_t dl = 0;
 	for (size_t i = 0; i < c->ncps; i++) {
 		struct core_cp *cp = c->cps[i];
+		if (stop && op_stop_record(c, cp, now, fx)) {
+			sent++;
+			continue;
+		}
 		const char *why = command_blocker(cp, stop);
 		if (!why) {
 			command_send(cp, stop, now, fx);
@@ -2172,6 +2296,396 @@ int core_command_as(struct core *c, enum core_cmd cmd, const char *cp_id, const 
 			stop ? "stopped" : "running");
 		return -1;
 	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* the weather rule (evcharging(7) RULES, Weather)                      */
+
+/* A letter or digit for the whole-word match: ASCII alphanumerics, and
+ * every byte of a multi-byte UTF-8 character (so "Málaga" is one word). */
+static int word_byte(unsigned char b)
+{
+	return (b >= '0' && b <= '9') || (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || b >= 0x80;
+}
+
+static unsigned char ascii_lower(unsigned char b)
+{
+	return b >= 'A' && b <= 'Z' ? (unsigned char)(b - 'A' + 'a') : b;
+}
+
+/* The n bytes at a and b are equal up to ASCII case. */
+static int ascii_caseeq(const char *a, const char *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ascii_lower((unsigned char)a[i]) != ascii_lower((unsigned char)b[i]))
+			return 0;
+	return 1;
+}
+
+int core_location_names_city(const char *location, const char *city)
+{
+	if (!location || !city || !city[0])
+		return 0;
+	size_t n = strlen(city), len = strlen(location);
+	for (size_t i = 0; i + n <= len; i++) {
+		if (i > 0 && word_byte((unsigned char)location[i - 1]))
+			continue;
+		if (!ascii_caseeq(location + i, city, n))
+			continue;
+		if (i + n < len && word_byte((unsigned char)location[i + n]))
+			continue;
+		return 1;
+	}
+	return 0;
+}
+
+size_t core_weather_count(const struct core *c)
+{
+	return c->ncities;
+}
+
+const struct core_weather_city *core_weather_at(const struct core *c, size_t i)
+{
+	return i < c->ncities ? &c->cities[i] : NULL;
+}
+
+double core_weather_threshold(const struct core *c)
+{
+	return c->threshold;
+}
+
+int core_weather_stale(const struct core *c, const struct core_weather_city *w)
+{
+	return w && c->mono - w->at_mono > CORE_WEATHER_STALE;
+}
+
+static struct core_weather_city *weather_holder(const struct core *c, const struct core_cp *cp)
+{
+	for (size_t i = 0; i < c->ncities; i++)
+		if (c->cities[i].alert && core_location_names_city(cp->location, c->cities[i].city))
+			return (struct core_weather_city *)&c->cities[i];
+	return NULL;
+}
+
+const struct core_weather_city *core_weather_holding(const struct core *c, const struct core_cp *cp)
+{
+	return cp ? weather_holder(c, cp) : NULL;
+}
+
+/* Does any city reported so far name the CP? */
+static int weather_covers(const struct core *c, const struct core_cp *cp)
+{
+	for (size_t i = 0; i < c->ncities; i++)
+		if (core_location_names_city(cp->location, c->cities[i].city))
+			return 1;
+	return 0;
+}
+
+static const char *temp_str(char *buf, size_t n, double t)
+{
+	return money_fixed(buf, n, t, 1);
+}
+
+/* "a weather alert in Madrid (-2.0 C)" */
+static const char *weather_why(char *buf, size_t n, const struct core_weather_city *w)
+{
+	char t[32];
+	if (!w)
+		textf(buf, n, "a weather alert");
+	else if (w->has_temp)
+		textf(buf, n, "a weather alert in %s (%s C)", w->city, temp_str(t, sizeof(t), w->temp));
+	else
+		textf(buf, n, "a weather alert in %s", w->city);
+	return buf;
+}
+
+/* Bring what the CP was told in line with the weather stop: PARAR when a
+ * weather stop holds a CP not halted (nor being halted), REANUDAR when a
+ * CP halted for the weather is held by nothing any more. One command at a
+ * time: while one awaits its answer nothing is sent, and the answer calls
+ * this again. Never a PARAR to a CP already halted for another reason, and
+ * never a REANUDAR to one that an operator stop, a revocation or a fault
+ * still holds (evcharging(7) RULES, Weather). */
+static void weather_reconcile(struct core *c, struct core_cp *cp, double now, struct core_fxlist *fx)
+{
+	if (!cp->link_up || cp->revoked || cp->stop_pending || cp->resume_pending)
+		return;
+	char why[MSG_TEXT_MAX + 1];
+	if (cp->weather_stop) {
+		if (cp->halted)
+			return;
+		cp->stop_pending = 1;
+		cp->stop_by_op = 0;
+		cp->weather_unsure = 0;
+		weather_why(why, sizeof(why), weather_holder(c, cp));
+		fx_send(fx, now, cp->conn, cp->id, "PARAR#CENTRAL");
+		fx_event(fx, now, cp->id, "COMMAND", "PARAR sent: %s", why);
+		return;
+	}
+	if (cp->stopped || cp->fault || cp->engine_fault)
+		return;
+	if (cp->halted) {
+		cp->resume_pending = 1;
+		fx_send(fx, now, cp->conn, cp->id, "REANUDAR#CENTRAL");
+		fx_event(fx, now, cp->id, "COMMAND", "REANUDAR sent: the weather alert is over");
+	} else if (cp->weather_unsure && !cp->session && weather_covers(c, cp)) {
+		/* Weather stops are not stored: after Central's restart the CP
+		 * may still be halted by one. Its city is not alerted, so it
+		 * is told once (a REANUDAR to a running CP changes nothing). */
+		cp->weather_unsure = 0;
+		cp->resume_pending = 1;
+		fx_send(fx, now, cp->conn, cp->id, "REANUDAR#CENTRAL");
+		fx_event(fx, now, cp->id, "COMMAND",
+			 "REANUDAR sent: no weather alert holds it (a stop from before Central's restart is not kept)");
+	}
+}
+
+/* Re-derive the CP's weather stop from the alerted cities; 1 if it changed
+ * (recorded in cp_events and shown; the state follows with the ACK). */
+static int weather_refresh(struct core *c, struct core_cp *cp, double now, struct core_fxlist *fx)
+{
+	const struct core_weather_city *w = weather_holder(c, cp);
+	int want = w != NULL;
+	if (want == cp->weather_stop)
+		return 0;
+	char why[MSG_TEXT_MAX + 1];
+	cp->weather_stop = want;
+	if (want)
+		fx_event(fx, now, cp->id, "WEATHER", "held by %s", weather_why(why, sizeof(why), w));
+	else
+		fx_event(fx, now, cp->id, "WEATHER", "weather alert over");
+	return 1;
+}
+
+/* A CP that came to be (registry, REGISTER) or changed place: it takes the
+ * weather stop of its city at once. */
+static void weather_new_place(struct core *c, struct core_cp *cp, double now, struct core_fxlist *fx)
+{
+	if (weather_refresh(c, cp, now, fx)) {
+		weather_reconcile(c, cp, now, fx);
+		update_state(c, cp, now, 0, cp->weather_stop ? "weather alert" : "weather alert over", fx);
+		fx_screen(fx, now, cp->id);
+	}
+}
+
+/* A list of CP ids for a log line or audit detail: at most LIST_IDS
+ * named, then "and N more". */
+#define LIST_IDS 12
+struct idlist {
+	char text[300];
+	size_t len, n;
+};
+
+static void idlist_add(struct idlist *l, const char *id, const char *note)
+{
+	if (l->n++ >= LIST_IDS)
+		return;
+	int w = snprintf(l->text + l->len, sizeof(l->text) - l->len, "%s%s%s%s%s", l->len ? ", " : "", id,
+			 note ? " (" : "", note ? note : "", note ? ")" : "");
+	if (w > 0 && (size_t)w < sizeof(l->text) - l->len)
+		l->len += (size_t)w;
+}
+
+static const char *idlist_str(const struct idlist *l, char *buf, size_t n)
+{
+	if (l->n == 0)
+		snprintf(buf, n, "none");
+	else if (l->n > LIST_IDS)
+		snprintf(buf, n, "%s and %zu more", l->text, l->n - LIST_IDS);
+	else
+		snprintf(buf, n, "%s", l->text);
+	return buf;
+}
+
+/* What still holds a CP whose weather stop just went, or NULL. */
+static const char *other_holder(const struct core_cp *cp)
+{
+	if (cp->revoked)
+		return "keys revoked";
+	if (cp->stopped || cp->stop_by_op)
+		return "operator stop";
+	if (cp->fault || cp->engine_fault)
+		return "fault";
+	if (!cp->link_up)
+		return "link down";
+	return NULL;
+}
+
+/* The city's alert is as w->alert says (changed = it just changed): every
+ * CP whose location names it gets its weather stop raised or cleared, and
+ * the change is audited and logged once for all of them. Readings that
+ * change nothing still retry what a CP refused or missed (a NACKed PARAR,
+ * a link that was down). */
+static void weather_apply(struct core *c, struct core_weather_city *w, int changed, const char *actor,
+			  const char *source_ip, double now, struct core_fxlist *fx)
+{
+	struct idlist moved = { .len = 0 }, held = { .len = 0 };
+	char tb[32], hb[32], why[MSG_TEXT_MAX + 1];
+	for (size_t i = 0; i < c->ncps; i++) {
+		struct core_cp *cp = c->cps[i];
+		if (!core_location_names_city(cp->location, w->city))
+			continue;
+		if (!weather_refresh(c, cp, now, fx)) {
+			if (!changed)
+				weather_reconcile(c, cp, now, fx);
+			else if (w->alert)
+				idlist_add(&held, cp->id, "already held by another city");
+			else if (cp->weather_stop)
+				idlist_add(&held, cp->id, "another city's alert");
+			continue;
+		}
+		weather_reconcile(c, cp, now, fx);
+		const char *other = w->alert ? NULL : other_holder(cp);
+		if (w->alert)
+			idlist_add(&moved, cp->id, !cp->link_up ? "link down: stopped when it registers" : NULL);
+		else if (other)
+			idlist_add(&held, cp->id, other);
+		else
+			idlist_add(&moved, cp->id, NULL);
+		update_state(c, cp, now, 0, w->alert ? weather_why(why, sizeof(why), w) : "weather alert over", fx);
+		fx_screen(fx, now, cp->id);
+	}
+	if (!changed)
+		return;
+	char ml[400], hl[400];
+	idlist_str(&moved, ml, sizeof(ml));
+	idlist_str(&held, hl, sizeof(hl));
+	temp_str(tb, sizeof(tb), w->temp);
+	temp_str(hb, sizeof(hb), c->threshold);
+	if (w->alert) {
+		core_fx_audit(fx, now, actor, source_ip, "WEATHER_ALERT", NULL,
+			      "%s %s C < threshold %s C: %zu CP(s) stopped: %s%s%s", w->city, tb, hb, moved.n, ml,
+			      held.n ? "; " : "", held.n ? hl : "");
+		fx_log(fx, now, LOG_WARN, NULL, "weather alert in %s (%s C, threshold %s C): %zu CP(s) stopped: %s",
+		       w->city, tb, hb, moved.n, ml);
+	} else {
+		core_fx_audit(fx, now, actor, source_ip, "WEATHER_CLEAR", NULL,
+			      "%s %s C >= threshold %s C: %zu CP(s) resumed: %s; still held: %s", w->city, tb, hb,
+			      moved.n, ml, hl);
+		fx_log(fx, now, LOG_INFO, NULL,
+		       "weather alert in %s over (%s C, threshold %s C): %zu CP(s) resumed: %s; still held: %s", w->city,
+		       tb, hb, moved.n, ml, hl);
+	}
+	core_fx_push(fx, CORE_FX_STATUS, now);
+}
+
+static struct core_weather_city *city_find(struct core *c, const char *city)
+{
+	size_t n = strlen(city);
+	for (size_t i = 0; i < c->ncities; i++)
+		if (strlen(c->cities[i].city) == n && ascii_caseeq(c->cities[i].city, city, n))
+			return &c->cities[i];
+	return NULL;
+}
+
+/* NULL if city is a name a reading may carry, else why not. */
+static const char *bad_city(const char *city)
+{
+	if (!city || !city[0])
+		return "the city is empty";
+	size_t n = strlen(city);
+	if (n > CORE_CITY_MAX)
+		return "the city is longer than 63 bytes";
+	if (!utf8_valid(city, n, NULL))
+		return "the city is not valid UTF-8";
+	int word = 0;
+	for (const unsigned char *p = (const unsigned char *)city; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			return "the city has a control character";
+		word |= word_byte(*p);
+	}
+	if (!word)
+		return "the city has no letter or digit";
+	return NULL;
+}
+
+static int temp_ok(double t)
+{
+	return isfinite(t) && t >= CORE_WEATHER_MIN && t <= CORE_WEATHER_MAX;
+}
+
+int core_on_weather(struct core *c, const char *city, int has_error, double temp, const char *error,
+		    const char *actor, const char *source_ip, double now, struct core_fxlist *fx, int *alert,
+		    char err[CORE_ERR_LEN])
+{
+	if (err)
+		err[0] = '\0';
+	if (!actor || !actor[0])
+		actor = "weather";
+	const char *bad = bad_city(city);
+	if (bad) {
+		set_err(err, "reading refused: %s", bad);
+		return -1;
+	}
+	if (!has_error && !temp_ok(temp)) {
+		set_err(err, "reading for %s refused: the temperature must be a number from -100 to 100 C", city);
+		return -1;
+	}
+	struct core_weather_city *w = city_find(c, city);
+	if (!w) {
+		if (c->ncities >= CORE_WEATHER_CITIES) {
+			set_err(err, "reading for %s refused: %d cities are known already", city, CORE_WEATHER_CITIES);
+			return -1;
+		}
+		w = &c->cities[c->ncities++];
+		memset(w, 0, sizeof(*w));
+		xstrlcpy(w->city, city, sizeof(w->city));
+		fx_log(fx, now, LOG_INFO, NULL, "weather: first reading for %s", w->city);
+	}
+	w->at = now;
+	w->at_mono = c->mono;
+	if (has_error) {
+		char e[MSG_TEXT_MAX + 1];
+		text_copy(e, sizeof(e), error && error[0] ? error : "provider error");
+		/* Logged when it changes, not at every reading. */
+		if (strcmp(e, w->error) != 0)
+			fx_log(fx, now, LOG_WARN, NULL, "weather: no temperature for %s: %s (alert %s)", w->city, e,
+			       w->alert ? "kept" : "not raised");
+		xstrlcpy(w->error, e, sizeof(w->error));
+		if (alert)
+			*alert = w->alert;
+		fx_screen(fx, now, "");
+		return 0;
+	}
+	w->error[0] = '\0';
+	w->has_temp = 1;
+	w->temp = temp;
+	int was = w->alert;
+	w->alert = temp < c->threshold;
+	weather_apply(c, w, was != w->alert, actor, source_ip, now, fx);
+	fx_screen(fx, now, ""); /* the weather line */
+	if (alert)
+		*alert = w->alert;
+	return 0;
+}
+
+int core_set_weather_threshold(struct core *c, double threshold, const char *actor, const char *source_ip,
+			       double now, struct core_fxlist *fx, char err[CORE_ERR_LEN])
+{
+	if (err)
+		err[0] = '\0';
+	if (!actor || !actor[0])
+		actor = "operator";
+	if (!temp_ok(threshold)) {
+		set_err(err, "threshold refused: it must be a number from -100 to 100 C");
+		return -1;
+	}
+	char a[32], b[32];
+	core_fx_audit(fx, now, actor, source_ip, "WEATHER_THRESHOLD", NULL, "weather threshold %s C -> %s C",
+		      temp_str(a, sizeof(a), c->threshold), temp_str(b, sizeof(b), threshold));
+	fx_log(fx, now, LOG_INFO, NULL, "weather threshold %s C -> %s C (by %s)", a, b, actor);
+	c->threshold = threshold;
+	for (size_t i = 0; i < c->ncities; i++) {
+		struct core_weather_city *w = &c->cities[i];
+		if (!w->has_temp)
+			continue;
+		int was = w->alert;
+		w->alert = w->temp < threshold;
+		if (was != w->alert)
+			weather_apply(c, w, 1, actor, source_ip, now, fx);
+	}
+	fx_screen(fx, now, "");
 	return 0;
 }
 

@@ -89,6 +89,18 @@ struct core_cp {
 	int tls;                /* the current link runs over TLS (link_up) */
 	char peer[64];          /* the current link's address (link_up) */
 	int place_differs_logged; /* a monitor's other location/price was logged once */
+	/* The weather rule (evcharging(7) RULES, Weather): */
+	int weather_stop;       /* a weather alert on its city holds it (not stored) */
+	/* The CP acknowledged a PARAR and no REANUDAR since: it is halted
+	 * (kept across a link loss; FUERA_DE_SERVICIO while weather_stop). */
+	int halted;
+	/* The PARAR pending (stop_pending) carries an operator stop: its ACK
+	 * sets stopped. A PARAR sent for the weather alone does not. */
+	int stop_by_op;
+	/* Central restarted: the CP may still be halted by a weather stop
+	 * from before (not stored); the first reading at or above the
+	 * threshold for its city resumes it once. */
+	int weather_unsure;
 };
 
 enum core_fx_kind {
@@ -100,7 +112,8 @@ enum core_fx_kind {
 	CORE_FX_STORE_SESSION, /* u.session: upsert the sessions row */
 	CORE_FX_STORE_EVENT,   /* u.event: append to cp_events */
 	CORE_FX_LOG,           /* u.log: one line for the console / log pane */
-	CORE_FX_SCREEN,        /* u.screen: that CP's card changed */
+	CORE_FX_SCREEN,        /* u.screen: that CP's card changed; cp_id "" = the
+	                          weather line changed (core_weather_at) */
 	CORE_FX_STATUS,        /* (nothing) network_status should be published soon */
 	CORE_FX_REQUEST,       /* u.request: a driver request and its outcome, for
 	                          the requests pane */
@@ -243,6 +256,9 @@ struct core_config {
 	 * core_add_driver count. */
 	int (*driver_known)(void *arg, const char *driver_id);
 	void *driver_known_arg;
+	/* degrees C: a weather reading below it raises its city's alert
+	 * (--weather-threshold, default 0.0; evcharging(7) RULES, Weather) */
+	double weather_threshold;
 };
 void core_config_defaults(struct core_config *c);
 
@@ -316,7 +332,11 @@ enum core_cmd { CORE_CMD_STOP, CORE_CMD_RESUME, CORE_CMD_STOP_ALL, CORE_CMD_RESU
  * sent (it takes effect when the CP acknowledges), -1 if it fails at once
  * (unknown CP, link down, already in that state) with err filled; either
  * way a line for the operator is in fx. For _ALL: 0 if sent to at least one
- * CP; CPs whose link is down are listed in the log line. */
+ * CP; CPs whose link is down are listed in the log line.
+ * Weather (evcharging(7) RULES, Weather): REANUDAR of a CP a weather alert
+ * holds fails, err "MAD-01 is held by a weather alert in Madrid (-2.0 C)"
+ * (REANUDAR_TODOS skips such CPs); PARAR of a CP the weather halts already
+ * is recorded at once (0, stored, no second PARAR). */
 int core_command(struct core *c, enum core_cmd cmd, const char *cp_id, double now,
 		 struct core_fxlist *fx, char err[CORE_ERR_LEN]);
 /* The same with who asked ("operator", "api:<name>", "operator:ctl") and
@@ -326,6 +346,49 @@ int core_command(struct core *c, enum core_cmd cmd, const char *cp_id, double no
  * of service ("Keys revoked") until it authenticates again. */
 int core_command_as(struct core *c, enum core_cmd cmd, const char *cp_id, const char *actor, const char *source_ip,
 		    double now, struct core_fxlist *fx, char err[CORE_ERR_LEN]);
+
+/* ---- the weather rule (evcharging(7) RULES, Weather) ---- */
+#define CORE_WEATHER_CITIES 64  /* cities remembered; a reading for a 65th new city is refused */
+#define CORE_CITY_MAX 63        /* bytes of a city name (UTF-8, printable, no control chars) */
+#define CORE_WEATHER_MIN (-100.0) /* temperatures and thresholds, degrees C */
+#define CORE_WEATHER_MAX 100.0
+#define CORE_WEATHER_STALE 60.0 /* s (monotonic) after which a reading is stale */
+struct core_weather_city {
+	char city[CORE_CITY_MAX + 1];   /* as first reported */
+	int has_temp; double temp;      /* last temperature, if any reading had one */
+	char error[MSG_TEXT_MAX + 1];   /* last provider error; "" when the last reading was a temperature */
+	double at;                      /* wall clock of the last reading */
+	double at_mono;                 /* monotonic clock of the last reading (stale after 60 s) */
+	int alert;                      /* alert raised; an error reading keeps it as it was */
+};
+size_t core_weather_count(const struct core *c);
+/* In first-reported order; NULL past the end. Valid until the next event. */
+const struct core_weather_city *core_weather_at(const struct core *c, size_t i);
+double core_weather_threshold(const struct core *c);
+/* Is city's reading older than CORE_WEATHER_STALE s on the core's monotonic clock? */
+int core_weather_stale(const struct core *c, const struct core_weather_city *w);
+/* Does location name city: case-insensitive (ASCII folding), whole word (the
+ * characters either side are not letters or digits; bytes >= 0x80 count as
+ * letters, so "Madridejos" and "Málaga" behave). "" never matches. */
+int core_location_names_city(const char *location, const char *city);
+/* The alerted city holding cp (the first one reported), or NULL. */
+const struct core_weather_city *core_weather_holding(const struct core *c, const struct core_cp *cp);
+/* A reading from the weather office (actor "weather" or "api:<name>",
+ * source_ip may be NULL). has_error: error text, temp ignored, the alert
+ * unchanged. Returns 0 with *alert = the city's alert after it, or -1 with
+ * err (bad city name, too many cities, temperature not finite or outside
+ * -100..100). Effects into fx: weather stops/clears of the CPs whose
+ * location names the city, WEATHER_ALERT / WEATHER_CLEAR audit rows (detail
+ * names city, temperature, threshold, the CPs), log lines, screen changes,
+ * status. */
+int core_on_weather(struct core *c, const char *city, int has_error, double temp, const char *error,
+		    const char *actor, const char *source_ip, double now, struct core_fxlist *fx,
+		    int *alert, char err[CORE_ERR_LEN]);
+/* The threshold changed (API): audited WEATHER_THRESHOLD; every city's
+ * alert re-evaluated with its last temperature (alerts raised or cleared
+ * as a reading would). 0, or -1 with err (not finite, outside -100..100). */
+int core_set_weather_threshold(struct core *c, double threshold, const char *actor, const char *source_ip,
+			       double now, struct core_fxlist *fx, char err[CORE_ERR_LEN]);
 
 /* ---- views (for the panel, console and network_status) ---- */
 size_t core_cp_count(const struct core *c);

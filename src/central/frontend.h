@@ -21,6 +21,7 @@ struct central_status {
 	unsigned long kafka_in, kafka_bad; /* messages consumed / not decoded */
 	unsigned long telemetry_accepted, telemetry_rejected; /* cp_telemetry applied / refused by its envelope */
 	double started;        /* wall clock */
+	char weather[256];     /* the header's weather line (evcharging(7) WEATHER), "" = no reading */
 };
 
 struct frontend;

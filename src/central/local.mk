@@ -13,6 +13,7 @@ EV_Central_SOURCES = \
 	src/central/kafka_out.c src/central/kafka_out.h \
 	src/central/console.c src/central/console.h \
 	src/central/view.c src/central/view.h \
+	src/central/apiwire.c src/central/apiwire.h \
 	src/central/keytab.c src/central/keytab.h \
 	src/central/panel_fe.c src/central/panel_fe.h \
 	src/central/history.c src/central/history.h \

@@ -35,6 +35,8 @@
 #include "evc/version.h"
 #include "evc/tls.h"
 #include "evc/xalloc.h"
+#include "src/central/api.h"
+#include "src/central/apiwire.h"
 #include "src/central/console.h"
 #include "src/central/core.h"
 #include "src/central/cplink.h"
@@ -75,6 +77,9 @@ struct opts {
 	const char *control;  /* --control: the control socket, NULL = <db>.ctl */
 	const char *log_file; /* --log-file */
 	const char *pki;      /* the configuration's pki folder (the TLS files' default) */
+	int api_port;         /* --api PORT: 0 none (a port of 0 is refused) */
+	const char *api_listen, *api_tokens;
+	double weather_threshold;
 	struct config conf;
 };
 
@@ -101,7 +106,9 @@ static const struct central_opt {
 	{ "--link-cert", 1 },	      { "--link-key", 1 },
 	{ "--plain-links", 0 },	      { "--audit", 0 },
 	{ "--since", 1 },	      { "--cp", 1 },
-	{ "--no-mouse", 0 },	      { "--group-commit", 1 },
+	{ "--no-mouse", 0 },	      { "--api", 1 },
+	{ "--api-listen", 1 },	      { "--api-tokens", 1 },
+	{ "--weather-threshold", 1 }, { "--group-commit", 1 },
 };
 
 static const struct central_opt *find_opt(const char *name)
@@ -139,6 +146,11 @@ static void usage(FILE *f)
 		"                             (default pki/central.pem, pki/central.key beside the db)\n"
 		"  --plain-links              also serve Release-1 plaintext CP links (without\n"
 		"                             certificate files: plaintext links only)\n"
+		"  --api PORT                 serve the HTTPS API, /metrics and the web page on PORT\n"
+		"                             (Central's certificate, the --link-cert one)\n"
+		"  --api-listen ADDR          bind address of the API (default 127.0.0.1)\n"
+		"  --api-tokens FILE          the API's tokens: NAME ROLE TOKEN lines, mode 0600 (needed by --api)\n"
+		"  --weather-threshold C      a city's reading below C degrees stops its CPs (default 0)\n"
 		"  --readonly                 refuse operator commands\n"
 		"  --no-color                 panel without colours (also NO_COLOR)\n"
 		"  --no-mouse                 panel without mouse clicks (keys only)\n"
@@ -327,6 +339,28 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			if (val[0] == '\0' || *end != '\0' || errno != 0 || n < 1 || n > 1000000)
 				bad_arg("--max-conns: invalid count '%s' (1..1000000)", val);
 			o->max_conns = (int)n;
+		} else if (strcmp(name, "--api") == 0) {
+			TAKE_VAL();
+			char nerr[NET_ERR_LEN];
+			if (net_parse_port(val, 0, &o->api_port, nerr) == -1)
+				bad_arg("--api: %s", nerr);
+		} else if (strcmp(name, "--api-listen") == 0) {
+			TAKE_VAL();
+			char host[256], nerr[NET_ERR_LEN];
+			if (net_parse_host(val, host, sizeof host, nerr) == -1)
+				bad_arg("--api-listen: %s", nerr);
+			o->api_listen = val;
+		} else if (strcmp(name, "--api-tokens") == 0) {
+			TAKE_VAL();
+			o->api_tokens = val;
+		} else if (strcmp(name, "--weather-threshold") == 0) {
+			TAKE_VAL();
+			char *end;
+			errno = 0;
+			double d = strtod(val, &end);
+			if (val[0] == '\0' || *end != '\0' || errno != 0 || !isfinite(d) || d < -100 || d > 100)
+				bad_arg("--weather-threshold: expected degrees C from -100 to 100, not '%s'", val);
+			o->weather_threshold = d;
 		} else if (strcmp(name, "--link-cert") == 0) {
 			TAKE_VAL();
 			o->link_cert = val;
@@ -413,6 +447,10 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			bad_arg("--audit takes no argument ('%s'): use --db, --since, --cp", o->args[0]);
 		return;
 	}
+	if (o->api_port != 0 && o->api_tokens == NULL)
+		bad_arg("--api needs --api-tokens FILE (NAME ROLE TOKEN lines; every request needs a token)");
+	if (o->api_port == 0 && (o->api_tokens != NULL || o->api_listen != NULL))
+		bad_arg("%s without --api PORT", o->api_tokens != NULL ? "--api-tokens" : "--api-listen");
 	if (npos == 1 && o->conf.broker != NULL)
 		pos[npos++] = o->conf.broker;
 	if (npos < 2)
@@ -625,6 +663,42 @@ static void raise_fd_limit(int max_conns)
 	}
 }
 
+/* The HTTPS API (EV_Central(1) API): Central's certificate (the link
+ * port's), the database read-only for its history answers. Bound and
+ * started before READY, so a taken port or a bad file stops the start. */
+static int open_api(struct central *c, const struct opts *o, char err[EVC_ERR_LEN])
+{
+	if (o->api_port == 0)
+		return 0;
+	char *cert = o->link_cert != NULL ? xstrdup(o->link_cert) : beside_db(o->db, "central.pem");
+	char *key = o->link_key != NULL ? xstrdup(o->link_key) : beside_db(o->db, "central.key");
+	struct api_config ac;
+	memset(&ac, 0, sizeof ac);
+	ac.listen = o->api_listen != NULL ? o->api_listen : "127.0.0.1";
+	ac.port = o->api_port;
+	ac.cert_file = cert;
+	ac.key_file = key;
+	ac.tokens_file = o->api_tokens;
+	ac.db_path = o->db;
+	ac.answer_timeout = 5;
+	char aerr[EVC_ERR_LEN];
+	struct api *a = api_new(&ac, aerr);
+	free(cert);
+	free(key);
+	if (a == NULL || api_start(a, aerr) == -1) {
+		api_free(a);
+		evc_seterr(err, "API: %.200s", aerr);
+		return -1;
+	}
+	c->aw = apiwire_new(a);
+	char host[256], addr[300], nerr[NET_ERR_LEN];
+	if (net_parse_host(ac.listen, host, sizeof host, nerr) == -1)
+		xstrlcpy(host, ac.listen, sizeof host);
+	net_format_hostport(host, api_port(a), addr, sizeof addr);
+	turn_note(c, LOG_INFO, "API", "https://%s serves the API, /metrics and the web page", addr);
+	return 0;
+}
+
 /* Everything the loop needs, in dependency order; on failure what was
  * opened stays for central_close. */
 static int central_open(struct central *c, const struct opts *o, char err[EVC_ERR_LEN])
@@ -679,6 +753,7 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 	cfg.driver_known_arg = c->store;
 	cfg.new_key = new_key;
 	cfg.plain_links = o->plain_links;
+	cfg.weather_threshold = o->weather_threshold;
 	c->core = core_new(&cfg);
 	core_set_mono(c->core, clock_mono());
 	int ncps = store_foreach_cp(c->store, load_cp, c->core, err);
@@ -748,7 +823,7 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 	}
 	c->fe->readonly = o->readonly;
 
-	if (cplink_start(c->link, err) == -1 || kafka_in_start(c->kin, err) == -1)
+	if (open_api(c, o, err) == -1 || cplink_start(c->link, err) == -1 || kafka_in_start(c->kin, err) == -1)
 		return -1;
 	c->cev = xcalloc(TURN_BATCH_LINK, sizeof *c->cev);
 	c->kitems = xcalloc(TURN_BATCH_KAFKA, sizeof *c->kitems);
@@ -785,8 +860,11 @@ static int central_loop(struct central *c, char err[EVC_ERR_LEN])
 		turn_run(c, pfd);
 	}
 	notify_state("STOPPING=1");
-	/* Clean shutdown: EOT to every CP, the last events stored, the offsets
-	 * of everything stored committed, then the database closed. */
+	/* Clean shutdown: no more API commands (503), EOT to every CP, the
+	 * last events stored, the offsets of everything stored committed,
+	 * then the database closed. */
+	apiwire_free(c->aw);
+	c->aw = NULL;
 	cplink_shutdown(c->link);
 	kafka_in_stop(c->kin);
 	turn_drain(c);
@@ -809,6 +887,8 @@ static void central_close(struct central *c, int failed, const char *err)
 				     : err);
 	/* Producer first: flushing delivers the last notifications, then the
 	 * consumer commits the offsets of what produced them. */
+	apiwire_free(c->aw); /* if the loop never ran */
+	c->aw = NULL;
 	kafka_in_stop(c->kin); /* its thread reports the broker's state to kout */
 	kafka_out_drain(c->kout, 2000);
 	if (c->store != NULL && c->kout != NULL)

@@ -34,6 +34,7 @@ static void rebuild(struct panel_fe *pf, double now)
 	ps.kafka_up = st->kafka_up;
 	xstrlcpy(ps.kafka_reason, st->kafka_reason, sizeof ps.kafka_reason);
 	ps.links = st->links;
+	xstrlcpy(ps.weather, st->weather, sizeof ps.weather);
 	if (memcmp(&ps, &pf->v.status, sizeof ps) != 0) {
 		pf->v.status = ps;
 		pf->v.rev++;

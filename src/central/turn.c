@@ -25,6 +25,7 @@
 #include "evc/log.h"
 #include "evc/notify.h"
 #include "evc/xalloc.h"
+#include "src/central/apiwire.h"
 #include "src/central/service.h"
 #include "src/central/keytab.h"
 #include "src/central/turn.h"
@@ -463,8 +464,12 @@ void turn_apply(struct central *c)
 		return;
 	}
 	if (txn) {
-		c->last_commit = clock_mono();
-		if (store_batch(c, err) != 0) {
+		double t0 = clock_mono();
+		c->last_commit = t0;
+		int stored = store_batch(c, err);
+		if (c->aw != NULL)
+			apiwire_observe_commit(c->aw, clock_mono() - t0);
+		if (stored != 0) {
 			/* Fail-stop (Redis's stop-writes-on-error): the core has moved on
 			 * but its effects could not be stored, so acting on them would
 			 * tell drivers and CPs things the database does not hold. Nothing
@@ -523,6 +528,8 @@ void turn_apply(struct central *c)
 	}
 	c->nkitems = 0;
 	c->status.links = cplink_count(c->link);
+	if (c->aw != NULL)
+		apiwire_on_effects(c->aw, &c->fx); /* the API's answers: after the COMMIT */
 	if (c->fx.n > 0) {
 		c->fe->ops->on_effects(c->fe, &c->fx);
 		ctl_on_effects(c->ctl, &c->fx);
@@ -545,6 +552,7 @@ int turn_prepare(struct central *c, struct pollfd pfd[TURN_NFDS])
 	pfd[nfd++] = (struct pollfd){ .fd = kafka_in_event_fd(c->kin), .events = POLLIN };
 	pfd[nfd++] = (struct pollfd){ .fd = kafka_out_event_fd(c->kout), .events = POLLIN };
 	pfd[nfd++] = (struct pollfd){ .fd = in_fd, .events = POLLIN }; /* -1: ignored by poll */
+	pfd[nfd++] = (struct pollfd){ .fd = c->aw != NULL ? apiwire_event_fd(c->aw) : -1, .events = POLLIN };
 	if (c->ctl != NULL)
 		ctl_prepare(c->ctl, pfd + nfd);
 	else
@@ -594,6 +602,10 @@ void turn_run(struct central *c, const struct pollfd pfd[TURN_NFDS])
 	 * terminal's session leader's foreground job): as a hangup. */
 	if (pfd[4].fd >= 0 && c->fe->ops->input_fd(c->fe) == -1 && strcmp(c->fe->ops->name, "panel") == 0)
 		service_hangup(c, "terminal closed");
+	if (pfd[5].fd >= 0 && (pfd[5].revents & POLLIN)) {
+		apiwire_take(c, c->aw);
+		apiwire_weather_line(c->core, clock_mono(), c->status.weather, sizeof c->status.weather);
+	}
 	if (c->ctl != NULL)
 		ctl_run(c->ctl, c, pfd + TURN_NFDS_LOOP);
 	double wall = clock_wall();
@@ -601,6 +613,7 @@ void turn_run(struct central *c, const struct pollfd pfd[TURN_NFDS])
 	if (mono >= c->next_tick) {
 		turn_registry_poll(c);
 		core_on_tick(c->core, wall, &c->fx);
+		apiwire_weather_line(c->core, mono, c->status.weather, sizeof c->status.weather); /* stale marks */
 		c->next_tick = mono + 1.0;
 		notify_watchdog(mono);
 	}
@@ -613,6 +626,8 @@ void turn_run(struct central *c, const struct pollfd pfd[TURN_NFDS])
 	}
 	take_settled(c);
 	turn_outbox_sweep(c, mono);
+	if (c->aw != NULL)
+		apiwire_refresh(c, c->aw, wall, mono);
 	c->fe->ops->refresh(c->fe, wall);
 	ctl_refresh(c->ctl, c, wall);
 }

@@ -24,10 +24,11 @@
  * 1024): at 512 the list grew and shrank every turn of a flood, and page
  * faults on the fresh memory cost more than the extra turns. */
 #define TURN_BATCH_KAFKA 256
-#define TURN_NFDS_LOOP 5 /* signals, links, Kafka in, Kafka out, the operator's input */
+#define TURN_NFDS_LOOP 6 /* signals, links, Kafka in, Kafka out, the operator's input, the API */
 #define TURN_NFDS (TURN_NFDS_LOOP + CTL_NFDS) /* then the control socket's */
 
 struct keytab;
+struct apiwire;
 
 struct central {
 	int readonly;      /* --readonly: every operator command refused */
@@ -82,6 +83,7 @@ struct central {
 	int lock_fd;       /* holds the flock on <db>.lock, -1 none */
 	int json;          /* --log-format json: for a console made after a hangup */
 	int hangups;       /* the terminal went away this many times */
+	struct apiwire *aw; /* the HTTPS API (--api), NULL without one */
 };
 
 /* The poll set of this turn (TURN_NFDS entries; one may be fd -1) and how

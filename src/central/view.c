@@ -26,8 +26,13 @@ void view_cp(const struct core_cp *cp, struct cp_view *v)
 		v->driver_id[0] = v->session_id[0] = '\0';
 		v->kw = v->kwh = v->importe = v->session_started = 0;
 	}
+	/* Why it is out of service, the strongest reason first: "Keys
+	 * revoked" > "Weather alert" > the rest (evcharging(7) RULES,
+	 * Weather). */
 	if (cp->revoked && cp->state == CP_FUERA_DE_SERVICIO)
 		xstrlcpy(v->caption, "Keys revoked", sizeof v->caption);
+	else if (cp->weather_stop && cp->state == CP_FUERA_DE_SERVICIO)
+		xstrlcpy(v->caption, "Weather alert", sizeof v->caption);
 	else if (cp->state == CP_RESERVADO && s != NULL)
 		snprintf(v->caption, sizeof v->caption, "Reserved for %.40s", s->driver_id);
 	else

@@ -26,10 +26,9 @@ tests_unit_test_weather_LDADD = $(UNIT_LIBS) $(CURL_LIBS)
 dist_noinst_SCRIPTS += tests/tools/weather_sim
 EXTRA_DIST += tests/fuzz/fuzz_owm.c tests/fuzz/owm.seeds
 
-# The real EV_W against the real (simulated) provider; no Central needed.
-# tests/integration/weather_e2e.sh runs against the real EV_Central once
-# its API is there: not in TESTS until then.
+# The real EV_W against the real (simulated) provider; weather_e2e.sh
+# against the real EV_Central's API, CPs and a driver too.
 WEATHER_IT = tests/integration/weather_provider.sh tests/integration/weather_args.sh \
-	tests/integration/weather_screen.sh
+	tests/integration/weather_screen.sh tests/integration/weather_e2e.sh
 TESTS += $(WEATHER_IT)
 EXTRA_DIST += $(WEATHER_IT) tests/integration/weather_lib.sh

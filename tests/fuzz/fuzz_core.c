@@ -9,11 +9,18 @@
  *   'D' <conn digit>            that link goes down
  *   'T'                         a telemetry payload (the rest)
  *   'K'                         a tick, 7 s later
+ *   'W' <t>                     a weather reading: t - 128 degrees C, the
+ *                               rest the city (evcharging(7) RULES, Weather)
+ *   'E'                         a weather error reading (the rest the city)
+ *   'H' <t>                     the weather threshold becomes (t - 128) / 4
+ *   'C' <c>                     operator command c % 5 (the rest the CP id)
  * Checked beyond "does not crash": every frame the core sends is valid
  * DATA (unless marked raw), every message it produces encodes, and the
  * CP's key or secret (which the seeds use and mutations carry into every
  * field) never appears in a log line, an event or an audit row unless the
- * input itself holds it verbatim. */
+ * input itself holds it verbatim. No link is sent PARAR (or REANUDAR)
+ * while the one before is unanswered: a CP is never told to stop twice
+ * for two reasons (operator and weather). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,8 +67,47 @@ static void check(const struct core_fxlist *fx, int leak_check)
 	}
 }
 
+/* PARAR / REANUDAR sent and not yet answered, per link (conn 1..4). */
+static int pend[5][2];
+
+static void check_commands(const struct core_fxlist *fx, const char *item, size_t n)
+{
+	static const char *const cmd[2] = { "PARAR", "REANUDAR" };
+	if (n >= 3 && item[0] == 'F') {
+		int conn = 1 + (item[1] & 3);
+		for (int k = 0; k < 2; k++) {
+			char ack[32], nack[32];
+			snprintf(ack, sizeof ack, "ACK#%s", cmd[k]);
+			snprintf(nack, sizeof nack, "NACK#%s", cmd[k]);
+			if (strcmp(item + 3, ack) == 0 || strncmp(item + 3, nack, strlen(nack)) == 0)
+				pend[conn][k] = 0;
+		}
+	} else if (n >= 2 && item[0] == 'D') {
+		pend[1 + (item[1] & 3)][0] = pend[1 + (item[1] & 3)][1] = 0;
+	}
+	for (size_t i = 0; i < fx->n; i++) {
+		const struct core_fx *f = &fx->v[i];
+		if (f->u.link.conn < 1 || f->u.link.conn > 4)
+			continue;
+		if (f->kind == CORE_FX_CLOSE)
+			pend[f->u.link.conn][0] = pend[f->u.link.conn][1] = 0;
+		if (f->kind != CORE_FX_SEND)
+			continue;
+		for (int k = 0; k < 2; k++) {
+			char frame[32];
+			snprintf(frame, sizeof frame, "%s#CENTRAL", cmd[k]);
+			if (strcmp(f->u.link.text, frame) != 0)
+				continue;
+			if (pend[f->u.link.conn][k])
+				abort(); /* the same command twice, the first unanswered */
+			pend[f->u.link.conn][k] = 1;
+		}
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	memset(pend, 0, sizeof pend);
 	struct core_config cfg;
 	core_config_defaults(&cfg);
 	cfg.new_key = new_key;
@@ -111,6 +157,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				core_on_kafka(c, &m, now, &fx);
 				msg_free(&m);
 			}
+		} else if (n >= 2 && item[0] == 'W') {
+			char err[CORE_ERR_LEN];
+			int alert;
+			core_on_weather(c, item + 2, 0, (double)(unsigned char)item[1] - 128.0, NULL, "weather", NULL,
+					now, &fx, &alert, err);
+		} else if (n >= 1 && item[0] == 'E') {
+			char err[CORE_ERR_LEN];
+			int alert;
+			core_on_weather(c, item + 1, 1, 0, item + 1, "api:ew", "127.0.0.1", now, &fx, &alert, err);
+		} else if (n >= 2 && item[0] == 'H') {
+			char err[CORE_ERR_LEN];
+			core_set_weather_threshold(c, ((double)(unsigned char)item[1] - 128.0) / 4, "operator", NULL, now,
+						   &fx, err);
+		} else if (n >= 2 && item[0] == 'C') {
+			char err[CORE_ERR_LEN];
+			core_command(c, (enum core_cmd)((unsigned char)item[1] % 5), item + 2, now, &fx, err);
 		} else if (n >= 1 && item[0] == 'K') {
 			now += 7;
 			mono += 7;
@@ -118,6 +180,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			core_on_tick(c, now, &fx);
 		}
 		check(&fx, leak_check);
+		check_commands(&fx, item, n);
 	}
 	core_fxlist_free(&fx);
 	keytab_free(kt);

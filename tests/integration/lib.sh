@@ -41,6 +41,17 @@ need_kafka() {
 }
 
 # A TCP port free on 127.0.0.1 right now.
+# pick_python MODULE...: PY = the first python3 (EVC_PYTHON, Debian's,
+# then PATH's) that imports every MODULE (Debian's packages live in
+# Debian's python, not in a pyenv one first on PATH).
+pick_python() {
+	local p mods
+	mods=$(IFS=,; echo "$*")
+	for p in ${EVC_PYTHON:-} /usr/bin/python3 python3; do
+		command -v "$p" >/dev/null 2>&1 && "$p" -c "import $mods" 2>/dev/null && { PY=$p; return 0; }
+	done
+	return 1
+}
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }

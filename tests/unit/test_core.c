@@ -15,6 +15,7 @@
 #include "evc/crypto.h"
 #include "evc/hmap.h"
 #include "src/central/core.h"
+#include "src/central/view.h"
 #include "evc/link.h"
 #include "evc/msg.h"
 #include "evc/xalloc.h"
@@ -1529,6 +1530,26 @@ static void test_supply_end_then_parar(void **state)
 	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
 }
 
+/* MAD-01 charged 3.0 kWh at 0.25 EUR/kWh in session sid and its PARAR was
+ * just acknowledged: the supply ended SUPPLY_ERROR for reason with its
+ * partial figures, and the engine's own SUPPLY_END afterwards changes
+ * nothing. */
+static void expect_stopped_supply(const char *sid, const char *reason)
+{
+	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 1);
+	const struct msg *e = produced(MSG_SUPPLY_ERROR);
+	assert_string_equal(e->reason, reason);
+	assert_true(e->kwh_partial == 3.0);
+	assert_true(e->importe_partial == 0.75);
+	assert_int_equal(stored_session()->outcome, CORE_OUT_SUPPLY_ERROR);
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+	struct msg t = tele(MSG_SUPPLY_END, "MAD-01", "101", sid, 3, 3.2);
+	kafka(&t);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
+	assert_int_equal(count_kind(CORE_FX_STORE_SESSION), 0);
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+}
+
 static void test_parar_then_supply_end(void **state)
 {
 	(void)state;
@@ -1538,18 +1559,7 @@ static void test_parar_then_supply_end(void **state)
 	kafka(&t);
 	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), 0);
 	frame(1, "ACK#PARAR");
-	assert_int_equal(count_produce(MSG_SUPPLY_ERROR), 1);
-	const struct msg *e = produced(MSG_SUPPLY_ERROR);
-	assert_string_equal(e->reason, "stopped by operator");
-	assert_true(e->kwh_partial == 3.0);
-	assert_true(e->importe_partial == 0.75);
-	assert_int_equal(stored_session()->outcome, CORE_OUT_SUPPLY_ERROR);
-	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
-	t = tele(MSG_SUPPLY_END, "MAD-01", "101", sid, 3, 3.2);
-	kafka(&t);
-	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
-	assert_int_equal(count_kind(CORE_FX_STORE_SESSION), 0);
-	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+	expect_stopped_supply(sid, "stopped by operator");
 }
 
 static void test_stop_while_reserved(void **state)
@@ -2641,6 +2651,706 @@ static void test_coalesce_backlog(void **state)
 	free(before);
 }
 
+/* ---- the weather rule (evcharging(7) RULES, Weather) ---- */
+
+/* A reading from the weather office; returns the city's alert after it
+ * (fails the test if the reading is refused). */
+static int weather(const char *city, double temp)
+{
+	char err[CORE_ERR_LEN];
+	int alert = -1;
+	core_fxlist_clear(&FX);
+	int r = core_on_weather(C, city, 0, temp, NULL, "weather", NULL, clk(), &FX, &alert, err);
+	check_fx();
+	if (r != 0)
+		fail_msg("reading %s %.1f refused: %s", city, temp, err);
+	assert_true(alert == 0 || alert == 1);
+	return alert;
+}
+
+/* A reading the core must refuse; err says why. */
+static void weather_refused(const char *city, int has_error, double temp, const char *err_part)
+{
+	char err[CORE_ERR_LEN];
+	int alert = -1;
+	core_fxlist_clear(&FX);
+	assert_int_equal(core_on_weather(C, city, has_error, temp, "x", "weather", NULL, clk(), &FX, &alert, err), -1);
+	if (!strstr(err, err_part))
+		fail_msg("refusal '%s' lacks '%s'", err, err_part);
+	assert_int_equal(alert, -1);
+	assert_int_equal(FX.n, 0);
+}
+
+static void reg_at(uint64_t conn, const char *id, const char *location)
+{
+	char buf[256];
+	snprintf(buf, sizeof(buf), "REGISTER#%s#%s#0.25", id, location);
+	frame(conn, buf);
+}
+
+static size_t count_send(const char *text)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < FX.n; i++)
+		n += FX.v[i].kind == CORE_FX_SEND && strcmp(fx_text(&FX.v[i]), text) == 0;
+	return n;
+}
+
+static const char *caption_of(const char *id)
+{
+	static struct cp_view v;
+	view_cp(core_cp_find(C, id), &v);
+	return v.caption;
+}
+
+static void test_weather_city_match(void **state)
+{
+	(void)state;
+	assert_true(core_location_names_city("C/ Serrano 10, MADRID", "madrid"));
+	assert_true(core_location_names_city("Madrid", "Madrid"));
+	assert_true(core_location_names_city("Madrid-Barajas T4", "MADRID"));
+	assert_true(core_location_names_city("(madrid)", "Madrid"));
+	assert_false(core_location_names_city("Madridejos", "Madrid"));
+	assert_false(core_location_names_city("Calle Madridejos 3", "Madrid"));
+	assert_false(core_location_names_city("NuevaMadrid", "Madrid"));
+	assert_false(core_location_names_city("Madrid2", "Madrid"));
+	/* a byte >= 0x80 is a letter: no match inside a word */
+	assert_false(core_location_names_city("M\xc3\xa1laga", "laga"));
+	assert_false(core_location_names_city("Madrid\xc3\xa1", "Madrid"));
+	assert_true(core_location_names_city("Paseo M\xc3\xa1laga 2", "M\xc3\xa1laga"));
+	/* the second occurrence counts when the first is inside a word */
+	assert_true(core_location_names_city("Madridejos y Madrid", "madrid"));
+	assert_true(core_location_names_city("San Sebasti\xc3\xa1n, Gipuzkoa", "San Sebasti\xc3\xa1n"));
+	assert_false(core_location_names_city("Madrid", ""));
+	assert_false(core_location_names_city("", "Madrid"));
+	assert_false(core_location_names_city(NULL, "Madrid"));
+	assert_false(core_location_names_city("Madrid", NULL));
+	assert_false(core_location_names_city("Madri", "Madrid"));
+}
+
+/* Alert and clear: PARAR to the CPs whose location names the city, and
+ * only to them; FUERA_DE_SERVICIO "Weather alert" on the ACK; REANUDAR
+ * when a reading at or above the threshold comes. */
+static void test_weather_alert_and_clear(void **state)
+{
+	(void)state;
+	reg_at(1, "MAD-01", "C/ Serrano 10, MADRID");
+	reg_at(2, "MAD-02", "Madridejos");
+	reg_at(3, "BCN-01", "Barcelona");
+	assert_int_equal(weather("Madrid", 1.5), 0);
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	assert_null(audit_row("WEATHER_ALERT"));
+	assert_int_equal(core_weather_count(C), 1);
+	assert_true(core_weather_threshold(C) == 0.0);
+
+	NOW += 4;
+	assert_int_equal(weather("Madrid", -2.0), 1);
+	assert_true(send_index(1, "PARAR#CENTRAL") >= 0);
+	assert_int_equal(count_kind(CORE_FX_SEND), 1); /* not Madridejos, not Barcelona */
+	const struct core_fx *a = audit_row("WEATHER_ALERT");
+	assert_non_null(a);
+	assert_string_equal(a->u.audit.actor, "weather");
+	assert_non_null(strstr(a->u.audit.detail, "Madrid"));
+	assert_non_null(strstr(a->u.audit.detail, "-2.0 C"));
+	assert_non_null(strstr(a->u.audit.detail, "threshold 0.0 C"));
+	assert_non_null(strstr(a->u.audit.detail, "MAD-01"));
+	assert_null(strstr(a->u.audit.detail, "MAD-02"));
+	assert_non_null(find_log(LOG_WARN, "weather alert in Madrid"));
+	assert_true(core_cp_find(C, "MAD-01")->weather_stop);
+	assert_false(core_cp_find(C, "MAD-02")->weather_stop);
+	const struct core_weather_city *w = core_weather_at(C, 0);
+	assert_non_null(w);
+	assert_string_equal(w->city, "Madrid");
+	assert_true(w->has_temp && w->temp == -2.0 && w->alert);
+	assert_true(w->at == NOW);
+	assert_null(core_weather_at(C, 1));
+	assert_false(core_weather_stale(C, w));
+	/* until the CP acknowledges, no driver is sent there */
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+	struct msg m = request("101", "MAD-01", NOW);
+	kafka(&m);
+	assert_non_null(strstr(produced(MSG_AUTH_DENIED)->reason, "weather alert in Madrid"));
+	frame(1, "ACK#PARAR");
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+	assert_string_equal(caption_of("MAD-01"), "Weather alert");
+	/* not stored: the charging_points row keeps stopped = 0 */
+	for (size_t i = 0; i < FX.n; i++)
+		if (FX.v[i].kind == CORE_FX_STORE_CP)
+			assert_int_equal(FX.v[i].u.cp.stopped, 0);
+	assert_false(core_cp_find(C, "MAD-01")->stopped);
+	m = request("102", "MAD-01", NOW);
+	kafka(&m);
+	assert_non_null(strstr(produced(MSG_AUTH_DENIED)->reason, "FUERA_DE_SERVICIO"));
+	/* another cold reading: nothing sent twice, nothing audited again */
+	NOW += 4;
+	assert_int_equal(weather("MADRID", -3.0), 1);
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	assert_null(audit_row("WEATHER_ALERT"));
+	assert_int_equal(core_weather_count(C), 1);
+	assert_string_equal(core_weather_at(C, 0)->city, "Madrid"); /* as first reported */
+	/* stale after 60 s without a reading */
+	NOW += 61;
+	clk();
+	assert_true(core_weather_stale(C, core_weather_at(C, 0)));
+
+	/* at the threshold: cleared */
+	assert_int_equal(weather("madrid", 0.0), 0);
+	assert_true(send_index(1, "REANUDAR#CENTRAL") >= 0);
+	assert_int_equal(count_kind(CORE_FX_SEND), 1);
+	a = audit_row("WEATHER_CLEAR");
+	assert_non_null(a);
+	assert_non_null(strstr(a->u.audit.detail, "0.0 C >= threshold 0.0 C"));
+	assert_non_null(strstr(a->u.audit.detail, "resumed: MAD-01"));
+	assert_false(core_cp_find(C, "MAD-01")->weather_stop);
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO); /* until the ACK */
+	assert_string_equal(caption_of("MAD-01"), "Out of Order");
+	frame(1, "ACK#REANUDAR");
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+	NOW += 4;
+	assert_int_equal(weather("Madrid", 5.0), 0);
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	assert_null(audit_row("WEATHER_CLEAR"));
+	m = request("101", "MAD-01", NOW);
+	kafka(&m);
+	assert_non_null(send_prefix("AUTORIZAR_SUMINISTRO#101#"));
+}
+
+/* An operator REANUDAR does not clear a weather stop: refused, and the
+ * operator is told why. */
+static void test_weather_resume_refused(void **state)
+{
+	(void)state;
+	char err[CORE_ERR_LEN];
+	reg_at(1, "MAD-01", "Gran Via 1, Madrid");
+	weather("Madrid", -2.0);
+	frame(1, "ACK#PARAR");
+	assert_int_equal(command(CORE_CMD_RESUME, "MAD-01", err), -1);
+	assert_string_equal(err, "MAD-01 is held by a weather alert in Madrid (-2.0 C)");
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	assert_non_null(find_log(LOG_WARN, "resumes by itself when the alert clears"));
+	assert_int_equal(command(CORE_CMD_RESUME_ALL, NULL, err), -1);
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+	/* the API's form: the same refusal */
+	core_fxlist_clear(&FX);
+	assert_int_equal(core_command_as(C, CORE_CMD_RESUME, "MAD-01", "api:ops", "127.0.0.1", clk(), &FX, err), -1);
+	assert_non_null(strstr(err, "held by a weather alert in Madrid"));
+	assert_true(core_cp_find(C, "MAD-01")->weather_stop);
+}
+
+/* An operator stop on a weather-stopped CP is recorded (stored) without a
+ * second PARAR, and it still holds after the alert clears. */
+static void test_weather_operator_stop_outlives(void **state)
+{
+	(void)state;
+	char err[CORE_ERR_LEN];
+	reg_at(1, "MAD-01", "Madrid");
+	reg_at(2, "MAD-02", "Madrid");
+	weather("Madrid", -2.0);
+	assert_int_equal(count_send("PARAR#CENTRAL"), 2);
+	frame(1, "ACK#PARAR");
+	/* halted: recorded at once */
+	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), 0);
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	assert_true(core_cp_find(C, "MAD-01")->stopped);
+	int stored = 0;
+	for (size_t i = 0; i < FX.n; i++)
+		if (FX.v[i].kind == CORE_FX_STORE_CP && FX.v[i].u.cp.stopped)
+			stored = 1;
+	assert_true(stored);
+	const struct core_fx *a = audit_row("OPERATOR_STOP");
+	assert_non_null(a);
+	assert_string_equal(a->u.audit.actor, "operator");
+	assert_int_equal(command(CORE_CMD_RESUME, "MAD-01", err), -1);
+	assert_non_null(find_log(LOG_WARN, "the operator stop still holds it after the alert"));
+	/* its PARAR still on the way: the operator's stop rides on it */
+	assert_int_equal(command(CORE_CMD_STOP, "MAD-02", err), 0);
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	frame(2, "ACK#PARAR");
+	assert_true(core_cp_find(C, "MAD-02")->stopped);
+	assert_int_equal(state_of("MAD-02"), CP_FUERA_DE_SERVICIO);
+	assert_string_equal(caption_of("MAD-02"), "Weather alert");
+	/* the clear resumes neither */
+	weather("Madrid", 4.0);
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	a = audit_row("WEATHER_CLEAR");
+	assert_non_null(a);
+	assert_non_null(strstr(a->u.audit.detail, "MAD-01 (operator stop)"));
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+	assert_string_equal(caption_of("MAD-01"), "Out of Order");
+	/* the operator's REANUDAR does */
+	assert_int_equal(command(CORE_CMD_RESUME, "MAD-01", err), 0);
+	assert_true(send_index(1, "REANUDAR#CENTRAL") >= 0);
+	frame(1, "ACK#REANUDAR");
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+
+	/* stopped by the operator first: the alert sends no PARAR */
+	reg_at(3, "MAD-03", "Madrid");
+	assert_int_equal(command(CORE_CMD_STOP, "MAD-03", err), 0);
+	frame(3, "ACK#PARAR");
+	weather("Madrid", -1.0);
+	assert_int_equal(count_send("PARAR#CENTRAL"), 1); /* MAD-01 only */
+	assert_true(send_index(1, "PARAR#CENTRAL") >= 0);
+	assert_string_equal(caption_of("MAD-03"), "Weather alert");
+	/* stop all: the halted ones are recorded, none gets a second PARAR */
+	frame(1, "ACK#PARAR");
+	assert_false(core_cp_find(C, "MAD-01")->stopped);
+	assert_int_equal(command(CORE_CMD_STOP_ALL, NULL, err), 0); /* MAD-01's recorded */
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	assert_true(core_cp_find(C, "MAD-01")->stopped);
+	core_fxlist_clear(&FX);
+	assert_int_equal(command(CORE_CMD_RESUME_ALL, NULL, err), -1);
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+}
+
+/* A fault still holds a CP when the alert clears: REANUDAR waits for the
+ * RECOVER. */
+static void test_weather_fault_holds(void **state)
+{
+	(void)state;
+	reg_at(1, "MAD-01", "Madrid");
+	weather("Madrid", -2.0);
+	frame(1, "ACK#PARAR");
+	frame(1, "FAULT#MAD-01#sensor");
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+	assert_string_equal(caption_of("MAD-01"), "Weather alert");
+	weather("Madrid", 2.0);
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	assert_non_null(strstr(audit_row("WEATHER_CLEAR")->u.audit.detail, "MAD-01 (fault)"));
+	assert_int_equal(state_of("MAD-01"), CP_AVERIADO);
+	NOW += 4;
+	weather("Madrid", 2.5); /* a reading while the fault holds: still nothing */
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	frame(1, "RECOVER#MAD-01");
+	assert_int_equal(count_send("REANUDAR#CENTRAL"), 1);
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+	frame(1, "ACK#REANUDAR");
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+
+	/* revoked keys hold it too: REANUDAR after it authenticates again */
+	registry_cp("SEC-01"); /* at "Gran Via 1, Madrid" */
+	tls_up(5, "10.0.0.7:5301");
+	tls_reg(5, "SEC-01", SECRET_A);
+	/* loaded at start, in a city reported: told REANUDAR once, since a
+	 * weather stop from before a restart is not kept */
+	assert_true(send_index(5, "REANUDAR#CENTRAL") >= 0);
+	weather("Madrid", -2.0);
+	assert_int_equal(count_kind(CORE_FX_SEND), 1); /* MAD-01: SEC-01's waits for the answer */
+	frame(5, "ACK#REANUDAR");
+	assert_true(send_index(5, "PARAR#CENTRAL") >= 0);
+	frame(5, "ACK#PARAR");
+	char err[CORE_ERR_LEN];
+	assert_int_equal(command(CORE_CMD_REVOKE, "SEC-01", err), 0);
+	frame(1, "ACK#PARAR");
+	weather("Madrid", 3.0);
+	assert_int_equal(count_send("REANUDAR#CENTRAL"), 1); /* MAD-01, not the revoked one */
+	assert_true(send_index(1, "REANUDAR#CENTRAL") >= 0);
+	assert_non_null(strstr(audit_row("WEATHER_CLEAR")->u.audit.detail, "SEC-01 (keys revoked)"));
+	assert_string_equal(caption_of("SEC-01"), "Keys revoked");
+	tls_reg(5, "SEC-01", SECRET_A);
+	assert_true(send_index(5, "REANUDAR#CENTRAL") >= 0);
+	assert_int_equal(count_send("PARAR#CENTRAL"), 0);
+	frame(5, "ACK#REANUDAR");
+	assert_int_equal(state_of("SEC-01"), CP_ACTIVADO);
+}
+
+/* A CP whose link is down at the alert is stopped when it registers, as a
+ * pending operator stop is; one whose alert cleared while it was away is
+ * resumed when it registers. Never two PARARs for two reasons. */
+static void test_weather_link_down_then_register(void **state)
+{
+	(void)state;
+	char err[CORE_ERR_LEN];
+	reg_at(1, "MAD-01", "Madrid");
+	link_down(1);
+	weather("Madrid", -2.0);
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	assert_non_null(strstr(audit_row("WEATHER_ALERT")->u.audit.detail, "MAD-01 (link down"));
+	assert_int_equal(state_of("MAD-01"), CP_DESCONECTADO);
+	reg_at(2, "MAD-01", "Madrid");
+	assert_true(send_index(2, "REGISTER_RESULT#RECONNECT") >= 0);
+	assert_int_equal(count_send("PARAR#CENTRAL"), 1);
+	assert_true(send_index(2, "REGISTER_RESULT#RECONNECT") < send_index(2, "PARAR#CENTRAL"));
+	frame(2, "ACK#PARAR");
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+	/* halted and stopped by the operator too, then a reconnect: one PARAR */
+	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), 0);
+	link_down(2);
+	reg_at(3, "MAD-01", "Madrid");
+	assert_int_equal(count_send("PARAR#CENTRAL"), 1);
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+	frame(3, "ACK#PARAR");
+	/* weather alone, halted, reconnect: PARAR again (it may have
+	 * restarted), FUERA_DE_SERVICIO at once */
+	reg_at(4, "MAD-02", "Madrid");
+	assert_int_equal(count_send("PARAR#CENTRAL"), 1);
+	frame(4, "ACK#PARAR");
+	link_down(4);
+	reg_at(5, "MAD-02", "Madrid");
+	assert_int_equal(count_send("PARAR#CENTRAL"), 1);
+	assert_int_equal(state_of("MAD-02"), CP_FUERA_DE_SERVICIO);
+	frame(5, "ACK#PARAR");
+	/* the alert clears while it is away: REANUDAR when it registers */
+	link_down(5);
+	weather("Madrid", 1.0);
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	reg_at(6, "MAD-02", "Madrid");
+	assert_int_equal(count_send("REANUDAR#CENTRAL"), 1);
+	assert_int_equal(count_send("PARAR#CENTRAL"), 0);
+	frame(6, "ACK#REANUDAR");
+	assert_int_equal(state_of("MAD-02"), CP_ACTIVADO);
+	/* the operator's stop outlived it on MAD-01 */
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+
+	/* a PARAR lost with the link is not the operator's: not stored */
+	weather("Madrid", -1.0);
+	assert_true(send_index(6, "PARAR#CENTRAL") >= 0);
+	link_down(6);
+	assert_false(core_cp_find(C, "MAD-02")->stopped);
+	weather("Madrid", 1.0);
+	reg_at(7, "MAD-02", "Madrid");
+	assert_int_equal(count_send("PARAR#CENTRAL"), 0);
+	assert_int_equal(state_of("MAD-02"), CP_ACTIVADO);
+}
+
+/* A supply in progress ends as an operator stop ends it. */
+static void test_weather_supply_ends(void **state)
+{
+	(void)state;
+	char sid[MSG_ID_MAX + 1];
+	charging(1, "MAD-01", "101", sid); /* at "C/ Serrano 10" */
+	core_fxlist_clear(&FX);
+	struct core_reg r;
+	memset(&r, 0, sizeof(r));
+	xstrlcpy(r.id, "MAD-01", sizeof(r.id));
+	xstrlcpy(r.location, "C/ Serrano 10, Madrid", sizeof(r.location));
+	core_on_registry(C, &r, clk(), &FX);
+	check_fx();
+	struct msg t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 2, 3.0);
+	kafka(&t);
+	char sid2[MSG_ID_MAX + 1];
+	reg_at(2, "MAD-02", "Madrid");
+	authorise(2, "MAD-02", "102", sid2);
+	weather("Madrid", -0.5);
+	assert_int_equal(count_send("PARAR#CENTRAL"), 2);
+	assert_int_equal(count_kind(CORE_FX_PRODUCE), 0);
+	assert_int_equal(state_of("MAD-01"), CP_SUMINISTRANDO);
+	frame(1, "ACK#PARAR");
+	expect_stopped_supply(sid, "stopped by a weather alert in Madrid (-0.5 C)");
+
+	/* a reservation is cancelled the same way */
+	frame(2, "ACK#PARAR");
+	assert_string_equal(produced(MSG_SESSION_CANCELLED)->reason, "stopped by a weather alert in Madrid (-0.5 C)");
+}
+
+/* A provider error keeps the alert as it was; it is shown, not acted on. */
+static void test_weather_error_reading(void **state)
+{
+	(void)state;
+	char err[CORE_ERR_LEN];
+	int alert = -1;
+	reg_at(1, "MAD-01", "Madrid");
+	weather("Madrid", -2.0);
+	frame(1, "ACK#PARAR");
+	NOW += 4;
+	core_fxlist_clear(&FX);
+	assert_int_equal(core_on_weather(C, "Madrid", 1, NAN, "timeout", "weather", NULL, clk(), &FX, &alert, err), 0);
+	check_fx();
+	assert_int_equal(alert, 1);
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	assert_int_equal(count_kind(CORE_FX_AUDIT), 0);
+	assert_non_null(find_log(LOG_WARN, "no temperature for Madrid: timeout (alert kept)"));
+	const struct core_weather_city *w = core_weather_at(C, 0);
+	assert_string_equal(w->error, "timeout");
+	assert_true(w->has_temp && w->temp == -2.0 && w->alert);
+	assert_true(w->at == NOW);
+	assert_true(core_cp_find(C, "MAD-01")->weather_stop);
+	/* the same error again is not logged again */
+	core_fxlist_clear(&FX);
+	assert_int_equal(core_on_weather(C, "Madrid", 1, 0, "timeout", "weather", NULL, clk(), &FX, &alert, err), 0);
+	assert_int_equal(count_kind(CORE_FX_LOG), 0);
+	/* an unknown city with an error: remembered, no alert */
+	core_fxlist_clear(&FX);
+	assert_int_equal(core_on_weather(C, "Atlantis", 1, 0, "404 city not found", "api:ew", "127.0.0.1", clk(), &FX,
+					 &alert, err), 0);
+	check_fx();
+	assert_int_equal(alert, 0);
+	w = core_weather_at(C, 1);
+	assert_string_equal(w->city, "Atlantis");
+	assert_false(w->has_temp);
+	assert_string_equal(w->error, "404 city not found");
+	/* a temperature again clears the error */
+	weather("Madrid", -1.0);
+	assert_string_equal(core_weather_at(C, 0)->error, "");
+	assert_int_equal(core_weather_at(C, 0)->alert, 1);
+}
+
+/* The threshold changes: every city's alert re-evaluated with its last
+ * temperature. */
+static void test_weather_threshold(void **state)
+{
+	(void)state;
+	char err[CORE_ERR_LEN];
+	reg_at(1, "MAD-01", "Madrid");
+	reg_at(2, "BCN-01", "Barcelona");
+	assert_int_equal(weather("Madrid", 1.0), 0);
+	assert_int_equal(weather("Barcelona", 6.0), 0);
+	core_fxlist_clear(&FX);
+	assert_int_equal(core_set_weather_threshold(C, 2.5, "api:ops", "127.0.0.1", clk(), &FX, &err[0]), 0);
+	check_fx();
+	const struct core_fx *a = audit_row("WEATHER_THRESHOLD");
+	assert_non_null(a);
+	assert_string_equal(a->u.audit.actor, "api:ops");
+	assert_string_equal(a->u.audit.source_ip, "127.0.0.1");
+	assert_non_null(strstr(a->u.audit.detail, "0.0 C -> 2.5 C"));
+	a = audit_row("WEATHER_ALERT");
+	assert_non_null(a);
+	assert_non_null(strstr(a->u.audit.detail, "Madrid 1.0 C < threshold 2.5 C"));
+	assert_true(send_index(1, "PARAR#CENTRAL") >= 0);
+	assert_int_equal(count_kind(CORE_FX_SEND), 1);
+	assert_true(core_weather_threshold(C) == 2.5);
+	assert_int_equal(core_weather_at(C, 0)->alert, 1);
+	assert_int_equal(core_weather_at(C, 1)->alert, 0);
+	frame(1, "ACK#PARAR");
+	/* the next reading is judged by the new threshold */
+	assert_int_equal(weather("Barcelona", 2.0), 1);
+	assert_true(send_index(2, "PARAR#CENTRAL") >= 0);
+	frame(2, "ACK#PARAR");
+	core_fxlist_clear(&FX);
+	assert_int_equal(core_set_weather_threshold(C, -5, NULL, NULL, clk(), &FX, err), 0);
+	check_fx();
+	assert_int_equal(count_send("REANUDAR#CENTRAL"), 2);
+	assert_string_equal(audit_row("WEATHER_THRESHOLD")->u.audit.actor, "operator");
+	assert_non_null(audit_row("WEATHER_CLEAR"));
+	/* out of range or not a number: refused, nothing changes */
+	double bad[] = { NAN, INFINITY, -INFINITY, 100.01, -100.01 };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		core_fxlist_clear(&FX);
+		assert_int_equal(core_set_weather_threshold(C, bad[i], "operator", NULL, clk(), &FX, err), -1);
+		assert_non_null(strstr(err, "-100 to 100"));
+		assert_int_equal(FX.n, 0);
+	}
+	assert_true(core_weather_threshold(C) == -5.0);
+	/* the configured threshold */
+	core_free(C);
+	struct core_config cfg;
+	core_config_defaults(&cfg);
+	assert_true(cfg.weather_threshold == 0.0);
+	cfg.weather_threshold = -1.5;
+	C = core_new(&cfg);
+	assert_true(core_weather_threshold(C) == -1.5);
+	assert_int_equal(weather("Madrid", -1.0), 0);
+	assert_int_equal(weather("Madrid", -1.6), 1);
+	core_free(C);
+	cfg.weather_threshold = NAN;
+	C = core_new(&cfg);
+	assert_true(core_weather_threshold(C) == 0.0);
+}
+
+/* 64 cities are remembered; a reading for a 65th new one is refused. */
+static void test_weather_cities_limit(void **state)
+{
+	(void)state;
+	char city[32];
+	for (int i = 0; i < CORE_WEATHER_CITIES; i++) {
+		snprintf(city, sizeof(city), "City%d", i);
+		assert_int_equal(weather(city, 10.0), 0);
+	}
+	assert_int_equal(core_weather_count(C), CORE_WEATHER_CITIES);
+	weather_refused("City64", 0, 10.0, "64 cities");
+	weather_refused("Another", 1, 0, "64 cities");
+	/* known ones go on, whatever their case */
+	assert_int_equal(weather("CITY7", -3.0), 1);
+	assert_int_equal(core_weather_count(C), CORE_WEATHER_CITIES);
+	assert_int_equal(core_weather_at(C, 7)->alert, 1);
+}
+
+/* Bad readings are refused, never taken half. */
+static void test_weather_bad_values(void **state)
+{
+	(void)state;
+	char longname[CORE_CITY_MAX + 2];
+	memset(longname, 'a', CORE_CITY_MAX + 1);
+	longname[CORE_CITY_MAX + 1] = '\0';
+	weather_refused("", 0, 1.0, "empty");
+	weather_refused(NULL, 0, 1.0, "empty");
+	weather_refused(longname, 0, 1.0, "longer than 63");
+	weather_refused("Mad\nrid", 0, 1.0, "control character");
+	weather_refused("Mad\x7frid", 0, 1.0, "control character");
+	weather_refused("Mad\xffrid", 0, 1.0, "UTF-8");
+	weather_refused("M\xc3", 0, 1.0, "UTF-8");
+	weather_refused(" - ", 0, 1.0, "no letter");
+	weather_refused("Madrid", 0, NAN, "-100 to 100");
+	weather_refused("Madrid", 0, INFINITY, "-100 to 100");
+	weather_refused("Madrid", 0, -INFINITY, "-100 to 100");
+	weather_refused("Madrid", 0, 100.5, "-100 to 100");
+	weather_refused("Madrid", 0, -100.5, "-100 to 100");
+	assert_int_equal(core_weather_count(C), 0);
+	longname[CORE_CITY_MAX] = '\0';
+	assert_int_equal(weather(longname, 100.0), 0);
+	assert_int_equal(weather("M\xc3\xa1laga", -100.0), 1);
+	assert_int_equal(core_weather_count(C), 2);
+	/* an error text with control bytes is kept printable */
+	char err[CORE_ERR_LEN];
+	int alert;
+	core_fxlist_clear(&FX);
+	assert_int_equal(core_on_weather(C, "Madrid", 1, 0, "bad\x01json\xff", NULL, NULL, clk(), &FX, &alert, err), 0);
+	check_fx();
+	assert_string_equal(core_weather_at(C, 2)->error, "bad?json?");
+}
+
+/* A CP added while its city is alerted gets the stop too; one moved out of
+ * the city loses it. */
+static void test_weather_new_cp_in_alerted_city(void **state)
+{
+	(void)state;
+	weather("Madrid", -2.0);
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	assert_non_null(strstr(audit_row("WEATHER_ALERT")->u.audit.detail, "0 CP(s) stopped"));
+	/* a new CP registering */
+	reg_at(1, "MAD-01", "Gran V\xc3\xad" "a 1, Madrid");
+	assert_true(send_index(1, "REGISTER_RESULT#FIRST") >= 0);
+	assert_true(send_index(1, "PARAR#CENTRAL") > send_index(1, "REGISTER_RESULT#FIRST"));
+	assert_true(core_cp_find(C, "MAD-01")->weather_stop);
+	frame(1, "ACK#PARAR");
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+	/* one added at the registry (link down): held, stopped when it registers */
+	struct core_reg r;
+	memset(&r, 0, sizeof(r));
+	xstrlcpy(r.id, "MAD-02", sizeof(r.id));
+	xstrlcpy(r.location, "Atocha, madrid", sizeof(r.location));
+	core_fxlist_clear(&FX);
+	core_on_registry(C, &r, clk(), &FX);
+	check_fx();
+	assert_true(core_cp_find(C, "MAD-02")->weather_stop);
+	/* moved out of Madrid: the stop goes; the halted CP is resumed */
+	xstrlcpy(r.id, "MAD-01", sizeof(r.id));
+	xstrlcpy(r.location, "Toledo", sizeof(r.location));
+	core_fxlist_clear(&FX);
+	core_on_registry(C, &r, clk(), &FX);
+	check_fx();
+	assert_false(core_cp_find(C, "MAD-01")->weather_stop);
+	assert_true(send_index(1, "REANUDAR#CENTRAL") >= 0);
+	/* two cities: held while either is alerted */
+	reg_at(3, "TM-01", "Madrid - Toledo");
+	assert_int_equal(count_send("PARAR#CENTRAL"), 1);
+	frame(3, "ACK#PARAR");
+	weather("Toledo", -4.0);
+	assert_int_equal(count_send("PARAR#CENTRAL"), 0);
+	assert_non_null(strstr(audit_row("WEATHER_ALERT")->u.audit.detail, "TM-01 (already held"));
+	weather("Madrid", 3.0);
+	assert_int_equal(count_send("REANUDAR#CENTRAL"), 0);
+	assert_true(core_cp_find(C, "TM-01")->weather_stop);
+	char err[CORE_ERR_LEN];
+	assert_int_equal(command(CORE_CMD_RESUME, "TM-01", err), -1);
+	assert_string_equal(err, "TM-01 is held by a weather alert in Toledo (-4.0 C)");
+	weather("Toledo", 3.0);
+	assert_int_equal(count_send("REANUDAR#CENTRAL"), 1);
+	assert_true(send_index(3, "REANUDAR#CENTRAL") >= 0);
+}
+
+/* A PARAR the CP refused is sent again at the next cold reading (never
+ * in a loop with the refusals); a REANUDAR too at the next warm one. */
+static void test_weather_nack_retried(void **state)
+{
+	(void)state;
+	reg_at(1, "MAD-01", "Madrid");
+	weather("Madrid", -2.0);
+	frame(1, "NACK#PARAR#engine link not usable");
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+	struct msg m = request("101", "MAD-01", NOW);
+	kafka(&m);
+	assert_int_equal(count_produce(MSG_AUTH_DENIED), 1);
+	NOW += 4;
+	weather("Madrid", -2.0);
+	assert_int_equal(count_send("PARAR#CENTRAL"), 1);
+	frame(1, "ACK#PARAR");
+	weather("Madrid", 2.0);
+	frame(1, "NACK#REANUDAR#engine link not usable");
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	assert_int_equal(state_of("MAD-01"), CP_FUERA_DE_SERVICIO);
+	NOW += 4;
+	weather("Madrid", 2.0);
+	assert_int_equal(count_send("REANUDAR#CENTRAL"), 1);
+	frame(1, "ACK#REANUDAR");
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+	/* cleared while its PARAR was on the way: REANUDAR follows the ACK */
+	weather("Madrid", -2.0);
+	weather("Madrid", 2.0);
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	frame(1, "ACK#PARAR");
+	assert_int_equal(count_send("REANUDAR#CENTRAL"), 1);
+	frame(1, "ACK#REANUDAR");
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+}
+
+/* Weather stops are not stored: after Central's restart a cold reading
+ * raises them again, and the first warm one resumes (once) a CP that may
+ * still be halted by one from before. */
+static void test_weather_after_restart(void **state)
+{
+	(void)state;
+	core_load_cp(C, "MAD-01", "Madrid", 0.25, 0);
+	core_load_cp(C, "MAD-02", "Madrid", 0.25, 1);
+	core_load_cp(C, "BCN-01", "Barcelona", 0.25, 0);
+	reg_at(1, "MAD-01", "Madrid");
+	assert_int_equal(count_send("REANUDAR#CENTRAL"), 0);
+	reg_at(2, "MAD-02", "Madrid");
+	assert_int_equal(count_send("PARAR#CENTRAL"), 1); /* the stored operator stop */
+	frame(2, "ACK#PARAR");
+	reg_at(3, "BCN-01", "Barcelona");
+	weather("Madrid", 5.0);
+	assert_int_equal(count_send("REANUDAR#CENTRAL"), 1); /* MAD-01; not the operator-stopped one */
+	assert_true(send_index(1, "REANUDAR#CENTRAL") >= 0);
+	frame(1, "ACK#REANUDAR");
+	assert_int_equal(state_of("MAD-01"), CP_ACTIVADO);
+	NOW += 4;
+	weather("Madrid", 5.0);
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	/* the operator-stopped one, resumed by the operator, is not told again */
+	char err[CORE_ERR_LEN];
+	assert_int_equal(command(CORE_CMD_RESUME, "MAD-02", err), 0);
+	frame(2, "ACK#REANUDAR");
+	weather("Madrid", 5.0);
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	/* a cold first reading raises the stop instead */
+	weather("Barcelona", -1.0);
+	assert_int_equal(count_send("PARAR#CENTRAL"), 1);
+	assert_true(send_index(3, "PARAR#CENTRAL") >= 0);
+}
+
+/* A reading naming 1,000 CPs: each gets one PARAR, one audit row says it
+ * all, the log stays short. */
+static void test_weather_many_cps(void **state)
+{
+	(void)state;
+	char id[16];
+	for (int i = 0; i < 1000; i++) {
+		snprintf(id, sizeof(id), "MAD-%04d", i);
+		reg_at((uint64_t)i + 1, id, "Madrid");
+	}
+	reg_at(5000, "BCN-01", "Barcelona");
+	weather("Madrid", -2.0);
+	assert_int_equal(count_send("PARAR#CENTRAL"), 1000);
+	assert_int_equal(count_kind(CORE_FX_AUDIT), 1);
+	assert_true(count_kind(CORE_FX_LOG) <= 3);
+	assert_true(FX.n <= 4 * 1000 + 10);
+	assert_non_null(strstr(audit_row("WEATHER_ALERT")->u.audit.detail, "1000 CP(s) stopped"));
+	assert_non_null(strstr(audit_row("WEATHER_ALERT")->u.audit.detail, "and 988 more"));
+	for (int i = 0; i < 1000; i++) {
+		snprintf(id, sizeof(id), "MAD-%04d", i);
+		frame((uint64_t)i + 1, "ACK#PARAR");
+	}
+	size_t counts[CP_STATE_COUNT];
+	core_cp_state_counts(C, counts);
+	assert_int_equal(counts[CP_FUERA_DE_SERVICIO], 1000);
+	assert_int_equal(counts[CP_ACTIVADO], 1);
+	weather("Madrid", 2.0);
+	assert_int_equal(count_send("REANUDAR#CENTRAL"), 1000);
+	assert_int_equal(count_kind(CORE_FX_AUDIT), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2707,6 +3417,21 @@ int main(void)
 		T(test_storm_1),
 		T(test_storm_2),
 		T(test_coalesce_backlog),
+		T(test_weather_city_match),
+		T(test_weather_alert_and_clear),
+		T(test_weather_resume_refused),
+		T(test_weather_operator_stop_outlives),
+		T(test_weather_fault_holds),
+		T(test_weather_link_down_then_register),
+		T(test_weather_supply_ends),
+		T(test_weather_error_reading),
+		T(test_weather_threshold),
+		T(test_weather_cities_limit),
+		T(test_weather_bad_values),
+		T(test_weather_new_cp_in_alerted_city),
+		T(test_weather_nack_retried),
+		T(test_weather_after_restart),
+		T(test_weather_many_cps),
 #undef T
 	};
 	return cmocka_run_group_tests_name("core", tests, NULL, NULL);
