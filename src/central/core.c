@@ -246,6 +246,77 @@ struct core_fx *core_fx_push(struct core_fxlist *l, enum core_fx_kind kind, doub
 	return f;
 }
 
+/* Bits of what a later effect of the list already covers, per id. */
+#define COALESCE_ROW 1u    /* STORE_SESSION of this session id */
+#define COALESCE_UPDATE 2u /* CONSUMO_UPDATE of this session id */
+#define COALESCE_SCREEN 4u /* SCREEN of this CP id */
+
+static unsigned coalesce_bit(const struct core_fx *x, const char **id)
+{
+	switch (x->kind) {
+	case CORE_FX_STORE_SESSION:
+		*id = x->u.session.id;
+		return COALESCE_ROW;
+	case CORE_FX_PRODUCE:
+		if (x->u.produce.type != MSG_CONSUMO_UPDATE || !x->u.produce.session_id[0])
+			return 0;
+		*id = x->u.produce.session_id;
+		return COALESCE_UPDATE;
+	case CORE_FX_SCREEN:
+		*id = x->u.screen.cp_id;
+		return COALESCE_SCREEN;
+	default:
+		return 0;
+	}
+}
+
+size_t core_fxlist_coalesce(struct core_fxlist *l, struct hmap *scratch)
+{
+	/* An ordinary turn has at most one of them: nothing to look up. */
+	size_t candidates = 0;
+	const char *unused;
+	for (size_t i = 0; i < l->n && candidates < 2; i++)
+		candidates += coalesce_bit(&l->v[i], &unused) != 0;
+	if (candidates < 2)
+		return 0;
+	/* Backwards: the first of a kind met for an id is its last in the
+	 * list, the one kept; any earlier one is dropped. */
+	hmap_clear(scratch);
+	size_t dropped = 0;
+	unsigned char *drop = NULL;
+	for (size_t i = l->n; i-- > 0;) {
+		const char *id = NULL;
+		unsigned bit = coalesce_bit(&l->v[i], &id);
+		if (bit == 0)
+			continue;
+		uintptr_t seen = (uintptr_t)hmap_sget(scratch, id);
+		if (seen & bit) {
+			if (drop == NULL)
+				drop = xcalloc(l->n, 1);
+			drop[i] = 1;
+			dropped++;
+			continue;
+		}
+		/* Values must be non-NULL: the bits are never 0 here. The key
+		 * points into the list, which does not move until the end. */
+		hmap_sput(scratch, id, (void *)(seen | bit));
+	}
+	hmap_clear(scratch); /* its keys point into entries about to move */
+	if (dropped == 0)
+		return 0;
+	size_t o = 0;
+	for (size_t i = 0; i < l->n; i++) {
+		if (drop[i])
+			continue;
+		if (o != i)
+			l->v[o] = l->v[i];
+		o++;
+	}
+	l->n = o;
+	free(drop);
+	return dropped;
+}
+
 
 /* Copy text into dst of size n as valid UTF-8 without control bytes: these
  * strings end up in frames, JSON messages and log lines, and a CP's FAULT

@@ -211,6 +211,22 @@ void core_fxlist_free(struct core_fxlist *l);
  * member of u (so a log line does not pay for zeroing room for a
  * message). */
 struct core_fx *core_fx_push(struct core_fxlist *l, enum core_fx_kind kind, double now);
+/* While a backlog is caught up (evcharging(7) RULES): drop every effect a
+ * later one of the same list makes redundant, so a turn that applied many
+ * CONSUMO of a session produces one CONSUMO_UPDATE (the latest), writes one
+ * sessions row and redraws one card:
+ *   - a CONSUMO_UPDATE followed by another of the same session;
+ *   - a STORE_SESSION followed by another of the same session (each is
+ *     the whole row, upserted: the last leaves the same row);
+ *   - a SCREEN followed by another of the same CP (the card is drawn from
+ *     the CP's state at that moment).
+ * Nothing else is touched and what stays keeps its order: a kept
+ * CONSUMO_UPDATE is the last one, at its own position, so every TICKET,
+ * SUPPLY_ERROR, state change and other effect goes out as before.
+ * scratch is a string map the caller keeps (empty afterwards). Returns
+ * how many effects were dropped. */
+struct hmap;
+size_t core_fxlist_coalesce(struct core_fxlist *l, struct hmap *scratch);
 /* Append an audit row effect; source_ip and cp_id may be NULL. */
 void core_fx_audit(struct core_fxlist *l, double now, const char *actor, const char *source_ip, const char *action,
 		   const char *cp_id, const char *fmt, ...) __attribute__((format(printf, 7, 8)));

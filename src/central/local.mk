@@ -57,7 +57,8 @@ CENTRAL_ITESTS = \
 	tests/integration/central_engine_restart.sh \
 	tests/integration/central_takeover.sh \
 	tests/integration/central_addcp.sh \
-	tests/integration/central_service.sh
+	tests/integration/central_service.sh \
+	tests/integration/central_group_commit.sh
 TESTS += $(CENTRAL_ITESTS)
 EXTRA_DIST += $(CENTRAL_ITESTS)
 

@@ -65,6 +65,7 @@ struct opts {
 	int no_mouse;                     /* the panel ignores the mouse */
 	const char *prefix;
 	double heartbeat_timeout, request_max_age, reservation_timeout, supply_timeout, link_grace;
+	double group_commit_ms;           /* --group-commit: 0 = every turn commits at once */
 	int max_conns;
 	const char *link_cert, *link_key; /* NULL: pki/central.{pem,key} beside the db */
 	int plain_links;                  /* serve Release-1 plaintext links too */
@@ -107,7 +108,7 @@ static const struct central_opt {
 	{ "--since", 1 },	      { "--cp", 1 },
 	{ "--no-mouse", 0 },	      { "--api", 1 },
 	{ "--api-listen", 1 },	      { "--api-tokens", 1 },
-	{ "--weather-threshold", 1 },
+	{ "--weather-threshold", 1 }, { "--group-commit", 1 },
 };
 
 static const struct central_opt *find_opt(const char *name)
@@ -138,6 +139,8 @@ static void usage(FILE *f)
 		"  --reservation-timeout S    cancel an authorised session not plugged in after S s (default 120)\n"
 		"  --supply-timeout S         end a supply with no telemetry for S s (default 10)\n"
 		"  --link-grace S             keep a session open S s after its CP's link is lost (default 10)\n"
+		"  --group-commit MS          gather changes up to MS ms after the last commit into one\n"
+		"                             (one fsync for many; each waits at most MS; default 0 = off)\n"
 		"  --max-conns N              most CP link connections (default 10000)\n"
 		"  --link-cert F, --link-key F  TLS certificate and key of the CP link port\n"
 		"                             (default pki/central.pem, pki/central.key beside the db)\n"
@@ -320,6 +323,14 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		} else if (strcmp(name, "--link-grace") == 0) {
 			TAKE_VAL();
 			o->link_grace = parse_secs(name, val, 1);
+		} else if (strcmp(name, "--group-commit") == 0) {
+			TAKE_VAL();
+			char *end;
+			errno = 0;
+			double ms = strtod(val, &end);
+			if (val[0] == '\0' || *end != '\0' || errno != 0 || !(ms >= 0 && ms <= 1000))
+				bad_arg("--group-commit: invalid number of milliseconds '%s' (0..1000)", val);
+			o->group_commit_ms = ms;
 		} else if (strcmp(name, "--max-conns") == 0) {
 			TAKE_VAL();
 			char *end;
@@ -816,6 +827,7 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 		return -1;
 	c->cev = xcalloc(TURN_BATCH_LINK, sizeof *c->cev);
 	c->kitems = xcalloc(TURN_BATCH_KAFKA, sizeof *c->kitems);
+	c->group_commit = o->group_commit_ms / 1000.0;
 
 	/* Sessions a crash left open end now, once, with the driver told. */
 	if (store_foreach_open_session(c->store, turn_recover_session, c, err) == -1)
@@ -891,7 +903,6 @@ static void central_close(struct central *c, int failed, const char *err)
 	core_fxlist_free(&c->fx);
 	free(c->cev);
 	free(c->kitems);
-	free(c->skip);
 	hmap_free(&c->seen_sessions);
 	hmap_free(&c->outbox_inflight);
 	void *v;

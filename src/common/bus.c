@@ -325,6 +325,10 @@ rd_kafka_t *bus_consumer_new(const struct bus_opts *o, const char *group,
 	     * consumer (50 ms made 20 round trips a second per broker). */
 	    conf_set(conf, "fetch.wait.max.ms", "500", err) == -1 ||
 	    conf_set(conf, "fetch.error.backoff.ms", "50", err) == -1 ||
+	    /* Prefetch deep enough that a backlog is never waiting on a fetch
+	     * (the default 100,000 ran dry while catching up); the byte bound
+	     * (queued.max.messages.kbytes, 64 MB) still caps the memory. */
+	    conf_set(conf, "queued.min.messages", "1000000", err) == -1 ||
 	    conf_set(conf, "session.timeout.ms", "6000", err) == -1 ||
 	    conf_set(conf, "heartbeat.interval.ms", "500", err) == -1 ||
 	    conf_set(conf, "allow.auto.create.topics", "true", err) == -1) {

@@ -12,7 +12,7 @@ tests_bench_bench_telemetry_CFLAGS = $(AM_CFLAGS) $(RDKAFKA_CFLAGS) $(JANSSON_CF
 tests_bench_bench_telemetry_LDADD = $(EVC_COMMON_LIBS)
 CLEANFILES += tests/bench/bench_links$(EXEEXT) tests/bench/link_sink$(EXEEXT) \
 	tests/bench/bench_telemetry$(EXEEXT)
-dist_noinst_SCRIPTS += tests/bench/run-links tests/bench/run-telemetry
+dist_noinst_SCRIPTS += tests/bench/run-links tests/bench/run-telemetry tests/bench/run-all
 EXTRA_DIST += tests/bench/README
 
 .PHONY: bench

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "evc/crypto.h"
+#include "evc/hmap.h"
 #include "src/central/core.h"
 #include "src/central/view.h"
 #include "evc/link.h"
@@ -2521,6 +2522,135 @@ static void test_storm_2(void **state)
 	storm(0xC0FFEE);
 }
 
+/* The identity a coalesced effect is compared by ("" for the others). */
+static const char *coalesce_key(const struct core_fx *f, int *kind)
+{
+	*kind = 0;
+	if (f->kind == CORE_FX_STORE_SESSION) {
+		*kind = 1;
+		return f->u.session.id;
+	}
+	if (f->kind == CORE_FX_PRODUCE && f->u.produce.type == MSG_CONSUMO_UPDATE) {
+		*kind = 2;
+		return f->u.produce.session_id;
+	}
+	if (f->kind == CORE_FX_SCREEN) {
+		*kind = 3;
+		return f->u.screen.cp_id;
+	}
+	return "";
+}
+
+/* A backlog applied in one turn (evcharging(7) RULES): one CONSUMO_UPDATE
+ * per session (the latest, where the last one was), one sessions row, one
+ * card redraw per CP; every other effect (the FAULT's SUPPLY_ERROR and
+ * state change, the TICKET, frames, logs) stays, in order. */
+static void test_coalesce_backlog(void **state)
+{
+	(void)state;
+	char s1[MSG_ID_MAX + 1], s2[MSG_ID_MAX + 1];
+	charging(1, "MAD-01", "101", s1);
+	reg(2, "MAD-02");
+	authorise(2, "MAD-02", "102", s2);
+
+	/* One turn: nothing cleared between the events. */
+	core_fxlist_clear(&FX);
+	struct msg t;
+	for (uint64_t q = 1; q <= 6; q++) {
+		t = tele(MSG_CONSUMO, "MAD-01", "101", s1, q + 1, (double)q);
+		core_on_kafka(C, &t, clk(), &FX);
+		if (q <= 4) { /* MAD-02's first CONSUMO starts its supply */
+			t = tele(MSG_CONSUMO, "MAD-02", "102", s2, q, 10.0 * (double)q);
+			core_on_kafka(C, &t, clk(), &FX);
+		}
+		if (q == 4)
+			core_on_frame(C, 2, "FAULT#MAD-02#pump", clk(), &FX);
+	}
+	t = tele(MSG_SUPPLY_END, "MAD-01", "101", s1, 8, 6.0);
+	core_on_kafka(C, &t, clk(), &FX);
+	check_fx();
+
+	/* What must be left, worked out from the list before. */
+	size_t n0 = FX.n;
+	struct core_fx *before = xmalloc(n0 * sizeof *before);
+	memcpy(before, FX.v, n0 * sizeof *before);
+	unsigned char *keep = xmalloc(n0);
+	size_t nkeep = 0;
+	for (size_t i = 0; i < n0; i++) {
+		int ki, kj;
+		const char *id = coalesce_key(&before[i], &ki);
+		keep[i] = 1;
+		for (size_t j = i + 1; ki && j < n0; j++)
+			if (strcmp(coalesce_key(&before[j], &kj), id) == 0 && kj == ki)
+				keep[i] = 0;
+		nkeep += keep[i];
+	}
+	assert_true(nkeep < n0);
+	struct hmap scratch;
+	hmap_init(&scratch);
+	assert_int_equal(core_fxlist_coalesce(&FX, &scratch), n0 - nkeep);
+	assert_int_equal(FX.n, nkeep);
+	for (size_t i = 0, o = 0; i < n0; i++) {
+		if (!keep[i])
+			continue;
+		int ka, kb;
+		assert_int_equal(FX.v[o].kind, before[i].kind);
+		assert_true(FX.v[o].ts == before[i].ts);
+		assert_string_equal(coalesce_key(&FX.v[o], &ka), coalesce_key(&before[i], &kb));
+		assert_string_equal(fx_text(&FX.v[o]), fx_text(&before[i]));
+		if (FX.v[o].kind == CORE_FX_PRODUCE) {
+			assert_int_equal(FX.v[o].u.produce.type, before[i].u.produce.type);
+			assert_true(FX.v[o].u.produce.kwh == before[i].u.produce.kwh);
+		}
+		o++;
+	}
+
+	/* Each session: one CONSUMO_UPDATE, the latest, before its end. */
+	long upd1 = -1, upd2 = -1, ticket = -1, serr = -1;
+	size_t rows = 0, screens1 = 0;
+	for (size_t i = 0; i < FX.n; i++) {
+		const struct core_fx *f = &FX.v[i];
+		if (f->kind == CORE_FX_STORE_SESSION)
+			rows++;
+		if (f->kind == CORE_FX_SCREEN && strcmp(f->u.screen.cp_id, "MAD-01") == 0)
+			screens1++;
+		if (f->kind != CORE_FX_PRODUCE)
+			continue;
+		const struct msg *m = &f->u.produce;
+		if (m->type == MSG_CONSUMO_UPDATE && strcmp(m->session_id, s1) == 0) {
+			assert_int_equal(upd1, -1);
+			upd1 = (long)i;
+			assert_true(m->kwh == 6.0);
+		} else if (m->type == MSG_CONSUMO_UPDATE) {
+			assert_int_equal(upd2, -1);
+			upd2 = (long)i;
+			assert_true(m->kwh == 40.0); /* the last before the FAULT */
+		} else if (m->type == MSG_TICKET) {
+			ticket = (long)i;
+			assert_true(m->kwh == 6.0);
+		} else if (m->type == MSG_SUPPLY_ERROR) {
+			serr = (long)i;
+			assert_true(m->kwh_partial == 40.0);
+		}
+	}
+	assert_true(upd1 >= 0 && ticket > upd1);
+	assert_true(upd2 >= 0 && serr > upd2);
+	assert_int_equal(rows, 2);
+	assert_int_equal(screens1, 1);
+	/* The last row of each session is the ended one. */
+	for (size_t i = 0; i < FX.n; i++)
+		if (FX.v[i].kind == CORE_FX_STORE_SESSION)
+			assert_int_not_equal(FX.v[i].u.session.outcome, CORE_OUT_OPEN);
+
+	/* Nothing left to coalesce: the list is untouched. */
+	size_t n1 = FX.n;
+	assert_int_equal(core_fxlist_coalesce(&FX, &scratch), 0);
+	assert_int_equal(FX.n, n1);
+	hmap_free(&scratch);
+	free(keep);
+	free(before);
+}
+
 /* ---- the weather rule (evcharging(7) RULES, Weather) ---- */
 
 /* A reading from the weather office; returns the city's alert after it
@@ -3286,6 +3416,7 @@ int main(void)
 		T(test_many_sessions),
 		T(test_storm_1),
 		T(test_storm_2),
+		T(test_coalesce_backlog),
 		T(test_weather_city_match),
 		T(test_weather_alert_and_clear),
 		T(test_weather_resume_refused),
