@@ -1308,21 +1308,6 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 		fx_log(fx, now, LOG_INFO, id, "CP %s back within the grace: session %s goes on", id, cp->session->id);
 		fx_event(fx, now, id, "SESSION", "session %s kept across the link loss", cp->session->id);
 	}
-	/* A session authorised but not plugged in when the link went: the
-	 * AUTORIZAR (or its ACK) may have been lost with it, or the engine
-	 * dropped it while its monitor could not reach Central. Offered again:
-	 * the engine ACKs the same session at once, or refuses, and the driver
-	 * is told either way instead of waiting for the reservation timeout
-	 * (evcharging(7) RULES). */
-	if (cp->session && !cp->session->charging) {
-		struct core_session *rs = cp->session;
-		char rp[MONEY_STR_LEN];
-		sess_of(rs)->reoffered = 1;
-		fx_send(fx, now, conn, id, "AUTORIZAR_SUMINISTRO#%s#%s#%s", rs->driver_id, rs->id,
-			money_price(rp, sizeof(rp), rs->price));
-		fx_event(fx, now, id, "COMMAND", "AUTORIZAR_SUMINISTRO re-sent for session %s after the link loss",
-			 rs->id);
-	}
 	clear_grace(c, cp);
 	hmap_uput(&c->by_conn, conn, cp);
 	if (!was_up) {
@@ -1338,6 +1323,23 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 	fx_log(fx, now, LOG_INFO, id, "CP %s registered (%s) on link %llu: %s, %s EUR/kWh%s", id,
 	       first ? "first time" : "reconnect", (unsigned long long)conn, cp->location, pb,
 	       tls ? "" : " (Release-1 plaintext link)");
+	/* A session authorised but not plugged in when the link went: the
+	 * AUTORIZAR (or its ACK) may have been lost with it, or the engine
+	 * dropped it while its monitor could not reach Central. Offered again:
+	 * the engine ACKs the same session at once, or refuses, and the driver
+	 * is told either way instead of waiting for the reservation timeout
+	 * (evcharging(7) RULES). After REGISTER_RESULT and KEY: a monitor
+	 * takes no AUTORIZAR before it is registered ("ERROR#not registered
+	 * yet"), and the engine needs the key for the supply's telemetry. */
+	if (cp->session && !cp->session->charging) {
+		struct core_session *rs = cp->session;
+		char rp[MONEY_STR_LEN];
+		sess_of(rs)->reoffered = 1;
+		fx_send(fx, now, conn, id, "AUTORIZAR_SUMINISTRO#%s#%s#%s", rs->driver_id, rs->id,
+			money_price(rp, sizeof(rp), rs->price));
+		fx_event(fx, now, id, "COMMAND", "AUTORIZAR_SUMINISTRO re-sent for session %s after the link loss",
+			 rs->id);
+	}
 	/* A new CP (or one whose place a first REGISTER set) in an alerted
 	 * city is held at once (evcharging(7) RULES, Weather). */
 	weather_refresh(c, cp, now, fx);

@@ -1974,6 +1974,9 @@ static void test_reoffer_after_link_loss(void **state)
 	char want[128];
 	snprintf(want, sizeof want, "AUTORIZAR_SUMINISTRO#101#%s#0.25", sid);
 	assert_true(send_index(2, want) >= 0);
+	/* after REGISTER_RESULT: a monitor takes no AUTORIZAR before it is
+	 * registered (chaos_billing saw "ERROR#not registered yet") */
+	assert_true(send_index(2, want) > send_index(2, "REGISTER_RESULT#RECONNECT"));
 	frame(2, "ACK#AUTORIZAR_SUMINISTRO");
 	assert_int_equal(count_produce(MSG_AUTH_OK), 1);
 	assert_string_equal(produced(MSG_AUTH_OK)->session_id, sid);
