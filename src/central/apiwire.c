@@ -92,7 +92,7 @@ static void actor_of(const struct api_req *r, char *dst, size_t n)
 static void cp_command(struct central *c, struct apiwire *w, const struct api_req *r, enum core_cmd cmd,
 		       double now)
 {
-	char actor[80], err[CORE_ERR_LEN] = "";
+	char actor[80], err[EVC_ERR_LEN] = "";
 	actor_of(r, actor, sizeof actor);
 	if (core_cp_find(c->core, r->cp_id) == NULL) {
 		reply_error(w, r->id, 404, "unknown CP");
@@ -117,7 +117,7 @@ static void all_command(struct central *c, struct apiwire *w, const struct api_r
 	json_t *sent = json_array(), *failed = json_array();
 	for (size_t i = 0; i < core_cp_count(c->core); i++) {
 		const struct core_cp *cp = core_cp_at(c->core, i);
-		char err[CORE_ERR_LEN] = "";
+		char err[EVC_ERR_LEN] = "";
 		int rc = -1;
 		if (c->readonly)
 			snprintf(err, sizeof err, "read-only: commands are disabled by --readonly");
@@ -155,7 +155,7 @@ static json_t *city_cps(const struct core *core, const char *city)
 
 static void weather_reading(struct central *c, struct apiwire *w, const struct api_req *r, double now)
 {
-	char err[CORE_ERR_LEN] = "";
+	char err[EVC_ERR_LEN] = "";
 	int alert = 0;
 	/* Readings come from the weather office: the audit rows of what they
 	 * cause name it (actor weather), the token is on the request's own
@@ -176,7 +176,7 @@ static void weather_reading(struct central *c, struct apiwire *w, const struct a
 
 static void set_threshold(struct central *c, struct apiwire *w, const struct api_req *r, double now)
 {
-	char actor[80], err[CORE_ERR_LEN] = "";
+	char actor[80], err[EVC_ERR_LEN] = "";
 	actor_of(r, actor, sizeof actor);
 	if (c->readonly) {
 		reply_error(w, r->id, 409, "read-only: commands are disabled by --readonly");

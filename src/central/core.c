@@ -2074,15 +2074,15 @@ void core_on_tick(struct core *c, double now, struct core_fxlist *fx)
 /* ------------------------------------------------------------------ */
 /* operator commands                                                    */
 
-static void __attribute__((format(printf, 2, 3))) set_err(char err[CORE_ERR_LEN], const char *fmt, ...)
+static void __attribute__((format(printf, 2, 3))) set_err(char err[EVC_ERR_LEN], const char *fmt, ...)
 {
-	char tmp[CORE_ERR_LEN];
+	char tmp[EVC_ERR_LEN];
 	va_list ap;
 	va_start(ap, fmt);
 	vtext(tmp, sizeof(tmp), fmt, ap);
 	va_end(ap);
 	if (err)
-		xstrlcpy(err, tmp, CORE_ERR_LEN);
+		xstrlcpy(err, tmp, EVC_ERR_LEN);
 }
 
 /* Why a stop/resume cannot go to this CP, or NULL if it can. */
@@ -2157,7 +2157,7 @@ static const char *audit_action(enum core_cmd cmd)
  * ends, and the engine is told to end it (what it meters afterwards under
  * the old key would be refused). */
 static int revoke(struct core *c, struct core_cp *cp, const char *actor, const char *source_ip, double now,
-		  struct core_fxlist *fx, char err[CORE_ERR_LEN])
+		  struct core_fxlist *fx, char err[EVC_ERR_LEN])
 {
 	if (cp->revoked) {
 		set_err(err, "REVOKE %s failed: its keys are already revoked", cp->id);
@@ -2190,13 +2190,13 @@ static int revoke(struct core *c, struct core_cp *cp, const char *actor, const c
 }
 
 int core_command(struct core *c, enum core_cmd cmd, const char *cp_id, double now, struct core_fxlist *fx,
-		 char err[CORE_ERR_LEN])
+		 char err[EVC_ERR_LEN])
 {
 	return core_command_as(c, cmd, cp_id, "operator", NULL, now, fx, err);
 }
 
 int core_command_as(struct core *c, enum core_cmd cmd, const char *cp_id, const char *actor, const char *source_ip,
-		    double now, struct core_fxlist *fx, char err[CORE_ERR_LEN])
+		    double now, struct core_fxlist *fx, char err[EVC_ERR_LEN])
 {
 	int stop = cmd == CORE_CMD_STOP || cmd == CORE_CMD_STOP_ALL;
 	const char *name = stop ? "PARAR" : "REANUDAR";
@@ -2609,7 +2609,7 @@ static int temp_ok(double t)
 
 int core_on_weather(struct core *c, const char *city, int has_error, double temp, const char *error,
 		    const char *actor, const char *source_ip, double now, struct core_fxlist *fx, int *alert,
-		    char err[CORE_ERR_LEN])
+		    char err[EVC_ERR_LEN])
 {
 	if (err)
 		err[0] = '\0';
@@ -2663,7 +2663,7 @@ int core_on_weather(struct core *c, const char *city, int has_error, double temp
 }
 
 int core_set_weather_threshold(struct core *c, double threshold, const char *actor, const char *source_ip,
-			       double now, struct core_fxlist *fx, char err[CORE_ERR_LEN])
+			       double now, struct core_fxlist *fx, char err[EVC_ERR_LEN])
 {
 	if (err)
 		err[0] = '\0';
@@ -2734,7 +2734,7 @@ void core_network_status(const struct core *c, double now, struct msg *out)
 	}
 }
 
-int core_parse_command(const char *line, int *cmd, char cp_id[MSG_CP_ID_MAX + 1], char err[CORE_ERR_LEN])
+int core_parse_command(const char *line, int *cmd, char cp_id[MSG_CP_ID_MAX + 1], char err[EVC_ERR_LEN])
 {
 	char buf[256], *tok[3];
 	int n = 0;

@@ -192,7 +192,7 @@ static void *thread_main(void *arg)
 		if (stop)
 			break;
 		if (k->rk == NULL) {
-			char err[BUS_ERR_LEN];
+			char err[EVC_ERR_LEN];
 			/* The shared producer reports the broker's state (kafka_out_new);
 			 * a second reporter on the same broker would only add cost. */
 			struct bus_opts o = { .brokers = k->brokers };

@@ -341,12 +341,12 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			o->max_conns = (int)n;
 		} else if (strcmp(name, "--api") == 0) {
 			TAKE_VAL();
-			char nerr[NET_ERR_LEN];
+			char nerr[EVC_ERR_LEN];
 			if (net_parse_port(val, 0, &o->api_port, nerr) == -1)
 				bad_arg("--api: %s", nerr);
 		} else if (strcmp(name, "--api-listen") == 0) {
 			TAKE_VAL();
-			char host[256], nerr[NET_ERR_LEN];
+			char host[256], nerr[EVC_ERR_LEN];
 			if (net_parse_host(val, host, sizeof host, nerr) == -1)
 				bad_arg("--api-listen: %s", nerr);
 			o->api_listen = val;
@@ -421,7 +421,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		o->db = o->conf.database;
 	o->prefix = config_topic_prefix(&o->conf, o->prefix);
 	if (o->listen != NULL) {
-		char host[256], nerr[NET_ERR_LEN];
+		char host[256], nerr[EVC_ERR_LEN];
 		if (net_parse_host(o->listen, host, sizeof host, nerr) == -1)
 			bad_arg("--listen: %s", nerr);
 	}
@@ -458,7 +458,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 					  : "<kafka_host:port> (or a broker in the configuration file)");
 	if (npos > 3)
 		bad_arg("too many arguments ('%s')", pos[3]);
-	char err[NET_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	if (net_parse_port(pos[0], 0, &o->port, err) == -1)
 		bad_arg("%s", err);
 	char host[256];
@@ -488,7 +488,7 @@ static void print_audit(void *arg, const struct store_audit_row *r)
 
 static int run_tool(const struct opts *o)
 {
-	char err[STORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	if (o->mode == MODE_AUDIT) {
 		/* Read-only: printing the log must never create or change a
 		 * database. */
@@ -571,7 +571,7 @@ static char *beside_db(const char *db, const char *name)
  * == '\0' when there are no certificate files and --plain-links says
  * plaintext alone is fine; NULL with err on a failure. Caller frees with
  * SSL_CTX_free. */
-static SSL_CTX *link_tls(const struct opts *o, char err[256])
+static SSL_CTX *link_tls(const struct opts *o, char err[EVC_ERR_LEN])
 {
 	char *cert = o->link_cert != NULL ? xstrdup(o->link_cert) : beside_db(o->db, "central.pem");
 	char *key = o->link_key != NULL ? xstrdup(o->link_key) : beside_db(o->db, "central.key");
@@ -581,7 +581,7 @@ static SSL_CTX *link_tls(const struct opts *o, char err[256])
 		if (!o->plain_links) {
 			char *dir = beside_db(o->db, "");
 			dir[strlen(dir) - 1] = '\0'; /* no trailing '/' */
-			snprintf(err, 256,
+			snprintf(err, EVC_ERR_LEN,
 				 "no CP link certificate (%.60s, %.60s): create them with 'scripts/pki init %.40s', "
 				 "give --link-cert/--link-key, or run with --plain-links",
 				 cert, key, dir);
@@ -596,7 +596,7 @@ out:
 	return ctx;
 }
 
-static int setup_signals(char err[256])
+static int setup_signals(char err[EVC_ERR_LEN])
 {
 	sigset_t set;
 	sigemptyset(&set);
@@ -606,13 +606,13 @@ static int setup_signals(char err[256])
 	/* Blocked before any thread starts, so every thread inherits the mask
 	 * and the signals arrive only through the signalfd. */
 	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) {
-		snprintf(err, 256, "sigprocmask: %s", strerror(errno));
+		snprintf(err, EVC_ERR_LEN, "sigprocmask: %s", strerror(errno));
 		return -1;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (fd == -1)
-		snprintf(err, 256, "signalfd: %s", strerror(errno));
+		snprintf(err, EVC_ERR_LEN, "signalfd: %s", strerror(errno));
 	return fd;
 }
 
@@ -691,7 +691,7 @@ static int open_api(struct central *c, const struct opts *o, char err[EVC_ERR_LE
 		return -1;
 	}
 	c->aw = apiwire_new(a);
-	char host[256], addr[300], nerr[NET_ERR_LEN];
+	char host[256], addr[300], nerr[EVC_ERR_LEN];
 	if (net_parse_host(ac.listen, host, sizeof host, nerr) == -1)
 		xstrlcpy(host, ac.listen, sizeof host);
 	net_format_hostport(host, api_port(a), addr, sizeof addr);
@@ -712,7 +712,7 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 	const char *prefix = bus_prefix(o->prefix);
 	char bind_host[256] = "0.0.0.0";
 	if (o->listen != NULL) {
-		char nerr[NET_ERR_LEN];
+		char nerr[EVC_ERR_LEN];
 		net_parse_host(o->listen, bind_host, sizeof bind_host, nerr); /* checked by parse_args */
 	}
 	net_format_hostport(bind_host, o->port, c->status.listen, sizeof c->status.listen);
@@ -789,7 +789,7 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 		return -1;
 	net_format_hostport(bind_host, cplink_port(c->link), c->status.listen, sizeof c->status.listen);
 
-	char berr[BUS_ERR_LEN];
+	char berr[EVC_ERR_LEN];
 	c->kout = kafka_out_new(o->kafka, prefix, berr);
 	if (c->kout == NULL) {
 		evc_seterr(err, "kafka producer: %.200s", berr);

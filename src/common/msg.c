@@ -156,15 +156,15 @@ void msg_free(struct msg *m)
 	m->ncps = 0;
 }
 
-static int fail(char err[MSG_ERR_LEN], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(char err[EVC_ERR_LEN], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static int fail(char err[MSG_ERR_LEN], const char *fmt, ...)
+static int fail(char err[EVC_ERR_LEN], const char *fmt, ...)
 {
 	va_list ap;
 
 	if (err != NULL) {
 		va_start(ap, fmt);
-		vsnprintf(err, MSG_ERR_LEN, fmt, ap);
+		vsnprintf(err, EVC_ERR_LEN, fmt, ap);
 		va_end(ap);
 	}
 	return -1;
@@ -221,7 +221,7 @@ static int valid_word(const char *s, size_t n)
 /* Checks string s (n bytes, no NUL inside) against kind and the byte limit
  * max; returns 0 or -1 with err naming the field. */
 static int check_str(const char *name, const char *s, size_t n, enum str_kind kind, size_t max,
-		     char err[MSG_ERR_LEN])
+		     char err[EVC_ERR_LEN])
 {
 	size_t chars = 0;
 
@@ -260,7 +260,7 @@ static int check_str(const char *name, const char *s, size_t n, enum str_kind ki
 	return 0;
 }
 
-static int check_num(const char *name, double v, double max, char err[MSG_ERR_LEN])
+static int check_num(const char *name, double v, double max, char err[EVC_ERR_LEN])
 {
 	if (!isfinite(v))
 		return fail(err, "field '%s' must be a finite number", name);
@@ -342,9 +342,9 @@ static int dec_str(struct dec *d, const char *name, int required, enum str_kind 
 	n = json_string_length(v);
 	if (check_str(name, s, n, kind, max, d->err) != 0) {
 		if (d->ctx[0] != '\0') {
-			char tmp[MSG_ERR_LEN];
+			char tmp[EVC_ERR_LEN];
 			snprintf(tmp, sizeof(tmp), "%s%s", d->ctx, d->err);
-			memcpy(d->err, tmp, MSG_ERR_LEN);
+			memcpy(d->err, tmp, EVC_ERR_LEN);
 		}
 		return -1;
 	}
@@ -580,9 +580,9 @@ static int dec_network_status(struct dec *d, struct msg *m)
 	return 0;
 }
 
-int msg_decode(enum msg_topic topic, const char *json, size_t len, struct msg *m, char err[MSG_ERR_LEN])
+int msg_decode(enum msg_topic topic, const char *json, size_t len, struct msg *m, char err[EVC_ERR_LEN])
 {
-	char dummy[MSG_ERR_LEN];
+	char dummy[EVC_ERR_LEN];
 	json_error_t jerr;
 	json_t *root = NULL, *jt;
 	struct dec d;
@@ -872,9 +872,9 @@ static void enc_network_status(struct enc *e, const struct msg *m)
 			json_decref(sub.obj);
 			/* Say which entry, keeping the field's own message. */
 			snprintf(name, sizeof(name), "cps[%zu]: ", i);
-			char tmp[MSG_ERR_LEN];
+			char tmp[EVC_ERR_LEN];
 			snprintf(tmp, sizeof(tmp), "%s%s", name, e->err);
-			memcpy(e->err, tmp, MSG_ERR_LEN);
+			memcpy(e->err, tmp, EVC_ERR_LEN);
 			e->bad = 1;
 			return;
 		}
@@ -882,9 +882,9 @@ static void enc_network_status(struct enc *e, const struct msg *m)
 	}
 }
 
-char *msg_encode_ref(const struct msg *m, size_t *len, char err[MSG_ERR_LEN])
+char *msg_encode_ref(const struct msg *m, size_t *len, char err[EVC_ERR_LEN])
 {
-	char dummy[MSG_ERR_LEN];
+	char dummy[EVC_ERR_LEN];
 	struct enc e;
 	char *out = NULL;
 	const char *tname = msg_type_name(m->type);
@@ -1141,9 +1141,9 @@ static void jw_network_status(struct jw *w, const struct msg *m)
 		jw_num(w, "price", cp->price, PRICE_MAX, SC_PRICE);
 		if (w->bad) {
 			/* Say which entry, keeping the field's own message. */
-			char tmp[MSG_ERR_LEN];
+			char tmp[EVC_ERR_LEN];
 			snprintf(tmp, sizeof(tmp), "cps[%zu]: %s", i, w->err);
-			memcpy(w->err, tmp, MSG_ERR_LEN);
+			memcpy(w->err, tmp, EVC_ERR_LEN);
 			return;
 		}
 		JW_LIT(w, "}");
@@ -1151,11 +1151,11 @@ static void jw_network_status(struct jw *w, const struct msg *m)
 	JW_LIT(w, "]");
 }
 
-char *msg_encode(const struct msg *m, size_t *len, char err[MSG_ERR_LEN])
+char *msg_encode(const struct msg *m, size_t *len, char err[EVC_ERR_LEN])
 {
 	if (m->type != MSG_CONSUMO_UPDATE && m->type != MSG_NETWORK_STATUS_UPDATE)
 		return msg_encode_ref(m, len, err);
-	char dummy[MSG_ERR_LEN];
+	char dummy[EVC_ERR_LEN];
 	if (err == NULL)
 		err = dummy;
 	err[0] = '\0';

@@ -188,7 +188,7 @@ static int all_idle(void)
 
 static void produce(rd_kafka_t *p, const char *topic, const struct msg *m)
 {
-	char merr[MSG_ERR_LEN], berr[BUS_ERR_LEN];
+	char merr[EVC_ERR_LEN], berr[EVC_ERR_LEN];
 	size_t len;
 	char *json = msg_encode(m, &len, merr);
 	if (json == NULL)
@@ -284,7 +284,7 @@ int main(int argc, char **argv)
 
 	/* 1. links */
 	links = xcalloc((size_t)opt.k, sizeof *links);
-	char err[NET_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	for (int i = 0; i < opt.k; i++) {
 		links[i].idx = i;
 		links[i].fd = net_connect("127.0.0.1", opt.port, 5000, err);
@@ -296,7 +296,7 @@ int main(int argc, char **argv)
 		die("%d of %d links registered (%s)", n_registered, opt.k, last_err[0] ? last_err : "timeout");
 
 	/* 2. sessions */
-	char berr[BUS_ERR_LEN];
+	char berr[EVC_ERR_LEN];
 	struct bus_opts bo = { .brokers = opt.brokers };
 	rd_kafka_t *p = bus_producer_new(&bo, berr);
 	if (p == NULL)

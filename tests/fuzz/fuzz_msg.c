@@ -77,7 +77,7 @@ static void same(const struct msg *a, const struct msg *b)
 /* msg_encode's out (NULL: refused with err) against msg_encode_ref's. */
 static void same_as_ref(const struct msg *m, const char *out, size_t len, const char *err)
 {
-	char rerr[MSG_ERR_LEN];
+	char rerr[EVC_ERR_LEN];
 	size_t rlen;
 	char *ref = msg_encode_ref(m, &rlen, rerr);
 	if (out == NULL || ref == NULL) {
@@ -100,7 +100,7 @@ static void fuzz_encoder(const uint8_t *data, size_t size)
 {
 	struct msg m, b;
 	struct msg_cp_status *cps = NULL;
-	char err[MSG_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	size_t n = size < sizeof(m) ? size : sizeof(m), len;
 	char *json, *again;
 
@@ -140,7 +140,7 @@ static void fuzz_encoder(const uint8_t *data, size_t size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct msg a, b;
-	char err[MSG_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	enum msg_topic topic;
 	char *j1, *j2;
 	size_t n1, n2;
@@ -182,7 +182,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	err[0] = 'x';
 	err[1] = '\0';
 	if (msg_decode(topic, copy, size - 1, &a, err) != 0) {
-		CHECK(err[0] != '\0' && strlen(err) < MSG_ERR_LEN);
+		CHECK(err[0] != '\0' && strlen(err) < EVC_ERR_LEN);
 		CHECK(a.cps == NULL && a.ncps == 0);
 		free(copy);
 		return 0;

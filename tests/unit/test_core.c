@@ -92,7 +92,7 @@ static const char *fx_text(const struct core_fx *f)
  * every Kafka message accepted by the encoder, every log line printable. */
 static void check_fx(void)
 {
-	char err[MSG_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	for (size_t i = 0; i < FX.n; i++) {
 		const struct core_fx *f = &FX.v[i];
 		if (f->kind == CORE_FX_SEND && !f->u.link.raw && link_validate(fx_text(f), strlen(fx_text(f)), err) != 0)
@@ -136,7 +136,7 @@ static void tick(void)
 	check_fx();
 }
 
-static int command(enum core_cmd cmd, const char *cp, char err[CORE_ERR_LEN])
+static int command(enum core_cmd cmd, const char *cp, char err[EVC_ERR_LEN])
 {
 	core_fxlist_clear(&FX);
 	int r = core_command(C, cmd, cp, clk(), &FX, err);
@@ -456,7 +456,7 @@ static void test_register_without_price(void **state)
 static void test_command_unacked_when_link_lost(void **state)
 {
 	(void)state;
-	char err[CORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	reg(1, "MAD-01");
 	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), 0);
 	assert_non_null(sent("PARAR#CENTRAL"));
@@ -622,7 +622,7 @@ static void test_check_session(void **state)
 static void test_stop_resume(void **state)
 {
 	(void)state;
-	char err[CORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	reg(1, "MAD-01");
 	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), 0);
 	assert_true(send_index(1, "PARAR#CENTRAL") >= 0);
@@ -654,7 +654,7 @@ static void test_stop_resume(void **state)
 static void test_stop_nack(void **state)
 {
 	(void)state;
-	char err[CORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	reg(1, "MAD-01");
 	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), 0);
 	frame(1, "NACK#PARAR#engine busy");
@@ -669,7 +669,7 @@ static void test_stop_nack(void **state)
 static void test_command_to_disconnected_cp(void **state)
 {
 	(void)state;
-	char err[CORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	core_load_cp(C, "MAD-09", "Sol", 0.25, 0);
 	assert_int_equal(command(CORE_CMD_STOP, "MAD-09", err), -1);
 	assert_non_null(strstr(err, "DESCONECTADO"));
@@ -694,7 +694,7 @@ static void test_command_to_disconnected_cp(void **state)
 static void test_stop_all_resume_all(void **state)
 {
 	(void)state;
-	char err[CORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	reg(1, "A1");
 	reg(2, "A2");
 	core_load_cp(C, "A3", "down", 0.2, 0);
@@ -726,7 +726,7 @@ static void test_stop_all_resume_all(void **state)
 static void test_recover_after_stop_stays_out_of_service(void **state)
 {
 	(void)state;
-	char err[CORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	reg(1, "MAD-01");
 	frame(1, "FAULT#MAD-01");
 	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), 0);
@@ -744,7 +744,7 @@ static void test_recover_after_stop_stays_out_of_service(void **state)
 static void test_reregister_while_faulty_or_stopped(void **state)
 {
 	(void)state;
-	char err[CORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	/* a fault survives a reconnect: only RECOVER clears it */
 	reg(1, "MAD-01");
 	frame(1, "FAULT#MAD-01");
@@ -936,7 +936,7 @@ static void expect_auth_denied(const char *user, const char *cp, double ts, cons
 static void test_auth_denials(void **state)
 {
 	(void)state;
-	char err[CORE_ERR_LEN], sid[MSG_ID_MAX + 1];
+	char err[EVC_ERR_LEN], sid[MSG_ID_MAX + 1];
 	reg(1, "MAD-01");
 	expect_auth_denied("999", "MAD-01", NOW, "driver 999 is not registered");
 	expect_auth_denied("101", "NOPE-01", NOW, "CP NOPE-01 is not known");
@@ -1516,7 +1516,7 @@ static void test_fault_while_reserved(void **state)
 static void test_supply_end_then_parar(void **state)
 {
 	(void)state;
-	char sid[MSG_ID_MAX + 1], err[CORE_ERR_LEN];
+	char sid[MSG_ID_MAX + 1], err[EVC_ERR_LEN];
 	charging(1, "MAD-01", "101", sid);
 	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), 0);
 	struct msg t = tele(MSG_SUPPLY_END, "MAD-01", "101", sid, 2, 6.0);
@@ -1553,7 +1553,7 @@ static void expect_stopped_supply(const char *sid, const char *reason)
 static void test_parar_then_supply_end(void **state)
 {
 	(void)state;
-	char sid[MSG_ID_MAX + 1], err[CORE_ERR_LEN];
+	char sid[MSG_ID_MAX + 1], err[EVC_ERR_LEN];
 	charging(1, "MAD-01", "101", sid);
 	struct msg t = tele(MSG_CONSUMO, "MAD-01", "101", sid, 2, 3.0);
 	kafka(&t);
@@ -1565,7 +1565,7 @@ static void test_parar_then_supply_end(void **state)
 static void test_stop_while_reserved(void **state)
 {
 	(void)state;
-	char sid[MSG_ID_MAX + 1], err[CORE_ERR_LEN];
+	char sid[MSG_ID_MAX + 1], err[EVC_ERR_LEN];
 	reg(1, "MAD-01");
 	authorise(1, "MAD-01", "101", sid);
 	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), 0);
@@ -1760,7 +1760,7 @@ static void test_register_rate_limit(void **state)
 static void test_revoke(void **state)
 {
 	(void)state;
-	char err[CORE_ERR_LEN], sid[MSG_ID_MAX + 1];
+	char err[EVC_ERR_LEN], sid[MSG_ID_MAX + 1];
 	registry_cp("MAD-01");
 	tls_up(1, "10.0.0.7:5301");
 	tls_reg(1, "MAD-01", SECRET_A);
@@ -1931,7 +1931,7 @@ static void test_plain_refused_audit(void **state)
 static void test_command_audit(void **state)
 {
 	(void)state;
-	char err[CORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	reg(1, "MAD-01");
 	assert_int_equal(command(CORE_CMD_STOP, "MAD-01", err), 0);
 	const struct core_fx *a = audit_row("OPERATOR_STOP");
@@ -2197,7 +2197,7 @@ static void test_parse_command(void **state)
 {
 	(void)state;
 	int cmd;
-	char cp[MSG_CP_ID_MAX + 1], err[CORE_ERR_LEN];
+	char cp[MSG_CP_ID_MAX + 1], err[EVC_ERR_LEN];
 	assert_int_equal(core_parse_command("P MAD-01", &cmd, cp, err), 0);
 	assert_int_equal(cmd, CORE_CMD_STOP);
 	assert_string_equal(cp, "MAD-01");
@@ -2274,7 +2274,7 @@ static void test_many_cps(void **state)
 	assert_int_equal(counts[CP_DESCONECTADO], (N + 2) / 3);
 	assert_int_equal(counts[CP_AVERIADO], N - (N + 2) / 3);
 	/* stop all: one PARAR per live link, and the list gives the memory back */
-	char err[CORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	assert_int_equal(command(CORE_CMD_STOP_ALL, NULL, err), 0);
 	assert_int_equal(count_kind(CORE_FX_SEND), N - (N + 2) / 3);
 	const struct core_fx *l = find_log(LOG_WARN, "not reachable (link down): CP-00000, CP-00003");
@@ -2420,7 +2420,7 @@ static void storm(uint64_t seed)
 	static const char *cmds[] = { "PARAR", "REANUDAR", "AUTORIZAR_SUMINISTRO", "X" };
 	static const enum msg_type tt[] = { MSG_SESSION_STARTED, MSG_CONSUMO, MSG_CONSUMO, MSG_CONSUMO,
 					    MSG_SUPPLY_END, MSG_AVERIADO, MSG_CONEXION_PERDIDA };
-	char data[160], err[CORE_ERR_LEN];
+	char data[160], err[EVC_ERR_LEN];
 	rng_state = seed;
 	ntrack = 0;
 	core_add_driver(C, "103");
@@ -2660,7 +2660,7 @@ static void test_coalesce_backlog(void **state)
  * (fails the test if the reading is refused). */
 static int weather(const char *city, double temp)
 {
-	char err[CORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	int alert = -1;
 	core_fxlist_clear(&FX);
 	int r = core_on_weather(C, city, 0, temp, NULL, "weather", NULL, clk(), &FX, &alert, err);
@@ -2674,7 +2674,7 @@ static int weather(const char *city, double temp)
 /* A reading the core must refuse; err says why. */
 static void weather_refused(const char *city, int has_error, double temp, const char *err_part)
 {
-	char err[CORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	int alert = -1;
 	core_fxlist_clear(&FX);
 	assert_int_equal(core_on_weather(C, city, has_error, temp, "x", "weather", NULL, clk(), &FX, &alert, err), -1);
@@ -2823,7 +2823,7 @@ static void test_weather_alert_and_clear(void **state)
 static void test_weather_resume_refused(void **state)
 {
 	(void)state;
-	char err[CORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	reg_at(1, "MAD-01", "Gran Via 1, Madrid");
 	weather("Madrid", -2.0);
 	frame(1, "ACK#PARAR");
@@ -2846,7 +2846,7 @@ static void test_weather_resume_refused(void **state)
 static void test_weather_operator_stop_outlives(void **state)
 {
 	(void)state;
-	char err[CORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	reg_at(1, "MAD-01", "Madrid");
 	reg_at(2, "MAD-02", "Madrid");
 	weather("Madrid", -2.0);
@@ -2942,7 +2942,7 @@ static void test_weather_fault_holds(void **state)
 	frame(5, "ACK#REANUDAR");
 	assert_true(send_index(5, "PARAR#CENTRAL") >= 0);
 	frame(5, "ACK#PARAR");
-	char err[CORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	assert_int_equal(command(CORE_CMD_REVOKE, "SEC-01", err), 0);
 	frame(1, "ACK#PARAR");
 	weather("Madrid", 3.0);
@@ -2963,7 +2963,7 @@ static void test_weather_fault_holds(void **state)
 static void test_weather_link_down_then_register(void **state)
 {
 	(void)state;
-	char err[CORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	reg_at(1, "MAD-01", "Madrid");
 	link_down(1);
 	weather("Madrid", -2.0);
@@ -3050,7 +3050,7 @@ static void test_weather_supply_ends(void **state)
 static void test_weather_error_reading(void **state)
 {
 	(void)state;
-	char err[CORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	int alert = -1;
 	reg_at(1, "MAD-01", "Madrid");
 	weather("Madrid", -2.0);
@@ -3093,7 +3093,7 @@ static void test_weather_error_reading(void **state)
 static void test_weather_threshold(void **state)
 {
 	(void)state;
-	char err[CORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	reg_at(1, "MAD-01", "Madrid");
 	reg_at(2, "BCN-01", "Barcelona");
 	assert_int_equal(weather("Madrid", 1.0), 0);
@@ -3194,7 +3194,7 @@ static void test_weather_bad_values(void **state)
 	assert_int_equal(weather("M\xc3\xa1laga", -100.0), 1);
 	assert_int_equal(core_weather_count(C), 2);
 	/* an error text with control bytes is kept printable */
-	char err[CORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	int alert;
 	core_fxlist_clear(&FX);
 	assert_int_equal(core_on_weather(C, "Madrid", 1, 0, "bad\x01json\xff", NULL, NULL, clk(), &FX, &alert, err), 0);
@@ -3244,7 +3244,7 @@ static void test_weather_new_cp_in_alerted_city(void **state)
 	weather("Madrid", 3.0);
 	assert_int_equal(count_send("REANUDAR#CENTRAL"), 0);
 	assert_true(core_cp_find(C, "TM-01")->weather_stop);
-	char err[CORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	assert_int_equal(command(CORE_CMD_RESUME, "TM-01", err), -1);
 	assert_string_equal(err, "TM-01 is held by a weather alert in Toledo (-4.0 C)");
 	weather("Toledo", 3.0);
@@ -3312,7 +3312,7 @@ static void test_weather_after_restart(void **state)
 	weather("Madrid", 5.0);
 	assert_int_equal(count_kind(CORE_FX_SEND), 0);
 	/* the operator-stopped one, resumed by the operator, is not told again */
-	char err[CORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	assert_int_equal(command(CORE_CMD_RESUME, "MAD-02", err), 0);
 	frame(2, "ACK#REANUDAR");
 	weather("Madrid", 5.0);

@@ -22,7 +22,7 @@ static int decode_str(enum msg_topic t, const char *json, struct msg *m, char *e
 /* Encodes m and checks the exact bytes, since other implementations parse them. */
 static void assert_encodes_to(const struct msg *m, const char *want)
 {
-	char err[MSG_ERR_LEN] = "";
+	char err[EVC_ERR_LEN] = "";
 	size_t len = 0;
 	char *got = msg_encode(m, &len, err);
 
@@ -167,7 +167,7 @@ static void test_round_trip_every_type(void **state)
 	(void)state;
 	for (int t = 0; t < MSG_TYPE_COUNT; t++) {
 		struct msg a, b;
-		char err[MSG_ERR_LEN] = "";
+		char err[EVC_ERR_LEN] = "";
 		size_t len;
 		char *json;
 
@@ -188,7 +188,7 @@ static void test_round_trip_every_type(void **state)
 static void test_round_trip_minimal(void **state)
 {
 	struct msg a, b;
-	char err[MSG_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	char *json;
 	(void)state;
 
@@ -231,7 +231,7 @@ static void test_round_trip_minimal(void **state)
 static void test_protocol_examples(void **state)
 {
 	struct msg m;
-	char err[MSG_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	(void)state;
 
 	assert_int_equal(decode_str(MSG_T_DRIVER_REQUESTS,
@@ -406,7 +406,7 @@ static void test_notification_request_id(void **state)
 	static const enum msg_type types[] = {MSG_AUTH_OK,	 MSG_AUTH_DENIED,  MSG_CONSUMO_UPDATE,
 					      MSG_TICKET,	 MSG_SUPPLY_ERROR, MSG_SESSION_CANCELLED};
 	struct msg a, b;
-	char err[MSG_ERR_LEN] = "";
+	char err[EVC_ERR_LEN] = "";
 	size_t len;
 	char *json;
 	(void)state;
@@ -471,7 +471,7 @@ static void test_not_nul_terminated(void **state)
 	size_t len = strlen(full) - strlen("GARBAGE");
 	char *buf = malloc(len);
 	struct msg m;
-	char err[MSG_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	(void)state;
 
 	assert_non_null(buf);
@@ -658,7 +658,7 @@ static void test_rejections(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(rejects) / sizeof(rejects[0]); i++) {
 		struct msg m;
-		char err[MSG_ERR_LEN] = "";
+		char err[EVC_ERR_LEN] = "";
 		const struct reject *r = &rejects[i];
 
 		if (decode_str(r->topic, r->json, &m, err) != -1)
@@ -683,7 +683,7 @@ static char *long_string(char c, size_t n)
 static void test_string_limits(void **state)
 {
 	struct msg m;
-	char err[MSG_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	char *text = long_string('x', MSG_TEXT_MAX + 1), *json, *loc;
 	(void)state;
 
@@ -749,7 +749,7 @@ static void test_string_limits(void **state)
 
 static void assert_encode_fails(const struct msg *m, const char *want)
 {
-	char err[MSG_ERR_LEN] = "";
+	char err[EVC_ERR_LEN] = "";
 	size_t len = 12345;
 	char *s = msg_encode(m, &len, err);
 
@@ -927,7 +927,7 @@ static void test_deep_nesting(void **state)
 	size_t hl = strlen(head), len = hl + 2 * depth + 1;
 	char *json = malloc(len);
 	struct msg m;
-	char err[MSG_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	(void)state;
 
 	assert_non_null(json);
@@ -949,7 +949,7 @@ static void test_deep_nesting(void **state)
 static void test_reuse(void **state)
 {
 	struct msg m;
-	char err[MSG_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	const char *two = "{\"type\":\"NETWORK_STATUS_UPDATE\",\"timestamp\":1,\"cps\":[{" CP_OK "},{" CP_OK "}]}";
 	const char *bad = "{\"type\":\"NETWORK_STATUS_UPDATE\",\"timestamp\":1,\"cps\":[{" CP_OK "},{}]}";
 	(void)state;
@@ -974,7 +974,7 @@ static void test_reuse(void **state)
  * bytes). */
 static void assert_writers_agree(const struct msg *m)
 {
-	char e1[MSG_ERR_LEN] = "", e2[MSG_ERR_LEN] = "";
+	char e1[EVC_ERR_LEN] = "", e2[EVC_ERR_LEN] = "";
 	size_t n1 = 0, n2 = 0;
 	char *a = msg_encode(m, &n1, e1);
 	char *b = msg_encode_ref(m, &n2, e2);
