@@ -20,3 +20,9 @@ TESTS += tests/unit/test_config
 tests_unit_test_config_SOURCES = tests/unit/test_config.c
 tests_unit_test_config_CFLAGS = $(UNIT_CFLAGS) $(INIH_CFLAGS)
 tests_unit_test_config_LDADD = $(UNIT_LIBS)
+
+# The secrets sweep (evcharging(7) SECURITY): the secured demo run briefly,
+# then every secret it issued looked for in every log, capture, answer,
+# topic, command line and the database dump.
+TESTS += tests/integration/secrets_sweep.sh
+EXTRA_DIST += tests/integration/secrets_sweep.sh tests/integration/demo_lib.sh

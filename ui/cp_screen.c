@@ -39,11 +39,11 @@ static const char *const engine_keys[][2] = {
 static const char *const monitor_keys[][2] = {
 	{"a", "re-authenticate / retry"}, {"s", "status line"}, {"?", "help"}, {"q", "quit"}};
 
-struct cp_screen *cp_screen_open(enum cp_screen_kind kind, const char *title, char err[256])
+struct cp_screen *cp_screen_open(enum cp_screen_kind kind, const char *title, char err[EVC_ERR_LEN])
 {
 	theme_locale_init();
 	if (newterm(NULL, stdout, stdin) == NULL) {
-		snprintf(err, 256, "cannot start the screen (TERM=%s)", getenv("TERM") ? getenv("TERM") : "unset");
+		snprintf(err, EVC_ERR_LEN, "cannot start the screen (TERM=%s)", getenv("TERM") ? getenv("TERM") : "unset");
 		return NULL;
 	}
 	struct cp_screen *s = xcalloc(1, sizeof *s);

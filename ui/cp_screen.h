@@ -5,6 +5,7 @@
  * --headless stdin takes ("k", "e", "u", "d 101", "a", "q"). */
 #ifndef EVC_UI_CP_SCREEN_H
 #define EVC_UI_CP_SCREEN_H
+#include "evc/err.h"
 
 struct cp_screen;
 
@@ -45,7 +46,7 @@ typedef void (*cp_screen_cmd_fn)(void *arg, const char *cmd);
 
 /* Take over the terminal (caller closes with cp_screen_close, which gives
  * it back). NULL with err filled if curses cannot start. */
-struct cp_screen *cp_screen_open(enum cp_screen_kind kind, const char *title, char err[256]);
+struct cp_screen *cp_screen_open(enum cp_screen_kind kind, const char *title, char err[EVC_ERR_LEN]);
 void cp_screen_close(struct cp_screen *s);
 /* The fd to poll for keys (stdin). */
 int cp_screen_fd(const struct cp_screen *s);

@@ -26,15 +26,15 @@ struct driver_screen {
 	char notice[128];          /* one-shot message in the key bar */
 };
 
-struct driver_screen *driver_screen_open(int no_color, char err[DRIVER_SCREEN_ERR_LEN])
+struct driver_screen *driver_screen_open(int no_color, char err[EVC_ERR_LEN])
 {
 	if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
-		snprintf(err, DRIVER_SCREEN_ERR_LEN, "the screen needs a terminal on stdin and stdout");
+		snprintf(err, EVC_ERR_LEN, "the screen needs a terminal on stdin and stdout");
 		return NULL;
 	}
 	theme_locale_init();
 	if (newterm(NULL, stdout, stdin) == NULL) {
-		snprintf(err, DRIVER_SCREEN_ERR_LEN, "cannot start curses on terminal '%s'",
+		snprintf(err, EVC_ERR_LEN, "cannot start curses on terminal '%s'",
 			 getenv("TERM") ? getenv("TERM") : "(TERM unset)");
 		return NULL;
 	}

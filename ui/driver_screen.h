@@ -6,8 +6,9 @@
 #include <stddef.h>
 
 #include "evc/msg.h"
+#include "evc/err.h"
 
-#define DRIVER_SCREEN_ERR_LEN 256
+#define DRIVER_SCREEN_ERR_LEN EVC_ERR_LEN /* XXX-ERRLEN alias until the last callers move */
 
 enum driver_screen_supply {
 	DRIVER_SUPPLY_NONE,
@@ -52,7 +53,7 @@ struct driver_screen;
 /* Take over the terminal (theme_locale_init, initscr, theme_init). NULL
  * with err if stdin/stdout is not a terminal that curses can use. Caller
  * closes with driver_screen_close, which gives the terminal back. */
-struct driver_screen *driver_screen_open(int no_color, char err[DRIVER_SCREEN_ERR_LEN]);
+struct driver_screen *driver_screen_open(int no_color, char err[EVC_ERR_LEN]);
 void driver_screen_close(struct driver_screen *ds);
 /* Add a line to the events pane (copied). */
 void driver_screen_event(struct driver_screen *ds, const char *line);

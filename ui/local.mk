@@ -20,6 +20,9 @@ TESTS += tests/integration/panel_modes.sh
 EXTRA_DIST += tests/integration/panel_modes.sh
 TESTS += tests/integration/panel_views.sh
 EXTRA_DIST += tests/integration/panel_views.sh
+# The header's weather line, fed through the real API.
+TESTS += tests/integration/panel_weather.sh
+EXTRA_DIST += tests/integration/panel_weather.sh
 # Attach and detach, the help box (EV_Central(1) RUNNING AS A SERVICE).
 TESTS += tests/integration/panel_attach.sh tests/integration/panel_help.sh
 dist_noinst_SCRIPTS += tests/bench/run-panel

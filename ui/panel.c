@@ -1212,6 +1212,8 @@ int panel_timeout_ms(const struct panel *p)
 		ms = 0;
 	if (ms > 1000)
 		ms = 1000;
+	if (views_busy(p->views) && ms > VIEWS_POLL_MS) /* its answer, soon after it is in */
+		ms = VIEWS_POLL_MS;
 	return ms;
 }
 

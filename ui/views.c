@@ -2,9 +2,11 @@
  * audit log and the drivers (ui/views.h). Rows come from the program's
  * views_source a page at a time and are read again only when the operator
  * moves past the page, changes the filter, or the newest page is a few
- * seconds old: a view costs the main loop one indexed read now and then,
- * never a scan of the history. Every string from the database is drawn
- * through theme_puts, which turns control characters into '?'. */
+ * seconds old. A read is asked for and its answer taken on a later turn
+ * (views_tick): the main loop never waits for the database, and one read
+ * is in flight at most (a newer ask abandons it). Every string from the
+ * database is drawn through theme_puts, which turns control characters
+ * into '?'. */
 #include "ui/views.h"
 
 #include <ctype.h>
@@ -40,9 +42,9 @@ struct cpmem {
 /* A paged list: rows loaded, selection, first row drawn. */
 struct list {
 	size_t n, sel, top;
-	int loaded, at_newest, at_oldest;
-	double read_at;  /* wall clock of the last read */
-	double read_ms;  /* how long it took */
+	int loaded, at_newest, at_oldest; /* loaded: an answer came (rows or err) */
+	double read_at;  /* wall clock of the last answer */
+	double read_ms;  /* how long its read took */
 	char err[EVC_ERR_LEN];
 };
 
@@ -53,22 +55,29 @@ struct views {
 
 	struct views_session *dsess;
 	size_t ndsess;
-	struct views_event *dev;
+	struct views_event *dev, *dev_tmp;
 	size_t ndev;
 	struct list dl; /* the detail: scroll of its lower part */
 
 	struct views_session *sess, *sess_tmp;
 	struct list sl;
 	char sftext[VIEWS_FILTER_MAX];
-	struct views_sfilter sf;
+	struct views_sfilter sf, sf_shown; /* asked for; what the rows shown were read with */
 	struct views_totals today;
 
 	struct views_audit *aud, *aud_tmp;
 	struct list al;
-	char aftext[VIEWS_FILTER_MAX];
+	char aftext[VIEWS_FILTER_MAX], aftext_shown[VIEWS_FILTER_MAX];
 
 	struct views_driver *drv, *drv_tmp;
 	struct list drl;
+
+	/* the read in flight: asked of src (NULL: none), its answer goes
+	 * into the *_tmp arrays and then to the view's */
+	const struct views_source *src;
+	struct views_req req;
+	double asked_at; /* wall clock */
+	int quiet;       /* a reload of the rows shown */
 
 	struct hmap mem; /* id -> struct cpmem */
 	long last_sec;
@@ -205,11 +214,14 @@ void views_sfilter_describe(const struct views_sfilter *f, char *buf, size_t len
 
 /* ---- state ---- */
 
+static void abandon(struct views *vs);
+
 struct views *views_new(void)
 {
 	struct views *vs = xcalloc(1, sizeof *vs);
 	vs->dsess = xcalloc(VIEWS_CP_SESSIONS, sizeof *vs->dsess);
 	vs->dev = xcalloc(VIEWS_CP_EVENTS, sizeof *vs->dev);
+	vs->dev_tmp = xcalloc(VIEWS_CP_EVENTS, sizeof *vs->dev_tmp);
 	vs->sess = xcalloc(VIEWS_PAGE, sizeof *vs->sess);
 	vs->sess_tmp = xcalloc(VIEWS_PAGE, sizeof *vs->sess_tmp);
 	vs->aud = xcalloc(VIEWS_PAGE, sizeof *vs->aud);
@@ -226,12 +238,14 @@ void views_free(struct views *vs)
 {
 	if (!vs)
 		return;
+	abandon(vs);
 	void *m;
 	for (size_t i = 0; (m = hmap_next(&vs->mem, &i)) != NULL;)
 		free(m);
 	hmap_free(&vs->mem);
 	free(vs->dsess);
 	free(vs->dev);
+	free(vs->dev_tmp);
 	free(vs->sess);
 	free(vs->sess_tmp);
 	free(vs->aud);
@@ -266,103 +280,155 @@ static const struct views_source *source(const struct panel_view *v)
 	return v ? v->src : NULL;
 }
 
-/* ---- reads ---- */
-
-static void read_detail(struct views *vs, const struct panel_view *v)
-{
-	const struct views_source *src = source(v);
-	struct views_sfilter f;
-	struct views_page q = { .dir = VIEWS_FIRST, .max = VIEWS_CP_SESSIONS };
-	double t0 = clock_mono();
-	long n;
-
-	vs->dl.err[0] = '\0';
-	vs->dl.loaded = 1;
-	vs->dl.read_at = clock_wall();
-	if (!src || !src->sessions || !src->events) {
-		evc_seterr(vs->dl.err, "no stored history here");
-		return;
-	}
-	memset(&f, 0, sizeof f);
-	xstrlcpy(f.cp, vs->cp, sizeof f.cp);
-	n = src->sessions(src->arg, &f, &q, vs->dsess, vs->dl.err);
-	vs->ndsess = n < 0 ? 0 : (size_t)n;
-	if (n >= 0) {
-		n = src->events(src->arg, vs->cp, vs->dev, VIEWS_CP_EVENTS, vs->dl.err);
-		vs->ndev = n < 0 ? 0 : (size_t)n;
-	}
-	vs->dl.read_ms = (clock_mono() - t0) * 1000.0;
-}
+/* ---- reads: asked for, answered on a later turn ---- */
 
 static struct list *list_of(struct views *vs, enum views_kind k)
 {
 	return k == VIEWS_SESSIONS ? &vs->sl : k == VIEWS_AUDIT ? &vs->al : k == VIEWS_DRIVERS ? &vs->drl : &vs->dl;
 }
 
-/* Read a page of view k's list. The old page stays when the read fails
- * or finds nothing more in that direction. */
-static void read_list(struct views *vs, enum views_kind k, const struct panel_view *v, enum views_dir dir)
+/* Abandon the read in flight (its answer will never come). */
+static void abandon(struct views *vs)
+{
+	if (vs->src) {
+		struct views_req none;
+		memset(&none, 0, sizeof none);
+		vs->src->ask(vs->src->arg, &none);
+		vs->src = NULL;
+	}
+}
+
+/* Ask for r (built from a zeroed struct, so that the same read compares
+ * equal): the read in flight, unless it is this one, is abandoned. quiet:
+ * a reload of rows already shown, which says "reading..." only if it
+ * lasts. */
+static void ask(struct views *vs, const struct panel_view *v, const struct views_req *r, int quiet)
 {
 	const struct views_source *src = source(v);
+	struct list *l = list_of(vs, r->kind);
+
+	if (!src || !src->ask || !src->answer) {
+		abandon(vs);
+		l->loaded = 1;
+		l->read_at = clock_wall();
+		evc_seterr(l->err, "no stored history here");
+		return;
+	}
+	if (vs->src == src && memcmp(&vs->req, r, sizeof *r) == 0) {
+		vs->quiet &= quiet;
+		return;
+	}
+	if (vs->src && vs->src != src)
+		abandon(vs);
+	memcpy(&vs->req, r, sizeof vs->req); /* padding too: compared above */
+	vs->src = src;
+	vs->quiet = quiet;
+	vs->asked_at = clock_wall();
+	src->ask(src->arg, r);
+}
+
+static void ask_detail(struct views *vs, const struct panel_view *v, int quiet)
+{
+	struct views_req r;
+	memset(&r, 0, sizeof r);
+	r.kind = VIEWS_DETAIL;
+	xstrlcpy(r.cp, vs->cp, sizeof r.cp);
+	ask(vs, v, &r, quiet);
+}
+
+/* Ask for a page of view k's list: the newest, or the one just older or
+ * newer than the rows it has. */
+static void ask_list(struct views *vs, enum views_kind k, const struct panel_view *v, enum views_dir dir, int quiet)
+{
 	struct list *l = list_of(vs, k);
-	struct views_page q = { .dir = dir, .max = VIEWS_PAGE };
-	double t0 = clock_mono(), now = clock_wall();
+	struct views_req r;
 	size_t at = dir == VIEWS_NEWER ? 0 : l->n ? l->n - 1 : 0;
-	long n = -1;
 
 	if (dir != VIEWS_FIRST && l->n == 0)
-		dir = q.dir = VIEWS_FIRST;
-	l->err[0] = '\0';
-	l->read_at = now;
+		dir = VIEWS_FIRST;
+	memset(&r, 0, sizeof r);
+	r.kind = k;
+	r.q.dir = dir;
+	r.q.max = VIEWS_PAGE;
+	r.since = today_start(clock_wall());
 	switch (k) {
 	case VIEWS_SESSIONS:
-		if (!src || !src->sessions || !src->totals)
-			break;
+		r.sf = vs->sf;
 		if (dir != VIEWS_FIRST) {
-			q.key_t = vs->sess[at].requested_at;
-			xstrlcpy(q.key_id, vs->sess[at].id, sizeof q.key_id);
+			r.q.key_t = vs->sess[at].requested_at;
+			xstrlcpy(r.q.key_id, vs->sess[at].id, sizeof r.q.key_id);
 		}
-		n = src->sessions(src->arg, &vs->sf, &q, vs->sess_tmp, l->err);
-		if (n >= 0 && src->totals(src->arg, &vs->sf, today_start(now), &vs->today, l->err) == -1)
-			n = -1;
-		if (n > 0)
-			memcpy(vs->sess, vs->sess_tmp, (size_t)n * sizeof *vs->sess);
 		break;
 	case VIEWS_AUDIT:
-		if (!src || !src->audit)
-			break;
+		xstrlcpy(r.text, vs->aftext, sizeof r.text);
 		if (dir != VIEWS_FIRST)
-			q.key_n = vs->aud[at].id;
-		n = src->audit(src->arg, vs->aftext, &q, vs->aud_tmp, l->err);
-		if (n > 0)
-			memcpy(vs->aud, vs->aud_tmp, (size_t)n * sizeof *vs->aud);
+			r.q.key_n = vs->aud[at].id;
 		break;
 	case VIEWS_DRIVERS:
-		if (!src || !src->drivers)
-			break;
 		if (dir != VIEWS_FIRST)
-			xstrlcpy(q.key_id, vs->drv[at].id, sizeof q.key_id);
-		n = src->drivers(src->arg, today_start(now), &q, vs->drv_tmp, l->err);
-		if (n > 0)
-			memcpy(vs->drv, vs->drv_tmp, (size_t)n * sizeof *vs->drv);
+			xstrlcpy(r.q.key_id, vs->drv[at].id, sizeof r.q.key_id);
 		break;
 	default:
 		return;
 	}
-	l->read_ms = (clock_mono() - t0) * 1000.0;
+	ask(vs, v, &r, quiet);
+}
+
+/* The answer to r is in a: the detail's rows, or a page of a list (the
+ * old page stays when the read failed or found nothing more in that
+ * direction). */
+static void take_answer(struct views *vs, const struct panel_view *v, const struct views_req *r,
+			const struct views_answer *a)
+{
+	struct list *l = list_of(vs, r->kind);
+	size_t n = a->n > 0 ? (size_t)a->n : 0;
+
 	l->loaded = 1;
-	if (n < 0) {
-		if (!l->err[0])
-			evc_seterr(l->err, "no stored history here");
-		if (dir == VIEWS_FIRST)
-			l->n = 0;
+	l->read_at = clock_wall();
+	l->read_ms = a->ms;
+	l->err[0] = '\0';
+	if (a->n < 0)
+		xstrlcpy(l->err, a->err[0] ? a->err : "the read failed", sizeof l->err);
+	if (r->kind == VIEWS_DETAIL) {
+		if (a->n < 0)
+			return;
+		vs->ndsess = n > VIEWS_CP_SESSIONS ? VIEWS_CP_SESSIONS : n;
+		memcpy(vs->dsess, vs->sess_tmp, vs->ndsess * sizeof *vs->dsess);
+		vs->ndev = a->nev > 0 ? (size_t)a->nev : 0;
+		if (vs->ndev > VIEWS_CP_EVENTS)
+			vs->ndev = VIEWS_CP_EVENTS;
+		memcpy(vs->dev, vs->dev_tmp, vs->ndev * sizeof *vs->dev);
 		return;
 	}
-	switch (dir) {
+	if (a->n < 0)
+		return;
+	if (n > VIEWS_PAGE)
+		n = VIEWS_PAGE;
+	if (n > 0 || r->q.dir == VIEWS_FIRST) {
+		switch (r->kind) {
+		case VIEWS_SESSIONS:
+			memcpy(vs->sess, vs->sess_tmp, n * sizeof *vs->sess);
+			break;
+		case VIEWS_AUDIT:
+			memcpy(vs->aud, vs->aud_tmp, n * sizeof *vs->aud);
+			break;
+		default:
+			memcpy(vs->drv, vs->drv_tmp, n * sizeof *vs->drv);
+			break;
+		}
+	}
+	/* what the rows on screen were read with */
+	if (r->kind == VIEWS_SESSIONS) {
+		vs->today = a->totals;
+		vs->sf_shown = r->sf;
+	} else if (r->kind == VIEWS_AUDIT) {
+		xstrlcpy(vs->aftext_shown, r->text, sizeof vs->aftext_shown);
+	}
+	switch (r->q.dir) {
 	case VIEWS_FIRST:
-		l->n = (size_t)n;
+		l->n = n;
 		l->at_newest = 1;
-		l->at_oldest = (size_t)n < q.max;
+		l->at_oldest = n < r->q.max;
 		if (l->sel >= l->n)
 			l->sel = l->n ? l->n - 1 : 0;
 		break;
@@ -371,9 +437,9 @@ static void read_list(struct views *vs, enum views_kind k, const struct panel_vi
 			l->at_oldest = 1;
 			break;
 		}
-		l->n = (size_t)n;
+		l->n = n;
 		l->at_newest = 0;
-		l->at_oldest = (size_t)n < q.max;
+		l->at_oldest = n < r->q.max;
 		l->sel = l->top = 0;
 		break;
 	case VIEWS_NEWER:
@@ -381,15 +447,48 @@ static void read_list(struct views *vs, enum views_kind k, const struct panel_vi
 			l->at_newest = 1;
 			break;
 		}
-		l->n = (size_t)n;
+		l->n = n;
 		l->at_oldest = 0;
-		l->at_newest = (size_t)n < q.max;
+		l->at_newest = n < r->q.max;
 		l->sel = l->n - 1;
 		l->top = l->n > (size_t)vs->rows_shown ? l->n - (size_t)vs->rows_shown : 0;
 		if (l->at_newest) /* the newest page starts at the newest row */
-			read_list(vs, k, v, VIEWS_FIRST);
+			ask_list(vs, r->kind, v, VIEWS_FIRST, 0);
 		break;
 	}
+}
+
+/* Take the answer of the read in flight if it is in: 1 if it was. */
+static int poll_answer(struct views *vs, const struct panel_view *v)
+{
+	struct views_answer a;
+	struct views_req r;
+
+	if (!vs->src)
+		return 0;
+	memset(&a, 0, sizeof a);
+	a.sess = vs->sess_tmp;
+	a.ev = vs->dev_tmp;
+	a.aud = vs->aud_tmp;
+	a.drv = vs->drv_tmp;
+	if (!vs->src->answer(vs->src->arg, &a))
+		return 0;
+	vs->src = NULL;
+	r = vs->req; /* take_answer may ask again */
+	take_answer(vs, v, &r, &a);
+	return 1;
+}
+
+int views_busy(const struct views *vs)
+{
+	return vs->src != NULL;
+}
+
+/* A read of list l (or the detail) is in flight and the view should say
+ * so: one the operator asked for, or a reload lasting over a second. */
+static int reading(const struct views *vs, enum views_kind k, double now)
+{
+	return vs->src && vs->req.kind == k && (!vs->quiet || now - vs->asked_at > 1.0);
 }
 
 /* ---- open, close, filter ---- */
@@ -400,20 +499,25 @@ void views_open(struct views *vs, enum views_kind k, const struct panel_view *v,
 
 	vs->kind = k;
 	if (k == VIEWS_DETAIL) {
+		/* another CP's rows must not show under this one's title */
 		xstrlcpy(vs->cp, cp_id ? cp_id : "", sizeof vs->cp);
 		memset(&vs->dl, 0, sizeof vs->dl);
-		read_detail(vs, v);
+		vs->ndsess = vs->ndev = 0;
+		ask_detail(vs, v, 0);
 		return;
 	}
-	if (k == VIEWS_NONE)
+	if (k == VIEWS_NONE) {
+		abandon(vs);
 		return;
+	}
 	/* back on the newest rows, the filter kept */
 	l->sel = l->top = 0;
-	read_list(vs, k, v, VIEWS_FIRST);
+	ask_list(vs, k, v, VIEWS_FIRST, 0);
 }
 
 void views_close(struct views *vs)
 {
+	abandon(vs);
 	vs->kind = VIEWS_NONE;
 }
 
@@ -440,8 +544,10 @@ int views_set_filter(struct views *vs, const struct panel_view *v, const char *t
 		evc_seterr(msg, "this view has no filter");
 		return -1;
 	}
+	/* the rows of the old filter stay, titled with it, until the new
+	 * ones are in */
 	list_of(vs, vs->kind)->sel = list_of(vs, vs->kind)->top = 0;
-	read_list(vs, vs->kind, v, VIEWS_FIRST);
+	ask_list(vs, vs->kind, v, VIEWS_FIRST, 0);
 	msg[0] = '\0';
 	return 0;
 }
@@ -539,6 +645,7 @@ static void csv_audit(struct csv_buf *b, const struct views_audit *a, size_t n)
 
 int views_command(struct views *vs, const struct panel_view *v, const char *line, int *ok, char msg[EVC_ERR_LEN])
 {
+	(void)v;
 	char what[16] = "";
 	const char *p = line;
 	struct csv_buf b = { 0 };
@@ -566,9 +673,12 @@ int views_command(struct views *vs, const struct panel_view *v, const char *line
 	}
 	csv_safe_name(p, safe, sizeof safe);
 	if (strcasecmp(what, "sessions") == 0) {
-		/* what the sessions view shows (read now if it never was) */
-		if (!vs->sl.loaded)
-			read_list(vs, VIEWS_SESSIONS, v, VIEWS_FIRST);
+		/* what the sessions view shows: its reads are answered later,
+		 * so it must have been read once */
+		if (!vs->sl.loaded) {
+			evc_seterr(msg, "export: the sessions were not read yet: open the sessions view (S) first");
+			return 1;
+		}
 		if (vs->sl.err[0]) {
 			evc_seterr(msg, "export: %s", vs->sl.err);
 			return 1;
@@ -576,8 +686,10 @@ int views_command(struct views *vs, const struct panel_view *v, const char *line
 		csv_sessions(&b, vs->sess, vs->sl.n, clock_wall());
 		rows = vs->sl.n;
 	} else if (strcasecmp(what, "audit") == 0) {
-		if (!vs->al.loaded)
-			read_list(vs, VIEWS_AUDIT, v, VIEWS_FIRST);
+		if (!vs->al.loaded) {
+			evc_seterr(msg, "export: the audit log was not read yet: open the audit view (A) first");
+			return 1;
+		}
 		if (vs->al.err[0]) {
 			evc_seterr(msg, "export: %s", vs->al.err);
 			return 1;
@@ -641,17 +753,18 @@ int views_tick(struct views *vs, const struct panel_view *v, double now)
 		vs->last_sec = sec;
 		changed = vs->kind == VIEWS_DETAIL;
 	}
+	if (poll_answer(vs, v))
+		changed = vs->kind != VIEWS_NONE;
+	if (vs->src) /* a read in flight: no reload over it */
+		return changed;
 	if (vs->kind == VIEWS_DETAIL && now - vs->dl.read_at >= RELOAD_DETAIL) {
-		read_detail(vs, v);
-		changed = 1;
+		ask_detail(vs, v, 1);
 	} else if (vs->kind != VIEWS_NONE && vs->kind != VIEWS_DETAIL) {
 		struct list *l = list_of(vs, vs->kind);
 		/* only the newest page follows what happens: an older one the
 		 * operator paged to stays put */
-		if (l->at_newest && now - l->read_at >= RELOAD_LIST) {
-			read_list(vs, vs->kind, v, VIEWS_FIRST);
-			changed = 1;
-		}
+		if (l->at_newest && now - l->read_at >= RELOAD_LIST)
+			ask_list(vs, vs->kind, v, VIEWS_FIRST, 1);
 	}
 	return changed;
 }
@@ -812,14 +925,32 @@ static const struct cp_view *find_cp(const struct panel_view *v, const char *id)
 	return NULL;
 }
 
+/* "read in 1.2 ms", or "reading..." while a read the operator waits for
+ * is in flight. */
+static void read_note(const struct views *vs, enum views_kind k, const struct list *l, double now, char *buf,
+		      size_t len)
+{
+	if (reading(vs, k, now)) {
+		double s = now - vs->asked_at;
+		if (s >= 0.5)
+			snprintf(buf, len, "reading... %.1f s (Esc stops it)", s);
+		else
+			snprintf(buf, len, "reading...");
+	} else if (!l->loaded) {
+		snprintf(buf, len, "not read");
+	} else {
+		snprintf(buf, len, "read in %.1f ms", l->read_ms);
+	}
+}
+
 static void draw_detail(struct views *vs, const struct panel_view *v, int y, int h, int cols, double now)
 {
 	const struct cp_view *cp = find_cp(v, vs->cp);
 	const struct cpmem *m = hmap_sget(&vs->mem, vs->cp);
-	char buf[512], price[MONEY_STR_LEN], t[32], t2[32], read[48];
+	char buf[512], price[MONEY_STR_LEN], t[32], t2[32], read[64];
 	int row = y, end = y + h;
 
-	snprintf(read, sizeof read, "read in %.1f ms", vs->dl.read_ms);
+	read_note(vs, VIEWS_DETAIL, &vs->dl, now, read, sizeof read);
 	snprintf(buf, sizeof buf, "CP %s", vs->cp);
 	draw_title(row++, cols, buf, read);
 	if (!cp) {
@@ -882,7 +1013,8 @@ static void draw_detail(struct views *vs, const struct panel_view *v, int y, int
 			if (vs->ndsess)
 				draw_session_rows(vs->dsess, vs->ndsess, li - 2, 0, 0, row, 1, cols, now);
 			else
-				theme_puts(stdscr, row, 2, cols - 3, "no session stored", theme_attr(THEME_DIM));
+				theme_puts(stdscr, row, 2, cols - 3, vs->dl.loaded ? "no session stored" : "reading...",
+					   theme_attr(THEME_DIM));
 		} else if (li == s_end) {
 			snprintf(buf, sizeof buf, " Last %zu events ", vs->ndev);
 			theme_hline(stdscr, row, 0, cols, theme_attr(THEME_DIM));
@@ -897,19 +1029,32 @@ static void draw_detail(struct views *vs, const struct panel_view *v, int y, int
 			tx[2] = e->detail;
 			draw_cols(row, cols, ev_cols, 3, tx, A_NORMAL);
 		} else {
-			theme_puts(stdscr, row, 2, cols - 3, "no event stored", theme_attr(THEME_DIM));
+			theme_puts(stdscr, row, 2, cols - 3, vs->dl.loaded ? "no event stored" : "reading...",
+				   theme_attr(THEME_DIM));
 		}
 	}
 }
 
-static void list_status(const struct list *l, char *buf, size_t len, const char *what)
+static void list_status(const struct views *vs, enum views_kind k, double now, char *buf, size_t len,
+			const char *what)
 {
+	const struct list *l = list_of((struct views *)vs, k);
+	char note[64];
+
+	read_note(vs, k, l, now, note, sizeof note);
 	if (l->n == 0)
-		snprintf(buf, len, "no %s  read in %.1f ms", what, l->read_ms);
+		snprintf(buf, len, "no %s  %s", what, note);
 	else
-		snprintf(buf, len, "row %zu of %zu%s%s  read in %.1f ms", l->sel + 1, l->n,
+		snprintf(buf, len, "row %zu of %zu%s%s  %s", l->sel + 1, l->n,
 			 l->at_newest ? "" : "  (an older page: Home for the newest)",
-			 l->at_oldest ? "" : "  (more past the last)", l->read_ms);
+			 l->at_oldest ? "" : "  (more past the last)", note);
+}
+
+/* The body of a list with no row: being read, or nothing (matching). */
+static const char *empty_text(const struct views *vs, enum views_kind k, int filtered, const char *none,
+			      const char *no_match)
+{
+	return !list_of((struct views *)vs, k)->loaded ? "reading..." : filtered ? no_match : none;
 }
 
 static void draw_sessions(struct views *vs, int y, int h, int cols, double now)
@@ -922,9 +1067,9 @@ static void draw_sessions(struct views *vs, int y, int h, int cols, double now)
 		kwh += vs->sess[i].kwh;
 		eur += vs->sess[i].importe;
 	}
-	views_sfilter_describe(&vs->sf, fd, sizeof fd);
+	views_sfilter_describe(&vs->sf_shown, fd, sizeof fd);
 	snprintf(left, sizeof left, "Sessions: %s", fd);
-	list_status(&vs->sl, right, sizeof right, "session");
+	list_status(vs, VIEWS_SESSIONS, now, right, sizeof right, "session");
 	draw_title(row++, cols, left, right);
 	snprintf(left, sizeof left, "today %ld sessions %s kWh %s EUR   these %zu lines %s kWh %s EUR",
 		 vs->today.sessions, money_fixed(k1, sizeof k1, vs->today.kwh, 3),
@@ -939,7 +1084,8 @@ static void draw_sessions(struct views *vs, int y, int h, int cols, double now)
 	vs->rows_shown = lh > 0 ? lh : 1;
 	if (vs->sl.n == 0) {
 		theme_puts(stdscr, row, 2, cols - 3,
-			   vs->sftext[0] ? "no session matches the filter (/ then Esc clears it)" : "no session stored yet",
+			   empty_text(vs, VIEWS_SESSIONS, vs->sf_shown.cp[0] || vs->sf_shown.driver[0] || vs->sf_shown.outcome[0], "no session stored yet",
+				      "no session matches the filter (/ then Esc clears it)"),
 			   theme_attr(THEME_DIM));
 		return;
 	}
@@ -952,14 +1098,14 @@ static const struct col aud_cols[] = {
 };
 #define NAUD_COLS (sizeof aud_cols / sizeof aud_cols[0])
 
-static void draw_audit(struct views *vs, int y, int h, int cols)
+static void draw_audit(struct views *vs, int y, int h, int cols, double now)
 {
 	char left[160], right[160], t[32];
 	int row = y;
 
-	snprintf(left, sizeof left, "Audit log%s%.63s%s", vs->aftext[0] ? ": rows with \"" : "", vs->aftext,
-		 vs->aftext[0] ? "\"" : " (newest first)");
-	list_status(&vs->al, right, sizeof right, "audit row");
+	snprintf(left, sizeof left, "Audit log%s%.63s%s", vs->aftext_shown[0] ? ": rows with \"" : "",
+		 vs->aftext_shown, vs->aftext_shown[0] ? "\"" : " (newest first)");
+	list_status(vs, VIEWS_AUDIT, now, right, sizeof right, "audit row");
 	draw_title(row++, cols, left, right);
 	if (vs->al.err[0])
 		theme_puts(stdscr, row++, 1, cols - 2, vs->al.err, theme_attr(THEME_ERRTEXT));
@@ -968,7 +1114,8 @@ static void draw_audit(struct views *vs, int y, int h, int cols)
 	vs->rows_shown = lh > 0 ? lh : 1;
 	if (vs->al.n == 0) {
 		theme_puts(stdscr, row, 2, cols - 3,
-			   vs->aftext[0] ? "no audit row matches the filter (/ then Esc clears it)" : "no audit row yet",
+			   empty_text(vs, VIEWS_AUDIT, vs->aftext_shown[0] != 0, "no audit row yet",
+				      "no audit row matches the filter (/ then Esc clears it)"),
 			   theme_attr(THEME_DIM));
 		return;
 	}
@@ -993,14 +1140,14 @@ static const struct col drv_cols[] = {
 };
 #define NDRV_COLS (sizeof drv_cols / sizeof drv_cols[0])
 
-static void draw_drivers(struct views *vs, const struct panel_view *v, int y, int h, int cols)
+static void draw_drivers(struct views *vs, const struct panel_view *v, int y, int h, int cols, double now)
 {
 	char left[64], right[160], open[160], n[16], k[32], e[32];
 	int row = y;
 	struct hmap by_driver;
 
 	snprintf(left, sizeof left, "Drivers (registered)");
-	list_status(&vs->drl, right, sizeof right, "driver registered");
+	list_status(vs, VIEWS_DRIVERS, now, right, sizeof right, "driver registered");
 	draw_title(row++, cols, left, right);
 	if (vs->drl.err[0])
 		theme_puts(stdscr, row++, 1, cols - 2, vs->drl.err, theme_attr(THEME_ERRTEXT));
@@ -1008,7 +1155,9 @@ static void draw_drivers(struct views *vs, const struct panel_view *v, int y, in
 	int lh = y + h - row;
 	vs->rows_shown = lh > 0 ? lh : 1;
 	if (vs->drl.n == 0) {
-		theme_puts(stdscr, row, 2, cols - 3, "no driver registered (EV_Central --add-driver)", theme_attr(THEME_DIM));
+		theme_puts(stdscr, row, 2, cols - 3,
+			   empty_text(vs, VIEWS_DRIVERS, 0, "no driver registered (EV_Central --add-driver)", ""),
+			   theme_attr(THEME_DIM));
 		return;
 	}
 	/* the open sessions are the live ones, from the grid's view */
@@ -1053,10 +1202,10 @@ void views_draw(struct views *vs, const struct panel_view *v, int y, int h, int 
 		draw_sessions(vs, y, h, cols, now);
 		break;
 	case VIEWS_AUDIT:
-		draw_audit(vs, y, h, cols);
+		draw_audit(vs, y, h, cols, now);
 		break;
 	case VIEWS_DRIVERS:
-		draw_drivers(vs, v, y, h, cols);
+		draw_drivers(vs, v, y, h, cols, now);
 		break;
 	default:
 		break;
@@ -1108,14 +1257,14 @@ static void move_sel(struct views *vs, const struct panel_view *v, long delta)
 	long s = (long)l->sel + delta;
 	if (s < 0) {
 		if (l->sel == 0 && !l->at_newest)
-			read_list(vs, vs->kind, v, VIEWS_NEWER);
+			ask_list(vs, vs->kind, v, VIEWS_NEWER, 0);
 		else
 			l->sel = 0;
 		return;
 	}
 	if ((size_t)s >= l->n) {
 		if (l->sel == l->n - 1 && !l->at_oldest)
-			read_list(vs, vs->kind, v, VIEWS_OLDER);
+			ask_list(vs, vs->kind, v, VIEWS_OLDER, 0);
 		else
 			l->sel = l->n - 1;
 		return;
@@ -1165,8 +1314,9 @@ static int k_home(void *ctx, int key)
 		return KEYS_OK;
 	}
 	l->sel = l->top = 0;
-	if (!l->at_newest)
-		read_list(c->vs, c->vs->kind, c->v, VIEWS_FIRST);
+	/* on an older page, or one being read: the newest page instead */
+	if (!l->at_newest || (c->vs->src && c->vs->req.kind == c->vs->kind))
+		ask_list(c->vs, c->vs->kind, c->v, VIEWS_FIRST, 0);
 	return KEYS_OK;
 }
 

@@ -2,9 +2,10 @@
  * PANEL): a CP's detail (Enter), the sessions (S), the audit log (A) and
  * the drivers (D). Like the grid they draw only from what their program
  * hands them: the panel_view for the live state, and a views_source, a
- * table of read functions the program fills in (Central's reads a
- * read-only SQLite connection of its own, src/central/history.c), for the
- * stored history. Every key of every view is in one key table per view,
+ * pair of functions the program fills in to ask for the stored history
+ * and take the answer on a later turn (Central's are a reader thread on a
+ * read-only SQLite connection of its own, src/central/history.c): a view
+ * shows "reading..." meanwhile and never waits for it. Every key of every view is in one key table per view,
  * which dispatches it, draws the hint bar and the help. Main thread
  * only. */
 #ifndef EVC_UI_VIEWS_H
@@ -80,25 +81,54 @@ struct views_totals {
 	double kwh, eur;
 };
 
-/* The program's reads. Each returns how many rows it wrote into out (at
- * most q->max, newest first whatever the direction), or -1 with err (the
- * view shows it). arg is the table's. A NULL function: that view says it
- * has no data source. */
+enum views_kind { VIEWS_NONE = 0, VIEWS_DETAIL, VIEWS_SESSIONS, VIEWS_AUDIT, VIEWS_DRIVERS };
+
+/* A read the views ask of their program: the rows of one view. */
+struct views_req {
+	enum views_kind kind; /* VIEWS_NONE: none (the one in flight is abandoned) */
+	/* DETAIL: cp's last VIEWS_CP_SESSIONS sessions and VIEWS_CP_EVENTS
+	 * cp_events */
+	char cp[MSG_CP_ID_MAX + 1];
+	/* SESSIONS: a page of sf's sessions, and the totals of those
+	 * requested at or after since */
+	struct views_sfilter sf;
+	/* AUDIT: a page of the rows holding every word of text (actor,
+	 * source, action, CP or detail, case-insensitively); "" = all */
+	char text[VIEWS_FILTER_MAX];
+	/* SESSIONS, AUDIT, DRIVERS: which page (DRIVERS: in id order,
+	 * "newest" = first id) */
+	struct views_page q;
+	/* SESSIONS' totals, DRIVERS' today: the start of today (wall clock) */
+	double since;
+};
+
+/* Its answer. The rows, newest first whatever the direction, go in the
+ * array of the request's kind, which the caller hands in: sess and aud
+ * and drv hold VIEWS_PAGE rows, ev VIEWS_CP_EVENTS (DETAIL: its sessions
+ * in sess, its events in ev). */
+struct views_answer {
+	long n;           /* rows (DETAIL: sessions); -1: err says why */
+	long nev;         /* DETAIL: events */
+	struct views_totals totals; /* SESSIONS */
+	double ms;        /* how long the read took */
+	char err[EVC_ERR_LEN];
+	struct views_session *sess;
+	struct views_event *ev;
+	struct views_audit *aud;
+	struct views_driver *drv;
+};
+
+/* The program's reads, asked for and answered later: neither function
+ * waits for the database, so a read never stalls the caller's loop,
+ * however many rows it goes through. One read at a time: a new ask
+ * abandons the one in flight, whose answer is never given. arg is the
+ * table's. */
 struct views_source {
 	void *arg;
-	long (*sessions)(void *arg, const struct views_sfilter *f, const struct views_page *q,
-			 struct views_session *out, char err[EVC_ERR_LEN]);
-	/* Sessions requested at or after since (the filter applies). */
-	int (*totals)(void *arg, const struct views_sfilter *f, double since, struct views_totals *t,
-		      char err[EVC_ERR_LEN]);
-	long (*events)(void *arg, const char *cp_id, struct views_event *out, size_t max, char err[EVC_ERR_LEN]);
-	/* text: "" or words that must all appear in the row (actor, source,
-	 * action, CP or detail), case-insensitively. */
-	long (*audit)(void *arg, const char *text, const struct views_page *q, struct views_audit *out,
-		      char err[EVC_ERR_LEN]);
-	/* In id order (dir as for the others, "newest" = first id). */
-	long (*drivers)(void *arg, double since, const struct views_page *q, struct views_driver *out,
-			char err[EVC_ERR_LEN]);
+	void (*ask)(void *arg, const struct views_req *r);
+	/* 1 once the answer to the last ask is in (*a filled, its rows
+	 * copied into a's arrays; given once), else 0. */
+	int (*answer)(void *arg, struct views_answer *a);
 };
 
 /* Parse the sessions view's filter: blank-separated words, all of which
@@ -114,8 +144,6 @@ int views_sfilter_parse(const char *text, const struct cp_view *cps, size_t ncps
 void views_sfilter_describe(const struct views_sfilter *f, char *buf, size_t len);
 
 struct panel_view;
-
-enum views_kind { VIEWS_NONE = 0, VIEWS_DETAIL, VIEWS_SESSIONS, VIEWS_AUDIT, VIEWS_DRIVERS };
 
 /* What a view's key handler may return besides KEYS_OK: "the panel does
  * the grid's action of this key" (p, r, K on the detail's CP, '/' for the
@@ -147,10 +175,15 @@ int views_set_filter(struct views *vs, const struct panel_view *v, const char *t
  * audit FILE.csv"): 1 if it was one (msg says what happened, *ok whether
  * it worked), 0 if not (the program's exec gets it). */
 int views_command(struct views *vs, const struct panel_view *v, const char *line, int *ok, char msg[EVC_ERR_LEN]);
-/* Every turn: remember each CP's kW once a second (the detail's sparkline)
- * and when its link changed, and read the open view's rows again when they
- * are a few seconds old. 1 if the open view changed. */
+/* Every turn: take the answer of the read in flight if it is in, remember
+ * each CP's kW once a second (the detail's sparkline) and when its link
+ * changed, and ask for the open view's rows again when they are a few
+ * seconds old. 1 if the open view changed. */
 int views_tick(struct views *vs, const struct panel_view *v, double now);
+/* A read is in flight: its answer is taken by views_tick, which the
+ * program should then call within a few ms (VIEWS_POLL_MS). */
+int views_busy(const struct views *vs);
+#define VIEWS_POLL_MS 5
 /* Draw the open view in rows y .. y+h-1 of stdscr (cols wide). */
 void views_draw(struct views *vs, const struct panel_view *v, int y, int h, int cols, double now);
 

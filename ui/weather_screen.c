@@ -92,15 +92,15 @@ static const struct keys_table weather_keys = {weather_key_list, sizeof weather_
 
 /* ---- open / close / events ---- */
 
-struct weather_screen *weather_screen_open(int no_color, char err[WEATHER_SCREEN_ERR_LEN])
+struct weather_screen *weather_screen_open(int no_color, char err[EVC_ERR_LEN])
 {
 	if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
-		snprintf(err, WEATHER_SCREEN_ERR_LEN, "the screen needs a terminal on stdin and stdout");
+		snprintf(err, EVC_ERR_LEN, "the screen needs a terminal on stdin and stdout");
 		return NULL;
 	}
 	theme_locale_init();
 	if (newterm(NULL, stdout, stdin) == NULL) {
-		snprintf(err, WEATHER_SCREEN_ERR_LEN, "cannot start curses on terminal '%s'",
+		snprintf(err, EVC_ERR_LEN, "cannot start curses on terminal '%s'",
 			 getenv("TERM") ? getenv("TERM") : "(TERM unset)");
 		return NULL;
 	}

@@ -7,8 +7,9 @@
 #ifndef EVC_UI_WEATHER_SCREEN_H
 #define EVC_UI_WEATHER_SCREEN_H
 #include <stddef.h>
+#include "evc/err.h"
 
-#define WEATHER_SCREEN_ERR_LEN 256
+#define WEATHER_SCREEN_ERR_LEN EVC_ERR_LEN /* XXX-ERRLEN alias until the last callers move */
 
 enum weather_link {
 	WEATHER_LINK_UNKNOWN, /* nothing posted yet */
@@ -59,7 +60,7 @@ struct weather_screen;
 /* Take over the terminal (theme_locale_init, newterm, theme_init). NULL
  * with err if stdin/stdout is not a terminal curses can use. Caller closes
  * with weather_screen_close, which gives the terminal back. */
-struct weather_screen *weather_screen_open(int no_color, char err[WEATHER_SCREEN_ERR_LEN]);
+struct weather_screen *weather_screen_open(int no_color, char err[EVC_ERR_LEN]);
 void weather_screen_close(struct weather_screen *ws);
 /* Add a line to the events pane (copied; the time is put in front). */
 void weather_screen_event(struct weather_screen *ws, const char *line);

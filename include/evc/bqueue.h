@@ -23,6 +23,10 @@ int bqueue_fd(const struct bqueue *q);
 /* Copy item in. wait: sleep while full. 0, or -1 if full (wait == 0) or
  * closed. */
 int bqueue_push(struct bqueue *q, const void *item, int wait);
+/* Copy n items in, in order, taking the lock and waking the consumer once
+ * for as many as fit at a time. wait: sleep while full until all are in.
+ * Returns how many went in: n, or fewer if full (wait == 0) or closed. */
+size_t bqueue_push_many(struct bqueue *q, const void *items, size_t n, int wait);
 /* Take up to max items, oldest first, without waiting. Returns how many.
  * Clears a kick; the fd stays readable while items remain. */
 size_t bqueue_pop(struct bqueue *q, void *out, size_t max);

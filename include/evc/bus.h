@@ -6,8 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <librdkafka/rdkafka.h>
+#include "evc/err.h"
 
-#define BUS_ERR_LEN 256
+#define BUS_ERR_LEN EVC_ERR_LEN /* XXX-ERRLEN alias until the last callers move */
 #define BUS_NAME_MAX 256
 
 /* Topic prefix from --topic-prefix, else $EVC_TOPIC_PREFIX, else "".
@@ -37,15 +38,15 @@ struct bus_opts {
 /* A producer (acks=all, idempotent, linger 5 ms). Caller destroys with
  * bus_producer_close. Creation does not contact the broker, so a broker that
  * is down is not an error here: messages wait in librdkafka's queue. */
-rd_kafka_t *bus_producer_new(const struct bus_opts *o, char err[BUS_ERR_LEN]);
+rd_kafka_t *bus_producer_new(const struct bus_opts *o, char err[EVC_ERR_LEN]);
 /* Produce a copy of payload to topic with key (may be NULL). Never blocks:
  * 0, or -1 if the local queue is full or the topic name is bad. */
 int bus_produce(rd_kafka_t *p, const char *topic, const char *key, const char *payload,
-		size_t len, char err[BUS_ERR_LEN]);
+		size_t len, char err[EVC_ERR_LEN]);
 /* The same, and the delivery report of this message goes to on_delivery
  * with id (not 0). */
 int bus_produce_id(rd_kafka_t *p, const char *topic, const char *key, const char *payload, size_t len,
-		   uint64_t id, char err[BUS_ERR_LEN]);
+		   uint64_t id, char err[EVC_ERR_LEN]);
 /* Serve delivery reports and errors; call often (from any one thread). */
 void bus_poll(rd_kafka_t *rk, int timeout_ms);
 /* Flush for at most timeout_ms, then destroy. Returns how many messages
@@ -61,16 +62,16 @@ void bus_conf_logger(rd_kafka_conf_t *conf);
  * bus_consumer_close. Topics that do not exist yet are created (so a
  * subscriber never waits on a missing topic). */
 rd_kafka_t *bus_consumer_new(const struct bus_opts *o, const char *group,
-			     const char *const *topics, int ntopics, char err[BUS_ERR_LEN]);
+			     const char *const *topics, int ntopics, char err[EVC_ERR_LEN]);
 /* Remember msg as processed; bus_commit_stored then commits all such. */
 void bus_store(rd_kafka_t *c, const rd_kafka_message_t *m);
-int bus_commit_stored(rd_kafka_t *c, char err[BUS_ERR_LEN]);
+int bus_commit_stored(rd_kafka_t *c, char err[EVC_ERR_LEN]);
 /* Same, without waiting for the broker's answer (errors are logged). */
-int bus_commit_stored_async(rd_kafka_t *c, char err[BUS_ERR_LEN]);
+int bus_commit_stored_async(rd_kafka_t *c, char err[EVC_ERR_LEN]);
 /* Commit stored offsets, leave the group, destroy. */
 void bus_consumer_close(rd_kafka_t *c);
 /* Create topics (3 partitions, RF 1) if missing; existing ones are fine. */
 int bus_create_topics(const char *brokers, const char *const *topics, int ntopics,
-		      int timeout_ms, char err[BUS_ERR_LEN]);
+		      int timeout_ms, char err[EVC_ERR_LEN]);
 
 #endif

@@ -12,6 +12,7 @@
  * api_notify_* and api_stop; everything else here is internal. */
 #ifndef EVC_CENTRAL_API_H
 #define EVC_CENTRAL_API_H
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -86,6 +87,10 @@ struct api_snapshot {
 	struct api_metrics metrics;
 	double at;                         /* wall clock */
 	unsigned refs;                     /* the API's own count: leave it 0 */
+	/* The API's own: GET /api/v1/cps's body, made by the first request
+	 * that needs it and shared by the rest (cache_lock). */
+	pthread_mutex_t cache_lock;
+	char *cps_json;
 };
 /* A zeroed snapshot with room for ncps views. Caller hands it to
  * api_publish or frees it with api_snapshot_free. The snapshot owns cps

@@ -32,6 +32,7 @@ struct api_snapshot *api_snapshot_new(size_t ncps)
 	struct api_snapshot *s = xcalloc(1, sizeof *s);
 	s->cps = xcalloc(ncps ? ncps : 1, sizeof *s->cps);
 	s->ncps = ncps;
+	pthread_mutex_init(&s->cache_lock, NULL);
 	return s;
 }
 
@@ -41,6 +42,8 @@ void api_snapshot_free(struct api_snapshot *s)
 		return;
 	free(s->cps);
 	free(s->weather_json);
+	free(s->cps_json);
+	pthread_mutex_destroy(&s->cache_lock);
 	free(s);
 }
 

@@ -20,7 +20,6 @@
 #define DRAIN_MAX 64          /* requests taken per turn */
 #define PUBLISH_MIN 0.1       /* s between snapshots while CPs change */
 #define PUBLISH_MAX 1.0       /* s between snapshots when nothing does (metrics) */
-#define WEATHER_STALE 60.0    /* s: a reading older than this is marked stale (evcharging(7) WEATHER) */
 
 struct reply {
 	uint64_t id;
@@ -93,7 +92,7 @@ static void actor_of(const struct api_req *r, char *dst, size_t n)
 static void cp_command(struct central *c, struct apiwire *w, const struct api_req *r, enum core_cmd cmd,
 		       double now)
 {
-	char actor[80], err[CORE_ERR_LEN] = "";
+	char actor[80], err[EVC_ERR_LEN] = "";
 	actor_of(r, actor, sizeof actor);
 	if (core_cp_find(c->core, r->cp_id) == NULL) {
 		reply_error(w, r->id, 404, "unknown CP");
@@ -118,7 +117,7 @@ static void all_command(struct central *c, struct apiwire *w, const struct api_r
 	json_t *sent = json_array(), *failed = json_array();
 	for (size_t i = 0; i < core_cp_count(c->core); i++) {
 		const struct core_cp *cp = core_cp_at(c->core, i);
-		char err[CORE_ERR_LEN] = "";
+		char err[EVC_ERR_LEN] = "";
 		int rc = -1;
 		if (c->readonly)
 			snprintf(err, sizeof err, "read-only: commands are disabled by --readonly");
@@ -156,7 +155,7 @@ static json_t *city_cps(const struct core *core, const char *city)
 
 static void weather_reading(struct central *c, struct apiwire *w, const struct api_req *r, double now)
 {
-	char err[CORE_ERR_LEN] = "";
+	char err[EVC_ERR_LEN] = "";
 	int alert = 0;
 	/* Readings come from the weather office: the audit rows of what they
 	 * cause name it (actor weather), the token is on the request's own
@@ -177,7 +176,7 @@ static void weather_reading(struct central *c, struct apiwire *w, const struct a
 
 static void set_threshold(struct central *c, struct apiwire *w, const struct api_req *r, double now)
 {
-	char actor[80], err[CORE_ERR_LEN] = "";
+	char actor[80], err[EVC_ERR_LEN] = "";
 	actor_of(r, actor, sizeof actor);
 	if (c->readonly) {
 		reply_error(w, r->id, 409, "read-only: commands are disabled by --readonly");
@@ -267,7 +266,10 @@ void apiwire_on_effects(struct apiwire *w, const struct core_fxlist *fx)
 		const struct core_fx *x = &fx->v[i];
 		switch (x->kind) {
 		case CORE_FX_SCREEN:
-			mark_changed(w, x->u.screen.cp_id);
+			if (x->u.screen.cp_id[0] == '\0')
+				w->weather_changed = 1; /* the weather line changed */
+			else
+				mark_changed(w, x->u.screen.cp_id);
 			w->dirty = 1;
 			break;
 		case CORE_FX_REQUEST: {
@@ -320,7 +322,7 @@ char *apiwire_weather_json(const struct core *core, double mono)
 		json_object_set_new(j, "temperature", wc->has_temp ? api_json_real(wc->temp) : json_null());
 		json_object_set_new(j, "at", api_json_time(wc->at));
 		json_object_set_new(j, "alert", json_boolean(wc->alert));
-		json_object_set_new(j, "stale", json_boolean(mono - wc->at_mono > WEATHER_STALE));
+		json_object_set_new(j, "stale", json_boolean(core_weather_stale(core, wc)));
 		json_t *e = wc->error[0] ? json_string(wc->error) : json_null();
 		json_object_set_new(j, "error", e ? e : json_string("?"));
 		json_object_set_new(j, "cps", city_cps(core, wc->city));
@@ -347,7 +349,7 @@ void apiwire_weather_line(const struct core *core, double mono, char *dst, size_
 		else
 			snprintf(t, sizeof t, "?");
 		w = snprintf(dst + len, n - len, "  %s %s%s%s%s", wc->city, t, wc->alert ? " ALERT" : "",
-			     wc->error[0] ? " (error)" : "", mono - wc->at_mono > WEATHER_STALE ? " (stale)" : "");
+			     wc->error[0] ? " (error)" : "", core_weather_stale(core, wc) ? " (stale)" : "");
 		if (w < 0)
 			break;
 		len += (size_t)w < n - len ? (size_t)w : n - len - 1;

@@ -420,9 +420,9 @@ static int handle_line(struct console *c, char *line)
 	}
 	int cmd;
 	char cp[MSG_CP_ID_MAX + 1] = "";
-	char err[CORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	if (core_parse_command(line, &cmd, cp, err) == -1) {
-		char text[CORE_ERR_LEN + 64];
+		char text[EVC_ERR_LEN + 64];
 		snprintf(text, sizeof text, "%s (commands: P <cp>, R <cp>, PT, RT, REVOKE <cp>, S, Q)", err);
 		struct field f[] = { W("text", text) };
 		emit(c, "ERROR", f, 1);

@@ -246,6 +246,77 @@ struct core_fx *core_fx_push(struct core_fxlist *l, enum core_fx_kind kind, doub
 	return f;
 }
 
+/* Bits of what a later effect of the list already covers, per id. */
+#define COALESCE_ROW 1u    /* STORE_SESSION of this session id */
+#define COALESCE_UPDATE 2u /* CONSUMO_UPDATE of this session id */
+#define COALESCE_SCREEN 4u /* SCREEN of this CP id */
+
+static unsigned coalesce_bit(const struct core_fx *x, const char **id)
+{
+	switch (x->kind) {
+	case CORE_FX_STORE_SESSION:
+		*id = x->u.session.id;
+		return COALESCE_ROW;
+	case CORE_FX_PRODUCE:
+		if (x->u.produce.type != MSG_CONSUMO_UPDATE || !x->u.produce.session_id[0])
+			return 0;
+		*id = x->u.produce.session_id;
+		return COALESCE_UPDATE;
+	case CORE_FX_SCREEN:
+		*id = x->u.screen.cp_id;
+		return COALESCE_SCREEN;
+	default:
+		return 0;
+	}
+}
+
+size_t core_fxlist_coalesce(struct core_fxlist *l, struct hmap *scratch)
+{
+	/* An ordinary turn has at most one of them: nothing to look up. */
+	size_t candidates = 0;
+	const char *unused;
+	for (size_t i = 0; i < l->n && candidates < 2; i++)
+		candidates += coalesce_bit(&l->v[i], &unused) != 0;
+	if (candidates < 2)
+		return 0;
+	/* Backwards: the first of a kind met for an id is its last in the
+	 * list, the one kept; any earlier one is dropped. */
+	hmap_clear(scratch);
+	size_t dropped = 0;
+	unsigned char *drop = NULL;
+	for (size_t i = l->n; i-- > 0;) {
+		const char *id = NULL;
+		unsigned bit = coalesce_bit(&l->v[i], &id);
+		if (bit == 0)
+			continue;
+		uintptr_t seen = (uintptr_t)hmap_sget(scratch, id);
+		if (seen & bit) {
+			if (drop == NULL)
+				drop = xcalloc(l->n, 1);
+			drop[i] = 1;
+			dropped++;
+			continue;
+		}
+		/* Values must be non-NULL: the bits are never 0 here. The key
+		 * points into the list, which does not move until the end. */
+		hmap_sput(scratch, id, (void *)(seen | bit));
+	}
+	hmap_clear(scratch); /* its keys point into entries about to move */
+	if (dropped == 0)
+		return 0;
+	size_t o = 0;
+	for (size_t i = 0; i < l->n; i++) {
+		if (drop[i])
+			continue;
+		if (o != i)
+			l->v[o] = l->v[i];
+		o++;
+	}
+	l->n = o;
+	free(drop);
+	return dropped;
+}
+
 
 /* Copy text into dst of size n as valid UTF-8 without control bytes: these
  * strings end up in frames, JSON messages and log lines, and a CP's FAULT
@@ -1237,21 +1308,6 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 		fx_log(fx, now, LOG_INFO, id, "CP %s back within the grace: session %s goes on", id, cp->session->id);
 		fx_event(fx, now, id, "SESSION", "session %s kept across the link loss", cp->session->id);
 	}
-	/* A session authorised but not plugged in when the link went: the
-	 * AUTORIZAR (or its ACK) may have been lost with it, or the engine
-	 * dropped it while its monitor could not reach Central. Offered again:
-	 * the engine ACKs the same session at once, or refuses, and the driver
-	 * is told either way instead of waiting for the reservation timeout
-	 * (evcharging(7) RULES). */
-	if (cp->session && !cp->session->charging) {
-		struct core_session *rs = cp->session;
-		char rp[MONEY_STR_LEN];
-		sess_of(rs)->reoffered = 1;
-		fx_send(fx, now, conn, id, "AUTORIZAR_SUMINISTRO#%s#%s#%s", rs->driver_id, rs->id,
-			money_price(rp, sizeof(rp), rs->price));
-		fx_event(fx, now, id, "COMMAND", "AUTORIZAR_SUMINISTRO re-sent for session %s after the link loss",
-			 rs->id);
-	}
 	clear_grace(c, cp);
 	hmap_uput(&c->by_conn, conn, cp);
 	if (!was_up) {
@@ -1267,6 +1323,23 @@ static void on_register(struct core *c, uint64_t conn, struct core_cp *mine, cha
 	fx_log(fx, now, LOG_INFO, id, "CP %s registered (%s) on link %llu: %s, %s EUR/kWh%s", id,
 	       first ? "first time" : "reconnect", (unsigned long long)conn, cp->location, pb,
 	       tls ? "" : " (Release-1 plaintext link)");
+	/* A session authorised but not plugged in when the link went: the
+	 * AUTORIZAR (or its ACK) may have been lost with it, or the engine
+	 * dropped it while its monitor could not reach Central. Offered again:
+	 * the engine ACKs the same session at once, or refuses, and the driver
+	 * is told either way instead of waiting for the reservation timeout
+	 * (evcharging(7) RULES). After REGISTER_RESULT and KEY: a monitor
+	 * takes no AUTORIZAR before it is registered ("ERROR#not registered
+	 * yet"), and the engine needs the key for the supply's telemetry. */
+	if (cp->session && !cp->session->charging) {
+		struct core_session *rs = cp->session;
+		char rp[MONEY_STR_LEN];
+		sess_of(rs)->reoffered = 1;
+		fx_send(fx, now, conn, id, "AUTORIZAR_SUMINISTRO#%s#%s#%s", rs->driver_id, rs->id,
+			money_price(rp, sizeof(rp), rs->price));
+		fx_event(fx, now, id, "COMMAND", "AUTORIZAR_SUMINISTRO re-sent for session %s after the link loss",
+			 rs->id);
+	}
 	/* A new CP (or one whose place a first REGISTER set) in an alerted
 	 * city is held at once (evcharging(7) RULES, Weather). */
 	weather_refresh(c, cp, now, fx);
@@ -2001,15 +2074,15 @@ void core_on_tick(struct core *c, double now, struct core_fxlist *fx)
 /* ------------------------------------------------------------------ */
 /* operator commands                                                    */
 
-static void __attribute__((format(printf, 2, 3))) set_err(char err[CORE_ERR_LEN], const char *fmt, ...)
+static void __attribute__((format(printf, 2, 3))) set_err(char err[EVC_ERR_LEN], const char *fmt, ...)
 {
-	char tmp[CORE_ERR_LEN];
+	char tmp[EVC_ERR_LEN];
 	va_list ap;
 	va_start(ap, fmt);
 	vtext(tmp, sizeof(tmp), fmt, ap);
 	va_end(ap);
 	if (err)
-		xstrlcpy(err, tmp, CORE_ERR_LEN);
+		xstrlcpy(err, tmp, EVC_ERR_LEN);
 }
 
 /* Why a stop/resume cannot go to this CP, or NULL if it can. */
@@ -2084,7 +2157,7 @@ static const char *audit_action(enum core_cmd cmd)
  * ends, and the engine is told to end it (what it meters afterwards under
  * the old key would be refused). */
 static int revoke(struct core *c, struct core_cp *cp, const char *actor, const char *source_ip, double now,
-		  struct core_fxlist *fx, char err[CORE_ERR_LEN])
+		  struct core_fxlist *fx, char err[EVC_ERR_LEN])
 {
 	if (cp->revoked) {
 		set_err(err, "REVOKE %s failed: its keys are already revoked", cp->id);
@@ -2117,13 +2190,13 @@ static int revoke(struct core *c, struct core_cp *cp, const char *actor, const c
 }
 
 int core_command(struct core *c, enum core_cmd cmd, const char *cp_id, double now, struct core_fxlist *fx,
-		 char err[CORE_ERR_LEN])
+		 char err[EVC_ERR_LEN])
 {
 	return core_command_as(c, cmd, cp_id, "operator", NULL, now, fx, err);
 }
 
 int core_command_as(struct core *c, enum core_cmd cmd, const char *cp_id, const char *actor, const char *source_ip,
-		    double now, struct core_fxlist *fx, char err[CORE_ERR_LEN])
+		    double now, struct core_fxlist *fx, char err[EVC_ERR_LEN])
 {
 	int stop = cmd == CORE_CMD_STOP || cmd == CORE_CMD_STOP_ALL;
 	const char *name = stop ? "PARAR" : "REANUDAR";
@@ -2536,7 +2609,7 @@ static int temp_ok(double t)
 
 int core_on_weather(struct core *c, const char *city, int has_error, double temp, const char *error,
 		    const char *actor, const char *source_ip, double now, struct core_fxlist *fx, int *alert,
-		    char err[CORE_ERR_LEN])
+		    char err[EVC_ERR_LEN])
 {
 	if (err)
 		err[0] = '\0';
@@ -2590,7 +2663,7 @@ int core_on_weather(struct core *c, const char *city, int has_error, double temp
 }
 
 int core_set_weather_threshold(struct core *c, double threshold, const char *actor, const char *source_ip,
-			       double now, struct core_fxlist *fx, char err[CORE_ERR_LEN])
+			       double now, struct core_fxlist *fx, char err[EVC_ERR_LEN])
 {
 	if (err)
 		err[0] = '\0';
@@ -2661,7 +2734,7 @@ void core_network_status(const struct core *c, double now, struct msg *out)
 	}
 }
 
-int core_parse_command(const char *line, int *cmd, char cp_id[MSG_CP_ID_MAX + 1], char err[CORE_ERR_LEN])
+int core_parse_command(const char *line, int *cmd, char cp_id[MSG_CP_ID_MAX + 1], char err[EVC_ERR_LEN])
 {
 	char buf[256], *tok[3];
 	int n = 0;

@@ -19,8 +19,9 @@
 #include "evc/log.h"
 #include "evc/msg.h"
 #include "evc/state.h"
+#include "evc/err.h"
 
-#define CORE_ERR_LEN 256
+#define CORE_ERR_LEN EVC_ERR_LEN /* XXX-ERRLEN alias until the last callers move */
 /* s: the monitor checks every 1 s and reports within 1.5 s */
 #define CORE_ENGINE_FAULT_GRACE 3.0
 
@@ -211,6 +212,22 @@ void core_fxlist_free(struct core_fxlist *l);
  * member of u (so a log line does not pay for zeroing room for a
  * message). */
 struct core_fx *core_fx_push(struct core_fxlist *l, enum core_fx_kind kind, double now);
+/* While a backlog is caught up (evcharging(7) RULES): drop every effect a
+ * later one of the same list makes redundant, so a turn that applied many
+ * CONSUMO of a session produces one CONSUMO_UPDATE (the latest), writes one
+ * sessions row and redraws one card:
+ *   - a CONSUMO_UPDATE followed by another of the same session;
+ *   - a STORE_SESSION followed by another of the same session (each is
+ *     the whole row, upserted: the last leaves the same row);
+ *   - a SCREEN followed by another of the same CP (the card is drawn from
+ *     the CP's state at that moment).
+ * Nothing else is touched and what stays keeps its order: a kept
+ * CONSUMO_UPDATE is the last one, at its own position, so every TICKET,
+ * SUPPLY_ERROR, state change and other effect goes out as before.
+ * scratch is a string map the caller keeps (empty afterwards). Returns
+ * how many effects were dropped. */
+struct hmap;
+size_t core_fxlist_coalesce(struct core_fxlist *l, struct hmap *scratch);
 /* Append an audit row effect; source_ip and cp_id may be NULL. */
 void core_fx_audit(struct core_fxlist *l, double now, const char *actor, const char *source_ip, const char *action,
 		   const char *cp_id, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
@@ -322,14 +339,14 @@ enum core_cmd { CORE_CMD_STOP, CORE_CMD_RESUME, CORE_CMD_STOP_ALL, CORE_CMD_RESU
  * (REANUDAR_TODOS skips such CPs); PARAR of a CP the weather halts already
  * is recorded at once (0, stored, no second PARAR). */
 int core_command(struct core *c, enum core_cmd cmd, const char *cp_id, double now,
-		 struct core_fxlist *fx, char err[CORE_ERR_LEN]);
+		 struct core_fxlist *fx, char err[EVC_ERR_LEN]);
 /* The same with who asked ("operator", "api:<name>", "operator:ctl") and
  * from where (NULL for the local console), for the audit row.
  * CORE_CMD_REVOKE (evcharging(7) SECURITY): the CP's key is deleted,
  * REVOKED#<cp_id> sent on its link, a supply in progress ends; it is out
  * of service ("Keys revoked") until it authenticates again. */
 int core_command_as(struct core *c, enum core_cmd cmd, const char *cp_id, const char *actor, const char *source_ip,
-		    double now, struct core_fxlist *fx, char err[CORE_ERR_LEN]);
+		    double now, struct core_fxlist *fx, char err[EVC_ERR_LEN]);
 
 /* ---- the weather rule (evcharging(7) RULES, Weather) ---- */
 #define CORE_WEATHER_CITIES 64  /* cities remembered; a reading for a 65th new city is refused */
@@ -367,12 +384,12 @@ const struct core_weather_city *core_weather_holding(const struct core *c, const
  * status. */
 int core_on_weather(struct core *c, const char *city, int has_error, double temp, const char *error,
 		    const char *actor, const char *source_ip, double now, struct core_fxlist *fx,
-		    int *alert, char err[CORE_ERR_LEN]);
+		    int *alert, char err[EVC_ERR_LEN]);
 /* The threshold changed (API): audited WEATHER_THRESHOLD; every city's
  * alert re-evaluated with its last temperature (alerts raised or cleared
  * as a reading would). 0, or -1 with err (not finite, outside -100..100). */
 int core_set_weather_threshold(struct core *c, double threshold, const char *actor, const char *source_ip,
-			       double now, struct core_fxlist *fx, char err[CORE_ERR_LEN]);
+			       double now, struct core_fxlist *fx, char err[EVC_ERR_LEN]);
 
 /* ---- views (for the panel, console and network_status) ---- */
 size_t core_cp_count(const struct core *c);
@@ -391,6 +408,6 @@ void core_network_status(const struct core *c, double now, struct msg *out);
  * "REANUDAR x", "PT", "PARAR_TODOS", "RT", "REANUDAR_TODOS", "REVOKE x",
  * "Q", "QUIT" (case-insensitive). Returns 0 and sets *cmd (CMD_*, or -1 for quit) and
  * cp_id, or -1 with err. */
-int core_parse_command(const char *line, int *cmd, char cp_id[MSG_CP_ID_MAX + 1], char err[CORE_ERR_LEN]);
+int core_parse_command(const char *line, int *cmd, char cp_id[MSG_CP_ID_MAX + 1], char err[EVC_ERR_LEN]);
 
 #endif

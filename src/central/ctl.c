@@ -317,7 +317,7 @@ static void run_command(struct client *k, struct central *c, const char *line)
 {
 	int cmd;
 	char cp[MSG_CP_ID_MAX + 1] = "";
-	char perr[CORE_ERR_LEN] = "";
+	char perr[EVC_ERR_LEN] = "";
 	if (core_parse_command(line, &cmd, cp, perr) == -1) {
 		answer_error(k, "%s (requests: STATUS, CPS, LOG-LEVEL <level>, ATTACH, P <cp>, R <cp>, PT, RT, "
 				"REVOKE <cp>, Q)",
@@ -332,7 +332,7 @@ static void run_command(struct client *k, struct central *c, const char *line)
 		evc_seterr(msg, "read-only: '%.60s' refused (commands are disabled by --readonly)", line);
 		rc = -1;
 	} else {
-		char err[CORE_ERR_LEN] = "";
+		char err[EVC_ERR_LEN] = "";
 		rc = core_command_as(c->core, (enum core_cmd)cmd, cp, "operator:ctl", NULL, clock_wall(), &c->fx, err);
 		if (rc == -1)
 			evc_seterr(msg, "%s", err[0] ? err : "refused");

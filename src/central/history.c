@@ -1,12 +1,21 @@
 #include "src/central/history.h"
 
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
 #include "evc/clock.h"
+#include "evc/log.h"
 #include "evc/xalloc.h"
 
 #define AUDIT_WORDS 4
@@ -15,34 +24,73 @@
  * and direction, prepared when first used. */
 enum { SF_CP = 1, SF_DRIVER = 2, SF_OUTCOME = 4, SF_OPEN = 8, SF_COMBOS = 16 };
 
+/* An answer: what one read found. */
+struct rows {
+	long n, nev;
+	struct views_totals totals;
+	double ms;
+	char err[EVC_ERR_LEN];
+	struct views_session sess[VIEWS_PAGE];
+	struct views_event ev[VIEWS_CP_EVENTS];
+	struct views_audit aud[VIEWS_PAGE];
+	struct views_driver drv[VIEWS_PAGE];
+};
+
 struct history {
-	sqlite3 *db;
 	char path[256];
-	double deadline; /* monotonic: the running read stops past it */
+	int efd; /* eventfd: readable while the answer to the last ask is in and not taken */
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	/* under mu */
+	struct views_req req;  /* the last ask */
+	unsigned long asked;   /* its number */
+	unsigned long picked;  /* the last ask the reader took */
+	unsigned long ready;   /* out answers this ask */
+	unsigned long given;   /* ... and this one was taken */
+	int stop;
+	struct rows *out;
+	struct history_stats stats;
+	/* the number of the last ask, for the progress handler: a read of an
+	 * older one stops at its next check */
+	atomic_ulong newest;
+	/* the asking thread's only: its last ask, not yet handed over if
+	 * m_pending (the lock was taken) */
+	struct views_req m_req;
+	unsigned long m_seq;
+	int m_pending;
+	atomic_ulong late; /* asks handed over by a later call */
+	/* the reader thread's only (the connection: once open) */
+	sqlite3 *db;
 	sqlite3_stmt *page[SF_COMBOS][3];
 	sqlite3_stmt *totals[SF_COMBOS];
 	sqlite3_stmt *events, *drivers[3];
+	unsigned long cur;     /* the ask being read */
+	int interrupted;       /* ... stopped by the progress handler */
+	struct rows *work;
 	struct views_source src;
 };
 
-/* sqlite3_progress_handler: non-zero interrupts the statement. */
-static int over_budget(void *arg)
+/* sqlite3_progress_handler, every HISTORY_CHECK_OPS virtual machine steps
+ * (some tens of microseconds): non-zero interrupts the statement, once
+ * another read was asked for (or the history is closing). This and not
+ * sqlite3_interrupt from the asking thread: an interrupt that comes
+ * between the reader taking an ask and its first step is forgotten
+ * (SQLite clears it when a statement starts with none running). */
+static int superseded(void *arg)
 {
 	const struct history *h = arg;
-	return clock_mono() > h->deadline;
-}
-
-static void start_read(struct history *h)
-{
-	h->deadline = clock_mono() + HISTORY_BUDGET_MS / 1000.0;
+	return atomic_load_explicit(&h->newest, memory_order_relaxed) != h->cur;
 }
 
 static long read_error(struct history *h, int rc, const char *what, char err[EVC_ERR_LEN])
 {
-	if (rc == SQLITE_INTERRUPT)
-		evc_seterr(err, "reading %s took over %d ms and was stopped: narrow the filter", what, HISTORY_BUDGET_MS);
-	else
+	if (rc == SQLITE_INTERRUPT) {
+		h->interrupted = 1;
+		evc_seterr(err, "reading %s: abandoned for a newer read", what);
+	} else {
 		evc_seterr(err, "reading %s: %.150s", what, sqlite3_errmsg(h->db));
+	}
 	return -1;
 }
 
@@ -159,7 +207,6 @@ static long h_sessions(void *arg, const struct views_sfilter *f, const struct vi
 		sqlite3_bind_text(st, 5, q->key_id, -1, SQLITE_STATIC);
 	}
 	sqlite3_bind_int64(st, 6, (sqlite3_int64)max);
-	start_read(h);
 	while ((size_t)n < max && (rc = sqlite3_step(st)) == SQLITE_ROW)
 		session_row(st, &out[n++]);
 	if ((size_t)n < max && rc != SQLITE_DONE) {
@@ -192,7 +239,6 @@ static int h_totals(void *arg, const struct views_sfilter *f, double since, stru
 	}
 	sf_bind(st, f, m);
 	sqlite3_bind_double(st, 4, since);
-	start_read(h);
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
 		sqlite3_reset(st);
@@ -223,7 +269,6 @@ static long h_events(void *arg, const char *cp_id, struct views_event *out, size
 	}
 	sqlite3_bind_text(st, 1, cp_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
-	start_read(h);
 	while ((size_t)n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct views_event *e = &out[n++];
 		e->ts = sqlite3_column_double(st, 0);
@@ -291,7 +336,6 @@ static long h_audit(void *arg, const char *text, const struct views_page *q, str
 		pat[i][k] = '\0';
 		sqlite3_bind_text(st, (int)i + 3, pat[i], -1, SQLITE_STATIC);
 	}
-	start_read(h);
 	while ((size_t)n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct views_audit *a = &out[n++];
 		memset(a, 0, sizeof *a);
@@ -344,7 +388,6 @@ static long h_drivers(void *arg, double since, const struct views_page *q, struc
 	if (d != VIEWS_FIRST)
 		sqlite3_bind_text(st, 2, q->key_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
-	start_read(h);
 	while ((size_t)n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct views_driver *r = &out[n++];
 		memset(r, 0, sizeof *r);
@@ -365,37 +408,252 @@ static long h_drivers(void *arg, double since, const struct views_page *q, struc
 	return n;
 }
 
+/* ---- the reader thread ---- */
+
+/* Read r into w (on the reader thread). */
+static void run(struct history *h, const struct views_req *r, struct rows *w)
+{
+	double t0 = clock_mono();
+
+	w->n = -1;
+	w->nev = 0;
+	w->err[0] = '\0';
+	memset(&w->totals, 0, sizeof w->totals);
+	h->interrupted = 0;
+	switch (r->kind) {
+	case VIEWS_DETAIL: {
+		struct views_sfilter f;
+		struct views_page q = { .dir = VIEWS_FIRST, .max = VIEWS_CP_SESSIONS };
+		memset(&f, 0, sizeof f);
+		xstrlcpy(f.cp, r->cp, sizeof f.cp);
+		w->n = h_sessions(h, &f, &q, w->sess, w->err);
+		if (w->n >= 0) {
+			w->nev = h_events(h, r->cp, w->ev, VIEWS_CP_EVENTS, w->err);
+			if (w->nev < 0) {
+				w->n = -1;
+				w->nev = 0;
+			}
+		}
+		break;
+	}
+	case VIEWS_SESSIONS:
+		w->n = h_sessions(h, &r->sf, &r->q, w->sess, w->err);
+		if (w->n >= 0 && h_totals(h, &r->sf, r->since, &w->totals, w->err) == -1)
+			w->n = -1;
+		break;
+	case VIEWS_AUDIT:
+		w->n = h_audit(h, r->text, &r->q, w->aud, w->err);
+		break;
+	case VIEWS_DRIVERS:
+		w->n = h_drivers(h, r->since, &r->q, w->drv, w->err);
+		break;
+	default:
+		evc_seterr(w->err, "no such view");
+		break;
+	}
+	w->ms = (clock_mono() - t0) * 1000.0;
+}
+
+static void drain(int fd)
+{
+	uint64_t x;
+	while (read(fd, &x, sizeof x) == (ssize_t)sizeof x)
+		;
+}
+
+static void *reader(void *arg)
+{
+	struct history *h = arg;
+
+	pthread_setname_np(pthread_self(), "history"); /* for top -H */
+	/* when the CPUs are short, the main loop goes first (Linux: a
+	 * thread's nice value is its own) */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), HISTORY_NICE) == -1)
+		log_debug("history: setpriority: %s", strerror(errno));
+	pthread_mutex_lock(&h->mu);
+	for (;;) {
+		while (!h->stop && h->picked == h->asked)
+			pthread_cond_wait(&h->cv, &h->mu);
+		if (h->stop)
+			break;
+		struct views_req r = h->req;
+		unsigned long seq = h->asked;
+		h->picked = seq;
+		if (r.kind == VIEWS_NONE)
+			continue;
+		h->cur = seq;
+		h->stats.started++;
+		pthread_mutex_unlock(&h->mu);
+		run(h, &r, h->work);
+		pthread_mutex_lock(&h->mu);
+		if (seq != h->asked || seq != atomic_load(&h->newest)) {
+			/* a newer ask came (handed over or not): this answer is
+			 * nobody's */
+			h->stats.abandoned++;
+			h->stats.interrupted += (unsigned long)h->interrupted;
+			continue;
+		}
+		struct rows *t = h->out;
+		h->out = h->work;
+		h->work = t;
+		h->ready = seq;
+		h->stats.answered++;
+		if (h->out->ms > h->stats.longest_ms)
+			h->stats.longest_ms = h->out->ms;
+		uint64_t one = 1;
+		if (write(h->efd, &one, sizeof one) != (ssize_t)sizeof one && errno != EAGAIN)
+			h->stats.wake_failed++;
+	}
+	pthread_mutex_unlock(&h->mu);
+	return NULL;
+}
+
+/* Hand the caller's last ask to the reader, if the lock is free: 1 once
+ * it has it. The caller never waits for the lock: the reader runs at a
+ * lower priority, and on busy CPUs it may lose the CPU while it holds
+ * the lock (for microseconds of work) and get it back only many ms later. */
+static int hand_over(struct history *h)
+{
+	if (!h->m_pending)
+		return 1;
+	if (pthread_mutex_trylock(&h->mu) != 0)
+		return 0;
+	h->req = h->m_req;
+	h->asked = h->m_seq;
+	drain(h->efd); /* an answer not taken is no longer wanted */
+	pthread_cond_signal(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+	if (h->m_pending > 1)
+		atomic_fetch_add(&h->late, 1);
+	h->m_pending = 0;
+	return 1;
+}
+
+/* views_source.ask: on the caller's thread, never waits. The read in
+ * flight stops at once (newest); the reader gets this ask now, or from
+ * the next answer call if the lock was taken. */
+static void h_ask(void *arg, const struct views_req *r)
+{
+	struct history *h = arg;
+	h->m_req = *r;
+	h->m_seq++;
+	h->m_pending = 1;
+	atomic_store(&h->newest, h->m_seq);
+	if (!hand_over(h))
+		h->m_pending = 2; /* late */
+}
+
+#define COPY_ROWS(dst, src, n, max)                                                            \
+	do {                                                                                   \
+		if ((dst) != NULL && (n) > 0)                                                  \
+			memcpy((dst), (src), (size_t)((n) > (max) ? (max) : (n)) * sizeof *(src)); \
+	} while (0)
+
+/* views_source.answer: never waits either (a lock taken: not yet). The
+ * rows are copied under the lock (some hundred kB at most: tens of
+ * microseconds). */
+static int h_answer(void *arg, struct views_answer *a)
+{
+	struct history *h = arg;
+	int got = 0;
+	if (!hand_over(h) || pthread_mutex_trylock(&h->mu) != 0)
+		return 0;
+	if (h->ready == h->asked && h->given != h->ready && h->req.kind != VIEWS_NONE) {
+		const struct rows *o = h->out;
+		a->n = o->n;
+		a->nev = o->nev;
+		a->totals = o->totals;
+		a->ms = o->ms;
+		xstrlcpy(a->err, o->err, sizeof a->err);
+		switch (h->req.kind) {
+		case VIEWS_DETAIL:
+			COPY_ROWS(a->sess, o->sess, o->n, VIEWS_CP_SESSIONS);
+			COPY_ROWS(a->ev, o->ev, o->nev, VIEWS_CP_EVENTS);
+			break;
+		case VIEWS_SESSIONS:
+			COPY_ROWS(a->sess, o->sess, o->n, VIEWS_PAGE);
+			break;
+		case VIEWS_AUDIT:
+			COPY_ROWS(a->aud, o->aud, o->n, VIEWS_PAGE);
+			break;
+		default:
+			COPY_ROWS(a->drv, o->drv, o->n, VIEWS_PAGE);
+			break;
+		}
+		h->given = h->ready;
+		drain(h->efd);
+		got = 1;
+	}
+	pthread_mutex_unlock(&h->mu);
+	return got;
+}
+
 struct history *history_open(const char *path, char err[EVC_ERR_LEN])
 {
 	struct history *h = xcalloc(1, sizeof *h);
+	sigset_t all, old;
+	int rc;
+
 	xstrlcpy(h->path, path, sizeof h->path);
+	h->efd = -1;
 	if (sqlite3_open_v2(path, &h->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
 		evc_seterr(err, "%.150s: cannot open read-only: %.80s", path,
 			   h->db ? sqlite3_errmsg(h->db) : "out of memory");
-		goto fail;
+		sqlite3_close(h->db);
+		free(h);
+		return NULL;
 	}
 	/* WAL readers wait only in rare cases (the WAL being reset): a few ms
 	 * at most, never the writer's busy timeout */
 	sqlite3_busy_timeout(h->db, 10);
-	sqlite3_progress_handler(h->db, 1000, over_budget, h);
+	sqlite3_progress_handler(h->db, HISTORY_CHECK_OPS, superseded, h);
+	h->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (h->efd == -1) {
+		evc_seterr(err, "eventfd: %s", strerror(errno));
+		sqlite3_close(h->db);
+		free(h);
+		return NULL;
+	}
+	h->out = xcalloc(1, sizeof *h->out);
+	h->work = xcalloc(1, sizeof *h->work);
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_cond_init(&h->cv, NULL);
+	atomic_init(&h->newest, 0);
+	atomic_init(&h->late, 0);
+	/* signals belong to the main loop: the reader starts with all blocked */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&h->thread, NULL, reader, h);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		evc_seterr(err, "%.150s: cannot start the reader thread: %s", path, strerror(rc));
+		pthread_cond_destroy(&h->cv);
+		pthread_mutex_destroy(&h->mu);
+		free(h->out);
+		free(h->work);
+		close(h->efd);
+		sqlite3_close(h->db);
+		free(h);
+		return NULL;
+	}
 	h->src = (struct views_source){
 		.arg = h,
-		.sessions = h_sessions,
-		.totals = h_totals,
-		.events = h_events,
-		.audit = h_audit,
-		.drivers = h_drivers,
+		.ask = h_ask,
+		.answer = h_answer,
 	};
 	return h;
-fail:
-	history_close(h);
-	return NULL;
 }
 
 void history_close(struct history *h)
 {
 	if (h == NULL)
 		return;
+	pthread_mutex_lock(&h->mu);
+	h->stop = 1;
+	atomic_store(&h->newest, h->m_seq + 1); /* the read in flight stops */
+	pthread_cond_signal(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+	pthread_join(h->thread, NULL);
 	for (int m = 0; m < SF_COMBOS; m++) {
 		for (int d = 0; d < 3; d++)
 			sqlite3_finalize(h->page[m][d]);
@@ -405,10 +663,28 @@ void history_close(struct history *h)
 	for (int d = 0; d < 3; d++)
 		sqlite3_finalize(h->drivers[d]);
 	sqlite3_close(h->db);
+	pthread_cond_destroy(&h->cv);
+	pthread_mutex_destroy(&h->mu);
+	close(h->efd);
+	free(h->out);
+	free(h->work);
 	free(h);
 }
 
 const struct views_source *history_source(struct history *h)
 {
 	return &h->src;
+}
+
+int history_fd(const struct history *h)
+{
+	return h->efd;
+}
+
+void history_stats(struct history *h, struct history_stats *st)
+{
+	pthread_mutex_lock(&h->mu);
+	*st = h->stats;
+	pthread_mutex_unlock(&h->mu);
+	st->late = atomic_load(&h->late);
 }

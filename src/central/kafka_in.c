@@ -19,6 +19,7 @@
 /* Items waiting for the main loop. When full the consumer thread waits:
  * Kafka keeps the rest, so a flood costs no memory here. */
 #define KIN_QUEUE_CAP 2048
+#define KIN_BATCH 256 /* decoded before one push (a turn's batch, TURN_BATCH_KAFKA) */
 #define KIN_RETRY_EVERY 2.0   /* s between attempts to create the consumer */
 #define KIN_GROUP "central-processor"
 
@@ -182,7 +183,7 @@ static void *thread_main(void *arg)
 {
 	struct kafka_in *k = arg;
 	const char *topics[2] = { k->topics[0], k->topics[1] };
-	struct kafka_in_item *it = xmalloc(sizeof *it);
+	struct kafka_in_item *batch = xmalloc(KIN_BATCH * sizeof *batch);
 
 	for (;;) {
 		pthread_mutex_lock(&k->mu);
@@ -191,7 +192,7 @@ static void *thread_main(void *arg)
 		if (stop)
 			break;
 		if (k->rk == NULL) {
-			char err[BUS_ERR_LEN];
+			char err[EVC_ERR_LEN];
 			/* The shared producer reports the broker's state (kafka_out_new);
 			 * a second reporter on the same broker would only add cost. */
 			struct bus_opts o = { .brokers = k->brokers };
@@ -205,29 +206,30 @@ static void *thread_main(void *arg)
 				continue;
 			}
 		}
+		/* Decode what is there (up to KIN_BATCH) and hand it over in one
+		 * push: one lock and one wakeup of the main loop per batch. */
+		size_t n = 0;
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(k->rk, 100);
-		if (m != NULL) {
+		while (m != NULL) {
 			if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-				handle_message(k, m, it);
-				rd_kafka_message_destroy(m);
-				/* Full: wait (Kafka keeps the rest); -1 once stopping. */
-				if (bqueue_push(k->q, it, 1) == -1)
-					break;
-			} else {
-				if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-					char why[128];
-					snprintf(why, sizeof why, "Kafka unreachable (%.100s)", rd_kafka_message_errstr(m));
-					if (is_down_error(m->err))
-						report_down(k, why);
-					else
-						log_warn("kafka: consumer: %s", rd_kafka_message_errstr(m));
-				}
-				rd_kafka_message_destroy(m);
+				handle_message(k, m, &batch[n++]);
+			} else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+				char why[128];
+				snprintf(why, sizeof why, "Kafka unreachable (%.100s)", rd_kafka_message_errstr(m));
+				if (is_down_error(m->err))
+					report_down(k, why);
+				else
+					log_warn("kafka: consumer: %s", rd_kafka_message_errstr(m));
 			}
+			rd_kafka_message_destroy(m);
+			m = n < KIN_BATCH ? rd_kafka_consumer_poll(k->rk, 0) : NULL;
 		}
+		/* Full: wait (Kafka keeps the rest); fewer once stopping. */
+		if (n > 0 && bqueue_push_many(k->q, batch, n, 1) < n)
+			break;
 		commit_pending(k, k->rk, 1);
 	}
-	free(it);
+	free(batch);
 	return NULL;
 }
 

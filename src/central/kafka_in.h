@@ -22,7 +22,7 @@ struct kafka_in_item {
 	 * _BAD_TOKEN, _CP_MISMATCH): bad is 1 too, cp_id the outer one. */
 	int rejected;
 	char cp_id[MSG_CP_ID_MAX + 1];
-	char err[MSG_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	struct msg msg;               /* bad == 0: the message (owns nothing: no cps) */
 	enum msg_topic topic;
 	int32_t partition;

@@ -81,7 +81,7 @@ static void create_topics(struct kafka_out *o)
 	if (o->topics_ok || clock_mono() < o->topics_next)
 		return;
 	const char *outs[2] = { o->topics[MSG_T_DRIVER_NOTIFICATIONS], o->topics[MSG_T_NETWORK_STATUS] };
-	char err[BUS_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	o->topics_ok = bus_create_topics(o->brokers, outs, 2, 3000, err) == 0;
 	if (!o->topics_ok)
 		log_debug("kafka: creating output topics: %s (will retry)", err);
@@ -110,7 +110,7 @@ static void on_delivery(void *arg, uint64_t id, int ok, const char *err)
 
 static void produce_item(struct kafka_out *o, struct out_item *it)
 {
-	char err[BUS_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	if (it->id == 0) {
 		if (kafka_out_produce(o, &it->m, err) == -1)
 			log_error("kafka: %s", err);
@@ -144,7 +144,7 @@ static void *publisher(void *arg)
 		int stopping = o->stopping;
 		pthread_mutex_unlock(&o->mu);
 		if (m != NULL) {
-			char err[BUS_ERR_LEN];
+			char err[EVC_ERR_LEN];
 			double t0 = clock_mono();
 			if (kafka_out_produce(o, m, err) == -1)
 				log_warn("network_status not published: %s", err);
@@ -198,7 +198,7 @@ int kafka_out_get_state(struct kafka_out *o, int *up, char *reason, size_t n)
 	return changed;
 }
 
-struct kafka_out *kafka_out_new(const char *brokers, const char *prefix, char err[BUS_ERR_LEN])
+struct kafka_out *kafka_out_new(const char *brokers, const char *prefix, char err[EVC_ERR_LEN])
 {
 	struct kafka_out *o = xcalloc(1, sizeof *o);
 	pthread_mutex_init(&o->state_mu, NULL);
@@ -210,7 +210,7 @@ struct kafka_out *kafka_out_new(const char *brokers, const char *prefix, char er
 	o->brokers = xstrdup(brokers);
 	o->state_fd = eventfd(1, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (o->state_fd == -1) {
-		snprintf(err, BUS_ERR_LEN, "eventfd: %s", strerror(errno));
+		snprintf(err, EVC_ERR_LEN, "eventfd: %s", strerror(errno));
 		kafka_out_free(o, 0);
 		return NULL;
 	}
@@ -232,13 +232,13 @@ struct kafka_out *kafka_out_new(const char *brokers, const char *prefix, char er
 	char qerr[EVC_ERR_LEN];
 	o->q = bqueue_new(sizeof(struct out_item), QCAP, qerr);
 	if (o->q == NULL) {
-		snprintf(err, BUS_ERR_LEN, "notification queue: %s", qerr);
+		snprintf(err, EVC_ERR_LEN, "notification queue: %s", qerr);
 		kafka_out_free(o, 0);
 		return NULL;
 	}
 	int rc = pthread_create(&o->pub, NULL, publisher, o);
 	if (rc != 0) {
-		snprintf(err, BUS_ERR_LEN, "cannot start the status publisher thread: %s", strerror(rc));
+		snprintf(err, EVC_ERR_LEN, "cannot start the status publisher thread: %s", strerror(rc));
 		o->pub_started = 0;
 		kafka_out_free(o, 0);
 		return NULL;
@@ -247,13 +247,13 @@ struct kafka_out *kafka_out_new(const char *brokers, const char *prefix, char er
 	return o;
 }
 
-int kafka_out_produce(struct kafka_out *o, const struct msg *m, char err[BUS_ERR_LEN])
+int kafka_out_produce(struct kafka_out *o, const struct msg *m, char err[EVC_ERR_LEN])
 {
-	char merr[MSG_ERR_LEN];
+	char merr[EVC_ERR_LEN];
 	size_t len;
 	char *json = msg_encode(m, &len, merr);
 	if (json == NULL) {
-		snprintf(err, BUS_ERR_LEN, "cannot encode %.30s: %.200s", msg_type_name(m->type) ? msg_type_name(m->type) : "?",
+		snprintf(err, EVC_ERR_LEN, "cannot encode %.30s: %.200s", msg_type_name(m->type) ? msg_type_name(m->type) : "?",
 			 merr);
 		return -1;
 	}

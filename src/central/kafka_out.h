@@ -24,7 +24,7 @@ struct kafka_out;
 /* brokers and prefix are copied. NULL with err if librdkafka refuses the
  * configuration (a broker that is down is not an error). Caller frees with
  * kafka_out_free. */
-struct kafka_out *kafka_out_new(const char *brokers, const char *prefix, char err[BUS_ERR_LEN]);
+struct kafka_out *kafka_out_new(const char *brokers, const char *prefix, char err[EVC_ERR_LEN]);
 /* Reachability. set: from any thread; kafka_out_state_cb is the same as a
  * bus_state_fn (arg = the kafka_out), for the consumer. get (main thread):
  * 1 if it changed since the last get. The fd is readable after a change
@@ -35,7 +35,7 @@ int kafka_out_get_state(struct kafka_out *o, int *up, char *reason, size_t n);
 int kafka_out_event_fd(const struct kafka_out *o);
 /* Encode and produce one message to its topic (msg_type_topic), key =
  * user_id (cp_id for telemetry). Never blocks. 0 or -1 with err. */
-int kafka_out_produce(struct kafka_out *o, const struct msg *m, char err[BUS_ERR_LEN]);
+int kafka_out_produce(struct kafka_out *o, const struct msg *m, char err[EVC_ERR_LEN]);
 /* Queue one notification (no cps) for the publisher thread, which encodes
  * and produces the queued ones in order (errors are logged). m is copied.
  * Blocks only while 2,048 are already waiting. */

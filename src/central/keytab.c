@@ -94,15 +94,15 @@ const char *telemetry_verdict_name(enum telemetry_verdict v)
 	return "?";
 }
 
-static enum telemetry_verdict reject(enum telemetry_verdict v, char err[MSG_ERR_LEN], const char *why)
+static enum telemetry_verdict reject(enum telemetry_verdict v, char err[EVC_ERR_LEN], const char *why)
 {
-	xstrlcpy(err, why != NULL ? why : telemetry_verdict_name(v), MSG_ERR_LEN);
+	xstrlcpy(err, why != NULL ? why : telemetry_verdict_name(v), EVC_ERR_LEN);
 	return v;
 }
 
 /* A plaintext message: accepted only from a CP on a plain link. */
 static enum telemetry_verdict open_plain(struct keytab *t, const char *payload, size_t len, struct msg *m,
-					 char cp_id[MSG_CP_ID_MAX + 1], char err[MSG_ERR_LEN])
+					 char cp_id[MSG_CP_ID_MAX + 1], char err[EVC_ERR_LEN])
 {
 	if (msg_decode(MSG_T_CP_TELEMETRY, payload, len, m, err) == -1)
 		return TELEMETRY_BAD;
@@ -121,7 +121,7 @@ static enum telemetry_verdict open_plain(struct keytab *t, const char *payload, 
 }
 
 enum telemetry_verdict telemetry_open(struct keytab *t, const char *payload, size_t len, struct msg *m,
-				      char cp_id[MSG_CP_ID_MAX + 1], char err[MSG_ERR_LEN])
+				      char cp_id[MSG_CP_ID_MAX + 1], char err[EVC_ERR_LEN])
 {
 	cp_id[0] = '\0';
 	memset(m, 0, sizeof *m);
@@ -174,7 +174,7 @@ enum telemetry_verdict telemetry_open(struct keytab *t, const char *payload, siz
 	enum fernet_status fs = fernet_decrypt(&k, token, strlen(token), 0, 0, &plain, &plen);
 	fernet_key_wipe(&k);
 	if (fs != FERNET_OK) {
-		char why[MSG_ERR_LEN];
+		char why[EVC_ERR_LEN];
 		snprintf(why, sizeof why, "%s (%s)", telemetry_verdict_name(TELEMETRY_BAD_TOKEN), fernet_status_name(fs));
 		v = reject(TELEMETRY_BAD_TOKEN, err, why);
 		goto out;

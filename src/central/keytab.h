@@ -42,6 +42,6 @@ const char *telemetry_verdict_name(enum telemetry_verdict v);
  * person can read (never a key or token). t may be NULL: then only
  * plaintext is accepted (Release-1 Central). */
 enum telemetry_verdict telemetry_open(struct keytab *t, const char *payload, size_t len, struct msg *m,
-				      char cp_id[MSG_CP_ID_MAX + 1], char err[MSG_ERR_LEN]);
+				      char cp_id[MSG_CP_ID_MAX + 1], char err[EVC_ERR_LEN]);
 
 #endif

@@ -57,7 +57,8 @@ CENTRAL_ITESTS = \
 	tests/integration/central_engine_restart.sh \
 	tests/integration/central_takeover.sh \
 	tests/integration/central_addcp.sh \
-	tests/integration/central_service.sh
+	tests/integration/central_service.sh \
+	tests/integration/central_group_commit.sh
 TESTS += $(CENTRAL_ITESTS)
 EXTRA_DIST += $(CENTRAL_ITESTS)
 
@@ -72,3 +73,11 @@ tests_unit_test_ctlproto_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_ctlproto_LDADD = $(UNIT_LIBS)
 EXTRA_DIST += tests/fuzz/fuzz_ctl.c tests/fuzz/ctl.seeds
 EXTRA_DIST += tests/integration/panel_attach.sh tests/integration/panel_help.sh
+
+# The views' reader thread on a real SQLite file, and the views reading
+# through it into an off-screen terminal.
+check_PROGRAMS += tests/unit/test_history
+TESTS += tests/unit/test_history
+tests_unit_test_history_SOURCES = tests/unit/test_history.c src/central/history.c src/central/history.h
+tests_unit_test_history_CFLAGS = $(UNIT_CFLAGS) $(SQLITE_CFLAGS) $(NCURSES_CFLAGS) -D_XOPEN_SOURCE_EXTENDED
+tests_unit_test_history_LDADD = $(EVC_UI_LIBS) $(UNIT_LIBS) $(SQLITE_LIBS) $(NCURSES_LIBS) -lm

@@ -65,6 +65,7 @@ struct opts {
 	int no_mouse;                     /* the panel ignores the mouse */
 	const char *prefix;
 	double heartbeat_timeout, request_max_age, reservation_timeout, supply_timeout, link_grace;
+	double group_commit_ms;           /* --group-commit: 0 = every turn commits at once */
 	int max_conns;
 	const char *link_cert, *link_key; /* NULL: pki/central.{pem,key} beside the db */
 	int plain_links;                  /* serve Release-1 plaintext links too */
@@ -107,7 +108,7 @@ static const struct central_opt {
 	{ "--since", 1 },	      { "--cp", 1 },
 	{ "--no-mouse", 0 },	      { "--api", 1 },
 	{ "--api-listen", 1 },	      { "--api-tokens", 1 },
-	{ "--weather-threshold", 1 },
+	{ "--weather-threshold", 1 }, { "--group-commit", 1 },
 };
 
 static const struct central_opt *find_opt(const char *name)
@@ -138,6 +139,8 @@ static void usage(FILE *f)
 		"  --reservation-timeout S    cancel an authorised session not plugged in after S s (default 120)\n"
 		"  --supply-timeout S         end a supply with no telemetry for S s (default 10)\n"
 		"  --link-grace S             keep a session open S s after its CP's link is lost (default 10)\n"
+		"  --group-commit MS          gather changes up to MS ms after the last commit into one\n"
+		"                             (one fsync for many; each waits at most MS; default 0 = off)\n"
 		"  --max-conns N              most CP link connections (default 10000)\n"
 		"  --link-cert F, --link-key F  TLS certificate and key of the CP link port\n"
 		"                             (default pki/central.pem, pki/central.key beside the db)\n"
@@ -320,6 +323,14 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		} else if (strcmp(name, "--link-grace") == 0) {
 			TAKE_VAL();
 			o->link_grace = parse_secs(name, val, 1);
+		} else if (strcmp(name, "--group-commit") == 0) {
+			TAKE_VAL();
+			char *end;
+			errno = 0;
+			double ms = strtod(val, &end);
+			if (val[0] == '\0' || *end != '\0' || errno != 0 || !(ms >= 0 && ms <= 1000))
+				bad_arg("--group-commit: invalid number of milliseconds '%s' (0..1000)", val);
+			o->group_commit_ms = ms;
 		} else if (strcmp(name, "--max-conns") == 0) {
 			TAKE_VAL();
 			char *end;
@@ -330,12 +341,12 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			o->max_conns = (int)n;
 		} else if (strcmp(name, "--api") == 0) {
 			TAKE_VAL();
-			char nerr[NET_ERR_LEN];
+			char nerr[EVC_ERR_LEN];
 			if (net_parse_port(val, 0, &o->api_port, nerr) == -1)
 				bad_arg("--api: %s", nerr);
 		} else if (strcmp(name, "--api-listen") == 0) {
 			TAKE_VAL();
-			char host[256], nerr[NET_ERR_LEN];
+			char host[256], nerr[EVC_ERR_LEN];
 			if (net_parse_host(val, host, sizeof host, nerr) == -1)
 				bad_arg("--api-listen: %s", nerr);
 			o->api_listen = val;
@@ -410,7 +421,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		o->db = o->conf.database;
 	o->prefix = config_topic_prefix(&o->conf, o->prefix);
 	if (o->listen != NULL) {
-		char host[256], nerr[NET_ERR_LEN];
+		char host[256], nerr[EVC_ERR_LEN];
 		if (net_parse_host(o->listen, host, sizeof host, nerr) == -1)
 			bad_arg("--listen: %s", nerr);
 	}
@@ -447,7 +458,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 					  : "<kafka_host:port> (or a broker in the configuration file)");
 	if (npos > 3)
 		bad_arg("too many arguments ('%s')", pos[3]);
-	char err[NET_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	if (net_parse_port(pos[0], 0, &o->port, err) == -1)
 		bad_arg("%s", err);
 	char host[256];
@@ -477,7 +488,7 @@ static void print_audit(void *arg, const struct store_audit_row *r)
 
 static int run_tool(const struct opts *o)
 {
-	char err[STORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	if (o->mode == MODE_AUDIT) {
 		/* Read-only: printing the log must never create or change a
 		 * database. */
@@ -560,7 +571,7 @@ static char *beside_db(const char *db, const char *name)
  * == '\0' when there are no certificate files and --plain-links says
  * plaintext alone is fine; NULL with err on a failure. Caller frees with
  * SSL_CTX_free. */
-static SSL_CTX *link_tls(const struct opts *o, char err[256])
+static SSL_CTX *link_tls(const struct opts *o, char err[EVC_ERR_LEN])
 {
 	char *cert = o->link_cert != NULL ? xstrdup(o->link_cert) : beside_db(o->db, "central.pem");
 	char *key = o->link_key != NULL ? xstrdup(o->link_key) : beside_db(o->db, "central.key");
@@ -570,7 +581,7 @@ static SSL_CTX *link_tls(const struct opts *o, char err[256])
 		if (!o->plain_links) {
 			char *dir = beside_db(o->db, "");
 			dir[strlen(dir) - 1] = '\0'; /* no trailing '/' */
-			snprintf(err, 256,
+			snprintf(err, EVC_ERR_LEN,
 				 "no CP link certificate (%.60s, %.60s): create them with 'scripts/pki init %.40s', "
 				 "give --link-cert/--link-key, or run with --plain-links",
 				 cert, key, dir);
@@ -585,7 +596,7 @@ out:
 	return ctx;
 }
 
-static int setup_signals(char err[256])
+static int setup_signals(char err[EVC_ERR_LEN])
 {
 	sigset_t set;
 	sigemptyset(&set);
@@ -595,13 +606,13 @@ static int setup_signals(char err[256])
 	/* Blocked before any thread starts, so every thread inherits the mask
 	 * and the signals arrive only through the signalfd. */
 	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) {
-		snprintf(err, 256, "sigprocmask: %s", strerror(errno));
+		snprintf(err, EVC_ERR_LEN, "sigprocmask: %s", strerror(errno));
 		return -1;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (fd == -1)
-		snprintf(err, 256, "signalfd: %s", strerror(errno));
+		snprintf(err, EVC_ERR_LEN, "signalfd: %s", strerror(errno));
 	return fd;
 }
 
@@ -680,7 +691,7 @@ static int open_api(struct central *c, const struct opts *o, char err[EVC_ERR_LE
 		return -1;
 	}
 	c->aw = apiwire_new(a);
-	char host[256], addr[300], nerr[NET_ERR_LEN];
+	char host[256], addr[300], nerr[EVC_ERR_LEN];
 	if (net_parse_host(ac.listen, host, sizeof host, nerr) == -1)
 		xstrlcpy(host, ac.listen, sizeof host);
 	net_format_hostport(host, api_port(a), addr, sizeof addr);
@@ -701,7 +712,7 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 	const char *prefix = bus_prefix(o->prefix);
 	char bind_host[256] = "0.0.0.0";
 	if (o->listen != NULL) {
-		char nerr[NET_ERR_LEN];
+		char nerr[EVC_ERR_LEN];
 		net_parse_host(o->listen, bind_host, sizeof bind_host, nerr); /* checked by parse_args */
 	}
 	net_format_hostport(bind_host, o->port, c->status.listen, sizeof c->status.listen);
@@ -778,7 +789,7 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 		return -1;
 	net_format_hostport(bind_host, cplink_port(c->link), c->status.listen, sizeof c->status.listen);
 
-	char berr[BUS_ERR_LEN];
+	char berr[EVC_ERR_LEN];
 	c->kout = kafka_out_new(o->kafka, prefix, berr);
 	if (c->kout == NULL) {
 		evc_seterr(err, "kafka producer: %.200s", berr);
@@ -816,6 +827,7 @@ static int central_open(struct central *c, const struct opts *o, char err[EVC_ER
 		return -1;
 	c->cev = xcalloc(TURN_BATCH_LINK, sizeof *c->cev);
 	c->kitems = xcalloc(TURN_BATCH_KAFKA, sizeof *c->kitems);
+	c->group_commit = o->group_commit_ms / 1000.0;
 
 	/* Sessions a crash left open end now, once, with the driver told. */
 	if (store_foreach_open_session(c->store, turn_recover_session, c, err) == -1)
@@ -891,7 +903,6 @@ static void central_close(struct central *c, int failed, const char *err)
 	core_fxlist_free(&c->fx);
 	free(c->cev);
 	free(c->kitems);
-	free(c->skip);
 	hmap_free(&c->seen_sessions);
 	hmap_free(&c->outbox_inflight);
 	void *v;

@@ -154,40 +154,77 @@ static void telemetry_rejected(struct central *c, const struct kafka_in_item *it
 	r->next = c->mono_now + 60.0;
 }
 
+static void apply_kafka_item(struct central *c, struct kafka_in_item *it)
+{
+	if (it->rejected) {
+		/* evcharging(7) SECURITY: counted, audited (once a minute
+		 * per CP, with how many since), never applied. */
+		c->status.telemetry_rejected++;
+		telemetry_rejected(c, it);
+		return;
+	}
+	if (it->bad) {
+		c->status.kafka_bad++;
+		if (c->mono_now >= c->badmsg_window) {
+			if (c->badmsg_dropped)
+				turn_note(c, LOG_WARN, "BAD_MSG", "%lu more bad messages not shown", c->badmsg_dropped);
+			c->badmsg_window = c->mono_now + 10.0;
+			c->badmsg_count = c->badmsg_dropped = 0;
+		}
+		if (c->badmsg_count++ < 10)
+			turn_note(c, LOG_WARN, "BAD_MSG", "topic=%s partition=%d offset=%lld reason=%s",
+				  msg_topic_name(it->topic), (int)it->partition, (long long)it->offset, it->err);
+		else
+			c->badmsg_dropped++;
+		return;
+	}
+	c->status.kafka_in++;
+	if (it->topic == MSG_T_CP_TELEMETRY)
+		c->status.telemetry_accepted++;
+	core_on_kafka(c->core, &it->msg, clock_wall(), &c->fx);
+}
+
+/* The items of the turn are kept only for their offsets (kafka_in_done,
+ * after the COMMIT), and within a partition the last is the highest: keep
+ * the last item of each (topic, partition), to make room for more. */
+static void keep_last_offsets(struct central *c)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < c->nkitems; i++) {
+		const struct kafka_in_item *it = &c->kitems[i];
+		size_t j;
+		for (j = 0; j < o; j++)
+			if (c->kitems[j].topic == it->topic && c->kitems[j].partition == it->partition)
+				break;
+		/* j <= i: slot j holds an item already seen (or this one). */
+		c->kitems[j].topic = it->topic;
+		c->kitems[j].partition = it->partition;
+		c->kitems[j].offset = it->offset;
+		if (j == o)
+			o++;
+	}
+	c->nkitems = o;
+}
+
+/* A full drain means a backlog: take up to this many more batches in the
+ * same turn, coalescing after each (core_fxlist_coalesce), so the turn's
+ * one COMMIT and each session's one CONSUMO_UPDATE cover all of them. */
+#define TURN_CATCHUP_BATCHES 8
+
 static void take_kafka_items(struct central *c)
 {
-	size_t n = kafka_in_drain(c->kin, c->kitems + c->nkitems, TURN_BATCH_KAFKA - c->nkitems);
-	for (size_t i = c->nkitems; i < c->nkitems + n; i++) {
-		struct kafka_in_item *it = &c->kitems[i];
-		if (it->rejected) {
-			/* evcharging(7) SECURITY: counted, audited (once a minute
-			 * per CP, with how many since), never applied. */
-			c->status.telemetry_rejected++;
-			telemetry_rejected(c, it);
-			continue;
-		}
-		if (it->bad) {
-			c->status.kafka_bad++;
-			if (c->mono_now >= c->badmsg_window) {
-				if (c->badmsg_dropped)
-					turn_note(c, LOG_WARN, "BAD_MSG", "%lu more bad messages not shown",
-						  c->badmsg_dropped);
-				c->badmsg_window = c->mono_now + 10.0;
-				c->badmsg_count = c->badmsg_dropped = 0;
-			}
-			if (c->badmsg_count++ < 10)
-				turn_note(c, LOG_WARN, "BAD_MSG", "topic=%s partition=%d offset=%lld reason=%s",
-					  msg_topic_name(it->topic), (int)it->partition, (long long)it->offset, it->err);
-			else
-				c->badmsg_dropped++;
-			continue;
-		}
-		c->status.kafka_in++;
-		if (it->topic == MSG_T_CP_TELEMETRY)
-			c->status.telemetry_accepted++;
-		core_on_kafka(c->core, &it->msg, clock_wall(), &c->fx);
+	for (int b = 0; b < TURN_CATCHUP_BATCHES; b++) {
+		if (b > 0)
+			keep_last_offsets(c);
+		size_t room = TURN_BATCH_KAFKA - c->nkitems;
+		size_t n = kafka_in_drain(c->kin, c->kitems + c->nkitems, room);
+		for (size_t i = c->nkitems; i < c->nkitems + n; i++)
+			apply_kafka_item(c, &c->kitems[i]);
+		c->nkitems += n;
+		if (n < room)
+			break;
+		core_fxlist_coalesce(&c->fx, &c->seen_sessions);
 	}
-	c->nkitems += n;
 }
 
 static void take_kafka_state(struct central *c)
@@ -207,34 +244,6 @@ static void take_kafka_state(struct central *c)
 		turn_note(c, LOG_INFO, "KAFKA", "up");
 	else
 		turn_note(c, LOG_WARN, "KAFKA", "down reason=%s", reason);
-}
-
-/* Mark in c->skip every CORE_FX_STORE_SESSION followed, later in the same turn,
- * by another row of the same session. Each row is the whole session and the
- * store upserts it, so the last one alone leaves the same row: a telemetry
- * flood writes one row per session per turn, not one per message. */
-static void mark_superseded_rows(struct central *c)
-{
-	size_t nsess = 0;
-	for (size_t i = 0; i < c->fx.n; i++)
-		nsess += c->fx.v[i].kind == CORE_FX_STORE_SESSION;
-	if (c->skip_cap < c->fx.n) {
-		c->skip_cap = c->fx.n * 2;
-		c->skip = xrealloc(c->skip, c->skip_cap);
-	}
-	memset(c->skip, 0, c->fx.n);
-	if (nsess < 2)
-		return;
-	hmap_clear(&c->seen_sessions);
-	for (size_t i = c->fx.n; i-- > 0;) {
-		if (c->fx.v[i].kind != CORE_FX_STORE_SESSION)
-			continue;
-		const char *id = c->fx.v[i].u.session.id;
-		if (hmap_sget(&c->seen_sessions, id) != NULL)
-			c->skip[i] = 1;
-		else
-			hmap_sput(&c->seen_sessions, id, (void *)id);
-	}
 }
 
 /* Store the batch's rows in one transaction. A busy or full database gets a
@@ -299,7 +308,7 @@ static int store_batch(struct central *c, char err[STORE_ERR_LEN])
 		outbox_forget_new(c);
 		int ok = store_begin(c->store, err) == 0;
 		for (size_t i = 0; ok && i < c->fx.n; i++)
-			if (!c->skip[i] && store_apply(c->store, &c->fx.v[i], err) == -1)
+			if (store_apply(c->store, &c->fx.v[i], err) == -1)
 				ok = 0;
 		for (size_t i = 0; ok && i < c->ndelivered; i++)
 			if (store_outbox_delete(c->store, (int64_t)c->delivered[i], err) == -1)
@@ -410,17 +419,43 @@ void turn_outbox_settle(struct central *c)
 
 /* Carry out the effects gathered this turn, in the order of the header
  * comment: store + commit, then act, then offsets, then show. */
+static int need_txn(const struct central *c)
+{
+	if (c->ndelivered > 0)
+		return 1;
+	for (size_t i = 0; i < c->fx.n; i++) {
+		const struct core_fx *x = &c->fx.v[i];
+		if (x->kind == CORE_FX_STORE_CP || x->kind == CORE_FX_STORE_SESSION ||
+		    x->kind == CORE_FX_STORE_EVENT || x->kind == CORE_FX_STORE_REQUEST ||
+		    x->kind == CORE_FX_PRUNE_REQUESTS || x->kind == CORE_FX_AUDIT ||
+		    (x->kind == CORE_FX_PRODUCE && must_deliver(x->u.produce.type)))
+			return 1;
+	}
+	return 0;
+}
+
+/* Group commit: ms until this turn's effects may be stored and acted on
+ * (0: now). Effects wait only if they need the database and the last
+ * COMMIT was less than --group-commit ago; the ones that do not (a
+ * heartbeat's answer, a CONSUMO_UPDATE alone) never wait. */
+static int commit_wait_ms(const struct central *c, double mono)
+{
+	if (c->group_commit <= 0 || c->quit || c->db_failed || c->fx.n == 0)
+		return 0;
+	double due = c->last_commit + c->group_commit;
+	if (mono >= due || !need_txn(c))
+		return 0;
+	int ms = (int)((due - mono) * 1000.0 + 0.999);
+	return ms > 0 ? ms : 1;
+}
+
 void turn_apply(struct central *c)
 {
 	char err[STORE_ERR_LEN];
-	int need_txn = c->ndelivered > 0;
-	for (size_t i = 0; i < c->fx.n && !need_txn; i++) {
-		const struct core_fx *x = &c->fx.v[i];
-		need_txn = x->kind == CORE_FX_STORE_CP || x->kind == CORE_FX_STORE_SESSION ||
-			   x->kind == CORE_FX_STORE_EVENT || x->kind == CORE_FX_STORE_REQUEST ||
-			   x->kind == CORE_FX_PRUNE_REQUESTS || x->kind == CORE_FX_AUDIT ||
-			   (x->kind == CORE_FX_PRODUCE && must_deliver(x->u.produce.type));
-	}
+	/* A turn that applied many CONSUMO of a session stores one row and
+	 * produces one CONSUMO_UPDATE for it (evcharging(7) RULES). */
+	core_fxlist_coalesce(&c->fx, &c->seen_sessions);
+	int txn = need_txn(c);
 	if (c->db_failed) {
 		/* The core is ahead of the database: nothing more may be acted
 		 * on or acknowledged; shutdown is under way. */
@@ -428,9 +463,9 @@ void turn_apply(struct central *c)
 		c->nkitems = 0;
 		return;
 	}
-	if (need_txn) {
-		mark_superseded_rows(c);
+	if (txn) {
 		double t0 = clock_mono();
+		c->last_commit = t0;
 		int stored = store_batch(c, err);
 		if (c->aw != NULL)
 			apiwire_observe_commit(c->aw, clock_mono() - t0);
@@ -531,6 +566,9 @@ int turn_prepare(struct central *c, struct pollfd pfd[TURN_NFDS])
 	if (ctl_timeout_ms(c->ctl) < timeout)
 		timeout = ctl_timeout_ms(c->ctl);
 	timeout = kafka_out_timeout_ms(c->kout, mono, timeout);
+	int wait = commit_wait_ms(c, mono);
+	if (wait > 0 && wait < timeout)
+		timeout = wait;
 	return timeout;
 }
 
@@ -579,7 +617,8 @@ void turn_run(struct central *c, const struct pollfd pfd[TURN_NFDS])
 		c->next_tick = mono + 1.0;
 		notify_watchdog(mono);
 	}
-	turn_apply(c);
+	if (commit_wait_ms(c, mono) == 0)
+		turn_apply(c);
 	if (kafka_out_tick(c->kout, mono, c->status.kafka_up)) {
 		struct msg *st = xmalloc(sizeof *st);
 		core_network_status(c->core, wall, st);

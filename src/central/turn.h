@@ -68,10 +68,12 @@ struct central {
 	double mono_now;           /* this turn's monotonic clock */
 	double badmsg_window;      /* BAD_MSG lines: at most 10 a 10 s */
 	unsigned long badmsg_count, badmsg_dropped;
-	/* write_rows: which effects are the last row of their session */
-	unsigned char *skip;
-	size_t skip_cap;
-	struct hmap seen_sessions; /* per turn: session ids whose last row is known */
+	struct hmap seen_sessions; /* scratch of core_fxlist_coalesce */
+	/* --group-commit (s, 0 = off): effects that need the database wait
+	 * until this long after the last COMMIT, so one COMMIT (one fsync)
+	 * covers the changes of several turns (evcharging(7) RULES). */
+	double group_commit;
+	double last_commit; /* monotonic: the last turn that stored */
 	double next_tick;
 	unsigned long db_errors;
 	/* running as a service (service.c, ctl.c) */

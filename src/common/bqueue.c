@@ -79,28 +79,53 @@ static void fd_reset(struct bqueue *q)
 	q->signalled = 0;
 }
 
+/* n items into the ring from slot `at` on (wrapping), or out of it, in at
+ * most two pieces. */
+static void ring_put(struct bqueue *q, size_t at, const unsigned char *src, size_t n)
+{
+	size_t first = q->cap - at < n ? q->cap - at : n;
+	memcpy(q->ring + at * q->size, src, first * q->size);
+	memcpy(q->ring, src + first * q->size, (n - first) * q->size);
+}
+
+static void ring_get(const struct bqueue *q, size_t at, unsigned char *dst, size_t n)
+{
+	size_t first = q->cap - at < n ? q->cap - at : n;
+	memcpy(dst, q->ring + at * q->size, first * q->size);
+	memcpy(dst + first * q->size, q->ring, (n - first) * q->size);
+}
+
+size_t bqueue_push_many(struct bqueue *q, const void *items, size_t n, int wait)
+{
+	const unsigned char *p = items;
+	size_t done = 0;
+	pthread_mutex_lock(&q->mu);
+	while (done < n) {
+		while (wait && q->len == q->cap && !q->closed)
+			pthread_cond_wait(&q->room, &q->mu);
+		if (q->closed || q->len == q->cap)
+			break;
+		size_t k = q->cap - q->len < n - done ? q->cap - q->len : n - done;
+		ring_put(q, (q->head + q->len) % q->cap, p + done * q->size, k);
+		q->len += k;
+		done += k;
+		/* One wakeup for all that fitted. */
+		fd_signal(q);
+		pthread_cond_signal(&q->items);
+	}
+	pthread_mutex_unlock(&q->mu);
+	return done;
+}
+
 int bqueue_push(struct bqueue *q, const void *item, int wait)
 {
-	pthread_mutex_lock(&q->mu);
-	while (wait && q->len == q->cap && !q->closed)
-		pthread_cond_wait(&q->room, &q->mu);
-	if (q->closed || q->len == q->cap) {
-		pthread_mutex_unlock(&q->mu);
-		return -1;
-	}
-	memcpy(q->ring + ((q->head + q->len) % q->cap) * q->size, item, q->size);
-	q->len++;
-	fd_signal(q);
-	pthread_cond_signal(&q->items);
-	pthread_mutex_unlock(&q->mu);
-	return 0;
+	return bqueue_push_many(q, item, 1, wait) == 1 ? 0 : -1;
 }
 
 static size_t copy_out(struct bqueue *q, void *out, size_t max)
 {
 	size_t n = q->len < max ? q->len : max;
-	for (size_t i = 0; i < n; i++)
-		memcpy((unsigned char *)out + i * q->size, q->ring + ((q->head + i) % q->cap) * q->size, q->size);
+	ring_get(q, q->head, out, n);
 	return n;
 }
 

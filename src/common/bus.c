@@ -112,20 +112,20 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
 	log_msg(lvl, "kafka %s: %s", fac, buf);
 }
 
-static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char err[BUS_ERR_LEN])
+static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char err[EVC_ERR_LEN])
 {
-	if (rd_kafka_conf_set(conf, k, v, err, BUS_ERR_LEN) != RD_KAFKA_CONF_OK)
+	if (rd_kafka_conf_set(conf, k, v, err, EVC_ERR_LEN) != RD_KAFKA_CONF_OK)
 		return -1;
 	return 0;
 }
 
 /* Settings common to producers and consumers: loopback-friendly reconnects,
  * and the callbacks that track the broker's reachability. */
-static rd_kafka_conf_t *base_conf(const struct bus_opts *o, struct bus_handle *h, char err[BUS_ERR_LEN])
+static rd_kafka_conf_t *base_conf(const struct bus_opts *o, struct bus_handle *h, char err[EVC_ERR_LEN])
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	if (o->brokers == NULL || o->brokers[0] == '\0') {
-		snprintf(err, BUS_ERR_LEN, "no Kafka bootstrap address");
+		snprintf(err, EVC_ERR_LEN, "no Kafka bootstrap address");
 		goto fail;
 	}
 	if (conf_set(conf, "bootstrap.servers", o->brokers, err) == -1 ||
@@ -161,7 +161,7 @@ static struct bus_handle *handle_new(const struct bus_opts *o)
 	return h;
 }
 
-rd_kafka_t *bus_producer_new(const struct bus_opts *o, char err[BUS_ERR_LEN])
+rd_kafka_t *bus_producer_new(const struct bus_opts *o, char err[EVC_ERR_LEN])
 {
 	struct bus_handle *h = handle_new(o);
 	char tmo[32];
@@ -181,7 +181,7 @@ rd_kafka_t *bus_producer_new(const struct bus_opts *o, char err[BUS_ERR_LEN])
 		goto fail;
 	}
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, BUS_ERR_LEN);
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, EVC_ERR_LEN);
 	if (rk == NULL) {
 		rd_kafka_conf_destroy(conf);
 		goto fail;
@@ -193,13 +193,13 @@ fail:
 }
 
 int bus_produce(rd_kafka_t *p, const char *topic, const char *key, const char *payload,
-		size_t len, char err[BUS_ERR_LEN])
+		size_t len, char err[EVC_ERR_LEN])
 {
 	return bus_produce_id(p, topic, key, payload, len, 0, err);
 }
 
 int bus_produce_id(rd_kafka_t *p, const char *topic, const char *key, const char *payload, size_t len,
-		   uint64_t id, char err[BUS_ERR_LEN])
+		   uint64_t id, char err[EVC_ERR_LEN])
 {
 	size_t klen = key != NULL ? strlen(key) : 0;
 	rd_kafka_resp_err_t e = rd_kafka_producev(
@@ -207,7 +207,7 @@ int bus_produce_id(rd_kafka_t *p, const char *topic, const char *key, const char
 		RD_KAFKA_V_KEY(key, klen),
 		RD_KAFKA_V_VALUE((void *)payload, len), RD_KAFKA_V_OPAQUE((void *)(uintptr_t)id), RD_KAFKA_V_END);
 	if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		snprintf(err, BUS_ERR_LEN, "cannot produce to %s: %s", topic, rd_kafka_err2str(e));
+		snprintf(err, EVC_ERR_LEN, "cannot produce to %s: %s", topic, rd_kafka_err2str(e));
 		return -1;
 	}
 	return 0;
@@ -239,7 +239,7 @@ void bus_conf_logger(rd_kafka_conf_t *conf)
 }
 
 int bus_create_topics(const char *brokers, const char *const *topics, int ntopics,
-		      int timeout_ms, char err[BUS_ERR_LEN])
+		      int timeout_ms, char err[EVC_ERR_LEN])
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	rd_kafka_t *rk = NULL;
@@ -254,28 +254,28 @@ int bus_create_topics(const char *brokers, const char *const *topics, int ntopic
 		goto out;
 	}
 	rd_kafka_conf_set_log_cb(conf, log_cb);
-	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, BUS_ERR_LEN);
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, EVC_ERR_LEN);
 	if (rk == NULL) {
 		rd_kafka_conf_destroy(conf);
 		goto out;
 	}
 	for (i = 0; i < ntopics; i++) {
-		nt[i] = rd_kafka_NewTopic_new(topics[i], 3, 1, err, BUS_ERR_LEN);
+		nt[i] = rd_kafka_NewTopic_new(topics[i], 3, 1, err, EVC_ERR_LEN);
 		if (nt[i] == NULL)
 			goto out;
 	}
 	opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-	rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, err, BUS_ERR_LEN);
-	rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, err, BUS_ERR_LEN);
+	rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, err, EVC_ERR_LEN);
+	rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, err, EVC_ERR_LEN);
 	q = rd_kafka_queue_new(rk);
 	rd_kafka_CreateTopics(rk, nt, (size_t)ntopics, opts, q);
 	ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
 	if (ev == NULL) {
-		snprintf(err, BUS_ERR_LEN, "creating topics timed out after %d ms", timeout_ms);
+		snprintf(err, EVC_ERR_LEN, "creating topics timed out after %d ms", timeout_ms);
 		goto out;
 	}
 	if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		snprintf(err, BUS_ERR_LEN, "creating topics: %s", rd_kafka_event_error_string(ev));
+		snprintf(err, EVC_ERR_LEN, "creating topics: %s", rd_kafka_event_error_string(ev));
 		goto out;
 	}
 	const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
@@ -284,7 +284,7 @@ int bus_create_topics(const char *brokers, const char *const *topics, int ntopic
 	for (size_t k = 0; k < n; k++) {
 		rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[k]);
 		if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-			snprintf(err, BUS_ERR_LEN, "creating topic %s: %s", rd_kafka_topic_result_name(tr[k]),
+			snprintf(err, EVC_ERR_LEN, "creating topic %s: %s", rd_kafka_topic_result_name(tr[k]),
 				 rd_kafka_topic_result_error_string(tr[k]));
 			goto out;
 		}
@@ -307,12 +307,12 @@ out:
 }
 
 rd_kafka_t *bus_consumer_new(const struct bus_opts *o, const char *group,
-			     const char *const *topics, int ntopics, char err[BUS_ERR_LEN])
+			     const char *const *topics, int ntopics, char err[EVC_ERR_LEN])
 {
 	struct bus_handle *h = handle_new(o);
 	rd_kafka_t *rk = NULL;
 	rd_kafka_topic_partition_list_t *subs = NULL;
-	char cerr[BUS_ERR_LEN];
+	char cerr[EVC_ERR_LEN];
 	rd_kafka_conf_t *conf = base_conf(o, h, err);
 	if (conf == NULL)
 		goto fail;
@@ -325,6 +325,10 @@ rd_kafka_t *bus_consumer_new(const struct bus_opts *o, const char *group,
 	     * consumer (50 ms made 20 round trips a second per broker). */
 	    conf_set(conf, "fetch.wait.max.ms", "500", err) == -1 ||
 	    conf_set(conf, "fetch.error.backoff.ms", "50", err) == -1 ||
+	    /* Prefetch deep enough that a backlog is never waiting on a fetch
+	     * (the default 100,000 ran dry while catching up); the byte bound
+	     * (queued.max.messages.kbytes, 64 MB) still caps the memory. */
+	    conf_set(conf, "queued.min.messages", "1000000", err) == -1 ||
 	    conf_set(conf, "session.timeout.ms", "6000", err) == -1 ||
 	    conf_set(conf, "heartbeat.interval.ms", "500", err) == -1 ||
 	    conf_set(conf, "allow.auto.create.topics", "true", err) == -1) {
@@ -336,7 +340,7 @@ rd_kafka_t *bus_consumer_new(const struct bus_opts *o, const char *group,
 	 * broker that is down is not fatal: the consumer waits for it. */
 	if (bus_create_topics(o->brokers, topics, ntopics, 2000, cerr) == -1)
 		log_debug("kafka: %s (continuing)", cerr);
-	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, BUS_ERR_LEN);
+	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, EVC_ERR_LEN);
 	if (rk == NULL) {
 		rd_kafka_conf_destroy(conf);
 		goto fail;
@@ -348,7 +352,7 @@ rd_kafka_t *bus_consumer_new(const struct bus_opts *o, const char *group,
 	rd_kafka_resp_err_t e = rd_kafka_subscribe(rk, subs);
 	rd_kafka_topic_partition_list_destroy(subs);
 	if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		snprintf(err, BUS_ERR_LEN, "cannot subscribe: %s", rd_kafka_err2str(e));
+		snprintf(err, EVC_ERR_LEN, "cannot subscribe: %s", rd_kafka_err2str(e));
 		rd_kafka_destroy(rk);
 		goto fail;
 	}
@@ -370,20 +374,20 @@ void bus_store(rd_kafka_t *c, const rd_kafka_message_t *m)
 	rd_kafka_topic_partition_list_destroy(l);
 }
 
-static int commit_result(rd_kafka_resp_err_t e, char err[BUS_ERR_LEN])
+static int commit_result(rd_kafka_resp_err_t e, char err[EVC_ERR_LEN])
 {
 	if (e == RD_KAFKA_RESP_ERR_NO_ERROR || e == RD_KAFKA_RESP_ERR__NO_OFFSET)
 		return 0;
-	snprintf(err, BUS_ERR_LEN, "commit failed: %s", rd_kafka_err2str(e));
+	snprintf(err, EVC_ERR_LEN, "commit failed: %s", rd_kafka_err2str(e));
 	return -1;
 }
 
-int bus_commit_stored(rd_kafka_t *c, char err[BUS_ERR_LEN])
+int bus_commit_stored(rd_kafka_t *c, char err[EVC_ERR_LEN])
 {
 	return commit_result(rd_kafka_commit(c, NULL, 0), err);
 }
 
-int bus_commit_stored_async(rd_kafka_t *c, char err[BUS_ERR_LEN])
+int bus_commit_stored_async(rd_kafka_t *c, char err[EVC_ERR_LEN])
 {
 	return commit_result(rd_kafka_commit(c, NULL, 1), err);
 }
@@ -393,7 +397,7 @@ void bus_consumer_close(rd_kafka_t *c)
 	if (c == NULL)
 		return;
 	struct bus_handle *h = rd_kafka_opaque(c);
-	char err[BUS_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	if (bus_commit_stored(c, err) == -1)
 		log_warn("kafka: %s", err);
 	rd_kafka_consumer_close(c);

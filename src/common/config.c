@@ -96,7 +96,7 @@ static int check_value(struct pass *p, const char *key, const char *v)
 		char *list = xstrdup(v), *save = NULL;
 		int ok = v[0] != '\0';
 		for (char *t = strtok_r(list, ",", &save); ok && t != NULL; t = strtok_r(NULL, ",", &save)) {
-			char host[256], nerr[NET_ERR_LEN];
+			char host[256], nerr[EVC_ERR_LEN];
 			int port;
 			while (*t == ' ')
 				t++;

@@ -1,4 +1,5 @@
-/* The Kafka messages of evcharging(7) KAFKA TOPICS AND MESSAGES <-> struct msg, via jansson.
+/* The Kafka messages of evcharging(7) KAFKA TOPICS AND MESSAGES <-> struct msg, via jansson
+ * (and a hand-rolled writer for the two hot shapes, at the end).
  *
  * One table per direction would be shorter to write but harder to read; the
  * per-topic functions below follow evcharging(7)'s wording so a reviewer can
@@ -155,15 +156,15 @@ void msg_free(struct msg *m)
 	m->ncps = 0;
 }
 
-static int fail(char err[MSG_ERR_LEN], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(char err[EVC_ERR_LEN], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static int fail(char err[MSG_ERR_LEN], const char *fmt, ...)
+static int fail(char err[EVC_ERR_LEN], const char *fmt, ...)
 {
 	va_list ap;
 
 	if (err != NULL) {
 		va_start(ap, fmt);
-		vsnprintf(err, MSG_ERR_LEN, fmt, ap);
+		vsnprintf(err, EVC_ERR_LEN, fmt, ap);
 		va_end(ap);
 	}
 	return -1;
@@ -220,7 +221,7 @@ static int valid_word(const char *s, size_t n)
 /* Checks string s (n bytes, no NUL inside) against kind and the byte limit
  * max; returns 0 or -1 with err naming the field. */
 static int check_str(const char *name, const char *s, size_t n, enum str_kind kind, size_t max,
-		     char err[MSG_ERR_LEN])
+		     char err[EVC_ERR_LEN])
 {
 	size_t chars = 0;
 
@@ -259,7 +260,7 @@ static int check_str(const char *name, const char *s, size_t n, enum str_kind ki
 	return 0;
 }
 
-static int check_num(const char *name, double v, double max, char err[MSG_ERR_LEN])
+static int check_num(const char *name, double v, double max, char err[EVC_ERR_LEN])
 {
 	if (!isfinite(v))
 		return fail(err, "field '%s' must be a finite number", name);
@@ -341,9 +342,9 @@ static int dec_str(struct dec *d, const char *name, int required, enum str_kind 
 	n = json_string_length(v);
 	if (check_str(name, s, n, kind, max, d->err) != 0) {
 		if (d->ctx[0] != '\0') {
-			char tmp[MSG_ERR_LEN];
+			char tmp[EVC_ERR_LEN];
 			snprintf(tmp, sizeof(tmp), "%s%s", d->ctx, d->err);
-			memcpy(d->err, tmp, MSG_ERR_LEN);
+			memcpy(d->err, tmp, EVC_ERR_LEN);
 		}
 		return -1;
 	}
@@ -579,9 +580,9 @@ static int dec_network_status(struct dec *d, struct msg *m)
 	return 0;
 }
 
-int msg_decode(enum msg_topic topic, const char *json, size_t len, struct msg *m, char err[MSG_ERR_LEN])
+int msg_decode(enum msg_topic topic, const char *json, size_t len, struct msg *m, char err[EVC_ERR_LEN])
 {
-	char dummy[MSG_ERR_LEN];
+	char dummy[EVC_ERR_LEN];
 	json_error_t jerr;
 	json_t *root = NULL, *jt;
 	struct dec d;
@@ -871,9 +872,9 @@ static void enc_network_status(struct enc *e, const struct msg *m)
 			json_decref(sub.obj);
 			/* Say which entry, keeping the field's own message. */
 			snprintf(name, sizeof(name), "cps[%zu]: ", i);
-			char tmp[MSG_ERR_LEN];
+			char tmp[EVC_ERR_LEN];
 			snprintf(tmp, sizeof(tmp), "%s%s", name, e->err);
-			memcpy(e->err, tmp, MSG_ERR_LEN);
+			memcpy(e->err, tmp, EVC_ERR_LEN);
 			e->bad = 1;
 			return;
 		}
@@ -881,9 +882,9 @@ static void enc_network_status(struct enc *e, const struct msg *m)
 	}
 }
 
-char *msg_encode(const struct msg *m, size_t *len, char err[MSG_ERR_LEN])
+char *msg_encode_ref(const struct msg *m, size_t *len, char err[EVC_ERR_LEN])
 {
-	char dummy[MSG_ERR_LEN];
+	char dummy[EVC_ERR_LEN];
 	struct enc e;
 	char *out = NULL;
 	const char *tname = msg_type_name(m->type);
@@ -922,4 +923,257 @@ char *msg_encode(const struct msg *m, size_t *len, char err[MSG_ERR_LEN])
 	}
 	json_decref(e.obj);
 	return out;
+}
+
+/* ---- the hand-rolled writer of the hot shapes ----
+ *
+ * CONSUMO_UPDATE (one per applied CONSUMO) and NETWORK_STATUS_UPDATE (every
+ * CP, each second while anything changes) are written straight into one
+ * buffer: building a jansson tree of them, a malloc per value, and
+ * printing each real with printf's exact binary-to-decimal conversion were
+ * most of the publisher's time in a telemetry flood. Every other type goes
+ * through jansson (msg_encode_ref), and the tests and tests/fuzz/fuzz_msg.c
+ * check that both give JSON that parses to equal values. The field rules
+ * are the same functions (check_str, check_num); the output has the same
+ * keys in the same order. */
+
+struct jw {
+	char *buf;
+	size_t len, cap;
+	char *err;
+	int bad;
+};
+
+static void jw_reserve(struct jw *w, size_t n)
+{
+	if (w->len + n + 1 <= w->cap)
+		return;
+	size_t cap = w->cap ? w->cap : 256;
+	while (cap < w->len + n + 1)
+		cap *= 2;
+	w->buf = xrealloc(w->buf, cap);
+	w->cap = cap;
+}
+
+static void jw_raw(struct jw *w, const char *s, size_t n)
+{
+	jw_reserve(w, n);
+	memcpy(w->buf + w->len, s, n);
+	w->len += n;
+}
+
+#define JW_LIT(w, lit) jw_raw(w, lit, sizeof(lit) - 1)
+
+size_t msg_json_string(char *out, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *o = out;
+	*o++ = '"';
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x20 && c != '"' && c != '\\') {
+			*o++ = (char)c;
+			continue;
+		}
+		*o++ = '\\';
+		switch (c) {
+		case '"': *o++ = '"'; break;
+		case '\\': *o++ = '\\'; break;
+		case '\b': *o++ = 'b'; break;
+		case '\f': *o++ = 'f'; break;
+		case '\n': *o++ = 'n'; break;
+		case '\r': *o++ = 'r'; break;
+		case '\t': *o++ = 't'; break;
+		default:
+			*o++ = 'u';
+			*o++ = '0';
+			*o++ = '0';
+			*o++ = hex[c >> 4];
+			*o++ = hex[c & 15];
+			break;
+		}
+	}
+	*o++ = '"';
+	return (size_t)(o - out);
+}
+
+static void jw_string(struct jw *w, const char *s, size_t n)
+{
+	jw_reserve(w, n * 6 + 2);
+	w->len += msg_json_string(w->buf + w->len, s, n);
+}
+
+/* "name": after a comma unless it is the first key of its object. */
+static void jw_key(struct jw *w, const char *name)
+{
+	if (w->len > 0 && w->buf[w->len - 1] != '{')
+		JW_LIT(w, ",");
+	jw_string(w, name, strlen(name));
+	JW_LIT(w, ":");
+}
+
+/* The shortest of %.15g, %.16g, %.17g that strtod reads back as v, with
+ * ".0" if it looks like an integer (a JSON real, as jansson prints). */
+static size_t fmt_shortest(char out[40], double v)
+{
+	int n = 0;
+	for (int prec = 15; prec <= 17; prec++) {
+		n = snprintf(out, 40, "%.*g", prec, v);
+		if (strtod(out, NULL) == v)
+			break;
+	}
+	if (strpbrk(out, ".eE") == NULL && n < 38) {
+		memcpy(out + n, ".0", 3);
+		n += 2;
+	}
+	return (size_t)n;
+}
+
+/* v (finite, 0..max) rounded to 1/scale, as a JSON real. After the
+ * rounding v * scale is an integer N below 2^53 for every bound here, and
+ * the exact decimal N / scale (trailing zeros dropped) is what strtod reads
+ * back as v, since both that decimal and v are N / scale correctly rounded:
+ * no printf needed. Anything larger takes fmt_shortest. */
+static void jw_num(struct jw *w, const char *name, double v, double max, double scale)
+{
+	if (w->bad)
+		return;
+	if (check_num(name, v, max, w->err) != 0) {
+		w->bad = 1;
+		return;
+	}
+	jw_key(w, name);
+	double r = round_to(v, scale);
+	double nd = round(r * scale);
+	char tmp[40];
+	size_t n = 0;
+	if (nd >= 9007199254740992.0 || nd / scale != r) {
+		n = fmt_shortest(tmp, r);
+		jw_raw(w, tmp, n);
+		return;
+	}
+	uint64_t N = (uint64_t)nd, S = (uint64_t)scale, ip = N / S, fp = N % S;
+	char digits[24];
+	int k = 0;
+	do {
+		digits[k++] = (char)('0' + ip % 10);
+		ip /= 10;
+	} while (ip > 0);
+	while (k > 0)
+		tmp[n++] = digits[--k];
+	tmp[n++] = '.';
+	int places = 0;
+	for (uint64_t t = S; t > 1; t /= 10)
+		places++;
+	if (fp == 0) {
+		tmp[n++] = '0';
+	} else {
+		for (int i = places - 1; i >= 0; i--, fp /= 10)
+			digits[i] = (char)('0' + fp % 10);
+		while (places > 1 && digits[places - 1] == '0')
+			places--;
+		memcpy(tmp + n, digits, (size_t)places);
+		n += (size_t)places;
+	}
+	jw_raw(w, tmp, n);
+}
+
+/* s is a char array of size cap, checked as enc_str does. */
+static void jw_str(struct jw *w, const char *name, const char *s, size_t cap, enum str_kind kind, size_t max)
+{
+	if (w->bad)
+		return;
+	const char *nul = memchr(s, '\0', cap);
+	if (nul == NULL) {
+		fail(w->err, "field '%s' is not NUL-terminated", name);
+		w->bad = 1;
+		return;
+	}
+	if (check_str(name, s, (size_t)(nul - s), kind, max, w->err) != 0) {
+		w->bad = 1;
+		return;
+	}
+	jw_key(w, name);
+	jw_string(w, s, (size_t)(nul - s));
+}
+
+#define JW_STR(w, name, field, kind, max) jw_str(w, name, field, sizeof(field), kind, max)
+
+static void jw_consumo_update(struct jw *w, const struct msg *m)
+{
+	JW_STR(w, "cp_id", m->cp_id, S_CP_ID, MSG_CP_ID_MAX);
+	JW_STR(w, "user_id", m->user_id, S_USER_ID, MSG_ID_MAX);
+	JW_STR(w, "target_driver", m->user_id, S_USER_ID, MSG_ID_MAX);
+	if (m->has_session_id)
+		JW_STR(w, "session_id", m->session_id, S_TOKEN, MSG_ID_MAX);
+	if (m->has_request_id)
+		JW_STR(w, "request_id", m->request_id, S_TOKEN, MSG_ID_MAX);
+	jw_num(w, "kwh", m->kwh, KWH_MAX, SC_KWH);
+	jw_num(w, "importe", m->importe, IMPORTE_MAX, SC_EUR);
+	jw_num(w, "kw", m->kw, KW_MAX, SC_KWH);
+	if (m->has_timestamp)
+		jw_num(w, "timestamp", m->timestamp, TIME_MAX, SC_TIME);
+}
+
+static void jw_network_status(struct jw *w, const struct msg *m)
+{
+	jw_num(w, "timestamp", m->timestamp, TIME_MAX, SC_TIME);
+	if (w->bad)
+		return;
+	if (m->ncps > MSG_STATUS_MAX || (m->ncps > 0 && m->cps == NULL)) {
+		fail(w->err, "field 'cps' has too many entries (%zu, at most %d)", m->ncps, MSG_STATUS_MAX);
+		w->bad = 1;
+		return;
+	}
+	JW_LIT(w, ",\"cps\":[");
+	for (size_t i = 0; i < m->ncps; i++) {
+		const struct msg_cp_status *cp = &m->cps[i];
+		if (i > 0)
+			JW_LIT(w, ",");
+		JW_LIT(w, "{");
+		JW_STR(w, "id", cp->id, S_CP_ID, MSG_CP_ID_MAX);
+		if (!w->bad && (memchr(cp->status, '\0', sizeof(cp->status)) == NULL || cp_state_parse(cp->status) < 0)) {
+			fail(w->err, "field 'status' is not a CP state");
+			w->bad = 1;
+		}
+		JW_STR(w, "status", cp->status, S_TEXT, sizeof(cp->status) - 1);
+		JW_STR(w, "location", cp->location, S_LOCATION, MSG_LOCATION_MAX);
+		jw_num(w, "price", cp->price, PRICE_MAX, SC_PRICE);
+		if (w->bad) {
+			/* Say which entry, keeping the field's own message. */
+			char tmp[EVC_ERR_LEN];
+			snprintf(tmp, sizeof(tmp), "cps[%zu]: %s", i, w->err);
+			memcpy(w->err, tmp, EVC_ERR_LEN);
+			return;
+		}
+		JW_LIT(w, "}");
+	}
+	JW_LIT(w, "]");
+}
+
+char *msg_encode(const struct msg *m, size_t *len, char err[EVC_ERR_LEN])
+{
+	if (m->type != MSG_CONSUMO_UPDATE && m->type != MSG_NETWORK_STATUS_UPDATE)
+		return msg_encode_ref(m, len, err);
+	char dummy[EVC_ERR_LEN];
+	if (err == NULL)
+		err = dummy;
+	err[0] = '\0';
+	struct jw w = { .err = err };
+	JW_LIT(&w, "{\"type\":");
+	const char *tname = msg_type_name(m->type);
+	jw_string(&w, tname, strlen(tname));
+	if (m->type == MSG_CONSUMO_UPDATE)
+		jw_consumo_update(&w, m);
+	else
+		jw_network_status(&w, m);
+	if (w.bad) {
+		free(w.buf);
+		return NULL;
+	}
+	JW_LIT(&w, "}");
+	w.buf[w.len] = '\0';
+	if (len != NULL)
+		*len = w.len;
+	return w.buf;
 }

@@ -14,20 +14,20 @@
 #include "evc/clock.h"
 #include "evc/net.h"
 
-int net_parse_port(const char *s, int allow_zero, int *port, char err[NET_ERR_LEN])
+int net_parse_port(const char *s, int allow_zero, int *port, char err[EVC_ERR_LEN])
 {
 	char *end;
 	errno = 0;
 	long v = strtol(s, &end, 10);
 	if (s[0] == '\0' || *end != '\0' || errno != 0 || v < (allow_zero ? 0 : 1) || v > 65535) {
-		snprintf(err, NET_ERR_LEN, "invalid port '%s' (expected %d..65535)", s, allow_zero ? 0 : 1);
+		snprintf(err, EVC_ERR_LEN, "invalid port '%s' (expected %d..65535)", s, allow_zero ? 0 : 1);
 		return -1;
 	}
 	*port = (int)v;
 	return 0;
 }
 
-int net_parse_hostport(const char *s, char *host, size_t hostlen, int *port, char err[NET_ERR_LEN])
+int net_parse_hostport(const char *s, char *host, size_t hostlen, int *port, char err[EVC_ERR_LEN])
 {
 	const char *colon;
 	const char *h = s;
@@ -36,31 +36,31 @@ int net_parse_hostport(const char *s, char *host, size_t hostlen, int *port, cha
 	if (s[0] == '[') {
 		const char *close = strchr(s, ']');
 		if (close == NULL || close[1] != ':') {
-			snprintf(err, NET_ERR_LEN, "invalid address '%s' (expected [v6]:port)", s);
+			snprintf(err, EVC_ERR_LEN, "invalid address '%s' (expected [v6]:port)", s);
 			return -1;
 		}
 		h = s + 1;
 		hl = (size_t)(close - h);
 		colon = close + 1;
 		if (memchr(h, ':', hl) == NULL) {
-			snprintf(err, NET_ERR_LEN, "invalid address '%s' (brackets hold an IPv6 address)", s);
+			snprintf(err, EVC_ERR_LEN, "invalid address '%s' (brackets hold an IPv6 address)", s);
 			return -1;
 		}
 	} else {
 		colon = strrchr(s, ':');
 		if (colon == NULL) {
-			snprintf(err, NET_ERR_LEN, "invalid address '%s' (expected host:port, e.g. 127.0.0.1:%s)", s,
+			snprintf(err, EVC_ERR_LEN, "invalid address '%s' (expected host:port, e.g. 127.0.0.1:%s)", s,
 				 s[0] >= '0' && s[0] <= '9' && strspn(s, "0123456789") == strlen(s) ? s : "7001");
 			return -1;
 		}
 		if (memchr(s, ':', (size_t)(colon - s)) != NULL) {
-			snprintf(err, NET_ERR_LEN, "invalid address '%s' (write an IPv6 address as [v6]:port)", s);
+			snprintf(err, EVC_ERR_LEN, "invalid address '%s' (write an IPv6 address as [v6]:port)", s);
 			return -1;
 		}
 		hl = (size_t)(colon - s);
 	}
 	if (hl == 0 || hl >= hostlen) {
-		snprintf(err, NET_ERR_LEN, "invalid host in '%s'", s);
+		snprintf(err, EVC_ERR_LEN, "invalid host in '%s'", s);
 		return -1;
 	}
 	memcpy(host, h, hl);
@@ -70,21 +70,21 @@ int net_parse_hostport(const char *s, char *host, size_t hostlen, int *port, cha
 	return 0;
 }
 
-int net_parse_host(const char *s, char *host, size_t hostlen, char err[NET_ERR_LEN])
+int net_parse_host(const char *s, char *host, size_t hostlen, char err[EVC_ERR_LEN])
 {
 	const char *h = s;
 	size_t hl = strlen(s);
 
 	if (s[0] == '[') {
 		if (hl < 3 || s[hl - 1] != ']' || memchr(s + 1, ':', hl - 2) == NULL) {
-			snprintf(err, NET_ERR_LEN, "invalid address '%s' (expected [v6], v6, v4 or a name)", s);
+			snprintf(err, EVC_ERR_LEN, "invalid address '%s' (expected [v6], v6, v4 or a name)", s);
 			return -1;
 		}
 		h = s + 1;
 		hl -= 2;
 	}
 	if (hl == 0 || hl >= hostlen || strpbrk(s, " \t/") != NULL) {
-		snprintf(err, NET_ERR_LEN, "invalid address '%s'", s);
+		snprintf(err, EVC_ERR_LEN, "invalid address '%s'", s);
 		return -1;
 	}
 	memcpy(host, h, hl);
@@ -132,7 +132,7 @@ int net_set_nodelay(int fd)
 	return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-int net_listen(const char *host, int port, int backlog, char err[NET_ERR_LEN])
+int net_listen(const char *host, int port, int backlog, char err[EVC_ERR_LEN])
 {
 	struct addrinfo hints, *res = NULL, *ai;
 	char portstr[16];
@@ -145,7 +145,7 @@ int net_listen(const char *host, int port, int backlog, char err[NET_ERR_LEN])
 	snprintf(portstr, sizeof portstr, "%d", port);
 	rc = getaddrinfo(host, portstr, &hints, &res);
 	if (rc != 0) {
-		snprintf(err, NET_ERR_LEN, "cannot resolve %s: %s", host ? host : "*", gai_strerror(rc));
+		snprintf(err, EVC_ERR_LEN, "cannot resolve %s: %s", host ? host : "*", gai_strerror(rc));
 		return -1;
 	}
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
@@ -166,7 +166,7 @@ int net_listen(const char *host, int port, int backlog, char err[NET_ERR_LEN])
 	if (fd == -1) {
 		char addr[300];
 		net_format_hostport(host ? host : "*", port, addr, sizeof addr);
-		snprintf(err, NET_ERR_LEN, "cannot listen on %s: %s", addr, strerror(saved));
+		snprintf(err, EVC_ERR_LEN, "cannot listen on %s: %s", addr, strerror(saved));
 	}
 	return fd;
 }
@@ -184,7 +184,7 @@ int net_local_port(int fd)
 	return -1;
 }
 
-int net_connect(const char *host, int port, int timeout_ms, char err[NET_ERR_LEN])
+int net_connect(const char *host, int port, int timeout_ms, char err[EVC_ERR_LEN])
 {
 	struct addrinfo hints, *res = NULL, *ai;
 	char portstr[16];
@@ -196,7 +196,7 @@ int net_connect(const char *host, int port, int timeout_ms, char err[NET_ERR_LEN
 	snprintf(portstr, sizeof portstr, "%d", port);
 	rc = getaddrinfo(host, portstr, &hints, &res);
 	if (rc != 0) {
-		snprintf(err, NET_ERR_LEN, "cannot resolve %s: %s", host, gai_strerror(rc));
+		snprintf(err, EVC_ERR_LEN, "cannot resolve %s: %s", host, gai_strerror(rc));
 		return -1;
 	}
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
@@ -233,7 +233,7 @@ int net_connect(const char *host, int port, int timeout_ms, char err[NET_ERR_LEN
 	{
 		char addr[300];
 		net_format_hostport(host, port, addr, sizeof addr);
-		snprintf(err, NET_ERR_LEN, "cannot connect to %s: %s", addr, strerror(saved));
+		snprintf(err, EVC_ERR_LEN, "cannot connect to %s: %s", addr, strerror(saved));
 	}
 	return -1;
 connected:

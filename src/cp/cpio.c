@@ -44,19 +44,19 @@ static void start_session(struct cpio_link *l, enum link_role role, double now)
 
 /* Start a connect to the next address that gets as far as one; 0, or -1
  * with err (the last address's reason) when none is left. */
-static int connect_next(struct cpio_link *l, double now, char err[CPIO_ERR_LEN])
+static int connect_next(struct cpio_link *l, double now, char err[EVC_ERR_LEN])
 {
 	while (l->iaddr < l->naddrs) {
 		int k = l->iaddr;
 		const struct sockaddr *sa = (const struct sockaddr *)&l->addrs[k];
 		int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 		if (fd == -1) {
-			snprintf(err, CPIO_ERR_LEN, "socket: %s", strerror(errno));
+			snprintf(err, EVC_ERR_LEN, "socket: %s", strerror(errno));
 			l->iaddr++;
 			continue;
 		}
 		if (connect(fd, sa, l->addrlens[k]) == -1 && errno != EINPROGRESS) {
-			snprintf(err, CPIO_ERR_LEN, "connect to %s: %s", l->peer, strerror(errno));
+			snprintf(err, EVC_ERR_LEN, "connect to %s: %s", l->peer, strerror(errno));
 			close(fd);
 			l->iaddr++;
 			continue;
@@ -71,20 +71,20 @@ static int connect_next(struct cpio_link *l, double now, char err[CPIO_ERR_LEN])
 }
 
 /* The current attempt failed with err: try the next address, if any. */
-static int connect_failed(struct cpio_link *l, double now, char err[CPIO_ERR_LEN])
+static int connect_failed(struct cpio_link *l, double now, char err[EVC_ERR_LEN])
 {
 	close(l->fd);
 	l->fd = -1;
 	l->connecting = 0;
 	l->iaddr++;
-	char tmp[CPIO_ERR_LEN];
+	char tmp[EVC_ERR_LEN];
 	if (l->iaddr < l->naddrs && connect_next(l, now, tmp) == 0)
 		return 0;
 	return -1; /* err keeps the reason of the failure that ended it */
 }
 
 int cpio_link_connect_addrs(struct cpio_link *l, const struct addrinfo *ai, const char *name, double now,
-			    char err[CPIO_ERR_LEN])
+			    char err[EVC_ERR_LEN])
 {
 	l->naddrs = l->iaddr = 0;
 	for (; ai != NULL && l->naddrs < CPIO_ADDRS_MAX; ai = ai->ai_next) {
@@ -94,11 +94,11 @@ int cpio_link_connect_addrs(struct cpio_link *l, const struct addrinfo *ai, cons
 		l->addrlens[l->naddrs++] = ai->ai_addrlen;
 	}
 	snprintf(l->peer, sizeof l->peer, "%s", name);
-	snprintf(err, CPIO_ERR_LEN, "no address for %s", name);
+	snprintf(err, EVC_ERR_LEN, "no address for %s", name);
 	return connect_next(l, now, err);
 }
 
-int cpio_link_connect(struct cpio_link *l, const char *host, int port, double now, char err[CPIO_ERR_LEN])
+int cpio_link_connect(struct cpio_link *l, const char *host, int port, double now, char err[EVC_ERR_LEN])
 {
 	struct addrinfo hints, *res = NULL;
 	char portstr[16], name[64];
@@ -109,7 +109,7 @@ int cpio_link_connect(struct cpio_link *l, const char *host, int port, double no
 	snprintf(portstr, sizeof portstr, "%d", port);
 	int rc = getaddrinfo(host, portstr, &hints, &res);
 	if (rc != 0) {
-		snprintf(err, CPIO_ERR_LEN, "cannot resolve %s: %s", host, gai_strerror(rc));
+		snprintf(err, EVC_ERR_LEN, "cannot resolve %s: %s", host, gai_strerror(rc));
 		return -1;
 	}
 	snprintf(name, sizeof name, "%.50s:%d", host, port);
@@ -141,7 +141,7 @@ short cpio_link_events(const struct cpio_link *l)
 	return (short)(POLLIN | ((n > 0 && !l->wr_want_in) || l->rd_want_out ? POLLOUT : 0));
 }
 
-static int flush_out(struct cpio_link *l, char err[CPIO_ERR_LEN])
+static int flush_out(struct cpio_link *l, char err[EVC_ERR_LEN])
 {
 	for (;;) {
 		size_t n = 0;
@@ -175,7 +175,7 @@ static int flush_out(struct cpio_link *l, char err[CPIO_ERR_LEN])
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return 0;
-			snprintf(err, CPIO_ERR_LEN, "write: %s", strerror(errno));
+			snprintf(err, EVC_ERR_LEN, "write: %s", strerror(errno));
 			return -1;
 		}
 		link_session_consumed(&l->s, (size_t)w);
@@ -185,45 +185,45 @@ static int flush_out(struct cpio_link *l, char err[CPIO_ERR_LEN])
 /* A peer that sends and never reads (an ENQ flood) grows our answers
  * without bound: past CPIO_OUT_MAX bytes waiting the link is over, as
  * Central's link server closes one whose write queue is full. */
-static int output_full(struct cpio_link *l, char err[CPIO_ERR_LEN])
+static int output_full(struct cpio_link *l, char err[EVC_ERR_LEN])
 {
 	size_t n = 0;
 	link_session_output(&l->s, &n);
 	if (n <= CPIO_OUT_MAX)
 		return 0;
-	snprintf(err, CPIO_ERR_LEN, "%s does not read what it is sent (%zu bytes waiting)", l->peer, n);
+	snprintf(err, EVC_ERR_LEN, "%s does not read what it is sent (%zu bytes waiting)", l->peer, n);
 	return -1;
 }
 
-static int session_over(struct cpio_link *l, char err[CPIO_ERR_LEN])
+static int session_over(struct cpio_link *l, char err[EVC_ERR_LEN])
 {
 	if (l->s.state == LINK_CLOSED || l->s.state == LINK_BROKEN) {
-		char tmp[CPIO_ERR_LEN];
+		char tmp[EVC_ERR_LEN];
 		flush_out(l, tmp); /* an EOT or last ACK may still be waiting */
-		snprintf(err, CPIO_ERR_LEN, "%s", l->s.err);
+		snprintf(err, EVC_ERR_LEN, "%s", l->s.err);
 		return -1;
 	}
 	return 0;
 }
 
-int cpio_link_pump(struct cpio_link *l, double now, char err[CPIO_ERR_LEN])
+int cpio_link_pump(struct cpio_link *l, double now, char err[EVC_ERR_LEN])
 {
 	if (l->fd == -1) {
-		snprintf(err, CPIO_ERR_LEN, "not connected");
+		snprintf(err, EVC_ERR_LEN, "not connected");
 		return -1;
 	}
 	if (l->connecting) {
 		/* A connect that never completes counts as a failure after the
 		 * same time a handshake answer may take. */
 		if (now - l->since > CPIO_CONNECT_TIMEOUT) {
-			snprintf(err, CPIO_ERR_LEN, "connect to %s timed out", l->peer);
+			snprintf(err, EVC_ERR_LEN, "connect to %s timed out", l->peer);
 			return connect_failed(l, now, err);
 		}
 		return 0;
 	}
 	if (l->tls_hs) {
 		if (now - l->since > CPIO_CONNECT_TIMEOUT) {
-			snprintf(err, CPIO_ERR_LEN, "TLS handshake with %s timed out", l->peer);
+			snprintf(err, EVC_ERR_LEN, "TLS handshake with %s timed out", l->peer);
 			return -1;
 		}
 		return 0;
@@ -236,7 +236,7 @@ int cpio_link_pump(struct cpio_link *l, double now, char err[CPIO_ERR_LEN])
 
 /* One step of the TLS handshake; once done, the link session starts (ENQ
  * queued) inside it. 0, or -1 with err (a verification failure says so). */
-static int tls_step(struct cpio_link *l, double now, char err[CPIO_ERR_LEN])
+static int tls_step(struct cpio_link *l, double now, char err[EVC_ERR_LEN])
 {
 	enum tls_rc rc = tls_handshake(l->ssl, err);
 	if (rc == TLS_WANT_READ || rc == TLS_WANT_WRITE) {
@@ -252,7 +252,7 @@ static int tls_step(struct cpio_link *l, double now, char err[CPIO_ERR_LEN])
 }
 
 /* TCP is up: the TLS handshake starts, with CPIO_CONNECT_TIMEOUT of its own. */
-static int tls_start(struct cpio_link *l, double now, char err[CPIO_ERR_LEN])
+static int tls_start(struct cpio_link *l, double now, char err[EVC_ERR_LEN])
 {
 	l->ssl = tls_client_new(l->tls, l->fd, l->tls_host, &l->tls_session, err);
 	if (l->ssl == NULL)
@@ -263,7 +263,7 @@ static int tls_start(struct cpio_link *l, double now, char err[CPIO_ERR_LEN])
 }
 
 /* Decrypted input into the session. 0, or -1 with err when the link is over. */
-static int tls_input(struct cpio_link *l, double now, link_frame_fn fn, void *arg, char err[CPIO_ERR_LEN])
+static int tls_input(struct cpio_link *l, double now, link_frame_fn fn, void *arg, char err[EVC_ERR_LEN])
 {
 	uint8_t buf[16384]; /* a whole record */
 	/* Bounded like the plaintext reads, except that a record already
@@ -280,7 +280,7 @@ static int tls_input(struct cpio_link *l, double now, link_frame_fn fn, void *ar
 			return 0;
 		}
 		if (rc == TLS_EOF) {
-			snprintf(err, CPIO_ERR_LEN, "connection closed by peer without EOT");
+			snprintf(err, EVC_ERR_LEN, "connection closed by peer without EOT");
 			return -1;
 		}
 		if (rc != TLS_OK)
@@ -295,10 +295,10 @@ static int tls_input(struct cpio_link *l, double now, link_frame_fn fn, void *ar
 }
 
 int cpio_link_service(struct cpio_link *l, short revents, double now, link_frame_fn fn, void *arg,
-		      char err[CPIO_ERR_LEN])
+		      char err[EVC_ERR_LEN])
 {
 	if (l->fd == -1) {
-		snprintf(err, CPIO_ERR_LEN, "not connected");
+		snprintf(err, EVC_ERR_LEN, "not connected");
 		return -1;
 	}
 	if (l->connecting) {
@@ -309,7 +309,7 @@ int cpio_link_service(struct cpio_link *l, short revents, double now, link_frame
 		if (getsockopt(l->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == -1)
 			soerr = errno;
 		if (soerr != 0) {
-			snprintf(err, CPIO_ERR_LEN, "connect to %s: %s", l->peer, strerror(soerr));
+			snprintf(err, EVC_ERR_LEN, "connect to %s: %s", l->peer, strerror(soerr));
 			return connect_failed(l, now, err);
 		}
 		l->connecting = 0;
@@ -346,14 +346,14 @@ int cpio_link_service(struct cpio_link *l, short revents, double now, link_frame
 				continue;
 			}
 			if (r == 0) {
-				snprintf(err, CPIO_ERR_LEN, "connection closed by peer without EOT");
+				snprintf(err, EVC_ERR_LEN, "connection closed by peer without EOT");
 				return -1;
 			}
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				break;
-			snprintf(err, CPIO_ERR_LEN, "read: %s", strerror(errno));
+			snprintf(err, EVC_ERR_LEN, "read: %s", strerror(errno));
 			return -1;
 		}
 	}
@@ -378,7 +378,7 @@ int cpio_link_sendf(struct cpio_link *l, double now, const char *fmt, ...)
 		return -1;
 	if (link_session_send(&l->s, data, (size_t)n, now, NULL) < 0)
 		return -1;
-	char err[CPIO_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	flush_out(l, err); /* a write error shows up on the next poll */
 	return 0;
 }
@@ -389,7 +389,7 @@ void cpio_link_close(struct cpio_link *l, int send_eot)
 		if (l->has_session && !l->connecting) {
 			if (send_eot)
 				link_session_close(&l->s);
-			char err[CPIO_ERR_LEN];
+			char err[EVC_ERR_LEN];
 			flush_out(l, err);
 			if (send_eot)
 				tls_close_notify(l->ssl);

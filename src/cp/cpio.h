@@ -12,8 +12,9 @@
 #include <openssl/ssl.h>
 
 #include "evc/link.h"
+#include "evc/err.h"
 
-#define CPIO_ERR_LEN 256
+#define CPIO_ERR_LEN EVC_ERR_LEN /* XXX-ERRLEN alias until the last callers move */
 #define CPIO_ADDRS_MAX 8
 /* Bytes of answers waiting for a peer that does not read them before its
  * link is closed, and reads of a link per poll() turn (fairness). */
@@ -63,11 +64,11 @@ void cpio_link_release(struct cpio_link *l);
 /* Client: start a non-blocking connect to host:port. 0 (l->connecting: the
  * TCP connect, then the TLS handshake if set, are under way; the session
  * starts with ENQ queued once both are done) or -1 with err. */
-int cpio_link_connect(struct cpio_link *l, const char *host, int port, double now, char err[CPIO_ERR_LEN]);
+int cpio_link_connect(struct cpio_link *l, const char *host, int port, double now, char err[EVC_ERR_LEN]);
 /* The same over a given address list (the first CPIO_ADDRS_MAX of ai);
  * name is the peer's name for messages. */
 int cpio_link_connect_addrs(struct cpio_link *l, const struct addrinfo *ai, const char *name, double now,
-			    char err[CPIO_ERR_LEN]);
+			    char err[EVC_ERR_LEN]);
 /* Server: adopt an accepted fd (made non-blocking here) as a LINK_SERVER. */
 void cpio_link_accept(struct cpio_link *l, int fd, const char *peer, double now);
 /* poll() events this link wants (0 if down). */
@@ -78,10 +79,10 @@ short cpio_link_events(const struct cpio_link *l);
  * "certificate verify failed: hostname mismatch for 'x'", protocol failure
  * or EOT) with the reason in err; the caller then calls cpio_link_close. */
 int cpio_link_service(struct cpio_link *l, short revents, double now, link_frame_fn fn, void *arg,
-		      char err[CPIO_ERR_LEN]);
+		      char err[EVC_ERR_LEN]);
 /* Timers and writing without a poll event (after queueing frames). Same
  * return as cpio_link_service. */
-int cpio_link_pump(struct cpio_link *l, double now, char err[CPIO_ERR_LEN]);
+int cpio_link_pump(struct cpio_link *l, double now, char err[EVC_ERR_LEN]);
 /* True when the handshake is done and frames can be exchanged. */
 int cpio_link_open(const struct cpio_link *l);
 /* Queue a frame (printf-style DATA). 0 or -1 (link not usable, bad DATA). */

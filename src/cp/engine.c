@@ -223,8 +223,8 @@ static char *seal(struct eng *e, const char *json, size_t len, size_t *outlen, c
 /* sealed: a cp_telemetry message, encrypted when the engine is secured. */
 static void produce(struct eng *e, struct msg *m, const char *topic, const char *key, int sealed)
 {
-	char err[MSG_ERR_LEN];
-	char berr[BUS_ERR_LEN];
+	char err[EVC_ERR_LEN];
+	char berr[EVC_ERR_LEN];
 	size_t len = 0;
 	if (sealed && e->secured && !e->has_key) {
 		cpio_event("ERROR %s not sent: no key from Central yet", msg_type_name(m->type));
@@ -802,7 +802,7 @@ static void accept_clients(struct eng *e, double now)
 
 static void timers(struct eng *e, double now)
 {
-	char err[CPIO_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	for (int i = 0; i < MAX_CLIENTS; i++) {
 		struct client *c = &e->cl[i];
 		if (c->used && !c->closing && cpauth_expired(&c->auth, now))
@@ -989,7 +989,7 @@ static void parse_args(struct eng *e, int argc, char **argv, int *headless, char
 	const char *prefix = NULL;
 	const char *log_format = NULL, *config_path = NULL;
 	int no_color = 0;
-	char err[NET_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	int c;
 	/* The monitor runs on the same machine: nothing else needs to reach
 	 * the engine, so it is not offered to the network unless asked. */
@@ -1072,7 +1072,7 @@ int main(int argc, char **argv)
 	struct eng *e = xcalloc(1, sizeof *e);
 	int headless = 0, rc = 0;
 	char brokers[512];
-	char err[256];
+	char err[EVC_ERR_LEN];
 	struct config conf;
 	log_set_progname(PROG);
 	parse_args(e, argc, argv, &headless, brokers, sizeof brokers, &conf);
@@ -1189,7 +1189,7 @@ int main(int argc, char **argv)
 		for (int i = 0; i < MAX_CLIENTS; i++) {
 			if (idx[i] < 0 || !pf[idx[i]].revents)
 				continue;
-			char cerr[CPIO_ERR_LEN];
+			char cerr[EVC_ERR_LEN];
 			e->cur = i;
 			int r = cpio_link_service(&e->cl[i].l, pf[idx[i]].revents, now, on_frame, e, cerr);
 			e->cur = -1;

@@ -93,7 +93,7 @@ struct mon {
 	SSL_CTX *cen_tls;      /* TLS to Central (--tls/--ca), NULL: Release-1 plaintext */
 	const char *ca_file;   /* --ca, or the default; NULL: no TLS */
 	char ca_buf[4096];     /* the default beside --credential */
-	char c_last_err[CPIO_ERR_LEN]; /* last connect failure logged: each is said once */
+	char c_last_err[EVC_ERR_LEN]; /* last connect failure logged: each is said once */
 	enum cen_state cstate;
 	unsigned cgen;
 	double c_next_try, c_backoff, c_reg_deadline, c_last_hb;
@@ -805,7 +805,7 @@ static void engine_down(struct mon *m, double now, const char *reason, const cha
 
 static void try_connect(struct mon *m, double now)
 {
-	char err[CPIO_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	if (m->cstate == C_DOWN && !m->halted && now >= m->c_next_try) {
 		m->cgen++;
 		if (cpio_link_connect(&m->cen, m->cen_host, m->cen_port, now, err) == 0)
@@ -844,7 +844,7 @@ static void after_service(struct mon *m, double now)
 
 static void timers(struct mon *m, double now)
 {
-	char err[CPIO_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	try_connect(m, now);
 
 	if (m->cstate != C_DOWN && cpio_link_pump(&m->cen, now, err) < 0)
@@ -1067,7 +1067,7 @@ static void parse_args(struct mon *m, int argc, char **argv, int *headless, stru
 	const char *log_format = NULL, *config_path = NULL;
 	int no_color = 0;
 	int tls = 0;
-	char err[NET_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	int c;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":hV", opts, NULL)) != -1) {
@@ -1182,7 +1182,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	if (!headless && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
-		char err[256];
+		char err[EVC_ERR_LEN];
 		char title[128];
 		snprintf(title, sizeof title, PROG " %s  %s", m->cp_id, m->secured ? "secured" : "R1 plaintext");
 		m->scr = cp_screen_open(CP_SCREEN_MONITOR, title, err);
@@ -1257,7 +1257,7 @@ int main(int argc, char **argv)
 			break;
 		}
 		now = clock_mono();
-		char err[CPIO_ERR_LEN];
+		char err[EVC_ERR_LEN];
 		if (i_cen >= 0 && pf[i_cen].revents) {
 			if (cpio_link_service(&m->cen, pf[i_cen].revents, now, on_central_frame, m, err) < 0)
 				central_down(m, now, m->c_denied ? "registration denied" : err, 0);

@@ -204,7 +204,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		o->brokers = pos[0];
 		o->user = pos[1];
 		o->file = npos == 3 ? pos[2] : NULL;
-		char host[256], nerr[NET_ERR_LEN];
+		char host[256], nerr[EVC_ERR_LEN];
 		int port;
 		if (net_parse_hostport(o->brokers, host, sizeof host, &port, nerr) == -1)
 			return bad_usage("Kafka address: %s", nerr);
@@ -254,15 +254,15 @@ static void on_kafka_state(void *arg, int up, const char *reason)
 
 /* librdkafka writes a byte into the pipe when the consumer's queue gets
  * something, so poll() wakes at once instead of on a timer. */
-static int wake_pipe(rd_kafka_t *rk, int p[2], char err[BUS_ERR_LEN])
+static int wake_pipe(rd_kafka_t *rk, int p[2], char err[EVC_ERR_LEN])
 {
 	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) == -1) {
-		snprintf(err, BUS_ERR_LEN, "pipe: %s", strerror(errno));
+		snprintf(err, EVC_ERR_LEN, "pipe: %s", strerror(errno));
 		return -1;
 	}
 	rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(rk);
 	if (q == NULL) {
-		snprintf(err, BUS_ERR_LEN, "consumer has no queue");
+		snprintf(err, EVC_ERR_LEN, "consumer has no queue");
 		return -1;
 	}
 	rd_kafka_queue_io_event_enable(q, p[1], "1", 1);
@@ -292,7 +292,7 @@ static void status_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_t
 	}
 }
 
-static rd_kafka_t *status_consumer_new(struct drv *d, char err[BUS_ERR_LEN])
+static rd_kafka_t *status_consumer_new(struct drv *d, char err[EVC_ERR_LEN])
 {
 	char group[BUS_NAME_MAX], base[160];
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -309,13 +309,13 @@ static rd_kafka_t *status_consumer_new(struct drv *d, char err[BUS_ERR_LEN])
 		{"reconnect.backoff.max.ms", "2000"}, {"log.connection.close", "false"},
 	};
 	for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
-		if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], err, BUS_ERR_LEN) != RD_KAFKA_CONF_OK) {
+		if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], err, EVC_ERR_LEN) != RD_KAFKA_CONF_OK) {
 			rd_kafka_conf_destroy(conf);
 			return NULL;
 		}
 	rd_kafka_conf_set_rebalance_cb(conf, status_rebalance);
 	bus_conf_logger(conf);
-	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, BUS_ERR_LEN);
+	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, EVC_ERR_LEN);
 	if (rk == NULL) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;
@@ -326,20 +326,20 @@ static rd_kafka_t *status_consumer_new(struct drv *d, char err[BUS_ERR_LEN])
 	rd_kafka_resp_err_t e = rd_kafka_subscribe(rk, t);
 	rd_kafka_topic_partition_list_destroy(t);
 	if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		snprintf(err, BUS_ERR_LEN, "cannot subscribe to %.150s: %s", d->t_status, rd_kafka_err2str(e));
+		snprintf(err, EVC_ERR_LEN, "cannot subscribe to %.150s: %s", d->t_status, rd_kafka_err2str(e));
 		rd_kafka_destroy(rk);
 		return NULL;
 	}
 	return rk;
 }
 
-static int produce_msg(struct drv *d, const struct msg *m, char err[BUS_ERR_LEN])
+static int produce_msg(struct drv *d, const struct msg *m, char err[EVC_ERR_LEN])
 {
-	char merr[MSG_ERR_LEN];
+	char merr[EVC_ERR_LEN];
 	size_t len;
 	char *json = msg_encode(m, &len, merr);
 	if (json == NULL) {
-		snprintf(err, BUS_ERR_LEN, "cannot encode %s: %.200s", msg_type_name(m->type), merr);
+		snprintf(err, EVC_ERR_LEN, "cannot encode %s: %.200s", msg_type_name(m->type), merr);
 		return -1;
 	}
 	int rc = bus_produce(d->prod, d->t_requests, m->user_id, json, len, err);
@@ -350,7 +350,7 @@ static int produce_msg(struct drv *d, const struct msg *m, char err[BUS_ERR_LEN]
 static void send_request(struct drv *d, const struct svc_request *r, double now)
 {
 	struct msg m;
-	char err[BUS_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	msg_init(&m, MSG_REQUEST_CHARGE);
 	xstrlcpy(m.user_id, d->o.user, sizeof m.user_id);
 	xstrlcpy(m.cp_id, r->cp_id, sizeof m.cp_id);
@@ -368,7 +368,7 @@ static void send_request(struct drv *d, const struct svc_request *r, double now)
 static void send_quit(struct drv *d)
 {
 	struct msg m;
-	char err[BUS_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	msg_init(&m, MSG_DRIVER_QUIT);
 	xstrlcpy(m.user_id, d->o.user, sizeof m.user_id);
 	if (produce_msg(d, &m, err) == -1)
@@ -447,7 +447,7 @@ out:
 static void handle_notif(struct drv *d, rd_kafka_message_t *km, double now)
 {
 	struct msg m;
-	char err[MSG_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	if (km->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		if (km->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
 			log_warn("kafka: %s", rd_kafka_message_errstr(km));
@@ -494,7 +494,7 @@ static void show_available(struct drv *d)
 static void handle_status(struct drv *d, rd_kafka_message_t *km)
 {
 	struct msg m;
-	char err[MSG_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	if (km->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		if (km->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
 			log_warn("kafka: %s", rd_kafka_message_errstr(km));
@@ -532,7 +532,7 @@ static void poll_kafka(struct drv *d)
 {
 	rd_kafka_message_t *km;
 	int n = 0;
-	char err[BUS_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	drain_pipe(d->notif_pipe[0]);
 	drain_pipe(d->status_pipe[0]);
 	/* Bounded batches keep the loop responsive under a flood. */
@@ -562,7 +562,7 @@ static void poll_kafka(struct drv *d)
 
 static void request_cp(struct drv *d, const char *cp)
 {
-	char err[MSG_ERR_LEN], line[400];
+	char err[EVC_ERR_LEN], line[400];
 	if (svc_enqueue(&d->svc, cp, err) == -1) {
 		snprintf(line, sizeof line, "ERROR cp '%.40s': %s", cp, err);
 		emit_line(d, line);
@@ -743,7 +743,7 @@ static void run(struct drv *d)
 int main(int argc, char **argv)
 {
 	struct drv d;
-	char err[BUS_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	int rc = 1;
 	memset(&d, 0, sizeof d);
 	d.notif_pipe[0] = d.notif_pipe[1] = d.status_pipe[0] = d.status_pipe[1] = -1;
@@ -759,7 +759,7 @@ int main(int argc, char **argv)
 
 	struct services sv = {0};
 	if (d.o.file != NULL) {
-		char serr[SERVICES_ERR_LEN];
+		char serr[EVC_ERR_LEN];
 		if (services_load(d.o.file, &sv, serr) == -1) {
 			fprintf(stderr, PROG ": services file '%s': %s\n", d.o.file, serr);
 			config_free(&d.o.conf);
@@ -777,7 +777,7 @@ int main(int argc, char **argv)
 	};
 	svc_init(&d.svc, &cfg, emit_line, &d);
 	for (size_t i = 0; i < sv.n; i++) {
-		char qerr[MSG_ERR_LEN];
+		char qerr[EVC_ERR_LEN];
 		if (svc_enqueue(&d.svc, sv.cp[i], qerr) == -1) /* parser checked already */
 			log_error("%s", qerr);
 	}
@@ -797,7 +797,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	if (!d.o.headless) {
-		char serr[DRIVER_SCREEN_ERR_LEN];
+		char serr[EVC_ERR_LEN];
 		d.scr = driver_screen_open(d.o.no_color, serr);
 		if (d.scr == NULL) {
 			fprintf(stderr, PROG ": %s (use --headless)\n", serr);

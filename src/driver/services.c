@@ -41,7 +41,7 @@ static void quote_safe(char *dst, size_t n, const char *src, size_t len)
 		memcpy(dst + n - 4, "...", 4);
 }
 
-int services_parse(const char *text, size_t len, struct services *out, char err[SERVICES_ERR_LEN])
+int services_parse(const char *text, size_t len, struct services *out, char err[EVC_ERR_LEN])
 {
 	size_t cap = 0, lineno = 0, pos = 0;
 	out->cp = NULL;
@@ -53,7 +53,7 @@ int services_parse(const char *text, size_t len, struct services *out, char err[
 		pos += llen + (nl != NULL ? 1 : 0);
 		lineno++;
 		if (memchr(line, '\0', llen) != NULL) {
-			snprintf(err, SERVICES_ERR_LEN, "line %zu: contains a NUL byte (not a text file?)", lineno);
+			snprintf(err, EVC_ERR_LEN, "line %zu: contains a NUL byte (not a text file?)", lineno);
 			goto fail;
 		}
 		const char *hash = memchr(line, '#', llen);
@@ -71,7 +71,7 @@ int services_parse(const char *text, size_t len, struct services *out, char err[
 		if (llen > MSG_CP_ID_MAX) {
 			char q[48];
 			quote_safe(q, sizeof q, line, llen);
-			snprintf(err, SERVICES_ERR_LEN, "line %zu: CP id '%s' is longer than %d characters", lineno, q,
+			snprintf(err, EVC_ERR_LEN, "line %zu: CP id '%s' is longer than %d characters", lineno, q,
 				 MSG_CP_ID_MAX);
 			goto fail;
 		}
@@ -80,12 +80,12 @@ int services_parse(const char *text, size_t len, struct services *out, char err[
 		if (!msg_valid_cp_id(id)) {
 			char q[48];
 			quote_safe(q, sizeof q, line, llen);
-			snprintf(err, SERVICES_ERR_LEN,
+			snprintf(err, EVC_ERR_LEN,
 				 "line %zu: invalid CP id '%s' (letters, digits, '-' and '_' only, one per line)", lineno, q);
 			goto fail;
 		}
 		if (out->n == SERVICES_MAX) {
-			snprintf(err, SERVICES_ERR_LEN, "line %zu: more than %d services", lineno, SERVICES_MAX);
+			snprintf(err, EVC_ERR_LEN, "line %zu: more than %d services", lineno, SERVICES_MAX);
 			goto fail;
 		}
 		if (out->n == cap) {
@@ -100,7 +100,7 @@ fail:
 	return -1;
 }
 
-int services_load(const char *path, struct services *out, char err[SERVICES_ERR_LEN])
+int services_load(const char *path, struct services *out, char err[EVC_ERR_LEN])
 {
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
@@ -109,13 +109,13 @@ int services_load(const char *path, struct services *out, char err[SERVICES_ERR_
 	out->n = 0;
 	FILE *f = fopen(path, "rb");
 	if (f == NULL) {
-		snprintf(err, SERVICES_ERR_LEN, "cannot open: %s", strerror(errno));
+		snprintf(err, EVC_ERR_LEN, "cannot open: %s", strerror(errno));
 		return -1;
 	}
 	for (;;) {
 		if (len == cap) {
 			if (cap >= SERVICES_FILE_MAX) {
-				snprintf(err, SERVICES_ERR_LEN, "larger than %u bytes",
+				snprintf(err, EVC_ERR_LEN, "larger than %u bytes",
 					 SERVICES_FILE_MAX);
 				goto out;
 			}
@@ -129,7 +129,7 @@ int services_load(const char *path, struct services *out, char err[SERVICES_ERR_
 	}
 	if (ferror(f)) {
 		/* e.g. EISDIR when the path is a directory */
-		snprintf(err, SERVICES_ERR_LEN, "cannot read: %s", strerror(errno));
+		snprintf(err, EVC_ERR_LEN, "cannot read: %s", strerror(errno));
 		goto out;
 	}
 	if (services_parse(buf, len, out, err) == -1)

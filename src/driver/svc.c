@@ -79,10 +79,10 @@ void svc_free(struct svc *s)
 	s->n = s->head = s->cap = 0;
 }
 
-int svc_enqueue(struct svc *s, const char *cp, char err[MSG_ERR_LEN])
+int svc_enqueue(struct svc *s, const char *cp, char err[EVC_ERR_LEN])
 {
 	if (!msg_valid_cp_id(cp)) {
-		snprintf(err, MSG_ERR_LEN, "invalid CP id (letters, digits, '-' and '_', 1 to %d)", MSG_CP_ID_MAX);
+		snprintf(err, EVC_ERR_LEN, "invalid CP id (letters, digits, '-' and '_', 1 to %d)", MSG_CP_ID_MAX);
 		return -1;
 	}
 	if (s->n == s->cap) {

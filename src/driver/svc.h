@@ -80,7 +80,7 @@ void svc_init(struct svc *s, const struct svc_cfg *cfg, svc_emit_fn emit, void *
 void svc_free(struct svc *s);
 /* Add a CP to the queue (a line of the file, or `r CP`). 0, or -1 with err
  * if cp is not a valid CP id. */
-int svc_enqueue(struct svc *s, const char *cp, char err[MSG_ERR_LEN]);
+int svc_enqueue(struct svc *s, const char *cp, char err[EVC_ERR_LEN]);
 /* The backlog of notifications (from before this run) has been read: from
  * now on requests may go out. Announces a supply found still running. */
 void svc_set_live(struct svc *s, double now);

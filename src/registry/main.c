@@ -169,7 +169,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		return bad_usage("too many arguments ('%s')", pos[2]);
 	if (npos < 1)
 		return bad_usage("missing <port>");
-	char err[NET_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	if (net_parse_port(pos[0], 0, &o->port, err) == -1)
 		return bad_usage("bad port '%s': %s", pos[0], err);
 	o->db = npos > 1 ? pos[1] : o->conf.database != NULL ? o->conf.database : DEFAULT_DB;

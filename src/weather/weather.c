@@ -994,7 +994,7 @@ int main(int argc, char **argv)
 	wpost_backoff_reset(&w->backoff);
 
 	if (!w->o.headless) {
-		char serr[WEATHER_SCREEN_ERR_LEN];
+		char serr[EVC_ERR_LEN];
 		w->scr = weather_screen_open(w->o.no_color, serr);
 		if (w->scr == NULL) {
 			rc = fail_run("%s (use --headless)", serr);

@@ -12,7 +12,8 @@ tests_bench_bench_telemetry_CFLAGS = $(AM_CFLAGS) $(RDKAFKA_CFLAGS) $(JANSSON_CF
 tests_bench_bench_telemetry_LDADD = $(EVC_COMMON_LIBS)
 CLEANFILES += tests/bench/bench_links$(EXEEXT) tests/bench/link_sink$(EXEEXT) \
 	tests/bench/bench_telemetry$(EXEEXT)
-dist_noinst_SCRIPTS += tests/bench/run-links tests/bench/run-links-curve tests/bench/run-telemetry
+dist_noinst_SCRIPTS += tests/bench/run-links tests/bench/run-links-curve tests/bench/run-telemetry \
+	tests/bench/run-all
 EXTRA_DIST += tests/bench/README
 
 .PHONY: bench
@@ -26,3 +27,13 @@ tests_bench_bench_views_LDADD = $(EVC_UI_LIBS) $(EVC_COMMON_LIBS) $(SQLITE_LIBS)
 CLEANFILES += tests/bench/bench_views$(EXEEXT)
 dist_noinst_SCRIPTS += tests/bench/run-views
 bench: tests/bench/bench_views$(EXEEXT)
+
+# The HTTPS API: latency of GET /api/v1/cps and the main thread's cost
+# under 100 requests a second (tests/bench/run-api).
+EXTRA_PROGRAMS += tests/bench/bench_api
+tests_bench_bench_api_SOURCES = tests/bench/bench_api.c
+tests_bench_bench_api_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS)
+tests_bench_bench_api_LDADD = $(CURL_LIBS) -lm
+CLEANFILES += tests/bench/bench_api$(EXEEXT)
+dist_noinst_SCRIPTS += tests/bench/run-api
+bench: tests/bench/bench_api$(EXEEXT)

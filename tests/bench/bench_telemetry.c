@@ -188,7 +188,7 @@ static int all_idle(void)
 
 static void produce(rd_kafka_t *p, const char *topic, const struct msg *m)
 {
-	char merr[MSG_ERR_LEN], berr[BUS_ERR_LEN];
+	char merr[EVC_ERR_LEN], berr[EVC_ERR_LEN];
 	size_t len;
 	char *json = msg_encode(m, &len, merr);
 	if (json == NULL)
@@ -284,7 +284,7 @@ int main(int argc, char **argv)
 
 	/* 1. links */
 	links = xcalloc((size_t)opt.k, sizeof *links);
-	char err[NET_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	for (int i = 0; i < opt.k; i++) {
 		links[i].idx = i;
 		links[i].fd = net_connect("127.0.0.1", opt.port, 5000, err);
@@ -296,7 +296,7 @@ int main(int argc, char **argv)
 		die("%d of %d links registered (%s)", n_registered, opt.k, last_err[0] ? last_err : "timeout");
 
 	/* 2. sessions */
-	char berr[BUS_ERR_LEN];
+	char berr[EVC_ERR_LEN];
 	struct bus_opts bo = { .brokers = opt.brokers };
 	rd_kafka_t *p = bus_producer_new(&bo, berr);
 	if (p == NULL)
@@ -384,8 +384,8 @@ int main(int argc, char **argv)
 		}
 		poll(NULL, 0, 10); /* polling period of the measurement */
 	}
-	/* Each CONSUMO must have produced its CONSUMO_UPDATE (plus the K
-	 * AUTH_OK): the topic is this run's own, so its end offsets count them. */
+	/* The CONSUMO_UPDATE and the K AUTH_OK produced: the topic is this
+	 * run's own, so its end offsets count them. */
 	char t_not[BUS_NAME_MAX];
 	bus_name(t_not, sizeof t_not, prefix, MSG_TOPIC_DRIVER_NOTIFICATIONS);
 	long long notes = offsets_sum(c, t_not, partitions_of(c, t_not), 1);
@@ -400,8 +400,11 @@ int main(int argc, char **argv)
 	double secs = t_done - t0;
 	printf("caught up: %lld messages in %.2f s = %.0f msg/s (half-way after %.2f s; offsets polled every ~10 ms)\n",
 	       done, secs, (double)done / secs, t_half - t0);
-	printf("driver_notifications holds %lld messages (expected %ld CONSUMO_UPDATE + %d AUTH_OK)\n", notes, opt.m,
-	       opt.k);
+	/* A backlog is coalesced (evcharging(7) RULES): at most one
+	 * CONSUMO_UPDATE per session per turn of Central. */
+	printf("driver_notifications holds %lld messages (%d AUTH_OK and at most %ld CONSUMO_UPDATE: a backlog is "
+	       "coalesced)\n",
+	       notes, opt.k, opt.m);
 	printf("RESULT m=%ld k=%d caught_up=1 secs=%.3f rate=%.0f notifications=%lld\n", opt.m, opt.k, secs,
 	       (double)done / secs, notes);
 	for (int i = 0; i < opt.k; i++) {

@@ -47,7 +47,7 @@ static int new_key(void *arg, char out[45])
  * may of course put any text in a location; echoing it is no leak). */
 static void check(const struct core_fxlist *fx, int leak_check)
 {
-	char err[MSG_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	for (size_t i = 0; i < fx->n; i++) {
 		const struct core_fx *f = &fx->v[i];
 		if (f->kind == CORE_FX_SEND && !f->u.link.raw &&
@@ -152,26 +152,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			core_on_link_down(c, 1 + (uint64_t)(item[1] & 3), "fuzz", now, &fx);
 		} else if (n >= 1 && item[0] == 'T') {
 			struct msg m;
-			char cp[MSG_CP_ID_MAX + 1], err[MSG_ERR_LEN];
+			char cp[MSG_CP_ID_MAX + 1], err[EVC_ERR_LEN];
 			if (telemetry_open(kt, item + 1, n - 1, &m, cp, err) == TELEMETRY_OK) {
 				core_on_kafka(c, &m, now, &fx);
 				msg_free(&m);
 			}
 		} else if (n >= 2 && item[0] == 'W') {
-			char err[CORE_ERR_LEN];
+			char err[EVC_ERR_LEN];
 			int alert;
 			core_on_weather(c, item + 2, 0, (double)(unsigned char)item[1] - 128.0, NULL, "weather", NULL,
 					now, &fx, &alert, err);
 		} else if (n >= 1 && item[0] == 'E') {
-			char err[CORE_ERR_LEN];
+			char err[EVC_ERR_LEN];
 			int alert;
 			core_on_weather(c, item + 1, 1, 0, item + 1, "api:ew", "127.0.0.1", now, &fx, &alert, err);
 		} else if (n >= 2 && item[0] == 'H') {
-			char err[CORE_ERR_LEN];
+			char err[EVC_ERR_LEN];
 			core_set_weather_threshold(c, ((double)(unsigned char)item[1] - 128.0) / 4, "operator", NULL, now,
 						   &fx, err);
 		} else if (n >= 2 && item[0] == 'C') {
-			char err[CORE_ERR_LEN];
+			char err[EVC_ERR_LEN];
 			core_command(c, (enum core_cmd)((unsigned char)item[1] % 5), item + 2, now, &fx, err);
 		} else if (n >= 1 && item[0] == 'K') {
 			now += 7;

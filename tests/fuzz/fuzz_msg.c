@@ -11,7 +11,10 @@
  * First byte >= 0x80: the rest is the raw bytes of a struct msg (and of its
  * cps) handed to the encoder, which must either refuse it with an error or
  * produce JSON that its own topic's decoder accepts: the encoder never
- * emits anything invalid, whatever garbage it is given. */
+ * emits anything invalid, whatever garbage it is given.
+ * Every encoding is also made by msg_encode_ref (jansson): the hand-rolled
+ * writer of CONSUMO_UPDATE and NETWORK_STATUS_UPDATE must refuse what it
+ * refuses, in the same words, and give JSON that parses to equal values. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -71,11 +74,33 @@ static void same(const struct msg *a, const struct msg *b)
 	}
 }
 
+/* msg_encode's out (NULL: refused with err) against msg_encode_ref's. */
+static void same_as_ref(const struct msg *m, const char *out, size_t len, const char *err)
+{
+	char rerr[EVC_ERR_LEN];
+	size_t rlen;
+	char *ref = msg_encode_ref(m, &rlen, rerr);
+	if (out == NULL || ref == NULL) {
+		CHECK(out == NULL && ref == NULL);
+		CHECK(strcmp(err, rerr) == 0);
+		return;
+	}
+	json_error_t je;
+	json_t *a = json_loadb(out, len, 0, &je), *b = json_loadb(ref, rlen, 0, &je);
+	if (a == NULL || b == NULL || !json_equal(a, b)) {
+		fprintf(stderr, "fuzz_msg: the writers differ:\n%s\n%s\n", out, ref);
+		abort();
+	}
+	json_decref(a);
+	json_decref(b);
+	free(ref);
+}
+
 static void fuzz_encoder(const uint8_t *data, size_t size)
 {
 	struct msg m, b;
 	struct msg_cp_status *cps = NULL;
-	char err[MSG_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	size_t n = size < sizeof(m) ? size : sizeof(m), len;
 	char *json, *again;
 
@@ -94,6 +119,7 @@ static void fuzz_encoder(const uint8_t *data, size_t size)
 		m.cps = cps;
 	}
 	json = msg_encode(&m, &len, err);
+	same_as_ref(&m, json, json ? len : 0, err);
 	if (json == NULL) {
 		CHECK(err[0] != '\0');
 	} else {
@@ -114,7 +140,7 @@ static void fuzz_encoder(const uint8_t *data, size_t size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct msg a, b;
-	char err[MSG_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	enum msg_topic topic;
 	char *j1, *j2;
 	size_t n1, n2;
@@ -156,7 +182,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	err[0] = 'x';
 	err[1] = '\0';
 	if (msg_decode(topic, copy, size - 1, &a, err) != 0) {
-		CHECK(err[0] != '\0' && strlen(err) < MSG_ERR_LEN);
+		CHECK(err[0] != '\0' && strlen(err) < EVC_ERR_LEN);
 		CHECK(a.cps == NULL && a.ncps == 0);
 		free(copy);
 		return 0;
@@ -169,6 +195,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	}
 	CHECK(strlen(j1) == n1);
+	same_as_ref(&a, j1, n1, err);
 	if (msg_decode(topic, j1, n1, &b, err) != 0) {
 		fprintf(stderr, "fuzz_msg: own encoding rejected: %s\n%s\n", err, j1);
 		abort();

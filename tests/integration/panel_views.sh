@@ -10,7 +10,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/panel_lib.sh"
 command -v sqlite3 >/dev/null 2>&1 || tap_skip_all "sqlite3 not installed"
-tap_plan 46
+tap_plan 48
 
 now=$(date +%s)
 { "$EV_CENTRAL" --add-cp MAD-01 "Calle Mayor 1" 0.35 --db "$P_DB" &&
@@ -38,6 +38,8 @@ wait_screen 10 'ACTIVADO 1 ' || diag "MAD-01 not ACTIVADO"
 # ---- S: sessions ----
 keys S
 check "S opens the sessions view" wait_screen 5 'Sessions: all sessions'
+# the rows come on a later turn (the title says "reading..." until then)
+check "... and its rows are read" wait_screen 5 'Sessions: all sessions .*row 1 of 3 .*read in'
 check "... newest first (s-3 above s-2 above s-1)" bash -c "$(declare -f tmx screen_text); P_SOCK=$P_SOCK; \
 	screen_text | grep -Eo 'SESSION_CANCELLED|SUPPLY_ERROR|TICKET' | tr '\n' ' ' | grep -q '^SESSION_CANCELLED SUPPLY_ERROR TICKET'"
 check "... with today's totals and those of the lines shown" \
@@ -61,6 +63,7 @@ check "Esc goes back to the grid" wait_for 5 bash -c "$(declare -f tmx screen_te
 # ---- A: audit ----
 keys A
 check "A opens the audit view" wait_screen 5 'Audit log \(newest first\)'
+check "... and its rows are read" wait_screen 5 'Audit log \(newest first\) .*row 1 of [0-9]+ .*read in'
 check "... newest first" bash -c "$(declare -f tmx screen_text); P_SOCK=$P_SOCK; \
 	screen_text | grep -Eo 'CP_AUTH_FAILED|OPERATOR_STOP' | tr '\n' ' ' | grep -q '^CP_AUTH_FAILED OPERATOR_STOP'"
 keys / o p e r a t o r Enter

@@ -123,6 +123,13 @@ alert_cps() { tail -n +"$((n + 1))" "$W" | grep ' reading city=Madrid temp=-3\.5
 check "EV_W lists exactly MAD-1 and MAD-2 (whole word, any case; not Madridejos)" test "$(alert_cps)" = "MAD-1,MAD-2"
 check "MAD-1 FUERA_DE_SERVICIO" wait_grep 15 "$C" ' STATE MAD-1 FUERA_DE_SERVICIO$'
 check "MAD-2 FUERA_DE_SERVICIO" wait_grep 15 "$C" ' STATE MAD-2 FUERA_DE_SERVICIO$'
+# Measured (not a pass condition): EV_W's line is written when Central has
+# answered, i.e. once the reading's turn is stored; the STATE line when the
+# CP has acknowledged its PARAR.
+t_r=$(grep -m1 ' reading city=Madrid temp=-3\.5 alert=true' "$W" | cut -d' ' -f1)
+t_s=$(grep -m1 ' STATE MAD-1 FUERA_DE_SERVICIO$' "$C" | cut -d' ' -f1)
+[ -n "$t_r" ] && [ -n "$t_s" ] &&
+	diag "reading answered (EV_W) -> MAD-1 FUERA_DE_SERVICIO at Central: $(( ($(date -d "$t_s" +%s%N) - $(date -d "$t_r" +%s%N)) / 1000000 )) ms"
 check "caption \"Weather alert\" in the API" wait_for 10 caption_is MAD-2 "Weather alert"
 check "MDJ-1 and VLC-1 untouched (ACTIVADO)" bash -c "[ \"\$(grep -E ' STATE (MDJ-1|VLC-1) ' '$C' | awk '{print \$NF}' | sort -u)\" = ACTIVADO ]"
 check "the supply at MAD-1 ends as an operator stop's does" wait_grep 15 "$D" '^[0-9T:.-]* SUPPLY_ERROR cp=MAD-1 '

@@ -13,7 +13,7 @@
 
 static int produce(const char *brokers, const char *topic, const char *user, const char *cp)
 {
-	char err[BUS_ERR_LEN], merr[MSG_ERR_LEN];
+	char err[EVC_ERR_LEN], merr[EVC_ERR_LEN];
 	struct bus_opts o = {.brokers = brokers, .message_timeout_ms = 10000};
 	struct msg m;
 	msg_init(&m, MSG_REQUEST_CHARGE);
@@ -46,7 +46,7 @@ static int produce(const char *brokers, const char *topic, const char *user, con
 
 static int consume(const char *brokers, const char *group, const char *topic, int n, double secs)
 {
-	char err[BUS_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	struct bus_opts o = {.brokers = brokers};
 	const char *topics[1] = {topic};
 	rd_kafka_t *c = bus_consumer_new(&o, group, topics, 1, err);
@@ -62,7 +62,7 @@ static int consume(const char *brokers, const char *group, const char *topic, in
 			continue;
 		if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 			struct msg d;
-			char merr[MSG_ERR_LEN];
+			char merr[EVC_ERR_LEN];
 			if (msg_decode(MSG_T_DRIVER_REQUESTS, m->payload, m->len, &d, merr) == 0) {
 				printf("ok %s %s %s offset=%lld\n", msg_type_name(d.type), d.user_id, d.cp_id,
 				       (long long)m->offset);

@@ -163,6 +163,69 @@ static void *producer(void *arg)
 	return NULL;
 }
 
+/* Run fn (pushing 0..9999) in a thread; take its items per_pop at most at
+ * a time, waking on the fd, and check they come in order. */
+static void take_in_order(struct bqueue *q, void *(*fn)(void *), size_t per_pop)
+{
+	int out[8];
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, fn, q), 0);
+	int next = 0;
+	while (next < 10000) {
+		struct pollfd p = { .fd = bqueue_fd(q), .events = POLLIN };
+		assert_int_equal(poll(&p, 1, 5000), 1);
+		size_t n = bqueue_pop(q, out, per_pop);
+		for (size_t i = 0; i < n; i++)
+			assert_int_equal(out[i], next++);
+	}
+	void *rv;
+	pthread_join(t, &rv);
+	assert_null(rv);
+}
+
+static void *producer_many(void *arg)
+{
+	struct bqueue *q = arg;
+	int batch[7];
+	for (int i = 0; i < 10000; i += 7) {
+		size_t n = 0;
+		for (int j = i; j < i + 7 && j < 10000; j++)
+			batch[n++] = j;
+		if (bqueue_push_many(q, batch, n, 1) != n)
+			return (void *)1;
+	}
+	return NULL;
+}
+
+/* Many at once: as many as fit without waiting, in order across the
+ * ring's end; with wait, batches larger than the ring all get through. */
+static void test_bqueue_push_many(void **state)
+{
+	(void)state;
+	char err[EVC_ERR_LEN];
+	struct bqueue *q = bqueue_new(sizeof(int), 4, err);
+	assert_non_null(q);
+	int in[6] = { 10, 11, 12, 13, 14, 15 }, out[8];
+	assert_int_equal(bqueue_push_many(q, in, 6, 0), 4); /* full: the rest refused */
+	assert_true(readable(bqueue_fd(q)));
+	assert_int_equal(bqueue_pop(q, out, 3), 3);
+	assert_int_equal(out[0], 10);
+	/* head at slot 3: these wrap round the end of the ring */
+	assert_int_equal(bqueue_push_many(q, in + 4, 2, 0), 2);
+	assert_int_equal(bqueue_push_many(q, in, 1, 0), 1);
+	assert_int_equal(bqueue_len(q), 4);
+	assert_int_equal(bqueue_pop(q, out, 8), 4);
+	assert_int_equal(out[0], 13);
+	assert_int_equal(out[1], 14);
+	assert_int_equal(out[2], 15);
+	assert_int_equal(out[3], 10);
+	assert_false(readable(bqueue_fd(q)));
+	take_in_order(q, producer_many, 3);
+	bqueue_close(q);
+	assert_int_equal(bqueue_push_many(q, in, 2, 1), 0);
+	bqueue_free(q);
+}
+
 static void test_bqueue(void **state)
 {
 	(void)state;
@@ -196,19 +259,7 @@ static void test_bqueue(void **state)
 	assert_int_equal(bqueue_pop(q, out, 8), 0);
 	assert_false(readable(bqueue_fd(q)));
 	/* a waiting producer: 10,000 items in order through 4 slots */
-	pthread_t t;
-	assert_int_equal(pthread_create(&t, NULL, producer, q), 0);
-	int next = 0;
-	while (next < 10000) {
-		struct pollfd p = { .fd = bqueue_fd(q), .events = POLLIN };
-		assert_int_equal(poll(&p, 1, 5000), 1);
-		size_t n = bqueue_pop(q, out, 8);
-		for (size_t i = 0; i < n; i++)
-			assert_int_equal(out[i], next++);
-	}
-	void *rv;
-	pthread_join(t, &rv);
-	assert_null(rv);
+	take_in_order(q, producer, 8);
 	/* close: pushes fail, what is queued can still be taken */
 	assert_int_equal(bqueue_push(q, &five, 0), 0);
 	bqueue_close(q);
@@ -228,6 +279,7 @@ int main(void)
 		cmocka_unit_test(test_location),
 		cmocka_unit_test(test_hmap),
 		cmocka_unit_test(test_bqueue),
+		cmocka_unit_test(test_bqueue_push_many),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -249,7 +249,7 @@ static void test_evline_render(void **state)
 static void test_net_addresses(void **state)
 {
 	(void)state;
-	char host[256], err[NET_ERR_LEN], out[300];
+	char host[256], err[EVC_ERR_LEN], out[300];
 	int port;
 	assert_int_equal(net_parse_hostport("127.0.0.1:7001", host, sizeof host, &port, err), 0);
 	assert_string_equal(host, "127.0.0.1");

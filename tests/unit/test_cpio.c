@@ -177,7 +177,7 @@ static void on_frame(void *arg, const char *data, size_t len)
 			struct pollfd pf[2] = {{.fd = cli.fd, .events = cpio_link_events(&cli)},          \
 					       {.fd = srv.fd, .events = cpio_link_events(&srv)}};         \
 			poll(pf, 2, 50);                                                                 \
-			char e1[CPIO_ERR_LEN], e2[CPIO_ERR_LEN];                                         \
+			char e1[EVC_ERR_LEN], e2[EVC_ERR_LEN];                                         \
 			double now_ = clock_mono();                                                      \
 			rc_cli = cpio_link_service(&cli, pf[0].revents, now_, on_frame, &fc, e1);        \
 			rc_srv = cpio_link_service(&srv, pf[1].revents, now_, on_frame, &fs, e2);        \
@@ -192,18 +192,18 @@ static void on_frame(void *arg, const char *data, size_t len)
 static void test_link_roundtrip_and_close(void **state)
 {
 	(void)state;
-	char err[NET_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	int lfd = net_listen("127.0.0.1", 0, 4, err);
 	assert_true(lfd >= 0);
 	int port = net_local_port(lfd);
 	struct cpio_link cli, srv;
 	struct frames fc = {0}, fs = {0};
 	int rc_cli = 0, rc_srv = 0;
-	char srv_err[CPIO_ERR_LEN] = "";
+	char srv_err[EVC_ERR_LEN] = "";
 	cpio_link_init(&cli);
 	cpio_link_init(&srv);
 	assert_int_equal(cpio_link_events(&cli), 0); /* down: nothing to poll */
-	char cerr[CPIO_ERR_LEN];
+	char cerr[EVC_ERR_LEN];
 	assert_int_equal(cpio_link_connect(&cli, "127.0.0.1", port, clock_mono(), cerr), 0);
 	assert_int_equal(cpio_link_sendf(&cli, clock_mono(), "HEALTH_CHECK#X"), -1); /* not connected yet */
 
@@ -248,13 +248,13 @@ static void test_link_roundtrip_and_close(void **state)
 static void test_connect_refused(void **state)
 {
 	(void)state;
-	char err[NET_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	int lfd = net_listen("127.0.0.1", 0, 1, err);
 	int port = net_local_port(lfd);
 	close(lfd); /* nobody listens there now */
 	struct cpio_link l;
 	cpio_link_init(&l);
-	char cerr[CPIO_ERR_LEN] = "";
+	char cerr[EVC_ERR_LEN] = "";
 	int r = cpio_link_connect(&l, "127.0.0.1", port, clock_mono(), cerr);
 	if (r == 0) {
 		double end = clock_mono() + 3;
@@ -276,7 +276,7 @@ static void test_connect_refused(void **state)
 static void test_connect_tries_every_address(void **state)
 {
 	(void)state;
-	char err[NET_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	int dead = net_listen("127.0.0.1", 0, 1, err);
 	int dead_port = net_local_port(dead);
 	close(dead); /* nobody listens there now */
@@ -306,7 +306,7 @@ static void test_connect_tries_every_address(void **state)
 
 	struct cpio_link l;
 	cpio_link_init(&l);
-	char cerr[CPIO_ERR_LEN] = "";
+	char cerr[EVC_ERR_LEN] = "";
 	int r = cpio_link_connect_addrs(&l, ai, "localhost:test", clock_mono(), cerr);
 	assert_int_equal(r, 0);
 	double end = clock_mono() + 3;
@@ -354,7 +354,7 @@ static struct cplink *tls_server(void)
 	c.tls = srv_ctx;
 	c.heartbeat_timeout = 0;
 	c.register_timeout = 0;
-	char err[256];
+	char err[EVC_ERR_LEN];
 	struct cplink *l = cplink_new(&c, err);
 	if (l == NULL || cplink_start(l, err) == -1)
 		fail_msg("link server: %s", err);
@@ -380,7 +380,7 @@ static struct cplink_event next_event(void)
 
 /* Connect l to the server and run it until it is open (1) or over (-1,
  * reason in err); 0 if neither within 5 s. */
-static int tls_open(struct cpio_link *l, struct frames *f, char err[CPIO_ERR_LEN])
+static int tls_open(struct cpio_link *l, struct frames *f, char err[EVC_ERR_LEN])
 {
 	if (cpio_link_connect(l, "127.0.0.1", cplink_port(cpl), clock_mono(), err) == -1)
 		return -1;
@@ -397,7 +397,7 @@ static int tls_open(struct cpio_link *l, struct frames *f, char err[CPIO_ERR_LEN
 }
 
 /* Run l until f holds n frames (1), or the link is over (-1). */
-static int tls_frames(struct cpio_link *l, struct frames *f, int n, char err[CPIO_ERR_LEN])
+static int tls_frames(struct cpio_link *l, struct frames *f, int n, char err[EVC_ERR_LEN])
 {
 	double end = clock_mono() + 3;
 	while (f->n < n && clock_mono() < end) {
@@ -415,7 +415,7 @@ static void test_tls_client(void **state)
 	cpl = tls_server();
 	struct cpio_link l;
 	struct frames f = {0};
-	char err[CPIO_ERR_LEN] = "";
+	char err[EVC_ERR_LEN] = "";
 	cpio_link_init(&l);
 	cpio_link_set_tls(&l, cli_ctx, "127.0.0.1");
 	if (tls_open(&l, &f, err) != 1)
@@ -477,7 +477,7 @@ static void test_tls_client_refuses(void **state)
 	cpl = tls_server();
 	struct cpio_link l;
 	struct frames f = {0};
-	char err[CPIO_ERR_LEN] = "";
+	char err[EVC_ERR_LEN] = "";
 	cpio_link_init(&l);
 
 	/* A certificate from a CA we do not trust. */

@@ -13,7 +13,7 @@
 
 static void parse_ok(const char *text, size_t len, struct services *s)
 {
-	char err[SERVICES_ERR_LEN] = "";
+	char err[EVC_ERR_LEN] = "";
 	int rc = services_parse(text, len, s, err);
 	if (rc != 0)
 		print_error("unexpected error: %s\n", err);
@@ -76,7 +76,7 @@ static void test_duplicates_kept_in_order(void **state)
 static void parse_bad(const char *text, size_t len, const char *want)
 {
 	struct services s = {(char **)1, 99};
-	char err[SERVICES_ERR_LEN] = "";
+	char err[EVC_ERR_LEN] = "";
 	assert_int_equal(services_parse(text, len, &s, err), -1);
 	assert_null(s.cp);
 	assert_int_equal(s.n, 0);
@@ -120,7 +120,7 @@ static void test_load(void **state)
 	assert_int_equal(write(fd, t, strlen(t)), (ssize_t)strlen(t));
 	close(fd);
 	struct services s;
-	char err[SERVICES_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	assert_int_equal(services_load(path, &s, err), 0);
 	assert_int_equal(s.n, 2);
 	assert_string_equal(s.cp[1], "BCN-01");

@@ -59,7 +59,7 @@ static struct msg note(enum msg_type t, const char *user, const char *cp, const 
 
 static void enq(struct svc *s, const char *cp)
 {
-	char err[MSG_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	assert_int_equal(svc_enqueue(s, cp, err), 0);
 }
 
@@ -451,7 +451,7 @@ static void test_interactive_no_pause_queue_and_bad_cp(void **state)
 	(void)state;
 	struct svc s;
 	struct svc_request r;
-	char err[MSG_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	setup_svc(&s, 0);
 	svc_set_live(&s, 0);
 	assert_int_equal(svc_enqueue(&s, "bad id", err), -1);

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "evc/msg.h"
 
 static int decode_str(enum msg_topic t, const char *json, struct msg *m, char *err)
@@ -20,7 +22,7 @@ static int decode_str(enum msg_topic t, const char *json, struct msg *m, char *e
 /* Encodes m and checks the exact bytes, since other implementations parse them. */
 static void assert_encodes_to(const struct msg *m, const char *want)
 {
-	char err[MSG_ERR_LEN] = "";
+	char err[EVC_ERR_LEN] = "";
 	size_t len = 0;
 	char *got = msg_encode(m, &len, err);
 
@@ -165,7 +167,7 @@ static void test_round_trip_every_type(void **state)
 	(void)state;
 	for (int t = 0; t < MSG_TYPE_COUNT; t++) {
 		struct msg a, b;
-		char err[MSG_ERR_LEN] = "";
+		char err[EVC_ERR_LEN] = "";
 		size_t len;
 		char *json;
 
@@ -186,7 +188,7 @@ static void test_round_trip_every_type(void **state)
 static void test_round_trip_minimal(void **state)
 {
 	struct msg a, b;
-	char err[MSG_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	char *json;
 	(void)state;
 
@@ -229,7 +231,7 @@ static void test_round_trip_minimal(void **state)
 static void test_protocol_examples(void **state)
 {
 	struct msg m;
-	char err[MSG_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	(void)state;
 
 	assert_int_equal(decode_str(MSG_T_DRIVER_REQUESTS,
@@ -404,7 +406,7 @@ static void test_notification_request_id(void **state)
 	static const enum msg_type types[] = {MSG_AUTH_OK,	 MSG_AUTH_DENIED,  MSG_CONSUMO_UPDATE,
 					      MSG_TICKET,	 MSG_SUPPLY_ERROR, MSG_SESSION_CANCELLED};
 	struct msg a, b;
-	char err[MSG_ERR_LEN] = "";
+	char err[EVC_ERR_LEN] = "";
 	size_t len;
 	char *json;
 	(void)state;
@@ -469,7 +471,7 @@ static void test_not_nul_terminated(void **state)
 	size_t len = strlen(full) - strlen("GARBAGE");
 	char *buf = malloc(len);
 	struct msg m;
-	char err[MSG_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	(void)state;
 
 	assert_non_null(buf);
@@ -656,7 +658,7 @@ static void test_rejections(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(rejects) / sizeof(rejects[0]); i++) {
 		struct msg m;
-		char err[MSG_ERR_LEN] = "";
+		char err[EVC_ERR_LEN] = "";
 		const struct reject *r = &rejects[i];
 
 		if (decode_str(r->topic, r->json, &m, err) != -1)
@@ -681,7 +683,7 @@ static char *long_string(char c, size_t n)
 static void test_string_limits(void **state)
 {
 	struct msg m;
-	char err[MSG_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	char *text = long_string('x', MSG_TEXT_MAX + 1), *json, *loc;
 	(void)state;
 
@@ -747,7 +749,7 @@ static void test_string_limits(void **state)
 
 static void assert_encode_fails(const struct msg *m, const char *want)
 {
-	char err[MSG_ERR_LEN] = "";
+	char err[EVC_ERR_LEN] = "";
 	size_t len = 12345;
 	char *s = msg_encode(m, &len, err);
 
@@ -925,7 +927,7 @@ static void test_deep_nesting(void **state)
 	size_t hl = strlen(head), len = hl + 2 * depth + 1;
 	char *json = malloc(len);
 	struct msg m;
-	char err[MSG_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	(void)state;
 
 	assert_non_null(json);
@@ -947,7 +949,7 @@ static void test_deep_nesting(void **state)
 static void test_reuse(void **state)
 {
 	struct msg m;
-	char err[MSG_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	const char *two = "{\"type\":\"NETWORK_STATUS_UPDATE\",\"timestamp\":1,\"cps\":[{" CP_OK "},{" CP_OK "}]}";
 	const char *bad = "{\"type\":\"NETWORK_STATUS_UPDATE\",\"timestamp\":1,\"cps\":[{" CP_OK "},{}]}";
 	(void)state;
@@ -966,6 +968,158 @@ static void test_reuse(void **state)
 	msg_free(&m);
 }
 
+/* msg_encode (hand-rolled for CONSUMO_UPDATE and NETWORK_STATUS_UPDATE) and
+ * msg_encode_ref (jansson) on m: both refuse with the same words, or both
+ * give JSON that parses to equal values (and, as it happens, the same
+ * bytes). */
+static void assert_writers_agree(const struct msg *m)
+{
+	char e1[EVC_ERR_LEN] = "", e2[EVC_ERR_LEN] = "";
+	size_t n1 = 0, n2 = 0;
+	char *a = msg_encode(m, &n1, e1);
+	char *b = msg_encode_ref(m, &n2, e2);
+	if (a == NULL || b == NULL) {
+		if (a != NULL || b != NULL)
+			fail_msg("one writer refused (%s%s), the other wrote %s", e1, e2, a ? a : b);
+		assert_string_equal(e1, e2);
+		return;
+	}
+	assert_int_equal(n1, strlen(a));
+	json_error_t je;
+	json_t *ja = json_loadb(a, n1, 0, &je), *jb = json_loadb(b, n2, 0, &je);
+	if (ja == NULL || jb == NULL || !json_equal(ja, jb))
+		fail_msg("writers differ:\n%s\n%s", a, b);
+	assert_string_equal(a, b);
+	json_decref(ja);
+	json_decref(jb);
+	free(a);
+	free(b);
+}
+
+/* A reproducible sequence of doubles in [0, max), some of them awkward:
+ * halves of the last decimal, tiny, just below the bound. */
+static double some_number(unsigned *seed, double max)
+{
+	*seed = *seed * 1103515245u + 12345u;
+	unsigned r = (*seed >> 8) & 0xffff;
+	switch (r % 8) {
+	case 0: return 0;
+	case 1: return (double)(r % 1000) / 1000.0 + 0.0005; /* a half Wh */
+	case 2: return 1e-300;
+	case 3: return max - 1e-9;
+	case 4: return max;
+	default: return max * (double)r / 65536.0;
+	}
+}
+
+static void test_hand_writer_agrees(void **state)
+{
+	(void)state;
+	unsigned seed = 1;
+	static const char *const sids[] = { "S-1", "a\"b\\c", "{}[]:,'`~!$%^&*()=+|<>?/", "x" };
+	static const char *const places[] = { "C/ Serrano 10", "Gran V\xc3\xad" "a 1", "\"quoted\" \\ back",
+					      "\xf0\x9d\x84\x9e clef, \xe2\x82\xac euro", "" };
+	static const char *const states[] = { "ACTIVADO", "SUMINISTRANDO", "AVERIADO", "PARADO", "DESCONECTADO" };
+	for (int i = 0; i < 2000; i++) {
+		struct msg m;
+		msg_init(&m, MSG_CONSUMO_UPDATE);
+		snprintf(m.cp_id, sizeof m.cp_id, "CP-%d", i);
+		snprintf(m.user_id, sizeof m.user_id, "d.%d@x", i);
+		snprintf(m.session_id, sizeof m.session_id, "%s", sids[i % 4]);
+		m.has_session_id = i % 5 != 0;
+		snprintf(m.request_id, sizeof m.request_id, "r%d", i);
+		m.has_request_id = i % 3 == 0;
+		m.kwh = some_number(&seed, 100000);
+		m.importe = some_number(&seed, 1e7);
+		m.kw = some_number(&seed, 1000);
+		m.timestamp = 1.7e9 + some_number(&seed, 1e8);
+		m.has_timestamp = i % 7 != 0;
+		assert_writers_agree(&m);
+	}
+	struct msg_cp_status cps[40];
+	for (int i = 0; i < 200; i++) {
+		struct msg m;
+		msg_init(&m, MSG_NETWORK_STATUS_UPDATE);
+		m.timestamp = some_number(&seed, 1e10);
+		m.ncps = (size_t)(i % 41);
+		m.cps = cps;
+		for (size_t j = 0; j < m.ncps; j++) {
+			memset(&cps[j], 0, sizeof cps[j]);
+			snprintf(cps[j].id, sizeof cps[j].id, "MAD-%02zu", j);
+			snprintf(cps[j].status, sizeof cps[j].status, "%s", states[(i + (int)j) % 5]);
+			snprintf(cps[j].location, sizeof cps[j].location, "%s", places[(i + (int)j) % 5]);
+			cps[j].price = some_number(&seed, 100);
+		}
+		assert_writers_agree(&m);
+	}
+	/* Refusals, in the same words. */
+	struct msg m;
+	msg_init(&m, MSG_CONSUMO_UPDATE);
+	strcpy(m.cp_id, "MAD-01");
+	strcpy(m.user_id, "101");
+	m.kwh = NAN;
+	assert_writers_agree(&m);
+	m.kwh = 100000.5;
+	assert_writers_agree(&m);
+	m.kwh = 1;
+	m.importe = -1;
+	assert_writers_agree(&m);
+	m.importe = 0;
+	strcpy(m.session_id, "has space");
+	m.has_session_id = 1;
+	assert_writers_agree(&m);
+	strcpy(m.session_id, "ok");
+	memset(m.user_id, 'a', sizeof m.user_id); /* no NUL inside */
+	assert_writers_agree(&m);
+	msg_init(&m, MSG_NETWORK_STATUS_UPDATE);
+	m.timestamp = 1;
+	m.cps = cps;
+	m.ncps = 3;
+	strcpy(cps[1].status, "ROTO");
+	assert_writers_agree(&m);
+	strcpy(cps[1].status, "PARADO");
+	strcpy(cps[2].location, "tab\there");
+	assert_writers_agree(&m);
+	strcpy(cps[2].location, "bad \xff utf-8");
+	assert_writers_agree(&m);
+	strcpy(cps[2].location, "fine");
+	cps[0].price = 100.01;
+	assert_writers_agree(&m);
+	cps[0].price = 1;
+	m.ncps = MSG_STATUS_MAX + 1;
+	assert_writers_agree(&m);
+}
+
+/* Every byte below 0x20 escaped (the short forms where JSON has them), '"'
+ * and '\\' escaped, the rest (UTF-8 included) as is: what jansson reads
+ * back is the input, byte for byte. */
+static void test_json_string(void **state)
+{
+	(void)state;
+	char in[300], out[6 * 300 + 2];
+	size_t n = 0;
+	for (int c = 0; c < 0x80; c++)
+		in[n++] = (char)c;
+	const char *utf8 = "\xc3\xa9\xe2\x82\xac\xf0\x9d\x84\x9e\xef\xbf\xbf";
+	memcpy(in + n, utf8, strlen(utf8));
+	n += strlen(utf8);
+	size_t k = msg_json_string(out, in, n);
+	assert_true(k <= 6 * n + 2);
+	json_error_t je;
+	json_t *j = json_loadb(out, k, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+	if (j == NULL)
+		fail_msg("not JSON: %s: %.*s", je.text, (int)k, out);
+	assert_true(json_is_string(j));
+	assert_int_equal(json_string_length(j), n);
+	assert_memory_equal(json_string_value(j), in, n);
+	json_decref(j);
+	/* The escapes themselves, for a reader that is not jansson. */
+	k = msg_json_string(out, "\x01\b\f\n\r\t\x1f\"\\/\x7f", 11);
+	out[k] = '\0';
+	assert_string_equal(out, "\"\\u0001\\b\\f\\n\\r\\t\\u001f\\\"\\\\/\x7f\"");
+	assert_int_equal(msg_json_string(out, "", 0), 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -973,6 +1127,8 @@ int main(void)
 		cmocka_unit_test(test_round_trip_minimal),
 		cmocka_unit_test(test_protocol_examples),
 		cmocka_unit_test(test_exact_bytes),
+		cmocka_unit_test(test_hand_writer_agrees),
+		cmocka_unit_test(test_json_string),
 		cmocka_unit_test(test_notification_request_id),
 		cmocka_unit_test(test_not_nul_terminated),
 		cmocka_unit_test(test_rejections),
