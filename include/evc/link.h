@@ -28,6 +28,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "evc/err.h"
+
 #define LINK_STX 0x02
 #define LINK_ETX 0x03
 #define LINK_EOT 0x04
@@ -38,7 +40,7 @@
 #define LINK_DATA_MAX 1024                 /* bytes of DATA in one frame */
 #define LINK_FRAME_MAX (LINK_DATA_MAX + 3) /* STX DATA ETX LRC */
 #define LINK_FIELDS_MAX 16
-#define LINK_ERR_LEN 256
+#define LINK_ERR_LEN EVC_ERR_LEN /* XXX-ERRLEN alias until the last callers move */
 
 #define LINK_HANDSHAKE_TIMEOUT 5.0 /* s: server waits this long for ENQ */
 #define LINK_ANSWER_TIMEOUT 2.0    /* s: wait for ACK/NACK (and ENQ's answer) */
@@ -78,7 +80,7 @@ struct link_item {
 	uint8_t ctrl;                   /* LINK_ITEM_CTRL: the byte */
 	size_t len;                     /* LINK_ITEM_FRAME: DATA length */
 	char data[LINK_DATA_MAX + 1];   /* LINK_ITEM_FRAME: DATA, NUL-terminated */
-	char err[LINK_ERR_LEN];         /* BAD/GARBAGE: what was wrong */
+	char err[EVC_ERR_LEN];         /* BAD/GARBAGE: what was wrong */
 };
 
 struct link_reader {
@@ -138,7 +140,7 @@ struct link_session {
 	/* bytes to write */
 	uint8_t *out;
 	size_t out_len, out_cap;
-	char err[LINK_ERR_LEN];   /* why the link is CLOSED/BROKEN */
+	char err[EVC_ERR_LEN];   /* why the link is CLOSED/BROKEN */
 	unsigned long frames_in, frames_out, nacks_in, nacks_out;
 };
 

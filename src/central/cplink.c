@@ -1289,7 +1289,7 @@ static void run_commands(struct cplink *l, double now)
 			}
 			conn_settle(l, c, now);
 		} else {
-			char err[LINK_ERR_LEN];
+			char err[EVC_ERR_LEN];
 			size_t len = n->len;
 			if (link_validate(n->text, len, err) == -1) {
 				log_warn("cplink: frame for link %llu dropped: %s",
@@ -1482,30 +1482,30 @@ void cplink_config_defaults(struct cplink_config *c)
 	c->register_timeout = 10.0;
 }
 
-struct cplink *cplink_new(const struct cplink_config *cfg, char err[256])
+struct cplink *cplink_new(const struct cplink_config *cfg, char err[EVC_ERR_LEN])
 {
 	struct cplink *l = NULL;
-	char nerr[NET_ERR_LEN];
+	char nerr[EVC_ERR_LEN];
 
 	if (cfg->max_conns < 1 || (size_t)cfg->max_conns > MAX_SLOTS / 2) {
-		snprintf(err, 256, "invalid max connections %d (expected 1..%zu)", cfg->max_conns,
+		snprintf(err, EVC_ERR_LEN, "invalid max connections %d (expected 1..%zu)", cfg->max_conns,
 			 MAX_SLOTS / 2);
 		return NULL;
 	}
 	if (!(cfg->handshake_timeout > 0) || !(cfg->heartbeat_timeout >= 0) || !(cfg->register_timeout >= 0) ||
 	    !isfinite(cfg->handshake_timeout) || !isfinite(cfg->heartbeat_timeout) ||
 	    !isfinite(cfg->register_timeout)) {
-		snprintf(err, 256,
+		snprintf(err, EVC_ERR_LEN,
 			 "invalid link timeouts (handshake %g s must be > 0, heartbeat %g s and register %g s >= 0)",
 			 cfg->handshake_timeout, cfg->heartbeat_timeout, cfg->register_timeout);
 		return NULL;
 	}
 	if (cfg->tls == NULL && !cfg->plain_ok) {
-		snprintf(err, 256, "link server: no TLS certificate and plaintext links not allowed: no CP could connect");
+		snprintf(err, EVC_ERR_LEN, "link server: no TLS certificate and plaintext links not allowed: no CP could connect");
 		return NULL;
 	}
 	if (cfg->wq_cap < LINK_FRAME_MAX) {
-		snprintf(err, 256, "write queue cap %zu too small (at least %d bytes)", cfg->wq_cap,
+		snprintf(err, EVC_ERR_LEN, "write queue cap %zu too small (at least %d bytes)", cfg->wq_cap,
 			 LINK_FRAME_MAX);
 		return NULL;
 	}
@@ -1522,7 +1522,7 @@ struct cplink *cplink_new(const struct cplink_config *cfg, char err[256])
 
 	l->lfd = net_listen(cfg->host, cfg->port, 4096, nerr);
 	if (l->lfd == -1) {
-		snprintf(err, 256, "link server: %.240s", nerr);
+		snprintf(err, EVC_ERR_LEN, "link server: %.240s", nerr);
 		goto fail;
 	}
 	l->port = net_local_port(l->lfd);
@@ -1530,17 +1530,17 @@ struct cplink *cplink_new(const struct cplink_config *cfg, char err[256])
 	l->cmdfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	l->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (l->epfd == -1 || l->cmdfd == -1 || l->evfd == -1) {
-		snprintf(err, 256, "link server: %s", strerror(errno));
+		snprintf(err, EVC_ERR_LEN, "link server: %s", strerror(errno));
 		goto fail;
 	}
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_CMD };
 	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->cmdfd, &ev) == -1) {
-		snprintf(err, 256, "link server: epoll: %s", strerror(errno));
+		snprintf(err, EVC_ERR_LEN, "link server: epoll: %s", strerror(errno));
 		goto fail;
 	}
 	listen_enable(l, 1);
 	if (!l->listening) {
-		snprintf(err, 256, "link server: epoll: %s", strerror(errno));
+		snprintf(err, EVC_ERR_LEN, "link server: epoll: %s", strerror(errno));
 		goto fail;
 	}
 	return l;
@@ -1559,15 +1559,15 @@ int cplink_event_fd(const struct cplink *l)
 	return l->evfd;
 }
 
-int cplink_start(struct cplink *l, char err[256])
+int cplink_start(struct cplink *l, char err[EVC_ERR_LEN])
 {
 	if (l->started) {
-		snprintf(err, 256, "link server already started");
+		snprintf(err, EVC_ERR_LEN, "link server already started");
 		return -1;
 	}
 	int rc = pthread_create(&l->thread, NULL, worker, l);
 	if (rc != 0) {
-		snprintf(err, 256, "link server thread: %s", strerror(rc));
+		snprintf(err, EVC_ERR_LEN, "link server thread: %s", strerror(rc));
 		return -1;
 	}
 	l->started = 1;

@@ -31,6 +31,7 @@
 
 #include <openssl/types.h>
 
+#include "evc/err.h"
 #include "evc/link.h"
 
 struct cplink_config {
@@ -73,11 +74,11 @@ struct cplink;
 
 /* Bind and listen now (so "port taken" is reported at start, not later in a
  * thread). NULL with err filled on failure. Caller frees with cplink_free. */
-struct cplink *cplink_new(const struct cplink_config *cfg, char err[256]);
+struct cplink *cplink_new(const struct cplink_config *cfg, char err[EVC_ERR_LEN]);
 /* Port actually bound (useful with port 0). */
 int cplink_port(const struct cplink *l);
 /* Spawn the epoll worker thread. 0 or -1 with err. */
-int cplink_start(struct cplink *l, char err[256]);
+int cplink_start(struct cplink *l, char err[EVC_ERR_LEN]);
 /* Readable (an eventfd) while events wait; drain with cplink_drain. */
 int cplink_event_fd(const struct cplink *l);
 /* Main thread: take up to max events, in order. Returns how many. */

@@ -28,7 +28,7 @@ static void seterr(char *err, const char *fmt, ...)
 		return;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(err, LINK_ERR_LEN, fmt, ap);
+	vsnprintf(err, EVC_ERR_LEN, fmt, ap);
 	va_end(ap);
 }
 

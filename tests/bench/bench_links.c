@@ -353,7 +353,7 @@ static int link_input(struct blink *b, const uint8_t *buf, size_t n, double now)
 			dead_eot++;
 		else
 			dead_broken++;
-		char why[LINK_ERR_LEN];
+		char why[EVC_ERR_LEN];
 		snprintf(why, sizeof why, "%s", b->s.err);
 		link_dead(b, why);
 		return -1;
@@ -546,7 +546,7 @@ static void heartbeat_bucket(int bucket, double now)
 		}
 		if (link_session_tick(&b->s, now) == -1) {
 			dead_broken++;
-			char why[LINK_ERR_LEN];
+			char why[EVC_ERR_LEN];
 			snprintf(why, sizeof why, "%s", b->s.err);
 			link_dead(b, why);
 			continue;

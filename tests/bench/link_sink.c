@@ -42,7 +42,7 @@ int main(int argc, char **argv)
 	cfg.port = atoi(argv[1]);
 	if (argc > 2)
 		cfg.max_conns = atoi(argv[2]);
-	char err[256];
+	char err[EVC_ERR_LEN];
 	SSL_CTX *tls = NULL;
 	if (argc == 5) {
 		tls = tls_server_ctx_new(argv[3], argv[4], err);

@@ -55,7 +55,7 @@ static struct cplink_config base_config(void)
 
 static void start(const struct cplink_config *c)
 {
-	char err[256];
+	char err[EVC_ERR_LEN];
 	srv = cplink_new(c, err);
 	if (srv == NULL)
 		fail_msg("cplink_new: %s", err);
@@ -140,7 +140,7 @@ struct client {
 
 static struct client *client_connect(void)
 {
-	char err[NET_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	struct client *c = calloc(1, sizeof *c);
 	assert_non_null(c);
 	c->fd = net_connect("127.0.0.1", cplink_port(srv), 2000, err);
@@ -919,7 +919,7 @@ static void test_port_taken(void **state)
 	start(&cfg);
 	struct cplink_config again = base_config();
 	again.port = cplink_port(srv);
-	char err[256] = "";
+	char err[EVC_ERR_LEN] = "";
 	assert_null(cplink_new(&again, err));
 	assert_true(err[0] != '\0');
 

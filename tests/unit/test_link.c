@@ -54,7 +54,7 @@ struct log {
 	char s[400000];
 	size_t n;
 	int items;
-	char last_err[LINK_ERR_LEN];
+	char last_err[EVC_ERR_LEN];
 };
 
 static void log_item(struct log *lg, const struct link_item *it)
@@ -158,7 +158,7 @@ static void test_lrc_vectors(void **state)
 
 static void expect_invalid(const char *data, size_t len, const char *needle)
 {
-	char err[LINK_ERR_LEN] = "";
+	char err[EVC_ERR_LEN] = "";
 	assert_int_equal(link_validate(data, len, err), -1);
 	if (strstr(err, needle) == NULL) {
 		print_error("error '%s' lacks '%s'\n", err, needle);
@@ -204,7 +204,7 @@ static void test_frame_build_room(void **state)
 {
 	(void)state;
 	uint8_t f[8];
-	char err[LINK_ERR_LEN] = "";
+	char err[EVC_ERR_LEN] = "";
 	assert_int_equal(link_frame_build(f, 4, "OK", 2, err), -1);
 	assert_non_null(strstr(err, "no room"));
 	assert_int_equal(link_frame_build(f, 5, "OK", 2, err), 5);
@@ -576,7 +576,7 @@ static void test_client_handshake_refused_or_silent(void **state)
 	assert_int_equal(feed_byte(&s, LINK_NACK, 0.5, &rx), -1);
 	assert_int_equal(s.state, LINK_CLOSED);
 	assert_non_null(strstr(s.err, "refused"));
-	char err[LINK_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	assert_int_equal(link_session_send(&s, "OK", 2, 0.6, err), -1);
 	assert_non_null(strstr(err, "CLOSED"));
 	link_session_free(&s);
@@ -940,7 +940,7 @@ static void test_session_finish(void **state)
 	struct link_session s;
 	struct rx rx;
 	uint8_t o[256], f[LINK_FRAME_MAX];
-	char err[LINK_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	/* Two frames queued: both delivered, then EOT. */
 	open_server(&s, &rx);
 	assert_int_equal(link_session_send(&s, "REGISTER_RESULT#DENIED#bad id", 29, 101.0, NULL), 0);
@@ -984,7 +984,7 @@ static void test_session_send_errors(void **state)
 	(void)state;
 	struct link_session s;
 	struct rx rx;
-	char err[LINK_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	open_server(&s, &rx);
 	assert_int_equal(link_session_send(&s, "bad", 3, 101.0, err), -1);
 	assert_non_null(strstr(err, "opcode"));
