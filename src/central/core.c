@@ -1470,6 +1470,17 @@ static void on_ack_authorize(struct core *c, struct core_cp *cp, double now, str
 static void on_nack_authorize(struct core *c, struct core_cp *cp, const char *reason, double now,
 			      struct core_fxlist *fx)
 {
+	if (cp->session && cp->session->acked && !cp->session->charging && sess_of(cp->session)->reoffered &&
+	    strncmp(reason, "ended", 5) == 0) {
+		/* The engine supplied this session and ended it while Central
+		 * was away: its SUPPLY_END is on its way on Kafka and bills
+		 * it (or the reservation timeout ends it). Cancelling now
+		 * would leave delivered energy unbilled. */
+		sess_of(cp->session)->reoffered = 0;
+		fx_log(fx, now, LOG_INFO, cp->id, "CP %s: session %s already supplied and ended there; waiting for its end of supply",
+		       cp->id, cp->session->id);
+		return;
+	}
 	if (cp->session && cp->session->acked && !cp->session->charging && sess_of(cp->session)->reoffered) {
 		/* The driver has its AUTH_OK, but the engine no longer takes
 		 * the session offered again after a link loss: it is over. */

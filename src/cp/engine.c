@@ -115,6 +115,13 @@ struct eng {
 
 	int authorised;
 	char driver[MSG_ID_MAX + 1], session[MSG_ID_MAX + 1];
+	/* The last sessions supplied and ended here: Central may offer one
+	 * again after a link loss before its SUPPLY_END reached it on Kafka
+	 * (evcharging(7) RULES, Billing integrity); supplying it twice would
+	 * meter it twice. */
+#define ENG_ENDED 8
+	char ended[ENG_ENDED][MSG_ID_MAX + 1];
+	unsigned nended;
 	double price;
 	double autoplug_at;      /* 0 none */
 	double auth_at;          /* when the authorisation came (monotonic) */
@@ -305,6 +312,7 @@ static void end_supply(struct eng *e, double now, enum msg_type type, const char
 		telemetry(e, type, type == MSG_CONEXION_PERDIDA ? "MONITOR" : NULL);
 	cpio_event("SUPPLY END driver=%s session=%s kwh=%.3f importe=%.2f reason=%s", e->driver, e->session,
 		   e->kwh, e->importe, why);
+	snprintf(e->ended[e->nended++ % ENG_ENDED], sizeof e->ended[0], "%s", e->session);
 	clear_auth(e);
 }
 
@@ -480,9 +488,13 @@ static void on_authorise(struct eng *e, double now, char **f, int n)
 		why = "KO: the CP has a fault";
 	else if (e->stopped)
 		why = "stopped: the CP is out of order";
-	else if (e->supplying) {
+	else if (e->supplying && strcmp(e->session, f[2]) != 0) {
 		snprintf(buf, sizeof buf, "busy: supplying driver %s", e->driver);
 		why = buf;
+	} else if (!e->supplying) {
+		for (unsigned i = 0; i < ENG_ENDED && i < e->nended; i++)
+			if (strcmp(e->ended[i], f[2]) == 0)
+				why = "ended: this session was supplied and has ended here";
 	}
 	if (why != NULL) {
 		reply(e, now, "NACK#AUTORIZAR_SUMINISTRO#%s", why);
@@ -492,7 +504,9 @@ static void on_authorise(struct eng *e, double now, char **f, int n)
 	/* Only Central authorises: this frame proves it is reachable again,
 	 * even if the monitor's next HEALTH_CHECK has not said so yet. */
 	set_central(e, 1);
-	if (e->authorised && strcmp(e->session, f[2]) == 0) { /* the same session again: already done */
+	/* the same session again (offered again after a link loss): already
+	 * authorised, or already supplying it */
+	if ((e->authorised || e->supplying) && strcmp(e->session, f[2]) == 0) {
 		reply(e, now, "ACK#AUTORIZAR_SUMINISTRO");
 		return;
 	}

@@ -2007,6 +2007,36 @@ static void test_reoffer_after_link_loss(void **state)
 	assert_null(send_prefix("AUTORIZAR_SUMINISTRO#"));
 }
 
+/* The engine supplied the session and ended it while Central was away
+ * (Central killed before it consumed SESSION_STARTED and SUPPLY_END): the
+ * session offered again is refused as "ended", and it stays open for the
+ * SUPPLY_END on its way, which bills it (chaos_billing: 0.046 kWh metered,
+ * billed 0 as SESSION_CANCELLED). */
+static void test_reoffer_refused_ended_waits_for_supply_end(void **state)
+{
+	(void)state;
+	reg(1, "MAD-01");
+	struct msg m = request("101", "MAD-01", NOW);
+	kafka(&m);
+	char sid[MSG_ID_MAX + 1];
+	xstrlcpy(sid, stored_session()->id, sizeof sid);
+	frame(1, "ACK#AUTORIZAR_SUMINISTRO");
+	assert_int_equal(count_produce(MSG_AUTH_OK), 1);
+	link_down(1);
+	NOW += 2;
+	reg(2, "MAD-01");
+	assert_non_null(send_prefix("AUTORIZAR_SUMINISTRO#101#"));
+	frame(2, "NACK#AUTORIZAR_SUMINISTRO#ended: this session was supplied and has ended here");
+	assert_int_equal(count_produce(MSG_SESSION_CANCELLED), 0);
+	assert_non_null(core_cp_find(C, "MAD-01")->session);
+	struct msg t = tele(MSG_SUPPLY_END, "MAD-01", "101", sid, 5, 0.046);
+	kafka(&t);
+	const struct msg *tk = produced(MSG_TICKET);
+	assert_non_null(tk);
+	assert_true(tk->kwh == 0.046);
+	assert_int_equal(stored_session()->outcome, CORE_OUT_TICKET);
+}
+
 /* --link-grace 0: the Release-1 rule, a session ends with its link. */
 static void test_link_down_no_grace(void **state)
 {
@@ -3403,6 +3433,7 @@ int main(void)
 		T(test_link_down_with_session),
 		T(test_link_down_no_grace),
 		T(test_reoffer_after_link_loss),
+		T(test_reoffer_refused_ended_waits_for_supply_end),
 		T(test_register_tls),
 		T(test_register_rate_limit),
 		T(test_revoke),
