@@ -32,6 +32,7 @@ enum {
 	ST_OUTBOX_DELETE,
 	ST_CP_KEY,
 	ST_DATA_VERSION,
+	ST_AUDIT,
 	ST_COUNT
 };
 
@@ -81,6 +82,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 		      " key_issued_at = CASE WHEN ?2 IS NULL THEN key_issued_at ELSE COALESCE(key_issued_at, ?4) END"
 		      " WHERE id = ?1",
 	[ST_DATA_VERSION] = "PRAGMA data_version",
+	/* One row per CP fault and recovery (evcharging(7) SECURITY). */
+	[ST_AUDIT] = SCHEMA_AUDIT_SQL,
 };
 
 struct store {
@@ -92,8 +95,10 @@ struct store {
 	pthread_t ckpt;
 	int ckpt_started;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	pthread_cond_t cv, done; /* done: a round has ended */
 	int ckpt_wanted, ckpt_stop;
+	int ckpt_busy;   /* a round is asked for or running */
+	int ckpt_copied; /* WAL frames copied by the last round (-1: it failed) */
 };
 
 static int fail_db(struct store *s, const char *what, char err[STORE_ERR_LEN])
@@ -135,6 +140,13 @@ struct store *store_open(const char *path, char err[STORE_ERR_LEN])
 	 * power cut after their effects went out (evcharging(7) DATABASE). */
 	if (exec_sql(s, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF", err) == -1)
 		goto fail;
+	/* The pages every state change rewrites (its CP's row, the tails and
+	 * the by-CP index leaves of cp_events and audit_log) spread over the
+	 * whole file: with SQLite's default 2 MB cache a network of a few
+	 * thousand CPs read them back from the file (a system call each) at
+	 * every change. 32 MB at most, taken only as pages are used. */
+	if (exec_sql(s, "PRAGMA cache_size=-32768", err) == -1)
+		goto fail;
 	/* The tables (evcharging(7) DATABASE) come from the numbered
 	 * migrations EV_Registry shares; they refuse a newer file. */
 	if (schema_migrate(s->db, err) == -1)
@@ -155,27 +167,51 @@ fail:
 /* WAL pages that make the main thread ask for a checkpoint (SQLite's own
  * automatic checkpoint default). */
 #define CKPT_PAGES 1000
+/* At most this many pages left for the checkpoint to copy: the main
+ * thread copies them itself between two transactions (a few ms). */
+#define CKPT_TAIL 256
 
-/* Runs on the main thread after every commit (sqlite3_wal_hook): only a
- * signal, the checkpoint itself is the other thread's. */
+/* Runs on the main thread after every commit (sqlite3_wal_hook): mostly a
+ * signal, the checkpoint itself is the other thread's.
+ *
+ * A PASSIVE checkpoint beside a writer that never pauses never catches up
+ * (the writer has always added frames since the checkpoint began), and the
+ * WAL starts over from its first frame only at a transaction that finds
+ * all of it copied. So once the thread's last round has left no more than
+ * CKPT_TAIL pages behind, the main thread copies those itself (nothing can
+ * be added meanwhile: it is the writer), and its next transaction rewinds
+ * the WAL. The WAL stays near CKPT_PAGES pages instead of growing to ten
+ * times that, and the pages written again and again stay the same few
+ * pages of the file (and of the page cache). If the thread cannot keep up
+ * at all, the writer waits for its round and copies the rest itself at
+ * twice the mark, as SQLite's automatic checkpoint would (a rare stall
+ * instead of a WAL without bound). */
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 {
 	struct store *s = arg;
-	/* A checkpoint running beside a writer that never pauses never catches
-	 * up, and the WAL starts over only once one has: past 10x the mark the
-	 * writer checkpoints itself, between two transactions, as SQLite's
-	 * automatic checkpoint would (a rare stall instead of a WAL without
-	 * bound). */
-	if (pages >= 10 * CKPT_PAGES) {
-		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	if (pages < CKPT_PAGES)
 		return SQLITE_OK;
+	int here = 0;
+	pthread_mutex_lock(&s->mu);
+	/* At twice the mark a round still running is waited for: the writer
+	 * pausing is what lets it finish. */
+	while (s->ckpt_busy && pages >= 2 * CKPT_PAGES)
+		pthread_cond_wait(&s->done, &s->mu);
+	if (!s->ckpt_busy) {
+		/* ckpt_copied is from before a rewind if the WAL is shorter */
+		int left = s->ckpt_copied > 0 && s->ckpt_copied <= pages ? pages - s->ckpt_copied : pages;
+		if (left <= CKPT_TAIL || pages >= 2 * CKPT_PAGES) {
+			here = 1;
+			s->ckpt_copied = 0;
+		} else {
+			s->ckpt_busy = 1;
+			s->ckpt_wanted = 1;
+			pthread_cond_signal(&s->cv);
+		}
 	}
-	if (pages >= CKPT_PAGES) {
-		pthread_mutex_lock(&s->mu);
-		s->ckpt_wanted = 1;
-		pthread_cond_signal(&s->cv);
-		pthread_mutex_unlock(&s->mu);
-	}
+	pthread_mutex_unlock(&s->mu);
+	if (here)
+		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 	return SQLITE_OK;
 }
 
@@ -199,9 +235,14 @@ static void *checkpointer(void *arg)
 		pthread_mutex_unlock(&s->mu);
 		/* PASSIVE: copies what no reader still needs and never blocks
 		 * the writer; what it leaves goes in the next round. */
-		if (db != NULL)
-			sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		int log = -1, copied = -1;
+		if (db != NULL &&
+		    sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied) != SQLITE_OK)
+			copied = -1;
 		pthread_mutex_lock(&s->mu);
+		s->ckpt_copied = copied;
+		s->ckpt_busy = 0;
+		pthread_cond_broadcast(&s->done);
 	}
 	pthread_mutex_unlock(&s->mu);
 	sqlite3_close(db);
@@ -214,9 +255,11 @@ int store_start_checkpointer(struct store *s, char err[STORE_ERR_LEN])
 		return 0;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
+	pthread_cond_init(&s->done, NULL);
 	int rc = pthread_create(&s->ckpt, NULL, checkpointer, s);
 	if (rc != 0) {
 		pthread_cond_destroy(&s->cv);
+		pthread_cond_destroy(&s->done);
 		pthread_mutex_destroy(&s->mu);
 		snprintf(err, STORE_ERR_LEN, "%.100s: cannot start the checkpoint thread: %s", s->path, strerror(rc));
 		return -1;
@@ -241,6 +284,7 @@ void store_close(struct store *s)
 		pthread_mutex_unlock(&s->mu);
 		pthread_join(s->ckpt, NULL);
 		pthread_cond_destroy(&s->cv);
+		pthread_cond_destroy(&s->done);
 		pthread_mutex_destroy(&s->mu);
 		sqlite3_wal_hook(s->db, NULL, NULL);
 	}
@@ -357,10 +401,10 @@ int store_apply(struct store *s, const struct core_fx *fx, char err[STORE_ERR_LE
 		sqlite3_bind_double(st, 4, fx->ts > 0 ? fx->ts : clock_wall());
 		return step_done(s, st, "store the CP's key", err);
 	case CORE_FX_AUDIT:
-		return schema_audit(s->db, fx->ts > 0 ? fx->ts : clock_wall(), fx->u.audit.actor,
-				    fx->u.audit.source_ip[0] ? fx->u.audit.source_ip : NULL, fx->u.audit.action,
-				    fx->u.audit.cp_id[0] ? fx->u.audit.cp_id : NULL,
-				    fx->u.audit.detail[0] ? fx->u.audit.detail : NULL, err);
+		return schema_audit_step(s->st[ST_AUDIT], fx->ts > 0 ? fx->ts : clock_wall(), fx->u.audit.actor,
+					 fx->u.audit.source_ip[0] ? fx->u.audit.source_ip : NULL, fx->u.audit.action,
+					 fx->u.audit.cp_id[0] ? fx->u.audit.cp_id : NULL,
+					 fx->u.audit.detail[0] ? fx->u.audit.detail : NULL, err);
 	case CORE_FX_STORE_REQUEST:
 		st = s->st[ST_REQUEST_SEEN];
 		sqlite3_bind_text(st, 1, fx->u.seen.user_id, -1, SQLITE_STATIC);

@@ -1,6 +1,6 @@
 /* Central's SQLite store (evcharging(7) DATABASE): charging_points, drivers,
- * sessions, cp_events. WAL mode, synchronous=NORMAL (a commit does not
- * fsync; a checkpoint does), prepared statements. Only the main thread
+ * sessions, cp_events. WAL mode, synchronous=FULL (a COMMIT is on disk
+ * before Central acts on it), prepared statements. Only the main thread
  * touches it (the checkpoint thread of store_start_checkpointer has its own
  * connection). The main loop wraps each batch of events in one store_begin
  * .. store_commit, and the Kafka offsets of a batch are committed only after
@@ -24,7 +24,9 @@ struct store *store_open(const char *path, char err[STORE_ERR_LEN]);
 void store_close(struct store *s);
 /* Move WAL checkpoints off the caller's thread: commits stop checkpointing
  * and a thread of the store, with its own connection, runs a PASSIVE
- * checkpoint whenever a commit leaves 1,000 pages or more in the WAL.
+ * checkpoint whenever a commit leaves 1,000 pages or more in the WAL; the
+ * few pages its round could not copy (the writer never pauses) the commit
+ * after it copies itself, so the WAL rewinds and stays near 1,000 pages.
  * Stopped by store_close (the last close checkpoints what is left). For the
  * server; the registration tools keep SQLite's automatic checkpoints. */
 int store_start_checkpointer(struct store *s, char err[STORE_ERR_LEN]);
