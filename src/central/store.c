@@ -95,10 +95,8 @@ struct store {
 	pthread_t ckpt;
 	int ckpt_started;
 	pthread_mutex_t mu;
-	pthread_cond_t cv, done; /* done: a round has ended */
+	pthread_cond_t cv;
 	int ckpt_wanted, ckpt_stop;
-	int ckpt_busy; /* a round is asked for or running */
-	int ckpt_here_at; /* WAL pages at which the writer copies itself (main thread's) */
 };
 
 static int fail_db(struct store *s, const char *what, char err[STORE_ERR_LEN])
@@ -161,44 +159,26 @@ fail:
  * automatic checkpoint default). */
 #define CKPT_PAGES 1000
 
-/* Runs on the main thread after every commit (sqlite3_wal_hook): mostly a
- * signal, the checkpoint itself is the other thread's.
- *
- * A PASSIVE checkpoint beside a writer that never pauses never catches up
- * (the writer has always added frames since the checkpoint began), and the
- * WAL starts over from its first frame only at a transaction that finds
- * all of it copied. A writer with pauses (most loads) lets a round copy
- * everything and the WAL rewinds by itself. One without (1,000 CPs each
- * changing state every second) used to grow the WAL to ten times the
- * mark (41 MB, all read through at a start after a crash). So at twice the mark the
- * writer copies itself what the thread's last round left (it waits for
- * a round still running: the writer pausing is what lets it finish), and
- * its next transaction rewinds the WAL: a stall of one small copy and one
- * fsync of the database file (2-20 ms measured), about once for every
- * CKPT_PAGES pages written, only while the thread cannot keep up (and
- * again only CKPT_PAGES later if a reader's snapshot kept the WAL from
- * rewinding). */
+/* Runs on the main thread after every commit (sqlite3_wal_hook): only a
+ * signal, the checkpoint itself is the other thread's. */
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 {
 	struct store *s = arg;
-	if (pages < CKPT_PAGES) {
-		s->ckpt_here_at = 2 * CKPT_PAGES; /* rewound */
+	/* A checkpoint running beside a writer that never pauses never catches
+	 * up, and the WAL starts over only once one has: past 10x the mark the
+	 * writer checkpoints itself, between two transactions, as SQLite's
+	 * automatic checkpoint would (a rare stall instead of a WAL without
+	 * bound). */
+	if (pages >= 10 * CKPT_PAGES) {
+		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 		return SQLITE_OK;
 	}
-	int here = pages >= s->ckpt_here_at;
-	pthread_mutex_lock(&s->mu);
-	while (here && s->ckpt_busy)
-		pthread_cond_wait(&s->done, &s->mu);
-	if (here) {
-		s->ckpt_here_at = pages + CKPT_PAGES;
-	} else if (!s->ckpt_busy) {
-		s->ckpt_busy = 1;
+	if (pages >= CKPT_PAGES) {
+		pthread_mutex_lock(&s->mu);
 		s->ckpt_wanted = 1;
 		pthread_cond_signal(&s->cv);
+		pthread_mutex_unlock(&s->mu);
 	}
-	pthread_mutex_unlock(&s->mu);
-	if (here)
-		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 	return SQLITE_OK;
 }
 
@@ -225,8 +205,6 @@ static void *checkpointer(void *arg)
 		if (db != NULL)
 			sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 		pthread_mutex_lock(&s->mu);
-		s->ckpt_busy = 0;
-		pthread_cond_broadcast(&s->done);
 	}
 	pthread_mutex_unlock(&s->mu);
 	sqlite3_close(db);
@@ -239,16 +217,13 @@ int store_start_checkpointer(struct store *s, char err[STORE_ERR_LEN])
 		return 0;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
-	pthread_cond_init(&s->done, NULL);
 	int rc = pthread_create(&s->ckpt, NULL, checkpointer, s);
 	if (rc != 0) {
 		pthread_cond_destroy(&s->cv);
-		pthread_cond_destroy(&s->done);
 		pthread_mutex_destroy(&s->mu);
 		snprintf(err, STORE_ERR_LEN, "%.100s: cannot start the checkpoint thread: %s", s->path, strerror(rc));
 		return -1;
 	}
-	s->ckpt_here_at = 2 * CKPT_PAGES;
 	s->ckpt_started = 1;
 	/* Commits on the main thread no longer checkpoint (a checkpoint writes
 	 * the db file and fsyncs it: tens of ms on a busy disk, during which
@@ -269,7 +244,6 @@ void store_close(struct store *s)
 		pthread_mutex_unlock(&s->mu);
 		pthread_join(s->ckpt, NULL);
 		pthread_cond_destroy(&s->cv);
-		pthread_cond_destroy(&s->done);
 		pthread_mutex_destroy(&s->mu);
 		sqlite3_wal_hook(s->db, NULL, NULL);
 	}

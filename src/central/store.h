@@ -24,10 +24,7 @@ struct store *store_open(const char *path, char err[STORE_ERR_LEN]);
 void store_close(struct store *s);
 /* Move WAL checkpoints off the caller's thread: commits stop checkpointing
  * and a thread of the store, with its own connection, runs a PASSIVE
- * checkpoint whenever a commit leaves 1,000 pages or more in the WAL. If
- * the thread cannot catch up (a writer that never pauses), the commit that
- * reaches 2,000 pages copies the rest itself, so the WAL rewinds and stays
- * under about 2,000 pages.
+ * checkpoint whenever a commit leaves 1,000 pages or more in the WAL.
  * Stopped by store_close (the last close checkpoints what is left). For the
  * server; the registration tools keep SQLite's automatic checkpoints. */
 int store_start_checkpointer(struct store *s, char err[STORE_ERR_LEN]);

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -290,76 +289,6 @@ static void test_restart_bookkeeping(void **state)
 	store_close(s);
 }
 
-/* On tmpfs when there is one: thousands of synchronous=FULL commits. */
-static int setup_shm(void **state)
-{
-	(void)state;
-	snprintf(dir, sizeof dir, "/dev/shm/test_store.XXXXXX");
-	if (mkdtemp(dir) == NULL)
-		return setup(state);
-	snprintf(dbpath, sizeof dbpath, "%s/c.db", dir);
-	return 0;
-}
-
-/* A writer that never pauses (one transaction after another, each
- * rewriting CP rows spread over the file, as 1,000 CPs changing state
- * every second do): the checkpoint thread alone never copies all of the
- * WAL, so the WAL would only start over at ten times the checkpoint mark
- * (10,000 pages, 41 MB). The commit after a round copies what the round
- * left and the WAL rewinds: it never passes twice the mark by more than
- * one transaction. */
-static void test_wal_stays_small(void **state)
-{
-	(void)state;
-	char err[STORE_ERR_LEN];
-	enum { NCP = 2000, NTXN = 4000, PER = 10 };
-	struct store *s = store_open(dbpath, err);
-	assert_non_null(s);
-	assert_int_equal(store_begin(s, err), 0);
-	for (int i = 0; i < NCP; i++) {
-		char id[16];
-		snprintf(id, sizeof id, "CP-%04d", i);
-		assert_int_equal(store_add_cp(s, id, "C/ Serrano 10", 0.25, NULL, err), 0);
-	}
-	assert_int_equal(store_commit(s, err), 0);
-	assert_int_equal(store_start_checkpointer(s, err), 0);
-	struct core_fx fx;
-	unsigned k = 0;
-	for (int t = 0; t < NTXN; t++) {
-		assert_int_equal(store_begin(s, err), 0);
-		for (int j = 0; j < PER; j++, k++) {
-			int cp = (int)((k * 7919u) % NCP);
-			memset(&fx, 0, sizeof fx);
-			fx.kind = CORE_FX_STORE_CP;
-			fx.ts = 1000 + t;
-			snprintf(fx.u.cp.id, sizeof fx.u.cp.id, "CP-%04d", cp);
-			snprintf(fx.u.cp.location, sizeof fx.u.cp.location, "C/ Serrano 10");
-			fx.u.cp.price = 0.25;
-			fx.u.cp.state = k % 2 ? CP_AVERIADO : CP_ACTIVADO;
-			fx.u.cp.fault = k % 2;
-			fx.u.cp.state_since = fx.ts;
-			assert_int_equal(store_apply(s, &fx, err), 0);
-			memset(&fx, 0, sizeof fx);
-			fx.kind = CORE_FX_STORE_EVENT;
-			fx.ts = 1000 + t;
-			snprintf(fx.u.event.cp_id, sizeof fx.u.event.cp_id, "CP-%04d", cp);
-			snprintf(fx.u.event.event, sizeof fx.u.event.event, "STATE");
-			snprintf(fx.u.event.detail, sizeof fx.u.event.detail, "ACTIVADO -> AVERIADO: sensor");
-			assert_int_equal(store_apply(s, &fx, err), 0);
-		}
-		assert_int_equal(store_commit(s, err), 0);
-	}
-	char wal[160];
-	snprintf(wal, sizeof wal, "%s-wal", dbpath);
-	struct stat sb;
-	assert_int_equal(stat(wal, &sb), 0);
-	long frames = (long)(sb.st_size / (4096 + 24));
-	print_message("WAL high-water mark: %ld frames\n", frames);
-	assert_true(frames < 2500);
-	assert_string_equal(q("select count(*) from cp_events"), "40000");
-	store_close(s);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -369,7 +298,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_import, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_session_ends_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_bookkeeping, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_wal_stays_small, setup_shm, teardown),
 	};
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
