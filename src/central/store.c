@@ -32,6 +32,7 @@ enum {
 	ST_OUTBOX_DELETE,
 	ST_CP_KEY,
 	ST_DATA_VERSION,
+	ST_AUDIT,
 	ST_COUNT
 };
 
@@ -81,6 +82,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 		      " key_issued_at = CASE WHEN ?2 IS NULL THEN key_issued_at ELSE COALESCE(key_issued_at, ?4) END"
 		      " WHERE id = ?1",
 	[ST_DATA_VERSION] = "PRAGMA data_version",
+	/* One row per CP fault and recovery (evcharging(7) SECURITY). */
+	[ST_AUDIT] = SCHEMA_AUDIT_SQL,
 };
 
 struct store {
@@ -357,10 +360,10 @@ int store_apply(struct store *s, const struct core_fx *fx, char err[STORE_ERR_LE
 		sqlite3_bind_double(st, 4, fx->ts > 0 ? fx->ts : clock_wall());
 		return step_done(s, st, "store the CP's key", err);
 	case CORE_FX_AUDIT:
-		return schema_audit(s->db, fx->ts > 0 ? fx->ts : clock_wall(), fx->u.audit.actor,
-				    fx->u.audit.source_ip[0] ? fx->u.audit.source_ip : NULL, fx->u.audit.action,
-				    fx->u.audit.cp_id[0] ? fx->u.audit.cp_id : NULL,
-				    fx->u.audit.detail[0] ? fx->u.audit.detail : NULL, err);
+		return schema_audit_step(s->st[ST_AUDIT], fx->ts > 0 ? fx->ts : clock_wall(), fx->u.audit.actor,
+					 fx->u.audit.source_ip[0] ? fx->u.audit.source_ip : NULL, fx->u.audit.action,
+					 fx->u.audit.cp_id[0] ? fx->u.audit.cp_id : NULL,
+					 fx->u.audit.detail[0] ? fx->u.audit.detail : NULL, err);
 	case CORE_FX_STORE_REQUEST:
 		st = s->st[ST_REQUEST_SEEN];
 		sqlite3_bind_text(st, 1, fx->u.seen.user_id, -1, SQLITE_STATIC);

@@ -1,6 +1,6 @@
 /* Central's SQLite store (evcharging(7) DATABASE): charging_points, drivers,
- * sessions, cp_events. WAL mode, synchronous=NORMAL (a commit does not
- * fsync; a checkpoint does), prepared statements. Only the main thread
+ * sessions, cp_events. WAL mode, synchronous=FULL (a COMMIT is on disk
+ * before Central acts on it), prepared statements. Only the main thread
  * touches it (the checkpoint thread of store_start_checkpointer has its own
  * connection). The main loop wraps each batch of events in one store_begin
  * .. store_commit, and the Kafka offsets of a batch are committed only after

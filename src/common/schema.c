@@ -382,23 +382,16 @@ static int utf8_cut(const char *s, size_t max)
 	return (int)n;
 }
 
-/* Prepared on each call: SQLite 3.40 has no place to hang a statement on a
- * connection, and a cached one would have to be finalized by every caller
- * before sqlite3_close. Audit rows are rare (changes and refusals, the
- * latter rate-limited), so the few microseconds do not matter. */
-int schema_audit(sqlite3 *db, double ts, const char *actor, const char *source_ip, const char *action,
-		 const char *cp_id, const char *detail, char err[EVC_ERR_LEN])
+/* Binds one row to st (prepared from SCHEMA_AUDIT_SQL), steps it and
+ * resets it for the next. */
+int schema_audit_step(sqlite3_stmt *st, double ts, const char *actor, const char *source_ip, const char *action,
+		      const char *cp_id, const char *detail, char err[EVC_ERR_LEN])
 {
+	sqlite3 *db = sqlite3_db_handle(st);
 	if (actor == NULL || actor[0] == '\0' || action == NULL || action[0] == '\0') {
 		evc_seterr(err, "audit row without actor or action");
 		return -1;
 	}
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(db,
-			       "INSERT INTO audit_log(ts, actor, source_ip, action, cp_id, detail)"
-			       " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-			       -1, &st, NULL) != SQLITE_OK)
-		goto fail;
 	sqlite3_bind_double(st, 1, ts);
 	sqlite3_bind_text(st, 2, actor, utf8_cut(actor, 128), SQLITE_STATIC);
 	if (source_ip != NULL)
@@ -408,12 +401,28 @@ int schema_audit(sqlite3 *db, double ts, const char *actor, const char *source_i
 		sqlite3_bind_text(st, 5, cp_id, utf8_cut(cp_id, 64), SQLITE_STATIC);
 	if (detail != NULL)
 		sqlite3_bind_text(st, 6, detail, utf8_cut(detail, SCHEMA_AUDIT_DETAIL_MAX), SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		goto fail;
+	int ok = sqlite3_step(st) == SQLITE_DONE;
+	if (!ok)
+		evc_seterr(err, "%.100s: writing the audit log: %.100s", db_name(db), sqlite3_errmsg(db));
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return ok ? 0 : -1;
+}
+
+/* Prepared on each call, for the tools that write an audit row now and
+ * then (EV_Registry): a cached statement would have to be finalized by
+ * every caller before sqlite3_close. Central, which writes one per CP
+ * fault and recovery, keeps its own prepared SCHEMA_AUDIT_SQL. */
+int schema_audit(sqlite3 *db, double ts, const char *actor, const char *source_ip, const char *action,
+		 const char *cp_id, const char *detail, char err[EVC_ERR_LEN])
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(db, SCHEMA_AUDIT_SQL, -1, &st, NULL) != SQLITE_OK) {
+		evc_seterr(err, "%.100s: writing the audit log: %.100s", db_name(db), sqlite3_errmsg(db));
+		sqlite3_finalize(st);
+		return -1;
+	}
+	int rc = schema_audit_step(st, ts, actor, source_ip, action, cp_id, detail, err);
 	sqlite3_finalize(st);
-	return 0;
-fail:
-	evc_seterr(err, "%.100s: writing the audit log: %.100s", db_name(db), sqlite3_errmsg(db));
-	sqlite3_finalize(st);
-	return -1;
+	return rc;
 }

@@ -531,6 +531,30 @@ static void test_audit_append_only(void **state)
 	sqlite3_close(db);
 }
 
+/* The kept statement of a writer of many rows: each row has only its
+ * own values (none left over from the one before), and a refused row
+ * leaves the statement usable. */
+static void test_audit_prepared(void **state)
+{
+	(void)state;
+	char err[EVC_ERR_LEN];
+	sqlite3 *db = open_db();
+	assert_int_equal(schema_migrate(db, err), 0);
+	sqlite3_stmt *st = NULL;
+	assert_int_equal(sqlite3_prepare_v2(db, SCHEMA_AUDIT_SQL, -1, &st, NULL), SQLITE_OK);
+	exec_ok(db, "BEGIN IMMEDIATE");
+	assert_int_equal(schema_audit_step(st, 10, "central", "10.0.0.1", "CP_FAULT", "MAD-01", "sensor", err), 0);
+	assert_int_equal(schema_audit_step(st, 11, "central", NULL, "CP_RECOVER", NULL, NULL, err), 0);
+	assert_int_equal(schema_audit_step(st, 12, "central", NULL, "", NULL, NULL, err), -1);
+	assert_int_equal(schema_audit_step(st, 13, "central", NULL, "CP_FAULT", "MAD-02", NULL, err), 0);
+	exec_ok(db, "COMMIT");
+	assert_string_equal(q(db, "select group_concat(ts||'|'||action||'|'||coalesce(source_ip,'-')||'|'"
+				  "||coalesce(cp_id,'-')||'|'||coalesce(detail,'-'), ';') from audit_log"),
+			    "10.0|CP_FAULT|10.0.0.1|MAD-01|sensor;11.0|CP_RECOVER|-|-|-;13.0|CP_FAULT|-|MAD-02|-");
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -546,6 +570,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_foreign_tables_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_at_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audit_append_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_audit_prepared, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
