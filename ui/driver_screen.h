@@ -8,7 +8,6 @@
 #include "evc/msg.h"
 #include "evc/err.h"
 
-#define DRIVER_SCREEN_ERR_LEN EVC_ERR_LEN /* XXX-ERRLEN alias until the last callers move */
 
 enum driver_screen_supply {
 	DRIVER_SUPPLY_NONE,

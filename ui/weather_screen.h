@@ -9,7 +9,6 @@
 #include <stddef.h>
 #include "evc/err.h"
 
-#define WEATHER_SCREEN_ERR_LEN EVC_ERR_LEN /* XXX-ERRLEN alias until the last callers move */
 
 enum weather_link {
 	WEATHER_LINK_UNKNOWN, /* nothing posted yet */

@@ -8,7 +8,6 @@
 #include <librdkafka/rdkafka.h>
 #include "evc/err.h"
 
-#define BUS_ERR_LEN EVC_ERR_LEN /* XXX-ERRLEN alias until the last callers move */
 #define BUS_NAME_MAX 256
 
 /* Topic prefix from --topic-prefix, else $EVC_TOPIC_PREFIX, else "".

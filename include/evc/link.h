@@ -40,7 +40,6 @@
 #define LINK_DATA_MAX 1024                 /* bytes of DATA in one frame */
 #define LINK_FRAME_MAX (LINK_DATA_MAX + 3) /* STX DATA ETX LRC */
 #define LINK_FIELDS_MAX 16
-#define LINK_ERR_LEN EVC_ERR_LEN /* XXX-ERRLEN alias until the last callers move */
 
 #define LINK_HANDSHAKE_TIMEOUT 5.0 /* s: server waits this long for ENQ */
 #define LINK_ANSWER_TIMEOUT 2.0    /* s: wait for ACK/NACK (and ENQ's answer) */

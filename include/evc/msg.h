@@ -9,7 +9,6 @@
 #include <stdint.h>
 #include "evc/err.h"
 
-#define MSG_ERR_LEN EVC_ERR_LEN /* XXX-ERRLEN alias until the last callers move */
 #define MSG_ID_MAX 64      /* user_id, session_id, request_id: bytes */
 #define MSG_CP_ID_MAX 32   /* cp_id: ^[A-Za-z0-9_-]{1,32}$ */
 #define MSG_TEXT_MAX 256   /* message, reason: bytes */

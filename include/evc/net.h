@@ -4,7 +4,6 @@
 #include <stddef.h>
 #include "evc/err.h"
 
-#define NET_ERR_LEN EVC_ERR_LEN /* XXX-ERRLEN alias until the last callers move */
 
 /* The one address parser of every program: "host:port" or "[v6]:port".
  * host gets the name or address without brackets, at most hostlen-1 bytes;

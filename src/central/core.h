@@ -21,7 +21,6 @@
 #include "evc/state.h"
 #include "evc/err.h"
 
-#define CORE_ERR_LEN EVC_ERR_LEN /* XXX-ERRLEN alias until the last callers move */
 /* s: the monitor checks every 1 s and reports within 1.5 s */
 #define CORE_ENGINE_FAULT_GRACE 3.0
 

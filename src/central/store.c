@@ -99,31 +99,31 @@ struct store {
 	int ckpt_wanted, ckpt_stop;
 };
 
-static int fail_db(struct store *s, const char *what, char err[STORE_ERR_LEN])
+static int fail_db(struct store *s, const char *what, char err[EVC_ERR_LEN])
 {
-	snprintf(err, STORE_ERR_LEN, "%.100s: %.40s: %.100s", s->path, what, sqlite3_errmsg(s->db));
+	snprintf(err, EVC_ERR_LEN, "%.100s: %.40s: %.100s", s->path, what, sqlite3_errmsg(s->db));
 	return -1;
 }
 
-static int exec_sql(struct store *s, const char *sql, char err[STORE_ERR_LEN])
+static int exec_sql(struct store *s, const char *sql, char err[EVC_ERR_LEN])
 {
 	char *msg = NULL;
 	if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-		snprintf(err, STORE_ERR_LEN, "%.100s: %.140s", s->path, msg != NULL ? msg : "error");
+		snprintf(err, EVC_ERR_LEN, "%.100s: %.140s", s->path, msg != NULL ? msg : "error");
 		sqlite3_free(msg);
 		return -1;
 	}
 	return 0;
 }
 
-struct store *store_open(const char *path, char err[STORE_ERR_LEN])
+struct store *store_open(const char *path, char err[EVC_ERR_LEN])
 {
 	struct store *s = xcalloc(1, sizeof *s);
 	xstrlcpy(s->path, path, sizeof s->path);
 	int rc = sqlite3_open_v2(path, &s->db,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
-		snprintf(err, STORE_ERR_LEN, "%s: cannot open database: %s", path,
+		snprintf(err, EVC_ERR_LEN, "%s: cannot open database: %s", path,
 			 s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
 		goto fail;
 	}
@@ -211,7 +211,7 @@ static void *checkpointer(void *arg)
 	return NULL;
 }
 
-int store_start_checkpointer(struct store *s, char err[STORE_ERR_LEN])
+int store_start_checkpointer(struct store *s, char err[EVC_ERR_LEN])
 {
 	if (s->ckpt_started)
 		return 0;
@@ -221,7 +221,7 @@ int store_start_checkpointer(struct store *s, char err[STORE_ERR_LEN])
 	if (rc != 0) {
 		pthread_cond_destroy(&s->cv);
 		pthread_mutex_destroy(&s->mu);
-		snprintf(err, STORE_ERR_LEN, "%.100s: cannot start the checkpoint thread: %s", s->path, strerror(rc));
+		snprintf(err, EVC_ERR_LEN, "%.100s: cannot start the checkpoint thread: %s", s->path, strerror(rc));
 		return -1;
 	}
 	s->ckpt_started = 1;
@@ -256,7 +256,7 @@ void store_close(struct store *s)
 	free(s);
 }
 
-static int step_done(struct store *s, sqlite3_stmt *st, const char *what, char err[STORE_ERR_LEN])
+static int step_done(struct store *s, sqlite3_stmt *st, const char *what, char err[EVC_ERR_LEN])
 {
 	int rc = sqlite3_step(st);
 	int ret = 0;
@@ -267,7 +267,7 @@ static int step_done(struct store *s, sqlite3_stmt *st, const char *what, char e
 	return ret;
 }
 
-int store_begin(struct store *s, char err[STORE_ERR_LEN])
+int store_begin(struct store *s, char err[EVC_ERR_LEN])
 {
 	if (s->in_txn)
 		return 0;
@@ -277,7 +277,7 @@ int store_begin(struct store *s, char err[STORE_ERR_LEN])
 	return 0;
 }
 
-int store_commit(struct store *s, char err[STORE_ERR_LEN])
+int store_commit(struct store *s, char err[EVC_ERR_LEN])
 {
 	if (!s->in_txn)
 		return 0;
@@ -306,7 +306,7 @@ static void bind_time(sqlite3_stmt *st, int i, double t)
 		sqlite3_bind_null(st, i);
 }
 
-int store_apply(struct store *s, const struct core_fx *fx, char err[STORE_ERR_LEN])
+int store_apply(struct store *s, const struct core_fx *fx, char err[EVC_ERR_LEN])
 {
 	sqlite3_stmt *st;
 	switch (fx->kind) {
@@ -386,7 +386,7 @@ int store_apply(struct store *s, const struct core_fx *fx, char err[STORE_ERR_LE
 	}
 }
 
-int store_mark_all_disconnected(struct store *s, double now, char err[STORE_ERR_LEN])
+int store_mark_all_disconnected(struct store *s, double now, char err[EVC_ERR_LEN])
 {
 	char sql[512];
 	snprintf(sql, sizeof sql,
@@ -412,7 +412,7 @@ static const char *col_text(sqlite3_stmt *st, int i)
 }
 
 int store_foreach_cp(struct store *s, void (*fn)(void *arg, const struct core_cp_row *cp), void *arg,
-		     char err[STORE_ERR_LEN])
+		     char err[EVC_ERR_LEN])
 {
 	sqlite3_stmt *st = NULL;
 	int n = 0;
@@ -438,7 +438,7 @@ int store_foreach_cp(struct store *s, void (*fn)(void *arg, const struct core_cp
 }
 
 int store_foreach_driver(struct store *s, void (*fn)(void *arg, const char *driver_id), void *arg,
-			 char err[STORE_ERR_LEN])
+			 char err[EVC_ERR_LEN])
 {
 	sqlite3_stmt *st = NULL;
 	int n = 0;
@@ -464,7 +464,7 @@ int store_data_version(struct store *s)
 }
 
 int64_t store_foreach_reg(struct store *s, int64_t since,
-			  void (*fn)(void *arg, const struct core_reg *r), void *arg, char err[STORE_ERR_LEN])
+			  void (*fn)(void *arg, const struct core_reg *r), void *arg, char err[EVC_ERR_LEN])
 {
 	sqlite3_stmt *st = NULL;
 	int64_t max = since < 0 ? 0 : since;
@@ -499,13 +499,13 @@ int64_t store_foreach_reg(struct store *s, int64_t since,
 }
 
 int store_audit_read(const char *path, double since, const char *cp_id,
-		     void (*fn)(void *arg, const struct store_audit_row *r), void *arg, char err[STORE_ERR_LEN])
+		     void (*fn)(void *arg, const struct store_audit_row *r), void *arg, char err[EVC_ERR_LEN])
 {
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
 	int n = -1;
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-		snprintf(err, STORE_ERR_LEN, "%.150s: cannot open: %.80s", path, db ? sqlite3_errmsg(db) : "out of memory");
+		snprintf(err, EVC_ERR_LEN, "%.150s: cannot open: %.80s", path, db ? sqlite3_errmsg(db) : "out of memory");
 		goto out;
 	}
 	sqlite3_busy_timeout(db, 5000);
@@ -513,7 +513,7 @@ int store_audit_read(const char *path, double since, const char *cp_id,
 			       "SELECT ts, actor, source_ip, action, cp_id, detail FROM audit_log"
 			       " WHERE ts >= ?1 AND (?2 IS NULL OR cp_id = ?2) ORDER BY id",
 			       -1, &st, NULL) != SQLITE_OK) {
-		snprintf(err, STORE_ERR_LEN, "%.150s: no audit log here: %.80s", path, sqlite3_errmsg(db));
+		snprintf(err, EVC_ERR_LEN, "%.150s: no audit log here: %.80s", path, sqlite3_errmsg(db));
 		goto out;
 	}
 	sqlite3_bind_double(st, 1, since);
@@ -534,7 +534,7 @@ int store_audit_read(const char *path, double since, const char *cp_id,
 		n++;
 	}
 	if (rc != SQLITE_DONE) {
-		snprintf(err, STORE_ERR_LEN, "%.150s: reading the audit log: %.80s", path, sqlite3_errmsg(db));
+		snprintf(err, EVC_ERR_LEN, "%.150s: reading the audit log: %.80s", path, sqlite3_errmsg(db));
 		n = -1;
 	}
 out:
@@ -545,7 +545,7 @@ out:
 
 int store_foreach_request(struct store *s, double since,
 			  void (*fn)(void *arg, const char *user_id, const char *request_id, double seen_at), void *arg,
-			  char err[STORE_ERR_LEN])
+			  char err[EVC_ERR_LEN])
 {
 	sqlite3_stmt *st = NULL;
 	int n = 0;
@@ -566,7 +566,7 @@ int store_foreach_request(struct store *s, double since,
 }
 
 int64_t store_outbox_add(struct store *s, const char *topic, const char *key, const char *payload, double now,
-			 char err[STORE_ERR_LEN])
+			 char err[EVC_ERR_LEN])
 {
 	sqlite3_stmt *st = s->st[ST_OUTBOX_ADD];
 	sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
@@ -579,7 +579,7 @@ int64_t store_outbox_add(struct store *s, const char *topic, const char *key, co
 	return (int64_t)sqlite3_last_insert_rowid(s->db);
 }
 
-int store_outbox_delete(struct store *s, int64_t id, char err[STORE_ERR_LEN])
+int store_outbox_delete(struct store *s, int64_t id, char err[EVC_ERR_LEN])
 {
 	sqlite3_stmt *st = s->st[ST_OUTBOX_DELETE];
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
@@ -588,7 +588,7 @@ int store_outbox_delete(struct store *s, int64_t id, char err[STORE_ERR_LEN])
 
 int store_outbox_scan(struct store *s, int64_t after, int max,
 		      void (*fn)(void *arg, int64_t id, const char *topic, const char *key, const char *payload),
-		      void *arg, char err[STORE_ERR_LEN])
+		      void *arg, char err[EVC_ERR_LEN])
 {
 	sqlite3_stmt *st = NULL;
 	int n = 0;
@@ -609,7 +609,7 @@ int store_outbox_scan(struct store *s, int64_t after, int max,
 }
 
 int store_foreach_open_session(struct store *s, void (*fn)(void *arg, const struct core_session *ss),
-			       void *arg, char err[STORE_ERR_LEN])
+			       void *arg, char err[EVC_ERR_LEN])
 {
 	sqlite3_stmt *st = NULL;
 	int n = 0;
@@ -670,14 +670,14 @@ static int exists(struct store *s, int which, const char *id)
 }
 
 int store_add_driver(struct store *s, const char *id, const char *name, int *created,
-		     char err[STORE_ERR_LEN])
+		     char err[EVC_ERR_LEN])
 {
 	if (!msg_valid_user_id(id)) {
-		snprintf(err, STORE_ERR_LEN, "invalid driver id '%s' (1..64 of A-Z a-z 0-9 _ . @ -)", id);
+		snprintf(err, EVC_ERR_LEN, "invalid driver id '%s' (1..64 of A-Z a-z 0-9 _ . @ -)", id);
 		return -1;
 	}
 	if (name != NULL && (strlen(name) > 128 || !msg_valid_text(name))) {
-		snprintf(err, STORE_ERR_LEN, "invalid driver name for '%s' (up to 128 bytes of UTF-8 text)", id);
+		snprintf(err, EVC_ERR_LEN, "invalid driver name for '%s' (up to 128 bytes of UTF-8 text)", id);
 		return -1;
 	}
 	int isnew = !exists(s, ST_DRIVER_KNOWN, id);
@@ -694,20 +694,20 @@ int store_add_driver(struct store *s, const char *id, const char *name, int *cre
 }
 
 int store_add_cp(struct store *s, const char *id, const char *location, double price, int *created,
-		 char err[STORE_ERR_LEN])
+		 char err[EVC_ERR_LEN])
 {
 	if (!msg_valid_cp_id(id)) {
-		snprintf(err, STORE_ERR_LEN, "invalid CP id '%s' (1..32 of A-Z a-z 0-9 _ -)", id);
+		snprintf(err, EVC_ERR_LEN, "invalid CP id '%s' (1..32 of A-Z a-z 0-9 _ -)", id);
 		return -1;
 	}
 	const char *bad_loc = msg_check_location(location);
 	if (bad_loc != NULL) {
-		snprintf(err, STORE_ERR_LEN, "invalid location for '%s': %s (1..64 UTF-8 characters, no '#')", id,
+		snprintf(err, EVC_ERR_LEN, "invalid location for '%s': %s (1..64 UTF-8 characters, no '#')", id,
 			 bad_loc);
 		return -1;
 	}
 	if (!money_price_ok(price)) {
-		snprintf(err, STORE_ERR_LEN, "invalid price for '%s' (greater than 0, at most 100)", id);
+		snprintf(err, EVC_ERR_LEN, "invalid price for '%s' (greater than 0, at most 100)", id);
 		return -1;
 	}
 	int isnew = !exists(s, ST_CP_EXISTS, id);
@@ -750,12 +750,12 @@ static char *rest_of_line(char *p)
 	return p;
 }
 
-int store_import(struct store *s, const char *path, int *ndrivers, int *ncps, char err[STORE_ERR_LEN])
+int store_import(struct store *s, const char *path, int *ndrivers, int *ncps, char err[EVC_ERR_LEN])
 {
-	char why[STORE_ERR_LEN];
+	char why[EVC_ERR_LEN];
 	FILE *f = fopen(path, "r");
 	if (f == NULL) {
-		snprintf(err, STORE_ERR_LEN, "%s: %s", path, strerror(errno));
+		snprintf(err, EVC_ERR_LEN, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	int nd = 0, nc = 0;
@@ -768,7 +768,7 @@ int store_import(struct store *s, const char *path, int *ndrivers, int *ncps, ch
 	while ((len = getline(&line, &cap, f)) != -1) {
 		lineno++;
 		if ((size_t)len != strlen(line)) {
-			snprintf(err, STORE_ERR_LEN, "%s:%ld: NUL byte in line", path, lineno);
+			snprintf(err, EVC_ERR_LEN, "%s:%ld: NUL byte in line", path, lineno);
 			goto fail;
 		}
 		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
@@ -780,11 +780,11 @@ int store_import(struct store *s, const char *path, int *ndrivers, int *ncps, ch
 		if (strcmp(kw, "driver") == 0) {
 			char *id = next_word(&p);
 			if (id == NULL) {
-				snprintf(err, STORE_ERR_LEN, "%s:%ld: expected 'driver ID [NAME...]'", path, lineno);
+				snprintf(err, EVC_ERR_LEN, "%s:%ld: expected 'driver ID [NAME...]'", path, lineno);
 				goto fail;
 			}
 			if (store_add_driver(s, id, rest_of_line(p), NULL, why) == -1) {
-				snprintf(err, STORE_ERR_LEN, "%.80s:%ld: %.150s", path, lineno, why);
+				snprintf(err, EVC_ERR_LEN, "%.80s:%ld: %.150s", path, lineno, why);
 				goto fail;
 			}
 			nd++;
@@ -794,27 +794,27 @@ int store_import(struct store *s, const char *path, int *ndrivers, int *ncps, ch
 			char *loc = price_s != NULL ? rest_of_line(p) : NULL;
 			double price;
 			if (loc == NULL || loc[0] == '\0') {
-				snprintf(err, STORE_ERR_LEN, "%s:%ld: expected 'cp ID PRICE LOCATION...'", path, lineno);
+				snprintf(err, EVC_ERR_LEN, "%s:%ld: expected 'cp ID PRICE LOCATION...'", path, lineno);
 				goto fail;
 			}
 			if (money_parse_price(price_s, &price, NULL) != 0) {
-				snprintf(err, STORE_ERR_LEN, "%s:%ld: invalid price '%s' (0 < price <= 100, '.' decimal point)",
+				snprintf(err, EVC_ERR_LEN, "%s:%ld: invalid price '%s' (0 < price <= 100, '.' decimal point)",
 					 path, lineno, price_s);
 				goto fail;
 			}
 			if (store_add_cp(s, id, loc, price, NULL, why) == -1) {
-				snprintf(err, STORE_ERR_LEN, "%.80s:%ld: %.150s", path, lineno, why);
+				snprintf(err, EVC_ERR_LEN, "%.80s:%ld: %.150s", path, lineno, why);
 				goto fail;
 			}
 			nc++;
 		} else {
-			snprintf(err, STORE_ERR_LEN, "%s:%ld: unknown record '%.40s' (expected 'driver' or 'cp')", path,
+			snprintf(err, EVC_ERR_LEN, "%s:%ld: unknown record '%.40s' (expected 'driver' or 'cp')", path,
 				 lineno, kw);
 			goto fail;
 		}
 	}
 	if (ferror(f)) {
-		snprintf(err, STORE_ERR_LEN, "%s: read error", path);
+		snprintf(err, EVC_ERR_LEN, "%s: read error", path);
 		goto fail;
 	}
 	if (store_commit(s, err) == -1)

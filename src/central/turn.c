@@ -52,7 +52,7 @@ int turn_exec(void *arg, const char *line, char msg[EVC_ERR_LEN])
 	struct central *c = arg;
 	int cmd;
 	char cp[MSG_CP_ID_MAX + 1] = "";
-	char err[CORE_ERR_LEN] = "";
+	char err[EVC_ERR_LEN] = "";
 	if (core_parse_command(line, &cmd, cp, err) == -1) {
 		evc_seterr(msg, "%s", err);
 		return -1;
@@ -83,7 +83,7 @@ void turn_registry_poll(struct central *c)
 	if (v == c->reg_data_version)
 		return;
 	c->reg_data_version = v;
-	char err[STORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	int64_t rev = store_foreach_reg(c->store, c->reg_rev, add_reg, c, err);
 	if (rev < 0)
 		log_warn("registry: %s", err);
@@ -267,13 +267,13 @@ static void outbox_forget_new(struct central *c)
 
 /* Inside the turn's transaction: this turn's notifications into the
  * outbox. */
-static int outbox_add_turn(struct central *c, double now, char err[STORE_ERR_LEN])
+static int outbox_add_turn(struct central *c, double now, char err[EVC_ERR_LEN])
 {
 	for (size_t i = 0; i < c->fx.n; i++) {
 		const struct core_fx *x = &c->fx.v[i];
 		if (x->kind != CORE_FX_PRODUCE || !must_deliver(x->u.produce.type))
 			continue;
-		char merr[MSG_ERR_LEN];
+		char merr[EVC_ERR_LEN];
 		char *json = msg_encode(&x->u.produce, NULL, merr);
 		if (json == NULL) {
 			log_error("cannot encode %s for %s: %s", msg_type_name(x->u.produce.type), x->u.produce.user_id,
@@ -300,7 +300,7 @@ static int outbox_add_turn(struct central *c, double now, char err[STORE_ERR_LEN
  * outbox rows, and the deletion of the outbox rows the broker confirmed. A
  * busy or full database gets a few more tries (each waits up to the busy
  * timeout), then -1. */
-static int store_batch(struct central *c, char err[STORE_ERR_LEN])
+static int store_batch(struct central *c, char err[EVC_ERR_LEN])
 {
 	enum { ATTEMPTS = 4 };
 	double now = clock_wall();
@@ -394,7 +394,7 @@ void turn_outbox_sweep(struct central *c, double mono)
 		return;
 	c->outbox_next_sweep = mono + OUTBOX_SWEEP;
 	struct sweep sw = { .c = c, .full = 0 };
-	char err[STORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	int n = store_outbox_scan(c->store, 0, OUTBOX_SWEEP_ROWS, sweep_row, &sw, err);
 	if (n < 0)
 		log_warn("outbox: %s", err);
@@ -402,7 +402,7 @@ void turn_outbox_sweep(struct central *c, double mono)
 
 void turn_outbox_settle(struct central *c)
 {
-	char err[STORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	take_settled(c);
 	if (c->ndelivered == 0 || c->db_failed)
 		return;
@@ -451,7 +451,7 @@ static int commit_wait_ms(const struct central *c, double mono)
 
 void turn_apply(struct central *c)
 {
-	char err[STORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	/* A turn that applied many CONSUMO of a session stores one row and
 	 * produces one CONSUMO_UPDATE for it (evcharging(7) RULES). */
 	core_fxlist_coalesce(&c->fx, &c->seen_sessions);

@@ -14,7 +14,6 @@
 #include "evc/link.h"
 #include "evc/err.h"
 
-#define CPIO_ERR_LEN EVC_ERR_LEN /* XXX-ERRLEN alias until the last callers move */
 #define CPIO_ADDRS_MAX 8
 /* Bytes of answers waiting for a peer that does not read them before its
  * link is closed, and reads of a link per poll() turn (fairness). */

@@ -6,7 +6,6 @@
 #include <stddef.h>
 #include "evc/err.h"
 
-#define SERVICES_ERR_LEN EVC_ERR_LEN /* XXX-ERRLEN alias until the last callers move */
 #define SERVICES_MAX 100000 /* CP ids in one file: more is surely a mistake */
 
 struct services {

@@ -61,7 +61,7 @@ static void write_file(const char *path, const char *text)
 static void test_open_schema_wal(void **state)
 {
 	(void)state;
-	char err[STORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	struct store *s = store_open(dbpath, err);
 	assert_non_null(s);
 	assert_string_equal(q("PRAGMA journal_mode"), "wal");
@@ -78,7 +78,7 @@ static void test_open_schema_wal(void **state)
 static void test_not_a_database(void **state)
 {
 	(void)state;
-	char err[STORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	char path[160];
 	snprintf(path, sizeof path, "%s/notdb", dir);
 	write_file(path, "this is plain text, not an SQLite database at all, long enough for a header....\n");
@@ -91,7 +91,7 @@ static void test_not_a_database(void **state)
 static void test_add_and_validate(void **state)
 {
 	(void)state;
-	char err[STORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	int created = -1;
 	struct store *s = store_open(dbpath, err);
 	assert_non_null(s);
@@ -133,7 +133,7 @@ static void test_add_and_validate(void **state)
 static void test_import(void **state)
 {
 	(void)state;
-	char err[STORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	char path[160];
 	int nd = -1, nc = -1;
 	struct store *s = store_open(dbpath, err);
@@ -190,7 +190,7 @@ static void session_fx(struct core_fx *fx, const char *id, enum core_outcome out
 static void test_session_ends_once(void **state)
 {
 	(void)state;
-	char err[STORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	struct core_fx fx;
 	struct store *s = store_open(dbpath, err);
 	assert_non_null(s);
@@ -243,7 +243,7 @@ static void count_driver(void *arg, const char *id)
 static void test_restart_bookkeeping(void **state)
 {
 	(void)state;
-	char err[STORE_ERR_LEN];
+	char err[EVC_ERR_LEN];
 	struct core_fx fx;
 	struct store *s = store_open(dbpath, err);
 	assert_non_null(s);
