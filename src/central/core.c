@@ -2085,6 +2085,8 @@ void core_on_tick(struct core *c, double now, struct core_fxlist *fx)
 /* ------------------------------------------------------------------ */
 /* operator commands                                                    */
 
+/* evc_seterr with the text made safe for a screen and a log (vtext): an
+ * operator's error may quote a peer's bytes. */
 static void __attribute__((format(printf, 2, 3))) set_err(char err[EVC_ERR_LEN], const char *fmt, ...)
 {
 	char tmp[EVC_ERR_LEN];

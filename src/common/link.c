@@ -21,53 +21,43 @@ uint8_t link_lrc(const char *data, size_t len)
 	return x;
 }
 
-static void seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void seterr(char *err, const char *fmt, ...)
-{
-	if (err == NULL)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, EVC_ERR_LEN, fmt, ap);
-	va_end(ap);
-}
 
 
 int link_validate(const char *data, size_t len, char *err)
 {
 	const uint8_t *p = (const uint8_t *)data;
 	if (len == 0) {
-		seterr(err, "empty frame (DATA must hold 1 to %d bytes)", LINK_DATA_MAX);
+		evc_seterr(err, "empty frame (DATA must hold 1 to %d bytes)", LINK_DATA_MAX);
 		return -1;
 	}
 	if (len > LINK_DATA_MAX) {
-		seterr(err, "frame of %zu bytes is longer than %d", len, LINK_DATA_MAX);
+		evc_seterr(err, "frame of %zu bytes is longer than %d", len, LINK_DATA_MAX);
 		return -1;
 	}
 	size_t op = 0;
 	while (op < len && p[op] != '#')
 		op++;
 	if (op == 0) {
-		seterr(err, "empty opcode (DATA starts with '#')");
+		evc_seterr(err, "empty opcode (DATA starts with '#')");
 		return -1;
 	}
 	for (size_t i = 0; i < op; i++) {
 		if (!((p[i] >= 'A' && p[i] <= 'Z') || p[i] == '_')) {
 			if (p[i] < 0x20 || p[i] >= 0x7F)
-				seterr(err, "opcode must match [A-Z_]+ (byte 0x%02x at offset %zu)", p[i], i);
+				evc_seterr(err, "opcode must match [A-Z_]+ (byte 0x%02x at offset %zu)", p[i], i);
 			else
-				seterr(err, "opcode must match [A-Z_]+ ('%c' at offset %zu)", p[i], i);
+				evc_seterr(err, "opcode must match [A-Z_]+ ('%c' at offset %zu)", p[i], i);
 			return -1;
 		}
 	}
 	for (size_t i = op; i < len;) {
 		if (p[i] < 0x20) {
-			seterr(err, "control byte 0x%02x at offset %zu of DATA", p[i], i);
+			evc_seterr(err, "control byte 0x%02x at offset %zu of DATA", p[i], i);
 			return -1;
 		}
 		size_t n = utf8_seq(p + i, len - i);
 		if (n == 0) {
-			seterr(err, "invalid UTF-8 at offset %zu of DATA", i);
+			evc_seterr(err, "invalid UTF-8 at offset %zu of DATA", i);
 			return -1;
 		}
 		i += n;
@@ -80,7 +70,7 @@ int link_frame_build(uint8_t *out, size_t outsz, const char *data, size_t len, c
 	if (link_validate(data, len, err) < 0)
 		return -1;
 	if (out == NULL || outsz < len + 3) {
-		seterr(err, "no room for a frame of %zu bytes (have %zu)", len + 3, out ? outsz : 0);
+		evc_seterr(err, "no room for a frame of %zu bytes (have %zu)", len + 3, out ? outsz : 0);
 		return -1;
 	}
 	out[0] = LINK_STX;
@@ -554,17 +544,17 @@ int link_session_input(struct link_session *s, const uint8_t *buf, size_t len, d
 int link_session_send(struct link_session *s, const char *data, size_t len, double now, char *err)
 {
 	if (is_done(s)) {
-		seterr(err, "link is %s: %s", link_state_name(s->state), s->err);
+		evc_seterr(err, "link is %s: %s", link_state_name(s->state), s->err);
 		return -1;
 	}
 	if (s->closing) {
-		seterr(err, "link is closing: no new frames");
+		evc_seterr(err, "link is closing: no new frames");
 		return -1;
 	}
 	if (link_validate(data, len, err) < 0)
 		return -1;
 	if (s->nqueue >= LINK_QUEUE_MAX + 1) {
-		seterr(err, "send queue full (%d frames waiting for the peer)", s->nqueue);
+		evc_seterr(err, "send queue full (%d frames waiting for the peer)", s->nqueue);
 		return -1;
 	}
 	size_t need = 2 + len;

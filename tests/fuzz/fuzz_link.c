@@ -8,7 +8,7 @@
  *    delivered and one NACK per bad frame, and writes nothing else.
  * Build and run: scripts/fuzz (reads the two lines below).
  */
-// fuzz-sources: src/common/link.c src/common/utf8.c src/common/xalloc.c src/common/clock.c
+// fuzz-sources: src/common/link.c src/common/utf8.c src/common/xalloc.c src/common/clock.c src/common/err.c
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
