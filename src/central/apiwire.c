@@ -200,7 +200,6 @@ void apiwire_take(struct central *c, struct apiwire *w)
 		const struct api_req *r = &w->req[i];
 		double now = clock_wall();
 		char actor[80];
-		actor_of(r, actor, sizeof actor);
 		switch (r->kind) {
 		case API_REQ_STOP: cp_command(c, w, r, CORE_CMD_STOP, now); break;
 		case API_REQ_RESUME: cp_command(c, w, r, CORE_CMD_RESUME, now); break;
@@ -212,6 +211,7 @@ void apiwire_take(struct central *c, struct apiwire *w)
 		case API_REQ_DENIED:
 			/* evcharging(7) API: every denial audited; detail is the
 			 * handler's (method, path, status), never a token. */
+			actor_of(r, actor, sizeof actor);
 			core_fx_audit(&c->fx, now, r->token_name[0] ? actor : "api", r->source_ip, "API_DENIED",
 				      r->cp_id[0] ? r->cp_id : NULL, "%s", r->detail);
 			break;
@@ -310,7 +310,8 @@ static double num_or(double d, double dflt)
 	return isfinite(d) ? d : dflt;
 }
 
-char *apiwire_weather_json(const struct core *core, double mono)
+/* The weather of the core as GET /api/v1/weather's body (caller frees). */
+static char *apiwire_weather_json(const struct core *core)
 {
 	json_t *o = json_object();
 	json_object_set_new(o, "threshold", api_json_real(core_weather_threshold(core)));
@@ -332,7 +333,7 @@ char *apiwire_weather_json(const struct core *core, double mono)
 	return api_json_dump(o);
 }
 
-void apiwire_weather_line(const struct core *core, double mono, char *dst, size_t n)
+void apiwire_weather_line(const struct core *core, char *dst, size_t n)
 {
 	size_t len = 0;
 	dst[0] = '\0';
@@ -379,14 +380,15 @@ void apiwire_refresh(struct central *c, struct apiwire *w, double wall, double m
 {
 	if (mono < w->next_publish && !(w->dirty && mono - w->last_publish >= PUBLISH_MIN))
 		return;
-	if (!w->dirty && mono < w->next_publish)
-		return;
 	struct api_snapshot *s = api_snapshot_new(0);
 	free(s->cps);
 	s->cps = NULL;
 	size_t cap = 0;
 	s->ncps = view_all(c->core, &s->cps, &cap, NULL);
-	s->weather_json = apiwire_weather_json(c->core, mono);
+	s->weather_json = apiwire_weather_json(c->core);
+	/* the stream's weather event is the same body: copied before the
+	 * snapshot is handed over */
+	char *weather_event = w->weather_changed ? xstrdup(s->weather_json) : NULL;
 	fill_metrics(c, w);
 	s->metrics = w->m;
 	s->at = wall;
@@ -404,10 +406,9 @@ void apiwire_refresh(struct central *c, struct apiwire *w, double wall, double m
 		free(v);
 	}
 	hmap_clear(&w->changed);
-	if (w->weather_changed) {
-		char *j = apiwire_weather_json(c->core, mono);
-		api_notify_line(w->api, "weather", j);
-		free(j);
+	if (weather_event != NULL) {
+		api_notify_line(w->api, "weather", weather_event);
+		free(weather_event);
 		w->weather_changed = 0;
 	}
 	w->dirty = 0;

@@ -30,10 +30,8 @@ void apiwire_observe_commit(struct apiwire *w, double seconds);
 /* Every turn: publish the snapshot (and notify the changed CPs) if
  * something changed and 100 ms passed, or a second passed. */
 void apiwire_refresh(struct central *c, struct apiwire *w, double wall, double mono);
-/* The weather of the core as GET /api/v1/weather's body (caller frees). */
-char *apiwire_weather_json(const struct core *core, double mono);
 /* One line for the panel's header: "Weather: Madrid -3.5 C ALERT ..."; ""
  * when no reading came yet. */
-void apiwire_weather_line(const struct core *core, double mono, char *dst, size_t n);
+void apiwire_weather_line(const struct core *core, char *dst, size_t n);
 
 #endif

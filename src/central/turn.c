@@ -604,7 +604,7 @@ void turn_run(struct central *c, const struct pollfd pfd[TURN_NFDS])
 		service_hangup(c, "terminal closed");
 	if (pfd[5].fd >= 0 && (pfd[5].revents & POLLIN)) {
 		apiwire_take(c, c->aw);
-		apiwire_weather_line(c->core, clock_mono(), c->status.weather, sizeof c->status.weather);
+		apiwire_weather_line(c->core, c->status.weather, sizeof c->status.weather);
 	}
 	if (c->ctl != NULL)
 		ctl_run(c->ctl, c, pfd + TURN_NFDS_LOOP);
@@ -613,7 +613,7 @@ void turn_run(struct central *c, const struct pollfd pfd[TURN_NFDS])
 	if (mono >= c->next_tick) {
 		turn_registry_poll(c);
 		core_on_tick(c->core, wall, &c->fx);
-		apiwire_weather_line(c->core, mono, c->status.weather, sizeof c->status.weather); /* stale marks */
+		apiwire_weather_line(c->core, c->status.weather, sizeof c->status.weather); /* stale marks */
 		c->next_tick = mono + 1.0;
 		notify_watchdog(mono);
 	}
