@@ -358,8 +358,10 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			char *end;
 			errno = 0;
 			double d = strtod(val, &end);
-			if (val[0] == '\0' || *end != '\0' || errno != 0 || !isfinite(d) || d < -100 || d > 100)
-				bad_arg("--weather-threshold: expected degrees C from -100 to 100, not '%s'", val);
+			if (val[0] == '\0' || *end != '\0' || errno != 0 || !isfinite(d) || d < CORE_WEATHER_MIN ||
+			    d > CORE_WEATHER_MAX)
+				bad_arg("--weather-threshold: expected degrees C from %g to %g, not '%s'", CORE_WEATHER_MIN,
+					CORE_WEATHER_MAX, val);
 			o->weather_threshold = d;
 		} else if (strcmp(name, "--link-cert") == 0) {
 			TAKE_VAL();
