@@ -191,6 +191,14 @@ static void *checkpointer(void *arg)
 		db = NULL; /* the main connection's fallback below still works */
 	} else {
 		sqlite3_busy_timeout(db, 1000);
+		/* A connection learns that the file is in WAL mode only when it
+		 * first reads it; until then sqlite3_wal_checkpoint_v2 returns OK
+		 * and does nothing (log and checkpointed -1), and the WAL grew to
+		 * the writer's own checkpoint at 10x the mark. */
+		if (sqlite3_exec(db, "SELECT 1 FROM sqlite_schema LIMIT 1", NULL, NULL, NULL) != SQLITE_OK) {
+			sqlite3_close(db);
+			db = NULL;
+		}
 	}
 	pthread_mutex_lock(&s->mu);
 	while (!s->ckpt_stop) {

@@ -7,11 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "evc/clock.h"
 #include "src/central/store.h"
 
 static char dir[64];
@@ -289,10 +292,50 @@ static void test_restart_bookkeeping(void **state)
 	store_close(s);
 }
 
+/* The checkpoint thread copies the WAL into the database file once it
+ * passes the mark (1,000 pages), long before the writer's own fallback at
+ * ten times that: the file grows while the writer keeps writing. */
+static void test_checkpoint_thread(void **state)
+{
+	(void)state;
+	char err[EVC_ERR_LEN];
+	struct store *s = store_open(dbpath, err);
+	assert_non_null(s);
+	assert_int_equal(store_start_checkpointer(s, err), 0);
+	static char payload[3000];
+	memset(payload, 'x', sizeof payload - 1);
+	struct stat sb;
+	assert_int_equal(stat(dbpath, &sb), 0);
+	off_t before = sb.st_size;
+	/* about 1,500 pages, in commits of 10 rows */
+	for (int i = 0; i < 150; i++) {
+		assert_int_equal(store_begin(s, err), 0);
+		for (int j = 0; j < 10; j++)
+			assert_true(store_outbox_add(s, "t", "k", payload, 1.0, err) > 0);
+		assert_int_equal(store_commit(s, err), 0);
+	}
+	/* small commits go on meanwhile, as Central's do */
+	double end = clock_mono() + 10;
+	off_t size = before;
+	while (size < before + 2 * 1024 * 1024 && clock_mono() < end) {
+		assert_int_equal(store_begin(s, err), 0);
+		assert_true(store_outbox_add(s, "t", "k", "small", 1.0, err) > 0);
+		assert_int_equal(store_commit(s, err), 0);
+		poll(NULL, 0, 10);
+		assert_int_equal(stat(dbpath, &sb), 0);
+		size = sb.st_size;
+	}
+	if (size < before + 2 * 1024 * 1024)
+		fail_msg("the database file stayed at %lld bytes (from %lld): nothing was checkpointed",
+			 (long long)size, (long long)before);
+	store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_open_schema_wal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_checkpoint_thread, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_add_and_validate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_import, setup, teardown),
