@@ -24,7 +24,7 @@
 
 #include "evc/err.h"
 
-#define SCHEMA_VERSION 5 /* latest */
+#define SCHEMA_VERSION 6 /* latest */
 
 /* Bring db to SCHEMA_VERSION (no transaction may be open on db). A
  * database newer than this program knows is refused ("FILE: made by a

@@ -160,8 +160,10 @@ static void test_new_file(void **state)
 				  "'deleted_at','reg_rev') order by cid)"),
 			    "secret_hash,registered_at,cp_key,key_issued_at,revoked,deleted_at,reg_rev");
 	assert_string_equal(q(db, "select count(*) from sqlite_master where type='index' and name in "
-				  "('charging_points_reg_rev','audit_log_ts','audit_log_cp','sessions_open','cp_events_cp')"),
-			    "5");
+				  "('charging_points_reg_rev','audit_log_ts','sessions_open','cp_events_cp')"),
+			    "4");
+	/* v6 dropped it: nothing read the audit log by CP through it */
+	assert_string_equal(q(db, "select count(*) from sqlite_master where name = 'audit_log_cp'"), "0");
 	/* Re-opening changes nothing: SQLite's own schema counter stays. */
 	char before[32];
 	snprintf(before, sizeof before, "%s", q(db, "PRAGMA schema_version"));
@@ -331,7 +333,7 @@ static void test_v4_to_v5(void **state)
 	assert_string_equal(q(db, "select group_concat(id) from outbox"), "1,2");
 	sqlite3_close(db);
 	db = open_db();
-	assert_int_equal(schema_migrate(db, err), 0);
+	assert_int_equal(schema_migrate_to(db, 5, err), 0);
 	assert_int_equal(schema_version(db), 5);
 	assert_string_equal(q(db, "select group_concat(id || ':' || msg_key || ':' || payload, ' ') from outbox"),
 			    "1:101:{\"a\":1} 2:103:{\"a\":3}");
@@ -341,6 +343,30 @@ static void test_v4_to_v5(void **state)
 	exec_ok(db, "DELETE FROM outbox;"
 		    "INSERT INTO outbox(topic, msg_key, payload, created_at) VALUES('t', '105', '{}', 5);");
 	assert_string_equal(q(db, "select id from outbox"), "4");
+	sqlite3_close(db);
+}
+
+/* v6 from a v5 file: the audit_log index by CP goes; the rows, the index
+ * by time and the append-only triggers stay. */
+static void test_v5_to_v6(void **state)
+{
+	(void)state;
+	char err[EVC_ERR_LEN];
+	load_fixture("schema-r1.sql");
+	sqlite3 *db = open_db();
+	assert_int_equal(schema_migrate_to(db, 5, err), 0);
+	exec_ok(db, "INSERT INTO audit_log(ts, actor, action, cp_id, detail) VALUES(1, 'central', 'CP_FAULT', 'A', 'x');"
+		    "INSERT INTO audit_log(ts, actor, action, cp_id, detail) VALUES(2, 'central', 'CP_RECOVER', 'A', 'y');");
+	assert_string_equal(q(db, "select count(*) from sqlite_master where name = 'audit_log_cp'"), "1");
+	sqlite3_close(db);
+	db = open_db();
+	assert_int_equal(schema_migrate(db, err), 0);
+	assert_int_equal(schema_version(db), 6);
+	assert_string_equal(q(db, "select count(*) from sqlite_master where name = 'audit_log_cp'"), "0");
+	assert_string_equal(q(db, "select group_concat(action) from audit_log"), "CP_FAULT,CP_RECOVER");
+	assert_string_equal(q(db, "select count(*) from sqlite_master where name = 'audit_log_ts'"), "1");
+	/* still append-only */
+	assert_int_not_equal(sqlite3_exec(db, "DELETE FROM audit_log", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 }
 
@@ -567,6 +593,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_newer_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v4_to_v5, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v5_to_v6, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_tables_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_at_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audit_append_only, setup, teardown),
