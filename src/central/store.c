@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +98,9 @@ struct store {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int ckpt_wanted, ckpt_stop;
+	/* Set by the writer when it asks, cleared once that checkpoint ran:
+	 * one wakeup per checkpoint, not one per commit while it runs. */
+	atomic_int ckpt_asked;
 };
 
 static int fail_db(struct store *s, const char *what, char err[EVC_ERR_LEN])
@@ -173,7 +177,7 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 		return SQLITE_OK;
 	}
-	if (pages >= CKPT_PAGES) {
+	if (pages >= CKPT_PAGES && atomic_exchange(&s->ckpt_asked, 1) == 0) {
 		pthread_mutex_lock(&s->mu);
 		s->ckpt_wanted = 1;
 		pthread_cond_signal(&s->cv);
@@ -212,6 +216,7 @@ static void *checkpointer(void *arg)
 		 * the writer; what it leaves goes in the next round. */
 		if (db != NULL)
 			sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		atomic_store(&s->ckpt_asked, 0);
 		pthread_mutex_lock(&s->mu);
 	}
 	pthread_mutex_unlock(&s->mu);
