@@ -6,7 +6,8 @@
 # (Central's API with each role, the registry, the control socket), then
 # collects every secret the network issued:
 #   the CPs' secrets (credential files), their Fernet keys (Central's
-#   database, charging_points.cp_key), the API tokens, the installer
+#   database, charging_points.cp_key), the key of a CP revoked during the
+#   run (kept before the revocation), the API tokens, the installer
 #   token, the weather provider's key, the private keys of the CA, Central
 #   and the registry (each as its PEM lines and its scalar),
 # each in the forms a careless program would write it (as is, standard
@@ -23,7 +24,7 @@
 . "$EVC_SRCDIR/tests/integration/lib.sh"
 . "$EVC_SRCDIR/tests/integration/demo_lib.sh"
 demo_need
-tap_plan 14
+tap_plan 15
 
 dur=${EVC_SWEEP_DURATION:-45}
 net=$T_DIR/net
@@ -221,6 +222,20 @@ if [ "$API" = 1 ]; then
 	ask api-none "$A/api/v1/cps"
 	nans=$((nans + 6))
 fi
+# A revoked key is a secret too (it decrypted the CP's telemetry until the
+# revocation, and may still be in the engine's memory): one CP's is kept
+# before the control socket revokes it, and swept like the others (not
+# MAD-01's or BCN-01's, which the self-check below uses).
+RV=$(q "SELECT id FROM charging_points WHERE cp_key IS NOT NULL AND id NOT IN ('MAD-01', 'BCN-01') ORDER BY id LIMIT 1")
+(
+	umask 077
+	q "SELECT cp_key FROM charging_points WHERE id='$RV'" >"$SEC/revoked.key"
+)
+"$EV_CENTRAL" ctl --db "$db" revoke "$RV" >"$SW/ctl-revoke.txt" 2>&1 || true
+had_key() { [ -n "$RV" ] && [ -s "$SEC/revoked.key" ]; }
+key_gone() { had_key && [ -z "$(q "SELECT cp_key FROM charging_points WHERE id='$RV'")" ]; }
+check "${RV:-a CP}'s key revoked through the control socket (it had one: $(had_key && echo yes || echo no))" \
+	wait_for 10 key_gone
 "$EV_CENTRAL" ctl --db "$db" --json status >"$SW/ctl-status.json" 2>&1 || true
 "$EV_CENTRAL" ctl --db "$db" --json cps >"$SW/ctl-cps.json" 2>&1 || true
 "$EV_CENTRAL" --audit --db "$db" >"$SW/audit.txt" 2>&1 || true
@@ -262,6 +277,7 @@ S=$SEC/secrets.tsv
 		python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print("b64\tsecret of CP %s\t%s" % (c["id"], c["secret"]))' "$f"
 	done >>"$S"
 	q "SELECT 'fernet' || char(9) || 'key of CP ' || id || char(9) || cp_key FROM charging_points WHERE cp_key IS NOT NULL" >>"$S"
+	printf 'fernet\trevoked key of CP %s\t%s\n' "$RV" "$(cat "$SEC/revoked.key")" >>"$S"
 	printf 'b64\tinstaller token\t%s\n' "$(cat "$net/pki/installer.token")" >>"$S"
 	for k in ca central registry; do printf 'pemkey\tprivate key %s.key\t%s\n' "$k" "$net/pki/$k.key" >>"$S"; done
 	if [ -f "$net/api/tokens" ]; then
@@ -271,8 +287,8 @@ S=$SEC/secrets.tsv
 )
 n_of() { grep -c "^[a-z0-9]*	$1" "$S"; }
 ntok=$(n_of 'API token')
-check "collected: $(n_of 'secret of CP') CP secrets, $(n_of 'key of CP') Fernet keys, $(n_of 'installer') installer token, $(n_of 'private key') private keys, $ntok API tokens" \
-	bash -c "[ $(n_of 'secret of CP') -eq 8 ] && [ $(n_of 'key of CP') -eq 8 ] && [ $(n_of 'installer') -eq 1 ] &&
+check "collected: $(n_of 'secret of CP') CP secrets, $(n_of 'key of CP') Fernet keys, $(n_of 'revoked key') revoked key, $(n_of 'installer') installer token, $(n_of 'private key') private keys, $ntok API tokens" \
+	bash -c "[ $(n_of 'secret of CP') -eq 8 ] && [ $(n_of 'key of CP') -eq 7 ] && [ $(n_of 'revoked key') -eq 1 ] && [ $(n_of 'installer') -eq 1 ] &&
 		[ $(n_of 'private key') -eq 3 ] && { [ $API = 0 ] || [ $ntok -eq 3 ]; }"
 check "secret_hash holds the SHA-256 of each CP's secret, not the secret" python3 -c '
 import hashlib, json, pathlib, sqlite3, sys
