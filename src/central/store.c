@@ -97,7 +97,7 @@ struct store {
 	int ckpt_started;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	int ckpt_wanted, ckpt_stop;
+	int ckpt_stop;
 	/* Set by the writer when it asks, cleared once that checkpoint ran:
 	 * one wakeup per checkpoint, not one per commit while it runs. */
 	atomic_int ckpt_asked;
@@ -179,7 +179,6 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 	}
 	if (pages >= CKPT_PAGES && atomic_exchange(&s->ckpt_asked, 1) == 0) {
 		pthread_mutex_lock(&s->mu);
-		s->ckpt_wanted = 1;
 		pthread_cond_signal(&s->cv);
 		pthread_mutex_unlock(&s->mu);
 	}
@@ -206,11 +205,10 @@ static void *checkpointer(void *arg)
 	}
 	pthread_mutex_lock(&s->mu);
 	while (!s->ckpt_stop) {
-		if (!s->ckpt_wanted) {
+		if (!atomic_load(&s->ckpt_asked)) {
 			pthread_cond_wait(&s->cv, &s->mu);
 			continue;
 		}
-		s->ckpt_wanted = 0;
 		pthread_mutex_unlock(&s->mu);
 		/* PASSIVE: copies what no reader still needs and never blocks
 		 * the writer; what it leaves goes in the next round. */
