@@ -22,7 +22,7 @@ TM new-session -d -s m -x 100 -y 30 "$EV_CP_M 127.0.0.1:$EP 127.0.0.1:$DEAD MAD-
 check "engine screen: CP id learnt from the monitor, health OK" wait_for 10 bash -c "$(declare -f TM screen shows); SOCK=$SOCK; shows e 'CP +MAD-01' && shows e 'Health +OK'"
 check "engine screen: key help bar" shows e 'k fault on/off +e plug in +u unplug +d charge for driver'
 check "engine screen: the header says Release-1 plaintext" bash -c "$(declare -f TM screen); SOCK=$SOCK; screen e | head -n 1 | grep -q 'EV_CP_E  R1 plaintext'"
-check "monitor screen: the header says Release-1 plaintext" bash -c "$(declare -f TM screen); SOCK=$SOCK; screen m | head -n 1 | grep -q 'EV_CP_M MAD-01  R1 plaintext'"
+check "monitor screen: the header says Release-1 plaintext" wait_for 10 bash -c "$(declare -f TM screen); SOCK=$SOCK; screen m | head -n 1 | grep -q 'EV_CP_M MAD-01  R1 plaintext'"
 check "monitor screen: engine up, Central down, DESCONECTADO" wait_for 10 bash -c "$(declare -f TM screen shows); SOCK=$SOCK; shows m 'Engine +up' && shows m 'Central +down' && shows m 'State +DESCONECTADO'"
 TM send-keys -t e k
 check "k: engine shows the fault" wait_for 3 shows e 'Health +KO \(simulated fault\)'

@@ -29,8 +29,8 @@ TM -f /dev/null new-session -d -s e -x 110 -y 30 "$EV_CP_E $DEADK $CP_EPORT --cr
 TM new-session -d -s m -x 110 -y 30 "$EV_CP_M 127.0.0.1:$CP_EPORT 127.0.0.1:$CP_CPORT MAD-01 --credential $CRED"
 check "engine header: secured, with the CP id from the credential" wait_for 10 bash -c "$(declare -f TM screen); SOCK=$SOCK; screen e | head -n 1 | grep -q 'EV_CP_E MAD-01  secured'"
 check "engine screen: no key yet, no supply" wait_for 5 bash -c "$(declare -f TM screen shows); SOCK=$SOCK; shows e 'key none \(no supply\)'"
-check "monitor header: secured" bash -c "$(declare -f TM screen); SOCK=$SOCK; screen m | head -n 1 | grep -q 'EV_CP_M MAD-01  secured'"
-check "monitor key bar offers a" bash -c "$(declare -f TM screen shows); SOCK=$SOCK; shows m 'a re-authenticate / retry'"
+check "monitor header: secured" wait_for 10 bash -c "$(declare -f TM screen); SOCK=$SOCK; screen m | head -n 1 | grep -q 'EV_CP_M MAD-01  secured'"
+check "monitor key bar offers a" wait_for 5 bash -c "$(declare -f TM screen shows); SOCK=$SOCK; shows m 'a re-authenticate / retry'"
 wait_grep 10 "$C" '^RECV 1 REGISTER#' >/dev/null
 send central "send REGISTER_RESULT#FIRST"
 send central "send KEY#MAD-01#$KEY"
@@ -38,7 +38,7 @@ check "the key reaches the engine: 'key set' on its screen" wait_for 10 bash -c 
 check "monitor screen: Central up, ACTIVADO" wait_for 5 bash -c "$(declare -f TM screen shows); SOCK=$SOCK; shows m 'Central +up ' && shows m 'State +. ACTIVADO'"
 send central "send REVOKED#MAD-01"
 check "REVOKED: the monitor screen says Keys revoked and offers a" wait_for 5 bash -c "$(declare -f TM screen shows); SOCK=$SOCK; shows m 'Keys revoked \(a: re-authenticate\)'"
-check "and shows FUERA_DE_SERVICIO" bash -c "$(declare -f TM screen shows); SOCK=$SOCK; shows m 'State +. FUERA_DE_SERVICIO'"
+check "and shows FUERA_DE_SERVICIO" wait_for 5 bash -c "$(declare -f TM screen shows); SOCK=$SOCK; shows m 'State +. FUERA_DE_SERVICIO'"
 TM send-keys -t m a
 check "pressing a sends REGISTER again on the same link" wait_for 5 bash -c "[ \$(grep -c '^RECV 1 REGISTER#MAD-01#' '$C') = 2 ]"
 check "neither the secret nor the key on either screen" bash -c "$(declare -f TM screen); SOCK=$SOCK; ! { screen e; screen m; } | grep -qF -e '$SECRET' -e '$KEY'"
