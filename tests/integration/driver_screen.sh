@@ -47,4 +47,4 @@ check "too small a terminal says so" wait_screen 10 'terminal too small'
 tmx resize-window -t drv -x 100 -y 30 2>/dev/null
 keys q
 wait_for 15 test -s "$T_DIR/exit"
-check "q: exits 0, summary on stdout after the screen" bash -c "[ \"\$(cat '$T_DIR/exit')\" = 0 ] && tmux -L '$SOCK' capture-pane -p -t drv | grep -q '^[0-9T:.-]* SUMMARY served=1 '"
+check "q: exits 0, summary on stdout after the screen" wait_for 5 bash -c "[ \"\$(cat '$T_DIR/exit')\" = 0 ] && tmux -L '$SOCK' capture-pane -p -t drv | grep -q '^[0-9T:.-]* SUMMARY served=1 '"

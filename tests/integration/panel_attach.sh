@@ -64,7 +64,7 @@ check "another key cancels" wait_for 5 att_has cancelled
 att_keys q
 att_keys d
 check "q d detaches: attach exits 0" wait_for 10 bash -c "[ \"\$(cat '$T_DIR/attach.exit' 2>/dev/null)\" = 0 ]"
-check "... saying Central goes on" att_has 'detached from Central at .* \(it goes on\)'
+check "... saying Central goes on" wait_for 5 att_has 'detached from Central at .* \(it goes on\)'
 check "... and Central does" eval 'alive c && ctl_ok'
 tmx kill-session -t "$ATT"
 attach_start

@@ -10,9 +10,9 @@ tap_plan 5
 P_KAFKA=127.0.0.1:$(free_port) panel_start 80 24
 check "the panel is up at 80x24" wait_screen 10 'EV_Central'
 keys '?'
-check "? opens the help box" wait_screen 5 'EV_Central panel: keys'
-check "the filter line is whole: '(Esc clears)'" screen_has 'filter by id, location or state \(Esc clears\)'
-check "the quit line is whole" screen_has 'quit \(asks y/N; attached: detach or stop Central\) +│'
+check "? opens the help box, drawn to its last line" eval "wait_screen 5 'EV_Central panel: keys' && wait_screen 5 'any (other )?key closes'"
+check "the filter line is whole: '(Esc clears)'" wait_screen 5 'filter by id, location or state \(Esc clears\)'
+check "the quit line is whole" wait_screen 5 'quit \(asks y/N; attached: detach or stop Central\) +│'
 # The keys of the box (its first column: "Left/h", "/", "^L"...) against the
 # words of the man page's section.
 screen_text >"$T_DIR/screen.txt"

@@ -36,7 +36,7 @@ run() {
 run w
 check "the screen comes up" wait_screen w 15 'EV_W weather office +Central https://127\.0\.0\.1:'
 check "a city with its temperature" wait_screen w 10 'Madrid +12\.50 '
-check "a UTF-8 city name" screen_has w 'San Sebastián +-1\.50 '
+check "a UTF-8 city name" wait_screen w 10 'San Sebastián +-1\.50 '
 check "a provider error in the city's row" wait_screen w 10 'Atlantis .*city not found \(HTTP 404\)'
 check "Central unreachable, with the next retry" wait_screen w 10 'Central: UNREACHABLE +retry in [0-9.]+ s'
 
