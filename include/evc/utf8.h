@@ -12,5 +12,8 @@ size_t utf8_seq(const uint8_t *p, size_t n);
 /* 1 if the n bytes at s are all valid UTF-8 (characters counted into
  * *chars when chars is not NULL), else 0. */
 int utf8_valid(const char *s, size_t n, size_t *chars);
+/* The code point at p (n >= 1 bytes readable) and its length in *len; a
+ * byte that does not start a well-formed sequence is U+FFFD, length 1. */
+uint32_t utf8_decode(const uint8_t *p, size_t n, size_t *len);
 
 #endif

@@ -14,12 +14,15 @@
  * Lookups are O(1) or O(log n) for 10,000 CPs: CPs live in an array sorted by
  * id (bsearch; also the id order the views want), connections, sessions and
  * drivers in open-addressing hash tables. */
+#include <locale.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <wctype.h>
 
 #include "src/central/core.h"
 #include "evc/crypto.h"
@@ -147,9 +150,12 @@ void core_config_defaults(struct core_config *c)
 	c->plain_links = 1;
 }
 
+static locale_t fold_locale(void);
+
 struct core *core_new(const struct core_config *cfg)
 {
 	struct core *c = xcalloc(1, sizeof(*c));
+	(void)fold_locale(); /* the weather rule's locale is read now, not in a turn */
 	if (cfg)
 		c->cfg = *cfg;
 	else
@@ -2317,40 +2323,82 @@ int core_command_as(struct core *c, enum core_cmd cmd, const char *cp_id, const 
 /* ------------------------------------------------------------------ */
 /* the weather rule (evcharging(7) RULES, Weather)                      */
 
-/* A letter or digit for the whole-word match: ASCII alphanumerics, and
- * every byte of a multi-byte UTF-8 character (so "Málaga" is one word). */
-static int word_byte(unsigned char b)
+/* Letters, digits and case for the match come from glibc's C.UTF-8
+ * locale (every Unicode letter and digit, simple case mappings), whatever
+ * the operator's own locale is. Without it (it ships with libc-bin) only
+ * ASCII folds and every non-ASCII character counts as a letter. */
+static locale_t fold_loc;
+
+static void fold_init(void)
 {
-	return (b >= '0' && b <= '9') || (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || b >= 0x80;
+	fold_loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
 }
 
-static unsigned char ascii_lower(unsigned char b)
+static locale_t fold_locale(void)
 {
-	return b >= 'A' && b <= 'Z' ? (unsigned char)(b - 'A' + 'a') : b;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, fold_init);
+	return fold_loc;
 }
 
-/* The n bytes at a and b are equal up to ASCII case. */
-static int ascii_caseeq(const char *a, const char *b, size_t n)
+/* A letter or digit for the whole-word match; a combining diacritic
+ * (U+0300..U+036F, as in a decomposed "á") belongs to its letter. */
+static int word_cp(uint32_t cp, locale_t loc)
 {
-	for (size_t i = 0; i < n; i++)
-		if (ascii_lower((unsigned char)a[i]) != ascii_lower((unsigned char)b[i]))
+	if (cp < 0x80)
+		return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z');
+	if (loc == (locale_t)0 || (cp >= 0x300 && cp <= 0x36F))
+		return 1;
+	return iswalnum_l((wint_t)cp, loc) != 0;
+}
+
+static uint32_t fold_cp(uint32_t cp, locale_t loc)
+{
+	if (cp < 0x80)
+		return cp >= 'A' && cp <= 'Z' ? cp - 'A' + 'a' : cp;
+	return loc != (locale_t)0 ? (uint32_t)towlower_l((wint_t)cp, loc) : cp;
+}
+
+/* Does the whole of t (m bytes) equal a prefix of s (n bytes), character
+ * by character up to case? Its length in s in *end. */
+static int fold_prefix(const char *s, size_t n, const char *t, size_t m, locale_t loc, size_t *end)
+{
+	const uint8_t *a = (const uint8_t *)s, *b = (const uint8_t *)t;
+	size_t i = 0, j = 0;
+	while (j < m) {
+		size_t ka, kb;
+		if (i >= n || fold_cp(utf8_decode(a + i, n - i, &ka), loc) != fold_cp(utf8_decode(b + j, m - j, &kb), loc))
 			return 0;
+		i += ka;
+		j += kb;
+	}
+	*end = i;
 	return 1;
+}
+
+/* Equal up to case (fold_prefix of the whole). */
+static int fold_eq(const char *s, const char *t)
+{
+	size_t n = strlen(s), end;
+	return fold_prefix(s, n, t, strlen(t), fold_locale(), &end) && end == n;
 }
 
 int core_location_names_city(const char *location, const char *city)
 {
 	if (!location || !city || !city[0])
 		return 0;
-	size_t n = strlen(city), len = strlen(location);
-	for (size_t i = 0; i + n <= len; i++) {
-		if (i > 0 && word_byte((unsigned char)location[i - 1]))
-			continue;
-		if (!ascii_caseeq(location + i, city, n))
-			continue;
-		if (i + n < len && word_byte((unsigned char)location[i + n]))
-			continue;
-		return 1;
+	locale_t loc = fold_locale();
+	const uint8_t *p = (const uint8_t *)location;
+	size_t n = strlen(city), len = strlen(location), k, end;
+	int after_word = 0; /* the character before i is a letter or digit */
+	for (size_t i = 0; i < len; i += k) {
+		uint32_t here = utf8_decode(p + i, len - i, &k);
+		if (!after_word && fold_prefix(location + i, len - i, city, n, loc, &end)) {
+			size_t kn;
+			if (i + end == len || !word_cp(utf8_decode(p + i + end, len - i - end, &kn), loc))
+				return 1;
+		}
+		after_word = word_cp(here, loc);
 	}
 	return 0;
 }
@@ -2587,9 +2635,8 @@ static void weather_apply(struct core *c, struct core_weather_city *w, int chang
 
 static struct core_weather_city *city_find(struct core *c, const char *city)
 {
-	size_t n = strlen(city);
 	for (size_t i = 0; i < c->ncities; i++)
-		if (strlen(c->cities[i].city) == n && ascii_caseeq(c->cities[i].city, city, n))
+		if (fold_eq(c->cities[i].city, city))
 			return &c->cities[i];
 	return NULL;
 }
@@ -2605,10 +2652,12 @@ static const char *bad_city(const char *city)
 	if (!utf8_valid(city, n, NULL))
 		return "the city is not valid UTF-8";
 	int word = 0;
-	for (const unsigned char *p = (const unsigned char *)city; *p; p++) {
-		if (*p < 0x20 || *p == 0x7f)
+	locale_t loc = fold_locale();
+	for (size_t i = 0, k; i < n; i += k) {
+		uint32_t cp = utf8_decode((const uint8_t *)city + i, n - i, &k);
+		if (cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp < 0xa0))
 			return "the city has a control character";
-		word |= word_byte(*p);
+		word |= word_cp(cp, loc);
 	}
 	if (!word)
 		return "the city has no letter or digit";

@@ -367,9 +367,10 @@ const struct core_weather_city *core_weather_at(const struct core *c, size_t i);
 double core_weather_threshold(const struct core *c);
 /* Is city's reading older than CORE_WEATHER_STALE s on the core's monotonic clock? */
 int core_weather_stale(const struct core *c, const struct core_weather_city *w);
-/* Does location name city: case-insensitive (ASCII folding), whole word (the
- * characters either side are not letters or digits; bytes >= 0x80 count as
- * letters, so "Madridejos" and "Málaga" behave). "" never matches. */
+/* Does location name city: case-insensitive, whole word (the characters
+ * either side are not letters or digits), with Unicode's letters, digits and
+ * case (evcharging(7) RULES, Weather): "MÁLAGA" names "Málaga",
+ * "Madridejos" does not name "Madrid". "" never matches. */
 int core_location_names_city(const char *location, const char *city);
 /* The alerted city holding cp (the first one reported), or NULL. */
 const struct core_weather_city *core_weather_holding(const struct core *c, const struct core_cp *cp);

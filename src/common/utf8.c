@@ -49,3 +49,22 @@ int utf8_valid(const char *s, size_t n, size_t *chars)
 		*chars = count;
 	return 1;
 }
+
+uint32_t utf8_decode(const uint8_t *p, size_t n, size_t *len)
+{
+	size_t k = utf8_seq(p, n);
+	*len = k != 0 ? k : 1;
+	switch (k) {
+	case 1:
+		return p[0];
+	case 2:
+		return (uint32_t)(p[0] & 0x1F) << 6 | (uint32_t)(p[1] & 0x3F);
+	case 3:
+		return (uint32_t)(p[0] & 0x0F) << 12 | (uint32_t)(p[1] & 0x3F) << 6 | (uint32_t)(p[2] & 0x3F);
+	case 4:
+		return (uint32_t)(p[0] & 0x07) << 18 | (uint32_t)(p[1] & 0x3F) << 12 |
+		       (uint32_t)(p[2] & 0x3F) << 6 | (uint32_t)(p[3] & 0x3F);
+	default:
+		return 0xFFFD;
+	}
+}

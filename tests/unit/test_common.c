@@ -14,6 +14,7 @@
 #include "evc/hmap.h"
 #include "evc/money.h"
 #include "evc/msg.h"
+#include "evc/utf8.h"
 
 static void test_parse_price(void **state)
 {
@@ -271,12 +272,66 @@ static void test_bqueue(void **state)
 	bqueue_free(NULL);
 }
 
+/* The one UTF-8 decoder: well-formed sequences and their code points, and
+ * every malformed kind RFC 3629 names refused (U+FFFD, one byte). */
+static void test_utf8(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *s;
+		size_t len;
+		uint32_t cp;
+	} ok[] = {
+		{ "A", 1, 'A' },
+		{ "\xc2\xa0", 2, 0xA0 },         /* no-break space */
+		{ "\xc3\x81", 2, 0xC1 },         /* \u00c1 */
+		{ "\xdf\xbf", 2, 0x7FF },
+		{ "\xe0\xa0\x80", 3, 0x800 },
+		{ "\xe2\x80\x93", 3, 0x2013 },  /* en dash */
+		{ "\xed\x9f\xbf", 3, 0xD7FF },  /* just below the surrogates */
+		{ "\xef\xbf\xbd", 3, 0xFFFD },
+		{ "\xf0\x90\x80\x80", 4, 0x10000 },
+		{ "\xf4\x8f\xbf\xbf", 4, 0x10FFFF },
+	};
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+		size_t n = strlen(ok[i].s), len = 0;
+		assert_int_equal(utf8_seq((const uint8_t *)ok[i].s, n), ok[i].len);
+		assert_int_equal(utf8_decode((const uint8_t *)ok[i].s, n, &len), ok[i].cp);
+		assert_int_equal(len, ok[i].len);
+	}
+	static const char *bad[] = {
+		"\x80",             /* stray continuation */
+		"\xc0\xaf",         /* overlong '/' */
+		"\xc1\xbf",         /* overlong */
+		"\xe0\x9f\xbf",     /* overlong */
+		"\xed\xa0\x80",     /* U+D800, a surrogate */
+		"\xf0\x8f\xbf\xbf", /* overlong */
+		"\xf4\x90\x80\x80", /* above U+10FFFF */
+		"\xf5\x80\x80\x80",
+		"\xff",
+		"\xc3",             /* cut short */
+		"\xe2\x80",
+		"\xc3" "A",        /* not a continuation */
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		size_t n = strlen(bad[i]), len = 0;
+		assert_int_equal(utf8_seq((const uint8_t *)bad[i], n), 0);
+		assert_int_equal(utf8_decode((const uint8_t *)bad[i], n, &len), 0xFFFD);
+		assert_int_equal(len, 1);
+		assert_false(utf8_valid(bad[i], n, NULL));
+	}
+	size_t chars = 0;
+	assert_true(utf8_valid("M\xc3\xa1laga \xe2\x80\x93 \xf0\x9f\x94\x8c", 16, &chars));
+	assert_int_equal(chars, 10);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_price),
 		cmocka_unit_test(test_format),
 		cmocka_unit_test(test_location),
+		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_hmap),
 		cmocka_unit_test(test_bqueue),
 		cmocka_unit_test(test_bqueue_push_many),

@@ -2747,10 +2747,29 @@ static void test_weather_city_match(void **state)
 	assert_false(core_location_names_city("Calle Madridejos 3", "Madrid"));
 	assert_false(core_location_names_city("NuevaMadrid", "Madrid"));
 	assert_false(core_location_names_city("Madrid2", "Madrid"));
-	/* a byte >= 0x80 is a letter: no match inside a word */
+	/* accented letters are letters: no match inside a word */
 	assert_false(core_location_names_city("M\xc3\xa1laga", "laga"));
 	assert_false(core_location_names_city("Madrid\xc3\xa1", "Madrid"));
+	assert_false(core_location_names_city("Logro\xc3\xb1o", "Logro"));
 	assert_true(core_location_names_city("Paseo M\xc3\xa1laga 2", "M\xc3\xa1laga"));
+	/* and fold as ASCII does: M\u00c1LAGA, LOGRO\u00d1O, A CORU\u00d1A, \u00c1VILA */
+	assert_true(core_location_names_city("Paseo M\xc3\x81LAGA 2", "M\xc3\xa1laga"));
+	assert_true(core_location_names_city("Av. de la Paz, logro\xc3\xb1o", "LOGRO\xc3\x91O"));
+	assert_true(core_location_names_city("R\xc3\xba" "a Real, A CORU\xc3\x91" "A", "A Coru\xc3\xb1" "a"));
+	assert_true(core_location_names_city("\xc3\x81vila centro", "\xc3\xa1vila"));
+	assert_false(core_location_names_city("Malaga", "M\xc3\xa1laga")); /* a is not \u00e1 */
+	/* a decomposed accent (a + U+0301) belongs to its letter */
+	assert_false(core_location_names_city("Ma\xcc\x81laga", "Ma"));
+	/* non-ASCII punctuation and spaces separate words: en dash, em dash,
+	 * no-break space, middle dot, guillemets */
+	assert_true(core_location_names_city("Madrid\xe2\x80\x93" "Barajas", "Madrid"));
+	assert_true(core_location_names_city("Aeropuerto\xe2\x80\x94Madrid", "madrid"));
+	assert_true(core_location_names_city("Madrid\xc2\xa0T4", "Madrid"));
+	assert_true(core_location_names_city("Terminal\xc2\xb7Madrid", "Madrid"));
+	assert_true(core_location_names_city("\xc2\xabMadrid\xc2\xbb", "MADRID"));
+	/* other scripts' letters are letters */
+	assert_false(core_location_names_city("Madrid\xd0\x96", "Madrid"));
+	assert_false(core_location_names_city("\xe6\x9d\xb1Madrid", "Madrid"));
 	/* the second occurrence counts when the first is inside a word */
 	assert_true(core_location_names_city("Madridejos y Madrid", "madrid"));
 	assert_true(core_location_names_city("San Sebasti\xc3\xa1n, Gipuzkoa", "San Sebasti\xc3\xa1n"));
@@ -2759,6 +2778,32 @@ static void test_weather_city_match(void **state)
 	assert_false(core_location_names_city(NULL, "Madrid"));
 	assert_false(core_location_names_city("Madrid", NULL));
 	assert_false(core_location_names_city("Madri", "Madrid"));
+}
+
+/* A city's readings are one city up to case, accented letters too: the
+ * alert of "M\u00e1laga" is not raised again by "M\u00c1LAGA", and "m\u00e1laga"
+ * at the threshold clears it for the CP written in capitals. */
+static void test_weather_city_accents(void **state)
+{
+	(void)state;
+	reg_at(1, "AGP-01", "Calle Larios 1, M\xc3\x81LAGA");
+	reg_at(2, "AGP-02", "Malaga Street 3"); /* not the same word */
+	NOW += 4;
+	assert_int_equal(weather("M\xc3\xa1laga", -2.0), 1);
+	assert_true(send_index(1, "PARAR#CENTRAL") >= 0);
+	assert_int_equal(count_kind(CORE_FX_SEND), 1);
+	assert_true(core_cp_find(C, "AGP-01")->weather_stop);
+	assert_false(core_cp_find(C, "AGP-02")->weather_stop);
+	NOW += 4;
+	assert_int_equal(weather("M\xc3\x81LAGA", -1.0), 1);
+	assert_int_equal(core_weather_count(C), 1);
+	assert_int_equal(count_kind(CORE_FX_SEND), 0);
+	assert_null(audit_row("WEATHER_ALERT"));
+	NOW += 4;
+	assert_int_equal(weather("m\xc3\xa1laga", 0.0), 0);
+	assert_int_equal(core_weather_count(C), 1);
+	assert_false(core_cp_find(C, "AGP-01")->weather_stop);
+	assert_non_null(audit_row("WEATHER_CLEAR"));
 }
 
 /* Alert and clear: PARAR to the CPs whose location names the city, and
@@ -3213,6 +3258,8 @@ static void test_weather_bad_values(void **state)
 	weather_refused("Mad\xffrid", 0, 1.0, "UTF-8");
 	weather_refused("M\xc3", 0, 1.0, "UTF-8");
 	weather_refused(" - ", 0, 1.0, "no letter");
+	weather_refused("\xe2\x80\x94\xc2\xa0\xc2\xb7", 0, 1.0, "no letter"); /* em dash, no-break space, middle dot */
+	weather_refused("Mad\xc2\x85rid", 0, 1.0, "control character");     /* U+0085, a C1 control */
 	weather_refused("Madrid", 0, NAN, "-100 to 100");
 	weather_refused("Madrid", 0, INFINITY, "-100 to 100");
 	weather_refused("Madrid", 0, -INFINITY, "-100 to 100");
@@ -3452,6 +3499,7 @@ int main(void)
 		T(test_storm_2),
 		T(test_coalesce_backlog),
 		T(test_weather_city_match),
+		T(test_weather_city_accents),
 		T(test_weather_alert_and_clear),
 		T(test_weather_resume_refused),
 		T(test_weather_operator_stop_outlives),
