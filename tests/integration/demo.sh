@@ -71,9 +71,16 @@ check "every monitor linked over TLS, verifying against the demo's CA" bash -c '
 			grep -Eq "^[0-9T:.-]* LINK central up \((FIRST|RECONNECT)\)$" "$f" || exit 1
 	done' _ "$dir"
 check "every engine authenticated its monitor and got the key" bash -c '
-	n=0; for f in "$1"/logs/engine-*.log; do
-		grep -Eq "^[0-9T:.-]* ENGINE_AUTH_OK " "$f" && grep -Eq "^[0-9T:.-]* KEY set$" "$f" || exit 1; n=$((n+1))
-	done; [ $n -eq 8 ]' _ "$dir"
+	n=0 bad=0; for f in "$1"/logs/engine-*.log; do
+		if grep -Eq "^[0-9T:.-]* ENGINE_AUTH_OK " "$f" && grep -Eq "^[0-9T:.-]* KEY set$" "$f"; then
+			n=$((n+1))
+		else
+			bad=1; m=${f/engine-/monitor-}
+			echo "# ${f##*/} lacks ENGINE_AUTH_OK or KEY set; its first lines, then its monitor'"'"'s:"
+			head -n 15 "$f" | sed "s/^/#   /"; grep -E "ENGINE|engine|KEY" "$m" | head -n 15 | sed "s/^/#   /"
+		fi
+	done; [ $bad = 0 ] && [ $n -eq 8 ]' _ "$dir"
+[ -s "$dir/logs/launcher.log" ] && sed 's/^/# /' "$dir/logs/launcher.log"
 
 # ---- tickets -----------------------------------------------------------
 tc=$(grep -Ec '^[^ ]+ TICKET ' "$central" 2>/dev/null || true)
