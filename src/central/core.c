@@ -14,15 +14,12 @@
  * Lookups are O(1) or O(log n) for 10,000 CPs: CPs live in an array sorted by
  * id (bsearch; also the id order the views want), connections, sessions and
  * drivers in open-addressing hash tables. */
-#include <locale.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <wctype.h>
 
 #include "src/central/core.h"
 #include "evc/crypto.h"
@@ -150,12 +147,10 @@ void core_config_defaults(struct core_config *c)
 	c->plain_links = 1;
 }
 
-static locale_t fold_locale(void);
-
 struct core *core_new(const struct core_config *cfg)
 {
 	struct core *c = xcalloc(1, sizeof(*c));
-	(void)fold_locale(); /* the weather rule's locale is read now, not in a turn */
+	(void)utf8_fold_ready(); /* the weather rule's locale is read now, not in a turn */
 	if (cfg)
 		c->cfg = *cfg;
 	else
@@ -2323,82 +2318,21 @@ int core_command_as(struct core *c, enum core_cmd cmd, const char *cp_id, const 
 /* ------------------------------------------------------------------ */
 /* the weather rule (evcharging(7) RULES, Weather)                      */
 
-/* Letters, digits and case for the match come from glibc's C.UTF-8
- * locale (every Unicode letter and digit, simple case mappings), whatever
- * the operator's own locale is. Without it (it ships with libc-bin) only
- * ASCII folds and every non-ASCII character counts as a letter. */
-static locale_t fold_loc;
-
-static void fold_init(void)
-{
-	fold_loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
-}
-
-static locale_t fold_locale(void)
-{
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	pthread_once(&once, fold_init);
-	return fold_loc;
-}
-
-/* A letter or digit for the whole-word match; a combining diacritic
- * (U+0300..U+036F, as in a decomposed "á") belongs to its letter. */
-static int word_cp(uint32_t cp, locale_t loc)
-{
-	if (cp < 0x80)
-		return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z');
-	if (loc == (locale_t)0 || (cp >= 0x300 && cp <= 0x36F))
-		return 1;
-	return iswalnum_l((wint_t)cp, loc) != 0;
-}
-
-static uint32_t fold_cp(uint32_t cp, locale_t loc)
-{
-	if (cp < 0x80)
-		return cp >= 'A' && cp <= 'Z' ? cp - 'A' + 'a' : cp;
-	return loc != (locale_t)0 ? (uint32_t)towlower_l((wint_t)cp, loc) : cp;
-}
-
-/* Does the whole of t (m bytes) equal a prefix of s (n bytes), character
- * by character up to case? Its length in s in *end. */
-static int fold_prefix(const char *s, size_t n, const char *t, size_t m, locale_t loc, size_t *end)
-{
-	const uint8_t *a = (const uint8_t *)s, *b = (const uint8_t *)t;
-	size_t i = 0, j = 0;
-	while (j < m) {
-		size_t ka, kb;
-		if (i >= n || fold_cp(utf8_decode(a + i, n - i, &ka), loc) != fold_cp(utf8_decode(b + j, m - j, &kb), loc))
-			return 0;
-		i += ka;
-		j += kb;
-	}
-	*end = i;
-	return 1;
-}
-
-/* Equal up to case (fold_prefix of the whole). */
-static int fold_eq(const char *s, const char *t)
-{
-	size_t n = strlen(s), end;
-	return fold_prefix(s, n, t, strlen(t), fold_locale(), &end) && end == n;
-}
-
 int core_location_names_city(const char *location, const char *city)
 {
 	if (!location || !city || !city[0])
 		return 0;
-	locale_t loc = fold_locale();
 	const uint8_t *p = (const uint8_t *)location;
 	size_t n = strlen(city), len = strlen(location), k, end;
-	int after_word = 0; /* the character before i is a letter or digit */
+	int after_word = 0; /* the character before i is part of a word */
 	for (size_t i = 0; i < len; i += k) {
 		uint32_t here = utf8_decode(p + i, len - i, &k);
-		if (!after_word && fold_prefix(location + i, len - i, city, n, loc, &end)) {
+		if (!after_word && utf8_fold_prefix(location + i, len - i, city, n, &end)) {
 			size_t kn;
-			if (i + end == len || !word_cp(utf8_decode(p + i + end, len - i - end, &kn), loc))
+			if (i + end == len || !utf8_word_char(utf8_decode(p + i + end, len - i - end, &kn)))
 				return 1;
 		}
-		after_word = word_cp(here, loc);
+		after_word = utf8_word_char(here);
 	}
 	return 0;
 }
@@ -2636,7 +2570,7 @@ static void weather_apply(struct core *c, struct core_weather_city *w, int chang
 static struct core_weather_city *city_find(struct core *c, const char *city)
 {
 	for (size_t i = 0; i < c->ncities; i++)
-		if (fold_eq(c->cities[i].city, city))
+		if (utf8_fold_eq(c->cities[i].city, city))
 			return &c->cities[i];
 	return NULL;
 }
@@ -2652,12 +2586,11 @@ static const char *bad_city(const char *city)
 	if (!utf8_valid(city, n, NULL))
 		return "the city is not valid UTF-8";
 	int word = 0;
-	locale_t loc = fold_locale();
 	for (size_t i = 0, k; i < n; i += k) {
 		uint32_t cp = utf8_decode((const uint8_t *)city + i, n - i, &k);
 		if (cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp < 0xa0))
 			return "the city has a control character";
-		word |= word_cp(cp, loc);
+		word |= utf8_alnum(cp);
 	}
 	if (!word)
 		return "the city has no letter or digit";

@@ -1,3 +1,8 @@
+#include <locale.h>
+#include <pthread.h>
+#include <string.h>
+#include <wctype.h>
+
 #include "evc/utf8.h"
 
 size_t utf8_seq(const uint8_t *p, size_t n)
@@ -67,4 +72,72 @@ uint32_t utf8_decode(const uint8_t *p, size_t n, size_t *len)
 	default:
 		return 0xFFFD;
 	}
+}
+
+static locale_t fold_loc;
+
+static void fold_init(void)
+{
+	fold_loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+}
+
+static locale_t fold_locale(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, fold_init);
+	return fold_loc;
+}
+
+int utf8_fold_ready(void)
+{
+	return fold_locale() != (locale_t)0;
+}
+
+int utf8_alnum(uint32_t cp)
+{
+	if (cp < 0x80)
+		return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z');
+	locale_t loc = fold_locale();
+	return loc == (locale_t)0 || iswalnum_l((wint_t)cp, loc) != 0;
+}
+
+int utf8_word_char(uint32_t cp)
+{
+	return utf8_alnum(cp) || (cp >= 0x300 && cp <= 0x36F) || cp == 0xFFFD;
+}
+
+/* Simple case folding: lower of upper, so that the final sigma and sigma
+ * (both upper-case to Sigma) are one letter. */
+static uint32_t fold_cp(uint32_t cp, locale_t loc)
+{
+	if (cp < 0x80)
+		return cp >= 'A' && cp <= 'Z' ? cp - 'A' + 'a' : cp;
+	if (loc == (locale_t)0)
+		return cp;
+	return (uint32_t)towlower_l(towupper_l((wint_t)cp, loc), loc);
+}
+
+int utf8_fold_prefix(const char *s, size_t n, const char *t, size_t m, size_t *end)
+{
+	locale_t loc = fold_locale();
+	const uint8_t *a = (const uint8_t *)s, *b = (const uint8_t *)t;
+	size_t i = 0, j = 0;
+	while (j < m) {
+		size_t ka, kb;
+		if (i >= n)
+			return 0;
+		uint32_t x = utf8_decode(a + i, n - i, &ka), y = utf8_decode(b + j, m - j, &kb);
+		if (x != y && fold_cp(x, loc) != fold_cp(y, loc))
+			return 0;
+		i += ka;
+		j += kb;
+	}
+	*end = i;
+	return 1;
+}
+
+int utf8_fold_eq(const char *a, const char *b)
+{
+	size_t n = strlen(a), end;
+	return utf8_fold_prefix(a, n, b, strlen(b), &end) && end == n;
 }

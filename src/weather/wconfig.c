@@ -206,7 +206,7 @@ int wconfig_parse(char err[EVC_ERR_LEN], const char *text, size_t len, const cha
 		/* Central matches cities without regard to case: two spellings
 		 * of one city would fight over its alert. */
 		for (size_t j = 0; j < i; j++)
-			if (strcasecmp(c->cities[i], c->cities[j]) == 0) {
+			if (utf8_fold_eq(c->cities[i], c->cities[j])) {
 				evc_seterr(err, "cities[%zu]: '%s' repeats cities[%zu]", i, c->cities[i], j);
 				goto fail;
 			}

@@ -225,7 +225,7 @@ double wpost_backoff_next(struct wpost_backoff *b, double u)
 struct wpost_item *wpost_outbox_find(struct wpost_outbox *ob, const char *city)
 {
 	for (size_t i = 0; i < ob->n; i++)
-		if (strcasecmp(ob->v[i].city, city) == 0)
+		if (utf8_fold_eq(ob->v[i].city, city))
 			return &ob->v[i];
 	return NULL;
 }
@@ -280,7 +280,7 @@ int wpost_outbox_take(struct wpost_outbox *ob, struct wpost_item *out)
 void wpost_outbox_drop(struct wpost_outbox *ob, const char *city)
 {
 	for (size_t i = 0; i < ob->n; i++)
-		if (strcasecmp(ob->v[i].city, city) == 0) {
+		if (utf8_fold_eq(ob->v[i].city, city)) {
 			remove_at(ob, i);
 			return;
 		}

@@ -325,6 +325,29 @@ static void test_utf8(void **state)
 	assert_int_equal(chars, 10);
 }
 
+/* Letters, digits and case from C.UTF-8 (Debian's libc-bin has it). */
+static void test_utf8_fold(void **state)
+{
+	(void)state;
+	assert_true(utf8_fold_ready());
+	assert_true(utf8_fold_eq("M\xc3\xa1laga", "M\xc3\x81LAGA"));
+	assert_true(utf8_fold_eq("LOGRO\xc3\x91O", "logro\xc3\xb1o"));
+	assert_true(utf8_fold_eq("\xce\xa3\xce\x88\xce\xa1\xce\xa1\xce\x95\xce\xa3", /* ΣΈΡΡΕΣ */
+				 "\xcf\x83\xce\xad\xcf\x81\xcf\x81\xce\xb5\xcf\x82")); /* σέρρες, final sigma */
+	assert_true(utf8_fold_eq("", ""));
+	assert_false(utf8_fold_eq("Malaga", "M\xc3\xa1laga"));
+	assert_false(utf8_fold_eq("Madrid", "Madri"));
+	assert_false(utf8_fold_eq("Madri", "Madrid"));
+	size_t end = 0;
+	assert_true(utf8_fold_prefix("M\xc3\x81LAGA centro", 14, "m\xc3\xa1laga", 7, &end));
+	assert_int_equal(end, 7);
+	assert_false(utf8_fold_prefix("M\xc3\x81L", 4, "m\xc3\xa1laga", 7, &end));
+	assert_true(utf8_alnum('7') && utf8_alnum(0xE1) && utf8_alnum(0x416) && utf8_alnum(0x6771));
+	assert_false(utf8_alnum('-') || utf8_alnum(0x2013) || utf8_alnum(0xA0) || utf8_alnum(0xB7) || utf8_alnum(0x301));
+	assert_true(utf8_word_char(0x301) && utf8_word_char(0xFFFD) && utf8_word_char('a'));
+	assert_false(utf8_word_char(' ') || utf8_word_char(0x2014));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -332,6 +355,7 @@ int main(void)
 		cmocka_unit_test(test_format),
 		cmocka_unit_test(test_location),
 		cmocka_unit_test(test_utf8),
+		cmocka_unit_test(test_utf8_fold),
 		cmocka_unit_test(test_hmap),
 		cmocka_unit_test(test_bqueue),
 		cmocka_unit_test(test_bqueue_push_many),

@@ -2767,6 +2767,8 @@ static void test_weather_city_match(void **state)
 	assert_true(core_location_names_city("Madrid\xc2\xa0T4", "Madrid"));
 	assert_true(core_location_names_city("Terminal\xc2\xb7Madrid", "Madrid"));
 	assert_true(core_location_names_city("\xc2\xabMadrid\xc2\xbb", "MADRID"));
+	/* a byte that is not UTF-8 (an old row) counts as a letter, as before */
+	assert_false(core_location_names_city("x\xff" "Madrid", "Madrid"));
 	/* other scripts' letters are letters */
 	assert_false(core_location_names_city("Madrid\xd0\x96", "Madrid"));
 	assert_false(core_location_names_city("\xe6\x9d\xb1Madrid", "Madrid"));
@@ -3260,6 +3262,7 @@ static void test_weather_bad_values(void **state)
 	weather_refused(" - ", 0, 1.0, "no letter");
 	weather_refused("\xe2\x80\x94\xc2\xa0\xc2\xb7", 0, 1.0, "no letter"); /* em dash, no-break space, middle dot */
 	weather_refused("Mad\xc2\x85rid", 0, 1.0, "control character");     /* U+0085, a C1 control */
+	weather_refused("-\xcc\x81", 0, 1.0, "no letter");                    /* a combining accent alone */
 	weather_refused("Madrid", 0, NAN, "-100 to 100");
 	weather_refused("Madrid", 0, INFINITY, "-100 to 100");
 	weather_refused("Madrid", 0, -INFINITY, "-100 to 100");

@@ -130,6 +130,8 @@ static void config_bad_fields(void **state)
 	refused("{\"provider\":\"https://x\",\"api_key_file\":\"k\",\"cities\":[\" Madrid\"]}", "cities[0]: leading or trailing");
 	refused("{\"provider\":\"https://x\",\"api_key_file\":\"k\",\"cities\":[\"Madrid\",\"MADRID\"]}",
 		"cities[1]: 'MADRID' repeats cities[0]");
+	refused("{\"provider\":\"https://x\",\"api_key_file\":\"k\",\"cities\":[\"M\\u00e1laga\",\"M\\u00c1LAGA\"]}",
+		"cities[1]: 'M\xc3\x81LAGA' repeats cities[0]"); /* accents fold as Central folds them */
 	refused("{\"provider\":\"https://x\",\"api_key_file\":\"k\",\"cities\":[\"a\\xff\"]}", "not JSON"); /* bad UTF-8 */
 	char buf[8192];
 	size_t n = (size_t)sprintf(buf, "{\"provider\":\"https://x\",\"api_key_file\":\"k\",\"cities\":[\"");
@@ -572,6 +574,15 @@ static void outbox_latest_per_city(void **state)
 	wpost_outbox_put(&ob, &it);
 	assert_int_equal(wpost_outbox_putback(&ob, &out), 0);
 	assert_true(wpost_outbox_find(&ob, "Barcelona")->temp == 3);
+	/* one city up to case, accented letters too */
+	it = item("M\xc3\xa1laga", 4, 6001);
+	wpost_outbox_put(&ob, &it);
+	it = item("M\xc3\x81LAGA", 5, 6002);
+	wpost_outbox_put(&ob, &it);
+	assert_int_equal(ob.n, 3);
+	assert_true(wpost_outbox_find(&ob, "m\xc3\xa1laga")->temp == 5);
+	wpost_outbox_drop(&ob, "M\xc3\xa1LAGA");
+	assert_int_equal(ob.n, 2);
 	/* a city dropped from the config */
 	wpost_outbox_drop(&ob, "Barcelona");
 	assert_null(wpost_outbox_find(&ob, "Barcelona"));
