@@ -741,11 +741,12 @@ static void bp_send(struct client *c, struct bp_outq *q)
 		q->pos += (size_t)w;
 		return;
 	}
-	if (w == -1 && errno != EAGAIN && errno != EWOULDBLOCK) {
-		struct cplink_event ev;
+	int e = errno;
+	if (w == -1 && e != EAGAIN && e != EWOULDBLOCK) {
+		struct cplink_event ev = { .kind = CPL_UP };
 		while (next_event(&ev, 0.5) && ev.kind != CPL_DOWN)
 			;
-		fail_msg("send: %s; server: %s", strerror(errno), ev.kind == CPL_DOWN ? ev.reason : "no CPL_DOWN");
+		fail_msg("send: %s; server: %s", strerror(e), ev.kind == CPL_DOWN ? ev.reason : "no CPL_DOWN");
 	}
 	struct pollfd pf = { .fd = c->fd, .events = POLLOUT };
 	poll(&pf, 1, 10);
@@ -810,6 +811,27 @@ static void back_pressure_run(struct client *c, uint64_t id)
 			poll(&pf, 1, 10);
 		}
 	}
+	assert_int_equal(cplink_count(srv), 1);
+	/* Sending on for 300 ms without reading (a window to show what does
+	 * not happen, not a wait for something): the server reads only as far
+	 * as its answers fit in the buffers between us (the client's receive
+	 * buffer, the server's send buffer) plus what a paused link holds,
+	 * about 45,000 ACKs here; at most a quarter of the frames sent. */
+	for (double t1 = clock_mono() + 0.3; clock_mono() < t1;) {
+		if (q.pos == q.len && blocks < BP_BLOCKS) {
+			bp_next_block(c, &q, block);
+			blocks++;
+		}
+		bp_send(c, &q);
+		if (q.pos == q.len && blocks == BP_BLOCKS) {
+			struct pollfd pf = { .fd = c->fd, .events = 0 };
+			poll(&pf, 1, 10);
+		}
+	}
+	cplink_stats(srv, &st);
+	if (st.frames_in > BP_BLOCKS * BP_PER_BLOCK / 4)
+		fail_msg("%llu frames taken with no ACK read (of %d sent): not held back", (unsigned long long)st.frames_in,
+			 BP_BLOCKS * BP_PER_BLOCK);
 	assert_int_equal(cplink_count(srv), 1);
 	/* Now read the answers while sending the rest: one ACK per frame. */
 	while (acks < frames) {
