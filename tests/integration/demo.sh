@@ -75,12 +75,12 @@ check "every engine authenticated its monitor and got the key" bash -c '
 		if grep -Eq "^[0-9T:.-]* ENGINE_AUTH_OK " "$f" && grep -Eq "^[0-9T:.-]* KEY set$" "$f"; then
 			n=$((n+1))
 		else
-			bad=1; m=${f/engine-/monitor-}
+			bad=1; m=${f%/*}/monitor-${f##*/engine-}
 			echo "# ${f##*/} lacks ENGINE_AUTH_OK or KEY set; its first lines, then its monitor'"'"'s:"
 			head -n 15 "$f" | sed "s/^/#   /"; grep -E "ENGINE|engine|KEY" "$m" | head -n 15 | sed "s/^/#   /"
 		fi
 	done; [ $bad = 0 ] && [ $n -eq 8 ]' _ "$dir"
-[ -s "$dir/logs/launcher.log" ] && sed 's/^/# /' "$dir/logs/launcher.log"
+grep -v '^launcher: started ' "$dir/logs/launcher.log" 2>/dev/null | sed 's/^/# /'
 
 # ---- tickets -----------------------------------------------------------
 tc=$(grep -Ec '^[^ ]+ TICKET ' "$central" 2>/dev/null || true)
