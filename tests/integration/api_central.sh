@@ -58,7 +58,9 @@ j() { "$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if e
 field_is() { api "$RO" GET "/api/v1/cps/$1" && st 200 && j "j[\"$2\"] == \"$3\""; }
 
 # ---- reads and roles --------------------------------------------------------------
-api "$RO" GET /api/v1/cps
+# The snapshot the reads come from follows the STATE lines within 100 ms.
+cps_up() { api "$RO" GET /api/v1/cps && st 200 && j 'len(j) == 2 and all(c["state"] == "ACTIVADO" for c in j)'; }
+wait_for 10 cps_up
 check "GET /api/v1/cps (read): 200" st 200
 check "two CPs with exactly the documented fields" j 'len(j) == 2 and all(sorted(c) == sorted(["id","location","price","state","caption","link","driver_id","kw","kwh","importe","since"]) for c in j)'
 check "values: id order, location, price, state, caption, link plain" j 'j[0]["id"] == "BCN-01" and j[1]["location"] == "Gran Via 1, Madrid" and j[1]["price"] == 0.3 and j[1]["state"] == "ACTIVADO" and j[1]["caption"] == "Available" and j[1]["link"] == "plain"'
@@ -155,11 +157,11 @@ req 101 BCN-01
 wait_grep 15 "$L" ' AUTH_OK 101 BCN-01 '
 req 999 BCN-01
 wait_grep 15 "$L" ' AUTH_DENIED 999 BCN-01 '
-api "$RO" GET /api/v1/cps/BCN-01
-check "GET /api/v1/cps/BCN-01: its events and sessions" j '"events" in j and "sessions" in j and len(j["events"]) >= 1 and j["driver_id"] == "101"'
+bcn_detail() { api "$RO" GET /api/v1/cps/BCN-01 && j '"events" in j and "sessions" in j and len(j["events"]) >= 1 and j["driver_id"] == "101"'; }
+check "GET /api/v1/cps/BCN-01: its events and sessions" wait_for 10 bcn_detail
 api "$RO" GET '/api/v1/audit?limit=5'
 check "GET /api/v1/audit?limit=5: 5 rows, newest first, documented fields" j 'len(j) == 5 and j[0]["id"] > j[4]["id"] and sorted(j[0]) == sorted(["id","ts","actor","source_ip","action","cp_id","detail"])'
-check "the stream had the request lines and audit lines" bash -c "grep -q '^event: request' '$T_DIR/sse' && grep -q '^event: audit' '$T_DIR/sse'"
+check "the stream had the request lines and audit lines" wait_for 10 bash -c "grep -q '^event: request' '$T_DIR/sse' && grep -q '^event: audit' '$T_DIR/sse'"
 metrics_ok() {
 	curl -s --max-time 5 --cacert "$T_DIR/pki/ca.pem" -H "Authorization: Bearer $RO" "$API/metrics" >"$T_DIR/metrics" &&
 		"$PY" - "$T_DIR/metrics" <<'EOF'

@@ -32,7 +32,7 @@ last=$(note_for CONSUMO_UPDATE "$S" | python3 -c 'import json,sys; print(json.lo
 stop e1 KILL
 check "Central ends the session SUPPLY_ERROR within 5 s (engine unreachable)" \
 	wait_grep 5 "$C" "SUPPLY_ERROR 101 MAD-01 session=$S .*reason=CP MAD-01 fault: engine unreachable"
-check "the driver's SUPPLY_ERROR bills at least what was metered ($last kWh)" bash -c \
+check "the driver's SUPPLY_ERROR bills at least what was metered ($last kWh)" wait_for 10 bash -c \
 	"$(declare -f notes note_for topic); K='$K' T_PREFIX='$T_PREFIX'
 	 note_for SUPPLY_ERROR '$S' | python3 -c 'import json,sys; t=json.load(sys.stdin); assert t[\"kwh_partial\"] >= $last > 0, t'"
 check "the stored session is ended once, with those figures" bash -c \

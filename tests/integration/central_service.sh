@@ -55,7 +55,8 @@ check "ctl cps: a header and one aligned row per CP" eval "ctl_rc 0 cps && head 
 check "ctl stop MAD-01: exit 0" ctl_rc 0 stop MAD-01
 check "... the CP gets PARAR and is FUERA_DE_SERVICIO" eval "wait_grep 10 '$(log_of m)' 'RECV PARAR' && wait_grep 10 '$C' ' STATE MAD-01 FUERA_DE_SERVICIO$'"
 check "... audited with actor operator:ctl (audit_log)" wait_for 5 db_is "$DB" "select count(*) from audit_log where actor='operator:ctl' and action='OPERATOR_STOP' and cp_id='MAD-01'" 1
-check "ctl resume all: exit 0, ACTIVADO again" eval "ctl_rc 0 resume all && wait_grep 10 '$C' ' STATE MAD-01 ACTIVADO$'"
+nact=$(count_grep "$C" ' STATE MAD-01 ACTIVADO$')
+check "ctl resume all: exit 0, ACTIVADO again (a new STATE line)" eval "ctl_rc 0 resume all && wait_for 10 has_n '$C' ' STATE MAD-01 ACTIVADO$' $((nact + 1))"
 check "ctl stop NOPE (unknown CP): exit 1 saying why" eval "ctl_rc 1 stop NOPE && grep -q '^EV_Central ctl: unknown CP' '$T_DIR/ctl.err'"
 check "ctl --json stop NOPE: the answer object, exit 1" eval "ctl_rc 1 --json stop NOPE && grep -q '^{\"ok\":false,\"error\":\"unknown CP\"}$' '$T_DIR/ctl.out'"
 check "ctl revoke MAD-01 (a plaintext CP, no key): exit 1 saying why" eval "ctl_rc 1 revoke MAD-01 && grep -q '^EV_Central ctl: the CP has no key' '$T_DIR/ctl.err'"

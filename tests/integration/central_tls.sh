@@ -94,7 +94,7 @@ check "... and gets no connection" lacks "$out" '^CONNECTION ESTABLISHED'
 start m1 "$EV_CP_M" "$ENG" "127.0.0.1:$PORT" MAD-01 --headless --credential "$T_DIR/mad01.cred" --ca "$PKI/ca.pem"
 M1=$(log_of m1)
 check "EV_CP_M --credential --ca registers over TLS" wait_grep 15 "$M1" '^[0-9T:.-]* LINK central up \(FIRST\)$'
-check "Central: the link is up, kind=tls" grep -Eq ' LINK up conn=[0-9]+ peer=127\.0\.0\.1:[0-9]+ kind=tls$' "$C1"
+check "Central: the link is up, kind=tls" wait_grep 5 "$C1" ' LINK up conn=[0-9]+ peer=127\.0\.0\.1:[0-9]+ kind=tls$'
 check "Central knows the CP" wait_grep 5 "$C1" ' STATE MAD-01 [A-Z_]+$'
 conn_of() { ss -Htnp state established "( dport = :$PORT )" 2>/dev/null | grep -q "pid=$1,"; }
 check "ss: the monitor holds an established connection to the link port" wait_for 5 conn_of "$(pid_of m1)"
@@ -150,7 +150,7 @@ F2=$(log_of f2)
 check "a plaintext monitor registers" wait_grep 5 "$F2" '^RECV REGISTER_RESULT#FIRST$'
 check "the TLS monitor is back, over TLS" wait_grep 30 "$M1" '^[0-9T:.-]* LINK central up \(RECONNECT\)$'
 check "... beside the plaintext one on the same port" \
-	bash -c "grep -q ' kind=tls\$' '$C2' && grep -q ' kind=plain\$' '$C2'"
+	wait_for 5 bash -c "grep -q ' kind=tls\$' '$C2' && grep -q ' kind=plain\$' '$C2'"
 stop f2
 stop c2
 

@@ -167,7 +167,8 @@ n=$(nlines "$W")
 w_city Madrid '{"fail":500}'
 check "a provider error is posted; Central keeps the alert" \
 	wait_for 15 lines_after "$n" "$W" ' error city=Madrid error="provider error \(HTTP 500\)" alert=true cps='
-check "the CPs stay stopped through the error" test "$(cp_field MAD-2 state)" = FUERA_DE_SERVICIO
+state_is() { [ "$(cp_field "$1" state)" = "$2" ]; }
+check "the CPs stay stopped through the error" wait_for 10 state_is MAD-2 FUERA_DE_SERVICIO
 n=$(nlines "$W")
 w_city Madrid '{"temp":10}'
 check "good readings again clear it" wait_for 15 lines_after "$n" "$W" ' reading city=Madrid temp=10 alert=false'
