@@ -752,6 +752,26 @@ static void bp_send(struct client *c, struct bp_outq *q)
 	poll(&pf, 1, 10);
 }
 
+/* The sending side of a back-pressure run: BP_BLOCKS blocks, one at a
+ * time through q. */
+struct bp_tx {
+	struct bp_outq q;
+	const uint8_t *block;
+	size_t blocks; /* taken into q so far */
+};
+
+/* The next block into tx's queue once it has gone out, and what it holds
+ * sent. 1 while something is still to send, 0 once everything is out. */
+static int bp_push(struct client *c, struct bp_tx *tx)
+{
+	if (tx->q.pos == tx->q.len && tx->blocks < BP_BLOCKS) {
+		bp_next_block(c, &tx->q, tx->block);
+		tx->blocks++;
+	}
+	bp_send(c, &tx->q);
+	return tx->q.pos < tx->q.len || tx->blocks < BP_BLOCKS;
+}
+
 /* What arrived, all of it ACKs: their count added to *acks. */
 static void bp_read_acks(struct client *c, size_t *acks)
 {
@@ -784,10 +804,11 @@ static void bp_read_acks(struct client *c, size_t *acks)
 static void back_pressure_run(struct client *c, uint64_t id)
 {
 	/* 400,000 frames: their ACKs (400 KB) are more than wq_cap. */
-	const uint8_t *block = heartbeat_block();
-	static struct bp_outq q;
-	q.pos = q.len = 0;
-	size_t blocks = 0, acks = 0;
+	static struct bp_tx tx;
+	tx.q.pos = tx.q.len = 0;
+	tx.block = heartbeat_block();
+	tx.blocks = 0;
+	size_t acks = 0;
 	const size_t frames = (size_t)BP_BLOCKS * BP_PER_BLOCK;
 	double end = clock_mono() + 30;
 	struct cplink_stats st;
@@ -798,14 +819,8 @@ static void back_pressure_run(struct client *c, uint64_t id)
 			break;
 		if (clock_mono() > end)
 			fail_msg("the server never stopped reading: %zu of %d blocks sent, frames in %llu, bytes out %llu",
-				 blocks, BP_BLOCKS, (unsigned long long)st.frames_in, (unsigned long long)st.bytes_out);
-		if (q.pos == q.len && blocks < BP_BLOCKS) {
-			bp_next_block(c, &q, block);
-			blocks++;
-		}
-		if (q.pos < q.len) {
-			bp_send(c, &q);
-		} else {
+				 tx.blocks, BP_BLOCKS, (unsigned long long)st.frames_in, (unsigned long long)st.bytes_out);
+		if (!bp_push(c, &tx)) {
 			/* All in the kernel's buffers: the server reads on. */
 			struct pollfd pf = { .fd = c->fd, .events = 0 };
 			poll(&pf, 1, 10);
@@ -818,12 +833,7 @@ static void back_pressure_run(struct client *c, uint64_t id)
 	 * buffer, the server's send buffer) plus what a paused link holds,
 	 * about 45,000 ACKs here; at most a quarter of the frames sent. */
 	for (double t1 = clock_mono() + 0.3; clock_mono() < t1;) {
-		if (q.pos == q.len && blocks < BP_BLOCKS) {
-			bp_next_block(c, &q, block);
-			blocks++;
-		}
-		bp_send(c, &q);
-		if (q.pos == q.len && blocks == BP_BLOCKS) {
+		if (!bp_push(c, &tx)) {
 			struct pollfd pf = { .fd = c->fd, .events = 0 };
 			poll(&pf, 1, 10);
 		}
@@ -838,20 +848,16 @@ static void back_pressure_run(struct client *c, uint64_t id)
 		if (clock_mono() > end) {
 			cplink_stats(srv, &st);
 			fail_msg("%zu ACKs for %zu frames sent (%zu bytes unsent); server: frames in %llu, bytes out %llu",
-				 acks, blocks * BP_PER_BLOCK, q.len - q.pos, (unsigned long long)st.frames_in,
+				 acks, tx.blocks * BP_PER_BLOCK, tx.q.len - tx.q.pos, (unsigned long long)st.frames_in,
 				 (unsigned long long)st.bytes_out);
 		}
-		if (q.pos == q.len && blocks < BP_BLOCKS) {
-			bp_next_block(c, &q, block);
-			blocks++;
-		}
-		bp_send(c, &q);
+		int more = bp_push(c, &tx);
 		struct pollfd pf = { .fd = c->fd, .events = POLLIN };
-		poll(&pf, 1, q.pos < q.len ? 0 : 100);
+		poll(&pf, 1, more ? 0 : 100);
 		bp_read_acks(c, &acks);
 	}
 	assert_int_equal(acks, frames);
-	assert_true(q.pos == q.len);
+	assert_true(tx.q.pos == tx.q.len && tx.blocks == BP_BLOCKS);
 	/* The link is alive: the first HEARTBEAT was forwarded, nothing else
 	 * (no CPL_DOWN for a full queue). */
 	expect_frame_event(id, "HEARTBEAT#BP");
