@@ -22,6 +22,8 @@ uint32_t utf8_decode(const uint8_t *p, size_t n, size_t *len);
  * non-ASCII character counts as a letter. Thread-safe; utf8_fold_ready
  * loads the locale (once) and says whether it is there. */
 int utf8_fold_ready(void);
+/* Is cp a control character: C0, DEL or C1 (U+0080..U+009F)? */
+int utf8_control(uint32_t cp);
 /* Is cp a letter or digit? */
 int utf8_alnum(uint32_t cp);
 /* Is cp part of a word: a letter or digit, a combining diacritic

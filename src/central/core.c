@@ -2588,7 +2588,7 @@ static const char *bad_city(const char *city)
 	int word = 0;
 	for (size_t i = 0, k; i < n; i += k) {
 		uint32_t cp = utf8_decode((const uint8_t *)city + i, n - i, &k);
-		if (cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp < 0xa0))
+		if (utf8_control(cp))
 			return "the city has a control character";
 		word |= utf8_alnum(cp);
 	}

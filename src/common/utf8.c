@@ -93,6 +93,11 @@ int utf8_fold_ready(void)
 	return fold_locale() != (locale_t)0;
 }
 
+int utf8_control(uint32_t cp)
+{
+	return cp < 0x20 || (cp >= 0x7f && cp < 0xa0);
+}
+
 int utf8_alnum(uint32_t cp)
 {
 	if (cp < 0x80)

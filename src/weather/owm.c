@@ -119,9 +119,9 @@ void owm_clean(char *s)
 	size_t n = strlen(s);
 
 	for (size_t i = 0; i < n;) {
-		unsigned char c = (unsigned char)s[i];
-		size_t k = utf8_seq((const uint8_t *)s + i, n - i);
-		if (k == 0 || c < 0x20 || c == 0x7f || (c == 0xc2 && k == 2 && (unsigned char)s[i + 1] < 0xa0)) {
+		const uint8_t *p = (const uint8_t *)s + i;
+		size_t k = utf8_seq(p, n - i);
+		if (k == 0 || utf8_control(utf8_decode(p, k, &k))) {
 			/* a '?' per byte: the text keeps its length */
 			size_t w = k == 0 ? 1 : k;
 			memset(s + i, '?', w);

@@ -104,14 +104,11 @@ static int check_city(char err[EVC_ERR_LEN], size_t i, json_t *v, char out[WCONF
 		evc_seterr(err, "cities[%zu]: more than %d characters", i, WCONFIG_CITY_CHARS);
 		return -1;
 	}
-	for (size_t k = 0; k < len; k++) {
-		unsigned char c = (unsigned char)s[k];
-		/* C0, DEL, and C1 (U+0080..U+009F, encoded C2 80..C2 9F) */
-		if (c < 0x20 || c == 0x7f || (c == 0xc2 && k + 1 < len && (unsigned char)s[k + 1] < 0xa0)) {
+	for (size_t k = 0, kl; k < len; k += kl)
+		if (utf8_control(utf8_decode((const uint8_t *)s + k, len - k, &kl))) {
 			evc_seterr(err, "cities[%zu]: holds a control character", i);
 			return -1;
 		}
-	}
 	if (s[0] == ' ' || s[len - 1] == ' ') {
 		evc_seterr(err, "cities[%zu]: leading or trailing space in '%s'", i, s);
 		return -1;

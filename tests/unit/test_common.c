@@ -344,6 +344,8 @@ static void test_utf8_fold(void **state)
 	assert_false(utf8_fold_prefix("M\xc3\x81L", 4, "m\xc3\xa1laga", 7, &end));
 	assert_true(utf8_alnum('7') && utf8_alnum(0xE1) && utf8_alnum(0x416) && utf8_alnum(0x6771));
 	assert_false(utf8_alnum('-') || utf8_alnum(0x2013) || utf8_alnum(0xA0) || utf8_alnum(0xB7) || utf8_alnum(0x301));
+	assert_true(utf8_control(0) && utf8_control('\n') && utf8_control(0x7F) && utf8_control(0x80) && utf8_control(0x9F));
+	assert_false(utf8_control(' ') || utf8_control('~') || utf8_control(0xA0) || utf8_control(0xE1));
 	assert_true(utf8_word_char(0x301) && utf8_word_char(0xFFFD) && utf8_word_char('a'));
 	assert_false(utf8_word_char(' ') || utf8_word_char(0x2014));
 }
