@@ -37,3 +37,10 @@ tests_bench_bench_api_LDADD = $(CURL_LIBS) -lm
 CLEANFILES += tests/bench/bench_api$(EXEEXT)
 dist_noinst_SCRIPTS += tests/bench/run-api
 bench: tests/bench/bench_api$(EXEEXT)
+
+# One durable commit's cost on this machine's disk, without SQLite
+# (run-all prints it beside the state-change figures).
+EXTRA_PROGRAMS += tests/bench/bench_fsync
+tests_bench_bench_fsync_SOURCES = tests/bench/bench_fsync.c
+CLEANFILES += tests/bench/bench_fsync$(EXEEXT)
+bench: tests/bench/bench_fsync$(EXEEXT)
