@@ -22,7 +22,6 @@
 #define KIN_BATCH 256 /* decoded before one push (a turn's batch, TURN_BATCH_KAFKA) */
 #define KIN_RETRY_EVERY 2.0   /* s between attempts to create the consumer */
 #define KIN_GROUP "central-processor"
-#define KIN_IDLE_CHECK 5.0 /* s: see stalled() */
 
 struct kin_pos {
 	int topic;          /* 0 driver_requests, 1 cp_telemetry */
@@ -180,86 +179,11 @@ static int is_down_error(rd_kafka_resp_err_t e)
 	       e == RD_KAFKA_RESP_ERR__RESOLVE || e == RD_KAFKA_RESP_ERR__TIMED_OUT;
 }
 
-/* Messages the broker holds past where this consumer reads, over both
- * topics: from its fetch position where it has one, else from the
- * group's committed offset, else from the first offset kept. -1: the
- * broker did not answer. */
-static int64_t unread_on_broker(struct kafka_in *k, rd_kafka_t *rk)
-{
-	int64_t unread = 0;
-	for (int t = 0; t < 2; t++) {
-		rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, k->topics[t], NULL);
-		if (rkt == NULL)
-			return -1;
-		const struct rd_kafka_metadata *md = NULL;
-		rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 1000);
-		rd_kafka_topic_destroy(rkt);
-		if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
-			return -1;
-		rd_kafka_topic_partition_list_t *pos = NULL, *com = NULL;
-		if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-			int np = md->topics[0].partition_cnt;
-			pos = rd_kafka_topic_partition_list_new(np > 0 ? np : 1);
-			for (int i = 0; i < np; i++)
-				rd_kafka_topic_partition_list_add(pos, k->topics[t], md->topics[0].partitions[i].id);
-			com = rd_kafka_topic_partition_list_copy(pos);
-		}
-		rd_kafka_metadata_destroy(md);
-		if (pos == NULL)
-			continue; /* no such topic (yet): nothing waits there */
-		if (rd_kafka_position(rk, pos) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-		    rd_kafka_committed(rk, com, 1000) != RD_KAFKA_RESP_ERR_NO_ERROR)
-			unread = -1;
-		for (int i = 0; unread >= 0 && i < pos->cnt; i++) {
-			int64_t lo, hi;
-			if (rd_kafka_query_watermark_offsets(rk, k->topics[t], pos->elems[i].partition, &lo, &hi, 1000) !=
-			    RD_KAFKA_RESP_ERR_NO_ERROR) {
-				unread = -1;
-				break;
-			}
-			int64_t from = pos->elems[i].offset >= 0 ? pos->elems[i].offset
-				     : com->elems[i].offset >= 0 ? com->elems[i].offset
-								 : lo;
-			if (hi > from)
-				unread += hi - from;
-		}
-		rd_kafka_topic_partition_list_destroy(pos);
-		rd_kafka_topic_partition_list_destroy(com);
-		if (unread < 0)
-			return -1;
-	}
-	return unread;
-}
-
-/* A broker that comes back empty (a new cluster: its topics gone, their
- * partition counts 0) can leave librdkafka's consumer fetching nothing for
- * good, though the topics are back and messages wait there; a consumer
- * made again subscribes and reads them (evcharging(7) KAFKA TOPICS AND
- * MESSAGES, Consumer groups and prefixes). So, once nothing has come for
- * KIN_IDLE_CHECK s, every KIN_IDLE_CHECK s: messages unread on the broker
- * at two checks in a row, nothing received between them, and the
- * consumer is made again. Returns 1 for "make it again now". */
-static int stalled(struct kafka_in *k, rd_kafka_t *rk, double now, double last_msg, int *strikes)
-{
-	if (now - last_msg < KIN_IDLE_CHECK) {
-		*strikes = 0;
-		return 0;
-	}
-	int64_t unread = unread_on_broker(k, rk);
-	if (unread <= 0) {
-		*strikes = 0;
-		return 0;
-	}
-	return ++*strikes >= 2;
-}
-
 static void *thread_main(void *arg)
 {
 	struct kafka_in *k = arg;
 	const char *topics[2] = { k->topics[0], k->topics[1] };
 	struct kafka_in_item *batch = xmalloc(KIN_BATCH * sizeof *batch);
-	double last_msg = clock_mono(), next_check = 0;
-	int strikes = 0;
 
 	for (;;) {
 		pthread_mutex_lock(&k->mu);
@@ -289,7 +213,6 @@ static void *thread_main(void *arg)
 		while (m != NULL) {
 			if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 				handle_message(k, m, &batch[n++]);
-				last_msg = clock_mono();
 			} else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
 				char why[128];
 				snprintf(why, sizeof why, "Kafka unreachable (%.100s)", rd_kafka_message_errstr(m));
@@ -305,19 +228,6 @@ static void *thread_main(void *arg)
 		if (n > 0 && bqueue_push_many(k->q, batch, n, 1) < n)
 			break;
 		commit_pending(k, k->rk, 1);
-		double now = clock_mono();
-		if (now >= next_check) {
-			next_check = now + KIN_IDLE_CHECK;
-			if (stalled(k, k->rk, now, last_msg, &strikes)) {
-				log_info("kafka: messages wait on %s or %s and none came for %.0f s: subscribing again",
-					 k->topics[0], k->topics[1], now - last_msg);
-				commit_pending(k, k->rk, 0);
-				bus_consumer_close(k->rk);
-				k->rk = NULL;
-				strikes = 0;
-				last_msg = now;
-			}
-		}
 	}
 	free(batch);
 	return NULL;

@@ -133,9 +133,9 @@ static rd_kafka_conf_t *base_conf(const struct bus_opts *o, struct bus_handle *h
 	    conf_set(conf, "reconnect.backoff.max.ms", "2000", err) == -1 ||
 	    conf_set(conf, "topic.metadata.refresh.interval.ms", "5000", err) == -1 ||
 	    /* A connection whose setup (TCP and the ApiVersion exchange) has
-	     * not finished in 10 s is given up and made again; the default
-	     * 30 s kept a consumer reading nothing for that long after a broker
-	     * came back (evcharging(7) KAFKA TOPICS AND MESSAGES). */
+	     * not finished in 10 s is given up and made again; with the
+	     * default 30 s a consumer read nothing for that long after a
+	     * broker came back (evcharging(7) KAFKA TOPICS AND MESSAGES). */
 	    conf_set(conf, "socket.connection.setup.timeout.ms", "10000", err) == -1 ||
 	    conf_set(conf, "log.connection.close", "false", err) == -1)
 		goto fail;
