@@ -206,8 +206,9 @@ check "https://localhost: the name in the certificate, accepted" wait_grep 15 "$
 stop wlh
 
 # ---- 9: Central restarted ---------------------------------------------------------------
-stop c
+# Counted before the stop: EV_W may fail twice while Central shuts down.
 n=$(nlines "$W")
+stop c
 check "Central gone: EV_W backs off" wait_for 15 lines_after "$n" "$W" ' central unreachable attempt=2 '
 w_city Madrid '{"temp":-5}'
 wait_for 10 lines_after "$n" "$W" ' reading city=Madrid temp=-5 alert=unknown central=unreachable'
