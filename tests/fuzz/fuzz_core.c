@@ -79,7 +79,11 @@ static void check_commands(const struct core_fxlist *fx, const char *item, size_
 			char ack[32], nack[32];
 			snprintf(ack, sizeof ack, "ACK#%s", cmd[k]);
 			snprintf(nack, sizeof nack, "NACK#%s", cmd[k]);
-			if (strcmp(item + 3, ack) == 0 || strncmp(item + 3, nack, strlen(nack)) == 0)
+			/* The core reads the command from the second field and
+			 * ignores any after it, for ACK as for NACK. */
+			size_t la = strlen(ack);
+			if ((strncmp(item + 3, ack, la) == 0 && (item[3 + la] == '\0' || item[3 + la] == '#')) ||
+			    strncmp(item + 3, nack, strlen(nack)) == 0)
 				pend[conn][k] = 0;
 		}
 	} else if (n >= 2 && item[0] == 'D') {
