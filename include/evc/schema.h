@@ -15,6 +15,10 @@
  *       and the requests already answered (evcharging(7) RULES).
  *   v4  indexes for the panel's session views: sessions by time, and by
  *       CP, driver or outcome then time (EV_Central(1) THE PANEL).
+ *   v5  outbox ids never reused (AUTOINCREMENT).
+ *   v6  no audit_log index by CP.
+ *   v7  a CP's history is chained (cp_events.prev, charging_points.last_event)
+ *       instead of indexed by (cp_id, ts).
  *
  * A new migration is one more entry at the end of the table in schema.c
  * and SCHEMA_VERSION + 1. */
@@ -24,7 +28,17 @@
 
 #include "evc/err.h"
 
-#define SCHEMA_VERSION 6 /* latest */
+#define SCHEMA_VERSION 7 /* latest */
+
+/* The start of a query of one CP's last cp_events rows (v7): "chain" is
+ * the ids of the CP's newest ?2 rows, following prev from
+ * charging_points.last_event (?1 the CP's id), and stops at a row of
+ * another CP. Add " SELECT ... FROM chain JOIN cp_events ...". */
+#define EVENTS_CHAIN_SQL                                                                            \
+	"WITH RECURSIVE chain(id, n) AS ("                                                           \
+	" SELECT last_event, 1 FROM charging_points WHERE id = ?1 AND last_event > 0"                \
+	" UNION ALL SELECT e.prev, chain.n + 1 FROM chain JOIN cp_events e"                         \
+	" ON e.id = chain.id AND e.cp_id = ?1 WHERE e.prev > 0 AND chain.n < ?2)"
 
 /* Bring db to SCHEMA_VERSION (no transaction may be open on db). A
  * database newer than this program knows is refused ("FILE: made by a

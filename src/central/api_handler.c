@@ -14,6 +14,7 @@
 #include <sqlite3.h>
 
 #include "evc/msg.h"
+#include "evc/schema.h"
 #include "evc/xalloc.h"
 #include "src/central/api_handler.h"
 
@@ -731,8 +732,9 @@ static const char *const qsql[] = {
 		       " ORDER BY rowid DESC LIMIT ?3",
 	[Q_AUDIT] = "SELECT id, ts, actor, source_ip, action, cp_id, detail FROM audit_log"
 		    " WHERE ?1 IS NULL OR ts >= ?1 ORDER BY id DESC LIMIT ?2",
-	[Q_EVENTS] = "SELECT id, ts, event, detail FROM cp_events WHERE cp_id = ?1"
-		     " ORDER BY ts DESC, id DESC LIMIT ?2",
+	/* The CP's chain from its newest row (evcharging(7) DATABASE). */
+	[Q_EVENTS] = EVENTS_CHAIN_SQL " SELECT e.id, e.ts, e.event, e.detail FROM chain JOIN cp_events e"
+		     " ON e.id = chain.id WHERE e.cp_id = ?1 ORDER BY e.ts DESC, e.id DESC LIMIT ?2",
 };
 
 static json_t *row_json(enum qkind k, sqlite3_stmt *st)

@@ -604,8 +604,10 @@ static void update_state(struct core *c, struct core_cp *cp, double now, int sto
 	}
 	cp->state = st;
 	cp->state_since = now;
-	fx_store_cp(fx, now, cp);
+	/* The event before the row: the row's upsert then carries the
+	 * history's new head with it (evcharging(7) DATABASE, cp_events). */
 	fx_event(fx, now, cp->id, "STATE", "%s -> %s: %s", cp_state_name(old), cp_state_name(st), why);
+	fx_store_cp(fx, now, cp);
 	fx_screen(fx, now, cp->id);
 	core_fx_push(fx, CORE_FX_STATUS, now);
 	fx_log(fx, now, LOG_INFO, cp->id, "CP %s %s -> %s (%s)", cp->id, cp_state_name(old), cp_state_name(st),

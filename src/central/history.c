@@ -16,6 +16,7 @@
 
 #include "evc/clock.h"
 #include "evc/log.h"
+#include "evc/schema.h"
 #include "evc/xalloc.h"
 
 #define AUDIT_WORDS 4
@@ -261,8 +262,11 @@ static long h_events(void *arg, const char *cp_id, struct views_event *out, size
 
 	if (st == NULL) {
 		st = h->events = prepare(h,
-					 "SELECT ts, event, detail FROM cp_events WHERE cp_id = ?1"
-					 " ORDER BY ts DESC, id DESC LIMIT ?2",
+					 /* The CP's chain from its newest row
+					  * (evcharging(7) DATABASE, cp_events). */
+					 EVENTS_CHAIN_SQL
+					 " SELECT e.ts, e.event, e.detail FROM chain JOIN cp_events e ON e.id = chain.id"
+					 " WHERE e.cp_id = ?1 ORDER BY e.ts DESC, e.id DESC LIMIT ?2",
 					 err);
 		if (st == NULL)
 			return -1;

@@ -11,6 +11,7 @@
 
 #include "evc/clock.h"
 #include "evc/crypto.h"
+#include "evc/hmap.h"
 #include "evc/money.h"
 #include "evc/msg.h"
 #include "evc/schema.h"
@@ -34,16 +35,20 @@ enum {
 	ST_CP_KEY,
 	ST_DATA_VERSION,
 	ST_AUDIT,
+	ST_HEAD_GET,
+	ST_HEAD_PUT,
 	ST_COUNT
 };
 
 static const char *const stmt_sql[ST_COUNT] = {
 	[ST_CP_UPSERT] =
-		"INSERT INTO charging_points(id, location, price, status, stopped, fault, state_since, updated_at)"
-		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+		"INSERT INTO charging_points(id, location, price, status, stopped, fault, state_since, updated_at,"
+		" last_event)"
+		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
 		" ON CONFLICT(id) DO UPDATE SET location=excluded.location, price=excluded.price,"
 		" status=excluded.status, stopped=excluded.stopped, fault=excluded.fault,"
-		" state_since=excluded.state_since, updated_at=excluded.updated_at",
+		" state_since=excluded.state_since, updated_at=excluded.updated_at,"
+		" last_event=COALESCE(excluded.last_event, last_event)",
 	/* WHERE outcome IS NULL: a session is ended exactly once, whatever is
 	 * replayed after a crash. */
 	[ST_SESSION_UPSERT] =
@@ -56,7 +61,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" authorised_at=excluded.authorised_at, started_at=excluded.started_at,"
 		" ended_at=excluded.ended_at"
 		" WHERE sessions.outcome IS NULL",
-	[ST_EVENT] = "INSERT INTO cp_events(cp_id, ts, event, detail) VALUES(?1, ?2, ?3, ?4)",
+	/* prev: the CP's newest row before this one (struct head). */
+	[ST_EVENT] = "INSERT INTO cp_events(cp_id, ts, event, detail, prev) VALUES(?1, ?2, ?3, ?4, ?5)",
 	[ST_DRIVER_KNOWN] = "SELECT 1 FROM drivers WHERE id = ?1",
 	[ST_DRIVER_ADD] =
 		"INSERT INTO drivers(id, name, created_at) VALUES(?1, ?2, ?3)"
@@ -85,7 +91,24 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_DATA_VERSION] = "PRAGMA data_version",
 	/* One row per CP fault and recovery (evcharging(7) SECURITY). */
 	[ST_AUDIT] = SCHEMA_AUDIT_SQL,
+	[ST_HEAD_GET] = "SELECT last_event FROM charging_points WHERE id = ?1",
+	[ST_HEAD_PUT] = "UPDATE charging_points SET last_event = ?2 WHERE id = ?1",
 };
+
+/* The newest cp_events row of a CP, as this connection last wrote or read
+ * it: the next row's prev (evcharging(7) DATABASE, cp_events). A row
+ * changed in the open transaction is dirty until charging_points has it:
+ * the CP's own upsert carries it when one follows in the transaction
+ * (the core stores a CP after its event), store_commit writes the rest.
+ * Rebuilt from the file after a rollback or another program's commit. */
+struct head {
+	int64_t id; /* 0: the CP has no row yet */
+	int dirty;
+	char cp_id[];
+};
+
+/* A cache: past this many CPs it starts over (a peer inventing ids). */
+#define HEADS_MAX 65536
 
 struct store {
 	sqlite3 *db;
@@ -101,7 +124,14 @@ struct store {
 	/* Set by the writer when it asks, cleared once that checkpoint ran:
 	 * one wakeup per checkpoint, not one per commit while it runs. */
 	atomic_int ckpt_asked;
+	struct hmap heads; /* cp_id -> struct head */
+	struct head **dirty;
+	size_t ndirty, capdirty;
+	int heads_dv; /* PRAGMA data_version the heads were read under */
 };
+
+static void heads_forget(struct store *s);
+static int heads_flush(struct store *s, char err[EVC_ERR_LEN]);
 
 static int fail_db(struct store *s, const char *what, char err[EVC_ERR_LEN])
 {
@@ -258,8 +288,16 @@ void store_close(struct store *s)
 		pthread_mutex_destroy(&s->mu);
 		sqlite3_wal_hook(s->db, NULL, NULL);
 	}
-	if (s->in_txn && s->db != NULL)
-		sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+	if (s->in_txn && s->db != NULL) {
+		char err[EVC_ERR_LEN];
+		if (heads_flush(s, err) == 0)
+			sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+		else
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	heads_forget(s);
+	hmap_free(&s->heads);
+	free(s->dirty);
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(s->st[i]);
 	if (s->db != NULL)
@@ -278,6 +316,58 @@ static int step_done(struct store *s, sqlite3_stmt *st, const char *what, char e
 	return ret;
 }
 
+static void heads_forget(struct store *s)
+{
+	struct head *h;
+	for (size_t i = 0; (h = hmap_next(&s->heads, &i)) != NULL;)
+		free(h);
+	hmap_clear(&s->heads);
+	s->ndirty = 0;
+}
+
+/* The CP's head, read from charging_points the first time. NULL with err. */
+static struct head *head_get(struct store *s, const char *cp_id, char err[EVC_ERR_LEN])
+{
+	struct head *h = hmap_sget(&s->heads, cp_id);
+	if (h != NULL)
+		return h;
+	sqlite3_stmt *st = s->st[ST_HEAD_GET];
+	sqlite3_bind_text(st, 1, cp_id, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	int64_t id = rc == SQLITE_ROW ? (int64_t)sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		fail_db(s, "read the CP's last event", err);
+		return NULL;
+	}
+	size_t n = strlen(cp_id) + 1;
+	h = xmalloc(sizeof *h + n);
+	h->id = id;
+	h->dirty = 0;
+	memcpy(h->cp_id, cp_id, n);
+	hmap_sput(&s->heads, h->cp_id, h);
+	return h;
+}
+
+/* The heads the open transaction moved and no upsert carried. */
+static int heads_flush(struct store *s, char err[EVC_ERR_LEN])
+{
+	for (size_t i = 0; i < s->ndirty; i++) {
+		struct head *h = s->dirty[i];
+		if (!h->dirty)
+			continue;
+		sqlite3_stmt *st = s->st[ST_HEAD_PUT];
+		sqlite3_bind_text(st, 1, h->cp_id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)h->id);
+		if (step_done(s, st, "store the CP's last event", err) == -1)
+			return -1;
+		h->dirty = 0;
+	}
+	s->ndirty = 0;
+	return 0;
+}
+
 int store_begin(struct store *s, char err[EVC_ERR_LEN])
 {
 	if (s->in_txn)
@@ -285,6 +375,13 @@ int store_begin(struct store *s, char err[EVC_ERR_LEN])
 	if (step_done(s, s->st[ST_BEGIN], "BEGIN", err) == -1)
 		return -1;
 	s->in_txn = 1;
+	/* Another program committed (a row its trigger linked, a CP
+	 * deleted): the heads are read again. */
+	int dv = store_data_version(s);
+	if (dv != s->heads_dv) {
+		heads_forget(s);
+		s->heads_dv = dv;
+	}
 	return 0;
 }
 
@@ -292,11 +389,13 @@ int store_commit(struct store *s, char err[EVC_ERR_LEN])
 {
 	if (!s->in_txn)
 		return 0;
-	if (step_done(s, s->st[ST_COMMIT], "COMMIT", err) == -1) {
+	if (heads_flush(s, err) == -1 || step_done(s, s->st[ST_COMMIT], "COMMIT", err) == -1) {
 		store_rollback(s);
 		return -1;
 	}
 	s->in_txn = 0;
+	if (hmap_count(&s->heads) > HEADS_MAX)
+		heads_forget(s);
 	return 0;
 }
 
@@ -307,6 +406,7 @@ void store_rollback(struct store *s)
 		return;
 	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 	s->in_txn = 0;
+	heads_forget(s);
 }
 
 static void bind_time(sqlite3_stmt *st, int i, double t)
@@ -332,7 +432,14 @@ int store_apply(struct store *s, const struct core_fx *fx, char err[EVC_ERR_LEN]
 		sqlite3_bind_int(st, 6, cp->fault);
 		bind_time(st, 7, cp->state_since);
 		bind_time(st, 8, fx->ts > 0 ? fx->ts : clock_wall());
-		return step_done(s, st, "store charging point", err);
+		struct head *h = hmap_sget(&s->heads, cp->id);
+		if (h != NULL && h->id > 0)
+			sqlite3_bind_int64(st, 9, (sqlite3_int64)h->id);
+		if (step_done(s, st, "store charging point", err) == -1)
+			return -1;
+		if (h != NULL)
+			h->dirty = 0;
+		return 0;
 	}
 	case CORE_FX_STORE_SESSION: {
 		const struct core_session *ss = &fx->u.session;
@@ -385,13 +492,29 @@ int store_apply(struct store *s, const struct core_fx *fx, char err[EVC_ERR_LEN]
 		st = s->st[ST_REQUEST_PRUNE];
 		sqlite3_bind_double(st, 1, fx->u.prune.before);
 		return step_done(s, st, "forget old requests", err);
-	case CORE_FX_STORE_EVENT:
+	case CORE_FX_STORE_EVENT: {
+		struct head *h = head_get(s, fx->u.event.cp_id, err);
+		if (h == NULL)
+			return -1;
 		st = s->st[ST_EVENT];
 		sqlite3_bind_text(st, 1, fx->u.event.cp_id, -1, SQLITE_STATIC);
 		sqlite3_bind_double(st, 2, fx->ts > 0 ? fx->ts : clock_wall());
 		sqlite3_bind_text(st, 3, fx->u.event.event, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 4, fx->u.event.detail, -1, SQLITE_STATIC);
-		return step_done(s, st, "store event", err);
+		sqlite3_bind_int64(st, 5, (sqlite3_int64)h->id);
+		if (step_done(s, st, "store event", err) == -1)
+			return -1;
+		h->id = (int64_t)sqlite3_last_insert_rowid(s->db);
+		if (!h->dirty) {
+			h->dirty = 1;
+			if (s->ndirty == s->capdirty) {
+				s->capdirty = s->capdirty ? 2 * s->capdirty : 64;
+				s->dirty = xrealloc(s->dirty, s->capdirty * sizeof *s->dirty);
+			}
+			s->dirty[s->ndirty++] = h;
+		}
+		return 0;
+	}
 	default:
 		return 0;
 	}
@@ -409,6 +532,9 @@ int store_mark_all_disconnected(struct store *s, double now, char err[EVC_ERR_LE
 		 " WHERE status <> 'DESCONECTADO';"
 		 "COMMIT;",
 		 now, now, now);
+	/* The new rows are linked by the schema's trigger (prev NULL), which
+	 * moves last_event behind the heads' back. */
+	heads_forget(s);
 	if (exec_sql(s, sql, err) == -1) {
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 		return -1;

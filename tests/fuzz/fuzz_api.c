@@ -64,12 +64,15 @@ static void init(void)
 	CHECK(sqlite3_exec(s,
 			   "CREATE TABLE sessions(id TEXT PRIMARY KEY, cp_id TEXT, driver_id TEXT, kwh REAL,"
 			   " importe REAL, price REAL, outcome TEXT, reason TEXT, started_at REAL, ended_at REAL);"
-			   "CREATE TABLE cp_events(id INTEGER PRIMARY KEY, cp_id TEXT, ts REAL, event TEXT, detail TEXT);"
+			   "CREATE TABLE cp_events(id INTEGER PRIMARY KEY, cp_id TEXT, ts REAL, event TEXT, detail TEXT,"
+			   " prev INTEGER);"
+			   "CREATE TABLE charging_points(id TEXT PRIMARY KEY, last_event INTEGER);"
 			   "CREATE TABLE audit_log(id INTEGER PRIMARY KEY, ts REAL, actor TEXT, source_ip TEXT,"
 			   " action TEXT, cp_id TEXT, detail TEXT);"
 			   "INSERT INTO sessions VALUES('s1','MAD-01','101',1.5,0.5,0.35,'TICKET',NULL,1,2);"
 			   "INSERT INTO sessions VALUES('s2','MAD-01','102',0,0,0.35,NULL,NULL,NULL,NULL);"
-			   "INSERT INTO cp_events(cp_id, ts, event, detail) VALUES('MAD-01', 1, 'STATE', 'x');"
+			   "INSERT INTO cp_events(cp_id, ts, event, detail, prev) VALUES('MAD-01', 1, 'STATE', 'x', 0);"
+			   "INSERT INTO charging_points VALUES('MAD-01', 1);"
 			   "INSERT INTO audit_log(ts, actor, action) VALUES(5, 'operator', 'OPERATOR_STOP');",
 			   NULL, NULL, NULL) == SQLITE_OK);
 	sqlite3_close(s);

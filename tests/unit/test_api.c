@@ -65,7 +65,9 @@ static void make_db(void)
 		     " charging INTEGER NOT NULL DEFAULT 0, requested_at REAL, authorised_at REAL,"
 		     " started_at REAL, ended_at REAL);"
 		     "CREATE TABLE cp_events(id INTEGER PRIMARY KEY, cp_id TEXT NOT NULL, ts REAL NOT NULL,"
-		     " event TEXT NOT NULL, detail TEXT);"
+		     " event TEXT NOT NULL, detail TEXT, prev INTEGER);"
+		     /* a CP's history is the chain from last_event (schema v7) */
+		     "CREATE TABLE charging_points(id TEXT PRIMARY KEY, last_event INTEGER);"
 		     "CREATE TABLE audit_log(id INTEGER PRIMARY KEY, ts REAL, actor TEXT, source_ip TEXT,"
 		     " action TEXT, cp_id TEXT, detail TEXT);"
 		     "BEGIN;");
@@ -82,10 +84,13 @@ static void make_db(void)
 	}
 	for (int i = 0; i < 60; i++) {
 		snprintf(sql, sizeof sql,
-			 "INSERT INTO cp_events(cp_id, ts, event, detail) VALUES('MAD-01', %d, 'STATE', 'e%d')",
-			 1700000000 + i, i);
+			 "INSERT INTO cp_events(id, cp_id, ts, event, detail, prev) VALUES(%d, 'MAD-01', %d, 'STATE', 'e%d', %d);"
+			 "INSERT INTO cp_events(id, cp_id, ts, event, detail, prev) VALUES(%d, 'BCN-02', %d, 'STATE', 'b%d', %d)",
+			 2 * i + 1, 1700000000 + i, i, i ? 2 * i - 1 : 0, 2 * i + 2, 1700000000 + i, i, 2 * i);
 		exec_sql(db, sql);
 	}
+	/* The two CPs' rows alternate: each chain skips the other's. */
+	exec_sql(db, "INSERT INTO charging_points VALUES('MAD-01', 119), ('BCN-02', 120);");
 	for (int i = 0; i < 30; i++) {
 		snprintf(sql, sizeof sql,
 			 "INSERT INTO audit_log(ts, actor, source_ip, action, cp_id, detail)"
@@ -630,6 +635,8 @@ static void test_cp_detail(void **state)
 	expect_keys(e0, EV_KEYS);
 	assert_string_equal(json_string_value(json_object_get(e0, "detail")), "e59");
 	assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 49), "detail")), "e10");
+	for (size_t i = 0; i < 50; i++)
+		assert_int_equal(json_string_value(json_object_get(json_array_get(ev, i), "detail"))[0], 'e');
 	/* Other keys as in the list. */
 	json_object_del(J, "sessions");
 	json_object_del(J, "events");

@@ -160,8 +160,13 @@ static void test_new_file(void **state)
 				  "'deleted_at','reg_rev') order by cid)"),
 			    "secret_hash,registered_at,cp_key,key_issued_at,revoked,deleted_at,reg_rev");
 	assert_string_equal(q(db, "select count(*) from sqlite_master where type='index' and name in "
-				  "('charging_points_reg_rev','audit_log_ts','sessions_open','cp_events_cp')"),
-			    "4");
+				  "('charging_points_reg_rev','audit_log_ts','sessions_open')"),
+			    "3");
+	/* v7: a CP's history is chained, not indexed */
+	assert_string_equal(q(db, "select count(*) from sqlite_master where name = 'cp_events_cp'"), "0");
+	assert_string_equal(q(db, "select count(*) from pragma_table_info('cp_events') where name = 'prev'"), "1");
+	assert_string_equal(q(db, "select count(*) from pragma_table_info('charging_points') where name = 'last_event'"),
+			    "1");
 	/* v6 dropped it: nothing read the audit log by CP through it */
 	assert_string_equal(q(db, "select count(*) from sqlite_master where name = 'audit_log_cp'"), "0");
 	/* Re-opening changes nothing: SQLite's own schema counter stays. */
@@ -360,13 +365,71 @@ static void test_v5_to_v6(void **state)
 	assert_string_equal(q(db, "select count(*) from sqlite_master where name = 'audit_log_cp'"), "1");
 	sqlite3_close(db);
 	db = open_db();
-	assert_int_equal(schema_migrate(db, err), 0);
+	assert_int_equal(schema_migrate_to(db, 6, err), 0);
 	assert_int_equal(schema_version(db), 6);
 	assert_string_equal(q(db, "select count(*) from sqlite_master where name = 'audit_log_cp'"), "0");
 	assert_string_equal(q(db, "select group_concat(action) from audit_log"), "CP_FAULT,CP_RECOVER");
 	assert_string_equal(q(db, "select count(*) from sqlite_master where name = 'audit_log_ts'"), "1");
 	/* still append-only */
 	assert_int_not_equal(sqlite3_exec(db, "DELETE FROM audit_log", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+/* One CP's history through the chain, as EV_Central reads it: "id:event"
+ * newest first. */
+static const char *chain_of(sqlite3 *db, const char *cp, int n)
+{
+	static char sql[1024];
+	snprintf(sql, sizeof sql,
+		 "select group_concat(x, ' ') from (%s select e.id || ':' || e.event as x from chain"
+		 " join cp_events e on e.id = chain.id where e.cp_id = ?1 order by e.ts desc, e.id desc limit ?2)",
+		 EVENTS_CHAIN_SQL);
+	sqlite3_stmt *st = NULL;
+	static char out[1024];
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, cp, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, n);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	const unsigned char *t = sqlite3_column_text(st, 0);
+	snprintf(out, sizeof out, "%s", t ? (const char *)t : "");
+	sqlite3_finalize(st);
+	return out;
+}
+
+/* v7 from a v6 file: every row learns its CP's previous one, every CP its
+ * newest, the index goes; a row another program inserts is linked by the
+ * trigger, and a row of a CP with no charging_points row starts at 0. */
+static void test_v6_to_v7(void **state)
+{
+	(void)state;
+	char err[EVC_ERR_LEN];
+	load_fixture("schema-r1.sql");
+	sqlite3 *db = open_db();
+	assert_int_equal(schema_migrate_to(db, 6, err), 0);
+	exec_ok(db, "INSERT INTO cp_events(cp_id, ts, event, detail) VALUES('NOPE-9', 5, 'FAULT', 'x');");
+	sqlite3_close(db);
+	db = open_db();
+	assert_int_equal(schema_migrate(db, err), 0);
+	assert_int_equal(schema_version(db), 7);
+	assert_string_equal(q(db, "select count(*) from sqlite_master where name = 'cp_events_cp'"), "0");
+	assert_string_equal(q(db, "select group_concat(id || ':' || prev, ' ') from cp_events"), "1:0 2:1 3:0 4:2 5:0");
+	assert_string_equal(q(db, "select group_concat(id || ':' || ifnull(last_event, '-'), ' ') from"
+				  " (select id, last_event from charging_points order by id)"),
+			    "BCN-01:3 MAD-01:4 VLC-01:-");
+	assert_string_equal(chain_of(db, "MAD-01", 50), "4:SUMINISTRANDO 2:ACTIVADO 1:REGISTER");
+	assert_string_equal(chain_of(db, "MAD-01", 2), "4:SUMINISTRANDO 2:ACTIVADO");
+	assert_string_equal(chain_of(db, "BCN-01", 50), "3:PARADO");
+	assert_string_equal(chain_of(db, "VLC-01", 50), "");
+	/* another program's rows (prev NULL): the trigger links them */
+	exec_ok(db, "INSERT INTO cp_events(cp_id, ts, event, detail) VALUES('MAD-01', 1764000040, 'FAULT', 'y');"
+		    "INSERT INTO cp_events(cp_id, ts, event, detail) VALUES('VLC-01', 1764000050, 'STATE', 'z');"
+		    "INSERT INTO cp_events(cp_id, ts, event, detail) VALUES('MAD-01', 1764000060, 'RECOVER', 'w');");
+	assert_string_equal(chain_of(db, "MAD-01", 3), "8:RECOVER 6:FAULT 4:SUMINISTRANDO");
+	assert_string_equal(chain_of(db, "VLC-01", 50), "7:STATE");
+	assert_string_equal(chain_of(db, "BCN-01", 50), "3:PARADO");
+	/* a head pointing at another CP's row ends the chain there */
+	exec_ok(db, "UPDATE charging_points SET last_event = 3 WHERE id = 'VLC-01';");
+	assert_string_equal(chain_of(db, "VLC-01", 50), "");
 	sqlite3_close(db);
 }
 
@@ -594,6 +657,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v4_to_v5, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v5_to_v6, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v6_to_v7, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_tables_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_at_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audit_append_only, setup, teardown),

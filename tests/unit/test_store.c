@@ -292,6 +292,93 @@ static void test_restart_bookkeeping(void **state)
 	store_close(s);
 }
 
+static void apply_event(struct store *s, const char *cp, const char *event)
+{
+	char err[EVC_ERR_LEN];
+	struct core_fx fx;
+	memset(&fx, 0, sizeof fx);
+	fx.kind = CORE_FX_STORE_EVENT;
+	fx.ts = 10;
+	snprintf(fx.u.event.cp_id, sizeof fx.u.event.cp_id, "%s", cp);
+	snprintf(fx.u.event.event, sizeof fx.u.event.event, "%s", event);
+	snprintf(fx.u.event.detail, sizeof fx.u.event.detail, "d");
+	assert_int_equal(store_apply(s, &fx, err), 0);
+}
+
+static void apply_cp(struct store *s, const char *cp)
+{
+	char err[EVC_ERR_LEN];
+	struct core_fx fx;
+	memset(&fx, 0, sizeof fx);
+	fx.kind = CORE_FX_STORE_CP;
+	fx.ts = 10;
+	snprintf(fx.u.cp.id, sizeof fx.u.cp.id, "%s", cp);
+	snprintf(fx.u.cp.location, sizeof fx.u.cp.location, "Here");
+	fx.u.cp.price = 0.3;
+	fx.u.cp.state = CP_ACTIVADO;
+	assert_int_equal(store_apply(s, &fx, err), 0);
+}
+
+/* cp_events as a chain (evcharging(7) DATABASE): each row's prev is its
+ * CP's previous row, charging_points.last_event the newest, whether the
+ * row came before its CP's upsert (carried by it), after it (written at
+ * commit), before the CP had a row at all, or from another program (the
+ * trigger; Central reads the heads again after its commit). A rolled-back
+ * transaction leaves no head behind. */
+static void test_event_chain(void **state)
+{
+	(void)state;
+	char err[EVC_ERR_LEN];
+	struct store *s = store_open(dbpath, err);
+	assert_non_null(s);
+	assert_int_equal(store_begin(s, err), 0);
+	apply_event(s, "A", "REGISTER"); /* 1: A has no row yet */
+	apply_cp(s, "A");
+	apply_event(s, "B", "REGISTER"); /* 2 */
+	apply_cp(s, "B");
+	apply_event(s, "A", "STATE"); /* 3: after A's upsert */
+	assert_int_equal(store_commit(s, err), 0);
+	assert_string_equal(q("select group_concat(id || ':' || cp_id || ':' || prev, ' ') from cp_events"),
+			    "1:A:0 2:B:0 3:A:1");
+	assert_string_equal(q("select group_concat(id || ':' || last_event, ' ') from charging_points"), "A:3 B:2");
+
+	assert_int_equal(store_begin(s, err), 0);
+	apply_event(s, "A", "FAULT"); /* 4 */
+	apply_event(s, "A", "STATE"); /* 5 */
+	apply_cp(s, "A");
+	apply_event(s, "B", "COMMAND"); /* 6: no upsert of B follows */
+	assert_int_equal(store_commit(s, err), 0);
+	assert_string_equal(q("select group_concat(id || ':' || prev, ' ') from cp_events where id > 3"),
+			    "4:3 5:4 6:2");
+	assert_string_equal(q("select group_concat(id || ':' || last_event, ' ') from charging_points"), "A:5 B:6");
+
+	/* undone: the ids are handed out again, the heads must not point at them */
+	assert_int_equal(store_begin(s, err), 0);
+	apply_event(s, "A", "LOST");
+	apply_event(s, "B", "LOST");
+	store_rollback(s);
+	assert_string_equal(q("select count(*) from cp_events"), "6");
+
+	/* another program's row, linked by the schema's trigger */
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	assert_int_equal(sqlite3_exec(db, "INSERT INTO cp_events(cp_id, ts, event) VALUES('B', 11, 'NOTE')", NULL,
+				      NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	assert_string_equal(q("select id || ':' || prev from cp_events where event = 'NOTE'"), "7:6");
+
+	assert_int_equal(store_begin(s, err), 0);
+	apply_event(s, "B", "STATE"); /* 8 */
+	apply_event(s, "A", "RECOVER"); /* 9 */
+	apply_cp(s, "A");
+	assert_int_equal(store_commit(s, err), 0);
+	assert_string_equal(q("select group_concat(id || ':' || prev, ' ') from cp_events where id > 7"), "8:7 9:5");
+	assert_string_equal(q("select group_concat(id || ':' || last_event, ' ') from charging_points"), "A:9 B:8");
+	store_close(s);
+}
+
 /* The checkpoint thread copies the WAL into the database file once it
  * passes the mark (1,000 pages), long before the writer's own fallback at
  * ten times that: the file grows while the writer keeps writing. */
@@ -341,6 +428,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_import, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_session_ends_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_bookkeeping, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_event_chain, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
