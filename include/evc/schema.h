@@ -33,12 +33,14 @@
 /* The start of a query of one CP's last cp_events rows (v7): "chain" is
  * the ids of the CP's newest ?2 rows, following prev from
  * charging_points.last_event (?1 the CP's id), and stops at a row of
- * another CP. Add " SELECT ... FROM chain JOIN cp_events ...". */
+ * another CP and at a prev that does not go back (a row id reused after
+ * a delete could otherwise make a loop: ids only grow along a chain).
+ * Add " SELECT ... FROM chain JOIN cp_events ...". */
 #define EVENTS_CHAIN_SQL                                                                            \
 	"WITH RECURSIVE chain(id, n) AS ("                                                           \
 	" SELECT last_event, 1 FROM charging_points WHERE id = ?1 AND last_event > 0"                \
 	" UNION ALL SELECT e.prev, chain.n + 1 FROM chain JOIN cp_events e"                         \
-	" ON e.id = chain.id AND e.cp_id = ?1 WHERE e.prev > 0 AND chain.n < ?2)"
+	" ON e.id = chain.id AND e.cp_id = ?1 WHERE e.prev > 0 AND e.prev < e.id AND chain.n < ?2)"
 
 /* Bring db to SCHEMA_VERSION (no transaction may be open on db). A
  * database newer than this program knows is refused ("FILE: made by a

@@ -964,8 +964,7 @@ int store_import(struct store *s, const char *path, int *ndrivers, int *ncps, ch
 		*ncps = nc;
 	return 0;
 fail:
-	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-	s->in_txn = 0;
+	store_rollback(s);
 fail_nodb:
 	free(line);
 	fclose(f);

@@ -430,6 +430,13 @@ static void test_v6_to_v7(void **state)
 	/* a head pointing at another CP's row ends the chain there */
 	exec_ok(db, "UPDATE charging_points SET last_event = 3 WHERE id = 'VLC-01';");
 	assert_string_equal(chain_of(db, "VLC-01", 50), "");
+	/* rows deleted, their ids handed out again: the newest row (8) goes,
+	 * the head still names 8, and the next row gets id 8 with prev 8; the
+	 * chain shows it once and stops, where it would have shown it 50 times */
+	exec_ok(db, "DELETE FROM cp_events WHERE id = 8;"
+		    "INSERT INTO cp_events(cp_id, ts, event, detail) VALUES('MAD-01', 1764000070, 'STATE', 'v');");
+	assert_string_equal(q(db, "select prev from cp_events where id = 8"), "8");
+	assert_string_equal(chain_of(db, "MAD-01", 50), "8:STATE");
 	sqlite3_close(db);
 }
 
